@@ -1,0 +1,253 @@
+package moe4j.gguf;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.NoSuchElementException;
+import java.util.Optional;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * A GGUF model opened read-only: parsed metadata and tensor infos, with every tensor's bytes left in the
+ * memory-mapped file. Opening parses only the header, so it is fast and heap-light however large the file.
+ *
+ * <p>A split model ({@code <prefix>-00001-of-0000N.gguf}, or any file whose {@code split.count} is above 1) is
+ * opened as one model: metadata of the first part (split keys kept), tensors of all parts in part order.
+ *
+ * <p>Tensor segments (and numeric metadata arrays) are valid until {@link #close()}; they may be read from any
+ * thread.
+ */
+public final class GgufFile implements AutoCloseable {
+
+    static final Pattern SPLIT_NAME = Pattern.compile("(.*)-(\\d{5})-of-(\\d{5})\\.gguf");
+    static final String SPLIT_NO = "split.no";
+    static final String SPLIT_COUNT = "split.count";
+    static final String SPLIT_TENSORS_COUNT = "split.tensors.count";
+    /** split.no and split.count are UINT16. */
+    static final int MAX_PARTS = 65_535;
+
+    private final Arena arena;
+    private final List<GgufParser.Part> parts;
+    private final List<GgufTensor> tensors;
+    private final Map<String, GgufTensor> byName;
+    private boolean closed;
+
+    private GgufFile(Arena arena, List<GgufParser.Part> parts, List<GgufTensor> tensors, Map<String, GgufTensor> byName) {
+        this.arena = arena;
+        this.parts = List.copyOf(parts);
+        this.tensors = List.copyOf(tensors);
+        this.byName = Collections.unmodifiableMap(byName);
+    }
+
+    /**
+     * Maps and parses {@code path} (and, for a split model, its sibling parts).
+     *
+     * @throws GgufFormatException when any part is malformed or the parts do not form one model
+     */
+    public static GgufFile open(Path path) throws IOException {
+        return open(path, true);
+    }
+
+    /**
+     * Maps and parses exactly {@code path}, treating even a split part as a model of its own (its split keys are
+     * left as metadata): for inspecting one shard.
+     */
+    public static GgufFile openSinglePart(Path path) throws IOException {
+        return open(path, false);
+    }
+
+    private static GgufFile open(Path path, boolean assembleSplit) throws IOException {
+        Arena arena = Arena.ofShared();
+        try {
+            GgufParser.Part first = mapAndParse(path, arena);
+            List<GgufParser.Part> parts = new ArrayList<>(List.of(first));
+            int count = assembleSplit ? splitCount(first) : 1;
+            for (int k = 1; k < count; k++) {
+                Path partPath = partPath(first.path(), k, count);
+                if (!Files.exists(partPath)) {
+                    throw new GgufFormatException(first.path(), keyOffset(first, SPLIT_COUNT),
+                            "split part " + (k + 1) + " of " + count + " (" + partPath.getFileName() + ") does not exist");
+                }
+                GgufParser.Part part = mapAndParse(partPath, arena);
+                checkSplitKeys(part, k, count);
+                parts.add(part);
+            }
+
+            List<GgufTensor> tensors = new ArrayList<>();
+            Map<String, GgufTensor> byName = new HashMap<>();
+            for (GgufParser.Part part : parts) {
+                for (int i = 0; i < part.tensors().size(); i++) {
+                    GgufTensor t = part.tensors().get(i);
+                    GgufTensor earlier = byName.putIfAbsent(t.name(), t);
+                    if (earlier != null) {
+                        throw new GgufFormatException(part.path(), part.tensorInfoOffsets()[i], "tensor '" + t.name()
+                                + "' also appears in " + earlier.file().getFileName());
+                    }
+                    tensors.add(t);
+                }
+            }
+            if (count > 1) {
+                long declared = splitInteger(first, SPLIT_TENSORS_COUNT, Integer.MAX_VALUE);
+                if (declared != tensors.size()) {
+                    throw new GgufFormatException(first.path(), keyOffset(first, SPLIT_TENSORS_COUNT),
+                            SPLIT_TENSORS_COUNT + " is " + declared + " but the " + count + " parts hold "
+                                    + tensors.size() + " tensors");
+                }
+            }
+            return new GgufFile(arena, parts, tensors, byName);
+        } catch (IOException | RuntimeException | Error e) {
+            arena.close();
+            throw e;
+        }
+    }
+
+    public GgufMetadata metadata() { return parts.getFirst().metadata(); }
+
+    /** All tensors in file order (all parts, in part order). */
+    public List<GgufTensor> tensors() { return tensors; }
+
+    /** @throws NoSuchElementException naming the tensor and the file when absent */
+    public GgufTensor tensor(String name) {
+        GgufTensor t = byName.get(name);
+        if (t == null) {
+            throw new NoSuchElementException("no tensor '" + name + "' in " + parts.getFirst().path().getFileName()
+                    + (parts.size() > 1 ? " (all " + parts.size() + " parts)" : ""));
+        }
+        return t;
+    }
+
+    public Optional<GgufTensor> findTensor(String name) { return Optional.ofNullable(byName.get(name)); }
+
+    /** The files of the model: one, or every split part in order. */
+    public List<Path> paths() { return parts.stream().map(GgufParser.Part::path).toList(); }
+
+    /** Total size in bytes of all parts. */
+    public long fileBytes() { return parts.stream().mapToLong(GgufParser.Part::size).sum(); }
+
+    /** GGUF version of the (first) file: 2 or 3. */
+    public int version() { return parts.getFirst().version(); }
+
+    /** Data alignment of the (first) file: {@code general.alignment} or 32. */
+    public long alignment() { return parts.getFirst().alignment(); }
+
+    /** Absolute offset in the (first) file where the aligned tensor-data section starts. */
+    public long dataStart() { return parts.getFirst().dataStart(); }
+
+    /** Unmaps every part; tensor segments and metadata array views become unusable. Idempotent. */
+    @Override
+    public synchronized void close() {
+        if (!closed) {
+            closed = true;
+            arena.close();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "GgufFile[" + parts.getFirst().path().getFileName() + (parts.size() > 1 ? " + " + (parts.size() - 1)
+                + " parts" : "") + ", v" + version() + ", " + tensors.size() + " tensors]";
+    }
+
+    private static GgufParser.Part mapAndParse(Path path, Arena arena) throws IOException {
+        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+            long size = ch.size();
+            if (size == 0) {
+                throw new GgufFormatException(path, 0, "empty file: not a GGUF file");
+            }
+            MemorySegment mapped = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
+            return GgufParser.parse(path, mapped);
+        }
+    }
+
+    /** 1 for a single file; otherwise the part count, after checking that {@code first} is part 1 of it. */
+    private static int splitCount(GgufParser.Part first) throws GgufFormatException {
+        Matcher m = SPLIT_NAME.matcher(String.valueOf(first.path().getFileName()));
+        int named = m.matches() ? Integer.parseInt(m.group(3)) : 1;
+        boolean hasKey = first.metadata().contains(SPLIT_COUNT);
+        long declared = hasKey ? splitInteger(first, SPLIT_COUNT, MAX_PARTS) : 1;
+        if (declared <= 1 && named <= 1) {
+            return 1;
+        }
+        if (!hasKey) {
+            throw new GgufFormatException(first.path(), 16, "the file name says part " + m.group(2) + " of " + named
+                    + " but the file has no " + SPLIT_COUNT + " key");
+        }
+        if (!m.matches()) {
+            throw new GgufFormatException(first.path(), keyOffset(first, SPLIT_COUNT), SPLIT_COUNT + " is " + declared
+                    + " but the file name does not end in -00001-of-" + String.format("%05d", declared)
+                    + ".gguf, so the other parts cannot be found");
+        }
+        if (declared != named) {
+            throw new GgufFormatException(first.path(), keyOffset(first, SPLIT_COUNT), SPLIT_COUNT + " is " + declared
+                    + " but the file name says " + named + " parts");
+        }
+        long no = splitInteger(first, SPLIT_NO, MAX_PARTS);
+        if (no != 0) {
+            throw new GgufFormatException(first.path(), keyOffset(first, SPLIT_NO), "this is split part " + (no + 1)
+                    + " of " + declared + "; open the first part " + partPath(first.path(), 0, (int) declared).getFileName()
+                    + " instead");
+        }
+        if (Integer.parseInt(m.group(2)) != 1) {
+            throw new GgufFormatException(first.path(), keyOffset(first, SPLIT_NO), SPLIT_NO
+                    + " is 0 but the file name says part " + m.group(2));
+        }
+        return (int) declared;
+    }
+
+    private static void checkSplitKeys(GgufParser.Part part, int k, int count) throws GgufFormatException {
+        long no = splitInteger(part, SPLIT_NO, MAX_PARTS);
+        if (no != k) {
+            throw new GgufFormatException(part.path(), keyOffset(part, SPLIT_NO), SPLIT_NO + " is " + no
+                    + " but this file is part " + (k + 1) + " (expected " + SPLIT_NO + " " + k + ")");
+        }
+        long c = splitInteger(part, SPLIT_COUNT, MAX_PARTS);
+        if (c != count) {
+            throw new GgufFormatException(part.path(), keyOffset(part, SPLIT_COUNT), SPLIT_COUNT + " is " + c
+                    + " but the first part says " + count);
+        }
+    }
+
+    /** A split key as a format error (not a metadata error): without it the parts cannot be assembled. */
+    private static long splitInteger(GgufParser.Part part, String key, long max) throws GgufFormatException {
+        GgufMetadata md = part.metadata();
+        if (!md.contains(key)) {
+            throw new GgufFormatException(part.path(), 16, "split part lacks the " + key + " key");
+        }
+        if (!md.type(key).isInteger()) {
+            throw new GgufFormatException(part.path(), keyOffset(part, key), key + " must be an integer, found "
+                    + md.type(key));
+        }
+        long v = ((Number) md.get(key)).longValue();
+        if (v < 0 || v > max) {
+            throw new GgufFormatException(part.path(), keyOffset(part, key), key + " value " + v + " is out of range");
+        }
+        return v;
+    }
+
+    private static long keyOffset(GgufParser.Part part, String key) {
+        return part.keyOffsets().getOrDefault(key, 0L);
+    }
+
+    /** Path of 0-based part {@code k} of {@code count}, next to {@code anyPart}. */
+    static Path partPath(Path anyPart, int k, int count) {
+        Matcher m = SPLIT_NAME.matcher(String.valueOf(anyPart.getFileName()));
+        if (!m.matches()) {
+            throw new IllegalArgumentException(anyPart + " is not named like a split part");
+        }
+        return anyPart.resolveSibling(splitName(m.group(1), k, count));
+    }
+
+    static String splitName(String prefix, int k, int count) {
+        return String.format("%s-%05d-of-%05d.gguf", prefix, k + 1, count);
+    }
+}
