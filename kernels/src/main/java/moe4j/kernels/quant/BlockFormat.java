@@ -1,0 +1,116 @@
+package moe4j.kernels.quant;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Objects;
+import java.util.random.RandomGenerator;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * Common argument checking for all formats, so each type only implements its whole-block loops.
+ * Subclasses list the byte offsets of their fp16 scale fields so random blocks get sane scales.
+ */
+abstract class BlockFormat implements QuantFormat {
+
+    private final GgmlType type;
+    private final int blockSize;
+    private final int blockBytes;
+    private final int[] fp16ScaleOffsets;
+
+    BlockFormat(GgmlType type, int... fp16ScaleOffsets) {
+        this.type = type;
+        this.blockSize = type.blockSize();
+        this.blockBytes = type.blockBytes();
+        this.fp16ScaleOffsets = fp16ScaleOffsets;
+    }
+
+    @Override
+    public final GgmlType type() { return type; }
+
+    @Override
+    public final int blockSize() { return blockSize; }
+
+    @Override
+    public final int blockBytes() { return blockBytes; }
+
+    @Override
+    public final void dequantize(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int count) {
+        int blocks = wholeBlocks(count);
+        Objects.checkFromIndexSize(dstOffset, count, dst.length);
+        checkBytes(src, srcOffset, blocks, "source");
+        dequantizeBlocks(src, srcOffset, dst, dstOffset, blocks);
+    }
+
+    @Override
+    public final void quantize(float[] src, int srcOffset, int count, MemorySegment dst, long dstOffset) {
+        if (!canQuantize()) {
+            throw new UnsupportedOperationException("quantizing to tensor type " + type.ggmlName() + " is not supported");
+        }
+        int blocks = wholeBlocks(count);
+        Objects.checkFromIndexSize(srcOffset, count, src.length);
+        checkBytes(dst, dstOffset, blocks, "destination");
+        quantizeBlocks(src, srcOffset, dst, dstOffset, blocks);
+    }
+
+    @Override
+    public final void randomBlocks(RandomGenerator rnd, MemorySegment dst, long dstOffset, long blocks) {
+        if (blocks < 0) {
+            throw new IllegalArgumentException("negative block count " + blocks);
+        }
+        checkBytes(dst, dstOffset, blocks, "destination");
+        for (long b = 0; b < blocks; b++) {
+            fillRandomBlock(rnd, dst, dstOffset + b * blockBytes);
+        }
+    }
+
+    /** Random quant bits with every fp16 scale field replaced by {@link #randomScale}. */
+    void fillRandomBlock(RandomGenerator rnd, MemorySegment dst, long block) {
+        for (int i = 0; i < blockBytes; i++) {
+            dst.set(Layouts.BYTE, block + i, (byte) rnd.nextInt());
+        }
+        for (int offset : fp16ScaleOffsets) {
+            dst.set(Layouts.SHORT_LE, block + offset, Halfs.floatToFp16(randomScale(rnd)));
+        }
+    }
+
+    /**
+     * A positive scale between 2^-12 and 2^-7: small enough that even the widest quant ranges give
+     * weights of order one, large enough to stay a normal fp16 number.
+     */
+    static float randomScale(RandomGenerator rnd) {
+        return (float) Math.scalb(1.0 + rnd.nextDouble(), -12 + rnd.nextInt(5));
+    }
+
+    /** Decodes {@code blocks} blocks; arguments are already validated. */
+    abstract void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks);
+
+    /** Encodes {@code blocks} blocks; only called when {@link #canQuantize()} holds and arguments are validated. */
+    void quantizeBlocks(float[] src, int srcOffset, MemorySegment dst, long dstOffset, int blocks) {
+        throw new AssertionError("canQuantize() is true but quantizeBlocks is missing for " + type);
+    }
+
+    private int wholeBlocks(int count) {
+        if (count < 0 || count % blockSize != 0) {
+            throw new IllegalArgumentException(count + " elements is not a whole number of " + type.ggmlName()
+                    + " blocks of " + blockSize);
+        }
+        return count / blockSize;
+    }
+
+    private void checkBytes(MemorySegment segment, long offset, long blocks, String what) {
+        long bytes = blocks * blockBytes;
+        if (offset < 0 || offset > segment.byteSize() - bytes) {
+            throw new IndexOutOfBoundsException(what + " range [" + offset + ", " + offset + " + " + bytes
+                    + ") for " + blocks + " " + type.ggmlName() + " blocks is outside the segment of "
+                    + segment.byteSize() + " bytes");
+        }
+    }
+
+    static int u8(MemorySegment segment, long offset) {
+        return segment.get(Layouts.BYTE, offset) & 0xFF;
+    }
+
+    static int i8(MemorySegment segment, long offset) {
+        return segment.get(Layouts.BYTE, offset);
+    }
+}

@@ -1,0 +1,45 @@
+package moe4j.kernels.quant;
+
+import java.lang.foreign.MemorySegment;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * 256-element super-block of 4-bit indices into the IQ4_NL table; eight 32-element sub-blocks with
+ * 6-bit signed scales (offset 32) times one fp16 super-scale.
+ */
+public final class IQ4_XS extends BlockFormat {
+
+    static final IQ4_XS INSTANCE = new IQ4_XS();
+
+    private static final int QK = 256;
+    private static final int BYTES = 136;
+    private static final int D = 0;
+    private static final int SCALES_H = 2;
+    private static final int SCALES_L = 4;
+    private static final int QS = 8;
+
+    private IQ4_XS() { super(GgmlType.IQ4_XS, D); }
+
+    @Override
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+        byte[] levels = IQ4_NL.LEVELS;
+        for (int b = 0; b < blocks; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            int out = dstOffset + b * QK;
+            float d = Halfs.readFp16(src, block + D);
+            int scalesH = src.get(Layouts.SHORT_LE, block + SCALES_H) & 0xFFFF;
+            for (int ib = 0; ib < QK / 32; ib++) {
+                int ls = ((u8(src, block + SCALES_L + ib / 2) >>> (4 * (ib % 2))) & 0xF)
+                        | (((scalesH >>> (2 * ib)) & 3) << 4);
+                float dl = d * (ls - 32);
+                long qs = block + QS + 16L * ib;
+                for (int j = 0; j < 16; j++) {
+                    int q = u8(src, qs + j);
+                    dst[out + 32 * ib + j] = dl * levels[q & 0xF];
+                    dst[out + 32 * ib + 16 + j] = dl * levels[q >>> 4];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+package moe4j.kernels.quant;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * 256-element super-block of 3-bit signed quants (2 low bits plus a high-bit mask); sixteen 6-bit
+ * signed group scales times one fp16 super-scale.
+ */
+public final class Q3_K extends BlockFormat {
+
+    static final Q3_K INSTANCE = new Q3_K();
+
+    private static final int QK = 256;
+    private static final int BYTES = 110;
+    private static final int HMASK = 0;
+    private static final int QS = 32;
+    private static final int SCALES = 96;
+    private static final int D = 108;
+
+    private Q3_K() { super(GgmlType.Q3_K, D); }
+
+    @Override
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+        for (int b = 0; b < blocks; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            int out = dstOffset + b * QK;
+            float d = Halfs.readFp16(src, block + D);
+            for (int g = 0; g < QK / 16; g++) {
+                float dl = d * KQuantScales.q3Scale(src, block + SCALES, g);
+                int half = g >>> 3;
+                int k = (g >>> 1) & 3;
+                int shift = 2 * k;
+                int hbit = 4 * half + k;
+                int l0 = 16 * (g & 1);
+                long qs = block + QS + 32L * half;
+                for (int l = l0; l < l0 + 16; l++) {
+                    int q2 = (u8(src, qs + l) >>> shift) & 3;
+                    int high = (u8(src, block + HMASK + l) >>> hbit) & 1;
+                    dst[out + 16 * g + l - l0] = dl * (q2 - (high != 0 ? 0 : 4));
+                }
+            }
+        }
+    }
+
+    @Override
+    public boolean canQuantize() { return true; }
+
+    /** ggml's quantize_row_q3_K_ref. */
+    @Override
+    void quantizeBlocks(float[] src, int srcOffset, MemorySegment dst, long dstOffset, int blocks) {
+        int[] levels = new int[QK];
+        float[] scales = new float[QK / 16];
+        int[] codes = new int[QK / 16];
+        for (int b = 0; b < blocks; b++) {
+            int x = srcOffset + b * QK;
+            long block = dstOffset + (long) b * BYTES;
+            float maxScale = 0;
+            float amax = 0;
+            for (int j = 0; j < QK / 16; ++j) {
+                scales[j] = QuantMath.makeQ3QuantsRmse(16, 4, src, x + 16 * j, levels, 16 * j);
+                float scale = Math.abs(scales[j]);
+                if (scale > amax) {
+                    amax = scale;
+                    maxScale = scales[j];
+                }
+            }
+            float d;
+            if (maxScale != 0) {
+                float iscale = -32.f / maxScale;
+                for (int j = 0; j < QK / 16; ++j) {
+                    int l = (byte) QuantMath.nearestInt(iscale * scales[j]);
+                    codes[j] = Math.max(-32, Math.min(31, l)) + 32;
+                }
+                d = Halfs.writeFp16(dst, block + D, 1 / iscale);
+            } else {
+                Arrays.fill(codes, 0);
+                d = Halfs.writeFp16(dst, block + D, 0.f);
+            }
+            KQuantScales.packQ3(codes, dst, block + SCALES);
+
+            for (int j = 0; j < QK / 16; ++j) {
+                float dj = d * (codes[j] - 32);
+                if (dj == 0) {
+                    continue;
+                }
+                for (int i = 0; i < 16; ++i) {
+                    int l = QuantMath.nearestInt(src[x + 16 * j + i] / dj);
+                    levels[16 * j + i] = Math.max(-4, Math.min(3, l)) + 4;
+                }
+            }
+
+            // high bit of element e goes to hmask byte e%32, bit e/32
+            for (int m = 0; m < 32; m++) {
+                int mask = 0;
+                for (int bit = 0; bit < 8; bit++) {
+                    int e = 32 * bit + m;
+                    if (levels[e] > 3) {
+                        mask |= 1 << bit;
+                        levels[e] -= 4;
+                    }
+                }
+                dst.set(Layouts.BYTE, block + HMASK + m, (byte) mask);
+            }
+            for (int half = 0; half < 2; half++) {
+                int e = 128 * half;
+                for (int l = 0; l < 32; ++l) {
+                    int packed = levels[e + l] | (levels[e + l + 32] << 2) | (levels[e + l + 64] << 4)
+                            | (levels[e + l + 96] << 6);
+                    dst.set(Layouts.BYTE, block + QS + 32L * half + l, (byte) packed);
+                }
+            }
+        }
+    }
+}

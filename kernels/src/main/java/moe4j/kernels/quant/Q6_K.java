@@ -1,0 +1,103 @@
+package moe4j.kernels.quant;
+
+import java.lang.foreign.MemorySegment;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * 256-element super-block of signed 6-bit quants (4 low bits plus 2 high bits), sixteen int8 group
+ * scales and one fp16 super-scale: {@code y = (d*sc)*q}.
+ */
+public final class Q6_K extends BlockFormat {
+
+    static final Q6_K INSTANCE = new Q6_K();
+
+    private static final int QK = 256;
+    private static final int BYTES = 210;
+    private static final int QL = 0;
+    private static final int QH = 128;
+    private static final int SCALES = 192;
+    private static final int D = 208;
+
+    private Q6_K() { super(GgmlType.Q6_K, D); }
+
+    @Override
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+        for (int b = 0; b < blocks; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            int out = dstOffset + b * QK;
+            float d = Halfs.readFp16(src, block + D);
+            for (int g = 0; g < QK / 16; g++) {
+                float dl = d * i8(src, block + SCALES + g);
+                // group g: half h = g/8, quarter k = (g/2)%4, bytes l0..l0+15 within the quarter
+                int half = g >>> 3;
+                int k = (g >>> 1) & 3;
+                int l0 = 16 * (g & 1);
+                long ql = block + QL + 64L * half + 32L * (k & 1);
+                int lowShift = 4 * (k >>> 1);
+                long qh = block + QH + 32L * half;
+                int highShift = 2 * k;
+                for (int l = l0; l < l0 + 16; l++) {
+                    int q = (((u8(src, ql + l) >>> lowShift) & 0xF) | (((u8(src, qh + l) >>> highShift) & 3) << 4)) - 32;
+                    dst[out + 16 * g + l - l0] = dl * q;
+                }
+            }
+        }
+    }
+
+    @Override
+    public boolean canQuantize() { return true; }
+
+    /** ggml's quantize_row_q6_K_ref. */
+    @Override
+    void quantizeBlocks(float[] src, int srcOffset, MemorySegment dst, long dstOffset, int blocks) {
+        int[] levels = new int[QK];
+        float[] scales = new float[QK / 16];
+        for (int b = 0; b < blocks; b++) {
+            int x = srcOffset + b * QK;
+            long block = dstOffset + (long) b * BYTES;
+            float maxScale = 0;
+            float maxAbsScale = 0;
+            for (int g = 0; g < QK / 16; ++g) {
+                float scale = QuantMath.makeQxQuantsRmse1(16, 32, src, x + 16 * g, levels, 16 * g);
+                scales[g] = scale;
+                float absScale = Math.abs(scale);
+                if (absScale > maxAbsScale) {
+                    maxAbsScale = absScale;
+                    maxScale = scale;
+                }
+            }
+            if (maxAbsScale < QuantMath.GROUP_MAX_EPS) {
+                dst.asSlice(block, BYTES).fill((byte) 0);
+                continue;
+            }
+            float iscale = -128.f / maxScale;
+            float d = Halfs.writeFp16(dst, block + D, 1 / iscale);
+            for (int g = 0; g < QK / 16; ++g) {
+                byte sc = (byte) Math.min(127, QuantMath.nearestInt(iscale * scales[g]));
+                dst.set(Layouts.BYTE, block + SCALES + g, sc);
+                float dg = d * sc;
+                if (dg == 0) {
+                    continue;
+                }
+                for (int i = 0; i < 16; ++i) {
+                    int l = QuantMath.nearestInt(src[x + 16 * g + i] / dg);
+                    levels[16 * g + i] = Math.max(-32, Math.min(31, l)) + 32;
+                }
+            }
+            for (int half = 0; half < 2; half++) {
+                int e = 128 * half;
+                for (int l = 0; l < 32; ++l) {
+                    int q1 = levels[e + l];
+                    int q2 = levels[e + l + 32];
+                    int q3 = levels[e + l + 64];
+                    int q4 = levels[e + l + 96];
+                    dst.set(Layouts.BYTE, block + QL + 64L * half + l, (byte) ((q1 & 0xF) | ((q3 & 0xF) << 4)));
+                    dst.set(Layouts.BYTE, block + QL + 64L * half + 32 + l, (byte) ((q2 & 0xF) | ((q4 & 0xF) << 4)));
+                    int high = (q1 >>> 4) | ((q2 >>> 4) << 2) | ((q3 >>> 4) << 4) | ((q4 >>> 4) << 6);
+                    dst.set(Layouts.BYTE, block + QH + 32L * half + l, (byte) high);
+                }
+            }
+        }
+    }
+}

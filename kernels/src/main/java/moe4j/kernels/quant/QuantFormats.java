@@ -1,0 +1,85 @@
+package moe4j.kernels.quant;
+
+import java.util.Collections;
+import java.util.EnumMap;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
+
+import moe4j.gguf.GgmlType;
+import moe4j.gguf.GgufTensor;
+
+/** The registry of tensor types moe4j can compute with. */
+public final class QuantFormats {
+
+    private QuantFormats() {}
+
+    private static final Map<GgmlType, QuantFormat> FORMATS = new EnumMap<>(GgmlType.class);
+
+    static {
+        for (QuantFormat f : new QuantFormat[] {
+                F32.INSTANCE, F16.INSTANCE, BF16.INSTANCE,
+                Q4_0.INSTANCE, Q4_1.INSTANCE, Q5_0.INSTANCE, Q5_1.INSTANCE, Q8_0.INSTANCE,
+                Q2_K.INSTANCE, Q3_K.INSTANCE, Q4_K.INSTANCE, Q5_K.INSTANCE, Q6_K.INSTANCE,
+                IQ4_NL.INSTANCE, IQ4_XS.INSTANCE}) {
+            FORMATS.put(f.type(), f);
+        }
+    }
+
+    private static final Set<GgmlType> SUPPORTED = Collections.unmodifiableSet(FORMATS.keySet());
+
+    private static final String SUPPORTED_NAMES = FORMATS.keySet().stream()
+            .map(GgmlType::ggmlName).collect(Collectors.joining(", "));
+
+    /**
+     * The format for {@code type}.
+     *
+     * @throws UnsupportedTensorTypeException when moe4j cannot compute with {@code type}
+     */
+    public static QuantFormat of(GgmlType type) {
+        QuantFormat format = FORMATS.get(type);
+        if (format == null) {
+            throw new UnsupportedTensorTypeException(type, "tensor type " + type.ggmlName() + " (id " + type.id()
+                    + ") is not supported yet (supported: " + SUPPORTED_NAMES + ")");
+        }
+        return format;
+    }
+
+    public static boolean isSupported(GgmlType type) {
+        return FORMATS.containsKey(type);
+    }
+
+    /** All supported types, in ggml id order. */
+    public static Set<GgmlType> supported() {
+        return SUPPORTED;
+    }
+
+    /**
+     * Dequantizes row {@code row} of {@code tensor} (a row is {@code shape[0]} elements) into
+     * {@code dst[0 .. rowLength)}.
+     *
+     * @throws UnsupportedTensorTypeException naming the tensor when its type is not supported
+     * @throws IndexOutOfBoundsException      when the row does not exist
+     * @throws IllegalArgumentException       when {@code dst} is shorter than a row
+     */
+    public static void dequantizeRow(GgufTensor tensor, long row, float[] dst) {
+        QuantFormat format;
+        try {
+            format = of(tensor.type());
+        } catch (UnsupportedTensorTypeException e) {
+            throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + tensor.name() + ": " + e.getMessage());
+        }
+        long rows = tensor.rowCount();
+        if (row < 0 || row >= rows) {
+            throw new IndexOutOfBoundsException("row " + row + " of tensor " + tensor.name() + " does not exist (it has "
+                    + rows + " rows)");
+        }
+        long rowLength = tensor.rowLength();
+        if (rowLength > dst.length) {
+            throw new IllegalArgumentException("tensor " + tensor.name() + " has rows of " + rowLength
+                    + " elements but the destination holds only " + dst.length);
+        }
+        long rowBytes = tensor.rowBytes();
+        format.dequantize(tensor.data(), row * rowBytes, dst, 0, (int) rowLength);
+    }
+}
