@@ -42,6 +42,23 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     @Override
+    public final float dot(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        int blocks = wholeBlocks(count);
+        Objects.checkFromIndexSize(xOffset, count, x.length);
+        checkBytes(src, srcOffset, blocks, "source");
+        return Simd.FUSED ? dotBlocks(src, srcOffset, x, xOffset, count) : DecodedDot.dot(this, src, srcOffset, x, xOffset, count);
+    }
+
+    @Override
+    public final void dotBatch(MemorySegment src, long srcOffset, float[] x, int xOffset, int xStride, int nTokens,
+            float[] out, int outOffset, int outStride, int count) {
+        int blocks = wholeBlocks(count);
+        DecodedDot.checkBatch(x, xOffset, xStride, nTokens, out, outOffset, outStride, count);
+        checkBytes(src, srcOffset, blocks, "source");
+        DecodedDot.dotBatch(this, src, srcOffset, x, xOffset, xStride, nTokens, out, outOffset, outStride, count);
+    }
+
+    @Override
     public final void quantize(float[] src, int srcOffset, int count, MemorySegment dst, long dstOffset) {
         if (!canQuantize()) {
             throw new UnsupportedOperationException("quantizing to tensor type " + type.ggmlName() + " is not supported");
@@ -83,6 +100,15 @@ abstract class BlockFormat implements QuantFormat {
 
     /** Decodes {@code blocks} blocks; arguments are already validated. */
     abstract void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks);
+
+    /**
+     * The dot product of {@code count} elements with the canonical summation order of {@link DecodedDot};
+     * arguments are already validated and {@link Simd#FUSED} holds. Types override this with a kernel that
+     * decodes blocks in vector registers.
+     */
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        return DecodedDot.dot(this, src, srcOffset, x, xOffset, count);
+    }
 
     /** Encodes {@code blocks} blocks; only called when {@link #canQuantize()} holds and arguments are validated. */
     void quantizeBlocks(float[] src, int srcOffset, MemorySegment dst, long dstOffset, int blocks) {

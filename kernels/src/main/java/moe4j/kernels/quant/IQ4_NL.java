@@ -2,6 +2,10 @@ package moe4j.kernels.quant;
 
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /** 32 4-bit indices into a fixed non-linear table, times one fp16 scale. */
@@ -29,5 +33,29 @@ public final class IQ4_NL extends BlockFormat {
                 dst[out + j + QK / 2] = d * LEVELS[q >>> 4];
             }
         }
+    }
+
+    /** Fused dot product. Block {@code b} is groups {@code 2b, 2b+1}; see {@link Q4_K#dotBlocks}. */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int b = 0; b < count / QK; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            float d = Halfs.readFp16(src, block);
+            int e = xOffset + QK * b;
+            IntVector q = Simd.bytes(src, block + 2);
+            FloatVector w0 = Simd.toFloat(q.and(0xF).selectFrom(LEVEL_VECTOR)).mul(1f);
+            FloatVector w1 = Simd.toFloat(Simd.high4(q).selectFrom(LEVEL_VECTOR)).mul(1f);
+            FloatVector n0 = w0.mul(d).fma(Simd.x(x, e), a0);
+            FloatVector n1 = w1.mul(d).fma(Simd.x(x, e + 16), a1);
+            a0 = a2;
+            a1 = a3;
+            a2 = n0;
+            a3 = n1;
+        }
+        return DecodedDot.combine(a0, a1, a2, a3);
     }
 }

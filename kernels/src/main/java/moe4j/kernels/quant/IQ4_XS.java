@@ -2,6 +2,10 @@ package moe4j.kernels.quant;
 
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /**
@@ -41,5 +45,33 @@ public final class IQ4_XS extends BlockFormat {
                 }
             }
         }
+    }
+
+    /** Fused dot product: sub-block {@code ib} is groups {@code 2ib, 2ib+1}; see {@link Q4_K#dotBlocks}. */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int b = 0; b < count / QK; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            float d = Halfs.readFp16(src, block + D);
+            int scalesH = src.get(Layouts.SHORT_LE, block + SCALES_H) & 0xFFFF;
+            int scalesL = src.get(Layouts.INT_LE, block + SCALES_L);
+            for (int ib = 0; ib < QK / 32; ib++) {
+                int ls = ((scalesL >>> (4 * ib)) & 0xF) | (((scalesH >>> (2 * ib)) & 3) << 4);
+                float dl = d * (ls - 32);
+                IntVector q = Simd.bytes(src, block + QS + 16L * ib);
+                int e = xOffset + QK * b + 32 * ib;
+                FloatVector n0 = Simd.toFloat(q.and(0xF).selectFrom(IQ4_NL.LEVEL_VECTOR)).mul(dl).fma(Simd.x(x, e), a0);
+                FloatVector n1 = Simd.toFloat(Simd.high4(q).selectFrom(IQ4_NL.LEVEL_VECTOR)).mul(dl).fma(Simd.x(x, e + 16), a1);
+                a0 = a2;
+                a1 = a3;
+                a2 = n0;
+                a3 = n1;
+            }
+        }
+        return DecodedDot.combine(a0, a1, a2, a3);
     }
 }

@@ -2,6 +2,10 @@ package moe4j.kernels.quant;
 
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /**
@@ -42,5 +46,39 @@ public final class Q2_K extends BlockFormat {
                 }
             }
         }
+    }
+
+    /** Fused dot product, iterating like {@link Q6_K#dotBlocks}. */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        float[] scaleMin = new float[32];
+        for (int b = 0; b < count / QK; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            int dd = src.get(Layouts.INT_LE, block + D);
+            IntVector sc = Simd.bytes(src, block + SCALES);
+            Simd.toFloat(sc.and(0xF)).mul(Simd.fp16(dd, 0)).intoArray(scaleMin, 0);
+            Simd.toFloat(Simd.high4(sc)).mul(Simd.fp16(dd, 1)).intoArray(scaleMin, 16);
+            for (int hk = 0; hk < 8; hk++) {
+                int half = hk >>> 2;
+                int k = hk & 3;
+                int g = 8 * half + 2 * k;
+                IntVector shift = IntVector.broadcast(Simd.I, 2 * k);
+                long qs = block + QS + 32L * half;
+                FloatVector w0 = Simd.toFloat(Simd.bytes(src, qs).lanewise(VectorOperators.ASHR, shift).and(3));
+                FloatVector w1 = Simd.toFloat(Simd.bytes(src, qs + 16).lanewise(VectorOperators.ASHR, shift).and(3));
+                int e = xOffset + QK * b + 16 * g;
+                FloatVector n0 = w0.mul(scaleMin[g]).sub(scaleMin[16 + g]).fma(Simd.x(x, e), a0);
+                FloatVector n1 = w1.mul(scaleMin[g + 1]).sub(scaleMin[17 + g]).fma(Simd.x(x, e + 16), a1);
+                a0 = a2;
+                a1 = a3;
+                a2 = n0;
+                a3 = n1;
+            }
+        }
+        return DecodedDot.combine(a0, a1, a2, a3);
     }
 }

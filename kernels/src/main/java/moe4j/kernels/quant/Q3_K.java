@@ -3,6 +3,10 @@ package moe4j.kernels.quant;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /**
@@ -43,6 +47,41 @@ public final class Q3_K extends BlockFormat {
                 }
             }
         }
+    }
+
+    /** Fused dot product, iterating like {@link Q6_K#dotBlocks}. */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        float[] groupScale = new float[16];
+        for (int b = 0; b < count / QK; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            KQuantScales.q3ScaleProducts(src, block + SCALES, Halfs.readFp16(src, block + D), groupScale);
+            for (int hk = 0; hk < 8; hk++) {
+                int half = hk >>> 2;
+                int k = hk & 3;
+                int g = 8 * half + 2 * k;
+                IntVector shift = IntVector.broadcast(Simd.I, 2 * k);
+                IntVector bit = IntVector.broadcast(Simd.I, 4 * half + k);
+                long qs = block + QS + 32L * half;
+                // q = q2 - 4 + 4 * highBit
+                IntVector q0 = Simd.bytes(src, qs).lanewise(VectorOperators.ASHR, shift).and(3)
+                        .or(Simd.bytes(src, block + HMASK).lanewise(VectorOperators.ASHR, bit).and(1).lanewise(VectorOperators.LSHL, Simd.SHIFT_2));
+                IntVector q1 = Simd.bytes(src, qs + 16).lanewise(VectorOperators.ASHR, shift).and(3)
+                        .or(Simd.bytes(src, block + HMASK + 16).lanewise(VectorOperators.ASHR, bit).and(1).lanewise(VectorOperators.LSHL, Simd.SHIFT_2));
+                int e = xOffset + QK * b + 16 * g;
+                FloatVector n0 = Simd.toFloat(q0.sub(4)).mul(groupScale[g]).fma(Simd.x(x, e), a0);
+                FloatVector n1 = Simd.toFloat(q1.sub(4)).mul(groupScale[g + 1]).fma(Simd.x(x, e + 16), a1);
+                a0 = a2;
+                a1 = a3;
+                a2 = n0;
+                a3 = n1;
+            }
+        }
+        return DecodedDot.combine(a0, a1, a2, a3);
     }
 
     @Override

@@ -2,6 +2,10 @@ package moe4j.kernels.quant;
 
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /** 32 4-bit quants (offset 8) times one fp16 scale: {@code y = (q - 8) * d}. */
@@ -26,6 +30,30 @@ public final class Q4_0 extends BlockFormat {
                 dst[out + j + QK / 2] = ((q >>> 4) - 8) * d;
             }
         }
+    }
+
+    /** Fused dot product. Block {@code b} is groups {@code 2b, 2b+1}; see {@link Q4_K#dotBlocks}. */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int b = 0; b < count / QK; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            float d = Halfs.readFp16(src, block);
+            int e = xOffset + QK * b;
+            IntVector q = Simd.bytes(src, block + 2);
+            FloatVector w0 = Simd.toFloat(q.and(0xF).sub(8));
+            FloatVector w1 = Simd.toFloat(Simd.high4(q).sub(8));
+            FloatVector n0 = w0.mul(d).fma(Simd.x(x, e), a0);
+            FloatVector n1 = w1.mul(d).fma(Simd.x(x, e + 16), a1);
+            a0 = a2;
+            a1 = a3;
+            a2 = n0;
+            a3 = n1;
+        }
+        return DecodedDot.combine(a0, a1, a2, a3);
     }
 
     @Override

@@ -2,6 +2,10 @@ package moe4j.kernels.quant;
 
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /** Q4_K plus a fifth bit per element: {@code y = (d*sc)*(q4 + 16*h) - dmin*m}. */
@@ -37,6 +41,45 @@ public final class Q5_K extends BlockFormat {
                 }
             }
         }
+    }
+
+    /**
+     * Fused dot product. Each 32 quant bytes hold two sub-blocks (low nibbles sub-block {@code 2c}, high
+     * nibbles {@code 2c+1}); sub-block {@code j} is element groups {@code 2j, 2j+1}, so even sub-blocks feed
+     * accumulators 0 and 1 and odd ones 2 and 3, and the loop swaps the pairs after each sub-block. The
+     * loop body is one sub-block: a larger body exceeds what C2 inlines, and vector calls that are not inlined allocate.
+     */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        float[] scaleMin = new float[16];
+        for (int b = 0; b < count / QK; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            int scales = src.get(Layouts.INT_LE, block + D);
+            KQuantScales.scaleMinProducts(src, block, Simd.fp16(scales, 0), Simd.fp16(scales, 1), scaleMin);
+            for (int j = 0; j < 8; j++) {
+                FloatVector dl = FloatVector.broadcast(Simd.F, scaleMin[j]);
+                FloatVector ml = FloatVector.broadcast(Simd.F, scaleMin[8 + j]);
+                IntVector shift = IntVector.broadcast(Simd.I, 4 * (j & 1));
+                long qs = block + QS + 32L * (j >>> 1);
+                int e = xOffset + QK * b + 32 * j;
+                IntVector bit = IntVector.broadcast(Simd.I, j);
+                IntVector h0 = Simd.bytes(src, block + QH).lanewise(VectorOperators.ASHR, bit).and(1).lanewise(VectorOperators.LSHL, Simd.SHIFT_4);
+                IntVector h1 = Simd.bytes(src, block + QH + 16).lanewise(VectorOperators.ASHR, bit).and(1).lanewise(VectorOperators.LSHL, Simd.SHIFT_4);
+                FloatVector w0 = Simd.toFloat(Simd.bytes(src, qs).lanewise(VectorOperators.ASHR, shift).and(0xF).add(h0));
+                FloatVector w1 = Simd.toFloat(Simd.bytes(src, qs + 16).lanewise(VectorOperators.ASHR, shift).and(0xF).add(h1));
+                FloatVector n0 = w0.mul(dl).sub(ml).fma(Simd.x(x, e), a0);
+                FloatVector n1 = w1.mul(dl).sub(ml).fma(Simd.x(x, e + 16), a1);
+                a0 = a2;
+                a1 = a3;
+                a2 = n0;
+                a3 = n1;
+            }
+        }
+        return DecodedDot.combine(a0, a1, a2, a3);
     }
 
     @Override

@@ -2,6 +2,10 @@ package moe4j.kernels.quant;
 
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /**
@@ -43,6 +47,45 @@ public final class Q6_K extends BlockFormat {
                 }
             }
         }
+    }
+
+    /**
+     * Fused dot product. Iteration {@code (h, k)} covers groups {@code 8h+2k} and {@code 8h+2k+1}, so
+     * accumulator pairs alternate with {@code k} and the loop swaps them; see {@link Q4_K#dotBlocks}.
+     */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        float[] groupScale = new float[16];
+        for (int b = 0; b < count / QK; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            float d = Halfs.readFp16(src, block + D);
+            Simd.toFloat(Simd.bytes(src, block + SCALES)).mul(d).intoArray(groupScale, 0);
+            for (int hk = 0; hk < 8; hk++) {
+                int half = hk >>> 2;
+                int k = hk & 3;
+                int g = 8 * half + 2 * k;
+                IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
+                IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
+                long ql = block + QL + 64L * half + 32L * (k & 1);
+                long qh = block + QH + 32L * half;
+                IntVector q0 = Simd.bytes(src, ql).lanewise(VectorOperators.ASHR, lowShift).and(0xF)
+                        .or(Simd.bytes(src, qh).lanewise(VectorOperators.ASHR, highShift).and(3).lanewise(VectorOperators.LSHL, Simd.SHIFT_4));
+                IntVector q1 = Simd.bytes(src, ql + 16).lanewise(VectorOperators.ASHR, lowShift).and(0xF)
+                        .or(Simd.bytes(src, qh + 16).lanewise(VectorOperators.ASHR, highShift).and(3).lanewise(VectorOperators.LSHL, Simd.SHIFT_4));
+                int e = xOffset + QK * b + 16 * g;
+                FloatVector n0 = Simd.toFloat(q0.sub(32)).mul(groupScale[g]).fma(Simd.x(x, e), a0);
+                FloatVector n1 = Simd.toFloat(q1.sub(32)).mul(groupScale[g + 1]).fma(Simd.x(x, e + 16), a1);
+                a0 = a2;
+                a1 = a3;
+                a2 = n0;
+                a3 = n1;
+            }
+        }
+        return DecodedDot.combine(a0, a1, a2, a3);
     }
 
     @Override

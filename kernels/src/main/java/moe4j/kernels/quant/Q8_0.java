@@ -2,6 +2,10 @@ package moe4j.kernels.quant;
 
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /** 32 int8 quants times one fp16 scale: {@code y = q * d}. */
@@ -24,6 +28,29 @@ public final class Q8_0 extends BlockFormat {
                 dst[out + j] = i8(src, block + 2 + j) * d;
             }
         }
+    }
+
+    /** Fused dot product. Block {@code b} is groups {@code 2b, 2b+1}; see {@link Q4_K#dotBlocks}. */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (int b = 0; b < count / QK; b++) {
+            long block = srcOffset + (long) b * BYTES;
+            float d = Halfs.readFp16(src, block);
+            int e = xOffset + QK * b;
+            FloatVector w0 = Simd.toFloat(Simd.bytes(src, block + 2));
+            FloatVector w1 = Simd.toFloat(Simd.bytes(src, block + 18));
+            FloatVector n0 = w0.mul(d).fma(Simd.x(x, e), a0);
+            FloatVector n1 = w1.mul(d).fma(Simd.x(x, e + 16), a1);
+            a0 = a2;
+            a1 = a3;
+            a2 = n0;
+            a3 = n1;
+        }
+        return DecodedDot.combine(a0, a1, a2, a3);
     }
 
     @Override

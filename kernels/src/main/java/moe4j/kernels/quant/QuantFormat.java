@@ -29,6 +29,31 @@ public interface QuantFormat {
      */
     void dequantize(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int count);
 
+    /**
+     * The dot product of {@code count} elements (whole blocks) of the row stored at byte {@code srcOffset}
+     * of {@code src} with {@code x[xOffset .. xOffset + count)}. Weights are decoded exactly as by
+     * {@link #dequantize} and multiplied in float32 with fused multiply-adds in a fixed order that does not
+     * depend on JIT compilation, so the result is deterministic and equals {@link #dotBatch}'s bit for bit;
+     * it differs from the exact dot product of the dequantized row only by float32 rounding of the sum.
+     *
+     * <p>The default decodes small chunks into a per-thread buffer; built-in types use fused kernels
+     * that read the weights straight from {@code src}.
+     */
+    default float dot(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        return DecodedDot.dot(this, src, srcOffset, x, xOffset, count);
+    }
+
+    /**
+     * {@link #dot} of one row with {@code nTokens} activation vectors, token {@code t} reading
+     * {@code x[xOffset + t*xStride ..]} and writing {@code out[outOffset + t*outStride]}. Each weight
+     * block is decoded once for all tokens; each result is bit-identical to the single-token {@link #dot}.
+     */
+    default void dotBatch(MemorySegment src, long srcOffset, float[] x, int xOffset, int xStride, int nTokens,
+            float[] out, int outOffset, int outStride, int count) {
+        DecodedDot.checkBatch(x, xOffset, xStride, nTokens, out, outOffset, outStride, count);
+        DecodedDot.dotBatch(this, src, srcOffset, x, xOffset, xStride, nTokens, out, outOffset, outStride, count);
+    }
+
     /** Whether {@link #quantize} is implemented for this type. */
     default boolean canQuantize() { return false; }
 

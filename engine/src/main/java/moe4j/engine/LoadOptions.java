@@ -1,0 +1,66 @@
+package moe4j.engine;
+
+import java.util.Objects;
+
+import moe4j.kernels.KvCacheType;
+
+/**
+ * How to load a model and size its sessions.
+ *
+ * @param threads       CPU worker threads; 0 = one per available processor
+ * @param kvCacheType   storage type of each session's key/value cache
+ * @param contextLength positions per session; 0 = the model's training context, capped at {@link #DEFAULT_CONTEXT_CAP}
+ * @param batchSize     tokens evaluated per step when processing a prompt
+ * @param listener      progress while binding tensors
+ */
+public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLength, int batchSize, LoadListener listener) {
+
+    /** Cap of the default context, so a session's cache does not silently take many gigabytes. */
+    public static final int DEFAULT_CONTEXT_CAP = 4096;
+
+    public static final int DEFAULT_BATCH_SIZE = 256;
+
+    public LoadOptions {
+        Objects.requireNonNull(kvCacheType, "kvCacheType");
+        Objects.requireNonNull(listener, "listener");
+        if (threads < 0) {
+            throw new IllegalArgumentException("threads must be 0 (all processors) or positive, got " + threads);
+        }
+        if (contextLength < 0) {
+            throw new IllegalArgumentException("context length must be 0 (model default) or positive, got " + contextLength);
+        }
+        if (batchSize <= 0) {
+            throw new IllegalArgumentException("batch size must be positive, got " + batchSize);
+        }
+    }
+
+    /** All processors, F16 cache, default context and batch, no progress reports. */
+    public static LoadOptions defaults() {
+        return new LoadOptions(0, KvCacheType.F16, 0, DEFAULT_BATCH_SIZE, LoadListener.NONE);
+    }
+
+    public LoadOptions withThreads(int threads) {
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener);
+    }
+
+    public LoadOptions withKvCacheType(KvCacheType type) {
+        return new LoadOptions(threads, type, contextLength, batchSize, listener);
+    }
+
+    public LoadOptions withContextLength(int contextLength) {
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener);
+    }
+
+    public LoadOptions withBatchSize(int batchSize) {
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener);
+    }
+
+    public LoadOptions withListener(LoadListener listener) {
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener);
+    }
+
+    /** The thread count to use: {@link #threads()} or the number of available processors. */
+    public int effectiveThreads() {
+        return threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
+    }
+}

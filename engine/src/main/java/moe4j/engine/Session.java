@@ -1,0 +1,120 @@
+package moe4j.engine;
+
+import java.util.Objects;
+
+import moe4j.engine.model.ModelGraph;
+import moe4j.engine.model.Workspace;
+import moe4j.kernels.KvCache;
+
+/**
+ * One sequence being evaluated: its KV cache, working memory and current position. Tokens passed to
+ * {@code evaluate} are appended after those already evaluated. Not thread-safe: use one session per
+ * thread (sessions of one model may run concurrently).
+ */
+public final class Session implements AutoCloseable {
+
+    private final ModelGraph graph;
+    private final KvCache cache;
+    private final Workspace workspace;
+    private final int vocab;
+    private final float[][] lastRow = new float[1][];
+    private int position;
+    private boolean closed;
+
+    Session(ModelGraph graph, KvCache cache, Workspace workspace) {
+        this.graph = graph;
+        this.cache = cache;
+        this.workspace = workspace;
+        this.vocab = graph.config().vocab();
+    }
+
+    /** Length of each logits vector. */
+    public int vocabularySize() { return vocab; }
+
+    /** Tokens evaluated so far (the position the next token takes). */
+    public int position() { return position; }
+
+    public int contextLength() { return cache.contextLength(); }
+
+    /** Positions still free. */
+    public int remaining() { return cache.contextLength() - position; }
+
+    /** Evaluates {@code tokens} and returns the logits after the last one (a new array of vocab size). */
+    public float[] evaluate(int[] tokens) {
+        float[] logits = new float[vocab];
+        evaluate(tokens, 0, tokens.length, logits);
+        return logits;
+    }
+
+    /**
+     * Evaluates {@code tokens[offset .. offset+length)} and writes the logits after the last one into
+     * {@code logits} (length at least vocab). Allocates nothing: the decode loop's form.
+     */
+    public void evaluate(int[] tokens, int offset, int length, float[] logits) {
+        Objects.checkFromIndexSize(offset, length, tokens.length);
+        if (logits.length < vocab) {
+            throw new IllegalArgumentException("logits array of " + logits.length + " is shorter than the vocabulary " + vocab);
+        }
+        lastRow[0] = logits;
+        run(tokens, offset, length, offset + length - 1, lastRow);
+    }
+
+    /** Evaluates {@code tokens} and returns the logits after each of them ({@code [tokens.length][vocab]}). */
+    public float[][] evaluateAll(int[] tokens) {
+        float[][] all = new float[tokens.length][vocab];
+        run(tokens, 0, tokens.length, 0, all);
+        return all;
+    }
+
+    /** Runs the batches; token {@code i >= firstOutput} gets logits in {@code out[i - firstOutput]}. */
+    private void run(int[] tokens, int offset, int length, int firstOutput, float[][] out) {
+        if (closed) {
+            throw new IllegalStateException("session is closed");
+        }
+        if (length <= 0) {
+            throw new IllegalArgumentException("nothing to evaluate: no tokens given");
+        }
+        if (length > remaining()) {
+            throw new ContextOverflowException(length, position, cache.contextLength());
+        }
+        for (int i = offset; i < offset + length; i++) {
+            if (tokens[i] < 0 || tokens[i] >= vocab) {
+                throw new IllegalArgumentException("token id " + tokens[i] + " at index " + i
+                        + " is outside the vocabulary of " + vocab);
+            }
+        }
+        int capacity = workspace.capacity();
+        for (int start = offset; start < offset + length; start += capacity) {
+            int n = Math.min(capacity, offset + length - start);
+            int firstInBatch = Math.max(0, firstOutput - start);
+            int outIndex = Math.max(0, start - firstOutput);
+            graph.forward(tokens, start, n, position, cache, workspace, Math.min(firstInBatch, n), out, outIndex);
+            position += n;
+        }
+    }
+
+    /** Forgets everything evaluated; the next token takes position 0. */
+    public void reset() {
+        position = 0;
+    }
+
+    /**
+     * Drops the positions from {@code newPosition} on, keeping the cached prefix (e.g. to re-evaluate a
+     * different continuation of a shared prompt).
+     */
+    public void truncate(int newPosition) {
+        if (newPosition < 0 || newPosition > position) {
+            throw new IllegalArgumentException("cannot truncate to position " + newPosition + " of " + position);
+        }
+        position = newPosition;
+    }
+
+    /** Releases the KV cache. */
+    @Override
+    public void close() {
+        if (!closed) {
+            closed = true;
+            cache.close();
+        }
+    }
+}

@@ -1,0 +1,25 @@
+package moe4j.engine.model;
+
+import moe4j.engine.ModelConfig;
+import moe4j.kernels.KvCache;
+
+/**
+ * The forward pass of one architecture with its weights bound. Immutable after loading and shared by
+ * all sessions; per-session state lives in the {@link KvCache} and {@link Workspace} passed in.
+ */
+public interface ModelGraph {
+
+    ModelConfig config();
+
+    /** Allocates a session's working memory for batches of up to {@code capacity} tokens. */
+    Workspace newWorkspace(int capacity);
+
+    /**
+     * Evaluates {@code tokens[offset .. offset+n)} at positions {@code startPos ..}, storing their keys
+     * and values in {@code cache}. Rows {@code firstOutput .. n-1} of the batch get logits, written to
+     * {@code logits[logitsIndex + i - firstOutput]} (each of length vocab); {@code firstOutput == n}
+     * computes none.
+     */
+    void forward(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace workspace,
+                 int firstOutput, float[][] logits, int logitsIndex);
+}

@@ -1,0 +1,75 @@
+package moe4j.engine.model;
+
+import java.util.HashMap;
+import java.util.Map;
+
+import moe4j.kernels.Activations;
+import moe4j.kernels.Backend;
+import moe4j.kernels.ExpertBuffers;
+import moe4j.kernels.ExpertRouting;
+
+/**
+ * One session's working memory for a graph: named activation buffers sized for batches of up to
+ * {@link #capacity()} tokens, allocated when the graph reserves them and reused by every step.
+ * Layers of the same shape share buffers, since layers run one after another.
+ */
+public final class Workspace {
+
+    private final Backend backend;
+    private final int capacity;
+    private final Map<String, Activations> buffers = new HashMap<>();
+    private ExpertRouting routing;
+    private ExpertBuffers expertBuffers;
+
+    public Workspace(Backend backend, int capacity) {
+        if (capacity <= 0) {
+            throw new IllegalArgumentException("batch capacity must be positive, got " + capacity);
+        }
+        this.backend = backend;
+        this.capacity = capacity;
+    }
+
+    /** Maximum tokens per step. */
+    public int capacity() { return capacity; }
+
+    /** The buffer called {@code name}, allocated with {@code rows} rows of {@code width} on first request. */
+    public Activations buffer(String name, int rows, int width) {
+        Activations a = buffers.get(name);
+        if (a == null) {
+            a = backend.allocate(rows, width);
+            buffers.put(name, a);
+        } else if (a.capacity() != rows || a.width() != width) {
+            throw new IllegalStateException("workspace buffer " + name + " is " + a.capacity() + " x " + a.width()
+                    + ", requested " + rows + " x " + width);
+        }
+        return a;
+    }
+
+    /** A buffer of {@link #capacity()} rows. */
+    public Activations buffer(String name, int width) {
+        return buffer(name, capacity, width);
+    }
+
+    /** The expert routing scratch for {@code experts} experts, {@code k} per token. */
+    public ExpertRouting routing(int experts, int k) {
+        if (routing == null) {
+            routing = new ExpertRouting(experts, k, capacity);
+        } else if (routing.experts() != experts || routing.k() != k) {
+            throw new IllegalStateException("workspace routing is for " + routing.experts() + " experts, "
+                    + routing.k() + " per token; requested " + experts + ", " + k);
+        }
+        return routing;
+    }
+
+    /** The mixture-of-experts buffers for {@code k} experts per token of FFN width {@code expertFfn}. */
+    public ExpertBuffers expertBuffers(int k, int width, int expertFfn) {
+        if (expertBuffers == null) {
+            expertBuffers = ExpertBuffers.allocate(backend, capacity, k, width, expertFfn);
+        } else if (expertBuffers.gate().capacity() != capacity * k || expertBuffers.gate().width() != expertFfn
+                || expertBuffers.input().width() != width) {
+            throw new IllegalStateException("workspace expert buffers do not fit " + k + " experts per token of width "
+                    + expertFfn);
+        }
+        return expertBuffers;
+    }
+}

@@ -1,0 +1,162 @@
+package moe4j.engine;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Random;
+
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import moe4j.engine.testmodel.ModelShape;
+import moe4j.engine.testmodel.TensorMix;
+import moe4j.kernels.KvCacheType;
+
+/** Session behaviour on random models (no llama.cpp reference needed). */
+class SessionTest {
+
+    @TempDir
+    static Path dir;
+    static Path moe;
+    static Path dense;
+    static int[] tokens;
+
+    @BeforeAll
+    static void models() {
+        moe = TestModels.generate(dir, ModelShape.tiny(), TensorMix.Q8_0, 7);
+        dense = TestModels.generate(dir, ModelShape.tinyDense(), TensorMix.F16, 7);
+        Random r = new Random(3);
+        tokens = new int[30];
+        for (int i = 0; i < tokens.length; i++) {
+            tokens[i] = r.nextInt(ModelShape.tiny().vocab());
+        }
+    }
+
+    private static float[][] allLogits(Path model, LoadOptions options, int[] toks) throws IOException {
+        try (Model m = Model.load(model, options); Session s = m.newSession()) {
+            return s.evaluateAll(toks);
+        }
+    }
+
+    @Test
+    void contextOverflowIsReportedBeforeAnyWork() throws IOException {
+        try (Model m = Model.load(moe, LoadOptions.defaults().withThreads(1).withContextLength(8));
+             Session s = m.newSession()) {
+            s.evaluate(Arrays.copyOf(tokens, 5));
+            ContextOverflowException e = assertThrows(ContextOverflowException.class,
+                    () -> s.evaluate(Arrays.copyOfRange(tokens, 5, 9)));
+            assertEquals("prompt of 4 tokens + 5 cached exceeds the context of 8", e.getMessage());
+            assertEquals(5, s.position(), "nothing was evaluated");
+            float[] last = s.evaluate(Arrays.copyOfRange(tokens, 5, 8));
+            assertEquals(8, s.position());
+            try (Session fresh = m.newSession()) {
+                assertArrayEquals(fresh.evaluate(Arrays.copyOf(tokens, 8)), last, 0f,
+                        "filling the context in two calls equals one call");
+            }
+            assertThrows(ContextOverflowException.class, () -> s.evaluate(new int[] {1}));
+        }
+    }
+
+    @Test
+    void logitsDoNotDependOnThreadsOrBatchSize() throws IOException {
+        LoadOptions base = LoadOptions.defaults().withContextLength(64);
+        float[][] reference = allLogits(moe, base.withThreads(1), tokens);
+        assertArrayEquals(reference, allLogits(moe, base.withThreads(2), tokens), "1 vs 2 threads");
+        assertArrayEquals(reference, allLogits(moe, base.withThreads(2).withBatchSize(7), tokens),
+                "batches of 7 vs one batch");
+        assertArrayEquals(allLogits(dense, base.withThreads(1), tokens), allLogits(dense, base.withThreads(3), tokens),
+                "dense model, 1 vs 3 threads");
+    }
+
+    @Test
+    void compactKvCachesStayCloseToF32() throws IOException {
+        LoadOptions base = LoadOptions.defaults().withThreads(2).withContextLength(64);
+        for (Path model : new Path[] {moe, dense}) {
+            float[][] f32 = allLogits(model, base.withKvCacheType(KvCacheType.F32), tokens);
+            for (KvCacheType type : new KvCacheType[] {KvCacheType.F16, KvCacheType.Q8_0}) {
+                LogitStats st = LogitStats.compare(f32, allLogits(model, base.withKvCacheType(type), tokens));
+                double bar = type == KvCacheType.F16 ? 1e-4 : 5e-3;
+                assertTrue(st.meanKl() <= bar, model.getFileName() + " " + type + " vs F32: mean KL " + st.meanKl());
+                assertTrue(st.top1() >= 0.9, model.getFileName() + " " + type + " vs F32: top-1 " + st.top1());
+            }
+        }
+    }
+
+    @Test
+    void lastLogitsEqualTheLastRowOfAllLogits() throws IOException {
+        try (Model m = Model.load(moe, LoadOptions.defaults().withThreads(2).withBatchSize(8));
+             Session a = m.newSession(); Session b = m.newSession()) {
+            float[][] all = a.evaluateAll(tokens);
+            assertArrayEquals(all[all.length - 1], b.evaluate(tokens), 0f);
+            assertEquals(tokens.length, a.position());
+        }
+    }
+
+    @Test
+    void truncateAndResetReuseTheCache() throws IOException {
+        int[] prefix = Arrays.copyOf(tokens, 6);
+        int[] first = Arrays.copyOfRange(tokens, 6, 10);
+        int[] second = Arrays.copyOfRange(tokens, 10, 14);
+        try (Model m = Model.load(moe, LoadOptions.defaults().withThreads(2).withContextLength(32));
+             Session s = m.newSession(); Session fresh = m.newSession()) {
+            float[] afterPrefix = s.evaluate(prefix);
+            s.evaluate(first);
+            s.truncate(prefix.length);
+            float[] continued = s.evaluate(second);
+            int[] prefixThenSecond = Arrays.copyOf(prefix, prefix.length + second.length);
+            System.arraycopy(second, 0, prefixThenSecond, prefix.length, second.length);
+            assertArrayEquals(fresh.evaluate(prefixThenSecond), continued, 0f, "truncate keeps the prefix");
+            s.reset();
+            assertEquals(0, s.position());
+            assertArrayEquals(afterPrefix, s.evaluate(prefix), 0f, "reset starts over");
+            assertThrows(IllegalArgumentException.class, () -> s.truncate(s.position() + 1));
+        }
+    }
+
+    @Test
+    void concurrentSessionsOfOneModelDoNotInterfere() throws Exception {
+        LoadOptions options = LoadOptions.defaults().withContextLength(64);
+        for (int threads : new int[] {1, 2}) {
+            float[][] expected = allLogits(moe, options.withThreads(threads), tokens);
+            try (Model m = Model.load(moe, options.withThreads(threads));
+                 java.util.concurrent.ExecutorService callers = java.util.concurrent.Executors.newFixedThreadPool(3)) {
+                java.util.List<java.util.concurrent.Future<float[][]>> runs = new java.util.ArrayList<>();
+                for (int i = 0; i < 3; i++) {
+                    runs.add(callers.submit(() -> {
+                        try (Session s = m.newSession()) {
+                            float[][] out = new float[tokens.length][];
+                            for (int t = 0; t < tokens.length; t++) {
+                                out[t] = s.evaluate(new int[] {tokens[t]});
+                            }
+                            return out;
+                        }
+                    }));
+                }
+                for (var run : runs) {
+                    assertArrayEquals(expected, run.get(), threads + " threads, concurrent sessions");
+                }
+            }
+        }
+    }
+
+    @Test
+    void rejectsBadTokensAndClosedSessions() throws IOException {
+        try (Model m = Model.load(moe, LoadOptions.defaults().withThreads(1).withContextLength(16))) {
+            Session s = m.newSession();
+            int vocab = m.config().vocab();
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> s.evaluate(new int[] {1, vocab}));
+            assertTrue(e.getMessage().contains("token id " + vocab + " at index 1"), e.getMessage());
+            assertThrows(IllegalArgumentException.class, () -> s.evaluate(new int[0]));
+            assertEquals(0, s.position());
+            s.close();
+            assertThrows(IllegalStateException.class, () -> s.evaluate(new int[] {1}));
+        }
+    }
+}

@@ -1,0 +1,91 @@
+package moe4j.kernels;
+
+import moe4j.gguf.GgufTensor;
+
+/**
+ * A compute device as the model graph sees it. The graph binds weights once, allocates activation
+ * buffers and caches through the backend, and then only calls operations; it never learns where a
+ * tensor lives. Every operation works on the first {@code n} rows (tokens) of its buffers, so a batch
+ * of prompt tokens and a single decoded token take the same path. Buffers passed to one operation
+ * must come from this backend.
+ *
+ * <p>Implementations are thread-safe: several sessions may call operations concurrently.
+ */
+public interface Backend extends AutoCloseable {
+
+    /** Human-readable description, e.g. {@code cpu (8 threads)}. */
+    String description();
+
+    /**
+     * Makes a tensor usable by this backend (a matrix, an expert stack or a vector) without copying
+     * large weights.
+     *
+     * @throws moe4j.kernels.quant.UnsupportedTensorTypeException when the backend cannot compute with its type
+     */
+    Weight bind(GgufTensor tensor);
+
+    /** A buffer of {@code capacity} rows of {@code width} floats, zero-filled. */
+    Activations allocate(int capacity, int width);
+
+    /** A key/value cache for {@code contextLength} positions of {@code layers} layers. */
+    KvCache allocateKvCache(int layers, int contextLength, int kvDim, KvCacheType type);
+
+    /** Copies {@code dst.width()} floats from the host into row {@code row} of {@code dst}. */
+    void write(float[] src, int srcOffset, Activations dst, int row);
+
+    /** Copies row {@code row} of {@code src} to the host. */
+    void read(Activations src, int row, float[] dst, int dstOffset);
+
+    /** Copies rows {@code [srcRow, srcRow + n)} of {@code src} to rows {@code [dstRow, dstRow + n)} of {@code dst}. */
+    void copyRows(Activations src, int srcRow, Activations dst, int dstRow, int n);
+
+    /** {@code out[i] = table row tokens[offset + i]} (embedding lookup). */
+    void embed(Weight table, int[] tokens, int offset, int n, Activations out);
+
+    /** {@code out[i][r] = dot(w row r, x[i])}; {@code w} must be a single matrix. */
+    void matmul(Weight w, Activations x, Activations out, int n);
+
+    /**
+     * RMS normalization of each group of {@code gain.rowLength()} consecutive values of each row
+     * (a whole row, or each head), scaled element-wise by {@code gain}. {@code out} may be {@code x}.
+     */
+    void rmsNorm(Activations x, Weight gain, float eps, Activations out, int n);
+
+    /** Rotates each of the {@code heads} heads of every row in place; row {@code i} is at position {@code startPos + i}. */
+    void rope(Activations x, int heads, Rope rope, int startPos, int n);
+
+    /** Stores keys and values of rows {@code 0..n-1} at positions {@code startPos..startPos+n-1} of {@code layer}. */
+    void storeKv(KvCache cache, int layer, Activations k, Activations v, int startPos, int n);
+
+    /**
+     * Causal attention of query row {@code i} (at position {@code startPos + i}) over cached positions
+     * {@code 0..startPos+i} of {@code layer}; heads concatenated into {@code out}.
+     */
+    void attention(Activations q, KvCache cache, int layer, AttentionShape shape, int startPos, int n,
+                   Activations out);
+
+    /** {@code acc += x}. */
+    void add(Activations acc, Activations x, int n);
+
+    /** {@code gate = silu(gate) * up}. */
+    void siluMul(Activations gate, Activations up, int n);
+
+    /**
+     * Mixture-of-experts routing: softmax of each row of {@code logits} over all experts, the
+     * {@code routing.k()} most probable experts in descending order, their probabilities renormalized
+     * to sum to 1 (sum clamped below at 2^-14). Fills {@code routing}'s expert and weight arrays.
+     */
+    void routeSoftmaxTopK(Activations logits, int n, ExpertRouting routing);
+
+    /**
+     * SwiGLU experts: for every assignment of {@code routing} (token {@code t}, slot {@code s}, expert
+     * {@code e}), {@code y = down_e · (silu(gate_e · x_t) * (up_e · x_t))}, then
+     * {@code out[t] = y_0 * weight_0 + y_1 * weight_1 + ...} in slot order. Each selected expert's
+     * weights are read once for all its tokens.
+     */
+    void experts(Weight gate, Weight up, Weight down, Activations x, ExpertRouting routing, ExpertBuffers buffers,
+                 Activations out, int n);
+
+    @Override
+    void close();
+}

@@ -1,0 +1,512 @@
+package moe4j.kernels.cpu;
+
+import java.util.Arrays;
+import java.util.Objects;
+
+import moe4j.gguf.GgufTensor;
+import moe4j.kernels.Activations;
+import moe4j.kernels.AttentionShape;
+import moe4j.kernels.Backend;
+import moe4j.kernels.ExpertBuffers;
+import moe4j.kernels.ExpertRouting;
+import moe4j.kernels.KvCache;
+import moe4j.kernels.KvCacheType;
+import moe4j.kernels.Rope;
+import moe4j.kernels.Weight;
+
+/**
+ * The CPU backend: f32 activations on the heap, weights read in place from the mapped file, a fixed
+ * {@link WorkerPool}. Matrix products are parallel over output rows; each row is multiplied with
+ * every token of the batch by its format's fused {@code dotBatch}, so a batch decodes each weight
+ * block once. Every output value is computed by one worker in a fixed order, so results do not
+ * depend on the thread count or the batch size.
+ */
+public final class CpuBackend implements Backend {
+
+    /** Weight rows per work unit of a matrix product. */
+    private static final int ROWS_PER_UNIT = 8;
+    /** Rows of cheap element-wise work per chunk. */
+    private static final int ELEMENTWISE_GRAIN = 16;
+
+    /** The smallest normal fp16, llama.cpp's lower clamp of the expert weight sum. */
+    private static final float WEIGHT_SUM_MIN = 6.103515625e-5f;
+
+    private final WorkerPool pool;
+    private final Scratch[] scratch;
+
+    public CpuBackend(int threads) {
+        this.pool = new WorkerPool(threads);
+        this.scratch = new Scratch[threads];
+        for (int i = 0; i < threads; i++) {
+            scratch[i] = new Scratch();
+        }
+    }
+
+    public int threads() { return pool.threads(); }
+
+    @Override
+    public String description() {
+        return "cpu (" + pool.threads() + " threads)";
+    }
+
+    /** Growable per-worker buffers; each is touched only by its own worker inside one loop. */
+    private static final class Scratch {
+        float[] scores = new float[0];
+        float[] row = new float[0];
+        float[] row2 = new float[0];
+
+        float[] scores(int n) { return scores.length >= n ? scores : (scores = new float[n]); }
+
+        float[] row(int n) { return row.length >= n ? row : (row = new float[n]); }
+
+        float[] row2(int n) { return row2.length >= n ? row2 : (row2 = new float[n]); }
+    }
+
+    // ---------------------------------------------------------------- resources
+
+    @Override
+    public Weight bind(GgufTensor tensor) {
+        return new CpuWeight(tensor);
+    }
+
+    @Override
+    public Activations allocate(int capacity, int width) {
+        return new CpuActivations(capacity, width);
+    }
+
+    @Override
+    public KvCache allocateKvCache(int layers, int contextLength, int kvDim, KvCacheType type) {
+        return new CpuKvCache(layers, contextLength, kvDim, type);
+    }
+
+    @Override
+    public void write(float[] src, int srcOffset, Activations dst, int row) {
+        CpuActivations d = act(dst);
+        Objects.checkIndex(row, d.capacity());
+        System.arraycopy(src, srcOffset, d.data, row * d.width(), d.width());
+    }
+
+    @Override
+    public void read(Activations src, int row, float[] dst, int dstOffset) {
+        CpuActivations s = act(src);
+        Objects.checkIndex(row, s.capacity());
+        System.arraycopy(s.data, row * s.width(), dst, dstOffset, s.width());
+    }
+
+    @Override
+    public void copyRows(Activations src, int srcRow, Activations dst, int dstRow, int n) {
+        CpuActivations s = act(src);
+        CpuActivations d = act(dst);
+        requireWidth(d, s.width(), "copy destination");
+        Objects.checkFromIndexSize(srcRow, n, s.capacity());
+        Objects.checkFromIndexSize(dstRow, n, d.capacity());
+        System.arraycopy(s.data, srcRow * s.width(), d.data, dstRow * d.width(), n * s.width());
+    }
+
+    @Override
+    public void close() {
+        pool.close();
+    }
+
+    // ---------------------------------------------------------------- operations
+
+    @Override
+    public void embed(Weight table, int[] tokens, int offset, int n, Activations out) {
+        CpuWeight w = weight(table);
+        CpuActivations o = act(out);
+        requireRows(n, o);
+        requireWidth(o, w.rowLength(), "embedding output");
+        for (int i = 0; i < n; i++) {
+            int token = tokens[offset + i];
+            if (token < 0 || token >= w.rows()) {
+                throw new IllegalArgumentException("token id " + token + " at index " + (offset + i)
+                        + " is outside the vocabulary of " + w.rows() + " (" + w.name() + ")");
+            }
+        }
+        int width = o.width();
+        pool.parallelFor(n, 1, (from, to, worker) -> {
+            for (int i = from; i < to; i++) {
+                w.decodeRow(0, tokens[offset + i], o.data, i * width);
+            }
+        });
+    }
+
+    @Override
+    public void matmul(Weight weight, Activations in, Activations out, int n) {
+        CpuWeight w = weight(weight);
+        CpuActivations x = act(in);
+        CpuActivations o = act(out);
+        if (w.experts() != 1) {
+            throw new IllegalArgumentException("matmul needs a single matrix, " + w.name() + " stacks " + w.experts());
+        }
+        requireRows(n, x);
+        requireRows(n, o);
+        requireWidth(x, w.rowLength(), "input of " + w.name());
+        requireWidth(o, w.rows(), "output of " + w.name());
+        int units = ceilDiv(w.rows(), ROWS_PER_UNIT);
+        pool.parallelFor(units, 1, (from, to, worker) -> {
+            for (int u = from; u < to; u++) {
+                int r0 = u * ROWS_PER_UNIT;
+                for (int r = r0, r1 = Math.min(w.rows(), r0 + ROWS_PER_UNIT); r < r1; r++) {
+                    w.dotBatch(0, r, x.data, 0, x.width(), n, o.data, r, o.width());
+                }
+            }
+        });
+    }
+
+    @Override
+    public void rmsNorm(Activations in, Weight gain, float eps, Activations out, int n) {
+        CpuActivations x = act(in);
+        CpuActivations o = act(out);
+        float[] g = weight(gain).vector();
+        int group = g.length;
+        requireRows(n, x);
+        requireRows(n, o);
+        if (x.width() % group != 0 || o.width() != x.width()) {
+            throw new IllegalArgumentException("rms norm with gain " + gain.name() + " of " + group
+                    + " values does not fit rows of " + x.width() + " -> " + o.width());
+        }
+        int groups = x.width() / group;
+        pool.parallelFor(n * groups, ELEMENTWISE_GRAIN, (from, to, worker) -> {
+            for (int i = from; i < to; i++) {
+                int off = i * group;
+                double sum = 0;
+                for (int j = 0; j < group; j++) {
+                    float v = x.data[off + j];
+                    sum += v * v;
+                }
+                float mean = (float) (sum / group);
+                float s = 1.0f / (float) Math.sqrt(mean + eps);
+                for (int j = 0; j < group; j++) {
+                    o.data[off + j] = (x.data[off + j] * s) * g[j];
+                }
+            }
+        });
+    }
+
+    @Override
+    public void rope(Activations in, int heads, Rope rope, int startPos, int n) {
+        CpuActivations x = act(in);
+        requireRows(n, x);
+        if (heads <= 0 || x.width() % heads != 0 || x.width() / heads < rope.dims()) {
+            throw new IllegalArgumentException("cannot apply RoPE over " + rope.dims() + " dims to " + heads
+                    + " heads in rows of " + x.width());
+        }
+        int headDim = x.width() / heads;
+        int half = rope.dims() / 2;
+        pool.parallelFor(n, 1, (from, to, worker) -> {
+            float[] cos = scratch[worker].row(half);
+            float[] sin = scratch[worker].row2(half);
+            for (int t = from; t < to; t++) {
+                rope.angles(startPos + t, cos, sin);
+                for (int h = 0; h < heads; h++) {
+                    rope.rotate(x.data, t * x.width() + h * headDim, cos, sin);
+                }
+            }
+        });
+    }
+
+    @Override
+    public void storeKv(KvCache cache, int layer, Activations k, Activations v, int startPos, int n) {
+        CpuKvCache c = kv(cache);
+        CpuActivations ka = act(k);
+        CpuActivations va = act(v);
+        requireRows(n, ka);
+        requireRows(n, va);
+        requireWidth(ka, c.kvDim(), "keys");
+        requireWidth(va, c.kvDim(), "values");
+        Objects.checkIndex(layer, c.layers());
+        requirePositions(c, startPos, n);
+        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> {
+            for (int t = from; t < to; t++) {
+                c.store(layer, 0, startPos + t, ka.data, t * ka.width());
+                c.store(layer, 1, startPos + t, va.data, t * va.width());
+            }
+        });
+    }
+
+    @Override
+    public void attention(Activations query, KvCache cache, int layer, AttentionShape shape, int startPos, int n,
+                          Activations output) {
+        CpuKvCache c = kv(cache);
+        CpuActivations q = act(query);
+        CpuActivations o = act(output);
+        requireRows(n, q);
+        requireRows(n, o);
+        requireWidth(q, shape.qDim(), "attention query");
+        requireWidth(o, shape.qDim(), "attention output");
+        if (c.kvDim() != shape.kvDim()) {
+            throw new IllegalArgumentException("KV cache holds " + c.kvDim() + " values per position, attention expects "
+                    + shape.kvDim());
+        }
+        if (!c.sliceable(0, shape.headDim())) {
+            throw new IllegalArgumentException("a " + c.type() + " KV cache needs a head size that is a multiple of 32, got "
+                    + shape.headDim());
+        }
+        Objects.checkIndex(layer, c.layers());
+        requirePositions(c, startPos, n);
+        int hd = shape.headDim();
+        int group = shape.heads() / shape.kvHeads();
+        int kvHeads = shape.kvHeads();
+        float scale = shape.scale();
+        pool.parallelFor(n * kvHeads, 1, (from, to, worker) -> {
+            Scratch s = scratch[worker];
+            for (int unit = from; unit < to; unit++) {
+                int t = unit / kvHeads;
+                int kvh = unit % kvHeads;
+                int len = startPos + t + 1;
+                float[] scores = s.scores(group * len);
+                float[] buf = s.row(hd);
+                for (int p = 0; p < len; p++) {
+                    c.load(layer, 0, p, kvh * hd, hd, buf, 0);
+                    for (int g = 0; g < group; g++) {
+                        int qOff = t * q.width() + (kvh * group + g) * hd;
+                        scores[g * len + p] = VectorMath.dot(q.data, qOff, buf, 0, hd) * scale;
+                    }
+                }
+                for (int g = 0; g < group; g++) {
+                    softmax(scores, g * len, len);
+                    Arrays.fill(o.data, t * o.width() + (kvh * group + g) * hd,
+                            t * o.width() + (kvh * group + g + 1) * hd, 0f);
+                }
+                for (int p = 0; p < len; p++) {
+                    c.load(layer, 1, p, kvh * hd, hd, buf, 0);
+                    for (int g = 0; g < group; g++) {
+                        VectorMath.axpy(scores[g * len + p], buf, 0, o.data, t * o.width() + (kvh * group + g) * hd, hd);
+                    }
+                }
+            }
+        });
+    }
+
+    /** In-place softmax as ggml computes it: f32 exponentials, f64 sum, scaled by the f32 reciprocal. */
+    private static void softmax(float[] v, int off, int len) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < len; i++) {
+            max = Math.max(max, v[off + i]);
+        }
+        double sum = 0;
+        for (int i = 0; i < len; i++) {
+            float e = (float) Math.exp(v[off + i] - max);
+            v[off + i] = e;
+            sum += e;
+        }
+        float inv = (float) (1.0 / sum);
+        for (int i = 0; i < len; i++) {
+            v[off + i] *= inv;
+        }
+    }
+
+    @Override
+    public void add(Activations accumulator, Activations in, int n) {
+        CpuActivations acc = act(accumulator);
+        CpuActivations x = act(in);
+        requireRows(n, acc);
+        requireRows(n, x);
+        requireWidth(x, acc.width(), "addend");
+        int width = acc.width();
+        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) ->
+                VectorMath.add(x.data, from * width, acc.data, from * width, (to - from) * width));
+    }
+
+    @Override
+    public void siluMul(Activations gate, Activations up, int n) {
+        CpuActivations g = act(gate);
+        CpuActivations u = act(up);
+        requireRows(n, g);
+        requireRows(n, u);
+        requireWidth(u, g.width(), "up projection");
+        int width = g.width();
+        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> siluMulRange(g.data, u.data, from * width, to * width));
+    }
+
+    private static void siluMulRange(float[] g, float[] u, int from, int to) {
+        for (int i = from; i < to; i++) {
+            g[i] = VectorMath.silu(g[i]) * u[i];
+        }
+    }
+
+    @Override
+    public void routeSoftmaxTopK(Activations logits, int n, ExpertRouting routing) {
+        CpuActivations l = act(logits);
+        requireRows(n, l);
+        requireWidth(l, routing.experts(), "router logits");
+        if (n > routing.capacity()) {
+            throw new IllegalArgumentException("batch of " + n + " exceeds the routing capacity " + routing.capacity());
+        }
+        int experts = routing.experts();
+        int k = routing.k();
+        int[] chosen = routing.expert();
+        float[] weights = routing.weight();
+        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> {
+            float[] p = scratch[worker].row(experts);
+            for (int t = from; t < to; t++) {
+                System.arraycopy(l.data, t * experts, p, 0, experts);
+                softmax(p, 0, experts);
+                double sum = 0;
+                for (int s = 0; s < k; s++) {
+                    int best = -1;
+                    for (int e = 0; e < experts; e++) {
+                        if (p[e] >= 0 && (best < 0 || p[e] > p[best])) {
+                            best = e;
+                        }
+                    }
+                    if (best < 0) {
+                        throw new IllegalStateException("router probabilities of token " + t + " are not finite");
+                    }
+                    chosen[t * k + s] = best;
+                    weights[t * k + s] = p[best];
+                    sum += p[best];
+                    p[best] = -1f;
+                }
+                float total = Math.max((float) sum, WEIGHT_SUM_MIN);
+                for (int s = 0; s < k; s++) {
+                    weights[t * k + s] /= total;
+                }
+            }
+        });
+    }
+
+    @Override
+    public void experts(Weight gateW, Weight upW, Weight downW, Activations input, ExpertRouting routing,
+                        ExpertBuffers buffers, Activations output, int n) {
+        CpuWeight gate = weight(gateW);
+        CpuWeight up = weight(upW);
+        CpuWeight down = weight(downW);
+        CpuActivations x = act(input);
+        CpuActivations xs = act(buffers.input());
+        CpuActivations g = act(buffers.gate());
+        CpuActivations u = act(buffers.up());
+        CpuActivations y = act(buffers.output());
+        CpuActivations out = act(output);
+        int k = routing.k();
+        int ffn = gate.rows();
+        int embd = x.width();
+        if (gate.rowLength() != embd || up.rowLength() != embd || up.rows() != ffn || down.rowLength() != ffn
+                || down.rows() != embd || gate.experts() != routing.experts() || up.experts() != routing.experts()
+                || down.experts() != routing.experts()) {
+            throw new IllegalArgumentException("expert tensors " + gate + ", " + up + ", " + down
+                    + " do not fit inputs of " + embd + " and " + routing.experts() + " experts");
+        }
+        requireRows(n, x);
+        requireRows(n, out);
+        requireRows(n * k, xs);
+        requireRows(n * k, g);
+        requireRows(n * k, u);
+        requireRows(n * k, y);
+        requireWidth(xs, embd, "expert input buffer");
+        requireWidth(g, ffn, "expert gate buffer");
+        requireWidth(u, ffn, "expert up buffer");
+        requireWidth(y, embd, "expert output buffer");
+        requireWidth(out, embd, "expert sum");
+
+        // Row i of the buffers is the i-th assignment in expert order, so each expert's rows are contiguous.
+        routing.group(n);
+        int[] active = routing.active();
+        int activeCount = routing.activeCount();
+        int[] order = routing.order();
+        int[] slotOf = routing.position();
+        int[] start = routing.start();
+        float[] weights = routing.weight();
+
+        pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> {
+            for (int i = from; i < to; i++) {
+                System.arraycopy(x.data, (order[i] / k) * embd, xs.data, i * embd, embd);
+            }
+        });
+        // gate and up projections of every active expert: one unit = a few rows of one matrix of one expert
+        int ffnUnits = ceilDiv(ffn, ROWS_PER_UNIT);
+        pool.parallelFor(activeCount * 2 * ffnUnits, 1, (from, to, worker) -> {
+            for (int unit = from; unit < to; unit++) {
+                int e = active[unit / (2 * ffnUnits)];
+                int rest = unit % (2 * ffnUnits);
+                boolean isGate = rest < ffnUnits;
+                CpuWeight w = isGate ? gate : up;
+                CpuActivations dst = isGate ? g : u;
+                int r0 = (rest % ffnUnits) * ROWS_PER_UNIT;
+                for (int r = r0, r1 = Math.min(ffn, r0 + ROWS_PER_UNIT); r < r1; r++) {
+                    w.dotBatch(e, r, xs.data, start[e] * embd, embd, start[e + 1] - start[e], dst.data,
+                            start[e] * ffn + r, ffn);
+                }
+            }
+        });
+        pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> siluMulRange(g.data, u.data, from * ffn, to * ffn));
+        int embdUnits = ceilDiv(embd, ROWS_PER_UNIT);
+        pool.parallelFor(activeCount * embdUnits, 1, (from, to, worker) -> {
+            for (int unit = from; unit < to; unit++) {
+                int e = active[unit / embdUnits];
+                int r0 = (unit % embdUnits) * ROWS_PER_UNIT;
+                for (int r = r0, r1 = Math.min(embd, r0 + ROWS_PER_UNIT); r < r1; r++) {
+                    down.dotBatch(e, r, g.data, start[e] * ffn, ffn, start[e + 1] - start[e], y.data,
+                            start[e] * embd + r, embd);
+                }
+            }
+        });
+        // weight each expert's output and sum a token's experts in selection order
+        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> {
+            for (int t = from; t < to; t++) {
+                int o = t * embd;
+                for (int s = 0; s < k; s++) {
+                    int a = t * k + s;
+                    float wa = weights[a];
+                    int yOff = slotOf[a] * embd;
+                    if (s == 0) {
+                        for (int j = 0; j < embd; j++) {
+                            out.data[o + j] = y.data[yOff + j] * wa;
+                        }
+                    } else {
+                        for (int j = 0; j < embd; j++) {
+                            out.data[o + j] += y.data[yOff + j] * wa;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
+    private static CpuActivations act(Activations a) {
+        if (a instanceof CpuActivations c) {
+            return c;
+        }
+        throw new IllegalArgumentException("buffer " + a + " does not belong to the CPU backend");
+    }
+
+    private static CpuWeight weight(Weight w) {
+        if (w instanceof CpuWeight c) {
+            return c;
+        }
+        throw new IllegalArgumentException("weight " + w.name() + " is not bound to the CPU backend");
+    }
+
+    private static CpuKvCache kv(KvCache c) {
+        if (c instanceof CpuKvCache k) {
+            return k;
+        }
+        throw new IllegalArgumentException("KV cache " + c + " does not belong to the CPU backend");
+    }
+
+    private static void requireRows(int n, Activations a) {
+        if (n < 0 || n > a.capacity()) {
+            throw new IllegalArgumentException("batch of " + n + " rows exceeds the buffer capacity " + a.capacity());
+        }
+    }
+
+    private static void requireWidth(Activations a, int width, String what) {
+        if (a.width() != width) {
+            throw new IllegalArgumentException(what + " must have rows of " + width + " values, buffer has " + a.width());
+        }
+    }
+
+    private static void requirePositions(CpuKvCache c, int startPos, int n) {
+        if (startPos < 0 || startPos + n > c.contextLength()) {
+            throw new IllegalArgumentException("positions " + startPos + ".." + (startPos + n - 1)
+                    + " are outside the KV cache of " + c.contextLength());
+        }
+    }
+}

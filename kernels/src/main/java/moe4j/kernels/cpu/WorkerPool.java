@@ -1,0 +1,162 @@
+package moe4j.kernels.cpu;
+
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * A fixed set of threads that runs one data-parallel loop at a time; the calling thread takes part
+ * as worker 0. Work is handed out in chunks on demand, so which worker computes an element varies,
+ * but every element is computed by exactly one worker with the same code: results never depend on
+ * the number of threads. Loops from concurrent callers are serialized, so a worker index (and any
+ * scratch keyed by it) belongs to one loop at a time.
+ */
+public final class WorkerPool implements AutoCloseable {
+
+    /** The body of a parallel loop: handles indices {@code [from, to)} on worker {@code worker}. */
+    @FunctionalInterface
+    public interface RangeTask {
+        void run(int from, int to, int worker);
+    }
+
+    private static final int SPINS = 2_000;
+
+    private final int threads;
+    private final Thread[] helpers;
+    private final ReentrantLock submit = new ReentrantLock();
+    private final AtomicInteger nextChunk = new AtomicInteger();
+    private final AtomicInteger running = new AtomicInteger();
+
+    // Published to helpers by the volatile write of generation.
+    private RangeTask task;
+    private int count;
+    private int chunk;
+    private volatile long generation;
+    private volatile Thread caller;
+    private volatile Throwable failure;
+    private volatile boolean closed;
+
+    /** Starts {@code threads - 1} daemon helper threads. */
+    public WorkerPool(int threads) {
+        if (threads < 1) {
+            throw new IllegalArgumentException("thread count must be at least 1, got " + threads);
+        }
+        this.threads = threads;
+        this.helpers = new Thread[threads - 1];
+        for (int i = 0; i < helpers.length; i++) {
+            int worker = i + 1;
+            helpers[i] = Thread.ofPlatform().daemon().name("moe4j-cpu-" + worker).unstarted(() -> helperLoop(worker));
+            helpers[i].start();
+        }
+    }
+
+    public int threads() { return threads; }
+
+    /**
+     * Runs {@code task} over {@code [0, count)} in chunks of about {@code grain} indices and returns when
+     * all are done. An exception thrown by any chunk is rethrown here after the loop has drained.
+     */
+    public void parallelFor(int count, int grain, RangeTask task) {
+        if (count <= 0) {
+            return;
+        }
+        int g = Math.max(1, grain);
+        submit.lock();
+        try {
+            if (closed) {
+                throw new IllegalStateException("the CPU worker pool is closed");
+            }
+            if (helpers.length == 0 || count <= g) {
+                // still under the lock: worker 0's scratch belongs to one loop at a time
+                task.run(0, count, 0);
+                return;
+            }
+            this.task = task;
+            this.count = count;
+            this.chunk = Math.max(g, count / (threads * 8));
+            this.failure = null;
+            this.caller = Thread.currentThread();
+            nextChunk.set(0);
+            running.set(helpers.length);
+            generation = generation + 1;
+            for (Thread t : helpers) {
+                LockSupport.unpark(t);
+            }
+            drain(0);
+            int spins = 0;
+            while (running.get() != 0) {
+                if (spins++ < SPINS) {
+                    Thread.onSpinWait();
+                } else {
+                    LockSupport.park(this);
+                }
+            }
+            this.task = null;
+            Throwable f = failure;
+            if (f != null) {
+                if (f instanceof RuntimeException re) {
+                    throw re;
+                }
+                if (f instanceof Error e) {
+                    throw e;
+                }
+                throw new IllegalStateException(f);
+            }
+        } finally {
+            submit.unlock();
+        }
+    }
+
+    private void drain(int worker) {
+        try {
+            while (true) {
+                int c = nextChunk.getAndIncrement();
+                long from = (long) c * chunk;
+                if (from >= count || failure != null) {
+                    return;
+                }
+                task.run((int) from, (int) Math.min(count, from + chunk), worker);
+            }
+        } catch (Throwable t) {
+            if (failure == null) {
+                failure = t;
+            }
+        }
+    }
+
+    private void helperLoop(int worker) {
+        long seen = 0;
+        while (true) {
+            int spins = 0;
+            while (generation == seen && !closed) {
+                if (spins++ < SPINS) {
+                    Thread.onSpinWait();
+                } else {
+                    LockSupport.park(this);
+                }
+            }
+            if (closed) {
+                return;
+            }
+            seen = generation;
+            drain(worker);
+            if (running.decrementAndGet() == 0) {
+                LockSupport.unpark(caller);
+            }
+        }
+    }
+
+    /** Stops the helper threads; later loops fail. */
+    @Override
+    public void close() {
+        submit.lock();
+        try {
+            closed = true;
+            for (Thread t : helpers) {
+                LockSupport.unpark(t);
+            }
+        } finally {
+            submit.unlock();
+        }
+    }
+}

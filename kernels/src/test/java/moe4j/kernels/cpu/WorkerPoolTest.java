@@ -1,0 +1,94 @@
+package moe4j.kernels.cpu;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+class WorkerPoolTest {
+
+    @ParameterizedTest(name = "{0} threads, {1} items, grain {2}")
+    @CsvSource({"1, 100, 1", "2, 0, 1", "2, 1, 1", "3, 7, 1", "4, 1000, 3", "3, 50, 100"})
+    void visitsEveryIndexExactlyOnce(int threads, int count, int grain) {
+        try (WorkerPool pool = new WorkerPool(threads)) {
+            for (int round = 0; round < 20; round++) {
+                AtomicIntegerArray visits = new AtomicIntegerArray(Math.max(count, 1));
+                pool.parallelFor(count, grain, (from, to, worker) -> {
+                    assertTrue(worker >= 0 && worker < threads, "worker index " + worker);
+                    for (int i = from; i < to; i++) {
+                        visits.incrementAndGet(i);
+                    }
+                });
+                for (int i = 0; i < count; i++) {
+                    assertEquals(1, visits.get(i), "index " + i + " in round " + round);
+                }
+            }
+        }
+    }
+
+    @Test
+    void rethrowsATaskFailureAndStaysUsable() {
+        try (WorkerPool pool = new WorkerPool(3)) {
+            IllegalStateException e = assertThrows(IllegalStateException.class, () ->
+                    pool.parallelFor(100, 1, (from, to, worker) -> {
+                        if (from <= 57 && 57 < to) {
+                            throw new IllegalStateException("boom at 57");
+                        }
+                    }));
+            assertEquals("boom at 57", e.getMessage());
+            AtomicIntegerArray visits = new AtomicIntegerArray(10);
+            pool.parallelFor(10, 1, (from, to, worker) -> {
+                for (int i = from; i < to; i++) {
+                    visits.incrementAndGet(i);
+                }
+            });
+            for (int i = 0; i < 10; i++) {
+                assertEquals(1, visits.get(i));
+            }
+        }
+    }
+
+    @Test
+    void serializesLoopsFromConcurrentCallers() throws Exception {
+        try (WorkerPool pool = new WorkerPool(2); ExecutorService callers = Executors.newFixedThreadPool(4)) {
+            List<Future<long[]>> results = new ArrayList<>();
+            for (int c = 0; c < 4; c++) {
+                int seed = c;
+                results.add(callers.submit(() -> {
+                    long[] out = new long[500];
+                    for (int round = 0; round < 50; round++) {
+                        pool.parallelFor(out.length, 1, (from, to, worker) -> {
+                            for (int i = from; i < to; i++) {
+                                out[i] += (long) i * seed;
+                            }
+                        });
+                    }
+                    return out;
+                }));
+            }
+            for (int c = 0; c < 4; c++) {
+                long[] out = results.get(c).get();
+                for (int i = 0; i < out.length; i++) {
+                    assertEquals(50L * i * c, out[i]);
+                }
+            }
+        }
+    }
+
+    @Test
+    void rejectsWorkAfterClose() {
+        WorkerPool pool = new WorkerPool(2);
+        pool.close();
+        assertThrows(IllegalStateException.class, () -> pool.parallelFor(100, 1, (from, to, worker) -> { }));
+    }
+}
