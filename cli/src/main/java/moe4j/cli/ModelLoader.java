@@ -1,0 +1,123 @@
+package moe4j.cli;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.Locale;
+
+import moe4j.engine.LoadListener;
+import moe4j.engine.LoadOptions;
+import moe4j.engine.Model;
+import moe4j.engine.ModelConfig;
+import moe4j.engine.Session;
+import moe4j.gguf.GgufTensor;
+import picocli.CommandLine;
+
+/**
+ * Loads a model for a command with progress on stderr (a bar redrawn in place on a terminal, one line
+ * otherwise), then reports what it loaded and, once a session exists, the memory both use.
+ */
+final class ModelLoader {
+
+    private static final int BAR_WIDTH = 30;
+
+    private ModelLoader() {}
+
+    /** Loads {@code path} with the options' threads, context and KV cache type. */
+    static Model load(Path path, ModelOptions options, CommandLine cl) throws IOException {
+        PrintWriter err = cl.getErr();
+        boolean terminal = Terminal.isInteractive();
+        Progress progress = new Progress(err, path.getFileName().toString(), terminal);
+        LoadOptions loadOptions = options.loadOptions(cl, progress);
+        long start = System.nanoTime();
+        Model model;
+        try {
+            model = Model.load(path, loadOptions);
+        } finally {
+            progress.clear();
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        err.printf(Locale.ROOT, "loaded %s in %.2f s: %s; %s%n", path.getFileName(), seconds, describe(model.config()),
+                model.backendDescription());
+        err.flush();
+        return model;
+    }
+
+    /**
+     * A session of {@code contextLength} positions (0: the model's default), after which the memory line is
+     * printed: mapped weights, the session's KV cache, the Java heap in use.
+     */
+    static Session newSession(Model model, int contextLength, PrintWriter err) {
+        Session session = contextLength > 0 ? model.newSession(contextLength) : model.newSession();
+        long weights = model.file().tensors().stream().mapToLong(GgufTensor::byteSize).sum();
+        Runtime rt = Runtime.getRuntime();
+        err.printf(Locale.ROOT, "memory: weights %s (mapped), KV cache %s (%s, %d positions), heap %s%n",
+                Sizes.bytes(weights), Sizes.bytes(kvCacheBytes(model, session.contextLength())),
+                model.options().kvCacheType().name().toLowerCase(Locale.ROOT), session.contextLength(),
+                Sizes.bytes(rt.totalMemory() - rt.freeMemory()));
+        err.flush();
+        return session;
+    }
+
+    /** Keys and values of every layer and position (the session does not expose its cache's size). */
+    private static long kvCacheBytes(Model model, int positions) {
+        ModelConfig c = model.config();
+        return (long) Math.ceil(2.0 * c.layers() * positions * c.kvDim() * model.options().kvCacheType().bytesPerValue());
+    }
+
+    private static String describe(ModelConfig c) {
+        StringBuilder s = new StringBuilder(c.architecture()).append(", ").append(c.layers()).append(" layers");
+        if (c.isMoe()) {
+            s.append(", ").append(c.experts()).append(" experts (").append(c.expertsUsed()).append(" used)");
+        }
+        return s.append(", vocab ").append(c.vocab()).toString();
+    }
+
+    /** The load's progress: a bar redrawn on a terminal, otherwise one line when binding starts. */
+    private static final class Progress implements LoadListener {
+        private final PrintWriter err;
+        private final String name;
+        private final boolean terminal;
+        private int shownPercent = -1;
+        private boolean announced;
+
+        Progress(PrintWriter err, String name, boolean terminal) {
+            this.err = err;
+            this.name = name;
+            this.terminal = terminal;
+        }
+
+        @Override
+        public void onTensorBound(String tensor, int done, int total) {
+            if (!terminal) {
+                if (!announced) {
+                    // on the first tensor rather than up front: a file that cannot be opened gets its error line alone
+                    announced = true;
+                    err.println("loading " + name + " ...");
+                    err.flush();
+                }
+                return;
+            }
+            if (total <= 0) {
+                return;
+            }
+            int percent = (int) (100L * done / total);
+            if (percent == shownPercent) {
+                return;
+            }
+            shownPercent = percent;
+            int filled = BAR_WIDTH * percent / 100;
+            err.print("\rloading " + name + " [" + "#".repeat(filled) + " ".repeat(BAR_WIDTH - filled) + "] "
+                    + percent + "%");
+            err.flush();
+        }
+
+        /** Erases the bar, so that what follows (the summary or an error) starts on a clean line. */
+        void clear() {
+            if (shownPercent >= 0) {
+                err.print(Terminal.CLEAR_LINE);
+                err.flush();
+            }
+        }
+    }
+}
