@@ -17,6 +17,7 @@ public final class Session implements AutoCloseable {
     private final KvCache cache;
     private final Workspace workspace;
     private final int vocab;
+    private final int hiddenSize;
     private final float[][] lastRow = new float[1][];
     private int position;
     private boolean closed;
@@ -26,10 +27,14 @@ public final class Session implements AutoCloseable {
         this.cache = cache;
         this.workspace = workspace;
         this.vocab = graph.config().vocab();
+        this.hiddenSize = graph.config().embd();
     }
 
     /** Length of each logits vector. */
     public int vocabularySize() { return vocab; }
+
+    /** Length of each hidden-state vector of {@link #evaluateHidden}: the model's embedding size. */
+    public int hiddenSize() { return hiddenSize; }
 
     /** Tokens evaluated so far (the position the next token takes). */
     public int position() { return position; }
@@ -56,18 +61,40 @@ public final class Session implements AutoCloseable {
             throw new IllegalArgumentException("logits array of " + logits.length + " is shorter than the vocabulary " + vocab);
         }
         lastRow[0] = logits;
-        run(tokens, offset, length, offset + length - 1, lastRow);
+        run(tokens, offset, length, offset + length - 1, lastRow, true);
     }
 
     /** Evaluates {@code tokens} and returns the logits after each of them ({@code [tokens.length][vocab]}). */
     public float[][] evaluateAll(int[] tokens) {
         float[][] all = new float[tokens.length][vocab];
-        run(tokens, 0, tokens.length, 0, all);
+        run(tokens, 0, tokens.length, 0, all, true);
         return all;
     }
 
-    /** Runs the batches; token {@code i >= firstOutput} gets logits in {@code out[i - firstOutput]}. */
-    private void run(int[] tokens, int offset, int length, int firstOutput, float[][] out) {
+    /**
+     * Evaluates {@code tokens[offset .. offset+length)} and writes the hidden state after each of them,
+     * the output of the final norm before the LM head (what embedding models pool), into
+     * {@code hidden[0 .. length)} (each at least {@link #hiddenSize()} long). No logits are computed.
+     */
+    public void evaluateHidden(int[] tokens, int offset, int length, float[][] hidden) {
+        Objects.checkFromIndexSize(offset, length, tokens.length);
+        if (hidden.length < length) {
+            throw new IllegalArgumentException("room for " + hidden.length + " hidden states, " + length + " tokens given");
+        }
+        for (int i = 0; i < length; i++) {
+            if (hidden[i].length < hiddenSize) {
+                throw new IllegalArgumentException("hidden-state array " + i + " of " + hidden[i].length
+                        + " is shorter than the hidden size " + hiddenSize);
+            }
+        }
+        run(tokens, offset, length, offset, hidden, false);
+    }
+
+    /**
+     * Runs the batches; token {@code i >= firstOutput} gets its logits ({@code logits}) or final-norm
+     * hidden state in {@code out[i - firstOutput]}.
+     */
+    private void run(int[] tokens, int offset, int length, int firstOutput, float[][] out, boolean logits) {
         if (closed) {
             throw new IllegalStateException("session is closed");
         }
@@ -88,7 +115,12 @@ public final class Session implements AutoCloseable {
             int n = Math.min(capacity, offset + length - start);
             int firstInBatch = Math.max(0, firstOutput - start);
             int outIndex = Math.max(0, start - firstOutput);
-            graph.forward(tokens, start, n, position, cache, workspace, Math.min(firstInBatch, n), out, outIndex);
+            if (logits) {
+                graph.forward(tokens, start, n, position, cache, workspace, Math.min(firstInBatch, n), out, outIndex);
+            } else {
+                graph.forwardHidden(tokens, start, n, position, cache, workspace, Math.min(firstInBatch, n), out,
+                        outIndex);
+            }
             position += n;
         }
     }

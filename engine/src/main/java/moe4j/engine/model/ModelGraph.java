@@ -22,4 +22,12 @@ public interface ModelGraph {
      */
     void forward(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace workspace,
                  int firstOutput, float[][] logits, int logitsIndex);
+
+    /**
+     * As {@link #forward}, but rows {@code firstOutput .. n-1} get the output of the final norm (the
+     * hidden state the LM head would read, and what embedding models pool; {@code config().embd()}
+     * values each) instead of logits, written to {@code hidden[hiddenIndex + i - firstOutput]}.
+     */
+    void forwardHidden(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace workspace,
+                       int firstOutput, float[][] hidden, int hiddenIndex);
 }

@@ -112,6 +112,18 @@ public final class Qwen3Graph implements ModelGraph {
     @Override
     public void forward(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws,
                         int firstOutput, float[][] logits, int logitsIndex) {
+        run(tokens, offset, n, startPos, cache, ws, firstOutput, logits, logitsIndex, true);
+    }
+
+    @Override
+    public void forwardHidden(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws,
+                              int firstOutput, float[][] hidden, int hiddenIndex) {
+        run(tokens, offset, n, startPos, cache, ws, firstOutput, hidden, hiddenIndex, false);
+    }
+
+    /** The layers, then the final norm of the output rows and, with {@code lmHead}, their logits. */
+    private void run(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws,
+                     int firstOutput, float[][] out, int outIndex, boolean lmHead) {
         if (n <= 0 || n > ws.capacity()) {
             throw new IllegalArgumentException("batch of " + n + " tokens is outside 1.." + ws.capacity());
         }
@@ -137,9 +149,13 @@ public final class Qwen3Graph implements ModelGraph {
             int m = Math.min(headRows, n - row);
             backend.copyRows(hidden, row, headIn, 0, m);
             backend.rmsNorm(headIn, outputNorm, config.rmsEps(), headIn, m);
-            backend.matmul(output, headIn, headOut, m);
+            Activations result = headIn;
+            if (lmHead) {
+                backend.matmul(output, headIn, headOut, m);
+                result = headOut;
+            }
             for (int i = 0; i < m; i++) {
-                backend.read(headOut, i, logits[logitsIndex + row - firstOutput + i], 0);
+                backend.read(result, i, out[outIndex + row - firstOutput + i], 0);
             }
         }
     }
