@@ -4,6 +4,7 @@ import static moe4j.kernels.quant.Simd.F;
 import static moe4j.kernels.quant.Simd.L;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import java.util.Objects;
 
 import jdk.incubator.vector.FloatVector;
@@ -28,9 +29,13 @@ final class DecodedDot {
     /** Four accumulators of {@code L} lanes per token. */
     private static final int STATE = 4 * L;
 
+    /** Start of the per-block scratch (unpacked scales) after the accumulators in {@link #fusedState}. */
+    static final int FUSED_SCRATCH = STATE;
+
     private static final class Scratch {
         final float[] weights = new float[CHUNK];
         float[] state = new float[STATE];
+        final float[] fused = new float[STATE + 32];
     }
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
@@ -38,6 +43,24 @@ final class DecodedDot {
     /** The canonical combination of the four accumulators. */
     static float combine(FloatVector a0, FloatVector a1, FloatVector a2, FloatVector a3) {
         return Simd.sum(a0.add(a1).add(a2.add(a3)));
+    }
+
+    /**
+     * The calling thread's buffer for fused kernels: four zeroed accumulators of {@code L} lanes, then 32
+     * floats of scratch from {@link #FUSED_SCRATCH}. Kernels for 256-element blocks keep their accumulators
+     * here between blocks so that no vector crosses a method boundary (C2 boxes vectors it cannot inline,
+     * and whole-row kernels exceed its inlining budget).
+     */
+    static float[] fusedState() {
+        float[] state = SCRATCH.get().fused;
+        Arrays.fill(state, 0, STATE, 0f);
+        return state;
+    }
+
+    /** {@link #combine} of the accumulators held in {@code state}. */
+    static float combine(float[] state) {
+        return combine(FloatVector.fromArray(F, state, 0), FloatVector.fromArray(F, state, L),
+                FloatVector.fromArray(F, state, 2 * L), FloatVector.fromArray(F, state, 3 * L));
     }
 
     /** Bytes of {@code elements} elements (whole blocks) of {@code format}. */
@@ -65,22 +88,22 @@ final class DecodedDot {
             int xo = xOffset + done;
             int i = 0;
             for (; i <= n - 4 * L; i += 4 * L) {
-                a0 = FloatVector.fromArray(F, w, i).fma(Simd.x(x, xo + i), a0);
-                a1 = FloatVector.fromArray(F, w, i + L).fma(Simd.x(x, xo + i + L), a1);
-                a2 = FloatVector.fromArray(F, w, i + 2 * L).fma(Simd.x(x, xo + i + 2 * L), a2);
-                a3 = FloatVector.fromArray(F, w, i + 3 * L).fma(Simd.x(x, xo + i + 3 * L), a3);
+                a0 = FloatVector.fromArray(F, w, i).fma(FloatVector.fromArray(F, x, xo + i), a0);
+                a1 = FloatVector.fromArray(F, w, i + L).fma(FloatVector.fromArray(F, x, xo + i + L), a1);
+                a2 = FloatVector.fromArray(F, w, i + 2 * L).fma(FloatVector.fromArray(F, x, xo + i + 2 * L), a2);
+                a3 = FloatVector.fromArray(F, w, i + 3 * L).fma(FloatVector.fromArray(F, x, xo + i + 3 * L), a3);
             }
             // only the last chunk can end inside a run of four groups
             if (i <= n - L) {
-                a0 = FloatVector.fromArray(F, w, i).fma(Simd.x(x, xo + i), a0);
+                a0 = FloatVector.fromArray(F, w, i).fma(FloatVector.fromArray(F, x, xo + i), a0);
                 i += L;
             }
             if (i <= n - L) {
-                a1 = FloatVector.fromArray(F, w, i).fma(Simd.x(x, xo + i), a1);
+                a1 = FloatVector.fromArray(F, w, i).fma(FloatVector.fromArray(F, x, xo + i), a1);
                 i += L;
             }
             if (i <= n - L) {
-                a2 = FloatVector.fromArray(F, w, i).fma(Simd.x(x, xo + i), a2);
+                a2 = FloatVector.fromArray(F, w, i).fma(FloatVector.fromArray(F, x, xo + i), a2);
                 i += L;
             }
             done += i;
@@ -133,7 +156,7 @@ final class DecodedDot {
             scratch.state = new float[nTokens * STATE];
         }
         float[] state = scratch.state;
-        java.util.Arrays.fill(state, 0, nTokens * STATE, 0f);
+        Arrays.fill(state, 0, nTokens * STATE, 0f);
         int chunk = chunk(format);
         int groups = count / L * L;
         for (int done = 0; done < count; done += chunk) {
@@ -166,21 +189,21 @@ final class DecodedDot {
         FloatVector a3 = FloatVector.fromArray(F, state, s + 3 * L);
         int i = 0;
         for (; i <= n - 4 * L; i += 4 * L) {
-            a0 = FloatVector.fromArray(F, w, i).fma(Simd.x(x, xo + i), a0);
-            a1 = FloatVector.fromArray(F, w, i + L).fma(Simd.x(x, xo + i + L), a1);
-            a2 = FloatVector.fromArray(F, w, i + 2 * L).fma(Simd.x(x, xo + i + 2 * L), a2);
-            a3 = FloatVector.fromArray(F, w, i + 3 * L).fma(Simd.x(x, xo + i + 3 * L), a3);
+            a0 = FloatVector.fromArray(F, w, i).fma(FloatVector.fromArray(F, x, xo + i), a0);
+            a1 = FloatVector.fromArray(F, w, i + L).fma(FloatVector.fromArray(F, x, xo + i + L), a1);
+            a2 = FloatVector.fromArray(F, w, i + 2 * L).fma(FloatVector.fromArray(F, x, xo + i + 2 * L), a2);
+            a3 = FloatVector.fromArray(F, w, i + 3 * L).fma(FloatVector.fromArray(F, x, xo + i + 3 * L), a3);
         }
         if (i < n) {
-            a0 = FloatVector.fromArray(F, w, i).fma(Simd.x(x, xo + i), a0);
+            a0 = FloatVector.fromArray(F, w, i).fma(FloatVector.fromArray(F, x, xo + i), a0);
             i += L;
         }
         if (i < n) {
-            a1 = FloatVector.fromArray(F, w, i).fma(Simd.x(x, xo + i), a1);
+            a1 = FloatVector.fromArray(F, w, i).fma(FloatVector.fromArray(F, x, xo + i), a1);
             i += L;
         }
         if (i < n) {
-            a2 = FloatVector.fromArray(F, w, i).fma(Simd.x(x, xo + i), a2);
+            a2 = FloatVector.fromArray(F, w, i).fma(FloatVector.fromArray(F, x, xo + i), a2);
         }
         a0.intoArray(state, s);
         a1.intoArray(state, s + L);

@@ -1,7 +1,15 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.GE;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.S2I;
+
 import java.lang.foreign.MemorySegment;
 import java.util.random.RandomGenerator;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
 
 import moe4j.gguf.GgmlType;
 
@@ -17,6 +25,50 @@ public final class F16 extends BlockFormat {
         for (int i = 0; i < blocks; i++) {
             dst[dstOffset + i] = Float.float16ToFloat(src.get(Layouts.SHORT_LE, srcOffset + 2L * i));
         }
+    }
+
+    private static final IntVector SHIFT_13 = IntVector.broadcast(Simd.I, 13);
+    private static final IntVector SHIFT_16 = IntVector.broadcast(Simd.I, 16);
+    private static final IntVector EXPONENT_ALL_ONES = IntVector.broadcast(Simd.I, 0x7C00);
+
+    /**
+     * Fused dot product in the canonical order of {@link DecodedDot}: each group uses accumulator
+     * {@code a0} and the four rotate, so after the loop they are put back in place by the group count.
+     */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        int groups = count / Simd.L;
+        for (int g = 0; g < groups; g++) {
+            int i = g * Simd.L;
+            // exact binary16 -> float32: magnitude bits moved into float position and scaled by 2^112
+            // rebias normal and subnormal values alike; infinities and NaNs get the float exponent field
+            IntVector h = (IntVector) ShortVector.fromMemorySegment(Simd.S, src, srcOffset + 2L * i, Simd.LE)
+                    .convertShape(S2I, Simd.I, 0);
+            IntVector magnitude = h.and(0x7FFF);
+            IntVector shifted = magnitude.lanewise(LSHL, SHIFT_13);
+            IntVector finite = shifted.reinterpretAsFloats().mul(0x1p112f).reinterpretAsInts();
+            IntVector bits = finite.blend(shifted.or(0x7F800000), magnitude.compare(GE, EXPONENT_ALL_ONES));
+            FloatVector w = bits.or(h.and(0x8000).lanewise(LSHL, SHIFT_16)).reinterpretAsFloats();
+            FloatVector n = w.fma(FloatVector.fromArray(Simd.F, x, xOffset + i), a0);
+            a0 = a1;
+            a1 = a2;
+            a2 = a3;
+            a3 = n;
+        }
+        float sum = switch (groups & 3) {
+            case 0 -> DecodedDot.combine(a0, a1, a2, a3);
+            case 1 -> DecodedDot.combine(a3, a0, a1, a2);
+            case 2 -> DecodedDot.combine(a2, a3, a0, a1);
+            default -> DecodedDot.combine(a1, a2, a3, a0);
+        };
+        for (int i = groups * Simd.L; i < count; i++) {
+            sum = Math.fma(Halfs.readFp16(src, srcOffset + 2L * i), x[xOffset + i], sum);
+        }
+        return sum;
     }
 
     @Override

@@ -3,6 +3,8 @@ package moe4j.kernels.quant;
 import java.lang.foreign.MemorySegment;
 import java.util.random.RandomGenerator;
 
+import jdk.incubator.vector.FloatVector;
+
 import moe4j.gguf.GgmlType;
 
 /** Plain little-endian float32. */
@@ -15,6 +17,38 @@ public final class F32 extends BlockFormat {
     @Override
     void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
         MemorySegment.copy(src, Layouts.FLOAT_LE, srcOffset, dst, dstOffset, blocks);
+    }
+
+    /**
+     * Fused dot product in the canonical order of {@link DecodedDot}: each group uses accumulator
+     * {@code a0} and the four rotate, so after the loop they are put back in place by the group count.
+     */
+    @Override
+    float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
+        FloatVector a0 = FloatVector.zero(Simd.F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        int groups = count / Simd.L;
+        for (int g = 0; g < groups; g++) {
+            int i = g * Simd.L;
+            FloatVector w = FloatVector.fromMemorySegment(Simd.F, src, srcOffset + 4L * i, Simd.LE);
+            FloatVector n = w.fma(FloatVector.fromArray(Simd.F, x, xOffset + i), a0);
+            a0 = a1;
+            a1 = a2;
+            a2 = a3;
+            a3 = n;
+        }
+        float sum = switch (groups & 3) {
+            case 0 -> DecodedDot.combine(a0, a1, a2, a3);
+            case 1 -> DecodedDot.combine(a3, a0, a1, a2);
+            case 2 -> DecodedDot.combine(a2, a3, a0, a1);
+            default -> DecodedDot.combine(a1, a2, a3, a0);
+        };
+        for (int i = groups * Simd.L; i < count; i++) {
+            sum = Math.fma(src.get(Layouts.FLOAT_LE, srcOffset + 4L * i), x[xOffset + i], sum);
+        }
+        return sum;
     }
 
     @Override

@@ -1,10 +1,14 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
 
 import moe4j.gguf.GgmlType;
 
@@ -15,6 +19,11 @@ public final class IQ4_NL extends BlockFormat {
 
     /** ggml's {@code kvalues_iq4nl}: the 16 levels shared by IQ4_NL and IQ4_XS. */
     static final byte[] LEVELS = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+    /** {@link #LEVELS} as int lanes, for table lookups by index vector in the fused kernels. */
+    static final IntVector LEVEL_VECTOR = Simd.FUSED
+            ? IntVector.fromArray(Simd.I, new int[] {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}, 0)
+            : null;
 
     private static final int QK = 32;
     private static final int BYTES = 18;
@@ -46,11 +55,11 @@ public final class IQ4_NL extends BlockFormat {
             long block = srcOffset + (long) b * BYTES;
             float d = Halfs.readFp16(src, block);
             int e = xOffset + QK * b;
-            IntVector q = Simd.bytes(src, block + 2);
-            FloatVector w0 = Simd.toFloat(q.and(0xF).selectFrom(LEVEL_VECTOR)).mul(1f);
-            FloatVector w1 = Simd.toFloat(Simd.high4(q).selectFrom(LEVEL_VECTOR)).mul(1f);
-            FloatVector n0 = w0.mul(d).fma(Simd.x(x, e), a0);
-            FloatVector n1 = w1.mul(d).fma(Simd.x(x, e + 16), a1);
+            IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2, Simd.LE).convertShape(B2I, Simd.I, 0);
+            FloatVector w0 = ((FloatVector) q.and(0xF).selectFrom(LEVEL_VECTOR).convert(I2F, 0)).mul(d);
+            FloatVector w1 = ((FloatVector) q.lanewise(ASHR, Simd.SHIFT_4).and(0xF).selectFrom(LEVEL_VECTOR).convert(I2F, 0)).mul(d);
+            FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), a0);
+            FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
             a0 = a2;
             a1 = a3;
             a2 = n0;

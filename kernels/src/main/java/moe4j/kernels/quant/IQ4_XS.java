@@ -1,10 +1,14 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
 
 import moe4j.gguf.GgmlType;
 
@@ -50,28 +54,41 @@ public final class IQ4_XS extends BlockFormat {
     /** Fused dot product: sub-block {@code ib} is groups {@code 2ib, 2ib+1}; see {@link Q4_K#dotBlocks}. */
     @Override
     float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
-        FloatVector a0 = FloatVector.zero(Simd.F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
+        float[] state = DecodedDot.fusedState();
         for (int b = 0; b < count / QK; b++) {
-            long block = srcOffset + (long) b * BYTES;
-            float d = Halfs.readFp16(src, block + D);
-            int scalesH = src.get(Layouts.SHORT_LE, block + SCALES_H) & 0xFFFF;
-            int scalesL = src.get(Layouts.INT_LE, block + SCALES_L);
-            for (int ib = 0; ib < QK / 32; ib++) {
-                int ls = ((scalesL >>> (4 * ib)) & 0xF) | (((scalesH >>> (2 * ib)) & 3) << 4);
-                float dl = d * (ls - 32);
-                IntVector q = Simd.bytes(src, block + QS + 16L * ib);
-                int e = xOffset + QK * b + 32 * ib;
-                FloatVector n0 = Simd.toFloat(q.and(0xF).selectFrom(IQ4_NL.LEVEL_VECTOR)).mul(dl).fma(Simd.x(x, e), a0);
-                FloatVector n1 = Simd.toFloat(Simd.high4(q).selectFrom(IQ4_NL.LEVEL_VECTOR)).mul(dl).fma(Simd.x(x, e + 16), a1);
-                a0 = a2;
-                a1 = a3;
-                a2 = n0;
-                a3 = n1;
-            }
+            accumulateBlock(src, srcOffset + (long) b * BYTES, x, xOffset + QK * b, state);
         }
-        return DecodedDot.combine(a0, a1, a2, a3);
+        return DecodedDot.combine(state);
+    }
+
+    /** Adds one block's products to the accumulators in {@code state}. */
+    private static void accumulateBlock(MemorySegment src, long block, float[] x, int xBlock, float[] state) {
+        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
+        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
+        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
+        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
+        float d = Halfs.readFp16(src, block + D);
+        int scalesH = src.get(Layouts.SHORT_LE, block + SCALES_H) & 0xFFFF;
+        int scalesL = src.get(Layouts.INT_LE, block + SCALES_L);
+        for (int ib = 0; ib < QK / 32; ib++) {
+            int ls = ((scalesL >>> (4 * ib)) & 0xF) | (((scalesH >>> (2 * ib)) & 3) << 4);
+            float dl = d * (ls - 32);
+            IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 16L * ib, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector levels0 = q.and(0xF).selectFrom(IQ4_NL.LEVEL_VECTOR);
+            IntVector levels1 = q.lanewise(ASHR, Simd.SHIFT_4).and(0xF).selectFrom(IQ4_NL.LEVEL_VECTOR);
+            FloatVector w0 = ((FloatVector) levels0.convert(I2F, 0)).mul(dl);
+            FloatVector w1 = ((FloatVector) levels1.convert(I2F, 0)).mul(dl);
+            int e = xBlock + 32 * ib;
+            FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), a0);
+            FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
+            a0 = a2;
+            a1 = a3;
+            a2 = n0;
+            a3 = n1;
+        }
+        a0.intoArray(state, 0);
+        a1.intoArray(state, Simd.L);
+        a2.intoArray(state, 2 * Simd.L);
+        a3.intoArray(state, 3 * Simd.L);
     }
 }

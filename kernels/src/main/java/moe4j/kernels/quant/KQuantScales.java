@@ -1,11 +1,16 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShuffle;
 
 /**
@@ -43,6 +48,11 @@ final class KQuantScales {
     private static final IntVector SCALE_MIN_LOW_MASK;
     private static final IntVector SCALE_MIN_HIGH_MASK;
     private static final VectorMask<Float> MIN_LANES;
+    // Q3_K: a 16-byte load starting 4 bytes before the scales, so scale byte k is lane 4 + k.
+    private static final VectorShuffle<Integer> Q3_LOW;
+    private static final VectorShuffle<Integer> Q3_HIGH;
+    private static final IntVector Q3_LOW_SHIFT;
+    private static final IntVector Q3_HIGH_SHIFT;
 
     static {
         if (Simd.FUSED) {
@@ -69,7 +79,26 @@ final class KQuantScales {
             SCALE_MIN_LOW_MASK = IntVector.fromArray(Simd.I, lowMask, 0);
             SCALE_MIN_HIGH_MASK = IntVector.fromArray(Simd.I, highMask, 0);
             MIN_LANES = VectorMask.fromLong(Simd.F, 0xFF00L);
+            int[] q3Low = new int[16];
+            int[] q3LowShift = new int[16];
+            int[] q3High = new int[16];
+            int[] q3HighShift = new int[16];
+            for (int i = 0; i < 16; i++) {
+                // as q3Scale(...) above
+                q3Low[i] = 4 + (i < 8 ? i : i - 8);
+                q3LowShift[i] = i < 8 ? 0 : 4;
+                q3High[i] = 4 + 8 + (i & 3);
+                q3HighShift[i] = 2 * (i >>> 2);
+            }
+            Q3_LOW = VectorShuffle.fromArray(Simd.I, q3Low, 0);
+            Q3_HIGH = VectorShuffle.fromArray(Simd.I, q3High, 0);
+            Q3_LOW_SHIFT = IntVector.fromArray(Simd.I, q3LowShift, 0);
+            Q3_HIGH_SHIFT = IntVector.fromArray(Simd.I, q3HighShift, 0);
         } else {
+            Q3_LOW = null;
+            Q3_HIGH = null;
+            Q3_LOW_SHIFT = null;
+            Q3_HIGH_SHIFT = null;
             SCALE_MIN_LOW = null;
             SCALE_MIN_HIGH = null;
             SCALE_MIN_LOW_SHIFT = null;
@@ -80,17 +109,32 @@ final class KQuantScales {
     }
 
     /**
-     * Writes {@code d * scale(j)} to {@code out[j]} and {@code dmin * min(j)} to {@code out[8 + j]} for
-     * the Q4_K/Q5_K block at {@code block} (scales at byte 4): the same float products the dequantizers
-     * form, computed in one vector pass instead of sixteen scalar unpackings.
+     * Writes {@code d * scale(j)} to {@code out[outOffset + j]} and {@code dmin * min(j)} to
+     * {@code out[outOffset + 8 + j]} for the Q4_K/Q5_K block at {@code block} (scales at byte 4): the same
+     * float products the dequantizers form, computed in one vector pass instead of sixteen scalar unpackings.
      */
-    static void scaleMinProducts(MemorySegment src, long block, float d, float dmin, float[] out) {
-        IntVector raw = Simd.bytes(src, block).and(0xFF);
-        IntVector low = raw.rearrange(SCALE_MIN_LOW).lanewise(VectorOperators.LSHR, SCALE_MIN_LOW_SHIFT)
+    static void scaleMinProducts(MemorySegment src, long block, float d, float dmin, float[] out, int outOffset) {
+        IntVector raw = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
+                .convertShape(B2I, Simd.I, 0)).and(0xFF);
+        IntVector low = raw.rearrange(SCALE_MIN_LOW).lanewise(LSHR, SCALE_MIN_LOW_SHIFT)
                 .and(SCALE_MIN_LOW_MASK);
-        IntVector high = raw.rearrange(SCALE_MIN_HIGH).lanewise(VectorOperators.LSHR, Simd.SHIFT_6)
-                .and(SCALE_MIN_HIGH_MASK).lanewise(VectorOperators.LSHL, Simd.SHIFT_4);
-        FloatVector.broadcast(Simd.F, d).blend(dmin, MIN_LANES).mul(Simd.toFloat(low.or(high))).intoArray(out, 0);
+        IntVector high = raw.rearrange(SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
+                .and(SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
+        FloatVector codes = (FloatVector) low.or(high).convert(I2F, 0);
+        FloatVector.broadcast(Simd.F, d).blend(dmin, MIN_LANES).mul(codes).intoArray(out, outOffset);
+    }
+
+    /**
+     * Writes {@code d * q3Scale(i)} to {@code out[outOffset + i]} for the sixteen Q3_K groups whose scale
+     * bytes start at {@code scalesOffset} (at least 4 bytes into the block, so the vector load stays inside).
+     */
+    static void q3ScaleProducts(MemorySegment src, long scalesOffset, float d, float[] out, int outOffset) {
+        IntVector raw = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, scalesOffset - 4, Simd.LE)
+                .convertShape(B2I, Simd.I, 0)).and(0xFF);
+        IntVector low = raw.rearrange(Q3_LOW).lanewise(LSHR, Q3_LOW_SHIFT).and(0xF);
+        IntVector high = raw.rearrange(Q3_HIGH).lanewise(LSHR, Q3_HIGH_SHIFT).and(3)
+                .lanewise(LSHL, Simd.SHIFT_4);
+        ((FloatVector) low.or(high).sub(32).convert(I2F, 0)).mul(d).intoArray(out, outOffset);
     }
 
     /** Packs eight 6-bit scales and mins (each 0..63) into the Q4_K/Q5_K layout at {@code offset}. */

@@ -1,10 +1,14 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
 
 import moe4j.gguf.GgmlType;
 
@@ -51,34 +55,47 @@ public final class Q2_K extends BlockFormat {
     /** Fused dot product, iterating like {@link Q6_K#dotBlocks}. */
     @Override
     float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
-        FloatVector a0 = FloatVector.zero(Simd.F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        float[] scaleMin = new float[32];
+        float[] state = DecodedDot.fusedState();
         for (int b = 0; b < count / QK; b++) {
-            long block = srcOffset + (long) b * BYTES;
-            int dd = src.get(Layouts.INT_LE, block + D);
-            IntVector sc = Simd.bytes(src, block + SCALES);
-            Simd.toFloat(sc.and(0xF)).mul(Simd.fp16(dd, 0)).intoArray(scaleMin, 0);
-            Simd.toFloat(Simd.high4(sc)).mul(Simd.fp16(dd, 1)).intoArray(scaleMin, 16);
-            for (int hk = 0; hk < 8; hk++) {
-                int half = hk >>> 2;
-                int k = hk & 3;
-                int g = 8 * half + 2 * k;
-                IntVector shift = IntVector.broadcast(Simd.I, 2 * k);
-                long qs = block + QS + 32L * half;
-                FloatVector w0 = Simd.toFloat(Simd.bytes(src, qs).lanewise(VectorOperators.ASHR, shift).and(3));
-                FloatVector w1 = Simd.toFloat(Simd.bytes(src, qs + 16).lanewise(VectorOperators.ASHR, shift).and(3));
-                int e = xOffset + QK * b + 16 * g;
-                FloatVector n0 = w0.mul(scaleMin[g]).sub(scaleMin[16 + g]).fma(Simd.x(x, e), a0);
-                FloatVector n1 = w1.mul(scaleMin[g + 1]).sub(scaleMin[17 + g]).fma(Simd.x(x, e + 16), a1);
-                a0 = a2;
-                a1 = a3;
-                a2 = n0;
-                a3 = n1;
-            }
+            accumulateBlock(src, srcOffset + (long) b * BYTES, x, xOffset + QK * b, state);
         }
-        return DecodedDot.combine(a0, a1, a2, a3);
+        return DecodedDot.combine(state);
+    }
+
+    /** Adds one block's products to the accumulators in {@code state}. */
+    private static void accumulateBlock(MemorySegment src, long block, float[] x, int xBlock, float[] state) {
+        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
+        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
+        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
+        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
+        int dd = src.get(Layouts.INT_LE, block + D);
+        IntVector scales = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(B2I, Simd.I, 0);
+        ((FloatVector) scales.and(0xF).convert(I2F, 0)).mul(Simd.fp16(dd, 0)).intoArray(state, DecodedDot.FUSED_SCRATCH);
+        ((FloatVector) scales.lanewise(ASHR, Simd.SHIFT_4).and(0xF).convert(I2F, 0)).mul(Simd.fp16(dd, 1))
+                .intoArray(state, DecodedDot.FUSED_SCRATCH + 16);
+        for (int hk = 0; hk < 8; hk++) {
+            int half = hk >>> 2;
+            int k = hk & 3;
+            int g = 8 * half + 2 * k;
+            IntVector shift = IntVector.broadcast(Simd.I, 2 * k);
+            long qs = block + QS + 32L * half;
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            FloatVector w0 = ((FloatVector) q0.lanewise(ASHR, shift).and(3).convert(I2F, 0))
+                    .mul(state[DecodedDot.FUSED_SCRATCH + g]).sub(state[DecodedDot.FUSED_SCRATCH + 16 + g]);
+            FloatVector w1 = ((FloatVector) q1.lanewise(ASHR, shift).and(3).convert(I2F, 0))
+                    .mul(state[DecodedDot.FUSED_SCRATCH + g + 1]).sub(state[DecodedDot.FUSED_SCRATCH + 17 + g]);
+            int e = xBlock + 16 * g;
+            FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), a0);
+            FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
+            a0 = a2;
+            a1 = a3;
+            a2 = n0;
+            a3 = n1;
+        }
+        a0.intoArray(state, 0);
+        a1.intoArray(state, Simd.L);
+        a2.intoArray(state, 2 * Simd.L);
+        a3.intoArray(state, 3 * Simd.L);
     }
 }

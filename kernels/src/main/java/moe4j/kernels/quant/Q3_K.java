@@ -1,11 +1,16 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
 
 import moe4j.gguf.GgmlType;
 
@@ -52,36 +57,48 @@ public final class Q3_K extends BlockFormat {
     /** Fused dot product, iterating like {@link Q6_K#dotBlocks}. */
     @Override
     float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
-        FloatVector a0 = FloatVector.zero(Simd.F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        float[] groupScale = new float[16];
+        float[] state = DecodedDot.fusedState();
         for (int b = 0; b < count / QK; b++) {
-            long block = srcOffset + (long) b * BYTES;
-            KQuantScales.q3ScaleProducts(src, block + SCALES, Halfs.readFp16(src, block + D), groupScale);
-            for (int hk = 0; hk < 8; hk++) {
-                int half = hk >>> 2;
-                int k = hk & 3;
-                int g = 8 * half + 2 * k;
-                IntVector shift = IntVector.broadcast(Simd.I, 2 * k);
-                IntVector bit = IntVector.broadcast(Simd.I, 4 * half + k);
-                long qs = block + QS + 32L * half;
-                // q = q2 - 4 + 4 * highBit
-                IntVector q0 = Simd.bytes(src, qs).lanewise(VectorOperators.ASHR, shift).and(3)
-                        .or(Simd.bytes(src, block + HMASK).lanewise(VectorOperators.ASHR, bit).and(1).lanewise(VectorOperators.LSHL, Simd.SHIFT_2));
-                IntVector q1 = Simd.bytes(src, qs + 16).lanewise(VectorOperators.ASHR, shift).and(3)
-                        .or(Simd.bytes(src, block + HMASK + 16).lanewise(VectorOperators.ASHR, bit).and(1).lanewise(VectorOperators.LSHL, Simd.SHIFT_2));
-                int e = xOffset + QK * b + 16 * g;
-                FloatVector n0 = Simd.toFloat(q0.sub(4)).mul(groupScale[g]).fma(Simd.x(x, e), a0);
-                FloatVector n1 = Simd.toFloat(q1.sub(4)).mul(groupScale[g + 1]).fma(Simd.x(x, e + 16), a1);
-                a0 = a2;
-                a1 = a3;
-                a2 = n0;
-                a3 = n1;
-            }
+            accumulateBlock(src, srcOffset + (long) b * BYTES, x, xOffset + QK * b, state);
         }
-        return DecodedDot.combine(a0, a1, a2, a3);
+        return DecodedDot.combine(state);
+    }
+
+    /** Adds one block's products to the accumulators in {@code state}. */
+    private static void accumulateBlock(MemorySegment src, long block, float[] x, int xBlock, float[] state) {
+        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
+        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
+        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
+        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
+        KQuantScales.q3ScaleProducts(src, block + SCALES, Halfs.readFp16(src, block + D), state, DecodedDot.FUSED_SCRATCH);
+        IntVector m0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + HMASK, Simd.LE).convertShape(B2I, Simd.I, 0);
+        IntVector m1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + HMASK + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+        for (int hk = 0; hk < 8; hk++) {
+            int half = hk >>> 2;
+            int k = hk & 3;
+            int g = 8 * half + 2 * k;
+            IntVector shift = IntVector.broadcast(Simd.I, 2 * k);
+            IntVector bit = IntVector.broadcast(Simd.I, 4 * half + k);
+            long qs = block + QS + 32L * half;
+            IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            // q = q2 - 4 + 4 * highBit, formed as (q2 | highBit << 2) - 4
+            IntVector q0 = l0.lanewise(ASHR, shift).and(3).or(m0.lanewise(ASHR, bit).and(1).lanewise(LSHL, Simd.SHIFT_2));
+            IntVector q1 = l1.lanewise(ASHR, shift).and(3).or(m1.lanewise(ASHR, bit).and(1).lanewise(LSHL, Simd.SHIFT_2));
+            FloatVector w0 = ((FloatVector) q0.sub(4).convert(I2F, 0)).mul(state[DecodedDot.FUSED_SCRATCH + g]);
+            FloatVector w1 = ((FloatVector) q1.sub(4).convert(I2F, 0)).mul(state[DecodedDot.FUSED_SCRATCH + g + 1]);
+            int e = xBlock + 16 * g;
+            FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), a0);
+            FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
+            a0 = a2;
+            a1 = a3;
+            a2 = n0;
+            a3 = n1;
+        }
+        a0.intoArray(state, 0);
+        a1.intoArray(state, Simd.L);
+        a2.intoArray(state, 2 * Simd.L);
+        a3.intoArray(state, 3 * Simd.L);
     }
 
     @Override

@@ -1,10 +1,14 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
 
 import moe4j.gguf.GgmlType;
 
@@ -45,39 +49,49 @@ public final class Q4_K extends BlockFormat {
     }
 
     /**
-     * Fused dot product. Each 32 quant bytes hold two sub-blocks (low nibbles sub-block {@code 2c}, high
-     * nibbles {@code 2c+1}); sub-block {@code j} is element groups {@code 2j, 2j+1}, so even sub-blocks feed
-     * accumulators 0 and 1 and odd ones 2 and 3, and the loop swaps the pairs after each sub-block. The
-     * loop body is one sub-block: a larger body exceeds what C2 inlines, and vector calls that are not inlined allocate.
+     * Fused dot product, one block per {@code accumulateBlock} call (see {@link Simd} for why). Each 32
+     * quant bytes hold two sub-blocks (low nibbles sub-block {@code 2c}, high nibbles {@code 2c+1});
+     * sub-block {@code j} is element groups {@code 2j, 2j+1}, so even sub-blocks feed accumulators 0 and 1
+     * and odd ones 2 and 3 ({@link DecodedDot}'s order), and the loop swaps the pairs after each sub-block.
      */
     @Override
     float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
-        FloatVector a0 = FloatVector.zero(Simd.F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        float[] scaleMin = new float[16];
+        float[] state = DecodedDot.fusedState();
         for (int b = 0; b < count / QK; b++) {
-            long block = srcOffset + (long) b * BYTES;
-            int scales = src.get(Layouts.INT_LE, block + D);
-            KQuantScales.scaleMinProducts(src, block, Simd.fp16(scales, 0), Simd.fp16(scales, 1), scaleMin);
-            for (int j = 0; j < 8; j++) {
-                FloatVector dl = FloatVector.broadcast(Simd.F, scaleMin[j]);
-                FloatVector ml = FloatVector.broadcast(Simd.F, scaleMin[8 + j]);
-                IntVector shift = IntVector.broadcast(Simd.I, 4 * (j & 1));
-                long qs = block + QS + 32L * (j >>> 1);
-                int e = xOffset + QK * b + 32 * j;
-                FloatVector w0 = Simd.toFloat(Simd.bytes(src, qs).lanewise(VectorOperators.ASHR, shift).and(0xF));
-                FloatVector w1 = Simd.toFloat(Simd.bytes(src, qs + 16).lanewise(VectorOperators.ASHR, shift).and(0xF));
-                FloatVector n0 = w0.mul(dl).sub(ml).fma(Simd.x(x, e), a0);
-                FloatVector n1 = w1.mul(dl).sub(ml).fma(Simd.x(x, e + 16), a1);
-                a0 = a2;
-                a1 = a3;
-                a2 = n0;
-                a3 = n1;
-            }
+            accumulateBlock(src, srcOffset + (long) b * BYTES, x, xOffset + QK * b, state);
         }
-        return DecodedDot.combine(a0, a1, a2, a3);
+        return DecodedDot.combine(state);
+    }
+
+    /** Adds one block's products to the accumulators in {@code state}. */
+    private static void accumulateBlock(MemorySegment src, long block, float[] x, int xBlock, float[] state) {
+        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
+        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
+        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
+        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
+        int scales = src.get(Layouts.INT_LE, block + D);
+        KQuantScales.scaleMinProducts(src, block, Simd.fp16(scales, 0), Simd.fp16(scales, 1), state, DecodedDot.FUSED_SCRATCH);
+        for (int j = 0; j < 8; j++) {
+            FloatVector dl = FloatVector.broadcast(Simd.F, state[DecodedDot.FUSED_SCRATCH + j]);
+            FloatVector ml = FloatVector.broadcast(Simd.F, state[DecodedDot.FUSED_SCRATCH + 8 + j]);
+            IntVector shift = IntVector.broadcast(Simd.I, 4 * (j & 1));
+            long qs = block + QS + 32L * (j >>> 1);
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            FloatVector w0 = ((FloatVector) q0.lanewise(ASHR, shift).and(0xF).convert(I2F, 0)).mul(dl).sub(ml);
+            FloatVector w1 = ((FloatVector) q1.lanewise(ASHR, shift).and(0xF).convert(I2F, 0)).mul(dl).sub(ml);
+            int e = xBlock + 32 * j;
+            FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), a0);
+            FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
+            a0 = a2;
+            a1 = a3;
+            a2 = n0;
+            a3 = n1;
+        }
+        a0.intoArray(state, 0);
+        a1.intoArray(state, Simd.L);
+        a2.intoArray(state, 2 * Simd.L);
+        a3.intoArray(state, 3 * Simd.L);
     }
 
     @Override

@@ -1,10 +1,15 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
 
 import moe4j.gguf.GgmlType;
 
@@ -55,37 +60,50 @@ public final class Q6_K extends BlockFormat {
      */
     @Override
     float dotBlocks(MemorySegment src, long srcOffset, float[] x, int xOffset, int count) {
-        FloatVector a0 = FloatVector.zero(Simd.F);
-        FloatVector a1 = a0;
-        FloatVector a2 = a0;
-        FloatVector a3 = a0;
-        float[] groupScale = new float[16];
+        float[] state = DecodedDot.fusedState();
         for (int b = 0; b < count / QK; b++) {
-            long block = srcOffset + (long) b * BYTES;
-            float d = Halfs.readFp16(src, block + D);
-            Simd.toFloat(Simd.bytes(src, block + SCALES)).mul(d).intoArray(groupScale, 0);
-            for (int hk = 0; hk < 8; hk++) {
-                int half = hk >>> 2;
-                int k = hk & 3;
-                int g = 8 * half + 2 * k;
-                IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
-                IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
-                long ql = block + QL + 64L * half + 32L * (k & 1);
-                long qh = block + QH + 32L * half;
-                IntVector q0 = Simd.bytes(src, ql).lanewise(VectorOperators.ASHR, lowShift).and(0xF)
-                        .or(Simd.bytes(src, qh).lanewise(VectorOperators.ASHR, highShift).and(3).lanewise(VectorOperators.LSHL, Simd.SHIFT_4));
-                IntVector q1 = Simd.bytes(src, ql + 16).lanewise(VectorOperators.ASHR, lowShift).and(0xF)
-                        .or(Simd.bytes(src, qh + 16).lanewise(VectorOperators.ASHR, highShift).and(3).lanewise(VectorOperators.LSHL, Simd.SHIFT_4));
-                int e = xOffset + QK * b + 16 * g;
-                FloatVector n0 = Simd.toFloat(q0.sub(32)).mul(groupScale[g]).fma(Simd.x(x, e), a0);
-                FloatVector n1 = Simd.toFloat(q1.sub(32)).mul(groupScale[g + 1]).fma(Simd.x(x, e + 16), a1);
-                a0 = a2;
-                a1 = a3;
-                a2 = n0;
-                a3 = n1;
-            }
+            accumulateBlock(src, srcOffset + (long) b * BYTES, x, xOffset + QK * b, state);
         }
-        return DecodedDot.combine(a0, a1, a2, a3);
+        return DecodedDot.combine(state);
+    }
+
+    /** Adds one block's products to the accumulators in {@code state}. */
+    private static void accumulateBlock(MemorySegment src, long block, float[] x, int xBlock, float[] state) {
+        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
+        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
+        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
+        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
+        float d = Halfs.readFp16(src, block + D);
+        IntVector groupScales = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(B2I, Simd.I, 0);
+        ((FloatVector) groupScales.convert(I2F, 0)).mul(d).intoArray(state, DecodedDot.FUSED_SCRATCH);
+        for (int hk = 0; hk < 8; hk++) {
+            int half = hk >>> 2;
+            int k = hk & 3;
+            int g = 8 * half + 2 * k;
+            IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
+            IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
+            long ql = block + QL + 64L * half + 32L * (k & 1);
+            long qh = block + QH + 32L * half;
+            IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, ql, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, ql + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qh, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qh + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector q0 = l0.lanewise(ASHR, lowShift).and(0xF).or(h0.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+            IntVector q1 = l1.lanewise(ASHR, lowShift).and(0xF).or(h1.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+            FloatVector w0 = ((FloatVector) q0.sub(32).convert(I2F, 0)).mul(state[DecodedDot.FUSED_SCRATCH + g]);
+            FloatVector w1 = ((FloatVector) q1.sub(32).convert(I2F, 0)).mul(state[DecodedDot.FUSED_SCRATCH + g + 1]);
+            int e = xBlock + 16 * g;
+            FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), a0);
+            FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
+            a0 = a2;
+            a1 = a3;
+            a2 = n0;
+            a3 = n1;
+        }
+        a0.intoArray(state, 0);
+        a1.intoArray(state, Simd.L);
+        a2.intoArray(state, 2 * Simd.L);
+        a3.intoArray(state, 3 * Simd.L);
     }
 
     @Override

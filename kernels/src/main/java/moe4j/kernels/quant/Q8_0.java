@@ -1,10 +1,13 @@
 package moe4j.kernels.quant;
 
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+
 import java.lang.foreign.MemorySegment;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
 
 import moe4j.gguf.GgmlType;
 
@@ -41,10 +44,12 @@ public final class Q8_0 extends BlockFormat {
             long block = srcOffset + (long) b * BYTES;
             float d = Halfs.readFp16(src, block);
             int e = xOffset + QK * b;
-            FloatVector w0 = Simd.toFloat(Simd.bytes(src, block + 2));
-            FloatVector w1 = Simd.toFloat(Simd.bytes(src, block + 18));
-            FloatVector n0 = w0.mul(d).fma(Simd.x(x, e), a0);
-            FloatVector n1 = w1.mul(d).fma(Simd.x(x, e + 16), a1);
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 18, Simd.LE).convertShape(B2I, Simd.I, 0);
+            FloatVector w0 = ((FloatVector) q0.convert(I2F, 0)).mul(d);
+            FloatVector w1 = ((FloatVector) q1.convert(I2F, 0)).mul(d);
+            FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), a0);
+            FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
             a0 = a2;
             a1 = a3;
             a2 = n0;

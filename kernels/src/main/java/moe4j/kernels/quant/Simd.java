@@ -1,21 +1,23 @@
 package moe4j.kernels.quant;
 
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 
-import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * Vector species and small building blocks shared by the fused dot kernels. Kernels work on groups of
- * {@link #L} elements (16 with AVX-512, 8 with AVX2); quant bytes are widened straight to int lanes
- * because x86 has no byte shifts, while int lanes shift and mask in one instruction.
+ * Vector species and constants shared by the fused dot kernels.
+ *
+ * <p>Kernel rules learned the hard way (C2 in JDK 25): quant bytes are widened straight to int lanes
+ * (x86 has no byte shifts, int lanes shift and mask in one instruction); shift counts are vectors (the
+ * scalar-count path is too large to inline); and kernels call the Vector API directly rather than
+ * through small helpers, because once a method's graph is large C2 stops inlining everything except the
+ * API's force-inlined methods, and a vector passed to or returned from a call it did not inline is boxed
+ * on the heap, which costs about 10x. 256-element block kernels therefore handle one block per call
+ * and keep their accumulators in an array between blocks.
  */
 final class Simd {
 
@@ -35,15 +37,19 @@ final class Simd {
      */
     static final boolean FUSED = L == 16 && B.length() == L && S.length() == L;
 
-    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    /** GGUF data is little-endian. */
+    static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+
+    static final IntVector SHIFT_2 = IntVector.broadcast(I, 2);
+    static final IntVector SHIFT_4 = IntVector.broadcast(I, 4);
+    static final IntVector SHIFT_6 = IntVector.broadcast(I, 6);
 
     /** Shuffles that fold the upper half of the active lanes onto the lower half, widest first. */
     private static final VectorShuffle<Float>[] FOLDS = folds();
 
     @SuppressWarnings("unchecked")
     private static VectorShuffle<Float>[] folds() {
-        int steps = Integer.numberOfTrailingZeros(L);
-        VectorShuffle<Float>[] folds = new VectorShuffle[steps];
+        VectorShuffle<Float>[] folds = new VectorShuffle[Integer.numberOfTrailingZeros(L)];
         for (int s = 0, half = L / 2; half >= 1; s++, half /= 2) {
             int h = half;
             folds[s] = VectorShuffle.fromOp(F, lane -> (lane + h) % L);
@@ -62,41 +68,8 @@ final class Simd {
         return v.lane(0);
     }
 
-    /** {@link #L} bytes at {@code offset}, sign-extended to int lanes. */
-    static IntVector bytes(MemorySegment src, long offset) {
-        return (IntVector) ByteVector.fromMemorySegment(B, src, offset, LE).convertShape(VectorOperators.B2I, I, 0);
-    }
-
-    /** {@link #L} little-endian 16-bit values at {@code offset}, zero-extended to int lanes. */
-    static IntVector shorts(MemorySegment src, long offset) {
-        return ((IntVector) ShortVector.fromMemorySegment(S, src, offset, LE).convertShape(VectorOperators.S2I, I, 0))
-                .and(0xFFFF);
-    }
-
-    /** Shift counts as vectors: shifting by a scalar goes through a path too large for C2 to inline in big kernels. */
-    static final IntVector SHIFT_2 = IntVector.broadcast(I, 2);
-    static final IntVector SHIFT_4 = IntVector.broadcast(I, 4);
-    static final IntVector SHIFT_6 = IntVector.broadcast(I, 6);
-
-    /** The high nibble of sign-extended byte lanes. */
-    static IntVector high4(IntVector bytes) {
-        return bytes.lanewise(VectorOperators.ASHR, SHIFT_4).and(0xF);
-    }
-
     /** fp16 value of the low (0) or high (1) half of a little-endian int holding two fp16 fields. */
     static float fp16(int pair, int half) {
         return Float.float16ToFloat((short) (pair >>> (16 * half)));
-    }
-
-    static FloatVector floats(MemorySegment src, long offset) {
-        return FloatVector.fromMemorySegment(F, src, offset, LE);
-    }
-
-    static FloatVector toFloat(IntVector v) {
-        return (FloatVector) v.convert(VectorOperators.I2F, 0);
-    }
-
-    static FloatVector x(float[] x, int offset) {
-        return FloatVector.fromArray(F, x, offset);
     }
 }

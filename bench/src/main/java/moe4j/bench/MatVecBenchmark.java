@@ -1,0 +1,133 @@
+package moe4j.bench;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.SplittableRandom;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import org.openjdk.jmh.annotations.AuxCounters;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+import moe4j.gguf.GgmlType;
+import moe4j.kernels.quant.QuantFormat;
+import moe4j.kernels.quant.QuantFormats;
+
+/**
+ * Matrix-vector products over about 96 MB of random weights (rows of 4096 columns; larger than the
+ * caches, so weights stream from memory as in decoding), one {@code dot} per row. {@code oneThread} and
+ * {@code twoThreads} (the rows split in halves) measure decode; {@code batch8} applies each row to 8
+ * activation vectors with {@code dotBatch}, as prompt processing does.
+ *
+ * <p>The {@code weightBytes} secondary result counts weight bytes read, so its ops/s figure is the
+ * weight bandwidth in bytes per second; compare it with {@link StreamingReadBenchmark}.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.Throughput)
+@OutputTimeUnit(TimeUnit.SECONDS)
+@Warmup(iterations = 2, time = 1)
+@Measurement(iterations = 3, time = 1)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
+public class MatVecBenchmark {
+
+    static final long TARGET_BYTES = 96L << 20;
+    static final int COLUMNS = 4096;
+    static final int BATCH = 8;
+
+    @Param({"Q4_K", "Q6_K", "Q3_K", "Q5_K", "Q8_0", "Q4_0", "Q2_K", "IQ4_XS", "F16", "BF16", "F32"})
+    public String type;
+
+    private Arena arena;
+    private MemorySegment weights;
+    private QuantFormat format;
+    private long rowBytes;
+    private int rows;
+    private float[] x;
+    private float[] xBatch;
+    private float[] out;
+    private float[] outBatch;
+    private ExecutorService helper;
+
+    /** Weight bytes read per second, reported as a secondary result. */
+    @AuxCounters(AuxCounters.Type.OPERATIONS)
+    @State(Scope.Thread)
+    public static class Traffic {
+        public long weightBytes;
+    }
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        GgmlType t = GgmlType.valueOf(type);
+        format = QuantFormats.of(t);
+        rowBytes = t.bytesFor(COLUMNS);
+        rows = (int) (TARGET_BYTES / rowBytes);
+        arena = Arena.ofShared();
+        weights = arena.allocate(rows * rowBytes, 64);
+        format.randomBlocks(new SplittableRandom(1), weights, 0, rows * rowBytes / t.blockBytes());
+        SplittableRandom rnd = new SplittableRandom(2);
+        x = new float[COLUMNS];
+        for (int i = 0; i < COLUMNS; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        xBatch = new float[BATCH * COLUMNS];
+        for (int i = 0; i < xBatch.length; i++) {
+            xBatch[i] = (float) rnd.nextGaussian();
+        }
+        out = new float[rows];
+        outBatch = new float[rows * BATCH];
+        helper = Executors.newSingleThreadExecutor();
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        helper.shutdownNow();
+        arena.close();
+    }
+
+    private void rows(int from, int to) {
+        for (int r = from; r < to; r++) {
+            out[r] = format.dot(weights, r * rowBytes, x, 0, COLUMNS);
+        }
+    }
+
+    @Benchmark
+    public float[] oneThread(Traffic traffic) {
+        rows(0, rows);
+        traffic.weightBytes += rows * rowBytes;
+        return out;
+    }
+
+    @Benchmark
+    public float[] twoThreads(Traffic traffic) throws InterruptedException, ExecutionException {
+        int half = rows / 2;
+        Future<?> other = helper.submit(() -> rows(half, rows));
+        rows(0, half);
+        other.get();
+        traffic.weightBytes += rows * rowBytes;
+        return out;
+    }
+
+    @Benchmark
+    public float[] batch8(Traffic traffic) {
+        for (int r = 0; r < rows; r++) {
+            format.dotBatch(weights, r * rowBytes, xBatch, 0, COLUMNS, BATCH, outBatch, r * BATCH, 1, COLUMNS);
+        }
+        traffic.weightBytes += rows * rowBytes;
+        return outBatch;
+    }
+}

@@ -1,0 +1,91 @@
+package moe4j.bench;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * The machine's practical read bandwidth: the sum of a 256 MB off-heap segment with vector loads, on one
+ * and on two threads. The {@code weightBytes} secondary result is bytes read per second, the ceiling
+ * for {@link MatVecBenchmark}'s figure of the same name.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.Throughput)
+@OutputTimeUnit(TimeUnit.SECONDS)
+@Warmup(iterations = 2, time = 1)
+@Measurement(iterations = 3, time = 1)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
+public class StreamingReadBenchmark {
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final long BYTES = 256L << 20;
+
+    private Arena arena;
+    private MemorySegment data;
+    private ExecutorService helper;
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        arena = Arena.ofShared();
+        data = arena.allocate(BYTES, 64);
+        data.fill((byte) 1);
+        helper = Executors.newSingleThreadExecutor();
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        helper.shutdownNow();
+        arena.close();
+    }
+
+    /** Four independent accumulators so the adds never limit the loads. */
+    private float sum(long from, long to) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        long step = F.vectorByteSize();
+        for (long o = from; o < to; o += 4 * step) {
+            a0 = a0.add(FloatVector.fromMemorySegment(F, data, o, ByteOrder.LITTLE_ENDIAN));
+            a1 = a1.add(FloatVector.fromMemorySegment(F, data, o + step, ByteOrder.LITTLE_ENDIAN));
+            a2 = a2.add(FloatVector.fromMemorySegment(F, data, o + 2 * step, ByteOrder.LITTLE_ENDIAN));
+            a3 = a3.add(FloatVector.fromMemorySegment(F, data, o + 3 * step, ByteOrder.LITTLE_ENDIAN));
+        }
+        return a0.add(a1).add(a2.add(a3)).reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+    }
+
+    @Benchmark
+    public float oneThread(MatVecBenchmark.Traffic traffic) {
+        traffic.weightBytes += BYTES;
+        return sum(0, BYTES);
+    }
+
+    @Benchmark
+    public float twoThreads(MatVecBenchmark.Traffic traffic) throws InterruptedException, ExecutionException {
+        Future<Float> other = helper.submit(() -> sum(BYTES / 2, BYTES));
+        float mine = sum(0, BYTES / 2);
+        traffic.weightBytes += BYTES;
+        return mine + other.get();
+    }
+}
