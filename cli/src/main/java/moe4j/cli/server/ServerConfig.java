@@ -30,6 +30,8 @@ public record ServerConfig(String host, int port, int parallel, int queueLimit, 
     public static final int DEFAULT_PORT = 8080;
     public static final int DEFAULT_QUEUE_LIMIT = 64;
     public static final int DEFAULT_MAX_BODY_BYTES = 1 << 20;
+    public static final int MIN_BODY_BYTES = 1 << 10;
+    public static final int MAX_BODY_BYTES = 1 << 30;
 
     public ServerConfig {
         Objects.requireNonNull(host, "host");
@@ -50,8 +52,9 @@ public record ServerConfig(String host, int port, int parallel, int queueLimit, 
         if (apiKey.isPresent() && apiKey.get().isBlank()) {
             throw new IllegalArgumentException("the API key must not be blank");
         }
-        if (maxBodyBytes < 1024) {
-            throw new IllegalArgumentException("the body limit must be at least 1024 bytes, got " + maxBodyBytes);
+        if (maxBodyBytes < MIN_BODY_BYTES || maxBodyBytes > MAX_BODY_BYTES) {
+            throw new IllegalArgumentException("the body limit must be from " + MIN_BODY_BYTES + " to " + MAX_BODY_BYTES
+                    + " bytes, got " + maxBodyBytes);
         }
         if (modelId.isBlank()) {
             throw new IllegalArgumentException("the model id must not be blank");
@@ -84,10 +87,6 @@ public record ServerConfig(String host, int port, int parallel, int queueLimit, 
     }
 
     public ServerConfig withMaxBodyBytes(int maxBodyBytes) {
-        return new ServerConfig(host, port, parallel, queueLimit, apiKey, maxBodyBytes, modelId, sampling, seed, log);
-    }
-
-    public ServerConfig withSampling(SamplerSettings sampling, OptionalLong seed) {
         return new ServerConfig(host, port, parallel, queueLimit, apiKey, maxBodyBytes, modelId, sampling, seed, log);
     }
 
