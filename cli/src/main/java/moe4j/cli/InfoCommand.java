@@ -23,7 +23,8 @@ import picocli.CommandLine.Spec;
 /** {@code moe4j info}: what a GGUF model file contains. */
 @Command(name = "info", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Shows a GGUF model's architecture, hyperparameters, tokenizer, tensor types and sizes.",
-                "For a split model pass the first part (-00001-of-0000N.gguf); the others are found beside it."})
+                "For a split model pass the first part (-00001-of-0000N.gguf); the others are found beside it.",
+                "With --devices: lists the devices models can run on instead."})
 final class InfoCommand implements Callable<Integer> {
 
     private static final int LABEL_WIDTH = 17;
@@ -32,8 +33,11 @@ final class InfoCommand implements Callable<Integer> {
     @Spec
     private picocli.CommandLine.Model.CommandSpec spec;
 
-    @Option(names = {"-m", "--model"}, required = true, paramLabel = "FILE", description = "GGUF model file")
+    @Option(names = {"-m", "--model"}, paramLabel = "FILE", description = "GGUF model file")
     private Path model;
+
+    @Option(names = "--devices", description = "list the devices moe4j can run models on (for --device) instead")
+    private boolean devices;
 
     @Option(names = "--json", description = "print one JSON object instead of text")
     private boolean json;
@@ -47,6 +51,15 @@ final class InfoCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         PrintWriter out = spec.commandLine().getOut();
+        if (devices) {
+            DeviceList.print(out);
+            out.flush();
+            return 0;
+        }
+        if (model == null) {
+            throw new picocli.CommandLine.MissingParameterException(spec.commandLine(), spec.findOption("--model"),
+                    "Missing required option: '--model=FILE' (or --devices)");
+        }
         try (GgufFile file = GgufFile.open(model)) {
             ModelSummary s = ModelSummary.of(file);
             if (json) {

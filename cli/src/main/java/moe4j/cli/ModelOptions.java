@@ -2,13 +2,14 @@ package moe4j.cli;
 
 import java.nio.file.Path;
 
+import moe4j.engine.Device;
 import moe4j.engine.LoadListener;
 import moe4j.engine.LoadOptions;
 import moe4j.kernels.KvCacheType;
 import picocli.CommandLine;
 import picocli.CommandLine.Option;
 
-/** The options of the commands that load a model and evaluate it: file, threads, context, KV cache type. */
+/** The options of the commands that load a model and evaluate it: file, threads, context, KV cache type, device. */
 final class ModelOptions {
 
     @Option(names = {"-m", "--model"}, paramLabel = "FILE", description = "GGUF model file")
@@ -26,6 +27,10 @@ final class ModelOptions {
             description = "KV cache storage type: f32, f16 or q8_0 (default: ${DEFAULT-VALUE})")
     KvCacheType kvType;
 
+    @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu",
+            description = "where the model runs: cpu, cuda or cuda:N (default: ${DEFAULT-VALUE}; list: moe4j info --devices)")
+    String device;
+
     @Option(names = Main.VERBOSE, description = "stack trace on errors")
     boolean verbose;
 
@@ -37,8 +42,14 @@ final class ModelOptions {
         if (contextLength < 0) {
             throw new CommandLine.ParameterException(cl, "--ctx-size must be positive, got " + contextLength);
         }
+        Device where;
+        try {
+            where = Device.parse(device);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(cl, "--device: " + e.getMessage());
+        }
         return LoadOptions.defaults().withThreads(threads).withContextLength(contextLength).withKvCacheType(kvType)
-                .withListener(listener);
+                .withListener(listener).withDevice(where);
     }
 
     /** The model file, required by commands without a demo model. */

@@ -12,8 +12,10 @@ import moe4j.kernels.KvCacheType;
  * @param contextLength positions per session; 0 = the model's training context, capped at {@link #DEFAULT_CONTEXT_CAP}
  * @param batchSize     tokens evaluated per step when processing a prompt
  * @param listener      progress while binding tensors
+ * @param device        where the model runs (its weights, caches and computation)
  */
-public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLength, int batchSize, LoadListener listener) {
+public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLength, int batchSize, LoadListener listener,
+                          Device device) {
 
     /** Cap of the default context, so a session's cache does not silently take many gigabytes. */
     public static final int DEFAULT_CONTEXT_CAP = 4096;
@@ -23,6 +25,7 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
     public LoadOptions {
         Objects.requireNonNull(kvCacheType, "kvCacheType");
         Objects.requireNonNull(listener, "listener");
+        Objects.requireNonNull(device, "device");
         if (threads < 0) {
             throw new IllegalArgumentException("threads must be 0 (all processors) or positive, got " + threads);
         }
@@ -34,29 +37,33 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
         }
     }
 
-    /** All processors, F16 cache, default context and batch, no progress reports. */
+    /** The CPU with all processors, F16 cache, default context and batch, no progress reports. */
     public static LoadOptions defaults() {
-        return new LoadOptions(0, KvCacheType.F16, 0, DEFAULT_BATCH_SIZE, LoadListener.NONE);
+        return new LoadOptions(0, KvCacheType.F16, 0, DEFAULT_BATCH_SIZE, LoadListener.NONE, Device.CPU);
     }
 
     public LoadOptions withThreads(int threads) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
     }
 
     public LoadOptions withKvCacheType(KvCacheType type) {
-        return new LoadOptions(threads, type, contextLength, batchSize, listener);
+        return new LoadOptions(threads, type, contextLength, batchSize, listener, device);
     }
 
     public LoadOptions withContextLength(int contextLength) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
     }
 
     public LoadOptions withBatchSize(int batchSize) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
     }
 
     public LoadOptions withListener(LoadListener listener) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
+    }
+
+    public LoadOptions withDevice(Device device) {
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
     }
 
     /** The thread count to use: {@link #threads()} or the number of available processors. */

@@ -2,15 +2,18 @@ package moe4j.engine;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.Locale;
 import java.util.Objects;
 
 import moe4j.engine.model.Architectures;
 import moe4j.engine.model.ModelGraph;
 import moe4j.engine.tokenizer.Tokenizer;
 import moe4j.gguf.GgufFile;
+import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Backend;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.cpu.CpuBackend;
+import moe4j.kernels.cuda.CudaBackend;
 
 /**
  * A loaded model: the mapped file, its weights bound to a backend, and its tokenizer. Thread-safe and
@@ -45,12 +48,15 @@ public final class Model implements AutoCloseable {
     }
 
     /**
-     * Maps {@code path} and binds its weights to a CPU backend.
+     * Maps {@code path} and binds its weights to the backend of {@link LoadOptions#device()}: read in place
+     * on the CPU, uploaded to a GPU.
      *
      * @throws IOException                         when the file cannot be read
      * @throws moe4j.gguf.GgufFormatException      when it is not a valid GGUF file
      * @throws moe4j.gguf.GgufMetadataException    when a required hyperparameter is missing
      * @throws UnsupportedModelException           when its architecture or a variant is not supported
+     * @throws moe4j.kernels.cuda.CudaUnavailableException   when a GPU is asked for and cannot be used
+     * @throws moe4j.kernels.cuda.CudaOutOfMemoryException   when the weights do not fit on the GPU
      */
     public static Model load(Path path, LoadOptions options) throws IOException {
         Objects.requireNonNull(options, "options");
@@ -67,7 +73,7 @@ public final class Model implements AutoCloseable {
                 throw new IllegalArgumentException("a Q8_0 KV cache needs a head size that is a multiple of 32; "
                         + path + " has " + config.headDim());
             }
-            backend = new CpuBackend(options.effectiveThreads());
+            backend = openBackend(options, file, path);
             ModelGraph graph = Architectures.load(config, file, backend, options.listener());
             return new Model(path, file, backend, graph, options);
         } catch (RuntimeException | Error e) {
@@ -75,6 +81,27 @@ public final class Model implements AutoCloseable {
                 backend.close();
             }
             file.close();
+            throw e;
+        }
+    }
+
+    private static Backend openBackend(LoadOptions options, GgufFile file, Path path) {
+        Device device = options.device();
+        if (device.kind() == Device.Kind.CPU) {
+            return new CpuBackend(options.effectiveThreads());
+        }
+        if (!CudaBackend.supportsKvCache(options.kvCacheType())) {
+            throw new IllegalArgumentException("the " + device + " backend stores the KV cache as f16 or f32, not "
+                    + options.kvCacheType().name().toLowerCase(Locale.ROOT));
+        }
+        CudaBackend cuda = CudaBackend.open(device.index());
+        try {
+            // fail before a long upload rather than part-way through it
+            long weights = file.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
+            cuda.requireFree(weights, "the weights of " + path.getFileName());
+            return cuda;
+        } catch (RuntimeException e) {
+            cuda.close();
             throw e;
         }
     }
@@ -91,7 +118,7 @@ public final class Model implements AutoCloseable {
     /** Positions each new session holds. */
     public int contextLength() { return contextLength; }
 
-    /** E.g. {@code cpu (8 threads)}. */
+    /** E.g. {@code cpu (8 threads)} or {@code cuda:0 (NVIDIA H100 80GB HBM3, 79.2 GiB, compute 9.0)}. */
     public String backendDescription() { return backend.description(); }
 
     /** The model's tokenizer, built from its metadata on first use. */

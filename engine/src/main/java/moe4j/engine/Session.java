@@ -141,12 +141,13 @@ public final class Session implements AutoCloseable {
         position = newPosition;
     }
 
-    /** Releases the KV cache. */
+    /** Releases the KV cache and the working memory. */
     @Override
     public void close() {
         if (!closed) {
             closed = true;
             cache.close();
+            workspace.close();
         }
     }
 }

@@ -26,7 +26,7 @@ import moe4j.gguf.Fixtures;
  */
 class LlamaCppReferenceTest {
 
-    private static final List<String> MODELS = List.of(
+    static final List<String> MODELS = List.of(
             "tiny-qwen3moe-F32", "tiny-qwen3moe-Q8_0", "tiny-qwen3moe-Q6_K", "tiny-qwen3moe-Q5_K_M",
             "tiny-qwen3moe-Q4_K_M", "tiny-qwen3moe-Q4_0", "tiny-qwen3moe-Q3_K_M", "tiny-qwen3moe-Q2_K",
             "tiny-qwen3moe-IQ4_XS", "tiny-qwen3-tied-F16", "tiny-qwen3-tied-Q4_K_M");
@@ -39,7 +39,7 @@ class LlamaCppReferenceTest {
     }
 
     /** F32/F16/BF16 weights leave llama.cpp's activations (nearly) unrounded; quantized weights do not. */
-    private static boolean isFloatModel(String model) {
+    static boolean isFloatModel(String model) {
         return model.endsWith("-F32") || model.endsWith("-F16") || model.endsWith("-BF16");
     }
 
@@ -93,7 +93,7 @@ class LlamaCppReferenceTest {
         }
     }
 
-    private static double maxAbs(float[][] x) {
+    static double maxAbs(float[][] x) {
         double m = 0;
         for (float[] row : x) {
             for (float v : row) {

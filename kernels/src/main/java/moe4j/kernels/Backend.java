@@ -27,6 +27,9 @@ public interface Backend extends AutoCloseable {
     /** A buffer of {@code capacity} rows of {@code width} floats, zero-filled. */
     Activations allocate(int capacity, int width);
 
+    /** Routing scratch for batches of up to {@code capacity} tokens, {@code k} of {@code experts} experts each. */
+    ExpertRouting allocateRouting(int experts, int k, int capacity);
+
     /** A key/value cache for {@code contextLength} positions of {@code layers} layers. */
     KvCache allocateKvCache(int layers, int contextLength, int kvDim, KvCacheType type);
 
@@ -73,7 +76,8 @@ public interface Backend extends AutoCloseable {
     /**
      * Mixture-of-experts routing: softmax of each row of {@code logits} over all experts, the
      * {@code routing.k()} most probable experts in descending order, their probabilities renormalized
-     * to sum to 1 (sum clamped below at 2^-14). Fills {@code routing}'s expert and weight arrays.
+     * to sum to 1 (sum clamped below at 2^-14), stored in {@code routing}, which must come from
+     * {@link #allocateRouting} of this backend.
      */
     void routeSoftmaxTopK(Activations logits, int n, ExpertRouting routing);
 

@@ -3,12 +3,16 @@ package moe4j.kernels;
 import java.util.Arrays;
 
 /**
- * Host-side routing of a batch of tokens to mixture-of-experts experts, reused across steps: for every
- * token {@code t} and selection slot {@code s < k}, the chosen expert {@code expert[t*k+s]} and its
- * weight {@code weight[t*k+s]} (slot 0 = highest router score). {@link #group} then lists the
- * assignments (index {@code t*k+s}) expert by expert, so each expert's weights are read once per batch.
+ * Routing of a batch of tokens to mixture-of-experts experts, reused across steps: for every token
+ * {@code t} and selection slot {@code s < k}, the chosen expert {@code expert[t*k+s]} and its weight
+ * {@code weight[t*k+s]} (slot 0 = highest router score). {@link #group} then lists the assignments (index
+ * {@code t*k+s}) expert by expert, so each expert's weights are read once per batch.
+ *
+ * <p>Obtain one from {@link Backend#allocateRouting}: this class holds the routing in host arrays, as the
+ * CPU backend uses it; a device backend returns a subclass that keeps the routing in device memory, so it
+ * never travels to the host, and leaves these arrays unused.
  */
-public final class ExpertRouting {
+public class ExpertRouting implements AutoCloseable {
 
     private final int experts;
     private final int k;
@@ -72,6 +76,10 @@ public final class ExpertRouting {
     public int[] active() { return active; }
 
     public int activeCount() { return activeCount; }
+
+    /** Releases device memory held by a backend's subclass; nothing to release here. */
+    @Override
+    public void close() {}
 
     /** Sorts the first {@code n} tokens' assignments by expert (stable: by token within an expert). */
     public void group(int n) {

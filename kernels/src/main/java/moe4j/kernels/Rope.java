@@ -40,20 +40,37 @@ public record Rope(int dims, Style style, float base, float freqScale, float ext
     }
 
     /**
+     * The constants the angle formula derives from the parameters, for backends that evaluate
+     * {@link #angles} elsewhere (on a GPU).
+     *
+     * @param thetaScale the factor between consecutive pairs' base angles, {@code base^(-2/dims)}
+     * @param rampLow    first dimension pair of the YaRN ramp (0 without YaRN)
+     * @param rampHigh   last dimension pair of the YaRN ramp (0 without YaRN)
+     * @param magnitude  multiplier of cos and sin
+     */
+    public record AngleConstants(float thetaScale, float rampLow, float rampHigh, float magnitude) {}
+
+    public AngleConstants angleConstants() {
+        float thetaScale = (float) Math.pow(base, -2.0f / dims);
+        if (extFactor == 0) {
+            return new AngleConstants(thetaScale, 0f, 0f, attnFactor);
+        }
+        float low = Math.max(0f, (float) Math.floor(correctionDim(betaFast)));
+        float high = Math.min(dims - 1f, (float) Math.ceil(correctionDim(betaSlow)));
+        float mscale = attnFactor * (1.0f + 0.1f * (float) Math.log(1.0f / freqScale));
+        return new AngleConstants(thetaScale, low, high, mscale);
+    }
+
+    /**
      * Writes {@code cos} and {@code sin} of the rotation angle of each of the {@code dims/2} pairs at
      * {@code position}, magnitude included. Mirrors ggml: the base angle starts at the position and is
      * multiplied by {@code base^(-2/dims)} once per pair, all in f32.
      */
     public void angles(int position, float[] cos, float[] sin) {
-        float thetaScale = (float) Math.pow(base, -2.0f / dims);
-        float low = 0;
-        float high = 0;
-        float mscale = attnFactor;
-        if (extFactor != 0) {
-            low = Math.max(0f, (float) Math.floor(correctionDim(betaFast)));
-            high = Math.min(dims - 1f, (float) Math.ceil(correctionDim(betaSlow)));
-            mscale *= 1.0f + 0.1f * (float) Math.log(1.0f / freqScale);
-        }
+        AngleConstants c = angleConstants();
+        float low = c.rampLow();
+        float high = c.rampHigh();
+        float mscale = c.magnitude();
         float thetaExtrap = position;
         for (int j = 0; j < dims / 2; j++) {
             float thetaInterp = freqScale * thetaExtrap;
@@ -65,7 +82,7 @@ public record Rope(int dims, Style style, float base, float freqScale, float ext
             }
             cos[j] = (float) Math.cos(theta) * mscale;
             sin[j] = (float) Math.sin(theta) * mscale;
-            thetaExtrap *= thetaScale;
+            thetaExtrap *= c.thetaScale();
         }
     }
 

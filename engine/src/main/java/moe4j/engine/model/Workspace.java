@@ -11,9 +11,10 @@ import moe4j.kernels.ExpertRouting;
 /**
  * One session's working memory for a graph: named activation buffers sized for batches of up to
  * {@link #capacity()} tokens, allocated when the graph reserves them and reused by every step.
- * Layers of the same shape share buffers, since layers run one after another.
+ * Layers of the same shape share buffers, since layers run one after another. Closing releases them
+ * (device memory on a GPU).
  */
-public final class Workspace {
+public final class Workspace implements AutoCloseable {
 
     private final Backend backend;
     private final int capacity;
@@ -53,7 +54,7 @@ public final class Workspace {
     /** The expert routing scratch for {@code experts} experts, {@code k} per token. */
     public ExpertRouting routing(int experts, int k) {
         if (routing == null) {
-            routing = new ExpertRouting(experts, k, capacity);
+            routing = backend.allocateRouting(experts, k, capacity);
         } else if (routing.experts() != experts || routing.k() != k) {
             throw new IllegalStateException("workspace routing is for " + routing.experts() + " experts, "
                     + routing.k() + " per token; requested " + experts + ", " + k);
@@ -71,5 +72,19 @@ public final class Workspace {
                     + expertFfn);
         }
         return expertBuffers;
+    }
+
+    @Override
+    public void close() {
+        buffers.values().forEach(Activations::close);
+        buffers.clear();
+        if (routing != null) {
+            routing.close();
+            routing = null;
+        }
+        if (expertBuffers != null) {
+            expertBuffers.close();
+            expertBuffers = null;
+        }
     }
 }

@@ -1,6 +1,11 @@
 package moe4j.kernels.cpu;
 
+import java.util.EnumMap;
+import java.util.Map;
+
 import moe4j.kernels.Activations;
+import moe4j.kernels.quant.ActivationRounding;
+import moe4j.kernels.quant.PreparedActivations;
 
 /** Heap activations: row {@code i} is {@code data[i*width .. (i+1)*width)}. */
 final class CpuActivations implements Activations {
@@ -22,6 +27,14 @@ final class CpuActivations implements Activations {
         this.capacity = capacity;
         this.width = width;
         this.data = new float[(int) size];
+    }
+
+    /** Rounded copies of the rows for matrix products, one per rounding in use; reused between products. */
+    private final Map<ActivationRounding, PreparedActivations> prepared = new EnumMap<>(ActivationRounding.class);
+
+    /** This buffer's prepared-rows scratch for {@code rounding}; its contents are whatever was last prepared. */
+    PreparedActivations prepared(ActivationRounding rounding) {
+        return prepared.computeIfAbsent(rounding, r -> new PreparedActivations());
     }
 
     @Override

@@ -13,13 +13,17 @@ import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
 import moe4j.kernels.Weight;
+import moe4j.kernels.quant.ActivationRounding;
+import moe4j.kernels.quant.PreparedActivations;
 
 /**
  * The CPU backend: f32 activations on the heap, weights read in place from the mapped file, a fixed
- * {@link WorkerPool}. Matrix products are parallel over output rows; each row is multiplied with
- * every token of the batch by its format's fused {@code dotBatch}, so a batch decodes each weight
- * block once. Every output value is computed by one worker in a fixed order, so results do not
- * depend on the thread count or the batch size.
+ * {@link WorkerPool}. A matrix product first rounds its activation rows as llama.cpp's CPU backend
+ * does for the weight type (8-bit blocks for quantized weights, see {@code ActivationRounding}), then
+ * runs parallel over output rows; each row is multiplied with every token of the batch by its
+ * format's {@code dotPrepared}, which decodes each weight block once for the whole batch. Every
+ * output value is computed by one worker in a fixed order, so results do not depend on the thread
+ * count or the batch size.
  */
 public final class CpuBackend implements Backend {
 
@@ -72,6 +76,11 @@ public final class CpuBackend implements Backend {
     @Override
     public Activations allocate(int capacity, int width) {
         return new CpuActivations(capacity, width);
+    }
+
+    @Override
+    public ExpertRouting allocateRouting(int experts, int k, int capacity) {
+        return new ExpertRouting(experts, k, capacity);
     }
 
     @Override
@@ -143,15 +152,32 @@ public final class CpuBackend implements Backend {
         requireRows(n, o);
         requireWidth(x, w.rowLength(), "input of " + w.name());
         requireWidth(o, w.rows(), "output of " + w.name());
+        PreparedActivations p = prepare(x, 0, n, w.activationRounding());
         int units = ceilDiv(w.rows(), ROWS_PER_UNIT);
         pool.parallelFor(units, 1, (from, to, worker) -> {
             for (int u = from; u < to; u++) {
                 int r0 = u * ROWS_PER_UNIT;
                 for (int r = r0, r1 = Math.min(w.rows(), r0 + ROWS_PER_UNIT); r < r1; r++) {
-                    w.dotBatch(0, r, x.data, 0, x.width(), n, o.data, r, o.width());
+                    w.dotPrepared(0, r, p, 0, n, o.data, r, o.width());
                 }
             }
         });
+    }
+
+    /**
+     * Rows {@code from .. from+n-1} of {@code x} rounded as weights of {@code rounding} need them, once per
+     * product (llama.cpp converts activations to the weight type's dot type the same way), in parallel.
+     */
+    private PreparedActivations prepare(CpuActivations x, int from, int n, ActivationRounding rounding) {
+        PreparedActivations p = x.prepared(rounding);
+        p.reserve(rounding, n, x.width());
+        int width = x.width();
+        pool.parallelFor(n, 1, (lo, hi, worker) -> {
+            for (int t = lo; t < hi; t++) {
+                p.prepareRow(x.data, (from + t) * width, t);
+            }
+        });
+        return p;
     }
 
     @Override
@@ -414,6 +440,9 @@ public final class CpuBackend implements Backend {
                 System.arraycopy(x.data, (order[i] / k) * embd, xs.data, i * embd, embd);
             }
         });
+        PreparedActivations xg = prepare(xs, 0, n * k, gate.activationRounding());
+        PreparedActivations xu = up.activationRounding() == gate.activationRounding() ? xg
+                : prepare(xs, 0, n * k, up.activationRounding());
         // gate and up projections of every active expert: one unit = a few rows of one matrix of one expert
         int ffnUnits = ceilDiv(ffn, ROWS_PER_UNIT);
         pool.parallelFor(activeCount * 2 * ffnUnits, 1, (from, to, worker) -> {
@@ -422,23 +451,23 @@ public final class CpuBackend implements Backend {
                 int rest = unit % (2 * ffnUnits);
                 boolean isGate = rest < ffnUnits;
                 CpuWeight w = isGate ? gate : up;
+                PreparedActivations xp = isGate ? xg : xu;
                 CpuActivations dst = isGate ? g : u;
                 int r0 = (rest % ffnUnits) * ROWS_PER_UNIT;
                 for (int r = r0, r1 = Math.min(ffn, r0 + ROWS_PER_UNIT); r < r1; r++) {
-                    w.dotBatch(e, r, xs.data, start[e] * embd, embd, start[e + 1] - start[e], dst.data,
-                            start[e] * ffn + r, ffn);
+                    w.dotPrepared(e, r, xp, start[e], start[e + 1] - start[e], dst.data, start[e] * ffn + r, ffn);
                 }
             }
         });
         pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> siluMulRange(g.data, u.data, from * ffn, to * ffn));
+        PreparedActivations gp = prepare(g, 0, n * k, down.activationRounding());
         int embdUnits = ceilDiv(embd, ROWS_PER_UNIT);
         pool.parallelFor(activeCount * embdUnits, 1, (from, to, worker) -> {
             for (int unit = from; unit < to; unit++) {
                 int e = active[unit / embdUnits];
                 int r0 = (unit % embdUnits) * ROWS_PER_UNIT;
                 for (int r = r0, r1 = Math.min(embd, r0 + ROWS_PER_UNIT); r < r1; r++) {
-                    down.dotBatch(e, r, g.data, start[e] * ffn, ffn, start[e + 1] - start[e], y.data,
-                            start[e] * embd + r, embd);
+                    down.dotPrepared(e, r, gp, start[e], start[e + 1] - start[e], y.data, start[e] * embd + r, embd);
                 }
             }
         });

@@ -6,6 +6,8 @@ import java.util.Arrays;
 import moe4j.gguf.GgmlType;
 import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Weight;
+import moe4j.kernels.quant.ActivationRounding;
+import moe4j.kernels.quant.PreparedActivations;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
 
@@ -63,17 +65,22 @@ final class CpuWeight implements Weight {
         format.dequantize(data, offset, dst, dstOffset, rowLength);
     }
 
+    /** How activations multiplied with this weight are rounded ({@link #dotPrepared}). */
+    ActivationRounding activationRounding() {
+        return format.activationRounding();
+    }
+
     /**
-     * Dot products of row {@code row} of matrix {@code expert} with {@code tokens} activation rows
-     * {@code x[xOffset + t*xStride ..]}, written to {@code out[outOffset + t*outStride]}.
+     * Dot products of row {@code row} of matrix {@code expert} with prepared activation rows
+     * {@code firstRow .. firstRow + tokens - 1}, written to {@code out[outOffset + t*outStride]}.
      */
-    void dotBatch(int expert, int row, float[] x, int xOffset, int xStride, int tokens, float[] out, int outOffset,
-                  int outStride) {
+    void dotPrepared(int expert, int row, PreparedActivations x, int firstRow, int tokens, float[] out, int outOffset,
+                     int outStride) {
         if (tokens == 0) {
             return;
         }
         long offset = ((long) expert * rows + row) * rowBytes;
-        format.dotBatch(data, offset, x, xOffset, xStride, tokens, out, outOffset, outStride, rowLength);
+        format.dotPrepared(data, offset, x, firstRow, tokens, out, outOffset, outStride);
     }
 
     /** The values of a single-row tensor. */

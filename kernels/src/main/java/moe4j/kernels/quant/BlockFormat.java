@@ -67,6 +67,52 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     @Override
+    public final void dotPrepared(MemorySegment src, long srcOffset, PreparedActivations x, int firstRow, int nTokens,
+            float[] out, int outOffset, int outStride) {
+        DecodedDot.checkPrepared(this, x, firstRow, nTokens, out, outOffset, outStride);
+        int count = x.width();
+        checkBytes(src, srcOffset, wholeBlocks(count), "source");
+        if (nTokens == 0) {
+            return;
+        }
+        if (Simd.FUSED && decodesScaled()) {
+            ScaledDot.dot(this, src, srcOffset, x, firstRow, nTokens, out, outOffset, outStride);
+        } else {
+            dotBatch(src, srcOffset, x.values(), firstRow * count, count, nTokens, out, outOffset, outStride, count);
+        }
+    }
+
+    /** Whether this 256-element super-block type implements {@link #decodeScaled} for {@link ScaledDot}. */
+    boolean decodesScaled() {
+        return false;
+    }
+
+    /**
+     * Decodes the block at byte {@code block} into slot {@code slot} of {@code s} for {@link ScaledDot}:
+     * {@code w[256*slot ..]} the quants times their sub-block's integer scale, {@code d[slot]} the float
+     * super-scale, {@code mins[16*slot ..]} the minimum term of each 16 elements. Arguments are valid and
+     * {@link Simd#FUSED} holds.
+     */
+    void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
+        throw new AssertionError("decodesScaled() is true but decodeScaled is missing for " + type);
+    }
+
+    /** Whether {@link #accumulateScaled} is implemented: a one-token {@link ScaledDot} that decodes in registers. */
+    boolean fusesScaled() {
+        return false;
+    }
+
+    /**
+     * Adds the block at byte {@code block} times {@code x[xo .. xo+256)} to the accumulators {@code acc} and
+     * {@code accMin} held in {@code state[0 .. 2L)}, exactly as {@link ScaledDot} would after {@link #decodeScaled}
+     * (same values, same operations in the same order), without going through the decode buffer.
+     */
+    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
+            ScaledDot.Scratch s) {
+        throw new AssertionError("fusesScaled() is true but accumulateScaled is missing for " + type);
+    }
+
+    @Override
     public final void quantize(float[] src, int srcOffset, int count, MemorySegment dst, long dstOffset) {
         if (!canQuantize()) {
             throw new UnsupportedOperationException("quantizing to tensor type " + type.ggmlName() + " is not supported");

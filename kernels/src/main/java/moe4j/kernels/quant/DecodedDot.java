@@ -141,6 +141,24 @@ final class DecodedDot {
         }
     }
 
+    /** Checks the arguments of {@link QuantFormat#dotPrepared} that concern the activations and outputs. */
+    static void checkPrepared(QuantFormat format, PreparedActivations x, int firstRow, int nTokens, float[] out,
+            int outOffset, int outStride) {
+        if (x.rounding() != format.activationRounding()) {
+            throw new IllegalArgumentException("activations prepared with " + x.rounding() + " rounding, "
+                    + format.type().ggmlName() + " weights need " + format.activationRounding());
+        }
+        if (nTokens < 0 || outStride < 0) {
+            throw new IllegalArgumentException("negative token count or stride: nTokens " + nTokens + ", outStride "
+                    + outStride);
+        }
+        Objects.checkFromIndexSize(firstRow, nTokens, x.rows());
+        if (nTokens > 0 && (outOffset < 0 || outOffset + (long) (nTokens - 1) * outStride >= out.length)) {
+            throw new IndexOutOfBoundsException("outputs of " + nTokens + " tokens from offset " + outOffset
+                    + " with stride " + outStride + " exceed the array of " + out.length);
+        }
+    }
+
     /**
      * Decodes each chunk of the row once and applies it to every token; per-token accumulators persist
      * across chunks so each result is bit-identical to {@link #dot}. Arguments are already checked.

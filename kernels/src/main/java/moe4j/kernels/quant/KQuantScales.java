@@ -48,6 +48,8 @@ final class KQuantScales {
     private static final IntVector SCALE_MIN_LOW_MASK;
     private static final IntVector SCALE_MIN_HIGH_MASK;
     private static final VectorMask<Float> MIN_LANES;
+    /** Lane {@code i} takes lane {@code 8 + i/2}: each sub-block's min for both of its 16-element groups. */
+    private static final VectorShuffle<Integer> MIN_SPREAD;
     // Q3_K: a 16-byte load starting 4 bytes before the scales, so scale byte k is lane 4 + k.
     private static final VectorShuffle<Integer> Q3_LOW;
     private static final VectorShuffle<Integer> Q3_HIGH;
@@ -79,6 +81,7 @@ final class KQuantScales {
             SCALE_MIN_LOW_MASK = IntVector.fromArray(Simd.I, lowMask, 0);
             SCALE_MIN_HIGH_MASK = IntVector.fromArray(Simd.I, highMask, 0);
             MIN_LANES = VectorMask.fromLong(Simd.F, 0xFF00L);
+            MIN_SPREAD = VectorShuffle.fromOp(Simd.I, lane -> 8 + lane / 2);
             int[] q3Low = new int[16];
             int[] q3LowShift = new int[16];
             int[] q3High = new int[16];
@@ -105,6 +108,7 @@ final class KQuantScales {
             SCALE_MIN_LOW_MASK = null;
             SCALE_MIN_HIGH_MASK = null;
             MIN_LANES = null;
+            MIN_SPREAD = null;
         }
     }
 
@@ -122,6 +126,39 @@ final class KQuantScales {
                 .and(SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
         FloatVector codes = (FloatVector) low.or(high).convert(I2F, 0);
         FloatVector.broadcast(Simd.F, d).blend(dmin, MIN_LANES).mul(codes).intoArray(out, outOffset);
+    }
+
+    /**
+     * For {@link ScaledDot}: the eight 6-bit scales of the Q4_K/Q5_K block at {@code block} (scales at byte 4)
+     * to {@code codes[0..8)}, and {@code dmin * min(i/2)} to {@code mins[mo + i]} for the sixteen 16-element
+     * groups.
+     */
+    static void scaleCodesAndMins(MemorySegment src, long block, float dmin, int[] codes, float[] mins, int mo) {
+        IntVector raw = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
+                .convertShape(B2I, Simd.I, 0)).and(0xFF);
+        IntVector low = raw.rearrange(SCALE_MIN_LOW).lanewise(LSHR, SCALE_MIN_LOW_SHIFT)
+                .and(SCALE_MIN_LOW_MASK);
+        IntVector high = raw.rearrange(SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
+                .and(SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
+        IntVector c = low.or(high);
+        c.intoArray(codes, 0);
+        ((FloatVector) c.rearrange(MIN_SPREAD).convert(I2F, 0)).mul(dmin).intoArray(mins, mo);
+    }
+
+    /**
+     * For {@link ScaledDot}: the sixteen signed Q3_K scales (scale bytes at {@code scalesOffset}, at least 4
+     * bytes into the block) to {@code codes[0..16)}, and {@code offset * d * scale(i)} to {@code mins[mo + i]}.
+     */
+    static void q3ScaleCodesAndMins(MemorySegment src, long scalesOffset, float offsetTimesD, int[] codes,
+            float[] mins, int mo) {
+        IntVector raw = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, scalesOffset - 4, Simd.LE)
+                .convertShape(B2I, Simd.I, 0)).and(0xFF);
+        IntVector low = raw.rearrange(Q3_LOW).lanewise(LSHR, Q3_LOW_SHIFT).and(0xF);
+        IntVector high = raw.rearrange(Q3_HIGH).lanewise(LSHR, Q3_HIGH_SHIFT).and(3)
+                .lanewise(LSHL, Simd.SHIFT_4);
+        IntVector c = low.or(high).sub(32);
+        c.intoArray(codes, 0);
+        ((FloatVector) c.convert(I2F, 0)).mul(offsetTimesD).intoArray(mins, mo);
     }
 
     /**

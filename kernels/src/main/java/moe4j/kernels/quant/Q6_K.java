@@ -106,6 +106,92 @@ public final class Q6_K extends BlockFormat {
         a3.intoArray(state, 3 * Simd.L);
     }
 
+    /**
+     * Quants are kept unsigned (0..63); the offset of 32 becomes the minimum term {@code 32*d*sc} of each
+     * 16-element group.
+     */
+    @Override
+    boolean decodesScaled() { return true; }
+
+    @Override
+    void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
+        float d = Halfs.readFp16(src, block + D);
+        s.d[slot] = d;
+        IntVector groupScales = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(B2I, Simd.I, 0);
+        groupScales.intoArray(s.codes, 0);
+        ((FloatVector) groupScales.convert(I2F, 0)).mul(32 * d).intoArray(s.mins, 16 * slot);
+        float[] w = s.w;
+        int wo = 256 * slot;
+        for (int half = 0; half < 2; half++) {
+            long ql = block + QL + 64L * half;
+            long qhAt = block + QH + 32L * half;
+            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qhAt, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qhAt + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            for (int k = 0; k < 4; k++) {
+                IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
+                IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
+                long l = ql + 32L * (k & 1);
+                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, l, Simd.LE).convertShape(B2I, Simd.I, 0);
+                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, l + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+                int g = 8 * half + 2 * k;
+                IntVector q0 = l0.lanewise(ASHR, lowShift).and(0xF).or(h0.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+                IntVector q1 = l1.lanewise(ASHR, lowShift).and(0xF).or(h1.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+                ((FloatVector) q0.mul(s.codes[g]).convert(I2F, 0)).intoArray(w, wo + 16 * g);
+                ((FloatVector) q1.mul(s.codes[g + 1]).convert(I2F, 0)).intoArray(w, wo + 16 * g + 16);
+            }
+        }
+    }
+
+    @Override
+    boolean fusesScaled() { return true; }
+
+    /**
+     * {@link #decodeScaled} and {@link ScaledDot}'s block step in one. Iteration {@code (half, k)} covers groups
+     * {@code g = 8*half + 2k} and {@code g+1}, which feed accumulators {@code g % 4} and {@code (g+1) % 4}:
+     * pairs (0,1) for even {@code k}, (2,3) for odd, so the loop swaps the pairs after each iteration.
+     */
+    @Override
+    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
+            ScaledDot.Scratch s) {
+        float d = Halfs.readFp16(src, block + D);
+        IntVector groupScales = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(B2I, Simd.I, 0);
+        groupScales.intoArray(s.codes, 0);
+        FloatVector mins = ((FloatVector) groupScales.convert(I2F, 0)).mul(32 * d);
+        FloatVector c0 = FloatVector.zero(Simd.F);
+        FloatVector c1 = c0;
+        FloatVector c2 = c0;
+        FloatVector c3 = c0;
+        for (int half = 0; half < 2; half++) {
+            long ql = block + QL + 64L * half;
+            long qhAt = block + QH + 32L * half;
+            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qhAt, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qhAt + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            for (int k = 0; k < 4; k++) {
+                IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
+                IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
+                long l = ql + 32L * (k & 1);
+                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, l, Simd.LE).convertShape(B2I, Simd.I, 0);
+                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, l + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+                int g = 8 * half + 2 * k;
+                IntVector q0 = l0.lanewise(ASHR, lowShift).and(0xF).or(h0.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+                IntVector q1 = l1.lanewise(ASHR, lowShift).and(0xF).or(h1.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+                FloatVector w0 = (FloatVector) q0.mul(s.codes[g]).convert(I2F, 0);
+                FloatVector w1 = (FloatVector) q1.mul(s.codes[g + 1]).convert(I2F, 0);
+                int e = xo + 16 * g;
+                FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), c0);
+                FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), c1);
+                c0 = c2;
+                c1 = c3;
+                c2 = n0;
+                c3 = n1;
+            }
+        }
+        FloatVector acc = FloatVector.fromArray(Simd.F, state, 0);
+        FloatVector accMin = FloatVector.fromArray(Simd.F, state, Simd.L);
+        c0.add(c1).add(c2.add(c3)).fma(FloatVector.broadcast(Simd.F, d), acc).intoArray(state, 0);
+        mins.fma(FloatVector.fromArray(Simd.F, sums, so), accMin).intoArray(state, Simd.L);
+    }
+
     @Override
     public boolean canQuantize() { return true; }
 

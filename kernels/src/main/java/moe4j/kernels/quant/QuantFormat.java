@@ -56,6 +56,26 @@ public interface QuantFormat {
         DecodedDot.dotBatch(this, src, srcOffset, x, xOffset, xStride, nTokens, out, outOffset, outStride, count);
     }
 
+    /** How activations are rounded before they meet weights of this type, as llama.cpp's CPU backend does. */
+    default ActivationRounding activationRounding() {
+        return ActivationRounding.forWeights(type());
+    }
+
+    /**
+     * Dot products of the row stored at byte {@code srcOffset} of {@code src} ({@code x.width()} elements,
+     * whole blocks) with rows {@code firstRow .. firstRow + nTokens - 1} of {@code x}, which must have been
+     * prepared with this type's {@link #activationRounding()}; token {@code t}'s result goes to
+     * {@code out[outOffset + t*outStride]}. Each result is independent of {@code nTokens} and {@code firstRow}
+     * bit for bit. This is the product the CPU backend computes; it follows llama.cpp's numerics (rounded
+     * activations) in float32 arithmetic.
+     */
+    default void dotPrepared(MemorySegment src, long srcOffset, PreparedActivations x, int firstRow, int nTokens,
+            float[] out, int outOffset, int outStride) {
+        DecodedDot.checkPrepared(this, x, firstRow, nTokens, out, outOffset, outStride);
+        int w = x.width();
+        dotBatch(src, srcOffset, x.values(), firstRow * w, w, nTokens, out, outOffset, outStride, w);
+    }
+
     /** Whether {@link #quantize} is implemented for this type. */
     default boolean canQuantize() { return false; }
 

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs on a GPU machine without Java or network, from the repository root, with .gpu/ made by
+# bench/gpu-prepare.sh: unpacks the Java runtime, lists the devices, runs the GPU tests (every kernel
+# against the CPU backend, every fixture model against llama.cpp and the CPU), generates a random model
+# of the Qwen3-30B-A3B shape (Q4_K_M, LAYERS layers, default 48) and times prompt processing and
+# generation on cuda:0. Full logs go to $OUT (default .gpu/out); the end of the output is a short table.
+#
+#   LAYERS=48 PP=512 TG=128 REPS=3 bench/gpu-check.sh
+#   SYNC=1 bench/gpu-check.sh     waits after every kernel, so a failing test names the kernel that failed
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
+OUT="${OUT:-$root/.gpu/out}"
+LAYERS="${LAYERS:-48}"
+PP="${PP:-512}"
+TG="${TG:-128}"
+REPS="${REPS:-3}"
+mkdir -p "$OUT"
+work="${MOE4J_GPU_WORK:-/tmp/moe4j-gpu}"
+mkdir -p "$work"
+
+rows=()
+row() { rows+=("$(printf '%-34s %s' "$1" "$2")"); }
+elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
+
+[ -f .gpu/jre.tgz ] || { echo "gpu-check: .gpu/jre.tgz missing: run bench/gpu-prepare.sh on the build machine" >&2; exit 1; }
+tar xzf .gpu/jre.tgz -C "$work"
+java="$work/jre/bin/java"
+flags=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Djava.io.tmpdir="$work")
+[ "${SYNC:-0}" = 1 ] && flags+=(-Dmoe4j.cuda.sync=true)
+if [ -d "$root/../shared/fixtures" ]; then
+    shared="$root/../shared"
+else
+    shared="$root/.gpu/shared"
+fi
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/nvidia-smi.txt" 2>&1
+row "GPU" "$(sed -n 2p "$OUT/nvidia-smi.txt")"
+
+"$java" "${flags[@]}" -jar .gpu/moe4j.jar info --devices > "$OUT/devices.txt" 2>&1
+row "moe4j info --devices" "$(grep -m1 '^cuda' "$OUT/devices.txt")"
+
+# 1. GPU tests
+t=$(date +%s)
+cp=".gpu/moe4j.jar:.gpu/lib/gguf-tests.jar:.gpu/lib/kernels-tests.jar:.gpu/lib/engine-tests.jar"
+timeout 180 "$java" "${flags[@]}" -Xmx8g -Dmoe4j.shared="$shared" \
+    -jar .gpu/lib/junit-platform-console-standalone-*.jar execute --disable-banner --disable-ansi-colors \
+    --details=tree --class-path "$cp" --select-class moe4j.kernels.cuda.CudaBackendTest \
+    --select-class moe4j.kernels.cuda.CudaAvailabilityTest --select-class moe4j.engine.CudaReferenceTest \
+    > "$OUT/gpu-tests.log" 2>&1
+status=$?
+summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$OUT/gpu-tests.log" | tr -s ' []' ' ' | paste -sd, -)
+row "GPU tests (exit $status, $(elapsed $t))" "${summary:-no summary: see gpu-tests.log}"
+grep -E '✘' "$OUT/gpu-tests.log" | head -8 | cut -c1-240 > "$OUT/failures-head.txt"
+sed -n '/GPU (cuda:0) agreement/,/^$/p' "$OUT/gpu-tests.log" > "$OUT/agreement.txt"
+
+# 2. The command line on the GPU
+fixture="$shared/fixtures/models/tiny-qwen3moe-Q4_K_M.gguf"
+timeout 60 "$java" "${flags[@]}" -jar .gpu/moe4j.jar generate -m "$fixture" --device cuda:0 -p "Hello" -n 8 \
+    > "$OUT/generate.log" 2>&1
+status=$?
+row "moe4j generate --device cuda:0" "exit $status, $( (grep -m1 '^loaded' "$OUT/generate.log" || tail -n1 "$OUT/generate.log") | cut -c1-100)"
+
+# 3. Speed on the Qwen3-30B-A3B shape
+model="$work/qwen3-30b-a3b-${LAYERS}L-Q4_K_M.gguf"
+t=$(date +%s)
+timeout 240 "$java" "${flags[@]}" -jar .gpu/moe4j.jar make-test-model -o "$model" --preset qwen3-30b-a3b \
+    --layers "$LAYERS" --type Q4_K_M > "$OUT/make-test-model.log" 2>&1
+row "make-test-model ${LAYERS} layers" "exit $?, $(elapsed $t), $(du -h "$model" 2>/dev/null | cut -f1)"
+
+t=$(date +%s)
+timeout 150 "$java" "${flags[@]}" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuBench \
+    "$model" cuda:0 "$PP" "$TG" "$REPS" > "$OUT/bench.log" 2>&1
+status=$?
+row "GpuBench (exit $status, $(elapsed $t))" "$( (grep -m1 '^model' "$OUT/bench.log" || tail -n1 "$OUT/bench.log") | cut -c1-110)"
+row "  prompt pp$PP" "$(sed -n "s/^pp$PP //p" "$OUT/bench.log")"
+row "  generation tg$TG" "$(sed -n "s/^tg$TG //p" "$OUT/bench.log")"
+row "  llama.cpp CUDA on H100 (anchor)" "pp512 9500 tok/s, tg128 292 tok/s (48 layers)"
+rm -f "$model"
+
+echo
+echo "---- failures (first lines; full log $OUT/gpu-tests.log) ----"
+cat "$OUT/failures-head.txt"
+echo "---- GPU vs llama.cpp / CPU agreement ----"
+head -30 "$OUT/agreement.txt"
+echo "---- moe4j GPU check ----"
+printf '%s\n' "${rows[@]}"

@@ -1,0 +1,197 @@
+package moe4j.cli;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+
+import moe4j.engine.LoadListener;
+import moe4j.engine.LoadOptions;
+import moe4j.engine.Model;
+import moe4j.engine.Session;
+import moe4j.gguf.GgufTensor;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code moe4j bench}: prompt-processing and generation speed measured as llama.cpp's {@code llama-bench}
+ * measures it, so the two tables compare line by line. {@code ppN} evaluates N random tokens from an empty
+ * context (in batches of {@code -b}, logits of the last token only); {@code tgN} decodes N random tokens one
+ * at a time from an empty context. Each test runs once untimed (JIT warm-up), then {@code -r} times; the
+ * figure is the mean and sample standard deviation of the repetitions' tokens per second.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Measures prompt processing (ppN) and generation (tgN) speed like llama.cpp's llama-bench.",
+                "Random tokens from an empty context; one untimed warm-up run per test, then -r timed ones."})
+final class BenchCommand implements Callable<Integer> {
+
+    @Spec
+    private CommandLine.Model.CommandSpec spec;
+
+    @Option(names = {"-p", "--n-prompt"}, paramLabel = "N", defaultValue = "512",
+            description = "prompt tokens of the pp test; 0 skips it (default: ${DEFAULT-VALUE})")
+    private int nPrompt;
+
+    @Option(names = {"-n", "--n-gen"}, paramLabel = "N", defaultValue = "128",
+            description = "generated tokens of the tg test; 0 skips it (default: ${DEFAULT-VALUE})")
+    private int nGen;
+
+    @Option(names = {"-b", "--batch-size"}, paramLabel = "N", defaultValue = "512",
+            description = "prompt tokens per forward pass (default: ${DEFAULT-VALUE}, llama-bench's micro-batch)")
+    private int batchSize;
+
+    @Option(names = {"-r", "--repetitions"}, paramLabel = "N", defaultValue = "5",
+            description = "timed repetitions of each test (default: ${DEFAULT-VALUE})")
+    private int repetitions;
+
+    @Option(names = "--json", description = "print a JSON array of results instead of the table")
+    private boolean json;
+
+    @Mixin
+    private ModelOptions modelOptions;
+
+    /** One test's timings: tokens per second of each repetition. */
+    record Result(String test, int nPrompt, int nGen, int threads, double[] samplesTs) {
+
+        double avgTs() {
+            double sum = 0;
+            for (double s : samplesTs) {
+                sum += s;
+            }
+            return sum / samplesTs.length;
+        }
+
+        /** Sample standard deviation (n - 1), 0 for a single repetition, as llama-bench reports it. */
+        double stddevTs() {
+            if (samplesTs.length < 2) {
+                return 0;
+            }
+            double avg = avgTs();
+            double sq = 0;
+            for (double s : samplesTs) {
+                sq += (s - avg) * (s - avg);
+            }
+            return Math.sqrt(sq / (samplesTs.length - 1));
+        }
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        CommandLine cl = spec.commandLine();
+        if (nPrompt < 0 || nGen < 0) {
+            throw new CommandLine.ParameterException(cl, "-p and -n must not be negative, got " + nPrompt + " and " + nGen);
+        }
+        if (nPrompt == 0 && nGen == 0) {
+            throw new CommandLine.ParameterException(cl, "nothing to measure: -p and -n are both 0");
+        }
+        if (repetitions < 1) {
+            throw new CommandLine.ParameterException(cl, "--repetitions must be at least 1, got " + repetitions);
+        }
+        if (batchSize < 1) {
+            throw new CommandLine.ParameterException(cl, "--batch-size must be positive, got " + batchSize);
+        }
+        Path path = modelOptions.requireModel(cl);
+        LoadOptions options = modelOptions.loadOptions(cl, LoadListener.NONE)
+                .withBatchSize(Math.min(batchSize, Math.max(1, nPrompt)));
+        PrintWriter out = cl.getOut();
+        try (Model model = Model.load(path, options);
+             Session session = model.newSession(Math.max(nPrompt, nGen))) {
+            Row row = new Row(model, options);
+            if (!json) {
+                out.println(Row.HEADER);
+                out.println(Row.RULE);
+                out.flush();
+            }
+            SplittableRandom rnd = new SplittableRandom(1234);
+            int vocab = model.config().vocab();
+            List<Result> results = new ArrayList<>();
+            if (nPrompt > 0) {
+                int[] tokens = rnd.ints(nPrompt, 0, vocab).toArray();
+                float[] logits = new float[vocab];
+                results.add(measure(session, "pp" + nPrompt, nPrompt, 0, options.effectiveThreads(),
+                        () -> session.evaluate(tokens, 0, nPrompt, logits)));
+            }
+            if (nGen > 0) {
+                int[] tokens = rnd.ints(nGen, 0, vocab).toArray();
+                float[] logits = new float[vocab];
+                results.add(measure(session, "tg" + nGen, 0, nGen, options.effectiveThreads(), () -> {
+                    for (int i = 0; i < nGen; i++) {
+                        session.evaluate(tokens, i, 1, logits);
+                    }
+                }));
+            }
+            if (json) {
+                ObjectMapper mapper = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+                out.println(mapper.writeValueAsString(results.stream().map(row::json).toList()));
+            } else {
+                results.forEach(r -> out.println(row.text(r)));
+            }
+            out.flush();
+        }
+        return 0;
+    }
+
+    /** Runs {@code test} once untimed, then {@link #repetitions} times, each from an empty context. */
+    private Result measure(Session session, String name, int nPrompt, int nGen, int threads, Runnable test) {
+        session.reset();
+        test.run();
+        double[] samples = new double[repetitions];
+        for (int i = 0; i < repetitions; i++) {
+            session.reset();
+            long start = System.nanoTime();
+            test.run();
+            samples[i] = (nPrompt + nGen) / ((System.nanoTime() - start) / 1e9);
+        }
+        return new Result(name, nPrompt, nGen, threads, samples);
+    }
+
+    /** The model columns shared by every result row, in the table and the JSON. */
+    private record Row(String model, long sizeBytes, long params, String backend, int batch) {
+
+        static final String HEADER = String.format(Locale.ROOT, "| %-40s | %10s | %10s | %-16s | %7s | %7s | %18s |",
+                "model", "size", "params", "backend", "threads", "test", "t/s");
+        static final String RULE = "| " + "-".repeat(40) + " | " + "-".repeat(9) + ": | " + "-".repeat(9) + ": | "
+                + "-".repeat(16) + " | " + "-".repeat(6) + ": | " + "-".repeat(6) + ": | " + "-".repeat(17) + ": |";
+
+        Row(Model model, LoadOptions options) {
+            this(model.path().getFileName().toString(),
+                    model.file().tensors().stream().mapToLong(GgufTensor::byteSize).sum(),
+                    model.file().tensors().stream().mapToLong(GgufTensor::elementCount).sum(),
+                    model.backendDescription(), options.batchSize());
+        }
+
+        String text(Result r) {
+            return String.format(Locale.ROOT, "| %-40s | %10s | %10s | %-16s | %7d | %7s | %18s |", model,
+                    Sizes.bytes(sizeBytes), Sizes.count(params), backend, r.threads(), r.test(),
+                    String.format(Locale.ROOT, "%.2f ± %.2f", r.avgTs(), r.stddevTs()));
+        }
+
+        Map<String, Object> json(Result r) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("model_filename", model);
+            m.put("model_size", sizeBytes);
+            m.put("model_n_params", params);
+            m.put("backend", backend);
+            m.put("n_batch", batch);
+            m.put("test", r.test());
+            m.put("n_prompt", r.nPrompt());
+            m.put("n_gen", r.nGen());
+            m.put("threads", r.threads());
+            m.put("avg_ts", r.avgTs());
+            m.put("stddev_ts", r.stddevTs());
+            m.put("samples_ts", r.samplesTs());
+            return m;
+        }
+    }
+}

@@ -1,0 +1,100 @@
+package moe4j.engine.placement;
+
+import java.util.List;
+import java.util.Objects;
+
+import moe4j.engine.LoadOptions;
+import moe4j.kernels.KvCacheType;
+
+/**
+ * What to plan for and the manual choices that override automatic fitting.
+ *
+ * @param contextLength positions of the KV cache
+ * @param kvType        KV cache storage type
+ * @param batchSize     tokens per step of prompt processing, which sizes the activation buffers
+ * @param split         share of the GPU-resident layers per GPU, like llama.cpp's {@code --tensor-split 3,1};
+ *                      empty = in proportion to the memory each GPU has left for layers
+ * @param gpuLayers     how many layers (the last ones) go to the GPUs; {@link #AUTO} = as many as fit
+ * @param nCpuMoe       layers (the first ones) whose experts stay in system RAM, like llama.cpp's
+ *                      {@code --n-cpu-moe}; {@link #AUTO} = the GPUs take as many expert blocks as fit
+ * @param overrides     tensor-name patterns pinned to devices, first match wins; they take precedence over
+ *                      everything else
+ * @param marginBytes   memory kept free on every device (driver, runtime, fragmentation)
+ */
+public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, List<Double> split, int gpuLayers,
+                          int nCpuMoe, List<TensorOverride> overrides, long marginBytes) {
+
+    public static final int AUTO = -1;
+
+    /** 512 MiB: a CUDA context and the runtime's own allocations take a few hundred MiB of a GPU. */
+    public static final long DEFAULT_MARGIN = 512L << 20;
+
+    public PlanRequest {
+        Objects.requireNonNull(kvType, "kvType");
+        split = List.copyOf(split);
+        overrides = List.copyOf(overrides);
+        if (contextLength <= 0) {
+            throw new IllegalArgumentException("context length must be positive, got " + contextLength);
+        }
+        if (batchSize <= 0) {
+            throw new IllegalArgumentException("batch size must be positive, got " + batchSize);
+        }
+        for (double d : split) {
+            if (!(d >= 0) || Double.isInfinite(d)) {
+                throw new IllegalArgumentException("split proportions must be finite and not negative, got " + split);
+            }
+        }
+        if (!split.isEmpty() && split.stream().mapToDouble(Double::doubleValue).sum() <= 0) {
+            throw new IllegalArgumentException("split proportions must not all be 0, got " + split);
+        }
+        if (gpuLayers < AUTO || nCpuMoe < AUTO) {
+            throw new IllegalArgumentException("gpuLayers and nCpuMoe must be AUTO (-1) or at least 0");
+        }
+        if (marginBytes < 0) {
+            throw new IllegalArgumentException("margin must not be negative, got " + marginBytes);
+        }
+    }
+
+    /** Automatic fitting for {@code contextLength} positions: F16 cache, the engine's batch size, default margin. */
+    public static PlanRequest defaults(int contextLength) {
+        return new PlanRequest(contextLength, KvCacheType.F16, LoadOptions.DEFAULT_BATCH_SIZE, List.of(), AUTO, AUTO,
+                List.of(), DEFAULT_MARGIN);
+    }
+
+    public PlanRequest withContextLength(int n) {
+        return new PlanRequest(n, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes);
+    }
+
+    public PlanRequest withKvType(KvCacheType t) {
+        return new PlanRequest(contextLength, t, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes);
+    }
+
+    public PlanRequest withBatchSize(int n) {
+        return new PlanRequest(contextLength, kvType, n, split, gpuLayers, nCpuMoe, overrides, marginBytes);
+    }
+
+    public PlanRequest withSplit(List<Double> proportions) {
+        return new PlanRequest(contextLength, kvType, batchSize, proportions, gpuLayers, nCpuMoe, overrides, marginBytes);
+    }
+
+    public PlanRequest withGpuLayers(int n) {
+        return new PlanRequest(contextLength, kvType, batchSize, split, n, nCpuMoe, overrides, marginBytes);
+    }
+
+    public PlanRequest withNCpuMoe(int n) {
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, n, overrides, marginBytes);
+    }
+
+    /** All experts in system RAM, attention on the GPUs: llama.cpp's {@code --cpu-moe}. */
+    public PlanRequest withCpuMoe() {
+        return withNCpuMoe(Integer.MAX_VALUE);
+    }
+
+    public PlanRequest withOverrides(List<TensorOverride> o) {
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, o, marginBytes);
+    }
+
+    public PlanRequest withMargin(long bytes) {
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, bytes);
+    }
+}

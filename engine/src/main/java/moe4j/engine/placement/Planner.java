@@ -1,0 +1,322 @@
+package moe4j.engine.placement;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumSet;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import moe4j.engine.placement.ModelFootprint.Part;
+import moe4j.engine.placement.ModelFootprint.TensorFootprint;
+
+/**
+ * Decides which device holds each tensor of a model, and whether everything fits.
+ *
+ * <p>Automatic fitting puts on the GPUs first what every token reads whole: each layer's attention, norms, router
+ * and KV cache, and the LM head. As many layers as fit go to the GPUs (the last ones, so that the token embedding
+ * in system RAM is followed by the CPU's layers and then the GPUs' without crossing back), split between the GPUs
+ * in contiguous ranges in proportion to the memory each has left. Then each GPU takes the expert blocks of its own
+ * layers while they fit: a token reads only {@code expertsUsed/experts} of those, so they are worth less per byte
+ * than attention. The rest stays in system RAM on the CPU. Every device keeps {@link PlanRequest#marginBytes()}
+ * free.
+ *
+ * <p>The token embedding stays in system RAM, as llama.cpp keeps it: a token reads one row of it, which costs
+ * nothing worth a GPU's memory. (With tied embeddings the LM head is a second copy of it on the head's device.)
+ *
+ * <p>Manual choices replace the automatic ones: {@link PlanRequest#gpuLayers()} fixes the number of GPU layers,
+ * {@link PlanRequest#nCpuMoe()} the layers whose experts stay in RAM (the others' follow their layer),
+ * {@link PlanRequest#split()} the proportions, and tensor overrides pin tensors before anything else is placed.
+ * Manual choices that do not fit give a placement with {@code fits() == false}, never an exception.
+ */
+public final class Planner {
+
+    private Planner() {}
+
+    /**
+     * @param devices the GPUs, in order, and exactly one CPU (system RAM)
+     * @throws IllegalArgumentException when the devices or the request are inconsistent (no CPU, an override or
+     *                                  split naming devices that are not there)
+     */
+    public static Placement plan(ModelFootprint model, List<DeviceSpec> devices, PlanRequest request) {
+        return new Run(model, devices, request).place();
+    }
+
+    /** Activation buffers a device needs for a batch given the parts it holds (the engine's workspace buffers). */
+    static long scratchBytes(ModelFootprint m, int batch, Set<Part> parts) {
+        long b = batch;
+        long f32 = Float.BYTES;
+        boolean layerParts = parts.contains(Part.ATTENTION) || parts.contains(Part.NORM) || parts.contains(Part.ROUTER)
+                || parts.contains(Part.EXPERTS) || parts.contains(Part.DENSE_FFN);
+        long s = 0;
+        if (layerParts || parts.contains(Part.TOKEN_EMBEDDING)) {
+            s += b * m.embd() * f32;                                   // hidden state
+        }
+        if (layerParts) {
+            s += 2 * b * m.embd() * f32;                               // normed input, block output
+        }
+        if (parts.contains(Part.ATTENTION)) {
+            s += b * (2L * m.qDim() + 2L * m.kvDim()) * f32;           // q, k, v, attention output
+        }
+        if (parts.contains(Part.ROUTER)) {
+            s += b * m.experts() * f32 + b * m.expertsUsed() * 8L;     // router logits; chosen ids and weights
+        }
+        if (parts.contains(Part.EXPERTS)) {
+            s += b * m.expertsUsed() * (2L * m.embd() + 2L * m.expertFfn()) * f32; // gathered in/out, gate, up
+        }
+        if (parts.contains(Part.DENSE_FFN)) {
+            s += b * 2L * Math.max(m.ffn(), m.expertFfn()) * f32;      // gate, up
+        }
+        if (parts.contains(Part.OUTPUT)) {
+            s += Math.min(b, Placement.HEAD_ROWS) * ((long) m.embd() + m.vocab()) * f32; // head input, logits
+        }
+        return s;
+    }
+
+    /** One planning run: the working state of the assignment. */
+    private static final class Run {
+        private final ModelFootprint m;
+        private final PlanRequest r;
+        private final List<DeviceSpec> gpus = new ArrayList<>();
+        private final DeviceSpec cpu;
+        private final List<TensorFootprint> tensors;
+        /** Device name per tensor index; null until placed. */
+        private final String[] where;
+        private final boolean[] pinned;
+        private final long[] dense;
+        private final long[] experts;
+        private final long kvPerLayer;
+        /** Bytes pinned by overrides on each GPU. */
+        private final long[] pinnedOnGpu;
+        private long headBytes;
+
+        Run(ModelFootprint model, List<DeviceSpec> devices, PlanRequest request) {
+            this.m = model;
+            this.r = request;
+            DeviceSpec theCpu = null;
+            Set<String> names = new HashSet<>();
+            for (DeviceSpec d : devices) {
+                if (!names.add(d.name())) {
+                    throw new IllegalArgumentException("device " + d.name() + " is listed twice");
+                }
+                if (d.isGpu()) {
+                    gpus.add(d);
+                } else if (theCpu != null) {
+                    throw new IllegalArgumentException("more than one CPU device");
+                } else {
+                    theCpu = d;
+                }
+            }
+            if (theCpu == null) {
+                throw new IllegalArgumentException("no CPU device: system RAM must be one of the devices");
+            }
+            this.cpu = theCpu;
+            if (!r.split().isEmpty() && r.split().size() != gpus.size()) {
+                throw new IllegalArgumentException("the split has " + r.split().size() + " proportions " + r.split()
+                        + " but there are " + gpus.size() + " GPUs");
+            }
+            for (TensorOverride o : r.overrides()) {
+                if (!names.contains(o.device())) {
+                    throw new IllegalArgumentException("tensor override '" + o + "' names device " + o.device()
+                            + ", which is not one of: " + String.join(", ", devices.stream().map(DeviceSpec::name).toList()));
+                }
+            }
+            this.tensors = model.tensors();
+            this.where = new String[tensors.size()];
+            this.pinned = new boolean[tensors.size()];
+            this.dense = new long[m.layers()];
+            this.experts = new long[m.layers()];
+            this.kvPerLayer = m.kvBytesPerLayer(r.contextLength(), r.kvType());
+            for (int i = 0; i < tensors.size(); i++) {
+                TensorFootprint t = tensors.get(i);
+                for (TensorOverride o : r.overrides()) {
+                    if (o.matches(t.name())) {
+                        where[i] = o.device();
+                        pinned[i] = true;
+                        break;
+                    }
+                }
+                if (pinned[i]) {
+                    continue;
+                }
+                if (t.layer() >= 0) {
+                    if (t.part() == Part.EXPERTS) {
+                        experts[t.layer()] += t.bytes();
+                    } else {
+                        dense[t.layer()] += t.bytes();
+                    }
+                } else if (t.part() != Part.TOKEN_EMBEDDING) {
+                    headBytes += t.bytes();
+                }
+            }
+            this.pinnedOnGpu = new long[gpus.size()];
+            for (int i = 0; i < tensors.size(); i++) {
+                for (int g = 0; g < gpus.size(); g++) {
+                    if (pinned[i] && where[i].equals(gpus.get(g).name())) {
+                        pinnedOnGpu[g] += tensors.get(i).bytes();
+                    }
+                }
+            }
+            if (m.tiedEmbeddings()) {
+                headBytes += m.tokenEmbedding().bytes();   // the head's copy, if it goes to a GPU
+            }
+        }
+
+        Placement place() {
+            int layers = m.layers();
+            boolean manualExperts = r.nCpuMoe() != PlanRequest.AUTO;
+            int n;
+            int[] owner = null;
+            if (gpus.isEmpty()) {
+                n = 0;
+            } else if (r.gpuLayers() != PlanRequest.AUTO) {
+                n = Math.min(r.gpuLayers(), layers);
+                owner = distribute(n);
+            } else {
+                n = 0;
+                for (int k = layers; k >= 1; k--) {
+                    int[] o = distribute(k);
+                    if (o != null && gpuLoadsFit(k, o)) {
+                        n = k;
+                        owner = o;
+                        break;
+                    }
+                }
+            }
+            String[] attention = new String[layers];
+            String[] expertsAt = new String[layers];
+            Arrays.fill(attention, cpu.name());
+            Arrays.fill(expertsAt, cpu.name());
+            String head = cpu.name();
+            if (n > 0) {
+                for (int l = layers - n; l < layers; l++) {
+                    attention[l] = gpus.get(owner[l]).name();
+                    if (manualExperts && l >= r.nCpuMoe()) {
+                        expertsAt[l] = attention[l];
+                    }
+                }
+                head = attention[layers - 1];
+                if (!manualExperts) {
+                    fillExperts(n, owner, expertsAt);
+                }
+            }
+            for (int i = 0; i < tensors.size(); i++) {
+                if (pinned[i]) {
+                    continue;
+                }
+                TensorFootprint t = tensors.get(i);
+                if (t.layer() >= 0) {
+                    where[i] = t.part() == Part.EXPERTS ? expertsAt[t.layer()] : attention[t.layer()];
+                } else {
+                    where[i] = t.part() == Part.TOKEN_EMBEDDING ? cpu.name() : head;
+                }
+            }
+            return Placement.of(m, r, allDevices(), tensors, where);
+        }
+
+        private List<DeviceSpec> allDevices() {
+            List<DeviceSpec> all = new ArrayList<>(gpus);
+            all.add(cpu);
+            return all;
+        }
+
+        /**
+         * GPU index of each of the last {@code n} layers: contiguous ranges in proportion to the split (or to the
+         * memory each GPU has left once its fixed costs are paid); null when no GPU has room.
+         */
+        private int[] distribute(int n) {
+            int g = gpus.size();
+            double[] w = new double[g];
+            for (int i = 0; i < g; i++) {
+                w[i] = r.split().isEmpty() ? Math.max(0, usable(i) - fixedCost(i, i == g - 1)) : r.split().get(i);
+            }
+            double total = Arrays.stream(w).sum();
+            if (total <= 0) {
+                if (r.gpuLayers() == PlanRequest.AUTO) {
+                    return null;
+                }
+                Arrays.fill(w, 1);
+                total = g;
+            }
+            int[] owner = new int[m.layers()];
+            int first = m.layers() - n;
+            double cumulative = 0;
+            int start = 0;
+            for (int i = 0; i < g; i++) {
+                cumulative += w[i];
+                int end = i == g - 1 ? n : (int) Math.round(n * cumulative / total);
+                for (int j = start; j < end; j++) {
+                    owner[first + j] = i;
+                }
+                start = Math.max(start, end);
+            }
+            return owner;
+        }
+
+        /** True when every GPU holds its share of the last {@code n} layers within its usable memory. */
+        private boolean gpuLoadsFit(int n, int[] owner) {
+            long[] load = gpuLoads(n, owner);
+            for (int i = 0; i < gpus.size(); i++) {
+                if (load[i] > usable(i)) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        /** Each GPU's bytes with the last {@code n} layers placed, before expert blocks are filled in. */
+        private long[] gpuLoads(int n, int[] owner) {
+            long[] load = new long[gpus.size()];
+            int last = owner[m.layers() - 1];
+            for (int i = 0; i < gpus.size(); i++) {
+                load[i] = fixedCost(i, i == last);
+            }
+            for (int l = m.layers() - n; l < m.layers(); l++) {
+                load[owner[l]] += dense[l] + kvPerLayer;
+                if (r.nCpuMoe() != PlanRequest.AUTO && l >= r.nCpuMoe()) {
+                    load[owner[l]] += experts[l];
+                }
+            }
+            return load;
+        }
+
+        /** The experts of each GPU's layers, in layer order, while they fit. */
+        private void fillExperts(int n, int[] owner, String[] expertsAt) {
+            long[] load = gpuLoads(n, owner);
+            for (int l = m.layers() - n; l < m.layers(); l++) {
+                int g = owner[l];
+                if (load[g] + experts[l] <= usable(g)) {
+                    load[g] += experts[l];
+                    expertsAt[l] = gpus.get(g).name();
+                }
+            }
+        }
+
+        /** Pinned tensors, scratch (as if it held every kind of layer part) and, if it is last, the LM head. */
+        private long fixedCost(int gpu, boolean holdsHead) {
+            Set<Part> parts = EnumSet.of(Part.ATTENTION, Part.NORM, m.isMoe() ? Part.EXPERTS : Part.DENSE_FFN);
+            if (m.isMoe()) {
+                parts.add(Part.ROUTER);
+            }
+            if (holdsHead) {
+                parts.add(Part.OUTPUT);
+            }
+            return pinnedOnGpu[gpu] + scratchBytes(m, r.batchSize(), parts) + (holdsHead ? headBytes : 0);
+        }
+
+        private long usable(int gpu) {
+            return gpus.get(gpu).capacityBytes() - r.marginBytes();
+        }
+    }
+
+    /** Tensor name -> device, in file order, for a finished assignment. */
+    static Map<String, String> byName(List<TensorFootprint> tensors, String[] where) {
+        Map<String, String> map = new LinkedHashMap<>();
+        for (int i = 0; i < tensors.size(); i++) {
+            map.put(tensors.get(i).name(), where[i]);
+        }
+        return map;
+    }
+}

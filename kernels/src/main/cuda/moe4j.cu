@@ -1,0 +1,660 @@
+// moe4j's CUDA kernels: one module, loaded from PTX by moe4j.kernels.cuda.CudaBackend through the
+// driver API. Activations are f32 rows with a pitch (floats per row, a multiple of 4); weights are the
+// GGUF blocks as stored in the file. Entry points are extern "C" so their names are stable; the
+// per-format ones end in the format's name (see FORMAT_KERNELS at the end).
+//
+// Numerics follow moe4j.kernels.cpu.CpuBackend where it matters for agreement: the same dequantization
+// (formats.cuh), float32 accumulation, double-precision sums in RMSNorm and the router softmax, RoPE
+// angles by the same repeated multiplication. Sums run in a different order, so results agree with the
+// CPU's to float32 rounding, not bit for bit.
+
+#include "formats.cuh"
+
+using namespace moe4j;
+
+#define WARP 32
+#define FULL_MASK 0xFFFFFFFFu
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+// ggml's scalar SiLU, x / (1 + e^-x), with the exponential in double as java.lang.Math computes it
+__device__ __forceinline__ float silu(float x) {
+    return __fdiv_rn(x, __fadd_rn(1.0f, (float)exp(-(double)x)));
+}
+
+__device__ __forceinline__ float dot16(const float* v, const float* x, float acc) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float4 f = x4[i];
+        acc = fmaf(v[4 * i], f.x, acc);
+        acc = fmaf(v[4 * i + 1], f.y, acc);
+        acc = fmaf(v[4 * i + 2], f.z, acc);
+        acc = fmaf(v[4 * i + 3], f.w, acc);
+    }
+    return acc;
+}
+
+// The dot product of one weight row with x, by one warp: lane i takes parts i, i+32, ... All lanes get the sum.
+template <class F>
+__device__ __forceinline__ float warp_row_dot(const uint8_t* row, const float* x, int K, int lane) {
+    constexpr int PARTS = F::QK / 16;
+    int parts = K >> 4;
+    float acc = 0.f;
+#pragma unroll 2
+    for (int i = lane; i < parts; i += WARP) {
+        float v[16];
+        F::decode(row + (long long)(i / PARTS) * F::BYTES, i % PARTS, v);
+        acc = dot16(v, x + 16 * i, acc);
+    }
+    return warp_sum(acc);
+}
+
+// ---------------------------------------------------------------- matrix-vector (decode)
+
+#define MV_WARPS 4
+
+// y[a][r] = dot(W_e row r, x[a / xDiv]) with e = ids[a] (or 0 without ids); blockIdx.y = a.
+// PAIR: y = silu(dot(W row r, x)) * dot(W2 row r, x), the SwiGLU gate and up projections in one pass.
+template <class F, bool PAIR>
+__device__ __forceinline__ void mv_body(const uint8_t* W, const uint8_t* W2, long long expertStride,
+                                        long long rowBytes, int K, int rows, int experts, const float* X,
+                                        int xStride, int xDiv, const int* ids, float* Y, int yStride) {
+    int lane = threadIdx.x & (WARP - 1);
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    int a = blockIdx.y;
+    if (r >= rows) return;
+    int e = ids != nullptr ? ids[a] : 0;
+    float* y = Y + (long long)a * yStride + r;
+    if (e < 0 || e >= experts) {  // a router that saw no finite probability: NaN, never a wild read
+        if (lane == 0) *y = __int_as_float(0x7fc00000);
+        return;
+    }
+    long long off = (long long)e * expertStride + (long long)r * rowBytes;
+    const float* x = X + (long long)(a / xDiv) * xStride;
+    float acc = warp_row_dot<F>(W + off, x, K, lane);
+    if (PAIR) {
+        float up = warp_row_dot<F>(W2 + off, x, K, lane);
+        acc = __fmul_rn(silu(acc), up);
+    }
+    if (lane == 0) *y = acc;
+}
+
+// out[t][r] = sum over slots s of weight[t*k+s] * dot(W_e row r, h[t*k+s]), e = ids[t*k+s], in slot order:
+// the expert down projections and the weighted sum of a token's experts in one pass.
+template <class F>
+__device__ __forceinline__ void mv_combine_body(const uint8_t* W, long long expertStride, long long rowBytes,
+                                                int K, int rows, int experts, const float* H, int hStride,
+                                                const int* ids, const float* weights, int k, float* Y,
+                                                int yStride) {
+    int lane = threadIdx.x & (WARP - 1);
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    int t = blockIdx.y;
+    if (r >= rows) return;
+    float total = 0.f;
+    for (int s = 0; s < k; s++) {
+        int a = t * k + s;
+        int e = ids[a];
+        if (e < 0 || e >= experts) {
+            total = __int_as_float(0x7fc00000);
+            break;
+        }
+        float d = warp_row_dot<F>(W + (long long)e * expertStride + (long long)r * rowBytes,
+                                  H + (long long)a * hStride, K, lane);
+        float term = __fmul_rn(d, weights[a]);
+        total = s == 0 ? term : __fadd_rn(total, term);
+    }
+    if (lane == 0) Y[(long long)t * yStride + r] = total;
+}
+
+// ---------------------------------------------------------------- tiled matrix-matrix (prompt batches)
+
+#define MM_BM 128
+#define MM_BN 64
+#define MM_BK 32
+#define MM_THREADS 256
+
+// Y[t][r] = dot(W_e row r, X[t]) for a tile of 128 rows and up to 64 token rows. Without tiles, tile y
+// covers rows y*64.. of X and Y with expert 0; with tiles, tile y is (expert, first row, row count) as
+// written by moe_group. Each step dequantizes a 128 x 32 weight tile into shared memory (transposed, so
+// a thread reads its 8 rows as two float4) next to the 64 x 32 activation tile; each thread accumulates
+// 8 rows x 4 tokens.
+template <class F>
+__device__ __forceinline__ void mm_body(const uint8_t* W, long long expertStride, long long rowBytes, int K,
+                                        int rows, int experts, const float* X, int xStride, float* Y,
+                                        int yStride, int n, const int* tiles) {
+    __shared__ __align__(16) float Ws[MM_BK][MM_BM + 4];
+    __shared__ __align__(16) float Xs[MM_BK][MM_BN + 4];
+    constexpr int PARTS = F::QK / 16;
+    int tid = threadIdx.x;
+    int row0 = blockIdx.x * MM_BM;
+    int e, t0, count;
+    if (tiles != nullptr) {
+        e = tiles[3 * blockIdx.y];
+        t0 = tiles[3 * blockIdx.y + 1];
+        count = tiles[3 * blockIdx.y + 2];
+    } else {
+        e = 0;
+        t0 = blockIdx.y * MM_BN;
+        count = min(MM_BN, n - t0);
+    }
+    if (count <= 0) return;
+    int tx = tid & 15;  // rows tx*8 .. tx*8+7
+    int ty = tid >> 4;  // tokens ty*4 .. ty*4+3
+    if (e < 0 || e >= experts) {
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 4; j++) {
+                int r = row0 + tx * 8 + i, tok = ty * 4 + j;
+                if (r < rows && tok < count) Y[(long long)(t0 + tok) * yStride + r] = __int_as_float(0x7fc00000);
+            }
+        return;
+    }
+    const uint8_t* Wb = W + (long long)e * expertStride;
+    int parts = K >> 4;
+    int lr = tid & (MM_BM - 1);  // the row this thread decodes
+    int lh = tid >> 7;           // and which of the two 16-value parts of the step
+    float acc[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
+
+    for (int k0 = 0; k0 < K; k0 += MM_BK) {
+        float v[16];
+        int part = (k0 >> 4) + lh;
+        if (row0 + lr < rows && part < parts) {
+            F::decode(Wb + (long long)(row0 + lr) * rowBytes + (long long)(part / PARTS) * F::BYTES, part % PARTS, v);
+        } else {
+#pragma unroll
+            for (int l = 0; l < 16; l++) v[l] = 0.f;
+        }
+#pragma unroll
+        for (int l = 0; l < 16; l++) Ws[16 * lh + l][lr] = v[l];
+        for (int q = tid; q < MM_BN * MM_BK / 4; q += MM_THREADS) {
+            int tok = q >> 3;
+            int c = (q & 7) * 4;
+            float4 xv = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (tok < count && k0 + c < K) {
+                xv = *reinterpret_cast<const float4*>(X + (long long)(t0 + tok) * xStride + k0 + c);
+            }
+            Xs[c][tok] = xv.x;
+            Xs[c + 1][tok] = xv.y;
+            Xs[c + 2][tok] = xv.z;
+            Xs[c + 3][tok] = xv.w;
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int kk = 0; kk < MM_BK; kk++) {
+            float4 a0 = *reinterpret_cast<const float4*>(&Ws[kk][tx * 8]);
+            float4 a1 = *reinterpret_cast<const float4*>(&Ws[kk][tx * 8 + 4]);
+            float4 b = *reinterpret_cast<const float4*>(&Xs[kk][ty * 4]);
+            float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+            float bb[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], bb[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        int tok = ty * 4 + j;
+        if (tok >= count) continue;
+        float* y = Y + (long long)(t0 + tok) * yStride;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int r = row0 + tx * 8 + i;
+            if (r < rows) y[r] = acc[i][j];
+        }
+    }
+}
+
+// ---------------------------------------------------------------- row lookup (embedding)
+
+// Y[t] = row ids[t] of W, decoded.
+template <class F>
+__device__ __forceinline__ void rows_body(const uint8_t* W, long long rowBytes, int K, const int* ids, float* Y,
+                                          int yStride) {
+    constexpr int PARTS = F::QK / 16;
+    int t = blockIdx.x;
+    const uint8_t* row = W + (long long)ids[t] * rowBytes;
+    float* y = Y + (long long)t * yStride;
+    for (int i = threadIdx.x; i < (K >> 4); i += blockDim.x) {
+        float v[16];
+        F::decode(row + (long long)(i / PARTS) * F::BYTES, i % PARTS, v);
+        float4* y4 = reinterpret_cast<float4*>(y + 16 * i);
+#pragma unroll
+        for (int q = 0; q < 4; q++) y4[q] = make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+    }
+}
+
+#define FORMAT_KERNELS(NAME, F)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)                                                \
+        mv_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,   \
+                  const float* X, int xStride, int xDiv, const int* ids, float* Y, int yStride) {               \
+        mv_body<F, false>(W, nullptr, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y,      \
+                          yStride);                                                                              \
+    }                                                                                                            \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)                                                \
+        mv_pair_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes, int K,  \
+                       int rows, int experts, const float* X, int xStride, int xDiv, const int* ids, float* Y,  \
+                       int yStride) {                                                                            \
+        mv_body<F, true>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y, yStride);  \
+    }                                                                                                            \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)                                                \
+        mv_combine_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,        \
+                          int experts, const float* H, int hStride, const int* ids, const float* weights, int k, \
+                          float* Y, int yStride) {                                                               \
+        mv_combine_body<F>(W, expertStride, rowBytes, K, rows, experts, H, hStride, ids, weights, k, Y,        \
+                           yStride);                                                                             \
+    }                                                                                                            \
+    extern "C" __global__ void __launch_bounds__(MM_THREADS)                                                     \
+        mm_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,   \
+                  const float* X, int xStride, float* Y, int yStride, int n, const int* tiles) {                \
+        mm_body<F>(W, expertStride, rowBytes, K, rows, experts, X, xStride, Y, yStride, n, tiles);             \
+    }                                                                                                            \
+    extern "C" __global__ void rows_##NAME(const uint8_t* W, long long rowBytes, int K, const int* ids,         \
+                                           float* Y, int yStride) {                                              \
+        rows_body<F>(W, rowBytes, K, ids, Y, yStride);                                                           \
+    }
+
+FORMAT_KERNELS(f32, F32)
+FORMAT_KERNELS(f16, F16)
+FORMAT_KERNELS(bf16, BF16)
+FORMAT_KERNELS(q4_0, Q4_0)
+FORMAT_KERNELS(q4_1, Q4_1)
+FORMAT_KERNELS(q5_0, Q5_0)
+FORMAT_KERNELS(q5_1, Q5_1)
+FORMAT_KERNELS(q8_0, Q8_0)
+FORMAT_KERNELS(q2_k, Q2_K)
+FORMAT_KERNELS(q3_k, Q3_K)
+FORMAT_KERNELS(q4_k, Q4_K)
+FORMAT_KERNELS(q5_k, Q5_K)
+FORMAT_KERNELS(q6_k, Q6_K)
+FORMAT_KERNELS(iq4_nl, IQ4_NL)
+FORMAT_KERNELS(iq4_xs, IQ4_XS)
+
+// ---------------------------------------------------------------- normalization, RoPE, element-wise
+
+// One block per group of `group` values (a whole row or one head): x * (1 / sqrt(mean(x^2) + eps)) * gain,
+// the sum of squares in double as the CPU backend forms it. out may be x.
+extern "C" __global__ void __launch_bounds__(256)
+    rms_norm(const float* X, int xStride, const float* gain, int group, int groups, float eps, float* Y, int yStride) {
+    __shared__ double partial[8];
+    __shared__ float scale;
+    int t = blockIdx.x / groups;
+    int g = blockIdx.x % groups;
+    const float* x = X + (long long)t * xStride + (long long)g * group;
+    float* y = Y + (long long)t * yStride + (long long)g * group;
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < group; i += blockDim.x) {
+        float v = x[i];
+        sum += (double)__fmul_rn(v, v);
+    }
+    sum = warp_sum(sum);
+    int warp = threadIdx.x >> 5;
+    if ((threadIdx.x & 31) == 0) partial[warp] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) total += partial[w];
+        float mean = (float)(total / group);
+        scale = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
+    }
+    __syncthreads();
+    float s = scale;
+    for (int i = threadIdx.x; i < group; i += blockDim.x) y[i] = __fmul_rn(__fmul_rn(x[i], s), gain[i]);
+}
+
+// RoPE of row blockIdx.x (position startPos + blockIdx.x), all heads in place. The angle of pair j starts at
+// the position and is multiplied by thetaScale j times in float, as moe4j.kernels.Rope.angles does;
+// cos and sin are taken in double and rounded, like java.lang.Math's.
+extern "C" __global__ void __launch_bounds__(256)
+    rope(float* X, int xStride, int heads, int headDim, int dims, int neox, int startPos, float thetaScale,
+         float freqScale, float extFactor, float rampLow, float rampHigh, float mscale) {
+    __shared__ float cs[512];
+    __shared__ float sn[512];
+    int half = dims >> 1;
+    int t = blockIdx.x;
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+        float thetaExtrap = (float)(startPos + t);
+        for (int i = 0; i < j; i++) thetaExtrap = __fmul_rn(thetaExtrap, thetaScale);
+        float thetaInterp = __fmul_rn(freqScale, thetaExtrap);
+        float theta = thetaInterp;
+        if (extFactor != 0.f) {
+            float y = __fdiv_rn(__fsub_rn((float)j, rampLow), fmaxf(0.001f, __fsub_rn(rampHigh, rampLow)));
+            float rampMix = __fmul_rn(__fsub_rn(1.f, fminf(1.f, fmaxf(0.f, y))), extFactor);
+            theta = __fadd_rn(__fmul_rn(thetaInterp, __fsub_rn(1.f, rampMix)), __fmul_rn(thetaExtrap, rampMix));
+        }
+        cs[j] = __fmul_rn((float)cos((double)theta), mscale);
+        sn[j] = __fmul_rn((float)sin((double)theta), mscale);
+    }
+    __syncthreads();
+    float* x = X + (long long)t * xStride;
+    for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x) {
+        int h = idx / half;
+        int j = idx % half;
+        int i0 = neox ? h * headDim + j : h * headDim + 2 * j;
+        int i1 = neox ? i0 + half : i0 + 1;
+        float x0 = x[i0];
+        float x1 = x[i1];
+        x[i0] = __fsub_rn(__fmul_rn(x0, cs[j]), __fmul_rn(x1, sn[j]));
+        x[i1] = __fadd_rn(__fmul_rn(x0, sn[j]), __fmul_rn(x1, cs[j]));
+    }
+}
+
+// acc += x over count floats
+extern "C" __global__ void add_inplace(float* acc, const float* x, long long count) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < count) acc[i] = __fadd_rn(acc[i], x[i]);
+}
+
+// gate = silu(gate) * up over count floats
+extern "C" __global__ void silu_mul(float* gate, const float* up, long long count) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < count) gate[i] = __fmul_rn(silu(gate[i]), up[i]);
+}
+
+// ---------------------------------------------------------------- KV cache and attention
+
+__device__ __forceinline__ float kv_load(const float* p, long long i) { return p[i]; }
+__device__ __forceinline__ float kv_load(const __half* p, long long i) { return __half2float(p[i]); }
+__device__ __forceinline__ void kv_store(float* p, long long i, float v) { p[i] = v; }
+__device__ __forceinline__ void kv_store(__half* p, long long i, float v) { p[i] = __float2half_rn(v); }
+
+// Row t of k and v goes to position startPos + t of the layer's key and value planes.
+template <typename KV>
+__device__ __forceinline__ void store_kv_body(KV* kPlane, KV* vPlane, const float* K, int kStride, const float* V,
+                                              int vStride, int kvDim, int startPos) {
+    int t = blockIdx.x;
+    long long pos = (long long)(startPos + t) * kvDim;
+    for (int i = threadIdx.x; i < kvDim; i += blockDim.x) {
+        kv_store(kPlane, pos + i, K[(long long)t * kStride + i]);
+        kv_store(vPlane, pos + i, V[(long long)t * vStride + i]);
+    }
+}
+
+#define ATT_WARPS 4
+#define ATT_MAX_HEAD 256
+
+// Causal attention of query row blockIdx.y (position startPos + blockIdx.y), head blockIdx.x, over cached
+// positions 0..startPos+blockIdx.y. Each warp runs an online softmax over every fourth position (lane i
+// holds elements i, i+32, ... of the head); the warps' partial results are merged at the end.
+template <typename KV>
+__device__ __forceinline__ void attention_body(const float* Q, int qStride, const KV* kPlane, const KV* vPlane,
+                                               int kvDim, int headDim, int group, float scale, int startPos,
+                                               float* O, int oStride) {
+    __shared__ float q[ATT_MAX_HEAD];
+    __shared__ float wm[ATT_WARPS];
+    __shared__ float wl[ATT_WARPS];
+    __shared__ float wacc[ATT_WARPS][ATT_MAX_HEAD];
+    int h = blockIdx.x;
+    int t = blockIdx.y;
+    int kvh = h / group;
+    int len = startPos + t + 1;
+    int lane = threadIdx.x & 31;
+    int warp = threadIdx.x >> 5;
+    for (int i = threadIdx.x; i < headDim; i += blockDim.x) q[i] = Q[(long long)t * qStride + h * headDim + i];
+    __syncthreads();
+    float m = -INFINITY;
+    float l = 0.f;
+    float acc[ATT_MAX_HEAD / WARP];
+#pragma unroll
+    for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) acc[i] = 0.f;
+    for (int p = warp; p < len; p += ATT_WARPS) {
+        long long base = (long long)p * kvDim + (long long)kvh * headDim;
+        float part = 0.f;
+#pragma unroll
+        for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) {
+            int d = lane + WARP * i;
+            if (d < headDim) part = fmaf(q[d], kv_load(kPlane, base + d), part);
+        }
+        float s = warp_sum(part) * scale;
+        float mNew = fmaxf(m, s);
+        float c = __expf(m - mNew);
+        float pe = __expf(s - mNew);
+        l = l * c + pe;
+#pragma unroll
+        for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) {
+            int d = lane + WARP * i;
+            if (d < headDim) acc[i] = acc[i] * c + pe * kv_load(vPlane, base + d);
+        }
+        m = mNew;
+    }
+    if (lane == 0) {
+        wm[warp] = m;
+        wl[warp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) {
+        int d = lane + WARP * i;
+        if (d < headDim) wacc[warp][d] = acc[i];
+    }
+    __syncthreads();
+    float mAll = wm[0];
+    for (int w = 1; w < ATT_WARPS; w++) mAll = fmaxf(mAll, wm[w]);
+    float lAll = 0.f;
+    float f[ATT_WARPS];
+    for (int w = 0; w < ATT_WARPS; w++) {
+        f[w] = wl[w] > 0.f ? __expf(wm[w] - mAll) : 0.f;
+        lAll += wl[w] * f[w];
+    }
+    float inv = 1.f / lAll;
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+        float o = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++) o += wacc[w][d] * f[w];
+        O[(long long)t * oStride + h * headDim + d] = o * inv;
+    }
+}
+
+extern "C" __global__ void store_kv_f16(__half* kPlane, __half* vPlane, const float* K, int kStride, const float* V,
+                                        int vStride, int kvDim, int startPos) {
+    store_kv_body<__half>(kPlane, vPlane, K, kStride, V, vStride, kvDim, startPos);
+}
+
+extern "C" __global__ void store_kv_f32(float* kPlane, float* vPlane, const float* K, int kStride, const float* V,
+                                        int vStride, int kvDim, int startPos) {
+    store_kv_body<float>(kPlane, vPlane, K, kStride, V, vStride, kvDim, startPos);
+}
+
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * WARP)
+    attention_f16(const float* Q, int qStride, const __half* kPlane, const __half* vPlane, int kvDim, int headDim,
+                  int group, float scale, int startPos, float* O, int oStride) {
+    attention_body<__half>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, O, oStride);
+}
+
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * WARP)
+    attention_f32(const float* Q, int qStride, const float* kPlane, const float* vPlane, int kvDim, int headDim,
+                  int group, float scale, int startPos, float* O, int oStride) {
+    attention_body<float>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, O, oStride);
+}
+
+// ---------------------------------------------------------------- mixture-of-experts routing
+
+#define ROUTE_THREADS 128
+#define ROUTE_MAX_EXPERTS 1024
+
+// One block per token: softmax over the experts (float exponentials, double sum, scaled by the float
+// reciprocal), then k rounds of arg-max (the lowest index wins a tie) over the probabilities not yet
+// taken, then the chosen probabilities divided by their sum (clamped below at 2^-14). The result stays on
+// the device: ids[t*k+s] (-1 when no probability is finite) and weights[t*k+s].
+extern "C" __global__ void __launch_bounds__(ROUTE_THREADS)
+    route_topk(const float* logits, int lStride, int experts, int k, int* ids, float* weights) {
+    __shared__ float p[ROUTE_MAX_EXPERTS];
+    __shared__ float redF[ROUTE_THREADS / WARP];
+    __shared__ double redD[ROUTE_THREADS / WARP];
+    __shared__ int redI[ROUTE_THREADS / WARP];
+    __shared__ float bestP[ROUTE_THREADS / WARP];
+    int t = blockIdx.x;
+    int lane = threadIdx.x & 31;
+    int warp = threadIdx.x >> 5;
+    const float* l = logits + (long long)t * lStride;
+    float mx = -INFINITY;
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+        p[e] = l[e];
+        mx = fmaxf(mx, p[e]);
+    }
+    mx = warp_max(mx);
+    if (lane == 0) redF[warp] = mx;
+    __syncthreads();
+    mx = redF[0];
+    for (int w = 1; w < ROUTE_THREADS / WARP; w++) mx = fmaxf(mx, redF[w]);
+    double sum = 0.0;
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+        float v = (float)exp((double)__fsub_rn(p[e], mx));
+        p[e] = v;
+        sum += v;
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) redD[warp] = sum;
+    __syncthreads();
+    double total = 0.0;
+    for (int w = 0; w < ROUTE_THREADS / WARP; w++) total += redD[w];
+    float inv = (float)(1.0 / total);
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) p[e] = __fmul_rn(p[e], inv);
+    __syncthreads();
+
+    double chosenSum = 0.0;
+    for (int s = 0; s < k; s++) {
+        float bv = -1.f;
+        int bi = -1;
+        for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+            float v = p[e];
+            if (v >= 0.f && (bi < 0 || v > bv)) {  // ascending e per thread: ties keep the lower index
+                bv = v;
+                bi = e;
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(FULL_MASK, bv, o);
+            int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+            if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
+                bv = ov;
+                bi = oi;
+            }
+        }
+        if (lane == 0) {
+            bestP[warp] = bv;
+            redI[warp] = bi;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float v = -1.f;
+            int idx = -1;
+            for (int w = 0; w < ROUTE_THREADS / WARP; w++) {
+                int oi = redI[w];
+                float ov = bestP[w];
+                if (oi >= 0 && (idx < 0 || ov > v || (ov == v && oi < idx))) {
+                    v = ov;
+                    idx = oi;
+                }
+            }
+            ids[t * k + s] = idx;
+            weights[t * k + s] = v;
+            if (idx >= 0) {
+                chosenSum += v;
+                p[idx] = -1.f;
+            }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        float norm = fmaxf((float)chosenSum, 6.103515625e-5f);
+        for (int s = 0; s < k; s++) weights[t * k + s] = __fdiv_rn(weights[t * k + s], norm);
+    }
+}
+
+// One block: sorts the n*k assignments by expert (stable: by assignment within an expert) into order[],
+// its inverse into position[] (-1 for an assignment without a valid expert), and cuts each expert's run
+// into tiles of at most tileRows rows: tiles[3*i] = expert, [3*i+1] = first row, [3*i+2] = rows; the
+// unused tiles up to maxTiles get 0 rows. Everything stays on the device.
+extern "C" __global__ void __launch_bounds__(256)
+    moe_group(const int* ids, int assignments, int experts, int* order, int* position, int* tiles, int maxTiles,
+              int tileRows) {
+    __shared__ int start[ROUTE_MAX_EXPERTS + 1];
+    for (int a = threadIdx.x; a < assignments; a += blockDim.x) position[a] = -1;
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+        int c = 0;
+        for (int a = 0; a < assignments; a++) c += ids[a] == e;
+        start[e + 1] = c;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        start[0] = 0;
+        for (int e = 0; e < experts; e++) start[e + 1] += start[e];
+        int tile = 0;
+        for (int e = 0; e < experts && tile < maxTiles; e++) {
+            for (int r = start[e]; r < start[e + 1] && tile < maxTiles; r += tileRows) {
+                tiles[3 * tile] = e;
+                tiles[3 * tile + 1] = r;
+                tiles[3 * tile + 2] = min(tileRows, start[e + 1] - r);
+                tile++;
+            }
+        }
+        for (; tile < maxTiles; tile++) {
+            tiles[3 * tile] = 0;
+            tiles[3 * tile + 1] = 0;
+            tiles[3 * tile + 2] = 0;
+        }
+    }
+    __syncthreads();
+    // rows past the valid assignments (a router that saw no finite probability) gather token 0, harmlessly
+    for (int i = start[experts] + threadIdx.x; i < assignments; i += blockDim.x) order[i] = 0;
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+        int next = start[e];
+        for (int a = 0; a < assignments; a++) {
+            if (ids[a] == e) {
+                order[next] = a;
+                position[a] = next;
+                next++;
+            }
+        }
+    }
+}
+
+// xs[i] = x[order[i] / k]: each assignment's token row, in expert order. Block i, rows of `width` floats.
+extern "C" __global__ void moe_gather(const float* X, int xStride, const int* order, int k, int rows, float* XS,
+                                      int xsStride, int width) {
+    int i = blockIdx.x;
+    if (i >= rows) return;
+    const float* x = X + (long long)(order[i] / k) * xStride;
+    float* y = XS + (long long)i * xsStride;
+    for (int j = threadIdx.x; j < width; j += blockDim.x) y[j] = x[j];
+}
+
+// out[t] = sum over s of weights[t*k+s] * y[position[t*k+s]], in slot order. Block t.
+extern "C" __global__ void moe_combine(const float* Yx, int yStride, const int* position, const float* weights,
+                                       int k, float* O, int oStride, int width) {
+    int t = blockIdx.x;
+    for (int j = threadIdx.x; j < width; j += blockDim.x) {
+        float total = 0.f;
+        for (int s = 0; s < k; s++) {
+            int pos = position[t * k + s];
+            if (pos < 0) {
+                total = __int_as_float(0x7fc00000);
+                break;
+            }
+            float term = __fmul_rn(Yx[(long long)pos * yStride + j], weights[t * k + s]);
+            total = s == 0 ? term : __fadd_rn(total, term);
+        }
+        O[(long long)t * oStride + j] = total;
+    }
+}

@@ -1,0 +1,55 @@
+package moe4j.kernels.cuda;
+
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import jcuda.driver.CUdeviceptr;
+import moe4j.kernels.Activations;
+
+/**
+ * Device activations: row {@code i} starts {@code i * pitch} floats into {@link #data}; the pitch rounds
+ * the width up to a multiple of 4 so that every row starts on 16 bytes (the kernels read rows as float4).
+ */
+final class CudaActivations implements Activations {
+
+    final CUdeviceptr data;
+    final int pitch;
+    private final DeviceMemory memory;
+    private final int capacity;
+    private final int width;
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    CudaActivations(DeviceMemory memory, CUdeviceptr data, int capacity, int width, int pitch) {
+        this.memory = memory;
+        this.data = data;
+        this.capacity = capacity;
+        this.width = width;
+        this.pitch = pitch;
+    }
+
+    static int pitchOf(int width) {
+        return (width + 3) & ~3;
+    }
+
+    /** Address of row {@code row}. */
+    CUdeviceptr row(int row) {
+        return data.withByteOffset(4L * row * pitch);
+    }
+
+    @Override
+    public int capacity() { return capacity; }
+
+    @Override
+    public int width() { return width; }
+
+    @Override
+    public void close() {
+        if (!closed.getAndSet(true)) {
+            memory.free(data);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "cuda activations " + capacity + " x " + width;
+    }
+}

@@ -1,0 +1,758 @@
+package moe4j.kernels.cuda;
+
+import static moe4j.kernels.cuda.CudaDriver.check;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.Objects;
+
+import jcuda.NativePointerObject;
+import jcuda.Pointer;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUstream;
+import jcuda.driver.JCudaDriver;
+import moe4j.gguf.GgmlType;
+import moe4j.gguf.GgufTensor;
+import moe4j.kernels.Activations;
+import moe4j.kernels.AttentionShape;
+import moe4j.kernels.Backend;
+import moe4j.kernels.ExpertBuffers;
+import moe4j.kernels.ExpertRouting;
+import moe4j.kernels.KvCache;
+import moe4j.kernels.KvCacheType;
+import moe4j.kernels.Rope;
+import moe4j.kernels.Weight;
+import moe4j.kernels.quant.QuantFormat;
+import moe4j.kernels.quant.QuantFormats;
+import moe4j.kernels.quant.UnsupportedTensorTypeException;
+
+/**
+ * The CUDA backend: one GPU through the driver API (JCuda), kernels from the PTX in the jar. Weights
+ * are uploaded once through pinned staging buffers; activations, the KV cache and the MoE routing stay
+ * in device memory, so a step talks to the host only to take tokens in and hand logits out. Every
+ * operation is enqueued on the context's default stream in call order; {@link #read} waits for it.
+ *
+ * <p>Prompt batches of more than {@value #MATVEC_MAX_TOKENS} tokens use a tiled matrix kernel that
+ * dequantizes weight tiles into shared memory; smaller batches (decode) use one warp per weight row with
+ * the weights dequantized in registers. Mixture-of-experts layers route on the device: for a few tokens
+ * each (token, expert) pair runs the fused gate/up and down/combine kernels directly on the router's
+ * choice; for larger batches the assignments are grouped by expert on the device and each expert's rows
+ * run through the tiled kernel once.
+ *
+ * <p>Thread-safe: operations are serialized. Set the system property {@code moe4j.cuda.sync=true} to wait
+ * for every kernel and name the one that failed (slow; for debugging).
+ */
+public final class CudaBackend implements Backend {
+
+    /** Largest batch that uses the matrix-vector kernels. */
+    static final int MATVEC_MAX_TOKENS = 4;
+    /** Largest number of (token, expert) pairs that run without grouping by expert. */
+    static final int DIRECT_EXPERT_ASSIGNMENTS = 32;
+    private static final int MV_ROWS_PER_BLOCK = 4;
+    private static final int MM_ROWS = 128;
+    private static final int MM_TOKENS = 64;
+    private static final int MAX_GRID_Y = 65535;
+    private static final int MAX_HEAD_DIM = 256;
+    private static final int MAX_EXPERTS = 1024;
+    private static final int MAX_ROPE_DIMS = 1024;
+    private static final long STAGING_BYTES = 32L << 20;
+    private static final boolean SYNC = Boolean.getBoolean("moe4j.cuda.sync");
+    /** The context each thread last made current (the driver keeps one per thread). */
+    private static final ThreadLocal<CUcontext> CURRENT = new ThreadLocal<>();
+
+    private final int index;
+    private final CudaDevices.Device info;
+    private final String label;
+    private final CUdevice device = new CUdevice();
+    private final CUcontext context = new CUcontext();
+    private final Kernels kernels;
+    private final DeviceMemory memory;
+    private CUdeviceptr tokenIds;
+    private int tokenCapacity;
+    private Staging staging;
+    private boolean closed;
+
+    private CudaBackend(int index) {
+        CudaDriver.init();
+        int[] count = new int[1];
+        check(JCudaDriver.cuDeviceGetCount(count), "cuDeviceGetCount");
+        if (index < 0 || index >= count[0]) {
+            throw new CudaUnavailableException("cuda:" + index + " does not exist: this machine has " + count[0]
+                    + " CUDA device" + (count[0] == 1 ? " (cuda:0)" : "s (cuda:0 to cuda:" + (count[0] - 1) + ")"));
+        }
+        this.index = index;
+        this.info = CudaDevices.describe(index);
+        this.label = "cuda:" + index + " (" + info.name() + ")";
+        if (!info.supported()) {
+            throw new CudaUnavailableException(label + " has compute capability " + info.computeCapability()
+                    + "; moe4j's CUDA kernels need " + CudaDevices.MIN_MAJOR + ".0 or newer");
+        }
+        check(JCudaDriver.cuDeviceGet(device, index), "cuDeviceGet(" + index + ")");
+        check(JCudaDriver.cuDevicePrimaryCtxRetain(context, device), "creating a context on " + label);
+        try {
+            makeCurrent();
+            this.kernels = new Kernels(info.major(), label);
+        } catch (RuntimeException e) {
+            JCudaDriver.cuDevicePrimaryCtxRelease(device);
+            throw e;
+        }
+        this.memory = new DeviceMemory(label, this::makeCurrent);
+    }
+
+    /**
+     * A backend on device {@code cuda:index}.
+     *
+     * @throws CudaUnavailableException when there is no driver, no such device, or it is too old
+     */
+    public static CudaBackend open(int index) {
+        return new CudaBackend(index);
+    }
+
+    /** The KV cache types this backend stores. */
+    public static boolean supportsKvCache(KvCacheType type) {
+        return type == KvCacheType.F16 || type == KvCacheType.F32;
+    }
+
+    public CudaDevices.Device device() { return info; }
+
+    @Override
+    public String description() {
+        return label + ", " + DeviceMemory.size(info.totalMemory()) + ", compute " + info.computeCapability();
+    }
+
+    /** Device memory held for weights, KV caches and activations, and what is left, for messages. */
+    public synchronized String memorySummary() {
+        makeCurrent();
+        return memory.summary();
+    }
+
+    /** Bytes of device memory held for weights. */
+    public synchronized long weightBytes() {
+        return memory.used(DeviceMemory.Use.WEIGHTS);
+    }
+
+    synchronized long bytesUsed(DeviceMemory.Use use) {
+        return memory.used(use);
+    }
+
+    /**
+     * Fails early, with a message naming {@code what}, when {@code bytes} do not fit in the device
+     * memory that is free now (e.g. before uploading a model's weights).
+     */
+    public synchronized void requireFree(long bytes, String what) {
+        makeCurrent();
+        memory.requireFree(bytes, what);
+    }
+
+    private void makeCurrent() {
+        if (closed) {
+            throw new IllegalStateException("the CUDA backend of " + label + " is closed");
+        }
+        if (CURRENT.get() != context) {
+            check(JCudaDriver.cuCtxSetCurrent(context), "making the context of " + label + " current");
+            CURRENT.set(context);
+        }
+    }
+
+    // ---------------------------------------------------------------- resources
+
+    @Override
+    public synchronized Weight bind(GgufTensor tensor) {
+        makeCurrent();
+        String name = tensor.name();
+        QuantFormat format = QuantFormats.of(tensor.type());
+        long[] shape = tensor.shape();
+        if (shape[3] != 1) {
+            throw new IllegalArgumentException("tensor " + name + " has 4 dimensions " + Arrays.toString(shape)
+                    + "; the CUDA backend handles at most 3");
+        }
+        if (shape[0] > Integer.MAX_VALUE || shape[1] > Integer.MAX_VALUE || shape[2] > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("tensor " + name + " dimension too large: " + Arrays.toString(shape));
+        }
+        int rowLength = (int) shape[0];
+        int rows = (int) shape[1];
+        int experts = (int) shape[2];
+        if (rowLength % format.blockSize() != 0) {
+            throw new IllegalArgumentException("tensor " + name + " row length " + rowLength
+                    + " is not a multiple of the " + tensor.type() + " block size " + format.blockSize());
+        }
+        long rowBytes = tensor.rowBytes();
+        long bytes = Math.multiplyExact(rowBytes, Math.multiplyExact((long) rows, experts));
+        if (tensor.data().byteSize() < bytes) {
+            throw new IllegalArgumentException("tensor " + name + " holds " + tensor.data().byteSize()
+                    + " bytes, its shape needs " + bytes);
+        }
+        if ((long) rows * experts == 1) {
+            float[] values = new float[rowLength];
+            format.dequantize(tensor.data(), 0, values, 0, rowLength);
+            CUdeviceptr p = memory.allocate(4L * rowLength, DeviceMemory.Use.WEIGHTS, "tensor " + name);
+            check(JCudaDriver.cuMemcpyHtoD(p, Pointer.to(values), 4L * rowLength), "uploading " + name);
+            return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, GgmlType.F32, 4L * rowLength,
+                    4L * rowLength);
+        }
+        if (!Kernels.FORMATS.contains(tensor.type())) {
+            throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + name + ": the CUDA backend has no kernels for "
+                    + tensor.type().ggmlName());
+        }
+        if (rowLength % 16 != 0) {
+            throw new IllegalArgumentException("tensor " + name + " has rows of " + rowLength
+                    + " values; the CUDA backend needs a multiple of 16");
+        }
+        CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.WEIGHTS, "tensor " + name);
+        try {
+            upload(tensor.data(), bytes, p, name);
+        } catch (RuntimeException e) {
+            memory.free(p);
+            throw e;
+        }
+        return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, tensor.type(), rowBytes,
+                rowBytes * rows);
+    }
+
+    /** Two pinned host buffers: one is filled from the mapped file while the other's copy to the device runs. */
+    private record Staging(Pointer[] host, MemorySegment[] segments, CUevent[] done, CUstream stream) {}
+
+    private void upload(MemorySegment src, long bytes, CUdeviceptr dst, String name) {
+        if (staging == null) {
+            staging = newStaging();
+        }
+        Staging s = staging;
+        int buffer = 0;
+        for (long offset = 0; offset < bytes; offset += STAGING_BYTES) {
+            long len = Math.min(STAGING_BYTES, bytes - offset);
+            check(JCudaDriver.cuEventSynchronize(s.done[buffer]), "uploading " + name + " to " + label);
+            MemorySegment.copy(src, offset, s.segments[buffer], 0, len);
+            check(JCudaDriver.cuMemcpyHtoDAsync(dst.withByteOffset(offset), s.host[buffer], len, s.stream),
+                    "uploading " + name + " to " + label);
+            check(JCudaDriver.cuEventRecord(s.done[buffer], s.stream), "uploading " + name);
+            buffer ^= 1;
+        }
+        check(JCudaDriver.cuStreamSynchronize(s.stream), "uploading " + name + " to " + label);
+    }
+
+    private Staging newStaging() {
+        Pointer[] host = new Pointer[2];
+        MemorySegment[] segments = new MemorySegment[2];
+        CUevent[] done = new CUevent[2];
+        CUstream stream = new CUstream();
+        check(JCudaDriver.cuStreamCreate(stream, 0), "creating the upload stream on " + label);
+        for (int i = 0; i < 2; i++) {
+            host[i] = new Pointer();
+            check(JCudaDriver.cuMemAllocHost(host[i], STAGING_BYTES), "allocating pinned host memory for uploads");
+            segments[i] = MemorySegment.ofBuffer(host[i].getByteBuffer(0, STAGING_BYTES));
+            done[i] = new CUevent();
+            check(JCudaDriver.cuEventCreate(done[i], 0), "creating an upload event");
+        }
+        return new Staging(host, segments, done, stream);
+    }
+
+    @Override
+    public synchronized Activations allocate(int capacity, int width) {
+        makeCurrent();
+        if (capacity <= 0 || width <= 0) {
+            throw new IllegalArgumentException("activation buffer needs positive rows and width, got "
+                    + capacity + " x " + width);
+        }
+        int pitch = CudaActivations.pitchOf(width);
+        long bytes = 4L * capacity * pitch;
+        CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
+                "an activation buffer of " + capacity + " x " + width);
+        check(JCudaDriver.cuMemsetD32(p, 0, bytes / 4), "clearing an activation buffer on " + label);
+        return new CudaActivations(memory, p, capacity, width, pitch);
+    }
+
+    @Override
+    public synchronized ExpertRouting allocateRouting(int experts, int k, int capacity) {
+        makeCurrent();
+        if (experts > MAX_EXPERTS) {
+            throw new IllegalArgumentException("the CUDA backend routes among at most " + MAX_EXPERTS
+                    + " experts, the model has " + experts);
+        }
+        return new CudaRouting(memory, experts, k, capacity);
+    }
+
+    @Override
+    public synchronized KvCache allocateKvCache(int layers, int contextLength, int kvDim, KvCacheType type) {
+        makeCurrent();
+        if (layers <= 0 || contextLength <= 0 || kvDim <= 0) {
+            throw new IllegalArgumentException("invalid KV cache shape: " + layers + " layers, context "
+                    + contextLength + ", " + kvDim + " values per position");
+        }
+        if (!supportsKvCache(type)) {
+            throw new IllegalArgumentException("the CUDA backend stores the KV cache as f16 or f32, not "
+                    + type.name().toLowerCase(Locale.ROOT));
+        }
+        long planeBytes = (long) contextLength * kvDim * (type == KvCacheType.F16 ? 2 : 4);
+        long bytes = Math.multiplyExact(planeBytes, 2L * layers);
+        CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.KV_CACHE, "a " + type + " KV cache of "
+                + contextLength + " positions x " + layers + " layers (reduce the context length)");
+        return new CudaKvCache(memory, p, layers, contextLength, kvDim, type, planeBytes);
+    }
+
+    @Override
+    public synchronized void write(float[] src, int srcOffset, Activations dst, int row) {
+        makeCurrent();
+        CudaActivations d = act(dst);
+        Objects.checkIndex(row, d.capacity());
+        Objects.checkFromIndexSize(srcOffset, d.width(), src.length);
+        check(JCudaDriver.cuMemcpyHtoD(d.row(row), Pointer.to(src).withByteOffset(4L * srcOffset), 4L * d.width()),
+                "copying to " + label);
+    }
+
+    @Override
+    public synchronized void read(Activations src, int row, float[] dst, int dstOffset) {
+        makeCurrent();
+        CudaActivations s = act(src);
+        Objects.checkIndex(row, s.capacity());
+        Objects.checkFromIndexSize(dstOffset, s.width(), dst.length);
+        // waits for every kernel enqueued before: an asynchronous kernel failure surfaces here
+        check(JCudaDriver.cuMemcpyDtoH(Pointer.to(dst).withByteOffset(4L * dstOffset), s.row(row), 4L * s.width()),
+                "reading results from " + label + " (this reports the first failed kernel since the last read;"
+                        + " -Dmoe4j.cuda.sync=true names it)");
+    }
+
+    @Override
+    public synchronized void copyRows(Activations src, int srcRow, Activations dst, int dstRow, int n) {
+        makeCurrent();
+        CudaActivations s = act(src);
+        CudaActivations d = act(dst);
+        requireWidth(d, s.width(), "copy destination");
+        Objects.checkFromIndexSize(srcRow, n, s.capacity());
+        Objects.checkFromIndexSize(dstRow, n, d.capacity());
+        if (n > 0) {
+            check(JCudaDriver.cuMemcpyDtoDAsync(d.row(dstRow), s.row(srcRow), 4L * n * s.pitch, null),
+                    "copying rows on " + label);
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        makeCurrent();
+        JCudaDriver.cuCtxSynchronize();
+        if (staging != null) {
+            for (int i = 0; i < 2; i++) {
+                JCudaDriver.cuMemFreeHost(staging.host[i]);
+                JCudaDriver.cuEventDestroy(staging.done[i]);
+            }
+            JCudaDriver.cuStreamDestroy(staging.stream);
+            staging = null;
+        }
+        if (tokenIds != null) {
+            memory.free(tokenIds);
+        }
+        memory.close();
+        kernels.unload();
+        closed = true;
+        CURRENT.remove();
+        JCudaDriver.cuDevicePrimaryCtxRelease(device);
+    }
+
+    // ---------------------------------------------------------------- operations
+
+    @Override
+    public synchronized void embed(Weight table, int[] tokens, int offset, int n, Activations out) {
+        makeCurrent();
+        CudaWeight w = weight(table);
+        CudaActivations o = act(out);
+        requireRows(n, o);
+        requireWidth(o, w.rowLength(), "embedding output");
+        requireMatrix(w);
+        Objects.checkFromIndexSize(offset, n, tokens.length);
+        for (int i = 0; i < n; i++) {
+            int token = tokens[offset + i];
+            if (token < 0 || token >= w.rows()) {
+                throw new IllegalArgumentException("token id " + token + " at index " + (offset + i)
+                        + " is outside the vocabulary of " + w.rows() + " (" + w.name() + ")");
+            }
+        }
+        if (n == 0) {
+            return;
+        }
+        if (n > tokenCapacity) {
+            if (tokenIds != null) {
+                memory.free(tokenIds);
+                tokenIds = null;
+            }
+            int capacity = Math.max(n, 256);
+            tokenIds = memory.allocate(4L * capacity, DeviceMemory.Use.ACTIVATIONS, "token ids");
+            tokenCapacity = capacity;
+        }
+        // synchronous: waits for the kernels that still read the previous ids
+        check(JCudaDriver.cuMemcpyHtoD(tokenIds, Pointer.to(tokens).withByteOffset(4L * offset), 4L * n),
+                "copying token ids to " + label);
+        launch(kernels.format(w.format()).rows(), "rows_" + w.format(), n, 1, 128,
+                w.data(), w.rowBytes(), w.rowLength(), tokenIds, o.data, o.pitch);
+    }
+
+    @Override
+    public synchronized void matmul(Weight weight, Activations in, Activations out, int n) {
+        makeCurrent();
+        CudaWeight w = weight(weight);
+        CudaActivations x = act(in);
+        CudaActivations o = act(out);
+        if (w.experts() != 1) {
+            throw new IllegalArgumentException("matmul needs a single matrix, " + w.name() + " stacks " + w.experts());
+        }
+        requireRows(n, x);
+        requireRows(n, o);
+        requireWidth(x, w.rowLength(), "input of " + w.name());
+        requireWidth(o, w.rows(), "output of " + w.name());
+        requireMatrix(w);
+        if (n == 0) {
+            return;
+        }
+        Kernels.Format f = kernels.format(w.format());
+        if (n <= MATVEC_MAX_TOKENS) {
+            launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
+                    w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
+        } else {
+            launch(f.matmul(), "mm_" + w.format(), ceilDiv(w.rows(), MM_ROWS), gridY(ceilDiv(n, MM_TOKENS)), 256,
+                    w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, o.data, o.pitch, n, null);
+        }
+    }
+
+    @Override
+    public synchronized void rmsNorm(Activations in, Weight gain, float eps, Activations out, int n) {
+        makeCurrent();
+        CudaActivations x = act(in);
+        CudaActivations o = act(out);
+        CudaWeight g = weight(gain);
+        if (!g.isVector()) {
+            throw new IllegalArgumentException("tensor " + g.name() + " is a matrix, not a vector");
+        }
+        int group = g.rowLength();
+        requireRows(n, x);
+        requireRows(n, o);
+        if (x.width() % group != 0 || o.width() != x.width()) {
+            throw new IllegalArgumentException("rms norm with gain " + g.name() + " of " + group
+                    + " values does not fit rows of " + x.width() + " -> " + o.width());
+        }
+        int groups = x.width() / group;
+        if (n == 0) {
+            return;
+        }
+        launch(kernels.rmsNorm, "rms_norm", Math.multiplyExact(n, groups), 1, 256,
+                x.data, x.pitch, g.data(), group, groups, eps, o.data, o.pitch);
+    }
+
+    @Override
+    public synchronized void rope(Activations in, int heads, Rope rope, int startPos, int n) {
+        makeCurrent();
+        CudaActivations x = act(in);
+        requireRows(n, x);
+        if (heads <= 0 || x.width() % heads != 0 || x.width() / heads < rope.dims()) {
+            throw new IllegalArgumentException("cannot apply RoPE over " + rope.dims() + " dims to " + heads
+                    + " heads in rows of " + x.width());
+        }
+        if (rope.dims() > MAX_ROPE_DIMS) {
+            throw new IllegalArgumentException("the CUDA backend rotates at most " + MAX_ROPE_DIMS
+                    + " dimensions per head, got " + rope.dims());
+        }
+        if (n == 0) {
+            return;
+        }
+        Rope.AngleConstants c = rope.angleConstants();
+        launch(kernels.rope, "rope", n, 1, 256, x.data, x.pitch, heads, x.width() / heads, rope.dims(),
+                rope.style() == Rope.Style.NEOX ? 1 : 0, startPos, c.thetaScale(), rope.freqScale(),
+                rope.extFactor(), c.rampLow(), c.rampHigh(), c.magnitude());
+    }
+
+    @Override
+    public synchronized void storeKv(KvCache cache, int layer, Activations k, Activations v, int startPos, int n) {
+        makeCurrent();
+        CudaKvCache c = kv(cache);
+        CudaActivations ka = act(k);
+        CudaActivations va = act(v);
+        requireRows(n, ka);
+        requireRows(n, va);
+        requireWidth(ka, c.kvDim(), "keys");
+        requireWidth(va, c.kvDim(), "values");
+        Objects.checkIndex(layer, c.layers());
+        requirePositions(c, startPos, n);
+        if (n == 0) {
+            return;
+        }
+        boolean half = c.type() == KvCacheType.F16;
+        launch(half ? kernels.storeKvF16 : kernels.storeKvF32, "store_kv", n, 1, 128,
+                c.keys(layer), c.values(layer), ka.data, ka.pitch, va.data, va.pitch, c.kvDim(), startPos);
+    }
+
+    @Override
+    public synchronized void attention(Activations query, KvCache cache, int layer, AttentionShape shape, int startPos,
+                                       int n, Activations output) {
+        makeCurrent();
+        CudaKvCache c = kv(cache);
+        CudaActivations q = act(query);
+        CudaActivations o = act(output);
+        requireRows(n, q);
+        requireRows(n, o);
+        requireWidth(q, shape.qDim(), "attention query");
+        requireWidth(o, shape.qDim(), "attention output");
+        if (c.kvDim() != shape.kvDim()) {
+            throw new IllegalArgumentException("KV cache holds " + c.kvDim() + " values per position, attention expects "
+                    + shape.kvDim());
+        }
+        if (shape.headDim() > MAX_HEAD_DIM) {
+            throw new IllegalArgumentException("the CUDA backend's attention handles heads of at most " + MAX_HEAD_DIM
+                    + " values, got " + shape.headDim());
+        }
+        Objects.checkIndex(layer, c.layers());
+        requirePositions(c, startPos, n);
+        if (n == 0) {
+            return;
+        }
+        boolean half = c.type() == KvCacheType.F16;
+        launch(half ? kernels.attentionF16 : kernels.attentionF32, "attention", shape.heads(), gridY(n), 128,
+                q.data, q.pitch, c.keys(layer), c.values(layer), c.kvDim(), shape.headDim(),
+                shape.heads() / shape.kvHeads(), shape.scale(), startPos, o.data, o.pitch);
+    }
+
+    @Override
+    public synchronized void add(Activations accumulator, Activations in, int n) {
+        makeCurrent();
+        CudaActivations acc = act(accumulator);
+        CudaActivations x = act(in);
+        requireRows(n, acc);
+        requireRows(n, x);
+        requireWidth(x, acc.width(), "addend");
+        elementwise(kernels.add, "add_inplace", acc, x, n);
+    }
+
+    @Override
+    public synchronized void siluMul(Activations gate, Activations up, int n) {
+        makeCurrent();
+        CudaActivations g = act(gate);
+        CudaActivations u = act(up);
+        requireRows(n, g);
+        requireRows(n, u);
+        requireWidth(u, g.width(), "up projection");
+        elementwise(kernels.siluMul, "silu_mul", g, u, n);
+    }
+
+    /** {@code f(a, b)} over whole rows (padding included, which stays zero) of two buffers of one width. */
+    private void elementwise(CUfunction f, String name, CudaActivations a, CudaActivations b, int n) {
+        long count = (long) n * a.pitch;
+        if (count > 0) {
+            launch(f, name, Math.toIntExact(ceilDiv(count, 256)), 1, 256, a.data, b.data, count);
+        }
+    }
+
+    @Override
+    public synchronized void routeSoftmaxTopK(Activations logits, int n, ExpertRouting routing) {
+        makeCurrent();
+        CudaActivations l = act(logits);
+        CudaRouting r = routing(routing);
+        requireRows(n, l);
+        requireWidth(l, r.experts(), "router logits");
+        if (n > r.capacity()) {
+            throw new IllegalArgumentException("batch of " + n + " exceeds the routing capacity " + r.capacity());
+        }
+        if (n > 0) {
+            launch(kernels.routeTopK, "route_topk", n, 1, 128, l.data, l.pitch, r.experts(), r.k(), r.ids, r.weights);
+        }
+    }
+
+    @Override
+    public synchronized void experts(Weight gateW, Weight upW, Weight downW, Activations input, ExpertRouting routing,
+                                     ExpertBuffers buffers, Activations output, int n) {
+        makeCurrent();
+        CudaWeight gate = weight(gateW);
+        CudaWeight up = weight(upW);
+        CudaWeight down = weight(downW);
+        CudaActivations x = act(input);
+        CudaActivations xs = act(buffers.input());
+        CudaActivations g = act(buffers.gate());
+        CudaActivations u = act(buffers.up());
+        CudaActivations y = act(buffers.output());
+        CudaActivations out = act(output);
+        CudaRouting r = routing(routing);
+        int k = r.k();
+        int ffn = gate.rows();
+        int embd = x.width();
+        int experts = r.experts();
+        if (gate.rowLength() != embd || up.rowLength() != embd || up.rows() != ffn || down.rowLength() != ffn
+                || down.rows() != embd || gate.experts() != experts || up.experts() != experts
+                || down.experts() != experts) {
+            throw new IllegalArgumentException("expert tensors " + gate + ", " + up + ", " + down
+                    + " do not fit inputs of " + embd + " and " + experts + " experts");
+        }
+        requireMatrix(gate);
+        requireMatrix(up);
+        requireMatrix(down);
+        requireRows(n, x);
+        requireRows(n, out);
+        requireRows(n * k, xs);
+        requireRows(n * k, g);
+        requireRows(n * k, u);
+        requireRows(n * k, y);
+        requireWidth(xs, embd, "expert input buffer");
+        requireWidth(g, ffn, "expert gate buffer");
+        requireWidth(u, ffn, "expert up buffer");
+        requireWidth(y, embd, "expert output buffer");
+        requireWidth(out, embd, "expert sum");
+        if (n > r.capacity()) {
+            throw new IllegalArgumentException("batch of " + n + " exceeds the routing capacity " + r.capacity());
+        }
+        if (n == 0) {
+            return;
+        }
+        int assignments = n * k;
+        Kernels.Format fg = kernels.format(gate.format());
+        Kernels.Format fu = kernels.format(up.format());
+        Kernels.Format fd = kernels.format(down.format());
+        if (assignments <= DIRECT_EXPERT_ASSIGNMENTS) {
+            int blocks = ceilDiv(ffn, MV_ROWS_PER_BLOCK);
+            if (gate.format() == up.format()) {
+                launch(fg.matvecPair(), "mv_pair_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
+                        gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
+                        x.data, x.pitch, k, r.ids, g.data, g.pitch);
+            } else {
+                launch(fg.matvec(), "mv_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
+                        gate.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
+                        x.data, x.pitch, k, r.ids, g.data, g.pitch);
+                launch(fu.matvec(), "mv_" + up.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
+                        up.data(), up.expertStride(), up.rowBytes(), embd, ffn, experts,
+                        x.data, x.pitch, k, r.ids, u.data, u.pitch);
+                elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
+            }
+            launch(fd.matvecCombine(), "mv_combine_" + down.format(), ceilDiv(embd, MV_ROWS_PER_BLOCK), n,
+                    32 * MV_ROWS_PER_BLOCK, down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
+                    g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
+            return;
+        }
+        // Larger batches: group the assignments by expert on the device, then one tiled product per expert run.
+        int tiles = gridY(r.maxTiles(assignments));
+        launch(kernels.moeGroup, "moe_group", 1, 1, 256, r.ids, assignments, experts, r.order, r.position, r.tiles,
+                tiles, CudaRouting.TILE_ROWS);
+        launch(kernels.moeGather, "moe_gather", assignments, 1, 256, x.data, x.pitch, r.order, k, assignments,
+                xs.data, xs.pitch, embd);
+        launch(fg.matmul(), "mm_" + gate.format(), ceilDiv(ffn, MM_ROWS), tiles, 256, gate.data(),
+                gate.expertStride(), gate.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, g.data, g.pitch,
+                assignments, r.tiles);
+        launch(fu.matmul(), "mm_" + up.format(), ceilDiv(ffn, MM_ROWS), tiles, 256, up.data(),
+                up.expertStride(), up.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, u.data, u.pitch,
+                assignments, r.tiles);
+        elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
+        launch(fd.matmul(), "mm_" + down.format(), ceilDiv(embd, MM_ROWS), tiles, 256, down.data(),
+                down.expertStride(), down.rowBytes(), ffn, embd, experts, g.data, g.pitch, y.data, y.pitch,
+                assignments, r.tiles);
+        launch(kernels.moeCombine, "moe_combine", n, 1, 256, y.data, y.pitch, r.position, r.weights, k,
+                out.data, out.pitch, embd);
+    }
+
+    /** Copies the first {@code n} tokens' routing to the host (tests and diagnostics; the model never needs it). */
+    synchronized void readRouting(ExpertRouting routing, int n, int[] ids, float[] weights) {
+        makeCurrent();
+        CudaRouting r = routing(routing);
+        int slots = n * r.k();
+        check(JCudaDriver.cuMemcpyDtoH(Pointer.to(ids), r.ids, 4L * slots), "reading the routing from " + label);
+        check(JCudaDriver.cuMemcpyDtoH(Pointer.to(weights), r.weights, 4L * slots), "reading the routing from " + label);
+    }
+
+    // ---------------------------------------------------------------- launching
+
+    /**
+     * Enqueues {@code f} on the default stream. Arguments map to kernel parameters by type: device pointer,
+     * {@code Integer} (int), {@code Long} (long long), {@code Float} (float), {@code null} (a null pointer).
+     */
+    private void launch(CUfunction f, String name, int gridX, int gridY, int block, Object... args) {
+        NativePointerObject[] params = new NativePointerObject[args.length];
+        for (int i = 0; i < args.length; i++) {
+            params[i] = switch (args[i]) {
+                case null -> Pointer.to(new long[] {0L});
+                case CUdeviceptr p -> Pointer.to(p);
+                case Integer v -> Pointer.to(new int[] {v});
+                case Long v -> Pointer.to(new long[] {v});
+                case Float v -> Pointer.to(new float[] {v});
+                default -> throw new IllegalArgumentException("kernel argument of type " + args[i].getClass());
+            };
+        }
+        check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, 0, null, Pointer.to(params), null),
+                "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
+        if (SYNC) {
+            check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
+        }
+    }
+
+    private int gridY(int blocks) {
+        if (blocks > MAX_GRID_Y) {
+            throw new IllegalArgumentException("batch too large for one CUDA launch (" + blocks + " blocks > "
+                    + MAX_GRID_Y + "); use a smaller batch size");
+        }
+        return blocks;
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
+    private static long ceilDiv(long a, long b) {
+        return (a + b - 1) / b;
+    }
+
+    private static CudaActivations act(Activations a) {
+        if (a instanceof CudaActivations c) {
+            return c;
+        }
+        throw new IllegalArgumentException("buffer " + a + " does not belong to the CUDA backend");
+    }
+
+    private static CudaWeight weight(Weight w) {
+        if (w instanceof CudaWeight c) {
+            return c;
+        }
+        throw new IllegalArgumentException("weight " + w.name() + " is not bound to the CUDA backend");
+    }
+
+    private static CudaKvCache kv(KvCache c) {
+        if (c instanceof CudaKvCache k) {
+            return k;
+        }
+        throw new IllegalArgumentException("KV cache " + c + " does not belong to the CUDA backend");
+    }
+
+    private static CudaRouting routing(ExpertRouting r) {
+        if (r instanceof CudaRouting c) {
+            return c;
+        }
+        throw new IllegalArgumentException("expert routing was not allocated by the CUDA backend"
+                + " (use Backend.allocateRouting)");
+    }
+
+    /** Matrix kernels read whole 16-value parts; a single-row tensor is held decoded as f32. */
+    private static void requireMatrix(CudaWeight w) {
+        if (w.rowLength() % 16 != 0) {
+            throw new IllegalArgumentException("tensor " + w.name() + " has rows of " + w.rowLength()
+                    + " values; the CUDA backend's matrix kernels need a multiple of 16");
+        }
+    }
+
+    private static void requireRows(int n, Activations a) {
+        if (n < 0 || n > a.capacity()) {
+            throw new IllegalArgumentException("batch of " + n + " rows exceeds the buffer capacity " + a.capacity());
+        }
+    }
+
+    private static void requireWidth(Activations a, int width, String what) {
+        if (a.width() != width) {
+            throw new IllegalArgumentException(what + " must have rows of " + width + " values, buffer has " + a.width());
+        }
+    }
+
+    private static void requirePositions(CudaKvCache c, int startPos, int n) {
+        if (startPos < 0 || startPos + n > c.contextLength()) {
+            throw new IllegalArgumentException("positions " + startPos + ".." + (startPos + n - 1)
+                    + " are outside the KV cache of " + c.contextLength());
+        }
+    }
+}

@@ -1,0 +1,27 @@
+package moe4j.kernels.cuda;
+
+import jcuda.driver.CUdeviceptr;
+import moe4j.gguf.GgmlType;
+import moe4j.kernels.Weight;
+
+/**
+ * A weight tensor in device memory. Matrices and expert stacks keep the file's blocks ({@code format} is
+ * the tensor's type); single-row tensors (norm gains) are decoded once on the host and held as f32
+ * ({@code format} F32), since they are read as plain vectors.
+ *
+ * @param format       layout of {@code data}
+ * @param rowBytes     bytes of one row of {@code data}
+ * @param expertStride bytes from one stacked matrix to the next
+ */
+record CudaWeight(String name, GgmlType type, int rowLength, int rows, int experts, CUdeviceptr data,
+                  GgmlType format, long rowBytes, long expertStride) implements Weight {
+
+    boolean isVector() {
+        return (long) rows * experts == 1;
+    }
+
+    @Override
+    public String toString() {
+        return name + " " + type + " [" + rowLength + ", " + rows + ", " + experts + "] on the GPU";
+    }
+}

@@ -1,0 +1,118 @@
+package moe4j.kernels.cuda;
+
+import static moe4j.kernels.cuda.CudaDriver.check;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.util.Collections;
+import java.util.EnumMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUmodule;
+import jcuda.driver.CUresult;
+import jcuda.driver.JCudaDriver;
+import moe4j.gguf.GgmlType;
+
+/**
+ * The kernels of {@code moe4j.cu}, loaded from the PTX shipped in the jar for the device's compute
+ * capability (the driver compiles it for the exact GPU at load time).
+ */
+final class Kernels {
+
+    /** The storage formats with device kernels: every format moe4j can decode. */
+    static final Set<GgmlType> FORMATS = Collections.unmodifiableSet(java.util.EnumSet.of(
+            GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
+            GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+            GgmlType.IQ4_NL, GgmlType.IQ4_XS));
+
+    /** Per-format entry points. */
+    record Format(CUfunction matvec, CUfunction matvecPair, CUfunction matvecCombine, CUfunction matmul,
+                  CUfunction rows) {}
+
+    final CUmodule module;
+    final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
+    final CUfunction rmsNorm;
+    final CUfunction rope;
+    final CUfunction add;
+    final CUfunction siluMul;
+    final CUfunction storeKvF16;
+    final CUfunction storeKvF32;
+    final CUfunction attentionF16;
+    final CUfunction attentionF32;
+    final CUfunction routeTopK;
+    final CUfunction moeGroup;
+    final CUfunction moeGather;
+    final CUfunction moeCombine;
+
+    /** Loads the module into the current context. */
+    Kernels(int major, String device) {
+        String resource = ptxResource(major);
+        byte[] ptx = readPtx(resource);
+        module = new CUmodule();
+        int result = JCudaDriver.cuModuleLoadData(module, ptx);
+        if (result != CUresult.CUDA_SUCCESS) {
+            throw new CudaException("loading the kernels " + resource + " on " + device + " failed: "
+                    + CUresult.stringFor(result) + (result == CUresult.CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+                    ? " (the NVIDIA driver is older than the nvcc that made the PTX; update the driver)" : ""));
+        }
+        for (GgmlType t : FORMATS) {
+            String s = t.name().toLowerCase(Locale.ROOT);
+            formats.put(t, new Format(function("mv_" + s), function("mv_pair_" + s), function("mv_combine_" + s),
+                    function("mm_" + s), function("rows_" + s)));
+        }
+        rmsNorm = function("rms_norm");
+        rope = function("rope");
+        add = function("add_inplace");
+        siluMul = function("silu_mul");
+        storeKvF16 = function("store_kv_f16");
+        storeKvF32 = function("store_kv_f32");
+        attentionF16 = function("attention_f16");
+        attentionF32 = function("attention_f32");
+        routeTopK = function("route_topk");
+        moeGroup = function("moe_group");
+        moeGather = function("moe_gather");
+        moeCombine = function("moe_combine");
+    }
+
+    /** The PTX for a device of compute capability {@code major}.x: Hopper's own from 9.0 on, Ampere's below. */
+    static String ptxResource(int major) {
+        return "/moe4j/kernels/cuda/moe4j.sm_" + (major >= 9 ? 90 : 80) + ".ptx";
+    }
+
+    static byte[] readPtx(String resource) {
+        try (InputStream in = Kernels.class.getResourceAsStream(resource)) {
+            if (in == null) {
+                throw new CudaException("the CUDA kernels " + resource + " are missing from the classpath");
+            }
+            byte[] text = in.readAllBytes();
+            byte[] z = new byte[text.length + 1]; // the driver reads PTX as a NUL-terminated string
+            System.arraycopy(text, 0, z, 0, text.length);
+            return z;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read the CUDA kernels " + resource, e);
+        }
+    }
+
+    Format format(GgmlType type) {
+        Format f = formats.get(type);
+        if (f == null) {
+            throw new IllegalStateException("no CUDA kernels for " + type);
+        }
+        return f;
+    }
+
+    private CUfunction function(String name) {
+        CUfunction f = new CUfunction();
+        check(JCudaDriver.cuModuleGetFunction(f, module, name), "finding kernel " + name
+                + " (the PTX does not match this build of moe4j)");
+        return f;
+    }
+
+    void unload() {
+        JCudaDriver.cuModuleUnload(module);
+    }
+}

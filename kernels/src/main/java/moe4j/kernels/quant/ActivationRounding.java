@@ -1,0 +1,110 @@
+package moe4j.kernels.quant;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * How llama.cpp's CPU backend rounds an activation row before multiplying it with weights of a given
+ * type (its {@code vec_dot_type}, quant-formats spec §4.1/§4.2). Rounding the activations the same way
+ * keeps results close to llama.cpp's: the rounding error of 8-bit activations is far larger than any
+ * difference in summation order. Each row becomes the values its quantized form decodes to.
+ */
+public enum ActivationRounding {
+
+    /** F32 weights: activations unchanged. */
+    NONE(1),
+    /** F16 weights: each value rounded to fp16. */
+    F16(1),
+    /** BF16 weights: each value rounded to bfloat16 (nearest even). */
+    BF16(1),
+    /**
+     * Q8_0 per 32 values, as llama.cpp's x86 build quantizes: {@code d = amax/127} stored as fp16,
+     * {@code q = rint(x * 127/amax)}. Also used for Q8_1 (Q4_1/Q5_1 weights), whose values round the same.
+     */
+    Q8_0(32),
+    /** Q8_K per 256 values: {@code iscale = -127/mx} for the signed value of largest magnitude, {@code d = 1/iscale}. */
+    Q8_K(256);
+
+    private final int blockSize;
+
+    ActivationRounding(int blockSize) {
+        this.blockSize = blockSize;
+    }
+
+    /** Values per quantization block; row lengths must be a multiple of it. */
+    public int blockSize() { return blockSize; }
+
+    /** The rounding llama.cpp applies to activations multiplied with weights of {@code type}. */
+    public static ActivationRounding forWeights(GgmlType type) {
+        return switch (type) {
+            case F32 -> NONE;
+            case F16 -> F16;
+            case BF16 -> BF16;
+            case Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_1, Q5_1 -> Q8_0;
+            default -> Q8_K;
+        };
+    }
+
+    /** Writes the rounded {@code src[srcOffset .. srcOffset + count)} to {@code dst[dstOffset ..]} (may be the same range). */
+    public void round(float[] src, int srcOffset, float[] dst, int dstOffset, int count) {
+        if (count % blockSize != 0) {
+            throw new IllegalArgumentException(count + " values is not a whole number of " + this + " blocks of "
+                    + blockSize);
+        }
+        switch (this) {
+            case NONE -> System.arraycopy(src, srcOffset, dst, dstOffset, count);
+            case F16 -> {
+                for (int i = 0; i < count; i++) {
+                    dst[dstOffset + i] = Float.float16ToFloat(Float.floatToFloat16(src[srcOffset + i]));
+                }
+            }
+            case BF16 -> {
+                for (int i = 0; i < count; i++) {
+                    dst[dstOffset + i] = Halfs.bf16ToFloat(Halfs.floatToBf16(src[srcOffset + i]));
+                }
+            }
+            case Q8_0 -> {
+                for (int b = 0; b < count; b += 32) {
+                    roundQ8_0(src, srcOffset + b, dst, dstOffset + b);
+                }
+            }
+            case Q8_K -> {
+                for (int b = 0; b < count; b += 256) {
+                    roundQ8_K(src, srcOffset + b, dst, dstOffset + b);
+                }
+            }
+        }
+    }
+
+    private static void roundQ8_0(float[] src, int s, float[] dst, int o) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) {
+            amax = Math.max(amax, Math.abs(src[s + i]));
+        }
+        float d = Float.float16ToFloat(Float.floatToFloat16(amax / 127));
+        float id = amax != 0 ? 127 / amax : 0;
+        for (int i = 0; i < 32; i++) {
+            dst[o + i] = d * QuantMath.nearestInt(src[s + i] * id);
+        }
+    }
+
+    private static void roundQ8_K(float[] src, int s, float[] dst, int o) {
+        float amax = 0;
+        float max = 0;
+        for (int i = 0; i < 256; i++) {
+            float a = Math.abs(src[s + i]);
+            if (a > amax) {
+                amax = a;
+                max = src[s + i];
+            }
+        }
+        if (amax == 0) {
+            java.util.Arrays.fill(dst, o, o + 256, 0f);
+            return;
+        }
+        float iscale = -127f / max;
+        float d = 1 / iscale;
+        for (int i = 0; i < 256; i++) {
+            dst[o + i] = d * Math.min(127, QuantMath.nearestInt(iscale * src[s + i]));
+        }
+    }
+}

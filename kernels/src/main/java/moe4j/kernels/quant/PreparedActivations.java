@@ -1,0 +1,68 @@
+package moe4j.kernels.quant;
+
+import java.util.Objects;
+
+/**
+ * Activation rows made ready for one matrix product: rounded as llama.cpp rounds them for the weight type
+ * ({@link ActivationRounding}), plus the sum of every 16 consecutive rounded values, which the K-quant
+ * kernels use to apply block minimums and offsets once per 16 elements instead of once per element.
+ * Reused across products: {@link #reserve} then {@link #prepareRow} for each row (rows may be prepared
+ * by different threads). Not otherwise thread-safe.
+ */
+public final class PreparedActivations {
+
+    /** Values per entry of {@link #sums()}. */
+    public static final int SUM_GROUP = 16;
+
+    private ActivationRounding rounding = ActivationRounding.NONE;
+    private int rows;
+    private int width;
+    private float[] values = new float[0];
+    private float[] sums = new float[0];
+
+    /** Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}. */
+    public void reserve(ActivationRounding rounding, int rows, int width) {
+        this.rounding = Objects.requireNonNull(rounding, "rounding");
+        if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0) {
+            throw new IllegalArgumentException("cannot prepare " + rows + " activation rows of " + width
+                    + " values for " + rounding + " rounding (block of " + rounding.blockSize() + ")");
+        }
+        long size = (long) rows * width;
+        if (size > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException(rows + " activation rows of " + width + " values exceed one array");
+        }
+        if (values.length < size) {
+            values = new float[(int) size];
+            sums = new float[(int) (size / SUM_GROUP)];
+        }
+        this.rows = rows;
+        this.width = width;
+    }
+
+    /** Rounds {@code x[xOffset .. xOffset + width)} into row {@code row} and sums its groups of 16. */
+    public void prepareRow(float[] x, int xOffset, int row) {
+        Objects.checkIndex(row, rows);
+        Objects.checkFromIndexSize(xOffset, width, x.length);
+        int o = row * width;
+        rounding.round(x, xOffset, values, o, width);
+        for (int g = o / SUM_GROUP, end = (o + width) / SUM_GROUP; g < end; g++) {
+            float s = 0;
+            for (int i = g * SUM_GROUP, e = i + SUM_GROUP; i < e; i++) {
+                s += values[i];
+            }
+            sums[g] = s;
+        }
+    }
+
+    public ActivationRounding rounding() { return rounding; }
+
+    public int rows() { return rows; }
+
+    public int width() { return width; }
+
+    /** Row {@code r} is {@code values()[r*width .. (r+1)*width)}. */
+    public float[] values() { return values; }
+
+    /** Row {@code r}'s group {@code g} sum is {@code sums()[r*width/16 + g]}. */
+    public float[] sums() { return sums; }
+}

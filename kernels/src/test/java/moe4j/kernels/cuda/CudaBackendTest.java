@@ -1,0 +1,466 @@
+package moe4j.kernels.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Random;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import moe4j.gguf.GgmlType;
+import moe4j.gguf.GgufTensor;
+import moe4j.kernels.Activations;
+import moe4j.kernels.AttentionShape;
+import moe4j.kernels.Backend;
+import moe4j.kernels.ExpertBuffers;
+import moe4j.kernels.ExpertRouting;
+import moe4j.kernels.KvCache;
+import moe4j.kernels.KvCacheType;
+import moe4j.kernels.Rope;
+import moe4j.kernels.Weight;
+import moe4j.kernels.cpu.CpuBackend;
+import moe4j.kernels.quant.QuantFormat;
+import moe4j.kernels.quant.QuantFormats;
+
+/**
+ * Every CUDA operation on fresh random data, against the CPU backend where both compute in float32
+ * (dequantization bit for bit, normalization, RoPE, attention, routing) and against a double-precision
+ * product of the decoded weights for the matrix and expert products (the CPU backend rounds their
+ * activations as llama.cpp does; the GPU keeps them in float32). Bounds are relative errors of the whole
+ * result. Outputs are poisoned with NaN first, so an element a kernel forgets to write fails.
+ */
+@Tag(GpuTests.TAG)
+class CudaBackendTest {
+
+    private static CudaBackend gpu;
+    private static CpuBackend cpu;
+    private final Random random = new Random();
+
+    @BeforeAll
+    static void open() {
+        if (CudaDevices.unavailableReason().isEmpty()) {
+            gpu = CudaBackend.open(0);
+            cpu = new CpuBackend(2);
+        }
+    }
+
+    @BeforeEach
+    void requireGpu() {
+        GpuTests.assumeCuda();
+    }
+
+    @AfterAll
+    static void close() {
+        if (gpu != null) {
+            gpu.close();
+        }
+        if (cpu != null) {
+            cpu.close();
+        }
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    private float[] randomFloats(int n, float scale) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = (float) random.nextGaussian() * scale;
+        }
+        return v;
+    }
+
+    /** A tensor of {@code type} with random content: quantized noise where the format can, random blocks otherwise. */
+    private GgufTensor randomTensor(String name, GgmlType type, long... dims) {
+        long[] shape = {1, 1, 1, 1};
+        System.arraycopy(dims, 0, shape, 0, dims.length);
+        long elements = shape[0] * shape[1] * shape[2];
+        MemorySegment data = Arena.ofAuto().allocate(type.bytesFor(elements), 64);
+        QuantFormat f = QuantFormats.of(type);
+        if (f.canQuantize()) {
+            f.quantize(randomFloats((int) elements, (float) (1 / Math.sqrt(shape[0]))), 0, (int) elements, data, 0);
+        } else {
+            f.randomBlocks(random, data, 0, elements / type.blockSize());
+        }
+        return new GgufTensor(name, type, shape, dims.length, Path.of("test.gguf"), 0, data);
+    }
+
+    private static GgufTensor f32Tensor(String name, float[] values, long... dims) {
+        long[] shape = {1, 1, 1, 1};
+        System.arraycopy(dims, 0, shape, 0, dims.length);
+        MemorySegment data = Arena.ofAuto().allocate(4L * values.length, 64);
+        QuantFormats.of(GgmlType.F32).quantize(values, 0, values.length, data, 0);
+        return new GgufTensor(name, GgmlType.F32, shape, dims.length, Path.of("test.gguf"), 0, data);
+    }
+
+    private static Activations fill(Backend b, float[] values, int rows, int width) {
+        Activations a = b.allocate(rows, width);
+        for (int r = 0; r < rows; r++) {
+            b.write(values, r * width, a, r);
+        }
+        return a;
+    }
+
+    private static float[] rows(Backend b, Activations a, int n) {
+        float[] out = new float[n * a.width()];
+        for (int r = 0; r < n; r++) {
+            b.read(a, r, out, r * a.width());
+        }
+        return out;
+    }
+
+    /** A GPU buffer whose first {@code n} rows hold NaN, so that unwritten outputs show. */
+    private static Activations poisoned(int rows, int width) {
+        float[] nan = new float[rows * width];
+        Arrays.fill(nan, Float.NaN);
+        return fill(gpu, nan, rows, width);
+    }
+
+    /** ||actual - expected|| / ||expected||, and no NaN where the reference has none. */
+    private static void assertClose(float[] expected, float[] actual, double bound, String what) {
+        assertEquals(expected.length, actual.length, what + ": length");
+        double diff = 0;
+        double norm = 0;
+        for (int i = 0; i < expected.length; i++) {
+            assertTrue(Float.isFinite(actual[i]) || !Float.isFinite(expected[i]),
+                    what + ": element " + i + " is " + actual[i] + ", expected " + expected[i]);
+            double d = (double) actual[i] - expected[i];
+            diff += d * d;
+            norm += (double) expected[i] * expected[i];
+        }
+        double rel = Math.sqrt(diff / Math.max(norm, 1e-30));
+        assertTrue(rel <= bound, what + ": relative error " + rel + " > " + bound);
+    }
+
+    static Stream<GgmlType> formats() {
+        return Kernels.FORMATS.stream();
+    }
+
+    // ------------------------------------------------------------ weights
+
+    @ParameterizedTest
+    @MethodSource("formats")
+    void embeddingDecodesEveryFormatBitForBitLikeTheCpu(GgmlType type) {
+        int len = 512;
+        int vocab = 37;
+        GgufTensor t = randomTensor("emb", type, len, vocab);
+        int[] tokens = {0, 36, 5, 5, 17, 1};
+        int n = tokens.length;
+        Activations g = poisoned(n, len);
+        gpu.embed(gpu.bind(t), tokens, 0, n, g);
+        Activations c = cpu.allocate(n, len);
+        cpu.embed(cpu.bind(t), tokens, 0, n, c);
+        float[] expected = rows(cpu, c, n);
+        float[] actual = rows(gpu, g, n);
+        for (int i = 0; i < expected.length; i++) {
+            assertEquals(Float.floatToIntBits(expected[i]), Float.floatToIntBits(actual[i]),
+                    type + " value " + i + ": expected " + expected[i] + ", got " + actual[i]);
+        }
+    }
+
+    static Stream<Arguments> matmulCases() {
+        return Kernels.FORMATS.stream().flatMap(t -> Stream.of(1, 3, 9, 70).map(n -> Arguments.of(t, n)));
+    }
+
+    @ParameterizedTest(name = "{0} x {1} tokens")
+    @MethodSource("matmulCases")
+    void matmulMatchesADoublePrecisionProduct(GgmlType type, int n) {
+        int len = 512;
+        int rows = 203; // neither a multiple of the matrix-vector nor of the tiled kernel's rows
+        GgufTensor t = randomTensor("w", type, len, rows);
+        float[] w = decoded(t);
+        float[] x = randomFloats(n * len, 1f);
+        Activations g = poisoned(n, rows);
+        gpu.matmul(gpu.bind(t), fill(gpu, x, n, len), g, n);
+        float[] expected = new float[n * rows];
+        for (int i = 0; i < n; i++) {
+            for (int r = 0; r < rows; r++) {
+                double sum = 0;
+                for (int j = 0; j < len; j++) {
+                    sum += (double) w[r * len + j] * x[i * len + j];
+                }
+                expected[i * rows + r] = (float) sum;
+            }
+        }
+        assertClose(expected, rows(gpu, g, n), 1e-5, type + " x " + n);
+    }
+
+    /** The values a tensor holds, as the CPU's reference dequantization decodes them. */
+    private static float[] decoded(GgufTensor t) {
+        float[] out = new float[(int) t.elementCount()];
+        QuantFormats.of(t.type()).dequantize(t.data(), 0, out, 0, out.length);
+        return out;
+    }
+
+    @Test
+    void matmulRejectsMismatchedShapesAndForeignBuffers() {
+        Weight w = gpu.bind(randomTensor("w", GgmlType.Q8_0, 64, 8));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> gpu.matmul(w, gpu.allocate(1, 32), gpu.allocate(1, 8), 1));
+        assertTrue(e.getMessage().contains("input of w"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> gpu.matmul(w, cpu.allocate(1, 64), gpu.allocate(1, 8), 1));
+        assertTrue(e.getMessage().contains("does not belong to the CUDA backend"), e.getMessage());
+    }
+
+    // ------------------------------------------------------------ element-wise
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 5})
+    void rmsNormOverRowsAndOverHeadsMatchesTheCpu(int n) {
+        int width = 384;
+        for (int group : new int[] {width, 64}) {
+            GgufTensor gain = f32Tensor("gain", randomFloats(group, 1f), group);
+            float[] x = randomFloats(n * width, 3f);
+            Activations g = poisoned(n, width);
+            gpu.rmsNorm(fill(gpu, x, n, width), gpu.bind(gain), 1e-6f, g, n);
+            Activations c = cpu.allocate(n, width);
+            cpu.rmsNorm(fill(cpu, x, n, width), cpu.bind(gain), 1e-6f, c, n);
+            assertClose(rows(cpu, c, n), rows(gpu, g, n), 1e-6, "groups of " + group);
+            // in place, as the graph applies it to the query and key heads
+            Activations inPlace = fill(gpu, x, n, width);
+            gpu.rmsNorm(inPlace, gpu.bind(gain), 1e-6f, inPlace, n);
+            assertClose(rows(cpu, c, n), rows(gpu, inPlace, n), 1e-6, "in place, groups of " + group);
+        }
+    }
+
+    static Stream<Rope> ropes() {
+        return Stream.of(Rope.plain(64, Rope.Style.NEOX, 1e6f), Rope.plain(128, Rope.Style.NEOX, 10000f),
+                Rope.plain(32, Rope.Style.NORMAL, 10000f),
+                new Rope(64, Rope.Style.NEOX, 1e6f, 0.25f, 1f, 1f, 32f, 1f, 4096));
+    }
+
+    @ParameterizedTest
+    @MethodSource("ropes")
+    void ropeMatchesTheCpu(Rope rope) {
+        int heads = 3;
+        int headDim = rope.dims();
+        int n = 4;
+        for (int startPos : new int[] {0, 1000}) {
+            float[] x = randomFloats(n * heads * headDim, 1f);
+            Activations g = fill(gpu, x, n, heads * headDim);
+            gpu.rope(g, heads, rope, startPos, n);
+            Activations c = fill(cpu, x, n, heads * headDim);
+            cpu.rope(c, heads, rope, startPos, n);
+            assertClose(rows(cpu, c, n), rows(gpu, g, n), 1e-6, rope + " at " + startPos);
+        }
+    }
+
+    @Test
+    void addAndSiluMulMatchTheCpu() {
+        int n = 3;
+        int width = 102; // not a multiple of 4: rows are padded on the GPU
+        float[] a = randomFloats(n * width, 4f);
+        float[] b = randomFloats(n * width, 4f);
+        Activations ga = fill(gpu, a, n, width);
+        Activations ca = fill(cpu, a, n, width);
+        gpu.add(ga, fill(gpu, b, n, width), n);
+        cpu.add(ca, fill(cpu, b, n, width), n);
+        assertClose(rows(cpu, ca, n), rows(gpu, ga, n), 0, "add");
+        gpu.siluMul(ga, fill(gpu, b, n, width), n);
+        cpu.siluMul(ca, fill(cpu, b, n, width), n);
+        assertClose(rows(cpu, ca, n), rows(gpu, ga, n), 1e-6, "siluMul");
+    }
+
+    @Test
+    void copyRowsCopiesWholeRows() {
+        int width = 7;
+        float[] a = randomFloats(5 * width, 1f);
+        Activations src = fill(gpu, a, 5, width);
+        Activations dst = poisoned(4, width);
+        gpu.copyRows(src, 2, dst, 1, 3);
+        float[] got = rows(gpu, dst, 4);
+        assertArrayEquals(Arrays.copyOfRange(a, 2 * width, 5 * width), Arrays.copyOfRange(got, width, 4 * width), 0f);
+        assertTrue(Float.isNaN(got[0]), "row 0 untouched");
+    }
+
+    // ------------------------------------------------------------ attention
+
+    static Stream<Arguments> attentionCases() {
+        return Stream.of(KvCacheType.F16, KvCacheType.F32).flatMap(type -> Stream.of(
+                Arguments.of(type, 64, 0, 1), Arguments.of(type, 64, 37, 1), Arguments.of(type, 128, 0, 20),
+                Arguments.of(type, 128, 5, 9), Arguments.of(type, 128, 300, 1)));
+    }
+
+    @ParameterizedTest(name = "{0} cache, head {1}, from {2}, {3} tokens")
+    @MethodSource("attentionCases")
+    void attentionMatchesTheCpu(KvCacheType type, int headDim, int startPos, int n) {
+        AttentionShape s = new AttentionShape(8, 2, headDim, (float) (1 / Math.sqrt(headDim)));
+        int total = startPos + n;
+        float[] q = randomFloats(total * s.qDim(), 1f);
+        float[] k = randomFloats(total * s.kvDim(), 1f);
+        float[] v = randomFloats(total * s.kvDim(), 1f);
+        float[] expected = runAttention(cpu, type, s, q, k, v, startPos, n, total);
+        float[] actual = runAttention(gpu, type, s, q, k, v, startPos, n, total);
+        assertClose(expected, actual, 1e-5, type + " attention");
+    }
+
+    /** Stores keys/values of positions 0..total-1 (the first startPos as an earlier step), then attends the last n. */
+    private static float[] runAttention(Backend b, KvCacheType type, AttentionShape s, float[] q, float[] k, float[] v,
+                                        int startPos, int n, int total) {
+        try (KvCache cache = b.allocateKvCache(2, total + 3, s.kvDim(), type)) {
+            if (startPos > 0) {
+                b.storeKv(cache, 1, fill(b, Arrays.copyOf(k, startPos * s.kvDim()), startPos, s.kvDim()),
+                        fill(b, Arrays.copyOf(v, startPos * s.kvDim()), startPos, s.kvDim()), 0, startPos);
+            }
+            b.storeKv(cache, 1, fill(b, Arrays.copyOfRange(k, startPos * s.kvDim(), total * s.kvDim()), n, s.kvDim()),
+                    fill(b, Arrays.copyOfRange(v, startPos * s.kvDim(), total * s.kvDim()), n, s.kvDim()), startPos, n);
+            float[] nan = new float[n * s.qDim()];
+            Arrays.fill(nan, Float.NaN);
+            Activations out = fill(b, nan, n, s.qDim());
+            b.attention(fill(b, Arrays.copyOfRange(q, startPos * s.qDim(), total * s.qDim()), n, s.qDim()), cache, 1, s,
+                    startPos, n, out);
+            return rows(b, out, n);
+        }
+    }
+
+    @Test
+    void kvCacheTypesTheGpuDoesNotStoreAreRejectedClearly() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> gpu.allocateKvCache(1, 8, 64, KvCacheType.Q8_0));
+        assertTrue(e.getMessage().contains("f16 or f32"), e.getMessage());
+    }
+
+    // ------------------------------------------------------------ mixture of experts
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 3})
+    void routingMatchesTheCpu(int n) {
+        int experts = 24;
+        int k = 4;
+        float[] logits = randomFloats(n * experts, 2f);
+        logits[3] = logits[7]; // a tie: the lower index comes first
+        ExpertRouting gr = gpu.allocateRouting(experts, k, n);
+        gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, gr);
+        int[] ids = new int[n * k];
+        float[] weights = new float[n * k];
+        gpu.readRouting(gr, n, ids, weights);
+        ExpertRouting cr = cpu.allocateRouting(experts, k, n);
+        cpu.routeSoftmaxTopK(fill(cpu, logits, n, experts), n, cr);
+        assertArrayEquals(Arrays.copyOf(cr.expert(), n * k), ids, "chosen experts");
+        assertClose(Arrays.copyOf(cr.weight(), n * k), weights, 1e-6, "expert weights");
+        gr.close();
+    }
+
+    static Stream<Arguments> expertCases() {
+        // 1 and 3 tokens: per-assignment kernels; 40 tokens: grouped by expert on the device
+        return Stream.of(1, 3, 40).flatMap(n -> Stream.of(
+                Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q6_K),
+                Arguments.of(n, GgmlType.Q8_0, GgmlType.Q5_K, GgmlType.Q4_0)));
+    }
+
+    @ParameterizedTest(name = "{0} tokens, {1}/{2}/{3}")
+    @MethodSource("expertCases")
+    void expertsMatchADoublePrecisionComputationOfTheDeviceRouting(int n, GgmlType gateType, GgmlType upType,
+                                                                    GgmlType downType) {
+        int embd = 256;
+        int ffn = 512;
+        int experts = 8;
+        int k = 4;
+        GgufTensor gate = randomTensor("gate", gateType, embd, ffn, experts);
+        GgufTensor up = randomTensor("up", upType, embd, ffn, experts);
+        GgufTensor down = randomTensor("down", downType, ffn, embd, experts);
+        float[] x = randomFloats(n * embd, 1f);
+        float[] logits = randomFloats(n * experts, 2f);
+        float[] actual;
+        int[] ids = new int[n * k];
+        float[] weights = new float[n * k];
+        try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+             ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn)) {
+            gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
+            gpu.readRouting(routing, n, ids, weights);
+            Activations out = poisoned(n, embd);
+            gpu.experts(gpu.bind(gate), gpu.bind(up), gpu.bind(down), fill(gpu, x, n, embd), routing, buffers, out, n);
+            actual = rows(gpu, out, n);
+        }
+        float[] gw = decoded(gate);
+        float[] uw = decoded(up);
+        float[] dw = decoded(down);
+        float[] expected = new float[n * embd];
+        for (int t = 0; t < n; t++) {
+            double[] sum = new double[embd];
+            for (int s = 0; s < k; s++) {
+                int e = ids[t * k + s];
+                double[] z = new double[ffn];
+                for (int r = 0; r < ffn; r++) {
+                    double gs = 0;
+                    double us = 0;
+                    for (int j = 0; j < embd; j++) {
+                        gs += (double) gw[(e * ffn + r) * embd + j] * x[t * embd + j];
+                        us += (double) uw[(e * ffn + r) * embd + j] * x[t * embd + j];
+                    }
+                    z[r] = gs / (1 + Math.exp(-gs)) * us;
+                }
+                for (int r = 0; r < embd; r++) {
+                    double d = 0;
+                    for (int j = 0; j < ffn; j++) {
+                        d += dw[(e * embd + r) * ffn + j] * z[j];
+                    }
+                    sum[r] += d * weights[t * k + s];
+                }
+            }
+            for (int r = 0; r < embd; r++) {
+                expected[t * embd + r] = (float) sum[r];
+            }
+        }
+        assertClose(expected, actual, 1e-5, n + " tokens");
+    }
+
+    @Test
+    void routingFromAnotherBackendIsRejected() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> gpu.routeSoftmaxTopK(gpu.allocate(1, 4), 1, new ExpertRouting(4, 2, 1)));
+        assertTrue(e.getMessage().contains("allocateRouting"), e.getMessage());
+    }
+
+    // ------------------------------------------------------------ memory
+
+    @Test
+    void runningOutOfDeviceMemoryIsAClearError() {
+        CudaOutOfMemoryException e = assertThrows(CudaOutOfMemoryException.class,
+                () -> gpu.allocate(1 << 20, 1 << 19)); // 2 TiB
+        assertTrue(e.getMessage().contains("out of memory") && e.getMessage().contains("in use by moe4j"),
+                e.getMessage());
+        e = assertThrows(CudaOutOfMemoryException.class, () -> gpu.requireFree(1L << 42, "the weights of x.gguf"));
+        assertTrue(e.getMessage().startsWith("the weights of x.gguf need"), e.getMessage());
+        // the backend still works afterwards
+        Activations a = fill(gpu, new float[] {1, 2, 3}, 1, 3);
+        assertArrayEquals(new float[] {1, 2, 3}, rows(gpu, a, 1), 0f);
+    }
+
+    @Test
+    void closingBuffersReturnsTheirMemory() {
+        long before = usedActivations();
+        Activations a = gpu.allocate(1000, 1000);
+        assertEquals(before + 4_000_000L, usedActivations());
+        a.close();
+        a.close();
+        assertEquals(before, usedActivations());
+    }
+
+    private static long usedActivations() {
+        return gpu.bytesUsed(DeviceMemory.Use.ACTIVATIONS);
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = KvCacheType.class, names = {"F16", "F32"})
+    void kvCacheSizeIsAccounted(KvCacheType type) {
+        try (KvCache c = gpu.allocateKvCache(3, 100, 256, type)) {
+            assertEquals(3L * 2 * 100 * 256 * (type == KvCacheType.F16 ? 2 : 4), c.byteSize());
+        }
+    }
+}

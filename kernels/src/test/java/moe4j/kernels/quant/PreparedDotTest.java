@@ -1,0 +1,138 @@
+package moe4j.kernels.quant;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Set;
+import java.util.SplittableRandom;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * {@link QuantFormat#dotPrepared}: the dot of the dequantized row with the rounded activations, within
+ * float32 rounding; independent of the batch it is computed in, bit for bit; and the activation rounding
+ * itself against the reference quantizers' definitions.
+ */
+class PreparedDotTest {
+
+    static Set<GgmlType> supportedTypes() { return QuantFormats.supported(); }
+
+    private static int width(GgmlType type) {
+        // several chunks of ScaledDot for the super-block types, one partial
+        return type.blockSize() == 1 ? 4096 : 30 * 256;
+    }
+
+    @ParameterizedTest
+    @MethodSource("supportedTypes")
+    void matchesTheDotOfTheDequantizedRowWithRoundedActivationsAndIgnoresTheBatch(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        SplittableRandom rnd = new SplittableRandom(type.id() + 100);
+        int tokens = 5;
+        try (Arena arena = Arena.ofConfined()) {
+            for (int width : new int[] {256, 3 * 256, width(type)}) {
+                int blocks = width / type.blockSize();
+                MemorySegment data = arena.allocate((long) blocks * type.blockBytes() + 1);
+                format.randomBlocks(rnd, data, 1, blocks);
+                float[] w = new float[width];
+                format.dequantize(data, 1, w, 0, width);
+                float[] x = new float[tokens * width];
+                for (int i = 0; i < x.length; i++) {
+                    x[i] = (float) rnd.nextGaussian();
+                }
+                PreparedActivations prepared = new PreparedActivations();
+                prepared.reserve(format.activationRounding(), tokens, width);
+                for (int t = 0; t < tokens; t++) {
+                    prepared.prepareRow(x, t * width, t);
+                }
+                float[] batch = new float[2 * tokens];
+                format.dotPrepared(data, 1, prepared, 0, tokens, batch, 1, 2);
+                for (int t = 0; t < tokens; t++) {
+                    double exact = 0;
+                    double magnitude = 0;
+                    for (int i = 0; i < width; i++) {
+                        double p = (double) w[i] * prepared.values()[t * width + i];
+                        exact += p;
+                        magnitude += Math.abs(p);
+                    }
+                    float[] single = new float[1];
+                    format.dotPrepared(data, 1, prepared, t, 1, single, 0, 1);
+                    String what = type + " width " + width + " token " + t;
+                    assertEquals(single[0], batch[1 + 2 * t], 0f, what + ": batch vs single");
+                    // minimum terms and scales are applied per block: a few more roundings than a plain dot
+                    double bound = (width / 64.0 + 64) * 0x1p-24 * magnitude;
+                    assertTrue(Math.abs(single[0] - exact) <= bound, what + ": dot " + single[0] + " exact " + exact
+                            + " bound " + bound);
+                }
+            }
+        }
+    }
+
+    @Test
+    void q8kRoundingFollowsTheReferenceQuantizer() {
+        float[] x = new float[256];
+        SplittableRandom rnd = new SplittableRandom(5);
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        x[17] = 4.5f;
+        x[200] = -4.5f; // same magnitude later: the first one sets the scale
+        float[] r = new float[256];
+        ActivationRounding.Q8_K.round(x, 0, r, 0, 256);
+        float iscale = -127f / 4.5f;
+        float d = 1 / iscale;
+        assertEquals(d * -127, r[17], 0f, "the largest value maps to -127");
+        for (int i = 0; i < 256; i++) {
+            int q = Math.min(127, (int) Math.rint(iscale * x[i]));
+            assertEquals(d * q, r[i], 0f, "element " + i);
+        }
+    }
+
+    @Test
+    void q80RoundingUsesAnFp16ScaleAndRoundsHalvesToEven() {
+        float[] x = new float[32];
+        x[0] = 127f;
+        x[1] = 2.5f;
+        x[2] = -3.5f;
+        x[3] = 0.3f;
+        float[] r = new float[32];
+        ActivationRounding.Q8_0.round(x, 0, r, 0, 32);
+        assertEquals(127f, r[0], 0f);
+        assertEquals(2f, r[1], 0f);
+        assertEquals(-4f, r[2], 0f);
+        assertEquals(0f, r[3], 0f);
+        assertEquals(0f, r[31], 0f);
+    }
+
+    @Test
+    void halfPrecisionRoundings() {
+        float[] x = {1.0009765625f + 0x1p-12f, 1.00390625f + 0x1p-9f};
+        float[] r = new float[2];
+        ActivationRounding.F16.round(x, 0, r, 0, 2);
+        assertEquals(Float.float16ToFloat(Float.floatToFloat16(x[0])), r[0], 0f);
+        ActivationRounding.BF16.round(x, 0, r, 0, 2);
+        assertEquals(1.0f, r[0], 0f);
+        assertEquals(1.0078125f, r[1], 0f, "nearest bfloat16");
+    }
+
+    @Test
+    void rejectsActivationsPreparedForAnotherTypeAndRowsOutsideThePreparedOnes() {
+        QuantFormat q4k = QuantFormats.of(GgmlType.Q4_K);
+        PreparedActivations f16 = new PreparedActivations();
+        f16.reserve(ActivationRounding.F16, 2, 256);
+        MemorySegment data = MemorySegment.ofArray(new byte[GgmlType.Q4_K.blockBytes()]);
+        float[] out = new float[2];
+        assertThrows(IllegalArgumentException.class, () -> q4k.dotPrepared(data, 0, f16, 0, 1, out, 0, 1));
+        PreparedActivations q8k = new PreparedActivations();
+        q8k.reserve(ActivationRounding.Q8_K, 2, 256);
+        assertThrows(IndexOutOfBoundsException.class, () -> q4k.dotPrepared(data, 0, q8k, 1, 2, out, 0, 1));
+        assertThrows(IndexOutOfBoundsException.class, () -> q4k.dotPrepared(data, 0, q8k, 0, 2, out, 1, 1));
+        assertThrows(IllegalArgumentException.class, () -> q8k.reserve(ActivationRounding.Q8_K, 1, 100));
+    }
+}
