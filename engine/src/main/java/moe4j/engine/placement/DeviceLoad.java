@@ -31,8 +31,8 @@ public record DeviceLoad(DeviceSpec device, long weightsBytes, long kvBytes, lon
     /** Weights, KV cache and scratch. */
     public long totalBytes() { return weightsBytes + kvBytes + scratchBytes; }
 
-    /** Capacity less the margin. */
-    public long usableBytes() { return device.capacityBytes() - marginBytes; }
+    /** Capacity less the margin (0 when the margin is larger). */
+    public long usableBytes() { return Math.max(0, device.capacityBytes() - marginBytes); }
 
     /** Usable memory left; negative when the device is short. */
     public long freeBytes() { return usableBytes() - totalBytes(); }

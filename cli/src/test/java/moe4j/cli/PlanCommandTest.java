@@ -1,0 +1,155 @@
+package moe4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import moe4j.gguf.GgufFile;
+import moe4j.gguf.GgufTensor;
+
+class PlanCommandTest {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final long GIB = 1L << 30;
+    private static final long MIB = 1L << 20;
+
+    private static JsonNode json(String... args) throws IOException {
+        CliRunner r = CliRunner.run(args);
+        assertEquals(0, r.exitCode(), r.err());
+        return JSON.readTree(r.out());
+    }
+
+    private static long sum(JsonNode devices, String key) {
+        long s = 0;
+        for (JsonNode d : devices) {
+            s += d.get(key).asLong();
+        }
+        return s;
+    }
+
+    @Test
+    void presetOnTwoGpusAndRamAsJson() throws IOException {
+        JsonNode j = json("plan", "--model", "qwen3-235b-a22b:Q4_K_M", "--gpu", "rtx5090,rtx5090", "--ram", "128G",
+                "--ctx", "32768", "--json");
+        assertTrue(j.get("fits").asBoolean());
+        assertTrue(j.get("message").isNull());
+        assertTrue(j.get("estimated_tg_tok_s").asDouble() > 0);
+        JsonNode devices = j.get("devices");
+        assertEquals(3, devices.size());
+        assertEquals("cuda:0", devices.get(0).get("name").asText());
+        assertEquals("cuda:1", devices.get(1).get("name").asText());
+        assertEquals("cpu", devices.get(2).get("name").asText());
+        for (String key : new String[] {"name", "capacity_bytes", "weights_bytes", "kv_bytes", "scratch_bytes", "layers"}) {
+            for (JsonNode d : devices) {
+                assertTrue(d.has(key), key);
+            }
+        }
+        assertEquals(32 * GIB, devices.get(0).get("capacity_bytes").asLong());
+        assertEquals(128 * GIB, devices.get(2).get("capacity_bytes").asLong());
+        assertEquals(j.get("model").get("weights_bytes").asLong(), sum(devices, "weights_bytes"));
+        assertEquals(94 * 64 * MIB, sum(devices, "kv_bytes"), "94 layers x 2 x 32768 x 512 x 2 bytes");
+        int layers = 0;
+        for (JsonNode d : devices) {
+            layers += d.get("layers").size();
+            assertTrue(d.get("free_bytes").asLong() >= 0);
+        }
+        assertEquals(94, layers);
+        assertEquals(94, j.get("layers").size());
+        assertEquals(0, devices.get(2).get("layers").size(), "attention of every layer fits on the GPUs");
+    }
+
+    @Test
+    void presetTextNamesDevicesAndVerdict() {
+        CliRunner r = CliRunner.run("plan", "-m", "Qwen3-30B-A3B:q4_k_m", "--gpu", "3x24G", "--ram", "64G");
+        assertEquals(0, r.exitCode(), r.err());
+        assertTrue(r.out().contains("qwen3-30b-a3b:Q4_K_M"), r.out());
+        for (String s : new String[] {"cuda:0", "cuda:1", "cuda:2", "cpu", "fits: yes", "decode ceiling"}) {
+            assertTrue(r.out().contains(s), s + " in\n" + r.out());
+        }
+    }
+
+    @Test
+    void notFittingSaysWhatIsShortByHowMuch() throws IOException {
+        JsonNode j = json("plan", "--model", "qwen3-235b-a22b:Q8_0", "--gpu", "rtx5090", "--ram", "64G", "--json");
+        assertFalse(j.get("fits").asBoolean());
+        String message = j.get("message").asText();
+        assertTrue(message.startsWith("cpu (DDR5-5600 x2) is short by "), message);
+        JsonNode cpu = j.get("devices").get(1);
+        assertFalse(cpu.get("fits").asBoolean());
+        long needs = cpu.get("weights_bytes").asLong() + cpu.get("kv_bytes").asLong() + cpu.get("scratch_bytes").asLong();
+        assertEquals(64 * GIB - 512 * MIB - needs, cpu.get("free_bytes").asLong());
+    }
+
+    @Test
+    void cpuMoeAndOverridesMoveExpertsToRam() throws IOException {
+        JsonNode cpuMoe = json("plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--gpu", "h100", "--ram", "64G", "--cpu-moe",
+                "--json");
+        JsonNode ot = json("plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--gpu", "h100", "--ram", "64G", "-ot", "exps=CPU",
+                "--json");
+        for (JsonNode j : new JsonNode[] {cpuMoe, ot}) {
+            assertEquals(48, j.get("devices").get(0).get("layers").size());
+            assertEquals(0, j.get("devices").get(0).get("expert_layers").size());
+            assertEquals(48, j.get("devices").get(1).get("expert_layers").size());
+        }
+        assertEquals(cpuMoe.get("devices"), ot.get("devices"));
+
+        JsonNode some = json("plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--gpu", "h100", "--ram", "64G", "--n-cpu-moe", "10",
+                "--json");
+        assertEquals(10, some.get("devices").get(1).get("expert_layers").size());
+        assertEquals(0, some.get("devices").get(1).get("expert_layers").get(0).asInt());
+    }
+
+    @Test
+    void generatedFileByteTotalsMatchItsTensors(@TempDir Path dir) throws IOException {
+        Path file = TestModels.tinyMoe(dir);
+        long tensorBytes;
+        try (GgufFile f = GgufFile.open(file)) {
+            tensorBytes = f.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
+        }
+        JsonNode j = json("plan", "-m", file.toString(), "--gpu", "1G", "--ram", "1G", "--ctx", "256", "--kv", "q8_0",
+                "--json");
+        assertTrue(j.get("fits").asBoolean());
+        assertEquals(tensorBytes, j.get("model").get("weights_bytes").asLong());
+        assertEquals(tensorBytes, sum(j.get("devices"), "weights_bytes"));
+        // tiny: 2 layers, 2 KV heads of 64 -> 128 values, q8_0 34 bytes per 32
+        assertEquals(2L * 2 * 256 * 128 / 32 * 34, sum(j.get("devices"), "kv_bytes"));
+        assertEquals(256, j.get("context").asInt());
+        assertEquals("q8_0", j.get("kv_type").asText());
+
+        CliRunner text = CliRunner.run("plan", "-m", file.toString(), "--ram", "1G");
+        assertEquals(0, text.exitCode(), text.err());
+        assertTrue(text.out().contains("tiny-moe.gguf"), text.out());
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"--ram=24", "--ram=24X", "--margin=lots", "--gpu=24", "--gpu=rtx9999", "--kv=q4",
+            "--model=qwen3-9b:Q4_K_M", "--model=qwen3-30b-a3b:Q9", "--split=1,1", "--ram-type=sdram",
+            "-ot=exps=cuda:3", "-ot=[=cpu", "--ctx=0"})
+    void badUsageIsExit2WithOneLine(String bad) {
+        String[] base = bad.startsWith("--model=") ? new String[] {"plan", bad, "--gpu", "24G"}
+                : new String[] {"plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--gpu", "24G", bad};
+        CliRunner r = CliRunner.run(base);
+        assertEquals(2, r.exitCode(), bad + ": " + r.err());
+        assertEquals(1, r.errorLineCount(), r.err());
+        assertEquals(1, r.errLines().length, r.err());
+        assertTrue(r.lastErrLine().startsWith("moe4j: error: "), r.err());
+    }
+
+    @Test
+    void aMissingFileIsExit1() {
+        CliRunner r = CliRunner.run("plan", "-m", "/nonexistent/model.gguf");
+        assertEquals(1, r.exitCode(), r.err());
+        assertTrue(r.lastErrLine().contains("file not found"), r.err());
+    }
+}

@@ -1,0 +1,387 @@
+package moe4j.engine.placement;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.IntStream;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import moe4j.engine.placement.ModelFootprint.Part;
+import moe4j.engine.placement.ModelFootprint.TensorFootprint;
+import moe4j.engine.testmodel.ModelShape;
+import moe4j.engine.testmodel.TensorMix;
+import moe4j.engine.testmodel.TestModelGenerator;
+import moe4j.gguf.GgufFile;
+import moe4j.gguf.GgufTensor;
+import moe4j.kernels.KvCacheType;
+
+class PlannerTest {
+
+    private static final long KIB = 1024;
+    private static final long MIB = 1024 * KIB;
+    private static final long GIB = 1024 * MIB;
+
+    // A hand-sized MoE model: embd 64, q 64, kv 32, 4 experts (2 used) of FFN 32, vocabulary 1000.
+    private static final long EMBEDDING = 2 * MIB;
+    private static final long HEAD = 2 * MIB;
+    private static final long OUTPUT_NORM = KIB;
+    private static final long ATTENTION = 4 * MIB;          // q, k, v, output: 1 MiB each
+    private static final long NORMS_AND_ROUTER = 6 * KIB;   // two 1 KiB norms, a 4 KiB router
+    private static final long DENSE = ATTENTION + NORMS_AND_ROUTER;
+    private static final long EXPERTS = 24 * MIB;           // gate, up, down: 8 MiB each
+    private static final int CTX = 1024;
+    private static final long KV = 2L * CTX * 32 * 2;       // keys and values, f16
+    /** Batch 1, every kind of part (see Planner.scratchBytes): hidden, normed, block out, q/k/v/out,
+     * router logits and choices, expert buffers, head input and logits. */
+    private static final long SCRATCH_ALL = 64 * 4 + 2 * 64 * 4 + (2 * 64 + 2 * 32) * 4 + 4 * 4 + 2 * 8
+            + 2 * (2 * 64 + 2 * 32) * 4 + (64 + 1000) * 4;
+    private static final long MARGIN = 64 * MIB;
+    private static final SystemMemory DDR = SystemMemory.DEFAULT;
+
+    static ModelFootprint synthetic(int layers, boolean tied) {
+        List<TensorFootprint> t = new ArrayList<>();
+        t.add(ModelFootprint.classify("token_embd.weight", EMBEDDING));
+        for (int l = 0; l < layers; l++) {
+            String p = "blk." + l + ".";
+            t.add(ModelFootprint.classify(p + "attn_norm.weight", KIB));
+            for (String n : List.of("attn_q", "attn_k", "attn_v", "attn_output")) {
+                t.add(ModelFootprint.classify(p + n + ".weight", MIB));
+            }
+            t.add(ModelFootprint.classify(p + "ffn_norm.weight", KIB));
+            t.add(ModelFootprint.classify(p + "ffn_gate_inp.weight", 4 * KIB));
+            for (String n : List.of("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps")) {
+                t.add(ModelFootprint.classify(p + n + ".weight", 8 * MIB));
+            }
+        }
+        t.add(ModelFootprint.classify("output_norm.weight", OUTPUT_NORM));
+        if (!tied) {
+            t.add(ModelFootprint.classify("output.weight", HEAD));
+        }
+        return new ModelFootprint("synthetic", layers, 64, 64, 32, 4, 2, 32, 0, 1000, 4096, tied, t);
+    }
+
+    private static PlanRequest request() {
+        return PlanRequest.defaults(CTX).withBatchSize(1).withMargin(MARGIN);
+    }
+
+    private static DeviceSpec gpu(int i, long capacity) {
+        return DeviceSpec.gpu(i, "GPU", capacity, 1000, HostLink.PCIE4_X16);
+    }
+
+    private static long total(ModelFootprint m) {
+        return EMBEDDING + m.layers() * (DENSE + EXPERTS) + OUTPUT_NORM + (m.tiedEmbeddings() ? 0 : HEAD);
+    }
+
+    @Test
+    void classifiesTensorsByName() {
+        assertEquals(Part.TOKEN_EMBEDDING, ModelFootprint.classify("token_embd.weight", 1).part());
+        assertEquals(Part.OUTPUT, ModelFootprint.classify("output.weight", 1).part());
+        assertEquals(Part.OUTPUT_NORM, ModelFootprint.classify("output_norm.weight", 1).part());
+        TensorFootprint q = ModelFootprint.classify("blk.12.attn_q.weight", 1);
+        assertEquals(12, q.layer());
+        assertEquals(Part.ATTENTION, q.part());
+        assertEquals(Part.NORM, ModelFootprint.classify("blk.0.attn_k_norm.weight", 1).part());
+        assertEquals(Part.ROUTER, ModelFootprint.classify("blk.0.ffn_gate_inp.weight", 1).part());
+        assertEquals(Part.EXPERTS, ModelFootprint.classify("blk.0.ffn_down_exps.weight", 1).part());
+        assertEquals(Part.DENSE_FFN, ModelFootprint.classify("blk.0.ffn_up.weight", 1).part());
+        assertEquals(Part.OTHER, ModelFootprint.classify("rope_freqs.weight", 1).part());
+    }
+
+    @Test
+    void ramOnlyFitsExactlyAndReportsTheExactShortfall() {
+        ModelFootprint m = synthetic(4, false);
+        long needs = total(m) + 4 * KV + SCRATCH_ALL;
+
+        Placement fits = Planner.plan(m, List.of(DeviceSpec.cpu(needs + MARGIN, DDR)), request());
+        assertTrue(fits.fits(), fits.message());
+        DeviceLoad cpu = fits.device("cpu");
+        assertEquals(total(m), cpu.weightsBytes());
+        assertEquals(4 * KV, cpu.kvBytes());
+        assertEquals(SCRATCH_ALL, cpu.scratchBytes());
+        assertEquals(0, cpu.freeBytes());
+        assertEquals("", fits.message());
+
+        Placement shortBy1MiB = Planner.plan(m, List.of(DeviceSpec.cpu(needs + MARGIN - MIB, DDR)), request());
+        assertFalse(shortBy1MiB.fits());
+        assertEquals(-MIB, shortBy1MiB.device("cpu").freeBytes());
+        assertTrue(shortBy1MiB.message().startsWith("cpu (DDR5-5600 x2) is short by 1.00 MiB: it needs "),
+                shortBy1MiB.message());
+    }
+
+    @Test
+    void aBigGpuTakesEverythingButTheTokenEmbedding() {
+        ModelFootprint m = synthetic(4, false);
+        Placement p = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), request());
+        assertTrue(p.fits());
+        DeviceLoad g = p.device("cuda:0");
+        assertEquals(total(m) - EMBEDDING, g.weightsBytes());
+        assertEquals(4 * KV, g.kvBytes());
+        assertEquals(List.of(0, 1, 2, 3), g.attentionLayers());
+        assertEquals(List.of(0, 1, 2, 3), g.expertLayers());
+        assertEquals(SCRATCH_ALL, g.scratchBytes());
+        assertEquals("cpu", p.deviceOf("token_embd.weight"));
+        assertEquals("cuda:0", p.deviceOf("output.weight"));
+        DeviceLoad cpu = p.device("cpu");
+        assertEquals(EMBEDDING, cpu.weightsBytes());
+        assertEquals(64 * 4, cpu.scratchBytes(), "the embedding's output rows only");
+        // embedding -> GPU, logits -> host
+        assertEquals(2, p.transfersPerToken());
+    }
+
+    @Test
+    void gpusGetWhatEveryTokenReadsBeforeExperts() {
+        ModelFootprint m = synthetic(4, false);
+        long fixed = SCRATCH_ALL + HEAD + OUTPUT_NORM;
+        long capacity = MARGIN + fixed + 4 * (DENSE + KV) + EXPERTS + EXPERTS / 2;   // room for one expert block
+        Placement p = Planner.plan(m, List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR)), request());
+        assertTrue(p.fits(), p.message());
+        assertEquals(List.of(0, 1, 2, 3), p.device("cuda:0").attentionLayers());
+        assertEquals(List.of(0), p.device("cuda:0").expertLayers());
+        assertEquals(List.of(1, 2, 3), p.device("cpu").expertLayers());
+        assertEquals("cpu", p.deviceOf("blk.1.ffn_up_exps.weight"));
+        assertEquals("cuda:0", p.deviceOf("blk.1.attn_q.weight"));
+        assertEquals(EXPERTS / 2, p.device("cuda:0").freeBytes());
+        // per CPU-expert layer the hidden state goes to the CPU and back, plus embedding in and logits out
+        assertEquals(3 * 2 + 2, p.transfersPerToken());
+    }
+
+    @Test
+    void layersThatDoNotFitStayOnTheCpuAndAreTheFirstOnes() {
+        ModelFootprint m = synthetic(4, false);
+        long capacity = MARGIN + SCRATCH_ALL + HEAD + OUTPUT_NORM + 2 * (DENSE + KV) + MIB;
+        Placement p = Planner.plan(m, List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR)), request());
+        assertTrue(p.fits(), p.message());
+        assertEquals(List.of(2, 3), p.device("cuda:0").attentionLayers());
+        assertEquals(List.of(0, 1), p.device("cpu").attentionLayers());
+        assertEquals(List.of(0, 1, 2, 3), p.device("cpu").expertLayers());
+        assertEquals(2 * KV, p.device("cpu").kvBytes());
+    }
+
+    @Test
+    void aGpuTooSmallForAnythingIsLeftEmpty() {
+        ModelFootprint m = synthetic(4, false);
+        Placement p = Planner.plan(m, List.of(gpu(0, MARGIN + MIB), DeviceSpec.cpu(GIB, DDR)), request());
+        assertTrue(p.fits());
+        assertEquals(0, p.device("cuda:0").totalBytes());
+        assertEquals(total(m), p.device("cpu").weightsBytes());
+        assertEquals("cpu", p.deviceOf("output.weight"));
+        assertEquals(0, p.transfersPerToken());
+    }
+
+    @Test
+    void defaultSplitIsByFreeMemoryAndManualSplitByProportion() {
+        ModelFootprint m = synthetic(8, false);
+        List<DeviceSpec> two = List.of(gpu(0, GIB), gpu(1, GIB), DeviceSpec.cpu(GIB, DDR));
+        Placement even = Planner.plan(m, two, request());
+        assertEquals(List.of(0, 1, 2, 3), even.device("cuda:0").attentionLayers());
+        assertEquals(List.of(4, 5, 6, 7), even.device("cuda:1").attentionLayers());
+        assertEquals("cuda:1", even.deviceOf("output.weight"), "the head goes with the last layer");
+
+        Placement threeToOne = Planner.plan(m, two, request().withSplit(List.of(3.0, 1.0)));
+        assertEquals(List.of(0, 1, 2, 3, 4, 5), threeToOne.device("cuda:0").attentionLayers());
+        assertEquals(List.of(6, 7), threeToOne.device("cuda:1").attentionLayers());
+        assertEquals(6 * KV, threeToOne.device("cuda:0").kvBytes());
+
+        List<DeviceSpec> unequal = List.of(gpu(0, 3 * MARGIN), gpu(1, MARGIN + 40 * MIB), DeviceSpec.cpu(GIB, DDR));
+        Placement byMemory = Planner.plan(m, unequal, request().withCpuMoe());
+        assertTrue(byMemory.device("cuda:0").attentionLayers().size() > byMemory.device("cuda:1").attentionLayers().size());
+
+        assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, two, request().withSplit(List.of(1.0))));
+    }
+
+    @Test
+    void cpuMoeKeepsAttentionOnTheGpuAndExpertsInRam() {
+        ModelFootprint m = synthetic(4, false);
+        Placement p = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), request().withCpuMoe());
+        DeviceLoad g = p.device("cuda:0");
+        assertEquals(List.of(0, 1, 2, 3), g.attentionLayers());
+        assertEquals(List.of(), g.expertLayers());
+        assertEquals(4 * DENSE + HEAD + OUTPUT_NORM, g.weightsBytes());
+        assertEquals(EMBEDDING + 4 * EXPERTS, p.device("cpu").weightsBytes());
+        for (LayerPlacement l : p.layers()) {
+            assertEquals("cuda:0", l.attention());
+            assertEquals("cpu", l.experts());
+        }
+    }
+
+    @Test
+    void nCpuMoeKeepsTheFirstLayersExpertsInRam() {
+        ModelFootprint m = synthetic(4, false);
+        Placement p = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), request().withNCpuMoe(1));
+        assertEquals(List.of(1, 2, 3), p.device("cuda:0").expertLayers());
+        assertEquals(List.of(0), p.device("cpu").expertLayers());
+        assertEquals(EMBEDDING + EXPERTS, p.device("cpu").weightsBytes());
+    }
+
+    @Test
+    void manualGpuLayersThatDoNotFitSayWhichGpuIsShortAndByHowMuch() {
+        ModelFootprint m = synthetic(4, false);
+        long capacity = MARGIN + SCRATCH_ALL + HEAD + OUTPUT_NORM + 2 * (DENSE + KV + EXPERTS);
+        List<DeviceSpec> devices = List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR));
+        Placement manual = Planner.plan(m, devices, request().withGpuLayers(4).withNCpuMoe(0));
+        assertFalse(manual.fits());
+        DeviceLoad g = manual.device("cuda:0");
+        assertEquals(-2 * (DENSE + KV + EXPERTS), g.freeBytes());
+        assertTrue(manual.message().startsWith("cuda:0 (GPU) is short by " + ByteSize.format(2 * (DENSE + KV + EXPERTS))),
+                manual.message());
+        assertTrue(manual.message().contains("but has " + ByteSize.format(capacity - MARGIN) + " usable"));
+
+        Placement auto = Planner.plan(m, devices, request());
+        assertTrue(auto.fits(), auto.message());
+        assertEquals(List.of(0, 1, 2, 3), auto.device("cuda:0").attentionLayers());
+    }
+
+    @Test
+    void overridePatternsPinTensorsFirst() {
+        ModelFootprint m = synthetic(4, false);
+        List<DeviceSpec> devices = List.of(gpu(0, GIB), gpu(1, GIB), DeviceSpec.cpu(GIB, DDR));
+        Placement exps = Planner.plan(m, devices, request().withOverrides(List.of(TensorOverride.parse("exps=CPU"))));
+        Placement cpuMoe = Planner.plan(m, devices, request().withCpuMoe());
+        assertEquals(cpuMoe.tensorDevices(), exps.tensorDevices());
+
+        Placement layer0 = Planner.plan(m, devices, request().withOverrides(List.of(
+                TensorOverride.parse("blk\\.0\\.ffn_down_exps=cpu"), TensorOverride.parse("blk\\.0\\.=CUDA1"))));
+        assertEquals("cpu", layer0.deviceOf("blk.0.ffn_down_exps.weight"), "first match wins");
+        assertEquals("cuda:1", layer0.deviceOf("blk.0.ffn_up_exps.weight"));
+        assertEquals("cuda:1", layer0.deviceOf("blk.0.attn_q.weight"));
+        assertEquals("cuda:1", layer0.layers().get(0).attention());
+        assertTrue(layer0.device("cuda:1").attentionLayers().contains(0));
+
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, devices,
+                request().withOverrides(List.of(TensorOverride.parse("exps=cuda:7")))));
+        assertTrue(e.getMessage().contains("cuda:7"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> TensorOverride.parse("exps"));
+        assertThrows(IllegalArgumentException.class, () -> TensorOverride.parse("[=cpu"));
+    }
+
+    @Test
+    void kvCacheBytesMatchHandComputation() {
+        ModelFootprint m = ModelFootprint.preset("qwen3-235b-a22b:Q4_K_M");
+        assertEquals(512, m.kvDim());
+        assertEquals(64 * MIB, m.kvBytesPerLayer(32768, KvCacheType.F16));
+        assertEquals(128 * MIB, m.kvBytesPerLayer(32768, KvCacheType.F32));
+        assertEquals(2L * 32768 * (512 / 32) * 34, m.kvBytesPerLayer(32768, KvCacheType.Q8_0));
+
+        Placement p = Planner.plan(m, List.of(DeviceSpec.gpu(0, GpuCard.RTX_5090), DeviceSpec.cpu(256 * GIB, DDR)),
+                PlanRequest.defaults(32768));
+        long kv = p.devices().stream().mapToLong(DeviceLoad::kvBytes).sum();
+        assertEquals(94 * 64 * MIB, kv);
+        for (DeviceLoad d : p.devices()) {
+            assertEquals(d.attentionLayers().size() * 64 * MIB, d.kvBytes(), d.device().name());
+        }
+    }
+
+    @Test
+    void byteTotalsEqualTheGgufTensorSizes(@TempDir Path dir) throws IOException {
+        Path file = dir.resolve("tiny.gguf");
+        TestModelGenerator.write(ModelShape.tiny(), TensorMix.Q4_K_M, 3, file);
+        try (GgufFile f = GgufFile.open(file)) {
+            ModelFootprint fromFile = ModelFootprint.of(f);
+            long sum = f.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
+            assertEquals(sum, fromFile.totalBytes());
+            assertEquals(f.tensors().size(), fromFile.tensors().size());
+
+            ModelFootprint preset = ModelFootprint.preset("TINY:q4_k_m");
+            assertEquals(fromFile.tensors(), preset.tensors());
+            assertEquals(fromFile.kvDim(), preset.kvDim());
+
+            for (long gpuBytes : new long[] {MIB, 600 * KIB, 4 * MIB}) {
+                Placement p = Planner.plan(fromFile, List.of(gpu(0, gpuBytes + MARGIN), DeviceSpec.cpu(GIB, DDR)),
+                        request());
+                assertEquals(sum, p.devices().stream().mapToLong(DeviceLoad::weightsBytes).sum(), "GPU " + gpuBytes);
+            }
+        }
+    }
+
+    @Test
+    void aTiedHeadOnAGpuIsASecondCopyOfTheEmbedding() {
+        ModelFootprint m = synthetic(2, true);
+        Placement gpuHead = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), request());
+        assertEquals(total(m) + EMBEDDING, gpuHead.devices().stream().mapToLong(DeviceLoad::weightsBytes).sum());
+        assertTrue(gpuHead.device("cuda:0").globals().contains("token_embd.weight (LM head copy)"));
+
+        Placement ramOnly = Planner.plan(m, List.of(DeviceSpec.cpu(GIB, DDR)), request());
+        assertEquals(total(m), ramOnly.device("cpu").weightsBytes());
+    }
+
+    @Test
+    void decodeEstimateIsBandwidthOverBytesRead() {
+        ModelFootprint m = synthetic(4, false);
+        Placement p = Planner.plan(m, List.of(DeviceSpec.cpu(GIB, DDR)), request());
+        long read = EMBEDDING / 1000 + 4 * (DENSE + EXPERTS * 2 / 4) + OUTPUT_NORM + HEAD;
+        assertEquals(read, p.device("cpu").weightsReadPerToken());
+        assertEquals(DDR.bandwidthGBps() * 1e9 / read, p.estimatedDecodeTokensPerSecond(), 1e-9);
+        double atFull = DDR.bandwidthGBps() * 1e9 / (read + (double) 4 * KV);
+        assertEquals(atFull, p.estimatedDecodeTokensPerSecond(CTX), 1e-9);
+    }
+
+    @Test
+    void decodeEstimateGrowsWithBandwidthAndShrinksWithCachedPositions() {
+        ModelFootprint m = ModelFootprint.preset("qwen3-30b-a3b:Q4_K_M");
+        long capacity = 12 * GIB;
+        double previous = 0;
+        for (double gbps : new double[] {300, 900, 2000, 4000}) {
+            Placement p = Planner.plan(m, List.of(DeviceSpec.gpu(0, "GPU", capacity, gbps, HostLink.PCIE4_X16),
+                    DeviceSpec.cpu(64 * GIB, DDR)), PlanRequest.defaults(4096));
+            double tps = p.estimatedDecodeTokensPerSecond();
+            assertTrue(tps > previous, gbps + " GB/s: " + tps + " <= " + previous);
+            assertTrue(p.estimatedDecodeTokensPerSecond(4096) < tps);
+            previous = tps;
+        }
+        double slowRam = Planner.plan(m, List.of(DeviceSpec.cpu(64 * GIB, SystemMemory.parse("ddr4-3200", 2))),
+                PlanRequest.defaults(4096)).estimatedDecodeTokensPerSecond();
+        double fastRam = Planner.plan(m, List.of(DeviceSpec.cpu(64 * GIB, SystemMemory.parse("ddr5-4800", 12))),
+                PlanRequest.defaults(4096)).estimatedDecodeTokensPerSecond();
+        assertTrue(fastRam > slowRam);
+    }
+
+    @Test
+    void presetsCoverTheQwen3MoeModelsAtTheCommonMixes() {
+        for (String model : List.of("qwen3-235b-a22b", "qwen3-30b-a3b")) {
+            long previous = 0;
+            for (String mix : List.of("Q2_K", "Q3_K_M", "Q4_K_M", "Q8_0")) {
+                ModelFootprint f = ModelFootprint.preset(model + ":" + mix);
+                assertTrue(f.totalBytes() > previous, model + ":" + mix);
+                previous = f.totalBytes();
+                assertEquals(128, f.experts());
+                assertEquals(8, f.expertsUsed());
+            }
+        }
+        assertEquals(94, ModelFootprint.preset("qwen3-235b-a22b:Q4_K_M").layers());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> ModelFootprint.preset("qwen3-235b-a22b:Q9"));
+        assertTrue(e.getMessage().contains("Q9"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> ModelFootprint.preset("nope:Q4_K_M"));
+        assertThrows(IllegalArgumentException.class, () -> ModelFootprint.preset("qwen3-235b-a22b"));
+    }
+
+    @Test
+    void rangesAreCompact() {
+        assertEquals("-", Placement.ranges(List.of()));
+        assertEquals("0-2, 5, 7-8", Placement.ranges(List.of(0, 1, 2, 5, 7, 8)));
+        assertEquals("3", Placement.ranges(List.of(3)));
+        assertEquals("0-93", Placement.ranges(IntStream.range(0, 94).boxed().toList()));
+    }
+
+    @Test
+    void explainNamesEveryDeviceAndTheVerdict() {
+        ModelFootprint m = synthetic(4, false);
+        Placement p = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), request());
+        String text = p.explain();
+        assertTrue(text.contains("cuda:0"), text);
+        assertTrue(text.contains("cpu"), text);
+        assertTrue(text.contains("fits: yes"), text);
+        Placement no = Planner.plan(m, List.of(DeviceSpec.cpu(MIB, DDR)), request());
+        assertTrue(no.explain().contains("fits: NO: cpu (DDR5-5600 x2) is short by"), no.explain());
+        assertEquals(0, no.device("cpu").usableBytes(), "a margin above the capacity leaves nothing");
+        assertEquals(-no.device("cpu").totalBytes(), no.device("cpu").freeBytes());
+    }
+}
