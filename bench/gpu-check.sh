@@ -7,6 +7,7 @@
 #
 #   LAYERS=48 PP=512 TG=128 REPS=3 bench/gpu-check.sh
 #   SYNC=1 bench/gpu-check.sh     waits after every kernel, so a failing test names the kernel that failed
+#   GRAPHS=0 bench/gpu-check.sh   launches every decode kernel from the host instead of replaying a CUDA graph
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -28,6 +29,7 @@ tar xzf .gpu/jre.tgz -C "$work"
 java="$work/jre/bin/java"
 flags=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Djava.io.tmpdir="$work")
 [ "${SYNC:-0}" = 1 ] && flags+=(-Dmoe4j.cuda.sync=true)
+[ "${GRAPHS:-1}" = 0 ] && flags+=(-Dmoe4j.cuda.graphs=false)
 if [ -d "$root/../shared/fixtures" ]; then
     shared="$root/../shared"
 else

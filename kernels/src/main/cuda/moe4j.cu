@@ -228,14 +228,20 @@ __device__ __forceinline__ void mm_body(const uint8_t* W, long long expertStride
 
 // ---------------------------------------------------------------- row lookup (embedding)
 
-// Y[t] = row ids[t] of W, decoded.
+// Y[t] = row ids[t] of W, decoded; a row of NaN for an id outside 0..rows-1 (the host checks ids, but in a
+// replayed decode graph the id comes from device memory).
 template <class F>
-__device__ __forceinline__ void rows_body(const uint8_t* W, long long rowBytes, int K, const int* ids, float* Y,
-                                          int yStride) {
+__device__ __forceinline__ void rows_body(const uint8_t* W, long long rowBytes, int K, int rows, const int* ids,
+                                          float* Y, int yStride) {
     constexpr int PARTS = F::QK / 16;
     int t = blockIdx.x;
-    const uint8_t* row = W + (long long)ids[t] * rowBytes;
+    int id = ids[t];
     float* y = Y + (long long)t * yStride;
+    if (id < 0 || id >= rows) {
+        for (int i = threadIdx.x; i < K; i += blockDim.x) y[i] = __int_as_float(0x7fc00000);
+        return;
+    }
+    const uint8_t* row = W + (long long)id * rowBytes;
     for (int i = threadIdx.x; i < (K >> 4); i += blockDim.x) {
         float v[16];
         F::decode(row + (long long)(i / PARTS) * F::BYTES, i % PARTS, v);
@@ -270,9 +276,9 @@ __device__ __forceinline__ void rows_body(const uint8_t* W, long long rowBytes, 
                   const float* X, int xStride, float* Y, int yStride, int n, const int* tiles) {                \
         mm_body<F>(W, expertStride, rowBytes, K, rows, experts, X, xStride, Y, yStride, n, tiles);             \
     }                                                                                                            \
-    extern "C" __global__ void rows_##NAME(const uint8_t* W, long long rowBytes, int K, const int* ids,         \
+    extern "C" __global__ void rows_##NAME(const uint8_t* W, long long rowBytes, int K, int rows, const int* ids, \
                                            float* Y, int yStride) {                                              \
-        rows_body<F>(W, rowBytes, K, ids, Y, yStride);                                                           \
+        rows_body<F>(W, rowBytes, K, rows, ids, Y, yStride);                                                     \
     }
 
 FORMAT_KERNELS(f32, F32)
@@ -293,21 +299,12 @@ FORMAT_KERNELS(iq4_xs, IQ4_XS)
 
 // ---------------------------------------------------------------- normalization, RoPE, element-wise
 
-// One block per group of `group` values (a whole row or one head): x * (1 / sqrt(mean(x^2) + eps)) * gain,
-// the sum of squares in double as the CPU backend forms it. out may be x.
-extern "C" __global__ void __launch_bounds__(256)
-    rms_norm(const float* X, int xStride, const float* gain, int group, int groups, float eps, float* Y, int yStride) {
+// 1 / sqrt(mean + eps) of a group of `group` values, from each thread's double sum of squares; every thread
+// of the block (of at most 256) gets it. The warps' sums are added in warp order, so the result depends
+// only on the block size, not on which kernel asks.
+__device__ __forceinline__ float block_rms_scale(double sum, int group, float eps) {
     __shared__ double partial[8];
     __shared__ float scale;
-    int t = blockIdx.x / groups;
-    int g = blockIdx.x % groups;
-    const float* x = X + (long long)t * xStride + (long long)g * group;
-    float* y = Y + (long long)t * yStride + (long long)g * group;
-    double sum = 0.0;
-    for (int i = threadIdx.x; i < group; i += blockDim.x) {
-        float v = x[i];
-        sum += (double)__fmul_rn(v, v);
-    }
     sum = warp_sum(sum);
     int warp = threadIdx.x >> 5;
     if ((threadIdx.x & 31) == 0) partial[warp] = sum;
@@ -319,22 +316,58 @@ extern "C" __global__ void __launch_bounds__(256)
         scale = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
     }
     __syncthreads();
-    float s = scale;
+    return scale;
+}
+
+// One block per group of `group` values (a whole row or one head): x * (1 / sqrt(mean(x^2) + eps)) * gain,
+// the sum of squares in double as the CPU backend forms it. out may be x.
+extern "C" __global__ void __launch_bounds__(256)
+    rms_norm(const float* X, int xStride, const float* gain, int group, int groups, float eps, float* Y, int yStride) {
+    int t = blockIdx.x / groups;
+    int g = blockIdx.x % groups;
+    const float* x = X + (long long)t * xStride + (long long)g * group;
+    float* y = Y + (long long)t * yStride + (long long)g * group;
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < group; i += blockDim.x) {
+        float v = x[i];
+        sum += (double)__fmul_rn(v, v);
+    }
+    float s = block_rms_scale(sum, group, eps);
     for (int i = threadIdx.x; i < group; i += blockDim.x) y[i] = __fmul_rn(__fmul_rn(x[i], s), gain[i]);
 }
 
-// RoPE of row blockIdx.x (position startPos + blockIdx.x), all heads in place. The angle of pair j starts at
-// the position and is multiplied by thetaScale j times in float, as moe4j.kernels.Rope.angles does;
-// cos and sin are taken in double and rounded, like java.lang.Math's.
+// acc += x, then y = rms_norm(acc) over rows of `width`, one block per row: the residual add and the next
+// norm in one pass, with the results of add_inplace and rms_norm (same arithmetic, same block size).
 extern "C" __global__ void __launch_bounds__(256)
-    rope(float* X, int xStride, int heads, int headDim, int dims, int neox, int startPos, float thetaScale,
-         float freqScale, float extFactor, float rampLow, float rampHigh, float mscale) {
-    __shared__ float cs[512];
-    __shared__ float sn[512];
-    int half = dims >> 1;
+    add_rms_norm(float* A, int aStride, const float* X, int xStride, const float* gain, int width, float eps, float* Y,
+                 int yStride) {
     int t = blockIdx.x;
+    float* a = A + (long long)t * aStride;
+    const float* x = X + (long long)t * xStride;
+    float* y = Y + (long long)t * yStride;
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) {
+        float v = __fadd_rn(a[i], x[i]);
+        a[i] = v;
+        sum += (double)__fmul_rn(v, v);
+    }
+    float s = block_rms_scale(sum, width, eps);
+    for (int i = threadIdx.x; i < width; i += blockDim.x) y[i] = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
+}
+
+// The first position of a batch: startPos, plus *posDev when given (a replayed decode graph reads the
+// position from device memory, so one recording serves every position).
+__device__ __forceinline__ int first_position(int startPos, const int* posDev) {
+    return posDev != nullptr ? startPos + *posDev : startPos;
+}
+
+// cos and sin of the RoPE angles of pairs 0..half-1 at position pos into cs/sn (shared), by the whole
+// block. The angle of pair j starts at the position and is multiplied by thetaScale j times in float, as
+// moe4j.kernels.Rope.angles does; cos and sin are taken in double and rounded, like java.lang.Math's.
+__device__ __forceinline__ void rope_angles(float* cs, float* sn, int half, int pos, float thetaScale, float freqScale,
+                                            float extFactor, float rampLow, float rampHigh, float mscale) {
     for (int j = threadIdx.x; j < half; j += blockDim.x) {
-        float thetaExtrap = (float)(startPos + t);
+        float thetaExtrap = (float)pos;
         for (int i = 0; i < j; i++) thetaExtrap = __fmul_rn(thetaExtrap, thetaScale);
         float thetaInterp = __fmul_rn(freqScale, thetaExtrap);
         float theta = thetaInterp;
@@ -346,6 +379,23 @@ extern "C" __global__ void __launch_bounds__(256)
         cs[j] = __fmul_rn((float)cos((double)theta), mscale);
         sn[j] = __fmul_rn((float)sin((double)theta), mscale);
     }
+}
+
+__device__ __forceinline__ void rope_pair(float x0, float x1, float c, float s, float* y0, float* y1) {
+    *y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+    *y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+}
+
+// RoPE of row blockIdx.x (position first_position + blockIdx.x), all heads in place.
+extern "C" __global__ void __launch_bounds__(256)
+    rope(float* X, int xStride, int heads, int headDim, int dims, int neox, int startPos, const int* posDev,
+         float thetaScale, float freqScale, float extFactor, float rampLow, float rampHigh, float mscale) {
+    __shared__ float cs[512];
+    __shared__ float sn[512];
+    int half = dims >> 1;
+    int t = blockIdx.x;
+    rope_angles(cs, sn, half, first_position(startPos, posDev) + t, thetaScale, freqScale, extFactor, rampLow,
+                rampHigh, mscale);
     __syncthreads();
     float* x = X + (long long)t * xStride;
     for (int idx = threadIdx.x; idx < heads * half; idx += blockDim.x) {
@@ -353,11 +403,38 @@ extern "C" __global__ void __launch_bounds__(256)
         int j = idx % half;
         int i0 = neox ? h * headDim + j : h * headDim + 2 * j;
         int i1 = neox ? i0 + half : i0 + 1;
-        float x0 = x[i0];
-        float x1 = x[i1];
-        x[i0] = __fsub_rn(__fmul_rn(x0, cs[j]), __fmul_rn(x1, sn[j]));
-        x[i1] = __fadd_rn(__fmul_rn(x0, sn[j]), __fmul_rn(x1, cs[j]));
+        rope_pair(x[i0], x[i1], cs[j], sn[j], &x[i0], &x[i1]);
     }
+}
+
+// rms_norm of each head (gain of headDim values), then RoPE, in place: one block per (row, head), blockIdx.x =
+// row * heads + head; the results of rms_norm then rope (same arithmetic, same block size of 256).
+extern "C" __global__ void __launch_bounds__(256)
+    rms_norm_rope(float* X, int xStride, const float* gain, int heads, int headDim, float eps, int dims, int neox,
+                  int startPos, const int* posDev, float thetaScale, float freqScale, float extFactor, float rampLow,
+                  float rampHigh, float mscale) {
+    __shared__ float cs[512];
+    __shared__ float sn[512];
+    int t = blockIdx.x / heads;
+    int h = blockIdx.x % heads;
+    int half = dims >> 1;
+    float* x = X + (long long)t * xStride + (long long)h * headDim;
+    rope_angles(cs, sn, half, first_position(startPos, posDev) + t, thetaScale, freqScale, extFactor, rampLow,
+                rampHigh, mscale);
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < headDim; i += blockDim.x) {
+        float v = x[i];
+        sum += (double)__fmul_rn(v, v);
+    }
+    float s = block_rms_scale(sum, headDim, eps);  // its barriers also publish cs and sn
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+        int i0 = neox ? j : 2 * j;
+        int i1 = neox ? j + half : i0 + 1;
+        float x0 = __fmul_rn(__fmul_rn(x[i0], s), gain[i0]);
+        float x1 = __fmul_rn(__fmul_rn(x[i1], s), gain[i1]);
+        rope_pair(x0, x1, cs[j], sn[j], &x[i0], &x[i1]);
+    }
+    for (int i = dims + threadIdx.x; i < headDim; i += blockDim.x) x[i] = __fmul_rn(__fmul_rn(x[i], s), gain[i]);
 }
 
 // acc += x over count floats
@@ -382,9 +459,9 @@ __device__ __forceinline__ void kv_store(__half* p, long long i, float v) { p[i]
 // Row t of k and v goes to position startPos + t of the layer's key and value planes.
 template <typename KV>
 __device__ __forceinline__ void store_kv_body(KV* kPlane, KV* vPlane, const float* K, int kStride, const float* V,
-                                              int vStride, int kvDim, int startPos) {
+                                              int vStride, int kvDim, int startPos, const int* posDev) {
     int t = blockIdx.x;
-    long long pos = (long long)(startPos + t) * kvDim;
+    long long pos = (long long)(first_position(startPos, posDev) + t) * kvDim;
     for (int i = threadIdx.x; i < kvDim; i += blockDim.x) {
         kv_store(kPlane, pos + i, K[(long long)t * kStride + i]);
         kv_store(vPlane, pos + i, V[(long long)t * vStride + i]);
@@ -400,7 +477,7 @@ __device__ __forceinline__ void store_kv_body(KV* kPlane, KV* vPlane, const floa
 template <typename KV>
 __device__ __forceinline__ void attention_body(const float* Q, int qStride, const KV* kPlane, const KV* vPlane,
                                                int kvDim, int headDim, int group, float scale, int startPos,
-                                               float* O, int oStride) {
+                                               const int* posDev, float* O, int oStride) {
     __shared__ float q[ATT_MAX_HEAD];
     __shared__ float wm[ATT_WARPS];
     __shared__ float wl[ATT_WARPS];
@@ -408,7 +485,7 @@ __device__ __forceinline__ void attention_body(const float* Q, int qStride, cons
     int h = blockIdx.x;
     int t = blockIdx.y;
     int kvh = h / group;
-    int len = startPos + t + 1;
+    int len = first_position(startPos, posDev) + t + 1;
     int lane = threadIdx.x & 31;
     int warp = threadIdx.x >> 5;
     for (int i = threadIdx.x; i < headDim; i += blockDim.x) q[i] = Q[(long long)t * qStride + h * headDim + i];
@@ -465,25 +542,25 @@ __device__ __forceinline__ void attention_body(const float* Q, int qStride, cons
 }
 
 extern "C" __global__ void store_kv_f16(__half* kPlane, __half* vPlane, const float* K, int kStride, const float* V,
-                                        int vStride, int kvDim, int startPos) {
-    store_kv_body<__half>(kPlane, vPlane, K, kStride, V, vStride, kvDim, startPos);
+                                        int vStride, int kvDim, int startPos, const int* posDev) {
+    store_kv_body<__half>(kPlane, vPlane, K, kStride, V, vStride, kvDim, startPos, posDev);
 }
 
 extern "C" __global__ void store_kv_f32(float* kPlane, float* vPlane, const float* K, int kStride, const float* V,
-                                        int vStride, int kvDim, int startPos) {
-    store_kv_body<float>(kPlane, vPlane, K, kStride, V, vStride, kvDim, startPos);
+                                        int vStride, int kvDim, int startPos, const int* posDev) {
+    store_kv_body<float>(kPlane, vPlane, K, kStride, V, vStride, kvDim, startPos, posDev);
 }
 
 extern "C" __global__ void __launch_bounds__(ATT_WARPS * WARP)
     attention_f16(const float* Q, int qStride, const __half* kPlane, const __half* vPlane, int kvDim, int headDim,
-                  int group, float scale, int startPos, float* O, int oStride) {
-    attention_body<__half>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, O, oStride);
+                  int group, float scale, int startPos, const int* posDev, float* O, int oStride) {
+    attention_body<__half>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, posDev, O, oStride);
 }
 
 extern "C" __global__ void __launch_bounds__(ATT_WARPS * WARP)
     attention_f32(const float* Q, int qStride, const float* kPlane, const float* vPlane, int kvDim, int headDim,
-                  int group, float scale, int startPos, float* O, int oStride) {
-    attention_body<float>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, O, oStride);
+                  int group, float scale, int startPos, const int* posDev, float* O, int oStride) {
+    attention_body<float>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, posDev, O, oStride);
 }
 
 // ---------------------------------------------------------------- mixture-of-experts routing

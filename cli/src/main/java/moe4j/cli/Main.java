@@ -23,7 +23,7 @@ import picocli.CommandLine.ParseResult;
         versionProvider = Main.Version.class,
         description = "Pure-Java inference for Mixture-of-Experts models stored as GGUF files.",
         subcommands = {GenerateCommand.class, ChatCommand.class, ServeCommand.class, TokenizeCommand.class, LogitsCommand.class, EmbedCommand.class, BenchCommand.class,
-                InfoCommand.class, MakeTestModelCommand.class, CommandLine.HelpCommand.class},
+                InfoCommand.class, PlanCommand.class, MakeTestModelCommand.class, CommandLine.HelpCommand.class},
         footerHeading = "%nExit codes:%n",
         footer = {"  0  success", "  1  the command failed (unreadable or invalid file, I/O error)", "  2  invalid usage"})
 public final class Main implements Runnable {

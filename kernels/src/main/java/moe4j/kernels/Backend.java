@@ -70,6 +70,18 @@ public interface Backend extends AutoCloseable {
     /** {@code acc += x}. */
     void add(Activations acc, Activations x, int n);
 
+    /** {@code acc += x}, then {@link #rmsNorm} of {@code acc} into {@code out}; a backend may fuse the two. */
+    default void addRmsNorm(Activations acc, Activations x, Weight gain, float eps, Activations out, int n) {
+        add(acc, x, n);
+        rmsNorm(acc, gain, eps, out, n);
+    }
+
+    /** {@link #rmsNorm} of {@code x} in place, then {@link #rope}; a backend may fuse the two. */
+    default void rmsNormRope(Activations x, Weight gain, float eps, int heads, Rope rope, int startPos, int n) {
+        rmsNorm(x, gain, eps, x, n);
+        rope(x, heads, rope, startPos, n);
+    }
+
     /** {@code gate = silu(gate) * up}. */
     void siluMul(Activations gate, Activations up, int n);
 
@@ -89,6 +101,11 @@ public interface Backend extends AutoCloseable {
      */
     void experts(Weight gate, Weight up, Weight down, Activations x, ExpertRouting routing, ExpertBuffers buffers,
                  Activations out, int n);
+
+    /** A recorder for one session's decode steps; the default runs each step directly. */
+    default StepRecorder stepRecorder() {
+        return StepRecorder.DIRECT;
+    }
 
     @Override
     void close();

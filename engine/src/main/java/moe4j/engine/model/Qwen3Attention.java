@@ -56,10 +56,8 @@ final class Qwen3Attention {
         backend.matmul(wq, in, q, n);
         backend.matmul(wk, in, k, n);
         backend.matmul(wv, in, v, n);
-        backend.rmsNorm(q, qNorm, eps, q, n);
-        backend.rmsNorm(k, kNorm, eps, k, n);
-        backend.rope(q, shape.heads(), rope, startPos, n);
-        backend.rope(k, shape.kvHeads(), rope, startPos, n);
+        backend.rmsNormRope(q, qNorm, eps, shape.heads(), rope, startPos, n);
+        backend.rmsNormRope(k, kNorm, eps, shape.kvHeads(), rope, startPos, n);
         backend.storeKv(cache, layer, k, v, startPos, n);
         backend.attention(q, cache, layer, shape, startPos, n, heads);
         backend.matmul(wo, heads, out, n);

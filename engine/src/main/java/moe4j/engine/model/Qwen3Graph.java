@@ -121,42 +121,82 @@ public final class Qwen3Graph implements ModelGraph {
         run(tokens, offset, n, startPos, cache, ws, firstOutput, hidden, hiddenIndex, false);
     }
 
+    /** What a recorded decode step depends on besides the token and position. */
+    private record StepKey(KvCache cache, boolean output, boolean lmHead) {}
+
     /** The layers, then the final norm of the output rows and, with {@code lmHead}, their logits. */
     private void run(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws,
                      int firstOutput, float[][] out, int outIndex, boolean lmHead) {
         if (n <= 0 || n > ws.capacity()) {
             throw new IllegalArgumentException("batch of " + n + " tokens is outside 1.." + ws.capacity());
         }
-        Activations hidden = ws.buffer("hidden", config.embd());
-        Activations normed = ws.buffer("normed", config.embd());
-        Activations blockOut = ws.buffer("block.out", config.embd());
-        backend.embed(tokenEmbedding, tokens, offset, n, hidden);
-        for (Layer l : layers) {
-            backend.rmsNorm(hidden, l.attnNorm, config.rmsEps(), normed, n);
-            l.attention.forward(normed, blockOut, n, startPos, cache, ws);
-            backend.add(hidden, blockOut, n);
-            backend.rmsNorm(hidden, l.ffnNorm, config.rmsEps(), normed, n);
-            l.ffn.forward(normed, blockOut, n, ws);
-            backend.add(hidden, blockOut, n);
-        }
-        if (firstOutput >= n) {
+        if (n == 1) {
+            // a decode step: the same operations for every token, which the backend may record and replay
+            // (a replayed step does not run this code, so the result buffer is named here, not taken from head())
+            boolean output = firstOutput == 0;
+            ws.stepRecorder().run(new StepKey(cache, output, lmHead), tokens[offset], startPos, () -> {
+                layers(tokens, offset, 1, startPos, cache, ws);
+                if (output) {
+                    head(ws, 0, 1, lmHead);
+                }
+            });
+            if (output) {
+                backend.read(headResult(ws, lmHead), 0, out[outIndex], 0);
+            }
             return;
         }
+        layers(tokens, offset, n, startPos, cache, ws);
         int headRows = Math.min(ws.capacity(), HEAD_ROWS);
-        Activations headIn = ws.buffer("head.in", headRows, config.embd());
-        Activations headOut = ws.buffer("head.logits", headRows, config.vocab());
         for (int row = firstOutput; row < n; row += headRows) {
             int m = Math.min(headRows, n - row);
-            backend.copyRows(hidden, row, headIn, 0, m);
-            backend.rmsNorm(headIn, outputNorm, config.rmsEps(), headIn, m);
-            Activations result = headIn;
-            if (lmHead) {
-                backend.matmul(output, headIn, headOut, m);
-                result = headOut;
-            }
+            Activations result = head(ws, row, m, lmHead);
             for (int i = 0; i < m; i++) {
                 backend.read(result, i, out[outIndex + row - firstOutput + i], 0);
             }
         }
+    }
+
+    /** Embeds the tokens and runs every layer; the result is the workspace's {@code hidden} buffer. */
+    private void layers(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws) {
+        Activations hidden = ws.buffer("hidden", config.embd());
+        Activations normed = ws.buffer("normed", config.embd());
+        Activations blockOut = ws.buffer("block.out", config.embd());
+        backend.embed(tokenEmbedding, tokens, offset, n, hidden);
+        if (layers.length > 0) {
+            backend.rmsNorm(hidden, layers[0].attnNorm, config.rmsEps(), normed, n);
+        }
+        for (int i = 0; i < layers.length; i++) {
+            Layer l = layers[i];
+            l.attention.forward(normed, blockOut, n, startPos, cache, ws);
+            backend.addRmsNorm(hidden, blockOut, l.ffnNorm, config.rmsEps(), normed, n);
+            l.ffn.forward(normed, blockOut, n, ws);
+            if (i + 1 < layers.length) {
+                // the residual add and the next layer's attention norm, which a backend may fuse
+                backend.addRmsNorm(hidden, blockOut, layers[i + 1].attnNorm, config.rmsEps(), normed, n);
+            } else {
+                backend.add(hidden, blockOut, n);
+            }
+        }
+    }
+
+    /**
+     * The final norm of hidden rows {@code row .. row+m-1} and, with {@code lmHead}, their logits: the
+     * buffer holding the result in its first {@code m} rows.
+     */
+    private Activations head(Workspace ws, int row, int m, boolean lmHead) {
+        int headRows = Math.min(ws.capacity(), HEAD_ROWS);
+        Activations headIn = ws.buffer("head.in", headRows, config.embd());
+        backend.copyRows(ws.buffer("hidden", config.embd()), row, headIn, 0, m);
+        backend.rmsNorm(headIn, outputNorm, config.rmsEps(), headIn, m);
+        if (lmHead) {
+            backend.matmul(output, headIn, headResult(ws, true), m);
+        }
+        return headResult(ws, lmHead);
+    }
+
+    /** The buffer {@link #head} leaves its result in. */
+    private Activations headResult(Workspace ws, boolean lmHead) {
+        int headRows = Math.min(ws.capacity(), HEAD_ROWS);
+        return lmHead ? ws.buffer("head.logits", headRows, config.vocab()) : ws.buffer("head.in", headRows, config.embd());
     }
 }

@@ -7,6 +7,7 @@ import moe4j.kernels.Activations;
 import moe4j.kernels.Backend;
 import moe4j.kernels.ExpertBuffers;
 import moe4j.kernels.ExpertRouting;
+import moe4j.kernels.StepRecorder;
 
 /**
  * One session's working memory for a graph: named activation buffers sized for batches of up to
@@ -21,6 +22,7 @@ public final class Workspace implements AutoCloseable {
     private final Map<String, Activations> buffers = new HashMap<>();
     private ExpertRouting routing;
     private ExpertBuffers expertBuffers;
+    private StepRecorder stepRecorder;
 
     public Workspace(Backend backend, int capacity) {
         if (capacity <= 0) {
@@ -74,8 +76,20 @@ public final class Workspace implements AutoCloseable {
         return expertBuffers;
     }
 
+    /** Runs this session's decode steps (a backend may record the first and replay it). */
+    public StepRecorder stepRecorder() {
+        if (stepRecorder == null) {
+            stepRecorder = backend.stepRecorder();
+        }
+        return stepRecorder;
+    }
+
     @Override
     public void close() {
+        if (stepRecorder != null) {
+            stepRecorder.close();
+            stepRecorder = null;
+        }
         buffers.values().forEach(Activations::close);
         buffers.clear();
         if (routing != null) {

@@ -4,8 +4,11 @@ import static moe4j.kernels.cuda.CudaDriver.check;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.Locale;
 import java.util.Objects;
+import java.util.Set;
 
 import jcuda.NativePointerObject;
 import jcuda.Pointer;
@@ -14,7 +17,11 @@ import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUgraph;
+import jcuda.driver.CUgraphExec;
+import jcuda.driver.CUresult;
 import jcuda.driver.CUstream;
+import jcuda.driver.CUstreamCaptureMode;
 import jcuda.driver.JCudaDriver;
 import moe4j.gguf.GgmlType;
 import moe4j.gguf.GgufTensor;
@@ -26,6 +33,7 @@ import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
+import moe4j.kernels.StepRecorder;
 import moe4j.kernels.Weight;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
@@ -44,8 +52,13 @@ import moe4j.kernels.quant.UnsupportedTensorTypeException;
  * choice; for larger batches the assignments are grouped by expert on the device and each expert's rows
  * run through the tiled kernel once.
  *
+ * <p>Decode steps run through {@link #stepRecorder()} are recorded once as a CUDA graph and replayed per
+ * token, which saves the host the cost of launching each of the step's hundreds of kernels; the token
+ * id and the position then come from device memory. {@code -Dmoe4j.cuda.graphs=false} runs them
+ * directly, as does a recording that fails.
+ *
  * <p>Thread-safe: operations are serialized. Set the system property {@code moe4j.cuda.sync=true} to wait
- * for every kernel and name the one that failed (slow; for debugging).
+ * for every kernel and name the one that failed (slow; for debugging; no graphs then).
  */
 public final class CudaBackend implements Backend {
 
@@ -62,6 +75,7 @@ public final class CudaBackend implements Backend {
     private static final int MAX_ROPE_DIMS = 1024;
     private static final long STAGING_BYTES = 32L << 20;
     private static final boolean SYNC = Boolean.getBoolean("moe4j.cuda.sync");
+    private static final boolean GRAPHS = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.graphs"));
     /** The context each thread last made current (the driver keeps one per thread). */
     private static final ThreadLocal<CUcontext> CURRENT = new ThreadLocal<>();
 
@@ -72,6 +86,11 @@ public final class CudaBackend implements Backend {
     private final CUcontext context = new CUcontext();
     private final Kernels kernels;
     private final DeviceMemory memory;
+    /** Every kernel and device-side copy goes here; blocking, so the synchronous copies still wait for it. */
+    private final CUstream stream = new CUstream();
+    private final Set<CudaStepGraph> stepGraphs = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** While a decode step is being recorded: where its token and position live on the device. */
+    private Capture capture;
     private CUdeviceptr tokenIds;
     private int tokenCapacity;
     private Staging staging;
@@ -97,6 +116,7 @@ public final class CudaBackend implements Backend {
         try {
             makeCurrent();
             this.kernels = new Kernels(info.major(), label);
+            check(JCudaDriver.cuStreamCreate(stream, 0), "creating a stream on " + label);
         } catch (RuntimeException e) {
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
             throw e;
@@ -159,11 +179,19 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** Host transfers and allocations cannot be part of a recorded step. */
+    private void requireNotRecording(String what) {
+        if (capture != null) {
+            throw new IllegalStateException(what + " is not allowed inside a recorded decode step");
+        }
+    }
+
     // ---------------------------------------------------------------- resources
 
     @Override
     public synchronized Weight bind(GgufTensor tensor) {
         makeCurrent();
+        requireNotRecording("binding a weight");
         String name = tensor.name();
         QuantFormat format = QuantFormats.of(tensor.type());
         long[] shape = tensor.shape();
@@ -254,6 +282,7 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized Activations allocate(int capacity, int width) {
         makeCurrent();
+        requireNotRecording("allocating a buffer");
         if (capacity <= 0 || width <= 0) {
             throw new IllegalArgumentException("activation buffer needs positive rows and width, got "
                     + capacity + " x " + width);
@@ -269,6 +298,7 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized ExpertRouting allocateRouting(int experts, int k, int capacity) {
         makeCurrent();
+        requireNotRecording("allocating routing");
         if (experts > MAX_EXPERTS) {
             throw new IllegalArgumentException("the CUDA backend routes among at most " + MAX_EXPERTS
                     + " experts, the model has " + experts);
@@ -279,6 +309,7 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized KvCache allocateKvCache(int layers, int contextLength, int kvDim, KvCacheType type) {
         makeCurrent();
+        requireNotRecording("allocating a KV cache");
         if (layers <= 0 || contextLength <= 0 || kvDim <= 0) {
             throw new IllegalArgumentException("invalid KV cache shape: " + layers + " layers, context "
                     + contextLength + ", " + kvDim + " values per position");
@@ -297,6 +328,7 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void write(float[] src, int srcOffset, Activations dst, int row) {
         makeCurrent();
+        requireNotRecording("copying from the host");
         CudaActivations d = act(dst);
         Objects.checkIndex(row, d.capacity());
         Objects.checkFromIndexSize(srcOffset, d.width(), src.length);
@@ -307,6 +339,7 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void read(Activations src, int row, float[] dst, int dstOffset) {
         makeCurrent();
+        requireNotRecording("reading to the host");
         CudaActivations s = act(src);
         Objects.checkIndex(row, s.capacity());
         Objects.checkFromIndexSize(dstOffset, s.width(), dst.length);
@@ -325,7 +358,7 @@ public final class CudaBackend implements Backend {
         Objects.checkFromIndexSize(srcRow, n, s.capacity());
         Objects.checkFromIndexSize(dstRow, n, d.capacity());
         if (n > 0) {
-            check(JCudaDriver.cuMemcpyDtoDAsync(d.row(dstRow), s.row(srcRow), 4L * n * s.pitch, null),
+            check(JCudaDriver.cuMemcpyDtoDAsync(d.row(dstRow), s.row(srcRow), 4L * n * s.pitch, stream),
                     "copying rows on " + label);
         }
     }
@@ -337,6 +370,9 @@ public final class CudaBackend implements Backend {
         }
         makeCurrent();
         JCudaDriver.cuCtxSynchronize();
+        for (CudaStepGraph g : stepGraphs.toArray(CudaStepGraph[]::new)) {
+            release(g);
+        }
         if (staging != null) {
             for (int i = 0; i < 2; i++) {
                 JCudaDriver.cuMemFreeHost(staging.host[i]);
@@ -349,6 +385,7 @@ public final class CudaBackend implements Backend {
             memory.free(tokenIds);
         }
         memory.close();
+        JCudaDriver.cuStreamDestroy(stream);
         kernels.unload();
         closed = true;
         CURRENT.remove();
@@ -376,6 +413,16 @@ public final class CudaBackend implements Backend {
         if (n == 0) {
             return;
         }
+        Kernels.Format f = kernels.format(w.format());
+        if (capture != null) {
+            if (n != 1 || tokens[offset] != capture.token) {
+                throw new IllegalStateException("a recorded decode step embeds only its own token");
+            }
+            capture.tokenLimit = Math.min(capture.tokenLimit, w.rows());
+            launch(f.rows(), "rows_" + w.format(), 1, 1, 128, w.data(), w.rowBytes(), w.rowLength(), w.rows(),
+                    capture.scalars, o.data, o.pitch);
+            return;
+        }
         if (n > tokenCapacity) {
             if (tokenIds != null) {
                 memory.free(tokenIds);
@@ -388,8 +435,8 @@ public final class CudaBackend implements Backend {
         // synchronous: waits for the kernels that still read the previous ids
         check(JCudaDriver.cuMemcpyHtoD(tokenIds, Pointer.to(tokens).withByteOffset(4L * offset), 4L * n),
                 "copying token ids to " + label);
-        launch(kernels.format(w.format()).rows(), "rows_" + w.format(), n, 1, 128,
-                w.data(), w.rowBytes(), w.rowLength(), tokenIds, o.data, o.pitch);
+        launch(f.rows(), "rows_" + w.format(), n, 1, 128,
+                w.data(), w.rowBytes(), w.rowLength(), w.rows(), tokenIds, o.data, o.pitch);
     }
 
     @Override
@@ -461,7 +508,8 @@ public final class CudaBackend implements Backend {
         }
         Rope.AngleConstants c = rope.angleConstants();
         launch(kernels.rope, "rope", n, 1, 256, x.data, x.pitch, heads, x.width() / heads, rope.dims(),
-                rope.style() == Rope.Style.NEOX ? 1 : 0, startPos, c.thetaScale(), rope.freqScale(),
+                rope.style() == Rope.Style.NEOX ? 1 : 0, relativeStart(startPos), positionPointer(),
+                c.thetaScale(), rope.freqScale(),
                 rope.extFactor(), c.rampLow(), c.rampHigh(), c.magnitude());
     }
 
@@ -481,8 +529,10 @@ public final class CudaBackend implements Backend {
             return;
         }
         boolean half = c.type() == KvCacheType.F16;
+        recordPositions(c, startPos, n);
         launch(half ? kernels.storeKvF16 : kernels.storeKvF32, "store_kv", n, 1, 128,
-                c.keys(layer), c.values(layer), ka.data, ka.pitch, va.data, va.pitch, c.kvDim(), startPos);
+                c.keys(layer), c.values(layer), ka.data, ka.pitch, va.data, va.pitch, c.kvDim(),
+                relativeStart(startPos), positionPointer());
     }
 
     @Override
@@ -510,9 +560,11 @@ public final class CudaBackend implements Backend {
             return;
         }
         boolean half = c.type() == KvCacheType.F16;
+        recordPositions(c, startPos, n);
         launch(half ? kernels.attentionF16 : kernels.attentionF32, "attention", shape.heads(), gridY(n), 128,
                 q.data, q.pitch, c.keys(layer), c.values(layer), c.kvDim(), shape.headDim(),
-                shape.heads() / shape.kvHeads(), shape.scale(), startPos, o.data, o.pitch);
+                shape.heads() / shape.kvHeads(), shape.scale(), relativeStart(startPos), positionPointer(),
+                o.data, o.pitch);
     }
 
     @Override
@@ -524,6 +576,50 @@ public final class CudaBackend implements Backend {
         requireRows(n, x);
         requireWidth(x, acc.width(), "addend");
         elementwise(kernels.add, "add_inplace", acc, x, n);
+    }
+
+    @Override
+    public synchronized void addRmsNorm(Activations accumulator, Activations in, Weight gain, float eps,
+                                        Activations out, int n) {
+        makeCurrent();
+        CudaActivations acc = act(accumulator);
+        CudaActivations x = act(in);
+        CudaActivations o = act(out);
+        CudaWeight g = weight(gain);
+        requireRows(n, acc);
+        requireRows(n, x);
+        requireRows(n, o);
+        requireWidth(x, acc.width(), "addend");
+        if (!g.isVector() || g.rowLength() != acc.width() || o.width() != acc.width()) {
+            Backend.super.addRmsNorm(accumulator, in, gain, eps, out, n);  // per-head groups: the two kernels
+            return;
+        }
+        if (n > 0) {
+            launch(kernels.addRmsNorm, "add_rms_norm", n, 1, 256, acc.data, acc.pitch, x.data, x.pitch, g.data(),
+                    acc.width(), eps, o.data, o.pitch);
+        }
+    }
+
+    @Override
+    public synchronized void rmsNormRope(Activations in, Weight gain, float eps, int heads, Rope rope, int startPos,
+                                         int n) {
+        makeCurrent();
+        CudaActivations x = act(in);
+        CudaWeight g = weight(gain);
+        requireRows(n, x);
+        if (!g.isVector() || heads <= 0 || (long) heads * g.rowLength() != x.width() || rope.dims() > g.rowLength()
+                || rope.dims() > MAX_ROPE_DIMS) {
+            Backend.super.rmsNormRope(in, gain, eps, heads, rope, startPos, n);  // the checks and messages of each
+            return;
+        }
+        if (n == 0) {
+            return;
+        }
+        Rope.AngleConstants c = rope.angleConstants();
+        launch(kernels.rmsNormRope, "rms_norm_rope", Math.multiplyExact(n, heads), 1, 256, x.data, x.pitch, g.data(),
+                heads, g.rowLength(), eps, rope.dims(), rope.style() == Rope.Style.NEOX ? 1 : 0,
+                relativeStart(startPos), positionPointer(), c.thetaScale(), rope.freqScale(), rope.extFactor(),
+                c.rampLow(), c.rampHigh(), c.magnitude());
     }
 
     @Override
@@ -657,6 +753,181 @@ public final class CudaBackend implements Backend {
         check(JCudaDriver.cuMemcpyDtoH(Pointer.to(weights), r.weights, 4L * slots), "reading the routing from " + label);
     }
 
+    // ---------------------------------------------------------------- decode graphs
+
+    /** What the operations of a step being recorded need: the device scalars and the limits they imply. */
+    private static final class Capture {
+        final CUdeviceptr scalars;
+        final int token;
+        final int position;
+        int tokenLimit = Integer.MAX_VALUE;
+        int minPosition = 0;
+        int maxPosition = Integer.MAX_VALUE;
+
+        Capture(CUdeviceptr scalars, int token, int position) {
+            this.scalars = scalars;
+            this.token = token;
+            this.position = position;
+        }
+    }
+
+    /** Whether decode steps are recorded as graphs ({@code moe4j.cuda.graphs}, off in sync mode). */
+    static boolean graphsEnabled() {
+        return GRAPHS && !SYNC;
+    }
+
+    @Override
+    public synchronized StepRecorder stepRecorder() {
+        makeCurrent();
+        CudaStepGraph g = new CudaStepGraph(this);
+        stepGraphs.add(g);
+        return g;
+    }
+
+    /** The start position to pass a kernel: relative to the step's position while recording. */
+    private int relativeStart(int startPos) {
+        return capture == null ? startPos : startPos - capture.position;
+    }
+
+    /** The device int a kernel adds to its start position: the step's position while recording, else none. */
+    private CUdeviceptr positionPointer() {
+        return capture == null ? null : capture.scalars.withByteOffset(4);
+    }
+
+    /** While recording: the positions at which a replay still stays inside {@code cache}. */
+    private void recordPositions(CudaKvCache cache, int startPos, int n) {
+        if (capture != null) {
+            int relative = startPos - capture.position;
+            capture.minPosition = Math.max(capture.minPosition, -relative);
+            capture.maxPosition = Math.min(capture.maxPosition, cache.contextLength() - relative - n);
+        }
+    }
+
+    /** Runs or replays a decode step of {@code g} (see {@link StepRecorder#run}). */
+    synchronized void step(CudaStepGraph g, Object key, int token, int position, Runnable step) {
+        makeCurrent();
+        if (!graphsEnabled() || g.disabled != null || !stepGraphs.contains(g)) {
+            step.run();
+            return;
+        }
+        if (g.exec == null || !g.key.equals(key)) {
+            destroyGraph(g);
+            if (!record(g, key, token, position, step)) {
+                step.run();
+                return;
+            }
+        } else {
+            if (token < 0 || token >= g.tokenLimit) {
+                throw new IllegalArgumentException("token id " + token + " is outside the vocabulary of "
+                        + g.tokenLimit);
+            }
+            if (position < g.minPosition || position > g.maxPosition) {
+                throw new IllegalArgumentException("position " + position + " is outside the KV cache (the step"
+                        + " can run at positions " + g.minPosition + ".." + g.maxPosition + ")");
+            }
+        }
+        check(JCudaDriver.cuEventSynchronize(g.copied), "waiting for the previous decode step on " + label);
+        g.setScalars(token, position);
+        check(JCudaDriver.cuMemcpyHtoDAsync(g.scalars, g.host, 8, stream), "copying the token to " + label);
+        check(JCudaDriver.cuEventRecord(g.copied, stream), "recording an event on " + label);
+        check(JCudaDriver.cuGraphLaunch(g.exec, stream), "launching the decode graph on " + label);
+        if (SYNC) {
+            check(JCudaDriver.cuCtxSynchronize(), "the decode graph on " + label);
+        }
+    }
+
+    /**
+     * Records {@code step} into a graph of {@code g}; false (and {@code g} disabled) when the driver
+     * refuses, so that the caller runs it directly. Errors of the step itself are thrown.
+     */
+    private boolean record(CudaStepGraph g, Object key, int token, int position, Runnable step) {
+        if (g.scalars == null) {
+            g.scalars = memory.allocate(8, DeviceMemory.Use.ACTIVATIONS, "decode step scalars");
+            g.host = new Pointer();
+            check(JCudaDriver.cuMemAllocHost(g.host, 8), "allocating pinned host memory on " + label);
+            g.copied = new CUevent();
+            check(JCudaDriver.cuEventCreate(g.copied, 0), "creating an event on " + label);
+        }
+        int begun;
+        try {
+            begun = JCudaDriver.cuStreamBeginCapture(stream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+        } catch (LinkageError e) {  // a JCuda native library without the graph API
+            g.disabled = "cuStreamBeginCapture is not available: " + e;
+            return false;
+        }
+        if (begun != CUresult.CUDA_SUCCESS) {
+            g.disabled = "cuStreamBeginCapture failed: " + CUresult.stringFor(begun);
+            return false;
+        }
+        Capture c = new Capture(g.scalars, token, position);
+        capture = c;
+        RuntimeException failure = null;
+        try {
+            step.run();
+        } catch (RuntimeException e) {
+            failure = e;
+        } finally {
+            capture = null;
+        }
+        CUgraph graph = new CUgraph();
+        int ended = JCudaDriver.cuStreamEndCapture(stream, graph);
+        if (failure != null || ended != CUresult.CUDA_SUCCESS) {
+            if (ended == CUresult.CUDA_SUCCESS) {
+                JCudaDriver.cuGraphDestroy(graph);
+            }
+            if (failure != null && !(failure instanceof CudaException)) {
+                throw failure;
+            }
+            g.disabled = failure != null ? failure.getMessage()
+                    : "cuStreamEndCapture failed: " + CUresult.stringFor(ended);
+            return false;
+        }
+        CUgraphExec exec = new CUgraphExec();
+        int instantiated = JCudaDriver.cuGraphInstantiate(exec, graph, 0);
+        if (instantiated != CUresult.CUDA_SUCCESS) {
+            JCudaDriver.cuGraphDestroy(graph);
+            g.disabled = "cuGraphInstantiate failed: " + CUresult.stringFor(instantiated);
+            return false;
+        }
+        g.graph = graph;
+        g.exec = exec;
+        g.key = key;
+        g.tokenLimit = c.tokenLimit;
+        g.minPosition = c.minPosition;
+        g.maxPosition = c.maxPosition;
+        return true;
+    }
+
+    private static void destroyGraph(CudaStepGraph g) {
+        if (g.exec != null) {
+            JCudaDriver.cuGraphExecDestroy(g.exec);
+            g.exec = null;
+        }
+        if (g.graph != null) {
+            JCudaDriver.cuGraphDestroy(g.graph);
+            g.graph = null;
+        }
+        g.key = null;
+    }
+
+    /** Frees what {@code g} holds; nothing once this backend is closed (its context freed everything). */
+    synchronized void release(CudaStepGraph g) {
+        if (closed || !stepGraphs.remove(g)) {
+            return;
+        }
+        makeCurrent();
+        if (g.copied != null) {
+            JCudaDriver.cuEventSynchronize(g.copied);
+        }
+        destroyGraph(g);
+        if (g.scalars != null) {
+            memory.free(g.scalars);
+            JCudaDriver.cuMemFreeHost(g.host);
+            JCudaDriver.cuEventDestroy(g.copied);
+            g.scalars = null;
+        }
+    }
+
     // ---------------------------------------------------------------- launching
 
     /**
@@ -675,9 +946,9 @@ public final class CudaBackend implements Backend {
                 default -> throw new IllegalArgumentException("kernel argument of type " + args[i].getClass());
             };
         }
-        check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, 0, null, Pointer.to(params), null),
+        check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, 0, stream, Pointer.to(params), null),
                 "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
-        if (SYNC) {
+        if (SYNC && capture == null) {
             check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
         }
     }

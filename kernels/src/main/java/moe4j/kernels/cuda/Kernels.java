@@ -36,6 +36,8 @@ final class Kernels {
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
     final CUfunction rmsNorm;
+    final CUfunction addRmsNorm;
+    final CUfunction rmsNormRope;
     final CUfunction rope;
     final CUfunction add;
     final CUfunction siluMul;
@@ -65,6 +67,8 @@ final class Kernels {
                     function("mm_" + s), function("rows_" + s)));
         }
         rmsNorm = function("rms_norm");
+        addRmsNorm = function("add_rms_norm");
+        rmsNormRope = function("rms_norm_rope");
         rope = function("rope");
         add = function("add_inplace");
         siluMul = function("silu_mul");

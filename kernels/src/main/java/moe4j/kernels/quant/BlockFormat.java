@@ -88,9 +88,9 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     /**
-     * Decodes the block at byte {@code block} into slot {@code slot} of {@code s} for {@link ScaledDot}:
-     * {@code w[256*slot ..]} the quants times their sub-block's integer scale, {@code d[slot]} the float
-     * super-scale, {@code mins[16*slot ..]} the minimum term of each 16 elements. Arguments are valid and
+     * Decodes the block at byte {@code block} into slot {@code slot} of {@code s} for {@link ScaledDot}: floats
+     * {@code 256*slot ..} of {@code w} the quants times their sub-block's integer scale, {@code d[slot]} the float
+     * super-scale, floats {@code 16*slot ..} of {@code mins} the minimum term of each 16 elements. Arguments are valid and
      * {@link Simd#FUSED} holds.
      */
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
@@ -103,12 +103,13 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     /**
-     * Adds the block at byte {@code block} times {@code x[xo .. xo+256)} to the accumulators {@code acc} and
-     * {@code accMin} held in {@code state[0 .. 2L)}, exactly as {@link ScaledDot} would after {@link #decodeScaled}
-     * (same values, same operations in the same order), without going through the decode buffer.
+     * Adds the block at byte {@code block} times the 256 activations at byte {@code xo} of {@code x} (their
+     * sums at byte {@code so} of {@code sums}) to the accumulators {@code acc} and {@code accMin} held in
+     * {@code state[0 .. 2L)}, exactly as {@link ScaledDot} would after {@link #decodeScaled} (same values, same
+     * operations in the same order), without going through the decode buffer.
      */
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
+    void accumulateScaled(MemorySegment src, long block, MemorySegment x, long xo, MemorySegment sums, long so,
+            float[] state, ScaledDot.Scratch s) {
         throw new AssertionError("fusesScaled() is true but accumulateScaled is missing for " + type);
     }
 

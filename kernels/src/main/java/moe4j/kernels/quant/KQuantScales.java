@@ -130,10 +130,10 @@ final class KQuantScales {
 
     /**
      * For {@link ScaledDot}: the eight 6-bit scales of the Q4_K/Q5_K block at {@code block} (scales at byte 4)
-     * to {@code codes[0..8)}, and {@code dmin * min(i/2)} to {@code mins[mo + i]} for the sixteen 16-element
-     * groups.
+     * to {@code codes[0..8)}, and {@code dmin * min(i/2)} to float {@code i} at byte {@code mo} of {@code mins}
+     * (native order) for the sixteen 16-element groups.
      */
-    static void scaleCodesAndMins(MemorySegment src, long block, float dmin, int[] codes, float[] mins, int mo) {
+    static void scaleCodesAndMins(MemorySegment src, long block, float dmin, int[] codes, MemorySegment mins, long mo) {
         IntVector raw = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
                 .convertShape(B2I, Simd.I, 0)).and(0xFF);
         IntVector low = raw.rearrange(SCALE_MIN_LOW).lanewise(LSHR, SCALE_MIN_LOW_SHIFT)
@@ -142,15 +142,16 @@ final class KQuantScales {
                 .and(SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
         IntVector c = low.or(high);
         c.intoArray(codes, 0);
-        ((FloatVector) c.rearrange(MIN_SPREAD).convert(I2F, 0)).mul(dmin).intoArray(mins, mo);
+        ((FloatVector) c.rearrange(MIN_SPREAD).convert(I2F, 0)).mul(dmin).intoMemorySegment(mins, mo, ScaledDot.NATIVE);
     }
 
     /**
      * For {@link ScaledDot}: the sixteen signed Q3_K scales (scale bytes at {@code scalesOffset}, at least 4
-     * bytes into the block) to {@code codes[0..16)}, and {@code offset * d * scale(i)} to {@code mins[mo + i]}.
+     * bytes into the block) to {@code codes[0..16)}, and {@code offset * d * scale(i)} to float {@code i} at byte
+     * {@code mo} of {@code mins} (native order).
      */
     static void q3ScaleCodesAndMins(MemorySegment src, long scalesOffset, float offsetTimesD, int[] codes,
-            float[] mins, int mo) {
+            MemorySegment mins, long mo) {
         IntVector raw = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, scalesOffset - 4, Simd.LE)
                 .convertShape(B2I, Simd.I, 0)).and(0xFF);
         IntVector low = raw.rearrange(Q3_LOW).lanewise(LSHR, Q3_LOW_SHIFT).and(0xF);
@@ -158,7 +159,7 @@ final class KQuantScales {
                 .lanewise(LSHL, Simd.SHIFT_4);
         IntVector c = low.or(high).sub(32);
         c.intoArray(codes, 0);
-        ((FloatVector) c.convert(I2F, 0)).mul(offsetTimesD).intoArray(mins, mo);
+        ((FloatVector) c.convert(I2F, 0)).mul(offsetTimesD).intoMemorySegment(mins, mo, ScaledDot.NATIVE);
     }
 
     /**

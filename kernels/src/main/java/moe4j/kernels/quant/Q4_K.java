@@ -103,20 +103,20 @@ public final class Q4_K extends BlockFormat {
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
         int scales = src.get(Layouts.INT_LE, block + D);
         s.d[slot] = Simd.fp16(scales, 0);
-        KQuantScales.scaleCodesAndMins(src, block, Simd.fp16(scales, 1), s.codes, s.mins, 16 * slot);
-        float[] w = s.w;
-        int wo = 256 * slot;
+        KQuantScales.scaleCodesAndMins(src, block, Simd.fp16(scales, 1), s.codes, s.mins, 64L * slot);
+        MemorySegment w = s.w;
+        long wo = 1024L * slot;
         for (int c = 0; c < 4; c++) {
             long qs = block + QS + 32L * c;
             int lowScale = s.codes[2 * c];
             int highScale = s.codes[2 * c + 1];
-            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE).convertShape(B2I, Simd.I, 0);
-            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
-            int e = wo + 64 * c;
-            ((FloatVector) q0.and(0xF).mul(lowScale).convert(I2F, 0)).intoArray(w, e);
-            ((FloatVector) q1.and(0xF).mul(lowScale).convert(I2F, 0)).intoArray(w, e + 16);
-            ((FloatVector) q0.lanewise(ASHR, Simd.SHIFT_4).and(0xF).mul(highScale).convert(I2F, 0)).intoArray(w, e + 32);
-            ((FloatVector) q1.lanewise(ASHR, Simd.SHIFT_4).and(0xF).mul(highScale).convert(I2F, 0)).intoArray(w, e + 48);
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            long e = wo + 256L * c;
+            ((FloatVector) q0.and(0xF).mul(lowScale).convert(I2F, 0)).intoMemorySegment(w, e, ScaledDot.NATIVE);
+            ((FloatVector) q1.and(0xF).mul(lowScale).convert(I2F, 0)).intoMemorySegment(w, e + 64, ScaledDot.NATIVE);
+            ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).mul(highScale).convert(I2F, 0)).intoMemorySegment(w, e + 128, ScaledDot.NATIVE);
+            ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).mul(highScale).convert(I2F, 0)).intoMemorySegment(w, e + 192, ScaledDot.NATIVE);
         }
     }
 
@@ -125,8 +125,8 @@ public final class Q4_K extends BlockFormat {
 
     /** {@link #decodeScaled} and {@link ScaledDot}'s block step in one: groups {@code 4c..4c+3} feed accumulators 0..3. */
     @Override
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
+    void accumulateScaled(MemorySegment src, long block, MemorySegment x, long xo, MemorySegment sums, long so,
+            float[] state, ScaledDot.Scratch s) {
         int scales = src.get(Layouts.INT_LE, block + D);
         KQuantScales.scaleCodesAndMins(src, block, Simd.fp16(scales, 1), s.codes, s.mins, 0);
         FloatVector c0 = FloatVector.zero(Simd.F);
@@ -135,24 +135,25 @@ public final class Q4_K extends BlockFormat {
         FloatVector c3 = c0;
         for (int c = 0; c < 4; c++) {
             long qs = block + QS + 32L * c;
-            FloatVector lowScale = FloatVector.broadcast(Simd.F, s.codes[2 * c]);
-            FloatVector highScale = FloatVector.broadcast(Simd.F, s.codes[2 * c + 1]);
+            int lowScale = s.codes[2 * c];
+            int highScale = s.codes[2 * c + 1];
             IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
             IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            FloatVector w0 = ((FloatVector) q0.and(0xF).convert(I2F, 0)).mul(lowScale);
-            FloatVector w1 = ((FloatVector) q1.and(0xF).convert(I2F, 0)).mul(lowScale);
-            FloatVector w2 = ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(highScale);
-            FloatVector w3 = ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(highScale);
-            int e = xo + 64 * c;
-            c0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), c0);
-            c1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), c1);
-            c2 = w2.fma(FloatVector.fromArray(Simd.F, x, e + 32), c2);
-            c3 = w3.fma(FloatVector.fromArray(Simd.F, x, e + 48), c3);
+            FloatVector w0 = (FloatVector) q0.and(0xF).mul(lowScale).convert(I2F, 0);
+            FloatVector w1 = (FloatVector) q1.and(0xF).mul(lowScale).convert(I2F, 0);
+            FloatVector w2 = (FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).mul(highScale).convert(I2F, 0);
+            FloatVector w3 = (FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).mul(highScale).convert(I2F, 0);
+            long e = xo + 256L * c;
+            c0 = w0.fma(FloatVector.fromMemorySegment(Simd.F, x, e, ScaledDot.NATIVE), c0);
+            c1 = w1.fma(FloatVector.fromMemorySegment(Simd.F, x, e + 64, ScaledDot.NATIVE), c1);
+            c2 = w2.fma(FloatVector.fromMemorySegment(Simd.F, x, e + 128, ScaledDot.NATIVE), c2);
+            c3 = w3.fma(FloatVector.fromMemorySegment(Simd.F, x, e + 192, ScaledDot.NATIVE), c3);
         }
         FloatVector acc = FloatVector.fromArray(Simd.F, state, 0);
         FloatVector accMin = FloatVector.fromArray(Simd.F, state, Simd.L);
         c0.add(c1).add(c2.add(c3)).fma(FloatVector.broadcast(Simd.F, Simd.fp16(scales, 0)), acc).intoArray(state, 0);
-        FloatVector.fromArray(Simd.F, s.mins, 0).fma(FloatVector.fromArray(Simd.F, sums, so), accMin).intoArray(state, Simd.L);
+        FloatVector.fromMemorySegment(Simd.F, s.mins, 0, ScaledDot.NATIVE)
+                .fma(FloatVector.fromMemorySegment(Simd.F, sums, so, ScaledDot.NATIVE), accMin).intoArray(state, Simd.L);
     }
 
     @Override

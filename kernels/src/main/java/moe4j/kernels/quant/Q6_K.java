@@ -119,9 +119,9 @@ public final class Q6_K extends BlockFormat {
         s.d[slot] = d;
         IntVector groupScales = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(B2I, Simd.I, 0);
         groupScales.intoArray(s.codes, 0);
-        ((FloatVector) groupScales.convert(I2F, 0)).mul(32 * d).intoArray(s.mins, 16 * slot);
-        float[] w = s.w;
-        int wo = 256 * slot;
+        ((FloatVector) groupScales.convert(I2F, 0)).mul(32 * d).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
+        MemorySegment w = s.w;
+        long wo = 1024L * slot;
         for (int half = 0; half < 2; half++) {
             long ql = block + QL + 64L * half;
             long qhAt = block + QH + 32L * half;
@@ -136,8 +136,8 @@ public final class Q6_K extends BlockFormat {
                 int g = 8 * half + 2 * k;
                 IntVector q0 = l0.lanewise(ASHR, lowShift).and(0xF).or(h0.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
                 IntVector q1 = l1.lanewise(ASHR, lowShift).and(0xF).or(h1.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                ((FloatVector) q0.mul(s.codes[g]).convert(I2F, 0)).intoArray(w, wo + 16 * g);
-                ((FloatVector) q1.mul(s.codes[g + 1]).convert(I2F, 0)).intoArray(w, wo + 16 * g + 16);
+                ((FloatVector) q0.mul(s.codes[g]).convert(I2F, 0)).intoMemorySegment(w, wo + 64L * g, ScaledDot.NATIVE);
+                ((FloatVector) q1.mul(s.codes[g + 1]).convert(I2F, 0)).intoMemorySegment(w, wo + 64L * g + 64, ScaledDot.NATIVE);
             }
         }
     }
@@ -151,8 +151,8 @@ public final class Q6_K extends BlockFormat {
      * pairs (0,1) for even {@code k}, (2,3) for odd, so the loop swaps the pairs after each iteration.
      */
     @Override
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
+    void accumulateScaled(MemorySegment src, long block, MemorySegment x, long xo, MemorySegment sums, long so,
+            float[] state, ScaledDot.Scratch s) {
         float d = Halfs.readFp16(src, block + D);
         IntVector groupScales = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(B2I, Simd.I, 0);
         groupScales.intoArray(s.codes, 0);
@@ -177,9 +177,9 @@ public final class Q6_K extends BlockFormat {
                 IntVector q1 = l1.lanewise(ASHR, lowShift).and(0xF).or(h1.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
                 FloatVector w0 = (FloatVector) q0.mul(s.codes[g]).convert(I2F, 0);
                 FloatVector w1 = (FloatVector) q1.mul(s.codes[g + 1]).convert(I2F, 0);
-                int e = xo + 16 * g;
-                FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, x, e), c0);
-                FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, x, e + 16), c1);
+                long e = xo + 64L * g;
+                FloatVector n0 = w0.fma(FloatVector.fromMemorySegment(Simd.F, x, e, ScaledDot.NATIVE), c0);
+                FloatVector n1 = w1.fma(FloatVector.fromMemorySegment(Simd.F, x, e + 64, ScaledDot.NATIVE), c1);
                 c0 = c2;
                 c1 = c3;
                 c2 = n0;
@@ -189,7 +189,7 @@ public final class Q6_K extends BlockFormat {
         FloatVector acc = FloatVector.fromArray(Simd.F, state, 0);
         FloatVector accMin = FloatVector.fromArray(Simd.F, state, Simd.L);
         c0.add(c1).add(c2.add(c3)).fma(FloatVector.broadcast(Simd.F, d), acc).intoArray(state, 0);
-        mins.fma(FloatVector.fromArray(Simd.F, sums, so), accMin).intoArray(state, Simd.L);
+        mins.fma(FloatVector.fromMemorySegment(Simd.F, sums, so, ScaledDot.NATIVE), accMin).intoArray(state, Simd.L);
     }
 
     @Override

@@ -33,6 +33,7 @@ import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
+import moe4j.kernels.StepRecorder;
 import moe4j.kernels.Weight;
 import moe4j.kernels.cpu.CpuBackend;
 import moe4j.kernels.quant.QuantFormat;
@@ -276,6 +277,37 @@ class CudaBackendTest {
         assertClose(rows(cpu, ca, n), rows(gpu, ga, n), 1e-6, "siluMul");
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {1, 3})
+    void fusedAddNormAndNormRopeGiveExactlyTheSeparateResults(int n) {
+        int width = 2048;
+        float[] a = randomFloats(n * width, 2f);
+        float[] b = randomFloats(n * width, 2f);
+        Weight gain = gpu.bind(f32Tensor("gain", randomFloats(width, 1f), width));
+        Activations separate = fill(gpu, a, n, width);
+        Activations separateOut = poisoned(n, width);
+        gpu.add(separate, fill(gpu, b, n, width), n);
+        gpu.rmsNorm(separate, gain, 1e-6f, separateOut, n);
+        Activations fused = fill(gpu, a, n, width);
+        Activations fusedOut = poisoned(n, width);
+        gpu.addRmsNorm(fused, fill(gpu, b, n, width), gain, 1e-6f, fusedOut, n);
+        assertClose(rows(gpu, separate, n), rows(gpu, fused, n), 0, "sum");
+        assertClose(rows(gpu, separateOut, n), rows(gpu, fusedOut, n), 0, "norm of the sum");
+
+        for (Rope rope : ropes().toList()) {
+            int heads = 3;
+            int headDim = 128;
+            float[] x = randomFloats(n * heads * headDim, 3f);
+            Weight headGain = gpu.bind(f32Tensor("head gain", randomFloats(headDim, 1f), headDim));
+            Activations s = fill(gpu, x, n, heads * headDim);
+            gpu.rmsNorm(s, headGain, 1e-6f, s, n);
+            gpu.rope(s, heads, rope, 77, n);
+            Activations f = fill(gpu, x, n, heads * headDim);
+            gpu.rmsNormRope(f, headGain, 1e-6f, heads, rope, 77, n);
+            assertClose(rows(gpu, s, n), rows(gpu, f, n), 0, "norm and " + rope);
+        }
+    }
+
     @Test
     void copyRowsCopiesWholeRows() {
         int width = 7;
@@ -286,6 +318,114 @@ class CudaBackendTest {
         float[] got = rows(gpu, dst, 4);
         assertArrayEquals(Arrays.copyOfRange(a, 2 * width, 5 * width), Arrays.copyOfRange(got, width, 4 * width), 0f);
         assertTrue(Float.isNaN(got[0]), "row 0 untouched");
+    }
+
+    // ------------------------------------------------------------ recorded decode steps
+
+    /** One decode step of a tiny attention layer: every operation that takes a token or a position. */
+    private record TinyStep(Weight table, Weight gain, Weight wq, Weight wk, Weight wv, Weight wo, Rope rope,
+                            AttentionShape shape) {
+
+        void run(int[] tokens, int pos, KvCache cache, Activations x, Activations q, Activations k, Activations v,
+                 Activations heads, Activations out) {
+            gpu.embed(table, tokens, pos, 1, x);
+            gpu.rmsNorm(x, gain, 1e-6f, x, 1);
+            gpu.matmul(wq, x, q, 1);
+            gpu.matmul(wk, x, k, 1);
+            gpu.matmul(wv, x, v, 1);
+            gpu.rope(q, shape.heads(), rope, pos, 1);
+            gpu.rope(k, shape.kvHeads(), rope, pos, 1);
+            gpu.storeKv(cache, 1, k, v, pos, 1);
+            gpu.attention(q, cache, 1, shape, pos, 1, heads);
+            gpu.matmul(wo, heads, x, 1);
+            gpu.copyRows(x, 0, out, 1, 1);
+        }
+    }
+
+    /** The output of each step, run directly ({@code recorder} null) or through {@code recorder}. */
+    private static float[][] decode(TinyStep t, int[] tokens, StepRecorder recorder) {
+        int embd = t.table().rowLength();
+        AttentionShape s = t.shape();
+        float[][] result = new float[tokens.length][];
+        try (KvCache cache = gpu.allocateKvCache(2, tokens.length, s.kvDim(), KvCacheType.F16);
+             Activations x = gpu.allocate(1, embd); Activations q = gpu.allocate(1, s.qDim());
+             Activations k = gpu.allocate(1, s.kvDim()); Activations v = gpu.allocate(1, s.kvDim());
+             Activations heads = gpu.allocate(1, s.qDim()); Activations out = gpu.allocate(2, embd)) {
+            for (int p = 0; p < tokens.length; p++) {
+                int pos = p;
+                Runnable step = () -> t.run(tokens, pos, cache, x, q, k, v, heads, out);
+                if (recorder == null) {
+                    step.run();
+                } else {
+                    recorder.run("tiny", tokens[pos], pos, step);
+                }
+                result[p] = Arrays.copyOfRange(rows(gpu, out, 2), embd, 2 * embd);
+            }
+        }
+        return result;
+    }
+
+    private TinyStep tinyStep(int vocab, int embd) {
+        AttentionShape s = new AttentionShape(4, 2, 16, 0.25f);
+        return new TinyStep(gpu.bind(randomTensor("table", GgmlType.Q8_0, embd, vocab)),
+                gpu.bind(f32Tensor("gain", randomFloats(embd, 1f), embd)),
+                gpu.bind(randomTensor("wq", GgmlType.Q8_0, embd, s.qDim())),
+                gpu.bind(randomTensor("wk", GgmlType.Q8_0, embd, s.kvDim())),
+                gpu.bind(randomTensor("wv", GgmlType.Q8_0, embd, s.kvDim())),
+                gpu.bind(randomTensor("wo", GgmlType.Q8_0, s.qDim(), embd)),
+                Rope.plain(16, Rope.Style.NEOX, 10000f), s);
+    }
+
+    @Test
+    void aRecordedDecodeStepReplaysExactlyLikeDirectCalls() {
+        TinyStep t = tinyStep(40, 64);
+        int[] tokens = random.ints(7, 0, 40).toArray();
+        float[][] direct = decode(t, tokens, null);
+        try (StepRecorder recorder = gpu.stepRecorder()) {
+            float[][] replayed = decode(t, tokens, recorder);
+            CudaStepGraph g = (CudaStepGraph) recorder;
+            assertEquals(CudaBackend.graphsEnabled(), g.recorded(),
+                    "recorded as a CUDA graph (disabled because: " + g.disabledReason() + ")");
+            for (int p = 0; p < tokens.length; p++) {
+                assertClose(direct[p], replayed[p], 0, "step " + p);
+            }
+        }
+    }
+
+    @Test
+    void aRecordedStepChecksTokenAndPositionOnReplayAndRefusesHostTransfers() {
+        TinyStep t = tinyStep(40, 64);
+        AttentionShape s = t.shape();
+        int[] tokens = {3, 39, 40};
+        try (StepRecorder recorder = gpu.stepRecorder();
+             KvCache cache = gpu.allocateKvCache(2, 2, s.kvDim(), KvCacheType.F32);
+             Activations x = gpu.allocate(1, 64); Activations q = gpu.allocate(1, s.qDim());
+             Activations k = gpu.allocate(1, s.kvDim()); Activations v = gpu.allocate(1, s.kvDim());
+             Activations heads = gpu.allocate(1, s.qDim()); Activations out = gpu.allocate(2, 64)) {
+            recorder.run("tiny", tokens[0], 0, () -> t.run(tokens, 0, cache, x, q, k, v, heads, out));
+            recorder.run("tiny", tokens[1], 1, () -> t.run(tokens, 1, cache, x, q, k, v, heads, out));
+            float[] last = rows(gpu, out, 2);
+            for (int i = 64; i < 128; i++) {
+                assertTrue(Float.isFinite(last[i]), "step output " + i);
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> recorder.run("tiny", tokens[1], 2, () -> t.run(tokens, 2, cache, x, q, k, v, heads, out)));
+            assertTrue(e.getMessage().contains("outside the KV cache"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> recorder.run("tiny", tokens[2], 1, () -> t.run(tokens, 2, cache, x, q, k, v, heads, out)));
+            assertTrue(e.getMessage().contains("outside the vocabulary"), e.getMessage());
+        }
+        try (StepRecorder recorder = gpu.stepRecorder(); Activations a = gpu.allocate(1, 4)) {
+            float[] host = new float[4];
+            if (CudaBackend.graphsEnabled()) {
+                IllegalStateException e = assertThrows(IllegalStateException.class,
+                        () -> recorder.run("read", 0, 0, () -> gpu.read(a, 0, host, 0)));
+                assertTrue(e.getMessage().contains("recorded decode step"), e.getMessage());
+            }
+            gpu.write(new float[] {1, 2, 3, 4}, 0, a, 0);
+            gpu.read(a, 0, host, 0);
+            assertArrayEquals(new float[] {1, 2, 3, 4}, host, 0f, "the backend works after a refused step");
+        }
     }
 
     // ------------------------------------------------------------ attention
