@@ -2,10 +2,12 @@
 # Runs on a GPU machine without Java or network, from the repository root, with .gpu/ made by
 # bench/gpu-prepare.sh: unpacks the Java runtime, lists the devices, runs the GPU tests (every kernel
 # against the CPU backend, every fixture model against llama.cpp and the CPU), generates a random model
-# of the Qwen3-30B-A3B shape (Q4_K_M, LAYERS layers, default 48) and times prompt processing and
-# generation on cuda:0. Full logs go to $OUT (default .gpu/out); the end of the output is a short table.
+# of the Qwen3-30B-A3B shape (Q4_K_M, LAYERS layers, default 48), times prompt processing and
+# generation on cuda:0, then times every operation of a decode step and of a prompt batch (GpuProfile).
+# Full logs go to $OUT (default .gpu/out); the end of the output is the profile and a short table.
 #
 #   LAYERS=48 PP=512 TG=128 REPS=3 bench/gpu-check.sh
+#   PROFILE=0 bench/gpu-check.sh  skips the per-operation profile
 #   SYNC=1 bench/gpu-check.sh     waits after every kernel, so a failing test names the kernel that failed
 #   GRAPHS=0 bench/gpu-check.sh   launches every decode kernel from the host instead of replaying a CUDA graph
 set -uo pipefail
@@ -48,7 +50,7 @@ cp=".gpu/moe4j.jar:.gpu/lib/gguf-tests.jar:.gpu/lib/kernels-tests.jar:.gpu/lib/e
 timeout 180 "$java" "${flags[@]}" -Xmx8g -Dmoe4j.shared="$shared" \
     -jar .gpu/lib/junit-platform-console-standalone-*.jar execute --disable-banner --disable-ansi-colors \
     --details=tree --class-path "$cp" --select-class moe4j.kernels.cuda.CudaBackendTest \
-    --select-class moe4j.kernels.cuda.CudaAvailabilityTest --select-class moe4j.engine.CudaReferenceTest \
+    --select-class moe4j.kernels.cuda.CudaAvailabilityTest --select-class moe4j.engine.CudaReferenceTest --select-class moe4j.engine.CudaHybridTest \
     > "$OUT/gpu-tests.log" 2>&1
 status=$?
 summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$OUT/gpu-tests.log" | tr -s ' []' ' ' | paste -sd, -)
@@ -78,6 +80,18 @@ row "GpuBench (exit $status, $(elapsed $t))" "$( (grep -m1 '^model' "$OUT/bench.
 row "  prompt pp$PP" "$(sed -n "s/^pp$PP //p" "$OUT/bench.log")"
 row "  generation tg$TG" "$(sed -n "s/^tg$TG //p" "$OUT/bench.log")"
 row "  llama.cpp CUDA on H100 (anchor)" "pp512 9500 tok/s, tg128 292 tok/s (48 layers)"
+
+# 4. Where the time goes: every operation timed by CUDA events (direct launches), decode and prompt; then the
+# decode step once more with the previous attention kernel (4 warps per head) for comparison
+if [ "${PROFILE:-1}" = 1 ]; then
+    t=$(date +%s)
+    prof=(-Xmx16g -Dmoe4j.cuda.profile=true -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuProfile)
+    timeout 90 "$java" "${flags[@]}" "${prof[@]}" "$model" cuda:0 "$PP" 8 > "$OUT/profile.log" 2>&1
+    status=$?
+    timeout 45 "$java" "${flags[@]}" -Dmoe4j.cuda.decodeAttention=false "${prof[@]}" "$model" cuda:0 "$PP" 8 decode \
+        > "$OUT/profile-attention4.log" 2>&1
+    row "GpuProfile (exit $status/$?, $(elapsed $t))" "$(grep -m1 '^== decode' "$OUT/profile.log" | cut -c4-110)"
+fi
 rm -f "$model"
 
 echo
@@ -85,5 +99,11 @@ echo "---- failures (first lines; full log $OUT/gpu-tests.log) ----"
 cat "$OUT/failures-head.txt"
 echo "---- GPU vs llama.cpp / CPU agreement ----"
 head -30 "$OUT/agreement.txt"
+if [ "${PROFILE:-1}" = 1 ]; then
+    echo "---- GPU time per operation (full: $OUT/profile.log) ----"
+    grep -v -E '^WARNING|^profile ' "$OUT/profile.log" | cut -c1-100 | head -70
+    echo "---- decode attention with 4 warps per head (the previous kernel) ----"
+    grep -E '^== decode|attention' "$OUT/profile-attention4.log" | cut -c1-100
+fi
 echo "---- moe4j GPU check ----"
 printf '%s\n' "${rows[@]}"

@@ -2,7 +2,8 @@
 # Prepares, on a build machine with a JDK 25 (no GPU needed), everything bench/gpu-check.sh needs on a
 # GPU machine that has neither Java nor network, in the git-ignored folder .gpu/:
 #   jre.tgz          a jlink runtime with only what the check runs (java.base, the Vector API, logging,
-#                    jdk.unsupported): about 20 MB, as everything must travel in 64 MiB with the tree
+#                    jdk.unsupported, the management API a placement across devices reads the RAM size
+#                    from): about 20 MB, as everything must travel in 64 MiB with the tree
 #   moe4j.jar        the command line, CUDA backend and PTX included
 #   lib/*.jar        test classes of gguf, kernels and engine, and JUnit's console launcher
 #   shared/fixtures  the fixture models and llama.cpp references the GPU tests compare against
@@ -31,7 +32,7 @@ platform="1.$(sed -n 's:.*<junit.version>5\.\([0-9.]*\)</junit.version>.*:\1:p' 
 echo "linking a Java runtime ..."
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-jlink --add-modules java.base,jdk.incubator.vector,java.logging,jdk.unsupported \
+jlink --add-modules java.base,jdk.incubator.vector,java.logging,jdk.unsupported,java.management,jdk.management \
     --strip-debug --no-man-pages --no-header-files --output "$tmp/jre" 2>/dev/null
 tar czf .gpu/jre.tgz -C "$tmp" jre
 

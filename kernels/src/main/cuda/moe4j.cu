@@ -51,24 +51,33 @@ __device__ __forceinline__ float dot16(const float* v, const float* x, float acc
     return acc;
 }
 
-// The dot product of one weight row with x, by one warp: lane i takes parts i, i+32, ... All lanes get the sum.
+// Lane `lane`'s share of the dot product of one weight row with x: parts lane, lane+32, ... in that order.
+// Unrolled 4 deep so that a lane has the loads of four parts in flight (a row of 2048 values is 4 parts a
+// lane); the order of the additions, and so the result, is that of the plain loop.
 template <class F>
-__device__ __forceinline__ float warp_row_dot(const uint8_t* row, const float* x, int K, int lane) {
+__device__ __forceinline__ float lane_row_dot(const uint8_t* row, const float* x, int K, int lane) {
     constexpr int PARTS = F::QK / 16;
     int parts = K >> 4;
     float acc = 0.f;
-#pragma unroll 2
+#pragma unroll 4
     for (int i = lane; i < parts; i += WARP) {
         float v[16];
         F::decode(row + (long long)(i / PARTS) * F::BYTES, i % PARTS, v);
         acc = dot16(v, x + 16 * i, acc);
     }
-    return warp_sum(acc);
+    return acc;
+}
+
+// The dot product of one weight row with x, by one warp: lane i takes parts i, i+32, ... All lanes get the sum.
+template <class F>
+__device__ __forceinline__ float warp_row_dot(const uint8_t* row, const float* x, int K, int lane) {
+    return warp_sum(lane_row_dot<F>(row, x, K, lane));
 }
 
 // ---------------------------------------------------------------- matrix-vector (decode)
 
 #define MV_WARPS 4
+#define MV_SLOTS 8
 
 // y[a][r] = dot(W_e row r, x[a / xDiv]) with e = ids[a] (or 0 without ids); blockIdx.y = a.
 // PAIR: y = silu(dot(W row r, x)) * dot(W2 row r, x), the SwiGLU gate and up projections in one pass.
@@ -88,10 +97,28 @@ __device__ __forceinline__ void mv_body(const uint8_t* W, const uint8_t* W2, lon
     }
     long long off = (long long)e * expertStride + (long long)r * rowBytes;
     const float* x = X + (long long)(a / xDiv) * xStride;
-    float acc = warp_row_dot<F>(W + off, x, K, lane);
+    float acc;
     if (PAIR) {
-        float up = warp_row_dot<F>(W2 + off, x, K, lane);
-        acc = __fmul_rn(silu(acc), up);
+        // both rows in one loop, so that their loads overlap; each sum in the order of lane_row_dot
+        constexpr int PARTS = F::QK / 16;
+        int parts = K >> 4;
+        const uint8_t* wg = W + off;
+        const uint8_t* wu = W2 + off;
+        float g = 0.f;
+        float u = 0.f;
+#pragma unroll 2
+        for (int i = lane; i < parts; i += WARP) {
+            float v[16];
+            float w[16];
+            long long b = (long long)(i / PARTS) * F::BYTES;
+            F::decode(wg + b, i % PARTS, v);
+            F::decode(wu + b, i % PARTS, w);
+            g = dot16(v, x + 16 * i, g);
+            u = dot16(w, x + 16 * i, u);
+        }
+        acc = __fmul_rn(silu(warp_sum(g)), warp_sum(u));
+    } else {
+        acc = warp_row_dot<F>(W + off, x, K, lane);
     }
     if (lane == 0) *y = acc;
 }
@@ -103,24 +130,50 @@ __device__ __forceinline__ void mv_combine_body(const uint8_t* W, long long expe
                                                 int K, int rows, int experts, const float* H, int hStride,
                                                 const int* ids, const float* weights, int k, float* Y,
                                                 int yStride) {
+    constexpr int PARTS = F::QK / 16;
     int lane = threadIdx.x & (WARP - 1);
     int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     int t = blockIdx.y;
     if (r >= rows) return;
-    float total = 0.f;
+    float* y = Y + (long long)t * yStride + r;
     for (int s = 0; s < k; s++) {
-        int a = t * k + s;
-        int e = ids[a];
-        if (e < 0 || e >= experts) {
-            total = __int_as_float(0x7fc00000);
-            break;
+        int e = ids[t * k + s];
+        if (e < 0 || e >= experts) {  // the same for the whole warp: a NaN sum, never a wild read
+            if (lane == 0) *y = __int_as_float(0x7fc00000);
+            return;
         }
-        float d = warp_row_dot<F>(W + (long long)e * expertStride + (long long)r * rowBytes,
-                                  H + (long long)a * hStride, K, lane);
-        float term = __fmul_rn(d, weights[a]);
-        total = s == 0 ? term : __fadd_rn(total, term);
     }
-    if (lane == 0) Y[(long long)t * yStride + r] = total;
+    // The slots in groups of MV_SLOTS whose rows are read in one loop, so that their loads overlap (one expert
+    // after the other waits for memory k times); each dot in the order of lane_row_dot, then the weighted
+    // terms added in slot order.
+    int parts = K >> 4;
+    float total = 0.f;
+    for (int s0 = 0; s0 < k; s0 += MV_SLOTS) {
+        float part[MV_SLOTS];
+#pragma unroll
+        for (int j = 0; j < MV_SLOTS; j++) part[j] = 0.f;
+        for (int i = lane; i < parts; i += WARP) {
+            long long b = (long long)r * rowBytes + (long long)(i / PARTS) * F::BYTES;
+#pragma unroll
+            for (int j = 0; j < MV_SLOTS; j++) {
+                int a = t * k + s0 + j;
+                if (s0 + j < k) {
+                    float v[16];
+                    F::decode(W + (long long)ids[a] * expertStride + b, i % PARTS, v);
+                    part[j] = dot16(v, H + (long long)a * hStride + 16 * i, part[j]);
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < MV_SLOTS; j++) {
+            int a = t * k + s0 + j;
+            if (s0 + j < k) {
+                float term = __fmul_rn(warp_sum(part[j]), weights[a]);
+                total = s0 + j == 0 ? term : __fadd_rn(total, term);
+            }
+        }
+    }
+    if (lane == 0) *y = total;
 }
 
 // ---------------------------------------------------------------- tiled matrix-matrix (prompt batches)
@@ -469,19 +522,22 @@ __device__ __forceinline__ void store_kv_body(KV* kPlane, KV* vPlane, const floa
 }
 
 #define ATT_WARPS 4
+#define ATT_DECODE_WARPS 16
 #define ATT_MAX_HEAD 256
 
 // Causal attention of query row blockIdx.y (position startPos + blockIdx.y), head blockIdx.x, over cached
-// positions 0..startPos+blockIdx.y. Each warp runs an online softmax over every fourth position (lane i
-// holds elements i, i+32, ... of the head); the warps' partial results are merged at the end.
-template <typename KV>
+// positions 0..startPos+blockIdx.y. Each of the WARPS warps runs an online softmax over every WARPS-th
+// position (lane i holds elements i, i+32, ... of the head); the warps' partial results are merged at the
+// end. Prompt batches have a block per (head, token) and use 4 warps; a decoded token has only a block per
+// head, so it uses 16, each walking a sixteenth of the cache.
+template <typename KV, int WARPS>
 __device__ __forceinline__ void attention_body(const float* Q, int qStride, const KV* kPlane, const KV* vPlane,
                                                int kvDim, int headDim, int group, float scale, int startPos,
                                                const int* posDev, float* O, int oStride) {
     __shared__ float q[ATT_MAX_HEAD];
-    __shared__ float wm[ATT_WARPS];
-    __shared__ float wl[ATT_WARPS];
-    __shared__ float wacc[ATT_WARPS][ATT_MAX_HEAD];
+    __shared__ float wm[WARPS];
+    __shared__ float wl[WARPS];
+    __shared__ float wacc[WARPS][ATT_MAX_HEAD];
     int h = blockIdx.x;
     int t = blockIdx.y;
     int kvh = h / group;
@@ -495,7 +551,8 @@ __device__ __forceinline__ void attention_body(const float* Q, int qStride, cons
     float acc[ATT_MAX_HEAD / WARP];
 #pragma unroll
     for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) acc[i] = 0.f;
-    for (int p = warp; p < len; p += ATT_WARPS) {
+#pragma unroll 2
+    for (int p = warp; p < len; p += WARPS) {
         long long base = (long long)p * kvDim + (long long)kvh * headDim;
         float part = 0.f;
 #pragma unroll
@@ -526,17 +583,17 @@ __device__ __forceinline__ void attention_body(const float* Q, int qStride, cons
     }
     __syncthreads();
     float mAll = wm[0];
-    for (int w = 1; w < ATT_WARPS; w++) mAll = fmaxf(mAll, wm[w]);
+    for (int w = 1; w < WARPS; w++) mAll = fmaxf(mAll, wm[w]);
     float lAll = 0.f;
-    float f[ATT_WARPS];
-    for (int w = 0; w < ATT_WARPS; w++) {
+    float f[WARPS];
+    for (int w = 0; w < WARPS; w++) {
         f[w] = wl[w] > 0.f ? __expf(wm[w] - mAll) : 0.f;
         lAll += wl[w] * f[w];
     }
     float inv = 1.f / lAll;
     for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
         float o = 0.f;
-        for (int w = 0; w < ATT_WARPS; w++) o += wacc[w][d] * f[w];
+        for (int w = 0; w < WARPS; w++) o += wacc[w][d] * f[w];
         O[(long long)t * oStride + h * headDim + d] = o * inv;
     }
 }
@@ -551,17 +608,18 @@ extern "C" __global__ void store_kv_f32(float* kPlane, float* vPlane, const floa
     store_kv_body<float>(kPlane, vPlane, K, kStride, V, vStride, kvDim, startPos, posDev);
 }
 
-extern "C" __global__ void __launch_bounds__(ATT_WARPS * WARP)
-    attention_f16(const float* Q, int qStride, const __half* kPlane, const __half* vPlane, int kvDim, int headDim,
-                  int group, float scale, int startPos, const int* posDev, float* O, int oStride) {
-    attention_body<__half>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, posDev, O, oStride);
-}
+#define ATTENTION_KERNEL(NAME, KV, WARPS)                                                                        \
+    extern "C" __global__ void __launch_bounds__(WARPS * WARP)                                                   \
+        NAME(const float* Q, int qStride, const KV* kPlane, const KV* vPlane, int kvDim, int headDim, int group, \
+             float scale, int startPos, const int* posDev, float* O, int oStride) {                             \
+        attention_body<KV, WARPS>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, posDev, O, \
+                                  oStride);                                                                      \
+    }
 
-extern "C" __global__ void __launch_bounds__(ATT_WARPS * WARP)
-    attention_f32(const float* Q, int qStride, const float* kPlane, const float* vPlane, int kvDim, int headDim,
-                  int group, float scale, int startPos, const int* posDev, float* O, int oStride) {
-    attention_body<float>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, posDev, O, oStride);
-}
+ATTENTION_KERNEL(attention_f16, __half, ATT_WARPS)
+ATTENTION_KERNEL(attention_f32, float, ATT_WARPS)
+ATTENTION_KERNEL(attention_decode_f16, __half, ATT_DECODE_WARPS)
+ATTENTION_KERNEL(attention_decode_f32, float, ATT_DECODE_WARPS)
 
 // ---------------------------------------------------------------- mixture-of-experts routing
 
@@ -733,5 +791,20 @@ extern "C" __global__ void moe_combine(const float* Yx, int yStride, const int* 
             total = s == 0 ? term : __fadd_rn(total, term);
         }
         O[(long long)t * oStride + j] = total;
+    }
+}
+
+// ---------------------------------------------------------------- profiling
+
+// Waits about `nanos` on the device clock: put before each timed kernel (-Dmoe4j.cuda.profile=true), it keeps
+// the GPU busy while the host enqueues the kernel and its events, so that the events time the kernel, not the
+// host's launch.
+extern "C" __global__ void profile_delay(long long nanos) {
+    unsigned long long start;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    unsigned long long now = start;
+    while (now - start < (unsigned long long)nanos) {
+        __nanosleep(1000);
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
     }
 }

@@ -25,6 +25,7 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 import moe4j.gguf.GgmlType;
+import moe4j.kernels.quant.PreparedActivations;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
 
@@ -33,6 +34,10 @@ import moe4j.kernels.quant.QuantFormats;
  * caches, so weights stream from memory as in decoding), one {@code dot} per row. {@code oneThread} and
  * {@code twoThreads} (the rows split in halves) measure decode; {@code batch8} applies each row to 8
  * activation vectors with {@code dotBatch}, as prompt processing does.
+ *
+ * <p>The {@code prepared*} methods measure what the CPU backend runs: {@code dotPrepared} with activations
+ * rounded as llama.cpp rounds them for the type (8-bit blocks for quantized types), where K-quants fold
+ * their minimums out of the inner loop; the others measure the float-activation {@code dot}/{@code dotBatch}.
  *
  * <p>The {@code weightBytes} secondary result counts weight bytes read, so its ops/s figure is the
  * weight bandwidth in bytes per second; compare it with {@link StreamingReadBenchmark}.
@@ -62,6 +67,8 @@ public class MatVecBenchmark {
     private float[] out;
     private float[] outBatch;
     private ExecutorService helper;
+    private PreparedActivations prepared;
+    private PreparedActivations preparedBatch;
 
     /** Weight bytes read per second, reported as a secondary result. */
     @AuxCounters(AuxCounters.Type.OPERATIONS)
@@ -91,6 +98,14 @@ public class MatVecBenchmark {
         out = new float[rows];
         outBatch = new float[rows * BATCH];
         helper = Executors.newSingleThreadExecutor();
+        prepared = new PreparedActivations();
+        prepared.reserve(format.activationRounding(), 1, COLUMNS);
+        prepared.prepareRow(x, 0, 0);
+        preparedBatch = new PreparedActivations();
+        preparedBatch.reserve(format.activationRounding(), BATCH, COLUMNS);
+        for (int token = 0; token < BATCH; token++) {
+            preparedBatch.prepareRow(xBatch, token * COLUMNS, token);
+        }
     }
 
     @TearDown(Level.Trial)
@@ -126,6 +141,38 @@ public class MatVecBenchmark {
     public float[] batch8(Traffic traffic) {
         for (int r = 0; r < rows; r++) {
             format.dotBatch(weights, r * rowBytes, xBatch, 0, COLUMNS, BATCH, outBatch, r * BATCH, 1, COLUMNS);
+        }
+        traffic.weightBytes += rows * rowBytes;
+        return outBatch;
+    }
+
+    private void preparedRows(int from, int to) {
+        for (int r = from; r < to; r++) {
+            format.dotPrepared(weights, r * rowBytes, prepared, 0, 1, out, r, 1);
+        }
+    }
+
+    @Benchmark
+    public float[] preparedOneThread(Traffic traffic) {
+        preparedRows(0, rows);
+        traffic.weightBytes += rows * rowBytes;
+        return out;
+    }
+
+    @Benchmark
+    public float[] preparedTwoThreads(Traffic traffic) throws InterruptedException, ExecutionException {
+        int half = rows / 2;
+        Future<?> other = helper.submit(() -> preparedRows(half, rows));
+        preparedRows(0, half);
+        other.get();
+        traffic.weightBytes += rows * rowBytes;
+        return out;
+    }
+
+    @Benchmark
+    public float[] preparedBatch8(Traffic traffic) {
+        for (int r = 0; r < rows; r++) {
+            format.dotPrepared(weights, r * rowBytes, preparedBatch, 0, BATCH, outBatch, r * BATCH, 1);
         }
         traffic.weightBytes += rows * rowBytes;
         return outBatch;

@@ -107,6 +107,7 @@ final class BenchCommand implements Callable<Integer> {
         PrintWriter out = cl.getOut();
         try (Model model = Model.load(path, options);
              Session session = model.newSession(Math.max(nPrompt, nGen))) {
+            ModelLoader.printPlacement(model, cl.getErr());
             Row row = new Row(model, options);
             if (!json) {
                 out.println(Row.HEADER);

@@ -39,8 +39,14 @@ final class ModelLoader {
         double seconds = (System.nanoTime() - start) / 1e9;
         err.printf(Locale.ROOT, "loaded %s in %.2f s: %s; %s%n", path.getFileName(), seconds, describe(model.config()),
                 model.backendDescription());
-        err.flush();
+        printPlacement(model, err);
         return model;
+    }
+
+    /** The placement across devices as a short table, when the model has one. */
+    static void printPlacement(Model model, PrintWriter err) {
+        model.placement().ifPresent(p -> err.print("placement:" + System.lineSeparator() + p.summary()));
+        err.flush();
     }
 
     /**

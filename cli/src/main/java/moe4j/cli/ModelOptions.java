@@ -1,15 +1,22 @@
 package moe4j.cli;
 
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 
 import moe4j.engine.Device;
 import moe4j.engine.LoadListener;
 import moe4j.engine.LoadOptions;
+import moe4j.engine.PlacementOptions;
+import moe4j.engine.placement.TensorOverride;
 import moe4j.kernels.KvCacheType;
 import picocli.CommandLine;
 import picocli.CommandLine.Option;
 
-/** The options of the commands that load a model and evaluate it: file, threads, context, KV cache type, device. */
+/**
+ * The options of the commands that load a model and evaluate it: file, threads, context, KV cache type, device, and
+ * the placement across devices.
+ */
 final class ModelOptions {
 
     @Option(names = {"-m", "--model"}, paramLabel = "FILE", description = "GGUF model file")
@@ -31,6 +38,35 @@ final class ModelOptions {
             description = "where the model runs: cpu, cuda or cuda:N (default: ${DEFAULT-VALUE}; list: moe4j info --devices)")
     String device;
 
+    @Option(names = "--devices", paramLabel = "LIST", split = ",",
+            description = "run across these devices, e.g. cuda:0,cuda:1,cpu; cpu may repeat (cpu,cpu: two CPU backends,"
+                    + " the second named cpu:1); the CPU (system RAM, holding the token embedding) is always one")
+    List<String> devices = new ArrayList<>();
+
+    @Option(names = "--split", paramLabel = "LIST", split = ",",
+            description = "proportions of the layers per listed device, e.g. 3,1 (or one per device besides the CPU);"
+                    + " default: by the memory each has")
+    List<Double> split = new ArrayList<>();
+
+    @Option(names = {"-ngl", "--gpu-layers"}, paramLabel = "N",
+            description = "put the last N layers on the devices other than the CPU (default: as many as fit)")
+    Integer gpuLayers;
+
+    @Option(names = "--cpu-moe", description = "keep every layer's experts on the CPU, attention on the other devices")
+    boolean cpuMoe;
+
+    @Option(names = "--n-cpu-moe", paramLabel = "N", description = "keep the experts of the first N layers on the CPU")
+    Integer nCpuMoe;
+
+    @Option(names = {"-ot", "--override-tensor"}, paramLabel = "REGEX=DEVICE",
+            description = "put tensors whose name matches REGEX on DEVICE (cpu, cpu:N, cuda:N; also CPU, CUDA0);"
+                    + " repeatable, first match wins; e.g. exps=cpu")
+    List<String> overrides = new ArrayList<>();
+
+    @Option(names = "--fit", description = "place automatically (the default across devices); with one --device, what"
+            + " does not fit on it stays on the CPU")
+    boolean fit;
+
     @Option(names = Main.VERBOSE, description = "stack trace on errors")
     boolean verbose;
 
@@ -49,7 +85,35 @@ final class ModelOptions {
             throw new CommandLine.ParameterException(cl, "--device: " + e.getMessage());
         }
         return LoadOptions.defaults().withThreads(threads).withContextLength(contextLength).withKvCacheType(kvType)
-                .withListener(listener).withDevice(where);
+                .withListener(listener).withDevice(where).withPlacement(placement(cl));
+    }
+
+    private PlacementOptions placement(CommandLine cl) {
+        try {
+            if (!devices.isEmpty() && cl.getParseResult().hasMatchedOption("--device")) {
+                throw new IllegalArgumentException("--device and --devices exclude each other");
+            }
+            if (gpuLayers != null && gpuLayers < 0) {
+                throw new IllegalArgumentException("--gpu-layers must not be negative, got " + gpuLayers);
+            }
+            if (nCpuMoe != null && nCpuMoe < 0) {
+                throw new IllegalArgumentException("--n-cpu-moe must not be negative, got " + nCpuMoe);
+            }
+            if (cpuMoe && nCpuMoe != null) {
+                throw new IllegalArgumentException("--cpu-moe and --n-cpu-moe exclude each other");
+            }
+            PlacementOptions p = PlacementOptions.NONE
+                    .withDevices(devices.stream().map(Device::parse).toList())
+                    .withSplit(split)
+                    .withOverrides(overrides.stream().map(TensorOverride::parse).toList())
+                    .withFit(fit);
+            if (gpuLayers != null) {
+                p = p.withGpuLayers(gpuLayers);
+            }
+            return cpuMoe ? p.withCpuMoe() : nCpuMoe != null ? p.withNCpuMoe(nCpuMoe) : p;
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(cl, e.getMessage(), e);
+        }
     }
 
     /** The model file, required by commands without a demo model. */

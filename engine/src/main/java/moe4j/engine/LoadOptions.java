@@ -12,10 +12,12 @@ import moe4j.kernels.KvCacheType;
  * @param contextLength positions per session; 0 = the model's training context, capped at {@link #DEFAULT_CONTEXT_CAP}
  * @param batchSize     tokens evaluated per step when processing a prompt
  * @param listener      progress while binding tensors
- * @param device        where the model runs (its weights, caches and computation)
+ * @param device        where the model runs (its weights, caches and computation) when {@code placement} asks for a
+ *                      single device
+ * @param placement     how to spread the model over several devices; {@link PlacementOptions#NONE} = on {@code device}
  */
 public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLength, int batchSize, LoadListener listener,
-                          Device device) {
+                          Device device, PlacementOptions placement) {
 
     /** Cap of the default context, so a session's cache does not silently take many gigabytes. */
     public static final int DEFAULT_CONTEXT_CAP = 4096;
@@ -26,6 +28,7 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
         Objects.requireNonNull(kvCacheType, "kvCacheType");
         Objects.requireNonNull(listener, "listener");
         Objects.requireNonNull(device, "device");
+        Objects.requireNonNull(placement, "placement");
         if (threads < 0) {
             throw new IllegalArgumentException("threads must be 0 (all processors) or positive, got " + threads);
         }
@@ -39,31 +42,36 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
 
     /** The CPU with all processors, F16 cache, default context and batch, no progress reports. */
     public static LoadOptions defaults() {
-        return new LoadOptions(0, KvCacheType.F16, 0, DEFAULT_BATCH_SIZE, LoadListener.NONE, Device.CPU);
+        return new LoadOptions(0, KvCacheType.F16, 0, DEFAULT_BATCH_SIZE, LoadListener.NONE, Device.CPU,
+                PlacementOptions.NONE);
     }
 
     public LoadOptions withThreads(int threads) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
     }
 
     public LoadOptions withKvCacheType(KvCacheType type) {
-        return new LoadOptions(threads, type, contextLength, batchSize, listener, device);
+        return new LoadOptions(threads, type, contextLength, batchSize, listener, device, placement);
     }
 
     public LoadOptions withContextLength(int contextLength) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
     }
 
     public LoadOptions withBatchSize(int batchSize) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
     }
 
     public LoadOptions withListener(LoadListener listener) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
     }
 
     public LoadOptions withDevice(Device device) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
+    }
+
+    public LoadOptions withPlacement(PlacementOptions placement) {
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
     }
 
     /** The thread count to use: {@link #threads()} or the number of available processors. */

@@ -2,11 +2,23 @@ package moe4j.engine;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
+import java.util.Set;
 
 import moe4j.engine.model.Architectures;
+import moe4j.engine.model.BackendAssignment;
 import moe4j.engine.model.ModelGraph;
+import moe4j.engine.placement.DeviceSpec;
+import moe4j.engine.placement.LayerPlacement;
+import moe4j.engine.placement.ModelFootprint;
+import moe4j.engine.placement.Placement;
+import moe4j.engine.placement.PlanRequest;
 import moe4j.engine.tokenizer.Tokenizer;
 import moe4j.gguf.GgufFile;
 import moe4j.gguf.GgufTensor;
@@ -16,8 +28,9 @@ import moe4j.kernels.cpu.CpuBackend;
 import moe4j.kernels.cuda.CudaBackend;
 
 /**
- * A loaded model: the mapped file, its weights bound to a backend, and its tokenizer. Thread-safe and
- * shared; each conversation gets its own {@link Session}. Closing the model invalidates its sessions.
+ * A loaded model: the mapped file, its weights bound to a backend (or, placed across devices, to one backend per
+ * device), and its tokenizer. Thread-safe and shared; each conversation gets its own {@link Session}. Closing the
+ * model invalidates its sessions.
  *
  * <pre>{@code
  * try (Model model = Model.load(path, LoadOptions.defaults());
@@ -30,16 +43,20 @@ public final class Model implements AutoCloseable {
 
     private final Path path;
     private final GgufFile file;
-    private final Backend backend;
+    /** Device name -> its backend, in the placement's order; one entry on a single device. */
+    private final Map<String, Backend> backends;
+    private final Placement placement;
     private final ModelGraph graph;
     private final LoadOptions options;
     private final int contextLength;
     private volatile Tokenizer tokenizer;
 
-    private Model(Path path, GgufFile file, Backend backend, ModelGraph graph, LoadOptions options) {
+    private Model(Path path, GgufFile file, Map<String, Backend> backends, Placement placement, ModelGraph graph,
+                  LoadOptions options) {
         this.path = path;
         this.file = file;
-        this.backend = backend;
+        this.backends = backends;
+        this.placement = placement;
         this.graph = graph;
         this.options = options;
         int trained = graph.config().contextLength();
@@ -49,7 +66,9 @@ public final class Model implements AutoCloseable {
 
     /**
      * Maps {@code path} and binds its weights to the backend of {@link LoadOptions#device()}: read in place
-     * on the CPU, uploaded to a GPU.
+     * on the CPU, uploaded to a GPU. When {@link LoadOptions#placement()} asks for several devices, the
+     * {@link moe4j.engine.placement.Planner} places the layers and experts and each device's part is bound to its
+     * own backend.
      *
      * @throws IOException                         when the file cannot be read
      * @throws moe4j.gguf.GgufFormatException      when it is not a valid GGUF file
@@ -57,11 +76,13 @@ public final class Model implements AutoCloseable {
      * @throws UnsupportedModelException           when its architecture or a variant is not supported
      * @throws moe4j.kernels.cuda.CudaUnavailableException   when a GPU is asked for and cannot be used
      * @throws moe4j.kernels.cuda.CudaOutOfMemoryException   when the weights do not fit on the GPU
+     * @throws IllegalArgumentException            when a placement across devices is inconsistent or does not fit
+     *                                             (the planner's message)
      */
     public static Model load(Path path, LoadOptions options) throws IOException {
         Objects.requireNonNull(options, "options");
         GgufFile file = GgufFile.open(path);
-        Backend backend = null;
+        Map<String, Backend> backends = new LinkedHashMap<>();
         try {
             String arch = file.metadata().getString("general.architecture");
             if (!Architectures.SUPPORTED.contains(arch)) {
@@ -73,20 +94,87 @@ public final class Model implements AutoCloseable {
                 throw new IllegalArgumentException("a Q8_0 KV cache needs a head size that is a multiple of 32; "
                         + path + " has " + config.headDim());
             }
-            backend = openBackend(options, file, path);
-            ModelGraph graph = Architectures.load(config, file, backend, options.listener());
-            return new Model(path, file, backend, graph, options);
-        } catch (RuntimeException | Error e) {
-            if (backend != null) {
-                backend.close();
+            PlacementOptions placed = options.placement();
+            if (placed.isSingleDevice()) {
+                Device device = placed.devices().isEmpty() ? options.device() : placed.devices().getFirst();
+                Backend backend = openBackend(device, options);
+                backends.put(device.toString(), backend);
+                if (backend instanceof CudaBackend cuda) {
+                    // fail before a long upload rather than part-way through it
+                    long weights = file.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
+                    cuda.requireFree(weights, "the weights of " + path.getFileName());
+                }
+                ModelGraph graph = Architectures.load(config, file, BackendAssignment.single(backend, config.layers()),
+                        options.listener());
+                return new Model(path, file, backends, null, graph, options);
             }
+            Placement placement = place(file, config, options, backends);
+            ModelGraph graph = Architectures.load(config, file, assign(placement, backends), options.listener());
+            return new Model(path, file, backends, placement, graph, options);
+        } catch (RuntimeException | Error e) {
+            backends.values().forEach(Backend::close);
             file.close();
             throw e;
         }
     }
 
-    private static Backend openBackend(LoadOptions options, GgufFile file, Path path) {
-        Device device = options.device();
+    /**
+     * Opens a backend per listed device (into {@code backends}), plans the model on them and closes those the
+     * placement leaves empty.
+     */
+    private static Placement place(GgufFile file, ModelConfig config, LoadOptions options,
+                                   Map<String, Backend> backends) {
+        PlacementOptions placed = options.placement();
+        List<Device> listed = placed.devices().isEmpty() ? List.of(options.device()) : placed.devices();
+        List<String> names = DevicePlan.names(listed);
+        List<Long> gpuMemory = new ArrayList<>();
+        List<String> gpuNames = new ArrayList<>();
+        for (int i = 0; i < names.size(); i++) {
+            Device d = i < listed.size() ? listed.get(i) : Device.CPU;
+            Backend b = openBackend(d, options);
+            backends.put(names.get(i), b);
+            if (b instanceof CudaBackend cuda) {
+                gpuMemory.add(cuda.device().totalMemory());
+                gpuNames.add(cuda.device().name());
+            }
+        }
+        int context = options.contextLength() > 0 ? options.contextLength()
+                : Math.min(config.contextLength(), LoadOptions.DEFAULT_CONTEXT_CAP);
+        PlanRequest request = DevicePlan.request(placed, names, listed.size(), config.layers(), context,
+                options.kvCacheType(), options.batchSize());
+        List<DeviceSpec> specs = DevicePlan.specs(names, gpuMemory, gpuNames);
+        Placement placement = DevicePlan.plan(ModelFootprint.of(file), specs, request);
+        Set<String> used = DevicePlan.used(placement);
+        backends.entrySet().removeIf(e -> {
+            if (used.contains(e.getKey())) {
+                return false;
+            }
+            e.getValue().close();
+            return true;
+        });
+        backends.forEach((name, b) -> {
+            if (b instanceof CudaBackend cuda) {
+                cuda.requireFree(placement.device(name).weightsBytes(), "the weights placed on " + name);
+            }
+        });
+        return placement;
+    }
+
+    /** The graph's view of a placement: per layer, the backends of its attention and of its experts. */
+    private static BackendAssignment assign(Placement placement, Map<String, Backend> backends) {
+        List<String> order = List.copyOf(backends.keySet());
+        List<Integer> attention = new ArrayList<>();
+        List<Integer> ffn = new ArrayList<>();
+        for (LayerPlacement l : placement.layers()) {
+            attention.add(order.indexOf(l.attention()));
+            ffn.add(order.indexOf(l.experts()));
+        }
+        return new BackendAssignment(List.copyOf(backends.values()),
+                order.indexOf(placement.deviceOf("token_embd.weight")), order.indexOf(DevicePlan.headDevice(placement)),
+                attention, ffn);
+    }
+
+    private static Backend openBackend(Device device, LoadOptions options) {
         if (device.kind() == Device.Kind.CPU) {
             return new CpuBackend(options.effectiveThreads());
         }
@@ -94,16 +182,7 @@ public final class Model implements AutoCloseable {
             throw new IllegalArgumentException("the " + device + " backend stores the KV cache as f16 or f32, not "
                     + options.kvCacheType().name().toLowerCase(Locale.ROOT));
         }
-        CudaBackend cuda = CudaBackend.open(device.index());
-        try {
-            // fail before a long upload rather than part-way through it
-            long weights = file.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
-            cuda.requireFree(weights, "the weights of " + path.getFileName());
-            return cuda;
-        } catch (RuntimeException e) {
-            cuda.close();
-            throw e;
-        }
+        return CudaBackend.open(device.index());
     }
 
     public ModelConfig config() { return graph.config(); }
@@ -118,8 +197,23 @@ public final class Model implements AutoCloseable {
     /** Positions each new session holds. */
     public int contextLength() { return contextLength; }
 
-    /** E.g. {@code cpu (8 threads)} or {@code cuda:0 (NVIDIA H100 80GB HBM3, 79.2 GiB, compute 9.0)}. */
-    public String backendDescription() { return backend.description(); }
+    /**
+     * E.g. {@code cpu (8 threads)} or {@code cuda:0 (NVIDIA H100 80GB HBM3, 79.2 GiB, compute 9.0)}; across devices
+     * each device's, e.g. {@code cuda:0 (...) + cpu (8 threads)}, a further CPU instance named
+     * ({@code cpu:1 = cpu (8 threads)}).
+     */
+    public String backendDescription() {
+        if (placement == null) {
+            return backends.values().iterator().next().description();
+        }
+        List<String> parts = new ArrayList<>();
+        backends.forEach((name, b) -> parts.add(name.startsWith(DeviceSpec.CPU_NAME + ":")
+                ? name + " = " + b.description() : b.description()));
+        return String.join(" + ", parts);
+    }
+
+    /** Where the layers and experts went when the model is placed across devices; empty on a single device. */
+    public Optional<Placement> placement() { return Optional.ofNullable(placement); }
 
     /** The model's tokenizer, built from its metadata on first use. */
     public Tokenizer tokenizer() {
@@ -146,13 +240,13 @@ public final class Model implements AutoCloseable {
         if (contextLength <= 0) {
             throw new IllegalArgumentException("session context length must be positive, got " + contextLength);
         }
-        return new Session(graph, backend.allocateKvCache(config().layers(), contextLength, config().kvDim(),
-                options.kvCacheType()), graph.newWorkspace(options.batchSize()));
+        return new Session(graph, graph.newKvCache(contextLength, options.kvCacheType()),
+                graph.newWorkspace(options.batchSize()));
     }
 
     @Override
     public void close() {
-        backend.close();
+        backends.values().forEach(Backend::close);
         file.close();
     }
 

@@ -81,7 +81,9 @@ class SessionTest {
             float[][] f32 = allLogits(model, base.withKvCacheType(KvCacheType.F32), tokens);
             for (KvCacheType type : new KvCacheType[] {KvCacheType.F16, KvCacheType.Q8_0}) {
                 LogitStats st = LogitStats.compare(f32, allLogits(model, base.withKvCacheType(type), tokens));
-                double bar = type == KvCacheType.F16 ? 1e-4 : 5e-3;
+                // matmuls round activations to 8 bits (as llama.cpp does), so a cache difference of one fp16 ulp
+                // occasionally moves an activation across a rounding step: bars above pure cache rounding
+                double bar = type == KvCacheType.F16 ? 5e-4 : 5e-3;
                 assertTrue(st.meanKl() <= bar, model.getFileName() + " " + type + " vs F32: mean KL " + st.meanKl());
                 assertTrue(st.top1() >= 0.9, model.getFileName() + " " + type + " vs F32: top-1 " + st.top1());
             }

@@ -2,6 +2,7 @@ package moe4j.engine.model;
 
 import moe4j.engine.ModelConfig;
 import moe4j.kernels.KvCache;
+import moe4j.kernels.KvCacheType;
 
 /**
  * The forward pass of one architecture with its weights bound. Immutable after loading and shared by
@@ -13,6 +14,9 @@ public interface ModelGraph {
 
     /** Allocates a session's working memory for batches of up to {@code capacity} tokens. */
     Workspace newWorkspace(int capacity);
+
+    /** Allocates a session's key/value cache of {@code contextLength} positions, on the backends that run attention. */
+    KvCache newKvCache(int contextLength, KvCacheType type);
 
     /**
      * Evaluates {@code tokens[offset .. offset+n)} at positions {@code startPos ..}, storing their keys

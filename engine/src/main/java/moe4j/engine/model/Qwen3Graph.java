@@ -1,5 +1,7 @@
 package moe4j.engine.model;
 
+import java.util.List;
+
 import moe4j.engine.LoadListener;
 import moe4j.engine.ModelConfig;
 import moe4j.engine.UnsupportedModelException;
@@ -8,6 +10,7 @@ import moe4j.kernels.Activations;
 import moe4j.kernels.AttentionShape;
 import moe4j.kernels.Backend;
 import moe4j.kernels.KvCache;
+import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
 import moe4j.kernels.Weight;
 
@@ -15,33 +18,48 @@ import moe4j.kernels.Weight;
  * Qwen3 ({@code qwen3}, dense SwiGLU FFN) and Qwen3-MoE ({@code qwen3moe}, every layer a mixture of
  * experts): pre-norm transformer blocks with {@link Qwen3Attention}, NEOX RoPE, final RMSNorm and an
  * LM head that is {@code token_embd} when the file has no {@code output.weight}.
+ *
+ * <p>Placed on several backends ({@link BackendAssignment}), each block runs with its norm on its own backend, and
+ * the residual stream (the {@code hidden} rows) follows it: it is copied from one backend's workspace to the next
+ * one's at each change of backend. A session's KV cache is then a {@link SplitKvCache}.
  */
 public final class Qwen3Graph implements ModelGraph {
 
     /** Output rows whose logits are computed together; bounds the logits buffer. */
     private static final int HEAD_ROWS = 32;
 
-    private record Layer(Weight attnNorm, Qwen3Attention attention, Weight ffnNorm, FeedForward ffn) {}
+    /** A layer; {@code attnBackend} runs its attention norm and attention, {@code ffnBackend} its FFN norm and FFN. */
+    private record Layer(int attnBackend, Weight attnNorm, Qwen3Attention attention, int ffnBackend, Weight ffnNorm,
+                         FeedForward ffn) {}
 
     private final ModelConfig config;
-    private final Backend backend;
+    private final List<Backend> backends;
+    /** Backend of the token embedding lookup. */
+    private final int embedBackend;
+    /** Backend of the final norm and the LM head. */
+    private final int headBackend;
+    /** Per backend, the layers whose attention (and KV cache) it holds. */
+    private final int[] kvLayers;
     private final Weight tokenEmbedding;
     private final Weight outputNorm;
     private final Weight output;
     private final Layer[] layers;
 
-    private Qwen3Graph(ModelConfig config, Backend backend, Weight tokenEmbedding, Weight outputNorm, Weight output,
-                       Layer[] layers) {
+    private Qwen3Graph(ModelConfig config, BackendAssignment assignment, int[] kvLayers, Weight tokenEmbedding,
+                       Weight outputNorm, Weight output, Layer[] layers) {
         this.config = config;
-        this.backend = backend;
+        this.backends = assignment.backends();
+        this.embedBackend = assignment.embedding();
+        this.headBackend = assignment.head();
+        this.kvLayers = kvLayers;
         this.tokenEmbedding = tokenEmbedding;
         this.outputNorm = outputNorm;
         this.output = output;
         this.layers = layers;
     }
 
-    /** Binds the weights of a {@code qwen3} or {@code qwen3moe} file to {@code backend}. */
-    public static Qwen3Graph load(ModelConfig c, GgufFile file, Backend backend, LoadListener listener) {
+    /** Binds the weights of a {@code qwen3} or {@code qwen3moe} file to the backends of {@code assignment}. */
+    public static Qwen3Graph load(ModelConfig c, GgufFile file, BackendAssignment assignment, LoadListener listener) {
         boolean moe = c.architecture().equals("qwen3moe");
         if (moe != c.isMoe()) {
             throw new UnsupportedModelException(c.architecture() + " model with " + c.experts()
@@ -52,42 +70,59 @@ public final class Qwen3Graph implements ModelGraph {
             throw new UnsupportedModelException(c.architecture() + ".feed_forward_length is missing or zero (in "
                     + file.paths().getFirst() + ")");
         }
+        if (assignment.attention().size() != c.layers()) {
+            throw new IllegalArgumentException("the backend assignment has " + assignment.attention().size()
+                    + " layers, the model " + c.layers());
+        }
+        List<Backend> backends = assignment.backends();
+        Backend embedOn = backends.get(assignment.embedding());
+        Backend headOn = backends.get(assignment.head());
+        // a tied LM head away from the embedding's backend binds token_embd there too
+        boolean headCopy = c.tiedEmbeddings() && headOn != embedOn;
         int perLayer = moe ? 12 : 11;
-        TensorBinder b = new TensorBinder(file, backend, listener, 2 + (c.tiedEmbeddings() ? 0 : 1) + perLayer * c.layers());
+        TensorBinder b = new TensorBinder(file, listener,
+                2 + (c.tiedEmbeddings() && !headCopy ? 0 : 1) + perLayer * c.layers());
         long embd = c.embd();
-        Weight tokenEmbedding = b.bind("token_embd.weight", embd, c.vocab());
-        Weight outputNorm = b.bind("output_norm.weight", embd);
-        Weight output = b.bindOptional("output.weight", embd, c.vocab()).orElse(tokenEmbedding);
+        Weight tokenEmbedding = b.bind(embedOn, "token_embd.weight", embd, c.vocab());
+        Weight outputNorm = b.bind(headOn, "output_norm.weight", embd);
+        Weight output = b.bindOptional(headOn, "output.weight", embd, c.vocab())
+                .orElseGet(() -> headCopy ? b.bind(headOn, "token_embd.weight", embd, c.vocab()) : tokenEmbedding);
         Rope rope = c.rope(Rope.Style.NEOX);
         AttentionShape shape = new AttentionShape(c.heads(), c.kvHeads(), c.headDim(),
                 (float) (1.0 / Math.sqrt(c.headDim())));
         Layer[] layers = new Layer[c.layers()];
+        int[] kvLayers = new int[backends.size()];
         for (int i = 0; i < layers.length; i++) {
             String p = "blk." + i + ".";
-            Weight attnNorm = b.bind(p + "attn_norm.weight", embd);
-            Qwen3Attention attention = new Qwen3Attention(backend, i,
-                    b.bind(p + "attn_q.weight", embd, c.qDim()),
-                    b.bind(p + "attn_k.weight", embd, c.kvDim()),
-                    b.bind(p + "attn_v.weight", embd, c.kvDim()),
-                    b.bind(p + "attn_output.weight", c.qDim(), embd),
-                    b.bind(p + "attn_q_norm.weight", c.headDim()),
-                    b.bind(p + "attn_k_norm.weight", c.headDim()),
+            int ai = assignment.attention().get(i);
+            int fi = assignment.ffn().get(i);
+            Backend a = backends.get(ai);
+            Backend f = backends.get(fi);
+            Weight attnNorm = b.bind(a, p + "attn_norm.weight", embd);
+            // the layer's index within the KV cache of its backend
+            Qwen3Attention attention = new Qwen3Attention(a, kvLayers[ai]++,
+                    b.bind(a, p + "attn_q.weight", embd, c.qDim()),
+                    b.bind(a, p + "attn_k.weight", embd, c.kvDim()),
+                    b.bind(a, p + "attn_v.weight", embd, c.kvDim()),
+                    b.bind(a, p + "attn_output.weight", c.qDim(), embd),
+                    b.bind(a, p + "attn_q_norm.weight", c.headDim()),
+                    b.bind(a, p + "attn_k_norm.weight", c.headDim()),
                     c.rmsEps(), rope, shape);
-            Weight ffnNorm = b.bind(p + "ffn_norm.weight", embd);
+            Weight ffnNorm = b.bind(f, p + "ffn_norm.weight", embd);
             FeedForward ffn = moe
-                    ? new MoeFeedForward(backend,
-                            b.bind(p + "ffn_gate_inp.weight", embd, c.experts()),
-                            b.bind(p + "ffn_gate_exps.weight", embd, c.expertFfn(), c.experts()),
-                            b.bind(p + "ffn_up_exps.weight", embd, c.expertFfn(), c.experts()),
-                            b.bind(p + "ffn_down_exps.weight", c.expertFfn(), embd, c.experts()),
+                    ? new MoeFeedForward(f,
+                            b.bind(f, p + "ffn_gate_inp.weight", embd, c.experts()),
+                            b.bind(f, p + "ffn_gate_exps.weight", embd, c.expertFfn(), c.experts()),
+                            b.bind(f, p + "ffn_up_exps.weight", embd, c.expertFfn(), c.experts()),
+                            b.bind(f, p + "ffn_down_exps.weight", c.expertFfn(), embd, c.experts()),
                             c.expertsUsed())
-                    : new DenseFeedForward(backend,
-                            b.bind(p + "ffn_gate.weight", embd, c.ffn()),
-                            b.bind(p + "ffn_up.weight", embd, c.ffn()),
-                            b.bind(p + "ffn_down.weight", c.ffn(), embd));
-            layers[i] = new Layer(attnNorm, attention, ffnNorm, ffn);
+                    : new DenseFeedForward(f,
+                            b.bind(f, p + "ffn_gate.weight", embd, c.ffn()),
+                            b.bind(f, p + "ffn_up.weight", embd, c.ffn()),
+                            b.bind(f, p + "ffn_down.weight", c.ffn(), embd));
+            layers[i] = new Layer(ai, attnNorm, attention, fi, ffnNorm, ffn);
         }
-        return new Qwen3Graph(c, backend, tokenEmbedding, outputNorm, output, layers);
+        return new Qwen3Graph(c, assignment, kvLayers, tokenEmbedding, outputNorm, output, layers);
     }
 
     @Override
@@ -95,18 +130,55 @@ public final class Qwen3Graph implements ModelGraph {
 
     @Override
     public Workspace newWorkspace(int capacity) {
-        Workspace ws = new Workspace(backend, capacity);
-        ws.buffer("hidden", config.embd());
-        ws.buffer("normed", config.embd());
-        ws.buffer("block.out", config.embd());
-        int headRows = Math.min(capacity, HEAD_ROWS);
-        ws.buffer("head.in", headRows, config.embd());
-        ws.buffer("head.logits", headRows, config.vocab());
+        Workspace ws = backends.size() == 1 ? new Workspace(backends.getFirst(), capacity)
+                : Workspace.across(backends, capacity);
+        boolean[] stream = new boolean[backends.size()];   // backends the residual stream visits
+        stream[embedBackend] = true;
+        stream[headBackend] = true;
         for (Layer l : layers) {
-            l.attention.reserve(ws);
-            l.ffn.reserve(ws);
+            stream[l.attnBackend] = true;
+            stream[l.ffnBackend] = true;
+        }
+        for (int i = 0; i < stream.length; i++) {
+            if (stream[i]) {
+                Workspace w = ws.on(i);
+                w.buffer("hidden", config.embd());
+                w.buffer("normed", config.embd());
+                w.buffer("block.out", config.embd());
+            }
+        }
+        Workspace head = ws.on(headBackend);
+        int headRows = Math.min(capacity, HEAD_ROWS);
+        head.buffer("head.in", headRows, config.embd());
+        head.buffer("head.logits", headRows, config.vocab());
+        for (Layer l : layers) {
+            l.attention.reserve(ws.on(l.attnBackend));
+            l.ffn.reserve(ws.on(l.ffnBackend));
         }
         return ws;
+    }
+
+    @Override
+    public KvCache newKvCache(int contextLength, KvCacheType type) {
+        if (backends.size() == 1) {
+            return backends.getFirst().allocateKvCache(layers.length, contextLength, config.kvDim(), type);
+        }
+        KvCache[] parts = new KvCache[backends.size()];
+        try {
+            for (int i = 0; i < parts.length; i++) {
+                if (kvLayers[i] > 0) {
+                    parts[i] = backends.get(i).allocateKvCache(kvLayers[i], contextLength, config.kvDim(), type);
+                }
+            }
+        } catch (RuntimeException | Error e) {
+            for (KvCache p : parts) {
+                if (p != null) {
+                    p.close();
+                }
+            }
+            throw e;
+        }
+        return new SplitKvCache(parts, layers.length, contextLength, config.kvDim(), type);
     }
 
     @Override
@@ -130,18 +202,24 @@ public final class Qwen3Graph implements ModelGraph {
         if (n <= 0 || n > ws.capacity()) {
             throw new IllegalArgumentException("batch of " + n + " tokens is outside 1.." + ws.capacity());
         }
+        Backend headOn = backends.get(headBackend);
         if (n == 1) {
             // a decode step: the same operations for every token, which the backend may record and replay
             // (a replayed step does not run this code, so the result buffer is named here, not taken from head())
             boolean output = firstOutput == 0;
-            ws.stepRecorder().run(new StepKey(cache, output, lmHead), tokens[offset], startPos, () -> {
+            Runnable step = () -> {
                 layers(tokens, offset, 1, startPos, cache, ws);
                 if (output) {
                     head(ws, 0, 1, lmHead);
                 }
-            });
+            };
+            if (backends.size() == 1) {
+                ws.stepRecorder().run(new StepKey(cache, output, lmHead), tokens[offset], startPos, step);
+            } else {
+                step.run();   // crossing between backends goes through the host, which a recorded step cannot
+            }
             if (output) {
-                backend.read(headResult(ws, lmHead), 0, out[outIndex], 0);
+                headOn.read(headResult(ws.on(headBackend), lmHead), 0, out[outIndex], 0);
             }
             return;
         }
@@ -151,32 +229,79 @@ public final class Qwen3Graph implements ModelGraph {
             int m = Math.min(headRows, n - row);
             Activations result = head(ws, row, m, lmHead);
             for (int i = 0; i < m; i++) {
-                backend.read(result, i, out[outIndex + row - firstOutput + i], 0);
+                headOn.read(result, i, out[outIndex + row - firstOutput + i], 0);
             }
         }
     }
 
-    /** Embeds the tokens and runs every layer; the result is the workspace's {@code hidden} buffer. */
+    /** Embeds the tokens and runs every layer; the result is the {@code hidden} buffer of the head's backend. */
     private void layers(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws) {
-        Activations hidden = ws.buffer("hidden", config.embd());
-        Activations normed = ws.buffer("normed", config.embd());
-        Activations blockOut = ws.buffer("block.out", config.embd());
-        backend.embed(tokenEmbedding, tokens, offset, n, hidden);
-        if (layers.length > 0) {
-            backend.rmsNorm(hidden, layers[0].attnNorm, config.rmsEps(), normed, n);
+        int at = embedBackend;   // the backend holding the residual stream
+        backends.get(at).embed(tokenEmbedding, tokens, offset, n, ws.on(at).buffer("hidden", config.embd()));
+        if (layers.length == 0) {
+            move(at, headBackend, n, ws);
+            return;
         }
+        at = move(at, layers[0].attnBackend, n, ws);
+        Workspace w = ws.on(at);
+        backends.get(at).rmsNorm(w.buffer("hidden", config.embd()), layers[0].attnNorm, config.rmsEps(),
+                w.buffer("normed", config.embd()), n);
         for (int i = 0; i < layers.length; i++) {
             Layer l = layers[i];
-            l.attention.forward(normed, blockOut, n, startPos, cache, ws);
-            backend.addRmsNorm(hidden, blockOut, l.ffnNorm, config.rmsEps(), normed, n);
-            l.ffn.forward(normed, blockOut, n, ws);
+            w = ws.on(at);
+            l.attention.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, startPos,
+                    kvCache(cache, at), w);
+            at = residual(at, l.ffnBackend, l.ffnNorm, n, ws);
+            w = ws.on(at);
+            l.ffn.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
             if (i + 1 < layers.length) {
-                // the residual add and the next layer's attention norm, which a backend may fuse
-                backend.addRmsNorm(hidden, blockOut, layers[i + 1].attnNorm, config.rmsEps(), normed, n);
+                at = residual(at, layers[i + 1].attnBackend, layers[i + 1].attnNorm, n, ws);
             } else {
-                backend.add(hidden, blockOut, n);
+                backends.get(at).add(w.buffer("hidden", config.embd()), w.buffer("block.out", config.embd()), n);
+                move(at, headBackend, n, ws);
             }
         }
+    }
+
+    /**
+     * Adds the block output on backend {@code from} to the residual stream, moves the stream to backend {@code to}
+     * and norms it with {@code gain} into {@code normed} there, the next block's input; returns {@code to}.
+     */
+    private int residual(int from, int to, Weight gain, int n, Workspace ws) {
+        Workspace a = ws.on(from);
+        Activations hidden = a.buffer("hidden", config.embd());
+        Activations blockOut = a.buffer("block.out", config.embd());
+        if (from == to) {
+            // the residual add and the next block's norm, which a backend may fuse
+            backends.get(from).addRmsNorm(hidden, blockOut, gain, config.rmsEps(), a.buffer("normed", config.embd()), n);
+            return to;
+        }
+        backends.get(from).add(hidden, blockOut, n);
+        move(from, to, n, ws);
+        Workspace b = ws.on(to);
+        backends.get(to).rmsNorm(b.buffer("hidden", config.embd()), gain, config.rmsEps(),
+                b.buffer("normed", config.embd()), n);
+        return to;
+    }
+
+    /** Copies the residual stream's {@code n} rows from backend {@code from} to backend {@code to}; returns {@code to}. */
+    private static int move(int from, int to, int n, Workspace ws) {
+        if (from != to) {
+            ws.transfer("hidden", from, to, n);
+        }
+        return to;
+    }
+
+    /** The part of the session's cache on backend {@code backend}. */
+    private KvCache kvCache(KvCache cache, int backend) {
+        if (backends.size() == 1) {
+            return cache;
+        }
+        if (!(cache instanceof SplitKvCache split)) {
+            throw new IllegalArgumentException("a graph placed on " + backends.size() + " backends needs the KV cache"
+                    + " of its newKvCache, got " + cache.getClass().getSimpleName());
+        }
+        return split.part(backend);
     }
 
     /**
@@ -184,14 +309,16 @@ public final class Qwen3Graph implements ModelGraph {
      * buffer holding the result in its first {@code m} rows.
      */
     private Activations head(Workspace ws, int row, int m, boolean lmHead) {
-        int headRows = Math.min(ws.capacity(), HEAD_ROWS);
-        Activations headIn = ws.buffer("head.in", headRows, config.embd());
-        backend.copyRows(ws.buffer("hidden", config.embd()), row, headIn, 0, m);
+        Workspace w = ws.on(headBackend);
+        Backend backend = backends.get(headBackend);
+        int headRows = Math.min(w.capacity(), HEAD_ROWS);
+        Activations headIn = w.buffer("head.in", headRows, config.embd());
+        backend.copyRows(w.buffer("hidden", config.embd()), row, headIn, 0, m);
         backend.rmsNorm(headIn, outputNorm, config.rmsEps(), headIn, m);
         if (lmHead) {
-            backend.matmul(output, headIn, headResult(ws, true), m);
+            backend.matmul(output, headIn, headResult(w, true), m);
         }
-        return headResult(ws, lmHead);
+        return headResult(w, lmHead);
     }
 
     /** The buffer {@link #head} leaves its result in. */

@@ -10,34 +10,32 @@ import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Backend;
 import moe4j.kernels.Weight;
 
-/** Binds a model's tensors to a backend after checking each one's shape against the configuration. */
+/** Binds a model's tensors to backends after checking each one's shape against the configuration. */
 final class TensorBinder {
 
     private final GgufFile file;
-    private final Backend backend;
     private final LoadListener listener;
     private final int total;
     private int done;
 
     /** @param total number of tensors the graph will bind, for progress reports */
-    TensorBinder(GgufFile file, Backend backend, LoadListener listener, int total) {
+    TensorBinder(GgufFile file, LoadListener listener, int total) {
         this.file = file;
-        this.backend = backend;
         this.listener = listener;
         this.total = total;
     }
 
-    /** Binds tensor {@code name}, which must have exactly the dimensions {@code dims} (ggml order). */
-    Weight bind(String name, long... dims) {
-        return bind(file.tensor(name), dims);
+    /** Binds tensor {@code name} to {@code backend}; it must have exactly the dimensions {@code dims} (ggml order). */
+    Weight bind(Backend backend, String name, long... dims) {
+        return bind(backend, file.tensor(name), dims);
     }
 
-    /** Binds tensor {@code name} if the file has it. */
-    Optional<Weight> bindOptional(String name, long... dims) {
-        return file.findTensor(name).map(t -> bind(t, dims));
+    /** Binds tensor {@code name} to {@code backend} if the file has it. */
+    Optional<Weight> bindOptional(Backend backend, String name, long... dims) {
+        return file.findTensor(name).map(t -> bind(backend, t, dims));
     }
 
-    private Weight bind(GgufTensor t, long[] dims) {
+    private Weight bind(Backend backend, GgufTensor t, long[] dims) {
         long[] actual = t.shape();
         long[] expected = Arrays.copyOf(dims, 4);
         for (int i = dims.length; i < 4; i++) {

@@ -1,6 +1,7 @@
 package moe4j.engine.model;
 
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 
 import moe4j.kernels.Activations;
@@ -14,22 +15,70 @@ import moe4j.kernels.StepRecorder;
  * {@link #capacity()} tokens, allocated when the graph reserves them and reused by every step.
  * Layers of the same shape share buffers, since layers run one after another. Closing releases them
  * (device memory on a GPU).
+ *
+ * <p>A graph placed on several backends has one such workspace per backend: {@link #across} makes them, {@link #on}
+ * picks one, {@link #transfer} copies a buffer's rows from one to another.
  */
 public final class Workspace implements AutoCloseable {
 
     private final Backend backend;
     private final int capacity;
     private final Map<String, Activations> buffers = new HashMap<>();
+    /** The workspace of each backend of the graph; {@code this} among them. */
+    private final Workspace[] parts;
     private ExpertRouting routing;
     private ExpertBuffers expertBuffers;
     private StepRecorder stepRecorder;
+    /** One row on its way between backends, through the host. */
+    private float[] hostRow = new float[0];
 
     public Workspace(Backend backend, int capacity) {
+        this(backend, capacity, null);
+    }
+
+    private Workspace(Backend backend, int capacity, Workspace[] parts) {
         if (capacity <= 0) {
             throw new IllegalArgumentException("batch capacity must be positive, got " + capacity);
         }
         this.backend = backend;
         this.capacity = capacity;
+        this.parts = parts != null ? parts : new Workspace[] {this};
+    }
+
+    /** One workspace per backend, in order; the result is the first backend's, {@link #on} gives each. */
+    public static Workspace across(List<Backend> backends, int capacity) {
+        Workspace[] parts = new Workspace[backends.size()];
+        for (int i = 0; i < parts.length; i++) {
+            parts[i] = new Workspace(backends.get(i), capacity, parts);
+        }
+        return parts[0];
+    }
+
+    /** The workspace of backend {@code index} (of {@link #across}); {@code on(0)} of a one-backend workspace is itself. */
+    public Workspace on(int index) {
+        return parts[index];
+    }
+
+    /**
+     * Copies rows {@code [0, n)} of buffer {@code name} from the workspace of backend {@code from} to that of backend
+     * {@code to} (where it must exist too), row by row through the host.
+     */
+    public void transfer(String name, int from, int to, int n) {
+        Workspace a = parts[from];
+        Workspace b = parts[to];
+        Activations src = a.buffers.get(name);
+        Activations dst = b.buffers.get(name);
+        if (src == null || dst == null) {
+            throw new IllegalStateException("workspace buffer " + name + " is missing on backend "
+                    + (src == null ? from : to));
+        }
+        if (hostRow.length < src.width()) {
+            hostRow = new float[src.width()];
+        }
+        for (int row = 0; row < n; row++) {
+            a.backend.read(src, row, hostRow, 0);
+            b.backend.write(hostRow, 0, dst, row);
+        }
     }
 
     /** Maximum tokens per step. */
@@ -86,6 +135,12 @@ public final class Workspace implements AutoCloseable {
 
     @Override
     public void close() {
+        for (Workspace w : parts) {
+            w.release();
+        }
+    }
+
+    private void release() {
         if (stepRecorder != null) {
             stepRecorder.close();
             stepRecorder = null;

@@ -10,7 +10,8 @@ import java.util.regex.Pattern;
  * A device the planner may put parts of a model on: a GPU ({@code cuda:N}, as {@code --device} names it) or the
  * CPU with system RAM ({@code cpu}).
  *
- * @param name          {@code cuda:N} or {@code cpu}
+ * @param name          {@code cuda:N}, {@code cpu} (system RAM, where the token embedding lives), or {@code cpu:N} for a
+ *                      further CPU backend instance, which the planner gives layers as it does a GPU
  * @param kind          GPU or CPU
  * @param hardware      what it is, for people: {@code RTX 4090}, {@code DDR5-5600 x2}, {@code GPU}
  * @param capacityBytes memory moe4j may use on it (a GPU's free memory; the RAM left for moe4j)
@@ -52,6 +53,14 @@ public record DeviceSpec(String name, Kind kind, String hardware, long capacityB
 
     public static DeviceSpec cpu(long capacityBytes, SystemMemory memory) {
         return new DeviceSpec(CPU_NAME, Kind.CPU, memory.label(), capacityBytes, memory.bandwidthGBps(), null);
+    }
+
+    /** A further CPU backend instance {@code cpu:N} ({@code n >= 1}) with {@code capacityBytes} of the RAM. */
+    public static DeviceSpec cpuInstance(int n, long capacityBytes, SystemMemory memory) {
+        if (n < 1) {
+            throw new IllegalArgumentException("a further CPU instance is numbered from 1, got " + n);
+        }
+        return new DeviceSpec(CPU_NAME + ":" + n, Kind.CPU, memory.label(), capacityBytes, memory.bandwidthGBps(), null);
     }
 
     public boolean isGpu() { return kind == Kind.GPU; }

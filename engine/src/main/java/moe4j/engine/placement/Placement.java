@@ -291,7 +291,7 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                     d.fits() ? ByteSize.format(d.freeBytes()) : "short " + ByteSize.format(-d.freeBytes()),
                     ranges(d.attentionLayers()), m.isMoe() ? ranges(d.expertLayers()) : "-"});
         }
-        table(b, rows);
+        table(b, rows, 2, 7);
 
         b.append(System.lineSeparator()).append("layers").append(System.lineSeparator());
         int start = 0;
@@ -335,6 +335,28 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
         return b.toString();
     }
 
+    /**
+     * The short form a run prints: per device (those holding something) its memory use, the layers whose attention
+     * and experts run there, and its global tensors.
+     */
+    public String summary() {
+        List<String[]> rows = new ArrayList<>();
+        rows.add(new String[] {"device", "weights", "KV cache", "scratch", "free", "attention", "experts", "globals"});
+        for (DeviceLoad d : devices) {
+            if (d.isEmpty()) {
+                continue;
+            }
+            rows.add(new String[] {d.device().name(), ByteSize.format(d.weightsBytes()), ByteSize.format(d.kvBytes()),
+                    ByteSize.format(d.scratchBytes()),
+                    d.fits() ? ByteSize.format(d.freeBytes()) : "short " + ByteSize.format(-d.freeBytes()),
+                    ranges(d.attentionLayers()), model.isMoe() ? ranges(d.expertLayers()) : "-",
+                    d.globals().isEmpty() ? "-" : String.join(", ", d.globals())});
+        }
+        StringBuilder b = new StringBuilder();
+        table(b, rows, 1, 4);
+        return b.toString();
+    }
+
     private static boolean sameDevices(LayerPlacement a, LayerPlacement b) {
         return a.attention().equals(b.attention()) && a.experts().equals(b.experts());
     }
@@ -361,7 +383,8 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
         return String.join(", ", out);
     }
 
-    private static void table(StringBuilder b, List<String[]> rows) {
+    /** Columns {@code numericFrom..numericTo} right-aligned, the others left-aligned. */
+    private static void table(StringBuilder b, List<String[]> rows, int numericFrom, int numericTo) {
         int[] width = new int[rows.getFirst().length];
         for (String[] r : rows) {
             for (int i = 0; i < r.length; i++) {
@@ -371,7 +394,7 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
         for (String[] r : rows) {
             StringBuilder line = new StringBuilder();
             for (int i = 0; i < r.length; i++) {
-                boolean number = i >= 2 && i <= 7;
+                boolean number = i >= numericFrom && i <= numericTo;
                 String cell = number ? " ".repeat(width[i] - r[i].length()) + r[i]
                         : r[i] + " ".repeat(width[i] - r[i].length());
                 line.append(i == 0 ? "" : "  ").append(cell);

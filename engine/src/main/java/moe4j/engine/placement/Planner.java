@@ -36,7 +36,8 @@ public final class Planner {
     private Planner() {}
 
     /**
-     * @param devices the GPUs, in order, and exactly one CPU (system RAM)
+     * @param devices the GPUs (and any further CPU backend instances, {@code cpu:N}, which take layers as a GPU does),
+     *                in order, and the CPU named {@code cpu} (system RAM)
      * @throws IllegalArgumentException when the devices or the request are inconsistent (no CPU, an override or
      *                                  split naming devices that are not there)
      */
@@ -101,21 +102,21 @@ public final class Planner {
                 if (!names.add(d.name())) {
                     throw new IllegalArgumentException("device " + d.name() + " is listed twice");
                 }
-                if (d.isGpu()) {
-                    gpus.add(d);
-                } else if (theCpu != null) {
-                    throw new IllegalArgumentException("more than one CPU device");
+                if (d.isGpu() || !d.name().equals(DeviceSpec.CPU_NAME)) {
+                    gpus.add(d);   // another CPU backend instance (cpu:N) takes layers as a GPU does
                 } else {
                     theCpu = d;
                 }
             }
             if (theCpu == null) {
-                throw new IllegalArgumentException("no CPU device: system RAM must be one of the devices");
+                throw new IllegalArgumentException("no CPU device: system RAM (" + DeviceSpec.CPU_NAME
+                        + ") must be one of the devices");
             }
             this.cpu = theCpu;
             if (!r.split().isEmpty() && r.split().size() != gpus.size()) {
                 throw new IllegalArgumentException("the split has " + r.split().size() + " proportions " + r.split()
-                        + " but there are " + gpus.size() + " GPUs");
+                        + " but there are " + gpus.size() + " devices besides " + DeviceSpec.CPU_NAME + " ("
+                        + String.join(", ", gpus.stream().map(DeviceSpec::name).toList()) + ")");
             }
             for (TensorOverride o : r.overrides()) {
                 if (!names.contains(o.device())) {

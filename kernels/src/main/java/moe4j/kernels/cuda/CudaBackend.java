@@ -6,6 +6,7 @@ import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
 import java.util.Set;
@@ -58,7 +59,8 @@ import moe4j.kernels.quant.UnsupportedTensorTypeException;
  * directly, as does a recording that fails.
  *
  * <p>Thread-safe: operations are serialized. Set the system property {@code moe4j.cuda.sync=true} to wait
- * for every kernel and name the one that failed (slow; for debugging; no graphs then).
+ * for every kernel and name the one that failed (slow; for debugging; no graphs then), and
+ * {@code moe4j.cuda.profile=true} to time every operation ({@link CudaProfile}; no graphs then either).
  */
 public final class CudaBackend implements Backend {
 
@@ -71,11 +73,15 @@ public final class CudaBackend implements Backend {
     private static final int MM_TOKENS = 64;
     private static final int MAX_GRID_Y = 65535;
     private static final int MAX_HEAD_DIM = 256;
+    private static final int ATTENTION_DECODE_WARPS = 16;
     private static final int MAX_EXPERTS = 1024;
     private static final int MAX_ROPE_DIMS = 1024;
     private static final long STAGING_BYTES = 32L << 20;
     private static final boolean SYNC = Boolean.getBoolean("moe4j.cuda.sync");
     private static final boolean GRAPHS = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.graphs"));
+    /** Decode attention with 16 warps per head ({@code -Dmoe4j.cuda.decodeAttention=false}: the prompt kernel's 4). */
+    private static final boolean DECODE_ATTENTION =
+            !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.decodeAttention"));
     /** The context each thread last made current (the driver keeps one per thread). */
     private static final ThreadLocal<CUcontext> CURRENT = new ThreadLocal<>();
 
@@ -95,6 +101,12 @@ public final class CudaBackend implements Backend {
     private int tokenCapacity;
     private Staging staging;
     private boolean closed;
+    /** Times every operation when profiling is on ({@link CudaProfile}), else null. */
+    private final CudaProfile.Recorder profiler;
+    /** What the next launch does, for the profile: a name prefix, the bytes it reads and its flops. */
+    private String opName;
+    private long opBytes;
+    private long opFlops;
 
     private CudaBackend(int index) {
         CudaDriver.init();
@@ -122,6 +134,13 @@ public final class CudaBackend implements Backend {
             throw e;
         }
         this.memory = new DeviceMemory(label, this::makeCurrent);
+        if (CudaProfile.ENABLED) {
+            profiler = new CudaProfile.Recorder(stream, nanos -> launchDirect(kernels.profileDelay,
+                    "profile_delay", 1, 1, 32, nanos));
+            CudaProfile.register(this);
+        } else {
+            profiler = null;
+        }
     }
 
     /**
@@ -358,8 +377,12 @@ public final class CudaBackend implements Backend {
         Objects.checkFromIndexSize(srcRow, n, s.capacity());
         Objects.checkFromIndexSize(dstRow, n, d.capacity());
         if (n > 0) {
+            CUevent start = profiler != null ? profiler.begin() : null;
             check(JCudaDriver.cuMemcpyDtoDAsync(d.row(dstRow), s.row(srcRow), 4L * n * s.pitch, stream),
                     "copying rows on " + label);
+            if (start != null) {
+                profiler.end(start, "copy_rows", 0, 0);
+            }
         }
     }
 
@@ -370,6 +393,10 @@ public final class CudaBackend implements Backend {
         }
         makeCurrent();
         JCudaDriver.cuCtxSynchronize();
+        if (profiler != null) {
+            profiler.destroy();
+            CudaProfile.unregister(this);
+        }
         for (CudaStepGraph g : stepGraphs.toArray(CudaStepGraph[]::new)) {
             release(g);
         }
@@ -457,6 +484,9 @@ public final class CudaBackend implements Backend {
             return;
         }
         Kernels.Format f = kernels.format(w.format());
+        if (profiler != null) {
+            note(role(w), w.rowBytes() * w.rows(), 2L * w.rows() * w.rowLength() * n);
+        }
         if (n <= MATVEC_MAX_TOKENS) {
             launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
@@ -485,6 +515,9 @@ public final class CudaBackend implements Backend {
         int groups = x.width() / group;
         if (n == 0) {
             return;
+        }
+        if (profiler != null) {
+            note(groups == 1 ? "" : "heads", 0, 0);
         }
         launch(kernels.rmsNorm, "rms_norm", Math.multiplyExact(n, groups), 1, 256,
                 x.data, x.pitch, g.data(), group, groups, eps, o.data, o.pitch);
@@ -561,6 +594,16 @@ public final class CudaBackend implements Backend {
         }
         boolean half = c.type() == KvCacheType.F16;
         recordPositions(c, startPos, n);
+        if (profiler != null) {
+            note("", 2L * (startPos + n) * c.kvDim() * (half ? 2 : 4), 0);
+        }
+        if (DECODE_ATTENTION && n <= MATVEC_MAX_TOKENS) {
+            launch(half ? kernels.attentionDecodeF16 : kernels.attentionDecodeF32, "attention_decode", shape.heads(),
+                    n, 32 * ATTENTION_DECODE_WARPS, q.data, q.pitch, c.keys(layer), c.values(layer), c.kvDim(),
+                    shape.headDim(), shape.heads() / shape.kvHeads(), shape.scale(), relativeStart(startPos),
+                    positionPointer(), o.data, o.pitch);
+            return;
+        }
         launch(half ? kernels.attentionF16 : kernels.attentionF32, "attention", shape.heads(), gridY(n), 128,
                 q.data, q.pitch, c.keys(layer), c.values(layer), c.kvDim(), shape.headDim(),
                 shape.heads() / shape.kvHeads(), shape.scale(), relativeStart(startPos), positionPointer(),
@@ -616,6 +659,9 @@ public final class CudaBackend implements Backend {
             return;
         }
         Rope.AngleConstants c = rope.angleConstants();
+        if (profiler != null) {
+            note(heads + " heads", 0, 0);
+        }
         launch(kernels.rmsNormRope, "rms_norm_rope", Math.multiplyExact(n, heads), 1, 256, x.data, x.pitch, g.data(),
                 heads, g.rowLength(), eps, rope.dims(), rope.style() == Rope.Style.NEOX ? 1 : 0,
                 relativeStart(startPos), positionPointer(), c.thetaScale(), rope.freqScale(), rope.extFactor(),
@@ -707,17 +753,30 @@ public final class CudaBackend implements Backend {
         if (assignments <= DIRECT_EXPERT_ASSIGNMENTS) {
             int blocks = ceilDiv(ffn, MV_ROWS_PER_BLOCK);
             if (gate.format() == up.format()) {
+                if (profiler != null) {
+                    note(role(gate) + "+" + role(up), (gate.rowBytes() + up.rowBytes()) * ffn * assignments,
+                            4L * ffn * embd * assignments);
+                }
                 launch(fg.matvecPair(), "mv_pair_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                         gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
                         x.data, x.pitch, k, r.ids, g.data, g.pitch);
             } else {
+                if (profiler != null) {
+                    note(role(gate), gate.rowBytes() * ffn * assignments, 2L * ffn * embd * assignments);
+                }
                 launch(fg.matvec(), "mv_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                         gate.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
                         x.data, x.pitch, k, r.ids, g.data, g.pitch);
+                if (profiler != null) {
+                    note(role(up), up.rowBytes() * ffn * assignments, 2L * ffn * embd * assignments);
+                }
                 launch(fu.matvec(), "mv_" + up.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                         up.data(), up.expertStride(), up.rowBytes(), embd, ffn, experts,
                         x.data, x.pitch, k, r.ids, u.data, u.pitch);
                 elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
+            }
+            if (profiler != null) {
+                note(role(down), down.rowBytes() * embd * assignments, 2L * ffn * embd * assignments);
             }
             launch(fd.matvecCombine(), "mv_combine_" + down.format(), ceilDiv(embd, MV_ROWS_PER_BLOCK), n,
                     32 * MV_ROWS_PER_BLOCK, down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
@@ -730,13 +789,22 @@ public final class CudaBackend implements Backend {
                 tiles, CudaRouting.TILE_ROWS);
         launch(kernels.moeGather, "moe_gather", assignments, 1, 256, x.data, x.pitch, r.order, k, assignments,
                 xs.data, xs.pitch, embd);
+        if (profiler != null) {  // every expert's weights, once: an upper bound for a batch this large
+            note(role(gate), gate.rowBytes() * ffn * experts, 2L * ffn * embd * assignments);
+        }
         launch(fg.matmul(), "mm_" + gate.format(), ceilDiv(ffn, MM_ROWS), tiles, 256, gate.data(),
                 gate.expertStride(), gate.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, g.data, g.pitch,
                 assignments, r.tiles);
+        if (profiler != null) {
+            note(role(up), up.rowBytes() * ffn * experts, 2L * ffn * embd * assignments);
+        }
         launch(fu.matmul(), "mm_" + up.format(), ceilDiv(ffn, MM_ROWS), tiles, 256, up.data(),
                 up.expertStride(), up.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, u.data, u.pitch,
                 assignments, r.tiles);
         elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
+        if (profiler != null) {
+            note(role(down), down.rowBytes() * embd * experts, 2L * ffn * embd * assignments);
+        }
         launch(fd.matmul(), "mm_" + down.format(), ceilDiv(embd, MM_ROWS), tiles, 256, down.data(),
                 down.expertStride(), down.rowBytes(), ffn, embd, experts, g.data, g.pitch, y.data, y.pitch,
                 assignments, r.tiles);
@@ -773,7 +841,7 @@ public final class CudaBackend implements Backend {
 
     /** Whether decode steps are recorded as graphs ({@code moe4j.cuda.graphs}, off in sync mode). */
     static boolean graphsEnabled() {
-        return GRAPHS && !SYNC;
+        return GRAPHS && !SYNC && !CudaProfile.ENABLED;
     }
 
     @Override
@@ -935,6 +1003,22 @@ public final class CudaBackend implements Backend {
      * {@code Integer} (int), {@code Long} (long long), {@code Float} (float), {@code null} (a null pointer).
      */
     private void launch(CUfunction f, String name, int gridX, int gridY, int block, Object... args) {
+        if (profiler == null || capture != null) {
+            launchDirect(f, name, gridX, gridY, block, args);
+            return;
+        }
+        String op = opName == null || opName.isEmpty() ? name : opName + " " + name;
+        long bytes = opBytes;
+        long flops = opFlops;
+        opName = null;
+        opBytes = 0;
+        opFlops = 0;
+        CUevent start = profiler.begin();
+        launchDirect(f, name, gridX, gridY, block, args);
+        profiler.end(start, op, bytes, flops);
+    }
+
+    private void launchDirect(CUfunction f, String name, int gridX, int gridY, int block, Object... args) {
         NativePointerObject[] params = new NativePointerObject[args.length];
         for (int i = 0; i < args.length; i++) {
             params[i] = switch (args[i]) {
@@ -951,6 +1035,27 @@ public final class CudaBackend implements Backend {
         if (SYNC && capture == null) {
             check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
         }
+    }
+
+    /** For the profile: what the next launch does (a name prefix), the bytes it reads and its flops. */
+    private void note(String name, long bytes, long flops) {
+        opName = name;
+        opBytes = bytes;
+        opFlops = flops;
+    }
+
+    /** A weight's role in a layer, for the profile: {@code blk.7.attn_q.weight} is {@code attn_q}. */
+    private static String role(CudaWeight w) {
+        return w.name().replaceFirst("^blk\\.\\d+\\.", "").replaceFirst("\\.weight$", "");
+    }
+
+    /** The operations timed since the last call, waiting for them (see {@link CudaProfile#take}). */
+    synchronized List<CudaProfile.Op> takeProfile() {
+        if (profiler == null || closed) {
+            return List.of();
+        }
+        makeCurrent();
+        return profiler.take();
     }
 
     private int gridY(int blocks) {

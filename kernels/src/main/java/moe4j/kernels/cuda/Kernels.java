@@ -45,10 +45,13 @@ final class Kernels {
     final CUfunction storeKvF32;
     final CUfunction attentionF16;
     final CUfunction attentionF32;
+    final CUfunction attentionDecodeF16;
+    final CUfunction attentionDecodeF32;
     final CUfunction routeTopK;
     final CUfunction moeGroup;
     final CUfunction moeGather;
     final CUfunction moeCombine;
+    final CUfunction profileDelay;
 
     /** Loads the module into the current context. */
     Kernels(int major, String device) {
@@ -76,10 +79,13 @@ final class Kernels {
         storeKvF32 = function("store_kv_f32");
         attentionF16 = function("attention_f16");
         attentionF32 = function("attention_f32");
+        attentionDecodeF16 = function("attention_decode_f16");
+        attentionDecodeF32 = function("attention_decode_f32");
         routeTopK = function("route_topk");
         moeGroup = function("moe_group");
         moeGather = function("moe_gather");
         moeCombine = function("moe_combine");
+        profileDelay = function("profile_delay");
     }
 
     /** The PTX for a device of compute capability {@code major}.x: Hopper's own from 9.0 on, Ampere's below. */

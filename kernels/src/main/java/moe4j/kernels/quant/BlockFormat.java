@@ -103,13 +103,13 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     /**
-     * Adds the block at byte {@code block} times the 256 activations at byte {@code xo} of {@code x} (their
-     * sums at byte {@code so} of {@code sums}) to the accumulators {@code acc} and {@code accMin} held in
-     * {@code state[0 .. 2L)}, exactly as {@link ScaledDot} would after {@link #decodeScaled} (same values, same
-     * operations in the same order), without going through the decode buffer.
+     * Adds the block at byte {@code block} times the activations {@code x[xo .. xo+256)} (their sums from
+     * {@code sums[so]}) to the five accumulators held in {@code state[0 .. 5L)}, exactly as {@link ScaledDot}
+     * would after {@link #decodeScaled} (same values, same operations in the same order), without going through
+     * the decode buffer.
      */
-    void accumulateScaled(MemorySegment src, long block, MemorySegment x, long xo, MemorySegment sums, long so,
-            float[] state, ScaledDot.Scratch s) {
+    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
+            ScaledDot.Scratch s) {
         throw new AssertionError("fusesScaled() is true but accumulateScaled is missing for " + type);
     }
 

@@ -4,6 +4,7 @@ import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.MemorySegment;
 
@@ -49,7 +50,7 @@ final class KQuantScales {
     private static final IntVector SCALE_MIN_HIGH_MASK;
     private static final VectorMask<Float> MIN_LANES;
     /** Lane {@code i} takes lane {@code 8 + i/2}: each sub-block's min for both of its 16-element groups. */
-    private static final VectorShuffle<Integer> MIN_SPREAD;
+    private static final VectorShuffle<Float> MIN_SPREAD_F;
     // Q3_K: a 16-byte load starting 4 bytes before the scales, so scale byte k is lane 4 + k.
     private static final VectorShuffle<Integer> Q3_LOW;
     private static final VectorShuffle<Integer> Q3_HIGH;
@@ -81,7 +82,7 @@ final class KQuantScales {
             SCALE_MIN_LOW_MASK = IntVector.fromArray(Simd.I, lowMask, 0);
             SCALE_MIN_HIGH_MASK = IntVector.fromArray(Simd.I, highMask, 0);
             MIN_LANES = VectorMask.fromLong(Simd.F, 0xFF00L);
-            MIN_SPREAD = VectorShuffle.fromOp(Simd.I, lane -> 8 + lane / 2);
+            MIN_SPREAD_F = VectorShuffle.fromOp(Simd.F, lane -> 8 + lane / 2);
             int[] q3Low = new int[16];
             int[] q3LowShift = new int[16];
             int[] q3High = new int[16];
@@ -108,7 +109,7 @@ final class KQuantScales {
             SCALE_MIN_LOW_MASK = null;
             SCALE_MIN_HIGH_MASK = null;
             MIN_LANES = null;
-            MIN_SPREAD = null;
+            MIN_SPREAD_F = null;
         }
     }
 
@@ -129,37 +130,37 @@ final class KQuantScales {
     }
 
     /**
-     * For {@link ScaledDot}: the eight 6-bit scales of the Q4_K/Q5_K block at {@code block} (scales at byte 4)
-     * to {@code codes[0..8)}, and {@code dmin * min(i/2)} to float {@code i} at byte {@code mo} of {@code mins}
-     * (native order) for the sixteen 16-element groups.
+     * For {@link ScaledDot}: {@code d * scale(j)} to {@code scales[j]} (j < 8) for the Q4_K/Q5_K block at
+     * {@code block} (scales at byte 4), and {@code dmin * min(i/2)} to {@code scales[16 + i]} for its sixteen
+     * 16-element groups.
      */
-    static void scaleCodesAndMins(MemorySegment src, long block, float dmin, int[] codes, MemorySegment mins, long mo) {
-        IntVector raw = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
-                .convertShape(B2I, Simd.I, 0)).and(0xFF);
+    static void scaleProductsAndMins(MemorySegment src, long block, float d, float dmin, float[] scales) {
+        IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
+                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
         IntVector low = raw.rearrange(SCALE_MIN_LOW).lanewise(LSHR, SCALE_MIN_LOW_SHIFT)
                 .and(SCALE_MIN_LOW_MASK);
         IntVector high = raw.rearrange(SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
                 .and(SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-        IntVector c = low.or(high);
-        c.intoArray(codes, 0);
-        ((FloatVector) c.rearrange(MIN_SPREAD).convert(I2F, 0)).mul(dmin).intoMemorySegment(mins, mo, ScaledDot.NATIVE);
+        FloatVector products = FloatVector.broadcast(Simd.F, d).blend(dmin, MIN_LANES)
+                .mul((FloatVector) low.or(high).convert(I2F, 0));
+        products.intoArray(scales, 0);
+        products.rearrange(MIN_SPREAD_F).intoArray(scales, 16);
     }
 
     /**
-     * For {@link ScaledDot}: the sixteen signed Q3_K scales (scale bytes at {@code scalesOffset}, at least 4
-     * bytes into the block) to {@code codes[0..16)}, and {@code offset * d * scale(i)} to float {@code i} at byte
-     * {@code mo} of {@code mins} (native order).
+     * For {@link ScaledDot}: {@code d * q3Scale(i)} to {@code scales[i]} for the sixteen Q3_K groups (scale bytes
+     * at {@code scalesOffset}, at least 4 bytes into the block), and {@code offset} times that to
+     * {@code scales[16 + i]}.
      */
-    static void q3ScaleCodesAndMins(MemorySegment src, long scalesOffset, float offsetTimesD, int[] codes,
-            MemorySegment mins, long mo) {
-        IntVector raw = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, scalesOffset - 4, Simd.LE)
-                .convertShape(B2I, Simd.I, 0)).and(0xFF);
+    static void q3ScaleProductsAndMins(MemorySegment src, long scalesOffset, float d, float offset, float[] scales) {
+        IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, scalesOffset - 4, Simd.LE)
+                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
         IntVector low = raw.rearrange(Q3_LOW).lanewise(LSHR, Q3_LOW_SHIFT).and(0xF);
         IntVector high = raw.rearrange(Q3_HIGH).lanewise(LSHR, Q3_HIGH_SHIFT).and(3)
                 .lanewise(LSHL, Simd.SHIFT_4);
-        IntVector c = low.or(high).sub(32);
-        c.intoArray(codes, 0);
-        ((FloatVector) c.convert(I2F, 0)).mul(offsetTimesD).intoMemorySegment(mins, mo, ScaledDot.NATIVE);
+        FloatVector products = ((FloatVector) low.or(high).sub(32).convert(I2F, 0)).mul(d);
+        products.intoArray(scales, 0);
+        products.mul(offset).intoArray(scales, 16);
     }
 
     /**

@@ -27,6 +27,7 @@ public final class PreparedActivations {
     private float[] values = new float[0];
     private MemorySegment aligned = MemorySegment.NULL;
     private MemorySegment sums = MemorySegment.NULL;
+    private float[] sumsArray = new float[0];
 
     /** Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}. */
     public void reserve(ActivationRounding rounding, int rows, int width) {
@@ -44,6 +45,7 @@ public final class PreparedActivations {
             Arena arena = Arena.ofAuto();
             aligned = arena.allocate(size * Float.BYTES, 64);
             sums = arena.allocate(size / SUM_GROUP * Float.BYTES, 64);
+            sumsArray = new float[(int) (size / SUM_GROUP)];
         }
         this.rows = rows;
         this.width = width;
@@ -61,6 +63,7 @@ public final class PreparedActivations {
             for (int i = g * SUM_GROUP, e = i + SUM_GROUP; i < e; i++) {
                 s += values[i];
             }
+            sumsArray[g] = s;
             sums.setAtIndex(ValueLayout.JAVA_FLOAT, g, s);
         }
     }
@@ -79,4 +82,7 @@ public final class PreparedActivations {
 
     /** Row {@code r}'s group {@code g} sum is float {@code r*width/16 + g}, native byte order, 64-byte aligned. */
     MemorySegment sums() { return sums; }
+
+    /** The same sums in an array. */
+    float[] sumsArray() { return sumsArray; }
 }

@@ -3,6 +3,8 @@ package moe4j.kernels.quant;
 import static jdk.incubator.vector.VectorOperators.ASHR;
 import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
+import static jdk.incubator.vector.VectorOperators.LSHR;
 
 import java.lang.foreign.MemorySegment;
 
@@ -97,5 +99,30 @@ public final class Q2_K extends BlockFormat {
         a1.intoArray(state, Simd.L);
         a2.intoArray(state, 2 * Simd.L);
         a3.intoArray(state, 3 * Simd.L);
+    }
+
+    @Override
+    boolean decodesScaled() { return true; }
+
+    @Override
+    void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
+        IntVector sc = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+        ((FloatVector) sc.and(0xF).convert(I2F, 0)).mul(Halfs.readFp16(src, block + D)).intoArray(s.scales, 0);
+        ((FloatVector) sc.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(Halfs.readFp16(src, block + DMIN))
+                .intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
+        MemorySegment w = s.w;
+        long wo = 1024L * slot;
+        for (int half = 0; half < 2; half++) {
+            IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 32L * half, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 32L * half + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            for (int k = 0; k < 4; k++) {
+                IntVector shift = IntVector.broadcast(Simd.I, 2 * k);
+                int g = 8 * half + 2 * k;
+                ((FloatVector) l0.lanewise(LSHR, shift).and(3).convert(I2F, 0)).mul(s.scales[g])
+                        .intoMemorySegment(w, wo + 64L * g, ScaledDot.NATIVE);
+                ((FloatVector) l1.lanewise(LSHR, shift).and(3).convert(I2F, 0)).mul(s.scales[g + 1])
+                        .intoMemorySegment(w, wo + 64L * g + 64, ScaledDot.NATIVE);
+            }
+        }
     }
 }

@@ -102,58 +102,60 @@ public final class Q4_K extends BlockFormat {
     @Override
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
         int scales = src.get(Layouts.INT_LE, block + D);
-        s.d[slot] = Simd.fp16(scales, 0);
-        KQuantScales.scaleCodesAndMins(src, block, Simd.fp16(scales, 1), s.codes, s.mins, 64L * slot);
+        KQuantScales.scaleProductsAndMins(src, block, Simd.fp16(scales, 0), Simd.fp16(scales, 1), s.scales);
+        FloatVector.fromArray(Simd.F, s.scales, 16).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
         MemorySegment w = s.w;
         long wo = 1024L * slot;
         for (int c = 0; c < 4; c++) {
-            long qs = block + QS + 32L * c;
-            int lowScale = s.codes[2 * c];
-            int highScale = s.codes[2 * c + 1];
-            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            long qs = QS + 32L * c;
+            FloatVector low = FloatVector.broadcast(Simd.F, s.scales[2 * c]);
+            FloatVector high = FloatVector.broadcast(Simd.F, s.scales[2 * c + 1]);
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
             long e = wo + 256L * c;
-            ((FloatVector) q0.and(0xF).mul(lowScale).convert(I2F, 0)).intoMemorySegment(w, e, ScaledDot.NATIVE);
-            ((FloatVector) q1.and(0xF).mul(lowScale).convert(I2F, 0)).intoMemorySegment(w, e + 64, ScaledDot.NATIVE);
-            ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).mul(highScale).convert(I2F, 0)).intoMemorySegment(w, e + 128, ScaledDot.NATIVE);
-            ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).mul(highScale).convert(I2F, 0)).intoMemorySegment(w, e + 192, ScaledDot.NATIVE);
+            ((FloatVector) q0.and(0xF).convert(I2F, 0)).mul(low).intoMemorySegment(w, e, ScaledDot.NATIVE);
+            ((FloatVector) q1.and(0xF).convert(I2F, 0)).mul(low).intoMemorySegment(w, e + 64, ScaledDot.NATIVE);
+            ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high).intoMemorySegment(w, e + 128, ScaledDot.NATIVE);
+            ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high).intoMemorySegment(w, e + 192, ScaledDot.NATIVE);
         }
     }
 
     @Override
     boolean fusesScaled() { return true; }
 
-    /** {@link #decodeScaled} and {@link ScaledDot}'s block step in one: groups {@code 4c..4c+3} feed accumulators 0..3. */
+    /** {@link #decodeScaled} and {@link ScaledDot}'s accumulation in one: groups {@code 4c..4c+3} feed accumulators 0..3. */
     @Override
-    void accumulateScaled(MemorySegment src, long block, MemorySegment x, long xo, MemorySegment sums, long so,
-            float[] state, ScaledDot.Scratch s) {
+    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
+            ScaledDot.Scratch s) {
         int scales = src.get(Layouts.INT_LE, block + D);
-        KQuantScales.scaleCodesAndMins(src, block, Simd.fp16(scales, 1), s.codes, s.mins, 0);
-        FloatVector c0 = FloatVector.zero(Simd.F);
-        FloatVector c1 = c0;
-        FloatVector c2 = c0;
-        FloatVector c3 = c0;
+        KQuantScales.scaleProductsAndMins(src, block, Simd.fp16(scales, 0), Simd.fp16(scales, 1), s.scales);
+        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
+        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
+        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
+        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
         for (int c = 0; c < 4; c++) {
-            long qs = block + QS + 32L * c;
-            int lowScale = s.codes[2 * c];
-            int highScale = s.codes[2 * c + 1];
-            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            FloatVector w0 = (FloatVector) q0.and(0xF).mul(lowScale).convert(I2F, 0);
-            FloatVector w1 = (FloatVector) q1.and(0xF).mul(lowScale).convert(I2F, 0);
-            FloatVector w2 = (FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).mul(highScale).convert(I2F, 0);
-            FloatVector w3 = (FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).mul(highScale).convert(I2F, 0);
-            long e = xo + 256L * c;
-            c0 = w0.fma(FloatVector.fromMemorySegment(Simd.F, x, e, ScaledDot.NATIVE), c0);
-            c1 = w1.fma(FloatVector.fromMemorySegment(Simd.F, x, e + 64, ScaledDot.NATIVE), c1);
-            c2 = w2.fma(FloatVector.fromMemorySegment(Simd.F, x, e + 128, ScaledDot.NATIVE), c2);
-            c3 = w3.fma(FloatVector.fromMemorySegment(Simd.F, x, e + 192, ScaledDot.NATIVE), c3);
+            long qs = QS + 32L * c;
+            FloatVector low = FloatVector.broadcast(Simd.F, s.scales[2 * c]);
+            FloatVector high = FloatVector.broadcast(Simd.F, s.scales[2 * c + 1]);
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            int e = xo + 64 * c;
+            a0 = ((FloatVector) q0.and(0xF).convert(I2F, 0)).mul(low)
+                    .fma(FloatVector.fromArray(Simd.F, x, e), a0);
+            a1 = ((FloatVector) q1.and(0xF).convert(I2F, 0)).mul(low)
+                    .fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
+            a2 = ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high)
+                    .fma(FloatVector.fromArray(Simd.F, x, e + 32), a2);
+            a3 = ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high)
+                    .fma(FloatVector.fromArray(Simd.F, x, e + 48), a3);
         }
-        FloatVector acc = FloatVector.fromArray(Simd.F, state, 0);
-        FloatVector accMin = FloatVector.fromArray(Simd.F, state, Simd.L);
-        c0.add(c1).add(c2.add(c3)).fma(FloatVector.broadcast(Simd.F, Simd.fp16(scales, 0)), acc).intoArray(state, 0);
-        FloatVector.fromMemorySegment(Simd.F, s.mins, 0, ScaledDot.NATIVE)
-                .fma(FloatVector.fromMemorySegment(Simd.F, sums, so, ScaledDot.NATIVE), accMin).intoArray(state, Simd.L);
+        a0.intoArray(state, 0);
+        a1.intoArray(state, Simd.L);
+        a2.intoArray(state, 2 * Simd.L);
+        a3.intoArray(state, 3 * Simd.L);
+        FloatVector.fromArray(Simd.F, s.scales, 16)
+                .fma(FloatVector.fromArray(Simd.F, sums, so), FloatVector.fromArray(Simd.F, state, 4 * Simd.L))
+                .intoArray(state, 4 * Simd.L);
     }
 
     @Override

@@ -4,6 +4,8 @@ import static jdk.incubator.vector.VectorOperators.ASHR;
 import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.MemorySegment;
 
@@ -116,28 +118,28 @@ public final class Q6_K extends BlockFormat {
     @Override
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
         float d = Halfs.readFp16(src, block + D);
-        s.d[slot] = d;
-        IntVector groupScales = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(B2I, Simd.I, 0);
-        groupScales.intoArray(s.codes, 0);
-        ((FloatVector) groupScales.convert(I2F, 0)).mul(32 * d).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
+        FloatVector dl = ((FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
+                .convertShape(B2I, Simd.I, 0).convert(I2F, 0)).mul(d);
+        dl.intoArray(s.scales, 0);
+        dl.mul(32f).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
         MemorySegment w = s.w;
         long wo = 1024L * slot;
         for (int half = 0; half < 2; half++) {
-            long ql = block + QL + 64L * half;
-            long qhAt = block + QH + 32L * half;
-            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qhAt, Simd.LE).convertShape(B2I, Simd.I, 0);
-            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qhAt + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            long ql = QL + 64L * half;
+            long qhAt = QH + 32L * half;
+            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qhAt, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qhAt + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
             for (int k = 0; k < 4; k++) {
                 IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
                 IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
                 long l = ql + 32L * (k & 1);
-                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, l, Simd.LE).convertShape(B2I, Simd.I, 0);
-                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, l + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + l, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + l + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
                 int g = 8 * half + 2 * k;
-                IntVector q0 = l0.lanewise(ASHR, lowShift).and(0xF).or(h0.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                IntVector q1 = l1.lanewise(ASHR, lowShift).and(0xF).or(h1.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                ((FloatVector) q0.mul(s.codes[g]).convert(I2F, 0)).intoMemorySegment(w, wo + 64L * g, ScaledDot.NATIVE);
-                ((FloatVector) q1.mul(s.codes[g + 1]).convert(I2F, 0)).intoMemorySegment(w, wo + 64L * g + 64, ScaledDot.NATIVE);
+                IntVector q0 = l0.lanewise(LSHR, lowShift).and(0xF).or(h0.lanewise(LSHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+                IntVector q1 = l1.lanewise(LSHR, lowShift).and(0xF).or(h1.lanewise(LSHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+                ((FloatVector) q0.convert(I2F, 0)).mul(s.scales[g]).intoMemorySegment(w, wo + 64L * g, ScaledDot.NATIVE);
+                ((FloatVector) q1.convert(I2F, 0)).mul(s.scales[g + 1]).intoMemorySegment(w, wo + 64L * g + 64, ScaledDot.NATIVE);
             }
         }
     }
@@ -146,50 +148,52 @@ public final class Q6_K extends BlockFormat {
     boolean fusesScaled() { return true; }
 
     /**
-     * {@link #decodeScaled} and {@link ScaledDot}'s block step in one. Iteration {@code (half, k)} covers groups
-     * {@code g = 8*half + 2k} and {@code g+1}, which feed accumulators {@code g % 4} and {@code (g+1) % 4}:
-     * pairs (0,1) for even {@code k}, (2,3) for odd, so the loop swaps the pairs after each iteration.
+     * {@link #decodeScaled} and {@link ScaledDot}'s accumulation in one. Iteration {@code (half, k)} covers groups
+     * {@code g = 8*half + 2k} and {@code g+1}, which feed accumulators {@code g % 4} and {@code (g+1) % 4}: pairs
+     * (0,1) for even {@code k}, (2,3) for odd, so the loop swaps the pairs after each iteration.
      */
     @Override
-    void accumulateScaled(MemorySegment src, long block, MemorySegment x, long xo, MemorySegment sums, long so,
-            float[] state, ScaledDot.Scratch s) {
+    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
+            ScaledDot.Scratch s) {
         float d = Halfs.readFp16(src, block + D);
-        IntVector groupScales = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE).convertShape(B2I, Simd.I, 0);
-        groupScales.intoArray(s.codes, 0);
-        FloatVector mins = ((FloatVector) groupScales.convert(I2F, 0)).mul(32 * d);
-        FloatVector c0 = FloatVector.zero(Simd.F);
-        FloatVector c1 = c0;
-        FloatVector c2 = c0;
-        FloatVector c3 = c0;
+        FloatVector dl = ((FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
+                .convertShape(B2I, Simd.I, 0).convert(I2F, 0)).mul(d);
+        dl.intoArray(s.scales, 0);
+        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
+        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
+        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
+        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
         for (int half = 0; half < 2; half++) {
-            long ql = block + QL + 64L * half;
-            long qhAt = block + QH + 32L * half;
-            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qhAt, Simd.LE).convertShape(B2I, Simd.I, 0);
-            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qhAt + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+            long ql = QL + 64L * half;
+            long qhAt = QH + 32L * half;
+            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qhAt, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qhAt + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
             for (int k = 0; k < 4; k++) {
                 IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
                 IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
                 long l = ql + 32L * (k & 1);
-                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, l, Simd.LE).convertShape(B2I, Simd.I, 0);
-                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, l + 16, Simd.LE).convertShape(B2I, Simd.I, 0);
+                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + l, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + l + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
                 int g = 8 * half + 2 * k;
-                IntVector q0 = l0.lanewise(ASHR, lowShift).and(0xF).or(h0.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                IntVector q1 = l1.lanewise(ASHR, lowShift).and(0xF).or(h1.lanewise(ASHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                FloatVector w0 = (FloatVector) q0.mul(s.codes[g]).convert(I2F, 0);
-                FloatVector w1 = (FloatVector) q1.mul(s.codes[g + 1]).convert(I2F, 0);
-                long e = xo + 64L * g;
-                FloatVector n0 = w0.fma(FloatVector.fromMemorySegment(Simd.F, x, e, ScaledDot.NATIVE), c0);
-                FloatVector n1 = w1.fma(FloatVector.fromMemorySegment(Simd.F, x, e + 64, ScaledDot.NATIVE), c1);
-                c0 = c2;
-                c1 = c3;
-                c2 = n0;
-                c3 = n1;
+                IntVector q0 = l0.lanewise(LSHR, lowShift).and(0xF).or(h0.lanewise(LSHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+                IntVector q1 = l1.lanewise(LSHR, lowShift).and(0xF).or(h1.lanewise(LSHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
+                int e = xo + 16 * g;
+                FloatVector n0 = ((FloatVector) q0.convert(I2F, 0)).mul(s.scales[g])
+                        .fma(FloatVector.fromArray(Simd.F, x, e), a0);
+                FloatVector n1 = ((FloatVector) q1.convert(I2F, 0)).mul(s.scales[g + 1])
+                        .fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
+                a0 = a2;
+                a1 = a3;
+                a2 = n0;
+                a3 = n1;
             }
         }
-        FloatVector acc = FloatVector.fromArray(Simd.F, state, 0);
-        FloatVector accMin = FloatVector.fromArray(Simd.F, state, Simd.L);
-        c0.add(c1).add(c2.add(c3)).fma(FloatVector.broadcast(Simd.F, d), acc).intoArray(state, 0);
-        mins.fma(FloatVector.fromMemorySegment(Simd.F, sums, so, ScaledDot.NATIVE), accMin).intoArray(state, Simd.L);
+        a0.intoArray(state, 0);
+        a1.intoArray(state, Simd.L);
+        a2.intoArray(state, 2 * Simd.L);
+        a3.intoArray(state, 3 * Simd.L);
+        dl.mul(32f).fma(FloatVector.fromArray(Simd.F, sums, so), FloatVector.fromArray(Simd.F, state, 4 * Simd.L))
+                .intoArray(state, 4 * Simd.L);
     }
 
     @Override

@@ -1,0 +1,66 @@
+package moe4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+import com.fasterxml.jackson.core.type.TypeReference;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class BenchCommandTest {
+
+    @TempDir
+    static Path dir;
+    static Path model;
+
+    @BeforeAll
+    static void writeModel() throws IOException {
+        model = TestModels.tinyMoe(dir);
+    }
+
+    @Test
+    void printsOneTableRowPerTestWithMeanAndDeviation() {
+        CliRunner r = CliRunner.run("bench", "-m", model.toString(), "-p", "16", "-n", "8", "-r", "2", "-t", "2");
+        assertEquals(0, r.exitCode(), r.err());
+        List<String> rows = r.out().lines().filter(l -> l.startsWith("| tiny-moe.gguf")).toList();
+        assertEquals(2, rows.size(), r.out());
+        assertTrue(rows.get(0).matches(".*\\|\\s+2 \\|\\s+pp16 \\|\\s+\\d+\\.\\d\\d ± \\d+\\.\\d\\d \\|"), rows.get(0));
+        assertTrue(rows.get(1).matches(".*\\|\\s+2 \\|\\s+tg8 \\|\\s+\\d+\\.\\d\\d ± \\d+\\.\\d\\d \\|"), rows.get(1));
+        assertTrue(r.out().lines().findFirst().orElse("").contains("t/s"), r.out());
+    }
+
+    @Test
+    void jsonHasLlamaBenchFieldsAndZeroSkipsATest() throws IOException {
+        CliRunner r = CliRunner.run("bench", "-m", model.toString(), "-p", "0", "-n", "4", "-r", "3", "-t", "1", "--json");
+        assertEquals(0, r.exitCode(), r.err());
+        List<Map<String, Object>> results = new ObjectMapper().readValue(r.out(), new TypeReference<>() {});
+        assertEquals(1, results.size(), r.out());
+        Map<String, Object> tg = results.getFirst();
+        assertEquals("tg4", tg.get("test"));
+        assertEquals(0, tg.get("n_prompt"));
+        assertEquals(4, tg.get("n_gen"));
+        assertEquals(1, tg.get("threads"));
+        List<?> samples = (List<?>) tg.get("samples_ts");
+        assertEquals(3, samples.size());
+        double avg = ((Number) tg.get("avg_ts")).doubleValue();
+        double mean = samples.stream().mapToDouble(s -> ((Number) s).doubleValue()).average().orElseThrow();
+        assertEquals(mean, avg, 1e-9 * mean);
+        assertTrue(avg > 0 && ((Number) tg.get("stddev_ts")).doubleValue() >= 0, r.out());
+    }
+
+    @Test
+    void rejectsNothingToMeasureAndBadCounts() {
+        assertEquals(Main.EXIT_USAGE, CliRunner.run("bench", "-m", model.toString(), "-p", "0", "-n", "0").exitCode());
+        assertEquals(Main.EXIT_USAGE, CliRunner.run("bench", "-m", model.toString(), "-r", "0").exitCode());
+        assertEquals(Main.EXIT_USAGE, CliRunner.run("bench", "-m", model.toString(), "-n", "-1").exitCode());
+        assertEquals(Main.EXIT_USAGE, CliRunner.run("bench", "-p", "8").exitCode());
+    }
+}

@@ -1,0 +1,52 @@
+package moe4j.engine.model;
+
+import java.util.Collections;
+import java.util.List;
+import java.util.Objects;
+
+import moe4j.kernels.Backend;
+
+/**
+ * Which backend runs each part of a graph: all the graph learns of a placement. A layer's attention block (its
+ * attention norm, projections and KV cache) runs on one backend and its feed-forward block (its FFN norm, router and
+ * experts) on one, possibly another; the token embedding and the head (final norm, LM head) each on one. Indices
+ * refer to {@link #backends()}.
+ *
+ * @param backends  the backends, each once
+ * @param embedding the backend of the token embedding lookup
+ * @param head      the backend of the final norm and the LM head
+ * @param attention per layer, the backend of its attention block
+ * @param ffn       per layer, the backend of its feed-forward block
+ */
+public record BackendAssignment(List<Backend> backends, int embedding, int head, List<Integer> attention,
+                                List<Integer> ffn) {
+
+    public BackendAssignment {
+        backends = List.copyOf(backends);
+        attention = List.copyOf(attention);
+        ffn = List.copyOf(ffn);
+        if (backends.isEmpty()) {
+            throw new IllegalArgumentException("no backend");
+        }
+        if (backends.stream().distinct().count() != backends.size()) {
+            throw new IllegalArgumentException("a backend is listed twice");
+        }
+        if (attention.size() != ffn.size()) {
+            throw new IllegalArgumentException(attention.size() + " attention blocks but " + ffn.size()
+                    + " feed-forward blocks");
+        }
+        Objects.checkIndex(embedding, backends.size());
+        Objects.checkIndex(head, backends.size());
+        for (List<Integer> blocks : List.of(attention, ffn)) {
+            for (int b : blocks) {
+                Objects.checkIndex(b, backends.size());
+            }
+        }
+    }
+
+    /** Everything on {@code backend}. */
+    public static BackendAssignment single(Backend backend, int layers) {
+        List<Integer> zeros = Collections.nCopies(layers, 0);
+        return new BackendAssignment(List.of(backend), 0, 0, zeros, zeros);
+    }
+}
