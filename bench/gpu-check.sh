@@ -10,6 +10,7 @@
 #   PROFILE=0 bench/gpu-check.sh  skips the per-operation profile
 #   SYNC=1 bench/gpu-check.sh     waits after every kernel, so a failing test names the kernel that failed
 #   GRAPHS=0 bench/gpu-check.sh   launches every decode kernel from the host instead of replaying a CUDA graph
+#   SYNTH=qwen3-235b-a22b:Q3_K_M bench/gpu-check.sh  also times bench --synthetic PRESET:TYPE on cuda:0 (pp512, tg64)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -93,6 +94,21 @@ if [ "${PROFILE:-1}" = 1 ]; then
     row "GpuProfile (exit $status/$?, $(elapsed $t))" "$(grep -m1 '^== decode' "$OUT/profile.log" | cut -c4-110)"
 fi
 rm -f "$model"
+
+# 5. Optional: a full-size model built in memory by bench --synthetic (no file), e.g.
+# SYNTH=qwen3-235b-a22b:Q3_K_M (all 94 layers, 105 GiB of weights: held once in host RAM, uploaded to the GPU)
+if [ -n "${SYNTH:-}" ]; then
+    t=$(date +%s)
+    timeout "${SYNTH_TIMEOUT:-480}" "$java" "${flags[@]}" -jar .gpu/moe4j.jar bench --synthetic "$SYNTH" \
+        --device cuda:0 -p 512 -n 64 -r 1 > "$OUT/synthetic.log" 2>&1
+    status=$?
+    row "bench --synthetic $SYNTH (exit $status, $(elapsed $t))" \
+        "$( (grep -m1 '^| synthetic-' "$OUT/synthetic.log" | cut -d'|' -f3-5 || true; grep -m1 '^moe4j: error' "$OUT/synthetic.log") \
+            | tr -s ' ' | cut -c1-110)"
+    while IFS='|' read -r _ _ _ _ _ _ test ts _; do
+        row "  $(echo $test)" "$(echo $ts) tok/s"
+    done < <(grep '^| synthetic-' "$OUT/synthetic.log")
+fi
 
 echo
 echo "---- failures (first lines; full log $OUT/gpu-tests.log) ----"

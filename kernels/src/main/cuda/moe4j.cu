@@ -74,6 +74,91 @@ __device__ __forceinline__ float warp_row_dot(const uint8_t* row, const float* x
     return warp_sum(lane_row_dot<F>(row, x, K, lane));
 }
 
+// ---------------------------------------------------------------- Q4_K from registers
+
+// Q4_K::decode reads its bytes where it needs them, between branches, so a lane waits for memory once per
+// part (and once more for x). When a Q4_K weight is 16-byte aligned (rows of 144-byte blocks always keep
+// it so), a part is two uint4 loads: the block's 16 header bytes (d, dmin, scales) and its 16 quant bytes.
+// The matrix-vector kernels issue those loads for all of a lane's parts first, then decode them here with
+// exactly Q4_K::decode's arithmetic, so the results are bit for bit those of the generic path.
+struct Q4KRaw {
+    uint4 h;
+    uint4 q;
+};
+
+template <class F>
+struct RawQ4K {
+    static constexpr bool value = false;
+};
+template <>
+struct RawQ4K<Q4_K> {
+    static constexpr bool value = true;
+};
+
+__device__ __forceinline__ bool aligned16(const void* p, long long a, long long b) {
+    return ((reinterpret_cast<uintptr_t>(p) | (uintptr_t)a | (uintptr_t)b) & 15) == 0;
+}
+
+__device__ __forceinline__ Q4KRaw q4k_load(const uint8_t* block, int part) {
+    Q4KRaw r;
+    r.h = *reinterpret_cast<const uint4*>(block);
+    r.q = *reinterpret_cast<const uint4*>(block + 16 + 32 * (part >> 2) + 16 * (part & 1));
+    return r;
+}
+
+// byte i (0..15) of h
+__device__ __forceinline__ int q4k_byte(const uint4& h, int i) {
+    uint32_t w = i < 8 ? (i < 4 ? h.x : h.y) : (i < 12 ? h.z : h.w);
+    return (int)((w >> (8 * (i & 3))) & 0xFFu);
+}
+
+__device__ __forceinline__ void q4k_decode(const Q4KRaw& r, int part, float* v) {
+    float d = __half2float(__ushort_as_half((unsigned short)(r.h.x & 0xFFFFu)));
+    float dmin = __half2float(__ushort_as_half((unsigned short)(r.h.x >> 16)));
+    int j = part >> 1;
+    // k_scale and k_min of the scale bytes s[0..11] = header bytes 4..15
+    int sc = j < 4 ? (q4k_byte(r.h, 4 + j) & 63)
+                   : ((q4k_byte(r.h, 8 + j) & 0xF) | ((q4k_byte(r.h, j) >> 6) << 4));
+    int mn = j < 4 ? (q4k_byte(r.h, 8 + j) & 63) : ((q4k_byte(r.h, 8 + j) >> 4) | ((q4k_byte(r.h, 4 + j) >> 6) << 4));
+    float dl = mul(d, (float)sc);
+    float ml = mul(dmin, (float)mn);
+    Bytes16 q;
+    q.w[0] = r.q.x;
+    q.w[1] = r.q.y;
+    q.w[2] = r.q.z;
+    q.w[3] = r.q.w;
+    int shift = 4 * (j & 1);
+#pragma unroll
+    for (int l = 0; l < 16; l++) v[l] = mul_sub(dl, (float)((q.b(l) >> shift) & 0xF), ml);
+}
+
+#define Q4K_UNROLL 4
+
+// lane_row_dot<Q4_K> for an aligned row: the same parts in the same order, their loads issued
+// Q4K_UNROLL parts at a time before any is used
+__device__ __forceinline__ float q4k_lane_row_dot(const uint8_t* row, const float* x, int K, int lane) {
+    int parts = K >> 4;
+    float acc = 0.f;
+    for (int i0 = lane; i0 < parts; i0 += Q4K_UNROLL * WARP) {
+        Q4KRaw raw[Q4K_UNROLL];
+#pragma unroll
+        for (int u = 0; u < Q4K_UNROLL; u++) {
+            int i = i0 + u * WARP;
+            if (i < parts) raw[u] = q4k_load(row + (long long)(i >> 4) * Q4_K::BYTES, i & 15);
+        }
+#pragma unroll
+        for (int u = 0; u < Q4K_UNROLL; u++) {
+            int i = i0 + u * WARP;
+            if (i < parts) {
+                float v[16];
+                q4k_decode(raw[u], i & 15, v);
+                acc = dot16(v, x + 16 * i, acc);
+            }
+        }
+    }
+    return acc;
+}
+
 // ---------------------------------------------------------------- matrix-vector (decode)
 
 #define MV_WARPS 4
@@ -98,7 +183,43 @@ __device__ __forceinline__ void mv_body(const uint8_t* W, const uint8_t* W2, lon
     long long off = (long long)e * expertStride + (long long)r * rowBytes;
     const float* x = X + (long long)(a / xDiv) * xStride;
     float acc;
-    if (PAIR) {
+    if (RawQ4K<F>::value && aligned16(W, expertStride, rowBytes) && (!PAIR || aligned16(W2, 0, 0))) {
+        if (PAIR) {
+            // q4k_lane_row_dot for both rows, their loads issued together
+            int parts = K >> 4;
+            const uint8_t* wg = W + off;
+            const uint8_t* wu = W2 + off;
+            float g = 0.f;
+            float u = 0.f;
+            for (int i0 = lane; i0 < parts; i0 += Q4K_UNROLL * WARP) {
+                Q4KRaw rg[Q4K_UNROLL];
+                Q4KRaw ru[Q4K_UNROLL];
+#pragma unroll
+                for (int n = 0; n < Q4K_UNROLL; n++) {
+                    int i = i0 + n * WARP;
+                    if (i < parts) {
+                        long long b = (long long)(i >> 4) * Q4_K::BYTES;
+                        rg[n] = q4k_load(wg + b, i & 15);
+                        ru[n] = q4k_load(wu + b, i & 15);
+                    }
+                }
+#pragma unroll
+                for (int n = 0; n < Q4K_UNROLL; n++) {
+                    int i = i0 + n * WARP;
+                    if (i < parts) {
+                        float v[16];
+                        q4k_decode(rg[n], i & 15, v);
+                        g = dot16(v, x + 16 * i, g);
+                        q4k_decode(ru[n], i & 15, v);
+                        u = dot16(v, x + 16 * i, u);
+                    }
+                }
+            }
+            acc = __fmul_rn(silu(warp_sum(g)), warp_sum(u));
+        } else {
+            acc = warp_sum(q4k_lane_row_dot(W + off, x, K, lane));
+        }
+    } else if (PAIR) {
         // both rows in one loop, so that their loads overlap; each sum in the order of lane_row_dot
         constexpr int PARTS = F::QK / 16;
         int parts = K >> 4;
@@ -148,6 +269,46 @@ __device__ __forceinline__ void mv_combine_body(const uint8_t* W, long long expe
     // terms added in slot order.
     int parts = K >> 4;
     float total = 0.f;
+    if (RawQ4K<F>::value && aligned16(W, expertStride, rowBytes)) {
+        // as below, with every slot's loads issued before the first is decoded
+        for (int s0 = 0; s0 < k; s0 += MV_SLOTS) {
+            float part[MV_SLOTS];
+#pragma unroll
+            for (int j = 0; j < MV_SLOTS; j++) part[j] = 0.f;
+            for (int i = lane; i < parts; i += WARP) {
+                long long b = (long long)r * rowBytes + (long long)(i >> 4) * Q4_K::BYTES;
+#pragma unroll
+                for (int j0 = 0; j0 < MV_SLOTS; j0 += Q4K_UNROLL) {  // Q4K_UNROLL slots' loads at a time: no spills
+                    Q4KRaw raw[Q4K_UNROLL];
+#pragma unroll
+                    for (int j = j0; j < j0 + Q4K_UNROLL; j++) {
+                        if (s0 + j < k) {
+                            raw[j - j0] = q4k_load(W + (long long)ids[t * k + s0 + j] * expertStride + b, i & 15);
+                        }
+                    }
+#pragma unroll
+                    for (int j = j0; j < j0 + Q4K_UNROLL; j++) {
+                        int a = t * k + s0 + j;
+                        if (s0 + j < k) {
+                            float v[16];
+                            q4k_decode(raw[j - j0], i & 15, v);
+                            part[j] = dot16(v, H + (long long)a * hStride + 16 * i, part[j]);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < MV_SLOTS; j++) {
+                int a = t * k + s0 + j;
+                if (s0 + j < k) {
+                    float term = __fmul_rn(warp_sum(part[j]), weights[a]);
+                    total = s0 + j == 0 ? term : __fadd_rn(total, term);
+                }
+            }
+        }
+        if (lane == 0) *y = total;
+        return;
+    }
     for (int s0 = 0; s0 < k; s0 += MV_SLOTS) {
         float part[MV_SLOTS];
 #pragma unroll
@@ -352,6 +513,11 @@ FORMAT_KERNELS(iq4_xs, IQ4_XS)
 
 // ---------------------------------------------------------------- normalization, RoPE, element-wise
 
+// The norms stage up to NORM_PER of a thread's values (and gains) in registers, so that all their loads are
+// in flight at once: in a plain loop every load waits for the previous element's store, which the compiler
+// cannot prove to be elsewhere (y may be x). Longer rows take the plain loop; the arithmetic is the same.
+#define NORM_PER 16
+
 // 1 / sqrt(mean + eps) of a group of `group` values, from each thread's double sum of squares; every thread
 // of the block (of at most 256) gets it. The warps' sums are added in warp order, so the result depends
 // only on the block size, not on which kernel asks.
@@ -381,6 +547,29 @@ extern "C" __global__ void __launch_bounds__(256)
     const float* x = X + (long long)t * xStride + (long long)g * group;
     float* y = Y + (long long)t * yStride + (long long)g * group;
     double sum = 0.0;
+    if (group <= NORM_PER * (int)blockDim.x) {  // the same for the whole block
+        float v[NORM_PER];
+        float gv[NORM_PER];
+#pragma unroll
+        for (int j = 0; j < NORM_PER; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < group) {
+                v[j] = x[i];
+                gv[j] = gain[i];
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < NORM_PER; j++) {
+            if (threadIdx.x + j * blockDim.x < group) sum += (double)__fmul_rn(v[j], v[j]);
+        }
+        float s = block_rms_scale(sum, group, eps);
+#pragma unroll
+        for (int j = 0; j < NORM_PER; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < group) y[i] = __fmul_rn(__fmul_rn(v[j], s), gv[j]);
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < group; i += blockDim.x) {
         float v = x[i];
         sum += (double)__fmul_rn(v, v);
@@ -399,6 +588,33 @@ extern "C" __global__ void __launch_bounds__(256)
     const float* x = X + (long long)t * xStride;
     float* y = Y + (long long)t * yStride;
     double sum = 0.0;
+    if (width <= NORM_PER * (int)blockDim.x) {  // the same for the whole block
+        float v[NORM_PER];
+        float gv[NORM_PER];
+#pragma unroll
+        for (int j = 0; j < NORM_PER; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < width) {
+                v[j] = __fadd_rn(a[i], x[i]);
+                gv[j] = gain[i];
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < NORM_PER; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < width) {
+                a[i] = v[j];
+                sum += (double)__fmul_rn(v[j], v[j]);
+            }
+        }
+        float s = block_rms_scale(sum, width, eps);
+#pragma unroll
+        for (int j = 0; j < NORM_PER; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < width) y[i] = __fmul_rn(__fmul_rn(v[j], s), gv[j]);
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < width; i += blockDim.x) {
         float v = __fadd_rn(a[i], x[i]);
         a[i] = v;
@@ -509,12 +725,35 @@ __device__ __forceinline__ float kv_load(const __half* p, long long i) { return 
 __device__ __forceinline__ void kv_store(float* p, long long i, float v) { p[i] = v; }
 __device__ __forceinline__ void kv_store(__half* p, long long i, float v) { p[i] = __float2half_rn(v); }
 
+#define KV_PER 8
+
 // Row t of k and v goes to position startPos + t of the layer's key and value planes.
 template <typename KV>
 __device__ __forceinline__ void store_kv_body(KV* kPlane, KV* vPlane, const float* K, int kStride, const float* V,
                                               int vStride, int kvDim, int startPos, const int* posDev) {
     int t = blockIdx.x;
     long long pos = (long long)(first_position(startPos, posDev) + t) * kvDim;
+    if (kvDim <= KV_PER * (int)blockDim.x) {  // all loads before the stores, as in the norms
+        float k[KV_PER];
+        float v[KV_PER];
+#pragma unroll
+        for (int j = 0; j < KV_PER; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < kvDim) {
+                k[j] = K[(long long)t * kStride + i];
+                v[j] = V[(long long)t * vStride + i];
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < KV_PER; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < kvDim) {
+                kv_store(kPlane, pos + i, k[j]);
+                kv_store(vPlane, pos + i, v[j]);
+            }
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < kvDim; i += blockDim.x) {
         kv_store(kPlane, pos + i, K[(long long)t * kStride + i]);
         kv_store(vPlane, pos + i, V[(long long)t * vStride + i]);
@@ -637,6 +876,7 @@ extern "C" __global__ void __launch_bounds__(ROUTE_THREADS)
     __shared__ double redD[ROUTE_THREADS / WARP];
     __shared__ int redI[ROUTE_THREADS / WARP];
     __shared__ float bestP[ROUTE_THREADS / WARP];
+    __shared__ float chosen[ROUTE_MAX_EXPERTS];  // the chosen probabilities, in shared memory rather than re-read
     int t = blockIdx.x;
     int lane = threadIdx.x & 31;
     int warp = threadIdx.x >> 5;
@@ -703,7 +943,7 @@ extern "C" __global__ void __launch_bounds__(ROUTE_THREADS)
                 }
             }
             ids[t * k + s] = idx;
-            weights[t * k + s] = v;
+            chosen[s] = v;
             if (idx >= 0) {
                 chosenSum += v;
                 p[idx] = -1.f;
@@ -711,10 +951,10 @@ extern "C" __global__ void __launch_bounds__(ROUTE_THREADS)
         }
         __syncthreads();
     }
-    if (threadIdx.x == 0) {
-        float norm = fmaxf((float)chosenSum, 6.103515625e-5f);
-        for (int s = 0; s < k; s++) weights[t * k + s] = __fdiv_rn(weights[t * k + s], norm);
-    }
+    if (threadIdx.x == 0) bestP[0] = fmaxf((float)chosenSum, 6.103515625e-5f);
+    __syncthreads();
+    float norm = bestP[0];
+    for (int s = threadIdx.x; s < k; s += blockDim.x) weights[t * k + s] = __fdiv_rn(chosen[s], norm);
 }
 
 // One block: sorts the n*k assignments by expert (stable: by assignment within an expert) into order[],

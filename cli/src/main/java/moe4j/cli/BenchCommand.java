@@ -1,7 +1,7 @@
 package moe4j.cli;
 
+import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -17,6 +17,8 @@ import moe4j.engine.LoadListener;
 import moe4j.engine.LoadOptions;
 import moe4j.engine.Model;
 import moe4j.engine.Session;
+import moe4j.engine.testmodel.SyntheticModel;
+import moe4j.engine.testmodel.TensorMix;
 import moe4j.gguf.GgufTensor;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -35,6 +37,9 @@ import picocli.CommandLine.Spec;
         description = {"Measures prompt processing (ppN) and generation (tgN) speed like llama.cpp's llama-bench.",
                 "Random tokens from an empty context; one untimed warm-up run per test, then -r timed ones."})
 final class BenchCommand implements Callable<Integer> {
+
+    /** make-test-model's default seed, so that a synthetic model has the bytes of the file it would write. */
+    private static final long SYNTHETIC_SEED = 42;
 
     @Spec
     private CommandLine.Model.CommandSpec spec;
@@ -57,6 +62,15 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--json", description = "print a JSON array of results instead of the table")
     private boolean json;
+
+    @Option(names = "--synthetic", paramLabel = "PRESET[:TYPE]",
+            description = "instead of -m, a model of random weights built in memory (no file), e.g. qwen3-235b-a22b:Q3_K_M;"
+                    + " presets and types as make-test-model's --preset and --type (default type: Q4_K_M)")
+    private String synthetic;
+
+    @Option(names = "--layers", paramLabel = "N",
+            description = "with --synthetic, this many layers instead of the preset's")
+    private Integer layers;
 
     @Mixin
     private ModelOptions modelOptions;
@@ -101,11 +115,10 @@ final class BenchCommand implements Callable<Integer> {
         if (batchSize < 1) {
             throw new CommandLine.ParameterException(cl, "--batch-size must be positive, got " + batchSize);
         }
-        Path path = modelOptions.requireModel(cl);
         LoadOptions options = modelOptions.loadOptions(cl, LoadListener.NONE)
                 .withBatchSize(Math.min(batchSize, Math.max(1, nPrompt)));
         PrintWriter out = cl.getOut();
-        try (Model model = Model.load(path, options);
+        try (Model model = load(cl, options);
              Session session = model.newSession(Math.max(nPrompt, nGen))) {
             ModelLoader.printPlacement(model, cl.getErr());
             Row row = new Row(model, options);
@@ -141,6 +154,32 @@ final class BenchCommand implements Callable<Integer> {
             out.flush();
         }
         return 0;
+    }
+
+    /** The model of {@code -m}, or the one {@code --synthetic} builds in memory. */
+    private Model load(CommandLine cl, LoadOptions options) throws IOException {
+        if (synthetic == null) {
+            if (layers != null) {
+                throw new CommandLine.ParameterException(cl, "--layers needs --synthetic");
+            }
+            return Model.load(modelOptions.requireModel(cl), options);
+        }
+        if (modelOptions.model != null) {
+            throw new CommandLine.ParameterException(cl, "--synthetic and --model exclude each other");
+        }
+        SyntheticModel.Spec spec;
+        try {
+            spec = SyntheticModel.Spec.parse(synthetic, TensorMix.Q4_K_M);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(cl, "--synthetic: " + e.getMessage(), e);
+        }
+        if (layers != null) {
+            if (layers < 1) {
+                throw new CommandLine.ParameterException(cl, "--layers must be positive, got " + layers);
+            }
+            spec = spec.withLayers(layers);
+        }
+        return Model.load(SyntheticModel.build(spec, SYNTHETIC_SEED), options);
     }
 
     /** Runs {@code test} once untimed, then {@link #repetitions} times, each from an empty context. */

@@ -57,6 +57,38 @@ class BenchCommandTest {
     }
 
     @Test
+    void benchesASyntheticModelBuiltInMemory() {
+        CliRunner r = CliRunner.run("bench", "--synthetic", "tiny:Q8_0", "--layers", "1", "-p", "8", "-n", "4", "-r", "1",
+                "-t", "1");
+        assertEquals(0, r.exitCode(), r.err());
+        List<String> rows = r.out().lines().filter(l -> l.startsWith("| synthetic-tiny-Q8_0-1L ")).toList();
+        assertEquals(2, rows.size(), r.out());
+        assertTrue(rows.get(0).contains("pp8") && rows.get(1).contains("tg4"), r.out());
+    }
+
+    @Test
+    void rejectsABadSyntheticModelInOneLine() {
+        for (String[] args : List.of(new String[] {"--synthetic", "qwen9"}, new String[] {"--synthetic", "tiny:Q9_K"},
+                new String[] {"--synthetic", "tiny", "-m", model.toString()}, new String[] {"--layers", "2"},
+                new String[] {"--synthetic", "tiny", "--layers", "0"})) {
+            CliRunner r = CliRunner.run(concat(args, "-p", "4", "-n", "0"));
+            assertEquals(Main.EXIT_USAGE, r.exitCode(), String.join(" ", args) + ": " + r.err());
+            assertEquals(1, r.err().lines().filter(l -> l.startsWith("moe4j: error:")).count(), r.err());
+        }
+        CliRunner tooLarge = CliRunner.run("bench", "--synthetic", "qwen3-235b-a22b:F32", "-p", "4", "-n", "0");
+        assertEquals(Main.EXIT_FAILURE, tooLarge.exitCode(), tooLarge.err());
+        assertTrue(tooLarge.err().contains("synthetic-qwen3-235b-a22b-F32 needs"), tooLarge.err());
+    }
+
+    private static String[] concat(String[] args, String... more) {
+        String[] all = new String[args.length + more.length + 1];
+        all[0] = "bench";
+        System.arraycopy(args, 0, all, 1, args.length);
+        System.arraycopy(more, 0, all, 1 + args.length, more.length);
+        return all;
+    }
+
+    @Test
     void rejectsNothingToMeasureAndBadCounts() {
         assertEquals(Main.EXIT_USAGE, CliRunner.run("bench", "-m", model.toString(), "-p", "0", "-n", "0").exitCode());
         assertEquals(Main.EXIT_USAGE, CliRunner.run("bench", "-m", model.toString(), "-r", "0").exitCode());

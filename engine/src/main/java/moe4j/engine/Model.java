@@ -81,7 +81,17 @@ public final class Model implements AutoCloseable {
      */
     public static Model load(Path path, LoadOptions options) throws IOException {
         Objects.requireNonNull(options, "options");
-        GgufFile file = GgufFile.open(path);
+        return load(GgufFile.open(path), options);
+    }
+
+    /**
+     * Binds the weights of an open model, e.g. one built in memory by
+     * {@link moe4j.engine.testmodel.SyntheticModel}, as {@link #load(Path, LoadOptions)} binds a file's. The model
+     * owns {@code file} from then on: it closes it when closed, or at once when loading fails.
+     */
+    public static Model load(GgufFile file, LoadOptions options) {
+        Objects.requireNonNull(options, "options");
+        Path path = file.paths().getFirst();
         Map<String, Backend> backends = new LinkedHashMap<>();
         try {
             String arch = file.metadata().getString("general.architecture");

@@ -111,6 +111,26 @@ public final class GgufFile implements AutoCloseable {
         }
     }
 
+    /**
+     * A model held in memory rather than in a file, e.g. generated weights: {@code tensors} in order, their
+     * {@code data} segments owned by {@code arena}, which {@link #close()} closes. {@link #paths()} gives
+     * {@code name} (no such file exists), as does every error message.
+     *
+     * @throws IllegalArgumentException when two tensors share a name
+     */
+    public static GgufFile inMemory(Path name, GgufMetadata metadata, List<GgufTensor> tensors, Arena arena) {
+        Map<String, GgufTensor> byName = new HashMap<>();
+        for (GgufTensor t : tensors) {
+            if (byName.putIfAbsent(t.name(), t) != null) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' appears twice in " + name);
+            }
+        }
+        long bytes = tensors.stream().mapToLong(GgufTensor::byteSize).sum();
+        GgufParser.Part part = new GgufParser.Part(name, bytes, 3, GgufParser.DEFAULT_ALIGNMENT, 0, metadata, Map.of(),
+                List.copyOf(tensors), new long[tensors.size()]);
+        return new GgufFile(arena, List.of(part), tensors, byName);
+    }
+
     public GgufMetadata metadata() { return parts.getFirst().metadata(); }
 
     /** All tensors in file order (all parts, in part order). */

@@ -124,6 +124,15 @@ public final class GgufWriter {
         return this;
     }
 
+    /**
+     * The metadata put so far, as a file written now would hold it (numeric arrays are heap copies).
+     *
+     * @param source the name error messages give for it, in place of a file name
+     */
+    public GgufMetadata metadata(String source) {
+        return new GgufMetadata(entries, source);
+    }
+
     // ---- tensors
 
     /**

@@ -126,15 +126,11 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
         }
         String presetName = m.group(1).strip().toLowerCase(Locale.ROOT);
         ModelShape shape = ModelShape.preset(presetName);
-        TensorMix mix = null;
-        for (TensorMix t : TensorMix.values()) {
-            if (t.name().equalsIgnoreCase(m.group(2).strip())) {
-                mix = t;
-            }
-        }
-        if (mix == null) {
-            throw new IllegalArgumentException("unknown tensor type '" + m.group(2) + "' in '" + spec + "' (known: "
-                    + String.join(", ", java.util.Arrays.stream(TensorMix.values()).map(Enum::name).toList()) + ")");
+        TensorMix mix;
+        try {
+            mix = TensorMix.parse(m.group(2));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(e.getMessage() + " in '" + spec + "'", e);
         }
         return of(presetName + ":" + mix.name(), shape, mix);
     }

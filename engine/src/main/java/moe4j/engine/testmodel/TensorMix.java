@@ -36,6 +36,21 @@ public enum TensorMix {
         this.defaultType = defaultType;
     }
 
+    /**
+     * The mix named {@code name}, in any case.
+     *
+     * @throws IllegalArgumentException naming the known mixes when there is none of that name
+     */
+    public static TensorMix parse(String name) {
+        for (TensorMix t : values()) {
+            if (t.name().equalsIgnoreCase(name.strip())) {
+                return t;
+            }
+        }
+        throw new IllegalArgumentException("unknown tensor type '" + name.strip() + "' (known: "
+                + String.join(", ", java.util.Arrays.stream(values()).map(Enum::name).toList()) + ")");
+    }
+
     /** The {@code general.file_type} (llama_ftype) value naming this mix. */
     public int fileType() { return fileType; }
 

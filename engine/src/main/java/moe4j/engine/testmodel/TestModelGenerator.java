@@ -116,11 +116,7 @@ public final class TestModelGenerator {
     public static void write(ModelShape shape, TensorMix mix, long seed, Path out, Progress progress)
             throws IOException {
         List<TensorPlan> plan = plan(shape, mix);
-        for (TensorPlan t : plan) {
-            if (mix.isQuantized()) {
-                QuantFormats.of(t.type());   // fail before writing anything when a type has no implementation
-            }
-        }
+        requireImplemented(plan, mix);
         GgufWriter w = new GgufWriter();
         putMetadata(w, shape, mix, seed);
         long total = plan.stream().mapToLong(TensorPlan::byteSize).sum();
@@ -136,7 +132,15 @@ public final class TestModelGenerator {
         w.write(out);
     }
 
-    private static void putMetadata(GgufWriter w, ModelShape s, TensorMix mix, long seed) {
+    /** Fails before anything is produced when a tensor's type has no implementation. */
+    static void requireImplemented(List<TensorPlan> plan, TensorMix mix) {
+        if (mix.isQuantized()) {
+            plan.forEach(t -> QuantFormats.of(t.type()));
+        }
+    }
+
+    /** The metadata of the model: shared by the file and the in-memory {@link SyntheticModel}. */
+    static void putMetadata(GgufWriter w, ModelShape s, TensorMix mix, long seed) {
         String a = s.arch();
         w.putString("general.architecture", a);
         w.putString("general.name", modelName(s, mix, seed));
@@ -173,7 +177,7 @@ public final class TestModelGenerator {
     }
 
     /** The bytes of one tensor: a pure function of the seed and the tensor's name, type and shape. */
-    private static TensorSource tensorSource(TensorPlan t, long seed) {
+    static TensorSource tensorSource(TensorPlan t, long seed) {
         boolean norm = t.dims().length == 1;
         long[] dims = t.dims();
         int rowLength = Math.toIntExact(dims[0]);
