@@ -20,8 +20,8 @@ import moe4j.kernels.quant.PreparedActivations;
  * The CPU backend: f32 activations on the heap, weights read in place from the mapped file, a fixed
  * {@link WorkerPool}. A matrix product first rounds its activation rows as llama.cpp's CPU backend
  * does for the weight type (8-bit blocks for quantized weights, see {@code ActivationRounding}), then
- * runs parallel over output rows; each row is multiplied with every token of the batch by its
- * format's {@code dotPrepared}, which decodes each weight block once for the whole batch. Every
+ * runs parallel over units of a few output rows; each unit is multiplied with every token of the batch
+ * by its format's {@code dotPreparedRows}, which decodes each weight block once for the whole batch. Every
  * output value is computed by one worker in a fixed order, so results do not depend on the thread
  * count or the batch size.
  */
@@ -157,9 +157,7 @@ public final class CpuBackend implements Backend {
         pool.parallelFor(units, 1, (from, to, worker) -> {
             for (int u = from; u < to; u++) {
                 int r0 = u * ROWS_PER_UNIT;
-                for (int r = r0, r1 = Math.min(w.rows(), r0 + ROWS_PER_UNIT); r < r1; r++) {
-                    w.dotPrepared(0, r, p, 0, n, o.data, r, o.width());
-                }
+                w.dotPreparedRows(0, r0, Math.min(w.rows(), r0 + ROWS_PER_UNIT) - r0, p, 0, n, o.data, r0, o.width());
             }
         });
     }
@@ -454,9 +452,8 @@ public final class CpuBackend implements Backend {
                 PreparedActivations xp = isGate ? xg : xu;
                 CpuActivations dst = isGate ? g : u;
                 int r0 = (rest % ffnUnits) * ROWS_PER_UNIT;
-                for (int r = r0, r1 = Math.min(ffn, r0 + ROWS_PER_UNIT); r < r1; r++) {
-                    w.dotPrepared(e, r, xp, start[e], start[e + 1] - start[e], dst.data, start[e] * ffn + r, ffn);
-                }
+                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + ROWS_PER_UNIT) - r0, xp, start[e], start[e + 1] - start[e],
+                        dst.data, start[e] * ffn + r0, ffn);
             }
         });
         pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> siluMulRange(g.data, u.data, from * ffn, to * ffn));
@@ -466,9 +463,8 @@ public final class CpuBackend implements Backend {
             for (int unit = from; unit < to; unit++) {
                 int e = active[unit / embdUnits];
                 int r0 = (unit % embdUnits) * ROWS_PER_UNIT;
-                for (int r = r0, r1 = Math.min(embd, r0 + ROWS_PER_UNIT); r < r1; r++) {
-                    down.dotPrepared(e, r, gp, start[e], start[e + 1] - start[e], y.data, start[e] * embd + r, embd);
-                }
+                down.dotPreparedRows(e, r0, Math.min(embd, r0 + ROWS_PER_UNIT) - r0, gp, start[e],
+                        start[e + 1] - start[e], y.data, start[e] * embd + r0, embd);
             }
         });
         // weight each expert's output and sum a token's experts in selection order

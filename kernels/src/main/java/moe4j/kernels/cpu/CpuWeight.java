@@ -65,22 +65,23 @@ final class CpuWeight implements Weight {
         format.dequantize(data, offset, dst, dstOffset, rowLength);
     }
 
-    /** How activations multiplied with this weight are rounded ({@link #dotPrepared}). */
+    /** How activations multiplied with this weight are rounded ({@link #dotPreparedRows}). */
     ActivationRounding activationRounding() {
         return format.activationRounding();
     }
 
     /**
-     * Dot products of row {@code row} of matrix {@code expert} with prepared activation rows
-     * {@code firstRow .. firstRow + tokens - 1}, written to {@code out[outOffset + t*outStride]}.
+     * Dot products of rows {@code row .. row + n - 1} of matrix {@code expert} with prepared activation rows
+     * {@code firstRow .. firstRow + tokens - 1}: row {@code row + r} times token {@code t} goes to
+     * {@code out[outOffset + r + t*outStride]}.
      */
-    void dotPrepared(int expert, int row, PreparedActivations x, int firstRow, int tokens, float[] out, int outOffset,
-                     int outStride) {
+    void dotPreparedRows(int expert, int row, int n, PreparedActivations x, int firstRow, int tokens, float[] out,
+                         int outOffset, int outStride) {
         if (tokens == 0) {
             return;
         }
         long offset = ((long) expert * rows + row) * rowBytes;
-        format.dotPrepared(data, offset, x, firstRow, tokens, out, outOffset, outStride);
+        format.dotPreparedRows(data, offset, rowBytes, n, x, firstRow, tokens, out, outOffset, outStride);
     }
 
     /** The values of a single-row tensor. */

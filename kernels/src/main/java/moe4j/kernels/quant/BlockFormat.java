@@ -82,6 +82,33 @@ abstract class BlockFormat implements QuantFormat {
         }
     }
 
+    @Override
+    public final void dotPreparedRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
+            int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
+        if (!(Simd.FUSED && decodesScaled() && rows >= ScaledDot.TILE && nTokens >= ScaledDot.TILE)) {
+            QuantFormat.super.dotPreparedRows(src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset,
+                    outStride);
+            return;
+        }
+        long blocks = wholeBlocks(x.width());
+        if (rowBytes < blocks * blockBytes) {
+            throw new IllegalArgumentException("rows " + rowBytes + " bytes apart overlap rows of " + blocks * blockBytes
+                    + " bytes of " + type.ggmlName());
+        }
+        DecodedDot.checkPrepared(this, x, firstRow, nTokens, out, outOffset, outStride);
+        DecodedDot.checkPrepared(this, x, firstRow, nTokens, out, outOffset + rows - 1, outStride);
+        checkBytes(src, srcOffset, blocks, "source");
+        checkBytes(src, srcOffset + (rows - 1) * rowBytes, blocks, "source");
+        int r = 0;
+        for (; r + ScaledDot.TILE <= rows; r += ScaledDot.TILE) {
+            ScaledDot.dotTile(this, src, srcOffset + r * rowBytes, rowBytes, x, firstRow, nTokens, out, outOffset + r,
+                    outStride);
+        }
+        for (; r < rows; r++) {
+            ScaledDot.dot(this, src, srcOffset + r * rowBytes, x, firstRow, nTokens, out, outOffset + r, outStride);
+        }
+    }
+
     /** Whether this 256-element super-block type implements {@link #decodeScaled} for {@link ScaledDot}. */
     boolean decodesScaled() {
         return false;

@@ -76,6 +76,18 @@ public interface QuantFormat {
         dotBatch(src, srcOffset, x.values(), firstRow * w, w, nTokens, out, outOffset, outStride, w);
     }
 
+    /**
+     * {@link #dotPrepared} of {@code rows} consecutive rows, row {@code r} stored at byte {@code srcOffset + r*rowBytes}
+     * and writing {@code out[outOffset + r + t*outStride]}; every result equals {@link #dotPrepared}'s bit for bit.
+     * Built-in K-quant types multiply tiles of four rows by four tokens, sharing each load between four products.
+     */
+    default void dotPreparedRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
+            int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
+        for (int r = 0; r < rows; r++) {
+            dotPrepared(src, srcOffset + r * rowBytes, x, firstRow, nTokens, out, outOffset + r, outStride);
+        }
+    }
+
     /** Whether {@link #quantize} is implemented for this type. */
     default boolean canQuantize() { return false; }
 

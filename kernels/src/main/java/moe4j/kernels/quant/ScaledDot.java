@@ -96,6 +96,13 @@ final class ScaledDot {
                 MemorySegment w = s.w.asSlice(0, bytes);
                 MemorySegment m = s.mins.asSlice(0, minBytes);
                 int t = 0;
+                for (; t + 4 <= nTokens; t += 4) {
+                    long row = firstRow + t;
+                    long xo = row * rowBytes + b0 * BLOCK_BYTES;
+                    long so = row * rowSums + b0 * GROUP_BYTES;
+                    accumulate4(w, xv.asSlice(xo, 3 * rowBytes + bytes), rowBytes, state, STATE * t);
+                    accumulateMins4(m, sums.asSlice(so, 3 * rowSums + minBytes), rowSums, state, STATE * t);
+                }
                 for (; t + 2 <= nTokens; t += 2) {
                     long row = firstRow + t;
                     long xo = row * rowBytes + b0 * BLOCK_BYTES;
@@ -112,10 +119,160 @@ final class ScaledDot {
             }
         }
         for (int t = 0; t < nTokens; t++) {
-            int st = STATE * t;
-            FloatVector a = FloatVector.fromArray(F, state, st).add(FloatVector.fromArray(F, state, st + L))
-                    .add(FloatVector.fromArray(F, state, st + 2 * L).add(FloatVector.fromArray(F, state, st + 3 * L)));
-            out[outOffset + t * outStride] = Simd.sum(a) - Simd.sum(FloatVector.fromArray(F, state, st + 4 * L));
+            out[outOffset + t * outStride] = result(state, STATE * t);
+        }
+    }
+
+    /** A token's dot product from its five accumulators at {@code state[st ..]}. */
+    private static float result(float[] state, int st) {
+        FloatVector a = FloatVector.fromArray(F, state, st).add(FloatVector.fromArray(F, state, st + L))
+                .add(FloatVector.fromArray(F, state, st + 2 * L).add(FloatVector.fromArray(F, state, st + 3 * L)));
+        return Simd.sum(a) - Simd.sum(FloatVector.fromArray(F, state, st + 4 * L));
+    }
+
+    /** Rows per tile of {@link #dotTile}, and tokens per tile. */
+    static final int TILE = 4;
+    /** Super-blocks of each tile row decoded at a time, so that the tile's rows fill the decode buffer. */
+    private static final int TILE_CHUNK = CHUNK_BLOCKS / TILE;
+
+    /**
+     * {@link #dot} of {@link #TILE} rows, row {@code r} at byte {@code srcOffset + r*rowStride} writing
+     * {@code out[outOffset + r + t*outStride]}, with at least {@link #TILE} tokens; arguments already checked. Each
+     * chunk of the four rows is decoded once, then multiplied with four tokens at a time ({@link #tile}), so each
+     * activation load serves four rows and each weight load four tokens; every (row, token) pair still sees exactly
+     * {@link #dot}'s operations in its order.
+     */
+    static void dotTile(BlockFormat format, MemorySegment src, long srcOffset, long rowStride, PreparedActivations x,
+            int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
+        Scratch s = SCRATCH.get();
+        int width = x.width();
+        int blocks = width / QK;
+        int blockBytes = format.blockBytes();
+        int rowState = nTokens * STATE;
+        if (s.state.length < TILE * rowState) {
+            s.state = new float[TILE * rowState];
+        }
+        float[] state = s.state;
+        Arrays.fill(state, 0, TILE * rowState, 0f);
+        MemorySegment xv = x.alignedValues();
+        MemorySegment sums = x.sums();
+        long rowBytes = (long) width * Float.BYTES;
+        long rowSums = rowBytes / PreparedActivations.SUM_GROUP;
+        for (int b0 = 0; b0 < blocks; b0 += TILE_CHUNK) {
+            int n = Math.min(TILE_CHUNK, blocks - b0);
+            for (int r = 0; r < TILE; r++) {
+                for (int b = 0; b < n; b++) {
+                    format.decodeScaled(src, srcOffset + r * rowStride + (long) (b0 + b) * blockBytes, s, r * n + b);
+                }
+            }
+            long bytes = n * BLOCK_BYTES;
+            long minBytes = n * GROUP_BYTES;
+            MemorySegment w = s.w.asSlice(0, TILE * bytes);
+            int t = 0;
+            for (; t + TILE <= nTokens; t += TILE) {
+                long row = firstRow + t;
+                tile(w, bytes, xv.asSlice(row * rowBytes + b0 * BLOCK_BYTES, 3 * rowBytes + bytes), rowBytes, state,
+                        STATE * t, rowState);
+                MemorySegment sm = sums.asSlice(row * rowSums + b0 * GROUP_BYTES, 3 * rowSums + minBytes);
+                for (int r = 0; r < TILE; r++) {
+                    accumulateMins4(s.mins.asSlice(r * minBytes, minBytes), sm, rowSums, state, r * rowState + STATE * t);
+                }
+            }
+            for (; t < nTokens; t++) {
+                long row = firstRow + t;
+                MemorySegment xs = xv.asSlice(row * rowBytes + b0 * BLOCK_BYTES, bytes);
+                MemorySegment ss = sums.asSlice(row * rowSums + b0 * GROUP_BYTES, minBytes);
+                for (int r = 0; r < TILE; r++) {
+                    accumulate(w.asSlice(r * bytes, bytes), xs, state, r * rowState + STATE * t);
+                    accumulateMins(s.mins.asSlice(r * minBytes, minBytes), ss, state, r * rowState + STATE * t);
+                }
+            }
+        }
+        for (int r = 0; r < TILE; r++) {
+            for (int t = 0; t < nTokens; t++) {
+                out[outOffset + r + t * outStride] = result(state, r * rowState + STATE * t);
+            }
+        }
+    }
+
+    /**
+     * Adds four rows of decoded weights (row {@code r} from byte {@code r * wStride} of {@code w}) times four tokens'
+     * activations (token {@code k} from byte {@code k * xStride} of {@code x}) to the product accumulators of each
+     * (row, token) pair: row {@code r}, token {@code k}'s at {@code state[st + r*rowState + k*STATE]}. One pass per
+     * accumulator index {@code j} takes element groups {@code j, j+4, ..} in order, exactly the sequence that
+     * {@link #accumulate} adds into accumulator {@code j}, with sixteen accumulators live instead of sixty-four.
+     */
+    private static void tile(MemorySegment w, long wStride, MemorySegment x, long xStride, float[] state, int st,
+            int rowState) {
+        long w1 = wStride;
+        long w2 = 2 * wStride;
+        long w3 = 3 * wStride;
+        long x1 = xStride;
+        long x2 = 2 * xStride;
+        long x3 = 3 * xStride;
+        int r1 = rowState;
+        int r2 = 2 * rowState;
+        int r3 = 3 * rowState;
+        for (int j = 0; j < 4; j++) {
+            int a = st + j * L;
+            FloatVector c00 = FloatVector.fromArray(F, state, a);
+            FloatVector c01 = FloatVector.fromArray(F, state, a + STATE);
+            FloatVector c02 = FloatVector.fromArray(F, state, a + 2 * STATE);
+            FloatVector c03 = FloatVector.fromArray(F, state, a + 3 * STATE);
+            FloatVector c10 = FloatVector.fromArray(F, state, a + r1);
+            FloatVector c11 = FloatVector.fromArray(F, state, a + r1 + STATE);
+            FloatVector c12 = FloatVector.fromArray(F, state, a + r1 + 2 * STATE);
+            FloatVector c13 = FloatVector.fromArray(F, state, a + r1 + 3 * STATE);
+            FloatVector c20 = FloatVector.fromArray(F, state, a + r2);
+            FloatVector c21 = FloatVector.fromArray(F, state, a + r2 + STATE);
+            FloatVector c22 = FloatVector.fromArray(F, state, a + r2 + 2 * STATE);
+            FloatVector c23 = FloatVector.fromArray(F, state, a + r2 + 3 * STATE);
+            FloatVector c30 = FloatVector.fromArray(F, state, a + r3);
+            FloatVector c31 = FloatVector.fromArray(F, state, a + r3 + STATE);
+            FloatVector c32 = FloatVector.fromArray(F, state, a + r3 + 2 * STATE);
+            FloatVector c33 = FloatVector.fromArray(F, state, a + r3 + 3 * STATE);
+            for (long o = j * GROUP_BYTES; o < wStride; o += 4 * GROUP_BYTES) {
+                FloatVector v0 = FloatVector.fromMemorySegment(F, w, o, NATIVE);
+                FloatVector v1 = FloatVector.fromMemorySegment(F, w, w1 + o, NATIVE);
+                FloatVector v2 = FloatVector.fromMemorySegment(F, w, w2 + o, NATIVE);
+                FloatVector v3 = FloatVector.fromMemorySegment(F, w, w3 + o, NATIVE);
+                FloatVector y0 = FloatVector.fromMemorySegment(F, x, o, NATIVE);
+                FloatVector y1 = FloatVector.fromMemorySegment(F, x, x1 + o, NATIVE);
+                FloatVector y2 = FloatVector.fromMemorySegment(F, x, x2 + o, NATIVE);
+                FloatVector y3 = FloatVector.fromMemorySegment(F, x, x3 + o, NATIVE);
+                c00 = v0.fma(y0, c00);
+                c01 = v0.fma(y1, c01);
+                c02 = v0.fma(y2, c02);
+                c03 = v0.fma(y3, c03);
+                c10 = v1.fma(y0, c10);
+                c11 = v1.fma(y1, c11);
+                c12 = v1.fma(y2, c12);
+                c13 = v1.fma(y3, c13);
+                c20 = v2.fma(y0, c20);
+                c21 = v2.fma(y1, c21);
+                c22 = v2.fma(y2, c22);
+                c23 = v2.fma(y3, c23);
+                c30 = v3.fma(y0, c30);
+                c31 = v3.fma(y1, c31);
+                c32 = v3.fma(y2, c32);
+                c33 = v3.fma(y3, c33);
+            }
+            c00.intoArray(state, a);
+            c01.intoArray(state, a + STATE);
+            c02.intoArray(state, a + 2 * STATE);
+            c03.intoArray(state, a + 3 * STATE);
+            c10.intoArray(state, a + r1);
+            c11.intoArray(state, a + r1 + STATE);
+            c12.intoArray(state, a + r1 + 2 * STATE);
+            c13.intoArray(state, a + r1 + 3 * STATE);
+            c20.intoArray(state, a + r2);
+            c21.intoArray(state, a + r2 + STATE);
+            c22.intoArray(state, a + r2 + 2 * STATE);
+            c23.intoArray(state, a + r2 + 3 * STATE);
+            c30.intoArray(state, a + r3);
+            c31.intoArray(state, a + r3 + STATE);
+            c32.intoArray(state, a + r3 + 2 * STATE);
+            c33.intoArray(state, a + r3 + 3 * STATE);
         }
     }
 
@@ -169,6 +326,93 @@ final class ScaledDot {
         b1.intoArray(state, st + STATE + L);
         b2.intoArray(state, st + STATE + 2 * L);
         b3.intoArray(state, st + STATE + 3 * L);
+    }
+
+    /**
+     * {@link #accumulate} for four consecutive tokens sharing each weight load: token {@code k}'s activations are
+     * {@code x} from byte {@code k * stride} (one slice for all four, so C2 checks its bounds once per call); each
+     * token sees the same operations as alone.
+     */
+    private static void accumulate4(MemorySegment w, MemorySegment x, long stride, float[] state, int st) {
+        FloatVector a00 = FloatVector.fromArray(F, state, st);
+        FloatVector a01 = FloatVector.fromArray(F, state, st + L);
+        FloatVector a02 = FloatVector.fromArray(F, state, st + 2 * L);
+        FloatVector a03 = FloatVector.fromArray(F, state, st + 3 * L);
+        FloatVector a10 = FloatVector.fromArray(F, state, st + STATE);
+        FloatVector a11 = FloatVector.fromArray(F, state, st + STATE + L);
+        FloatVector a12 = FloatVector.fromArray(F, state, st + STATE + 2 * L);
+        FloatVector a13 = FloatVector.fromArray(F, state, st + STATE + 3 * L);
+        FloatVector a20 = FloatVector.fromArray(F, state, st + 2 * STATE);
+        FloatVector a21 = FloatVector.fromArray(F, state, st + 2 * STATE + L);
+        FloatVector a22 = FloatVector.fromArray(F, state, st + 2 * STATE + 2 * L);
+        FloatVector a23 = FloatVector.fromArray(F, state, st + 2 * STATE + 3 * L);
+        FloatVector a30 = FloatVector.fromArray(F, state, st + 3 * STATE);
+        FloatVector a31 = FloatVector.fromArray(F, state, st + 3 * STATE + L);
+        FloatVector a32 = FloatVector.fromArray(F, state, st + 3 * STATE + 2 * L);
+        FloatVector a33 = FloatVector.fromArray(F, state, st + 3 * STATE + 3 * L);
+        long x1 = stride;
+        long x2 = 2 * stride;
+        long x3 = 3 * stride;
+        for (long o = 0, n = w.byteSize(); o < n; o += 4 * GROUP_BYTES) {
+            FloatVector w0 = FloatVector.fromMemorySegment(F, w, o, NATIVE);
+            FloatVector w1 = FloatVector.fromMemorySegment(F, w, o + 64, NATIVE);
+            FloatVector w2 = FloatVector.fromMemorySegment(F, w, o + 128, NATIVE);
+            FloatVector w3 = FloatVector.fromMemorySegment(F, w, o + 192, NATIVE);
+            a00 = w0.fma(FloatVector.fromMemorySegment(F, x, o, NATIVE), a00);
+            a01 = w1.fma(FloatVector.fromMemorySegment(F, x, o + 64, NATIVE), a01);
+            a02 = w2.fma(FloatVector.fromMemorySegment(F, x, o + 128, NATIVE), a02);
+            a03 = w3.fma(FloatVector.fromMemorySegment(F, x, o + 192, NATIVE), a03);
+            a10 = w0.fma(FloatVector.fromMemorySegment(F, x, x1 + o, NATIVE), a10);
+            a11 = w1.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 64, NATIVE), a11);
+            a12 = w2.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 128, NATIVE), a12);
+            a13 = w3.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 192, NATIVE), a13);
+            a20 = w0.fma(FloatVector.fromMemorySegment(F, x, x2 + o, NATIVE), a20);
+            a21 = w1.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 64, NATIVE), a21);
+            a22 = w2.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 128, NATIVE), a22);
+            a23 = w3.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 192, NATIVE), a23);
+            a30 = w0.fma(FloatVector.fromMemorySegment(F, x, x3 + o, NATIVE), a30);
+            a31 = w1.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 64, NATIVE), a31);
+            a32 = w2.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 128, NATIVE), a32);
+            a33 = w3.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 192, NATIVE), a33);
+        }
+        a00.intoArray(state, st);
+        a01.intoArray(state, st + L);
+        a02.intoArray(state, st + 2 * L);
+        a03.intoArray(state, st + 3 * L);
+        a10.intoArray(state, st + STATE);
+        a11.intoArray(state, st + STATE + L);
+        a12.intoArray(state, st + STATE + 2 * L);
+        a13.intoArray(state, st + STATE + 3 * L);
+        a20.intoArray(state, st + 2 * STATE);
+        a21.intoArray(state, st + 2 * STATE + L);
+        a22.intoArray(state, st + 2 * STATE + 2 * L);
+        a23.intoArray(state, st + 2 * STATE + 3 * L);
+        a30.intoArray(state, st + 3 * STATE);
+        a31.intoArray(state, st + 3 * STATE + L);
+        a32.intoArray(state, st + 3 * STATE + 2 * L);
+        a33.intoArray(state, st + 3 * STATE + 3 * L);
+    }
+
+    /** {@link #accumulateMins} for four consecutive tokens, token {@code k}'s sums from byte {@code k * stride} of {@code sums}. */
+    private static void accumulateMins4(MemorySegment mins, MemorySegment sums, long stride, float[] state, int st) {
+        FloatVector a0 = FloatVector.fromArray(F, state, st + 4 * L);
+        FloatVector a1 = FloatVector.fromArray(F, state, st + STATE + 4 * L);
+        FloatVector a2 = FloatVector.fromArray(F, state, st + 2 * STATE + 4 * L);
+        FloatVector a3 = FloatVector.fromArray(F, state, st + 3 * STATE + 4 * L);
+        long s1 = stride;
+        long s2 = 2 * stride;
+        long s3 = 3 * stride;
+        for (long o = 0, n = mins.byteSize(); o < n; o += GROUP_BYTES) {
+            FloatVector m = FloatVector.fromMemorySegment(F, mins, o, NATIVE);
+            a0 = m.fma(FloatVector.fromMemorySegment(F, sums, o, NATIVE), a0);
+            a1 = m.fma(FloatVector.fromMemorySegment(F, sums, s1 + o, NATIVE), a1);
+            a2 = m.fma(FloatVector.fromMemorySegment(F, sums, s2 + o, NATIVE), a2);
+            a3 = m.fma(FloatVector.fromMemorySegment(F, sums, s3 + o, NATIVE), a3);
+        }
+        a0.intoArray(state, st + 4 * L);
+        a1.intoArray(state, st + STATE + 4 * L);
+        a2.intoArray(state, st + 2 * STATE + 4 * L);
+        a3.intoArray(state, st + 3 * STATE + 4 * L);
     }
 
     /** Adds each block's minimum terms times the token's 16-element sums to its fifth accumulator. */

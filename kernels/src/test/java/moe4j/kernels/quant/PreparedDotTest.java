@@ -34,7 +34,7 @@ class PreparedDotTest {
     void matchesTheDotOfTheDequantizedRowWithRoundedActivationsAndIgnoresTheBatch(GgmlType type) {
         QuantFormat format = QuantFormats.of(type);
         SplittableRandom rnd = new SplittableRandom(type.id() + 100);
-        int tokens = 5;
+        int tokens = 7; // batches of four, two and one token
         try (Arena arena = Arena.ofConfined()) {
             for (int width : new int[] {256, 3 * 256, width(type)}) {
                 int blocks = width / type.blockSize();
@@ -53,6 +53,8 @@ class PreparedDotTest {
                 }
                 float[] batch = new float[2 * tokens];
                 format.dotPrepared(data, 1, prepared, 0, tokens, batch, 1, 2);
+                float[] shifted = new float[tokens - 1];
+                format.dotPrepared(data, 1, prepared, 1, tokens - 1, shifted, 0, 1);
                 for (int t = 0; t < tokens; t++) {
                     double exact = 0;
                     double magnitude = 0;
@@ -65,10 +67,48 @@ class PreparedDotTest {
                     format.dotPrepared(data, 1, prepared, t, 1, single, 0, 1);
                     String what = type + " width " + width + " token " + t;
                     assertEquals(single[0], batch[1 + 2 * t], 0f, what + ": batch vs single");
+                    if (t > 0) {
+                        assertEquals(single[0], shifted[t - 1], 0f, what + ": batch from row 1 vs single");
+                    }
                     // minimum terms and scales are applied per block: a few more roundings than a plain dot
                     double bound = (width / 64.0 + 64) * 0x1p-24 * magnitude;
                     assertTrue(Math.abs(single[0] - exact) <= bound, what + ": dot " + single[0] + " exact " + exact
                             + " bound " + bound);
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("supportedTypes")
+    void rowsEqualSingleRowsBitForBit(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        SplittableRandom rnd = new SplittableRandom(type.id() + 200);
+        int rows = 9; // two tiles of four rows and one row alone
+        int tokens = 7; // one tile of four tokens and three alone
+        try (Arena arena = Arena.ofConfined()) {
+            for (int width : new int[] {256, 3 * 256, width(type)}) {
+                long rowBytes = (long) width / type.blockSize() * type.blockBytes();
+                MemorySegment data = arena.allocate(rows * rowBytes + 1);
+                format.randomBlocks(rnd, data, 1, rows * (rowBytes / type.blockBytes()));
+                float[] x = new float[(tokens + 1) * width];
+                for (int i = 0; i < x.length; i++) {
+                    x[i] = (float) rnd.nextGaussian();
+                }
+                PreparedActivations prepared = new PreparedActivations();
+                prepared.reserve(format.activationRounding(), tokens + 1, width);
+                for (int t = 0; t <= tokens; t++) {
+                    prepared.prepareRow(x, t * width, t);
+                }
+                float[] all = new float[1 + tokens * rows];
+                format.dotPreparedRows(data, 1, rowBytes, rows, prepared, 1, tokens, all, 1, rows);
+                float[] single = new float[tokens];
+                for (int r = 0; r < rows; r++) {
+                    format.dotPrepared(data, 1 + r * rowBytes, prepared, 1, tokens, single, 0, 1);
+                    for (int t = 0; t < tokens; t++) {
+                        assertEquals(single[t], all[1 + r + t * rows], 0f, type + " width " + width + " row " + r
+                                + " token " + t);
+                    }
                 }
             }
         }
