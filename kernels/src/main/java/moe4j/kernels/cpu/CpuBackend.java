@@ -1,5 +1,8 @@
 package moe4j.kernels.cpu;
 
+import static moe4j.kernels.BackendChecks.requireRows;
+import static moe4j.kernels.BackendChecks.requireWidth;
+
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -7,6 +10,7 @@ import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Activations;
 import moe4j.kernels.AttentionShape;
 import moe4j.kernels.Backend;
+import moe4j.kernels.BackendChecks;
 import moe4j.kernels.ExpertBuffers;
 import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.KvCache;
@@ -496,42 +500,18 @@ public final class CpuBackend implements Backend {
     }
 
     private static CpuActivations act(Activations a) {
-        if (a instanceof CpuActivations c) {
-            return c;
-        }
-        throw new IllegalArgumentException("buffer " + a + " does not belong to the CPU backend");
+        return BackendChecks.buffer(a, CpuActivations.class, "CPU");
     }
 
     private static CpuWeight weight(Weight w) {
-        if (w instanceof CpuWeight c) {
-            return c;
-        }
-        throw new IllegalArgumentException("weight " + w.name() + " is not bound to the CPU backend");
+        return BackendChecks.weight(w, CpuWeight.class, "CPU");
     }
 
     private static CpuKvCache kv(KvCache c) {
-        if (c instanceof CpuKvCache k) {
-            return k;
-        }
-        throw new IllegalArgumentException("KV cache " + c + " does not belong to the CPU backend");
-    }
-
-    private static void requireRows(int n, Activations a) {
-        if (n < 0 || n > a.capacity()) {
-            throw new IllegalArgumentException("batch of " + n + " rows exceeds the buffer capacity " + a.capacity());
-        }
-    }
-
-    private static void requireWidth(Activations a, int width, String what) {
-        if (a.width() != width) {
-            throw new IllegalArgumentException(what + " must have rows of " + width + " values, buffer has " + a.width());
-        }
+        return BackendChecks.kvCache(c, CpuKvCache.class, "CPU");
     }
 
     private static void requirePositions(CpuKvCache c, int startPos, int n) {
-        if (startPos < 0 || startPos + n > c.contextLength()) {
-            throw new IllegalArgumentException("positions " + startPos + ".." + (startPos + n - 1)
-                    + " are outside the KV cache of " + c.contextLength());
-        }
+        BackendChecks.requirePositions(c.contextLength(), startPos, n);
     }
 }

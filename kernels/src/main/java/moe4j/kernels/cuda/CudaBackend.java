@@ -1,5 +1,8 @@
 package moe4j.kernels.cuda;
 
+import static moe4j.kernels.BackendChecks.requireRows;
+import static moe4j.kernels.BackendChecks.requireWidth;
+
 import static moe4j.kernels.cuda.CudaDriver.check;
 
 import java.lang.foreign.MemorySegment;
@@ -29,6 +32,7 @@ import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Activations;
 import moe4j.kernels.AttentionShape;
 import moe4j.kernels.Backend;
+import moe4j.kernels.BackendChecks;
 import moe4j.kernels.ExpertBuffers;
 import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.KvCache;
@@ -1077,24 +1081,15 @@ public final class CudaBackend implements Backend {
     }
 
     private static CudaActivations act(Activations a) {
-        if (a instanceof CudaActivations c) {
-            return c;
-        }
-        throw new IllegalArgumentException("buffer " + a + " does not belong to the CUDA backend");
+        return BackendChecks.buffer(a, CudaActivations.class, "CUDA");
     }
 
     private static CudaWeight weight(Weight w) {
-        if (w instanceof CudaWeight c) {
-            return c;
-        }
-        throw new IllegalArgumentException("weight " + w.name() + " is not bound to the CUDA backend");
+        return BackendChecks.weight(w, CudaWeight.class, "CUDA");
     }
 
     private static CudaKvCache kv(KvCache c) {
-        if (c instanceof CudaKvCache k) {
-            return k;
-        }
-        throw new IllegalArgumentException("KV cache " + c + " does not belong to the CUDA backend");
+        return BackendChecks.kvCache(c, CudaKvCache.class, "CUDA");
     }
 
     private static CudaRouting routing(ExpertRouting r) {
@@ -1113,22 +1108,7 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    private static void requireRows(int n, Activations a) {
-        if (n < 0 || n > a.capacity()) {
-            throw new IllegalArgumentException("batch of " + n + " rows exceeds the buffer capacity " + a.capacity());
-        }
-    }
-
-    private static void requireWidth(Activations a, int width, String what) {
-        if (a.width() != width) {
-            throw new IllegalArgumentException(what + " must have rows of " + width + " values, buffer has " + a.width());
-        }
-    }
-
     private static void requirePositions(CudaKvCache c, int startPos, int n) {
-        if (startPos < 0 || startPos + n > c.contextLength()) {
-            throw new IllegalArgumentException("positions " + startPos + ".." + (startPos + n - 1)
-                    + " are outside the KV cache of " + c.contextLength());
-        }
+        BackendChecks.requirePositions(c.contextLength(), startPos, n);
     }
 }
