@@ -33,7 +33,8 @@ import moe4j.kernels.quant.QuantFormats;
  * Matrix-vector products over about 96 MB of random weights (rows of 4096 columns; larger than the
  * caches, so weights stream from memory as in decoding), one {@code dot} per row. {@code oneThread} and
  * {@code twoThreads} (the rows split in halves) measure decode; {@code batch8} applies each row to 8
- * activation vectors with {@code dotBatch}, as prompt processing does.
+ * activation vectors with {@code dotBatch}; {@code preparedBatch8} does so with {@code dotPreparedRows}, the
+ * tiled path (four rows by four tokens for K-quants) that the CPU backend's prompt matmul runs.
  *
  * <p>The {@code prepared*} methods measure what the CPU backend runs: {@code dotPrepared} with activations
  * rounded as llama.cpp rounds them for the type (8-bit blocks for quantized types), where K-quants fold
@@ -171,9 +172,7 @@ public class MatVecBenchmark {
 
     @Benchmark
     public float[] preparedBatch8(Traffic traffic) {
-        for (int r = 0; r < rows; r++) {
-            format.dotPrepared(weights, r * rowBytes, preparedBatch, 0, BATCH, outBatch, r * BATCH, 1);
-        }
+        format.dotPreparedRows(weights, 0, rowBytes, rows, preparedBatch, 0, BATCH, outBatch, 0, rows);
         traffic.weightBytes += rows * rowBytes;
         return outBatch;
     }
