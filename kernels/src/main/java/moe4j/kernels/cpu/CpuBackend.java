@@ -35,6 +35,8 @@ public final class CpuBackend implements Backend {
     private static final int ROWS_PER_UNIT = 8;
     /** Rows of cheap element-wise work per chunk. */
     private static final int ELEMENTWISE_GRAIN = 16;
+    /** Cache positions decoded at a time by attention: a few KiB of floats, reused from L1 by every query head. */
+    private static final int ATTENTION_CHUNK = 16;
 
     /** The smallest normal fp16, llama.cpp's lower clamp of the expert weight sum. */
     private static final float WEIGHT_SUM_MIN = 6.103515625e-5f;
@@ -62,12 +64,15 @@ public final class CpuBackend implements Backend {
         float[] scores = new float[0];
         float[] row = new float[0];
         float[] row2 = new float[0];
+        short[] halfs = new short[0];
 
         float[] scores(int n) { return scores.length >= n ? scores : (scores = new float[n]); }
 
         float[] row(int n) { return row.length >= n ? row : (row = new float[n]); }
 
         float[] row2(int n) { return row2.length >= n ? row2 : (row2 = new float[n]); }
+
+        short[] halfs(int n) { return halfs.length >= n ? halfs : (halfs = new short[n]); }
     }
 
     // ---------------------------------------------------------------- resources
@@ -279,28 +284,36 @@ public final class CpuBackend implements Backend {
         float scale = shape.scale();
         pool.parallelFor(n * kvHeads, 1, (from, to, worker) -> {
             Scratch s = scratch[worker];
+            float[] rows = s.row(ATTENTION_CHUNK * hd);
+            float[] lanes = s.row2(ATTENTION_CHUNK * VectorMath.LANES);
+            short[] halfs = s.halfs(hd);
             for (int unit = from; unit < to; unit++) {
                 int t = unit / kvHeads;
                 int kvh = unit % kvHeads;
                 int len = startPos + t + 1;
                 float[] scores = s.scores(group * len);
-                float[] buf = s.row(hd);
-                for (int p = 0; p < len; p++) {
-                    c.load(layer, 0, p, kvh * hd, hd, buf, 0);
+                int qOff = t * q.width() + kvh * group * hd;
+                int oOff = t * o.width() + kvh * group * hd;
+                for (int p0 = 0; p0 < len; p0 += ATTENTION_CHUNK) {
+                    int count = Math.min(ATTENTION_CHUNK, len - p0);
+                    for (int p = 0; p < count; p++) {
+                        c.load(layer, 0, p0 + p, kvh * hd, hd, rows, p * hd, halfs);
+                    }
                     for (int g = 0; g < group; g++) {
-                        int qOff = t * q.width() + (kvh * group + g) * hd;
-                        scores[g * len + p] = VectorMath.dot(q.data, qOff, buf, 0, hd) * scale;
+                        VectorMath.dotRows(q.data, qOff + g * hd, rows, count, hd, scale, scores, g * len + p0, lanes);
                     }
                 }
                 for (int g = 0; g < group; g++) {
                     softmax(scores, g * len, len);
-                    Arrays.fill(o.data, t * o.width() + (kvh * group + g) * hd,
-                            t * o.width() + (kvh * group + g + 1) * hd, 0f);
                 }
-                for (int p = 0; p < len; p++) {
-                    c.load(layer, 1, p, kvh * hd, hd, buf, 0);
+                Arrays.fill(o.data, oOff, oOff + group * hd, 0f);
+                for (int p0 = 0; p0 < len; p0 += ATTENTION_CHUNK) {
+                    int count = Math.min(ATTENTION_CHUNK, len - p0);
+                    for (int p = 0; p < count; p++) {
+                        c.load(layer, 1, p0 + p, kvh * hd, hd, rows, p * hd, halfs);
+                    }
                     for (int g = 0; g < group; g++) {
-                        VectorMath.axpy(scores[g * len + p], buf, 0, o.data, t * o.width() + (kvh * group + g) * hd, hd);
+                        VectorMath.axpyRows(scores, g * len + p0, rows, count, hd, o.data, oOff + g * hd);
                     }
                 }
             }

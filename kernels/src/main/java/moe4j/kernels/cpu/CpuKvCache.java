@@ -93,16 +93,18 @@ final class CpuKvCache implements KvCache {
 
     /**
      * Decodes values {@code [from, from + len)} of position {@code pos} of a plane into {@code dst}.
-     * For Q8_0, {@code from} and {@code len} are multiples of 32.
+     * For Q8_0, {@code from} and {@code len} are multiples of 32. {@code halfs} is scratch of at least
+     * {@code len} shorts for an F16 cache: a bulk copy then an array loop, which C2 turns into vector
+     * fp16 conversions (the Vector API has none, and element-wise segment reads stay scalar).
      */
-    void load(int layer, int plane, int pos, int from, int len, float[] dst, int dstOffset) {
+    void load(int layer, int plane, int pos, int from, int len, float[] dst, int dstOffset, short[] halfs) {
         long off = offset(layer, plane, pos);
         switch (type) {
             case F32 -> MemorySegment.copy(memory, FLOAT_LE, off + 4L * from, dst, dstOffset, len);
             case F16 -> {
-                long base = off + 2L * from;
+                MemorySegment.copy(memory, SHORT_LE, off + 2L * from, halfs, 0, len);
                 for (int i = 0; i < len; i++) {
-                    dst[dstOffset + i] = Float.float16ToFloat(memory.get(SHORT_LE, base + 2L * i));
+                    dst[dstOffset + i] = Float.float16ToFloat(halfs[i]);
                 }
             }
             case Q8_0 -> q8.dequantize(memory, off + (long) (from / 32) * GgmlType.Q8_0.blockBytes(), dst, dstOffset, len);
