@@ -6,8 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -39,27 +37,6 @@ class EmbedCommandTest {
         model = TestModels.tinyMoe(dir);
     }
 
-    /** A file in the fixtures' format: header, tokens, vectors. */
-    record EmbeddingFile(int[] tokens, float[][] rows) {
-        static EmbeddingFile read(Path file) throws IOException {
-            ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(file)).order(ByteOrder.LITTLE_ENDIAN);
-            int n = b.getInt();
-            int dim = b.getInt();
-            int[] tokens = new int[n];
-            for (int i = 0; i < n; i++) {
-                tokens[i] = b.getInt();
-            }
-            assertEquals(0, b.remaining() % (4 * dim), "whole vectors follow the tokens");
-            float[][] rows = new float[b.remaining() / (4 * dim)][dim];
-            for (float[] row : rows) {
-                for (int i = 0; i < dim; i++) {
-                    row[i] = b.getFloat();
-                }
-            }
-            return new EmbeddingFile(tokens, rows);
-        }
-    }
-
     private static Embedder embedder(Model m, Pooling pooling) {
         return Embedder.create(m, EmbeddingOptions.defaults().withPooling(pooling));
     }
@@ -71,7 +48,7 @@ class EmbedCommandTest {
                 out.toString(), "-t", "2");
         assertEquals(0, r.exitCode(), r.err());
         assertEquals("", r.out(), "--out alone prints nothing on stdout");
-        EmbeddingFile file = EmbeddingFile.read(out);
+        FixtureFile file = FixtureFile.read(out);
         try (Model m = Model.load(model, LoadOptions.defaults().withThreads(2)); Embedder e = embedder(m, Pooling.MEAN)) {
             assertArrayEquals(e.tokenize(TEXT), file.tokens());
             assertEquals(1, file.rows().length);
@@ -138,8 +115,8 @@ class EmbedCommandTest {
         CliRunner r = CliRunner.run("embed", "-m", modelFile.toString(), "-f",
                 fixtures.resolve("prompts/p1.txt").toString(), "--out", out.toString());
         assertEquals(0, r.exitCode(), r.err());
-        EmbeddingFile ref = EmbeddingFile.read(fixtures.resolve("reference/tiny-qwen3-embed-last-Q8_0.p1.bin"));
-        EmbeddingFile got = EmbeddingFile.read(out);
+        FixtureFile ref = FixtureFile.read(fixtures.resolve("reference/tiny-qwen3-embed-last-Q8_0.p1.bin"));
+        FixtureFile got = FixtureFile.read(out);
         assertArrayEquals(ref.tokens(), got.tokens());
         double cosine = Embedder.cosineSimilarity(ref.rows()[0], got.rows()[0]);
         assertTrue(cosine >= 0.999, "cosine " + cosine);

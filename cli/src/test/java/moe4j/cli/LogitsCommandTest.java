@@ -6,8 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -33,39 +31,19 @@ class LogitsCommandTest {
         model = TestModels.tinyMoe(dir);
     }
 
-    /** A file in the fixtures' format: header, tokens, logits. */
-    record LogitsFile(int[] tokens, float[][] logits) {
-        static LogitsFile read(Path file) throws IOException {
-            ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(file)).order(ByteOrder.LITTLE_ENDIAN);
-            int n = b.getInt();
-            int dim = b.getInt();
-            assertEquals(8L + 4L * n + 4L * n * dim, b.capacity(), "file size for " + n + " tokens x " + dim);
-            int[] tokens = new int[n];
-            for (int i = 0; i < n; i++) {
-                tokens[i] = b.getInt();
-            }
-            float[][] logits = new float[n][dim];
-            for (float[] row : logits) {
-                b.asFloatBuffer().get(row);
-                b.position(b.position() + 4 * dim);
-            }
-            return new LogitsFile(tokens, logits);
-        }
-    }
-
     @Test
     void writesTheLogitsOfEveryPosition() throws IOException {
         Path out = dir.resolve("batched.bin");
         CliRunner r = CliRunner.run("logits", "-m", model.toString(), "-p", PROMPT, "--out", out.toString(), "-t", "2");
         assertEquals(0, r.exitCode(), r.err());
-        LogitsFile file = LogitsFile.read(out);
+        FixtureFile file = FixtureFile.readLogits(out);
         try (Model m = Model.load(model, LoadOptions.defaults().withThreads(2)); Session s = m.newSession()) {
             int[] expectedTokens = m.tokenizer().encode(PROMPT);
             assertArrayEquals(expectedTokens, file.tokens());
-            assertEquals(m.config().vocab(), file.logits()[0].length);
+            assertEquals(m.config().vocab(), file.rows()[0].length);
             float[][] expected = s.evaluateAll(expectedTokens);
             for (int i = 0; i < expected.length; i++) {
-                assertArrayEquals(expected[i], file.logits()[i], "position " + i);
+                assertArrayEquals(expected[i], file.rows()[i], "position " + i);
             }
         }
         assertTrue(r.lastErrLine().startsWith("wrote " + out + ": " + file.tokens().length + " tokens x 515 logits"),
@@ -81,16 +59,16 @@ class LogitsCommandTest {
                 "--one-by-one", "--kv-type", "f32");
         assertEquals(0, r.exitCode(), r.err());
         assertTrue(r.lastErrLine().endsWith("one token per step"), r.err());
-        LogitsFile a = LogitsFile.read(batched);
-        LogitsFile b = LogitsFile.read(single);
+        FixtureFile a = FixtureFile.readLogits(batched);
+        FixtureFile b = FixtureFile.readLogits(single);
         assertArrayEquals(a.tokens(), b.tokens());
         for (int i = 0; i < a.tokens().length; i++) {
             float scale = 0;
-            for (float v : a.logits()[i]) {
+            for (float v : a.rows()[i]) {
                 scale = Math.max(scale, Math.abs(v));
             }
             // the decode path sums in another order and (f16 vs f32 cache) rounds differently: close, not equal
-            assertArrayEquals(a.logits()[i], b.logits()[i], 0.02f * scale, "position " + i);
+            assertArrayEquals(a.rows()[i], b.rows()[i], 0.02f * scale, "position " + i);
         }
     }
 
@@ -98,16 +76,16 @@ class LogitsCommandTest {
     void reproducesTheReferenceTokensOfTheFixtures() throws IOException {
         Path fixture = Fixtures.model("tiny-qwen3moe-Q8_0.gguf");
         Path prompt = Fixtures.fixturesDir().resolve("prompts/p1.txt");
-        LogitsFile reference = LogitsFile.read(Fixtures.fixturesDir().resolve("reference/tiny-qwen3moe-Q8_0.p1.bin"));
+        FixtureFile reference = FixtureFile.readLogits(Fixtures.fixturesDir().resolve("reference/tiny-qwen3moe-Q8_0.p1.bin"));
         Path out = dir.resolve("p1.bin");
         CliRunner r = CliRunner.run("logits", "-m", fixture.toString(), "--file", prompt.toString(), "--out", out.toString());
         assertEquals(0, r.exitCode(), r.err());
-        LogitsFile file = LogitsFile.read(out);
+        FixtureFile file = FixtureFile.readLogits(out);
         assertArrayEquals(reference.tokens(), file.tokens());
-        assertEquals(reference.logits()[0].length, file.logits()[0].length);
+        assertEquals(reference.rows()[0].length, file.rows()[0].length);
         int sameTop = 0;
         for (int i = 0; i < file.tokens().length; i++) {
-            sameTop += argmax(file.logits()[i]) == argmax(reference.logits()[i]) ? 1 : 0;
+            sameTop += argmax(file.rows()[i]) == argmax(reference.rows()[i]) ? 1 : 0;
         }
         // the engine's own conformance tests hold the precise bar; this checks the file holds the right rows
         assertTrue(sameTop >= 0.8 * file.tokens().length, sameTop + " of " + file.tokens().length + " top-1 agree");
