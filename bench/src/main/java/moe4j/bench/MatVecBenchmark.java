@@ -54,6 +54,7 @@ public class MatVecBenchmark {
     static final long TARGET_BYTES = 96L << 20;
     static final int COLUMNS = 4096;
     static final int BATCH = 8;
+    static final int ROWS_PER_CALL = 8;
 
     @Param({"Q4_K", "Q6_K", "Q3_K", "Q5_K", "Q8_0", "Q4_0", "Q2_K", "IQ4_XS", "F16", "BF16", "F32"})
     public String type;
@@ -165,6 +166,31 @@ public class MatVecBenchmark {
         int half = rows / 2;
         Future<?> other = helper.submit(() -> preparedRows(half, rows));
         preparedRows(0, half);
+        other.get();
+        traffic.weightBytes += rows * rowBytes;
+        return out;
+    }
+
+    /** What the CPU backend's decode step runs: {@code dotPreparedRows} with one token, 8 rows per call. */
+    private void matVecRows(int from, int to) {
+        for (int r = from; r < to; r += ROWS_PER_CALL) {
+            int n = Math.min(ROWS_PER_CALL, to - r);
+            format.dotPreparedRows(weights, r * rowBytes, rowBytes, n, prepared, 0, 1, out, r, rows);
+        }
+    }
+
+    @Benchmark
+    public float[] matVecOneThread(Traffic traffic) {
+        matVecRows(0, rows);
+        traffic.weightBytes += rows * rowBytes;
+        return out;
+    }
+
+    @Benchmark
+    public float[] matVecTwoThreads(Traffic traffic) throws InterruptedException, ExecutionException {
+        int half = rows / 2 / ROWS_PER_CALL * ROWS_PER_CALL;
+        Future<?> other = helper.submit(() -> matVecRows(half, rows));
+        matVecRows(0, half);
         other.get();
         traffic.weightBytes += rows * rowBytes;
         return out;

@@ -66,6 +66,13 @@ class MultiDeviceOptionsTest {
         assertEquals(1, r.exitCode(), r.err());
         assertEquals(1, r.errorLineCount(), r.err());
         assertTrue(r.lastErrLine().contains("names device cuda:3, which is not one of: cpu, cpu:1"), r.err());
+
+        // the FFN norm runs with the experts (on cpu), so it cannot be pinned to cpu:1 alone
+        CliRunner split = generate("--devices", "cpu,cpu", "--cpu-moe", "-ot", "ffn_norm=cpu:1");
+        assertEquals(1, split.exitCode(), split.err());
+        assertEquals(1, split.errorLineCount(), split.err());
+        assertTrue(split.lastErrLine().contains("Layer 0's feed-forward block runs on one device, but"
+                + " blk.0.ffn_norm.weight would be on cpu:1 (tensor override 'ffn_norm=cpu:1')"), split.err());
     }
 
     @Test

@@ -108,6 +108,14 @@ class PlanCommandTest {
                 "--json");
         assertEquals(10, some.get("devices").get(1).get("expert_layers").size());
         assertEquals(0, some.get("devices").get(1).get("expert_layers").get(0).asInt());
+
+        // the router runs with the experts: pinning it away from them describes nothing moe4j can run
+        CliRunner router = CliRunner.run("plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--gpu", "h100", "--ram", "64G",
+                "--cpu-moe", "-ot", "ffn_gate_inp=CUDA0");
+        assertEquals(2, router.exitCode(), router.err());
+        assertEquals(1, router.errorLineCount(), router.err());
+        assertTrue(router.lastErrLine().contains("Layer 0's feed-forward block runs on one device, but"
+                + " blk.0.ffn_gate_inp.weight would be on cuda:0"), router.err());
     }
 
     @Test

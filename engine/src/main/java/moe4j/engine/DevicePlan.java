@@ -121,13 +121,13 @@ final class DevicePlan {
         return p;
     }
 
-    /** The devices the placement gives work: the token embedding, a layer's attention or experts, the LM head. */
+    /** The devices the placement gives work: the token embedding, a layer's attention or FFN, the LM head. */
     static Set<String> used(Placement p) {
         Set<String> used = new LinkedHashSet<>();
         used.add(p.deviceOf("token_embd.weight"));
         for (LayerPlacement l : p.layers()) {
             used.add(l.attention());
-            used.add(l.experts());
+            used.add(l.ffn());
         }
         used.add(headDevice(p));
         return used;

@@ -10,6 +10,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
+import java.util.function.BiFunction;
 
 import moe4j.engine.model.Architectures;
 import moe4j.engine.model.BackendAssignment;
@@ -90,6 +91,14 @@ public final class Model implements AutoCloseable {
      * owns {@code file} from then on: it closes it when closed, or at once when loading fails.
      */
     public static Model load(GgufFile file, LoadOptions options) {
+        return load(file, options, Model::openBackend);
+    }
+
+    /**
+     * As {@link #load(GgufFile, LoadOptions)}, with the backend of each device opened by {@code opener}: tests wrap
+     * the real backends to see what the graph binds and allocates on each.
+     */
+    static Model load(GgufFile file, LoadOptions options, BiFunction<Device, LoadOptions, Backend> opener) {
         Objects.requireNonNull(options, "options");
         Path path = file.paths().getFirst();
         Map<String, Backend> backends = new LinkedHashMap<>();
@@ -107,7 +116,7 @@ public final class Model implements AutoCloseable {
             PlacementOptions placed = options.placement();
             if (placed.isSingleDevice()) {
                 Device device = placed.devices().isEmpty() ? options.device() : placed.devices().getFirst();
-                Backend backend = openBackend(device, options);
+                Backend backend = opener.apply(device, options);
                 backends.put(device.toString(), backend);
                 if (backend instanceof CudaBackend cuda) {
                     // fail before a long upload rather than part-way through it
@@ -118,7 +127,7 @@ public final class Model implements AutoCloseable {
                         options.listener());
                 return new Model(path, file, backends, null, graph, options);
             }
-            Placement placement = place(file, config, options, backends);
+            Placement placement = place(file, config, options, backends, opener);
             ModelGraph graph = Architectures.load(config, file, assign(placement, backends), options.listener());
             return new Model(path, file, backends, placement, graph, options);
         } catch (RuntimeException | Error e) {
@@ -133,7 +142,7 @@ public final class Model implements AutoCloseable {
      * placement leaves empty.
      */
     private static Placement place(GgufFile file, ModelConfig config, LoadOptions options,
-                                   Map<String, Backend> backends) {
+                                   Map<String, Backend> backends, BiFunction<Device, LoadOptions, Backend> opener) {
         PlacementOptions placed = options.placement();
         List<Device> listed = placed.devices().isEmpty() ? List.of(options.device()) : placed.devices();
         List<String> names = DevicePlan.names(listed);
@@ -141,7 +150,7 @@ public final class Model implements AutoCloseable {
         List<String> gpuNames = new ArrayList<>();
         for (int i = 0; i < names.size(); i++) {
             Device d = i < listed.size() ? listed.get(i) : Device.CPU;
-            Backend b = openBackend(d, options);
+            Backend b = opener.apply(d, options);
             backends.put(names.get(i), b);
             if (b instanceof CudaBackend cuda) {
                 gpuMemory.add(cuda.device().totalMemory());
@@ -170,14 +179,17 @@ public final class Model implements AutoCloseable {
         return placement;
     }
 
-    /** The graph's view of a placement: per layer, the backends of its attention and of its experts. */
+    /**
+     * The graph's view of a placement: per layer, the backends of its attention block and of its feed-forward block
+     * (which the planner places whole, FFN norm and router with the experts).
+     */
     private static BackendAssignment assign(Placement placement, Map<String, Backend> backends) {
         List<String> order = List.copyOf(backends.keySet());
         List<Integer> attention = new ArrayList<>();
         List<Integer> ffn = new ArrayList<>();
         for (LayerPlacement l : placement.layers()) {
             attention.add(order.indexOf(l.attention()));
-            ffn.add(order.indexOf(l.experts()));
+            ffn.add(order.indexOf(l.ffn()));
         }
         return new BackendAssignment(List.copyOf(backends.values()),
                 order.indexOf(placement.deviceOf("token_embd.weight")), order.indexOf(DevicePlan.headDevice(placement)),

@@ -19,9 +19,10 @@ import moe4j.kernels.Weight;
  * experts): pre-norm transformer blocks with {@link Qwen3Attention}, NEOX RoPE, final RMSNorm and an
  * LM head that is {@code token_embd} when the file has no {@code output.weight}.
  *
- * <p>Placed on several backends ({@link BackendAssignment}), each block runs with its norm on its own backend, and
- * the residual stream (the {@code hidden} rows) follows it: it is copied from one backend's workspace to the next
- * one's at each change of backend. A session's KV cache is then a {@link SplitKvCache}.
+ * <p>Placed on several backends ({@link BackendAssignment}), each block runs with its norm on its own backend (the
+ * FFN norm and the router with the experts), and the residual stream (the {@code hidden} rows) follows it: it is
+ * copied from one backend's workspace to the next one's at each change of backend. A session's KV cache is then a
+ * {@link SplitKvCache}.
  */
 public final class Qwen3Graph implements ModelGraph {
 
@@ -132,19 +133,20 @@ public final class Qwen3Graph implements ModelGraph {
     public Workspace newWorkspace(int capacity) {
         Workspace ws = backends.size() == 1 ? new Workspace(backends.getFirst(), capacity)
                 : Workspace.across(backends, capacity);
-        boolean[] stream = new boolean[backends.size()];   // backends the residual stream visits
-        stream[embedBackend] = true;
-        stream[headBackend] = true;
+        boolean[] blocks = new boolean[backends.size()];   // backends that run a layer's block
         for (Layer l : layers) {
-            stream[l.attnBackend] = true;
-            stream[l.ffnBackend] = true;
+            blocks[l.attnBackend] = true;
+            blocks[l.ffnBackend] = true;
         }
-        for (int i = 0; i < stream.length; i++) {
-            if (stream[i]) {
-                Workspace w = ws.on(i);
-                w.buffer("hidden", config.embd());
-                w.buffer("normed", config.embd());
-                w.buffer("block.out", config.embd());
+        for (int i = 0; i < blocks.length; i++) {
+            // the residual stream visits the embedding's and the head's backends too, which need no block buffers
+            // (the planner counts each backend's scratch so)
+            if (blocks[i] || i == embedBackend || i == headBackend) {
+                ws.on(i).buffer("hidden", config.embd());
+            }
+            if (blocks[i]) {
+                ws.on(i).buffer("normed", config.embd());
+                ws.on(i).buffer("block.out", config.embd());
             }
         }
         Workspace head = ws.on(headBackend);

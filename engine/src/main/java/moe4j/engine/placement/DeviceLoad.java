@@ -13,8 +13,9 @@ import java.util.Objects;
  * @param marginBytes        memory kept free
  * @param weightsReadPerToken weight bytes a token reads there at batch 1 (its experts' slices only)
  * @param kvBytesPerPosition KV cache bytes per cached position (what attention reads per position per token)
- * @param attentionLayers    layers whose attention, norms, router and KV cache are there
- * @param expertLayers       layers whose expert blocks are there
+ * @param attentionLayers    layers whose attention block (attention norm, projections, Q/K norms) and KV cache are
+ *                           there
+ * @param expertLayers       MoE layers whose feed-forward block (FFN norm, router, experts) is there
  * @param globals            global tensors there ({@code token_embd.weight}, {@code output.weight}...)
  */
 public record DeviceLoad(DeviceSpec device, long weightsBytes, long kvBytes, long scratchBytes, long marginBytes,

@@ -4,8 +4,9 @@ package moe4j.engine.placement;
  * Where one layer runs.
  *
  * @param layer     block index
- * @param attention device of its attention (and its norms, router and KV cache)
- * @param experts   device of its expert blocks (of the one holding most of their bytes, when a tensor override
- *                  splits them); the attention device for a dense model
+ * @param attention device of its attention block: attention norm, projections, Q/K norms, and its KV cache
+ * @param experts   device of its expert blocks; the attention device for a dense model
+ * @param ffn       device of its feed-forward block: FFN norm, router and experts (so {@code experts}), or a dense
+ *                  model's FFN
  */
-public record LayerPlacement(int layer, String attention, String experts) {}
+public record LayerPlacement(int layer, String attention, String experts, String ffn) {}

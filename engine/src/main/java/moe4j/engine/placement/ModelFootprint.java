@@ -42,8 +42,10 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
         TOKEN_EMBEDDING,
         /** Q, K, V, output projections of a layer. */
         ATTENTION,
-        /** RMSNorm gains (layer norms, per-head Q/K norms). */
+        /** RMSNorm gains of the attention block ({@code attn_norm}, per-head Q/K norms). */
         NORM,
+        /** {@code ffn_norm}, the RMSNorm gain of the feed-forward block. */
+        FFN_NORM,
         /** The MoE router {@code ffn_gate_inp}. */
         ROUTER,
         /** A dense FFN (or a shared expert): read whole every token. */
@@ -55,7 +57,16 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
         /** The LM head {@code output}. */
         OUTPUT,
         /** Any other global tensor; kept with the LM head. */
-        OTHER
+        OTHER;
+
+        /**
+         * True for the parts of a layer's feed-forward block (FFN norm, router, experts or dense FFN): the engine
+         * runs that block on one device, where its experts are, so the planner keeps them together. The other
+         * layer parts form the attention block.
+         */
+        public boolean feedForward() {
+            return this == FFN_NORM || this == ROUTER || this == EXPERTS || this == DENSE_FFN;
+        }
     }
 
     /**
@@ -152,7 +163,7 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
         if (rest.contains("_exps.")) {
             part = Part.EXPERTS;
         } else if (rest.contains("_norm.")) {
-            part = Part.NORM;
+            part = rest.startsWith("ffn_") ? Part.FFN_NORM : Part.NORM;
         } else if (rest.startsWith("ffn_gate_inp.")) {
             part = Part.ROUTER;
         } else if (rest.startsWith("ffn_")) {

@@ -111,17 +111,19 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
         }
         boolean headCopy = m.tiedEmbeddings() && !head.equals(emb);
 
+        // the planner places each block whole, so any of a block's tensors tells where it runs
+        Blocks blocks = new Blocks(m);
         List<LayerPlacement> layers = new ArrayList<>();
         for (int l = 0; l < m.layers(); l++) {
-            String attention = majority(tensors, where, l, EnumSet.of(Part.ATTENTION));
-            if (attention == null) {
-                attention = majority(tensors, where, l, EnumSet.of(Part.NORM, Part.ROUTER, Part.DENSE_FFN));
-            }
+            String attention = blocks.majority(Blocks.attention(l), where, false);
             if (attention == null) {
                 attention = specs.getLast().name();
             }
-            String experts = m.isMoe() ? majority(tensors, where, l, EnumSet.of(Part.EXPERTS)) : null;
-            layers.add(new LayerPlacement(l, attention, experts != null ? experts : attention));
+            String ffn = blocks.majority(Blocks.feedForward(l), where, false);
+            if (ffn == null) {
+                ffn = attention;
+            }
+            layers.add(new LayerPlacement(l, attention, m.isMoe() ? ffn : attention, ffn));
         }
 
         long kvPerLayer = m.kvBytesPerLayer(r.contextLength(), r.kvType());
@@ -196,18 +198,6 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
             case TOKEN_EMBEDDING -> t.bytes() / m.vocab();
             default -> t.bytes();
         };
-    }
-
-    /** The device holding most bytes of layer {@code l}'s tensors of the given parts, or null if it has none. */
-    private static String majority(List<TensorFootprint> tensors, String[] where, int l, Set<Part> parts) {
-        Map<String, Long> bytes = new LinkedHashMap<>();
-        for (int i = 0; i < tensors.size(); i++) {
-            TensorFootprint t = tensors.get(i);
-            if (t.layer() == l && parts.contains(t.part())) {
-                bytes.merge(where[i], Math.max(1, t.bytes()), Long::sum);
-            }
-        }
-        return bytes.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse(null);
     }
 
     /** The devices a token's hidden state visits: embedding, each layer's tensors in compute order, the head. */
@@ -301,7 +291,8 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                 String range = start == l - 1 ? Integer.toString(start) : start + "-" + (l - 1);
                 b.append(String.format(Locale.ROOT, "  %-9s attention %s%n", range,
                         m.isMoe() ? String.format(Locale.ROOT, "%-7s experts %s", p.attention(), p.experts())
-                                : p.attention()));
+                                : p.ffn().equals(p.attention()) ? p.attention()
+                                : String.format(Locale.ROOT, "%-7s ffn %s", p.attention(), p.ffn())));
                 start = l;
             }
         }
@@ -358,7 +349,7 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
     }
 
     private static boolean sameDevices(LayerPlacement a, LayerPlacement b) {
-        return a.attention().equals(b.attention()) && a.experts().equals(b.experts());
+        return a.attention().equals(b.attention()) && a.experts().equals(b.experts()) && a.ffn().equals(b.ffn());
     }
 
     /** {@code [0, 1, 2, 5, 7, 8]} -> {@code "0-2, 5, 7-8"}; empty -> {@code "-"}. */

@@ -15,20 +15,24 @@ import moe4j.engine.placement.ModelFootprint.TensorFootprint;
 /**
  * Decides which device holds each tensor of a model, and whether everything fits.
  *
- * <p>Automatic fitting puts on the GPUs first what every token reads whole: each layer's attention, norms, router
- * and KV cache, and the LM head. As many layers as fit go to the GPUs (the last ones, so that the token embedding
- * in system RAM is followed by the CPU's layers and then the GPUs' without crossing back), split between the GPUs
- * in contiguous ranges in proportion to the memory each has left. Then each GPU takes the expert blocks of its own
- * layers while they fit: a token reads only {@code expertsUsed/experts} of those, so they are worth less per byte
- * than attention. The rest stays in system RAM on the CPU. Every device keeps {@link PlanRequest#marginBytes()}
- * free.
+ * <p>Tensors are placed by block, as the engine runs them (see {@link Blocks}): a layer's attention block (attention
+ * norm, projections, Q/K norms) with its KV cache, its feed-forward block (FFN norm, router and experts, or a dense
+ * FFN), the head (final norm and LM head). Automatic fitting puts on the GPUs first what every token reads whole:
+ * each layer's attention block and KV cache (a dense model's FFN too), and the head. As many layers as fit go to
+ * the GPUs (the last ones, so that the token embedding in system RAM is followed by the CPU's layers and then the
+ * GPUs' without crossing back), split between the GPUs in contiguous ranges in proportion to the memory each has
+ * left. Then each GPU takes the feed-forward blocks of its own MoE layers while they fit: a token reads only
+ * {@code expertsUsed/experts} of the experts, so they are worth less per byte than attention. The rest stays in
+ * system RAM on the CPU. Every device keeps {@link PlanRequest#marginBytes()} free.
  *
  * <p>The token embedding stays in system RAM, as llama.cpp keeps it: a token reads one row of it, which costs
  * nothing worth a GPU's memory. (With tied embeddings the LM head is a second copy of it on the head's device.)
  *
  * <p>Manual choices replace the automatic ones: {@link PlanRequest#gpuLayers()} fixes the number of GPU layers,
  * {@link PlanRequest#nCpuMoe()} the layers whose experts stay in RAM (the others' follow their layer),
- * {@link PlanRequest#split()} the proportions, and tensor overrides pin tensors before anything else is placed.
+ * {@link PlanRequest#split()} the proportions, and tensor overrides pin tensors before anything else is placed. A
+ * block whose anchors (its projections, experts, LM head) are pinned runs where they are pinned, its other tensors
+ * following; overrides that would split a block between devices are refused, since the engine cannot run it so.
  * Manual choices that do not fit give a placement with {@code fits() == false}, never an exception.
  */
 public final class Planner {
@@ -39,7 +43,7 @@ public final class Planner {
      * @param devices the GPUs (and any further CPU backend instances, {@code cpu:N}, which take layers as a GPU does),
      *                in order, and the CPU named {@code cpu} (system RAM)
      * @throws IllegalArgumentException when the devices or the request are inconsistent (no CPU, an override or
-     *                                  split naming devices that are not there)
+     *                                  split naming devices that are not there, overrides splitting a block)
      */
     public static Placement plan(ModelFootprint model, List<DeviceSpec> devices, PlanRequest request) {
         return new Run(model, devices, request).place();
@@ -49,11 +53,13 @@ public final class Planner {
     static long scratchBytes(ModelFootprint m, int batch, Set<Part> parts) {
         long b = batch;
         long f32 = Float.BYTES;
-        boolean layerParts = parts.contains(Part.ATTENTION) || parts.contains(Part.NORM) || parts.contains(Part.ROUTER)
-                || parts.contains(Part.EXPERTS) || parts.contains(Part.DENSE_FFN);
+        boolean layerParts = parts.contains(Part.ATTENTION) || parts.contains(Part.NORM)
+                || parts.contains(Part.FFN_NORM) || parts.contains(Part.ROUTER) || parts.contains(Part.EXPERTS)
+                || parts.contains(Part.DENSE_FFN);
         long s = 0;
-        if (layerParts || parts.contains(Part.TOKEN_EMBEDDING)) {
-            s += b * m.embd() * f32;                                   // hidden state
+        if (layerParts || parts.contains(Part.TOKEN_EMBEDDING) || parts.contains(Part.OUTPUT)
+                || parts.contains(Part.OUTPUT_NORM)) {
+            s += b * m.embd() * f32;                                   // hidden state, which visits each of them
         }
         if (layerParts) {
             s += 2 * b * m.embd() * f32;                               // normed input, block output
@@ -83,13 +89,19 @@ public final class Planner {
         private final List<DeviceSpec> gpus = new ArrayList<>();
         private final DeviceSpec cpu;
         private final List<TensorFootprint> tensors;
+        private final Blocks blocks;
         /** Device name per tensor index; null until placed. */
         private final String[] where;
-        private final boolean[] pinned;
+        /** The override that pinned each tensor, null where none did. */
+        private final TensorOverride[] pinnedBy;
+        /** Per block, the device its pinned anchors put it on; null where no anchor is pinned. */
+        private final String[] pinnedBlock;
+        /** Per layer, the unpinned bytes that go where the layer's attention goes. */
         private final long[] dense;
+        /** Per MoE layer, the unpinned bytes that go where its experts go (its whole feed-forward block). */
         private final long[] experts;
         private final long kvPerLayer;
-        /** Bytes pinned by overrides on each GPU. */
+        /** Bytes whose place overrides decide on each GPU: those pinned and those of blocks whose anchors are. */
         private final long[] pinnedOnGpu;
         private long headBytes;
 
@@ -125,25 +137,37 @@ public final class Planner {
                 }
             }
             this.tensors = model.tensors();
+            this.blocks = new Blocks(model);
             this.where = new String[tensors.size()];
-            this.pinned = new boolean[tensors.size()];
+            this.pinnedBy = new TensorOverride[tensors.size()];
             this.dense = new long[m.layers()];
             this.experts = new long[m.layers()];
             this.kvPerLayer = m.kvBytesPerLayer(r.contextLength(), r.kvType());
+            this.pinnedOnGpu = new long[gpus.size()];
             for (int i = 0; i < tensors.size(); i++) {
-                TensorFootprint t = tensors.get(i);
                 for (TensorOverride o : r.overrides()) {
-                    if (o.matches(t.name())) {
+                    if (o.matches(tensors.get(i).name())) {
                         where[i] = o.device();
-                        pinned[i] = true;
+                        pinnedBy[i] = o;
+                        addIfGpu(where[i], tensors.get(i).bytes());
                         break;
                     }
                 }
-                if (pinned[i]) {
+            }
+            this.pinnedBlock = new String[blocks.count()];
+            for (int b = 0; b < pinnedBlock.length; b++) {
+                pinnedBlock[b] = blocks.majority(b, where, true);
+            }
+            for (int i = 0; i < tensors.size(); i++) {
+                if (pinnedBy[i] != null) {
                     continue;
                 }
-                if (t.layer() >= 0) {
-                    if (t.part() == Part.EXPERTS) {
+                TensorFootprint t = tensors.get(i);
+                int b = blocks.of(i);
+                if (b >= 0 && !blocks.isAnchor(i) && pinnedBlock[b] != null) {
+                    addIfGpu(pinnedBlock[b], t.bytes());   // follows its pinned anchors
+                } else if (t.layer() >= 0) {
+                    if (m.isMoe() && t.part().feedForward()) {
                         experts[t.layer()] += t.bytes();
                     } else {
                         dense[t.layer()] += t.bytes();
@@ -152,16 +176,16 @@ public final class Planner {
                     headBytes += t.bytes();
                 }
             }
-            this.pinnedOnGpu = new long[gpus.size()];
-            for (int i = 0; i < tensors.size(); i++) {
-                for (int g = 0; g < gpus.size(); g++) {
-                    if (pinned[i] && where[i].equals(gpus.get(g).name())) {
-                        pinnedOnGpu[g] += tensors.get(i).bytes();
-                    }
-                }
-            }
             if (m.tiedEmbeddings()) {
                 headBytes += m.tokenEmbedding().bytes();   // the head's copy, if it goes to a GPU
+            }
+        }
+
+        private void addIfGpu(String device, long bytes) {
+            for (int g = 0; g < gpus.size(); g++) {
+                if (gpus.get(g).name().equals(device)) {
+                    pinnedOnGpu[g] += bytes;
+                }
             }
         }
 
@@ -203,18 +227,61 @@ public final class Planner {
                     fillExperts(n, owner, expertsAt);
                 }
             }
+            // the anchors first: they decide where each block runs
+            String[] planned = new String[blocks.count()];
+            for (int l = 0; l < layers; l++) {
+                planned[Blocks.attention(l)] = attention[l];
+                planned[Blocks.feedForward(l)] = m.isMoe() ? expertsAt[l] : attention[l];
+            }
+            planned[blocks.head()] = head;
             for (int i = 0; i < tensors.size(); i++) {
-                if (pinned[i]) {
-                    continue;
-                }
-                TensorFootprint t = tensors.get(i);
-                if (t.layer() >= 0) {
-                    where[i] = t.part() == Part.EXPERTS ? expertsAt[t.layer()] : attention[t.layer()];
-                } else {
-                    where[i] = t.part() == Part.TOKEN_EMBEDDING ? cpu.name() : head;
+                if (pinnedBy[i] == null && blocks.isAnchor(i)) {
+                    where[i] = planned[blocks.of(i)];
+                } else if (pinnedBy[i] == null && tensors.get(i).part() == Part.TOKEN_EMBEDDING) {
+                    where[i] = cpu.name();
                 }
             }
+            String[] blockAt = new String[blocks.count()];
+            for (int b = 0; b < blockAt.length; b++) {
+                String anchored = blocks.majority(b, where, true);
+                blockAt[b] = anchored != null ? anchored : planned[b];
+            }
+            for (int i = 0; i < tensors.size(); i++) {
+                if (where[i] == null) {
+                    int b = blocks.of(i);
+                    where[i] = blockAt[b >= 0 ? b : blocks.head()];
+                }
+            }
+            requireWholeBlocks(blockAt);
             return Placement.of(m, r, allDevices(), tensors, where);
+        }
+
+        /**
+         * Refuses overrides that leave part of a block away from where it runs: the engine binds a block's tensors
+         * on one backend, so it would not run what the placement describes.
+         */
+        private void requireWholeBlocks(String[] blockAt) {
+            for (int i = 0; i < tensors.size(); i++) {
+                int b = blocks.of(i);
+                if (b < 0 || where[i].equals(blockAt[b])) {
+                    continue;
+                }
+                int other = -1;
+                for (int j = 0; j < tensors.size(); j++) {
+                    if (blocks.of(j) == b && where[j].equals(blockAt[b])
+                            && (other < 0 || (blocks.isAnchor(j) && !blocks.isAnchor(other)))) {
+                        other = j;
+                    }
+                }
+                throw new IllegalArgumentException(blocks.describe(b) + " runs on one device, but "
+                        + tensors.get(i).name() + " would be on " + where[i] + " (" + why(i) + ") and "
+                        + tensors.get(other).name() + " on " + where[other] + " (" + why(other) + "): override all"
+                        + " of the block's tensors (" + String.join(", ", blocks.members(b)) + ") or none of them");
+            }
+        }
+
+        private String why(int i) {
+            return pinnedBy[i] != null ? "tensor override '" + pinnedBy[i] + "'" : "placed by the planner";
         }
 
         private List<DeviceSpec> allDevices() {
@@ -297,7 +364,8 @@ public final class Planner {
 
         /** Pinned tensors, scratch (as if it held every kind of layer part) and, if it is last, the LM head. */
         private long fixedCost(int gpu, boolean holdsHead) {
-            Set<Part> parts = EnumSet.of(Part.ATTENTION, Part.NORM, m.isMoe() ? Part.EXPERTS : Part.DENSE_FFN);
+            Set<Part> parts = EnumSet.of(Part.ATTENTION, Part.NORM, Part.FFN_NORM,
+                    m.isMoe() ? Part.EXPERTS : Part.DENSE_FFN);
             if (m.isMoe()) {
                 parts.add(Part.ROUTER);
             }

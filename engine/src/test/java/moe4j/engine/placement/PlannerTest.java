@@ -34,9 +34,11 @@ class PlannerTest {
     private static final long HEAD = 2 * MIB;
     private static final long OUTPUT_NORM = KIB;
     private static final long ATTENTION = 4 * MIB;          // q, k, v, output: 1 MiB each
-    private static final long NORMS_AND_ROUTER = 6 * KIB;   // two 1 KiB norms, a 4 KiB router
-    private static final long DENSE = ATTENTION + NORMS_AND_ROUTER;
+    private static final long ATTENTION_BLOCK = ATTENTION + KIB;   // and the 1 KiB attention norm
     private static final long EXPERTS = 24 * MIB;           // gate, up, down: 8 MiB each
+    private static final long FFN_NORM_AND_ROUTER = 5 * KIB;       // a 1 KiB norm, a 4 KiB router
+    /** What runs where the experts run. */
+    private static final long FFN_BLOCK = EXPERTS + FFN_NORM_AND_ROUTER;
     private static final int CTX = 1024;
     private static final long KV = 2L * CTX * 32 * 2;       // keys and values, f16
     /** Batch 1, every kind of part (see Planner.scratchBytes): hidden, normed, block out, q/k/v/out,
@@ -77,7 +79,7 @@ class PlannerTest {
     }
 
     private static long total(ModelFootprint m) {
-        return EMBEDDING + m.layers() * (DENSE + EXPERTS) + OUTPUT_NORM + (m.tiedEmbeddings() ? 0 : HEAD);
+        return EMBEDDING + m.layers() * (ATTENTION_BLOCK + FFN_BLOCK) + OUTPUT_NORM + (m.tiedEmbeddings() ? 0 : HEAD);
     }
 
     @Test
@@ -89,6 +91,11 @@ class PlannerTest {
         assertEquals(12, q.layer());
         assertEquals(Part.ATTENTION, q.part());
         assertEquals(Part.NORM, ModelFootprint.classify("blk.0.attn_k_norm.weight", 1).part());
+        assertEquals(Part.NORM, ModelFootprint.classify("blk.0.attn_norm.weight", 1).part());
+        assertEquals(Part.FFN_NORM, ModelFootprint.classify("blk.0.ffn_norm.weight", 1).part());
+        assertTrue(Part.FFN_NORM.feedForward() && Part.ROUTER.feedForward() && Part.EXPERTS.feedForward()
+                && Part.DENSE_FFN.feedForward());
+        assertFalse(Part.NORM.feedForward() || Part.ATTENTION.feedForward() || Part.OUTPUT_NORM.feedForward());
         assertEquals(Part.ROUTER, ModelFootprint.classify("blk.0.ffn_gate_inp.weight", 1).part());
         assertEquals(Part.EXPERTS, ModelFootprint.classify("blk.0.ffn_down_exps.weight", 1).part());
         assertEquals(Part.DENSE_FFN, ModelFootprint.classify("blk.0.ffn_up.weight", 1).part());
@@ -140,7 +147,7 @@ class PlannerTest {
     void gpusGetWhatEveryTokenReadsBeforeExperts() {
         ModelFootprint m = synthetic(4, false);
         long fixed = SCRATCH_ALL + HEAD + OUTPUT_NORM;
-        long capacity = MARGIN + fixed + 4 * (DENSE + KV) + EXPERTS + EXPERTS / 2;   // room for one expert block
+        long capacity = MARGIN + fixed + 4 * (ATTENTION_BLOCK + KV) + FFN_BLOCK + EXPERTS / 2;   // one FFN block
         Placement p = Planner.plan(m, List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR)), request());
         assertTrue(p.fits(), p.message());
         assertEquals(List.of(0, 1, 2, 3), p.device("cuda:0").attentionLayers());
@@ -156,7 +163,7 @@ class PlannerTest {
     @Test
     void layersThatDoNotFitStayOnTheCpuAndAreTheFirstOnes() {
         ModelFootprint m = synthetic(4, false);
-        long capacity = MARGIN + SCRATCH_ALL + HEAD + OUTPUT_NORM + 2 * (DENSE + KV) + MIB;
+        long capacity = MARGIN + SCRATCH_ALL + HEAD + OUTPUT_NORM + 2 * (ATTENTION_BLOCK + KV) + MIB;
         Placement p = Planner.plan(m, List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR)), request());
         assertTrue(p.fits(), p.message());
         assertEquals(List.of(2, 3), p.device("cuda:0").attentionLayers());
@@ -204,12 +211,27 @@ class PlannerTest {
         DeviceLoad g = p.device("cuda:0");
         assertEquals(List.of(0, 1, 2, 3), g.attentionLayers());
         assertEquals(List.of(), g.expertLayers());
-        assertEquals(4 * DENSE + HEAD + OUTPUT_NORM, g.weightsBytes());
-        assertEquals(EMBEDDING + 4 * EXPERTS, p.device("cpu").weightsBytes());
+        // the FFN norm and router run with the experts: their bytes, scratch and reads are the CPU's
+        assertEquals(4 * ATTENTION_BLOCK + HEAD + OUTPUT_NORM, g.weightsBytes());
+        DeviceLoad cpu = p.device("cpu");
+        assertEquals(EMBEDDING + 4 * FFN_BLOCK, cpu.weightsBytes());
+        long hiddenNormedOut = 3 * 64 * 4;
+        assertEquals(hiddenNormedOut + (2 * 64 + 2 * 32) * 4 + (64 + 1000) * 4, g.scratchBytes(),
+                "attention and head buffers, no router's");
+        assertEquals(hiddenNormedOut + 4 * 4 + 2 * 8 + 2 * (2 * 64 + 2 * 32) * 4, cpu.scratchBytes(),
+                "router logits and choices, expert buffers");
+        assertEquals(4 * ATTENTION_BLOCK + HEAD + OUTPUT_NORM, g.weightsReadPerToken());
+        assertEquals(EMBEDDING / 1000 + 4 * (FFN_NORM_AND_ROUTER + EXPERTS * 2 / 4), cpu.weightsReadPerToken());
         for (LayerPlacement l : p.layers()) {
             assertEquals("cuda:0", l.attention());
             assertEquals("cpu", l.experts());
+            assertEquals("cpu", l.ffn());
+            assertEquals("cpu", p.deviceOf("blk." + l.layer() + ".ffn_norm.weight"));
+            assertEquals("cpu", p.deviceOf("blk." + l.layer() + ".ffn_gate_inp.weight"));
+            assertEquals("cuda:0", p.deviceOf("blk." + l.layer() + ".attn_norm.weight"));
         }
+        // embedding in, then to the CPU and back for each layer's FFN block, and the logits out
+        assertEquals(1 + 4 * 2 + 1, p.transfersPerToken());
     }
 
     @Test
@@ -218,19 +240,20 @@ class PlannerTest {
         Placement p = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), request().withNCpuMoe(1));
         assertEquals(List.of(1, 2, 3), p.device("cuda:0").expertLayers());
         assertEquals(List.of(0), p.device("cpu").expertLayers());
-        assertEquals(EMBEDDING + EXPERTS, p.device("cpu").weightsBytes());
+        assertEquals(EMBEDDING + FFN_BLOCK, p.device("cpu").weightsBytes());
     }
 
     @Test
     void manualGpuLayersThatDoNotFitSayWhichGpuIsShortAndByHowMuch() {
         ModelFootprint m = synthetic(4, false);
-        long capacity = MARGIN + SCRATCH_ALL + HEAD + OUTPUT_NORM + 2 * (DENSE + KV + EXPERTS);
+        long capacity = MARGIN + SCRATCH_ALL + HEAD + OUTPUT_NORM + 2 * (ATTENTION_BLOCK + KV + FFN_BLOCK);
         List<DeviceSpec> devices = List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR));
         Placement manual = Planner.plan(m, devices, request().withGpuLayers(4).withNCpuMoe(0));
         assertFalse(manual.fits());
         DeviceLoad g = manual.device("cuda:0");
-        assertEquals(-2 * (DENSE + KV + EXPERTS), g.freeBytes());
-        assertTrue(manual.message().startsWith("cuda:0 (GPU) is short by " + ByteSize.format(2 * (DENSE + KV + EXPERTS))),
+        long twoLayers = 2 * (ATTENTION_BLOCK + KV + FFN_BLOCK);
+        assertEquals(-twoLayers, g.freeBytes());
+        assertTrue(manual.message().startsWith("cuda:0 (GPU) is short by " + ByteSize.format(twoLayers)),
                 manual.message());
         assertTrue(manual.message().contains("but has " + ByteSize.format(capacity - MARGIN) + " usable"));
 
@@ -246,14 +269,43 @@ class PlannerTest {
         Placement exps = Planner.plan(m, devices, request().withOverrides(List.of(TensorOverride.parse("exps=CPU"))));
         Placement cpuMoe = Planner.plan(m, devices, request().withCpuMoe());
         assertEquals(cpuMoe.tensorDevices(), exps.tensorDevices());
+        assertEquals("cpu", exps.deviceOf("blk.0.ffn_gate_inp.weight"), "the router follows the pinned experts");
+        assertEquals("cpu", exps.deviceOf("blk.0.ffn_norm.weight"));
 
         Placement layer0 = Planner.plan(m, devices, request().withOverrides(List.of(
-                TensorOverride.parse("blk\\.0\\.ffn_down_exps=cpu"), TensorOverride.parse("blk\\.0\\.=CUDA1"))));
+                TensorOverride.parse("blk\\.0\\.ffn_=cpu"), TensorOverride.parse("blk\\.0\\.=CUDA1"))));
         assertEquals("cpu", layer0.deviceOf("blk.0.ffn_down_exps.weight"), "first match wins");
-        assertEquals("cuda:1", layer0.deviceOf("blk.0.ffn_up_exps.weight"));
+        assertEquals("cpu", layer0.deviceOf("blk.0.ffn_norm.weight"));
+        assertEquals("cuda:1", layer0.deviceOf("blk.0.attn_norm.weight"));
         assertEquals("cuda:1", layer0.deviceOf("blk.0.attn_q.weight"));
         assertEquals("cuda:1", layer0.layers().get(0).attention());
+        assertEquals("cpu", layer0.layers().get(0).ffn());
         assertTrue(layer0.device("cuda:1").attentionLayers().contains(0));
+
+        // experts pinned to the other GPU take their FFN norm and router along, and that GPU's fit counts them
+        Placement moved = Planner.plan(m, devices, request().withOverrides(List.of(
+                TensorOverride.parse("blk\\.0\\.ffn_.*_exps=cuda:1"))));
+        assertEquals("cuda:0", moved.layers().get(0).attention(), moved.summary());
+        assertEquals("cuda:1", moved.layers().get(0).ffn(), moved.summary());
+        assertEquals("cuda:1", moved.deviceOf("blk.0.ffn_gate_inp.weight"));
+        assertEquals(2 * ATTENTION_BLOCK + FFN_BLOCK, moved.device("cuda:0").weightsBytes());
+        assertEquals(2 * (ATTENTION_BLOCK + FFN_BLOCK) + FFN_BLOCK + HEAD + OUTPUT_NORM,
+                moved.device("cuda:1").weightsBytes());
+
+        // the engine runs a block on one device: an override that would split one is refused
+        IllegalArgumentException split = assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, devices,
+                request().withCpuMoe().withOverrides(List.of(TensorOverride.parse("ffn_gate_inp=CUDA0")))));
+        assertTrue(split.getMessage().startsWith("Layer 0's feed-forward block runs on one device, but"
+                + " blk.0.ffn_gate_inp.weight would be on cuda:0 (tensor override 'ffn_gate_inp=cuda:0') and"
+                + " blk.0.ffn_gate_exps.weight on cpu (placed by the planner)"), split.getMessage());
+        split = assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, devices, request().withOverrides(
+                List.of(TensorOverride.parse("blk\\.1\\.ffn_down_exps=cpu"),
+                        TensorOverride.parse("blk\\.1\\.=CUDA1")))));
+        assertTrue(split.getMessage().contains("blk.1.ffn_down_exps.weight would be on cpu (tensor override"
+                + " 'blk\\.1\\.ffn_down_exps=cpu') and blk.1.ffn_gate_exps.weight on cuda:1 (tensor override"
+                + " 'blk\\.1\\.=cuda:1')"), split.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, devices,
+                request().withOverrides(List.of(TensorOverride.parse("^output_norm=cpu")))));
 
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, devices,
                 request().withOverrides(List.of(TensorOverride.parse("exps=cuda:7")))));
@@ -316,7 +368,8 @@ class PlannerTest {
     void decodeEstimateIsBandwidthOverBytesRead() {
         ModelFootprint m = synthetic(4, false);
         Placement p = Planner.plan(m, List.of(DeviceSpec.cpu(GIB, DDR)), request());
-        long read = EMBEDDING / 1000 + 4 * (DENSE + EXPERTS * 2 / 4) + OUTPUT_NORM + HEAD;
+        long read = EMBEDDING / 1000 + 4 * (ATTENTION_BLOCK + FFN_NORM_AND_ROUTER + EXPERTS * 2 / 4) + OUTPUT_NORM
+                + HEAD;
         assertEquals(read, p.device("cpu").weightsReadPerToken());
         assertEquals(DDR.bandwidthGBps() * 1e9 / read, p.estimatedDecodeTokensPerSecond(), 1e-9);
         double atFull = DDR.bandwidthGBps() * 1e9 / (read + (double) 4 * KV);

@@ -85,6 +85,19 @@ abstract class BlockFormat implements QuantFormat {
     @Override
     public final void dotPreparedRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
             int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
+        if (Simd.FUSED && nTokens == 1 && rows > 0 && hasRowKernel()) {
+            long blocks = wholeBlocks(x.width());
+            if (rowBytes < blocks * blockBytes) {
+                throw new IllegalArgumentException("rows " + rowBytes + " bytes apart overlap rows of " + blocks * blockBytes
+                        + " bytes of " + type.ggmlName());
+            }
+            DecodedDot.checkPrepared(this, x, firstRow, 1, out, outOffset, outStride);
+            DecodedDot.checkPrepared(this, x, firstRow, 1, out, outOffset + rows - 1, outStride);
+            checkBytes(src, srcOffset, blocks, "source");
+            checkBytes(src, srcOffset + (rows - 1) * rowBytes, blocks, "source");
+            dotRows(src, srcOffset, rowBytes, rows, x, firstRow, out, outOffset);
+            return;
+        }
         if (!(Simd.FUSED && decodesScaled() && rows >= ScaledDot.TILE && nTokens >= ScaledDot.TILE)) {
             QuantFormat.super.dotPreparedRows(src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset,
                     outStride);
@@ -107,6 +120,22 @@ abstract class BlockFormat implements QuantFormat {
         for (; r < rows; r++) {
             ScaledDot.dot(this, src, srcOffset + r * rowBytes, x, firstRow, nTokens, out, outOffset + r, outStride);
         }
+    }
+
+    /** Whether {@link #dotRows} is implemented. */
+    boolean hasRowKernel() {
+        return false;
+    }
+
+    /**
+     * The matrix-vector product of decoding: {@link #dotPrepared} of {@code rows} rows (row {@code r} at byte
+     * {@code srcOffset + r*rowBytes}) with the single prepared row {@code token}, into {@code out[outOffset + r]}.
+     * Each result equals {@code dotPrepared}'s bit for bit (same operations in the same order), but the whole row
+     * runs in one loop with its accumulators in registers. Arguments are checked and {@link Simd#FUSED} holds.
+     */
+    void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
+            float[] out, int outOffset) {
+        throw new AssertionError("hasRowKernel() is true but dotRows is missing for " + type);
     }
 
     /** Whether this 256-element super-block type implements {@link #decodeScaled} for {@link ScaledDot}. */

@@ -106,27 +106,52 @@ public final class Q5_K extends BlockFormat {
 
     @Override
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
-        int scales = src.get(Layouts.INT_LE, block + D);
-        KQuantScales.scaleProductsAndMins(src, block, Simd.fp16(scales, 0), Simd.fp16(scales, 1), s.scales);
-        FloatVector.fromArray(Simd.F, s.scales, 16).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
+        // written out without loops, the quants in 64-byte loads: see Q4_K.decodeScaled; chunk c (quant bytes
+        // 32c .. 32c+31) takes high bits 2c (low nibbles) and 2c+1 (high nibbles)
+        int pair = src.get(Layouts.INT_LE, block + D);
+        IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
+                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+        IntVector low = raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
+                .and(KQuantScales.SCALE_MIN_LOW_MASK);
+        IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
+                .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
+        FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0)).blend(Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
+                .mul((FloatVector) low.or(high).convert(I2F, 0));
+        float[] scales = s.scales;
+        products.intoArray(scales, 0);
+        products.rearrange(KQuantScales.MIN_SPREAD_F).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
+        ByteVector highBits = ByteVector.fromMemorySegment(Simd.B64, src, block + QH, Simd.LE);
+        IntVector h0 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
+        IntVector h1 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 1)).lanewise(LSHL, Simd.SHIFT_4);
+        ByteVector first = ByteVector.fromMemorySegment(Simd.B64, src, block + QS, Simd.LE);
+        ByteVector second = ByteVector.fromMemorySegment(Simd.B64, src, block + QS + 64, Simd.LE);
+        IntVector q0 = (IntVector) first.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+        IntVector q1 = (IntVector) first.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
+        IntVector q2 = (IntVector) first.convertShape(ZERO_EXTEND_B2I, Simd.I, 2);
+        IntVector q3 = (IntVector) first.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
+        IntVector q4 = (IntVector) second.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+        IntVector q5 = (IntVector) second.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
+        IntVector q6 = (IntVector) second.convertShape(ZERO_EXTEND_B2I, Simd.I, 2);
+        IntVector q7 = (IntVector) second.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
         MemorySegment w = s.w;
-        long wo = 1024L * slot;
-        IntVector h0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QH, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
-        IntVector h1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QH + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
-        for (int c = 0; c < 4; c++) {
-            long qs = QS + 32L * c;
-            IntVector lowBit = IntVector.broadcast(Simd.I, 2 * c);
-            IntVector highBit = IntVector.broadcast(Simd.I, 2 * c + 1);
-            FloatVector low = FloatVector.broadcast(Simd.F, s.scales[2 * c]);
-            FloatVector high = FloatVector.broadcast(Simd.F, s.scales[2 * c + 1]);
-            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            long e = wo + 256L * c;
-            ((FloatVector) q0.and(0xF).or(h0.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0)).mul(low).intoMemorySegment(w, e, ScaledDot.NATIVE);
-            ((FloatVector) q1.and(0xF).or(h1.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0)).mul(low).intoMemorySegment(w, e + 64, ScaledDot.NATIVE);
-            ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, highBit).and(16)).convert(I2F, 0)).mul(high).intoMemorySegment(w, e + 128, ScaledDot.NATIVE);
-            ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, highBit).and(16)).convert(I2F, 0)).mul(high).intoMemorySegment(w, e + 192, ScaledDot.NATIVE);
-        }
+        long e0 = s.at[slot];
+        long qb = s.quarterBytes;
+        ((FloatVector) q0.and(0xF).or(h0.and(16)).convert(I2F, 0)).mul(scales[0]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
+        ((FloatVector) q1.and(0xF).or(h1.and(16)).convert(I2F, 0)).mul(scales[0]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
+        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).mul(scales[1]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
+        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).mul(scales[1]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q2.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).mul(scales[2]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
+        ((FloatVector) q3.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).mul(scales[2]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).mul(scales[3]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).mul(scales[3]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) q4.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).mul(scales[4]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
+        ((FloatVector) q5.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).mul(scales[4]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).mul(scales[5]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).mul(scales[5]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) q6.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).mul(scales[6]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
+        ((FloatVector) q7.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).mul(scales[6]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).mul(scales[7]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).mul(scales[7]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
     }
 
     @Override
@@ -168,6 +193,84 @@ public final class Q5_K extends BlockFormat {
         a3.intoArray(state, 3 * Simd.L);
         FloatVector.fromArray(Simd.F, s.scales, 16).fma(FloatVector.fromArray(Simd.F, sums, so), FloatVector.fromArray(Simd.F, state, 4 * Simd.L))
                 .intoArray(state, 4 * Simd.L);
+    }
+
+    @Override
+    boolean hasRowKernel() { return true; }
+
+    /**
+     * {@link #accumulateScaled}'s operations block after block with the accumulators in registers, loading like
+     * {@link Q4_K#dotRows}: three 64-byte loads per block, the first holding the scale bytes (part 0) and the
+     * fifth bits (parts 1 and 2), the other two the low nibbles (measured 1.25x faster than 16-byte loads).
+     */
+    @Override
+    void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
+            float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        float[] xv = x.values();
+        float[] sums = x.sumsArray();
+        int xRow = token * width;
+        int sRow = xRow / PreparedActivations.SUM_GROUP;
+        float[] terms = Simd.TERMS.get();
+        for (int r = 0; r < rows; r++) {
+            long row = srcOffset + r * rowBytes;
+            FloatVector a0 = FloatVector.zero(Simd.F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            FloatVector am = a0;
+            for (int b = 0; b < blocks; b++) {
+                long block = row + (long) b * BYTES;
+                int pair = src.get(Layouts.INT_LE, block + D);
+                ByteVector head = ByteVector.fromMemorySegment(Simd.B64, src, block, Simd.LE);
+                IntVector raw = (IntVector) head.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector low = raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
+                        .and(KQuantScales.SCALE_MIN_LOW_MASK);
+                IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
+                        .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
+                FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0))
+                        .blend(Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
+                        .mul((FloatVector) low.or(high).convert(I2F, 0));
+                products.intoArray(terms, 0);
+                am = products.rearrange(KQuantScales.MIN_SPREAD_F)
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * QK / PreparedActivations.SUM_GROUP), am);
+                IntVector h0 = ((IntVector) head.convertShape(ZERO_EXTEND_B2I, Simd.I, 1)).lanewise(LSHL, Simd.SHIFT_4);
+                IntVector h1 = ((IntVector) head.convertShape(ZERO_EXTEND_B2I, Simd.I, 2)).lanewise(LSHL, Simd.SHIFT_4);
+                int xb = xRow + b * QK;
+                for (int half = 0; half < 2; half++) {
+                    ByteVector quants = ByteVector.fromMemorySegment(Simd.B64, src, block + QS + 64L * half, Simd.LE);
+                    for (int part = 0; part < 4; part += 2) {
+                        int c = 2 * half + part / 2;
+                        IntVector q0 = (IntVector) quants.convertShape(ZERO_EXTEND_B2I, Simd.I, part);
+                        IntVector q1 = (IntVector) quants.convertShape(ZERO_EXTEND_B2I, Simd.I, part + 1);
+                        IntVector lowBit = IntVector.broadcast(Simd.I, 2 * c);
+                        IntVector highBit = IntVector.broadcast(Simd.I, 2 * c + 1);
+                        float lowScale = terms[2 * c];
+                        float highScale = terms[2 * c + 1];
+                        int e = xb + 64 * c;
+                        a0 = ((FloatVector) q0.and(0xF).or(h0.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0)).mul(lowScale)
+                                .fma(FloatVector.fromArray(Simd.F, xv, e), a0);
+                        a1 = ((FloatVector) q1.and(0xF).or(h1.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0)).mul(lowScale)
+                                .fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
+                        a2 = ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, highBit).and(16))
+                                .convert(I2F, 0)).mul(highScale).fma(FloatVector.fromArray(Simd.F, xv, e + 32), a2);
+                        a3 = ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, highBit).and(16))
+                                .convert(I2F, 0)).mul(highScale).fma(FloatVector.fromArray(Simd.F, xv, e + 48), a3);
+                    }
+                }
+            }
+            FloatVector v = a0.add(a1).add(a2.add(a3));
+            v = v.add(v.rearrange(Simd.FOLD_8));
+            am = am.add(am.rearrange(Simd.FOLD_8));
+            v = v.add(v.rearrange(Simd.FOLD_4));
+            am = am.add(am.rearrange(Simd.FOLD_4));
+            v = v.add(v.rearrange(Simd.FOLD_2));
+            am = am.add(am.rearrange(Simd.FOLD_2));
+            v = v.add(v.rearrange(Simd.FOLD_1));
+            am = am.add(am.rearrange(Simd.FOLD_1));
+            out[outOffset + r] = v.lane(0) - am.lane(0);
+        }
     }
 
     @Override

@@ -117,31 +117,48 @@ public final class Q6_K extends BlockFormat {
 
     @Override
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
+        // written out without loops, the quants in 64-byte loads: see dotRows. Group g = 8*half + 2k (+1) takes
+        // the low (k < 2) or high nibbles of quant bytes 64*half + 32*(k & 1) and bits 2k of high-bit bytes 32*half.
         float d = Halfs.readFp16(src, block + D);
         FloatVector dl = ((FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
                 .convertShape(B2I, Simd.I, 0).convert(I2F, 0)).mul(d);
-        dl.intoArray(s.scales, 0);
+        float[] scales = s.scales;
+        dl.intoArray(scales, 0);
         dl.mul(32f).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
+        ByteVector highBits = ByteVector.fromMemorySegment(Simd.B64, src, block + QH, Simd.LE);
         MemorySegment w = s.w;
-        long wo = 1024L * slot;
-        for (int half = 0; half < 2; half++) {
-            long ql = QL + 64L * half;
-            long qhAt = QH + 32L * half;
-            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qhAt, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qhAt + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            for (int k = 0; k < 4; k++) {
-                IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
-                IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
-                long l = ql + 32L * (k & 1);
-                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + l, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + l + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                int g = 8 * half + 2 * k;
-                IntVector q0 = l0.lanewise(LSHR, lowShift).and(0xF).or(h0.lanewise(LSHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                IntVector q1 = l1.lanewise(LSHR, lowShift).and(0xF).or(h1.lanewise(LSHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                ((FloatVector) q0.convert(I2F, 0)).mul(s.scales[g]).intoMemorySegment(w, wo + 64L * g, ScaledDot.NATIVE);
-                ((FloatVector) q1.convert(I2F, 0)).mul(s.scales[g + 1]).intoMemorySegment(w, wo + 64L * g + 64, ScaledDot.NATIVE);
-            }
-        }
+        long e0 = s.at[slot];
+        long qb = s.quarterBytes;
+        ByteVector low0 = ByteVector.fromMemorySegment(Simd.B64, src, block + QL, Simd.LE);
+        IntVector l00 = (IntVector) low0.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+        IntVector l01 = (IntVector) low0.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
+        IntVector l02 = (IntVector) low0.convertShape(ZERO_EXTEND_B2I, Simd.I, 2);
+        IntVector l03 = (IntVector) low0.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
+        IntVector h00 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
+        IntVector h01 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 1)).lanewise(LSHL, Simd.SHIFT_4);
+        ((FloatVector) l00.and(0xF).or(h00.and(0x30)).convert(I2F, 0)).mul(scales[0]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
+        ((FloatVector) l01.and(0xF).or(h01.and(0x30)).convert(I2F, 0)).mul(scales[1]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
+        ((FloatVector) l02.and(0xF).or(h00.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(scales[2]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
+        ((FloatVector) l03.and(0xF).or(h01.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(scales[3]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(scales[4]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(scales[5]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l02.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).mul(scales[6]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l03.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).mul(scales[7]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
+        ByteVector low1 = ByteVector.fromMemorySegment(Simd.B64, src, block + QL + 64, Simd.LE);
+        IntVector l10 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+        IntVector l11 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
+        IntVector l12 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 2);
+        IntVector l13 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
+        IntVector h10 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 2)).lanewise(LSHL, Simd.SHIFT_4);
+        IntVector h11 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 3)).lanewise(LSHL, Simd.SHIFT_4);
+        ((FloatVector) l10.and(0xF).or(h10.and(0x30)).convert(I2F, 0)).mul(scales[8]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
+        ((FloatVector) l11.and(0xF).or(h11.and(0x30)).convert(I2F, 0)).mul(scales[9]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l12.and(0xF).or(h10.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(scales[10]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l13.and(0xF).or(h11.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(scales[11]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(scales[12]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(scales[13]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l12.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).mul(scales[14]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l13.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).mul(scales[15]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
     }
 
     @Override
@@ -194,6 +211,100 @@ public final class Q6_K extends BlockFormat {
         a3.intoArray(state, 3 * Simd.L);
         dl.mul(32f).fma(FloatVector.fromArray(Simd.F, sums, so), FloatVector.fromArray(Simd.F, state, 4 * Simd.L))
                 .intoArray(state, 4 * Simd.L);
+    }
+
+    @Override
+    boolean hasRowKernel() { return true; }
+
+    /**
+     * {@link #accumulateScaled}'s operations block after block with the accumulators in registers (group
+     * {@code g} into accumulator {@code g % 4}), written out straight as {@link Q4_K#dotRows} is and for the same
+     * measured reasons. Each group's quant is formed with the same integer operations up to equivalent shifts.
+     */
+    @Override
+    void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
+            float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        float[] xv = x.values();
+        float[] sums = x.sumsArray();
+        int xRow = token * width;
+        int sRow = xRow / PreparedActivations.SUM_GROUP;
+        float[] terms = Simd.TERMS.get();
+        for (int r = 0; r < rows; r++) {
+            long row = srcOffset + r * rowBytes;
+            FloatVector a0 = FloatVector.zero(Simd.F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            FloatVector am = a0;
+            for (int b = 0; b < blocks; b++) {
+                long block = row + (long) b * BYTES;
+                float d = Halfs.readFp16(src, block + D);
+                FloatVector dl = ((FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
+                        .convertShape(B2I, Simd.I, 0).convert(I2F, 0)).mul(d);
+                dl.intoArray(terms, 0);
+                am = dl.mul(32f).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * QK / PreparedActivations.SUM_GROUP), am);
+                int e = xRow + b * QK;
+                ByteVector highBits = ByteVector.fromMemorySegment(Simd.B64, src, block + QH, Simd.LE);
+                ByteVector lowFirst = ByteVector.fromMemorySegment(Simd.B64, src, block + QL, Simd.LE);
+                IntVector h0 = (IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector h1 = (IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
+                IntVector l00 = (IntVector) lowFirst.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector l01 = (IntVector) lowFirst.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
+                a0 = ((FloatVector) l00.and(0xF).or(h0.lanewise(LSHL, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(terms[0])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e), a0);
+                a1 = ((FloatVector) l01.and(0xF).or(h1.lanewise(LSHL, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(terms[1])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
+                a0 = ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).or(h0.and(0x30)).convert(I2F, 0)).mul(terms[4])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 64), a0);
+                a1 = ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).or(h1.and(0x30)).convert(I2F, 0)).mul(terms[5])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 80), a1);
+                IntVector l02 = (IntVector) lowFirst.convertShape(ZERO_EXTEND_B2I, Simd.I, 2);
+                IntVector l03 = (IntVector) lowFirst.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
+                a2 = ((FloatVector) l02.and(0xF).or(h0.lanewise(LSHL, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(terms[2])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 32), a2);
+                a3 = ((FloatVector) l03.and(0xF).or(h1.lanewise(LSHL, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(terms[3])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 48), a3);
+                a2 = ((FloatVector) l02.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(terms[6])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 96), a2);
+                a3 = ((FloatVector) l03.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(terms[7])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 112), a3);
+                ByteVector lowSecond = ByteVector.fromMemorySegment(Simd.B64, src, block + QL + 64, Simd.LE);
+                IntVector h2 = (IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 2);
+                IntVector h3 = (IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
+                IntVector l10 = (IntVector) lowSecond.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector l11 = (IntVector) lowSecond.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
+                a0 = ((FloatVector) l10.and(0xF).or(h2.lanewise(LSHL, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(terms[8])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 128), a0);
+                a1 = ((FloatVector) l11.and(0xF).or(h3.lanewise(LSHL, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(terms[9])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 144), a1);
+                a0 = ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).or(h2.and(0x30)).convert(I2F, 0)).mul(terms[12])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 192), a0);
+                a1 = ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).or(h3.and(0x30)).convert(I2F, 0)).mul(terms[13])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 208), a1);
+                IntVector l12 = (IntVector) lowSecond.convertShape(ZERO_EXTEND_B2I, Simd.I, 2);
+                IntVector l13 = (IntVector) lowSecond.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
+                a2 = ((FloatVector) l12.and(0xF).or(h2.lanewise(LSHL, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(terms[10])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 160), a2);
+                a3 = ((FloatVector) l13.and(0xF).or(h3.lanewise(LSHL, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(terms[11])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 176), a3);
+                a2 = ((FloatVector) l12.lanewise(LSHR, Simd.SHIFT_4).or(h2.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(terms[14])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 224), a2);
+                a3 = ((FloatVector) l13.lanewise(LSHR, Simd.SHIFT_4).or(h3.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(terms[15])
+                        .fma(FloatVector.fromArray(Simd.F, xv, e + 240), a3);
+            }
+            FloatVector v = a0.add(a1).add(a2.add(a3));
+            v = v.add(v.rearrange(Simd.FOLD_8));
+            am = am.add(am.rearrange(Simd.FOLD_8));
+            v = v.add(v.rearrange(Simd.FOLD_4));
+            am = am.add(am.rearrange(Simd.FOLD_4));
+            v = v.add(v.rearrange(Simd.FOLD_2));
+            am = am.add(am.rearrange(Simd.FOLD_2));
+            v = v.add(v.rearrange(Simd.FOLD_1));
+            am = am.add(am.rearrange(Simd.FOLD_1));
+            out[outOffset + r] = v.lane(0) - am.lane(0);
+        }
     }
 
     @Override

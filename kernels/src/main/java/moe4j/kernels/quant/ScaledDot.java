@@ -9,6 +9,8 @@ import java.nio.ByteOrder;
 import java.util.Arrays;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorShuffle;
 
 /**
  * Dot products of 256-element super-block rows (K-quants, IQ4_XS) with {@link PreparedActivations}, decoding
@@ -24,15 +26,17 @@ import jdk.incubator.vector.FloatVector;
  * minimum terms into a fifth; the result is {@code sum((a0 + a1) + (a2 + a3)) - sum(a4)} ({@link Simd#sum}).
  * Types with {@link BlockFormat#fusesScaled()} compute exactly this for a single token, decoding in registers.
  *
- * <p>The batch loops read decoded weights and activations from 64-byte-aligned native memory (see
- * {@link PreparedActivations}), addressing segment slices from offset 0 so that C2 hoists their bounds checks.
+ * <p>The batch loops read decoded weights and activations from 64-byte-aligned native memory (the decode buffer and
+ * {@link PreparedActivations#alignedValues()}): a heap array's elements are 64-byte aligned only by chance of where
+ * the array lies, and where they are not every 64-byte load spans two cache lines. Measured on the same code, the
+ * alignment of the decode buffer alone moved the tiled product between 63 and 84 GFLOP/s.
  */
 final class ScaledDot {
 
     private ScaledDot() {}
 
     static final int QK = 256;
-    /** Super-blocks decoded at a time: 24 KB of floats, within L1 with the activations. */
+    /** Super-blocks {@link #dot} decodes at a time: 24 KB of floats, within L1 with the activations. */
     private static final int CHUNK_BLOCKS = 24;
     private static final int GROUPS = QK / PreparedActivations.SUM_GROUP;
     static final ByteOrder NATIVE = ByteOrder.nativeOrder();
@@ -41,21 +45,76 @@ final class ScaledDot {
     /** Per-token accumulators kept between chunks: four for the products, one for the minimum terms. */
     static final int STATE = 5 * L;
 
+    /** Rows per tile of {@link #dotTile}, and the fewest tokens it takes. */
+    static final int TILE = 4;
+    /**
+     * Tokens of a wide tile: 4 rows times 6 tokens is 24 accumulators, the most that fit in the 32 vector registers
+     * with the 4 weights and an activation; measured about 1.2x the multiply-adds per second of a 4 by 4 tile, which
+     * loads a vector for every two multiply-adds instead of every 2.4. Narrow tiles of {@link #TILE} tokens cover
+     * what wide ones cannot without recomputing tokens ({@link #tileTokens}).
+     */
+    private static final int WIDE = 6;
+    /** (row, token) pairs of a tile, at most: pair {@code p} is row {@code p % TILE}, token {@code p / TILE}. */
+    private static final int PAIRS = TILE * WIDE;
+    /** Pairs that {@link #results} folds together: two tokens' rows. */
+    private static final int FOLD_PAIRS = 2 * TILE;
+    /**
+     * Super-blocks of each tile row decoded at a time: 32 KB of floats for the four rows, which every token tile reads
+     * again, so they stay in L1 while the activations stream through.
+     */
+    private static final int TILE_CHUNK = 8;
+    /** 64-element quarters of a block (four element groups, one for each product accumulator). */
+    private static final int QUARTERS = 4;
+    private static final long QUARTER_BYTES = BLOCK_BYTES / QUARTERS;
+    /** The same quarter of each of the four rows of a tile, side by side in the decode buffer. */
+    private static final long TILE_QUARTER_BYTES = TILE * QUARTER_BYTES;
+    private static final int SLOTS = Math.max(CHUNK_BLOCKS, TILE * TILE_CHUNK);
+
     /** Per-thread decode buffers, and the accumulators of tokens between chunks. */
     static final class Scratch {
-        /** Decoded weights of block slot {@code i} at float {@code 256*i}. */
-        final MemorySegment w;
-        /** Minimum terms of block slot {@code i} at float {@code 16*i}. */
-        final MemorySegment mins;
+        /**
+         * Decoded weights, native order, 64-byte aligned: block slot {@code i}'s quarter {@code q} (element groups
+         * {@code 4q .. 4q+3}) at byte {@code at[i] + q * quarterBytes}.
+         */
+        final MemorySegment w = Arena.ofAuto().allocate(SLOTS * BLOCK_BYTES, 64);
+        /**
+         * Where each slot's first quarter goes in {@link #w}: a table rather than a method, as a call C2 does not inline
+         * into a decoder (it stops inlining once the Vector API has grown the graph) spills every vector around it.
+         */
+        long[] at;
+        /** Bytes from one quarter of a block to the next in {@link #w}. */
+        long quarterBytes;
+        /** Minimum terms of block slot {@code i} at byte {@code 64*i}, native order, 64-byte aligned. */
+        final MemorySegment mins = Arena.ofAuto().allocate(SLOTS * GROUP_BYTES, 64);
         /** Unpacked scales of the block being decoded: sub-block scales from 0, its minimum terms from 16. */
         final float[] scales = new float[2 * L];
-        float[] state = new float[16 * STATE];
+        float[] state = new float[PAIRS * STATE];
+        /** {@link #results}' partly folded sums of a group of pairs. */
+        final float[] folds = new float[FOLD_PAIRS * L];
 
         Scratch() {
-            Arena arena = Arena.ofAuto();
-            w = arena.allocate(CHUNK_BLOCKS * BLOCK_BYTES, 64);
-            mins = arena.allocate(CHUNK_BLOCKS * GROUPS * Float.BYTES, 64);
+            interleave(1);
         }
+
+        /**
+         * Decodes blocks one after the other ({@code rows} 1), or the same block of each row of a tile side by side
+         * ({@code rows} {@link ScaledDot#TILE}): slots {@code 4b .. 4b+3} interleave their quarters.
+         */
+        void interleave(int rows) {
+            at = rows == 1 ? SEQUENTIAL : INTERLEAVED;
+            quarterBytes = rows * QUARTER_BYTES;
+        }
+    }
+
+    private static final long[] SEQUENTIAL = slotOffsets(1);
+    private static final long[] INTERLEAVED = slotOffsets(TILE);
+
+    private static long[] slotOffsets(int rows) {
+        long[] at = new long[SLOTS];
+        for (int i = 0; i < SLOTS; i++) {
+            at[i] = (long) (i / rows) * rows * BLOCK_BYTES + (i % rows) * QUARTER_BYTES;
+        }
+        return at;
     }
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
@@ -72,49 +131,37 @@ final class ScaledDot {
         }
         float[] state = s.state;
         Arrays.fill(state, 0, nTokens * STATE, 0f);
-        MemorySegment xv = x.alignedValues();
-        MemorySegment sums = x.sums();
-        long rowBytes = (long) width * Float.BYTES;
-        long rowSums = rowBytes / PreparedActivations.SUM_GROUP;
         if (nTokens == 1 && format.fusesScaled()) {
-            // one pass over the weights: decoding dominates, and array accesses check cheaper than segment ones
-            float[] xa = x.values();
-            float[] sa = x.sumsArray();
+            // one pass over the weights: decoding dominates
             int xo = firstRow * width;
+            int so = xo / PreparedActivations.SUM_GROUP;
             for (int b = 0; b < blocks; b++) {
-                format.accumulateScaled(src, srcOffset + (long) b * blockBytes, xa, xo + b * QK, sa,
-                        xo / PreparedActivations.SUM_GROUP + b * GROUPS, state, s);
+                format.accumulateScaled(src, srcOffset + (long) b * blockBytes, x.values(), xo + b * QK, x.sumsArray(),
+                        so + b * GROUPS, state, s);
             }
         } else {
+            MemorySegment xv = x.alignedValues();
+            MemorySegment sums = x.sums();
+            long rowBytes = (long) width * Float.BYTES;
+            long rowSums = rowBytes / PreparedActivations.SUM_GROUP;
+            s.interleave(1);
             for (int b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
                 int n = Math.min(CHUNK_BLOCKS, blocks - b0);
                 for (int b = 0; b < n; b++) {
                     format.decodeScaled(src, srcOffset + (long) (b0 + b) * blockBytes, s, b);
                 }
-                long bytes = n * BLOCK_BYTES;
-                long minBytes = n * GROUP_BYTES;
-                MemorySegment w = s.w.asSlice(0, bytes);
-                MemorySegment m = s.mins.asSlice(0, minBytes);
+                int bytes = n * (int) BLOCK_BYTES;
+                int minBytes = n * (int) GROUP_BYTES;
                 int t = 0;
                 for (; t + 4 <= nTokens; t += 4) {
-                    long row = firstRow + t;
-                    long xo = row * rowBytes + b0 * BLOCK_BYTES;
-                    long so = row * rowSums + b0 * GROUP_BYTES;
-                    accumulate4(w, xv.asSlice(xo, 3 * rowBytes + bytes), rowBytes, state, STATE * t);
-                    accumulateMins4(m, sums.asSlice(so, 3 * rowSums + minBytes), rowSums, state, STATE * t);
-                }
-                for (; t + 2 <= nTokens; t += 2) {
-                    long row = firstRow + t;
-                    long xo = row * rowBytes + b0 * BLOCK_BYTES;
-                    long so = row * rowSums + b0 * GROUP_BYTES;
-                    accumulate2(w, xv.asSlice(xo, bytes), xv.asSlice(xo + rowBytes, bytes), state, STATE * t);
-                    accumulateMins(m, sums.asSlice(so, minBytes), state, STATE * t);
-                    accumulateMins(m, sums.asSlice(so + rowSums, minBytes), state, STATE * (t + 1));
+                    int row = firstRow + t;
+                    accumulate4(s.w, bytes, xv, row * rowBytes + b0 * BLOCK_BYTES, rowBytes, state, STATE * t);
+                    accumulateMins4(s.mins, minBytes, sums, row * rowSums + b0 * GROUP_BYTES, rowSums, state, STATE * t);
                 }
                 for (; t < nTokens; t++) {
-                    long row = firstRow + t;
-                    accumulate(w, xv.asSlice(row * rowBytes + b0 * BLOCK_BYTES, bytes), state, STATE * t);
-                    accumulateMins(m, sums.asSlice(row * rowSums + b0 * GROUP_BYTES, minBytes), state, STATE * t);
+                    int row = firstRow + t;
+                    accumulate(s.w, bytes, xv, row * rowBytes + b0 * BLOCK_BYTES, state, STATE * t);
+                    accumulateMins(s.mins, minBytes, sums, row * rowSums + b0 * GROUP_BYTES, state, STATE * t);
                 }
             }
         }
@@ -130,17 +177,14 @@ final class ScaledDot {
         return Simd.sum(a) - Simd.sum(FloatVector.fromArray(F, state, st + 4 * L));
     }
 
-    /** Rows per tile of {@link #dotTile}, and tokens per tile. */
-    static final int TILE = 4;
-    /** Super-blocks of each tile row decoded at a time, so that the tile's rows fill the decode buffer. */
-    private static final int TILE_CHUNK = CHUNK_BLOCKS / TILE;
-
     /**
      * {@link #dot} of {@link #TILE} rows, row {@code r} at byte {@code srcOffset + r*rowStride} writing
      * {@code out[outOffset + r + t*outStride]}, with at least {@link #TILE} tokens; arguments already checked. Each
-     * chunk of the four rows is decoded once, then multiplied with four tokens at a time ({@link #tile}), so each
-     * activation load serves four rows and each weight load four tokens; every (row, token) pair still sees exactly
-     * {@link #dot}'s operations in its order.
+     * chunk of the four rows is decoded once, block {@code b} of row {@code r} into slot {@code 4b + r} (interleaved),
+     * then multiplied with several tokens at a time ({@link #tileWide}, {@link #tile}), so each activation load
+     * serves four rows and each weight load several tokens; every (row, token) pair still sees exactly {@link #dot}'s
+     * operations in its order. A row's first chunk starts the accumulators from zero, so {@code state} only carries
+     * them between chunks (one region per token tile when the row has more than one chunk) and to {@link #results}.
      */
     static void dotTile(BlockFormat format, MemorySegment src, long srcOffset, long rowStride, PreparedActivations x,
             int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
@@ -148,192 +192,656 @@ final class ScaledDot {
         int width = x.width();
         int blocks = width / QK;
         int blockBytes = format.blockBytes();
-        int rowState = nTokens * STATE;
-        if (s.state.length < TILE * rowState) {
-            s.state = new float[TILE * rowState];
+        int tiles = 0;
+        for (int t = 0; t < nTokens; t += tileTokens(nTokens - t, nTokens)) {
+            tiles++;
+        }
+        boolean chunked = blocks > TILE_CHUNK;
+        int stateFloats = (chunked ? tiles : 1) * PAIRS * STATE;
+        if (s.state.length < stateFloats) {
+            s.state = new float[stateFloats];
         }
         float[] state = s.state;
-        Arrays.fill(state, 0, TILE * rowState, 0f);
         MemorySegment xv = x.alignedValues();
         MemorySegment sums = x.sums();
         long rowBytes = (long) width * Float.BYTES;
         long rowSums = rowBytes / PreparedActivations.SUM_GROUP;
+        s.interleave(TILE);
         for (int b0 = 0; b0 < blocks; b0 += TILE_CHUNK) {
             int n = Math.min(TILE_CHUNK, blocks - b0);
-            for (int r = 0; r < TILE; r++) {
-                for (int b = 0; b < n; b++) {
-                    format.decodeScaled(src, srcOffset + r * rowStride + (long) (b0 + b) * blockBytes, s, r * n + b);
-                }
-            }
-            long bytes = n * BLOCK_BYTES;
-            long minBytes = n * GROUP_BYTES;
-            MemorySegment w = s.w.asSlice(0, TILE * bytes);
-            int t = 0;
-            for (; t + TILE <= nTokens; t += TILE) {
-                long row = firstRow + t;
-                tile(w, bytes, xv.asSlice(row * rowBytes + b0 * BLOCK_BYTES, 3 * rowBytes + bytes), rowBytes, state,
-                        STATE * t, rowState);
-                MemorySegment sm = sums.asSlice(row * rowSums + b0 * GROUP_BYTES, 3 * rowSums + minBytes);
+            for (int b = 0; b < n; b++) {
+                long block = srcOffset + (long) (b0 + b) * blockBytes;
                 for (int r = 0; r < TILE; r++) {
-                    accumulateMins4(s.mins.asSlice(r * minBytes, minBytes), sm, rowSums, state, r * rowState + STATE * t);
+                    format.decodeScaled(src, block + r * rowStride, s, TILE * b + r);
                 }
             }
-            for (; t < nTokens; t++) {
-                long row = firstRow + t;
-                MemorySegment xs = xv.asSlice(row * rowBytes + b0 * BLOCK_BYTES, bytes);
-                MemorySegment ss = sums.asSlice(row * rowSums + b0 * GROUP_BYTES, minBytes);
-                for (int r = 0; r < TILE; r++) {
-                    accumulate(w.asSlice(r * bytes, bytes), xs, state, r * rowState + STATE * t);
-                    accumulateMins(s.mins.asSlice(r * minBytes, minBytes), ss, state, r * rowState + STATE * t);
+            boolean first = b0 == 0;
+            int st = 0;
+            for (int t = 0; t < nTokens; ) {
+                int size = tileTokens(nTokens - t, nTokens);
+                // a tile past the last token ends at it instead, recomputing tokens of the tile before
+                int from = Math.min(t, nTokens - size);
+                long xo = (firstRow + from) * rowBytes + b0 * BLOCK_BYTES;
+                long so = (firstRow + from) * rowSums + b0 * GROUP_BYTES;
+                if (size == WIDE) {
+                    tileWide(s.w, n, xv, xo, rowBytes, state, st, first);
+                    tileWideMins(s.mins, n, sums, so, rowSums, state, st, first);
+                } else {
+                    tile(s.w, n, xv, xo, rowBytes, state, st, first);
+                    tileMins(s.mins, n, sums, so, rowSums, state, st, first);
                 }
-            }
-        }
-        for (int r = 0; r < TILE; r++) {
-            for (int t = 0; t < nTokens; t++) {
-                out[outOffset + r + t * outStride] = result(state, r * rowState + STATE * t);
+                if (b0 + n == blocks) {
+                    results(state, st, size * TILE, s.folds, out, outOffset + from * outStride, outStride);
+                }
+                t += size;
+                if (chunked) {
+                    st += PAIRS * STATE;
+                }
             }
         }
     }
 
     /**
-     * Adds four rows of decoded weights (row {@code r} from byte {@code r * wStride} of {@code w}) times four tokens'
-     * activations (token {@code k} from byte {@code k * xStride} of {@code x}) to the product accumulators of each
-     * (row, token) pair: row {@code r}, token {@code k}'s at {@code state[st + r*rowState + k*STATE]}. One pass per
-     * accumulator index {@code j} takes element groups {@code j, j+4, ..} in order, exactly the sequence that
-     * {@link #accumulate} adds into accumulator {@code j}, with sixteen accumulators live instead of sixty-four.
+     * Tokens of the tile for the {@code rest} of {@code nTokens} tokens: wide tiles where they fit, narrow ones where
+     * a wide tile would recompute more of the tokens before than narrow ones would (the last tile ends at the last
+     * token). By measured cost, a narrow tile of 4 tokens being 1 and a wide one of 6 tokens 1.2: 7 and 8 tokens are
+     * two narrow tiles, 5 one wide, 1 to 4 one narrow.
      */
-    private static void tile(MemorySegment w, long wStride, MemorySegment x, long xStride, float[] state, int st,
-            int rowState) {
-        long w1 = wStride;
-        long w2 = 2 * wStride;
-        long w3 = 3 * wStride;
-        long x1 = xStride;
-        long x2 = 2 * xStride;
-        long x3 = 3 * xStride;
-        int r1 = rowState;
-        int r2 = 2 * rowState;
-        int r3 = 3 * rowState;
+    private static int tileTokens(int rest, int nTokens) {
+        return nTokens >= WIDE && (rest == 5 || rest == 6 || rest >= 9) ? WIDE : TILE;
+    }
+
+    /**
+     * Adds {@code blocks} decoded blocks of four rows ({@link #dotTile}'s slots from 0) times four tokens' activations
+     * (token {@code k} from byte {@code xo + k * xStride} of {@code x}) to the product accumulators of each (row,
+     * token) pair: pair {@code p}'s at {@code state[st + p*STATE ..]}, zeros when {@code first}. One pass per
+     * accumulator index {@code j} takes element groups {@code j, j+4, ..} in order, exactly the sequence that
+     * {@link #accumulate} adds into accumulator {@code j}, with sixteen accumulators live instead of sixty-four. The
+     * four rows' quarters lie side by side, so one weight address serves them all; two quarters a step.
+     */
+    private static void tile(MemorySegment w, int blocks, MemorySegment x, long xo, long xStride,
+            float[] state, int st, boolean first) {
+        long x1 = xo + xStride;
+        long x2 = xo + 2 * xStride;
+        long x3 = xo + 3 * xStride;
+        int steps = blocks * QUARTERS / 2;
         for (int j = 0; j < 4; j++) {
             int a = st + j * L;
-            FloatVector c00 = FloatVector.fromArray(F, state, a);
-            FloatVector c01 = FloatVector.fromArray(F, state, a + STATE);
-            FloatVector c02 = FloatVector.fromArray(F, state, a + 2 * STATE);
-            FloatVector c03 = FloatVector.fromArray(F, state, a + 3 * STATE);
-            FloatVector c10 = FloatVector.fromArray(F, state, a + r1);
-            FloatVector c11 = FloatVector.fromArray(F, state, a + r1 + STATE);
-            FloatVector c12 = FloatVector.fromArray(F, state, a + r1 + 2 * STATE);
-            FloatVector c13 = FloatVector.fromArray(F, state, a + r1 + 3 * STATE);
-            FloatVector c20 = FloatVector.fromArray(F, state, a + r2);
-            FloatVector c21 = FloatVector.fromArray(F, state, a + r2 + STATE);
-            FloatVector c22 = FloatVector.fromArray(F, state, a + r2 + 2 * STATE);
-            FloatVector c23 = FloatVector.fromArray(F, state, a + r2 + 3 * STATE);
-            FloatVector c30 = FloatVector.fromArray(F, state, a + r3);
-            FloatVector c31 = FloatVector.fromArray(F, state, a + r3 + STATE);
-            FloatVector c32 = FloatVector.fromArray(F, state, a + r3 + 2 * STATE);
-            FloatVector c33 = FloatVector.fromArray(F, state, a + r3 + 3 * STATE);
-            for (long o = j * GROUP_BYTES; o < wStride; o += 4 * GROUP_BYTES) {
-                FloatVector v0 = FloatVector.fromMemorySegment(F, w, o, NATIVE);
-                FloatVector v1 = FloatVector.fromMemorySegment(F, w, w1 + o, NATIVE);
-                FloatVector v2 = FloatVector.fromMemorySegment(F, w, w2 + o, NATIVE);
-                FloatVector v3 = FloatVector.fromMemorySegment(F, w, w3 + o, NATIVE);
-                FloatVector y0 = FloatVector.fromMemorySegment(F, x, o, NATIVE);
-                FloatVector y1 = FloatVector.fromMemorySegment(F, x, x1 + o, NATIVE);
-                FloatVector y2 = FloatVector.fromMemorySegment(F, x, x2 + o, NATIVE);
-                FloatVector y3 = FloatVector.fromMemorySegment(F, x, x3 + o, NATIVE);
-                c00 = v0.fma(y0, c00);
-                c01 = v0.fma(y1, c01);
-                c02 = v0.fma(y2, c02);
-                c03 = v0.fma(y3, c03);
-                c10 = v1.fma(y0, c10);
-                c11 = v1.fma(y1, c11);
-                c12 = v1.fma(y2, c12);
-                c13 = v1.fma(y3, c13);
-                c20 = v2.fma(y0, c20);
-                c21 = v2.fma(y1, c21);
-                c22 = v2.fma(y2, c22);
-                c23 = v2.fma(y3, c23);
-                c30 = v3.fma(y0, c30);
-                c31 = v3.fma(y1, c31);
-                c32 = v3.fma(y2, c32);
-                c33 = v3.fma(y3, c33);
+            FloatVector c00 = FloatVector.zero(F);
+            FloatVector c10 = c00;
+            FloatVector c20 = c00;
+            FloatVector c30 = c00;
+            FloatVector c01 = c00;
+            FloatVector c11 = c00;
+            FloatVector c21 = c00;
+            FloatVector c31 = c00;
+            FloatVector c02 = c00;
+            FloatVector c12 = c00;
+            FloatVector c22 = c00;
+            FloatVector c32 = c00;
+            FloatVector c03 = c00;
+            FloatVector c13 = c00;
+            FloatVector c23 = c00;
+            FloatVector c33 = c00;
+            if (!first) {
+                c00 = FloatVector.fromArray(F, state, a);
+                c10 = FloatVector.fromArray(F, state, a + STATE);
+                c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
+                c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
+                c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
+                c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
+                c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
+                c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
+                c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
+                c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
+                c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
+                c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
+                c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
+                c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
+                c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
+                c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
+            }
+            for (int q = 0; q < steps; q++) {
+                long wq = q * (2 * TILE_QUARTER_BYTES) + j * GROUP_BYTES;
+                long xq = q * (2 * QUARTER_BYTES) + j * GROUP_BYTES;
+                FloatVector v0 = FloatVector.fromMemorySegment(F, w, wq, NATIVE);
+                FloatVector v1 = FloatVector.fromMemorySegment(F, w, wq + QUARTER_BYTES, NATIVE);
+                FloatVector v2 = FloatVector.fromMemorySegment(F, w, wq + 2 * QUARTER_BYTES, NATIVE);
+                FloatVector v3 = FloatVector.fromMemorySegment(F, w, wq + 3 * QUARTER_BYTES, NATIVE);
+                FloatVector y = FloatVector.fromMemorySegment(F, x, xo + xq, NATIVE);
+                c00 = v0.fma(y, c00);
+                c10 = v1.fma(y, c10);
+                c20 = v2.fma(y, c20);
+                c30 = v3.fma(y, c30);
+                y = FloatVector.fromMemorySegment(F, x, x1 + xq, NATIVE);
+                c01 = v0.fma(y, c01);
+                c11 = v1.fma(y, c11);
+                c21 = v2.fma(y, c21);
+                c31 = v3.fma(y, c31);
+                y = FloatVector.fromMemorySegment(F, x, x2 + xq, NATIVE);
+                c02 = v0.fma(y, c02);
+                c12 = v1.fma(y, c12);
+                c22 = v2.fma(y, c22);
+                c32 = v3.fma(y, c32);
+                y = FloatVector.fromMemorySegment(F, x, x3 + xq, NATIVE);
+                c03 = v0.fma(y, c03);
+                c13 = v1.fma(y, c13);
+                c23 = v2.fma(y, c23);
+                c33 = v3.fma(y, c33);
+                v0 = FloatVector.fromMemorySegment(F, w, wq + 4 * QUARTER_BYTES, NATIVE);
+                v1 = FloatVector.fromMemorySegment(F, w, wq + 5 * QUARTER_BYTES, NATIVE);
+                v2 = FloatVector.fromMemorySegment(F, w, wq + 6 * QUARTER_BYTES, NATIVE);
+                v3 = FloatVector.fromMemorySegment(F, w, wq + 7 * QUARTER_BYTES, NATIVE);
+                y = FloatVector.fromMemorySegment(F, x, xo + xq + QUARTER_BYTES, NATIVE);
+                c00 = v0.fma(y, c00);
+                c10 = v1.fma(y, c10);
+                c20 = v2.fma(y, c20);
+                c30 = v3.fma(y, c30);
+                y = FloatVector.fromMemorySegment(F, x, x1 + xq + QUARTER_BYTES, NATIVE);
+                c01 = v0.fma(y, c01);
+                c11 = v1.fma(y, c11);
+                c21 = v2.fma(y, c21);
+                c31 = v3.fma(y, c31);
+                y = FloatVector.fromMemorySegment(F, x, x2 + xq + QUARTER_BYTES, NATIVE);
+                c02 = v0.fma(y, c02);
+                c12 = v1.fma(y, c12);
+                c22 = v2.fma(y, c22);
+                c32 = v3.fma(y, c32);
+                y = FloatVector.fromMemorySegment(F, x, x3 + xq + QUARTER_BYTES, NATIVE);
+                c03 = v0.fma(y, c03);
+                c13 = v1.fma(y, c13);
+                c23 = v2.fma(y, c23);
+                c33 = v3.fma(y, c33);
             }
             c00.intoArray(state, a);
-            c01.intoArray(state, a + STATE);
-            c02.intoArray(state, a + 2 * STATE);
-            c03.intoArray(state, a + 3 * STATE);
-            c10.intoArray(state, a + r1);
-            c11.intoArray(state, a + r1 + STATE);
-            c12.intoArray(state, a + r1 + 2 * STATE);
-            c13.intoArray(state, a + r1 + 3 * STATE);
-            c20.intoArray(state, a + r2);
-            c21.intoArray(state, a + r2 + STATE);
-            c22.intoArray(state, a + r2 + 2 * STATE);
-            c23.intoArray(state, a + r2 + 3 * STATE);
-            c30.intoArray(state, a + r3);
-            c31.intoArray(state, a + r3 + STATE);
-            c32.intoArray(state, a + r3 + 2 * STATE);
-            c33.intoArray(state, a + r3 + 3 * STATE);
+            c10.intoArray(state, a + STATE);
+            c20.intoArray(state, a + 2 * STATE);
+            c30.intoArray(state, a + 3 * STATE);
+            c01.intoArray(state, a + 4 * STATE);
+            c11.intoArray(state, a + 5 * STATE);
+            c21.intoArray(state, a + 6 * STATE);
+            c31.intoArray(state, a + 7 * STATE);
+            c02.intoArray(state, a + 8 * STATE);
+            c12.intoArray(state, a + 9 * STATE);
+            c22.intoArray(state, a + 10 * STATE);
+            c32.intoArray(state, a + 11 * STATE);
+            c03.intoArray(state, a + 12 * STATE);
+            c13.intoArray(state, a + 13 * STATE);
+            c23.intoArray(state, a + 14 * STATE);
+            c33.intoArray(state, a + 15 * STATE);
         }
     }
 
-    /** Adds {@code w * x} (same length, whole blocks) to one token's four product accumulators. */
-    private static void accumulate(MemorySegment w, MemorySegment x, float[] state, int st) {
+    /**
+     * {@link #tile}'s pass for the fifth accumulators: four rows' minimum terms ({@link #dotTile}'s slots from 0 of
+     * {@code mins}) times four tokens' 16-element sums (token {@code k}'s from byte {@code so + k * stride} of
+     * {@code sums}), block after block as {@link #accumulateMins} adds them.
+     */
+    private static void tileMins(MemorySegment mins, int blocks, MemorySegment sums, long so, long stride,
+            float[] state, int st, boolean first) {
+        long s1 = so + stride;
+        long s2 = so + 2 * stride;
+        long s3 = so + 3 * stride;
+        int a = st + 4 * L;
+        FloatVector c00 = FloatVector.zero(F);
+        FloatVector c10 = c00;
+        FloatVector c20 = c00;
+        FloatVector c30 = c00;
+        FloatVector c01 = c00;
+        FloatVector c11 = c00;
+        FloatVector c21 = c00;
+        FloatVector c31 = c00;
+        FloatVector c02 = c00;
+        FloatVector c12 = c00;
+        FloatVector c22 = c00;
+        FloatVector c32 = c00;
+        FloatVector c03 = c00;
+        FloatVector c13 = c00;
+        FloatVector c23 = c00;
+        FloatVector c33 = c00;
+        if (!first) {
+            c00 = FloatVector.fromArray(F, state, a);
+            c10 = FloatVector.fromArray(F, state, a + STATE);
+            c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
+            c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
+            c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
+            c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
+            c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
+            c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
+            c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
+            c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
+            c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
+            c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
+            c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
+            c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
+            c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
+            c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
+        }
+        for (int b = 0; b < blocks; b++) {
+            long m = b * TILE * GROUP_BYTES;
+            long sb = b * GROUP_BYTES;
+            FloatVector v0 = FloatVector.fromMemorySegment(F, mins, m, NATIVE);
+            FloatVector v1 = FloatVector.fromMemorySegment(F, mins, m + GROUP_BYTES, NATIVE);
+            FloatVector v2 = FloatVector.fromMemorySegment(F, mins, m + 2 * GROUP_BYTES, NATIVE);
+            FloatVector v3 = FloatVector.fromMemorySegment(F, mins, m + 3 * GROUP_BYTES, NATIVE);
+            FloatVector y = FloatVector.fromMemorySegment(F, sums, so + sb, NATIVE);
+            c00 = v0.fma(y, c00);
+            c10 = v1.fma(y, c10);
+            c20 = v2.fma(y, c20);
+            c30 = v3.fma(y, c30);
+            y = FloatVector.fromMemorySegment(F, sums, s1 + sb, NATIVE);
+            c01 = v0.fma(y, c01);
+            c11 = v1.fma(y, c11);
+            c21 = v2.fma(y, c21);
+            c31 = v3.fma(y, c31);
+            y = FloatVector.fromMemorySegment(F, sums, s2 + sb, NATIVE);
+            c02 = v0.fma(y, c02);
+            c12 = v1.fma(y, c12);
+            c22 = v2.fma(y, c22);
+            c32 = v3.fma(y, c32);
+            y = FloatVector.fromMemorySegment(F, sums, s3 + sb, NATIVE);
+            c03 = v0.fma(y, c03);
+            c13 = v1.fma(y, c13);
+            c23 = v2.fma(y, c23);
+            c33 = v3.fma(y, c33);
+        }
+        c00.intoArray(state, a);
+        c10.intoArray(state, a + STATE);
+        c20.intoArray(state, a + 2 * STATE);
+        c30.intoArray(state, a + 3 * STATE);
+        c01.intoArray(state, a + 4 * STATE);
+        c11.intoArray(state, a + 5 * STATE);
+        c21.intoArray(state, a + 6 * STATE);
+        c31.intoArray(state, a + 7 * STATE);
+        c02.intoArray(state, a + 8 * STATE);
+        c12.intoArray(state, a + 9 * STATE);
+        c22.intoArray(state, a + 10 * STATE);
+        c32.intoArray(state, a + 11 * STATE);
+        c03.intoArray(state, a + 12 * STATE);
+        c13.intoArray(state, a + 13 * STATE);
+        c23.intoArray(state, a + 14 * STATE);
+        c33.intoArray(state, a + 15 * STATE);
+    }
+
+    /**
+     * {@link #tile} for {@link #WIDE} tokens, one quarter a step: its 24 accumulators leave no registers for a
+     * second step's loads (two quarters a step spilled accumulators: measured about 0.65x).
+     */
+    private static void tileWide(MemorySegment w, int blocks, MemorySegment x, long xo, long xStride,
+            float[] state, int st, boolean first) {
+        long x1 = xo + xStride;
+        long x2 = xo + 2 * xStride;
+        long x3 = xo + 3 * xStride;
+        long x4 = xo + 4 * xStride;
+        long x5 = xo + 5 * xStride;
+        int steps = blocks * QUARTERS;
+        for (int j = 0; j < 4; j++) {
+            int a = st + j * L;
+            FloatVector c00 = FloatVector.zero(F);
+            FloatVector c10 = c00;
+            FloatVector c20 = c00;
+            FloatVector c30 = c00;
+            FloatVector c01 = c00;
+            FloatVector c11 = c00;
+            FloatVector c21 = c00;
+            FloatVector c31 = c00;
+            FloatVector c02 = c00;
+            FloatVector c12 = c00;
+            FloatVector c22 = c00;
+            FloatVector c32 = c00;
+            FloatVector c03 = c00;
+            FloatVector c13 = c00;
+            FloatVector c23 = c00;
+            FloatVector c33 = c00;
+            FloatVector c04 = c00;
+            FloatVector c14 = c00;
+            FloatVector c24 = c00;
+            FloatVector c34 = c00;
+            FloatVector c05 = c00;
+            FloatVector c15 = c00;
+            FloatVector c25 = c00;
+            FloatVector c35 = c00;
+            if (!first) {
+                c00 = FloatVector.fromArray(F, state, a);
+                c10 = FloatVector.fromArray(F, state, a + STATE);
+                c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
+                c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
+                c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
+                c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
+                c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
+                c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
+                c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
+                c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
+                c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
+                c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
+                c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
+                c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
+                c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
+                c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
+                c04 = FloatVector.fromArray(F, state, a + 16 * STATE);
+                c14 = FloatVector.fromArray(F, state, a + 17 * STATE);
+                c24 = FloatVector.fromArray(F, state, a + 18 * STATE);
+                c34 = FloatVector.fromArray(F, state, a + 19 * STATE);
+                c05 = FloatVector.fromArray(F, state, a + 20 * STATE);
+                c15 = FloatVector.fromArray(F, state, a + 21 * STATE);
+                c25 = FloatVector.fromArray(F, state, a + 22 * STATE);
+                c35 = FloatVector.fromArray(F, state, a + 23 * STATE);
+            }
+            for (int q = 0; q < steps; q++) {
+                long wq = q * TILE_QUARTER_BYTES + j * GROUP_BYTES;
+                long xq = q * QUARTER_BYTES + j * GROUP_BYTES;
+                FloatVector v0 = FloatVector.fromMemorySegment(F, w, wq, NATIVE);
+                FloatVector v1 = FloatVector.fromMemorySegment(F, w, wq + QUARTER_BYTES, NATIVE);
+                FloatVector v2 = FloatVector.fromMemorySegment(F, w, wq + 2 * QUARTER_BYTES, NATIVE);
+                FloatVector v3 = FloatVector.fromMemorySegment(F, w, wq + 3 * QUARTER_BYTES, NATIVE);
+                FloatVector y = FloatVector.fromMemorySegment(F, x, xo + xq, NATIVE);
+                c00 = v0.fma(y, c00);
+                c10 = v1.fma(y, c10);
+                c20 = v2.fma(y, c20);
+                c30 = v3.fma(y, c30);
+                y = FloatVector.fromMemorySegment(F, x, x1 + xq, NATIVE);
+                c01 = v0.fma(y, c01);
+                c11 = v1.fma(y, c11);
+                c21 = v2.fma(y, c21);
+                c31 = v3.fma(y, c31);
+                y = FloatVector.fromMemorySegment(F, x, x2 + xq, NATIVE);
+                c02 = v0.fma(y, c02);
+                c12 = v1.fma(y, c12);
+                c22 = v2.fma(y, c22);
+                c32 = v3.fma(y, c32);
+                y = FloatVector.fromMemorySegment(F, x, x3 + xq, NATIVE);
+                c03 = v0.fma(y, c03);
+                c13 = v1.fma(y, c13);
+                c23 = v2.fma(y, c23);
+                c33 = v3.fma(y, c33);
+                y = FloatVector.fromMemorySegment(F, x, x4 + xq, NATIVE);
+                c04 = v0.fma(y, c04);
+                c14 = v1.fma(y, c14);
+                c24 = v2.fma(y, c24);
+                c34 = v3.fma(y, c34);
+                y = FloatVector.fromMemorySegment(F, x, x5 + xq, NATIVE);
+                c05 = v0.fma(y, c05);
+                c15 = v1.fma(y, c15);
+                c25 = v2.fma(y, c25);
+                c35 = v3.fma(y, c35);
+            }
+            c00.intoArray(state, a);
+            c10.intoArray(state, a + STATE);
+            c20.intoArray(state, a + 2 * STATE);
+            c30.intoArray(state, a + 3 * STATE);
+            c01.intoArray(state, a + 4 * STATE);
+            c11.intoArray(state, a + 5 * STATE);
+            c21.intoArray(state, a + 6 * STATE);
+            c31.intoArray(state, a + 7 * STATE);
+            c02.intoArray(state, a + 8 * STATE);
+            c12.intoArray(state, a + 9 * STATE);
+            c22.intoArray(state, a + 10 * STATE);
+            c32.intoArray(state, a + 11 * STATE);
+            c03.intoArray(state, a + 12 * STATE);
+            c13.intoArray(state, a + 13 * STATE);
+            c23.intoArray(state, a + 14 * STATE);
+            c33.intoArray(state, a + 15 * STATE);
+            c04.intoArray(state, a + 16 * STATE);
+            c14.intoArray(state, a + 17 * STATE);
+            c24.intoArray(state, a + 18 * STATE);
+            c34.intoArray(state, a + 19 * STATE);
+            c05.intoArray(state, a + 20 * STATE);
+            c15.intoArray(state, a + 21 * STATE);
+            c25.intoArray(state, a + 22 * STATE);
+            c35.intoArray(state, a + 23 * STATE);
+        }
+    }
+
+    /** {@link #tileMins} for {@link #WIDE} tokens. */
+    private static void tileWideMins(MemorySegment mins, int blocks, MemorySegment sums, long so, long stride,
+            float[] state, int st, boolean first) {
+        long s1 = so + stride;
+        long s2 = so + 2 * stride;
+        long s3 = so + 3 * stride;
+        long s4 = so + 4 * stride;
+        long s5 = so + 5 * stride;
+        int a = st + 4 * L;
+        FloatVector c00 = FloatVector.zero(F);
+        FloatVector c10 = c00;
+        FloatVector c20 = c00;
+        FloatVector c30 = c00;
+        FloatVector c01 = c00;
+        FloatVector c11 = c00;
+        FloatVector c21 = c00;
+        FloatVector c31 = c00;
+        FloatVector c02 = c00;
+        FloatVector c12 = c00;
+        FloatVector c22 = c00;
+        FloatVector c32 = c00;
+        FloatVector c03 = c00;
+        FloatVector c13 = c00;
+        FloatVector c23 = c00;
+        FloatVector c33 = c00;
+        FloatVector c04 = c00;
+        FloatVector c14 = c00;
+        FloatVector c24 = c00;
+        FloatVector c34 = c00;
+        FloatVector c05 = c00;
+        FloatVector c15 = c00;
+        FloatVector c25 = c00;
+        FloatVector c35 = c00;
+        if (!first) {
+            c00 = FloatVector.fromArray(F, state, a);
+            c10 = FloatVector.fromArray(F, state, a + STATE);
+            c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
+            c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
+            c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
+            c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
+            c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
+            c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
+            c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
+            c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
+            c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
+            c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
+            c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
+            c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
+            c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
+            c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
+            c04 = FloatVector.fromArray(F, state, a + 16 * STATE);
+            c14 = FloatVector.fromArray(F, state, a + 17 * STATE);
+            c24 = FloatVector.fromArray(F, state, a + 18 * STATE);
+            c34 = FloatVector.fromArray(F, state, a + 19 * STATE);
+            c05 = FloatVector.fromArray(F, state, a + 20 * STATE);
+            c15 = FloatVector.fromArray(F, state, a + 21 * STATE);
+            c25 = FloatVector.fromArray(F, state, a + 22 * STATE);
+            c35 = FloatVector.fromArray(F, state, a + 23 * STATE);
+        }
+        for (int b = 0; b < blocks; b++) {
+            long m = b * TILE * GROUP_BYTES;
+            long sb = b * GROUP_BYTES;
+            FloatVector v0 = FloatVector.fromMemorySegment(F, mins, m, NATIVE);
+            FloatVector v1 = FloatVector.fromMemorySegment(F, mins, m + GROUP_BYTES, NATIVE);
+            FloatVector v2 = FloatVector.fromMemorySegment(F, mins, m + 2 * GROUP_BYTES, NATIVE);
+            FloatVector v3 = FloatVector.fromMemorySegment(F, mins, m + 3 * GROUP_BYTES, NATIVE);
+            FloatVector y = FloatVector.fromMemorySegment(F, sums, so + sb, NATIVE);
+            c00 = v0.fma(y, c00);
+            c10 = v1.fma(y, c10);
+            c20 = v2.fma(y, c20);
+            c30 = v3.fma(y, c30);
+            y = FloatVector.fromMemorySegment(F, sums, s1 + sb, NATIVE);
+            c01 = v0.fma(y, c01);
+            c11 = v1.fma(y, c11);
+            c21 = v2.fma(y, c21);
+            c31 = v3.fma(y, c31);
+            y = FloatVector.fromMemorySegment(F, sums, s2 + sb, NATIVE);
+            c02 = v0.fma(y, c02);
+            c12 = v1.fma(y, c12);
+            c22 = v2.fma(y, c22);
+            c32 = v3.fma(y, c32);
+            y = FloatVector.fromMemorySegment(F, sums, s3 + sb, NATIVE);
+            c03 = v0.fma(y, c03);
+            c13 = v1.fma(y, c13);
+            c23 = v2.fma(y, c23);
+            c33 = v3.fma(y, c33);
+            y = FloatVector.fromMemorySegment(F, sums, s4 + sb, NATIVE);
+            c04 = v0.fma(y, c04);
+            c14 = v1.fma(y, c14);
+            c24 = v2.fma(y, c24);
+            c34 = v3.fma(y, c34);
+            y = FloatVector.fromMemorySegment(F, sums, s5 + sb, NATIVE);
+            c05 = v0.fma(y, c05);
+            c15 = v1.fma(y, c15);
+            c25 = v2.fma(y, c25);
+            c35 = v3.fma(y, c35);
+        }
+        c00.intoArray(state, a);
+        c10.intoArray(state, a + STATE);
+        c20.intoArray(state, a + 2 * STATE);
+        c30.intoArray(state, a + 3 * STATE);
+        c01.intoArray(state, a + 4 * STATE);
+        c11.intoArray(state, a + 5 * STATE);
+        c21.intoArray(state, a + 6 * STATE);
+        c31.intoArray(state, a + 7 * STATE);
+        c02.intoArray(state, a + 8 * STATE);
+        c12.intoArray(state, a + 9 * STATE);
+        c22.intoArray(state, a + 10 * STATE);
+        c32.intoArray(state, a + 11 * STATE);
+        c03.intoArray(state, a + 12 * STATE);
+        c13.intoArray(state, a + 13 * STATE);
+        c23.intoArray(state, a + 14 * STATE);
+        c33.intoArray(state, a + 15 * STATE);
+        c04.intoArray(state, a + 16 * STATE);
+        c14.intoArray(state, a + 17 * STATE);
+        c24.intoArray(state, a + 18 * STATE);
+        c34.intoArray(state, a + 19 * STATE);
+        c05.intoArray(state, a + 20 * STATE);
+        c15.intoArray(state, a + 21 * STATE);
+        c25.intoArray(state, a + 22 * STATE);
+        c35.intoArray(state, a + 23 * STATE);
+    }
+
+    /**
+     * The results of a tile's first {@code pairs} (row, token) pairs from their accumulators at
+     * {@code state[st + p*STATE ..]} (pair {@code p} writes {@code out[o + (p % TILE) + (p / TILE)*outStride]}):
+     * {@link #result}'s sums, folded {@link #FOLD_PAIRS} vectors at a time. Fold {@code f} of {@link Simd#sum} adds
+     * lanes {@code h = L >> (f+1)} apart; adding a vector and its rotation by {@code h} within each {@code 2h}-lane
+     * segment puts that sum (same operands, same order) in both halves of the segment, so a blend can keep one
+     * vector's sums in the lower halves and another's in the upper: each fold halves the number of vectors, and the
+     * last, folded with itself, holds every pair's sum.
+     */
+    private static void results(float[] state, int st, int pairs, float[] folds, float[] out, int o, int outStride) {
+        for (int g = 0; g < pairs; g += FOLD_PAIRS) {
+            // (loops rather than straight code: C2 then checks the state indexes once per loop, not per load)
+            // first fold of pairs 2i, 2i+1 of the group: their products to vector i of folds, minimum terms to 4+i
+            for (int i = 0; i < FOLD_PAIRS / 2; i++) {
+                int a = st + (g + 2 * i) * STATE;
+                int b = a + STATE;
+                FloatVector pa = FloatVector.fromArray(F, state, a).add(FloatVector.fromArray(F, state, a + L))
+                        .add(FloatVector.fromArray(F, state, a + 2 * L).add(FloatVector.fromArray(F, state, a + 3 * L)));
+                FloatVector pb = FloatVector.fromArray(F, state, b).add(FloatVector.fromArray(F, state, b + L))
+                        .add(FloatVector.fromArray(F, state, b + 2 * L).add(FloatVector.fromArray(F, state, b + 3 * L)));
+                pa.add(pa.rearrange(ROTATE_8)).blend(pb.rearrange(ROTATE_8).add(pb), UPPER_8).intoArray(folds, i * L);
+                FloatVector ma = FloatVector.fromArray(F, state, a + 4 * L);
+                FloatVector mb = FloatVector.fromArray(F, state, b + 4 * L);
+                ma.add(ma.rearrange(ROTATE_8)).blend(mb.rearrange(ROTATE_8).add(mb), UPPER_8)
+                        .intoArray(folds, (FOLD_PAIRS / 2 + i) * L);
+            }
+            // the other folds of the products and of the minimum terms, each into its first vector
+            for (int f = 0; f < FOLD_PAIRS * L; f += FOLD_PAIRS / 2 * L) {
+                FloatVector v0 = FloatVector.fromArray(F, folds, f);
+                FloatVector v1 = FloatVector.fromArray(F, folds, f + L);
+                FloatVector v2 = FloatVector.fromArray(F, folds, f + 2 * L);
+                FloatVector v3 = FloatVector.fromArray(F, folds, f + 3 * L);
+                FloatVector u0 = v0.add(v0.rearrange(ROTATE_4)).blend(v1.rearrange(ROTATE_4).add(v1), UPPER_4);
+                FloatVector u1 = v2.add(v2.rearrange(ROTATE_4)).blend(v3.rearrange(ROTATE_4).add(v3), UPPER_4);
+                FloatVector t = u0.add(u0.rearrange(ROTATE_2)).blend(u1.rearrange(ROTATE_2).add(u1), UPPER_2);
+                t.add(t.rearrange(ROTATE_1)).intoArray(folds, f);
+            }
+            FloatVector.fromArray(F, folds, 0).sub(FloatVector.fromArray(F, folds, FOLD_PAIRS / 2 * L))
+                    .rearrange(PAIR_ORDER).intoArray(folds, 0);
+            int o0 = o + g / TILE * outStride;
+            int o1 = o0 + outStride;
+            out[o0] = folds[0];
+            out[o0 + 1] = folds[1];
+            out[o0 + 2] = folds[2];
+            out[o0 + 3] = folds[3];
+            out[o1] = folds[4];
+            out[o1 + 1] = folds[5];
+            out[o1 + 2] = folds[6];
+            out[o1 + 3] = folds[7];
+        }
+    }
+
+    private static final VectorShuffle<Float> ROTATE_8 = rotate(8);
+    private static final VectorShuffle<Float> ROTATE_4 = rotate(4);
+    private static final VectorShuffle<Float> ROTATE_2 = rotate(2);
+    private static final VectorShuffle<Float> ROTATE_1 = rotate(1);
+    private static final VectorMask<Float> UPPER_8 = upper(8);
+    private static final VectorMask<Float> UPPER_4 = upper(4);
+    private static final VectorMask<Float> UPPER_2 = upper(2);
+    /** Moves the sum of pair {@code p} of a group to lane {@code p}. */
+    private static final VectorShuffle<Float> PAIR_ORDER = pairOrder();
+
+    /** Rotation by {@code h} lanes within each aligned {@code 2h}-lane segment. */
+    private static VectorShuffle<Float> rotate(int h) {
+        return VectorShuffle.fromOp(F, lane -> (lane & -2 * h) | ((lane + h) & (2 * h - 1)));
+    }
+
+    /** The upper {@code h} lanes of each aligned {@code 2h}-lane segment. */
+    private static VectorMask<Float> upper(int h) {
+        boolean[] bits = new boolean[L];
+        for (int lane = 0; lane < L; lane++) {
+            bits[lane] = (lane & h) != 0;
+        }
+        return VectorMask.fromArray(F, bits, 0);
+    }
+
+    /** Follows each pair's label through the blends of {@link #results}: the lower halves take the first vector's. */
+    private static VectorShuffle<Float> pairOrder() {
+        int[][] labels = new int[FOLD_PAIRS][L];
+        for (int p = 0; p < FOLD_PAIRS; p++) {
+            Arrays.fill(labels[p], p);
+        }
+        for (int h = L / 2, count = FOLD_PAIRS; count > 1; h /= 2, count /= 2) {
+            for (int i = 0; i < count / 2; i++) {
+                int[] merged = new int[L];
+                for (int lane = 0; lane < L; lane++) {
+                    merged[lane] = (lane & h) != 0 ? labels[2 * i + 1][lane] : labels[2 * i][lane];
+                }
+                labels[i] = merged;
+            }
+        }
+        int[] order = new int[L];
+        for (int lane = L - 1; lane >= 0; lane--) {
+            if (labels[0][lane] < FOLD_PAIRS) {
+                order[labels[0][lane]] = lane;
+            }
+        }
+        return VectorShuffle.fromArray(F, order, 0);
+    }
+
+    /** Adds the decoded blocks ({@code bytes} from slot 0) times {@code x} from byte {@code xo} to one token's four product accumulators. */
+    private static void accumulate(MemorySegment w, int bytes, MemorySegment x, long xo, float[] state, int st) {
         FloatVector a0 = FloatVector.fromArray(F, state, st);
         FloatVector a1 = FloatVector.fromArray(F, state, st + L);
         FloatVector a2 = FloatVector.fromArray(F, state, st + 2 * L);
         FloatVector a3 = FloatVector.fromArray(F, state, st + 3 * L);
-        for (long o = 0, n = w.byteSize(); o < n; o += 4 * GROUP_BYTES) {
-            a0 = FloatVector.fromMemorySegment(F, w, o, NATIVE).fma(FloatVector.fromMemorySegment(F, x, o, NATIVE), a0);
-            a1 = FloatVector.fromMemorySegment(F, w, o + 64, NATIVE).fma(FloatVector.fromMemorySegment(F, x, o + 64, NATIVE), a1);
-            a2 = FloatVector.fromMemorySegment(F, w, o + 128, NATIVE).fma(FloatVector.fromMemorySegment(F, x, o + 128, NATIVE), a2);
-            a3 = FloatVector.fromMemorySegment(F, w, o + 192, NATIVE).fma(FloatVector.fromMemorySegment(F, x, o + 192, NATIVE), a3);
+        for (int o = 0; o < bytes; o += 4 * GROUP_BYTES) {
+            a0 = FloatVector.fromMemorySegment(F, w, o, NATIVE).fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a0);
+            a1 = FloatVector.fromMemorySegment(F, w, o + GROUP_BYTES, NATIVE)
+                    .fma(FloatVector.fromMemorySegment(F, x, xo + o + GROUP_BYTES, NATIVE), a1);
+            a2 = FloatVector.fromMemorySegment(F, w, o + 2 * GROUP_BYTES, NATIVE)
+                    .fma(FloatVector.fromMemorySegment(F, x, xo + o + 2 * GROUP_BYTES, NATIVE), a2);
+            a3 = FloatVector.fromMemorySegment(F, w, o + 3 * GROUP_BYTES, NATIVE)
+                    .fma(FloatVector.fromMemorySegment(F, x, xo + o + 3 * GROUP_BYTES, NATIVE), a3);
         }
         a0.intoArray(state, st);
         a1.intoArray(state, st + L);
         a2.intoArray(state, st + 2 * L);
         a3.intoArray(state, st + 3 * L);
-    }
-
-    /** {@link #accumulate} for two tokens sharing each weight load; each sees the same operations as alone. */
-    private static void accumulate2(MemorySegment w, MemorySegment x, MemorySegment y, float[] state, int st) {
-        FloatVector a0 = FloatVector.fromArray(F, state, st);
-        FloatVector a1 = FloatVector.fromArray(F, state, st + L);
-        FloatVector a2 = FloatVector.fromArray(F, state, st + 2 * L);
-        FloatVector a3 = FloatVector.fromArray(F, state, st + 3 * L);
-        FloatVector b0 = FloatVector.fromArray(F, state, st + STATE);
-        FloatVector b1 = FloatVector.fromArray(F, state, st + STATE + L);
-        FloatVector b2 = FloatVector.fromArray(F, state, st + STATE + 2 * L);
-        FloatVector b3 = FloatVector.fromArray(F, state, st + STATE + 3 * L);
-        for (long o = 0, n = w.byteSize(); o < n; o += 4 * GROUP_BYTES) {
-            FloatVector w0 = FloatVector.fromMemorySegment(F, w, o, NATIVE);
-            FloatVector w1 = FloatVector.fromMemorySegment(F, w, o + 64, NATIVE);
-            FloatVector w2 = FloatVector.fromMemorySegment(F, w, o + 128, NATIVE);
-            FloatVector w3 = FloatVector.fromMemorySegment(F, w, o + 192, NATIVE);
-            a0 = w0.fma(FloatVector.fromMemorySegment(F, x, o, NATIVE), a0);
-            a1 = w1.fma(FloatVector.fromMemorySegment(F, x, o + 64, NATIVE), a1);
-            a2 = w2.fma(FloatVector.fromMemorySegment(F, x, o + 128, NATIVE), a2);
-            a3 = w3.fma(FloatVector.fromMemorySegment(F, x, o + 192, NATIVE), a3);
-            b0 = w0.fma(FloatVector.fromMemorySegment(F, y, o, NATIVE), b0);
-            b1 = w1.fma(FloatVector.fromMemorySegment(F, y, o + 64, NATIVE), b1);
-            b2 = w2.fma(FloatVector.fromMemorySegment(F, y, o + 128, NATIVE), b2);
-            b3 = w3.fma(FloatVector.fromMemorySegment(F, y, o + 192, NATIVE), b3);
-        }
-        a0.intoArray(state, st);
-        a1.intoArray(state, st + L);
-        a2.intoArray(state, st + 2 * L);
-        a3.intoArray(state, st + 3 * L);
-        b0.intoArray(state, st + STATE);
-        b1.intoArray(state, st + STATE + L);
-        b2.intoArray(state, st + STATE + 2 * L);
-        b3.intoArray(state, st + STATE + 3 * L);
     }
 
     /**
      * {@link #accumulate} for four consecutive tokens sharing each weight load: token {@code k}'s activations are
-     * {@code x} from byte {@code k * stride} (one slice for all four, so C2 checks its bounds once per call); each
-     * token sees the same operations as alone.
+     * {@code x} from byte {@code xo + k * stride}; each token sees the same operations as alone.
      */
-    private static void accumulate4(MemorySegment w, MemorySegment x, long stride, float[] state, int st) {
+    private static void accumulate4(MemorySegment w, int bytes, MemorySegment x, long xo, long stride, float[] state,
+            int st) {
         FloatVector a00 = FloatVector.fromArray(F, state, st);
         FloatVector a01 = FloatVector.fromArray(F, state, st + L);
         FloatVector a02 = FloatVector.fromArray(F, state, st + 2 * L);
@@ -350,30 +858,30 @@ final class ScaledDot {
         FloatVector a31 = FloatVector.fromArray(F, state, st + 3 * STATE + L);
         FloatVector a32 = FloatVector.fromArray(F, state, st + 3 * STATE + 2 * L);
         FloatVector a33 = FloatVector.fromArray(F, state, st + 3 * STATE + 3 * L);
-        long x1 = stride;
-        long x2 = 2 * stride;
-        long x3 = 3 * stride;
-        for (long o = 0, n = w.byteSize(); o < n; o += 4 * GROUP_BYTES) {
+        long x1 = xo + stride;
+        long x2 = xo + 2 * stride;
+        long x3 = xo + 3 * stride;
+        for (int o = 0; o < bytes; o += 4 * GROUP_BYTES) {
             FloatVector w0 = FloatVector.fromMemorySegment(F, w, o, NATIVE);
-            FloatVector w1 = FloatVector.fromMemorySegment(F, w, o + 64, NATIVE);
-            FloatVector w2 = FloatVector.fromMemorySegment(F, w, o + 128, NATIVE);
-            FloatVector w3 = FloatVector.fromMemorySegment(F, w, o + 192, NATIVE);
-            a00 = w0.fma(FloatVector.fromMemorySegment(F, x, o, NATIVE), a00);
-            a01 = w1.fma(FloatVector.fromMemorySegment(F, x, o + 64, NATIVE), a01);
-            a02 = w2.fma(FloatVector.fromMemorySegment(F, x, o + 128, NATIVE), a02);
-            a03 = w3.fma(FloatVector.fromMemorySegment(F, x, o + 192, NATIVE), a03);
+            FloatVector w1 = FloatVector.fromMemorySegment(F, w, o + GROUP_BYTES, NATIVE);
+            FloatVector w2 = FloatVector.fromMemorySegment(F, w, o + 2 * GROUP_BYTES, NATIVE);
+            FloatVector w3 = FloatVector.fromMemorySegment(F, w, o + 3 * GROUP_BYTES, NATIVE);
+            a00 = w0.fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a00);
+            a01 = w1.fma(FloatVector.fromMemorySegment(F, x, xo + o + GROUP_BYTES, NATIVE), a01);
+            a02 = w2.fma(FloatVector.fromMemorySegment(F, x, xo + o + 2 * GROUP_BYTES, NATIVE), a02);
+            a03 = w3.fma(FloatVector.fromMemorySegment(F, x, xo + o + 3 * GROUP_BYTES, NATIVE), a03);
             a10 = w0.fma(FloatVector.fromMemorySegment(F, x, x1 + o, NATIVE), a10);
-            a11 = w1.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 64, NATIVE), a11);
-            a12 = w2.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 128, NATIVE), a12);
-            a13 = w3.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 192, NATIVE), a13);
+            a11 = w1.fma(FloatVector.fromMemorySegment(F, x, x1 + o + GROUP_BYTES, NATIVE), a11);
+            a12 = w2.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 2 * GROUP_BYTES, NATIVE), a12);
+            a13 = w3.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 3 * GROUP_BYTES, NATIVE), a13);
             a20 = w0.fma(FloatVector.fromMemorySegment(F, x, x2 + o, NATIVE), a20);
-            a21 = w1.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 64, NATIVE), a21);
-            a22 = w2.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 128, NATIVE), a22);
-            a23 = w3.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 192, NATIVE), a23);
+            a21 = w1.fma(FloatVector.fromMemorySegment(F, x, x2 + o + GROUP_BYTES, NATIVE), a21);
+            a22 = w2.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 2 * GROUP_BYTES, NATIVE), a22);
+            a23 = w3.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 3 * GROUP_BYTES, NATIVE), a23);
             a30 = w0.fma(FloatVector.fromMemorySegment(F, x, x3 + o, NATIVE), a30);
-            a31 = w1.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 64, NATIVE), a31);
-            a32 = w2.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 128, NATIVE), a32);
-            a33 = w3.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 192, NATIVE), a33);
+            a31 = w1.fma(FloatVector.fromMemorySegment(F, x, x3 + o + GROUP_BYTES, NATIVE), a31);
+            a32 = w2.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 2 * GROUP_BYTES, NATIVE), a32);
+            a33 = w3.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 3 * GROUP_BYTES, NATIVE), a33);
         }
         a00.intoArray(state, st);
         a01.intoArray(state, st + L);
@@ -393,18 +901,22 @@ final class ScaledDot {
         a33.intoArray(state, st + 3 * STATE + 3 * L);
     }
 
-    /** {@link #accumulateMins} for four consecutive tokens, token {@code k}'s sums from byte {@code k * stride} of {@code sums}. */
-    private static void accumulateMins4(MemorySegment mins, MemorySegment sums, long stride, float[] state, int st) {
+    /**
+     * {@link #accumulateMins} for four consecutive tokens, token {@code k}'s sums from byte {@code so + k * stride}
+     * of {@code sums}.
+     */
+    private static void accumulateMins4(MemorySegment mins, int bytes, MemorySegment sums, long so, long stride,
+            float[] state, int st) {
         FloatVector a0 = FloatVector.fromArray(F, state, st + 4 * L);
         FloatVector a1 = FloatVector.fromArray(F, state, st + STATE + 4 * L);
         FloatVector a2 = FloatVector.fromArray(F, state, st + 2 * STATE + 4 * L);
         FloatVector a3 = FloatVector.fromArray(F, state, st + 3 * STATE + 4 * L);
-        long s1 = stride;
-        long s2 = 2 * stride;
-        long s3 = 3 * stride;
-        for (long o = 0, n = mins.byteSize(); o < n; o += GROUP_BYTES) {
+        long s1 = so + stride;
+        long s2 = so + 2 * stride;
+        long s3 = so + 3 * stride;
+        for (int o = 0; o < bytes; o += GROUP_BYTES) {
             FloatVector m = FloatVector.fromMemorySegment(F, mins, o, NATIVE);
-            a0 = m.fma(FloatVector.fromMemorySegment(F, sums, o, NATIVE), a0);
+            a0 = m.fma(FloatVector.fromMemorySegment(F, sums, so + o, NATIVE), a0);
             a1 = m.fma(FloatVector.fromMemorySegment(F, sums, s1 + o, NATIVE), a1);
             a2 = m.fma(FloatVector.fromMemorySegment(F, sums, s2 + o, NATIVE), a2);
             a3 = m.fma(FloatVector.fromMemorySegment(F, sums, s3 + o, NATIVE), a3);
@@ -415,11 +927,14 @@ final class ScaledDot {
         a3.intoArray(state, st + 3 * STATE + 4 * L);
     }
 
-    /** Adds each block's minimum terms times the token's 16-element sums to its fifth accumulator. */
-    private static void accumulateMins(MemorySegment mins, MemorySegment sums, float[] state, int st) {
+    /**
+     * Adds each block's minimum terms ({@code bytes} of them from slot 0) times the token's 16-element sums (from byte
+     * {@code so}) to its fifth accumulator.
+     */
+    private static void accumulateMins(MemorySegment mins, int bytes, MemorySegment sums, long so, float[] state, int st) {
         FloatVector a4 = FloatVector.fromArray(F, state, st + 4 * L);
-        for (long o = 0, n = mins.byteSize(); o < n; o += GROUP_BYTES) {
-            a4 = FloatVector.fromMemorySegment(F, mins, o, NATIVE).fma(FloatVector.fromMemorySegment(F, sums, o, NATIVE), a4);
+        for (int o = 0; o < bytes; o += GROUP_BYTES) {
+            a4 = FloatVector.fromMemorySegment(F, mins, o, NATIVE).fma(FloatVector.fromMemorySegment(F, sums, so + o, NATIVE), a4);
         }
         a4.intoArray(state, st + 4 * L);
     }

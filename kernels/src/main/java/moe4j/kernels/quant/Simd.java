@@ -2,6 +2,7 @@ package moe4j.kernels.quant;
 
 import java.nio.ByteOrder;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorShape;
@@ -28,6 +29,8 @@ final class Simd {
     static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
     /** Bytes with one lane per float lane (a quarter of the float vector's width). */
     static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(Math.max(64, L * 8)));
+    /** A whole 512-bit register of bytes: one load from a memory segment for four 16-lane parts. */
+    static final VectorSpecies<Byte> B64 = ByteVector.SPECIES_512;
     /** Shorts with one lane per float lane (half the float vector's width). */
     static final VectorSpecies<Short> S = VectorSpecies.of(short.class, VectorShape.forBitSize(Math.max(64, L * 16)));
 
@@ -43,6 +46,20 @@ final class Simd {
     static final IntVector SHIFT_2 = IntVector.broadcast(I, 2);
     static final IntVector SHIFT_4 = IntVector.broadcast(I, 4);
     static final IntVector SHIFT_6 = IntVector.broadcast(I, 6);
+
+    /** Per-thread scale terms of the block a row kernel is in (each read back as one broadcast load). */
+    static final ThreadLocal<float[]> TERMS = ThreadLocal.withInitial(() -> new float[8 * L]);
+
+    /**
+     * The steps of {@link #sum} as constants, for kernels that fold inline: {@code v = v.add(v.rearrange(FOLD_8))},
+     * then 4, 2, 1, and lane 0 holds the sum in {@code sum}'s order. A call to {@code sum} from a kernel too large for
+     * C2 to inline it into boxes the vector; this form only uses force-inlined Vector API methods (measured: 7-9%
+     * faster matrix-vector products than storing the vector and summing its lanes in a helper).
+     */
+    static final VectorShuffle<Float> FOLD_8 = VectorShuffle.fromOp(F, lane -> (lane + 8) % L);
+    static final VectorShuffle<Float> FOLD_4 = VectorShuffle.fromOp(F, lane -> (lane + 4) % L);
+    static final VectorShuffle<Float> FOLD_2 = VectorShuffle.fromOp(F, lane -> (lane + 2) % L);
+    static final VectorShuffle<Float> FOLD_1 = VectorShuffle.fromOp(F, lane -> (lane + 1) % L);
 
     /** Shuffles that fold the upper half of the active lanes onto the lower half, widest first. */
     private static final VectorShuffle<Float>[] FOLDS = folds();

@@ -82,10 +82,20 @@ class PreparedDotTest {
     @ParameterizedTest
     @MethodSource("supportedTypes")
     void rowsEqualSingleRowsBitForBit(GgmlType type) {
+        rowsEqualSingleRows(type, 7); // tiles of four tokens, the second ending at the last token
+        rowsEqualSingleRows(type, 13); // a tile of six tokens, then two of four
+    }
+
+    @ParameterizedTest
+    @MethodSource("supportedTypes")
+    void oneTokenRowsEqualSingleRowsBitForBit(GgmlType type) {
+        rowsEqualSingleRows(type, 1); // the matrix-vector kernels of decoding
+    }
+
+    private static void rowsEqualSingleRows(GgmlType type, int tokens) {
         QuantFormat format = QuantFormats.of(type);
-        SplittableRandom rnd = new SplittableRandom(type.id() + 200);
+        SplittableRandom rnd = new SplittableRandom(type.id() + 200L * tokens);
         int rows = 9; // two tiles of four rows and one row alone
-        int tokens = 7; // one tile of four tokens and three alone
         try (Arena arena = Arena.ofConfined()) {
             for (int width : new int[] {256, 3 * 256, width(type)}) {
                 long rowBytes = (long) width / type.blockSize() * type.blockBytes();
