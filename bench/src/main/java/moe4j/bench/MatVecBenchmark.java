@@ -31,10 +31,12 @@ import moe4j.kernels.quant.QuantFormats;
 
 /**
  * Matrix-vector products over about 96 MB of random weights (rows of 4096 columns; larger than the
- * caches, so weights stream from memory as in decoding), one {@code dot} per row. {@code oneThread} and
- * {@code twoThreads} (the rows split in halves) measure decode; {@code batch8} applies each row to 8
- * activation vectors with {@code dotBatch}; {@code preparedBatch8} does so with {@code dotPreparedRows}, the
- * tiled path (four rows by four tokens for K-quants) that the CPU backend's prompt matmul runs.
+ * caches, so weights stream from memory as in decoding). {@code matVecOneThread} and {@code matVecTwoThreads}
+ * (the rows split in halves) are what the CPU backend's decoding step runs: {@code dotPreparedRows} with one
+ * token, 8 rows per call, through each type's row kernel. {@code oneThread} / {@code twoThreads} call the
+ * float-activation {@code dot} per row; {@code batch8} applies each row to 8 activation vectors with
+ * {@code dotBatch}; {@code preparedBatch8} does so with {@code dotPreparedRows}, the tiled path that the CPU
+ * backend's prompt matmul runs.
  *
  * <p>The {@code prepared*} methods measure what the CPU backend runs: {@code dotPrepared} with activations
  * rounded as llama.cpp rounds them for the type (8-bit blocks for quantized types), where K-quants fold
