@@ -75,7 +75,9 @@ abstract class BlockFormat implements QuantFormat {
         if (nTokens == 0) {
             return;
         }
-        if (Simd.FUSED && decodesScaled()) {
+        if (Simd.FUSED && nTokens == 1 && hasRowKernel()) {
+            dotRows(src, srcOffset, 0, 1, x, firstRow, out, outOffset);
+        } else if (Simd.FUSED && decodesScaled()) {
             ScaledDot.dot(this, src, srcOffset, x, firstRow, nTokens, out, outOffset, outStride);
         } else {
             dotBatch(src, srcOffset, x.values(), firstRow * count, count, nTokens, out, outOffset, outStride, count);
@@ -152,22 +154,6 @@ abstract class BlockFormat implements QuantFormat {
      */
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
         throw new AssertionError("decodesScaled() is true but decodeScaled is missing for " + type);
-    }
-
-    /** Whether {@link #accumulateScaled} is implemented: a one-token {@link ScaledDot} that decodes in registers. */
-    boolean fusesScaled() {
-        return false;
-    }
-
-    /**
-     * Adds the block at byte {@code block} times the activations {@code x[xo .. xo+256)} (their sums from
-     * {@code sums[so]}) to the five accumulators held in {@code state[0 .. 5L)}, exactly as {@link ScaledDot}
-     * would after {@link #decodeScaled} (same values, same operations in the same order), without going through
-     * the decode buffer.
-     */
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
-        throw new AssertionError("fusesScaled() is true but accumulateScaled is missing for " + type);
     }
 
     @Override

@@ -119,43 +119,6 @@ public final class IQ4_XS extends BlockFormat {
     }
 
     @Override
-    boolean fusesScaled() { return true; }
-
-    /**
-     * {@link #decodeScaled} and {@link ScaledDot}'s accumulation in one: sub-block {@code ib} is groups
-     * {@code 2ib, 2ib+1}, accumulators (0,1) for even {@code ib} and (2,3) for odd, so the loop swaps the pairs.
-     */
-    @Override
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
-        float d = Halfs.readFp16(src, block + D);
-        int scalesH = src.get(Layouts.SHORT_LE, block + SCALES_H) & 0xFFFF;
-        int scalesL = src.get(Layouts.INT_LE, block + SCALES_L);
-        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
-        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
-        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
-        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
-        for (int ib = 0; ib < QK / 32; ib++) {
-            int ls = ((scalesL >>> (4 * ib)) & 0xF) | (((scalesH >>> (2 * ib)) & 3) << 4);
-            FloatVector dl = FloatVector.broadcast(Simd.F, d * (ls - 32));
-            IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 16L * ib, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            int e = xo + 32 * ib;
-            FloatVector n0 = ((FloatVector) q.and(0xF).selectFrom(IQ4_NL.LEVEL_VECTOR).convert(I2F, 0)).mul(dl)
-                    .fma(FloatVector.fromArray(Simd.F, x, e), a0);
-            FloatVector n1 = ((FloatVector) q.lanewise(LSHR, Simd.SHIFT_4).selectFrom(IQ4_NL.LEVEL_VECTOR).convert(I2F, 0)).mul(dl)
-                    .fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
-            a0 = a2;
-            a1 = a3;
-            a2 = n0;
-            a3 = n1;
-        }
-        a0.intoArray(state, 0);
-        a1.intoArray(state, Simd.L);
-        a2.intoArray(state, 2 * Simd.L);
-        a3.intoArray(state, 3 * Simd.L);
-    }
-
-    @Override
     boolean hasRowKernel() { return true; }
 
     private static final FloatVector LEVELS = Simd.FUSED ? (FloatVector) IQ4_NL.LEVEL_VECTOR.convert(I2F, 0) : null;
@@ -167,7 +130,7 @@ public final class IQ4_XS extends BlockFormat {
             ? IntVector.fromArray(Simd.I, new int[] {16, 18, 20, 22, 24, 26, 28, 30, 0, 0, 0, 0, 0, 0, 0, 0}, 0) : null;
 
     /**
-     * {@link #accumulateScaled}'s operations block after block with the accumulators in registers, the quants in
+     * {@link ScaledDot}'s operations for one token, block after block, with the accumulators in registers, the quants in
      * two 64-byte loads (see {@link Q4_K#dotRows}). Each sub-block's sixteen weights {@code level * dl} are formed once
      * as a table and looked up by quant, the same float products without a convert and multiply per element; the
      * eight {@code dl} come from one vector pass. Measured 1.1x over the per-element form. The minimum accumulator

@@ -4,7 +4,6 @@ import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
-import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.MemorySegment;
 
@@ -137,40 +136,6 @@ final class KQuantScales {
                 .and(SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
         FloatVector codes = (FloatVector) low.or(high).convert(I2F, 0);
         FloatVector.broadcast(Simd.F, d).blend(dmin, MIN_LANES).mul(codes).intoArray(out, outOffset);
-    }
-
-    /**
-     * For {@link ScaledDot}: {@code d * scale(j)} to {@code scales[j]} (j < 8) for the Q4_K/Q5_K block at
-     * {@code block} (scales at byte 4), and {@code dmin * min(i/2)} to {@code scales[16 + i]} for its sixteen
-     * 16-element groups.
-     */
-    static void scaleProductsAndMins(MemorySegment src, long block, float d, float dmin, float[] scales) {
-        IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
-                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-        IntVector low = raw.rearrange(SCALE_MIN_LOW).lanewise(LSHR, SCALE_MIN_LOW_SHIFT)
-                .and(SCALE_MIN_LOW_MASK);
-        IntVector high = raw.rearrange(SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
-                .and(SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-        FloatVector products = FloatVector.broadcast(Simd.F, d).blend(dmin, MIN_LANES)
-                .mul((FloatVector) low.or(high).convert(I2F, 0));
-        products.intoArray(scales, 0);
-        products.rearrange(MIN_SPREAD_F).intoArray(scales, 16);
-    }
-
-    /**
-     * For {@link ScaledDot}: {@code d * q3Scale(i)} to {@code scales[i]} for the sixteen Q3_K groups (scale bytes
-     * at {@code scalesOffset}, at least 4 bytes into the block), and {@code offset} times that to
-     * {@code scales[16 + i]}.
-     */
-    static void q3ScaleProductsAndMins(MemorySegment src, long scalesOffset, float d, float offset, float[] scales) {
-        IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, scalesOffset - 4, Simd.LE)
-                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-        IntVector low = raw.rearrange(Q3_LOW).lanewise(LSHR, Q3_LOW_SHIFT).and(0xF);
-        IntVector high = raw.rearrange(Q3_HIGH).lanewise(LSHR, Q3_HIGH_SHIFT).and(3)
-                .lanewise(LSHL, Simd.SHIFT_4);
-        FloatVector products = ((FloatVector) low.or(high).sub(32).convert(I2F, 0)).mul(d);
-        products.intoArray(scales, 0);
-        products.mul(offset).intoArray(scales, 16);
     }
 
     /**

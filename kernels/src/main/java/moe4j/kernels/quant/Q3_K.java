@@ -153,50 +153,10 @@ public final class Q3_K extends BlockFormat {
     }
 
     @Override
-    boolean fusesScaled() { return true; }
-
-    /** {@link #decodeScaled} and {@link ScaledDot}'s accumulation in one, iterating like {@link Q6_K#accumulateScaled}. */
-    @Override
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
-        KQuantScales.q3ScaleProductsAndMins(src, block + SCALES, Halfs.readFp16(src, block + D), 4f, s.scales);
-        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
-        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
-        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
-        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
-        IntVector m0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + HMASK, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_2);
-        IntVector m1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + HMASK + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_2);
-        for (int half = 0; half < 2; half++) {
-            IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 32L * half, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 32L * half + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            for (int k = 0; k < 4; k++) {
-                IntVector lowShift = IntVector.broadcast(Simd.I, 2 * k);
-                IntVector highShift = IntVector.broadcast(Simd.I, 4 * half + k);
-                int g = 8 * half + 2 * k;
-                IntVector q0 = l0.lanewise(LSHR, lowShift).and(3).or(m0.lanewise(LSHR, highShift).and(4));
-                IntVector q1 = l1.lanewise(LSHR, lowShift).and(3).or(m1.lanewise(LSHR, highShift).and(4));
-                int e = xo + 16 * g;
-                FloatVector n0 = ((FloatVector) q0.convert(I2F, 0)).mul(s.scales[g]).fma(FloatVector.fromArray(Simd.F, x, e), a0);
-                FloatVector n1 = ((FloatVector) q1.convert(I2F, 0)).mul(s.scales[g + 1]).fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
-                a0 = a2;
-                a1 = a3;
-                a2 = n0;
-                a3 = n1;
-            }
-        }
-        a0.intoArray(state, 0);
-        a1.intoArray(state, Simd.L);
-        a2.intoArray(state, 2 * Simd.L);
-        a3.intoArray(state, 3 * Simd.L);
-        FloatVector.fromArray(Simd.F, s.scales, 16).fma(FloatVector.fromArray(Simd.F, sums, so), FloatVector.fromArray(Simd.F, state, 4 * Simd.L))
-                .intoArray(state, 4 * Simd.L);
-    }
-
-    @Override
     boolean hasRowKernel() { return true; }
 
     /**
-     * {@link #accumulateScaled}'s products and sums block after block with the accumulators in registers. The low
+     * {@link ScaledDot}'s products and sums for one token, block after block, with the accumulators in registers. The low
      * bits stay in place and the high bit is moved next to them ({@link KQuantScales#QUARTER_POWERS}: the product
      * of an fp16 and a 6-bit integer is exact too). Measured (one thread, weights in cache), each a few percent:
      * 16-byte loads beat 64-byte loads split in registers here (the split costs two shuffles per part), and the two

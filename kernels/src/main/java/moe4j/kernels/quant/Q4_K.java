@@ -157,48 +157,10 @@ public final class Q4_K extends BlockFormat {
     }
 
     @Override
-    boolean fusesScaled() { return true; }
-
-    /** {@link #decodeScaled} and {@link ScaledDot}'s accumulation in one: groups {@code 4c..4c+3} feed accumulators 0..3. */
-    @Override
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
-        int scales = src.get(Layouts.INT_LE, block + D);
-        KQuantScales.scaleProductsAndMins(src, block, Simd.fp16(scales, 0), Simd.fp16(scales, 1), s.scales);
-        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
-        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
-        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
-        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
-        for (int c = 0; c < 4; c++) {
-            long qs = QS + 32L * c;
-            FloatVector low = FloatVector.broadcast(Simd.F, s.scales[2 * c]);
-            FloatVector high = FloatVector.broadcast(Simd.F, s.scales[2 * c + 1]);
-            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            int e = xo + 64 * c;
-            a0 = ((FloatVector) q0.and(0xF).convert(I2F, 0)).mul(low)
-                    .fma(FloatVector.fromArray(Simd.F, x, e), a0);
-            a1 = ((FloatVector) q1.and(0xF).convert(I2F, 0)).mul(low)
-                    .fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
-            a2 = ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high)
-                    .fma(FloatVector.fromArray(Simd.F, x, e + 32), a2);
-            a3 = ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high)
-                    .fma(FloatVector.fromArray(Simd.F, x, e + 48), a3);
-        }
-        a0.intoArray(state, 0);
-        a1.intoArray(state, Simd.L);
-        a2.intoArray(state, 2 * Simd.L);
-        a3.intoArray(state, 3 * Simd.L);
-        FloatVector.fromArray(Simd.F, s.scales, 16)
-                .fma(FloatVector.fromArray(Simd.F, sums, so), FloatVector.fromArray(Simd.F, state, 4 * Simd.L))
-                .intoArray(state, 4 * Simd.L);
-    }
-
-    @Override
     boolean hasRowKernel() { return true; }
 
     /**
-     * {@link #accumulateScaled}'s operations block after block with the accumulators in registers. Shaped by
+     * {@link ScaledDot}'s operations for one token, block after block, with the accumulators in registers. Shaped by
      * measurements (one thread, Zen 5, 6.2 GB/s before): activations from the heap array rather than the aligned
      * segment, and the block written out straight, without inner loops, so that the block loop is C2's innermost
      * loop and C2 hoists the bounds checks of every load out of it (they cost more instructions than the

@@ -155,51 +155,10 @@ public final class Q5_K extends BlockFormat {
     }
 
     @Override
-    boolean fusesScaled() { return true; }
-
-    /** {@link #decodeScaled} and {@link ScaledDot}'s accumulation in one, iterating like {@link Q4_K#accumulateScaled}. */
-    @Override
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
-        int scales = src.get(Layouts.INT_LE, block + D);
-        KQuantScales.scaleProductsAndMins(src, block, Simd.fp16(scales, 0), Simd.fp16(scales, 1), s.scales);
-        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
-        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
-        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
-        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
-        IntVector h0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QH, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
-        IntVector h1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QH + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
-        for (int c = 0; c < 4; c++) {
-            long qs = QS + 32L * c;
-            IntVector lowBit = IntVector.broadcast(Simd.I, 2 * c);
-            IntVector highBit = IntVector.broadcast(Simd.I, 2 * c + 1);
-            FloatVector low = FloatVector.broadcast(Simd.F, s.scales[2 * c]);
-            FloatVector high = FloatVector.broadcast(Simd.F, s.scales[2 * c + 1]);
-            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qs + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            int e = xo + 64 * c;
-            a0 = ((FloatVector) q0.and(0xF).or(h0.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0)).mul(low)
-                    .fma(FloatVector.fromArray(Simd.F, x, e), a0);
-            a1 = ((FloatVector) q1.and(0xF).or(h1.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0)).mul(low)
-                    .fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
-            a2 = ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, highBit).and(16)).convert(I2F, 0)).mul(high)
-                    .fma(FloatVector.fromArray(Simd.F, x, e + 32), a2);
-            a3 = ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, highBit).and(16)).convert(I2F, 0)).mul(high)
-                    .fma(FloatVector.fromArray(Simd.F, x, e + 48), a3);
-        }
-        a0.intoArray(state, 0);
-        a1.intoArray(state, Simd.L);
-        a2.intoArray(state, 2 * Simd.L);
-        a3.intoArray(state, 3 * Simd.L);
-        FloatVector.fromArray(Simd.F, s.scales, 16).fma(FloatVector.fromArray(Simd.F, sums, so), FloatVector.fromArray(Simd.F, state, 4 * Simd.L))
-                .intoArray(state, 4 * Simd.L);
-    }
-
-    @Override
     boolean hasRowKernel() { return true; }
 
     /**
-     * {@link #accumulateScaled}'s operations block after block with the accumulators in registers, loading like
+     * {@link ScaledDot}'s operations for one token, block after block, with the accumulators in registers, loading like
      * {@link Q4_K#dotRows}: three 64-byte loads per block, the first holding the scale bytes (part 0) and the
      * fifth bits (parts 1 and 2), the other two the low nibbles (measured 1.25x faster than 16-byte loads).
      */

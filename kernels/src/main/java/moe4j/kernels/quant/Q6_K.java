@@ -162,62 +162,10 @@ public final class Q6_K extends BlockFormat {
     }
 
     @Override
-    boolean fusesScaled() { return true; }
-
-    /**
-     * {@link #decodeScaled} and {@link ScaledDot}'s accumulation in one. Iteration {@code (half, k)} covers groups
-     * {@code g = 8*half + 2k} and {@code g+1}, which feed accumulators {@code g % 4} and {@code (g+1) % 4}: pairs
-     * (0,1) for even {@code k}, (2,3) for odd, so the loop swaps the pairs after each iteration.
-     */
-    @Override
-    void accumulateScaled(MemorySegment src, long block, float[] x, int xo, float[] sums, int so, float[] state,
-            ScaledDot.Scratch s) {
-        float d = Halfs.readFp16(src, block + D);
-        FloatVector dl = ((FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
-                .convertShape(B2I, Simd.I, 0).convert(I2F, 0)).mul(d);
-        dl.intoArray(s.scales, 0);
-        FloatVector a0 = FloatVector.fromArray(Simd.F, state, 0);
-        FloatVector a1 = FloatVector.fromArray(Simd.F, state, Simd.L);
-        FloatVector a2 = FloatVector.fromArray(Simd.F, state, 2 * Simd.L);
-        FloatVector a3 = FloatVector.fromArray(Simd.F, state, 3 * Simd.L);
-        for (int half = 0; half < 2; half++) {
-            long ql = QL + 64L * half;
-            long qhAt = QH + 32L * half;
-            IntVector h0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qhAt, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            IntVector h1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + qhAt + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            for (int k = 0; k < 4; k++) {
-                IntVector lowShift = IntVector.broadcast(Simd.I, 4 * (k >>> 1));
-                IntVector highShift = IntVector.broadcast(Simd.I, 2 * k);
-                long l = ql + 32L * (k & 1);
-                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + l, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + l + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                int g = 8 * half + 2 * k;
-                IntVector q0 = l0.lanewise(LSHR, lowShift).and(0xF).or(h0.lanewise(LSHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                IntVector q1 = l1.lanewise(LSHR, lowShift).and(0xF).or(h1.lanewise(LSHR, highShift).and(3).lanewise(LSHL, Simd.SHIFT_4));
-                int e = xo + 16 * g;
-                FloatVector n0 = ((FloatVector) q0.convert(I2F, 0)).mul(s.scales[g])
-                        .fma(FloatVector.fromArray(Simd.F, x, e), a0);
-                FloatVector n1 = ((FloatVector) q1.convert(I2F, 0)).mul(s.scales[g + 1])
-                        .fma(FloatVector.fromArray(Simd.F, x, e + 16), a1);
-                a0 = a2;
-                a1 = a3;
-                a2 = n0;
-                a3 = n1;
-            }
-        }
-        a0.intoArray(state, 0);
-        a1.intoArray(state, Simd.L);
-        a2.intoArray(state, 2 * Simd.L);
-        a3.intoArray(state, 3 * Simd.L);
-        dl.mul(32f).fma(FloatVector.fromArray(Simd.F, sums, so), FloatVector.fromArray(Simd.F, state, 4 * Simd.L))
-                .intoArray(state, 4 * Simd.L);
-    }
-
-    @Override
     boolean hasRowKernel() { return true; }
 
     /**
-     * {@link #accumulateScaled}'s operations block after block with the accumulators in registers (group
+     * {@link ScaledDot}'s operations for one token, block after block, with the accumulators in registers (group
      * {@code g} into accumulator {@code g % 4}), written out straight as {@link Q4_K#dotRows} is and for the same
      * measured reasons, with 16-byte loads that widen straight from memory (2048-element rows, as the LM head's:
      * 12-16 against 12-13 GB/s for 64-byte loads split in registers). Each group's quant is formed with the same

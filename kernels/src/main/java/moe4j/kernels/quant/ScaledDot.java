@@ -24,7 +24,8 @@ import jdk.incubator.vector.VectorShuffle;
  * <p>Summation order, fixed so that a token's result is the same in any batch: element group {@code g} (16
  * elements, counted over the whole row) is multiply-added into accumulator {@code g % 4}; block {@code b}'s
  * minimum terms into a fifth; the result is {@code sum((a0 + a1) + (a2 + a3)) - sum(a4)} ({@link Simd#sum}).
- * Types with {@link BlockFormat#fusesScaled()} compute exactly this for a single token, decoding in registers.
+ * A single token takes the type's row kernel ({@link BlockFormat#dotRows}), which computes exactly this while
+ * decoding in registers.
  *
  * <p>The batch loops read decoded weights and activations from 64-byte-aligned native memory (the decode buffer and
  * {@link PreparedActivations#alignedValues()}): a heap array's elements are 64-byte aligned only by chance of where
@@ -131,38 +132,28 @@ final class ScaledDot {
         }
         float[] state = s.state;
         Arrays.fill(state, 0, nTokens * STATE, 0f);
-        if (nTokens == 1 && format.fusesScaled()) {
-            // one pass over the weights: decoding dominates
-            int xo = firstRow * width;
-            int so = xo / PreparedActivations.SUM_GROUP;
-            for (int b = 0; b < blocks; b++) {
-                format.accumulateScaled(src, srcOffset + (long) b * blockBytes, x.values(), xo + b * QK, x.sumsArray(),
-                        so + b * GROUPS, state, s);
+        MemorySegment xv = x.alignedValues();
+        MemorySegment sums = x.sums();
+        long rowBytes = (long) width * Float.BYTES;
+        long rowSums = rowBytes / PreparedActivations.SUM_GROUP;
+        s.interleave(1);
+        for (int b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
+            int n = Math.min(CHUNK_BLOCKS, blocks - b0);
+            for (int b = 0; b < n; b++) {
+                format.decodeScaled(src, srcOffset + (long) (b0 + b) * blockBytes, s, b);
             }
-        } else {
-            MemorySegment xv = x.alignedValues();
-            MemorySegment sums = x.sums();
-            long rowBytes = (long) width * Float.BYTES;
-            long rowSums = rowBytes / PreparedActivations.SUM_GROUP;
-            s.interleave(1);
-            for (int b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
-                int n = Math.min(CHUNK_BLOCKS, blocks - b0);
-                for (int b = 0; b < n; b++) {
-                    format.decodeScaled(src, srcOffset + (long) (b0 + b) * blockBytes, s, b);
-                }
-                int bytes = n * (int) BLOCK_BYTES;
-                int minBytes = n * (int) GROUP_BYTES;
-                int t = 0;
-                for (; t + 4 <= nTokens; t += 4) {
-                    int row = firstRow + t;
-                    accumulate4(s.w, bytes, xv, row * rowBytes + b0 * BLOCK_BYTES, rowBytes, state, STATE * t);
-                    accumulateMins4(s.mins, minBytes, sums, row * rowSums + b0 * GROUP_BYTES, rowSums, state, STATE * t);
-                }
-                for (; t < nTokens; t++) {
-                    int row = firstRow + t;
-                    accumulate(s.w, bytes, xv, row * rowBytes + b0 * BLOCK_BYTES, state, STATE * t);
-                    accumulateMins(s.mins, minBytes, sums, row * rowSums + b0 * GROUP_BYTES, state, STATE * t);
-                }
+            int bytes = n * (int) BLOCK_BYTES;
+            int minBytes = n * (int) GROUP_BYTES;
+            int t = 0;
+            for (; t + 4 <= nTokens; t += 4) {
+                int row = firstRow + t;
+                accumulate4(s.w, bytes, xv, row * rowBytes + b0 * BLOCK_BYTES, rowBytes, state, STATE * t);
+                accumulateMins4(s.mins, minBytes, sums, row * rowSums + b0 * GROUP_BYTES, rowSums, state, STATE * t);
+            }
+            for (; t < nTokens; t++) {
+                int row = firstRow + t;
+                accumulate(s.w, bytes, xv, row * rowBytes + b0 * BLOCK_BYTES, state, STATE * t);
+                accumulateMins(s.mins, minBytes, sums, row * rowSums + b0 * GROUP_BYTES, state, STATE * t);
             }
         }
         for (int t = 0; t < nTokens; t++) {

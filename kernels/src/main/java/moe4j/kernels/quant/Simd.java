@@ -48,7 +48,7 @@ final class Simd {
     static final IntVector SHIFT_6 = IntVector.broadcast(I, 6);
 
     /** Per-thread scale terms of the block a row kernel is in (each read back as one broadcast load). */
-    static final ThreadLocal<float[]> TERMS = ThreadLocal.withInitial(() -> new float[8 * L]);
+    static final ThreadLocal<float[]> TERMS = ThreadLocal.withInitial(() -> new float[L]);
 
     /**
      * The steps of {@link #sum} as constants, for kernels that fold inline: {@code v = v.add(v.rearrange(FOLD_8))},
