@@ -86,9 +86,19 @@ class LlamaCppReferenceTest {
                 assertTrue(rel <= 2e-3, model + " " + prompt + ": max logit difference " + b.maxAbsDiff()
                         + " is " + rel + " of the logit range");
             }
-            // every output value is computed by the same code whatever the batch, so the paths agree exactly
-            for (int i = 0; i < batched.length; i++) {
-                assertArrayEquals(batched[i], oneByOne[i], 0f, "position " + i + ": batched vs one-by-one");
+            if (isFloatModel(model)) {
+                // float weights take the same kernels whatever the batch, so the paths agree exactly
+                for (int i = 0; i < batched.length; i++) {
+                    assertArrayEquals(batched[i], oneByOne[i], 0f, "position " + i + ": batched vs one-by-one");
+                }
+            } else {
+                // the one-token kernels of Q4_K and Q5_K sum each 32-element sub-block before scaling it, a float32
+                // rounding apart from the batched ones; the 8-bit rounding of the next layer's activations turns
+                // that into differences of the size llama.cpp's own run has: hold them to the same bar
+                assertTrue(self.meanKl() <= klBar, model + " " + prompt + ": batched vs one-by-one mean KL " + self.meanKl()
+                        + " > " + klBar);
+                assertTrue(self.top1() >= top1Bar, model + " " + prompt + ": batched vs one-by-one top-1 agreement "
+                        + self.top1() + " < " + top1Bar);
             }
         }
     }

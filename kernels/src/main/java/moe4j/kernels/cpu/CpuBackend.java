@@ -358,13 +358,7 @@ public final class CpuBackend implements Backend {
         requireRows(n, u);
         requireWidth(u, g.width(), "up projection");
         int width = g.width();
-        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> siluMulRange(g.data, u.data, from * width, to * width));
-    }
-
-    private static void siluMulRange(float[] g, float[] u, int from, int to) {
-        for (int i = from; i < to; i++) {
-            g[i] = VectorMath.silu(g[i]) * u[i];
-        }
+        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> VectorMath.siluMul(g.data, u.data, from * width, to * width));
     }
 
     @Override
@@ -473,7 +467,7 @@ public final class CpuBackend implements Backend {
                         dst.data, start[e] * ffn + r0, ffn);
             }
         });
-        pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> siluMulRange(g.data, u.data, from * ffn, to * ffn));
+        pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> VectorMath.siluMul(g.data, u.data, from * ffn, to * ffn));
         PreparedActivations gp = prepare(g, 0, n * k, down.activationRounding());
         int embdUnits = ceilDiv(embd, ROWS_PER_UNIT);
         pool.parallelFor(activeCount * embdUnits, 1, (from, to, worker) -> {

@@ -1,6 +1,8 @@
 package moe4j.kernels.cpu;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /** f32 vector primitives with a fixed summation order (independent of threads and batch size). */
@@ -124,8 +126,79 @@ final class VectorMath {
         }
     }
 
-    /** SiLU as ggml's scalar path computes it. */
+    // exp(t) = 2^(n-1) * 2e^r with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 in two parts, so
+    // that n ln 2 is exact), e^r by its Taylor polynomial to degree 7 (truncation under 1e-8 relative, below float
+    // rounding). 2^(n-1) rather than 2^n keeps exp(88.72) finite; above it exp is infinite, so that SiLU of a very
+    // negative x is -0 as with x / (1 + exp(-x)) in double. Below -86.6 (2^(n-1) no longer a normal float) t is
+    // clamped: exp is under 2e-38 there, and 1 + exp(t) is 1 anyway.
+    private static final float EXP_MIN = -86.6f;
+    private static final float EXP_MAX = 88.72f;
+    private static final float LOG2_E = 1.44269504f;
+    private static final float LN2_HIGH = 0.693145751953125f;
+    private static final float LN2_LOW = 1.428606765330187e-06f;
+    /** Adding and subtracting 1.5 * 2^23 rounds a float of magnitude under 2^22 to the nearest integer. */
+    private static final float ROUNDER = 12582912f;
+    private static final float C2 = 1f / 2;
+    private static final float C3 = 1f / 6;
+    private static final float C4 = 1f / 24;
+    private static final float C5 = 1f / 120;
+    private static final float C6 = 1f / 720;
+    private static final float C7 = 1f / 5040;
+
+    /**
+     * {@code g[i] = silu(g[i]) * u[i]} for {@code from <= i < to}, {@code silu(x) = x / (1 + exp(-x))} with the
+     * exponential computed by {@link #exp}'s operations on 16 lanes at a time. Only IEEE adds, multiplies, fused
+     * multiply-adds and bit moves: the same in the interpreter and in compiled code, and the scalar tail gives the
+     * lanes' results bit for bit, so each element's value does not depend on where the range starts. (ggml's own
+     * SiLU is vectorized the same way; {@code Math.exp} per element cost about 6% of a decoding step.)
+     */
+    static void siluMul(float[] g, float[] u, int from, int to) {
+        int i = from;
+        for (int bound = to - L; i <= bound; i += L) {
+            FloatVector x = FloatVector.fromArray(F, g, i);
+            FloatVector minusX = x.neg();
+            FloatVector t = minusX.max(EXP_MIN).min(EXP_MAX);
+            FloatVector n = t.mul(LOG2_E).add(ROUNDER).sub(ROUNDER);
+            FloatVector r = n.fma(FloatVector.broadcast(F, -LN2_HIGH), t);
+            r = n.fma(FloatVector.broadcast(F, -LN2_LOW), r);
+            FloatVector p = r.fma(C7, C6);
+            p = p.fma(r, FloatVector.broadcast(F, C5));
+            p = p.fma(r, FloatVector.broadcast(F, C4));
+            p = p.fma(r, FloatVector.broadcast(F, C3));
+            p = p.fma(r, FloatVector.broadcast(F, C2));
+            p = p.fma(r, FloatVector.broadcast(F, 1f));
+            p = p.fma(r, FloatVector.broadcast(F, 1f));
+            FloatVector half = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(126)
+                    .lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector e = p.mul(2f).mul(half).blend(Float.POSITIVE_INFINITY, minusX.compare(VectorOperators.GT, EXP_MAX));
+            x.div(e.add(1f)).mul(FloatVector.fromArray(F, u, i)).intoArray(g, i);
+        }
+        for (; i < to; i++) {
+            g[i] = silu(g[i]) * u[i];
+        }
+    }
+
+    /** SiLU of one element with {@link #siluMul}'s operations. */
     static float silu(float x) {
-        return x / (1.0f + (float) Math.exp(-x));
+        return x / (exp(-x) + 1f);
+    }
+
+    /** e^t within about one float rounding for {@code t} in [-86.6, 88.72]; infinity above, e^-86.6 below. */
+    static float exp(float t) {
+        if (t > EXP_MAX) {
+            return Float.POSITIVE_INFINITY;
+        }
+        t = Math.min(Math.max(t, EXP_MIN), EXP_MAX);
+        float n = t * LOG2_E + ROUNDER - ROUNDER;
+        float r = Math.fma(n, -LN2_HIGH, t);
+        r = Math.fma(n, -LN2_LOW, r);
+        float p = Math.fma(r, C7, C6);
+        p = Math.fma(p, r, C5);
+        p = Math.fma(p, r, C4);
+        p = Math.fma(p, r, C3);
+        p = Math.fma(p, r, C2);
+        p = Math.fma(p, r, 1f);
+        p = Math.fma(p, r, 1f);
+        return p * 2f * Float.intBitsToFloat(((int) n + 126) << 23);
     }
 }

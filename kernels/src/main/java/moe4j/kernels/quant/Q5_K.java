@@ -158,9 +158,10 @@ public final class Q5_K extends BlockFormat {
     boolean hasRowKernel() { return true; }
 
     /**
-     * {@link ScaledDot}'s operations for one token, block after block, with the accumulators in registers, loading like
-     * {@link Q4_K#dotRows}: three 64-byte loads per block, the first holding the scale bytes (part 0) and the
-     * fifth bits (parts 1 and 2), the other two the low nibbles (measured 1.25x faster than 16-byte loads).
+     * The dot products of decoding, block after block, with the accumulators in registers; like {@link Q4_K#dotRows}
+     * it sums a 32-element sub-block's products before scaling them, so it agrees with the batched path within
+     * float32 rounding. Three 64-byte loads per block, the first holding the scale bytes (part 0) and the fifth bits
+     * (parts 1 and 2), the other two the low nibbles (measured 1.25x faster than 16-byte loads).
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
@@ -176,8 +177,6 @@ public final class Q5_K extends BlockFormat {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            FloatVector a2 = a0;
-            FloatVector a3 = a0;
             FloatVector am = a0;
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
@@ -205,21 +204,21 @@ public final class Q5_K extends BlockFormat {
                         IntVector q1 = (IntVector) quants.convertShape(ZERO_EXTEND_B2I, Simd.I, part + 1);
                         IntVector lowBit = IntVector.broadcast(Simd.I, 2 * c);
                         IntVector highBit = IntVector.broadcast(Simd.I, 2 * c + 1);
-                        float lowScale = terms[2 * c];
-                        float highScale = terms[2 * c + 1];
                         int e = xb + 64 * c;
-                        a0 = ((FloatVector) q0.and(0xF).or(h0.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0)).mul(lowScale)
-                                .fma(FloatVector.fromArray(Simd.F, xv, e), a0);
-                        a1 = ((FloatVector) q1.and(0xF).or(h1.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0)).mul(lowScale)
-                                .fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
-                        a2 = ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, highBit).and(16))
-                                .convert(I2F, 0)).mul(highScale).fma(FloatVector.fromArray(Simd.F, xv, e + 32), a2);
-                        a3 = ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, highBit).and(16))
-                                .convert(I2F, 0)).mul(highScale).fma(FloatVector.fromArray(Simd.F, xv, e + 48), a3);
+                        FloatVector lowSum = ((FloatVector) q0.and(0xF).or(h0.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0))
+                                .mul(FloatVector.fromArray(Simd.F, xv, e));
+                        FloatVector highSum = ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, highBit).and(16))
+                                .convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 32));
+                        lowSum = ((FloatVector) q1.and(0xF).or(h1.lanewise(LSHR, lowBit).and(16)).convert(I2F, 0))
+                                .fma(FloatVector.fromArray(Simd.F, xv, e + 16), lowSum);
+                        highSum = ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, highBit).and(16))
+                                .convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), highSum);
+                        a0 = lowSum.fma(FloatVector.broadcast(Simd.F, terms[2 * c]), a0);
+                        a1 = highSum.fma(FloatVector.broadcast(Simd.F, terms[2 * c + 1]), a1);
                     }
                 }
             }
-            FloatVector v = a0.add(a1).add(a2.add(a3));
+            FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));
             am = am.add(am.rearrange(Simd.FOLD_8));
             v = v.add(v.rearrange(Simd.FOLD_4));

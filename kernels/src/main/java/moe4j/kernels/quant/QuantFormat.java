@@ -65,8 +65,9 @@ public interface QuantFormat {
      * Dot products of the row stored at byte {@code srcOffset} of {@code src} ({@code x.width()} elements,
      * whole blocks) with rows {@code firstRow .. firstRow + nTokens - 1} of {@code x}, which must have been
      * prepared with this type's {@link #activationRounding()}; token {@code t}'s result goes to
-     * {@code out[outOffset + t*outStride]}. Each result is independent of {@code nTokens} and {@code firstRow}
-     * bit for bit. This is the product the CPU backend computes; it follows llama.cpp's numerics (rounded
+     * {@code out[outOffset + t*outStride]}. With two or more tokens each result is independent of {@code nTokens}
+     * and {@code firstRow} bit for bit; one token (decoding) takes the type's matrix-vector kernel, which for Q4_K
+     * and Q5_K sums in another order and agrees within float32 rounding. This is the product the CPU backend computes; it follows llama.cpp's numerics (rounded
      * activations) in float32 arithmetic.
      */
     default void dotPrepared(MemorySegment src, long srcOffset, PreparedActivations x, int firstRow, int nTokens,

@@ -24,8 +24,8 @@ import jdk.incubator.vector.VectorShuffle;
  * <p>Summation order, fixed so that a token's result is the same in any batch: element group {@code g} (16
  * elements, counted over the whole row) is multiply-added into accumulator {@code g % 4}; block {@code b}'s
  * minimum terms into a fifth; the result is {@code sum((a0 + a1) + (a2 + a3)) - sum(a4)} ({@link Simd#sum}).
- * A single token takes the type's row kernel ({@link BlockFormat#dotRows}), which computes exactly this while
- * decoding in registers.
+ * A single token takes the type's row kernel ({@link BlockFormat#dotRows}), which decodes in registers and
+ * computes exactly this, except that Q4_K's and Q5_K's sum a 32-element sub-block's products before scaling them.
  *
  * <p>The batch loops read decoded weights and activations from 64-byte-aligned native memory (the decode buffer and
  * {@link PreparedActivations#alignedValues()}): a heap array's elements are 64-byte aligned only by chance of where
