@@ -185,7 +185,12 @@ public final class GgufFile implements AutoCloseable {
                 throw new GgufFormatException(path, 0, "empty file: not a GGUF file");
             }
             MemorySegment mapped = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
-            return GgufParser.parse(path, mapped);
+            // The same mapping, seen as a plain native segment (same arena, still read-only): the kernels then see one
+            // segment class for weights, activations and scratch buffers alike. A second class at a Vector API load
+            // makes its shared type profile bimorphic, and C2 then keeps class checks and bounds checks inside the
+            // compiled loops of every kernel (measured: prompt processing 90 -> 64 tok/s when the mapped class won).
+            MemorySegment plain = MemorySegment.ofAddress(mapped.address()).reinterpret(size, arena, null).asReadOnly();
+            return GgufParser.parse(path, plain);
         }
     }
 
