@@ -144,6 +144,9 @@ final class VectorMath {
     private static final float C5 = 1f / 120;
     private static final float C6 = 1f / 720;
     private static final float C7 = 1f / 5040;
+    // vector operands rather than scalars: C2 does not intrinsify the scalar-count shift (the Java fallback ran)
+    private static final IntVector EXP_BIAS = IntVector.broadcast(VectorSpecies.of(int.class, F.vectorShape()), 126);
+    private static final IntVector EXP_SHIFT = IntVector.broadcast(VectorSpecies.of(int.class, F.vectorShape()), 23);
 
     /**
      * {@code g[i] = silu(g[i]) * u[i]} for {@code from <= i < to}, {@code silu(x) = x / (1 + exp(-x))} with the
@@ -168,8 +171,8 @@ final class VectorMath {
             p = p.fma(r, FloatVector.broadcast(F, C2));
             p = p.fma(r, FloatVector.broadcast(F, 1f));
             p = p.fma(r, FloatVector.broadcast(F, 1f));
-            FloatVector half = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(126)
-                    .lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector half = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(EXP_BIAS)
+                    .lanewise(VectorOperators.LSHL, EXP_SHIFT).reinterpretAsFloats();
             FloatVector e = p.mul(2f).mul(half).blend(Float.POSITIVE_INFINITY, minusX.compare(VectorOperators.GT, EXP_MAX));
             x.div(e.add(1f)).mul(FloatVector.fromArray(F, u, i)).intoArray(g, i);
         }
