@@ -37,6 +37,11 @@ public final class CpuBackend implements Backend {
     private static final int ELEMENTWISE_GRAIN = 16;
     /** Cache positions decoded at a time by attention: a few KiB of floats, reused from L1 by every query head. */
     private static final int ATTENTION_CHUNK = 16;
+    /**
+     * Prompt tokens that share each decoded chunk of the cache: the chunk is converted once for all of them and stays
+     * in L1 while their query heads use it (one token at a time, each token converted the whole prefix again).
+     */
+    private static final int ATTENTION_TOKENS = 8;
 
     /** The smallest normal fp16, llama.cpp's lower clamp of the expert weight sum. */
     private static final float WEIGHT_SUM_MIN = 6.103515625e-5f;
@@ -282,60 +287,56 @@ public final class CpuBackend implements Backend {
         int group = shape.heads() / shape.kvHeads();
         int kvHeads = shape.kvHeads();
         float scale = shape.scale();
-        pool.parallelFor(n * kvHeads, 1, (from, to, worker) -> {
+        int tiles = ceilDiv(n, ATTENTION_TOKENS);
+        pool.parallelFor(tiles * kvHeads, 1, (from, to, worker) -> {
             Scratch s = scratch[worker];
             float[] rows = s.row(ATTENTION_CHUNK * hd);
             float[] lanes = s.row2(ATTENTION_CHUNK * VectorMath.LANES);
             short[] halfs = s.halfs(hd);
             for (int unit = from; unit < to; unit++) {
-                int t = unit / kvHeads;
+                int t0 = unit / kvHeads * ATTENTION_TOKENS;
+                int t1 = Math.min(n, t0 + ATTENTION_TOKENS);
                 int kvh = unit % kvHeads;
-                int len = startPos + t + 1;
-                float[] scores = s.scores(group * len);
-                int qOff = t * q.width() + kvh * group * hd;
-                int oOff = t * o.width() + kvh * group * hd;
-                for (int p0 = 0; p0 < len; p0 += ATTENTION_CHUNK) {
-                    int count = Math.min(ATTENTION_CHUNK, len - p0);
+                int maxLen = startPos + t1;
+                // token t's head g scores at (t - t0) * group * maxLen + g * maxLen
+                float[] scores = s.scores((t1 - t0) * group * maxLen);
+                for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
+                    int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
                     for (int p = 0; p < count; p++) {
                         c.load(layer, 0, p0 + p, kvh * hd, hd, rows, p * hd, halfs);
                     }
-                    for (int g = 0; g < group; g++) {
-                        VectorMath.dotRows(q.data, qOff + g * hd, rows, count, hd, scale, scores, g * len + p0, lanes);
+                    for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
+                        int visible = Math.min(count, startPos + t + 1 - p0);
+                        int qOff = t * q.width() + kvh * group * hd;
+                        int sOff = (t - t0) * group * maxLen + p0;
+                        for (int g = 0; g < group; g++) {
+                            VectorMath.dotRows(q.data, qOff + g * hd, rows, visible, hd, scale, scores, sOff + g * maxLen, lanes);
+                        }
                     }
                 }
-                for (int g = 0; g < group; g++) {
-                    softmax(scores, g * len, len);
+                for (int t = t0; t < t1; t++) {
+                    for (int g = 0; g < group; g++) {
+                        VectorMath.softmax(scores, (t - t0) * group * maxLen + g * maxLen, startPos + t + 1);
+                    }
+                    int oOff = t * o.width() + kvh * group * hd;
+                    Arrays.fill(o.data, oOff, oOff + group * hd, 0f);
                 }
-                Arrays.fill(o.data, oOff, oOff + group * hd, 0f);
-                for (int p0 = 0; p0 < len; p0 += ATTENTION_CHUNK) {
-                    int count = Math.min(ATTENTION_CHUNK, len - p0);
+                for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
+                    int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
                     for (int p = 0; p < count; p++) {
                         c.load(layer, 1, p0 + p, kvh * hd, hd, rows, p * hd, halfs);
                     }
-                    for (int g = 0; g < group; g++) {
-                        VectorMath.axpyRows(scores, g * len + p0, rows, count, hd, o.data, oOff + g * hd);
+                    for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
+                        int visible = Math.min(count, startPos + t + 1 - p0);
+                        int oOff = t * o.width() + kvh * group * hd;
+                        int sOff = (t - t0) * group * maxLen + p0;
+                        for (int g = 0; g < group; g++) {
+                            VectorMath.axpyRows(scores, sOff + g * maxLen, rows, visible, hd, o.data, oOff + g * hd);
+                        }
                     }
                 }
             }
         });
-    }
-
-    /** In-place softmax as ggml computes it: f32 exponentials, f64 sum, scaled by the f32 reciprocal. */
-    private static void softmax(float[] v, int off, int len) {
-        float max = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < len; i++) {
-            max = Math.max(max, v[off + i]);
-        }
-        double sum = 0;
-        for (int i = 0; i < len; i++) {
-            float e = (float) Math.exp(v[off + i] - max);
-            v[off + i] = e;
-            sum += e;
-        }
-        float inv = (float) (1.0 / sum);
-        for (int i = 0; i < len; i++) {
-            v[off + i] *= inv;
-        }
     }
 
     @Override
@@ -377,7 +378,7 @@ public final class CpuBackend implements Backend {
             float[] p = scratch[worker].row(experts);
             for (int t = from; t < to; t++) {
                 System.arraycopy(l.data, t * experts, p, 0, experts);
-                softmax(p, 0, experts);
+                VectorMath.softmax(p, 0, experts);
                 double sum = 0;
                 for (int s = 0; s < k; s++) {
                     int best = -1;

@@ -128,9 +128,9 @@ final class VectorMath {
 
     // exp(t) = 2^(n-1) * 2e^r with n = round(t / ln 2), r = t - n ln 2 in [-ln2/2, ln2/2] (ln 2 in two parts, so
     // that n ln 2 is exact), e^r by its Taylor polynomial to degree 7 (truncation under 1e-8 relative, below float
-    // rounding). 2^(n-1) rather than 2^n keeps exp(88.72) finite; above it exp is infinite, so that SiLU of a very
-    // negative x is -0 as with x / (1 + exp(-x)) in double. Below -86.6 (2^(n-1) no longer a normal float) t is
-    // clamped: exp is under 2e-38 there, and 1 + exp(t) is 1 anyway.
+    // rounding). 2^(n-1) rather than 2^n keeps exp(88.72) finite; above it exp is infinite (SiLU of a very negative x
+    // is then -0, as x / (1 + exp(-x)) gives in float). Below -86.6, where 2^(n-1) would not be a normal float, exp
+    // is 0 (the true values are under 2.4e-38).
     private static final float EXP_MIN = -86.6f;
     private static final float EXP_MAX = 88.72f;
     private static final float LOG2_E = 1.44269504f;
@@ -149,47 +149,36 @@ final class VectorMath {
     private static final IntVector EXP_SHIFT = IntVector.broadcast(VectorSpecies.of(int.class, F.vectorShape()), 23);
 
     /**
-     * {@code g[i] = silu(g[i]) * u[i]} for {@code from <= i < to}, {@code silu(x) = x / (1 + exp(-x))} with the
-     * exponential computed by {@link #exp}'s operations on 16 lanes at a time. Only IEEE adds, multiplies, fused
-     * multiply-adds and bit moves: the same in the interpreter and in compiled code, and the scalar tail gives the
-     * lanes' results bit for bit, so each element's value does not depend on where the range starts. (ggml's own
-     * SiLU is vectorized the same way; {@code Math.exp} per element cost about 6% of a decoding step.)
+     * {@link #exp} on every lane. Only IEEE adds, multiplies, fused multiply-adds, comparisons and bit moves: the same
+     * in the interpreter and in compiled code, and {@link #exp} gives each lane's result bit for bit, so a value does
+     * not depend on whether it lands in a vector or in a scalar tail.
      */
-    static void siluMul(float[] g, float[] u, int from, int to) {
-        int i = from;
-        for (int bound = to - L; i <= bound; i += L) {
-            FloatVector x = FloatVector.fromArray(F, g, i);
-            FloatVector minusX = x.neg();
-            FloatVector t = minusX.max(EXP_MIN).min(EXP_MAX);
-            FloatVector n = t.mul(LOG2_E).add(ROUNDER).sub(ROUNDER);
-            FloatVector r = n.fma(FloatVector.broadcast(F, -LN2_HIGH), t);
-            r = n.fma(FloatVector.broadcast(F, -LN2_LOW), r);
-            FloatVector p = r.fma(C7, C6);
-            p = p.fma(r, FloatVector.broadcast(F, C5));
-            p = p.fma(r, FloatVector.broadcast(F, C4));
-            p = p.fma(r, FloatVector.broadcast(F, C3));
-            p = p.fma(r, FloatVector.broadcast(F, C2));
-            p = p.fma(r, FloatVector.broadcast(F, 1f));
-            p = p.fma(r, FloatVector.broadcast(F, 1f));
-            FloatVector half = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(EXP_BIAS)
-                    .lanewise(VectorOperators.LSHL, EXP_SHIFT).reinterpretAsFloats();
-            FloatVector e = p.mul(2f).mul(half).blend(Float.POSITIVE_INFINITY, minusX.compare(VectorOperators.GT, EXP_MAX));
-            x.div(e.add(1f)).mul(FloatVector.fromArray(F, u, i)).intoArray(g, i);
-        }
-        for (; i < to; i++) {
-            g[i] = silu(g[i]) * u[i];
-        }
+    static FloatVector exp(FloatVector x) {
+        FloatVector t = x.max(EXP_MIN).min(EXP_MAX);
+        FloatVector n = t.mul(LOG2_E).add(ROUNDER).sub(ROUNDER);
+        FloatVector r = n.fma(FloatVector.broadcast(F, -LN2_HIGH), t);
+        r = n.fma(FloatVector.broadcast(F, -LN2_LOW), r);
+        FloatVector p = r.fma(C7, C6);
+        p = p.fma(r, FloatVector.broadcast(F, C5));
+        p = p.fma(r, FloatVector.broadcast(F, C4));
+        p = p.fma(r, FloatVector.broadcast(F, C3));
+        p = p.fma(r, FloatVector.broadcast(F, C2));
+        p = p.fma(r, FloatVector.broadcast(F, 1f));
+        p = p.fma(r, FloatVector.broadcast(F, 1f));
+        FloatVector half = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(EXP_BIAS)
+                .lanewise(VectorOperators.LSHL, EXP_SHIFT).reinterpretAsFloats();
+        return p.mul(2f).mul(half)
+                .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, EXP_MAX))
+                .blend(0f, x.compare(VectorOperators.LT, EXP_MIN));
     }
 
-    /** SiLU of one element with {@link #siluMul}'s operations. */
-    static float silu(float x) {
-        return x / (exp(-x) + 1f);
-    }
-
-    /** e^t within about one float rounding for {@code t} in [-86.6, 88.72]; infinity above, e^-86.6 below. */
+    /** e^t within about one float rounding for {@code t} in [-86.6, 88.72]; infinity above, 0 below, NaN for NaN. */
     static float exp(float t) {
         if (t > EXP_MAX) {
             return Float.POSITIVE_INFINITY;
+        }
+        if (t < EXP_MIN) {
+            return 0f;
         }
         t = Math.min(Math.max(t, EXP_MIN), EXP_MAX);
         float n = t * LOG2_E + ROUNDER - ROUNDER;
@@ -203,5 +192,52 @@ final class VectorMath {
         p = Math.fma(p, r, 1f);
         p = Math.fma(p, r, 1f);
         return p * 2f * Float.intBitsToFloat(((int) n + 126) << 23);
+    }
+
+    /**
+     * {@code g[i] = silu(g[i]) * u[i]} for {@code from <= i < to}, {@code silu(x) = x / (1 + exp(-x))} with
+     * {@link #exp}, 16 lanes at a time, the tail with the scalar form (same bits). ggml's own SiLU is vectorized the
+     * same way; {@code Math.exp} per element cost about 6% of a decoding step.
+     */
+    static void siluMul(float[] g, float[] u, int from, int to) {
+        int i = from;
+        for (int bound = to - L; i <= bound; i += L) {
+            FloatVector x = FloatVector.fromArray(F, g, i);
+            x.div(exp(x.neg()).add(1f)).mul(FloatVector.fromArray(F, u, i)).intoArray(g, i);
+        }
+        for (; i < to; i++) {
+            g[i] = silu(g[i]) * u[i];
+        }
+    }
+
+    /**
+     * In-place softmax of {@code v[off .. off+len)} as ggml computes it, f32 exponentials ({@link #exp}, 16 lanes at a
+     * time) summed in f64 first to last, scaled by the f32 reciprocal of the sum.
+     */
+    static void softmax(float[] v, int off, int len) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < len; i++) {
+            max = Math.max(max, v[off + i]);
+        }
+        int i = 0;
+        for (int bound = len - L; i <= bound; i += L) {
+            exp(FloatVector.fromArray(F, v, off + i).sub(max)).intoArray(v, off + i);
+        }
+        for (; i < len; i++) {
+            v[off + i] = exp(v[off + i] - max);
+        }
+        double sum = 0;
+        for (int k = 0; k < len; k++) {
+            sum += v[off + k];
+        }
+        float inv = (float) (1.0 / sum);
+        for (int k = 0; k < len; k++) {
+            v[off + k] *= inv;
+        }
+    }
+
+    /** SiLU of one element with {@link #siluMul}'s operations. */
+    static float silu(float x) {
+        return x / (exp(-x) + 1f);
     }
 }

@@ -7,7 +7,10 @@ import java.util.SplittableRandom;
 
 import org.junit.jupiter.api.Test;
 
-/** The polynomial exponential and the vectorized SiLU: accuracy against double precision, and lanes equal to the scalar form. */
+/**
+ * The polynomial exponential, the vectorized SiLU and softmax: accuracy against double precision, and vector lanes
+ * equal to the scalar form.
+ */
 class VectorMathTest {
 
     @Test
@@ -20,6 +23,9 @@ class VectorMathTest {
             assertTrue(Math.abs(e - exact) <= 2 * Math.ulp((float) exact), "exp(" + t + ") = " + e + ", exact " + exact);
         }
         assertEquals(Float.POSITIVE_INFINITY, VectorMath.exp(88.73f), 0f);
+        assertEquals(0f, VectorMath.exp(-86.7f), 0f);
+        assertEquals(0f, VectorMath.exp(Float.NEGATIVE_INFINITY), 0f);
+        assertTrue(Float.isNaN(VectorMath.exp(Float.NaN)));
         assertEquals(1f, VectorMath.exp(0f), 0f);
         assertEquals(1f, VectorMath.exp(-0f), 0f);
     }
@@ -71,6 +77,57 @@ class VectorMathTest {
                 float expected = i < from ? g[i] : VectorMath.silu(g[i]) * u[i];
                 assertEquals(expected, y[i], 0f, "element " + i + " of a range from " + from);
             }
+        }
+    }
+
+    @Test
+    void expLanesEqualTheScalarFormIncludingSpecialValues() {
+        SplittableRandom rnd = new SplittableRandom(5);
+        float[] t = new float[16 * 64];
+        for (int i = 0; i < t.length; i++) {
+            t[i] = (float) rnd.nextDouble(-100, 100);
+        }
+        float[] special = {0f, -0f, -86.6f, -86.61f, 88.72f, 88.73f, Float.NaN, Float.POSITIVE_INFINITY,
+                Float.NEGATIVE_INFINITY, Float.MAX_VALUE, -Float.MAX_VALUE, 1e-30f, -1e-30f, 0.34657f, -0.34657f, 1f};
+        System.arraycopy(special, 0, t, 0, special.length);
+        float[] lanes = new float[t.length];
+        for (int i = 0; i < t.length; i += VectorMath.LANES) {
+            VectorMath.exp(jdk.incubator.vector.FloatVector.fromArray(jdk.incubator.vector.FloatVector.SPECIES_PREFERRED,
+                    t, i)).intoArray(lanes, i);
+        }
+        for (int i = 0; i < t.length; i++) {
+            assertEquals(Float.floatToRawIntBits(VectorMath.exp(t[i])), Float.floatToRawIntBits(lanes[i]), "exp(" + t[i] + ")");
+        }
+    }
+
+    @Test
+    void softmaxMatchesDoublePrecisionAndSumsToOne() {
+        SplittableRandom rnd = new SplittableRandom(9);
+        for (int len : new int[] {1, 7, 16, 37, 128, 1000}) {
+            float[] v = new float[len + 3];
+            for (int i = 0; i < v.length; i++) {
+                v[i] = (float) rnd.nextDouble(-30, 30);
+            }
+            float[] in = v.clone();
+            VectorMath.softmax(v, 3, len);
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < len; i++) {
+                max = Math.max(max, in[3 + i]);
+            }
+            // the differences from the maximum are float subtractions, as in ggml
+            double sum = 0;
+            for (int i = 0; i < len; i++) {
+                sum += Math.exp(in[3 + i] - max);
+            }
+            double total = 0;
+            for (int i = 0; i < len; i++) {
+                double exact = Math.exp(in[3 + i] - max) / sum;
+                total += v[3 + i];
+                assertTrue(Math.abs(v[3 + i] - exact) <= 4 * Math.ulp((float) exact) + 1e-37, "length " + len + " element "
+                        + i + ": " + v[3 + i] + ", exact " + exact);
+            }
+            assertEquals(1.0, total, 1e-5, "length " + len);
+            assertEquals(in[0], v[0], 0f, "outside the range");
         }
     }
 }
