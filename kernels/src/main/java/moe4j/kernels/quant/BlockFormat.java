@@ -147,10 +147,9 @@ abstract class BlockFormat implements QuantFormat {
 
     /**
      * Decodes the block at byte {@code block} into slot {@code slot} of {@code s} for {@link ScaledDot}: its weights
-     * without minimum or offset ({@code q * dl}), elements {@code 64q .. 64q+63} at byte
-     * {@code s.at[slot] + q * s.quarterBytes} of {@code s.w} (so that the rows of a tile lie side by side), and the
-     * minimum term of each 16 elements as floats from byte {@code 64*slot} of {@code s.mins}. Arguments are valid and
-     * {@link Simd#FUSED} holds.
+     * {@code q * dl - M} (one fused multiply-add each), elements {@code 64q .. 64q+63} at byte
+     * {@code s.at[slot] + q * s.quarterBytes} of {@code s.w}, so that the rows of a tile lie side by side. Arguments
+     * are valid and {@link Simd#FUSED} holds.
      */
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
         throw new AssertionError("decodesScaled() is true but decodeScaled is missing for " + type);

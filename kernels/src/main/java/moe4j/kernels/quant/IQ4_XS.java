@@ -95,7 +95,6 @@ public final class IQ4_XS extends BlockFormat {
         a3.intoArray(state, 3 * Simd.L);
     }
 
-    /** No minimums: the sixteen minimum terms are zero. */
     @Override
     boolean decodesScaled() { return true; }
 
@@ -103,7 +102,6 @@ public final class IQ4_XS extends BlockFormat {
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
         float d = Halfs.readFp16(src, block + D);
         int scalesH = src.get(Layouts.SHORT_LE, block + SCALES_H) & 0xFFFF;
-        FloatVector.zero(Simd.F).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
         MemorySegment w = s.w;
         long wo = s.at[slot];
         long qb = s.quarterBytes;
@@ -133,8 +131,7 @@ public final class IQ4_XS extends BlockFormat {
      * {@link ScaledDot}'s operations for one token, block after block, with the accumulators in registers, the quants in
      * two 64-byte loads (see {@link Q4_K#dotRows}). Each sub-block's sixteen weights {@code level * dl} are formed once
      * as a table and looked up by quant, the same float products without a convert and multiply per element; the
-     * eight {@code dl} come from one vector pass. Measured 1.1x over the per-element form. The minimum accumulator
-     * stays zero, and {@code s - 0} is {@code s} for every float, so it is left out.
+     * eight {@code dl} come from one vector pass. Measured 1.1x over the per-element form.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,

@@ -18,7 +18,7 @@ import java.util.Objects;
  */
 public final class PreparedActivations {
 
-    /** Values per entry of {@link #sums()}. */
+    /** Values per entry of {@link #sumsArray()}. */
     public static final int SUM_GROUP = 16;
 
     private ActivationRounding rounding = ActivationRounding.NONE;
@@ -26,7 +26,6 @@ public final class PreparedActivations {
     private int width;
     private float[] values = new float[0];
     private MemorySegment aligned = MemorySegment.NULL;
-    private MemorySegment sums = MemorySegment.NULL;
     private float[] sumsArray = new float[0];
 
     /** Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}. */
@@ -44,7 +43,6 @@ public final class PreparedActivations {
             values = new float[(int) size];
             Arena arena = Arena.ofAuto();
             aligned = arena.allocate(size * Float.BYTES, 64);
-            sums = arena.allocate(size / SUM_GROUP * Float.BYTES, 64);
             sumsArray = new float[(int) (size / SUM_GROUP)];
         }
         this.rows = rows;
@@ -64,7 +62,6 @@ public final class PreparedActivations {
                 s += values[i];
             }
             sumsArray[g] = s;
-            sums.setAtIndex(ValueLayout.JAVA_FLOAT, g, s);
         }
     }
 
@@ -80,9 +77,9 @@ public final class PreparedActivations {
     /** {@link #values()} in native byte order, 64-byte aligned. */
     MemorySegment alignedValues() { return aligned; }
 
-    /** Row {@code r}'s group {@code g} sum is float {@code r*width/16 + g}, native byte order, 64-byte aligned. */
-    MemorySegment sums() { return sums; }
-
-    /** The same sums in an array. */
+    /**
+     * Row {@code r}'s group {@code g} sum at {@code r*width/16 + g}: the decoding kernels fold block minimums and quant
+     * offsets with one multiply-add per block against these.
+     */
     float[] sumsArray() { return sumsArray; }
 }

@@ -103,10 +103,7 @@ public final class Q3_K extends BlockFormat {
         a3.intoArray(state, 3 * Simd.L);
     }
 
-    /**
-     * Quants are kept unsigned ({@code low2 + 4*hbit}, 0..7); the offset of 4 becomes the minimum term
-     * {@code 4*d*sc} of each 16-element group.
-     */
+    /** Quants are kept unsigned ({@code low2 + 4*hbit}, 0..7); the offset of 4 becomes the minimum {@code 4*d*sc}. */
     @Override
     boolean decodesScaled() { return true; }
 
@@ -122,7 +119,7 @@ public final class Q3_K extends BlockFormat {
         FloatVector products = ((FloatVector) low.or(high).sub(32).convert(I2F, 0)).mul(Halfs.readFp16(src, block + D));
         float[] scales = s.scales;
         products.intoArray(scales, 0);
-        products.mul(4f).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
+        products.mul(-4f).intoArray(scales, 16);
         ByteVector highBits = ByteVector.fromMemorySegment(Simd.B64, src, block + HMASK, Simd.LE);
         IntVector m0 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_2);
         IntVector m1 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 1)).lanewise(LSHL, Simd.SHIFT_2);
@@ -134,29 +131,30 @@ public final class Q3_K extends BlockFormat {
         MemorySegment w = s.w;
         long e0 = s.at[slot];
         long qb = s.quarterBytes;
-        ((FloatVector) l00.and(3).or(m0.and(4)).convert(I2F, 0)).mul(scales[0]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
-        ((FloatVector) l01.and(3).or(m1.and(4)).convert(I2F, 0)).mul(scales[1]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
-        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(4)).convert(I2F, 0)).mul(scales[2]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
-        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(4)).convert(I2F, 0)).mul(scales[3]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
-        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m0.lanewise(LSHR, Simd.SHIFT_2).and(4)).convert(I2F, 0)).mul(scales[4]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
-        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m1.lanewise(LSHR, Simd.SHIFT_2).and(4)).convert(I2F, 0)).mul(scales[5]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(4)).convert(I2F, 0)).mul(scales[6]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(4)).convert(I2F, 0)).mul(scales[7]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) l10.and(3).or(m0.lanewise(LSHR, Simd.SHIFT_4).and(4)).convert(I2F, 0)).mul(scales[8]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
-        ((FloatVector) l11.and(3).or(m1.lanewise(LSHR, Simd.SHIFT_4).and(4)).convert(I2F, 0)).mul(scales[9]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(4)).convert(I2F, 0)).mul(scales[10]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(4)).convert(I2F, 0)).mul(scales[11]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m0.lanewise(LSHR, Simd.SHIFT_6).and(4)).convert(I2F, 0)).mul(scales[12]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
-        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m1.lanewise(LSHR, Simd.SHIFT_6).and(4)).convert(I2F, 0)).mul(scales[13]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(4)).convert(I2F, 0)).mul(scales[14]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(4)).convert(I2F, 0)).mul(scales[15]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l00.and(3).or(m0.and(4)).convert(I2F, 0)).fma(scales[0], scales[16]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
+        ((FloatVector) l01.and(3).or(m1.and(4)).convert(I2F, 0)).fma(scales[1], scales[17]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(4)).convert(I2F, 0)).fma(scales[2], scales[18]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(4)).convert(I2F, 0)).fma(scales[3], scales[19]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m0.lanewise(LSHR, Simd.SHIFT_2).and(4)).convert(I2F, 0)).fma(scales[4], scales[20]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m1.lanewise(LSHR, Simd.SHIFT_2).and(4)).convert(I2F, 0)).fma(scales[5], scales[21]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(4)).convert(I2F, 0)).fma(scales[6], scales[22]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(4)).convert(I2F, 0)).fma(scales[7], scales[23]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l10.and(3).or(m0.lanewise(LSHR, Simd.SHIFT_4).and(4)).convert(I2F, 0)).fma(scales[8], scales[24]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
+        ((FloatVector) l11.and(3).or(m1.lanewise(LSHR, Simd.SHIFT_4).and(4)).convert(I2F, 0)).fma(scales[9], scales[25]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(4)).convert(I2F, 0)).fma(scales[10], scales[26]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(4)).convert(I2F, 0)).fma(scales[11], scales[27]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m0.lanewise(LSHR, Simd.SHIFT_6).and(4)).convert(I2F, 0)).fma(scales[12], scales[28]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m1.lanewise(LSHR, Simd.SHIFT_6).and(4)).convert(I2F, 0)).fma(scales[13], scales[29]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(4)).convert(I2F, 0)).fma(scales[14], scales[30]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(4)).convert(I2F, 0)).fma(scales[15], scales[31]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
     }
 
     @Override
     boolean hasRowKernel() { return true; }
 
     /**
-     * {@link ScaledDot}'s products and sums for one token, block after block, with the accumulators in registers. The low
+     * The dot products of decoding, block after block, with the accumulators in registers (the offsets as minimum
+     * terms against the activations' 16-element sums: within float32 rounding of {@link ScaledDot}). The low
      * bits stay in place and the high bit is moved next to them ({@link KQuantScales#QUARTER_POWERS}: the product
      * of an fp16 and a 6-bit integer is exact too). Measured (one thread, weights in cache), each a few percent:
      * 16-byte loads beat 64-byte loads split in registers here (the split costs two shuffles per part), and the two

@@ -110,11 +110,10 @@ public final class Q4_K extends BlockFormat {
                 .and(KQuantScales.SCALE_MIN_LOW_MASK);
         IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
                 .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-        FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0)).blend(Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
+        FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0)).blend(-Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
                 .mul((FloatVector) low.or(high).convert(I2F, 0));
         float[] scales = s.scales;
         products.intoArray(scales, 0);
-        products.rearrange(KQuantScales.MIN_SPREAD_F).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
         ByteVector first = ByteVector.fromMemorySegment(Simd.B64, src, block + QS, Simd.LE);
         ByteVector second = ByteVector.fromMemorySegment(Simd.B64, src, block + QS + 64, Simd.LE);
         IntVector q0 = (IntVector) first.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
@@ -127,33 +126,41 @@ public final class Q4_K extends BlockFormat {
         IntVector q7 = (IntVector) second.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
         float low0 = scales[0];
         float high0 = scales[1];
+        float lowMin0 = scales[8];
+        float highMin0 = scales[9];
         float low1 = scales[2];
         float high1 = scales[3];
+        float lowMin1 = scales[10];
+        float highMin1 = scales[11];
         float low2 = scales[4];
         float high2 = scales[5];
+        float lowMin2 = scales[12];
+        float highMin2 = scales[13];
         float low3 = scales[6];
         float high3 = scales[7];
+        float lowMin3 = scales[14];
+        float highMin3 = scales[15];
         MemorySegment w = s.w;
         long e0 = s.at[slot];
         long e1 = e0 + s.quarterBytes;
         long e2 = e1 + s.quarterBytes;
         long e3 = e2 + s.quarterBytes;
-        ((FloatVector) q0.and(0xF).convert(I2F, 0)).mul(low0).intoMemorySegment(w, e0, ScaledDot.NATIVE);
-        ((FloatVector) q1.and(0xF).convert(I2F, 0)).mul(low0).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high0).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high0).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
-        ((FloatVector) q2.and(0xF).convert(I2F, 0)).mul(low1).intoMemorySegment(w, e1, ScaledDot.NATIVE);
-        ((FloatVector) q3.and(0xF).convert(I2F, 0)).mul(low1).intoMemorySegment(w, e1 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high1).intoMemorySegment(w, e1 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high1).intoMemorySegment(w, e1 + 192, ScaledDot.NATIVE);
-        ((FloatVector) q4.and(0xF).convert(I2F, 0)).mul(low2).intoMemorySegment(w, e2, ScaledDot.NATIVE);
-        ((FloatVector) q5.and(0xF).convert(I2F, 0)).mul(low2).intoMemorySegment(w, e2 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high2).intoMemorySegment(w, e2 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high2).intoMemorySegment(w, e2 + 192, ScaledDot.NATIVE);
-        ((FloatVector) q6.and(0xF).convert(I2F, 0)).mul(low3).intoMemorySegment(w, e3, ScaledDot.NATIVE);
-        ((FloatVector) q7.and(0xF).convert(I2F, 0)).mul(low3).intoMemorySegment(w, e3 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high3).intoMemorySegment(w, e3 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(high3).intoMemorySegment(w, e3 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q0.and(0xF).convert(I2F, 0)).fma(low0, lowMin0).intoMemorySegment(w, e0, ScaledDot.NATIVE);
+        ((FloatVector) q1.and(0xF).convert(I2F, 0)).fma(low0, lowMin0).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
+        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high0, highMin0).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
+        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high0, highMin0).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q2.and(0xF).convert(I2F, 0)).fma(low1, lowMin1).intoMemorySegment(w, e1, ScaledDot.NATIVE);
+        ((FloatVector) q3.and(0xF).convert(I2F, 0)).fma(low1, lowMin1).intoMemorySegment(w, e1 + 64, ScaledDot.NATIVE);
+        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high1, highMin1).intoMemorySegment(w, e1 + 128, ScaledDot.NATIVE);
+        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high1, highMin1).intoMemorySegment(w, e1 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q4.and(0xF).convert(I2F, 0)).fma(low2, lowMin2).intoMemorySegment(w, e2, ScaledDot.NATIVE);
+        ((FloatVector) q5.and(0xF).convert(I2F, 0)).fma(low2, lowMin2).intoMemorySegment(w, e2 + 64, ScaledDot.NATIVE);
+        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high2, highMin2).intoMemorySegment(w, e2 + 128, ScaledDot.NATIVE);
+        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high2, highMin2).intoMemorySegment(w, e2 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q6.and(0xF).convert(I2F, 0)).fma(low3, lowMin3).intoMemorySegment(w, e3, ScaledDot.NATIVE);
+        ((FloatVector) q7.and(0xF).convert(I2F, 0)).fma(low3, lowMin3).intoMemorySegment(w, e3 + 64, ScaledDot.NATIVE);
+        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high3, highMin3).intoMemorySegment(w, e3 + 128, ScaledDot.NATIVE);
+        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high3, highMin3).intoMemorySegment(w, e3 + 192, ScaledDot.NATIVE);
     }
 
     @Override

@@ -115,11 +115,10 @@ public final class Q5_K extends BlockFormat {
                 .and(KQuantScales.SCALE_MIN_LOW_MASK);
         IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
                 .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-        FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0)).blend(Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
+        FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0)).blend(-Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
                 .mul((FloatVector) low.or(high).convert(I2F, 0));
         float[] scales = s.scales;
         products.intoArray(scales, 0);
-        products.rearrange(KQuantScales.MIN_SPREAD_F).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
         ByteVector highBits = ByteVector.fromMemorySegment(Simd.B64, src, block + QH, Simd.LE);
         IntVector h0 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
         IntVector h1 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 1)).lanewise(LSHL, Simd.SHIFT_4);
@@ -136,22 +135,22 @@ public final class Q5_K extends BlockFormat {
         MemorySegment w = s.w;
         long e0 = s.at[slot];
         long qb = s.quarterBytes;
-        ((FloatVector) q0.and(0xF).or(h0.and(16)).convert(I2F, 0)).mul(scales[0]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
-        ((FloatVector) q1.and(0xF).or(h1.and(16)).convert(I2F, 0)).mul(scales[0]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).mul(scales[1]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).mul(scales[1]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
-        ((FloatVector) q2.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).mul(scales[2]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
-        ((FloatVector) q3.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).mul(scales[2]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).mul(scales[3]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).mul(scales[3]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) q4.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).mul(scales[4]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
-        ((FloatVector) q5.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).mul(scales[4]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).mul(scales[5]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).mul(scales[5]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) q6.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).mul(scales[6]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
-        ((FloatVector) q7.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).mul(scales[6]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).mul(scales[7]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).mul(scales[7]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) q0.and(0xF).or(h0.and(16)).convert(I2F, 0)).fma(scales[0], scales[8]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
+        ((FloatVector) q1.and(0xF).or(h1.and(16)).convert(I2F, 0)).fma(scales[0], scales[8]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
+        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).fma(scales[1], scales[9]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
+        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).fma(scales[1], scales[9]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q2.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).fma(scales[2], scales[10]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
+        ((FloatVector) q3.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).fma(scales[2], scales[10]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).fma(scales[3], scales[11]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).fma(scales[3], scales[11]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) q4.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).fma(scales[4], scales[12]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
+        ((FloatVector) q5.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).fma(scales[4], scales[12]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).fma(scales[5], scales[13]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).fma(scales[5], scales[13]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) q6.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).fma(scales[6], scales[14]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
+        ((FloatVector) q7.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).fma(scales[6], scales[14]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).fma(scales[7], scales[15]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).fma(scales[7], scales[15]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
     }
 
     @Override

@@ -108,10 +108,7 @@ public final class Q6_K extends BlockFormat {
         a3.intoArray(state, 3 * Simd.L);
     }
 
-    /**
-     * Quants are kept unsigned (0..63); the offset of 32 becomes the minimum term {@code 32*d*sc} of each
-     * 16-element group.
-     */
+    /** Quants are kept unsigned (0..63); the offset of 32 becomes the minimum {@code 32*d*sc} of each 16-element group. */
     @Override
     boolean decodesScaled() { return true; }
 
@@ -124,7 +121,7 @@ public final class Q6_K extends BlockFormat {
                 .convertShape(B2I, Simd.I, 0).convert(I2F, 0)).mul(d);
         float[] scales = s.scales;
         dl.intoArray(scales, 0);
-        dl.mul(32f).intoMemorySegment(s.mins, 64L * slot, ScaledDot.NATIVE);
+        dl.mul(-32f).intoArray(scales, 16);
         ByteVector highBits = ByteVector.fromMemorySegment(Simd.B64, src, block + QH, Simd.LE);
         MemorySegment w = s.w;
         long e0 = s.at[slot];
@@ -136,14 +133,14 @@ public final class Q6_K extends BlockFormat {
         IntVector l03 = (IntVector) low0.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
         IntVector h00 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
         IntVector h01 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 1)).lanewise(LSHL, Simd.SHIFT_4);
-        ((FloatVector) l00.and(0xF).or(h00.and(0x30)).convert(I2F, 0)).mul(scales[0]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
-        ((FloatVector) l01.and(0xF).or(h01.and(0x30)).convert(I2F, 0)).mul(scales[1]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
-        ((FloatVector) l02.and(0xF).or(h00.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(scales[2]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
-        ((FloatVector) l03.and(0xF).or(h01.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(scales[3]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
-        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(scales[4]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
-        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(scales[5]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l02.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).mul(scales[6]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l03.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).mul(scales[7]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l00.and(0xF).or(h00.and(0x30)).convert(I2F, 0)).fma(scales[0], scales[16]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
+        ((FloatVector) l01.and(0xF).or(h01.and(0x30)).convert(I2F, 0)).fma(scales[1], scales[17]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
+        ((FloatVector) l02.and(0xF).or(h00.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[2], scales[18]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
+        ((FloatVector) l03.and(0xF).or(h01.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[3], scales[19]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[4], scales[20]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[5], scales[21]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l02.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[6], scales[22]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l03.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[7], scales[23]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
         ByteVector low1 = ByteVector.fromMemorySegment(Simd.B64, src, block + QL + 64, Simd.LE);
         IntVector l10 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
         IntVector l11 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
@@ -151,25 +148,27 @@ public final class Q6_K extends BlockFormat {
         IntVector l13 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
         IntVector h10 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 2)).lanewise(LSHL, Simd.SHIFT_4);
         IntVector h11 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 3)).lanewise(LSHL, Simd.SHIFT_4);
-        ((FloatVector) l10.and(0xF).or(h10.and(0x30)).convert(I2F, 0)).mul(scales[8]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
-        ((FloatVector) l11.and(0xF).or(h11.and(0x30)).convert(I2F, 0)).mul(scales[9]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l12.and(0xF).or(h10.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(scales[10]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l13.and(0xF).or(h11.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).mul(scales[11]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(scales[12]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
-        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).mul(scales[13]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l12.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).mul(scales[14]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l13.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).mul(scales[15]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l10.and(0xF).or(h10.and(0x30)).convert(I2F, 0)).fma(scales[8], scales[24]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
+        ((FloatVector) l11.and(0xF).or(h11.and(0x30)).convert(I2F, 0)).fma(scales[9], scales[25]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l12.and(0xF).or(h10.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[10], scales[26]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l13.and(0xF).or(h11.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[11], scales[27]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[12], scales[28]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[13], scales[29]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
+        ((FloatVector) l12.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[14], scales[30]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
+        ((FloatVector) l13.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[15], scales[31]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
     }
 
     @Override
     boolean hasRowKernel() { return true; }
 
     /**
-     * {@link ScaledDot}'s operations for one token, block after block, with the accumulators in registers (group
-     * {@code g} into accumulator {@code g % 4}), written out straight as {@link Q4_K#dotRows} is and for the same
+     * The dot products of decoding, block after block, with the accumulators in registers (group {@code g} into
+     * accumulator {@code g % 4}, the offsets as minimum terms against the activations' 16-element sums: within
+     * float32 rounding of {@link ScaledDot}), written out straight as {@link Q4_K#dotRows} is and for the same
      * measured reasons, with 16-byte loads that widen straight from memory (2048-element rows, as the LM head's:
-     * 12-16 against 12-13 GB/s for 64-byte loads split in registers). Each group's quant is formed with the same
-     * integer operations up to equivalent shifts.
+     * 12-16 against 12-13 GB/s for 64-byte loads split in registers). (Applying the group scales to the 6-bit quants
+     * in 16-bit integer lanes, one multiply per 32 weights, measured no faster: the widening back to 32 bits costs
+     * what the float multiplies did.)
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,

@@ -14,18 +14,17 @@ import jdk.incubator.vector.VectorShuffle;
 
 /**
  * Dot products of 256-element super-block rows (K-quants, IQ4_XS) with {@link PreparedActivations}, decoding
- * each chunk of the row once for all tokens of a batch. A block decodes to weights without their minimum or
- * constant offset, {@code w = q * dl} ({@code dl} the float product of super-scale and sub-block scale, {@code q}
- * the unsigned quant), and sixteen minimum terms {@code M} (one per 16 elements: {@code dmin*m} for Q4_K, the
- * offset times {@code dl} for Q6_K's 32 or Q3_K's 4). The dot is {@code sum(w * x) - sum(M * s)} with {@code s}
- * the prepared 16-element sums of the activations, so minimums and offsets cost one multiply-add per block, as
- * in llama.cpp's kernels, rather than one operation per element.
+ * each chunk of the row once for all tokens of a batch. A block decodes to its weights, {@code w = q * dl - M}
+ * ({@code dl} the float product of super-scale and sub-block scale, {@code q} the unsigned quant, {@code M} the
+ * sub-block's minimum, {@code dmin*m} for Q4_K, or the quant offset times {@code dl}, 32 for Q6_K, 4 for Q3_K) in
+ * one fused multiply-add: the minimum costs nothing in the decode, where a separate pass of minimum terms against
+ * 16-element activation sums (llama.cpp's way, which the one-token kernels keep) cost about 6% of a prompt.
  *
  * <p>Summation order, fixed so that a token's result is the same in any batch: element group {@code g} (16
- * elements, counted over the whole row) is multiply-added into accumulator {@code g % 4}; block {@code b}'s
- * minimum terms into a fifth; the result is {@code sum((a0 + a1) + (a2 + a3)) - sum(a4)} ({@link Simd#sum}).
- * A single token takes the type's row kernel ({@link BlockFormat#dotRows}), which decodes in registers and
- * computes exactly this, except that Q4_K's and Q5_K's sum a 32-element sub-block's products before scaling them.
+ * elements, counted over the whole row) is multiply-added into accumulator {@code g % 4}; the result is
+ * {@code sum((a0 + a1) + (a2 + a3))} ({@link Simd#sum}). A single token takes the type's row kernel
+ * ({@link BlockFormat#dotRows}), which decodes in registers and sums in its own order (minimum terms against the
+ * activation sums; Q4_K and Q5_K sum a 32-element sub-block before scaling it), within float32 rounding of this.
  *
  * <p>The batch loops read decoded weights and activations from 64-byte-aligned native memory (the decode buffer and
  * {@link PreparedActivations#alignedValues()}): a heap array's elements are 64-byte aligned only by chance of where
@@ -39,12 +38,11 @@ final class ScaledDot {
     static final int QK = 256;
     /** Super-blocks {@link #dot} decodes at a time: 24 KB of floats, within L1 with the activations. */
     private static final int CHUNK_BLOCKS = 24;
-    private static final int GROUPS = QK / PreparedActivations.SUM_GROUP;
     static final ByteOrder NATIVE = ByteOrder.nativeOrder();
     private static final long BLOCK_BYTES = QK * Float.BYTES;
     private static final long GROUP_BYTES = (long) L * Float.BYTES;
-    /** Per-token accumulators kept between chunks: four for the products, one for the minimum terms. */
-    static final int STATE = 5 * L;
+    /** Per-token accumulators kept between chunks, one for each element group modulo 4. */
+    static final int STATE = 4 * L;
 
     /** Rows per tile of {@link #dotTile}, and the fewest tokens it takes. */
     static final int TILE = 4;
@@ -85,13 +83,11 @@ final class ScaledDot {
         long[] at;
         /** Bytes from one quarter of a block to the next in {@link #w}. */
         long quarterBytes;
-        /** Minimum terms of block slot {@code i} at byte {@code 64*i}, native order, 64-byte aligned. */
-        final MemorySegment mins = Arena.ofAuto().allocate(SLOTS * GROUP_BYTES, 64);
-        /** Unpacked scales of the block being decoded: sub-block scales from 0, its minimum terms from 16. */
+        /** Unpacked scales of the block being decoded: sub-block scales from 0, its negated minimums after them. */
         final float[] scales = new float[2 * L];
         float[] state = new float[PAIRS * STATE];
         /** {@link #results}' partly folded sums of a group of pairs. */
-        final float[] folds = new float[FOLD_PAIRS * L];
+        final float[] folds = new float[FOLD_PAIRS / 2 * L];
 
         Scratch() {
             interleave(1);
@@ -133,9 +129,7 @@ final class ScaledDot {
         float[] state = s.state;
         Arrays.fill(state, 0, nTokens * STATE, 0f);
         MemorySegment xv = x.alignedValues();
-        MemorySegment sums = x.sums();
         long rowBytes = (long) width * Float.BYTES;
-        long rowSums = rowBytes / PreparedActivations.SUM_GROUP;
         s.interleave(1);
         for (int b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
             int n = Math.min(CHUNK_BLOCKS, blocks - b0);
@@ -143,17 +137,14 @@ final class ScaledDot {
                 format.decodeScaled(src, srcOffset + (long) (b0 + b) * blockBytes, s, b);
             }
             int bytes = n * (int) BLOCK_BYTES;
-            int minBytes = n * (int) GROUP_BYTES;
             int t = 0;
             for (; t + 4 <= nTokens; t += 4) {
                 int row = firstRow + t;
                 accumulate4(s.w, bytes, xv, row * rowBytes + b0 * BLOCK_BYTES, rowBytes, state, STATE * t);
-                accumulateMins4(s.mins, minBytes, sums, row * rowSums + b0 * GROUP_BYTES, rowSums, state, STATE * t);
             }
             for (; t < nTokens; t++) {
                 int row = firstRow + t;
                 accumulate(s.w, bytes, xv, row * rowBytes + b0 * BLOCK_BYTES, state, STATE * t);
-                accumulateMins(s.mins, minBytes, sums, row * rowSums + b0 * GROUP_BYTES, state, STATE * t);
             }
         }
         for (int t = 0; t < nTokens; t++) {
@@ -161,11 +152,10 @@ final class ScaledDot {
         }
     }
 
-    /** A token's dot product from its five accumulators at {@code state[st ..]}. */
+    /** A token's dot product from its four accumulators at {@code state[st ..]}. */
     private static float result(float[] state, int st) {
-        FloatVector a = FloatVector.fromArray(F, state, st).add(FloatVector.fromArray(F, state, st + L))
-                .add(FloatVector.fromArray(F, state, st + 2 * L).add(FloatVector.fromArray(F, state, st + 3 * L)));
-        return Simd.sum(a) - Simd.sum(FloatVector.fromArray(F, state, st + 4 * L));
+        return Simd.sum(FloatVector.fromArray(F, state, st).add(FloatVector.fromArray(F, state, st + L))
+                .add(FloatVector.fromArray(F, state, st + 2 * L).add(FloatVector.fromArray(F, state, st + 3 * L))));
     }
 
     /**
@@ -194,9 +184,7 @@ final class ScaledDot {
         }
         float[] state = s.state;
         MemorySegment xv = x.alignedValues();
-        MemorySegment sums = x.sums();
         long rowBytes = (long) width * Float.BYTES;
-        long rowSums = rowBytes / PreparedActivations.SUM_GROUP;
         s.interleave(TILE);
         for (int b0 = 0; b0 < blocks; b0 += TILE_CHUNK) {
             int n = Math.min(TILE_CHUNK, blocks - b0);
@@ -213,13 +201,10 @@ final class ScaledDot {
                 // a tile past the last token ends at it instead, recomputing tokens of the tile before
                 int from = Math.min(t, nTokens - size);
                 long xo = (firstRow + from) * rowBytes + b0 * BLOCK_BYTES;
-                long so = (firstRow + from) * rowSums + b0 * GROUP_BYTES;
                 if (size == WIDE) {
                     tileWide(s.w, n, xv, xo, rowBytes, state, st, first);
-                    tileWideMins(s.mins, n, sums, so, rowSums, state, st, first);
                 } else {
                     tile(s.w, n, xv, xo, rowBytes, state, st, first);
-                    tileMins(s.mins, n, sums, so, rowSums, state, st, first);
                 }
                 if (b0 + n == blocks) {
                     results(state, st, size * TILE, s.folds, out, outOffset + from * outStride, outStride);
@@ -364,97 +349,6 @@ final class ScaledDot {
     }
 
     /**
-     * {@link #tile}'s pass for the fifth accumulators: four rows' minimum terms ({@link #dotTile}'s slots from 0 of
-     * {@code mins}) times four tokens' 16-element sums (token {@code k}'s from byte {@code so + k * stride} of
-     * {@code sums}), block after block as {@link #accumulateMins} adds them.
-     */
-    private static void tileMins(MemorySegment mins, int blocks, MemorySegment sums, long so, long stride,
-            float[] state, int st, boolean first) {
-        long s1 = so + stride;
-        long s2 = so + 2 * stride;
-        long s3 = so + 3 * stride;
-        int a = st + 4 * L;
-        FloatVector c00 = FloatVector.zero(F);
-        FloatVector c10 = c00;
-        FloatVector c20 = c00;
-        FloatVector c30 = c00;
-        FloatVector c01 = c00;
-        FloatVector c11 = c00;
-        FloatVector c21 = c00;
-        FloatVector c31 = c00;
-        FloatVector c02 = c00;
-        FloatVector c12 = c00;
-        FloatVector c22 = c00;
-        FloatVector c32 = c00;
-        FloatVector c03 = c00;
-        FloatVector c13 = c00;
-        FloatVector c23 = c00;
-        FloatVector c33 = c00;
-        if (!first) {
-            c00 = FloatVector.fromArray(F, state, a);
-            c10 = FloatVector.fromArray(F, state, a + STATE);
-            c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
-            c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
-            c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
-            c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
-            c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
-            c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
-            c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
-            c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
-            c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
-            c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
-            c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
-            c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
-            c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
-            c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
-        }
-        for (int b = 0; b < blocks; b++) {
-            long m = b * TILE * GROUP_BYTES;
-            long sb = b * GROUP_BYTES;
-            FloatVector v0 = FloatVector.fromMemorySegment(F, mins, m, NATIVE);
-            FloatVector v1 = FloatVector.fromMemorySegment(F, mins, m + GROUP_BYTES, NATIVE);
-            FloatVector v2 = FloatVector.fromMemorySegment(F, mins, m + 2 * GROUP_BYTES, NATIVE);
-            FloatVector v3 = FloatVector.fromMemorySegment(F, mins, m + 3 * GROUP_BYTES, NATIVE);
-            FloatVector y = FloatVector.fromMemorySegment(F, sums, so + sb, NATIVE);
-            c00 = v0.fma(y, c00);
-            c10 = v1.fma(y, c10);
-            c20 = v2.fma(y, c20);
-            c30 = v3.fma(y, c30);
-            y = FloatVector.fromMemorySegment(F, sums, s1 + sb, NATIVE);
-            c01 = v0.fma(y, c01);
-            c11 = v1.fma(y, c11);
-            c21 = v2.fma(y, c21);
-            c31 = v3.fma(y, c31);
-            y = FloatVector.fromMemorySegment(F, sums, s2 + sb, NATIVE);
-            c02 = v0.fma(y, c02);
-            c12 = v1.fma(y, c12);
-            c22 = v2.fma(y, c22);
-            c32 = v3.fma(y, c32);
-            y = FloatVector.fromMemorySegment(F, sums, s3 + sb, NATIVE);
-            c03 = v0.fma(y, c03);
-            c13 = v1.fma(y, c13);
-            c23 = v2.fma(y, c23);
-            c33 = v3.fma(y, c33);
-        }
-        c00.intoArray(state, a);
-        c10.intoArray(state, a + STATE);
-        c20.intoArray(state, a + 2 * STATE);
-        c30.intoArray(state, a + 3 * STATE);
-        c01.intoArray(state, a + 4 * STATE);
-        c11.intoArray(state, a + 5 * STATE);
-        c21.intoArray(state, a + 6 * STATE);
-        c31.intoArray(state, a + 7 * STATE);
-        c02.intoArray(state, a + 8 * STATE);
-        c12.intoArray(state, a + 9 * STATE);
-        c22.intoArray(state, a + 10 * STATE);
-        c32.intoArray(state, a + 11 * STATE);
-        c03.intoArray(state, a + 12 * STATE);
-        c13.intoArray(state, a + 13 * STATE);
-        c23.intoArray(state, a + 14 * STATE);
-        c33.intoArray(state, a + 15 * STATE);
-    }
-
-    /**
      * {@link #tile} for {@link #WIDE} tokens, one quarter a step: its 24 accumulators leave no registers for a
      * second step's loads (two quarters a step spilled accumulators: measured about 0.65x).
      */
@@ -583,129 +477,6 @@ final class ScaledDot {
         }
     }
 
-    /** {@link #tileMins} for {@link #WIDE} tokens. */
-    private static void tileWideMins(MemorySegment mins, int blocks, MemorySegment sums, long so, long stride,
-            float[] state, int st, boolean first) {
-        long s1 = so + stride;
-        long s2 = so + 2 * stride;
-        long s3 = so + 3 * stride;
-        long s4 = so + 4 * stride;
-        long s5 = so + 5 * stride;
-        int a = st + 4 * L;
-        FloatVector c00 = FloatVector.zero(F);
-        FloatVector c10 = c00;
-        FloatVector c20 = c00;
-        FloatVector c30 = c00;
-        FloatVector c01 = c00;
-        FloatVector c11 = c00;
-        FloatVector c21 = c00;
-        FloatVector c31 = c00;
-        FloatVector c02 = c00;
-        FloatVector c12 = c00;
-        FloatVector c22 = c00;
-        FloatVector c32 = c00;
-        FloatVector c03 = c00;
-        FloatVector c13 = c00;
-        FloatVector c23 = c00;
-        FloatVector c33 = c00;
-        FloatVector c04 = c00;
-        FloatVector c14 = c00;
-        FloatVector c24 = c00;
-        FloatVector c34 = c00;
-        FloatVector c05 = c00;
-        FloatVector c15 = c00;
-        FloatVector c25 = c00;
-        FloatVector c35 = c00;
-        if (!first) {
-            c00 = FloatVector.fromArray(F, state, a);
-            c10 = FloatVector.fromArray(F, state, a + STATE);
-            c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
-            c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
-            c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
-            c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
-            c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
-            c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
-            c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
-            c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
-            c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
-            c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
-            c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
-            c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
-            c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
-            c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
-            c04 = FloatVector.fromArray(F, state, a + 16 * STATE);
-            c14 = FloatVector.fromArray(F, state, a + 17 * STATE);
-            c24 = FloatVector.fromArray(F, state, a + 18 * STATE);
-            c34 = FloatVector.fromArray(F, state, a + 19 * STATE);
-            c05 = FloatVector.fromArray(F, state, a + 20 * STATE);
-            c15 = FloatVector.fromArray(F, state, a + 21 * STATE);
-            c25 = FloatVector.fromArray(F, state, a + 22 * STATE);
-            c35 = FloatVector.fromArray(F, state, a + 23 * STATE);
-        }
-        for (int b = 0; b < blocks; b++) {
-            long m = b * TILE * GROUP_BYTES;
-            long sb = b * GROUP_BYTES;
-            FloatVector v0 = FloatVector.fromMemorySegment(F, mins, m, NATIVE);
-            FloatVector v1 = FloatVector.fromMemorySegment(F, mins, m + GROUP_BYTES, NATIVE);
-            FloatVector v2 = FloatVector.fromMemorySegment(F, mins, m + 2 * GROUP_BYTES, NATIVE);
-            FloatVector v3 = FloatVector.fromMemorySegment(F, mins, m + 3 * GROUP_BYTES, NATIVE);
-            FloatVector y = FloatVector.fromMemorySegment(F, sums, so + sb, NATIVE);
-            c00 = v0.fma(y, c00);
-            c10 = v1.fma(y, c10);
-            c20 = v2.fma(y, c20);
-            c30 = v3.fma(y, c30);
-            y = FloatVector.fromMemorySegment(F, sums, s1 + sb, NATIVE);
-            c01 = v0.fma(y, c01);
-            c11 = v1.fma(y, c11);
-            c21 = v2.fma(y, c21);
-            c31 = v3.fma(y, c31);
-            y = FloatVector.fromMemorySegment(F, sums, s2 + sb, NATIVE);
-            c02 = v0.fma(y, c02);
-            c12 = v1.fma(y, c12);
-            c22 = v2.fma(y, c22);
-            c32 = v3.fma(y, c32);
-            y = FloatVector.fromMemorySegment(F, sums, s3 + sb, NATIVE);
-            c03 = v0.fma(y, c03);
-            c13 = v1.fma(y, c13);
-            c23 = v2.fma(y, c23);
-            c33 = v3.fma(y, c33);
-            y = FloatVector.fromMemorySegment(F, sums, s4 + sb, NATIVE);
-            c04 = v0.fma(y, c04);
-            c14 = v1.fma(y, c14);
-            c24 = v2.fma(y, c24);
-            c34 = v3.fma(y, c34);
-            y = FloatVector.fromMemorySegment(F, sums, s5 + sb, NATIVE);
-            c05 = v0.fma(y, c05);
-            c15 = v1.fma(y, c15);
-            c25 = v2.fma(y, c25);
-            c35 = v3.fma(y, c35);
-        }
-        c00.intoArray(state, a);
-        c10.intoArray(state, a + STATE);
-        c20.intoArray(state, a + 2 * STATE);
-        c30.intoArray(state, a + 3 * STATE);
-        c01.intoArray(state, a + 4 * STATE);
-        c11.intoArray(state, a + 5 * STATE);
-        c21.intoArray(state, a + 6 * STATE);
-        c31.intoArray(state, a + 7 * STATE);
-        c02.intoArray(state, a + 8 * STATE);
-        c12.intoArray(state, a + 9 * STATE);
-        c22.intoArray(state, a + 10 * STATE);
-        c32.intoArray(state, a + 11 * STATE);
-        c03.intoArray(state, a + 12 * STATE);
-        c13.intoArray(state, a + 13 * STATE);
-        c23.intoArray(state, a + 14 * STATE);
-        c33.intoArray(state, a + 15 * STATE);
-        c04.intoArray(state, a + 16 * STATE);
-        c14.intoArray(state, a + 17 * STATE);
-        c24.intoArray(state, a + 18 * STATE);
-        c34.intoArray(state, a + 19 * STATE);
-        c05.intoArray(state, a + 20 * STATE);
-        c15.intoArray(state, a + 21 * STATE);
-        c25.intoArray(state, a + 22 * STATE);
-        c35.intoArray(state, a + 23 * STATE);
-    }
-
     /**
      * The results of a tile's first {@code pairs} (row, token) pairs from their accumulators at
      * {@code state[st + p*STATE ..]} (pair {@code p} writes {@code out[o + (p % TILE) + (p / TILE)*outStride]}):
@@ -717,8 +488,8 @@ final class ScaledDot {
      */
     private static void results(float[] state, int st, int pairs, float[] folds, float[] out, int o, int outStride) {
         for (int g = 0; g < pairs; g += FOLD_PAIRS) {
-            // (loops rather than straight code: C2 then checks the state indexes once per loop, not per load)
-            // first fold of pairs 2i, 2i+1 of the group: their products to vector i of folds, minimum terms to 4+i
+            // (a loop rather than straight code: C2 then checks the state indexes once per loop, not per load)
+            // first fold of pairs 2i, 2i+1 of the group into vector i of folds
             for (int i = 0; i < FOLD_PAIRS / 2; i++) {
                 int a = st + (g + 2 * i) * STATE;
                 int b = a + STATE;
@@ -727,24 +498,15 @@ final class ScaledDot {
                 FloatVector pb = FloatVector.fromArray(F, state, b).add(FloatVector.fromArray(F, state, b + L))
                         .add(FloatVector.fromArray(F, state, b + 2 * L).add(FloatVector.fromArray(F, state, b + 3 * L)));
                 pa.add(pa.rearrange(ROTATE_8)).blend(pb.rearrange(ROTATE_8).add(pb), UPPER_8).intoArray(folds, i * L);
-                FloatVector ma = FloatVector.fromArray(F, state, a + 4 * L);
-                FloatVector mb = FloatVector.fromArray(F, state, b + 4 * L);
-                ma.add(ma.rearrange(ROTATE_8)).blend(mb.rearrange(ROTATE_8).add(mb), UPPER_8)
-                        .intoArray(folds, (FOLD_PAIRS / 2 + i) * L);
             }
-            // the other folds of the products and of the minimum terms, each into its first vector
-            for (int f = 0; f < FOLD_PAIRS * L; f += FOLD_PAIRS / 2 * L) {
-                FloatVector v0 = FloatVector.fromArray(F, folds, f);
-                FloatVector v1 = FloatVector.fromArray(F, folds, f + L);
-                FloatVector v2 = FloatVector.fromArray(F, folds, f + 2 * L);
-                FloatVector v3 = FloatVector.fromArray(F, folds, f + 3 * L);
-                FloatVector u0 = v0.add(v0.rearrange(ROTATE_4)).blend(v1.rearrange(ROTATE_4).add(v1), UPPER_4);
-                FloatVector u1 = v2.add(v2.rearrange(ROTATE_4)).blend(v3.rearrange(ROTATE_4).add(v3), UPPER_4);
-                FloatVector t = u0.add(u0.rearrange(ROTATE_2)).blend(u1.rearrange(ROTATE_2).add(u1), UPPER_2);
-                t.add(t.rearrange(ROTATE_1)).intoArray(folds, f);
-            }
-            FloatVector.fromArray(F, folds, 0).sub(FloatVector.fromArray(F, folds, FOLD_PAIRS / 2 * L))
-                    .rearrange(PAIR_ORDER).intoArray(folds, 0);
+            FloatVector v0 = FloatVector.fromArray(F, folds, 0);
+            FloatVector v1 = FloatVector.fromArray(F, folds, L);
+            FloatVector v2 = FloatVector.fromArray(F, folds, 2 * L);
+            FloatVector v3 = FloatVector.fromArray(F, folds, 3 * L);
+            FloatVector u0 = v0.add(v0.rearrange(ROTATE_4)).blend(v1.rearrange(ROTATE_4).add(v1), UPPER_4);
+            FloatVector u1 = v2.add(v2.rearrange(ROTATE_4)).blend(v3.rearrange(ROTATE_4).add(v3), UPPER_4);
+            FloatVector t = u0.add(u0.rearrange(ROTATE_2)).blend(u1.rearrange(ROTATE_2).add(u1), UPPER_2);
+            t.add(t.rearrange(ROTATE_1)).rearrange(PAIR_ORDER).intoArray(folds, 0);
             int o0 = o + g / TILE * outStride;
             int o1 = o0 + outStride;
             out[o0] = folds[0];
@@ -892,41 +654,4 @@ final class ScaledDot {
         a33.intoArray(state, st + 3 * STATE + 3 * L);
     }
 
-    /**
-     * {@link #accumulateMins} for four consecutive tokens, token {@code k}'s sums from byte {@code so + k * stride}
-     * of {@code sums}.
-     */
-    private static void accumulateMins4(MemorySegment mins, int bytes, MemorySegment sums, long so, long stride,
-            float[] state, int st) {
-        FloatVector a0 = FloatVector.fromArray(F, state, st + 4 * L);
-        FloatVector a1 = FloatVector.fromArray(F, state, st + STATE + 4 * L);
-        FloatVector a2 = FloatVector.fromArray(F, state, st + 2 * STATE + 4 * L);
-        FloatVector a3 = FloatVector.fromArray(F, state, st + 3 * STATE + 4 * L);
-        long s1 = so + stride;
-        long s2 = so + 2 * stride;
-        long s3 = so + 3 * stride;
-        for (int o = 0; o < bytes; o += GROUP_BYTES) {
-            FloatVector m = FloatVector.fromMemorySegment(F, mins, o, NATIVE);
-            a0 = m.fma(FloatVector.fromMemorySegment(F, sums, so + o, NATIVE), a0);
-            a1 = m.fma(FloatVector.fromMemorySegment(F, sums, s1 + o, NATIVE), a1);
-            a2 = m.fma(FloatVector.fromMemorySegment(F, sums, s2 + o, NATIVE), a2);
-            a3 = m.fma(FloatVector.fromMemorySegment(F, sums, s3 + o, NATIVE), a3);
-        }
-        a0.intoArray(state, st + 4 * L);
-        a1.intoArray(state, st + STATE + 4 * L);
-        a2.intoArray(state, st + 2 * STATE + 4 * L);
-        a3.intoArray(state, st + 3 * STATE + 4 * L);
-    }
-
-    /**
-     * Adds each block's minimum terms ({@code bytes} of them from slot 0) times the token's 16-element sums (from byte
-     * {@code so}) to its fifth accumulator.
-     */
-    private static void accumulateMins(MemorySegment mins, int bytes, MemorySegment sums, long so, float[] state, int st) {
-        FloatVector a4 = FloatVector.fromArray(F, state, st + 4 * L);
-        for (int o = 0; o < bytes; o += GROUP_BYTES) {
-            a4 = FloatVector.fromMemorySegment(F, mins, o, NATIVE).fma(FloatVector.fromMemorySegment(F, sums, so + o, NATIVE), a4);
-        }
-        a4.intoArray(state, st + 4 * L);
-    }
 }
