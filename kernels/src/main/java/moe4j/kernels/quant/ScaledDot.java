@@ -20,9 +20,10 @@ import jdk.incubator.vector.VectorShuffle;
  * one fused multiply-add: the minimum costs nothing in the decode, where a separate pass of minimum terms against
  * 16-element activation sums (llama.cpp's way, which the one-token kernels keep) cost about 6% of a prompt.
  *
- * <p>Summation order, fixed so that a token's result is the same in any batch: element group {@code g} (16
- * elements, counted over the whole row) is multiply-added into accumulator {@code g % 4}; the result is
- * {@code sum((a0 + a1) + (a2 + a3))} ({@link Simd#sum}). A single token takes the type's row kernel
+ * <p>Summation order, fixed so that a token's result is the same in any batch: one accumulator (16 lanes) per
+ * (row, token) pair takes the row chunk by chunk ({@link #TILE_CHUNK} blocks), and within a chunk element group 0 of
+ * every 64-element quarter, then group 1, 2 and 3 (the 4x6 tile holds 24 accumulators, which leaves no registers for
+ * more per pair); the result is {@link Simd#sum} of it. A single token takes the type's row kernel
  * ({@link BlockFormat#dotRows}), which decodes in registers and sums in its own order (minimum terms against the
  * activation sums; Q4_K and Q5_K sum a 32-element sub-block before scaling it), within float32 rounding of this.
  *
@@ -36,13 +37,11 @@ final class ScaledDot {
     private ScaledDot() {}
 
     static final int QK = 256;
-    /** Super-blocks {@link #dot} decodes at a time: 24 KB of floats, within L1 with the activations. */
-    private static final int CHUNK_BLOCKS = 24;
     static final ByteOrder NATIVE = ByteOrder.nativeOrder();
     private static final long BLOCK_BYTES = QK * Float.BYTES;
     private static final long GROUP_BYTES = (long) L * Float.BYTES;
-    /** Per-token accumulators kept between chunks, one for each element group modulo 4. */
-    static final int STATE = 4 * L;
+    /** Floats of a (row, token) pair's accumulator, kept between chunks. */
+    static final int STATE = L;
 
     /** Rows per tile of {@link #dotTile}, and the fewest tokens it takes. */
     static final int TILE = 4;
@@ -59,15 +58,16 @@ final class ScaledDot {
     private static final int FOLD_PAIRS = 2 * TILE;
     /**
      * Super-blocks of each tile row decoded at a time: 32 KB of floats for the four rows, which every token tile reads
-     * again, so they stay in L1 while the activations stream through.
+     * again, so they stay in L1 while the activations stream through. {@link #dot} decodes as many, so that its sums
+     * run in the same order.
      */
     private static final int TILE_CHUNK = 8;
-    /** 64-element quarters of a block (four element groups, one for each product accumulator). */
+    /** 64-element quarters of a block, four element groups each. */
     private static final int QUARTERS = 4;
     private static final long QUARTER_BYTES = BLOCK_BYTES / QUARTERS;
     /** The same quarter of each of the four rows of a tile, side by side in the decode buffer. */
     private static final long TILE_QUARTER_BYTES = TILE * QUARTER_BYTES;
-    private static final int SLOTS = Math.max(CHUNK_BLOCKS, TILE * TILE_CHUNK);
+    private static final int SLOTS = TILE * TILE_CHUNK;
 
     /** Per-thread decode buffers, and the accumulators of tokens between chunks. */
     static final class Scratch {
@@ -131,8 +131,8 @@ final class ScaledDot {
         MemorySegment xv = x.alignedValues();
         long rowBytes = (long) width * Float.BYTES;
         s.interleave(1);
-        for (int b0 = 0; b0 < blocks; b0 += CHUNK_BLOCKS) {
-            int n = Math.min(CHUNK_BLOCKS, blocks - b0);
+        for (int b0 = 0; b0 < blocks; b0 += TILE_CHUNK) {
+            int n = Math.min(TILE_CHUNK, blocks - b0);
             for (int b = 0; b < n; b++) {
                 format.decodeScaled(src, srcOffset + (long) (b0 + b) * blockBytes, s, b);
             }
@@ -152,10 +152,9 @@ final class ScaledDot {
         }
     }
 
-    /** A token's dot product from its four accumulators at {@code state[st ..]}. */
+    /** A token's dot product from its accumulator at {@code state[st ..]}. */
     private static float result(float[] state, int st) {
-        return Simd.sum(FloatVector.fromArray(F, state, st).add(FloatVector.fromArray(F, state, st + L))
-                .add(FloatVector.fromArray(F, state, st + 2 * L).add(FloatVector.fromArray(F, state, st + 3 * L))));
+        return Simd.sum(FloatVector.fromArray(F, state, st));
     }
 
     /**
@@ -231,9 +230,9 @@ final class ScaledDot {
      * Adds {@code blocks} decoded blocks of four rows ({@link #dotTile}'s slots from 0) times four tokens' activations
      * (token {@code k} from byte {@code xo + k * xStride} of {@code x}) to the product accumulators of each (row,
      * token) pair: pair {@code p}'s at {@code state[st + p*STATE ..]}, zeros when {@code first}. One pass per
-     * accumulator index {@code j} takes element groups {@code j, j+4, ..} in order, exactly the sequence that
-     * {@link #accumulate} adds into accumulator {@code j}, with sixteen accumulators live instead of sixty-four. The
-     * four rows' quarters lie side by side, so one weight address serves them all; two quarters a step.
+     * element group {@code j} of the quarters, in {@link #accumulate}'s order, the accumulators kept in registers
+     * from pass to pass. The four rows' quarters lie side by side, so one weight address serves them all; two
+     * quarters a step.
      */
     private static void tile(MemorySegment w, int blocks, MemorySegment x, long xo, long xStride,
             float[] state, int st, boolean first) {
@@ -241,42 +240,42 @@ final class ScaledDot {
         long x2 = xo + 2 * xStride;
         long x3 = xo + 3 * xStride;
         int steps = blocks * QUARTERS / 2;
+        int a = st;
+        FloatVector c00 = FloatVector.zero(F);
+        FloatVector c10 = c00;
+        FloatVector c20 = c00;
+        FloatVector c30 = c00;
+        FloatVector c01 = c00;
+        FloatVector c11 = c00;
+        FloatVector c21 = c00;
+        FloatVector c31 = c00;
+        FloatVector c02 = c00;
+        FloatVector c12 = c00;
+        FloatVector c22 = c00;
+        FloatVector c32 = c00;
+        FloatVector c03 = c00;
+        FloatVector c13 = c00;
+        FloatVector c23 = c00;
+        FloatVector c33 = c00;
+        if (!first) {
+            c00 = FloatVector.fromArray(F, state, a);
+            c10 = FloatVector.fromArray(F, state, a + STATE);
+            c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
+            c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
+            c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
+            c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
+            c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
+            c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
+            c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
+            c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
+            c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
+            c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
+            c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
+            c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
+            c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
+            c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
+        }
         for (int j = 0; j < 4; j++) {
-            int a = st + j * L;
-            FloatVector c00 = FloatVector.zero(F);
-            FloatVector c10 = c00;
-            FloatVector c20 = c00;
-            FloatVector c30 = c00;
-            FloatVector c01 = c00;
-            FloatVector c11 = c00;
-            FloatVector c21 = c00;
-            FloatVector c31 = c00;
-            FloatVector c02 = c00;
-            FloatVector c12 = c00;
-            FloatVector c22 = c00;
-            FloatVector c32 = c00;
-            FloatVector c03 = c00;
-            FloatVector c13 = c00;
-            FloatVector c23 = c00;
-            FloatVector c33 = c00;
-            if (!first) {
-                c00 = FloatVector.fromArray(F, state, a);
-                c10 = FloatVector.fromArray(F, state, a + STATE);
-                c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
-                c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
-                c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
-                c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
-                c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
-                c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
-                c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
-                c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
-                c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
-                c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
-                c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
-                c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
-                c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
-                c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
-            }
             for (int q = 0; q < steps; q++) {
                 long wq = q * (2 * TILE_QUARTER_BYTES) + j * GROUP_BYTES;
                 long xq = q * (2 * QUARTER_BYTES) + j * GROUP_BYTES;
@@ -329,23 +328,23 @@ final class ScaledDot {
                 c23 = v2.fma(y, c23);
                 c33 = v3.fma(y, c33);
             }
-            c00.intoArray(state, a);
-            c10.intoArray(state, a + STATE);
-            c20.intoArray(state, a + 2 * STATE);
-            c30.intoArray(state, a + 3 * STATE);
-            c01.intoArray(state, a + 4 * STATE);
-            c11.intoArray(state, a + 5 * STATE);
-            c21.intoArray(state, a + 6 * STATE);
-            c31.intoArray(state, a + 7 * STATE);
-            c02.intoArray(state, a + 8 * STATE);
-            c12.intoArray(state, a + 9 * STATE);
-            c22.intoArray(state, a + 10 * STATE);
-            c32.intoArray(state, a + 11 * STATE);
-            c03.intoArray(state, a + 12 * STATE);
-            c13.intoArray(state, a + 13 * STATE);
-            c23.intoArray(state, a + 14 * STATE);
-            c33.intoArray(state, a + 15 * STATE);
         }
+        c00.intoArray(state, a);
+        c10.intoArray(state, a + STATE);
+        c20.intoArray(state, a + 2 * STATE);
+        c30.intoArray(state, a + 3 * STATE);
+        c01.intoArray(state, a + 4 * STATE);
+        c11.intoArray(state, a + 5 * STATE);
+        c21.intoArray(state, a + 6 * STATE);
+        c31.intoArray(state, a + 7 * STATE);
+        c02.intoArray(state, a + 8 * STATE);
+        c12.intoArray(state, a + 9 * STATE);
+        c22.intoArray(state, a + 10 * STATE);
+        c32.intoArray(state, a + 11 * STATE);
+        c03.intoArray(state, a + 12 * STATE);
+        c13.intoArray(state, a + 13 * STATE);
+        c23.intoArray(state, a + 14 * STATE);
+        c33.intoArray(state, a + 15 * STATE);
     }
 
     /**
@@ -360,58 +359,58 @@ final class ScaledDot {
         long x4 = xo + 4 * xStride;
         long x5 = xo + 5 * xStride;
         int steps = blocks * QUARTERS;
+        int a = st;
+        FloatVector c00 = FloatVector.zero(F);
+        FloatVector c10 = c00;
+        FloatVector c20 = c00;
+        FloatVector c30 = c00;
+        FloatVector c01 = c00;
+        FloatVector c11 = c00;
+        FloatVector c21 = c00;
+        FloatVector c31 = c00;
+        FloatVector c02 = c00;
+        FloatVector c12 = c00;
+        FloatVector c22 = c00;
+        FloatVector c32 = c00;
+        FloatVector c03 = c00;
+        FloatVector c13 = c00;
+        FloatVector c23 = c00;
+        FloatVector c33 = c00;
+        FloatVector c04 = c00;
+        FloatVector c14 = c00;
+        FloatVector c24 = c00;
+        FloatVector c34 = c00;
+        FloatVector c05 = c00;
+        FloatVector c15 = c00;
+        FloatVector c25 = c00;
+        FloatVector c35 = c00;
+        if (!first) {
+            c00 = FloatVector.fromArray(F, state, a);
+            c10 = FloatVector.fromArray(F, state, a + STATE);
+            c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
+            c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
+            c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
+            c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
+            c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
+            c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
+            c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
+            c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
+            c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
+            c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
+            c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
+            c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
+            c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
+            c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
+            c04 = FloatVector.fromArray(F, state, a + 16 * STATE);
+            c14 = FloatVector.fromArray(F, state, a + 17 * STATE);
+            c24 = FloatVector.fromArray(F, state, a + 18 * STATE);
+            c34 = FloatVector.fromArray(F, state, a + 19 * STATE);
+            c05 = FloatVector.fromArray(F, state, a + 20 * STATE);
+            c15 = FloatVector.fromArray(F, state, a + 21 * STATE);
+            c25 = FloatVector.fromArray(F, state, a + 22 * STATE);
+            c35 = FloatVector.fromArray(F, state, a + 23 * STATE);
+        }
         for (int j = 0; j < 4; j++) {
-            int a = st + j * L;
-            FloatVector c00 = FloatVector.zero(F);
-            FloatVector c10 = c00;
-            FloatVector c20 = c00;
-            FloatVector c30 = c00;
-            FloatVector c01 = c00;
-            FloatVector c11 = c00;
-            FloatVector c21 = c00;
-            FloatVector c31 = c00;
-            FloatVector c02 = c00;
-            FloatVector c12 = c00;
-            FloatVector c22 = c00;
-            FloatVector c32 = c00;
-            FloatVector c03 = c00;
-            FloatVector c13 = c00;
-            FloatVector c23 = c00;
-            FloatVector c33 = c00;
-            FloatVector c04 = c00;
-            FloatVector c14 = c00;
-            FloatVector c24 = c00;
-            FloatVector c34 = c00;
-            FloatVector c05 = c00;
-            FloatVector c15 = c00;
-            FloatVector c25 = c00;
-            FloatVector c35 = c00;
-            if (!first) {
-                c00 = FloatVector.fromArray(F, state, a);
-                c10 = FloatVector.fromArray(F, state, a + STATE);
-                c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
-                c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
-                c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
-                c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
-                c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
-                c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
-                c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
-                c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
-                c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
-                c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
-                c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
-                c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
-                c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
-                c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
-                c04 = FloatVector.fromArray(F, state, a + 16 * STATE);
-                c14 = FloatVector.fromArray(F, state, a + 17 * STATE);
-                c24 = FloatVector.fromArray(F, state, a + 18 * STATE);
-                c34 = FloatVector.fromArray(F, state, a + 19 * STATE);
-                c05 = FloatVector.fromArray(F, state, a + 20 * STATE);
-                c15 = FloatVector.fromArray(F, state, a + 21 * STATE);
-                c25 = FloatVector.fromArray(F, state, a + 22 * STATE);
-                c35 = FloatVector.fromArray(F, state, a + 23 * STATE);
-            }
             for (int q = 0; q < steps; q++) {
                 long wq = q * TILE_QUARTER_BYTES + j * GROUP_BYTES;
                 long xq = q * QUARTER_BYTES + j * GROUP_BYTES;
@@ -450,31 +449,31 @@ final class ScaledDot {
                 c25 = v2.fma(y, c25);
                 c35 = v3.fma(y, c35);
             }
-            c00.intoArray(state, a);
-            c10.intoArray(state, a + STATE);
-            c20.intoArray(state, a + 2 * STATE);
-            c30.intoArray(state, a + 3 * STATE);
-            c01.intoArray(state, a + 4 * STATE);
-            c11.intoArray(state, a + 5 * STATE);
-            c21.intoArray(state, a + 6 * STATE);
-            c31.intoArray(state, a + 7 * STATE);
-            c02.intoArray(state, a + 8 * STATE);
-            c12.intoArray(state, a + 9 * STATE);
-            c22.intoArray(state, a + 10 * STATE);
-            c32.intoArray(state, a + 11 * STATE);
-            c03.intoArray(state, a + 12 * STATE);
-            c13.intoArray(state, a + 13 * STATE);
-            c23.intoArray(state, a + 14 * STATE);
-            c33.intoArray(state, a + 15 * STATE);
-            c04.intoArray(state, a + 16 * STATE);
-            c14.intoArray(state, a + 17 * STATE);
-            c24.intoArray(state, a + 18 * STATE);
-            c34.intoArray(state, a + 19 * STATE);
-            c05.intoArray(state, a + 20 * STATE);
-            c15.intoArray(state, a + 21 * STATE);
-            c25.intoArray(state, a + 22 * STATE);
-            c35.intoArray(state, a + 23 * STATE);
         }
+        c00.intoArray(state, a);
+        c10.intoArray(state, a + STATE);
+        c20.intoArray(state, a + 2 * STATE);
+        c30.intoArray(state, a + 3 * STATE);
+        c01.intoArray(state, a + 4 * STATE);
+        c11.intoArray(state, a + 5 * STATE);
+        c21.intoArray(state, a + 6 * STATE);
+        c31.intoArray(state, a + 7 * STATE);
+        c02.intoArray(state, a + 8 * STATE);
+        c12.intoArray(state, a + 9 * STATE);
+        c22.intoArray(state, a + 10 * STATE);
+        c32.intoArray(state, a + 11 * STATE);
+        c03.intoArray(state, a + 12 * STATE);
+        c13.intoArray(state, a + 13 * STATE);
+        c23.intoArray(state, a + 14 * STATE);
+        c33.intoArray(state, a + 15 * STATE);
+        c04.intoArray(state, a + 16 * STATE);
+        c14.intoArray(state, a + 17 * STATE);
+        c24.intoArray(state, a + 18 * STATE);
+        c34.intoArray(state, a + 19 * STATE);
+        c05.intoArray(state, a + 20 * STATE);
+        c15.intoArray(state, a + 21 * STATE);
+        c25.intoArray(state, a + 22 * STATE);
+        c35.intoArray(state, a + 23 * STATE);
     }
 
     /**
@@ -493,10 +492,8 @@ final class ScaledDot {
             for (int i = 0; i < FOLD_PAIRS / 2; i++) {
                 int a = st + (g + 2 * i) * STATE;
                 int b = a + STATE;
-                FloatVector pa = FloatVector.fromArray(F, state, a).add(FloatVector.fromArray(F, state, a + L))
-                        .add(FloatVector.fromArray(F, state, a + 2 * L).add(FloatVector.fromArray(F, state, a + 3 * L)));
-                FloatVector pb = FloatVector.fromArray(F, state, b).add(FloatVector.fromArray(F, state, b + L))
-                        .add(FloatVector.fromArray(F, state, b + 2 * L).add(FloatVector.fromArray(F, state, b + 3 * L)));
+                FloatVector pa = FloatVector.fromArray(F, state, a);
+                FloatVector pb = FloatVector.fromArray(F, state, b);
                 pa.add(pa.rearrange(ROTATE_8)).blend(pb.rearrange(ROTATE_8).add(pb), UPPER_8).intoArray(folds, i * L);
             }
             FloatVector v0 = FloatVector.fromArray(F, folds, 0);
@@ -568,25 +565,18 @@ final class ScaledDot {
         return VectorShuffle.fromArray(F, order, 0);
     }
 
-    /** Adds the decoded blocks ({@code bytes} from slot 0) times {@code x} from byte {@code xo} to one token's four product accumulators. */
+    /**
+     * Adds the decoded blocks ({@code bytes} from slot 0) times {@code x} from byte {@code xo} to one token's
+     * accumulator, in the tiles' order: element group {@code j} of every quarter, then {@code j + 1}.
+     */
     private static void accumulate(MemorySegment w, int bytes, MemorySegment x, long xo, float[] state, int st) {
-        FloatVector a0 = FloatVector.fromArray(F, state, st);
-        FloatVector a1 = FloatVector.fromArray(F, state, st + L);
-        FloatVector a2 = FloatVector.fromArray(F, state, st + 2 * L);
-        FloatVector a3 = FloatVector.fromArray(F, state, st + 3 * L);
-        for (int o = 0; o < bytes; o += 4 * GROUP_BYTES) {
-            a0 = FloatVector.fromMemorySegment(F, w, o, NATIVE).fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a0);
-            a1 = FloatVector.fromMemorySegment(F, w, o + GROUP_BYTES, NATIVE)
-                    .fma(FloatVector.fromMemorySegment(F, x, xo + o + GROUP_BYTES, NATIVE), a1);
-            a2 = FloatVector.fromMemorySegment(F, w, o + 2 * GROUP_BYTES, NATIVE)
-                    .fma(FloatVector.fromMemorySegment(F, x, xo + o + 2 * GROUP_BYTES, NATIVE), a2);
-            a3 = FloatVector.fromMemorySegment(F, w, o + 3 * GROUP_BYTES, NATIVE)
-                    .fma(FloatVector.fromMemorySegment(F, x, xo + o + 3 * GROUP_BYTES, NATIVE), a3);
+        FloatVector a = FloatVector.fromArray(F, state, st);
+        for (int j = 0; j < 4; j++) {
+            for (long o = j * GROUP_BYTES; o < bytes; o += QUARTER_BYTES) {
+                a = FloatVector.fromMemorySegment(F, w, o, NATIVE).fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a);
+            }
         }
-        a0.intoArray(state, st);
-        a1.intoArray(state, st + L);
-        a2.intoArray(state, st + 2 * L);
-        a3.intoArray(state, st + 3 * L);
+        a.intoArray(state, st);
     }
 
     /**
@@ -595,63 +585,26 @@ final class ScaledDot {
      */
     private static void accumulate4(MemorySegment w, int bytes, MemorySegment x, long xo, long stride, float[] state,
             int st) {
-        FloatVector a00 = FloatVector.fromArray(F, state, st);
-        FloatVector a01 = FloatVector.fromArray(F, state, st + L);
-        FloatVector a02 = FloatVector.fromArray(F, state, st + 2 * L);
-        FloatVector a03 = FloatVector.fromArray(F, state, st + 3 * L);
-        FloatVector a10 = FloatVector.fromArray(F, state, st + STATE);
-        FloatVector a11 = FloatVector.fromArray(F, state, st + STATE + L);
-        FloatVector a12 = FloatVector.fromArray(F, state, st + STATE + 2 * L);
-        FloatVector a13 = FloatVector.fromArray(F, state, st + STATE + 3 * L);
-        FloatVector a20 = FloatVector.fromArray(F, state, st + 2 * STATE);
-        FloatVector a21 = FloatVector.fromArray(F, state, st + 2 * STATE + L);
-        FloatVector a22 = FloatVector.fromArray(F, state, st + 2 * STATE + 2 * L);
-        FloatVector a23 = FloatVector.fromArray(F, state, st + 2 * STATE + 3 * L);
-        FloatVector a30 = FloatVector.fromArray(F, state, st + 3 * STATE);
-        FloatVector a31 = FloatVector.fromArray(F, state, st + 3 * STATE + L);
-        FloatVector a32 = FloatVector.fromArray(F, state, st + 3 * STATE + 2 * L);
-        FloatVector a33 = FloatVector.fromArray(F, state, st + 3 * STATE + 3 * L);
+        FloatVector a0 = FloatVector.fromArray(F, state, st);
+        FloatVector a1 = FloatVector.fromArray(F, state, st + STATE);
+        FloatVector a2 = FloatVector.fromArray(F, state, st + 2 * STATE);
+        FloatVector a3 = FloatVector.fromArray(F, state, st + 3 * STATE);
         long x1 = xo + stride;
         long x2 = xo + 2 * stride;
         long x3 = xo + 3 * stride;
-        for (int o = 0; o < bytes; o += 4 * GROUP_BYTES) {
-            FloatVector w0 = FloatVector.fromMemorySegment(F, w, o, NATIVE);
-            FloatVector w1 = FloatVector.fromMemorySegment(F, w, o + GROUP_BYTES, NATIVE);
-            FloatVector w2 = FloatVector.fromMemorySegment(F, w, o + 2 * GROUP_BYTES, NATIVE);
-            FloatVector w3 = FloatVector.fromMemorySegment(F, w, o + 3 * GROUP_BYTES, NATIVE);
-            a00 = w0.fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a00);
-            a01 = w1.fma(FloatVector.fromMemorySegment(F, x, xo + o + GROUP_BYTES, NATIVE), a01);
-            a02 = w2.fma(FloatVector.fromMemorySegment(F, x, xo + o + 2 * GROUP_BYTES, NATIVE), a02);
-            a03 = w3.fma(FloatVector.fromMemorySegment(F, x, xo + o + 3 * GROUP_BYTES, NATIVE), a03);
-            a10 = w0.fma(FloatVector.fromMemorySegment(F, x, x1 + o, NATIVE), a10);
-            a11 = w1.fma(FloatVector.fromMemorySegment(F, x, x1 + o + GROUP_BYTES, NATIVE), a11);
-            a12 = w2.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 2 * GROUP_BYTES, NATIVE), a12);
-            a13 = w3.fma(FloatVector.fromMemorySegment(F, x, x1 + o + 3 * GROUP_BYTES, NATIVE), a13);
-            a20 = w0.fma(FloatVector.fromMemorySegment(F, x, x2 + o, NATIVE), a20);
-            a21 = w1.fma(FloatVector.fromMemorySegment(F, x, x2 + o + GROUP_BYTES, NATIVE), a21);
-            a22 = w2.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 2 * GROUP_BYTES, NATIVE), a22);
-            a23 = w3.fma(FloatVector.fromMemorySegment(F, x, x2 + o + 3 * GROUP_BYTES, NATIVE), a23);
-            a30 = w0.fma(FloatVector.fromMemorySegment(F, x, x3 + o, NATIVE), a30);
-            a31 = w1.fma(FloatVector.fromMemorySegment(F, x, x3 + o + GROUP_BYTES, NATIVE), a31);
-            a32 = w2.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 2 * GROUP_BYTES, NATIVE), a32);
-            a33 = w3.fma(FloatVector.fromMemorySegment(F, x, x3 + o + 3 * GROUP_BYTES, NATIVE), a33);
+        for (int j = 0; j < 4; j++) {
+            for (long o = j * GROUP_BYTES; o < bytes; o += QUARTER_BYTES) {
+                FloatVector v = FloatVector.fromMemorySegment(F, w, o, NATIVE);
+                a0 = v.fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a0);
+                a1 = v.fma(FloatVector.fromMemorySegment(F, x, x1 + o, NATIVE), a1);
+                a2 = v.fma(FloatVector.fromMemorySegment(F, x, x2 + o, NATIVE), a2);
+                a3 = v.fma(FloatVector.fromMemorySegment(F, x, x3 + o, NATIVE), a3);
+            }
         }
-        a00.intoArray(state, st);
-        a01.intoArray(state, st + L);
-        a02.intoArray(state, st + 2 * L);
-        a03.intoArray(state, st + 3 * L);
-        a10.intoArray(state, st + STATE);
-        a11.intoArray(state, st + STATE + L);
-        a12.intoArray(state, st + STATE + 2 * L);
-        a13.intoArray(state, st + STATE + 3 * L);
-        a20.intoArray(state, st + 2 * STATE);
-        a21.intoArray(state, st + 2 * STATE + L);
-        a22.intoArray(state, st + 2 * STATE + 2 * L);
-        a23.intoArray(state, st + 2 * STATE + 3 * L);
-        a30.intoArray(state, st + 3 * STATE);
-        a31.intoArray(state, st + 3 * STATE + L);
-        a32.intoArray(state, st + 3 * STATE + 2 * L);
-        a33.intoArray(state, st + 3 * STATE + 3 * L);
+        a0.intoArray(state, st);
+        a1.intoArray(state, st + STATE);
+        a2.intoArray(state, st + 2 * STATE);
+        a3.intoArray(state, st + 3 * STATE);
     }
 
 }
