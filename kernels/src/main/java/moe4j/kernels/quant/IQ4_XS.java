@@ -104,15 +104,15 @@ public final class IQ4_XS extends BlockFormat {
         int scalesH = src.get(Layouts.SHORT_LE, block + SCALES_H) & 0xFFFF;
         MemorySegment w = s.w;
         long wo = s.at[slot];
-        long qb = s.quarterBytes;
+        long gb = s.groupBytes;
         for (int ib = 0; ib < QK / 32; ib++) {
             int ls = ((u8(src, block + SCALES_L + ib / 2) >>> (4 * (ib % 2))) & 0xF) | (((scalesH >>> (2 * ib)) & 3) << 4);
             float dl = d * (ls - 32);
             IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 16L * ib, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
             ((FloatVector) q.and(0xF).selectFrom(IQ4_NL.LEVEL_VECTOR).convert(I2F, 0)).mul(dl)
-                    .intoMemorySegment(w, wo + (ib >> 1) * qb + 128L * (ib & 1), ScaledDot.NATIVE);
+                    .intoMemorySegment(w, wo + 2L * ib * gb, ScaledDot.NATIVE);
             ((FloatVector) q.lanewise(LSHR, Simd.SHIFT_4).selectFrom(IQ4_NL.LEVEL_VECTOR).convert(I2F, 0)).mul(dl)
-                    .intoMemorySegment(w, wo + (ib >> 1) * qb + 128L * (ib & 1) + 64, ScaledDot.NATIVE);
+                    .intoMemorySegment(w, wo + (2L * ib + 1) * gb, ScaledDot.NATIVE);
         }
     }
 

@@ -112,18 +112,18 @@ public final class Q2_K extends BlockFormat {
                 .intoArray(s.scales, 16);
         MemorySegment w = s.w;
         long wo = s.at[slot];
-        long qb = s.quarterBytes;
+        long gb = s.groupBytes;
         for (int half = 0; half < 2; half++) {
             IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 32L * half, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
             IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 32L * half + 16, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
             for (int k = 0; k < 4; k++) {
                 IntVector shift = IntVector.broadcast(Simd.I, 2 * k);
                 int g = 8 * half + 2 * k;
-                long e = wo + (g >> 2) * qb + 64L * (g & 3);
+                long e = wo + g * gb;
                 ((FloatVector) l0.lanewise(LSHR, shift).and(3).convert(I2F, 0)).fma(s.scales[g], s.scales[16 + g])
                         .intoMemorySegment(w, e, ScaledDot.NATIVE);
                 ((FloatVector) l1.lanewise(LSHR, shift).and(3).convert(I2F, 0)).fma(s.scales[g + 1], s.scales[17 + g])
-                        .intoMemorySegment(w, e + 64, ScaledDot.NATIVE);
+                        .intoMemorySegment(w, e + gb, ScaledDot.NATIVE);
             }
         }
     }

@@ -130,23 +130,23 @@ public final class Q3_K extends BlockFormat {
         IntVector l11 = (IntVector) quants.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
         MemorySegment w = s.w;
         long e0 = s.at[slot];
-        long qb = s.quarterBytes;
+        long gb = s.groupBytes;
         ((FloatVector) l00.and(3).or(m0.and(4)).convert(I2F, 0)).fma(scales[0], scales[16]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
-        ((FloatVector) l01.and(3).or(m1.and(4)).convert(I2F, 0)).fma(scales[1], scales[17]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
-        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(4)).convert(I2F, 0)).fma(scales[2], scales[18]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
-        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(4)).convert(I2F, 0)).fma(scales[3], scales[19]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
-        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m0.lanewise(LSHR, Simd.SHIFT_2).and(4)).convert(I2F, 0)).fma(scales[4], scales[20]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
-        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m1.lanewise(LSHR, Simd.SHIFT_2).and(4)).convert(I2F, 0)).fma(scales[5], scales[21]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(4)).convert(I2F, 0)).fma(scales[6], scales[22]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(4)).convert(I2F, 0)).fma(scales[7], scales[23]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) l10.and(3).or(m0.lanewise(LSHR, Simd.SHIFT_4).and(4)).convert(I2F, 0)).fma(scales[8], scales[24]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
-        ((FloatVector) l11.and(3).or(m1.lanewise(LSHR, Simd.SHIFT_4).and(4)).convert(I2F, 0)).fma(scales[9], scales[25]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(4)).convert(I2F, 0)).fma(scales[10], scales[26]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(4)).convert(I2F, 0)).fma(scales[11], scales[27]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m0.lanewise(LSHR, Simd.SHIFT_6).and(4)).convert(I2F, 0)).fma(scales[12], scales[28]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
-        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m1.lanewise(LSHR, Simd.SHIFT_6).and(4)).convert(I2F, 0)).fma(scales[13], scales[29]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(4)).convert(I2F, 0)).fma(scales[14], scales[30]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(4)).convert(I2F, 0)).fma(scales[15], scales[31]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l01.and(3).or(m1.and(4)).convert(I2F, 0)).fma(scales[1], scales[17]).intoMemorySegment(w, e0 + gb, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(4)).convert(I2F, 0)).fma(scales[2], scales[18]).intoMemorySegment(w, e0 + 2 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(4)).convert(I2F, 0)).fma(scales[3], scales[19]).intoMemorySegment(w, e0 + 3 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m0.lanewise(LSHR, Simd.SHIFT_2).and(4)).convert(I2F, 0)).fma(scales[4], scales[20]).intoMemorySegment(w, e0 + 4 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m1.lanewise(LSHR, Simd.SHIFT_2).and(4)).convert(I2F, 0)).fma(scales[5], scales[21]).intoMemorySegment(w, e0 + 5 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(4)).convert(I2F, 0)).fma(scales[6], scales[22]).intoMemorySegment(w, e0 + 6 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(4)).convert(I2F, 0)).fma(scales[7], scales[23]).intoMemorySegment(w, e0 + 7 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l10.and(3).or(m0.lanewise(LSHR, Simd.SHIFT_4).and(4)).convert(I2F, 0)).fma(scales[8], scales[24]).intoMemorySegment(w, e0 + 8 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l11.and(3).or(m1.lanewise(LSHR, Simd.SHIFT_4).and(4)).convert(I2F, 0)).fma(scales[9], scales[25]).intoMemorySegment(w, e0 + 9 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(4)).convert(I2F, 0)).fma(scales[10], scales[26]).intoMemorySegment(w, e0 + 10 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_2).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(4)).convert(I2F, 0)).fma(scales[11], scales[27]).intoMemorySegment(w, e0 + 11 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m0.lanewise(LSHR, Simd.SHIFT_6).and(4)).convert(I2F, 0)).fma(scales[12], scales[28]).intoMemorySegment(w, e0 + 12 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).and(3).or(m1.lanewise(LSHR, Simd.SHIFT_6).and(4)).convert(I2F, 0)).fma(scales[13], scales[29]).intoMemorySegment(w, e0 + 13 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(4)).convert(I2F, 0)).fma(scales[14], scales[30]).intoMemorySegment(w, e0 + 14 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_6).and(3).or(m1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(4)).convert(I2F, 0)).fma(scales[15], scales[31]).intoMemorySegment(w, e0 + 15 * gb, ScaledDot.NATIVE);
     }
 
     @Override

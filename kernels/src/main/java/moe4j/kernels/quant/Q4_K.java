@@ -142,25 +142,26 @@ public final class Q4_K extends BlockFormat {
         float highMin3 = scales[15];
         MemorySegment w = s.w;
         long e0 = s.at[slot];
-        long e1 = e0 + s.quarterBytes;
-        long e2 = e1 + s.quarterBytes;
-        long e3 = e2 + s.quarterBytes;
+        long gb = s.groupBytes;
+        long e1 = e0 + 4 * gb;
+        long e2 = e1 + 4 * gb;
+        long e3 = e2 + 4 * gb;
         ((FloatVector) q0.and(0xF).convert(I2F, 0)).fma(low0, lowMin0).intoMemorySegment(w, e0, ScaledDot.NATIVE);
-        ((FloatVector) q1.and(0xF).convert(I2F, 0)).fma(low0, lowMin0).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high0, highMin0).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high0, highMin0).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q1.and(0xF).convert(I2F, 0)).fma(low0, lowMin0).intoMemorySegment(w, e0 + gb, ScaledDot.NATIVE);
+        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high0, highMin0).intoMemorySegment(w, e0 + 2 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high0, highMin0).intoMemorySegment(w, e0 + 3 * gb, ScaledDot.NATIVE);
         ((FloatVector) q2.and(0xF).convert(I2F, 0)).fma(low1, lowMin1).intoMemorySegment(w, e1, ScaledDot.NATIVE);
-        ((FloatVector) q3.and(0xF).convert(I2F, 0)).fma(low1, lowMin1).intoMemorySegment(w, e1 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high1, highMin1).intoMemorySegment(w, e1 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high1, highMin1).intoMemorySegment(w, e1 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q3.and(0xF).convert(I2F, 0)).fma(low1, lowMin1).intoMemorySegment(w, e1 + gb, ScaledDot.NATIVE);
+        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high1, highMin1).intoMemorySegment(w, e1 + 2 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high1, highMin1).intoMemorySegment(w, e1 + 3 * gb, ScaledDot.NATIVE);
         ((FloatVector) q4.and(0xF).convert(I2F, 0)).fma(low2, lowMin2).intoMemorySegment(w, e2, ScaledDot.NATIVE);
-        ((FloatVector) q5.and(0xF).convert(I2F, 0)).fma(low2, lowMin2).intoMemorySegment(w, e2 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high2, highMin2).intoMemorySegment(w, e2 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high2, highMin2).intoMemorySegment(w, e2 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q5.and(0xF).convert(I2F, 0)).fma(low2, lowMin2).intoMemorySegment(w, e2 + gb, ScaledDot.NATIVE);
+        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high2, highMin2).intoMemorySegment(w, e2 + 2 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high2, highMin2).intoMemorySegment(w, e2 + 3 * gb, ScaledDot.NATIVE);
         ((FloatVector) q6.and(0xF).convert(I2F, 0)).fma(low3, lowMin3).intoMemorySegment(w, e3, ScaledDot.NATIVE);
-        ((FloatVector) q7.and(0xF).convert(I2F, 0)).fma(low3, lowMin3).intoMemorySegment(w, e3 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high3, highMin3).intoMemorySegment(w, e3 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high3, highMin3).intoMemorySegment(w, e3 + 192, ScaledDot.NATIVE);
+        ((FloatVector) q7.and(0xF).convert(I2F, 0)).fma(low3, lowMin3).intoMemorySegment(w, e3 + gb, ScaledDot.NATIVE);
+        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high3, highMin3).intoMemorySegment(w, e3 + 2 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).fma(high3, highMin3).intoMemorySegment(w, e3 + 3 * gb, ScaledDot.NATIVE);
     }
 
     @Override

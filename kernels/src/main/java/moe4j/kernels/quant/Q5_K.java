@@ -134,23 +134,23 @@ public final class Q5_K extends BlockFormat {
         IntVector q7 = (IntVector) second.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
         MemorySegment w = s.w;
         long e0 = s.at[slot];
-        long qb = s.quarterBytes;
+        long gb = s.groupBytes;
         ((FloatVector) q0.and(0xF).or(h0.and(16)).convert(I2F, 0)).fma(scales[0], scales[8]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
-        ((FloatVector) q1.and(0xF).or(h1.and(16)).convert(I2F, 0)).fma(scales[0], scales[8]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
-        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).fma(scales[1], scales[9]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
-        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).fma(scales[1], scales[9]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
-        ((FloatVector) q2.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).fma(scales[2], scales[10]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
-        ((FloatVector) q3.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).fma(scales[2], scales[10]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).fma(scales[3], scales[11]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).fma(scales[3], scales[11]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) q4.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).fma(scales[4], scales[12]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
-        ((FloatVector) q5.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).fma(scales[4], scales[12]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).fma(scales[5], scales[13]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).fma(scales[5], scales[13]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) q6.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).fma(scales[6], scales[14]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
-        ((FloatVector) q7.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).fma(scales[6], scales[14]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).fma(scales[7], scales[15]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).fma(scales[7], scales[15]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) q1.and(0xF).or(h1.and(16)).convert(I2F, 0)).fma(scales[0], scales[8]).intoMemorySegment(w, e0 + gb, ScaledDot.NATIVE);
+        ((FloatVector) q0.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).fma(scales[1], scales[9]).intoMemorySegment(w, e0 + 2 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q1.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 1)).and(16)).convert(I2F, 0)).fma(scales[1], scales[9]).intoMemorySegment(w, e0 + 3 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q2.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).fma(scales[2], scales[10]).intoMemorySegment(w, e0 + 4 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q3.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_2).and(16)).convert(I2F, 0)).fma(scales[2], scales[10]).intoMemorySegment(w, e0 + 5 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q2.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).fma(scales[3], scales[11]).intoMemorySegment(w, e0 + 6 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q3.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 3)).and(16)).convert(I2F, 0)).fma(scales[3], scales[11]).intoMemorySegment(w, e0 + 7 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q4.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).fma(scales[4], scales[12]).intoMemorySegment(w, e0 + 8 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q5.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_4).and(16)).convert(I2F, 0)).fma(scales[4], scales[12]).intoMemorySegment(w, e0 + 9 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q4.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).fma(scales[5], scales[13]).intoMemorySegment(w, e0 + 10 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q5.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 5)).and(16)).convert(I2F, 0)).fma(scales[5], scales[13]).intoMemorySegment(w, e0 + 11 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q6.and(0xF).or(h0.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).fma(scales[6], scales[14]).intoMemorySegment(w, e0 + 12 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q7.and(0xF).or(h1.lanewise(LSHR, Simd.SHIFT_6).and(16)).convert(I2F, 0)).fma(scales[6], scales[14]).intoMemorySegment(w, e0 + 13 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q6.lanewise(LSHR, Simd.SHIFT_4).or(h0.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).fma(scales[7], scales[15]).intoMemorySegment(w, e0 + 14 * gb, ScaledDot.NATIVE);
+        ((FloatVector) q7.lanewise(LSHR, Simd.SHIFT_4).or(h1.lanewise(LSHR, IntVector.broadcast(Simd.I, 7)).and(16)).convert(I2F, 0)).fma(scales[7], scales[15]).intoMemorySegment(w, e0 + 15 * gb, ScaledDot.NATIVE);
     }
 
     @Override

@@ -125,7 +125,7 @@ public final class Q6_K extends BlockFormat {
         ByteVector highBits = ByteVector.fromMemorySegment(Simd.B64, src, block + QH, Simd.LE);
         MemorySegment w = s.w;
         long e0 = s.at[slot];
-        long qb = s.quarterBytes;
+        long gb = s.groupBytes;
         ByteVector low0 = ByteVector.fromMemorySegment(Simd.B64, src, block + QL, Simd.LE);
         IntVector l00 = (IntVector) low0.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
         IntVector l01 = (IntVector) low0.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
@@ -134,13 +134,13 @@ public final class Q6_K extends BlockFormat {
         IntVector h00 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_4);
         IntVector h01 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 1)).lanewise(LSHL, Simd.SHIFT_4);
         ((FloatVector) l00.and(0xF).or(h00.and(0x30)).convert(I2F, 0)).fma(scales[0], scales[16]).intoMemorySegment(w, e0, ScaledDot.NATIVE);
-        ((FloatVector) l01.and(0xF).or(h01.and(0x30)).convert(I2F, 0)).fma(scales[1], scales[17]).intoMemorySegment(w, e0 + 64, ScaledDot.NATIVE);
-        ((FloatVector) l02.and(0xF).or(h00.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[2], scales[18]).intoMemorySegment(w, e0 + 128, ScaledDot.NATIVE);
-        ((FloatVector) l03.and(0xF).or(h01.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[3], scales[19]).intoMemorySegment(w, e0 + 192, ScaledDot.NATIVE);
-        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[4], scales[20]).intoMemorySegment(w, e0 + qb, ScaledDot.NATIVE);
-        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[5], scales[21]).intoMemorySegment(w, e0 + qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l02.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[6], scales[22]).intoMemorySegment(w, e0 + qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l03.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[7], scales[23]).intoMemorySegment(w, e0 + qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l01.and(0xF).or(h01.and(0x30)).convert(I2F, 0)).fma(scales[1], scales[17]).intoMemorySegment(w, e0 + gb, ScaledDot.NATIVE);
+        ((FloatVector) l02.and(0xF).or(h00.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[2], scales[18]).intoMemorySegment(w, e0 + 2 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l03.and(0xF).or(h01.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[3], scales[19]).intoMemorySegment(w, e0 + 3 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l00.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[4], scales[20]).intoMemorySegment(w, e0 + 4 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l01.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[5], scales[21]).intoMemorySegment(w, e0 + 5 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l02.lanewise(LSHR, Simd.SHIFT_4).or(h00.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[6], scales[22]).intoMemorySegment(w, e0 + 6 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l03.lanewise(LSHR, Simd.SHIFT_4).or(h01.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[7], scales[23]).intoMemorySegment(w, e0 + 7 * gb, ScaledDot.NATIVE);
         ByteVector low1 = ByteVector.fromMemorySegment(Simd.B64, src, block + QL + 64, Simd.LE);
         IntVector l10 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
         IntVector l11 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 1);
@@ -148,14 +148,14 @@ public final class Q6_K extends BlockFormat {
         IntVector l13 = (IntVector) low1.convertShape(ZERO_EXTEND_B2I, Simd.I, 3);
         IntVector h10 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 2)).lanewise(LSHL, Simd.SHIFT_4);
         IntVector h11 = ((IntVector) highBits.convertShape(ZERO_EXTEND_B2I, Simd.I, 3)).lanewise(LSHL, Simd.SHIFT_4);
-        ((FloatVector) l10.and(0xF).or(h10.and(0x30)).convert(I2F, 0)).fma(scales[8], scales[24]).intoMemorySegment(w, e0 + 2 * qb, ScaledDot.NATIVE);
-        ((FloatVector) l11.and(0xF).or(h11.and(0x30)).convert(I2F, 0)).fma(scales[9], scales[25]).intoMemorySegment(w, e0 + 2 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l12.and(0xF).or(h10.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[10], scales[26]).intoMemorySegment(w, e0 + 2 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l13.and(0xF).or(h11.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[11], scales[27]).intoMemorySegment(w, e0 + 2 * qb + 192, ScaledDot.NATIVE);
-        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[12], scales[28]).intoMemorySegment(w, e0 + 3 * qb, ScaledDot.NATIVE);
-        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[13], scales[29]).intoMemorySegment(w, e0 + 3 * qb + 64, ScaledDot.NATIVE);
-        ((FloatVector) l12.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[14], scales[30]).intoMemorySegment(w, e0 + 3 * qb + 128, ScaledDot.NATIVE);
-        ((FloatVector) l13.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[15], scales[31]).intoMemorySegment(w, e0 + 3 * qb + 192, ScaledDot.NATIVE);
+        ((FloatVector) l10.and(0xF).or(h10.and(0x30)).convert(I2F, 0)).fma(scales[8], scales[24]).intoMemorySegment(w, e0 + 8 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l11.and(0xF).or(h11.and(0x30)).convert(I2F, 0)).fma(scales[9], scales[25]).intoMemorySegment(w, e0 + 9 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l12.and(0xF).or(h10.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[10], scales[26]).intoMemorySegment(w, e0 + 10 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l13.and(0xF).or(h11.lanewise(LSHR, Simd.SHIFT_2).and(0x30)).convert(I2F, 0)).fma(scales[11], scales[27]).intoMemorySegment(w, e0 + 11 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l10.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[12], scales[28]).intoMemorySegment(w, e0 + 12 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l11.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_4).and(0x30)).convert(I2F, 0)).fma(scales[13], scales[29]).intoMemorySegment(w, e0 + 13 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l12.lanewise(LSHR, Simd.SHIFT_4).or(h10.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[14], scales[30]).intoMemorySegment(w, e0 + 14 * gb, ScaledDot.NATIVE);
+        ((FloatVector) l13.lanewise(LSHR, Simd.SHIFT_4).or(h11.lanewise(LSHR, Simd.SHIFT_6).and(0x30)).convert(I2F, 0)).fma(scales[15], scales[31]).intoMemorySegment(w, e0 + 15 * gb, ScaledDot.NATIVE);
     }
 
     @Override

@@ -21,9 +21,11 @@ import jdk.incubator.vector.VectorShuffle;
  * 16-element activation sums (llama.cpp's way, which the one-token kernels keep) cost about 6% of a prompt.
  *
  * <p>Summation order, fixed so that a token's result is the same in any batch: one accumulator (16 lanes) per
- * (row, token) pair takes the row chunk by chunk ({@link #TILE_CHUNK} blocks), and within a chunk element group 0 of
- * every 64-element quarter, then group 1, 2 and 3 (the 4x6 tile holds 24 accumulators, which leaves no registers for
- * more per pair); the result is {@link Simd#sum} of it. A single token takes the type's row kernel
+ * (row, token) pair takes the row's 16-element groups first to last (the 4x6 tile holds 24 accumulators, which
+ * leaves no registers for more per pair); the result is {@link Simd#sum} of it. The decode buffer interleaves the
+ * four rows of a tile group by group, so a tile walks it and the activations straight through (measured on the
+ * inner loop alone: 215 GFLOP/s, against 150-180 for four passes with a 256-byte stride, one per accumulator of
+ * an earlier four-accumulator order). A single token takes the type's row kernel
  * ({@link BlockFormat#dotRows}), which decodes in registers and sums in its own order (minimum terms against the
  * activation sums; Q4_K and Q5_K sum a 32-element sub-block before scaling it), within float32 rounding of this.
  *
@@ -62,27 +64,26 @@ final class ScaledDot {
      * run in the same order.
      */
     private static final int TILE_CHUNK = 8;
-    /** 64-element quarters of a block, four element groups each. */
-    private static final int QUARTERS = 4;
-    private static final long QUARTER_BYTES = BLOCK_BYTES / QUARTERS;
-    /** The same quarter of each of the four rows of a tile, side by side in the decode buffer. */
-    private static final long TILE_QUARTER_BYTES = TILE * QUARTER_BYTES;
+    /** 16-element groups of a block. */
+    private static final int GROUPS = QK / L;
+    /** The same element group of each of the four rows of a tile, side by side in the decode buffer. */
+    private static final long TILE_GROUP_BYTES = TILE * GROUP_BYTES;
     private static final int SLOTS = TILE * TILE_CHUNK;
 
     /** Per-thread decode buffers, and the accumulators of tokens between chunks. */
     static final class Scratch {
         /**
-         * Decoded weights, native order, 64-byte aligned: block slot {@code i}'s quarter {@code q} (element groups
-         * {@code 4q .. 4q+3}) at byte {@code at[i] + q * quarterBytes}.
+         * Decoded weights, native order, 64-byte aligned: block slot {@code i}'s element group {@code g} at byte
+         * {@code at[i] + g * groupBytes}.
          */
         final MemorySegment w = Arena.ofAuto().allocate(SLOTS * BLOCK_BYTES, 64);
         /**
-         * Where each slot's first quarter goes in {@link #w}: a table rather than a method, as a call C2 does not inline
+         * Where each slot's first group goes in {@link #w}: a table rather than a method, as a call C2 does not inline
          * into a decoder (it stops inlining once the Vector API has grown the graph) spills every vector around it.
          */
         long[] at;
-        /** Bytes from one quarter of a block to the next in {@link #w}. */
-        long quarterBytes;
+        /** Bytes from one element group of a block to the next in {@link #w}. */
+        long groupBytes;
         /** Unpacked scales of the block being decoded: sub-block scales from 0, its negated minimums after them. */
         final float[] scales = new float[2 * L];
         float[] state = new float[PAIRS * STATE];
@@ -95,11 +96,11 @@ final class ScaledDot {
 
         /**
          * Decodes blocks one after the other ({@code rows} 1), or the same block of each row of a tile side by side
-         * ({@code rows} {@link ScaledDot#TILE}): slots {@code 4b .. 4b+3} interleave their quarters.
+         * ({@code rows} {@link ScaledDot#TILE}): slots {@code 4b .. 4b+3} interleave their element groups.
          */
         void interleave(int rows) {
             at = rows == 1 ? SEQUENTIAL : INTERLEAVED;
-            quarterBytes = rows * QUARTER_BYTES;
+            groupBytes = rows * GROUP_BYTES;
         }
     }
 
@@ -109,7 +110,7 @@ final class ScaledDot {
     private static long[] slotOffsets(int rows) {
         long[] at = new long[SLOTS];
         for (int i = 0; i < SLOTS; i++) {
-            at[i] = (long) (i / rows) * rows * BLOCK_BYTES + (i % rows) * QUARTER_BYTES;
+            at[i] = (long) (i / rows) * rows * BLOCK_BYTES + (i % rows) * GROUP_BYTES;
         }
         return at;
     }
@@ -229,17 +230,16 @@ final class ScaledDot {
     /**
      * Adds {@code blocks} decoded blocks of four rows ({@link #dotTile}'s slots from 0) times four tokens' activations
      * (token {@code k} from byte {@code xo + k * xStride} of {@code x}) to the product accumulators of each (row,
-     * token) pair: pair {@code p}'s at {@code state[st + p*STATE ..]}, zeros when {@code first}. One pass per
-     * element group {@code j} of the quarters, in {@link #accumulate}'s order, the accumulators kept in registers
-     * from pass to pass. The four rows' quarters lie side by side, so one weight address serves them all; two
-     * quarters a step.
+     * token) pair: pair {@code p}'s at {@code state[st + p*STATE ..]}, zeros when {@code first}, element group after
+     * group as {@link #accumulate} adds them. The four rows' groups lie side by side, so one weight address serves
+     * them all; two groups a step.
      */
     private static void tile(MemorySegment w, int blocks, MemorySegment x, long xo, long xStride,
             float[] state, int st, boolean first) {
         long x1 = xo + xStride;
         long x2 = xo + 2 * xStride;
         long x3 = xo + 3 * xStride;
-        int steps = blocks * QUARTERS / 2;
+        int steps = blocks * GROUPS / 2;
         int a = st;
         FloatVector c00 = FloatVector.zero(F);
         FloatVector c10 = c00;
@@ -275,59 +275,57 @@ final class ScaledDot {
             c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
             c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
         }
-        for (int j = 0; j < 4; j++) {
-            for (int q = 0; q < steps; q++) {
-                long wq = q * (2 * TILE_QUARTER_BYTES) + j * GROUP_BYTES;
-                long xq = q * (2 * QUARTER_BYTES) + j * GROUP_BYTES;
-                FloatVector v0 = FloatVector.fromMemorySegment(F, w, wq, NATIVE);
-                FloatVector v1 = FloatVector.fromMemorySegment(F, w, wq + QUARTER_BYTES, NATIVE);
-                FloatVector v2 = FloatVector.fromMemorySegment(F, w, wq + 2 * QUARTER_BYTES, NATIVE);
-                FloatVector v3 = FloatVector.fromMemorySegment(F, w, wq + 3 * QUARTER_BYTES, NATIVE);
-                FloatVector y = FloatVector.fromMemorySegment(F, x, xo + xq, NATIVE);
-                c00 = v0.fma(y, c00);
-                c10 = v1.fma(y, c10);
-                c20 = v2.fma(y, c20);
-                c30 = v3.fma(y, c30);
-                y = FloatVector.fromMemorySegment(F, x, x1 + xq, NATIVE);
-                c01 = v0.fma(y, c01);
-                c11 = v1.fma(y, c11);
-                c21 = v2.fma(y, c21);
-                c31 = v3.fma(y, c31);
-                y = FloatVector.fromMemorySegment(F, x, x2 + xq, NATIVE);
-                c02 = v0.fma(y, c02);
-                c12 = v1.fma(y, c12);
-                c22 = v2.fma(y, c22);
-                c32 = v3.fma(y, c32);
-                y = FloatVector.fromMemorySegment(F, x, x3 + xq, NATIVE);
-                c03 = v0.fma(y, c03);
-                c13 = v1.fma(y, c13);
-                c23 = v2.fma(y, c23);
-                c33 = v3.fma(y, c33);
-                v0 = FloatVector.fromMemorySegment(F, w, wq + 4 * QUARTER_BYTES, NATIVE);
-                v1 = FloatVector.fromMemorySegment(F, w, wq + 5 * QUARTER_BYTES, NATIVE);
-                v2 = FloatVector.fromMemorySegment(F, w, wq + 6 * QUARTER_BYTES, NATIVE);
-                v3 = FloatVector.fromMemorySegment(F, w, wq + 7 * QUARTER_BYTES, NATIVE);
-                y = FloatVector.fromMemorySegment(F, x, xo + xq + QUARTER_BYTES, NATIVE);
-                c00 = v0.fma(y, c00);
-                c10 = v1.fma(y, c10);
-                c20 = v2.fma(y, c20);
-                c30 = v3.fma(y, c30);
-                y = FloatVector.fromMemorySegment(F, x, x1 + xq + QUARTER_BYTES, NATIVE);
-                c01 = v0.fma(y, c01);
-                c11 = v1.fma(y, c11);
-                c21 = v2.fma(y, c21);
-                c31 = v3.fma(y, c31);
-                y = FloatVector.fromMemorySegment(F, x, x2 + xq + QUARTER_BYTES, NATIVE);
-                c02 = v0.fma(y, c02);
-                c12 = v1.fma(y, c12);
-                c22 = v2.fma(y, c22);
-                c32 = v3.fma(y, c32);
-                y = FloatVector.fromMemorySegment(F, x, x3 + xq + QUARTER_BYTES, NATIVE);
-                c03 = v0.fma(y, c03);
-                c13 = v1.fma(y, c13);
-                c23 = v2.fma(y, c23);
-                c33 = v3.fma(y, c33);
-            }
+        for (int q = 0; q < steps; q++) {
+            long wq = q * (2 * TILE_GROUP_BYTES);
+            long xq = q * (2 * GROUP_BYTES);
+            FloatVector v0 = FloatVector.fromMemorySegment(F, w, wq, NATIVE);
+            FloatVector v1 = FloatVector.fromMemorySegment(F, w, wq + GROUP_BYTES, NATIVE);
+            FloatVector v2 = FloatVector.fromMemorySegment(F, w, wq + 2 * GROUP_BYTES, NATIVE);
+            FloatVector v3 = FloatVector.fromMemorySegment(F, w, wq + 3 * GROUP_BYTES, NATIVE);
+            FloatVector y = FloatVector.fromMemorySegment(F, x, xo + xq, NATIVE);
+            c00 = v0.fma(y, c00);
+            c10 = v1.fma(y, c10);
+            c20 = v2.fma(y, c20);
+            c30 = v3.fma(y, c30);
+            y = FloatVector.fromMemorySegment(F, x, x1 + xq, NATIVE);
+            c01 = v0.fma(y, c01);
+            c11 = v1.fma(y, c11);
+            c21 = v2.fma(y, c21);
+            c31 = v3.fma(y, c31);
+            y = FloatVector.fromMemorySegment(F, x, x2 + xq, NATIVE);
+            c02 = v0.fma(y, c02);
+            c12 = v1.fma(y, c12);
+            c22 = v2.fma(y, c22);
+            c32 = v3.fma(y, c32);
+            y = FloatVector.fromMemorySegment(F, x, x3 + xq, NATIVE);
+            c03 = v0.fma(y, c03);
+            c13 = v1.fma(y, c13);
+            c23 = v2.fma(y, c23);
+            c33 = v3.fma(y, c33);
+            v0 = FloatVector.fromMemorySegment(F, w, wq + 4 * GROUP_BYTES, NATIVE);
+            v1 = FloatVector.fromMemorySegment(F, w, wq + 5 * GROUP_BYTES, NATIVE);
+            v2 = FloatVector.fromMemorySegment(F, w, wq + 6 * GROUP_BYTES, NATIVE);
+            v3 = FloatVector.fromMemorySegment(F, w, wq + 7 * GROUP_BYTES, NATIVE);
+            y = FloatVector.fromMemorySegment(F, x, xo + xq + GROUP_BYTES, NATIVE);
+            c00 = v0.fma(y, c00);
+            c10 = v1.fma(y, c10);
+            c20 = v2.fma(y, c20);
+            c30 = v3.fma(y, c30);
+            y = FloatVector.fromMemorySegment(F, x, x1 + xq + GROUP_BYTES, NATIVE);
+            c01 = v0.fma(y, c01);
+            c11 = v1.fma(y, c11);
+            c21 = v2.fma(y, c21);
+            c31 = v3.fma(y, c31);
+            y = FloatVector.fromMemorySegment(F, x, x2 + xq + GROUP_BYTES, NATIVE);
+            c02 = v0.fma(y, c02);
+            c12 = v1.fma(y, c12);
+            c22 = v2.fma(y, c22);
+            c32 = v3.fma(y, c32);
+            y = FloatVector.fromMemorySegment(F, x, x3 + xq + GROUP_BYTES, NATIVE);
+            c03 = v0.fma(y, c03);
+            c13 = v1.fma(y, c13);
+            c23 = v2.fma(y, c23);
+            c33 = v3.fma(y, c33);
         }
         c00.intoArray(state, a);
         c10.intoArray(state, a + STATE);
@@ -348,8 +346,8 @@ final class ScaledDot {
     }
 
     /**
-     * {@link #tile} for {@link #WIDE} tokens, one quarter a step: its 24 accumulators leave no registers for a
-     * second step's loads (two quarters a step spilled accumulators: measured about 0.65x).
+     * {@link #tile} for {@link #WIDE} tokens, one group a step: its 24 accumulators leave no registers for a
+     * second step's loads (two a step spilled accumulators: measured about 0.65x).
      */
     private static void tileWide(MemorySegment w, int blocks, MemorySegment x, long xo, long xStride,
             float[] state, int st, boolean first) {
@@ -358,7 +356,7 @@ final class ScaledDot {
         long x3 = xo + 3 * xStride;
         long x4 = xo + 4 * xStride;
         long x5 = xo + 5 * xStride;
-        int steps = blocks * QUARTERS;
+        int steps = blocks * GROUPS;
         int a = st;
         FloatVector c00 = FloatVector.zero(F);
         FloatVector c10 = c00;
@@ -410,45 +408,43 @@ final class ScaledDot {
             c25 = FloatVector.fromArray(F, state, a + 22 * STATE);
             c35 = FloatVector.fromArray(F, state, a + 23 * STATE);
         }
-        for (int j = 0; j < 4; j++) {
-            for (int q = 0; q < steps; q++) {
-                long wq = q * TILE_QUARTER_BYTES + j * GROUP_BYTES;
-                long xq = q * QUARTER_BYTES + j * GROUP_BYTES;
-                FloatVector v0 = FloatVector.fromMemorySegment(F, w, wq, NATIVE);
-                FloatVector v1 = FloatVector.fromMemorySegment(F, w, wq + QUARTER_BYTES, NATIVE);
-                FloatVector v2 = FloatVector.fromMemorySegment(F, w, wq + 2 * QUARTER_BYTES, NATIVE);
-                FloatVector v3 = FloatVector.fromMemorySegment(F, w, wq + 3 * QUARTER_BYTES, NATIVE);
-                FloatVector y = FloatVector.fromMemorySegment(F, x, xo + xq, NATIVE);
-                c00 = v0.fma(y, c00);
-                c10 = v1.fma(y, c10);
-                c20 = v2.fma(y, c20);
-                c30 = v3.fma(y, c30);
-                y = FloatVector.fromMemorySegment(F, x, x1 + xq, NATIVE);
-                c01 = v0.fma(y, c01);
-                c11 = v1.fma(y, c11);
-                c21 = v2.fma(y, c21);
-                c31 = v3.fma(y, c31);
-                y = FloatVector.fromMemorySegment(F, x, x2 + xq, NATIVE);
-                c02 = v0.fma(y, c02);
-                c12 = v1.fma(y, c12);
-                c22 = v2.fma(y, c22);
-                c32 = v3.fma(y, c32);
-                y = FloatVector.fromMemorySegment(F, x, x3 + xq, NATIVE);
-                c03 = v0.fma(y, c03);
-                c13 = v1.fma(y, c13);
-                c23 = v2.fma(y, c23);
-                c33 = v3.fma(y, c33);
-                y = FloatVector.fromMemorySegment(F, x, x4 + xq, NATIVE);
-                c04 = v0.fma(y, c04);
-                c14 = v1.fma(y, c14);
-                c24 = v2.fma(y, c24);
-                c34 = v3.fma(y, c34);
-                y = FloatVector.fromMemorySegment(F, x, x5 + xq, NATIVE);
-                c05 = v0.fma(y, c05);
-                c15 = v1.fma(y, c15);
-                c25 = v2.fma(y, c25);
-                c35 = v3.fma(y, c35);
-            }
+        for (int q = 0; q < steps; q++) {
+            long wq = q * TILE_GROUP_BYTES;
+            long xq = q * GROUP_BYTES;
+            FloatVector v0 = FloatVector.fromMemorySegment(F, w, wq, NATIVE);
+            FloatVector v1 = FloatVector.fromMemorySegment(F, w, wq + GROUP_BYTES, NATIVE);
+            FloatVector v2 = FloatVector.fromMemorySegment(F, w, wq + 2 * GROUP_BYTES, NATIVE);
+            FloatVector v3 = FloatVector.fromMemorySegment(F, w, wq + 3 * GROUP_BYTES, NATIVE);
+            FloatVector y = FloatVector.fromMemorySegment(F, x, xo + xq, NATIVE);
+            c00 = v0.fma(y, c00);
+            c10 = v1.fma(y, c10);
+            c20 = v2.fma(y, c20);
+            c30 = v3.fma(y, c30);
+            y = FloatVector.fromMemorySegment(F, x, x1 + xq, NATIVE);
+            c01 = v0.fma(y, c01);
+            c11 = v1.fma(y, c11);
+            c21 = v2.fma(y, c21);
+            c31 = v3.fma(y, c31);
+            y = FloatVector.fromMemorySegment(F, x, x2 + xq, NATIVE);
+            c02 = v0.fma(y, c02);
+            c12 = v1.fma(y, c12);
+            c22 = v2.fma(y, c22);
+            c32 = v3.fma(y, c32);
+            y = FloatVector.fromMemorySegment(F, x, x3 + xq, NATIVE);
+            c03 = v0.fma(y, c03);
+            c13 = v1.fma(y, c13);
+            c23 = v2.fma(y, c23);
+            c33 = v3.fma(y, c33);
+            y = FloatVector.fromMemorySegment(F, x, x4 + xq, NATIVE);
+            c04 = v0.fma(y, c04);
+            c14 = v1.fma(y, c14);
+            c24 = v2.fma(y, c24);
+            c34 = v3.fma(y, c34);
+            y = FloatVector.fromMemorySegment(F, x, x5 + xq, NATIVE);
+            c05 = v0.fma(y, c05);
+            c15 = v1.fma(y, c15);
+            c25 = v2.fma(y, c25);
+            c35 = v3.fma(y, c35);
         }
         c00.intoArray(state, a);
         c10.intoArray(state, a + STATE);
@@ -567,14 +563,12 @@ final class ScaledDot {
 
     /**
      * Adds the decoded blocks ({@code bytes} from slot 0) times {@code x} from byte {@code xo} to one token's
-     * accumulator, in the tiles' order: element group {@code j} of every quarter, then {@code j + 1}.
+     * accumulator, element group after group.
      */
     private static void accumulate(MemorySegment w, int bytes, MemorySegment x, long xo, float[] state, int st) {
         FloatVector a = FloatVector.fromArray(F, state, st);
-        for (int j = 0; j < 4; j++) {
-            for (long o = j * GROUP_BYTES; o < bytes; o += QUARTER_BYTES) {
-                a = FloatVector.fromMemorySegment(F, w, o, NATIVE).fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a);
-            }
+        for (int o = 0; o < bytes; o += GROUP_BYTES) {
+            a = FloatVector.fromMemorySegment(F, w, o, NATIVE).fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a);
         }
         a.intoArray(state, st);
     }
@@ -592,14 +586,12 @@ final class ScaledDot {
         long x1 = xo + stride;
         long x2 = xo + 2 * stride;
         long x3 = xo + 3 * stride;
-        for (int j = 0; j < 4; j++) {
-            for (long o = j * GROUP_BYTES; o < bytes; o += QUARTER_BYTES) {
-                FloatVector v = FloatVector.fromMemorySegment(F, w, o, NATIVE);
-                a0 = v.fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a0);
-                a1 = v.fma(FloatVector.fromMemorySegment(F, x, x1 + o, NATIVE), a1);
-                a2 = v.fma(FloatVector.fromMemorySegment(F, x, x2 + o, NATIVE), a2);
-                a3 = v.fma(FloatVector.fromMemorySegment(F, x, x3 + o, NATIVE), a3);
-            }
+        for (int o = 0; o < bytes; o += GROUP_BYTES) {
+            FloatVector v = FloatVector.fromMemorySegment(F, w, o, NATIVE);
+            a0 = v.fma(FloatVector.fromMemorySegment(F, x, xo + o, NATIVE), a0);
+            a1 = v.fma(FloatVector.fromMemorySegment(F, x, x1 + o, NATIVE), a1);
+            a2 = v.fma(FloatVector.fromMemorySegment(F, x, x2 + o, NATIVE), a2);
+            a3 = v.fma(FloatVector.fromMemorySegment(F, x, x3 + o, NATIVE), a3);
         }
         a0.intoArray(state, st);
         a1.intoArray(state, st + STATE);
