@@ -2,7 +2,9 @@ package moe4j.kernels.cpu;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /** f32 vector primitives with a fixed summation order (independent of threads and batch size). */
@@ -15,29 +17,13 @@ final class VectorMath {
 
     private VectorMath() {}
 
-    /** {@code sum_i a[aOff+i] * b[bOff+i]} for {@code i < n}. */
-    static float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        FloatVector acc0 = FloatVector.zero(F);
-        FloatVector acc1 = FloatVector.zero(F);
-        int i = 0;
-        for (int bound = n - 2 * L; i <= bound; i += 2 * L) {
-            acc0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), acc0);
-            acc1 = FloatVector.fromArray(F, a, aOff + i + L).fma(FloatVector.fromArray(F, b, bOff + i + L), acc1);
-        }
-        for (int bound = n - L; i <= bound; i += L) {
-            acc0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), acc0);
-        }
-        float sum = sumLanes(acc0.add(acc1));
-        for (; i < n; i++) {
-            sum = Math.fma(a[aOff + i], b[bOff + i], sum);
-        }
-        return sum;
-    }
-
     /**
-     * {@code out[outOff+p] = dot(q, qOff, rows, p*n, n) * scale} for {@code p < count}, each summed exactly as
-     * {@link #dot} sums it. The lane sums go through {@code lanes} (at least {@code count * LANES} floats):
-     * scalar reads of a stored vector cost far less than extracting lanes one by one.
+     * {@code out[outOff+p] = q . rows[p*n ..] * scale} for {@code p < count}: per row two accumulators take
+     * alternate 16-float slices, the elements past the last whole vector are multiply-added after the lanes are summed.
+     * With 16 lanes and at most 16 rows the lane sums of all rows come out of one fold tree (each step adds lanes
+     * {@code h} apart and blends two rows into one vector: the pairwise order of a lane fold), about 5 vector
+     * operations a row instead of 16 dependent scalar adds, which took twice the time of the products in prompt
+     * attention; otherwise the lanes are added first to last. {@code lanes} holds at least {@code 16 * LANES} floats.
      */
     static void dotRows(float[] q, int qOff, float[] rows, int count, int n, float scale,
                         float[] out, int outOff, float[] lanes) {
@@ -56,6 +42,36 @@ final class VectorMath {
             }
             acc0.add(acc1).intoArray(lanes, p * L);
         }
+        if (L == 16 && count <= L) {
+            // rows past count hold stale lanes: each output lane only ever adds lanes of its own row
+            for (int i = 0; i < 8; i++) {
+                FloatVector a = FloatVector.fromArray(F, lanes, 2 * i * L);
+                FloatVector b = FloatVector.fromArray(F, lanes, (2 * i + 1) * L);
+                a.add(a.rearrange(ROTATE_8)).blend(b.rearrange(ROTATE_8).add(b), UPPER_8).intoArray(lanes, i * L);
+            }
+            for (int i = 0; i < 4; i++) {
+                FloatVector a = FloatVector.fromArray(F, lanes, 2 * i * L);
+                FloatVector b = FloatVector.fromArray(F, lanes, (2 * i + 1) * L);
+                a.add(a.rearrange(ROTATE_4)).blend(b.rearrange(ROTATE_4).add(b), UPPER_4).intoArray(lanes, i * L);
+            }
+            for (int i = 0; i < 2; i++) {
+                FloatVector a = FloatVector.fromArray(F, lanes, 2 * i * L);
+                FloatVector b = FloatVector.fromArray(F, lanes, (2 * i + 1) * L);
+                a.add(a.rearrange(ROTATE_2)).blend(b.rearrange(ROTATE_2).add(b), UPPER_2).intoArray(lanes, i * L);
+            }
+            FloatVector a = FloatVector.fromArray(F, lanes, 0);
+            FloatVector b = FloatVector.fromArray(F, lanes, L);
+            a.add(a.rearrange(ROTATE_1)).blend(b.rearrange(ROTATE_1).add(b), UPPER_1).intoArray(lanes, 0);
+            for (int p = 0; p < count; p++) {
+                // row p's sum went through blends that keep it in the lanes of p's bits, reversed
+                float sum = lanes[Integer.reverse(p) >>> 28];
+                for (int i = vectorEnd; i < n; i++) {
+                    sum = Math.fma(q[qOff + i], rows[p * n + i], sum);
+                }
+                out[outOff + p] = sum * scale;
+            }
+            return;
+        }
         for (int p = 0; p < count; p++) {
             float sum = 0f;
             for (int lane = 0; lane < L; lane++) {
@@ -66,6 +82,29 @@ final class VectorMath {
             }
             out[outOff + p] = sum * scale;
         }
+    }
+
+    private static final VectorShuffle<Float> ROTATE_8 = rotate(8);
+    private static final VectorShuffle<Float> ROTATE_4 = rotate(4);
+    private static final VectorShuffle<Float> ROTATE_2 = rotate(2);
+    private static final VectorShuffle<Float> ROTATE_1 = rotate(1);
+    private static final VectorMask<Float> UPPER_8 = upper(8);
+    private static final VectorMask<Float> UPPER_4 = upper(4);
+    private static final VectorMask<Float> UPPER_2 = upper(2);
+    private static final VectorMask<Float> UPPER_1 = upper(1);
+
+    /** Rotation by {@code h} lanes within each aligned {@code 2h}-lane segment (identity where L is too narrow). */
+    private static VectorShuffle<Float> rotate(int h) {
+        return VectorShuffle.fromOp(F, lane -> h >= L ? lane : (lane & -2 * h) | ((lane + h) & (2 * h - 1)));
+    }
+
+    /** The upper {@code h} lanes of each aligned {@code 2h}-lane segment. */
+    private static VectorMask<Float> upper(int h) {
+        boolean[] bits = new boolean[L];
+        for (int lane = 0; lane < L; lane++) {
+            bits[lane] = (lane & h) != 0;
+        }
+        return VectorMask.fromArray(F, bits, 0);
     }
 
     /**
@@ -88,18 +127,6 @@ final class VectorMath {
             }
             y[yOff + i] = acc;
         }
-    }
-
-    /**
-     * Adds the lanes first to last. {@code reduceLanes(ADD)} leaves the order open, and the interpreted
-     * and compiled forms of it really do differ, which would make results depend on JIT warm-up.
-     */
-    private static float sumLanes(FloatVector v) {
-        float sum = 0f;
-        for (int lane = 0; lane < L; lane++) {
-            sum += v.lane(lane);
-        }
-        return sum;
     }
 
     /** {@code y[yOff+i] += alpha * x[xOff+i]}. */

@@ -130,4 +130,35 @@ class VectorMathTest {
             assertEquals(in[0], v[0], 0f, "outside the range");
         }
     }
+
+    @Test
+    void dotRowsMatchDoublePrecisionForEveryRowCountAndATail() {
+        SplittableRandom rnd = new SplittableRandom(13);
+        for (int n : new int[] {128, 40, 16}) {
+            float[] q = new float[n + 5];
+            float[] rows = new float[16 * n];
+            for (int i = 0; i < q.length; i++) {
+                q[i] = (float) rnd.nextGaussian();
+            }
+            for (int i = 0; i < rows.length; i++) {
+                rows[i] = (float) rnd.nextGaussian();
+            }
+            float[] lanes = new float[16 * VectorMath.LANES];
+            for (int count = 1; count <= 16; count++) {
+                float[] out = new float[count + 2];
+                VectorMath.dotRows(q, 5, rows, count, n, 0.5f, out, 1, lanes);
+                for (int p = 0; p < count; p++) {
+                    double exact = 0;
+                    double magnitude = 0;
+                    for (int i = 0; i < n; i++) {
+                        exact += (double) q[5 + i] * rows[p * n + i];
+                        magnitude += Math.abs((double) q[5 + i] * rows[p * n + i]);
+                    }
+                    assertEquals(exact * 0.5, out[1 + p], 1e-6 * magnitude, "n " + n + ", " + count + " rows, row " + p);
+                }
+                assertEquals(0f, out[0], 0f);
+                assertEquals(0f, out[count + 1], 0f);
+            }
+        }
+    }
 }
