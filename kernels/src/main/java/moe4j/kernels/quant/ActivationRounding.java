@@ -1,5 +1,9 @@
 package moe4j.kernels.quant;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /**
@@ -88,6 +92,9 @@ public enum ActivationRounding {
     }
 
     private static void roundQ8_K(float[] src, int s, float[] dst, int o) {
+        if (Simd.FUSED && roundQ8_KVector(src, s, dst, o)) {
+            return;
+        }
         float amax = 0;
         float max = 0;
         for (int i = 0; i < 256; i++) {
@@ -106,5 +113,41 @@ public enum ActivationRounding {
         for (int i = 0; i < 256; i++) {
             dst[o + i] = d * Math.min(127, QuantMath.nearestInt(iscale * src[s + i]));
         }
+    }
+
+    /**
+     * {@link #roundQ8_K}'s results with vectors (the scalar form cost about 1.5% of a prompt): the largest magnitude
+     * is a maximum, exact in any order, and the value kept is the first that has it, as in the scalar scan; the
+     * rounding is {@link QuantMath#nearestInt}'s add and bit mask on every lane. False, writing nothing, for an
+     * all-zero block or one holding NaN, which the scalar scan handles.
+     */
+    private static boolean roundQ8_KVector(float[] src, int s, float[] dst, int o) {
+        FloatVector amaxes = FloatVector.zero(Simd.F);
+        for (int i = 0; i < 256; i += Simd.L) {
+            amaxes = amaxes.max(FloatVector.fromArray(Simd.F, src, s + i).abs());
+        }
+        float amax = amaxes.reduceLanes(VectorOperators.MAX);
+        if (amax == 0 || Float.isNaN(amax)) {
+            return false;
+        }
+        float max = 0;
+        for (int i = 0; i < 256; i += Simd.L) {
+            int lane = FloatVector.fromArray(Simd.F, src, s + i).abs().compare(VectorOperators.EQ, amax).firstTrue();
+            if (lane < Simd.L) {
+                max = src[s + i + lane];
+                break;
+            }
+        }
+        float iscale = -127f / max;
+        float d = 1 / iscale;
+        IntVector mantissa = IntVector.broadcast(Simd.I, 0x007FFFFF);
+        IntVector half = IntVector.broadcast(Simd.I, 0x00400000);
+        IntVector top = IntVector.broadcast(Simd.I, 127);
+        for (int i = 0; i < 256; i += Simd.L) {
+            IntVector q = FloatVector.fromArray(Simd.F, src, s + i).mul(iscale).add(12582912f).reinterpretAsInts()
+                    .and(mantissa).sub(half).min(top);
+            ((FloatVector) q.convert(VectorOperators.I2F, 0)).mul(d).intoArray(dst, o + i);
+        }
+        return true;
     }
 }

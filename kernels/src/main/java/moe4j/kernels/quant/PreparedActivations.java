@@ -5,6 +5,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 
+import jdk.incubator.vector.FloatVector;
+
 /**
  * Activation rows made ready for one matrix product: rounded as llama.cpp rounds them for the weight type
  * ({@link ActivationRounding}), plus the sum of every 16 consecutive rounded values, which the K-quant
@@ -57,6 +59,11 @@ public final class PreparedActivations {
         rounding.round(x, xOffset, values, o, width);
         MemorySegment.copy(values, o, aligned, ValueLayout.JAVA_FLOAT, (long) o * Float.BYTES, width);
         for (int g = o / SUM_GROUP, end = (o + width) / SUM_GROUP; g < end; g++) {
+            if (Simd.FUSED) {
+                // one vector per group, folded pairwise with constant shuffles (16 scalar adds in a row cost more)
+                sumsArray[g] = Simd.sum(FloatVector.fromArray(Simd.F, values, g * SUM_GROUP));
+                continue;
+            }
             float s = 0;
             for (int i = g * SUM_GROUP, e = i + SUM_GROUP; i < e; i++) {
                 s += values[i];

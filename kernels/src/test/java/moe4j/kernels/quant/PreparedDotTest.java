@@ -143,6 +143,12 @@ class PreparedDotTest {
             int q = Math.min(127, (int) Math.rint(iscale * x[i]));
             assertEquals(d * q, r[i], 0f, "element " + i);
         }
+        float[] zeros = new float[256];
+        java.util.Arrays.fill(r, 1f);
+        ActivationRounding.Q8_K.round(zeros, 0, r, 0, 256);
+        for (float v : r) {
+            assertEquals(0f, v, 0f, "an all-zero block rounds to zeros");
+        }
     }
 
     @Test
