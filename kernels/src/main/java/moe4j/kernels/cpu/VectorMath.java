@@ -28,6 +28,44 @@ final class VectorMath {
     static void dotRows(float[] q, int qOff, float[] rows, int count, int n, float scale,
                         float[] out, int outOff, float[] lanes) {
         int vectorEnd = n - n % L;
+        if (L == 16 && n == HEAD_128) {
+            dotRows128(q, qOff, rows, count, lanes);
+        } else {
+            dotRowProducts(q, qOff, rows, count, n, lanes);
+        }
+        foldRows(q, qOff, rows, count, n, vectorEnd, scale, out, outOff, lanes);
+    }
+
+    /** Head size with unrolled attention loops: the query (or output) held in 8 registers across the rows. */
+    private static final int HEAD_128 = 128;
+
+    /** {@link #dotRowProducts} for 128 elements with the query in registers: half the loads, the same operations. */
+    private static void dotRows128(float[] q, int qOff, float[] rows, int count, float[] lanes) {
+        FloatVector q0 = FloatVector.fromArray(F, q, qOff);
+        FloatVector q1 = FloatVector.fromArray(F, q, qOff + 16);
+        FloatVector q2 = FloatVector.fromArray(F, q, qOff + 32);
+        FloatVector q3 = FloatVector.fromArray(F, q, qOff + 48);
+        FloatVector q4 = FloatVector.fromArray(F, q, qOff + 64);
+        FloatVector q5 = FloatVector.fromArray(F, q, qOff + 80);
+        FloatVector q6 = FloatVector.fromArray(F, q, qOff + 96);
+        FloatVector q7 = FloatVector.fromArray(F, q, qOff + 112);
+        FloatVector zero = FloatVector.zero(F);
+        for (int p = 0; p < count; p++) {
+            int r = p * HEAD_128;
+            FloatVector acc0 = q0.fma(FloatVector.fromArray(F, rows, r), zero);
+            FloatVector acc1 = q1.fma(FloatVector.fromArray(F, rows, r + 16), zero);
+            acc0 = q2.fma(FloatVector.fromArray(F, rows, r + 32), acc0);
+            acc1 = q3.fma(FloatVector.fromArray(F, rows, r + 48), acc1);
+            acc0 = q4.fma(FloatVector.fromArray(F, rows, r + 64), acc0);
+            acc1 = q5.fma(FloatVector.fromArray(F, rows, r + 80), acc1);
+            acc0 = q6.fma(FloatVector.fromArray(F, rows, r + 96), acc0);
+            acc1 = q7.fma(FloatVector.fromArray(F, rows, r + 112), acc1);
+            acc0.add(acc1).intoArray(lanes, p * L);
+        }
+    }
+
+    /** Each row's two accumulators, added, into {@code lanes[p*L ..]}. */
+    private static void dotRowProducts(float[] q, int qOff, float[] rows, int count, int n, float[] lanes) {
         for (int p = 0; p < count; p++) {
             int rOff = p * n;
             FloatVector acc0 = FloatVector.zero(F);
@@ -42,6 +80,11 @@ final class VectorMath {
             }
             acc0.add(acc1).intoArray(lanes, p * L);
         }
+    }
+
+    /** The rows' lane sums (and the elements past the last whole vector), scaled, into {@code out}. */
+    private static void foldRows(float[] q, int qOff, float[] rows, int count, int n, int vectorEnd, float scale,
+                                 float[] out, int outOff, float[] lanes) {
         if (L == 16 && count <= L) {
             // rows past count hold stale lanes: each output lane only ever adds lanes of its own row
             for (int i = 0; i < 8; i++) {
@@ -112,6 +155,10 @@ final class VectorMath {
      * results, but each slice of {@code y} stays in a register across the rows.
      */
     static void axpyRows(float[] w, int wOff, float[] rows, int count, int n, float[] y, int yOff) {
+        if (L == 16 && n == HEAD_128) {
+            axpyRows128(w, wOff, rows, count, y, yOff);
+            return;
+        }
         int i = 0;
         for (int bound = n - L; i <= bound; i += L) {
             FloatVector acc = FloatVector.fromArray(F, y, yOff + i);
@@ -127,6 +174,38 @@ final class VectorMath {
             }
             y[yOff + i] = acc;
         }
+    }
+
+    /** {@link #axpyRows} for 128 elements with {@code y} in registers across the rows: the same operations. */
+    private static void axpyRows128(float[] w, int wOff, float[] rows, int count, float[] y, int yOff) {
+        FloatVector y0 = FloatVector.fromArray(F, y, yOff);
+        FloatVector y1 = FloatVector.fromArray(F, y, yOff + 16);
+        FloatVector y2 = FloatVector.fromArray(F, y, yOff + 32);
+        FloatVector y3 = FloatVector.fromArray(F, y, yOff + 48);
+        FloatVector y4 = FloatVector.fromArray(F, y, yOff + 64);
+        FloatVector y5 = FloatVector.fromArray(F, y, yOff + 80);
+        FloatVector y6 = FloatVector.fromArray(F, y, yOff + 96);
+        FloatVector y7 = FloatVector.fromArray(F, y, yOff + 112);
+        for (int p = 0; p < count; p++) {
+            int r = p * HEAD_128;
+            FloatVector wp = FloatVector.broadcast(F, w[wOff + p]);
+            y0 = FloatVector.fromArray(F, rows, r).fma(wp, y0);
+            y1 = FloatVector.fromArray(F, rows, r + 16).fma(wp, y1);
+            y2 = FloatVector.fromArray(F, rows, r + 32).fma(wp, y2);
+            y3 = FloatVector.fromArray(F, rows, r + 48).fma(wp, y3);
+            y4 = FloatVector.fromArray(F, rows, r + 64).fma(wp, y4);
+            y5 = FloatVector.fromArray(F, rows, r + 80).fma(wp, y5);
+            y6 = FloatVector.fromArray(F, rows, r + 96).fma(wp, y6);
+            y7 = FloatVector.fromArray(F, rows, r + 112).fma(wp, y7);
+        }
+        y0.intoArray(y, yOff);
+        y1.intoArray(y, yOff + 16);
+        y2.intoArray(y, yOff + 32);
+        y3.intoArray(y, yOff + 48);
+        y4.intoArray(y, yOff + 64);
+        y5.intoArray(y, yOff + 80);
+        y6.intoArray(y, yOff + 96);
+        y7.intoArray(y, yOff + 112);
     }
 
     /** {@code y[yOff+i] += alpha * x[xOff+i]}. */

@@ -161,4 +161,35 @@ class VectorMathTest {
             }
         }
     }
+
+    @Test
+    void axpyRowsAreSequentialFusedMultiplyAddsPerElement() {
+        SplittableRandom rnd = new SplittableRandom(17);
+        for (int n : new int[] {128, 40}) {
+            for (int count : new int[] {1, 5, 16}) {
+                float[] w = new float[count + 2];
+                float[] rows = new float[count * n];
+                float[] y = new float[n + 3];
+                for (int i = 0; i < w.length; i++) {
+                    w[i] = (float) rnd.nextGaussian();
+                }
+                for (int i = 0; i < rows.length; i++) {
+                    rows[i] = (float) rnd.nextGaussian();
+                }
+                for (int i = 0; i < y.length; i++) {
+                    y[i] = (float) rnd.nextGaussian();
+                }
+                float[] expected = y.clone();
+                for (int i = 0; i < n; i++) {
+                    for (int p = 0; p < count; p++) {
+                        expected[3 + i] = Math.fma(rows[p * n + i], w[2 + p], expected[3 + i]);
+                    }
+                }
+                VectorMath.axpyRows(w, 2, rows, count, n, y, 3);
+                for (int i = 0; i < y.length; i++) {
+                    assertEquals(expected[i], y[i], 0f, "n " + n + ", " + count + " rows, element " + i);
+                }
+            }
+        }
+    }
 }
