@@ -31,8 +31,13 @@ import moe4j.kernels.quant.PreparedActivations;
  */
 public final class CpuBackend implements Backend {
 
-    /** Weight rows per work unit of a matrix product. */
+    /** Weight rows per work unit of a matrix product for one token (decoding). */
     private static final int ROWS_PER_UNIT = 8;
+    /**
+     * Rows per call for batches of tokens: eight row tiles, so that each tile's weights are read ahead while the one
+     * before computes ({@code ScaledDot.touch}); measured +3% prompt processing over 8 (16: +1-2%).
+     */
+    private static final int BATCH_ROWS = 32;
     /** Rows of cheap element-wise work per chunk. */
     private static final int ELEMENTWISE_GRAIN = 16;
     /** Cache positions decoded at a time by attention: a few KiB of floats, reused from L1 by every query head. */
@@ -167,11 +172,12 @@ public final class CpuBackend implements Backend {
         requireWidth(x, w.rowLength(), "input of " + w.name());
         requireWidth(o, w.rows(), "output of " + w.name());
         PreparedActivations p = prepare(x, 0, n, w.activationRounding());
-        int units = ceilDiv(w.rows(), ROWS_PER_UNIT);
+        int unitRows = n > 1 ? BATCH_ROWS : ROWS_PER_UNIT;
+        int units = ceilDiv(w.rows(), unitRows);
         pool.parallelFor(units, 1, (from, to, worker) -> {
             for (int u = from; u < to; u++) {
-                int r0 = u * ROWS_PER_UNIT;
-                w.dotPreparedRows(0, r0, Math.min(w.rows(), r0 + ROWS_PER_UNIT) - r0, p, 0, n, o.data, r0, o.width());
+                int r0 = u * unitRows;
+                w.dotPreparedRows(0, r0, Math.min(w.rows(), r0 + unitRows) - r0, p, 0, n, o.data, r0, o.width());
             }
         });
     }
@@ -454,7 +460,8 @@ public final class CpuBackend implements Backend {
         PreparedActivations xu = up.activationRounding() == gate.activationRounding() ? xg
                 : prepare(xs, 0, n * k, up.activationRounding());
         // gate and up projections of every active expert: one unit = a few rows of one matrix of one expert
-        int ffnUnits = ceilDiv(ffn, ROWS_PER_UNIT);
+        int unitRows = n > 1 ? BATCH_ROWS : ROWS_PER_UNIT;
+        int ffnUnits = ceilDiv(ffn, unitRows);
         pool.parallelFor(activeCount * 2 * ffnUnits, 1, (from, to, worker) -> {
             for (int unit = from; unit < to; unit++) {
                 int e = active[unit / (2 * ffnUnits)];
@@ -463,19 +470,19 @@ public final class CpuBackend implements Backend {
                 CpuWeight w = isGate ? gate : up;
                 PreparedActivations xp = isGate ? xg : xu;
                 CpuActivations dst = isGate ? g : u;
-                int r0 = (rest % ffnUnits) * ROWS_PER_UNIT;
-                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + ROWS_PER_UNIT) - r0, xp, start[e], start[e + 1] - start[e],
+                int r0 = (rest % ffnUnits) * unitRows;
+                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + unitRows) - r0, xp, start[e], start[e + 1] - start[e],
                         dst.data, start[e] * ffn + r0, ffn);
             }
         });
         pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> VectorMath.siluMul(g.data, u.data, from * ffn, to * ffn));
         PreparedActivations gp = prepare(g, 0, n * k, down.activationRounding());
-        int embdUnits = ceilDiv(embd, ROWS_PER_UNIT);
+        int embdUnits = ceilDiv(embd, unitRows);
         pool.parallelFor(activeCount * embdUnits, 1, (from, to, worker) -> {
             for (int unit = from; unit < to; unit++) {
                 int e = active[unit / embdUnits];
-                int r0 = (unit % embdUnits) * ROWS_PER_UNIT;
-                down.dotPreparedRows(e, r0, Math.min(embd, r0 + ROWS_PER_UNIT) - r0, gp, start[e],
+                int r0 = (unit % embdUnits) * unitRows;
+                down.dotPreparedRows(e, r0, Math.min(embd, r0 + unitRows) - r0, gp, start[e],
                         start[e + 1] - start[e], y.data, start[e] * embd + r0, embd);
             }
         });

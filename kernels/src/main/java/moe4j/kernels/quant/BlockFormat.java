@@ -116,6 +116,9 @@ abstract class BlockFormat implements QuantFormat {
         checkBytes(src, srcOffset + (rows - 1) * rowBytes, blocks, "source");
         int r = 0;
         for (; r + ScaledDot.TILE <= rows; r += ScaledDot.TILE) {
+            if (r + 2 * ScaledDot.TILE <= rows) {
+                ScaledDot.touch(src, srcOffset + (r + ScaledDot.TILE) * rowBytes, ScaledDot.TILE * rowBytes);
+            }
             ScaledDot.dotTile(this, src, srcOffset + r * rowBytes, rowBytes, x, firstRow, nTokens, out, outOffset + r,
                     outStride);
         }
