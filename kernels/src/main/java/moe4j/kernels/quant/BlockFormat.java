@@ -100,7 +100,9 @@ abstract class BlockFormat implements QuantFormat {
             dotRows(src, srcOffset, rowBytes, rows, x, firstRow, out, outOffset);
             return;
         }
-        if (!(Simd.FUSED && decodesScaled() && rows >= ScaledDot.TILE && nTokens >= ScaledDot.TILE)) {
+        boolean tiled = Simd.FUSED && decodesScaled() && rows >= ScaledDot.TILE && nTokens >= ScaledDot.TILE;
+        boolean fused = Simd.FUSED && !decodesScaled() && nTokens > 1 && rows > 0;
+        if (!tiled && !fused) {
             QuantFormat.super.dotPreparedRows(src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset,
                     outStride);
             return;
@@ -114,6 +116,19 @@ abstract class BlockFormat implements QuantFormat {
         DecodedDot.checkPrepared(this, x, firstRow, nTokens, out, outOffset + rows - 1, outStride);
         checkBytes(src, srcOffset, blocks, "source");
         checkBytes(src, srcOffset + (rows - 1) * rowBytes, blocks, "source");
+        if (fused) {
+            // dotPrepared's products (dotBlocks per token), token by token over the rows: a token's activations stay in
+            // L1 while the rows' weights come from L2, where row by row every row streamed all the tokens again
+            int width = x.width();
+            float[] xv = x.values();
+            for (int t = 0; t < nTokens; t++) {
+                for (int r = 0; r < rows; r++) {
+                    out[outOffset + r + t * outStride] = dotBlocks(src, srcOffset + r * rowBytes, xv, (firstRow + t) * width,
+                            width);
+                }
+            }
+            return;
+        }
         int r = 0;
         for (; r + ScaledDot.TILE <= rows; r += ScaledDot.TILE) {
             if (r + 2 * ScaledDot.TILE <= rows) {
