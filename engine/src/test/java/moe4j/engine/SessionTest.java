@@ -95,7 +95,14 @@ class SessionTest {
         try (Model m = Model.load(moe, LoadOptions.defaults().withThreads(2).withBatchSize(8));
              Session a = m.newSession(); Session b = m.newSession()) {
             float[][] all = a.evaluateAll(tokens);
-            assertArrayEquals(all[all.length - 1], b.evaluate(tokens), 0f);
+            float[] last = all[all.length - 1];
+            float max = 0;
+            for (float v : last) {
+                max = Math.max(max, Math.abs(v));
+            }
+            // the same hidden state; the output layer takes the one-token kernel for one row and the tiled one for a
+            // batch of rows, which sum in different orders: float32 rounding of a dot product apart
+            assertArrayEquals(last, b.evaluate(tokens), 1e-5f * max);
             assertEquals(tokens.length, a.position());
         }
     }
@@ -125,7 +132,12 @@ class SessionTest {
     void concurrentSessionsOfOneModelDoNotInterfere() throws Exception {
         LoadOptions options = LoadOptions.defaults().withContextLength(64);
         for (int threads : new int[] {1, 2}) {
-            float[][] expected = allLogits(moe, options.withThreads(threads), tokens);
+            float[][] expected = new float[tokens.length][];
+            try (Model m = Model.load(moe, options.withThreads(threads)); Session s = m.newSession()) {
+                for (int t = 0; t < tokens.length; t++) {
+                    expected[t] = s.evaluate(new int[] {tokens[t]});
+                }
+            }
             try (Model m = Model.load(moe, options.withThreads(threads));
                  java.util.concurrent.ExecutorService callers = java.util.concurrent.Executors.newFixedThreadPool(3)) {
                 java.util.List<java.util.concurrent.Future<float[][]>> runs = new java.util.ArrayList<>();

@@ -77,7 +77,7 @@ abstract class BlockFormat implements QuantFormat {
         }
         if (Simd.FUSED && nTokens == 1 && hasRowKernel()) {
             dotRows(src, srcOffset, 0, 1, x, firstRow, out, outOffset);
-        } else if (Simd.FUSED && decodesScaled()) {
+        } else if (scaledRows(count)) {
             ScaledDot.dot(this, src, srcOffset, x, firstRow, nTokens, out, outOffset, outStride);
         } else {
             dotBatch(src, srcOffset, x.values(), firstRow * count, count, nTokens, out, outOffset, outStride, count);
@@ -100,8 +100,8 @@ abstract class BlockFormat implements QuantFormat {
             dotRows(src, srcOffset, rowBytes, rows, x, firstRow, out, outOffset);
             return;
         }
-        boolean tiled = Simd.FUSED && decodesScaled() && rows >= ScaledDot.TILE && nTokens >= ScaledDot.TILE;
-        boolean fused = Simd.FUSED && !decodesScaled() && nTokens > 1 && rows > 0;
+        boolean tiled = scaledRows(x.width()) && rows >= ScaledDot.TILE && nTokens >= ScaledDot.TILE;
+        boolean fused = Simd.FUSED && !scaledRows(x.width()) && nTokens > 1 && rows > 0;
         if (!tiled && !fused) {
             QuantFormat.super.dotPreparedRows(src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset,
                     outStride);
@@ -158,13 +158,23 @@ abstract class BlockFormat implements QuantFormat {
         throw new AssertionError("hasRowKernel() is true but dotRows is missing for " + type);
     }
 
-    /** Whether this 256-element super-block type implements {@link #decodeScaled} for {@link ScaledDot}. */
+    /** Whether rows of {@code width} elements go through {@link ScaledDot}: whole 256-element super-blocks. */
+    private boolean scaledRows(int width) {
+        return Simd.FUSED && decodesScaled() && width % ScaledDot.QK == 0;
+    }
+
+    /** Bytes of 256 elements ({@link ScaledDot}'s unit): one K-quant block, eight Q8_0 blocks. */
+    final long superBlockBytes() {
+        return (long) blockBytes * (ScaledDot.QK / type.blockSize());
+    }
+
+    /** Whether this type implements {@link #decodeScaled} for {@link ScaledDot}. */
     boolean decodesScaled() {
         return false;
     }
 
     /**
-     * Decodes the block at byte {@code block} into slot {@code slot} of {@code s} for {@link ScaledDot}: its weights
+     * Decodes the 256 elements at byte {@code block} into slot {@code slot} of {@code s} for {@link ScaledDot}: its weights
      * {@code q * dl - M} (one fused multiply-add each), elements {@code 64q .. 64q+63} at byte
      * {@code s.at[slot] + q * s.quarterBytes} of {@code s.w}, so that the rows of a tile lie side by side. Arguments
      * are valid and {@link Simd#FUSED} holds.

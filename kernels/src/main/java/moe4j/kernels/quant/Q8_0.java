@@ -59,6 +59,25 @@ public final class Q8_0 extends BlockFormat {
     }
 
     @Override
+    boolean decodesScaled() { return true; }
+
+    /** Eight blocks: each block's two groups of 16 widened, converted and scaled. */
+    @Override
+    void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
+        MemorySegment w = s.w;
+        long e = s.at[slot];
+        long gb = s.groupBytes;
+        for (int b = 0; b < ScaledDot.QK / QK; b++) {
+            long at = block + (long) b * BYTES;
+            float d = Halfs.readFp16(src, at);
+            IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 2, Simd.LE).convertShape(B2I, Simd.I, 0);
+            IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 18, Simd.LE).convertShape(B2I, Simd.I, 0);
+            ((FloatVector) q0.convert(I2F, 0)).mul(d).intoMemorySegment(w, e + 2L * b * gb, ScaledDot.NATIVE);
+            ((FloatVector) q1.convert(I2F, 0)).mul(d).intoMemorySegment(w, e + (2L * b + 1) * gb, ScaledDot.NATIVE);
+        }
+    }
+
+    @Override
     boolean hasRowKernel() { return true; }
 
     /**

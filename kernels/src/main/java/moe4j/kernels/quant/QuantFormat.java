@@ -80,7 +80,8 @@ public interface QuantFormat {
     /**
      * {@link #dotPrepared} of {@code rows} consecutive rows, row {@code r} stored at byte {@code srcOffset + r*rowBytes}
      * and writing {@code out[outOffset + r + t*outStride]}; every result equals {@link #dotPrepared}'s bit for bit.
-     * Built-in K-quant types multiply tiles of four rows by four tokens, sharing each load between four products.
+     * Built-in K-quant types, IQ4_XS and Q8_0 multiply tiles of four rows by four or six tokens, sharing each load
+     * between several products; the other types run a token's products over all the rows before the next token's.
      */
     default void dotPreparedRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
             int firstRow, int nTokens, float[] out, int outOffset, int outStride) {

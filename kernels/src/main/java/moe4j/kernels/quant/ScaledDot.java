@@ -14,7 +14,8 @@ import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorShuffle;
 
 /**
- * Dot products of 256-element super-block rows (K-quants, IQ4_XS) with {@link PreparedActivations}, decoding
+ * Dot products of rows of 256-element super-blocks (K-quants, IQ4_XS; Q8_0 as eight blocks) with
+ * {@link PreparedActivations}, decoding
  * each chunk of the row once for all tokens of a batch. A block decodes to its weights, {@code w = q * dl - M}
  * ({@code dl} the float product of super-scale and sub-block scale, {@code q} the unsigned quant, {@code M} the
  * sub-block's minimum, {@code dmin*m} for Q4_K, or the quant offset times {@code dl}, 32 for Q6_K, 4 for Q3_K) in
@@ -142,7 +143,7 @@ final class ScaledDot {
         Scratch s = SCRATCH.get();
         int width = x.width();
         int blocks = width / QK;
-        int blockBytes = format.blockBytes();
+        long blockBytes = format.superBlockBytes();
         if (s.state.length < nTokens * STATE) {
             s.state = new float[nTokens * STATE];
         }
@@ -154,7 +155,7 @@ final class ScaledDot {
         for (int b0 = 0; b0 < blocks; b0 += TILE_CHUNK) {
             int n = Math.min(TILE_CHUNK, blocks - b0);
             for (int b = 0; b < n; b++) {
-                format.decodeScaled(src, srcOffset + (long) (b0 + b) * blockBytes, s, b);
+                format.decodeScaled(src, srcOffset + (b0 + b) * blockBytes, s, b);
             }
             int bytes = n * (int) BLOCK_BYTES;
             int t = 0;
@@ -191,7 +192,7 @@ final class ScaledDot {
         Scratch s = SCRATCH.get();
         int width = x.width();
         int blocks = width / QK;
-        int blockBytes = format.blockBytes();
+        long blockBytes = format.superBlockBytes();
         int tiles = 0;
         for (int t = 0; t < nTokens; t += tileTokens(nTokens - t, nTokens)) {
             tiles++;
@@ -208,7 +209,7 @@ final class ScaledDot {
         for (int b0 = 0; b0 < blocks; b0 += TILE_CHUNK) {
             int n = Math.min(TILE_CHUNK, blocks - b0);
             for (int b = 0; b < n; b++) {
-                long block = srcOffset + (long) (b0 + b) * blockBytes;
+                long block = srcOffset + (b0 + b) * blockBytes;
                 for (int r = 0; r < TILE; r++) {
                     format.decodeScaled(src, block + r * rowStride, s, TILE * b + r);
                 }

@@ -24,6 +24,11 @@ class PreparedDotTest {
 
     static Set<GgmlType> supportedTypes() { return QuantFormats.supported(); }
 
+    /** A row that is not whole 256-element super-blocks (for 32-element types: the path without tiles). */
+    private static int offSuperBlock(GgmlType type) {
+        return type.blockSize() == 32 ? 96 : 512;
+    }
+
     private static int width(GgmlType type) {
         // several chunks of ScaledDot for the super-block types, one partial
         return type.blockSize() == 1 ? 4096 : 30 * 256;
@@ -36,7 +41,7 @@ class PreparedDotTest {
         SplittableRandom rnd = new SplittableRandom(type.id() + 100);
         int tokens = 7; // batches of four, two and one token
         try (Arena arena = Arena.ofConfined()) {
-            for (int width : new int[] {256, 3 * 256, width(type)}) {
+            for (int width : new int[] {256, 3 * 256, width(type), offSuperBlock(type)}) {
                 int blocks = width / type.blockSize();
                 MemorySegment data = arena.allocate((long) blocks * type.blockBytes() + 1);
                 format.randomBlocks(rnd, data, 1, blocks);
@@ -98,7 +103,7 @@ class PreparedDotTest {
         SplittableRandom rnd = new SplittableRandom(type.id() + 200L * tokens);
         int rows = 9; // two tiles of four rows and one row alone
         try (Arena arena = Arena.ofConfined()) {
-            for (int width : new int[] {256, 3 * 256, width(type)}) {
+            for (int width : new int[] {256, 3 * 256, width(type), offSuperBlock(type)}) {
                 long rowBytes = (long) width / type.blockSize() * type.blockBytes();
                 MemorySegment data = arena.allocate(rows * rowBytes + 1);
                 format.randomBlocks(rnd, data, 1, rows * (rowBytes / type.blockBytes()));
