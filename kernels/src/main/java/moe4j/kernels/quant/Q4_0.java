@@ -69,6 +69,25 @@ public final class Q4_0 extends BlockFormat {
     }
 
     @Override
+    boolean decodesScaled() { return true; }
+
+    /** Eight blocks: low nibbles are group {@code 2b}, high nibbles group {@code 2b+1}, each {@code (q - 8) * d}. */
+    @Override
+    void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
+        MemorySegment w = s.w;
+        long e = s.at[slot];
+        long gb = s.groupBytes;
+        for (int b = 0; b < ScaledDot.QK / QK; b++) {
+            long at = block + (long) b * BYTES;
+            float d = Halfs.readFp16(src, at);
+            IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 2, Simd.LE).convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            ((FloatVector) q.and(LOW_NIBBLE).sub(OFFSET).convert(I2F, 0)).mul(d).intoMemorySegment(w, e + 2L * b * gb, ScaledDot.NATIVE);
+            ((FloatVector) q.lanewise(LSHR, Simd.SHIFT_4).sub(OFFSET).convert(I2F, 0)).mul(d)
+                    .intoMemorySegment(w, e + (2L * b + 1) * gb, ScaledDot.NATIVE);
+        }
+    }
+
+    @Override
     boolean hasRowKernel() { return true; }
 
     /**

@@ -80,7 +80,7 @@ public interface QuantFormat {
     /**
      * {@link #dotPrepared} of {@code rows} consecutive rows, row {@code r} stored at byte {@code srcOffset + r*rowBytes}
      * and writing {@code out[outOffset + r + t*outStride]}; every result equals {@link #dotPrepared}'s bit for bit.
-     * Built-in K-quant types, IQ4_XS and Q8_0 multiply tiles of four rows by four or six tokens, sharing each load
+     * Built-in K-quant types, IQ4_XS, Q8_0 and Q4_0 multiply tiles of four rows by four or six tokens, sharing each load
      * between several products; the other types run a token's products over all the rows before the next token's.
      */
     default void dotPreparedRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,

@@ -14,7 +14,7 @@ import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorShuffle;
 
 /**
- * Dot products of rows of 256-element super-blocks (K-quants, IQ4_XS; Q8_0 as eight blocks) with
+ * Dot products of rows of 256-element super-blocks (K-quants, IQ4_XS; Q8_0 and Q4_0 as eight blocks) with
  * {@link PreparedActivations}, decoding
  * each chunk of the row once for all tokens of a batch. A block decodes to its weights, {@code w = q * dl - M}
  * ({@code dl} the float product of super-scale and sub-block scale, {@code q} the unsigned quant, {@code M} the
