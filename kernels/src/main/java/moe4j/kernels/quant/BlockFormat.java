@@ -175,8 +175,8 @@ abstract class BlockFormat implements QuantFormat {
 
     /**
      * Decodes the 256 elements at byte {@code block} into slot {@code slot} of {@code s} for {@link ScaledDot}: its weights
-     * {@code q * dl - M} (one fused multiply-add each), elements {@code 64q .. 64q+63} at byte
-     * {@code s.at[slot] + q * s.quarterBytes} of {@code s.w}, so that the rows of a tile lie side by side. Arguments
+     * {@code q * dl - M} (one fused multiply-add each), element group {@code g} (16 elements) at byte
+     * {@code s.at[slot] + g * s.groupBytes} of {@code s.w}, so that the rows of a tile lie side by side. Arguments
      * are valid and {@link Simd#FUSED} holds.
      */
     void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
