@@ -1,10 +1,17 @@
 package moe4j.kernels.cpu;
 
+import static moe4j.kernels.quant.LaneFolds.ROTATE_1;
+import static moe4j.kernels.quant.LaneFolds.ROTATE_2;
+import static moe4j.kernels.quant.LaneFolds.ROTATE_4;
+import static moe4j.kernels.quant.LaneFolds.ROTATE_8;
+import static moe4j.kernels.quant.LaneFolds.UPPER_1;
+import static moe4j.kernels.quant.LaneFolds.UPPER_2;
+import static moe4j.kernels.quant.LaneFolds.UPPER_4;
+import static moe4j.kernels.quant.LaneFolds.UPPER_8;
+
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /** f32 vector primitives with a fixed summation order (independent of threads and batch size). */
@@ -125,29 +132,6 @@ final class VectorMath {
             }
             out[outOff + p] = sum * scale;
         }
-    }
-
-    private static final VectorShuffle<Float> ROTATE_8 = rotate(8);
-    private static final VectorShuffle<Float> ROTATE_4 = rotate(4);
-    private static final VectorShuffle<Float> ROTATE_2 = rotate(2);
-    private static final VectorShuffle<Float> ROTATE_1 = rotate(1);
-    private static final VectorMask<Float> UPPER_8 = upper(8);
-    private static final VectorMask<Float> UPPER_4 = upper(4);
-    private static final VectorMask<Float> UPPER_2 = upper(2);
-    private static final VectorMask<Float> UPPER_1 = upper(1);
-
-    /** Rotation by {@code h} lanes within each aligned {@code 2h}-lane segment (identity where L is too narrow). */
-    private static VectorShuffle<Float> rotate(int h) {
-        return VectorShuffle.fromOp(F, lane -> h >= L ? lane : (lane & -2 * h) | ((lane + h) & (2 * h - 1)));
-    }
-
-    /** The upper {@code h} lanes of each aligned {@code 2h}-lane segment. */
-    private static VectorMask<Float> upper(int h) {
-        boolean[] bits = new boolean[L];
-        for (int lane = 0; lane < L; lane++) {
-            bits[lane] = (lane & h) != 0;
-        }
-        return VectorMask.fromArray(F, bits, 0);
     }
 
     /**

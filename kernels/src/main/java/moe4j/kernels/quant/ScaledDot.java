@@ -1,6 +1,13 @@
 package moe4j.kernels.quant;
 
 import static moe4j.kernels.quant.Simd.F;
+import static moe4j.kernels.quant.LaneFolds.ROTATE_1;
+import static moe4j.kernels.quant.LaneFolds.ROTATE_2;
+import static moe4j.kernels.quant.LaneFolds.ROTATE_4;
+import static moe4j.kernels.quant.LaneFolds.ROTATE_8;
+import static moe4j.kernels.quant.LaneFolds.UPPER_2;
+import static moe4j.kernels.quant.LaneFolds.UPPER_4;
+import static moe4j.kernels.quant.LaneFolds.UPPER_8;
 import static moe4j.kernels.quant.Simd.L;
 
 import java.lang.foreign.Arena;
@@ -10,7 +17,6 @@ import java.nio.ByteOrder;
 import java.util.Arrays;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorShuffle;
 
 /**
@@ -260,7 +266,6 @@ final class ScaledDot {
         long x2 = xo + 2 * xStride;
         long x3 = xo + 3 * xStride;
         int steps = blocks * GROUPS / 2;
-        int a = st;
         FloatVector c00 = FloatVector.zero(F);
         FloatVector c10 = c00;
         FloatVector c20 = c00;
@@ -278,22 +283,22 @@ final class ScaledDot {
         FloatVector c23 = c00;
         FloatVector c33 = c00;
         if (!first) {
-            c00 = FloatVector.fromArray(F, state, a);
-            c10 = FloatVector.fromArray(F, state, a + STATE);
-            c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
-            c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
-            c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
-            c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
-            c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
-            c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
-            c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
-            c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
-            c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
-            c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
-            c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
-            c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
-            c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
-            c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
+            c00 = FloatVector.fromArray(F, state, st);
+            c10 = FloatVector.fromArray(F, state, st + STATE);
+            c20 = FloatVector.fromArray(F, state, st + 2 * STATE);
+            c30 = FloatVector.fromArray(F, state, st + 3 * STATE);
+            c01 = FloatVector.fromArray(F, state, st + 4 * STATE);
+            c11 = FloatVector.fromArray(F, state, st + 5 * STATE);
+            c21 = FloatVector.fromArray(F, state, st + 6 * STATE);
+            c31 = FloatVector.fromArray(F, state, st + 7 * STATE);
+            c02 = FloatVector.fromArray(F, state, st + 8 * STATE);
+            c12 = FloatVector.fromArray(F, state, st + 9 * STATE);
+            c22 = FloatVector.fromArray(F, state, st + 10 * STATE);
+            c32 = FloatVector.fromArray(F, state, st + 11 * STATE);
+            c03 = FloatVector.fromArray(F, state, st + 12 * STATE);
+            c13 = FloatVector.fromArray(F, state, st + 13 * STATE);
+            c23 = FloatVector.fromArray(F, state, st + 14 * STATE);
+            c33 = FloatVector.fromArray(F, state, st + 15 * STATE);
         }
         for (int q = 0; q < steps; q++) {
             long wq = q * (2 * TILE_GROUP_BYTES);
@@ -347,22 +352,22 @@ final class ScaledDot {
             c23 = v2.fma(y, c23);
             c33 = v3.fma(y, c33);
         }
-        c00.intoArray(state, a);
-        c10.intoArray(state, a + STATE);
-        c20.intoArray(state, a + 2 * STATE);
-        c30.intoArray(state, a + 3 * STATE);
-        c01.intoArray(state, a + 4 * STATE);
-        c11.intoArray(state, a + 5 * STATE);
-        c21.intoArray(state, a + 6 * STATE);
-        c31.intoArray(state, a + 7 * STATE);
-        c02.intoArray(state, a + 8 * STATE);
-        c12.intoArray(state, a + 9 * STATE);
-        c22.intoArray(state, a + 10 * STATE);
-        c32.intoArray(state, a + 11 * STATE);
-        c03.intoArray(state, a + 12 * STATE);
-        c13.intoArray(state, a + 13 * STATE);
-        c23.intoArray(state, a + 14 * STATE);
-        c33.intoArray(state, a + 15 * STATE);
+        c00.intoArray(state, st);
+        c10.intoArray(state, st + STATE);
+        c20.intoArray(state, st + 2 * STATE);
+        c30.intoArray(state, st + 3 * STATE);
+        c01.intoArray(state, st + 4 * STATE);
+        c11.intoArray(state, st + 5 * STATE);
+        c21.intoArray(state, st + 6 * STATE);
+        c31.intoArray(state, st + 7 * STATE);
+        c02.intoArray(state, st + 8 * STATE);
+        c12.intoArray(state, st + 9 * STATE);
+        c22.intoArray(state, st + 10 * STATE);
+        c32.intoArray(state, st + 11 * STATE);
+        c03.intoArray(state, st + 12 * STATE);
+        c13.intoArray(state, st + 13 * STATE);
+        c23.intoArray(state, st + 14 * STATE);
+        c33.intoArray(state, st + 15 * STATE);
     }
 
     /**
@@ -377,7 +382,6 @@ final class ScaledDot {
         long x4 = xo + 4 * xStride;
         long x5 = xo + 5 * xStride;
         int steps = blocks * GROUPS;
-        int a = st;
         FloatVector c00 = FloatVector.zero(F);
         FloatVector c10 = c00;
         FloatVector c20 = c00;
@@ -403,30 +407,30 @@ final class ScaledDot {
         FloatVector c25 = c00;
         FloatVector c35 = c00;
         if (!first) {
-            c00 = FloatVector.fromArray(F, state, a);
-            c10 = FloatVector.fromArray(F, state, a + STATE);
-            c20 = FloatVector.fromArray(F, state, a + 2 * STATE);
-            c30 = FloatVector.fromArray(F, state, a + 3 * STATE);
-            c01 = FloatVector.fromArray(F, state, a + 4 * STATE);
-            c11 = FloatVector.fromArray(F, state, a + 5 * STATE);
-            c21 = FloatVector.fromArray(F, state, a + 6 * STATE);
-            c31 = FloatVector.fromArray(F, state, a + 7 * STATE);
-            c02 = FloatVector.fromArray(F, state, a + 8 * STATE);
-            c12 = FloatVector.fromArray(F, state, a + 9 * STATE);
-            c22 = FloatVector.fromArray(F, state, a + 10 * STATE);
-            c32 = FloatVector.fromArray(F, state, a + 11 * STATE);
-            c03 = FloatVector.fromArray(F, state, a + 12 * STATE);
-            c13 = FloatVector.fromArray(F, state, a + 13 * STATE);
-            c23 = FloatVector.fromArray(F, state, a + 14 * STATE);
-            c33 = FloatVector.fromArray(F, state, a + 15 * STATE);
-            c04 = FloatVector.fromArray(F, state, a + 16 * STATE);
-            c14 = FloatVector.fromArray(F, state, a + 17 * STATE);
-            c24 = FloatVector.fromArray(F, state, a + 18 * STATE);
-            c34 = FloatVector.fromArray(F, state, a + 19 * STATE);
-            c05 = FloatVector.fromArray(F, state, a + 20 * STATE);
-            c15 = FloatVector.fromArray(F, state, a + 21 * STATE);
-            c25 = FloatVector.fromArray(F, state, a + 22 * STATE);
-            c35 = FloatVector.fromArray(F, state, a + 23 * STATE);
+            c00 = FloatVector.fromArray(F, state, st);
+            c10 = FloatVector.fromArray(F, state, st + STATE);
+            c20 = FloatVector.fromArray(F, state, st + 2 * STATE);
+            c30 = FloatVector.fromArray(F, state, st + 3 * STATE);
+            c01 = FloatVector.fromArray(F, state, st + 4 * STATE);
+            c11 = FloatVector.fromArray(F, state, st + 5 * STATE);
+            c21 = FloatVector.fromArray(F, state, st + 6 * STATE);
+            c31 = FloatVector.fromArray(F, state, st + 7 * STATE);
+            c02 = FloatVector.fromArray(F, state, st + 8 * STATE);
+            c12 = FloatVector.fromArray(F, state, st + 9 * STATE);
+            c22 = FloatVector.fromArray(F, state, st + 10 * STATE);
+            c32 = FloatVector.fromArray(F, state, st + 11 * STATE);
+            c03 = FloatVector.fromArray(F, state, st + 12 * STATE);
+            c13 = FloatVector.fromArray(F, state, st + 13 * STATE);
+            c23 = FloatVector.fromArray(F, state, st + 14 * STATE);
+            c33 = FloatVector.fromArray(F, state, st + 15 * STATE);
+            c04 = FloatVector.fromArray(F, state, st + 16 * STATE);
+            c14 = FloatVector.fromArray(F, state, st + 17 * STATE);
+            c24 = FloatVector.fromArray(F, state, st + 18 * STATE);
+            c34 = FloatVector.fromArray(F, state, st + 19 * STATE);
+            c05 = FloatVector.fromArray(F, state, st + 20 * STATE);
+            c15 = FloatVector.fromArray(F, state, st + 21 * STATE);
+            c25 = FloatVector.fromArray(F, state, st + 22 * STATE);
+            c35 = FloatVector.fromArray(F, state, st + 23 * STATE);
         }
         for (int q = 0; q < steps; q++) {
             long wq = q * TILE_GROUP_BYTES;
@@ -466,30 +470,30 @@ final class ScaledDot {
             c25 = v2.fma(y, c25);
             c35 = v3.fma(y, c35);
         }
-        c00.intoArray(state, a);
-        c10.intoArray(state, a + STATE);
-        c20.intoArray(state, a + 2 * STATE);
-        c30.intoArray(state, a + 3 * STATE);
-        c01.intoArray(state, a + 4 * STATE);
-        c11.intoArray(state, a + 5 * STATE);
-        c21.intoArray(state, a + 6 * STATE);
-        c31.intoArray(state, a + 7 * STATE);
-        c02.intoArray(state, a + 8 * STATE);
-        c12.intoArray(state, a + 9 * STATE);
-        c22.intoArray(state, a + 10 * STATE);
-        c32.intoArray(state, a + 11 * STATE);
-        c03.intoArray(state, a + 12 * STATE);
-        c13.intoArray(state, a + 13 * STATE);
-        c23.intoArray(state, a + 14 * STATE);
-        c33.intoArray(state, a + 15 * STATE);
-        c04.intoArray(state, a + 16 * STATE);
-        c14.intoArray(state, a + 17 * STATE);
-        c24.intoArray(state, a + 18 * STATE);
-        c34.intoArray(state, a + 19 * STATE);
-        c05.intoArray(state, a + 20 * STATE);
-        c15.intoArray(state, a + 21 * STATE);
-        c25.intoArray(state, a + 22 * STATE);
-        c35.intoArray(state, a + 23 * STATE);
+        c00.intoArray(state, st);
+        c10.intoArray(state, st + STATE);
+        c20.intoArray(state, st + 2 * STATE);
+        c30.intoArray(state, st + 3 * STATE);
+        c01.intoArray(state, st + 4 * STATE);
+        c11.intoArray(state, st + 5 * STATE);
+        c21.intoArray(state, st + 6 * STATE);
+        c31.intoArray(state, st + 7 * STATE);
+        c02.intoArray(state, st + 8 * STATE);
+        c12.intoArray(state, st + 9 * STATE);
+        c22.intoArray(state, st + 10 * STATE);
+        c32.intoArray(state, st + 11 * STATE);
+        c03.intoArray(state, st + 12 * STATE);
+        c13.intoArray(state, st + 13 * STATE);
+        c23.intoArray(state, st + 14 * STATE);
+        c33.intoArray(state, st + 15 * STATE);
+        c04.intoArray(state, st + 16 * STATE);
+        c14.intoArray(state, st + 17 * STATE);
+        c24.intoArray(state, st + 18 * STATE);
+        c34.intoArray(state, st + 19 * STATE);
+        c05.intoArray(state, st + 20 * STATE);
+        c15.intoArray(state, st + 21 * STATE);
+        c25.intoArray(state, st + 22 * STATE);
+        c35.intoArray(state, st + 23 * STATE);
     }
 
     /**
@@ -533,29 +537,8 @@ final class ScaledDot {
         }
     }
 
-    private static final VectorShuffle<Float> ROTATE_8 = rotate(8);
-    private static final VectorShuffle<Float> ROTATE_4 = rotate(4);
-    private static final VectorShuffle<Float> ROTATE_2 = rotate(2);
-    private static final VectorShuffle<Float> ROTATE_1 = rotate(1);
-    private static final VectorMask<Float> UPPER_8 = upper(8);
-    private static final VectorMask<Float> UPPER_4 = upper(4);
-    private static final VectorMask<Float> UPPER_2 = upper(2);
     /** Moves the sum of pair {@code p} of a group to lane {@code p}. */
     private static final VectorShuffle<Float> PAIR_ORDER = pairOrder();
-
-    /** Rotation by {@code h} lanes within each aligned {@code 2h}-lane segment. */
-    private static VectorShuffle<Float> rotate(int h) {
-        return VectorShuffle.fromOp(F, lane -> (lane & -2 * h) | ((lane + h) & (2 * h - 1)));
-    }
-
-    /** The upper {@code h} lanes of each aligned {@code 2h}-lane segment. */
-    private static VectorMask<Float> upper(int h) {
-        boolean[] bits = new boolean[L];
-        for (int lane = 0; lane < L; lane++) {
-            bits[lane] = (lane & h) != 0;
-        }
-        return VectorMask.fromArray(F, bits, 0);
-    }
 
     /** Follows each pair's label through the blends of {@link #results}: the lower halves take the first vector's. */
     private static VectorShuffle<Float> pairOrder() {
