@@ -103,10 +103,10 @@ public class MatVecBenchmark {
         outBatch = new float[rows * BATCH];
         helper = Executors.newSingleThreadExecutor();
         prepared = new PreparedActivations();
-        prepared.reserve(format.activationRounding(), 1, COLUMNS);
+        prepared.reserve(format, 1, COLUMNS);
         prepared.prepareRow(x, 0, 0);
         preparedBatch = new PreparedActivations();
-        preparedBatch.reserve(format.activationRounding(), BATCH, COLUMNS);
+        preparedBatch.reserve(format, BATCH, COLUMNS);
         for (int token = 0; token < BATCH; token++) {
             preparedBatch.prepareRow(xBatch, token * COLUMNS, token);
         }

@@ -1,11 +1,13 @@
 package moe4j.kernels.cpu;
 
-import java.util.EnumMap;
+import java.util.HashMap;
 import java.util.Map;
 
 import moe4j.kernels.Activations;
 import moe4j.kernels.quant.ActivationRounding;
+import moe4j.kernels.quant.LaneOrder;
 import moe4j.kernels.quant.PreparedActivations;
+import moe4j.kernels.quant.QuantFormat;
 
 /** Heap activations: row {@code i} is {@code data[i*width .. (i+1)*width)}. */
 final class CpuActivations implements Activations {
@@ -29,12 +31,19 @@ final class CpuActivations implements Activations {
         this.data = new float[(int) size];
     }
 
-    /** Rounded copies of the rows for matrix products, one per rounding in use; reused between products. */
-    private final Map<ActivationRounding, PreparedActivations> prepared = new EnumMap<>(ActivationRounding.class);
+    /** What weights of one type need of the rows: their rounding and their kernel's lane order. */
+    record Preparation(ActivationRounding rounding, LaneOrder order) {
+        static Preparation of(QuantFormat format) {
+            return new Preparation(format.activationRounding(), format.laneOrder());
+        }
+    }
 
-    /** This buffer's prepared-rows scratch for {@code rounding}; its contents are whatever was last prepared. */
-    PreparedActivations prepared(ActivationRounding rounding) {
-        return prepared.computeIfAbsent(rounding, r -> new PreparedActivations());
+    /** Rounded copies of the rows for matrix products, one per preparation in use; reused between products. */
+    private final Map<Preparation, PreparedActivations> prepared = new HashMap<>();
+
+    /** This buffer's prepared-rows scratch for {@code preparation}; its contents are whatever was last prepared. */
+    PreparedActivations prepared(Preparation preparation) {
+        return prepared.computeIfAbsent(preparation, r -> new PreparedActivations());
     }
 
     @Override

@@ -17,8 +17,8 @@ import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
 import moe4j.kernels.Weight;
-import moe4j.kernels.quant.ActivationRounding;
 import moe4j.kernels.quant.PreparedActivations;
+import moe4j.kernels.quant.QuantFormat;
 
 /**
  * The CPU backend: f32 activations on the heap, weights read in place from the mapped file, a fixed
@@ -171,7 +171,7 @@ public final class CpuBackend implements Backend {
         requireRows(n, o);
         requireWidth(x, w.rowLength(), "input of " + w.name());
         requireWidth(o, w.rows(), "output of " + w.name());
-        PreparedActivations p = prepare(x, 0, n, w.activationRounding());
+        PreparedActivations p = prepare(x, 0, n, w.format());
         int unitRows = n > 1 ? BATCH_ROWS : ROWS_PER_UNIT;
         int units = ceilDiv(w.rows(), unitRows);
         pool.parallelFor(units, 1, (from, to, worker) -> {
@@ -183,12 +183,12 @@ public final class CpuBackend implements Backend {
     }
 
     /**
-     * Rows {@code from .. from+n-1} of {@code x} rounded as weights of {@code rounding} need them, once per
-     * product (llama.cpp converts activations to the weight type's dot type the same way), in parallel.
+     * Rows {@code from .. from+n-1} of {@code x} rounded (and ordered) as weights of {@code format} need them, once
+     * per product (llama.cpp converts activations to the weight type's dot type the same way), in parallel.
      */
-    private PreparedActivations prepare(CpuActivations x, int from, int n, ActivationRounding rounding) {
-        PreparedActivations p = x.prepared(rounding);
-        p.reserve(rounding, n, x.width());
+    private PreparedActivations prepare(CpuActivations x, int from, int n, QuantFormat format) {
+        PreparedActivations p = x.prepared(CpuActivations.Preparation.of(format));
+        p.reserve(format, n, x.width());
         int width = x.width();
         pool.parallelFor(n, 1, (lo, hi, worker) -> {
             for (int t = lo; t < hi; t++) {
@@ -456,9 +456,9 @@ public final class CpuBackend implements Backend {
                 System.arraycopy(x.data, (order[i] / k) * embd, xs.data, i * embd, embd);
             }
         });
-        PreparedActivations xg = prepare(xs, 0, n * k, gate.activationRounding());
-        PreparedActivations xu = up.activationRounding() == gate.activationRounding() ? xg
-                : prepare(xs, 0, n * k, up.activationRounding());
+        PreparedActivations xg = prepare(xs, 0, n * k, gate.format());
+        PreparedActivations xu = CpuActivations.Preparation.of(up.format()).equals(CpuActivations.Preparation.of(gate.format()))
+                ? xg : prepare(xs, 0, n * k, up.format());
         // gate and up projections of every active expert: one unit = a few rows of one matrix of one expert
         int unitRows = n > 1 ? BATCH_ROWS : ROWS_PER_UNIT;
         int ffnUnits = ceilDiv(ffn, unitRows);
@@ -476,7 +476,7 @@ public final class CpuBackend implements Backend {
             }
         });
         pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> VectorMath.siluMul(g.data, u.data, from * ffn, to * ffn));
-        PreparedActivations gp = prepare(g, 0, n * k, down.activationRounding());
+        PreparedActivations gp = prepare(g, 0, n * k, down.format());
         int embdUnits = ceilDiv(embd, unitRows);
         pool.parallelFor(activeCount * embdUnits, 1, (from, to, worker) -> {
             for (int unit = from; unit < to; unit++) {

@@ -6,7 +6,6 @@ import java.util.Arrays;
 import moe4j.gguf.GgmlType;
 import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Weight;
-import moe4j.kernels.quant.ActivationRounding;
 import moe4j.kernels.quant.PreparedActivations;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
@@ -66,8 +65,8 @@ final class CpuWeight implements Weight {
     }
 
     /** How activations multiplied with this weight are rounded ({@link #dotPreparedRows}). */
-    ActivationRounding activationRounding() {
-        return format.activationRounding();
+    QuantFormat format() {
+        return format;
     }
 
     /**

@@ -75,7 +75,7 @@ abstract class BlockFormat implements QuantFormat {
         if (nTokens == 0) {
             return;
         }
-        if (Simd.FUSED && nTokens == 1 && hasRowKernel()) {
+        if (nTokens == 1 && rowKernelFor(x)) {
             dotRows(src, srcOffset, 0, 1, x, firstRow, out, outOffset);
         } else if (scaledRows(count)) {
             ScaledDot.dot(this, src, srcOffset, x, firstRow, nTokens, out, outOffset, outStride);
@@ -87,7 +87,7 @@ abstract class BlockFormat implements QuantFormat {
     @Override
     public final void dotPreparedRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
             int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
-        if (Simd.FUSED && nTokens == 1 && rows > 0 && hasRowKernel()) {
+        if (nTokens == 1 && rows > 0 && rowKernelFor(x)) {
             long blocks = wholeBlocks(x.width());
             if (rowBytes < blocks * blockBytes) {
                 throw new IllegalArgumentException("rows " + rowBytes + " bytes apart overlap rows of " + blocks * blockBytes
@@ -147,11 +147,17 @@ abstract class BlockFormat implements QuantFormat {
         return false;
     }
 
+    /** Whether {@link #dotRows} can take {@code x}: it exists, the vectors are 512 bits and {@code x} is in its lane order. */
+    private boolean rowKernelFor(PreparedActivations x) {
+        return Simd.FUSED && hasRowKernel() && x.laneOrder() == laneOrder();
+    }
+
     /**
-     * The matrix-vector product of decoding: {@link #dotPrepared} of {@code rows} rows (row {@code r} at byte
-     * {@code srcOffset + r*rowBytes}) with the single prepared row {@code token}, into {@code out[outOffset + r]}.
-     * Each result equals {@code dotPrepared}'s bit for bit (same operations in the same order), but the whole row
-     * runs in one loop with its accumulators in registers. Arguments are checked and {@link Simd#FUSED} holds.
+     * The matrix-vector product of decoding: the dot products of {@code rows} rows (row {@code r} at byte
+     * {@code srcOffset + r*rowBytes}) with the single prepared row {@code token}, into {@code out[outOffset + r]},
+     * the whole row in one loop with its accumulators in registers. Results agree with the batched paths' within
+     * float32 rounding (the sums run in another order). Arguments are checked, {@link Simd#FUSED} holds and
+     * {@code x} is in {@link #laneOrder()}.
      */
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {

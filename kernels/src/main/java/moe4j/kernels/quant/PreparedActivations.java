@@ -24,18 +24,40 @@ public final class PreparedActivations {
     public static final int SUM_GROUP = 16;
 
     private ActivationRounding rounding = ActivationRounding.NONE;
+    private LaneOrder order = LaneOrder.NATURAL;
     private int rows;
     private int width;
     private float[] values = new float[0];
     private MemorySegment aligned = MemorySegment.NULL;
     private float[] sumsArray = new float[0];
+    private float[] lanes = new float[0];
 
-    /** Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}. */
+    /**
+     * Sizes the buffers for {@code rows} rows of {@code width} values made ready for weights of {@code format}: its
+     * {@link QuantFormat#activationRounding() rounding} and, for its decoding kernel, its {@link QuantFormat#laneOrder()
+     * lane order}.
+     */
+    public void reserve(QuantFormat format, int rows, int width) {
+        reserve(format.activationRounding(), format.laneOrder(), rows, width);
+    }
+
+    /** Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}, in natural order only. */
     public void reserve(ActivationRounding rounding, int rows, int width) {
+        reserve(rounding, LaneOrder.NATURAL, rows, width);
+    }
+
+    /**
+     * Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}, with a copy in
+     * {@code order} too when it {@link LaneOrder#rearranges() rearranges}.
+     */
+    public void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width) {
         this.rounding = Objects.requireNonNull(rounding, "rounding");
-        if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0) {
+        this.order = Objects.requireNonNull(order, "order");
+        if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0
+                || (order.rearranges() && width % LaneOrder.BLOCK != 0)) {
             throw new IllegalArgumentException("cannot prepare " + rows + " activation rows of " + width
-                    + " values for " + rounding + " rounding (block of " + rounding.blockSize() + ")");
+                    + " values for " + rounding + " rounding (block of " + rounding.blockSize() + ") in " + order
+                    + " order");
         }
         long size = (long) rows * width;
         if (size > Integer.MAX_VALUE - 16) {
@@ -46,6 +68,9 @@ public final class PreparedActivations {
             Arena arena = Arena.ofAuto();
             aligned = arena.allocate(size * Float.BYTES, 64);
             sumsArray = new float[(int) (size / SUM_GROUP)];
+        }
+        if (order.rearranges() && lanes.length < size) {
+            lanes = new float[values.length];
         }
         this.rows = rows;
         this.width = width;
@@ -58,6 +83,9 @@ public final class PreparedActivations {
         int o = row * width;
         rounding.round(x, xOffset, values, o, width);
         MemorySegment.copy(values, o, aligned, ValueLayout.JAVA_FLOAT, (long) o * Float.BYTES, width);
+        if (order.rearranges()) {
+            order.arrange(values, o, lanes, o, width);
+        }
         for (int g = o / SUM_GROUP, end = (o + width) / SUM_GROUP; g < end; g++) {
             if (Simd.FUSED) {
                 // one vector per group, folded pairwise with constant shuffles (16 scalar adds in a row cost more)
@@ -74,12 +102,18 @@ public final class PreparedActivations {
 
     public ActivationRounding rounding() { return rounding; }
 
+    /** The order of {@link #laneValues()}; {@link LaneOrder#NATURAL} when there is no such copy. */
+    public LaneOrder laneOrder() { return order; }
+
     public int rows() { return rows; }
 
     public int width() { return width; }
 
     /** Row {@code r} is {@code values()[r*width .. (r+1)*width)}. */
     public float[] values() { return values; }
+
+    /** Row {@code r} of {@link #values()} in {@link #laneOrder()} at {@code r*width}, when that order rearranges. */
+    float[] laneValues() { return lanes; }
 
     /** {@link #values()} in native byte order, 64-byte aligned. */
     MemorySegment alignedValues() { return aligned; }

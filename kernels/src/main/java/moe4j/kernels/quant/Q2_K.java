@@ -162,7 +162,7 @@ public final class Q2_K extends BlockFormat {
                 ((FloatVector) sc.and(0xF).convert(I2F, 0)).mul(Simd.fp16(pair, 0)).mul(KQuantScales.QUARTER_POWERS)
                         .intoArray(terms, 0);
                 am = ((FloatVector) sc.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(Simd.fp16(pair, 1))
-                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * QK / PreparedActivations.SUM_GROUP), am);
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
                 int xb = xRow + b * QK;
                 for (int half = 0; half < 2; half++) {
                     // measured: 16-byte loads as fast as one 64-byte load split in registers

@@ -188,7 +188,7 @@ public final class Q3_K extends BlockFormat {
                         .mul(Halfs.readFp16(src, block + D));
                 products.mul(KQuantScales.QUARTER_POWERS).intoArray(terms, 0);
                 am = products.mul(4f)
-                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * QK / PreparedActivations.SUM_GROUP), am);
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
                 // high bit of group (half, k) at bit 4*half + k + 2 of m
                 IntVector m0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + HMASK, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_2);

@@ -191,7 +191,7 @@ public final class Q5_K extends BlockFormat {
                         .mul((FloatVector) low.or(high).convert(I2F, 0));
                 products.intoArray(terms, 0);
                 am = products.rearrange(KQuantScales.MIN_SPREAD_F)
-                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * QK / PreparedActivations.SUM_GROUP), am);
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
                 IntVector h0 = ((IntVector) head.convertShape(ZERO_EXTEND_B2I, Simd.I, 1)).lanewise(LSHL, Simd.SHIFT_4);
                 IntVector h1 = ((IntVector) head.convertShape(ZERO_EXTEND_B2I, Simd.I, 2)).lanewise(LSHL, Simd.SHIFT_4);
                 int xb = xRow + b * QK;

@@ -62,6 +62,14 @@ public interface QuantFormat {
     }
 
     /**
+     * The order this type's one-token kernel reads activations in; activations prepared without it
+     * ({@link PreparedActivations#reserve(QuantFormat, int, int)} gives it) take a slower path to the same products.
+     */
+    default LaneOrder laneOrder() {
+        return LaneOrder.NATURAL;
+    }
+
+    /**
      * Dot products of the row stored at byte {@code srcOffset} of {@code src} ({@code x.width()} elements,
      * whole blocks) with rows {@code firstRow .. firstRow + nTokens - 1} of {@code x}, which must have been
      * prepared with this type's {@link #activationRounding()}; token {@code t}'s result goes to

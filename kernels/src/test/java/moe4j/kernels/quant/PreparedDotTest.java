@@ -51,35 +51,42 @@ class PreparedDotTest {
                 for (int i = 0; i < x.length; i++) {
                     x[i] = (float) rnd.nextGaussian();
                 }
-                PreparedActivations prepared = new PreparedActivations();
-                prepared.reserve(format.activationRounding(), tokens, width);
-                for (int t = 0; t < tokens; t++) {
-                    prepared.prepareRow(x, t * width, t);
-                }
-                float[] batch = new float[2 * tokens];
-                format.dotPrepared(data, 1, prepared, 0, tokens, batch, 1, 2);
-                float[] shifted = new float[tokens - 1];
-                format.dotPrepared(data, 1, prepared, 1, tokens - 1, shifted, 0, 1);
-                for (int t = 0; t < tokens; t++) {
-                    double exact = 0;
-                    double magnitude = 0;
-                    for (int i = 0; i < width; i++) {
-                        double p = (double) w[i] * prepared.values()[t * width + i];
-                        exact += p;
-                        magnitude += Math.abs(p);
+                // in the format's lane order (its one-token kernel) and in natural order (the general path)
+                for (boolean lanes : new boolean[] {true, false}) {
+                    PreparedActivations prepared = new PreparedActivations();
+                    if (lanes) {
+                        prepared.reserve(format, tokens, width);
+                    } else {
+                        prepared.reserve(format.activationRounding(), tokens, width);
                     }
-                    float[] single = new float[1];
-                    format.dotPrepared(data, 1, prepared, t, 1, single, 0, 1);
-                    String what = type + " width " + width + " token " + t;
-                    if (t > 0) {
-                        assertEquals(batch[1 + 2 * t], shifted[t - 1], 0f, what + ": batch from row 1 vs batch from row 0");
+                    for (int t = 0; t < tokens; t++) {
+                        prepared.prepareRow(x, t * width, t);
                     }
-                    // minimum terms and scales are applied per block: a few more roundings than a plain dot
-                    double bound = (width / 64.0 + 64) * 0x1p-24 * magnitude;
-                    assertTrue(Math.abs(single[0] - exact) <= bound, what + ": one token " + single[0] + " exact " + exact
-                            + " bound " + bound);
-                    assertTrue(Math.abs(batch[1 + 2 * t] - exact) <= bound, what + ": batch " + batch[1 + 2 * t] + " exact "
-                            + exact + " bound " + bound);
+                    float[] batch = new float[2 * tokens];
+                    format.dotPrepared(data, 1, prepared, 0, tokens, batch, 1, 2);
+                    float[] shifted = new float[tokens - 1];
+                    format.dotPrepared(data, 1, prepared, 1, tokens - 1, shifted, 0, 1);
+                    for (int t = 0; t < tokens; t++) {
+                        double exact = 0;
+                        double magnitude = 0;
+                        for (int i = 0; i < width; i++) {
+                            double p = (double) w[i] * prepared.values()[t * width + i];
+                            exact += p;
+                            magnitude += Math.abs(p);
+                        }
+                        float[] single = new float[1];
+                        format.dotPrepared(data, 1, prepared, t, 1, single, 0, 1);
+                        String what = type + " width " + width + " token " + t + (lanes ? "" : " (natural order)");
+                        if (t > 0) {
+                            assertEquals(batch[1 + 2 * t], shifted[t - 1], 0f, what + ": batch from row 1 vs batch from row 0");
+                        }
+                        // minimum terms and scales are applied per block: a few more roundings than a plain dot
+                        double bound = (width / 64.0 + 64) * 0x1p-24 * magnitude;
+                        assertTrue(Math.abs(single[0] - exact) <= bound, what + ": one token " + single[0] + " exact " + exact
+                                + " bound " + bound);
+                        assertTrue(Math.abs(batch[1 + 2 * t] - exact) <= bound, what + ": batch " + batch[1 + 2 * t] + " exact "
+                                + exact + " bound " + bound);
+                    }
                 }
             }
         }
@@ -112,7 +119,7 @@ class PreparedDotTest {
                     x[i] = (float) rnd.nextGaussian();
                 }
                 PreparedActivations prepared = new PreparedActivations();
-                prepared.reserve(format.activationRounding(), tokens + 1, width);
+                prepared.reserve(format, tokens + 1, width);
                 for (int t = 0; t <= tokens; t++) {
                     prepared.prepareRow(x, t * width, t);
                 }
