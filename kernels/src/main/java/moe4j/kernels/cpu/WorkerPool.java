@@ -1,6 +1,7 @@
 package moe4j.kernels.cpu;
 
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -24,8 +25,10 @@ public final class WorkerPool implements AutoCloseable {
     private final int threads;
     private final Thread[] helpers;
     private final ReentrantLock submit = new ReentrantLock();
-    private final AtomicInteger next = new AtomicInteger();
-    private final AtomicInteger running = new AtomicInteger();
+    /** The loop's generation (high 32 bits) and its first index not yet handed out (low 32 bits). */
+    private final AtomicLong next = new AtomicLong();
+    /** Indices of the current loop not yet finished. */
+    private final AtomicInteger pending = new AtomicInteger();
 
     // Published to helpers by the volatile write of generation.
     private RangeTask task;
@@ -71,20 +74,26 @@ public final class WorkerPool implements AutoCloseable {
                 task.run(0, count, 0);
                 return;
             }
+            // the new generation with nothing to hand out first: a helper still draining the last loop must fail
+            // its claims before this loop's fields change under it
+            long loop = generation + 1;
+            next.set(loop << 32 | Integer.MAX_VALUE);
             this.task = task;
             this.count = count;
             this.grain = g;
             this.failure = null;
             this.caller = Thread.currentThread();
-            next.set(0);
-            running.set(helpers.length);
-            generation = generation + 1;
+            pending.set(count);
+            next.set(loop << 32);
+            generation = loop;
             for (Thread t : helpers) {
                 LockSupport.unpark(t);
             }
-            drain(0);
+            drain(loop, 0);
+            // the loop is done when its indices are, not when every helper has reported: a helper that was
+            // parked and wakes late (tens of microseconds on a busy machine) finds nothing left and costs nothing
             int spins = 0;
-            while (running.get() != 0) {
+            while (pending.get() != 0) {
                 if (spins++ < SPINS) {
                     Thread.onSpinWait();
                 } else {
@@ -108,25 +117,40 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     /**
-     * Takes chunks until none is left. A chunk is half the remaining indices' share per thread (at least the
-     * grain), so chunks shrink towards the end and the workers finish together: with fixed chunks of a sixteenth
-     * per thread, the last one kept a worker busy while the other spun, about 8% of a decoding step on 2 threads.
+     * Takes chunks of loop {@code loop} until none is left. A chunk is half the remaining indices' share per thread
+     * (at least the grain), so chunks shrink towards the end and the workers finish together: with fixed chunks of
+     * a sixteenth per thread, the last one kept a worker busy while the other spun, about 8% of a decoding step on
+     * 2 threads. The generation in {@link #next} makes a claim fail once its loop is over, so a helper that read
+     * the previous loop's state never takes indices of the next one. After a failure the rest is claimed without
+     * running it, so that the loop still ends.
      */
-    private void drain(int worker) {
-        try {
-            while (failure == null) {
-                int from = next.get();
-                if (from >= count) {
-                    return;
-                }
-                int to = (int) Math.min(count, (long) from + Math.max(grain, (count - from) / (2 * threads)));
-                if (next.compareAndSet(from, to)) {
+    private void drain(long loop, int worker) {
+        while (true) {
+            long claim = next.get();
+            if (claim >>> 32 != (loop & 0xFFFF_FFFFL)) {
+                return;
+            }
+            int from = (int) claim;
+            int total = count;
+            if (from >= total) {
+                return;
+            }
+            int to = failure != null ? total
+                    : (int) Math.min(total, (long) from + Math.max(grain, (total - from) / (2 * threads)));
+            if (!next.compareAndSet(claim, claim - from + to)) {
+                continue;
+            }
+            if (failure == null) {
+                try {
                     task.run(from, to, worker);
+                } catch (Throwable t) {
+                    if (failure == null) {
+                        failure = t;
+                    }
                 }
             }
-        } catch (Throwable t) {
-            if (failure == null) {
-                failure = t;
+            if (pending.addAndGet(from - to) == 0) {
+                LockSupport.unpark(caller);
             }
         }
     }
@@ -146,10 +170,7 @@ public final class WorkerPool implements AutoCloseable {
                 return;
             }
             seen = generation;
-            drain(worker);
-            if (running.decrementAndGet() == 0) {
-                LockSupport.unpark(caller);
-            }
+            drain(seen, worker);
         }
     }
 

@@ -12,6 +12,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -31,6 +32,29 @@ class WorkerPoolTest {
                 });
                 for (int i = 0; i < count; i++) {
                     assertEquals(1, visits.get(i), "index " + i + " in round " + round);
+                }
+            }
+        }
+    }
+
+    @Test
+    @Timeout(value = 60, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    void backToBackShortLoopsEachRunEveryIndexOnceAndNoMore() {
+        // helpers that are still leaving one loop while the next is set up must not take its indices twice
+        // nor end it early (a loop ends when its indices are done, not when every helper has reported)
+        try (WorkerPool pool = new WorkerPool(2)) {
+            for (int round = 0; round < 50_000; round++) {
+                int count = 2 + round % 37;
+                AtomicIntegerArray visits = new AtomicIntegerArray(count);
+                pool.parallelFor(count, 1, (from, to, worker) -> {
+                    for (int i = from; i < to; i++) {
+                        visits.incrementAndGet(i);
+                    }
+                });
+                for (int i = 0; i < count; i++) {
+                    if (visits.get(i) != 1) {
+                        assertEquals(1, visits.get(i), "index " + i + " of " + count + " in round " + round);
+                    }
                 }
             }
         }
