@@ -50,13 +50,6 @@ final class KQuantScales {
     static final VectorMask<Float> MIN_LANES;
     /** Lane {@code i} takes lane {@code 8 + i/2}: each sub-block's min for both of its 16-element groups. */
     static final VectorShuffle<Float> MIN_SPREAD_F;
-    /**
-     * Q2_K/Q3_K: lane {@code g} is {@code 4^-k} for 16-element group {@code g}, whose 2-bit quants are bits
-     * {@code 2k, 2k+1} ({@code k = (g/2)%4}) of their bytes. Row kernels mask those bits in place, getting
-     * {@code q * 4^k}, and multiply by the group's scale times this: both factors are exact, so the product
-     * is the same float as {@code q * scale}, without a shift per group.
-     */
-    static final FloatVector QUARTER_POWERS;
     // Q3_K: a 16-byte load starting 4 bytes before the scales, so scale byte k is lane 4 + k.
     static final VectorShuffle<Integer> Q3_LOW;
     static final VectorShuffle<Integer> Q3_HIGH;
@@ -104,10 +97,7 @@ final class KQuantScales {
             Q3_HIGH = VectorShuffle.fromArray(Simd.I, q3High, 0);
             Q3_LOW_SHIFT = IntVector.fromArray(Simd.I, q3LowShift, 0);
             Q3_HIGH_SHIFT = IntVector.fromArray(Simd.I, q3HighShift, 0);
-            QUARTER_POWERS = FloatVector.fromArray(Simd.F, new float[] {1, 1, 0x1p-2f, 0x1p-2f, 0x1p-4f, 0x1p-4f,
-                0x1p-6f, 0x1p-6f, 1, 1, 0x1p-2f, 0x1p-2f, 0x1p-4f, 0x1p-4f, 0x1p-6f, 0x1p-6f}, 0);
         } else {
-            QUARTER_POWERS = null;
             Q3_LOW = null;
             Q3_HIGH = null;
             Q3_LOW_SHIFT = null;

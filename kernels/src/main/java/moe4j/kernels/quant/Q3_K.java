@@ -13,6 +13,7 @@ import java.util.Arrays;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorShuffle;
 
 import moe4j.gguf.GgmlType;
 
@@ -153,23 +154,47 @@ public final class Q3_K extends BlockFormat {
     boolean hasRowKernel() { return true; }
 
     /**
-     * The dot products of decoding, block after block, with the accumulators in registers (the offsets as minimum
-     * terms against the activations' 16-element sums: within float32 rounding of {@link ScaledDot}). The low
-     * bits stay in place and the high bit is moved next to them ({@link KQuantScales#QUARTER_POWERS}: the product
-     * of an fp16 and a 6-bit integer is exact too). Measured (one thread, weights in cache), each a few percent:
-     * 16-byte loads beat 64-byte loads split in registers here (the split costs two shuffles per part), and the two
-     * halves written out beat a loop over them, which C2 leaves rolled.
+     * The 64 quant bytes as sixteen int lanes: byte {@code t} of lane {@code i} is quant byte {@code 4i + t}, whose
+     * bits {@code 2k, 2k+1} are element {@code 128(i/8) + 32k + 4(i%8) + t}; vector {@code v = 4k + t}. The high bits
+     * come from the 32 mask bytes repeated in both lane halves.
+     */
+    static final LaneOrder LANES = LaneOrder.byteLanes("Q3_K lanes",
+            (v, i) -> 128 * (i / 8) + 32 * (v / 4) + 4 * (i % 8) + v % 4);
+
+    /** Mask bytes 0-31 in both lane halves; the second half's bits are those of elements 128 and up (bits 4-7). */
+    private static final VectorShuffle<Integer> MASK_BYTES = Simd.FUSED ? VectorShuffle.fromOp(Simd.I, i -> i % 8) : null;
+    private static final IntVector MASK_HALF_SHIFT = Simd.FUSED
+            ? IntVector.fromArray(Simd.I, new int[] {0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4}, 0) : null;
+
+    /** Lane {@code i} takes group {@code 2k + i/4} (lanes 0-7) or {@code 8 + 2k + (i-8)/4}: the groups of {@link #LANES} vectors {@code 4k..4k+3}. */
+    private static VectorShuffle<Float> groups(int k) {
+        return Simd.FUSED ? VectorShuffle.fromOp(Simd.F, i -> 8 * (i / 8) + 2 * k + (i % 8) / 4) : null;
+    }
+
+    static final VectorShuffle<Float> GROUPS_0 = groups(0);
+    static final VectorShuffle<Float> GROUPS_1 = groups(1);
+    static final VectorShuffle<Float> GROUPS_2 = groups(2);
+    static final VectorShuffle<Float> GROUPS_3 = groups(3);
+
+    @Override
+    public LaneOrder laneOrder() { return LANES; }
+
+    /**
+     * The dot products of decoding, block after block, with the accumulators in registers, the quants unpacked as
+     * {@link Q4_K#dotRows} unpacks them: one 64-byte load of low bits, the high bit joined to all four bytes of a
+     * lane at once, then one AND per sixteen 3-bit quants against activations in {@link #LANES} order. A vector's four
+     * bytes are summed before the group scales are applied; the offset of 4 is a minimum term against the
+     * activations' 16-element sums. Agrees with {@link ScaledDot} within float32 rounding.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
         int blocks = width / QK;
-        float[] xv = x.values();
+        float[] xv = x.laneValues();
         float[] sums = x.sumsArray();
         int xRow = token * width;
         int sRow = xRow / PreparedActivations.SUM_GROUP;
-        float[] terms = Simd.TERMS.get();
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
@@ -184,55 +209,36 @@ public final class Q3_K extends BlockFormat {
                 IntVector low = raw.rearrange(KQuantScales.Q3_LOW).lanewise(LSHR, KQuantScales.Q3_LOW_SHIFT).and(0xF);
                 IntVector high = raw.rearrange(KQuantScales.Q3_HIGH).lanewise(LSHR, KQuantScales.Q3_HIGH_SHIFT).and(3)
                         .lanewise(LSHL, Simd.SHIFT_4);
-                FloatVector products = ((FloatVector) low.or(high).sub(32).convert(I2F, 0))
-                        .mul(Halfs.readFp16(src, block + D));
-                products.mul(KQuantScales.QUARTER_POWERS).intoArray(terms, 0);
-                am = products.mul(4f)
-                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
-                // high bit of group (half, k) at bit 4*half + k + 2 of m
-                IntVector m0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + HMASK, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_2);
-                IntVector m1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + HMASK + 16, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHL, Simd.SHIFT_2);
-                IntVector l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                IntVector l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 16, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                int xb = xRow + b * QK;
-                for (int k = 0; k < 4; k++) {
-                    IntVector up = IntVector.broadcast(Simd.I, k);
-                    int lowBits = 3 << (2 * k);
-                    int highBit = 4 << (2 * k);
-                    int e = xb + 32 * k;
-                    FloatVector n0 = ((FloatVector) l0.and(lowBits).or(m0.lanewise(LSHL, up).and(highBit)).convert(I2F, 0))
-                            .mul(terms[2 * k]).fma(FloatVector.fromArray(Simd.F, xv, e), a0);
-                    FloatVector n1 = ((FloatVector) l1.and(lowBits).or(m1.lanewise(LSHL, up).and(highBit)).convert(I2F, 0))
-                            .mul(terms[2 * k + 1]).fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
-                    a0 = a2;
-                    a1 = a3;
-                    a2 = n0;
-                    a3 = n1;
-                }
-                m0 = m0.lanewise(LSHR, Simd.SHIFT_4);
-                m1 = m1.lanewise(LSHR, Simd.SHIFT_4);
-                l0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 32, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                l1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QS + 48, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                for (int k = 0; k < 4; k++) {
-                    IntVector up = IntVector.broadcast(Simd.I, k);
-                    int lowBits = 3 << (2 * k);
-                    int highBit = 4 << (2 * k);
-                    int e = xb + 128 + 32 * k;
-                    FloatVector n0 = ((FloatVector) l0.and(lowBits).or(m0.lanewise(LSHL, up).and(highBit)).convert(I2F, 0))
-                            .mul(terms[8 + 2 * k]).fma(FloatVector.fromArray(Simd.F, xv, e), a0);
-                    FloatVector n1 = ((FloatVector) l1.and(lowBits).or(m1.lanewise(LSHL, up).and(highBit)).convert(I2F, 0))
-                            .mul(terms[8 + 2 * k + 1]).fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
-                    a0 = a2;
-                    a1 = a3;
-                    a2 = n0;
-                    a3 = n1;
-                }
+                FloatVector dl = ((FloatVector) low.or(high).sub(32).convert(I2F, 0)).mul(Halfs.readFp16(src, block + D));
+                am = dl.mul(4f).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
+                int e = xRow + b * QK;
+                IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
+                IntVector m = IntVector.fromMemorySegment(Simd.I, src, block + HMASK, Simd.LE).rearrange(MASK_BYTES)
+                        .lanewise(LSHR, MASK_HALF_SHIFT);
+                IntVector u = q.and(0x03030303).or(m.lanewise(LSHL, Simd.SHIFT_2).and(0x04040404));
+                FloatVector s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e));
+                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 16), s);
+                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 32), s);
+                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), s);
+                a0 = s.fma(dl.rearrange(GROUPS_0), a0);
+                u = q.lanewise(LSHR, Simd.SHIFT_2).and(0x03030303).or(m.lanewise(LSHL, 1).and(0x04040404));
+                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 64));
+                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s);
+                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s);
+                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s);
+                a1 = s.fma(dl.rearrange(GROUPS_1), a1);
+                u = q.lanewise(LSHR, Simd.SHIFT_4).and(0x03030303).or(m.and(0x04040404));
+                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
+                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s);
+                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s);
+                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s);
+                a2 = s.fma(dl.rearrange(GROUPS_2), a2);
+                u = q.lanewise(LSHR, Simd.SHIFT_6).and(0x03030303).or(m.lanewise(LSHR, 1).and(0x04040404));
+                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
+                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s);
+                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s);
+                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s);
+                a3 = s.fma(dl.rearrange(GROUPS_3), a3);
             }
             FloatVector v = a0.add(a1).add(a2.add(a3));
             v = v.add(v.rearrange(Simd.FOLD_8));

@@ -177,14 +177,14 @@ public final class Q4_K extends BlockFormat {
             (v, i) -> 128 * (v / 8) + 64 * (i / 8) + 32 * ((v / 4) % 2) + 4 * (i % 8) + v % 4);
 
     /** Lanes 0-7 take the scale of sub-block {@code a}, lanes 8-15 that of {@code b}: how {@link #LANES} splits them. */
-    private static VectorShuffle<Float> subBlockPair(int a, int b) {
+    static VectorShuffle<Float> subBlockPair(int a, int b) {
         return Simd.FUSED ? VectorShuffle.fromOp(Simd.F, lane -> lane < 8 ? a : b) : null;
     }
 
-    private static final VectorShuffle<Float> SUB_BLOCKS_0_2 = subBlockPair(0, 2);
-    private static final VectorShuffle<Float> SUB_BLOCKS_1_3 = subBlockPair(1, 3);
-    private static final VectorShuffle<Float> SUB_BLOCKS_4_6 = subBlockPair(4, 6);
-    private static final VectorShuffle<Float> SUB_BLOCKS_5_7 = subBlockPair(5, 7);
+    static final VectorShuffle<Float> SUB_BLOCKS_0_2 = subBlockPair(0, 2);
+    static final VectorShuffle<Float> SUB_BLOCKS_1_3 = subBlockPair(1, 3);
+    static final VectorShuffle<Float> SUB_BLOCKS_4_6 = subBlockPair(4, 6);
+    static final VectorShuffle<Float> SUB_BLOCKS_5_7 = subBlockPair(5, 7);
 
     @Override
     public LaneOrder laneOrder() { return LANES; }
