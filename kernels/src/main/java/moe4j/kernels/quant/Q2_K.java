@@ -155,17 +155,14 @@ public final class Q2_K extends BlockFormat {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            FloatVector a2 = a0;
-            FloatVector a3 = a0;
-            FloatVector am = a0;
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
                 int pair = src.get(Layouts.INT_LE, block + D);
                 IntVector sc = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
                 FloatVector dl = ((FloatVector) sc.and(0xF).convert(I2F, 0)).mul(Simd.fp16(pair, 0));
-                am = ((FloatVector) sc.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(Simd.fp16(pair, 1))
-                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
+                a1 = ((FloatVector) sc.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(-Simd.fp16(pair, 1))
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                 int e = xRow + b * QK;
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
                 IntVector u = q.and(0x03030303);
@@ -179,30 +176,26 @@ public final class Q2_K extends BlockFormat {
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s);
-                a1 = s.fma(dl.rearrange(Q3_K.GROUPS_1), a1);
+                a0 = s.fma(dl.rearrange(Q3_K.GROUPS_1), a0);
                 u = q.lanewise(LSHR, Simd.SHIFT_4).and(0x03030303);
                 s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s);
-                a2 = s.fma(dl.rearrange(Q3_K.GROUPS_2), a2);
+                a1 = s.fma(dl.rearrange(Q3_K.GROUPS_2), a1);
                 u = q.lanewise(LSHR, Simd.SHIFT_6).and(0x03030303);
                 s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s);
-                a3 = s.fma(dl.rearrange(Q3_K.GROUPS_3), a3);
+                a1 = s.fma(dl.rearrange(Q3_K.GROUPS_3), a1);
             }
-            FloatVector v = a0.add(a1).add(a2.add(a3));
+            FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));
-            am = am.add(am.rearrange(Simd.FOLD_8));
             v = v.add(v.rearrange(Simd.FOLD_4));
-            am = am.add(am.rearrange(Simd.FOLD_4));
             v = v.add(v.rearrange(Simd.FOLD_2));
-            am = am.add(am.rearrange(Simd.FOLD_2));
             v = v.add(v.rearrange(Simd.FOLD_1));
-            am = am.add(am.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0) - am.lane(0);
+            out[outOffset + r] = v.lane(0);
         }
     }
 }

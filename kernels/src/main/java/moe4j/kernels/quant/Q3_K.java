@@ -199,9 +199,6 @@ public final class Q3_K extends BlockFormat {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            FloatVector a2 = a0;
-            FloatVector a3 = a0;
-            FloatVector am = a0;
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
                 IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES - 4, Simd.LE)
@@ -210,7 +207,7 @@ public final class Q3_K extends BlockFormat {
                 IntVector high = raw.rearrange(KQuantScales.Q3_HIGH).lanewise(LSHR, KQuantScales.Q3_HIGH_SHIFT).and(3)
                         .lanewise(LSHL, Simd.SHIFT_4);
                 FloatVector dl = ((FloatVector) low.or(high).sub(32).convert(I2F, 0)).mul(Halfs.readFp16(src, block + D));
-                am = dl.mul(4f).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
+                a1 = dl.mul(-4f).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                 int e = xRow + b * QK;
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
                 IntVector m = IntVector.fromMemorySegment(Simd.I, src, block + HMASK, Simd.LE).rearrange(MASK_BYTES)
@@ -226,30 +223,26 @@ public final class Q3_K extends BlockFormat {
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s);
-                a1 = s.fma(dl.rearrange(GROUPS_1), a1);
+                a0 = s.fma(dl.rearrange(GROUPS_1), a0);
                 u = q.lanewise(LSHR, Simd.SHIFT_4).and(0x03030303).or(m.and(0x04040404));
                 s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s);
-                a2 = s.fma(dl.rearrange(GROUPS_2), a2);
+                a1 = s.fma(dl.rearrange(GROUPS_2), a1);
                 u = q.lanewise(LSHR, Simd.SHIFT_6).and(0x03030303).or(m.lanewise(LSHR, 1).and(0x04040404));
                 s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s);
-                a3 = s.fma(dl.rearrange(GROUPS_3), a3);
+                a1 = s.fma(dl.rearrange(GROUPS_3), a1);
             }
-            FloatVector v = a0.add(a1).add(a2.add(a3));
+            FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));
-            am = am.add(am.rearrange(Simd.FOLD_8));
             v = v.add(v.rearrange(Simd.FOLD_4));
-            am = am.add(am.rearrange(Simd.FOLD_4));
             v = v.add(v.rearrange(Simd.FOLD_2));
-            am = am.add(am.rearrange(Simd.FOLD_2));
             v = v.add(v.rearrange(Simd.FOLD_1));
-            am = am.add(am.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0) - am.lane(0);
+            out[outOffset + r] = v.lane(0);
         }
     }
 

@@ -212,9 +212,6 @@ public final class Q4_K extends BlockFormat {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            FloatVector a2 = a0;
-            FloatVector a3 = a0;
-            FloatVector am = a0;
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
                 int pair = src.get(Layouts.INT_LE, block + D);
@@ -225,10 +222,10 @@ public final class Q4_K extends BlockFormat {
                 IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
                         .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
                 FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0))
-                        .blend(Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
+                        .blend(-Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
                         .mul((FloatVector) low.or(high).convert(I2F, 0));
-                am = products.rearrange(KQuantScales.MIN_SPREAD_F)
-                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
+                a1 = products.rearrange(KQuantScales.MIN_SPREAD_F)
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                 int e = xRow + b * QK;
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
                 IntVector h = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F);
@@ -241,7 +238,7 @@ public final class Q4_K extends BlockFormat {
                 s0 = ((FloatVector) q.and(0xF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), s0);
                 s1 = ((FloatVector) h.and(0xF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s1);
                 a0 = s0.fma(products.rearrange(SUB_BLOCKS_0_2), a0);
-                a1 = s1.fma(products.rearrange(SUB_BLOCKS_1_3), a1);
+                a0 = s1.fma(products.rearrange(SUB_BLOCKS_1_3), a0);
                 q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
                 h = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F);
                 s0 = ((FloatVector) q.and(0xF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
@@ -252,19 +249,15 @@ public final class Q4_K extends BlockFormat {
                 s1 = ((FloatVector) h.and(0xF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s1);
                 s0 = ((FloatVector) q.and(0xF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s0);
                 s1 = ((FloatVector) h.and(0xF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s1);
-                a2 = s0.fma(products.rearrange(SUB_BLOCKS_4_6), a2);
-                a3 = s1.fma(products.rearrange(SUB_BLOCKS_5_7), a3);
+                a1 = s0.fma(products.rearrange(SUB_BLOCKS_4_6), a1);
+                a1 = s1.fma(products.rearrange(SUB_BLOCKS_5_7), a1);
             }
-            FloatVector v = a0.add(a1).add(a2.add(a3));
+            FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));
-            am = am.add(am.rearrange(Simd.FOLD_8));
             v = v.add(v.rearrange(Simd.FOLD_4));
-            am = am.add(am.rearrange(Simd.FOLD_4));
             v = v.add(v.rearrange(Simd.FOLD_2));
-            am = am.add(am.rearrange(Simd.FOLD_2));
             v = v.add(v.rearrange(Simd.FOLD_1));
-            am = am.add(am.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0) - am.lane(0);
+            out[outOffset + r] = v.lane(0);
         }
     }
 

@@ -185,9 +185,6 @@ public final class Q5_K extends BlockFormat {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            FloatVector a2 = a0;
-            FloatVector a3 = a0;
-            FloatVector am = a0;
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
                 int pair = src.get(Layouts.INT_LE, block + D);
@@ -198,10 +195,10 @@ public final class Q5_K extends BlockFormat {
                 IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
                         .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
                 FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0))
-                        .blend(Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
+                        .blend(-Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
                         .mul((FloatVector) low.or(high).convert(I2F, 0));
-                am = products.rearrange(KQuantScales.MIN_SPREAD_F)
-                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
+                a1 = products.rearrange(KQuantScales.MIN_SPREAD_F)
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                 int e = xRow + b * QK;
                 IntVector h = IntVector.fromMemorySegment(Simd.I, src, block + QH, Simd.LE).rearrange(FIFTH_BIT_BYTES)
                         .lanewise(LSHR, FIFTH_BIT_HALF_SHIFT);
@@ -217,31 +214,27 @@ public final class Q5_K extends BlockFormat {
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s);
-                a1 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_1_3), a1);
+                a0 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_1_3), a0);
                 q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
                 u = q.and(0x0F0F0F0F).or(h.and(0x10101010));
                 s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s);
-                a2 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_4_6), a2);
+                a1 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_4_6), a1);
                 u = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHR, 1).and(0x10101010));
                 s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
                 s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s);
                 s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s);
                 s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s);
-                a3 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_5_7), a3);
+                a1 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_5_7), a1);
             }
-            FloatVector v = a0.add(a1).add(a2.add(a3));
+            FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));
-            am = am.add(am.rearrange(Simd.FOLD_8));
             v = v.add(v.rearrange(Simd.FOLD_4));
-            am = am.add(am.rearrange(Simd.FOLD_4));
             v = v.add(v.rearrange(Simd.FOLD_2));
-            am = am.add(am.rearrange(Simd.FOLD_2));
             v = v.add(v.rearrange(Simd.FOLD_1));
-            am = am.add(am.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0) - am.lane(0);
+            out[outOffset + r] = v.lane(0);
         }
     }
 

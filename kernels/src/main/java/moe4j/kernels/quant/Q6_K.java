@@ -224,15 +224,12 @@ public final class Q6_K extends BlockFormat {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            FloatVector a2 = a0;
-            FloatVector a3 = a0;
-            FloatVector am = a0;
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
                 float d = Halfs.readFp16(src, block + D);
                 FloatVector dl = ((FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
                         .convertShape(B2I, Simd.I, 0).convert(I2F, 0)).mul(d);
-                am = dl.mul(32f).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), am);
+                a1 = dl.mul(-32f).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                 int e = xRow + b * QK;
                 IntVector qh = IntVector.fromMemorySegment(Simd.I, src, block + QH, Simd.LE);
                 IntVector hb = qh.rearrange(HIGH_BITS_0);
@@ -249,7 +246,7 @@ public final class Q6_K extends BlockFormat {
                 s0 = ((FloatVector) lo.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), s0);
                 s1 = ((FloatVector) hi.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s1);
                 a0 = s0.fma(dl.rearrange(GROUPS_0), a0);
-                a1 = s1.fma(dl.rearrange(GROUPS_4), a1);
+                a0 = s1.fma(dl.rearrange(GROUPS_4), a0);
                 hb = qh.rearrange(HIGH_BITS_1);
                 ql = IntVector.fromMemorySegment(Simd.I, src, block + QL + 64, Simd.LE);
                 lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
@@ -262,19 +259,15 @@ public final class Q6_K extends BlockFormat {
                 s1 = ((FloatVector) hi.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s1);
                 s0 = ((FloatVector) lo.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s0);
                 s1 = ((FloatVector) hi.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s1);
-                a2 = s0.fma(dl.rearrange(GROUPS_8), a2);
-                a3 = s1.fma(dl.rearrange(GROUPS_12), a3);
+                a1 = s0.fma(dl.rearrange(GROUPS_8), a1);
+                a1 = s1.fma(dl.rearrange(GROUPS_12), a1);
             }
-            FloatVector v = a0.add(a1).add(a2.add(a3));
+            FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));
-            am = am.add(am.rearrange(Simd.FOLD_8));
             v = v.add(v.rearrange(Simd.FOLD_4));
-            am = am.add(am.rearrange(Simd.FOLD_4));
             v = v.add(v.rearrange(Simd.FOLD_2));
-            am = am.add(am.rearrange(Simd.FOLD_2));
             v = v.add(v.rearrange(Simd.FOLD_1));
-            am = am.add(am.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0) - am.lane(0);
+            out[outOffset + r] = v.lane(0);
         }
     }
 
