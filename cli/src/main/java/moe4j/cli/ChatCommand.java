@@ -60,6 +60,9 @@ final class ChatCommand implements Callable<Integer> {
     private boolean hideThinking;
 
     @Mixin
+    private WarmUpOption warmUp;
+
+    @Mixin
     private ModelOptions modelOptions;
 
     @Mixin
@@ -76,7 +79,7 @@ final class ChatCommand implements Callable<Integer> {
         PrintWriter err = cl.getErr();
         boolean interactive = Terminal.isInteractive();
         Path path = modelOptions.model != null ? modelOptions.model : DemoModel.ensure(err);
-        try (Model model = ModelLoader.load(path, modelOptions, cl);
+        try (Model model = warmUp.apply(ModelLoader.load(path, modelOptions, cl), err);
              Session session = ModelLoader.newSession(model, 0, err);
              InterruptHandler interrupts = InterruptHandler.install()) {
             ChatTemplate template = ChatTemplates.fromGguf(model.file().metadata());

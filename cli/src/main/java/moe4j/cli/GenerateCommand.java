@@ -49,6 +49,9 @@ final class GenerateCommand implements Callable<Integer> {
     private boolean noThink;
 
     @Mixin
+    private WarmUpOption warmUp;
+
+    @Mixin
     private ModelOptions modelOptions;
 
     @Mixin
@@ -71,7 +74,7 @@ final class GenerateCommand implements Callable<Integer> {
         PrintWriter out = cl.getOut();
         PrintWriter err = cl.getErr();
         Path path = modelOptions.model != null ? modelOptions.model : DemoModel.ensure(err);
-        try (Model model = ModelLoader.load(path, modelOptions, cl);
+        try (Model model = warmUp.apply(ModelLoader.load(path, modelOptions, cl), err);
              Session session = ModelLoader.newSession(model, 0, err)) {
             Tokenizer tokenizer = model.tokenizer();
             if (chat) {

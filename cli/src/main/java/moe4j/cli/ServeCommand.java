@@ -64,6 +64,9 @@ final class ServeCommand implements Callable<Integer> {
     private int maxBody;
 
     @Mixin
+    private WarmUpOption warmUp;
+
+    @Mixin
     private ModelOptions modelOptions;
 
     @Mixin
@@ -83,7 +86,7 @@ final class ServeCommand implements Callable<Integer> {
         }
         PrintWriter err = cl.getErr();
         boolean loopback = isLoopback(host, cl);
-        try (Model model = ModelLoader.load(path, modelOptions, cl);
+        try (Model model = warmUp.apply(ModelLoader.load(path, modelOptions, cl), err);
              OpenAiServer server = OpenAiServer.start(model, config.withLog(line -> {
                  synchronized (err) {
                      err.println(line);

@@ -71,6 +71,15 @@ class GenerateCommandTest {
         assertEquals(expected.tokens().length, Integer.parseInt(s.group(2)));
         assertTrue(first.err().contains("loaded tiny-moe.gguf"), first.err());
         assertTrue(first.err().contains("memory: weights "), first.err());
+        assertTrue(first.err().matches("(?s).*warm-up: \\d+ tokens in .*"), first.err());
+
+        // the warm-up is a throwaway session: skipping it changes nothing but the time
+        String[] skip = java.util.Arrays.copyOf(args, args.length + 1);
+        skip[args.length] = "--no-warmup";
+        CliRunner cold = CliRunner.run(skip);
+        assertEquals(0, cold.exitCode(), cold.err());
+        assertEquals(first.out(), cold.out());
+        assertFalse(cold.err().contains("warm-up"), cold.err());
     }
 
     @Test

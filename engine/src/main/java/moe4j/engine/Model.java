@@ -2,6 +2,7 @@ package moe4j.engine;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -251,6 +252,42 @@ public final class Model implements AutoCloseable {
         }
         return t;
     }
+
+    /**
+     * Runs a short prompt and then single-token steps on a throwaway session, so that the JIT compiles the kernels
+     * before the first real request: the JVM starts out interpreting them, and interpreted Vector API code runs tens
+     * of times slower (the first prompt of a fresh process evaluated at a few tokens per second). llama.cpp runs a
+     * warm-up pass at load for the same reason (for its own first-use costs). The steps stop at the first of
+     * {@value #WARM_UP_STEPS} steps, the session's end and {@code budget}, after at least one; results are discarded
+     * and nothing the caller can see changes. Returns the number of tokens evaluated.
+     */
+    public int warmUp(Duration budget) {
+        Objects.requireNonNull(budget, "budget");
+        int positions = Math.min(contextLength, WARM_UP_PROMPT + WARM_UP_STEPS);
+        long deadline = System.nanoTime() + budget.toNanos();
+        try (Session session = newSession(positions)) {
+            int vocab = session.vocabularySize();
+            float[] logits = new float[vocab];
+            int[] tokens = new int[positions];
+            for (int i = 0; i < positions; i++) {
+                tokens[i] = (int) ((i * 7919L + 1) % vocab);
+            }
+            int prompt = Math.min(WARM_UP_PROMPT, positions - 1);
+            if (prompt > 0) {
+                session.evaluate(tokens, 0, prompt, logits);
+            }
+            int done = prompt;
+            while (done < positions && (done == prompt || System.nanoTime() < deadline)) {
+                session.evaluate(tokens, done, 1, logits);
+                done++;
+            }
+            return done;
+        }
+    }
+
+    /** Tokens of the warm-up's prompt (a batch: the prompt path's kernels) and most single-token steps after it. */
+    private static final int WARM_UP_PROMPT = 16;
+    private static final int WARM_UP_STEPS = 64;
 
     /** A session with its own KV cache of {@link #contextLength()} positions. */
     public Session newSession() {

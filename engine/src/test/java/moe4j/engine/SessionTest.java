@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.Random;
 
@@ -41,6 +42,24 @@ class SessionTest {
     private static float[][] allLogits(Path model, LoadOptions options, int[] toks) throws IOException {
         try (Model m = Model.load(model, options); Session s = m.newSession()) {
             return s.evaluateAll(toks);
+        }
+    }
+
+    @Test
+    void warmUpRunsAPromptAndStepsAndChangesNothingVisible() throws IOException {
+        try (Model m = Model.load(moe, LoadOptions.defaults().withThreads(2).withContextLength(32))) {
+            float[] before;
+            try (Session s = m.newSession()) {
+                before = s.evaluate(Arrays.copyOf(tokens, 6));
+            }
+            assertEquals(17, m.warmUp(Duration.ZERO), "a prompt batch of 16 and one step, even with no time left");
+            assertEquals(32, m.warmUp(Duration.ofMinutes(10)), "steps up to the context it fits in");
+            try (Session s = m.newSession()) {
+                assertArrayEquals(before, s.evaluate(Arrays.copyOf(tokens, 6)), 0f);
+            }
+        }
+        try (Model m = Model.load(moe, LoadOptions.defaults().withThreads(1).withContextLength(1))) {
+            assertEquals(1, m.warmUp(Duration.ZERO), "a context of one position: one step, no prompt");
         }
     }
 
