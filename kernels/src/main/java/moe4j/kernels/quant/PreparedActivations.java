@@ -14,9 +14,10 @@ import jdk.incubator.vector.FloatVector;
  * Reused across products: {@link #reserve} then {@link #prepareRow} for each row (rows may be prepared
  * by different threads). Not otherwise thread-safe.
  *
- * <p>The kernels read the values from a 64-byte-aligned off-heap copy: a Java array's elements are only
- * 16-byte aligned, so every 64-byte vector load from one straddles two cache lines, which costs about a
- * third of the load throughput the multiply-add loops depend on.
+ * <p>The prompt path's tiles read the values from a 64-byte-aligned off-heap copy: a Java array's elements are
+ * only 16-byte aligned, so every 64-byte vector load from one straddles two cache lines, which costs about a
+ * third of the load throughput the multiply-add loops depend on. Prepared for a format whose one-token kernel reads
+ * activations in a {@link LaneOrder}, the rows are also copied in that order.
  */
 public final class PreparedActivations {
 
