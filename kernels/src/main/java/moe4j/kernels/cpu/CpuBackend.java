@@ -308,9 +308,7 @@ public final class CpuBackend implements Backend {
                 float[] scores = s.scores((t1 - t0) * group * maxLen);
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
-                    for (int p = 0; p < count; p++) {
-                        c.load(layer, 0, p0 + p, kvh * hd, hd, rows, p * hd, halfs);
-                    }
+                    c.loadRows(layer, 0, p0, count, kvh * hd, hd, rows, 0, halfs);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
                         int qOff = t * q.width() + kvh * group * hd;
@@ -329,9 +327,7 @@ public final class CpuBackend implements Backend {
                 }
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
-                    for (int p = 0; p < count; p++) {
-                        c.load(layer, 1, p0 + p, kvh * hd, hd, rows, p * hd, halfs);
-                    }
+                    c.loadRows(layer, 1, p0, count, kvh * hd, hd, rows, 0, halfs);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
                         int oOff = t * o.width() + kvh * group * hd;

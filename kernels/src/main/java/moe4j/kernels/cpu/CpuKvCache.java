@@ -92,6 +92,23 @@ final class CpuKvCache implements KvCache {
     }
 
     /**
+     * {@link #load} of positions {@code pos .. pos + count - 1} into {@code dst[dstOffset + p*len ..]}: one call per
+     * chunk, and an F16 slice of whole vectors converted straight from the cache memory (no copy, no scratch).
+     */
+    void loadRows(int layer, int plane, int pos, int count, int from, int len, float[] dst, int dstOffset,
+            short[] halfs) {
+        if (type == KvCacheType.F16 && VectorMath.convertsHalfs(len)) {
+            for (int p = 0; p < count; p++) {
+                VectorMath.halfsToFloats(memory, offset(layer, plane, pos + p) + 2L * from, dst, dstOffset + p * len, len);
+            }
+            return;
+        }
+        for (int p = 0; p < count; p++) {
+            load(layer, plane, pos + p, from, len, dst, dstOffset + p * len, halfs);
+        }
+    }
+
+    /**
      * Decodes values {@code [from, from + len)} of position {@code pos} of a plane into {@code dst}.
      * For Q8_0, {@code from} and {@code len} are multiples of 32. {@code halfs} is scratch of at least
      * {@code len} shorts for an F16 cache: a bulk copy then an array loop, which C2 turns into vector
