@@ -30,12 +30,14 @@ import picocli.CommandLine.Spec;
  * {@code moe4j bench}: prompt-processing and generation speed measured as llama.cpp's {@code llama-bench}
  * measures it, so the two tables compare line by line. {@code ppN} evaluates N random tokens from an empty
  * context (in batches of {@code -b}, logits of the last token only); {@code tgN} decodes N random tokens one
- * at a time from an empty context. Each test runs once untimed (JIT warm-up), then {@code -r} times; the
- * figure is the mean and sample standard deviation of the repetitions' tokens per second.
+ * at a time from an empty context; with {@code -d D} the context holds D random tokens first ({@code ppN @ dD}).
+ * Each test runs once untimed (JIT warm-up), then {@code -r} times; the figure is the mean and sample standard
+ * deviation of the repetitions' tokens per second.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Measures prompt processing (ppN) and generation (tgN) speed like llama.cpp's llama-bench.",
-                "Random tokens from an empty context; one untimed warm-up run per test, then -r timed ones."})
+                "Random tokens from an empty context (or one of -d tokens); one untimed warm-up run per test, then -r timed"
+                        + " ones."})
 final class BenchCommand implements Callable<Integer> {
 
     /** make-test-model's default seed, so that a synthetic model has the bytes of the file it would write. */
@@ -55,6 +57,11 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = {"-b", "--batch-size"}, paramLabel = "N", defaultValue = "512",
             description = "prompt tokens per forward pass (default: ${DEFAULT-VALUE}, llama-bench's micro-batch)")
     private int batchSize;
+
+    @Option(names = {"-d", "--n-depth"}, paramLabel = "N", defaultValue = "0",
+            description = "tokens already in the context when each test starts (evaluated untimed before every run, as "
+                    + "llama-bench's -d): speed at a depth, where attention reads that much more (default: ${DEFAULT-VALUE})")
+    private int depth;
 
     @Option(names = {"-r", "--repetitions"}, paramLabel = "N", defaultValue = "5",
             description = "timed repetitions of each test (default: ${DEFAULT-VALUE})")
@@ -76,7 +83,7 @@ final class BenchCommand implements Callable<Integer> {
     private ModelOptions modelOptions;
 
     /** One test's timings: tokens per second of each repetition. */
-    record Result(String test, int nPrompt, int nGen, int threads, double[] samplesTs) {
+    record Result(String test, int nPrompt, int nGen, int nDepth, int threads, double[] samplesTs) {
 
         double avgTs() {
             double sum = 0;
@@ -103,8 +110,9 @@ final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         CommandLine cl = spec.commandLine();
-        if (nPrompt < 0 || nGen < 0) {
-            throw new CommandLine.ParameterException(cl, "-p and -n must not be negative, got " + nPrompt + " and " + nGen);
+        if (nPrompt < 0 || nGen < 0 || depth < 0) {
+            throw new CommandLine.ParameterException(cl, "-p, -n and -d must not be negative, got " + nPrompt + ", " + nGen
+                    + " and " + depth);
         }
         if (nPrompt == 0 && nGen == 0) {
             throw new CommandLine.ParameterException(cl, "nothing to measure: -p and -n are both 0");
@@ -116,10 +124,10 @@ final class BenchCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(cl, "--batch-size must be positive, got " + batchSize);
         }
         LoadOptions options = modelOptions.loadOptions(cl, LoadListener.NONE)
-                .withBatchSize(Math.min(batchSize, Math.max(1, nPrompt)));
+                .withBatchSize(Math.min(batchSize, Math.max(1, Math.max(nPrompt, depth))));
         PrintWriter out = cl.getOut();
         try (Model model = load(cl, options);
-             Session session = model.newSession(Math.max(nPrompt, nGen))) {
+             Session session = model.newSession(depth + Math.max(nPrompt, nGen))) {
             ModelLoader.printPlacement(model, cl.getErr());
             Row row = new Row(model, options);
             if (!json) {
@@ -129,17 +137,19 @@ final class BenchCommand implements Callable<Integer> {
             }
             SplittableRandom rnd = new SplittableRandom(1234);
             int vocab = model.config().vocab();
+            int[] context = rnd.ints(depth, 0, vocab).toArray();
+            String at = depth > 0 ? " @ d" + depth : "";
             List<Result> results = new ArrayList<>();
             if (nPrompt > 0) {
                 int[] tokens = rnd.ints(nPrompt, 0, vocab).toArray();
                 float[] logits = new float[vocab];
-                results.add(measure(session, "pp" + nPrompt, nPrompt, 0, options.effectiveThreads(),
+                results.add(measure(session, context, "pp" + nPrompt + at, nPrompt, 0, options.effectiveThreads(),
                         () -> session.evaluate(tokens, 0, nPrompt, logits)));
             }
             if (nGen > 0) {
                 int[] tokens = rnd.ints(nGen, 0, vocab).toArray();
                 float[] logits = new float[vocab];
-                results.add(measure(session, "tg" + nGen, 0, nGen, options.effectiveThreads(), () -> {
+                results.add(measure(session, context, "tg" + nGen + at, 0, nGen, options.effectiveThreads(), () -> {
                     for (int i = 0; i < nGen; i++) {
                         session.evaluate(tokens, i, 1, logits);
                     }
@@ -182,27 +192,38 @@ final class BenchCommand implements Callable<Integer> {
         return Model.load(SyntheticModel.build(spec, SYNTHETIC_SEED), options);
     }
 
-    /** Runs {@code test} once untimed, then {@link #repetitions} times, each from an empty context. */
-    private Result measure(Session session, String name, int nPrompt, int nGen, int threads, Runnable test) {
-        session.reset();
+    /**
+     * Runs {@code test} once untimed, then {@link #repetitions} times, each from a context holding just the
+     * {@code context} tokens (evaluated untimed before each run).
+     */
+    private Result measure(Session session, int[] context, String name, int nPrompt, int nGen, int threads,
+            Runnable test) {
+        startAt(session, context);
         test.run();
         double[] samples = new double[repetitions];
         for (int i = 0; i < repetitions; i++) {
-            session.reset();
+            startAt(session, context);
             long start = System.nanoTime();
             test.run();
             samples[i] = (nPrompt + nGen) / ((System.nanoTime() - start) / 1e9);
         }
-        return new Result(name, nPrompt, nGen, threads, samples);
+        return new Result(name, nPrompt, nGen, context.length, threads, samples);
+    }
+
+    private static void startAt(Session session, int[] context) {
+        session.reset();
+        if (context.length > 0) {
+            session.evaluate(context, 0, context.length, new float[session.vocabularySize()]);
+        }
     }
 
     /** The model columns shared by every result row, in the table and the JSON. */
     private record Row(String model, long sizeBytes, long params, String backend, int batch) {
 
-        static final String HEADER = String.format(Locale.ROOT, "| %-40s | %10s | %10s | %-16s | %7s | %7s | %18s |",
+        static final String HEADER = String.format(Locale.ROOT, "| %-40s | %10s | %10s | %-16s | %7s | %13s | %18s |",
                 "model", "size", "params", "backend", "threads", "test", "t/s");
         static final String RULE = "| " + "-".repeat(40) + " | " + "-".repeat(9) + ": | " + "-".repeat(9) + ": | "
-                + "-".repeat(16) + " | " + "-".repeat(6) + ": | " + "-".repeat(6) + ": | " + "-".repeat(17) + ": |";
+                + "-".repeat(16) + " | " + "-".repeat(6) + ": | " + "-".repeat(12) + ": | " + "-".repeat(17) + ": |";
 
         Row(Model model, LoadOptions options) {
             this(model.path().getFileName().toString(),
@@ -212,7 +233,7 @@ final class BenchCommand implements Callable<Integer> {
         }
 
         String text(Result r) {
-            return String.format(Locale.ROOT, "| %-40s | %10s | %10s | %-16s | %7d | %7s | %18s |", model,
+            return String.format(Locale.ROOT, "| %-40s | %10s | %10s | %-16s | %7d | %13s | %18s |", model,
                     Sizes.bytes(sizeBytes), Sizes.count(params), backend, r.threads(), r.test(),
                     String.format(Locale.ROOT, "%.2f ± %.2f", r.avgTs(), r.stddevTs()));
         }
@@ -227,6 +248,7 @@ final class BenchCommand implements Callable<Integer> {
             m.put("test", r.test());
             m.put("n_prompt", r.nPrompt());
             m.put("n_gen", r.nGen());
+            m.put("n_depth", r.nDepth());
             m.put("threads", r.threads());
             m.put("avg_ts", r.avgTs());
             m.put("stddev_ts", r.stddevTs());

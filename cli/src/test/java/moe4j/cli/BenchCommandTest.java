@@ -57,6 +57,19 @@ class BenchCommandTest {
     }
 
     @Test
+    void depthStartsEachRunFromAFilledContextAndNamesTheTest() throws IOException {
+        CliRunner r = CliRunner.run("bench", "-m", model.toString(), "-p", "8", "-n", "4", "-d", "24", "-r", "1", "-t", "2",
+                "--json");
+        assertEquals(0, r.exitCode(), r.err());
+        List<Map<String, Object>> results = new ObjectMapper().readValue(r.out(), new TypeReference<>() {});
+        assertEquals(List.of("pp8 @ d24", "tg4 @ d24"), results.stream().map(m -> m.get("test")).toList());
+        assertEquals(List.of(24, 24), results.stream().map(m -> m.get("n_depth")).toList());
+        CliRunner table = CliRunner.run("bench", "-m", model.toString(), "-p", "0", "-n", "4", "-d", "24", "-r", "1");
+        assertTrue(table.out().lines().anyMatch(l -> l.matches(".*\\|\\s+tg4 @ d24 \\|.*")), table.out());
+        assertEquals(Main.EXIT_USAGE, CliRunner.run("bench", "-m", model.toString(), "-d", "-1").exitCode());
+    }
+
+    @Test
     void benchesASyntheticModelBuiltInMemory() {
         CliRunner r = CliRunner.run("bench", "--synthetic", "tiny:Q8_0", "--layers", "1", "-p", "8", "-n", "4", "-r", "1",
                 "-t", "1");
