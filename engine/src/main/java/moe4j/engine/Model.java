@@ -285,8 +285,8 @@ public final class Model implements AutoCloseable {
         }
     }
 
-    /** Tokens of the warm-up's prompt (a batch: the prompt path's kernels) and most single-token steps after it. */
-    private static final int WARM_UP_PROMPT = 16;
+    /** Tokens of the warm-up's prompt (one batch: a 6-token and a 4-token tile of the prompt path) and most steps. */
+    private static final int WARM_UP_PROMPT = 10;
     private static final int WARM_UP_STEPS = 64;
 
     /** A session with its own KV cache of {@link #contextLength()} positions. */

@@ -52,7 +52,7 @@ class SessionTest {
             try (Session s = m.newSession()) {
                 before = s.evaluate(Arrays.copyOf(tokens, 6));
             }
-            assertEquals(17, m.warmUp(Duration.ZERO), "a prompt batch of 16 and one step, even with no time left");
+            assertEquals(11, m.warmUp(Duration.ZERO), "a prompt batch of 10 and one step, even with no time left");
             assertEquals(32, m.warmUp(Duration.ofMinutes(10)), "steps up to the context it fits in");
             try (Session s = m.newSession()) {
                 assertArrayEquals(before, s.evaluate(Arrays.copyOf(tokens, 6)), 0f);
