@@ -70,7 +70,7 @@ public class AttentionBenchmark {
         KvCacheType kvType = KvCacheType.parse(cacheType);
         int kvDim = SHAPE.kvDim();
         cpu = new CpuBackend(threads);
-        cache = cpu.allocateKvCache(1, positions, kvDim, kvType);
+        cache = cpu.allocateKvCache(1, positions, SHAPE.kvHeads(), SHAPE.headDim(), kvType);
         SplittableRandom rnd = new SplittableRandom(3);
         Activations keys = cpu.allocate(positions, kvDim);
         Activations values = cpu.allocate(positions, kvDim);

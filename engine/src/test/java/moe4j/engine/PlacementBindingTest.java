@@ -80,8 +80,9 @@ class PlacementBindingTest {
                 case "allocateRouting" -> routingBytes += (long) (int) args[1] * (int) args[2]
                         * (Integer.BYTES + Float.BYTES);
                 case "allocateKvCache" -> {
-                    assertEquals(KvCacheType.F16, args[3]);
-                    kvBytes += 2L * (int) args[0] * (int) args[1] * (int) args[2] * 2;   // keys and values, f16
+                    assertEquals(KvCacheType.F16, args[4]);
+                    // keys and values of (layers x context x heads x head size), f16
+                    kvBytes += 2L * (int) args[0] * (int) args[1] * (int) args[2] * (int) args[3] * 2;
                 }
                 default -> { }
             }

@@ -30,8 +30,11 @@ public interface Backend extends AutoCloseable {
     /** Routing scratch for batches of up to {@code capacity} tokens, {@code k} of {@code experts} experts each. */
     ExpertRouting allocateRouting(int experts, int k, int capacity);
 
-    /** A key/value cache for {@code contextLength} positions of {@code layers} layers. */
-    KvCache allocateKvCache(int layers, int contextLength, int kvDim, KvCacheType type);
+    /**
+     * A key/value cache for {@code contextLength} positions of {@code layers} layers, {@code kvHeads} heads of
+     * {@code headDim} values each per position (the backend may lay a head's positions out together).
+     */
+    KvCache allocateKvCache(int layers, int contextLength, int kvHeads, int headDim, KvCacheType type);
 
     /** Copies {@code dst.width()} floats from the host into row {@code row} of {@code dst}. */
     void write(float[] src, int srcOffset, Activations dst, int row);

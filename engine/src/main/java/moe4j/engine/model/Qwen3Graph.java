@@ -163,13 +163,14 @@ public final class Qwen3Graph implements ModelGraph {
     @Override
     public KvCache newKvCache(int contextLength, KvCacheType type) {
         if (backends.size() == 1) {
-            return backends.getFirst().allocateKvCache(layers.length, contextLength, config.kvDim(), type);
+            return backends.getFirst().allocateKvCache(layers.length, contextLength, config.kvHeads(), config.headDim(), type);
         }
         KvCache[] parts = new KvCache[backends.size()];
         try {
             for (int i = 0; i < parts.length; i++) {
                 if (kvLayers[i] > 0) {
-                    parts[i] = backends.get(i).allocateKvCache(kvLayers[i], contextLength, config.kvDim(), type);
+                    parts[i] = backends.get(i).allocateKvCache(kvLayers[i], contextLength, config.kvHeads(), config.headDim(),
+                            type);
                 }
             }
         } catch (RuntimeException | Error e) {

@@ -103,8 +103,8 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public KvCache allocateKvCache(int layers, int contextLength, int kvDim, KvCacheType type) {
-        return new CpuKvCache(layers, contextLength, kvDim, type);
+    public KvCache allocateKvCache(int layers, int contextLength, int kvHeads, int headDim, KvCacheType type) {
+        return new CpuKvCache(layers, contextLength, kvHeads, headDim, type);
     }
 
     @Override
@@ -283,9 +283,9 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException("KV cache holds " + c.kvDim() + " values per position, attention expects "
                     + shape.kvDim());
         }
-        if (!c.sliceable(0, shape.headDim())) {
-            throw new IllegalArgumentException("a " + c.type() + " KV cache needs a head size that is a multiple of 32, got "
-                    + shape.headDim());
+        if (c.headDim() != shape.headDim() || c.kvHeads() != shape.kvHeads()) {
+            throw new IllegalArgumentException("KV cache holds " + c.kvHeads() + " heads of " + c.headDim()
+                    + " values, attention expects " + shape.kvHeads() + " of " + shape.headDim());
         }
         Objects.checkIndex(layer, c.layers());
         requirePositions(c, startPos, n);
@@ -298,7 +298,7 @@ public final class CpuBackend implements Backend {
             Scratch s = scratch[worker];
             float[] rows = s.row(ATTENTION_CHUNK * hd);
             float[] lanes = s.row2(ATTENTION_CHUNK * VectorMath.LANES);
-            short[] halfs = s.halfs(hd);
+            short[] halfs = s.halfs(ATTENTION_CHUNK * hd);
             for (int unit = from; unit < to; unit++) {
                 int t0 = unit / kvHeads * ATTENTION_TOKENS;
                 int t1 = Math.min(n, t0 + ATTENTION_TOKENS);
@@ -308,7 +308,7 @@ public final class CpuBackend implements Backend {
                 float[] scores = s.scores((t1 - t0) * group * maxLen);
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
-                    c.loadRows(layer, 0, p0, count, kvh * hd, hd, rows, 0, halfs);
+                    c.loadRows(layer, 0, kvh, p0, count, rows, 0, halfs);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
                         int qOff = t * q.width() + kvh * group * hd;
@@ -327,7 +327,7 @@ public final class CpuBackend implements Backend {
                 }
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
-                    c.loadRows(layer, 1, p0, count, kvh * hd, hd, rows, 0, halfs);
+                    c.loadRows(layer, 1, kvh, p0, count, rows, 0, halfs);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
                         int oOff = t * o.width() + kvh * group * hd;

@@ -330,7 +330,9 @@ public final class CudaBackend implements Backend {
     }
 
     @Override
-    public synchronized KvCache allocateKvCache(int layers, int contextLength, int kvDim, KvCacheType type) {
+    public synchronized KvCache allocateKvCache(int layers, int contextLength, int kvHeads, int headDim,
+            KvCacheType type) {
+        int kvDim = kvHeads * headDim;
         makeCurrent();
         requireNotRecording("allocating a KV cache");
         if (layers <= 0 || contextLength <= 0 || kvDim <= 0) {

@@ -269,7 +269,7 @@ class CpuBackendTest {
 
     private float[] runAttention(CpuBackend b, KvCacheType type, AttentionShape s, float[] q, float[] k, float[] v,
                                  int first, int total) {
-        try (KvCache cache = b.allocateKvCache(2, 16, s.kvDim(), type)) {
+        try (KvCache cache = b.allocateKvCache(2, 16, s.kvHeads(), s.headDim(), type)) {
             float[] out = new float[total * s.qDim()];
             // two steps: positions [0, first) then [first, total), the second attending to the first
             int[][] steps = {{0, first}, {first, total}};
@@ -322,7 +322,7 @@ class CpuBackendTest {
     @Test
     void attentionRejectsPositionsOutsideTheCache() {
         AttentionShape s = new AttentionShape(2, 1, 32, 0.1f);
-        try (KvCache cache = cpu.allocateKvCache(1, 4, s.kvDim(), KvCacheType.F16)) {
+        try (KvCache cache = cpu.allocateKvCache(1, 4, s.kvHeads(), s.headDim(), KvCacheType.F16)) {
             Activations k = cpu.allocate(2, s.kvDim());
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> cpu.storeKv(cache, 0, k, k, 3, 2));

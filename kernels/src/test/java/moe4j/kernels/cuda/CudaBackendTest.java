@@ -347,7 +347,7 @@ class CudaBackendTest {
         int embd = t.table().rowLength();
         AttentionShape s = t.shape();
         float[][] result = new float[tokens.length][];
-        try (KvCache cache = gpu.allocateKvCache(2, tokens.length, s.kvDim(), KvCacheType.F16);
+        try (KvCache cache = gpu.allocateKvCache(2, tokens.length, s.kvHeads(), s.headDim(), KvCacheType.F16);
              Activations x = gpu.allocate(1, embd); Activations q = gpu.allocate(1, s.qDim());
              Activations k = gpu.allocate(1, s.kvDim()); Activations v = gpu.allocate(1, s.kvDim());
              Activations heads = gpu.allocate(1, s.qDim()); Activations out = gpu.allocate(2, embd)) {
@@ -398,7 +398,7 @@ class CudaBackendTest {
         AttentionShape s = t.shape();
         int[] tokens = {3, 39, 40};
         try (StepRecorder recorder = gpu.stepRecorder();
-             KvCache cache = gpu.allocateKvCache(2, 2, s.kvDim(), KvCacheType.F32);
+             KvCache cache = gpu.allocateKvCache(2, 2, s.kvHeads(), s.headDim(), KvCacheType.F32);
              Activations x = gpu.allocate(1, 64); Activations q = gpu.allocate(1, s.qDim());
              Activations k = gpu.allocate(1, s.kvDim()); Activations v = gpu.allocate(1, s.kvDim());
              Activations heads = gpu.allocate(1, s.qDim()); Activations out = gpu.allocate(2, 64)) {
@@ -452,7 +452,7 @@ class CudaBackendTest {
     /** Stores keys/values of positions 0..total-1 (the first startPos as an earlier step), then attends the last n. */
     private static float[] runAttention(Backend b, KvCacheType type, AttentionShape s, float[] q, float[] k, float[] v,
                                         int startPos, int n, int total) {
-        try (KvCache cache = b.allocateKvCache(2, total + 3, s.kvDim(), type)) {
+        try (KvCache cache = b.allocateKvCache(2, total + 3, s.kvHeads(), s.headDim(), type)) {
             if (startPos > 0) {
                 b.storeKv(cache, 1, fill(b, Arrays.copyOf(k, startPos * s.kvDim()), startPos, s.kvDim()),
                         fill(b, Arrays.copyOf(v, startPos * s.kvDim()), startPos, s.kvDim()), 0, startPos);
@@ -471,7 +471,7 @@ class CudaBackendTest {
     @Test
     void kvCacheTypesTheGpuDoesNotStoreAreRejectedClearly() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> gpu.allocateKvCache(1, 8, 64, KvCacheType.Q8_0));
+                () -> gpu.allocateKvCache(1, 8, 1, 64, KvCacheType.Q8_0));
         assertTrue(e.getMessage().contains("f16 or f32"), e.getMessage());
     }
 
@@ -599,7 +599,7 @@ class CudaBackendTest {
     @ParameterizedTest
     @EnumSource(value = KvCacheType.class, names = {"F16", "F32"})
     void kvCacheSizeIsAccounted(KvCacheType type) {
-        try (KvCache c = gpu.allocateKvCache(3, 100, 256, type)) {
+        try (KvCache c = gpu.allocateKvCache(3, 100, 2, 128, type)) {
             assertEquals(3L * 2 * 100 * 256 * (type == KvCacheType.F16 ? 2 : 4), c.byteSize());
         }
     }
