@@ -49,11 +49,13 @@ public final class PreparedActivations {
 
     /**
      * Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}, with a copy in
-     * {@code order} too when it {@link LaneOrder#rearranges() rearranges}.
+     * {@code order} too when it {@link LaneOrder#rearranges() rearranges} and the kernels that read one run here
+     * (512-bit vectors; otherwise the order is natural).
      */
     public void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width) {
         this.rounding = Objects.requireNonNull(rounding, "rounding");
-        this.order = Objects.requireNonNull(order, "order");
+        Objects.requireNonNull(order, "order");
+        this.order = Simd.FUSED ? order : LaneOrder.NATURAL;
         if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0
                 || (order.rearranges() && width % LaneOrder.BLOCK != 0)) {
             throw new IllegalArgumentException("cannot prepare " + rows + " activation rows of " + width
@@ -70,7 +72,7 @@ public final class PreparedActivations {
             aligned = arena.allocate(size * Float.BYTES, 64);
             sumsArray = new float[(int) (size / SUM_GROUP)];
         }
-        if (order.rearranges() && lanes.length < size) {
+        if (this.order.rearranges() && lanes.length < size) {
             lanes = new float[values.length];
         }
         this.rows = rows;
