@@ -74,7 +74,6 @@ public final class CpuBackend implements Backend {
         float[] scores = new float[0];
         float[] row = new float[0];
         float[] row2 = new float[0];
-        short[] halfs = new short[0];
 
         float[] scores(int n) { return scores.length >= n ? scores : (scores = new float[n]); }
 
@@ -82,7 +81,6 @@ public final class CpuBackend implements Backend {
 
         float[] row2(int n) { return row2.length >= n ? row2 : (row2 = new float[n]); }
 
-        short[] halfs(int n) { return halfs.length >= n ? halfs : (halfs = new short[n]); }
     }
 
     // ---------------------------------------------------------------- resources
@@ -298,7 +296,6 @@ public final class CpuBackend implements Backend {
             Scratch s = scratch[worker];
             float[] rows = s.row(ATTENTION_CHUNK * hd);
             float[] lanes = s.row2(ATTENTION_CHUNK * VectorMath.LANES);
-            short[] halfs = s.halfs(ATTENTION_CHUNK * hd);
             for (int unit = from; unit < to; unit++) {
                 int t0 = unit / kvHeads * ATTENTION_TOKENS;
                 int t1 = Math.min(n, t0 + ATTENTION_TOKENS);
@@ -308,7 +305,7 @@ public final class CpuBackend implements Backend {
                 float[] scores = s.scores((t1 - t0) * group * maxLen);
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
-                    c.loadRows(layer, 0, kvh, p0, count, rows, 0, halfs);
+                    c.loadRows(layer, 0, kvh, p0, count, rows, 0);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
                         int qOff = t * q.width() + kvh * group * hd;
@@ -327,7 +324,7 @@ public final class CpuBackend implements Backend {
                 }
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
-                    c.loadRows(layer, 1, kvh, p0, count, rows, 0, halfs);
+                    c.loadRows(layer, 1, kvh, p0, count, rows, 0);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
                         int oOff = t * o.width() + kvh * group * hd;

@@ -31,6 +31,7 @@ final class CpuKvCache implements KvCache {
     private final int headDim;
     private final KvCacheType type;
     private final long headBytes;
+    private final QuantFormat f16;
     private final QuantFormat q8;
     private final Arena arena;
     private final MemorySegment memory;
@@ -54,6 +55,7 @@ final class CpuKvCache implements KvCache {
             case F16 -> 2L * headDim;
             case Q8_0 -> GgmlType.Q8_0.bytesFor(headDim);
         };
+        this.f16 = QuantFormats.of(GgmlType.F16);
         this.q8 = type == KvCacheType.Q8_0 ? QuantFormats.of(GgmlType.Q8_0) : null;
         long bytes;
         try {
@@ -96,25 +98,14 @@ final class CpuKvCache implements KvCache {
 
     /**
      * Decodes head {@code head}'s values at positions {@code pos .. pos + count - 1} of a plane into
-     * {@code dst[dstOffset + p*headDim ..]}: one contiguous region. An F16 region of whole vectors is converted
-     * straight from the cache memory; otherwise {@code halfs} is scratch of at least {@code count * headDim} shorts
-     * for a bulk copy and an array loop, which C2 turns into vector fp16 conversions.
+     * {@code dst[dstOffset + p*headDim ..]}: one contiguous region, decoded by the weight format of the same type.
      */
-    void loadRows(int layer, int plane, int head, int pos, int count, float[] dst, int dstOffset, short[] halfs) {
+    void loadRows(int layer, int plane, int head, int pos, int count, float[] dst, int dstOffset) {
         long off = offset(layer, plane, head, pos);
         int len = count * headDim;
         switch (type) {
             case F32 -> MemorySegment.copy(memory, FLOAT_LE, off, dst, dstOffset, len);
-            case F16 -> {
-                if (VectorMath.convertsHalfs(len)) {
-                    VectorMath.halfsToFloats(memory, off, dst, dstOffset, len);
-                    return;
-                }
-                MemorySegment.copy(memory, SHORT_LE, off, halfs, 0, len);
-                for (int i = 0; i < len; i++) {
-                    dst[dstOffset + i] = Float.float16ToFloat(halfs[i]);
-                }
-            }
+            case F16 -> f16.dequantize(memory, off, dst, dstOffset, len);
             case Q8_0 -> q8.dequantize(memory, off, dst, dstOffset, len);
         }
     }

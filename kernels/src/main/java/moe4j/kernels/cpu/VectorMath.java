@@ -9,14 +9,9 @@ import static moe4j.kernels.quant.LaneFolds.UPPER_2;
 import static moe4j.kernels.quant.LaneFolds.UPPER_4;
 import static moe4j.kernels.quant.LaneFolds.UPPER_8;
 
-import java.lang.foreign.MemorySegment;
-import java.nio.ByteOrder;
-
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /** f32 vector primitives with a fixed summation order (independent of threads and batch size). */
@@ -46,37 +41,6 @@ final class VectorMath {
             dotRowProducts(q, qOff, rows, count, n, lanes);
         }
         foldRows(q, qOff, rows, count, n, vectorEnd, scale, out, outOff, lanes);
-    }
-
-    private static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
-    /** Half as wide as {@link #F}: one lane of fp16 bits per float lane. */
-    private static final VectorSpecies<Short> HALFS = VectorSpecies.of(short.class,
-            VectorShape.forBitSize(Math.max(64, F.vectorBitSize() / 2)));
-
-    /** Whether {@link #halfsToFloats} can take {@code count} values: whole vectors, one short lane per float lane. */
-    static boolean convertsHalfs(int count) {
-        return HALFS.length() == L && count % L == 0;
-    }
-
-    /**
-     * {@code count} little-endian fp16 values at {@code src[offset ..]} as floats into {@code dst[dstOffset ..]}, each
-     * exactly as {@link Float#float16ToFloat} gives it, straight from the segment. The Vector API has no fp16
-     * conversion, so the bits move instead: exponent and mantissa shifted to the float positions and scaled by
-     * {@code 2^112} (exact for normal and subnormal values), infinities and NaNs given an all-ones exponent (NaNs
-     * quieted, as the hardware conversion does), then the sign. {@code count} must satisfy {@link #convertsHalfs}.
-     */
-    static void halfsToFloats(MemorySegment src, long offset, float[] dst, int dstOffset, int count) {
-        for (int i = 0; i < count; i += L) {
-            IntVector h = (IntVector) ShortVector.fromMemorySegment(HALFS, src, offset + 2L * i, ByteOrder.LITTLE_ENDIAN)
-                    .convertShape(VectorOperators.S2I, I, 0);
-            IntVector magnitude = h.and(0x7FFF).lanewise(VectorOperators.LSHL, 13);
-            IntVector special = magnitude.or(0x70000000)
-                    .lanewise(VectorOperators.OR, 0x00400000, magnitude.compare(VectorOperators.GT, 0x0F800000));
-            FloatVector f = magnitude.reinterpretAsFloats().mul(0x1p112f)
-                    .blend(special.reinterpretAsFloats(), magnitude.compare(VectorOperators.GE, 0x0F800000).cast(F));
-            f.reinterpretAsInts().or(h.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats()
-                    .intoArray(dst, dstOffset + i);
-        }
     }
 
     /** Head size with unrolled attention loops: the query (or output) held in 8 registers across the rows. */

@@ -1,6 +1,7 @@
 package moe4j.kernels.quant;
 
 import static jdk.incubator.vector.VectorOperators.GE;
+import static jdk.incubator.vector.VectorOperators.GT;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.OR;
 import static jdk.incubator.vector.VectorOperators.S2I;
@@ -23,7 +24,21 @@ public final class F16 extends BlockFormat {
 
     @Override
     void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
-        for (int i = 0; i < blocks; i++) {
+        int i = 0;
+        if (Simd.FUSED) {
+            // the dot kernels' conversion below, NaNs quieted as Float.float16ToFloat (vcvtph2ps) quiets them; used
+            // for the KV cache, where a copy per row into a scratch array for C2's vectorized loop cost more
+            for (int bound = blocks - Simd.L; i <= bound; i += Simd.L) {
+                IntVector h = (IntVector) ShortVector.fromMemorySegment(Simd.S, src, srcOffset + 2L * i, Simd.LE)
+                        .convertShape(S2I, Simd.I, 0);
+                IntVector magnitude = h.and(MAGNITUDE);
+                IntVector scaled = magnitude.lanewise(LSHL, SHIFT_13).reinterpretAsFloats().mul(REBIAS).reinterpretAsInts();
+                IntVector bits = scaled.lanewise(OR, FLOAT_EXPONENT, magnitude.compare(GE, EXPONENT_ALL_ONES))
+                        .lanewise(OR, QUIET, magnitude.compare(GT, EXPONENT_ALL_ONES));
+                bits.or(h.and(SIGN)).reinterpretAsFloats().intoArray(dst, dstOffset + i);
+            }
+        }
+        for (; i < blocks; i++) {
             dst[dstOffset + i] = Float.float16ToFloat(src.get(Layouts.SHORT_LE, srcOffset + 2L * i));
         }
     }
@@ -36,6 +51,7 @@ public final class F16 extends BlockFormat {
     private static final FloatVector REBIAS = FloatVector.broadcast(Simd.F, 0x1p112f);
     private static final IntVector FLOAT_EXPONENT = IntVector.broadcast(Simd.I, 0x7F800000);
     private static final IntVector SIGN = IntVector.broadcast(Simd.I, 0x80000000);
+    private static final IntVector QUIET = IntVector.broadcast(Simd.I, 0x00400000);
 
     /**
      * Fused dot product in the canonical order of {@link DecodedDot}: each group uses accumulator

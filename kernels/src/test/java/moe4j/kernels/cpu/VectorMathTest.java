@@ -1,13 +1,8 @@
 package moe4j.kernels.cpu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.util.SplittableRandom;
 
 import org.junit.jupiter.api.Test;
@@ -17,28 +12,6 @@ import org.junit.jupiter.api.Test;
  * equal to the scalar form.
  */
 class VectorMathTest {
-
-    @Test
-    void halfsToFloatsGivesFloat16ToFloatForEveryBitPattern() {
-        int count = 1 << 16;
-        assertFalse(VectorMath.convertsHalfs(VectorMath.LANES + 1), "whole vectors only");
-        if (!VectorMath.convertsHalfs(count)) {
-            return; // no vector conversion on this machine's vector width: the KV cache uses the scalar loop
-        }
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment halfs = arena.allocate(2L * count + 2);
-            for (int h = 0; h < count; h++) {
-                halfs.set(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 2 + 2L * h, (short) h);
-            }
-            float[] out = new float[count + 3];
-            VectorMath.halfsToFloats(halfs, 2, out, 3, count);
-            for (int h = 0; h < count; h++) {
-                float expected = Float.float16ToFloat((short) h);
-                String bits = Integer.toHexString(h);
-                assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(out[3 + h]), () -> "fp16 bits " + bits);
-            }
-        }
-    }
 
     @Test
     void expIsWithinTwoRoundingsOfTheDoublePrecisionExponential() {

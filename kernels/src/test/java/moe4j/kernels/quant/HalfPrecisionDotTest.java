@@ -21,6 +21,25 @@ class HalfPrecisionDotTest {
     private static final int PATTERNS = 1 << 16;
     private static final int PER_LANE = PATTERNS / WIDTH;
 
+    @org.junit.jupiter.api.Test
+    void f16DequantizesEveryPatternAsFloat16ToFloat() {
+        // the vector conversion for whole vectors (the KV cache reads through it), the scalar one for the tail
+        int count = PATTERNS + 5;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate(2L * count + 2);
+            for (int i = 0; i < count; i++) {
+                data.set(Layouts.SHORT_LE, 2 + 2L * i, (short) i);
+            }
+            float[] out = new float[count + 3];
+            QuantFormats.of(GgmlType.F16).dequantize(data, 2, out, 3, count);
+            for (int i = 0; i < count; i++) {
+                float expected = Float.float16ToFloat((short) i);
+                String bits = Integer.toHexString(i & 0xFFFF);
+                assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(out[3 + i]), () -> "fp16 bits " + bits);
+            }
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(value = GgmlType.class, names = {"F16", "BF16"})
     void everyPatternConvertsExactlyInTheRowKernelAndTheSingleRowPath(GgmlType type) {
