@@ -31,8 +31,8 @@ final class CpuKvCache implements KvCache {
     private final int headDim;
     private final KvCacheType type;
     private final long headBytes;
-    private final QuantFormat f16;
-    private final QuantFormat q8;
+    /** The weight format of the storage type: it decodes the cache as it decodes weights (and quantizes Q8_0). */
+    private final QuantFormat format;
     private final Arena arena;
     private final MemorySegment memory;
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -50,13 +50,13 @@ final class CpuKvCache implements KvCache {
         this.kvHeads = kvHeads;
         this.headDim = headDim;
         this.type = type;
-        this.headBytes = switch (type) {
-            case F32 -> 4L * headDim;
-            case F16 -> 2L * headDim;
-            case Q8_0 -> GgmlType.Q8_0.bytesFor(headDim);
+        GgmlType storage = switch (type) {
+            case F32 -> GgmlType.F32;
+            case F16 -> GgmlType.F16;
+            case Q8_0 -> GgmlType.Q8_0;
         };
-        this.f16 = QuantFormats.of(GgmlType.F16);
-        this.q8 = type == KvCacheType.Q8_0 ? QuantFormats.of(GgmlType.Q8_0) : null;
+        this.headBytes = storage.bytesFor(headDim);
+        this.format = QuantFormats.of(storage);
         long bytes;
         try {
             bytes = Math.multiplyExact(Math.multiplyExact(2L * layers * kvHeads, (long) contextLength), headBytes);
@@ -91,7 +91,7 @@ final class CpuKvCache implements KvCache {
                         memory.set(SHORT_LE, off + 2L * i, Float.floatToFloat16(src[from + i]));
                     }
                 }
-                case Q8_0 -> q8.quantize(src, from, headDim, memory, off);
+                case Q8_0 -> format.quantize(src, from, headDim, memory, off);
             }
         }
     }
@@ -101,13 +101,7 @@ final class CpuKvCache implements KvCache {
      * {@code dst[dstOffset + p*headDim ..]}: one contiguous region, decoded by the weight format of the same type.
      */
     void loadRows(int layer, int plane, int head, int pos, int count, float[] dst, int dstOffset) {
-        long off = offset(layer, plane, head, pos);
-        int len = count * headDim;
-        switch (type) {
-            case F32 -> MemorySegment.copy(memory, FLOAT_LE, off, dst, dstOffset, len);
-            case F16 -> f16.dequantize(memory, off, dst, dstOffset, len);
-            case Q8_0 -> q8.dequantize(memory, off, dst, dstOffset, len);
-        }
+        format.dequantize(memory, offset(layer, plane, head, pos), dst, dstOffset, count * headDim);
     }
 
     int kvHeads() { return kvHeads; }
