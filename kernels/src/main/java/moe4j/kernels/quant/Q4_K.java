@@ -177,7 +177,7 @@ public final class Q4_K extends BlockFormat {
             (v, i) -> 128 * (v / 8) + 64 * (i / 8) + 32 * ((v / 4) % 2) + 4 * (i % 8) + v % 4);
 
     /** Lanes 0-7 take the scale of sub-block {@code a}, lanes 8-15 that of {@code b}: how {@link #LANES} splits them. */
-    static VectorShuffle<Float> subBlockPair(int a, int b) {
+    private static VectorShuffle<Float> subBlockPair(int a, int b) {
         return Simd.FUSED ? VectorShuffle.fromOp(Simd.F, lane -> lane < 8 ? a : b) : null;
     }
 
