@@ -330,6 +330,22 @@ class CpuBackendTest {
         }
     }
 
+    @Test
+    void kvCacheShapesThatAttentionCannotUseAreRefusedWithTheReason() {
+        IllegalArgumentException q8 = assertThrows(IllegalArgumentException.class,
+                () -> cpu.allocateKvCache(1, 4, 2, 48, KvCacheType.Q8_0));
+        assertEquals("a q8_0 KV cache needs a head size that is a multiple of 32, got 48", q8.getMessage());
+        // the same 128 values per position, split into other heads than the attention's
+        AttentionShape s = new AttentionShape(4, 2, 64, 0.1f);
+        try (KvCache cache = cpu.allocateKvCache(1, 4, 4, 32, KvCacheType.F16)) {
+            Activations q = cpu.allocate(1, s.qDim());
+            Activations o = cpu.allocate(1, s.qDim());
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> cpu.attention(q, cache, 0, s, 0, 1, o));
+            assertEquals("KV cache holds 4 heads of 32 values, attention expects 2 of 64", e.getMessage());
+        }
+    }
+
     // ------------------------------------------------------------ mixture of experts
 
     @Test
