@@ -11,6 +11,8 @@
 #   SYNC=1 bench/gpu-check.sh     waits after every kernel, so a failing test names the kernel that failed
 #   GRAPHS=0 bench/gpu-check.sh   launches every decode kernel from the host instead of replaying a CUDA graph
 #   SYNTH=qwen3-235b-a22b:Q3_K_M bench/gpu-check.sh  also times bench --synthetic PRESET:TYPE on cuda:0 (pp512, tg64)
+#   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt)
+#   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -93,9 +95,33 @@ if [ "${PROFILE:-1}" = 1 ]; then
         > "$OUT/profile-attention4.log" 2>&1
     row "GpuProfile (exit $status/$?, $(elapsed $t))" "$(grep -m1 '^== decode' "$OUT/profile.log" | cut -c4-110)"
 fi
+
+# 4b. Optional (NCU=1): Nsight Compute's view of one decode layer's kernels (direct launches)
+if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
+    t=$(date +%s)
+    timeout 240 ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
+        -k 'regex:^(mvq|attention_decode|route_topk|add_rms_norm|rms_norm_rope|store_kv|mv_f32)' \
+        --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+        --section MemoryWorkloadAnalysis \
+        "$java" "${flags[@]}" -Dmoe4j.cuda.graphs=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
+        moe4j.engine.GpuBench "$model" cuda:0 8 4 1 > "$OUT/ncu.txt" 2>&1
+    row "ncu (exit $?, $(elapsed $t))" "$OUT/ncu.txt"
+fi
+# 5. Hybrid placement: attention on the GPU, every routed expert in RAM on the CPU backend (llama.cpp's
+# -ot exps=CPU); anchor: llama.cpp on an H100 with 16 threads, pp512 790 tok/s, tg64 39 tok/s
+if [ "${HYBRID:-1}" = 1 ]; then
+    t=$(date +%s)
+    timeout 240 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench -m "$model" --devices cuda:0,cpu --cpu-moe \
+        -t "$(nproc)" -p 512 -n 64 -r 2 > "$OUT/hybrid.log" 2>&1
+    row "hybrid cuda:0 + cpu --cpu-moe (exit $?, $(elapsed $t))" "$(nproc) threads"
+    while IFS='|' read -r _ _ _ _ _ _ test ts _; do
+        row "  $(echo $test)" "$(echo $ts) tok/s"
+    done < <(grep -E '^\| .*(pp|tg)[0-9]' "$OUT/hybrid.log")
+    row "  llama.cpp H100, 16 threads (anchor)" "pp512 790 tok/s, tg64 39 tok/s"
+fi
 rm -f "$model"
 
-# 5. Optional: a full-size model built in memory by bench --synthetic (no file), e.g.
+# 6. Optional: a full-size model built in memory by bench --synthetic (no file), e.g.
 # SYNTH=qwen3-235b-a22b:Q3_K_M (all 94 layers, 105 GiB of weights: held once in host RAM, uploaded to the GPU)
 if [ -n "${SYNTH:-}" ]; then
     t=$(date +%s)

@@ -9,6 +9,7 @@
 // CPU's to float32 rounding, not bit for bit.
 
 #include "formats.cuh"
+#include "q8k.cuh"
 
 using namespace moe4j;
 
@@ -336,6 +337,217 @@ __device__ __forceinline__ void mv_combine_body(const uint8_t* W, long long expe
     }
     if (lane == 0) *y = total;
 }
+
+// ---------------------------------------------------------------- matrix-vector with 8-bit activations (decode)
+
+// For Q4_K and Q6_K weights (q8k.cuh): each block rounds its activation row(s) to Q8_K in shared memory
+// (as the CPU backend rounds them), then its warps walk rows with a grid stride, so that a large matrix
+// (the LM head) does not round the same row tens of thousands of times. A warp's first row's weight loads
+// are issued before the rounding, so that their latency overlaps it.
+
+#define MVQ_UNROLL 4
+// Their launch bounds ask for 4 blocks of 4 warps (combine: 2 of 8) per multiprocessor: without it ptxas gives
+// the Q6_K kernels ~160 registers (the first row's loads are live across the rounding).
+
+// Up to UNROLL units of one row, units u0, u0 + 32, ...: loaded together, then multiplied.
+template <class U, int UNROLL>
+struct RowUnits {
+    U w[UNROLL];
+
+    __device__ __forceinline__ void load(const uint8_t* row, int units, int u0) {
+#pragma unroll
+        for (int i = 0; i < UNROLL; i++) {
+            int u = u0 + i * WARP;
+            if (u < units) w[i].load(row + (long long)(u >> 3) * U::BYTES, u & 7);
+        }
+    }
+
+    // acc + the units' products, each scaled by its activation block's d
+    __device__ __forceinline__ float dot(int units, int u0, const int8_t* xq, const int* xs, const float* xd,
+                                         float acc) const {
+#pragma unroll
+        for (int i = 0; i < UNROLL; i++) {
+            int u = u0 + i * WARP;
+            if (u < units) {
+                int b = u >> 3;
+                acc = fmaf(xd[b], w[i].dot(u & 7, xq + 256 * b, xs + 16 * b), acc);
+            }
+        }
+        return acc;
+    }
+};
+
+// y[a][r] = dot(W_e row r, x[a / xDiv]) with e = ids[a] (or 0 without ids); blockIdx.y = a. Dynamic shared
+// memory: q8k_bytes(K). PAIR: y = silu(dot(W row r, x)) * dot(W2 row r, x), the SwiGLU gate and up rows.
+template <class F, bool PAIR>
+__device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, long long expertStride,
+                                         long long rowBytes, int K, int rows, int experts, const float* X,
+                                         int xStride, int xDiv, const int* ids, float* Y, int yStride) {
+    using U = typename Q8KUnitOf<F>::type;
+    constexpr int UNROLL = PAIR ? MVQ_UNROLL / 2 : MVQ_UNROLL;
+    extern __shared__ __align__(16) uint8_t smem[];
+    int8_t* xq = reinterpret_cast<int8_t*>(smem);
+    int* xs = reinterpret_cast<int*>(smem + K);
+    float* xd = reinterpret_cast<float*>(smem + K + K / 4);
+    int lane = threadIdx.x & (WARP - 1);
+    int a = blockIdx.y;
+    int e = ids != nullptr ? ids[a] : 0;
+    bool valid = e >= 0 && e < experts;  // a router that saw no finite probability: NaN, never a wild read
+    int units = K >> 5;
+    long long base = (long long)(valid ? e : 0) * expertStride;
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    int stride = gridDim.x * MV_WARPS;
+    RowUnits<U, UNROLL> wg, wu;
+    if (valid && r < rows) {
+        wg.load(W + base + (long long)r * rowBytes, units, lane);
+        if (PAIR) wu.load(W2 + base + (long long)r * rowBytes, units, lane);
+    }
+    quantize_q8k(X + (long long)(a / xDiv) * xStride, 0, 1, K, xq, xs, xd);
+    float* y = Y + (long long)a * yStride;
+    for (bool first = true; r < rows; r += stride, first = false) {
+        if (!valid) {
+            if (lane == 0) y[r] = __int_as_float(0x7fc00000);
+            continue;
+        }
+        long long off = base + (long long)r * rowBytes;
+        float g = 0.f;
+        float u = 0.f;
+        for (int u0 = lane; u0 < units; u0 += UNROLL * WARP) {
+            if (!first || u0 != lane) {
+                wg.load(W + off, units, u0);
+                if (PAIR) wu.load(W2 + off, units, u0);
+            }
+            g = wg.dot(units, u0, xq, xs, xd, g);
+            if (PAIR) u = wu.dot(units, u0, xq, xs, xd, u);
+        }
+        float acc = PAIR ? __fmul_rn(silu(warp_sum(g)), warp_sum(u)) : warp_sum(g);
+        if (lane == 0) y[r] = acc;
+    }
+}
+
+#define MVQ_COMBINE_WARPS 8
+
+// out[t][r] = sum over slots s of weight[t*k+s] * dot(W_e row r, h[t*k+s]), e = ids[t*k+s]: the expert down
+// projections and the weighted sum of a token's experts in one pass; blockIdx.y = t, MVQ_COMBINE_WARPS warps.
+// The lanes take the (slot, unit) pairs of a row in turn, so that all 32 are busy for short rows (768 values
+// are 24 units). Dynamic shared memory: k * q8k_bytes(K).
+template <class F>
+__device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long expertStride, long long rowBytes,
+                                                 int K, int rows, int experts, const float* H, int hStride,
+                                                 const int* ids, const float* weights, int k, float* Y,
+                                                 int yStride) {
+    using U = typename Q8KUnitOf<F>::type;
+    extern __shared__ __align__(16) uint8_t smem[];
+    int8_t* xq = reinterpret_cast<int8_t*>(smem);
+    int* xs = reinterpret_cast<int*>(smem + k * K);
+    float* xd = reinterpret_cast<float*>(smem + k * K + k * K / 4);
+    int lane = threadIdx.x & (WARP - 1);
+    int t = blockIdx.y;
+    const int* tid = ids + t * k;
+    const float* tw = weights + t * k;
+    bool valid = true;
+    for (int s = 0; s < k; s++) valid &= tid[s] >= 0 && tid[s] < experts;
+    int units = K >> 5;
+    int total = k * units;
+    int r = blockIdx.x * MVQ_COMBINE_WARPS + (threadIdx.x >> 5);
+    int stride = gridDim.x * MVQ_COMBINE_WARPS;
+    U w[MVQ_UNROLL];
+    int slot[MVQ_UNROLL];
+    int unit[MVQ_UNROLL];
+#pragma unroll
+    for (int i = 0; i < MVQ_UNROLL; i++) {
+        int f = lane + i * WARP;
+        slot[i] = f / units;
+        unit[i] = f - slot[i] * units;
+    }
+    if (valid && r < rows) {
+#pragma unroll
+        for (int i = 0; i < MVQ_UNROLL; i++) {
+            if (lane + i * WARP < total) {
+                w[i].load(W + (long long)tid[slot[i]] * expertStride + (long long)r * rowBytes
+                          + (long long)(unit[i] >> 3) * U::BYTES, unit[i] & 7);
+            }
+        }
+    }
+    quantize_q8k(H + (long long)t * k * hStride, hStride, k, K, xq, xs, xd);
+    float* y = Y + (long long)t * yStride;
+    for (bool first = true; r < rows; r += stride, first = false) {
+        if (!valid) {
+            if (lane == 0) y[r] = __int_as_float(0x7fc00000);
+            continue;
+        }
+        float acc = 0.f;
+        for (int f0 = lane; f0 < total; f0 += MVQ_UNROLL * WARP) {
+            if (!first || f0 != lane) {
+#pragma unroll
+                for (int i = 0; i < MVQ_UNROLL; i++) {
+                    int f = f0 + i * WARP;
+                    slot[i] = f / units;
+                    unit[i] = f - slot[i] * units;
+                    if (f < total) {
+                        w[i].load(W + (long long)tid[slot[i]] * expertStride + (long long)r * rowBytes
+                                  + (long long)(unit[i] >> 3) * U::BYTES, unit[i] & 7);
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < MVQ_UNROLL; i++) {
+                if (f0 + i * WARP < total) {
+                    int s = slot[i];
+                    int b = s * (K >> 8) + (unit[i] >> 3);
+                    float scale = __fmul_rn(tw[s], xd[b]);
+                    acc = fmaf(scale, w[i].dot(unit[i] & 7, xq + 256 * b, xs + 16 * b), acc);
+                }
+            }
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) y[r] = acc;
+    }
+}
+
+// Y[t] = X[t] rounded to Q8_K and decoded again (d * q, as the CPU's ActivationRounding.Q8_K), for the batched
+// products of the formats whose matrix-vector kernels round so: a prompt then sees the same activations as
+// one-token steps. `width` a multiple of 256; may run in place. 16 threads per 256-value block.
+extern "C" __global__ void __launch_bounds__(256)
+    round_q8k(const float* X, int xStride, int rows, int width, float* Y, int yStride) {
+    int perRow = width >> 4;
+    long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= (long long)rows * perRow) return;  // whole half warps: perRow is a multiple of 16
+    int row = (int)(g / perRow);
+    int col = 16 * (int)(g - (long long)row * perRow);
+    unsigned half = 0xFFFFu << (threadIdx.x & 16);
+    Q8KGroup r = round_q8k_group(X + (long long)row * xStride + col, half);
+    float4* y4 = reinterpret_cast<float4*>(Y + (long long)row * yStride + col);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        y4[i] = make_float4(__fmul_rn(r.d, (float)r.q[4 * i]), __fmul_rn(r.d, (float)r.q[4 * i + 1]),
+                            __fmul_rn(r.d, (float)r.q[4 * i + 2]), __fmul_rn(r.d, (float)r.q[4 * i + 3]));
+    }
+}
+
+#define Q8K_KERNELS(NAME, F)                                                                                         \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
+        mvq_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,       \
+                   const float* X, int xStride, int xDiv, const int* ids, float* Y, int yStride) {                   \
+        mvq_body<F, false>(W, nullptr, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y,           \
+                           yStride);                                                                                 \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
+        mvq_pair_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes, int K,      \
+                        int rows, int experts, const float* X, int xStride, int xDiv, const int* ids, float* Y,      \
+                        int yStride) {                                                                               \
+        mvq_body<F, true>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y, yStride);       \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
+        mvq_combine_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \
+                           int experts, const float* H, int hStride, const int* ids, const float* weights,           \
+                           int k, float* Y, int yStride) {                                                           \
+        mvq_combine_body<F>(W, expertStride, rowBytes, K, rows, experts, H, hStride, ids, weights, k, Y,             \
+                            yStride);                                                                                \
+    }
+
+Q8K_KERNELS(q4_k, Q4_K)
+Q8K_KERNELS(q6_k, Q6_K)
 
 // ---------------------------------------------------------------- tiled matrix-matrix (prompt batches)
 

@@ -91,7 +91,13 @@ class CudaHybridTest {
             assertTrue(st.top1() >= top1Bar, model + " " + e.getKey() + ": top-1 " + st.top1() + " < " + top1Bar);
         }
         LogitStats paths = LogitStats.compare(batched, oneByOne);
-        assertTrue(paths.meanKl() <= 1e-4, model + " batched vs one-by-one: mean KL " + paths.meanKl());
-        assertTrue(paths.top1() >= 0.95, model + " batched vs one-by-one: top-1 " + paths.top1());
+        // A float model's two paths run different kernels on the same float32 values. Where activations are
+        // rounded to 8 bits (Q4_K and Q6_K products), the paths' float32 differences (~1e-6) occasionally put a
+        // value on the other side of a rounding step, and a router may then pick another expert in a near tie:
+        // they then differ as a quantized model differs from llama.cpp, no more.
+        double pathsKlBar = floatModel ? 1e-4 : klBar;
+        double pathsTop1Bar = floatModel ? 0.95 : top1Bar;
+        assertTrue(paths.meanKl() <= pathsKlBar, model + " batched vs one-by-one: mean KL " + paths.meanKl());
+        assertTrue(paths.top1() >= pathsTop1Bar, model + " batched vs one-by-one: top-1 " + paths.top1());
     }
 }

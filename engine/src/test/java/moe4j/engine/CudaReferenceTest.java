@@ -90,8 +90,9 @@ class CudaReferenceTest {
             assertTrue(rel <= 2e-3, model + " " + prompt + ": max logit difference from llama.cpp is " + rel
                     + " of the logit range");
         }
-        // the CPU backend rounds matrix-product activations as llama.cpp does, the GPU keeps them in float32:
-        // the two may differ by as much as either differs from llama.cpp, no more
+        // the CPU backend rounds matrix-product activations as llama.cpp does; the GPU rounds them so for Q4_K and
+        // Q6_K weights and keeps float32 for the others: the two may differ by as much as either differs from
+        // llama.cpp, no more
         assertTrue(vsCpu.meanKl() <= klBar, model + " " + prompt + " GPU vs CPU: mean KL " + vsCpu.meanKl());
         assertTrue(vsCpu.top1() >= top1Bar, model + " " + prompt + " GPU vs CPU: top-1 " + vsCpu.top1());
         if (model.endsWith("-F32")) {
@@ -100,9 +101,16 @@ class CudaReferenceTest {
             assertTrue(rel <= 1e-3, model + " " + prompt + ": GPU vs CPU max logit difference is " + rel
                     + " of the logit range");
         }
-        // the GPU's two paths run different kernels on the same float32 values
-        assertTrue(paths.meanKl() <= 1e-4, model + " " + prompt + " GPU batched vs one-by-one: mean KL " + paths.meanKl());
-        assertTrue(paths.top1() >= 0.95, model + " " + prompt + " GPU batched vs one-by-one: top-1 " + paths.top1());
+        // A float model's two paths run different kernels on the same float32 values. Where activations are
+        // rounded to 8 bits (Q4_K and Q6_K products), the paths' float32 differences (~1e-6) occasionally put a
+        // value on the other side of a rounding step, and a router may then pick another expert in a near tie:
+        // they then differ as a quantized model differs from llama.cpp, no more.
+        double pathsKlBar = floatModel ? 1e-4 : klBar;
+        double pathsTop1Bar = floatModel ? 0.95 : top1Bar;
+        assertTrue(paths.meanKl() <= pathsKlBar, model + " " + prompt + " GPU batched vs one-by-one: mean KL "
+                + paths.meanKl());
+        assertTrue(paths.top1() >= pathsTop1Bar, model + " " + prompt + " GPU batched vs one-by-one: top-1 "
+                + paths.top1());
     }
 
     @AfterAll

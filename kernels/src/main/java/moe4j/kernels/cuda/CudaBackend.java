@@ -73,6 +73,12 @@ public final class CudaBackend implements Backend {
     /** Largest number of (token, expert) pairs that run without grouping by expert. */
     static final int DIRECT_EXPERT_ASSIGNMENTS = 32;
     private static final int MV_ROWS_PER_BLOCK = 4;
+    /** Rows per block of the Q8_K expert down projection + combine kernel. */
+    private static final int MVQ_COMBINE_ROWS_PER_BLOCK = 8;
+    /** Dynamic shared memory a kernel gets without raising its limit. */
+    private static final int MAX_DEFAULT_SHARED_BYTES = 48 * 1024;
+    /** Blocks per multiprocessor of a grid-stride Q8_K matrix-vector kernel; more rows loop within a block. */
+    private static final int MVQ_BLOCKS_PER_MULTIPROCESSOR = 16;
     private static final int MM_ROWS = 128;
     private static final int MM_TOKENS = 64;
     private static final int MAX_GRID_Y = 65535;
@@ -107,6 +113,10 @@ public final class CudaBackend implements Backend {
     private boolean closed;
     /** Times every operation when profiling is on ({@link CudaProfile}), else null. */
     private final CudaProfile.Recorder profiler;
+    /** Scratch for {@link #roundedQ8k}: activations rounded to Q8_K for a batched product, and its bytes. */
+    private CUdeviceptr rounded;
+    private long roundedBytes;
+
     /** What the next launch does, for the profile: a name prefix, the bytes it reads and its flops. */
     private String opName;
     private long opBytes;
@@ -140,7 +150,7 @@ public final class CudaBackend implements Backend {
         this.memory = new DeviceMemory(label, this::makeCurrent);
         if (CudaProfile.ENABLED) {
             profiler = new CudaProfile.Recorder(stream, nanos -> launchDirect(kernels.profileDelay,
-                    "profile_delay", 1, 1, 32, nanos));
+                    "profile_delay", 1, 1, 32, 0, nanos));
             CudaProfile.register(this);
         } else {
             profiler = null;
@@ -493,12 +503,18 @@ public final class CudaBackend implements Backend {
         if (profiler != null) {
             note(role(w), w.rowBytes() * w.rows(), 2L * w.rows() * w.rowLength() * n);
         }
-        if (n <= MATVEC_MAX_TOKENS) {
+        if (n <= MATVEC_MAX_TOKENS && q8k(f, w.rowLength(), 1)) {
+            launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
+                    32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(w.rowLength(), 1), w.data(), 0L, w.rowBytes(),
+                    w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
+        } else if (n <= MATVEC_MAX_TOKENS) {
             launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
         } else {
+            // the activations the matrix-vector kernel of this format sees, so that prompts and steps agree
+            CUdeviceptr input = q8k(f, w.rowLength(), 1) ? roundedQ8k(x, n) : x.data;
             launch(f.matmul(), "mm_" + w.format(), ceilDiv(w.rows(), MM_ROWS), gridY(ceilDiv(n, MM_TOKENS)), 256,
-                    w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, o.data, o.pitch, n, null);
+                    w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, input, x.pitch, o.data, o.pitch, n, null);
         }
     }
 
@@ -763,9 +779,17 @@ public final class CudaBackend implements Backend {
                     note(role(gate) + "+" + role(up), (gate.rowBytes() + up.rowBytes()) * ffn * assignments,
                             4L * ffn * embd * assignments);
                 }
-                launch(fg.matvecPair(), "mv_pair_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
-                        gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
-                        x.data, x.pitch, k, r.ids, g.data, g.pitch);
+                if (q8k(fg, embd, 1)) {
+                    launchShared(fg.q8kMatvecPair(), "mvq_pair_" + gate.format(),
+                            mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments,
+                            32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(embd, 1), gate.data(), up.data(),
+                            gate.expertStride(), gate.rowBytes(), embd, ffn, experts, x.data, x.pitch, k, r.ids,
+                            g.data, g.pitch);
+                } else {
+                    launch(fg.matvecPair(), "mv_pair_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
+                            gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
+                            x.data, x.pitch, k, r.ids, g.data, g.pitch);
+                }
             } else {
                 if (profiler != null) {
                     note(role(gate), gate.rowBytes() * ffn * assignments, 2L * ffn * embd * assignments);
@@ -784,9 +808,16 @@ public final class CudaBackend implements Backend {
             if (profiler != null) {
                 note(role(down), down.rowBytes() * embd * assignments, 2L * ffn * embd * assignments);
             }
-            launch(fd.matvecCombine(), "mv_combine_" + down.format(), ceilDiv(embd, MV_ROWS_PER_BLOCK), n,
-                    32 * MV_ROWS_PER_BLOCK, down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
-                    g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
+            if (q8k(fd, ffn, k)) {
+                launchShared(fd.q8kMatvecCombine(), "mvq_combine_" + down.format(),
+                        mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
+                        q8kSharedBytes(ffn, k), down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
+                        g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
+            } else {
+                launch(fd.matvecCombine(), "mv_combine_" + down.format(), ceilDiv(embd, MV_ROWS_PER_BLOCK), n,
+                        32 * MV_ROWS_PER_BLOCK, down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
+                        g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
+            }
             return;
         }
         // Larger batches: group the assignments by expert on the device, then one tiled product per expert run.
@@ -795,6 +826,10 @@ public final class CudaBackend implements Backend {
                 tiles, CudaRouting.TILE_ROWS);
         launch(kernels.moeGather, "moe_gather", assignments, 1, 256, x.data, x.pitch, r.order, k, assignments,
                 xs.data, xs.pitch, embd);
+        // round as the one-token kernels do (mvq_pair, mvq_combine), so that prompts and steps agree
+        if (gate.format() == up.format() && q8k(fg, embd, 1)) {
+            roundQ8k(xs.data, xs.pitch, assignments, embd, xs.data, xs.pitch);
+        }
         if (profiler != null) {  // every expert's weights, once: an upper bound for a batch this large
             note(role(gate), gate.rowBytes() * ffn * experts, 2L * ffn * embd * assignments);
         }
@@ -808,6 +843,9 @@ public final class CudaBackend implements Backend {
                 up.expertStride(), up.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, u.data, u.pitch,
                 assignments, r.tiles);
         elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
+        if (q8k(fd, ffn, k)) {
+            roundQ8k(g.data, g.pitch, assignments, ffn, g.data, g.pitch);
+        }
         if (profiler != null) {
             note(role(down), down.rowBytes() * embd * experts, 2L * ffn * embd * assignments);
         }
@@ -1008,9 +1046,64 @@ public final class CudaBackend implements Backend {
      * Enqueues {@code f} on the default stream. Arguments map to kernel parameters by type: device pointer,
      * {@code Integer} (int), {@code Long} (long long), {@code Float} (float), {@code null} (a null pointer).
      */
+    /**
+     * Whether a matrix-vector product of {@code rowLength}-value rows with {@code inputs} activation rows per
+     * block (the experts of a token for the down projection) takes the Q8_K kernels: the format has them, rows
+     * are whole 256-value blocks, and the rounded activations fit the default shared memory.
+     */
+    private static boolean q8k(Kernels.Format f, int rowLength, int inputs) {
+        return f.hasQ8k() && rowLength % 256 == 0 && q8kSharedBytes(rowLength, inputs) <= MAX_DEFAULT_SHARED_BYTES;
+    }
+
+    /** Shared memory for {@code inputs} rows of {@code rowLength} activations rounded to Q8_K (q8k.cuh's q8k_bytes). */
+    private static long q8kSharedBytes(int rowLength, int inputs) {
+        return (long) inputs * (rowLength + rowLength / 4 + rowLength / 64);
+    }
+
+    /**
+     * Blocks along x of a grid-stride Q8_K matrix-vector kernel with {@code gridY} rows of blocks: one per
+     * {@code rowsPerBlock} rows, at most a few per multiprocessor, so that a large matrix (the LM head) does not
+     * round its activations in every block of a few rows. (Capping the grid at the blocks resident at once made
+     * no difference on an H100.)
+     */
+    private int mvqBlocks(int rows, int rowsPerBlock, int gridY) {
+        return Math.min(ceilDiv(rows, rowsPerBlock),
+                Math.max(1, info.multiprocessors() * MVQ_BLOCKS_PER_MULTIPROCESSOR / gridY));
+    }
+
+    /**
+     * {@code x}'s first {@code n} rows rounded to Q8_K (and decoded) in a scratch buffer of the backend, grown on
+     * demand: the input of a batched product whose format's matrix-vector kernel rounds its activations so.
+     */
+    private CUdeviceptr roundedQ8k(CudaActivations x, int n) {
+        long bytes = 4L * n * x.pitch;
+        if (bytes > roundedBytes) {
+            if (rounded != null) {
+                memory.free(rounded);
+                rounded = null;
+                roundedBytes = 0;
+            }
+            rounded = memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
+                    "activations rounded to Q8_K for a batch of " + n + " x " + x.width());
+            roundedBytes = bytes;
+        }
+        roundQ8k(x.data, x.pitch, n, x.width(), rounded, x.pitch);
+        return rounded;
+    }
+
+    private void roundQ8k(CUdeviceptr src, int srcPitch, int rows, int width, CUdeviceptr dst, int dstPitch) {
+        launch(kernels.roundQ8k, "round_q8k", ceilDiv(rows * (width / 16), 256), 1, 256, src, srcPitch, rows, width,
+                dst, dstPitch);
+    }
+
     private void launch(CUfunction f, String name, int gridX, int gridY, int block, Object... args) {
+        launchShared(f, name, gridX, gridY, block, 0, args);
+    }
+
+    private void launchShared(CUfunction f, String name, int gridX, int gridY, int block, long sharedBytes,
+                              Object... args) {
         if (profiler == null || capture != null) {
-            launchDirect(f, name, gridX, gridY, block, args);
+            launchDirect(f, name, gridX, gridY, block, (int) sharedBytes, args);
             return;
         }
         String op = opName == null || opName.isEmpty() ? name : opName + " " + name;
@@ -1020,11 +1113,12 @@ public final class CudaBackend implements Backend {
         opBytes = 0;
         opFlops = 0;
         CUevent start = profiler.begin();
-        launchDirect(f, name, gridX, gridY, block, args);
+        launchDirect(f, name, gridX, gridY, block, (int) sharedBytes, args);
         profiler.end(start, op, bytes, flops);
     }
 
-    private void launchDirect(CUfunction f, String name, int gridX, int gridY, int block, Object... args) {
+    private void launchDirect(CUfunction f, String name, int gridX, int gridY, int block, int sharedBytes,
+                              Object... args) {
         NativePointerObject[] params = new NativePointerObject[args.length];
         for (int i = 0; i < args.length; i++) {
             params[i] = switch (args[i]) {
@@ -1036,7 +1130,7 @@ public final class CudaBackend implements Backend {
                 default -> throw new IllegalArgumentException("kernel argument of type " + args[i].getClass());
             };
         }
-        check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, 0, stream, Pointer.to(params), null),
+        check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, sharedBytes, stream, Pointer.to(params), null),
                 "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
         if (SYNC && capture == null) {
             check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);

@@ -29,9 +29,21 @@ final class Kernels {
             GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
             GgmlType.IQ4_NL, GgmlType.IQ4_XS));
 
-    /** Per-format entry points. */
+    /**
+     * The formats whose matrix-vector products also have kernels with activations rounded to Q8_K (as the CPU
+     * backend rounds them for these weights) and integer dot products: the decoding kernels of Q4_K_M models.
+     */
+    static final Set<GgmlType> Q8K_FORMATS = Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q4_K,
+            GgmlType.Q6_K));
+
+    /**
+     * Per-format entry points; the {@code q8k} ones are null for formats outside {@link #Q8K_FORMATS}.
+     */
     record Format(CUfunction matvec, CUfunction matvecPair, CUfunction matvecCombine, CUfunction matmul,
-                  CUfunction rows) {}
+                  CUfunction rows, CUfunction q8kMatvec, CUfunction q8kMatvecPair, CUfunction q8kMatvecCombine) {
+
+        boolean hasQ8k() { return q8kMatvec != null; }
+    }
 
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
@@ -51,6 +63,7 @@ final class Kernels {
     final CUfunction moeGroup;
     final CUfunction moeGather;
     final CUfunction moeCombine;
+    final CUfunction roundQ8k;
     final CUfunction profileDelay;
 
     /** Loads the module into the current context. */
@@ -66,8 +79,10 @@ final class Kernels {
         }
         for (GgmlType t : FORMATS) {
             String s = t.name().toLowerCase(Locale.ROOT);
+            boolean q8k = Q8K_FORMATS.contains(t);
             formats.put(t, new Format(function("mv_" + s), function("mv_pair_" + s), function("mv_combine_" + s),
-                    function("mm_" + s), function("rows_" + s)));
+                    function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
+                    q8k ? function("mvq_pair_" + s) : null, q8k ? function("mvq_combine_" + s) : null));
         }
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");
@@ -85,6 +100,7 @@ final class Kernels {
         moeGroup = function("moe_group");
         moeGather = function("moe_gather");
         moeCombine = function("moe_combine");
+        roundQ8k = function("round_q8k");
         profileDelay = function("profile_delay");
     }
 

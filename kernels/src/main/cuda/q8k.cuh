@@ -1,0 +1,235 @@
+// Integer dot products of K-quant weights with activations rounded to Q8_K, for the matrix-vector
+// kernels of decoding. The CPU backend rounds activations exactly so before multiplying them with K-quant
+// weights (moe4j.kernels.quant.ActivationRounding.Q8_K, as llama.cpp's CPU backend does): with the same
+// 8-bit activations the weights' small integers multiply by dp4a, four products per instruction, and
+// the float scales apply once per 16 or 32 values instead of a conversion, a multiply and a subtraction
+// per weight, which is what held the float kernels far under the memory bandwidth.
+//
+// A row is cut into units of 32 values, 8 per 256-value block; a unit's weight bytes are loaded first
+// (Raw) and multiplied later, so that a lane has several units' loads in flight.
+#pragma once
+
+#include <stdint.h>
+#include <cuda_fp16.h>
+
+namespace moe4j {
+
+// Activations rounded to Q8_K live in shared memory as q (an int8 per value), the sum of every 16 consecutive
+// q (an int each) and d per 256 values (a float each), so that value i is d[i / 256] * q[i]: the bytes for
+// `values` of them (a multiple of 256).
+__host__ __device__ constexpr int q8k_bytes(int values) { return values + values / 4 + values / 64; }
+
+// The larger magnitude of two values, the same for both arguments' orders (ties: the larger value), so that
+// every thread of a reduction agrees.
+__device__ __forceinline__ float larger_magnitude(float a, float b) {
+    float fa = fabsf(a), fb = fabsf(b);
+    return fa > fb ? a : fb > fa ? b : fmaxf(a, b);
+}
+
+// One 16-value group of a 256-value Q8_K block, rounded as ActivationRounding.Q8_K: iscale = -127 / (the value
+// of largest magnitude in the block), q = the nearest integer to iscale * x (ties to even) at most 127,
+// d = 1 / iscale; an all-zero block has d = 0 and q = 0. Which of two values of equal magnitude and opposite
+// sign is taken changes the signs of q and d together, not the rounded values. A block holding NaN gets
+// d = NaN, so that every product with it is NaN, not a silently wrong number. The 16 threads of a half warp
+// (`half` its lanes' mask) hold the block's 16 groups and call this together.
+struct Q8KGroup {
+    int q[16];
+    float d;
+};
+
+__device__ __forceinline__ Q8KGroup round_q8k_group(const float* x16, unsigned half) {
+    const float4* x4 = reinterpret_cast<const float4*>(x16);
+    float v[16];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float4 f = x4[i];
+        v[4 * i] = f.x; v[4 * i + 1] = f.y; v[4 * i + 2] = f.z; v[4 * i + 3] = f.w;
+    }
+    float m = 0.f;
+    int nan = 0;
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        m = larger_magnitude(m, v[i]);
+        nan |= isnan(v[i]) ? 1 : 0;
+    }
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) {
+        m = larger_magnitude(m, __shfl_xor_sync(half, m, o));
+        nan |= __shfl_xor_sync(half, nan, o);
+    }
+    Q8KGroup g;
+    float iscale = m != 0.f ? __fdiv_rn(-127.f, m) : 0.f;
+#pragma unroll
+    for (int i = 0; i < 16; i++) g.q[i] = min(127, __float2int_rn(__fmul_rn(iscale, v[i])));
+    g.d = nan ? __int_as_float(0x7fc00000) : m != 0.f ? __fdiv_rn(1.f, iscale) : 0.f;
+    return g;
+}
+
+// Rounds `rows` rows of `count` floats each (count a multiple of 256; rows 16-byte aligned, `stride` floats
+// apart) to Q8_K, row after row in q/sum16/d, with all threads of the block (blockDim.x a multiple of 16).
+// Ends with a barrier.
+__device__ __forceinline__ void quantize_q8k(const float* x, long long stride, int rows, int count, int8_t* q,
+                                             int* sum16, float* d) {
+    int perRow = count >> 4;
+    int groups = rows * perRow;
+    unsigned half = 0xFFFFu << (threadIdx.x & 16);
+    for (int g = threadIdx.x; g < groups; g += blockDim.x) {  // a half warp is in or out of the loop together
+        int row = g / perRow;
+        Q8KGroup r = round_q8k_group(x + row * stride + 16 * (g - row * perRow), half);
+        int s = 0;
+        uint32_t packed[4];
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            uint32_t word = 0;
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                s += r.q[4 * w + b];
+                word |= (uint32_t)(r.q[4 * w + b] & 0xFF) << (8 * b);
+            }
+            packed[w] = word;
+        }
+        *reinterpret_cast<uint4*>(q + 16 * g) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        sum16[g] = s;
+        if ((g & 15) == 0) d[g >> 4] = r.d;
+    }
+    __syncthreads();
+}
+
+// 16 bytes at a 2-byte aligned address (Q6_K's 210-byte blocks), as five aligned words and funnel shifts:
+// no branch on the alignment, which differs between neighbouring lanes. The fifth word may lie up to 4
+// bytes past the range; callers keep it inside the block.
+struct Words5 {
+    uint32_t w[5];
+    uint32_t shift;
+};
+
+__device__ __forceinline__ Words5 load16_b2(const uint8_t* p) {
+    Words5 r;
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    const uint32_t* base = reinterpret_cast<const uint32_t*>(a & ~(uintptr_t)3);
+#pragma unroll
+    for (int i = 0; i < 5; i++) r.w[i] = base[i];
+    r.shift = (uint32_t)(a & 3) * 8;
+    return r;
+}
+
+__device__ __forceinline__ uint32_t word_of(const Words5& r, int i) {
+    return __funnelshift_r(r.w[i], r.w[i + 1], r.shift);
+}
+
+// byte i (run-time 0..15) of a uint4
+__device__ __forceinline__ int byte_of(const uint4& h, int i) {
+    uint32_t w = i < 8 ? (i < 4 ? h.x : h.y) : (i < 12 ? h.z : h.w);
+    return (int)((w >> (8 * (i & 3))) & 0xFFu);
+}
+
+// Q4_K: d, dmin (fp16), 12 bytes of 6-bit scales and mins, 128 quant bytes. Unit u (0..7) is the 16 quant
+// bytes at 16 + 16u: low nibbles are values 64(u/2) + 16(u%2) + 0..15 (sub-block 2(u/2)), high nibbles the
+// same positions + 32 (sub-block 2(u/2) + 1). Rows of 144-byte blocks in their own allocation keep the
+// 16-byte alignment of the loads.
+struct Q4KUnit {
+    static constexpr int BYTES = 144;
+    uint4 h;
+    uint4 q;
+
+
+    __device__ __forceinline__ void load(const uint8_t* block, int u) {
+        h = *reinterpret_cast<const uint4*>(block);
+        q = *reinterpret_cast<const uint4*>(block + 16 + 16 * u);
+    }
+
+    // sum over the unit's 32 values of weight * activation, without the activations' d
+    __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
+        int m = u >> 1;
+        int lo0 = 64 * m + 16 * (u & 1);
+        uint4 xl = *reinterpret_cast<const uint4*>(xq + lo0);
+        uint4 xh = *reinterpret_cast<const uint4*>(xq + lo0 + 32);
+        int lo = 0, hi = 0;
+        lo = __dp4a((int)(q.x & 0x0F0F0F0Fu), (int)xl.x, lo);
+        lo = __dp4a((int)(q.y & 0x0F0F0F0Fu), (int)xl.y, lo);
+        lo = __dp4a((int)(q.z & 0x0F0F0F0Fu), (int)xl.z, lo);
+        lo = __dp4a((int)(q.w & 0x0F0F0F0Fu), (int)xl.w, lo);
+        hi = __dp4a((int)((q.x >> 4) & 0x0F0F0F0Fu), (int)xh.x, hi);
+        hi = __dp4a((int)((q.y >> 4) & 0x0F0F0F0Fu), (int)xh.y, hi);
+        hi = __dp4a((int)((q.z >> 4) & 0x0F0F0F0Fu), (int)xh.z, hi);
+        hi = __dp4a((int)((q.w >> 4) & 0x0F0F0F0Fu), (int)xh.w, hi);
+        // scale and min of sub-blocks j = 2m and 2m + 1 (the 12 scale bytes are header bytes 4..15)
+        int j = 2 * m;
+        int scLo, mnLo, scHi, mnHi;
+        if (m < 2) {
+            scLo = byte_of(h, 4 + j) & 63;
+            mnLo = byte_of(h, 8 + j) & 63;
+            scHi = byte_of(h, 5 + j) & 63;
+            mnHi = byte_of(h, 9 + j) & 63;
+        } else {
+            scLo = (byte_of(h, 8 + j) & 0xF) | ((byte_of(h, j) >> 6) << 4);
+            mnLo = (byte_of(h, 8 + j) >> 4) | ((byte_of(h, 4 + j) >> 6) << 4);
+            scHi = (byte_of(h, 9 + j) & 0xF) | ((byte_of(h, 1 + j) >> 6) << 4);
+            mnHi = (byte_of(h, 9 + j) >> 4) | ((byte_of(h, 5 + j) >> 6) << 4);
+        }
+        float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFFu)));
+        float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
+        int sums = mnLo * xs[lo0 >> 4] + mnHi * xs[(lo0 >> 4) + 2];
+        return d * (float)(scLo * lo + scHi * hi) - dmin * (float)sums;
+    }
+};
+
+// Q6_K: ql (128), qh (64), 16 signed 8-bit scales, d (fp16); value (d * scale) * (q - 32) with q 6 bits.
+// Unit u (0..7), half h = u/4, j0 = 16(u%4): the 16 ql bytes at 64h + j0 hold values 128h + j0 + 0..15 (low
+// nibbles) and 128h + 64 + j0 + 0..15 (high), whose top two bits are in the 16 qh bytes at 128 + 32h + j0%32
+// (bits 2(j0/32) and 4 + 2(j0/32)). Blocks of 210 bytes are only 2-byte aligned.
+struct Q6KUnit {
+    static constexpr int BYTES = 210;
+    Words5 ql;
+    Words5 qh;
+    int scLo, scHi;
+    unsigned short dBits;
+
+
+    __device__ __forceinline__ void load(const uint8_t* block, int u) {
+        int half = u >> 2;
+        int j0 = 16 * (u & 3);
+        ql = load16_b2(block + 64 * half + j0);
+        qh = load16_b2(block + 128 + 32 * half + (j0 & 31));
+        scLo = (int8_t)block[192 + 8 * half + (u & 3)];
+        scHi = (int8_t)block[192 + 8 * half + 4 + (u & 3)];
+        dBits = *reinterpret_cast<const unsigned short*>(block + 208);
+    }
+
+    __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
+        int half = u >> 2;
+        int j0 = 16 * (u & 3);
+        int lo0 = 128 * half + j0;
+        uint4 xl = *reinterpret_cast<const uint4*>(xq + lo0);
+        uint4 xh = *reinterpret_cast<const uint4*>(xq + lo0 + 64);
+        int xlw[4] = {(int)xl.x, (int)xl.y, (int)xl.z, (int)xl.w};
+        int xhw[4] = {(int)xh.x, (int)xh.y, (int)xh.z, (int)xh.w};
+        int shift = 2 * (j0 >> 5);
+        int lo = 0, hi = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint32_t l = word_of(ql, k);
+            uint32_t hb = word_of(qh, k);
+            uint32_t vlo = (l & 0x0F0F0F0Fu) | (((hb >> shift) & 0x03030303u) << 4);
+            uint32_t vhi = ((l >> 4) & 0x0F0F0F0Fu) | (((hb >> (shift + 4)) & 0x03030303u) << 4);
+            lo = __dp4a((int)vlo, xlw[k], lo);
+            hi = __dp4a((int)vhi, xhw[k], hi);
+        }
+        // (q - 32) . x = q . x - 32 * sum(x)
+        int total = scLo * (lo - 32 * xs[lo0 >> 4]) + scHi * (hi - 32 * xs[(lo0 >> 4) + 4]);
+        return __half2float(__ushort_as_half(dBits)) * (float)total;
+    }
+};
+
+template <class F>
+struct Q8KUnitOf;
+template <>
+struct Q8KUnitOf<Q4_K> {
+    using type = Q4KUnit;
+};
+template <>
+struct Q8KUnitOf<Q6_K> {
+    using type = Q6KUnit;
+};
+
+}  // namespace moe4j
