@@ -221,6 +221,121 @@ struct Q6KUnit {
     }
 };
 
+// Q5_K: d, dmin (fp16), 12 bytes of 6-bit scales and mins, qh (32), qs (128): Q4_K's layout with a fifth bit,
+// bit 2(u/2) (low nibbles) or 2(u/2) + 1 (high) of qh byte i for quant byte i of a 32-byte chunk. Unit u as
+// Q4_K's: the 16 quant bytes at 48 + 16u and the 16 qh bytes at 16 + 16(u%2). Blocks of 176 bytes.
+struct Q5KUnit {
+    static constexpr int BYTES = 176;
+    uint4 h;
+    uint4 hb;
+    uint4 q;
+
+    __device__ __forceinline__ void load(const uint8_t* block, int u) {
+        h = *reinterpret_cast<const uint4*>(block);
+        hb = *reinterpret_cast<const uint4*>(block + 16 + 16 * (u & 1));
+        q = *reinterpret_cast<const uint4*>(block + 48 + 16 * u);
+    }
+
+    __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
+        int m = u >> 1;
+        int lo0 = 64 * m + 16 * (u & 1);
+        uint4 xl = *reinterpret_cast<const uint4*>(xq + lo0);
+        uint4 xh = *reinterpret_cast<const uint4*>(xq + lo0 + 32);
+        uint32_t qw[4] = {q.x, q.y, q.z, q.w};
+        uint32_t hw[4] = {hb.x, hb.y, hb.z, hb.w};
+        int xlw[4] = {(int)xl.x, (int)xl.y, (int)xl.z, (int)xl.w};
+        int xhw[4] = {(int)xh.x, (int)xh.y, (int)xh.z, (int)xh.w};
+        int lo = 0, hi = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint32_t vlo = (qw[k] & 0x0F0F0F0Fu) | (((hw[k] >> (2 * m)) & 0x01010101u) << 4);
+            uint32_t vhi = ((qw[k] >> 4) & 0x0F0F0F0Fu) | (((hw[k] >> (2 * m + 1)) & 0x01010101u) << 4);
+            lo = __dp4a((int)vlo, xlw[k], lo);
+            hi = __dp4a((int)vhi, xhw[k], hi);
+        }
+        int j = 2 * m;
+        int scLo, mnLo, scHi, mnHi;
+        if (m < 2) {
+            scLo = byte_of(h, 4 + j) & 63;
+            mnLo = byte_of(h, 8 + j) & 63;
+            scHi = byte_of(h, 5 + j) & 63;
+            mnHi = byte_of(h, 9 + j) & 63;
+        } else {
+            scLo = (byte_of(h, 8 + j) & 0xF) | ((byte_of(h, j) >> 6) << 4);
+            mnLo = (byte_of(h, 8 + j) >> 4) | ((byte_of(h, 4 + j) >> 6) << 4);
+            scHi = (byte_of(h, 9 + j) & 0xF) | ((byte_of(h, 1 + j) >> 6) << 4);
+            mnHi = (byte_of(h, 9 + j) >> 4) | ((byte_of(h, 5 + j) >> 6) << 4);
+        }
+        float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFFu)));
+        float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
+        int sums = mnLo * xs[lo0 >> 4] + mnHi * xs[(lo0 >> 4) + 2];
+        return d * (float)(scLo * lo + scHi * hi) - dmin * (float)sums;
+    }
+};
+
+// Q3_K: hmask (32), qs (64), 12 bytes of 6-bit scales (offset by 32), d (fp16); value
+// d * (scale - 32) * (q2 - (high bit ? 0 : 4)). Value 128h + 32j + i (i < 32) has its two low bits at bit 2j
+// of qs byte 32h + i and its high bit at bit 4h + j of hmask byte i; its 16-value group is 8h + 2j + i/16.
+// Unit u (0..7), h = u/4, j0 = 2((u/2)%2), l0 = 16(u%2): the 16 qs bytes at 32 + 32h + l0 and hmask bytes at
+// l0 give the values 128h + 32j + l0 + 0..15 for j = j0 and j0 + 1. Blocks of 110 bytes are 2-byte aligned.
+struct Q3KUnit {
+    static constexpr int BYTES = 110;
+    Words5 q;
+    Words5 hm;
+    uint32_t scaleBytes;  // the low-nibble bytes of the two groups' scales, then the high-bits byte of each
+    unsigned short dBits;
+
+    // byte `g` (0..15) of the 16 six-bit scales: low four bits from byte g % 8 (high nibble for g >= 8), top
+    // two bits from byte 8 + g % 4 at 2(g / 4)
+    __device__ __forceinline__ static int scale(int lowByte, int highByte, int g) {
+        int low = g < 8 ? (lowByte & 0xF) : (lowByte >> 4);
+        int high = (highByte >> (2 * (g >> 2))) & 3;
+        return (low | (high << 4)) - 32;
+    }
+
+    __device__ __forceinline__ void load(const uint8_t* block, int u) {
+        int half = u >> 2;
+        int l0 = 16 * (u & 1);
+        q = load16_b2(block + 32 + 32 * half + l0);
+        hm = load16_b2(block + l0);
+        int g0 = 8 * half + 4 * ((u >> 1) & 1) + (u & 1);
+        int g1 = g0 + 2;
+        const uint8_t* s = block + 96;
+        scaleBytes = (uint32_t)s[g0 & 7] | ((uint32_t)s[g1 & 7] << 8) | ((uint32_t)s[8 + (g0 & 3)] << 16)
+                | ((uint32_t)s[8 + (g1 & 3)] << 24);
+        dBits = *reinterpret_cast<const unsigned short*>(block + 108);
+    }
+
+    __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
+        int half = u >> 2;
+        int j0 = 2 * ((u >> 1) & 1);
+        int l0 = 16 * (u & 1);
+        int x0 = 128 * half + 32 * j0 + l0;
+        uint4 xa = *reinterpret_cast<const uint4*>(xq + x0);
+        uint4 xb = *reinterpret_cast<const uint4*>(xq + x0 + 32);
+        int xaw[4] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w};
+        int xbw[4] = {(int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w};
+        int hbit = 4 * half + j0;
+        int a = 0, b = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint32_t qw = word_of(q, k);
+            uint32_t hw = word_of(hm, k);
+            // q2 + 4 * high bit, 0..7; minus 4 below
+            uint32_t va = ((qw >> (2 * j0)) & 0x03030303u) | (((hw >> hbit) & 0x01010101u) << 2);
+            uint32_t vb = ((qw >> (2 * j0 + 2)) & 0x03030303u) | (((hw >> (hbit + 1)) & 0x01010101u) << 2);
+            a = __dp4a((int)va, xaw[k], a);
+            b = __dp4a((int)vb, xbw[k], b);
+        }
+        int g0 = x0 >> 4;
+        int g1 = g0 + 2;
+        int sc0 = scale((int)(scaleBytes & 0xFF), (int)((scaleBytes >> 16) & 0xFF), g0);
+        int sc1 = scale((int)((scaleBytes >> 8) & 0xFF), (int)(scaleBytes >> 24), g1);
+        int total = sc0 * (a - 4 * xs[g0]) + sc1 * (b - 4 * xs[g1]);
+        return __half2float(__ushort_as_half(dBits)) * (float)total;
+    }
+};
+
 template <class F>
 struct Q8KUnitOf;
 template <>
@@ -230,6 +345,14 @@ struct Q8KUnitOf<Q4_K> {
 template <>
 struct Q8KUnitOf<Q6_K> {
     using type = Q6KUnit;
+};
+template <>
+struct Q8KUnitOf<Q5_K> {
+    using type = Q5KUnit;
+};
+template <>
+struct Q8KUnitOf<Q3_K> {
+    using type = Q3KUnit;
 };
 
 }  // namespace moe4j

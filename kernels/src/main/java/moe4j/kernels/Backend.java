@@ -85,6 +85,18 @@ public interface Backend extends AutoCloseable {
         rope(x, heads, rope, startPos, n);
     }
 
+    /**
+     * The attention inputs of {@code n} rows at positions {@code startPos ..}: {@link #rmsNormRope} of the
+     * queries ({@code heads} heads) and of the keys ({@code kvHeads}), then {@link #storeKv} of the keys and
+     * values into {@code layer} of the cache; a backend may fuse them.
+     */
+    default void normRopeStoreKv(Activations q, Weight qNorm, Activations k, Weight kNorm, Activations v, float eps,
+                                 int heads, int kvHeads, Rope rope, KvCache cache, int layer, int startPos, int n) {
+        rmsNormRope(q, qNorm, eps, heads, rope, startPos, n);
+        rmsNormRope(k, kNorm, eps, kvHeads, rope, startPos, n);
+        storeKv(cache, layer, k, v, startPos, n);
+    }
+
     /** {@code gate = silu(gate) * up}. */
     void siluMul(Activations gate, Activations up, int n);
 

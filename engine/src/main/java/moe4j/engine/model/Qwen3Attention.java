@@ -56,9 +56,8 @@ final class Qwen3Attention {
         backend.matmul(wq, in, q, n);
         backend.matmul(wk, in, k, n);
         backend.matmul(wv, in, v, n);
-        backend.rmsNormRope(q, qNorm, eps, shape.heads(), rope, startPos, n);
-        backend.rmsNormRope(k, kNorm, eps, shape.kvHeads(), rope, startPos, n);
-        backend.storeKv(cache, layer, k, v, startPos, n);
+        backend.normRopeStoreKv(q, qNorm, k, kNorm, v, eps, shape.heads(), shape.kvHeads(), rope, cache, layer,
+                startPos, n);
         backend.attention(q, cache, layer, shape, startPos, n, heads);
         backend.matmul(wo, heads, out, n);
     }

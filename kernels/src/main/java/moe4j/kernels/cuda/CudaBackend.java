@@ -51,8 +51,9 @@ import moe4j.kernels.quant.UnsupportedTensorTypeException;
  * operation is enqueued on the context's default stream in call order; {@link #read} waits for it.
  *
  * <p>Prompt batches of more than {@value #MATVEC_MAX_TOKENS} tokens use a tiled matrix kernel that
- * dequantizes weight tiles into shared memory; smaller batches (decode) use one warp per weight row with
- * the weights dequantized in registers. Mixture-of-experts layers route on the device: for a few tokens
+ * dequantizes weight tiles into shared memory; smaller batches (decode), and matrices of at most
+ * {@value #MATVEC_MAX_ROWS_ANY_BATCH} rows, use one warp per weight row with the weights dequantized in
+ * registers (or, for Q3_K to Q6_K, multiplied as integers with activations rounded to Q8_K). Mixture-of-experts layers route on the device: for a few tokens
  * each (token, expert) pair runs the fused gate/up and down/combine kernels directly on the router's
  * choice; for larger batches the assignments are grouped by expert on the device and each expert's rows
  * run through the tiled kernel once.
@@ -70,6 +71,8 @@ public final class CudaBackend implements Backend {
 
     /** Largest batch that uses the matrix-vector kernels. */
     static final int MATVEC_MAX_TOKENS = 4;
+    /** Matrices of at most this many rows use the matrix-vector kernels at any batch size. */
+    static final int MATVEC_MAX_ROWS_ANY_BATCH = 1024;
     /** Largest number of (token, expert) pairs that run without grouping by expert. */
     static final int DIRECT_EXPERT_ASSIGNMENTS = 32;
     private static final int MV_ROWS_PER_BLOCK = 4;
@@ -503,11 +506,14 @@ public final class CudaBackend implements Backend {
         if (profiler != null) {
             note(role(w), w.rowBytes() * w.rows(), 2L * w.rows() * w.rowLength() * n);
         }
-        if (n <= MATVEC_MAX_TOKENS && q8k(f, w.rowLength(), 1)) {
+        // A matrix of few rows gives the tiled kernel a few blocks per token tile (the router's 128 rows: one), so
+        // it takes the matrix-vector kernels, a row of blocks per token, at any batch size.
+        boolean matvec = n <= MATVEC_MAX_TOKENS || (w.rows() <= MATVEC_MAX_ROWS_ANY_BATCH && n <= MAX_GRID_Y);
+        if (matvec && q8k(f, w.rowLength(), 1)) {
             launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
                     32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(w.rowLength(), 1), w.data(), 0L, w.rowBytes(),
                     w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
-        } else if (n <= MATVEC_MAX_TOKENS) {
+        } else if (matvec) {
             launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
         } else {
@@ -688,6 +694,47 @@ public final class CudaBackend implements Backend {
                 heads, g.rowLength(), eps, rope.dims(), rope.style() == Rope.Style.NEOX ? 1 : 0,
                 relativeStart(startPos), positionPointer(), c.thetaScale(), rope.freqScale(), rope.extFactor(),
                 c.rampLow(), c.rampHigh(), c.magnitude());
+    }
+
+    @Override
+    public synchronized void normRopeStoreKv(Activations q, Weight qNorm, Activations k, Weight kNorm, Activations v,
+                                             float eps, int heads, int kvHeads, Rope rope, KvCache cache, int layer,
+                                             int startPos, int n) {
+        makeCurrent();
+        CudaActivations qa = act(q);
+        CudaActivations ka = act(k);
+        CudaActivations va = act(v);
+        CudaWeight qg = weight(qNorm);
+        CudaWeight kg = weight(kNorm);
+        CudaKvCache c = kv(cache);
+        int headDim = qg.rowLength();
+        if (!qg.isVector() || !kg.isVector() || kg.rowLength() != headDim || heads <= 0 || kvHeads <= 0
+                || (long) heads * headDim != qa.width() || (long) kvHeads * headDim != ka.width()
+                || ka.width() != c.kvDim() || va.width() != c.kvDim() || rope.dims() > headDim
+                || rope.dims() > MAX_ROPE_DIMS) {
+            // the separate operations, with the checks and messages of each
+            Backend.super.normRopeStoreKv(q, qNorm, k, kNorm, v, eps, heads, kvHeads, rope, cache, layer, startPos, n);
+            return;
+        }
+        requireRows(n, qa);
+        requireRows(n, ka);
+        requireRows(n, va);
+        Objects.checkIndex(layer, c.layers());
+        requirePositions(c, startPos, n);
+        if (n == 0) {
+            return;
+        }
+        recordPositions(c, startPos, n);
+        Rope.AngleConstants a = rope.angleConstants();
+        if (profiler != null) {
+            note(heads + "+" + kvHeads + " heads", 0, 0);
+        }
+        launch(c.type() == KvCacheType.F16 ? kernels.normRopeStoreF16 : kernels.normRopeStoreF32,
+                "norm_rope_store_kv", Math.multiplyExact(n, heads + kvHeads), 1, 256, qa.data, qa.pitch, qg.data(),
+                heads, ka.data, ka.pitch, kg.data(), kvHeads, va.data, va.pitch, c.keys(layer), c.values(layer),
+                headDim, eps, rope.dims(), rope.style() == Rope.Style.NEOX ? 1 : 0, relativeStart(startPos),
+                positionPointer(), a.thetaScale(), rope.freqScale(), rope.extFactor(), a.rampLow(), a.rampHigh(),
+                a.magnitude());
     }
 
     @Override

@@ -31,10 +31,11 @@ final class Kernels {
 
     /**
      * The formats whose matrix-vector products also have kernels with activations rounded to Q8_K (as the CPU
-     * backend rounds them for these weights) and integer dot products: the decoding kernels of Q4_K_M models.
+     * backend rounds them for these weights) and integer dot products: the K-quants of Q3_K_M, Q4_K_M and
+     * Q5_K_M models.
      */
-    static final Set<GgmlType> Q8K_FORMATS = Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q4_K,
-            GgmlType.Q6_K));
+    static final Set<GgmlType> Q8K_FORMATS = Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q3_K,
+            GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K));
 
     /**
      * Per-format entry points; the {@code q8k} ones are null for formats outside {@link #Q8K_FORMATS}.
@@ -55,6 +56,8 @@ final class Kernels {
     final CUfunction siluMul;
     final CUfunction storeKvF16;
     final CUfunction storeKvF32;
+    final CUfunction normRopeStoreF16;
+    final CUfunction normRopeStoreF32;
     final CUfunction attentionF16;
     final CUfunction attentionF32;
     final CUfunction attentionDecodeF16;
@@ -92,6 +95,8 @@ final class Kernels {
         siluMul = function("silu_mul");
         storeKvF16 = function("store_kv_f16");
         storeKvF32 = function("store_kv_f32");
+        normRopeStoreF16 = function("norm_rope_store_f16");
+        normRopeStoreF32 = function("norm_rope_store_f32");
         attentionF16 = function("attention_f16");
         attentionF32 = function("attention_f32");
         attentionDecodeF16 = function("attention_decode_f16");

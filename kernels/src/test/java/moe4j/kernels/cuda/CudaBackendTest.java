@@ -9,6 +9,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
 
@@ -183,8 +184,10 @@ class CudaBackendTest {
     @MethodSource("matmulCases")
     void matmulMatchesADoublePrecisionProduct(GgmlType type, int n) {
         // 768 values: three 256-value blocks, so the Q8_K kernels' lanes do not divide a row evenly;
-        // 203 rows: neither a multiple of the matrix-vector nor of the tiled kernel's rows
+        // 203 rows: neither a multiple of the matrix-vector nor of the tiled kernel's rows (the matrix-vector
+        // kernels at any batch); 1100 rows: the tiled kernel's for more than 4 tokens
         assertMatmulMatches(type, n, 768, 203);
+        assertMatmulMatches(type, n, 768, CudaBackend.MATVEC_MAX_ROWS_ANY_BATCH + 76);
     }
 
     static Stream<Arguments> tallMatrixCases() {
@@ -357,6 +360,49 @@ class CudaBackendTest {
             Activations f = fill(gpu, x, n, heads * headDim);
             gpu.rmsNormRope(f, headGain, 1e-6f, heads, rope, 77, n);
             assertClose(rows(gpu, s, n), rows(gpu, f, n), 0, "norm and " + rope);
+        }
+    }
+
+    static Stream<Arguments> normRopeStoreCases() {
+        return Stream.of(KvCacheType.F16, KvCacheType.F32)
+                .flatMap(type -> ropes().flatMap(rope -> Stream.of(1, 3).map(n -> Arguments.of(type, rope, n))));
+    }
+
+    /** The fused attention inputs (norm + RoPE of queries and keys, keys and values into the cache) change nothing. */
+    @ParameterizedTest(name = "{0}, {1}, {2} rows")
+    @MethodSource("normRopeStoreCases")
+    void fusedNormRopeAndKvStoreGiveExactlyTheSeparateResults(KvCacheType type, Rope rope, int n) {
+        AttentionShape shape = new AttentionShape(8, 2, 128, (float) (1 / Math.sqrt(128)));
+        int startPos = 5;
+        float[] earlierK = randomFloats(startPos * shape.kvDim(), 1f);
+        float[] earlierV = randomFloats(startPos * shape.kvDim(), 1f);
+        float[] q = randomFloats(n * shape.qDim(), 2f);
+        float[] k = randomFloats(n * shape.kvDim(), 2f);
+        float[] v = randomFloats(n * shape.kvDim(), 1f);
+        Weight qGain = gpu.bind(f32Tensor("q gain", randomFloats(shape.headDim(), 1f), shape.headDim()));
+        Weight kGain = gpu.bind(f32Tensor("k gain", randomFloats(shape.headDim(), 1f), shape.headDim()));
+        try (KvCache separate = gpu.allocateKvCache(2, 16, shape.kvHeads(), shape.headDim(), type);
+             KvCache fused = gpu.allocateKvCache(2, 16, shape.kvHeads(), shape.headDim(), type)) {
+            for (KvCache c : List.of(separate, fused)) {
+                gpu.storeKv(c, 1, fill(gpu, earlierK, startPos, shape.kvDim()),
+                        fill(gpu, earlierV, startPos, shape.kvDim()), 0, startPos);
+            }
+            Activations qs = fill(gpu, q, n, shape.qDim());
+            Activations ks = fill(gpu, k, n, shape.kvDim());
+            gpu.rmsNormRope(qs, qGain, 1e-6f, shape.heads(), rope, startPos, n);
+            gpu.rmsNormRope(ks, kGain, 1e-6f, shape.kvHeads(), rope, startPos, n);
+            gpu.storeKv(separate, 1, ks, fill(gpu, v, n, shape.kvDim()), startPos, n);
+            Activations qf = fill(gpu, q, n, shape.qDim());
+            Activations kf = fill(gpu, k, n, shape.kvDim());
+            gpu.normRopeStoreKv(qf, qGain, kf, kGain, fill(gpu, v, n, shape.kvDim()), 1e-6f, shape.heads(),
+                    shape.kvHeads(), rope, fused, 1, startPos, n);
+            assertClose(rows(gpu, qs, n), rows(gpu, qf, n), 0, "queries");
+            assertClose(rows(gpu, ks, n), rows(gpu, kf, n), 0, "keys");
+            Activations outS = poisoned(n, shape.qDim());
+            Activations outF = poisoned(n, shape.qDim());
+            gpu.attention(qs, separate, 1, shape, startPos, n, outS);
+            gpu.attention(qs, fused, 1, shape, startPos, n, outF);
+            assertClose(rows(gpu, outS, n), rows(gpu, outF, n), 0, "attention over the stored keys and values");
         }
     }
 
@@ -552,6 +598,7 @@ class CudaBackendTest {
         // 1 and 3 tokens: per-assignment kernels; 40 tokens: grouped by expert on the device
         return Stream.of(1, 3, 40).flatMap(n -> Stream.of(
                 Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q6_K),
+                Arguments.of(n, GgmlType.Q5_K, GgmlType.Q5_K, GgmlType.Q3_K),
                 Arguments.of(n, GgmlType.Q8_0, GgmlType.Q5_K, GgmlType.Q4_0)));
     }
 
