@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs on a GPU machine without Java or network, from the repository root, with .gpu/ made by
 # bench/gpu-prepare.sh: unpacks the Java runtime, lists the devices, runs the GPU tests (every kernel
-# against the CPU backend, every fixture model against llama.cpp and the CPU), generates a random model
-# of the Qwen3-30B-A3B shape (Q4_K_M, LAYERS layers, default 48), times prompt processing and
-# generation on cuda:0, then times every operation of a decode step and of a prompt batch (GpuProfile).
+# against the CPU backend, every fixture model against llama.cpp and the CPU), builds a random model of
+# the Qwen3-30B-A3B shape in memory (Q4_K_M, LAYERS layers, default 48; FILE=1 writes it with make-test-model
+# and loads the file instead), times prompt processing and generation on cuda:0, then times every operation
+# of a decode step and of a prompt batch (GpuProfile).
 # Full logs go to $OUT (default .gpu/out); the end of the output is the profile and a short table.
 #
 #   LAYERS=48 PP=512 TG=128 REPS=3 bench/gpu-check.sh
@@ -68,12 +69,19 @@ timeout 60 "$java" "${flags[@]}" -jar .gpu/moe4j.jar generate -m "$fixture" --de
 status=$?
 row "moe4j generate --device cuda:0" "exit $status, $( (grep -m1 '^loaded' "$OUT/generate.log" || tail -n1 "$OUT/generate.log") | cut -c1-100)"
 
-# 3. Speed on the Qwen3-30B-A3B shape
-model="$work/qwen3-30b-a3b-${LAYERS}L-Q4_K_M.gguf"
-t=$(date +%s)
-timeout 240 "$java" "${flags[@]}" -jar .gpu/moe4j.jar make-test-model -o "$model" --preset qwen3-30b-a3b \
-    --layers "$LAYERS" --type Q4_K_M > "$OUT/make-test-model.log" 2>&1
-row "make-test-model ${LAYERS} layers" "exit $?, $(elapsed $t), $(du -h "$model" 2>/dev/null | cut -f1)"
+# 3. Speed on the Qwen3-30B-A3B shape, Q4_K_M: built in memory by default, as bench --synthetic builds it (the
+# bytes make-test-model would write, without writing 18 GB to disk and reading them back); FILE=1 writes the file
+if [ "${FILE:-0}" = 1 ]; then
+    model="$work/qwen3-30b-a3b-${LAYERS}L-Q4_K_M.gguf"
+    t=$(date +%s)
+    timeout 240 "$java" "${flags[@]}" -jar .gpu/moe4j.jar make-test-model -o "$model" --preset qwen3-30b-a3b \
+        --layers "$LAYERS" --type Q4_K_M > "$OUT/make-test-model.log" 2>&1
+    row "make-test-model ${LAYERS} layers" "exit $?, $(elapsed $t), $(du -h "$model" 2>/dev/null | cut -f1)"
+    benchModel=(-m "$model")
+else
+    model="synthetic:qwen3-30b-a3b:Q4_K_M/$LAYERS"
+    benchModel=(--synthetic qwen3-30b-a3b:Q4_K_M --layers "$LAYERS")
+fi
 
 t=$(date +%s)
 timeout 150 "$java" "${flags[@]}" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuBench \
@@ -111,7 +119,7 @@ fi
 # -ot exps=CPU); anchor: llama.cpp on an H100 with 16 threads, pp512 790 tok/s, tg64 39 tok/s
 if [ "${HYBRID:-1}" = 1 ]; then
     t=$(date +%s)
-    timeout 240 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench -m "$model" --devices cuda:0,cpu --cpu-moe \
+    timeout 240 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" --devices cuda:0,cpu --cpu-moe \
         -t "$(nproc)" -p 512 -n 64 -r 2 > "$OUT/hybrid.log" 2>&1
     row "hybrid cuda:0 + cpu --cpu-moe (exit $?, $(elapsed $t))" "$(nproc) threads"
     while IFS='|' read -r _ _ _ _ _ _ test ts _; do
@@ -119,7 +127,7 @@ if [ "${HYBRID:-1}" = 1 ]; then
     done < <(grep -E '^\| .*(pp|tg)[0-9]' "$OUT/hybrid.log")
     row "  llama.cpp H100, 16 threads (anchor)" "pp512 790 tok/s, tg64 39 tok/s"
 fi
-rm -f "$model"
+if [ "${FILE:-0}" = 1 ]; then rm -f "$model"; fi
 
 # 6. Optional: a full-size model built in memory by bench --synthetic (no file), e.g.
 # SYNTH=qwen3-235b-a22b:Q3_K_M (all 94 layers, 105 GiB of weights: held once in host RAM, uploaded to the GPU)

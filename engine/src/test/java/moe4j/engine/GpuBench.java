@@ -1,6 +1,5 @@
 package moe4j.engine;
 
-import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.Random;
@@ -11,7 +10,7 @@ import java.util.Random;
  * prompt, taking the logits of each to the host as generation does. Each figure is the median of
  * {@code reps} runs after one warm-up run. Prints one line per figure; used by bench/gpu-check.sh.
  *
- * <pre>GpuBench MODEL.gguf DEVICE [PROMPT_TOKENS [GEN_TOKENS [REPS]]]</pre>
+ * <pre>GpuBench MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] DEVICE [PROMPT_TOKENS [GEN_TOKENS [REPS]]]</pre>
  */
 public final class GpuBench {
 
@@ -29,10 +28,10 @@ public final class GpuBench {
 
     private static void run(String[] args) throws Exception {
         if (args.length < 2) {
-            System.err.println("usage: GpuBench MODEL.gguf cpu|cuda[:N] [PROMPT_TOKENS [GEN_TOKENS [REPS]]]");
+            System.err.println("usage: GpuBench MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cpu|cuda[:N] [PROMPT_TOKENS [GEN_TOKENS [REPS]]]");
             System.exit(2);
         }
-        Path path = Path.of(args[0]);
+        String source = args[0];
         Device device = Device.parse(args[1]);
         int pp = args.length > 2 ? Integer.parseInt(args[2]) : 512;
         int tg = args.length > 3 ? Integer.parseInt(args[3]) : 128;
@@ -41,9 +40,9 @@ public final class GpuBench {
         long t0 = System.nanoTime();
         LoadOptions options = LoadOptions.defaults().withDevice(device).withBatchSize(pp)
                 .withContextLength(pp + tg + 64);
-        try (Model model = Model.load(path, options)) {
+        try (Model model = BenchModels.load(source, options)) {
             double load = (System.nanoTime() - t0) / 1e9;
-            System.out.printf(Locale.ROOT, "model %s on %s, loaded in %.1f s%n", path.getFileName(),
+            System.out.printf(Locale.ROOT, "model %s on %s, loaded in %.1f s%n", BenchModels.name(source),
                     model.backendDescription(), load);
             Random random = new Random(1);
             int vocab = model.config().vocab();

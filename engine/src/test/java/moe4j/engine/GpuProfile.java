@@ -1,6 +1,5 @@
 package moe4j.engine;
 
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -16,7 +15,7 @@ import moe4j.kernels.cuda.CudaProfile;
  * prompt), microseconds per call, and the rate of the bytes the operation reads from weights or the KV cache
  * (GB/s) or of its products' flops (GFLOP/s). Used by bench/gpu-check.sh.
  *
- * <pre>GpuProfile MODEL.gguf cuda[:N] [PROMPT_TOKENS [DECODE_TOKENS [decode|all]]]</pre>
+ * <pre>GpuProfile MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cuda[:N] [PROMPT_TOKENS [DECODE_TOKENS [decode|all]]]</pre>
  *
  * Times are the kernels' own, each started on an idle stream after a short device-side wait (see
  * {@link CudaProfile}); a recorded decode graph runs the same kernels back to back, so their sum is close to
@@ -41,13 +40,13 @@ public final class GpuProfile {
 
     private static void run(String[] args) throws Exception {
         if (args.length < 2) {
-            System.err.println("usage: GpuProfile MODEL.gguf cuda[:N] [PROMPT_TOKENS [DECODE_TOKENS [decode|all]]]");
+            System.err.println("usage: GpuProfile MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cuda[:N] [PROMPT_TOKENS [DECODE_TOKENS [decode|all]]]");
             System.exit(2);
         }
         if (!CudaProfile.enabled()) {
             throw new IllegalStateException("run with -Dmoe4j.cuda.profile=true");
         }
-        Path path = Path.of(args[0]);
+        String source = args[0];
         Device device = Device.parse(args[1]);
         int pp = args.length > 2 ? Integer.parseInt(args[2]) : 512;
         int tg = args.length > 3 ? Integer.parseInt(args[3]) : 8;
@@ -56,8 +55,8 @@ public final class GpuProfile {
 
         LoadOptions options = LoadOptions.defaults().withDevice(device).withBatchSize(Math.max(pp, context))
                 .withContextLength(Math.max(pp, context + tg + 4) + 64);
-        try (Model model = Model.load(path, options)) {
-            System.out.printf(Locale.ROOT, "profile %s on %s%n", path.getFileName(), model.backendDescription());
+        try (Model model = BenchModels.load(source, options)) {
+            System.out.printf(Locale.ROOT, "profile %s on %s%n", BenchModels.name(source), model.backendDescription());
             int vocab = model.config().vocab();
             int[] tokens = new Random(1).ints(Math.max(pp, context), 0, vocab).toArray();
             float[] logits = new float[vocab];
