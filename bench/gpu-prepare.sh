@@ -44,7 +44,7 @@ if [ -d "$shared/models" ] && [ -d "$shared/reference" ]; then
     # MoE model: with it, .gpu and the working tree (the PTX alone is ~9 MB) no longer fit in the 64 MiB a
     # device call carries; its GPU reference tests skip there, the F16 model keeps a float model in the check
     cp "$shared"/models/tiny-qwen3moe-*.gguf "$shared"/models/tiny-qwen3-tied-*.gguf .gpu/shared/fixtures/models/
-    rm .gpu/shared/fixtures/models/tiny-qwen3moe-F32.gguf
+    rm -f .gpu/shared/fixtures/models/tiny-qwen3moe-F32.gguf
 else
     echo "WARNING: ../shared/fixtures not found: the GPU reference tests will skip" >&2
 fi

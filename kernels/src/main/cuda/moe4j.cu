@@ -340,7 +340,7 @@ __device__ __forceinline__ void mv_combine_body(const uint8_t* W, long long expe
 
 // ---------------------------------------------------------------- matrix-vector with 8-bit activations (decode)
 
-// For Q4_K and Q6_K weights (q8k.cuh): each block rounds its activation row(s) to Q8_K in shared memory
+// For Q3_K, Q4_K, Q5_K and Q6_K weights (q8k.cuh): each block rounds its activation row(s) to Q8_K in shared memory
 // (as the CPU backend rounds them), then its warps walk rows with a grid stride, so that a large matrix
 // (the LM head) does not round the same row tens of thousands of times. A warp's first row's weight loads
 // are issued before the rounding, so that their latency overlaps it.
@@ -378,7 +378,8 @@ struct RowUnits {
 };
 
 // y[a][r] = dot(W_e row r, x[a / xDiv]) with e = ids[a] (or 0 without ids); blockIdx.y = a. Dynamic shared
-// memory: q8k_bytes(K). PAIR: y = silu(dot(W row r, x)) * dot(W2 row r, x), the SwiGLU gate and up rows.
+// memory: the rounded row (q8k.cuh). PAIR: y = silu(dot(W row r, x)) * dot(W2 row r, x), the SwiGLU gate and
+// up rows.
 template <class F, bool PAIR>
 __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, long long expertStride,
                                          long long rowBytes, int K, int rows, int experts, const float* X,
@@ -430,7 +431,7 @@ __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, lo
 // out[t][r] = sum over slots s of weight[t*k+s] * dot(W_e row r, h[t*k+s]), e = ids[t*k+s]: the expert down
 // projections and the weighted sum of a token's experts in one pass; blockIdx.y = t, MVQ_COMBINE_WARPS warps.
 // The lanes take the (slot, unit) pairs of a row in turn, so that all 32 are busy for short rows (768 values
-// are 24 units). Dynamic shared memory: k * q8k_bytes(K).
+// are 24 units). Dynamic shared memory: the k rounded rows (q8k.cuh).
 template <class F>
 __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long expertStride, long long rowBytes,
                                                  int K, int rows, int experts, const float* H, int hStride,

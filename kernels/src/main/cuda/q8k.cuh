@@ -6,7 +6,7 @@
 // per weight, which is what held the float kernels far under the memory bandwidth.
 //
 // A row is cut into units of 32 values, 8 per 256-value block; a unit's weight bytes are loaded first
-// (Raw) and multiplied later, so that a lane has several units' loads in flight.
+// (load) and multiplied later (dot), so that a lane has several units' loads in flight.
 #pragma once
 
 #include <stdint.h>
@@ -15,9 +15,8 @@
 namespace moe4j {
 
 // Activations rounded to Q8_K live in shared memory as q (an int8 per value), the sum of every 16 consecutive
-// q (an int each) and d per 256 values (a float each), so that value i is d[i / 256] * q[i]: the bytes for
-// `values` of them (a multiple of 256).
-__host__ __device__ constexpr int q8k_bytes(int values) { return values + values / 4 + values / 64; }
+// q (an int each) and d per 256 values (a float each), so that value i is d[i / 256] * q[i]: values + values/4
+// + values/64 bytes (CudaBackend.q8kSharedBytes).
 
 // The larger magnitude of two values, the same for both arguments' orders (ties: the larger value), so that
 // every thread of a reduction agrees.

@@ -26,7 +26,8 @@ final class BenchModels {
         }
         String spec = source.substring(SYNTHETIC.length());
         int slash = spec.indexOf('/');
-        SyntheticModel.Spec s = SyntheticModel.Spec.parse(slash < 0 ? spec : spec.substring(0, slash), TensorMix.Q4_K_M);
+        SyntheticModel.Spec s = SyntheticModel.Spec.parse(slash < 0 ? spec : spec.substring(0, slash),
+                TensorMix.Q4_K_M);
         if (slash >= 0) {
             s = s.withLayers(Integer.parseInt(spec.substring(slash + 1).strip()));
         }

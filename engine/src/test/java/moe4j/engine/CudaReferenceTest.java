@@ -90,7 +90,7 @@ class CudaReferenceTest {
             assertTrue(rel <= 2e-3, model + " " + prompt + ": max logit difference from llama.cpp is " + rel
                     + " of the logit range");
         }
-        // the CPU backend rounds matrix-product activations as llama.cpp does; the GPU rounds them so for Q4_K and
+        // the CPU backend rounds matrix-product activations as llama.cpp does; the GPU rounds them so for Q3_K to
         // Q6_K weights and keeps float32 for the others: the two may differ by as much as either differs from
         // llama.cpp, no more
         assertTrue(vsCpu.meanKl() <= klBar, model + " " + prompt + " GPU vs CPU: mean KL " + vsCpu.meanKl());
@@ -102,10 +102,10 @@ class CudaReferenceTest {
                     + " of the logit range");
         }
         // A float model's two paths run different kernels on the same float32 values. Where activations are
-        // rounded to 8 bits (Q4_K and Q6_K products), the paths' float32 differences (~1e-6) occasionally put a
-        // value on the other side of a rounding step, and a router may then pick another expert in a near tie:
-        // they then differ as a quantized model differs from llama.cpp, no more.
-        double pathsKlBar = floatModel ? 1e-4 : klBar;
+        // rounded to 8 bits (Q3_K to Q6_K products), the paths' float32 differences (~1e-6) occasionally put a
+        // value on the other side of a rounding step, and a router may then pick another expert in a near tie
+        // (measured: mean KL 1e-4 to 8e-4 on the fixtures).
+        double pathsKlBar = floatModel ? 1e-4 : 5e-3;
         double pathsTop1Bar = floatModel ? 0.95 : top1Bar;
         assertTrue(paths.meanKl() <= pathsKlBar, model + " " + prompt + " GPU batched vs one-by-one: mean KL "
                 + paths.meanKl());

@@ -28,7 +28,8 @@ public final class GpuBench {
 
     private static void run(String[] args) throws Exception {
         if (args.length < 2) {
-            System.err.println("usage: GpuBench MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cpu|cuda[:N] [PROMPT_TOKENS [GEN_TOKENS [REPS]]]");
+            System.err.println("usage: GpuBench MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cpu|cuda[:N] "
+                    + "[PROMPT_TOKENS [GEN_TOKENS [REPS]]]");
             System.exit(2);
         }
         String source = args[0];

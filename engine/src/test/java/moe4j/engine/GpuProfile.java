@@ -15,7 +15,8 @@ import moe4j.kernels.cuda.CudaProfile;
  * prompt), microseconds per call, and the rate of the bytes the operation reads from weights or the KV cache
  * (GB/s) or of its products' flops (GFLOP/s). Used by bench/gpu-check.sh.
  *
- * <pre>GpuProfile MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cuda[:N] [PROMPT_TOKENS [DECODE_TOKENS [decode|all]]]</pre>
+ * <pre>GpuProfile MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cuda[:N]
+ *     [PROMPT_TOKENS [DECODE_TOKENS [decode|all]]]</pre>
  *
  * Times are the kernels' own, each started on an idle stream after a short device-side wait (see
  * {@link CudaProfile}); a recorded decode graph runs the same kernels back to back, so their sum is close to
@@ -40,7 +41,8 @@ public final class GpuProfile {
 
     private static void run(String[] args) throws Exception {
         if (args.length < 2) {
-            System.err.println("usage: GpuProfile MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cuda[:N] [PROMPT_TOKENS [DECODE_TOKENS [decode|all]]]");
+            System.err.println("usage: GpuProfile MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] cuda[:N] "
+                    + "[PROMPT_TOKENS [DECODE_TOKENS [decode|all]]]");
             System.exit(2);
         }
         if (!CudaProfile.enabled()) {

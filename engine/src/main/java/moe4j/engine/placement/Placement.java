@@ -167,7 +167,8 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                 }
             }
             long kv = kvPerLayer * attentionLayers.size();
-            loads.add(new DeviceLoad(s, weights, kv, Planner.scratchBytes(m, r.batchSize(), parts), r.marginBytes(),
+            loads.add(new DeviceLoad(s, weights, kv, Planner.scratchBytes(m, r.batchSize(), parts, s.isGpu()),
+                    r.marginBytes(),
                     read, kvPerPosition * attentionLayers.size(), attentionLayers, expertLayers, globals));
         }
 

@@ -49,8 +49,11 @@ public final class Planner {
         return new Run(model, devices, request).place();
     }
 
-    /** Activation buffers a device needs for a batch given the parts it holds (the engine's workspace buffers). */
-    static long scratchBytes(ModelFootprint m, int batch, Set<Part> parts) {
+    /**
+     * Activation buffers a device needs for a batch given the parts it holds (the engine's workspace buffers, and on
+     * a GPU the copy of a batched product's input that its kernels round to 8 bits).
+     */
+    static long scratchBytes(ModelFootprint m, int batch, Set<Part> parts, boolean gpu) {
         long b = batch;
         long f32 = Float.BYTES;
         boolean layerParts = parts.contains(Part.ATTENTION) || parts.contains(Part.NORM)
@@ -78,6 +81,13 @@ public final class Planner {
         }
         if (parts.contains(Part.OUTPUT)) {
             s += Math.min(b, Placement.HEAD_ROWS) * ((long) m.embd() + m.vocab()) * f32; // head input, logits
+        }
+        if (gpu && (parts.contains(Part.ATTENTION) || parts.contains(Part.DENSE_FFN) || parts.contains(Part.OUTPUT))) {
+            long widest = Math.max(m.embd(), parts.contains(Part.ATTENTION) ? m.qDim() : 0);
+            if (parts.contains(Part.DENSE_FFN)) {
+                widest = Math.max(widest, m.ffn());
+            }
+            s += b * widest * f32;                                     // the widest input, rounded
         }
         return s;
     }
@@ -372,7 +382,8 @@ public final class Planner {
             if (holdsHead) {
                 parts.add(Part.OUTPUT);
             }
-            return pinnedOnGpu[gpu] + scratchBytes(m, r.batchSize(), parts) + (holdsHead ? headBytes : 0);
+            return pinnedOnGpu[gpu] + scratchBytes(m, r.batchSize(), parts, gpus.get(gpu).isGpu())
+                    + (holdsHead ? headBytes : 0);
         }
 
         private long usable(int gpu) {

@@ -52,9 +52,9 @@ import moe4j.kernels.quant.UnsupportedTensorTypeException;
  *
  * <p>Prompt batches of more than {@value #MATVEC_MAX_TOKENS} tokens use a tiled matrix kernel that
  * dequantizes weight tiles into shared memory; smaller batches (decode), and matrices of at most
- * {@value #MATVEC_MAX_ROWS_ANY_BATCH} rows, use one warp per weight row with the weights dequantized in
- * registers (or, for Q3_K to Q6_K, multiplied as integers with activations rounded to Q8_K). Mixture-of-experts layers route on the device: for a few tokens
- * each (token, expert) pair runs the fused gate/up and down/combine kernels directly on the router's
+ * {@value #MATVEC_MAX_ROWS_ANY_BATCH} rows, use matrix-vector kernels, a warp per weight row, with the weights
+ * dequantized in registers (or, for Q3_K to Q6_K, multiplied as integers with activations rounded to Q8_K).
+ * Mixture-of-experts layers route on the device: for a few tokens each (token, expert) pair runs the fused gate/up and down/combine kernels directly on the router's
  * choice; for larger batches the assignments are grouped by expert on the device and each expert's rows
  * run through the tiled kernel once.
  *
@@ -75,13 +75,16 @@ public final class CudaBackend implements Backend {
     static final int MATVEC_MAX_ROWS_ANY_BATCH = 1024;
     /** Largest number of (token, expert) pairs that run without grouping by expert. */
     static final int DIRECT_EXPERT_ASSIGNMENTS = 32;
-    private static final int MV_ROWS_PER_BLOCK = 4;
+    static final int MV_ROWS_PER_BLOCK = 4;
     /** Rows per block of the Q8_K expert down projection + combine kernel. */
     private static final int MVQ_COMBINE_ROWS_PER_BLOCK = 8;
     /** Dynamic shared memory a kernel gets without raising its limit. */
     private static final int MAX_DEFAULT_SHARED_BYTES = 48 * 1024;
-    /** Blocks per multiprocessor of a grid-stride Q8_K matrix-vector kernel; more rows loop within a block. */
-    private static final int MVQ_BLOCKS_PER_MULTIPROCESSOR = 16;
+    /**
+     * Blocks per multiprocessor of a grid-stride Q8_K matrix-vector kernel, shared among the grid's rows of blocks
+     * (tokens or experts): a larger matrix loops over its rows within its blocks.
+     */
+    static final int MVQ_BLOCKS_PER_MULTIPROCESSOR = 16;
     private static final int MM_ROWS = 128;
     private static final int MM_TOKENS = 64;
     private static final int MAX_GRID_Y = 65535;
@@ -1090,10 +1093,6 @@ public final class CudaBackend implements Backend {
     // ---------------------------------------------------------------- launching
 
     /**
-     * Enqueues {@code f} on the default stream. Arguments map to kernel parameters by type: device pointer,
-     * {@code Integer} (int), {@code Long} (long long), {@code Float} (float), {@code null} (a null pointer).
-     */
-    /**
      * Whether a matrix-vector product of {@code rowLength}-value rows with {@code inputs} activation rows per
      * block (the experts of a token for the down projection) takes the Q8_K kernels: the format has them, rows
      * are whole 256-value blocks, and the rounded activations fit the default shared memory.
@@ -1102,16 +1101,16 @@ public final class CudaBackend implements Backend {
         return f.hasQ8k() && rowLength % 256 == 0 && q8kSharedBytes(rowLength, inputs) <= MAX_DEFAULT_SHARED_BYTES;
     }
 
-    /** Shared memory for {@code inputs} rows of {@code rowLength} activations rounded to Q8_K (q8k.cuh's q8k_bytes). */
+    /** Shared memory for {@code inputs} rows of {@code rowLength} activations rounded to Q8_K (layout: q8k.cuh). */
     private static long q8kSharedBytes(int rowLength, int inputs) {
         return (long) inputs * (rowLength + rowLength / 4 + rowLength / 64);
     }
 
     /**
      * Blocks along x of a grid-stride Q8_K matrix-vector kernel with {@code gridY} rows of blocks: one per
-     * {@code rowsPerBlock} rows, at most a few per multiprocessor, so that a large matrix (the LM head) does not
-     * round its activations in every block of a few rows. (Capping the grid at the blocks resident at once made
-     * no difference on an H100.)
+     * {@code rowsPerBlock} rows, but at most {@link #MVQ_BLOCKS_PER_MULTIPROCESSOR} per multiprocessor over all
+     * the grid's rows, so that a large matrix (the LM head) does not round its activations again in every block of
+     * a few rows. (Capping the grid at the blocks resident at once made no difference on an H100.)
      */
     private int mvqBlocks(int rows, int rowsPerBlock, int gridY) {
         return Math.min(ceilDiv(rows, rowsPerBlock),
@@ -1143,6 +1142,10 @@ public final class CudaBackend implements Backend {
                 dst, dstPitch);
     }
 
+    /**
+     * Enqueues {@code f} on the default stream. Arguments map to kernel parameters by type: device pointer,
+     * {@code Integer} (int), {@code Long} (long long), {@code Float} (float), {@code null} (a null pointer).
+     */
     private void launch(CUfunction f, String name, int gridX, int gridY, int block, Object... args) {
         launchShared(f, name, gridX, gridY, block, 0, args);
     }

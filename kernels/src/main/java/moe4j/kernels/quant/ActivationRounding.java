@@ -25,7 +25,10 @@ public enum ActivationRounding {
      * {@code q = rint(x * 127/amax)}. Also used for Q8_1 (Q4_1/Q5_1 weights), whose values round the same.
      */
     Q8_0(32),
-    /** Q8_K per 256 values: {@code iscale = -127/mx} for the signed value of largest magnitude, {@code d = 1/iscale}. */
+    /**
+     * Q8_K per 256 values: {@code iscale = -127/mx} for the signed value of largest magnitude, {@code d = 1/iscale};
+     * a block holding NaN becomes all NaN (llama.cpp's integer rounding would turn the NaN into 0).
+     */
     Q8_K(256);
 
     private final int blockSize;
@@ -99,6 +102,10 @@ public enum ActivationRounding {
         float max = 0;
         for (int i = 0; i < 256; i++) {
             float a = Math.abs(src[s + i]);
+            if (Float.isNaN(a)) {  // every value of the block NaN, as its scale would be: never rounded to numbers
+                java.util.Arrays.fill(dst, o, o + 256, Float.NaN);
+                return;
+            }
             if (a > amax) {
                 amax = a;
                 max = src[s + i];

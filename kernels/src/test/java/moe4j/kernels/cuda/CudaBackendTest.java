@@ -37,8 +37,8 @@ import moe4j.kernels.Rope;
 import moe4j.kernels.StepRecorder;
 import moe4j.kernels.Weight;
 import moe4j.kernels.cpu.CpuBackend;
-import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.ActivationRounding;
+import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
 
 /**
@@ -46,7 +46,8 @@ import moe4j.kernels.quant.QuantFormats;
  * (dequantization bit for bit, normalization, RoPE, attention, routing) and against a double-precision
  * product of the decoded weights for the matrix and expert products, with the activations rounded as the
  * kernels round them (the Q8_K matrix-vector kernels as the CPU backend does; the others keep float32).
- * Bounds are relative errors of the whole result. Outputs are poisoned with NaN first, so an element a kernel forgets to write fails.
+ * Bounds are relative errors of the whole result. Outputs are poisoned with NaN first, so an element a kernel
+ * forgets to write fails.
  */
 @Tag(GpuTests.TAG)
 class CudaBackendTest {
@@ -198,7 +199,8 @@ class CudaBackendTest {
     @ParameterizedTest(name = "{0} x {1} tokens")
     @MethodSource("tallMatrixCases")
     void tallMatricesLoopOverTheirRowsInEveryBlock(GgmlType type, int n) {
-        int rows = 4 * gpu.device().multiprocessors() * 16 / n * 3 + 5;
+        int rows = CudaBackend.MV_ROWS_PER_BLOCK * gpu.device().multiprocessors()
+                * CudaBackend.MVQ_BLOCKS_PER_MULTIPROCESSOR / n * 3 + 5;
         assertMatmulMatches(type, n, 256, rows);
     }
 
@@ -230,15 +232,22 @@ class CudaBackendTest {
         if (!Kernels.Q8K_FORMATS.contains(type)) {
             return x;
         }
+        assertEquals(0, width % 256, "rows of whole Q8_K blocks");
         float[] r = new float[x.length];
         ActivationRounding.Q8_K.round(x, 0, r, 0, x.length);
-        assertTrue(width % 256 == 0);
         return r;
+    }
+
+    /** Rows of 4608 values: the lanes of the Q8_K kernels load a second round of units. */
+    @ParameterizedTest(name = "{0} x {1} tokens")
+    @MethodSource("tallMatrixCases")
+    void longRowsMatchADoublePrecisionProduct(GgmlType type, int n) {
+        assertMatmulMatches(type, n, 4608, 37);
     }
 
     @ParameterizedTest
     @MethodSource("tallMatrixCases")
-    void aNaNActivationMakesEveryProductNaNNotANumber(GgmlType type, int n) {
+    void aNaNActivationMakesItsTokensProductsNaN(GgmlType type, int n) {
         int len = 512;
         int rows = 37;
         GgufTensor t = randomTensor("w", type, len, rows);
@@ -595,19 +604,22 @@ class CudaBackendTest {
     }
 
     static Stream<Arguments> expertCases() {
-        // 1 and 3 tokens: per-assignment kernels; 40 tokens: grouped by expert on the device
-        return Stream.of(1, 3, 40).flatMap(n -> Stream.of(
-                Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q6_K),
-                Arguments.of(n, GgmlType.Q5_K, GgmlType.Q5_K, GgmlType.Q3_K),
-                Arguments.of(n, GgmlType.Q8_0, GgmlType.Q5_K, GgmlType.Q4_0)));
+        // 1 and 3 tokens: per-assignment kernels; 40 tokens: grouped by expert on the device. 256/768 values:
+        // rows within one pass of the Q8_K kernels' lanes; 2304/1280: gate/up and down rows long enough that
+        // their lanes load a second round of units (the decode shapes of large models)
+        Stream<Arguments> shortRows = Stream.of(1, 3, 40).flatMap(n -> Stream.of(
+                Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q6_K, 256, 768),
+                Arguments.of(n, GgmlType.Q5_K, GgmlType.Q5_K, GgmlType.Q3_K, 256, 768),
+                Arguments.of(n, GgmlType.Q8_0, GgmlType.Q5_K, GgmlType.Q4_0, 256, 768)));
+        Stream<Arguments> longRows = Stream.of(1, 3).map(n ->
+                Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q6_K, 2304, 1280));
+        return Stream.concat(shortRows, longRows);
     }
 
-    @ParameterizedTest(name = "{0} tokens, {1}/{2}/{3}")
+    @ParameterizedTest(name = "{0} tokens, {1}/{2}/{3}, {4} -> {5}")
     @MethodSource("expertCases")
     void expertsMatchADoublePrecisionComputationOfTheDeviceRouting(int n, GgmlType gateType, GgmlType upType,
-                                                                    GgmlType downType) {
-        int embd = 256;
-        int ffn = 768;
+                                                                    GgmlType downType, int embd, int ffn) {
         int experts = 8;
         int k = 4;
         GgufTensor gate = randomTensor("gate", gateType, embd, ffn, experts);
@@ -618,6 +630,9 @@ class CudaBackendTest {
         float[] actual;
         int[] ids = new int[n * k];
         float[] weights = new float[n * k];
+        // one (token, expert) pair after the other, the SwiGLU outputs z stay in the gate buffer, in pair order
+        boolean direct = n * k <= CudaBackend.DIRECT_EXPERT_ASSIGNMENTS;
+        float[] gpuZ = null;
         try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
              ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn)) {
             gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
@@ -625,23 +640,29 @@ class CudaBackendTest {
             Activations out = poisoned(n, embd);
             gpu.experts(gpu.bind(gate), gpu.bind(up), gpu.bind(down), fill(gpu, x, n, embd), routing, buffers, out, n);
             actual = rows(gpu, out, n);
+            if (direct) {
+                gpuZ = rows(gpu, buffers.gate(), n * k);
+            }
         }
         float[] gw = decoded(gate);
         float[] uw = decoded(up);
         float[] dw = decoded(down);
-        // Per (token, expert) pair the kernels round x (when gate and up share a format) and then the SwiGLU
-        // output z to Q8_K where the formats have such kernels (the CPU's rounding); z rounded from the double-precision reference can land on the
-        // other side of a rounding boundary than the GPU's float32 z, which moves the result by up to ~1e-3 (a
-        // whole step of one 8-bit value, rare): hence the looser bound in that case.
+        // The kernels round x (when gate and up share a format) and z to Q8_K where the formats have such kernels
+        // (the CPU's rounding). Where the GPU's own z is at hand (one pair after the other), the down projection
+        // is checked on it, rounded as the kernel rounds it, and z itself against the reference; otherwise the
+        // reference's z, from double precision, can land on the other side of a rounding step than the GPU's
+        // float32 z, which moves the result by up to ~1e-3 (a whole step of one 8-bit value): hence the looser
+        // bound in that case.
         boolean roundsX = gateType == upType;
         boolean roundsZ = Kernels.Q8K_FORMATS.contains(downType);
         float[] xr = roundsX ? roundedAsTheKernelsDo(gateType, x, embd) : x;
         float[] expected = new float[n * embd];
+        float[] expectedZ = new float[n * k * ffn];
         for (int t = 0; t < n; t++) {
             double[] sum = new double[embd];
             for (int s = 0; s < k; s++) {
-                int e = ids[t * k + s];
-                double[] z = new double[ffn];
+                int a = t * k + s;
+                int e = ids[a];
                 float[] zf = new float[ffn];
                 for (int r = 0; r < ffn; r++) {
                     double gs = 0;
@@ -650,28 +671,29 @@ class CudaBackendTest {
                         gs += (double) gw[(e * ffn + r) * embd + j] * xr[t * embd + j];
                         us += (double) uw[(e * ffn + r) * embd + j] * xr[t * embd + j];
                     }
-                    z[r] = gs / (1 + Math.exp(-gs)) * us;
-                    zf[r] = (float) z[r];
+                    zf[r] = (float) (gs / (1 + Math.exp(-gs)) * us);
                 }
+                System.arraycopy(zf, 0, expectedZ, a * ffn, ffn);
+                float[] z = direct ? Arrays.copyOfRange(gpuZ, a * ffn, (a + 1) * ffn) : zf;
                 if (roundsZ) {
-                    float[] zr = roundedAsTheKernelsDo(downType, zf, ffn);
-                    for (int r = 0; r < ffn; r++) {
-                        z[r] = zr[r];
-                    }
+                    z = roundedAsTheKernelsDo(downType, z, ffn);
                 }
                 for (int r = 0; r < embd; r++) {
                     double d = 0;
                     for (int j = 0; j < ffn; j++) {
-                        d += dw[(e * embd + r) * ffn + j] * z[j];
+                        d += (double) dw[(e * embd + r) * ffn + j] * z[j];
                     }
-                    sum[r] += d * weights[t * k + s];
+                    sum[r] += d * weights[a];
                 }
             }
             for (int r = 0; r < embd; r++) {
                 expected[t * embd + r] = (float) sum[r];
             }
         }
-        assertClose(expected, actual, roundsZ ? 1e-3 : 1e-5, n + " tokens");
+        if (direct) {
+            assertClose(expectedZ, gpuZ, 1e-5, n + " tokens, SwiGLU outputs");
+        }
+        assertClose(expected, actual, !direct && roundsZ ? 1e-3 : 1e-5, n + " tokens");
     }
 
     @Test

@@ -1,0 +1,58 @@
+package moe4j.kernels.quant;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Arrays;
+import java.util.Random;
+
+import org.junit.jupiter.api.Test;
+
+class ActivationRoundingTest {
+
+    private final Random random = new Random(7);
+
+    private float[] gaussian(int n) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = (float) random.nextGaussian();
+        }
+        return v;
+    }
+
+    @Test
+    void aQ8KBlockHoldingNaNRoundsToNaNAndLeavesItsNeighboursAlone() {
+        float[] x = gaussian(3 * 256);
+        float[] alone = new float[256];
+        ActivationRounding.Q8_K.round(x, 512, alone, 0, 256);
+        x[256 + 17] = Float.NaN;
+        float[] r = new float[x.length];
+        ActivationRounding.Q8_K.round(x, 0, r, 0, x.length);
+        for (int i = 256; i < 512; i++) {
+            assertTrue(Float.isNaN(r[i]), "value " + i + " of the block with NaN: " + r[i]);
+        }
+        for (int i = 0; i < 256; i++) {
+            assertTrue(Float.isFinite(r[i]), "value " + i + " of the block before: " + r[i]);
+        }
+        assertArrayEquals(alone, Arrays.copyOfRange(r, 512, 768), "the block after, as rounded on its own");
+    }
+
+    @Test
+    void aQ8KBlockRoundsToMultiplesOfItsScaleWithTheLargestMagnitudeExact() {
+        float[] x = gaussian(256);
+        x[100] = -5f;  // the largest magnitude, negative
+        float[] r = new float[256];
+        ActivationRounding.Q8_K.round(x, 0, r, 0, 256);
+        assertEquals(-5f, r[100], 1e-6f);
+        float d = 5f / 127;
+        for (int i = 0; i < 256; i++) {
+            float q = r[i] / d;
+            assertEquals(Math.round(q), q, 1e-3f, "value " + i + " is a multiple of the block's scale");
+            assertTrue(Math.abs(r[i] - x[i]) <= d / 2 * 1.0001f, "value " + i + " within half a step");
+        }
+        float[] zeros = new float[256];
+        ActivationRounding.Q8_K.round(new float[256], 0, r, 0, 256);
+        assertArrayEquals(zeros, r, "an all-zero block");
+    }
+}
