@@ -12,6 +12,7 @@
 #   SYNC=1 bench/gpu-check.sh     waits after every kernel, so a failing test names the kernel that failed
 #   GRAPHS=0 bench/gpu-check.sh   launches every decode kernel from the host instead of replaying a CUDA graph
 #   SYNTH=qwen3-235b-a22b:Q3_K_M bench/gpu-check.sh  also times bench --synthetic PRESET:TYPE on cuda:0 (pp512, tg64)
+#   SYNTH_DEVICES=cuda:0,cpu      ... placed across the GPU and system RAM instead (e.g. a model larger than the GPU)
 #   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt)
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 set -uo pipefail
@@ -130,11 +131,18 @@ fi
 if [ "${FILE:-0}" = 1 ]; then rm -f "$model"; fi
 
 # 6. Optional: a full-size model built in memory by bench --synthetic (no file), e.g.
-# SYNTH=qwen3-235b-a22b:Q3_K_M (all 94 layers, 105 GiB of weights: held once in host RAM, uploaded to the GPU)
+# SYNTH=qwen3-235b-a22b:Q3_K_M (all 94 layers, 105 GiB of weights: held once in host RAM, uploaded to the GPU);
+# SYNTH_DEVICES=cuda:0,cpu places it automatically across the GPU and system RAM (all cores): a model larger
+# than the GPU runs with what does not fit in RAM, and bench prints the placement
 if [ -n "${SYNTH:-}" ]; then
     t=$(date +%s)
+    if [ -n "${SYNTH_DEVICES:-}" ]; then
+        placement=(--devices "$SYNTH_DEVICES" -t "$(nproc)")
+    else
+        placement=(--device cuda:0)
+    fi
     timeout "${SYNTH_TIMEOUT:-480}" "$java" "${flags[@]}" -jar .gpu/moe4j.jar bench --synthetic "$SYNTH" \
-        --device cuda:0 -p 512 -n 64 -r 1 > "$OUT/synthetic.log" 2>&1
+        "${placement[@]}" -p 512 -n 64 -r 1 > "$OUT/synthetic.log" 2>&1
     status=$?
     row "bench --synthetic $SYNTH (exit $status, $(elapsed $t))" \
         "$( (grep -m1 '^| synthetic-' "$OUT/synthetic.log" | cut -d'|' -f3-5 || true; grep -m1 '^moe4j: error' "$OUT/synthetic.log") \
@@ -154,6 +162,10 @@ if [ "${PROFILE:-1}" = 1 ]; then
     grep -v -E '^WARNING|^profile ' "$OUT/profile.log" | cut -c1-100 | head -70
     echo "---- decode attention with 4 warps per head (the previous kernel) ----"
     grep -E '^== decode|attention' "$OUT/profile-attention4.log" | cut -c1-100
+fi
+if [ -n "${SYNTH_DEVICES:-}" ] && [ -f "$OUT/synthetic.log" ]; then
+    echo "---- placement of bench --synthetic $SYNTH ----"
+    sed -n '/^placement:/,/^| model/p' "$OUT/synthetic.log" | grep -v '^| model' | cut -c1-140
 fi
 echo "---- moe4j GPU check ----"
 printf '%s\n' "${rows[@]}"
