@@ -42,6 +42,23 @@ public interface Backend extends AutoCloseable {
     /** Copies row {@code row} of {@code src} to the host. */
     void read(Activations src, int row, float[] dst, int dstOffset);
 
+    /**
+     * Copies {@code n} rows from the host, {@code dst.width()} floats each, packed from {@code srcOffset}, into rows
+     * {@code [row, row + n)} of {@code dst}; a backend may move them in one transfer.
+     */
+    default void writeRows(float[] src, int srcOffset, Activations dst, int row, int n) {
+        for (int i = 0; i < n; i++) {
+            write(src, srcOffset + i * dst.width(), dst, row + i);
+        }
+    }
+
+    /** Copies rows {@code [row, row + n)} of {@code src} to the host, packed; a backend may move them in one transfer. */
+    default void readRows(Activations src, int row, int n, float[] dst, int dstOffset) {
+        for (int i = 0; i < n; i++) {
+            read(src, row + i, dst, dstOffset + i * src.width());
+        }
+    }
+
     /** Copies rows {@code [srcRow, srcRow + n)} of {@code src} to rows {@code [dstRow, dstRow + n)} of {@code dst}. */
     void copyRows(Activations src, int srcRow, Activations dst, int dstRow, int n);
 

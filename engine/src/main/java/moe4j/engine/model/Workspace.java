@@ -30,7 +30,7 @@ public final class Workspace implements AutoCloseable {
     private ExpertBuffers expertBuffers;
     private StepRecorder stepRecorder;
     /** One row on its way between backends, through the host. */
-    private float[] hostRow = new float[0];
+    private float[] hostRows = new float[0];
 
     public Workspace(Backend backend, int capacity) {
         this(backend, capacity, null);
@@ -72,13 +72,12 @@ public final class Workspace implements AutoCloseable {
             throw new IllegalStateException("workspace buffer " + name + " is missing on backend "
                     + (src == null ? from : to));
         }
-        if (hostRow.length < src.width()) {
-            hostRow = new float[src.width()];
+        int floats = Math.multiplyExact(n, src.width());
+        if (hostRows.length < floats) {
+            hostRows = new float[floats];
         }
-        for (int row = 0; row < n; row++) {
-            a.backend.read(src, row, hostRow, 0);
-            b.backend.write(hostRow, 0, dst, row);
-        }
+        a.backend.readRows(src, 0, n, hostRows, 0);
+        b.backend.writeRows(hostRows, 0, dst, 0, n);
     }
 
     /** Maximum tokens per step. */

@@ -390,6 +390,47 @@ public final class CudaBackend implements Backend {
                         + " -Dmoe4j.cuda.sync=true names it)");
     }
 
+    /** One transfer where the rows are contiguous on the device (no padding between them), else row by row. */
+    @Override
+    public synchronized void writeRows(float[] src, int srcOffset, Activations dst, int row, int n) {
+        CudaActivations d = act(dst);
+        if (d.pitch != d.width()) {
+            Backend.super.writeRows(src, srcOffset, dst, row, n);
+            return;
+        }
+        makeCurrent();
+        requireNotRecording("copying from the host");
+        Objects.checkFromIndexSize(row, n, d.capacity());
+        long floats = (long) n * d.width();
+        Objects.checkFromIndexSize(srcOffset, Math.toIntExact(floats), src.length);
+        if (n == 0) {
+            return;
+        }
+        check(JCudaDriver.cuMemcpyHtoD(d.row(row), Pointer.to(src).withByteOffset(4L * srcOffset), 4L * floats),
+                "copying to " + label);
+    }
+
+    /** One transfer where the rows are contiguous on the device (no padding between them), else row by row. */
+    @Override
+    public synchronized void readRows(Activations src, int row, int n, float[] dst, int dstOffset) {
+        CudaActivations s = act(src);
+        if (s.pitch != s.width()) {
+            Backend.super.readRows(src, row, n, dst, dstOffset);
+            return;
+        }
+        makeCurrent();
+        requireNotRecording("reading to the host");
+        Objects.checkFromIndexSize(row, n, s.capacity());
+        long floats = (long) n * s.width();
+        Objects.checkFromIndexSize(dstOffset, Math.toIntExact(floats), dst.length);
+        if (n == 0) {
+            return;
+        }
+        check(JCudaDriver.cuMemcpyDtoH(Pointer.to(dst).withByteOffset(4L * dstOffset), s.row(row), 4L * floats),
+                "reading results from " + label + " (this reports the first failed kernel since the last read;"
+                        + " -Dmoe4j.cuda.sync=true names it)");
+    }
+
     @Override
     public synchronized void copyRows(Activations src, int srcRow, Activations dst, int dstRow, int n) {
         makeCurrent();

@@ -141,6 +141,21 @@ class CpuBackendTest {
     }
 
     @Test
+    void rowsCrossToAndFromTheHostWhole() {
+        int width = 9;
+        float[] a = randomFloats(6 * width, 1f);
+        Activations dst = cpu.allocate(8, width);
+        cpu.writeRows(a, width, dst, 2, 5);
+        float[] back = new float[1 + 5 * width];
+        cpu.readRows(dst, 2, 5, back, 1);
+        assertArrayEquals(Arrays.copyOfRange(a, width, 6 * width), Arrays.copyOfRange(back, 1, back.length), 0f);
+        float[] row1 = new float[width];
+        cpu.read(dst, 1, row1, 0);
+        assertArrayEquals(new float[width], row1, 0f, "row 1 untouched");
+        assertThrows(IndexOutOfBoundsException.class, () -> cpu.readRows(dst, 4, 5, back, 0));
+    }
+
+    @Test
     void matmulRejectsMismatchedShapes() {
         Weight w = cpu.bind(tensor("blk.0.attn_q.weight", GgmlType.F32, randomFloats(32 * 8, 1f), 32, 8));
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,

@@ -427,6 +427,25 @@ class CudaBackendTest {
         assertTrue(Float.isNaN(got[0]), "row 0 untouched");
     }
 
+    /** Several rows to and from the host at once: rows without padding (12 values) in one transfer, with (7) not. */
+    @ParameterizedTest
+    @ValueSource(ints = {12, 7})
+    void rowsCrossToAndFromTheHostWhole(int width) {
+        float[] a = randomFloats(6 * width, 1f);
+        Activations dst = poisoned(8, width);
+        gpu.writeRows(a, width, dst, 2, 5);  // rows 1..5 of a into rows 2..6
+        float[] one = new float[8 * width];
+        for (int r = 0; r < 8; r++) {
+            gpu.read(dst, r, one, r * width);
+        }
+        assertArrayEquals(Arrays.copyOfRange(a, width, 6 * width), Arrays.copyOfRange(one, 2 * width, 7 * width), 0f);
+        assertTrue(Float.isNaN(one[width]) && Float.isNaN(one[7 * width]), "rows 1 and 7 untouched");
+        float[] many = new float[1 + 5 * width];
+        gpu.readRows(dst, 2, 5, many, 1);
+        assertArrayEquals(Arrays.copyOfRange(one, 2 * width, 7 * width), Arrays.copyOfRange(many, 1, 1 + 5 * width), 0f);
+        assertThrows(IndexOutOfBoundsException.class, () -> gpu.readRows(dst, 4, 5, many, 0));
+    }
+
     // ------------------------------------------------------------ recorded decode steps
 
     /** One decode step of a tiny attention layer: every operation that takes a token or a position. */
