@@ -547,22 +547,22 @@ public final class CudaBackend implements Backend {
             return;
         }
         Kernels.Format f = kernels.format(w.format());
-        if (profiler != null) {
-            note(role(w), w.rowBytes() * w.rows(), 2L * w.rows() * w.rowLength() * n);
-        }
         // A matrix of few rows gives the tiled kernel a few blocks per token tile (the router's 128 rows: one), so
         // it takes the matrix-vector kernels, a row of blocks per token, at any batch size.
         boolean matvec = n <= MATVEC_MAX_TOKENS || (w.rows() <= MATVEC_MAX_ROWS_ANY_BATCH && n <= MAX_GRID_Y);
         if (matvec && q8k(f, w.rowLength(), 1)) {
+            noteProduct(w, n);
             launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
                     32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(w.rowLength(), 1), w.data(), 0L, w.rowBytes(),
                     w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
         } else if (matvec) {
+            noteProduct(w, n);
             launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
         } else {
             // the activations the matrix-vector kernel of this format sees, so that prompts and steps agree
             CUdeviceptr input = q8k(f, w.rowLength(), 1) ? roundedQ8k(x, n) : x.data;
+            noteProduct(w, n);
             launch(f.matmul(), "mm_" + w.format(), ceilDiv(w.rows(), MM_ROWS), gridY(ceilDiv(n, MM_TOKENS)), 256,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, input, x.pitch, o.data, o.pitch, n, null);
         }
@@ -1225,6 +1225,13 @@ public final class CudaBackend implements Backend {
                 "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
         if (SYNC && capture == null) {
             check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
+        }
+    }
+
+    /** For the profile: the next launch is the product of {@code n} rows with {@code w}. */
+    private void noteProduct(CudaWeight w, int n) {
+        if (profiler != null) {
+            note(role(w), w.rowBytes() * w.rows(), 2L * w.rows() * w.rowLength() * n);
         }
     }
 
