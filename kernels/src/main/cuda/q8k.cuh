@@ -122,6 +122,29 @@ __device__ __forceinline__ int byte_of(const uint4& h, int i) {
     return (int)((w >> (8 * (i & 3))) & 0xFFu);
 }
 
+// The 6-bit scales and mins of sub-blocks 2m and 2m + 1 of a Q4_K or Q5_K block, whose 12 scale bytes are
+// bytes 4..15 of its 16-byte header h (k_scale and k_min of formats.cuh)
+struct KScales {
+    int scLo, mnLo, scHi, mnHi;
+};
+
+__device__ __forceinline__ KScales k_scales(const uint4& h, int m) {
+    int j = 2 * m;
+    KScales r;
+    if (m < 2) {
+        r.scLo = byte_of(h, 4 + j) & 63;
+        r.mnLo = byte_of(h, 8 + j) & 63;
+        r.scHi = byte_of(h, 5 + j) & 63;
+        r.mnHi = byte_of(h, 9 + j) & 63;
+    } else {
+        r.scLo = (byte_of(h, 8 + j) & 0xF) | ((byte_of(h, j) >> 6) << 4);
+        r.mnLo = (byte_of(h, 8 + j) >> 4) | ((byte_of(h, 4 + j) >> 6) << 4);
+        r.scHi = (byte_of(h, 9 + j) & 0xF) | ((byte_of(h, 1 + j) >> 6) << 4);
+        r.mnHi = (byte_of(h, 9 + j) >> 4) | ((byte_of(h, 5 + j) >> 6) << 4);
+    }
+    return r;
+}
+
 // Q4_K: d, dmin (fp16), 12 bytes of 6-bit scales and mins, 128 quant bytes. Unit u (0..7) is the 16 quant
 // bytes at 16 + 16u: low nibbles are values 64(u/2) + 16(u%2) + 0..15 (sub-block 2(u/2)), high nibbles the
 // same positions + 32 (sub-block 2(u/2) + 1). Rows of 144-byte blocks in their own allocation keep the
@@ -152,24 +175,11 @@ struct Q4KUnit {
         hi = __dp4a((int)((q.y >> 4) & 0x0F0F0F0Fu), (int)xh.y, hi);
         hi = __dp4a((int)((q.z >> 4) & 0x0F0F0F0Fu), (int)xh.z, hi);
         hi = __dp4a((int)((q.w >> 4) & 0x0F0F0F0Fu), (int)xh.w, hi);
-        // scale and min of sub-blocks j = 2m and 2m + 1 (the 12 scale bytes are header bytes 4..15)
-        int j = 2 * m;
-        int scLo, mnLo, scHi, mnHi;
-        if (m < 2) {
-            scLo = byte_of(h, 4 + j) & 63;
-            mnLo = byte_of(h, 8 + j) & 63;
-            scHi = byte_of(h, 5 + j) & 63;
-            mnHi = byte_of(h, 9 + j) & 63;
-        } else {
-            scLo = (byte_of(h, 8 + j) & 0xF) | ((byte_of(h, j) >> 6) << 4);
-            mnLo = (byte_of(h, 8 + j) >> 4) | ((byte_of(h, 4 + j) >> 6) << 4);
-            scHi = (byte_of(h, 9 + j) & 0xF) | ((byte_of(h, 1 + j) >> 6) << 4);
-            mnHi = (byte_of(h, 9 + j) >> 4) | ((byte_of(h, 5 + j) >> 6) << 4);
-        }
+        KScales sc = k_scales(h, m);
         float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFFu)));
         float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
-        int sums = mnLo * xs[lo0 >> 4] + mnHi * xs[(lo0 >> 4) + 2];
-        return d * (float)(scLo * lo + scHi * hi) - dmin * (float)sums;
+        int sums = sc.mnLo * xs[lo0 >> 4] + sc.mnHi * xs[(lo0 >> 4) + 2];
+        return d * (float)(sc.scLo * lo + sc.scHi * hi) - dmin * (float)sums;
     }
 };
 
@@ -252,23 +262,11 @@ struct Q5KUnit {
             lo = __dp4a((int)vlo, xlw[k], lo);
             hi = __dp4a((int)vhi, xhw[k], hi);
         }
-        int j = 2 * m;
-        int scLo, mnLo, scHi, mnHi;
-        if (m < 2) {
-            scLo = byte_of(h, 4 + j) & 63;
-            mnLo = byte_of(h, 8 + j) & 63;
-            scHi = byte_of(h, 5 + j) & 63;
-            mnHi = byte_of(h, 9 + j) & 63;
-        } else {
-            scLo = (byte_of(h, 8 + j) & 0xF) | ((byte_of(h, j) >> 6) << 4);
-            mnLo = (byte_of(h, 8 + j) >> 4) | ((byte_of(h, 4 + j) >> 6) << 4);
-            scHi = (byte_of(h, 9 + j) & 0xF) | ((byte_of(h, 1 + j) >> 6) << 4);
-            mnHi = (byte_of(h, 9 + j) >> 4) | ((byte_of(h, 5 + j) >> 6) << 4);
-        }
+        KScales sc = k_scales(h, m);
         float d = __half2float(__ushort_as_half((unsigned short)(h.x & 0xFFFFu)));
         float dmin = __half2float(__ushort_as_half((unsigned short)(h.x >> 16)));
-        int sums = mnLo * xs[lo0 >> 4] + mnHi * xs[(lo0 >> 4) + 2];
-        return d * (float)(scLo * lo + scHi * hi) - dmin * (float)sums;
+        int sums = sc.mnLo * xs[lo0 >> 4] + sc.mnHi * xs[(lo0 >> 4) + 2];
+        return d * (float)(sc.scLo * lo + sc.scHi * hi) - dmin * (float)sums;
     }
 };
 
