@@ -455,21 +455,20 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
     U w[MVQ_UNROLL];
     int slot[MVQ_UNROLL];
     int unit[MVQ_UNROLL];
-#pragma unroll
-    for (int i = 0; i < MVQ_UNROLL; i++) {
-        int f = lane + i * WARP;
-        slot[i] = f / units;
-        unit[i] = f - slot[i] * units;
-    }
-    if (valid && r < rows) {
+    // the (slot, unit) pairs f0, f0 + 32, ... of row `row`: which they are, and their weights' loads
+    auto load = [&](int f0, int row) {
 #pragma unroll
         for (int i = 0; i < MVQ_UNROLL; i++) {
-            if (lane + i * WARP < total) {
-                w[i].load(W + (long long)tid[slot[i]] * expertStride + (long long)r * rowBytes
+            int f = f0 + i * WARP;
+            slot[i] = f / units;
+            unit[i] = f - slot[i] * units;
+            if (f < total) {
+                w[i].load(W + (long long)tid[slot[i]] * expertStride + (long long)row * rowBytes
                           + (long long)(unit[i] >> 3) * U::BYTES, unit[i] & 7);
             }
         }
-    }
+    };
+    if (valid && r < rows) load(lane, r);
     quantize_q8k(H + (long long)t * k * hStride, hStride, k, K, xq, xs, xd);
     float* y = Y + (long long)t * yStride;
     for (bool first = true; r < rows; r += stride, first = false) {
@@ -479,18 +478,7 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
         }
         float acc = 0.f;
         for (int f0 = lane; f0 < total; f0 += MVQ_UNROLL * WARP) {
-            if (!first || f0 != lane) {
-#pragma unroll
-                for (int i = 0; i < MVQ_UNROLL; i++) {
-                    int f = f0 + i * WARP;
-                    slot[i] = f / units;
-                    unit[i] = f - slot[i] * units;
-                    if (f < total) {
-                        w[i].load(W + (long long)tid[slot[i]] * expertStride + (long long)r * rowBytes
-                                  + (long long)(unit[i] >> 3) * U::BYTES, unit[i] & 7);
-                    }
-                }
-            }
+            if (!first || f0 != lane) load(f0, r);
 #pragma unroll
             for (int i = 0; i < MVQ_UNROLL; i++) {
                 if (f0 + i * WARP < total) {
