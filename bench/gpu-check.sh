@@ -120,8 +120,8 @@ fi
 # -ot exps=CPU); anchor: llama.cpp on an H100 with 16 threads, pp512 790 tok/s, tg64 39 tok/s
 if [ "${HYBRID:-1}" = 1 ]; then
     t=$(date +%s)
-    timeout 240 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" --devices cuda:0,cpu --cpu-moe \
-        -t "$(nproc)" -p 512 -n 64 -r 2 > "$OUT/hybrid.log" 2>&1
+    timeout 240 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" \
+        --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 512 -n 64 -r 2 > "$OUT/hybrid.log" 2>&1
     row "hybrid cuda:0 + cpu --cpu-moe (exit $?, $(elapsed $t))" "$(nproc) threads"
     while IFS='|' read -r _ _ _ _ _ _ test ts _; do
         row "  $(echo $test)" "$(echo $ts) tok/s"

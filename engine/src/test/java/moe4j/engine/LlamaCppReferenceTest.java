@@ -43,6 +43,21 @@ class LlamaCppReferenceTest {
         return model.endsWith("-F32") || model.endsWith("-F16") || model.endsWith("-BF16");
     }
 
+    /**
+     * The most a model's logits from a batch may differ from one token at a time on the GPU (mean KL, then the
+     * least top-1 agreement). A float model's two paths run different kernels on the same float32 values. Where
+     * activations are rounded to 8 bits (Q3_K to Q6_K products), the paths' float32 differences (~1e-6) occasionally
+     * put a value on the other side of a rounding step, and a router may then pick another expert in a near tie
+     * (measured: mean KL 1e-4 to 8e-4 on the fixtures).
+     */
+    static double gpuPathsKlBar(String model) {
+        return isFloatModel(model) ? 1e-4 : 5e-3;
+    }
+
+    static double gpuPathsTop1Bar(String model) {
+        return isFloatModel(model) ? 0.95 : 0.85;
+    }
+
     @ParameterizedTest(name = "{0} {1}")
     @MethodSource("cases")
     void matchesLlamaCpp(String model, String prompt) throws IOException {

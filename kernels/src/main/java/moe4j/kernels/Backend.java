@@ -52,7 +52,10 @@ public interface Backend extends AutoCloseable {
         }
     }
 
-    /** Copies rows {@code [row, row + n)} of {@code src} to the host, packed; a backend may move them in one transfer. */
+    /**
+     * Copies rows {@code [row, row + n)} of {@code src} to the host, packed; a backend may move them in one
+     * transfer.
+     */
     default void readRows(Activations src, int row, int n, float[] dst, int dstOffset) {
         for (int i = 0; i < n; i++) {
             read(src, row + i, dst, dstOffset + i * src.width());

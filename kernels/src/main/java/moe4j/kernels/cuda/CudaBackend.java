@@ -54,9 +54,9 @@ import moe4j.kernels.quant.UnsupportedTensorTypeException;
  * dequantizes weight tiles into shared memory; smaller batches (decode), and matrices of at most
  * {@value #MATVEC_MAX_ROWS_ANY_BATCH} rows, use matrix-vector kernels, a warp per weight row, with the weights
  * dequantized in registers (or, for Q3_K to Q6_K, multiplied as integers with activations rounded to Q8_K).
- * Mixture-of-experts layers route on the device: for a few tokens each (token, expert) pair runs the fused gate/up and down/combine kernels directly on the router's
- * choice; for larger batches the assignments are grouped by expert on the device and each expert's rows
- * run through the tiled kernel once.
+ * Mixture-of-experts layers route on the device: for a few tokens each (token, expert) pair runs the fused
+ * gate/up and down/combine kernels directly on the router's choice; for larger batches the assignments are
+ * grouped by expert on the device and each expert's rows run through the tiled kernel once.
  *
  * <p>Decode steps run through {@link #stepRecorder()} are recorded once as a CUDA graph and replayed per
  * token, which saves the host the cost of launching each of the step's hundreds of kernels; the token
@@ -122,7 +122,6 @@ public final class CudaBackend implements Backend {
     /** Scratch for {@link #roundedQ8k}: activations rounded to Q8_K for a batched product, and its bytes. */
     private CUdeviceptr rounded;
     private long roundedBytes;
-
     /** What the next launch does, for the profile: a name prefix, the bytes it reads and its flops. */
     private String opName;
     private long opBytes;
@@ -386,8 +385,7 @@ public final class CudaBackend implements Backend {
         Objects.checkFromIndexSize(dstOffset, s.width(), dst.length);
         // waits for every kernel enqueued before: an asynchronous kernel failure surfaces here
         check(JCudaDriver.cuMemcpyDtoH(Pointer.to(dst).withByteOffset(4L * dstOffset), s.row(row), 4L * s.width()),
-                "reading results from " + label + " (this reports the first failed kernel since the last read;"
-                        + " -Dmoe4j.cuda.sync=true names it)");
+                readingResults());
     }
 
     /** One transfer where the rows are contiguous on the device (no padding between them), else row by row. */
@@ -427,8 +425,7 @@ public final class CudaBackend implements Backend {
             return;
         }
         check(JCudaDriver.cuMemcpyDtoH(Pointer.to(dst).withByteOffset(4L * dstOffset), s.row(row), 4L * floats),
-                "reading results from " + label + " (this reports the first failed kernel since the last read;"
-                        + " -Dmoe4j.cuda.sync=true names it)");
+                readingResults());
     }
 
     @Override
@@ -1221,11 +1218,17 @@ public final class CudaBackend implements Backend {
                 default -> throw new IllegalArgumentException("kernel argument of type " + args[i].getClass());
             };
         }
-        check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, sharedBytes, stream, Pointer.to(params), null),
-                "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
+        check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, sharedBytes, stream, Pointer.to(params),
+                null), "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
         if (SYNC && capture == null) {
             check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
         }
+    }
+
+    /** What a failed copy to the host reports: it waits for every kernel enqueued before, and fails with the first. */
+    private String readingResults() {
+        return "reading results from " + label + " (this reports the first failed kernel since the last read;"
+                + " -Dmoe4j.cuda.sync=true names it)";
     }
 
     /** For the profile: the next launch is the product of {@code n} rows with {@code w}. */

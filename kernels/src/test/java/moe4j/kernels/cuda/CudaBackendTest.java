@@ -442,7 +442,8 @@ class CudaBackendTest {
         assertTrue(Float.isNaN(one[width]) && Float.isNaN(one[7 * width]), "rows 1 and 7 untouched");
         float[] many = new float[1 + 5 * width];
         gpu.readRows(dst, 2, 5, many, 1);
-        assertArrayEquals(Arrays.copyOfRange(one, 2 * width, 7 * width), Arrays.copyOfRange(many, 1, 1 + 5 * width), 0f);
+        assertArrayEquals(Arrays.copyOfRange(one, 2 * width, 7 * width), Arrays.copyOfRange(many, 1, 1 + 5 * width),
+                0f);
         assertThrows(IndexOutOfBoundsException.class, () -> gpu.readRows(dst, 4, 5, many, 0));
     }
 
