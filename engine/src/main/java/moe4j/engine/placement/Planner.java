@@ -51,7 +51,7 @@ public final class Planner {
 
     /**
      * Activation buffers a device needs for a batch given the parts it holds (the engine's workspace buffers, and on
-     * a GPU the copy of a batched product's input that its kernels round to 8 bits).
+     * a GPU the copies of a batched product's input that its kernels round to 8 bits, as floats and as int8).
      */
     static long scratchBytes(ModelFootprint m, int batch, Set<Part> parts, boolean gpu) {
         long b = batch;
@@ -82,12 +82,18 @@ public final class Planner {
         if (parts.contains(Part.OUTPUT)) {
             s += Math.min(b, Placement.HEAD_ROWS) * ((long) m.embd() + m.vocab()) * f32; // head input, logits
         }
-        if (gpu && (parts.contains(Part.ATTENTION) || parts.contains(Part.DENSE_FFN) || parts.contains(Part.OUTPUT))) {
+        if (gpu && (parts.contains(Part.ATTENTION) || parts.contains(Part.DENSE_FFN) || parts.contains(Part.OUTPUT)
+                || parts.contains(Part.EXPERTS))) {
             long widest = Math.max(m.embd(), parts.contains(Part.ATTENTION) ? m.qDim() : 0);
             if (parts.contains(Part.DENSE_FFN)) {
                 widest = Math.max(widest, m.ffn());
             }
             s += b * widest * f32;                                     // the widest input, rounded
+            long rows = b * widest;                                    // ... and as int8 for the tensor cores
+            if (parts.contains(Part.EXPERTS)) {
+                rows = Math.max(rows, b * m.expertsUsed() * Math.max(m.embd(), m.expertFfn()));
+            }
+            s += rows + rows / 64 + rows / 4;                          // int8, a float per 256, an int per 16
         }
         return s;
     }

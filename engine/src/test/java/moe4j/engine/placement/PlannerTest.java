@@ -45,9 +45,13 @@ class PlannerTest {
      * router logits and choices, expert buffers, head input and logits. */
     private static final long SCRATCH_ALL = 64 * 4 + 2 * 64 * 4 + (2 * 64 + 2 * 32) * 4 + 4 * 4 + 2 * 8
             + 2 * (2 * 64 + 2 * 32) * 4 + (64 + 1000) * 4;
-    /** A GPU's scratch beyond the workspace's: its copy of a batched product's widest input (64) rounded to 8 bits. */
-    private static final long GPU_ROUNDED = 64 * 4;
-    private static final long GPU_SCRATCH_ALL = SCRATCH_ALL + GPU_ROUNDED;
+    /**
+     * A GPU's scratch beyond the workspace's: its copies of a batched product's widest input (64 values) rounded to
+     * 8 bits, as floats and as int8 with a float per 256 values and an int per 16; with the experts, the int8 copy
+     * holds a token's 2 experts' inputs (2 x 64).
+     */
+    private static final long GPU_ROUNDED = 64 * 4 + (64 + 64 / 64 + 64 / 4);
+    private static final long GPU_SCRATCH_ALL = SCRATCH_ALL + 64 * 4 + (128 + 128 / 64 + 128 / 4);
     private static final long MARGIN = 64 * MIB;
     private static final SystemMemory DDR = SystemMemory.DEFAULT;
 

@@ -87,6 +87,10 @@ public final class CudaBackend implements Backend {
     static final int MVQ_BLOCKS_PER_MULTIPROCESSOR = 16;
     private static final int MM_ROWS = 128;
     private static final int MM_TOKENS = 64;
+    /** Weight rows, token rows and threads of a tensor-core tile ({@code mmq_*}). */
+    private static final int MMQ_ROWS = 64;
+    private static final int MMQ_TOKENS = 64;
+    private static final int MMQ_THREADS = 256;
     private static final int MAX_GRID_Y = 65535;
     private static final int MAX_HEAD_DIM = 256;
     private static final int ATTENTION_DECODE_WARPS = 16;
@@ -122,6 +126,9 @@ public final class CudaBackend implements Backend {
     /** Scratch for {@link #roundedQ8k}: activations rounded to Q8_K for a batched product, and its bytes. */
     private CUdeviceptr rounded;
     private long roundedBytes;
+    /** Scratch for {@link #quantizedQ8k}, and its bytes. */
+    private CUdeviceptr quantized;
+    private long quantizedBytes;
     /** What the next launch does, for the profile: a name prefix, the bytes it reads and its flops. */
     private String opName;
     private long opBytes;
@@ -556,6 +563,12 @@ public final class CudaBackend implements Backend {
             noteProduct(w, n);
             launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
+        } else if (q8k(f, w.rowLength(), 1) && f.q8kMatmul() != null) {
+            // on the tensor cores, with the activations the matrix-vector kernel of this format sees
+            Quantized q = quantizedQ8k(x.data, x.pitch, n, w.rowLength());
+            launch(f.q8kMatmul(), "mmq_" + w.format(), ceilDiv(w.rows(), MMQ_ROWS), gridY(ceilDiv(n, MMQ_TOKENS)),
+                    MMQ_THREADS, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, q.values(), q.scales(),
+                    q.sums(), o.data, o.pitch, n, null);
         } else {
             // the activations the matrix-vector kernel of this format sees, so that prompts and steps agree
             CUdeviceptr input = q8k(f, w.rowLength(), 1) ? roundedQ8k(x, n) : x.data;
@@ -914,34 +927,52 @@ public final class CudaBackend implements Backend {
                 tiles, CudaRouting.TILE_ROWS);
         launch(kernels.moeGather, "moe_gather", assignments, 1, 256, x.data, x.pitch, r.order, k, assignments,
                 xs.data, xs.pitch, embd);
-        // round as the one-token kernels do (mvq_pair, mvq_combine), so that prompts and steps agree
-        if (gate.format() == up.format() && q8k(fg, embd, 1)) {
+        // round as the one-token kernels do (mvq_pair, mvq_combine), so that prompts and steps agree: into int8
+        // for the tensor-core kernels, in place for the others
+        boolean gateUpQ8k = gate.format() == up.format() && q8k(fg, embd, 1);
+        Quantized qx = null;
+        if (gateUpQ8k && fg.q8kMatmul() != null) {
+            qx = quantizedQ8k(xs.data, xs.pitch, assignments, embd);
+        } else if (gateUpQ8k) {
             roundQ8k(xs.data, xs.pitch, assignments, embd, xs.data, xs.pitch);
         }
         if (profiler != null) {  // every expert's weights, once: an upper bound for a batch this large
             note(role(gate), gate.rowBytes() * ffn * experts, 2L * ffn * embd * assignments);
         }
-        launch(fg.matmul(), "mm_" + gate.format(), ceilDiv(ffn, MM_ROWS), tiles, 256, gate.data(),
-                gate.expertStride(), gate.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, g.data, g.pitch,
-                assignments, r.tiles);
+        expertProduct(fg, gate, embd, ffn, experts, xs, qx, g, assignments, tiles, r);
         if (profiler != null) {
             note(role(up), up.rowBytes() * ffn * experts, 2L * ffn * embd * assignments);
         }
-        launch(fu.matmul(), "mm_" + up.format(), ceilDiv(ffn, MM_ROWS), tiles, 256, up.data(),
-                up.expertStride(), up.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, u.data, u.pitch,
-                assignments, r.tiles);
+        expertProduct(fu, up, embd, ffn, experts, xs, qx, u, assignments, tiles, r);
         elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
-        if (q8k(fd, ffn, k)) {
+        Quantized qg = null;
+        if (q8k(fd, ffn, k) && fd.q8kMatmul() != null) {
+            qg = quantizedQ8k(g.data, g.pitch, assignments, ffn);
+        } else if (q8k(fd, ffn, k)) {
             roundQ8k(g.data, g.pitch, assignments, ffn, g.data, g.pitch);
         }
         if (profiler != null) {
             note(role(down), down.rowBytes() * embd * experts, 2L * ffn * embd * assignments);
         }
-        launch(fd.matmul(), "mm_" + down.format(), ceilDiv(embd, MM_ROWS), tiles, 256, down.data(),
-                down.expertStride(), down.rowBytes(), ffn, embd, experts, g.data, g.pitch, y.data, y.pitch,
-                assignments, r.tiles);
+        expertProduct(fd, down, ffn, embd, experts, g, qg, y, assignments, tiles, r);
         launch(kernels.moeCombine, "moe_combine", n, 1, 256, y.data, y.pitch, r.position, r.weights, k,
                 out.data, out.pitch, embd);
+    }
+
+    /**
+     * One tiled product per expert run of the grouped assignments: {@code y = W_e x} for the rows of {@code x}
+     * (of {@code k} values) in each tile, on the tensor cores from {@code q} when the input was rounded to int8.
+     */
+    private void expertProduct(Kernels.Format f, CudaWeight w, int k, int rows, int experts, CudaActivations x,
+                               Quantized q, CudaActivations y, int assignments, int tiles, CudaRouting r) {
+        if (q != null) {
+            launch(f.q8kMatmul(), "mmq_" + w.format(), ceilDiv(rows, MMQ_ROWS), tiles, MMQ_THREADS, w.data(),
+                    w.expertStride(), w.rowBytes(), k, rows, experts, q.values(), q.scales(), q.sums(), y.data,
+                    y.pitch, assignments, r.tiles);
+        } else {
+            launch(f.matmul(), "mm_" + w.format(), ceilDiv(rows, MM_ROWS), tiles, 256, w.data(), w.expertStride(),
+                    w.rowBytes(), k, rows, experts, x.data, x.pitch, y.data, y.pitch, assignments, r.tiles);
+        }
     }
 
     /** Copies the first {@code n} tokens' routing to the host (tests and diagnostics; the model never needs it). */
@@ -1173,6 +1204,33 @@ public final class CudaBackend implements Backend {
         }
         roundQ8k(x.data, x.pitch, n, x.width(), rounded, x.pitch);
         return rounded;
+    }
+
+    /** Rows rounded to Q8_K as int8 values, a scale per 256 and a sum per 16 (quantize_q8k_rows' output). */
+    private record Quantized(CUdeviceptr values, CUdeviceptr scales, CUdeviceptr sums) {}
+
+    /**
+     * {@code rows} rows of {@code width} floats at {@code src} rounded to Q8_K into a scratch buffer of the backend,
+     * grown on demand: the input of a tensor-core product. Valid until the next call.
+     */
+    private Quantized quantizedQ8k(CUdeviceptr src, int pitch, int rows, int width) {
+        long values = (long) rows * width;
+        long bytes = values + values / 64 + values / 4;  // int8 values, a float per 256, an int per 16
+        if (bytes > quantizedBytes) {
+            if (quantized != null) {
+                memory.free(quantized);
+                quantized = null;
+                quantizedBytes = 0;
+            }
+            quantized = memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
+                    "activations rounded to 8 bits for a batch of " + rows + " x " + width);
+            quantizedBytes = bytes;
+        }
+        Quantized q = new Quantized(quantized, quantized.withByteOffset(values),
+                quantized.withByteOffset(values + values / 64));
+        launch(kernels.quantizeQ8kRows, "quantize_q8k_rows", ceilDiv(rows * (width / 16), 256), 1, 256, src, pitch,
+                rows, width, q.values(), q.scales(), q.sums());
+        return q;
     }
 
     private void roundQ8k(CUdeviceptr src, int srcPitch, int rows, int width, CUdeviceptr dst, int dstPitch) {
