@@ -697,7 +697,7 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
     __shared__ __align__(32) int8_t Bs[8][MMQ_TOKENS][16];
     __shared__ float scale[MMQ_ROWS][8];
     __shared__ float minimum[MMQ_ROWS][8];
-    __shared__ int sums[MMQ_TOKENS][8];
+    __shared__ int sums[8][MMQ_TOKENS];  // group-major: a half warp reads 16 consecutive tokens' sums
     __shared__ float xd[MMQ_TOKENS];
     __shared__ __align__(32) int cw[MMQ_THREADS / WARP][16 * 16];
     int tid = threadIdx.x;
@@ -760,14 +760,14 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
             *reinterpret_cast<uint4*>(&Bs[2 * quarter][copyTok][0]) = *reinterpret_cast<const uint4*>(xq);
             *reinterpret_cast<uint4*>(&Bs[2 * quarter + 1][copyTok][0]) = *reinterpret_cast<const uint4*>(xq + 16);
             const int* xs = XS + (long long)(t0 + copyTok) * (K >> 4) + (k0 >> 4) + 2 * quarter;
-            sums[copyTok][2 * quarter] = xs[0];
-            sums[copyTok][2 * quarter + 1] = xs[1];
+            sums[2 * quarter][copyTok] = xs[0];
+            sums[2 * quarter + 1][copyTok] = xs[1];
             if (quarter == 0) xd[copyTok] = XD[(long long)(t0 + copyTok) * (K >> 8) + block];
         } else {
             *reinterpret_cast<uint4*>(&Bs[2 * quarter][copyTok][0]) = make_uint4(0, 0, 0, 0);
             *reinterpret_cast<uint4*>(&Bs[2 * quarter + 1][copyTok][0]) = make_uint4(0, 0, 0, 0);
-            sums[copyTok][2 * quarter] = 0;
-            sums[copyTok][2 * quarter + 1] = 0;
+            sums[2 * quarter][copyTok] = 0;
+            sums[2 * quarter + 1][copyTok] = 0;
             if (quarter == 0) xd[copyTok] = 0.f;
         }
         __syncthreads();
@@ -788,7 +788,7 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
                     int idx = lane + WARP * i;
                     int r = tileRow * 16 + (idx >> 4);
                     int tok = (tileTok + t) * 16 + (idx & 15);
-                    float term = scale[r][g] * (float)cw[warp][idx] - minimum[r][g] * (float)sums[tok][g];
+                    float term = scale[r][g] * (float)cw[warp][idx] - minimum[r][g] * (float)sums[g][tok];
                     acc[t][i] = fmaf(xd[tok], term, acc[t][i]);
                 }
                 __syncwarp();

@@ -566,6 +566,7 @@ public final class CudaBackend implements Backend {
         } else if (q8k(f, w.rowLength(), 1) && f.q8kMatmul() != null) {
             // on the tensor cores, with the activations the matrix-vector kernel of this format sees
             Quantized q = quantizedQ8k(x.data, x.pitch, n, w.rowLength());
+            noteProduct(w, n);
             launch(f.q8kMatmul(), "mmq_" + w.format(), ceilDiv(w.rows(), MMQ_ROWS), gridY(ceilDiv(n, MMQ_TOKENS)),
                     MMQ_THREADS, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, q.values(), q.scales(),
                     q.sums(), o.data, o.pitch, n, null);
