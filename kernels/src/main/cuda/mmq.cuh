@@ -35,25 +35,13 @@ struct Q4KHalf {
         int local = 64 * (p >> 1) + 16 * (p & 1);
         r.gLo = local >> 4;
         r.gHi = r.gLo + 2;
-        int j = 2 * m;
-        int scLo, mnLo, scHi, mnHi;
-        if (m < 2) {
-            scLo = byte_of(hd, 4 + j) & 63;
-            mnLo = byte_of(hd, 8 + j) & 63;
-            scHi = byte_of(hd, 5 + j) & 63;
-            mnHi = byte_of(hd, 9 + j) & 63;
-        } else {
-            scLo = (byte_of(hd, 8 + j) & 0xF) | ((byte_of(hd, j) >> 6) << 4);
-            mnLo = (byte_of(hd, 8 + j) >> 4) | ((byte_of(hd, 4 + j) >> 6) << 4);
-            scHi = (byte_of(hd, 9 + j) & 0xF) | ((byte_of(hd, 1 + j) >> 6) << 4);
-            mnHi = (byte_of(hd, 9 + j) >> 4) | ((byte_of(hd, 5 + j) >> 6) << 4);
-        }
+        KScales sc = k_scales(hd, m);
         float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xFFFFu)));
         float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
-        r.scaleLo = __fmul_rn(d, (float)scLo);
-        r.minLo = __fmul_rn(dmin, (float)mnLo);
-        r.scaleHi = __fmul_rn(d, (float)scHi);
-        r.minHi = __fmul_rn(dmin, (float)mnHi);
+        r.scaleLo = __fmul_rn(d, (float)sc.scLo);
+        r.minLo = __fmul_rn(dmin, (float)sc.mnLo);
+        r.scaleHi = __fmul_rn(d, (float)sc.scHi);
+        r.minHi = __fmul_rn(dmin, (float)sc.mnHi);
         return r;
     }
 };

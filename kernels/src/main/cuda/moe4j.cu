@@ -659,20 +659,7 @@ extern "C" __global__ void __launch_bounds__(256)
     int col = 16 * (int)(g - (long long)row * perRow);
     unsigned half = 0xFFFFu << (threadIdx.x & 16);
     Q8KGroup r = round_q8k_group(X + (long long)row * xStride + col, half);
-    uint32_t packed[4];
-    int s = 0;
-#pragma unroll
-    for (int w = 0; w < 4; w++) {
-        uint32_t word = 0;
-#pragma unroll
-        for (int b = 0; b < 4; b++) {
-            s += r.q[4 * w + b];
-            word |= (uint32_t)(r.q[4 * w + b] & 0xFF) << (8 * b);
-        }
-        packed[w] = word;
-    }
-    *reinterpret_cast<uint4*>(XQ + (long long)row * K + col) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
-    XS[(long long)row * perRow + (col >> 4)] = s;
+    XS[(long long)row * perRow + (col >> 4)] = store_q8k_group(r, XQ + (long long)row * K + col);
     if ((col & 255) == 0) XD[(long long)row * (K >> 8) + (col >> 8)] = r.d;
 }
 
