@@ -126,6 +126,12 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
             layers.add(new LayerPlacement(l, attention, m.isMoe() ? ffn : attention, ffn));
         }
 
+        long[] ffnBytes = new long[m.layers()];
+        for (TensorFootprint t : tensors) {
+            if (t.layer() >= 0 && t.part().feedForward()) {
+                ffnBytes[t.layer()] += t.bytes();
+            }
+        }
         long kvPerLayer = m.kvBytesPerLayer(r.contextLength(), r.kvType());
         long kvPerPosition = m.kvBytesPerLayer(1, r.kvType());
         List<DeviceLoad> loads = new ArrayList<>();
@@ -167,8 +173,19 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                 }
             }
             long kv = kvPerLayer * attentionLayers.size();
-            loads.add(new DeviceLoad(s, weights, kv, Planner.scratchBytes(m, r.batchSize(), parts, s.isGpu()),
-                    r.marginBytes(),
+            // a GPU copies in the blocks placed elsewhere of its attention's layers for large batches, one at a time
+            long[] stagedHere = new long[m.layers()];
+            for (LayerPlacement lp : layers) {
+                if (s.isGpu() && lp.attention().equals(name) && !lp.ffn().equals(name)) {
+                    stagedHere[lp.layer()] = ffnBytes[lp.layer()];
+                }
+            }
+            long staging = Planner.stagingBytes(m, r, stagedHere);
+            if (staging > 0) {
+                parts.addAll(EnumSet.of(Part.FFN_NORM, Part.ROUTER, Part.EXPERTS));   // the blocks' buffers come along
+            }
+            long scratch = Planner.scratchBytes(m, r.batchSize(), parts, s.isGpu()) + staging;
+            loads.add(new DeviceLoad(s, weights, kv, scratch, r.marginBytes(),
                     read, kvPerPosition * attentionLayers.size(), attentionLayers, expertLayers, globals));
         }
 

@@ -110,6 +110,8 @@ public final class Planner {
         private final long[] dense;
         /** Per MoE layer, the unpinned bytes that go where its experts go (its whole feed-forward block). */
         private final long[] experts;
+        /** What a GPU keeps for the feed-forward blocks of other devices that large batches copy in. */
+        private long stagingBytes;
         private final long kvPerLayer;
         /** Bytes whose place overrides decide on each GPU: those pinned and those of blocks whose anchors are. */
         private final long[] pinnedOnGpu;
@@ -186,6 +188,7 @@ public final class Planner {
                     headBytes += t.bytes();
                 }
             }
+            stagingBytes = stagingBytes(m, r, experts);
             if (m.tiedEmbeddings()) {
                 headBytes += m.tokenEmbedding().bytes();   // the head's copy, if it goes to a GPU
             }
@@ -382,13 +385,30 @@ public final class Planner {
             if (holdsHead) {
                 parts.add(Part.OUTPUT);
             }
-            return pinnedOnGpu[gpu] + scratchBytes(m, r.batchSize(), parts, gpus.get(gpu).isGpu())
+            boolean isGpu = gpus.get(gpu).isGpu();
+            return pinnedOnGpu[gpu] + scratchBytes(m, r.batchSize(), parts, isGpu) + (isGpu ? stagingBytes : 0)
                     + (holdsHead ? headBytes : 0);
         }
 
         private long usable(int gpu) {
             return gpus.get(gpu).capacityBytes() - r.marginBytes();
         }
+    }
+
+    /**
+     * Room on a GPU for the largest mixture-of-experts block ({@code ffnBytes} per layer: FFN norm, router, experts)
+     * that a batch of at least {@link PlanRequest#stageBatch()} tokens copies in when the block lies in system RAM
+     * (256 bytes of alignment per tensor); 0 without experts or staging.
+     */
+    static long stagingBytes(ModelFootprint m, PlanRequest r, long[] ffnBytes) {
+        if (!m.isMoe() || r.stageBatch() == 0) {
+            return 0;
+        }
+        long max = 0;
+        for (long b : ffnBytes) {
+            max = Math.max(max, b);
+        }
+        return max == 0 ? 0 : max + 5 * 256;
     }
 
     /** Tensor name -> device, in file order, for a finished assignment. */

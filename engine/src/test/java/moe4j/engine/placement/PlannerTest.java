@@ -48,6 +48,11 @@ class PlannerTest {
     /** A GPU's scratch beyond the workspace's: its copy of a batched product's widest input (64) rounded to 8 bits. */
     private static final long GPU_ROUNDED = 64 * 4;
     private static final long GPU_SCRATCH_ALL = SCRATCH_ALL + GPU_ROUNDED;
+    /**
+     * What a GPU keeps for a mixture-of-experts block placed in RAM that a batch of 32 tokens or more copies in (its
+     * five tensors at 256-byte boundaries): the planner reserves it on every GPU.
+     */
+    private static final long STAGING = FFN_BLOCK + 5 * 256;
     private static final long MARGIN = 64 * MIB;
     private static final SystemMemory DDR = SystemMemory.DEFAULT;
 
@@ -149,7 +154,7 @@ class PlannerTest {
     @Test
     void gpusGetWhatEveryTokenReadsBeforeExperts() {
         ModelFootprint m = synthetic(4, false);
-        long fixed = GPU_SCRATCH_ALL + HEAD + OUTPUT_NORM;
+        long fixed = GPU_SCRATCH_ALL + STAGING + HEAD + OUTPUT_NORM;
         long capacity = MARGIN + fixed + 4 * (ATTENTION_BLOCK + KV) + FFN_BLOCK + EXPERTS / 2;   // one FFN block
         Placement p = Planner.plan(m, List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR)), request());
         assertTrue(p.fits(), p.message());
@@ -166,7 +171,7 @@ class PlannerTest {
     @Test
     void layersThatDoNotFitStayOnTheCpuAndAreTheFirstOnes() {
         ModelFootprint m = synthetic(4, false);
-        long capacity = MARGIN + GPU_SCRATCH_ALL + HEAD + OUTPUT_NORM + 2 * (ATTENTION_BLOCK + KV) + MIB;
+        long capacity = MARGIN + GPU_SCRATCH_ALL + STAGING + HEAD + OUTPUT_NORM + 2 * (ATTENTION_BLOCK + KV) + MIB;
         Placement p = Planner.plan(m, List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR)), request());
         assertTrue(p.fits(), p.message());
         assertEquals(List.of(2, 3), p.device("cuda:0").attentionLayers());
@@ -219,8 +224,8 @@ class PlannerTest {
         DeviceLoad cpu = p.device("cpu");
         assertEquals(EMBEDDING + 4 * FFN_BLOCK, cpu.weightsBytes());
         long hiddenNormedOut = 3 * 64 * 4;
-        assertEquals(hiddenNormedOut + (2 * 64 + 2 * 32) * 4 + (64 + 1000) * 4 + GPU_ROUNDED, g.scratchBytes(),
-                "attention and head buffers, no router's");
+        assertEquals(GPU_SCRATCH_ALL + STAGING, g.scratchBytes(),
+                "attention and head buffers, and for batches of 32 tokens or more the experts' buffers and staging");
         assertEquals(hiddenNormedOut + 4 * 4 + 2 * 8 + 2 * (2 * 64 + 2 * 32) * 4, cpu.scratchBytes(),
                 "router logits and choices, expert buffers");
         assertEquals(4 * ATTENTION_BLOCK + HEAD + OUTPUT_NORM, g.weightsReadPerToken());
