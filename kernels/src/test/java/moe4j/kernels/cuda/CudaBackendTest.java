@@ -34,6 +34,7 @@ import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
+import moe4j.kernels.StagingArea;
 import moe4j.kernels.StepRecorder;
 import moe4j.kernels.Weight;
 import moe4j.kernels.cpu.CpuBackend;
@@ -721,6 +722,40 @@ class CudaBackendTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> gpu.routeSoftmaxTopK(gpu.allocate(1, 4), 1, new ExpertRouting(4, 2, 1)));
         assertTrue(e.getMessage().contains("allocateRouting"), e.getMessage());
+    }
+
+    // ------------------------------------------------------------ staged weights
+
+    /** A staged weight computes as a bound one; staging another tensor into the range replaces it. */
+    @Test
+    void stagedWeightsComputeAsBoundOnesAndAreReplacedByTheNextStaging() {
+        int len = 512;
+        int rows = 300;
+        GgufTensor a = randomTensor("a", GgmlType.Q4_K, len, rows);
+        GgufTensor b = randomTensor("b", GgmlType.Q6_K, len, rows);
+        GgufTensor gain = f32Tensor("gain", randomFloats(len, 1f), len);
+        float[] x = randomFloats(3 * len, 1f);
+        Activations in = fill(gpu, x, 3, len);
+        assertTrue(gpu.stagedBytes(b) > gpu.stagedBytes(a), "Q6_K takes more room than Q4_K");
+        try (StagingArea area = gpu.allocateStaging(gpu.stagedBytes(b) + gpu.stagedBytes(gain))) {
+            for (GgufTensor t : List.of(a, b)) {
+                Weight staged = gpu.stage(t, area, 0);
+                Weight stagedGain = gpu.stage(gain, area, gpu.stagedBytes(t));
+                Activations fromStaged = poisoned(3, rows);
+                gpu.matmul(staged, in, fromStaged, 3);
+                Activations fromBound = poisoned(3, rows);
+                gpu.matmul(gpu.bind(t), in, fromBound, 3);
+                assertArrayEquals(rows(gpu, fromBound, 3), rows(gpu, fromStaged, 3), 0f, t.name() + " staged");
+                Activations normed = poisoned(3, len);
+                gpu.rmsNorm(in, stagedGain, 1e-6f, normed, 3);
+                Activations expected = poisoned(3, len);
+                gpu.rmsNorm(in, gpu.bind(gain), 1e-6f, expected, 3);
+                assertArrayEquals(rows(gpu, expected, 3), rows(gpu, normed, 3), 0f, "staged gains after " + t.name());
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> gpu.stage(b, area, gpu.stagedBytes(gain) + 256));
+            assertTrue(e.getMessage().contains("does not fit the staging area"), e.getMessage());
+        }
     }
 
     // ------------------------------------------------------------ memory
