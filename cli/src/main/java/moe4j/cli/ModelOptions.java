@@ -107,8 +107,8 @@ final class ModelOptions {
             if (cpuMoe && nCpuMoe != null) {
                 throw new IllegalArgumentException("--cpu-moe and --n-cpu-moe exclude each other");
             }
-            if (stageBatch < 0) {
-                throw new IllegalArgumentException("--stage-batch must be 0 (never) or positive, got " + stageBatch);
+            if (stageBatch < 0 || stageBatch == 1) {
+                throw new IllegalArgumentException("--stage-batch must be 0 (never) or at least 2, got " + stageBatch);
             }
             PlacementOptions p = PlacementOptions.NONE
                     .withStageBatch(stageBatch)

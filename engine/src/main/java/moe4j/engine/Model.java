@@ -130,7 +130,7 @@ public final class Model implements AutoCloseable {
             }
             Placement placement = place(file, config, options, backends, opener);
             ModelGraph graph = Architectures.load(config, file,
-                    assign(placement, backends, options.placement().stageBatch()), options.listener());
+                    assign(placement, backends, stageBatch(options)), options.listener());
             return new Model(path, file, backends, placement, graph, options);
         } catch (RuntimeException | Error e) {
             backends.values().forEach(Backend::close);
@@ -185,6 +185,12 @@ public final class Model implements AutoCloseable {
      * The graph's view of a placement: per layer, the backends of its attention block and of its feed-forward block
      * (which the planner places whole, FFN norm and router with the experts).
      */
+    /** The staging threshold, 0 where no batch can reach it. */
+    private static int stageBatch(LoadOptions options) {
+        int n = options.placement().stageBatch();
+        return n <= options.batchSize() ? n : 0;
+    }
+
     private static BackendAssignment assign(Placement placement, Map<String, Backend> backends, int stageBatch) {
         List<String> order = List.copyOf(backends.keySet());
         List<Integer> attention = new ArrayList<>();

@@ -122,9 +122,9 @@ class MultiDeviceTest {
     }
 
     /**
-     * With {@code --cpu-moe} over two CPU backends that say they copy weights in (as a GPU does), batches of at least
-     * 8 tokens run each layer's experts on the attention's backend (cpu:1), their weights staged there, shorter ones
-     * (the prompt's last batch of 7, single tokens) where the experts lie: the same logits either way.
+     * With {@code --cpu-moe} over two CPU backends, the attention's of which says it copies weights in (as a GPU does),
+     * batches of at least 8 tokens run each layer's experts on the attention's backend (cpu:1), their weights staged
+     * there, shorter ones (the prompt's last batch of 7, single tokens) where the experts lie: the same logits.
      */
     @Test
     void largeBatchesRunTheExpertsOnTheAttentionsBackendAndEqualOneCpu() throws IOException {
@@ -134,15 +134,17 @@ class MultiDeviceTest {
                 .withStageBatch(8));
         Run hybrid;
         try (Model m = Model.load(GgufFile.open(moe), options, (device, o) -> {
-            // a CPU backend that says it copies weights in, as a GPU does, so that the graph stages blocks on it
+            // the second backend (cpu:1, the attention's) says it copies weights in, as a GPU does, so that the
+            // graph stages blocks on it; the first (cpu, the experts') reads them in place
             Backend cpu = new CpuBackend(o.effectiveThreads());
             int[] count = new int[1];
+            boolean copiesIn = !staged.isEmpty();
             staged.add(count);
             return (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[] {Backend.class},
                     (proxy, method, args) -> {
                         switch (method.getName()) {
                             case "stagedBytes" -> {
-                                return ((GgufTensor) args[0]).byteSize();
+                                return copiesIn ? ((GgufTensor) args[0]).byteSize() : 0L;
                             }
                             case "stage" -> count[0]++;
                             default -> { }

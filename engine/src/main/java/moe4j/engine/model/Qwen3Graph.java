@@ -156,9 +156,11 @@ public final class Qwen3Graph implements ModelGraph {
                             b.bind(f, p + "ffn_gate.weight", embd, c.ffn()),
                             b.bind(f, p + "ffn_up.weight", embd, c.ffn()),
                             b.bind(f, p + "ffn_down.weight", c.ffn(), embd));
-            // staged where the attention's backend copies weights in (a GPU), not where it reads them in place
+            // staged where the attention's backend copies weights in (a GPU) and the block's own reads them in place
+            // (system RAM): a block on another GPU is better reached by moving the activations, as for one token
             GgufTensor gateExps = moe ? file.tensor(p + "ffn_gate_exps.weight") : null;
             StagedMoe staged = moe && fi != ai && assignment.stageBatch() > 0 && a.stagedBytes(gateExps) > 0
+                    && f.stagedBytes(gateExps) == 0
                     ? new StagedMoe(List.of(file.tensor(p + "ffn_norm.weight"), file.tensor(p + "ffn_gate_inp.weight"),
                             gateExps, file.tensor(p + "ffn_up_exps.weight"), file.tensor(p + "ffn_down_exps.weight")),
                             c.expertsUsed())
@@ -312,11 +314,15 @@ public final class Qwen3Graph implements ModelGraph {
             l.attention.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, startPos,
                     kvCache(cache, at), w);
             if (l.staged != null && n >= stageBatch) {
-                // a large batch: the block's weights come to the residual stream rather than the stream to them
-                Staged s = l.staged.stage(backends.get(at), staging[at]);
-                at = residual(at, at, s.ffnNorm(), n, ws);
-                w = ws.on(at);
-                s.ffn().forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+                // a large batch: the block's weights come to the residual stream rather than the stream to them. The
+                // area is the graph's, shared by its sessions: one stages and enqueues its products at a time (the
+                // next staging then waits for those products before it overwrites the area)
+                synchronized (staging[at]) {
+                    Staged s = l.staged.stage(backends.get(at), staging[at]);
+                    at = residual(at, at, s.ffnNorm(), n, ws);
+                    w = ws.on(at);
+                    s.ffn().forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+                }
             } else {
                 at = residual(at, l.ffnBackend, l.ffnNorm, n, ws);
                 w = ws.on(at);

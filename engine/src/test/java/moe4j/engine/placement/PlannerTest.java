@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.stream.IntStream;
 
@@ -48,11 +49,6 @@ class PlannerTest {
     /** A GPU's scratch beyond the workspace's: its copy of a batched product's widest input (64) rounded to 8 bits. */
     private static final long GPU_ROUNDED = 64 * 4;
     private static final long GPU_SCRATCH_ALL = SCRATCH_ALL + GPU_ROUNDED;
-    /**
-     * What a GPU keeps for a mixture-of-experts block placed in RAM that a batch of 32 tokens or more copies in (its
-     * five tensors at 256-byte boundaries): the planner reserves it on every GPU.
-     */
-    private static final long STAGING = FFN_BLOCK + 5 * 256;
     private static final long MARGIN = 64 * MIB;
     private static final SystemMemory DDR = SystemMemory.DEFAULT;
 
@@ -154,7 +150,7 @@ class PlannerTest {
     @Test
     void gpusGetWhatEveryTokenReadsBeforeExperts() {
         ModelFootprint m = synthetic(4, false);
-        long fixed = GPU_SCRATCH_ALL + STAGING + HEAD + OUTPUT_NORM;
+        long fixed = GPU_SCRATCH_ALL + HEAD + OUTPUT_NORM;
         long capacity = MARGIN + fixed + 4 * (ATTENTION_BLOCK + KV) + FFN_BLOCK + EXPERTS / 2;   // one FFN block
         Placement p = Planner.plan(m, List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR)), request());
         assertTrue(p.fits(), p.message());
@@ -171,7 +167,7 @@ class PlannerTest {
     @Test
     void layersThatDoNotFitStayOnTheCpuAndAreTheFirstOnes() {
         ModelFootprint m = synthetic(4, false);
-        long capacity = MARGIN + GPU_SCRATCH_ALL + STAGING + HEAD + OUTPUT_NORM + 2 * (ATTENTION_BLOCK + KV) + MIB;
+        long capacity = MARGIN + GPU_SCRATCH_ALL + HEAD + OUTPUT_NORM + 2 * (ATTENTION_BLOCK + KV) + MIB;
         Placement p = Planner.plan(m, List.of(gpu(0, capacity), DeviceSpec.cpu(GIB, DDR)), request());
         assertTrue(p.fits(), p.message());
         assertEquals(List.of(2, 3), p.device("cuda:0").attentionLayers());
@@ -212,6 +208,37 @@ class PlannerTest {
         assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, two, request().withSplit(List.of(1.0))));
     }
 
+    /**
+     * Batches of 32 tokens or more copy a block placed in RAM to the GPU of its layer's attention: that GPU keeps room
+     * for one block (five tensors at 256-byte boundaries) with the block's buffers; a GPU that holds every block
+     * keeps none, and a batch size under the threshold none either.
+     */
+    @Test
+    void aGpuWhoseLayersHaveExpertsInRamKeepsRoomForStagingOneBlock() {
+        ModelFootprint m = synthetic(4, false);
+        PlanRequest batch64 = request().withBatchSize(64);
+        Placement hybrid = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64.withCpuMoe());
+        Placement plain = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                batch64.withCpuMoe().withStageBatch(0));
+        assertEquals(FFN_BLOCK + 5 * 256 + Planner.scratchBytes(m, 64, EnumSet.of(Part.FFN_NORM, Part.ROUTER,
+                        Part.EXPERTS, Part.ATTENTION, Part.NORM, Part.OUTPUT, Part.OUTPUT_NORM), true)
+                        - Planner.scratchBytes(m, 64, EnumSet.of(Part.ATTENTION, Part.NORM, Part.OUTPUT,
+                        Part.OUTPUT_NORM), true),
+                hybrid.device("cuda:0").scratchBytes() - plain.device("cuda:0").scratchBytes(),
+                "one block's room and its buffers");
+        assertEquals(plain.device("cpu").scratchBytes(), hybrid.device("cpu").scratchBytes(), "nothing on the CPU");
+        Placement whole = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64);
+        assertEquals(List.of(0, 1, 2, 3), whole.device("cuda:0").expertLayers());
+        assertEquals(whole.device("cuda:0").scratchBytes(), Planner.plan(m, List.of(gpu(0, GIB),
+                DeviceSpec.cpu(GIB, DDR)), batch64.withStageBatch(0)).device("cuda:0").scratchBytes(),
+                "every block on the GPU: nothing to stage");
+        Placement small = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                request().withBatchSize(16).withCpuMoe());
+        assertEquals(Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                request().withBatchSize(16).withCpuMoe().withStageBatch(0)).device("cuda:0").scratchBytes(),
+                small.device("cuda:0").scratchBytes(), "batches of 16 never reach 32 tokens");
+    }
+
     @Test
     void cpuMoeKeepsAttentionOnTheGpuAndExpertsInRam() {
         ModelFootprint m = synthetic(4, false);
@@ -224,8 +251,8 @@ class PlannerTest {
         DeviceLoad cpu = p.device("cpu");
         assertEquals(EMBEDDING + 4 * FFN_BLOCK, cpu.weightsBytes());
         long hiddenNormedOut = 3 * 64 * 4;
-        assertEquals(GPU_SCRATCH_ALL + STAGING, g.scratchBytes(),
-                "attention and head buffers, and for batches of 32 tokens or more the experts' buffers and staging");
+        assertEquals(hiddenNormedOut + (2 * 64 + 2 * 32) * 4 + (64 + 1000) * 4 + GPU_ROUNDED, g.scratchBytes(),
+                "attention and head buffers, no router's");
         assertEquals(hiddenNormedOut + 4 * 4 + 2 * 8 + 2 * (2 * 64 + 2 * 32) * 4, cpu.scratchBytes(),
                 "router logits and choices, expert buffers");
         assertEquals(4 * ATTENTION_BLOCK + HEAD + OUTPUT_NORM, g.weightsReadPerToken());

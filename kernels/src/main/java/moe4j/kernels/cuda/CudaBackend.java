@@ -340,7 +340,8 @@ public final class CudaBackend implements Backend {
         if (bytes <= 0) {
             return StagingArea.NONE;
         }
-        return new CudaStaging(memory.allocate(bytes, DeviceMemory.Use.WEIGHTS,
+        // counted as activations: the planner counts the area with a device's scratch
+        return new CudaStaging(memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
                 "a staging area for weights computed on " + label + " from system RAM"), bytes);
     }
 

@@ -758,6 +758,40 @@ class CudaBackendTest {
         }
     }
 
+    /** Expert stacks staged into one area run a large batch's experts as bound ones do, bit for bit. */
+    @Test
+    void stagedExpertStacksComputeAsBoundOnes() {
+        int embd = 256;
+        int ffn = 768;
+        int experts = 8;
+        int k = 4;
+        int n = 40;   // grouped by expert on the device
+        List<GgufTensor> stacks = List.of(randomTensor("gate", GgmlType.Q4_K, embd, ffn, experts),
+                randomTensor("up", GgmlType.Q4_K, embd, ffn, experts), randomTensor("down", GgmlType.Q6_K, ffn, embd,
+                        experts));
+        float[] x = randomFloats(n * embd, 1f);
+        float[] logits = randomFloats(n * experts, 2f);
+        long bytes = stacks.stream().mapToLong(gpu::stagedBytes).sum();
+        try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+             ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
+             StagingArea area = gpu.allocateStaging(bytes)) {
+            gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
+            Weight[] staged = new Weight[3];
+            long offset = 0;
+            for (int i = 0; i < 3; i++) {
+                staged[i] = gpu.stage(stacks.get(i), area, offset);
+                offset += gpu.stagedBytes(stacks.get(i));
+            }
+            Activations in = fill(gpu, x, n, embd);
+            Activations fromStaged = poisoned(n, embd);
+            gpu.experts(staged[0], staged[1], staged[2], in, routing, buffers, fromStaged, n);
+            Activations fromBound = poisoned(n, embd);
+            gpu.experts(gpu.bind(stacks.get(0)), gpu.bind(stacks.get(1)), gpu.bind(stacks.get(2)), in, routing,
+                    buffers, fromBound, n);
+            assertArrayEquals(rows(gpu, fromBound, n), rows(gpu, fromStaged, n), 0f, "experts of staged stacks");
+        }
+    }
+
     // ------------------------------------------------------------ memory
 
     @Test
