@@ -6,12 +6,14 @@ import moe4j.engine.LoadListener;
 import moe4j.engine.ModelConfig;
 import moe4j.engine.UnsupportedModelException;
 import moe4j.gguf.GgufFile;
+import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Activations;
 import moe4j.kernels.AttentionShape;
 import moe4j.kernels.Backend;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
+import moe4j.kernels.StagingArea;
 import moe4j.kernels.Weight;
 
 /**
@@ -29,9 +31,37 @@ public final class Qwen3Graph implements ModelGraph {
     /** Output rows whose logits are computed together; bounds the logits buffer. */
     private static final int HEAD_ROWS = 32;
 
-    /** A layer; {@code attnBackend} runs its attention norm and attention, {@code ffnBackend} its FFN norm and FFN. */
+    /**
+     * A layer; {@code attnBackend} runs its attention norm and attention, {@code ffnBackend} its FFN norm and FFN,
+     * except a large batch of a layer with {@code staged} tensors, whose FFN runs on {@code attnBackend}.
+     */
     private record Layer(int attnBackend, Weight attnNorm, Qwen3Attention attention, int ffnBackend, Weight ffnNorm,
-                         FeedForward ffn) {}
+                         FeedForward ffn, StagedMoe staged) {}
+
+    /**
+     * The tensors of a mixture-of-experts block that lies on another backend than its attention, for large batches
+     * staged on the attention's backend: FFN norm, router and the three expert stacks, in this order.
+     */
+    private record StagedMoe(List<GgufTensor> tensors, int expertsUsed) {
+
+        /** Bytes of a staging area of {@code backend} that holds them all. */
+        long bytes(Backend backend) {
+            return tensors.stream().mapToLong(backend::stagedBytes).sum();
+        }
+
+        /** Copies them into {@code area}: the FFN norm and the block, weights of {@code backend} until the next copy. */
+        Staged stage(Backend backend, StagingArea area) {
+            Weight[] w = new Weight[tensors.size()];
+            long offset = 0;
+            for (int i = 0; i < w.length; i++) {
+                w[i] = backend.stage(tensors.get(i), area, offset);
+                offset += backend.stagedBytes(tensors.get(i));
+            }
+            return new Staged(w[0], new MoeFeedForward(backend, w[1], w[2], w[3], w[4], expertsUsed));
+        }
+    }
+
+    private record Staged(Weight ffnNorm, FeedForward ffn) {}
 
     private final ModelConfig config;
     private final List<Backend> backends;
@@ -45,9 +75,12 @@ public final class Qwen3Graph implements ModelGraph {
     private final Weight outputNorm;
     private final Weight output;
     private final Layer[] layers;
+    /** Per backend, the area its staged blocks are copied into ({@link StagingArea#NONE} where none is). */
+    private final StagingArea[] staging;
+    private final int stageBatch;
 
     private Qwen3Graph(ModelConfig config, BackendAssignment assignment, int[] kvLayers, Weight tokenEmbedding,
-                       Weight outputNorm, Weight output, Layer[] layers) {
+                       Weight outputNorm, Weight output, Layer[] layers, StagingArea[] staging) {
         this.config = config;
         this.backends = assignment.backends();
         this.embedBackend = assignment.embedding();
@@ -57,6 +90,8 @@ public final class Qwen3Graph implements ModelGraph {
         this.outputNorm = outputNorm;
         this.output = output;
         this.layers = layers;
+        this.staging = staging;
+        this.stageBatch = assignment.stageBatch();
     }
 
     /** Binds the weights of a {@code qwen3} or {@code qwen3moe} file to the backends of {@code assignment}. */
@@ -121,9 +156,30 @@ public final class Qwen3Graph implements ModelGraph {
                             b.bind(f, p + "ffn_gate.weight", embd, c.ffn()),
                             b.bind(f, p + "ffn_up.weight", embd, c.ffn()),
                             b.bind(f, p + "ffn_down.weight", c.ffn(), embd));
-            layers[i] = new Layer(ai, attnNorm, attention, fi, ffnNorm, ffn);
+            // staged where the attention's backend copies weights in (a GPU) and the block's own reads them in place
+            // (system RAM): a block on another GPU is better reached by moving the activations, as for one token
+            GgufTensor gateExps = moe ? file.tensor(p + "ffn_gate_exps.weight") : null;
+            StagedMoe staged = moe && fi != ai && assignment.stageBatch() > 0 && a.stagedBytes(gateExps) > 0
+                    && f.stagedBytes(gateExps) == 0
+                    ? new StagedMoe(List.of(file.tensor(p + "ffn_norm.weight"), file.tensor(p + "ffn_gate_inp.weight"),
+                            gateExps, file.tensor(p + "ffn_up_exps.weight"), file.tensor(p + "ffn_down_exps.weight")),
+                            c.expertsUsed())
+                    : null;
+            layers[i] = new Layer(ai, attnNorm, attention, fi, ffnNorm, ffn, staged);
         }
-        return new Qwen3Graph(c, assignment, kvLayers, tokenEmbedding, outputNorm, output, layers);
+        // one area per backend, as large as its largest staged block: the blocks are staged one after the other
+        long[] stagingBytes = new long[backends.size()];
+        for (Layer l : layers) {
+            if (l.staged() != null) {
+                stagingBytes[l.attnBackend()] = Math.max(stagingBytes[l.attnBackend()],
+                        l.staged().bytes(backends.get(l.attnBackend())));
+            }
+        }
+        StagingArea[] staging = new StagingArea[backends.size()];
+        for (int i = 0; i < staging.length; i++) {
+            staging[i] = backends.get(i).allocateStaging(stagingBytes[i]);
+        }
+        return new Qwen3Graph(c, assignment, kvLayers, tokenEmbedding, outputNorm, output, layers, staging);
     }
 
     @Override
@@ -156,6 +212,9 @@ public final class Qwen3Graph implements ModelGraph {
         for (Layer l : layers) {
             l.attention.reserve(ws.on(l.attnBackend));
             l.ffn.reserve(ws.on(l.ffnBackend));
+            if (l.staged != null) {
+                l.ffn.reserve(ws.on(l.attnBackend));   // the same buffers where a large batch runs the block
+            }
         }
         return ws;
     }
@@ -254,9 +313,21 @@ public final class Qwen3Graph implements ModelGraph {
             w = ws.on(at);
             l.attention.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, startPos,
                     kvCache(cache, at), w);
-            at = residual(at, l.ffnBackend, l.ffnNorm, n, ws);
-            w = ws.on(at);
-            l.ffn.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+            if (l.staged != null && n >= stageBatch) {
+                // a large batch: the block's weights come to the residual stream rather than the stream to them. The
+                // area is the graph's, shared by its sessions: one stages and enqueues its products at a time (the
+                // next staging then waits for those products before it overwrites the area)
+                synchronized (staging[at]) {
+                    Staged s = l.staged.stage(backends.get(at), staging[at]);
+                    at = residual(at, at, s.ffnNorm(), n, ws);
+                    w = ws.on(at);
+                    s.ffn().forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+                }
+            } else {
+                at = residual(at, l.ffnBackend, l.ffnNorm, n, ws);
+                w = ws.on(at);
+                l.ffn.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+            }
             if (i + 1 < layers.length) {
                 at = residual(at, layers[i + 1].attnBackend, layers[i + 1].attnNorm, n, ws);
             } else {

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.stream.IntStream;
 
@@ -209,6 +210,37 @@ class PlannerTest {
         assertTrue(byMemory.device("cuda:0").attentionLayers().size() > byMemory.device("cuda:1").attentionLayers().size());
 
         assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, two, request().withSplit(List.of(1.0))));
+    }
+
+    /**
+     * Batches of 32 tokens or more copy a block placed in RAM to the GPU of its layer's attention: that GPU keeps room
+     * for one block (five tensors at 256-byte boundaries) with the block's buffers; a GPU that holds every block
+     * keeps none, and a batch size under the threshold none either.
+     */
+    @Test
+    void aGpuWhoseLayersHaveExpertsInRamKeepsRoomForStagingOneBlock() {
+        ModelFootprint m = synthetic(4, false);
+        PlanRequest batch64 = request().withBatchSize(64);
+        Placement hybrid = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64.withCpuMoe());
+        Placement plain = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                batch64.withCpuMoe().withStageBatch(0));
+        assertEquals(FFN_BLOCK + 5 * 256 + Planner.scratchBytes(m, 64, EnumSet.of(Part.FFN_NORM, Part.ROUTER,
+                        Part.EXPERTS, Part.ATTENTION, Part.NORM, Part.OUTPUT, Part.OUTPUT_NORM), true)
+                        - Planner.scratchBytes(m, 64, EnumSet.of(Part.ATTENTION, Part.NORM, Part.OUTPUT,
+                        Part.OUTPUT_NORM), true),
+                hybrid.device("cuda:0").scratchBytes() - plain.device("cuda:0").scratchBytes(),
+                "one block's room and its buffers");
+        assertEquals(plain.device("cpu").scratchBytes(), hybrid.device("cpu").scratchBytes(), "nothing on the CPU");
+        Placement whole = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64);
+        assertEquals(List.of(0, 1, 2, 3), whole.device("cuda:0").expertLayers());
+        assertEquals(whole.device("cuda:0").scratchBytes(), Planner.plan(m, List.of(gpu(0, GIB),
+                DeviceSpec.cpu(GIB, DDR)), batch64.withStageBatch(0)).device("cuda:0").scratchBytes(),
+                "every block on the GPU: nothing to stage");
+        Placement small = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                request().withBatchSize(16).withCpuMoe());
+        assertEquals(Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                request().withBatchSize(16).withCpuMoe().withStageBatch(0)).device("cuda:0").scratchBytes(),
+                small.device("cuda:0").scratchBytes(), "batches of 16 never reach 32 tokens");
     }
 
     @Test

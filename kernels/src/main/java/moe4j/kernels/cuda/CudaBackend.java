@@ -38,6 +38,7 @@ import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
+import moe4j.kernels.StagingArea;
 import moe4j.kernels.StepRecorder;
 import moe4j.kernels.Weight;
 import moe4j.kernels.quant.QuantFormat;
@@ -237,6 +238,37 @@ public final class CudaBackend implements Backend {
     public synchronized Weight bind(GgufTensor tensor) {
         makeCurrent();
         requireNotRecording("binding a weight");
+        Shape t = shape(tensor);
+        String name = t.name();
+        if (t.isVector()) {
+            CUdeviceptr p = memory.allocate(4L * t.rowLength(), DeviceMemory.Use.WEIGHTS, "tensor " + name);
+            return uploadVector(tensor, t, p);
+        }
+        int rowLength = t.rowLength();
+        int rows = t.rows();
+        int experts = t.experts();
+        long rowBytes = t.rowBytes();
+        long bytes = t.bytes();
+        CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.WEIGHTS, "tensor " + name);
+        try {
+            upload(tensor.data(), bytes, p, name);
+        } catch (RuntimeException e) {
+            memory.free(p);
+            throw e;
+        }
+        return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, tensor.type(), rowBytes,
+                rowBytes * rows);
+    }
+
+    /** A tensor's shape, checked for what the CUDA backend handles. */
+    private record Shape(String name, int rowLength, int rows, int experts, long rowBytes, long bytes) {
+
+        boolean isVector() {
+            return (long) rows * experts == 1;
+        }
+    }
+
+    private static Shape shape(GgufTensor tensor) {
         String name = tensor.name();
         QuantFormat format = QuantFormats.of(tensor.type());
         long[] shape = tensor.shape();
@@ -260,31 +292,96 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("tensor " + name + " holds " + tensor.data().byteSize()
                     + " bytes, its shape needs " + bytes);
         }
-        if ((long) rows * experts == 1) {
-            float[] values = new float[rowLength];
-            format.dequantize(tensor.data(), 0, values, 0, rowLength);
-            CUdeviceptr p = memory.allocate(4L * rowLength, DeviceMemory.Use.WEIGHTS, "tensor " + name);
-            check(JCudaDriver.cuMemcpyHtoD(p, Pointer.to(values), 4L * rowLength), "uploading " + name);
-            return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, GgmlType.F32, 4L * rowLength,
-                    4L * rowLength);
+        Shape t = new Shape(name, rowLength, rows, experts, rowBytes, bytes);
+        if (!t.isVector()) {
+            if (!Kernels.FORMATS.contains(tensor.type())) {
+                throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + name
+                        + ": the CUDA backend has no kernels for " + tensor.type().ggmlName());
+            }
+            if (rowLength % 16 != 0) {
+                throw new IllegalArgumentException("tensor " + name + " has rows of " + rowLength
+                        + " values; the CUDA backend needs a multiple of 16");
+            }
         }
-        if (!Kernels.FORMATS.contains(tensor.type())) {
-            throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + name + ": the CUDA backend has no kernels for "
-                    + tensor.type().ggmlName());
+        return t;
+    }
+
+    /** A single-row tensor (a norm's gains), decoded on the host and copied to {@code p} as f32. */
+    private CudaWeight uploadVector(GgufTensor tensor, Shape t, CUdeviceptr p) {
+        float[] values = new float[t.rowLength()];
+        QuantFormats.of(tensor.type()).dequantize(tensor.data(), 0, values, 0, t.rowLength());
+        check(JCudaDriver.cuMemcpyHtoD(p, Pointer.to(values), 4L * t.rowLength()), "uploading " + t.name());
+        return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, GgmlType.F32,
+                4L * t.rowLength(), 4L * t.rowLength());
+    }
+
+    /** Device memory weights are staged into: a block of {@link DeviceMemory}, returned on close. */
+    private final class CudaStaging implements StagingArea {
+        final CUdeviceptr data;
+        final long bytes;
+        boolean closed;
+
+        CudaStaging(CUdeviceptr data, long bytes) {
+            this.data = data;
+            this.bytes = bytes;
         }
-        if (rowLength % 16 != 0) {
-            throw new IllegalArgumentException("tensor " + name + " has rows of " + rowLength
-                    + " values; the CUDA backend needs a multiple of 16");
+
+        @Override
+        public long bytes() { return bytes; }
+
+        @Override
+        public void close() {
+            synchronized (CudaBackend.this) {
+                if (!closed) {
+                    closed = true;
+                    memory.free(data);
+                }
+            }
         }
-        CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.WEIGHTS, "tensor " + name);
-        try {
-            upload(tensor.data(), bytes, p, name);
-        } catch (RuntimeException e) {
-            memory.free(p);
-            throw e;
+    }
+
+    @Override
+    public synchronized StagingArea allocateStaging(long bytes) {
+        makeCurrent();
+        requireNotRecording("allocating a staging area");
+        if (bytes <= 0) {
+            return StagingArea.NONE;
         }
-        return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, tensor.type(), rowBytes,
-                rowBytes * rows);
+        // counted as activations: the planner counts the area with a device's scratch
+        return new CudaStaging(memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
+                "a staging area for weights computed on " + label + " from system RAM"), bytes);
+    }
+
+    /** Whole 256-byte units, so that every staged tensor starts as aligned as an allocation of its own. */
+    @Override
+    public long stagedBytes(GgufTensor tensor) {
+        Shape t = shape(tensor);
+        long bytes = t.isVector() ? 4L * t.rowLength() : t.bytes();
+        return (bytes + 255) & ~255L;
+    }
+
+    @Override
+    public synchronized Weight stage(GgufTensor tensor, StagingArea area, long offset) {
+        makeCurrent();
+        requireNotRecording("staging a weight");
+        if (!(area instanceof CudaStaging a) || a.closed) {
+            throw new IllegalArgumentException("staging area " + area + " is not an open area of " + label);
+        }
+        Shape t = shape(tensor);
+        long need = stagedBytes(tensor);
+        if (offset < 0 || offset % 256 != 0 || offset + need > a.bytes) {
+            throw new IllegalArgumentException("tensor " + t.name() + " (" + need + " bytes) does not fit the staging"
+                    + " area of " + a.bytes + " bytes at " + offset);
+        }
+        // the kernels that read this range before must be done with it: the upload runs on its own stream
+        check(JCudaDriver.cuStreamSynchronize(stream), "waiting for " + label + " before staging " + t.name());
+        CUdeviceptr p = a.data.withByteOffset(offset);
+        if (t.isVector()) {
+            return uploadVector(tensor, t, p);
+        }
+        upload(tensor.data(), t.bytes(), p, t.name());
+        return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, tensor.type(),
+                t.rowBytes(), t.rowBytes() * t.rows());
     }
 
     /** Two pinned host buffers: one is filled from the mapped file while the other's copy to the device runs. */
