@@ -33,6 +33,7 @@ import moe4j.gguf.GgufFile;
 import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Backend;
 import moe4j.kernels.KvCacheType;
+import moe4j.kernels.StepRecorder;
 import moe4j.kernels.cpu.CpuBackend;
 
 /**
@@ -177,6 +178,57 @@ class MultiDeviceTest {
         assertEquals(2, staged.size());
         assertEquals(0, staged.get(0)[0], "tensors staged on cpu");
         assertEquals(2 * 4 * 5, staged.get(1)[0], "tensors staged on cpu:1");
+    }
+
+    /**
+     * A decode step across backends runs as segments, the operations on one backend between two copies of the
+     * residual stream, each through its own recorder (which a GPU replays as a graph): every token runs the same
+     * segments on the same backends, consecutive segments on different backends, and the result is one CPU's.
+     */
+    @Test
+    void aDecodeStepAcrossBackendsRunsTheSameSegmentsEveryToken() throws IOException {
+        Run single = run(moe, base());
+        List<List<String>> perToken = new ArrayList<>();
+        List<String> current = new ArrayList<>();
+        int[] opened = new int[1];
+        LoadOptions options = base().withPlacement(PlacementOptions.NONE.withDevices(TWO_CPUS).withCpuMoe());
+        float[][] oneByOne = new float[tokens.length][];
+        try (Model m = Model.load(GgufFile.open(moe), options, (device, o) -> {
+            Backend cpu = new CpuBackend(o.effectiveThreads());
+            String name = opened[0]++ == 0 ? "cpu" : "cpu:1";
+            StepRecorder recorder = (key, token, position, step) -> {
+                current.add(name + " " + key);
+                step.run();
+            };
+            return (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[] {Backend.class},
+                    (proxy, method, args) -> {
+                        if (method.getName().equals("stepRecorder")) {
+                            return recorder;
+                        }
+                        try {
+                            return method.invoke(cpu, args);
+                        } catch (InvocationTargetException e) {
+                            throw e.getCause();
+                        }
+                    });
+        }); Session s = m.newSession()) {
+            for (int i = 0; i < tokens.length; i++) {
+                oneByOne[i] = s.evaluate(new int[] {tokens[i]});
+                perToken.add(List.copyOf(current));
+                current.clear();
+            }
+        }
+        for (int i = 0; i < tokens.length; i++) {
+            assertArrayEquals(single.oneByOne[i], oneByOne[i], 0f, "token " + i);
+            assertEquals(perToken.getFirst(), perToken.get(i), "the segments of token " + i);
+        }
+        List<String> segments = perToken.getFirst();
+        // embedding (cpu), then per layer attention (cpu:1) and experts (cpu), then the head (cpu:1)
+        assertEquals(1 + 2 * 4 + 1, segments.size(), segments.toString());
+        for (int i = 1; i < segments.size(); i++) {
+            assertTrue(!segments.get(i).split(" ")[0].equals(segments.get(i - 1).split(" ")[0]),
+                    "consecutive segments on one backend: " + segments);
+        }
     }
 
     @Test

@@ -258,6 +258,82 @@ public final class Qwen3Graph implements ModelGraph {
     /** What a recorded decode step depends on besides the token and position. */
     private record StepKey(KvCache cache, boolean output, boolean lmHead) {}
 
+    /** What a recorded part of a decode step across backends depends on: the step's, and which part it is. */
+    private record SegmentKey(StepKey step, int index) {}
+
+    /**
+     * Where the operations of a forward pass run: {@link #DIRECT}ly as they come, or in {@link Segments} of a decode
+     * step across backends. {@code on} runs backend operations on backend {@code backend}; {@code move} copies the
+     * residual stream between backends through the host.
+     */
+    private interface Exec {
+        void on(int backend, Runnable operations);
+
+        void move(int from, int to, int n, Workspace ws);
+    }
+
+    private static final Exec DIRECT = new Exec() {
+        @Override
+        public void on(int backend, Runnable operations) {
+            operations.run();
+        }
+
+        @Override
+        public void move(int from, int to, int n, Workspace ws) {
+            ws.transfer("hidden", from, to, n);
+        }
+    };
+
+    /**
+     * A decode step across backends cut where the residual stream moves: each run of operations on one backend is
+     * a segment, which the backend may record and replay like a whole step ({@link Workspace#segmentRecorder}); the
+     * copies between backends, which a recording cannot hold, run between segments. Segment i of every token runs
+     * the same operations, so the recordings stay valid from token to token.
+     */
+    private static final class Segments implements Exec {
+        private final Workspace ws;
+        private final StepKey step;
+        private final int token;
+        private final int position;
+        private final List<Runnable> pending = new java.util.ArrayList<>();
+        private int backend = -1;
+        private int index;
+
+        Segments(Workspace ws, StepKey step, int token, int position) {
+            this.ws = ws;
+            this.step = step;
+            this.token = token;
+            this.position = position;
+        }
+
+        @Override
+        public void on(int b, Runnable operations) {
+            if (b != backend) {
+                finish();
+                backend = b;
+            }
+            pending.add(operations);
+        }
+
+        @Override
+        public void move(int from, int to, int n, Workspace unused) {
+            finish();
+            ws.transfer("hidden", from, to, n);
+        }
+
+        /** Runs the segment gathered so far. */
+        void finish() {
+            if (pending.isEmpty()) {
+                return;
+            }
+            List<Runnable> segment = List.copyOf(pending);
+            pending.clear();
+            int i = index++;
+            ws.on(backend).segmentRecorder(i).run(new SegmentKey(step, i), token, position,
+                    () -> segment.forEach(Runnable::run));
+        }
+    }
+
     /** The layers, then the final norm of the output rows and, with {@code lmHead}, their logits. */
     private void run(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws,
                      int firstOutput, float[][] out, int outIndex, boolean lmHead) {
@@ -269,23 +345,28 @@ public final class Qwen3Graph implements ModelGraph {
             // a decode step: the same operations for every token, which the backend may record and replay
             // (a replayed step does not run this code, so the result buffer is named here, not taken from head())
             boolean output = firstOutput == 0;
-            Runnable step = () -> {
-                layers(tokens, offset, 1, startPos, cache, ws);
-                if (output) {
-                    head(ws, 0, 1, lmHead);
-                }
-            };
+            StepKey key = new StepKey(cache, output, lmHead);
             if (backends.size() == 1) {
-                ws.stepRecorder().run(new StepKey(cache, output, lmHead), tokens[offset], startPos, step);
+                ws.stepRecorder().run(key, tokens[offset], startPos, () -> {
+                    layers(tokens, offset, 1, startPos, cache, ws, DIRECT);
+                    if (output) {
+                        head(ws, 0, 1, lmHead);
+                    }
+                });
             } else {
-                step.run();   // crossing between backends goes through the host, which a recorded step cannot
+                Segments segments = new Segments(ws, key, tokens[offset], startPos);
+                layers(tokens, offset, 1, startPos, cache, ws, segments);
+                if (output) {
+                    segments.on(headBackend, () -> head(ws, 0, 1, lmHead));
+                }
+                segments.finish();
             }
             if (output) {
                 headOn.read(headResult(ws.on(headBackend), lmHead), 0, out[outIndex], 0);
             }
             return;
         }
-        layers(tokens, offset, n, startPos, cache, ws);
+        layers(tokens, offset, n, startPos, cache, ws, DIRECT);
         int headRows = Math.min(ws.capacity(), HEAD_ROWS);
         for (int row = firstOutput; row < n; row += headRows) {
             int m = Math.min(headRows, n - row);
@@ -297,42 +378,58 @@ public final class Qwen3Graph implements ModelGraph {
     }
 
     /** Embeds the tokens and runs every layer; the result is the {@code hidden} buffer of the head's backend. */
-    private void layers(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws) {
-        int at = embedBackend;   // the backend holding the residual stream
-        backends.get(at).embed(tokenEmbedding, tokens, offset, n, ws.on(at).buffer("hidden", config.embd()));
+    private void layers(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws, Exec exec) {
+        int embed = embedBackend;
+        exec.on(embed, () -> backends.get(embed).embed(tokenEmbedding, tokens, offset, n,
+                ws.on(embed).buffer("hidden", config.embd())));
         if (layers.length == 0) {
-            move(at, headBackend, n, ws);
+            move(embed, headBackend, n, ws, exec);
             return;
         }
-        at = move(at, layers[0].attnBackend, n, ws);
-        Workspace w = ws.on(at);
-        backends.get(at).rmsNorm(w.buffer("hidden", config.embd()), layers[0].attnNorm, config.rmsEps(),
-                w.buffer("normed", config.embd()), n);
+        int first = move(embed, layers[0].attnBackend, n, ws, exec);
+        exec.on(first, () -> {
+            Workspace w = ws.on(first);
+            backends.get(first).rmsNorm(w.buffer("hidden", config.embd()), layers[0].attnNorm, config.rmsEps(),
+                    w.buffer("normed", config.embd()), n);
+        });
+        int at = first;   // the backend holding the residual stream
         for (int i = 0; i < layers.length; i++) {
             Layer l = layers[i];
-            w = ws.on(at);
-            l.attention.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, startPos,
-                    kvCache(cache, at), w);
+            int attn = at;
+            exec.on(attn, () -> {
+                Workspace w = ws.on(attn);
+                l.attention.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n,
+                        startPos, kvCache(cache, attn), w);
+            });
+            int ffn;
             if (l.staged != null && n >= stageBatch) {
                 // a large batch: the block's weights come to the residual stream rather than the stream to them. The
                 // area is the graph's, shared by its sessions: one stages and enqueues its products at a time (the
-                // next staging then waits for those products before it overwrites the area)
-                synchronized (staging[at]) {
-                    Staged s = l.staged.stage(backends.get(at), staging[at]);
-                    at = residual(at, at, s.ffnNorm(), n, ws);
-                    w = ws.on(at);
-                    s.ffn().forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+                // next staging then waits for those products before it overwrites the area). Never a decode step.
+                synchronized (staging[attn]) {
+                    Staged staged = l.staged.stage(backends.get(attn), staging[attn]);
+                    ffn = residual(attn, attn, staged.ffnNorm(), n, ws, exec);
+                    exec.on(ffn, () -> {
+                        Workspace w = ws.on(attn);
+                        staged.ffn().forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()),
+                                n, w);
+                    });
                 }
             } else {
-                at = residual(at, l.ffnBackend, l.ffnNorm, n, ws);
-                w = ws.on(at);
-                l.ffn.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+                ffn = residual(attn, l.ffnBackend, l.ffnNorm, n, ws, exec);
+                exec.on(ffn, () -> {
+                    Workspace w = ws.on(ffn);
+                    l.ffn.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+                });
             }
             if (i + 1 < layers.length) {
-                at = residual(at, layers[i + 1].attnBackend, layers[i + 1].attnNorm, n, ws);
+                at = residual(ffn, layers[i + 1].attnBackend, layers[i + 1].attnNorm, n, ws, exec);
             } else {
-                backends.get(at).add(w.buffer("hidden", config.embd()), w.buffer("block.out", config.embd()), n);
-                move(at, headBackend, n, ws);
+                exec.on(ffn, () -> {
+                    Workspace w = ws.on(ffn);
+                    backends.get(ffn).add(w.buffer("hidden", config.embd()), w.buffer("block.out", config.embd()), n);
+                });
+                move(ffn, headBackend, n, ws, exec);
             }
         }
     }
@@ -341,27 +438,27 @@ public final class Qwen3Graph implements ModelGraph {
      * Adds the block output on backend {@code from} to the residual stream, moves the stream to backend {@code to}
      * and norms it with {@code gain} into {@code normed} there, the next block's input; returns {@code to}.
      */
-    private int residual(int from, int to, Weight gain, int n, Workspace ws) {
+    private int residual(int from, int to, Weight gain, int n, Workspace ws, Exec exec) {
         Workspace a = ws.on(from);
-        Activations hidden = a.buffer("hidden", config.embd());
-        Activations blockOut = a.buffer("block.out", config.embd());
         if (from == to) {
             // the residual add and the next block's norm, which a backend may fuse
-            backends.get(from).addRmsNorm(hidden, blockOut, gain, config.rmsEps(), a.buffer("normed", config.embd()), n);
+            exec.on(from, () -> backends.get(from).addRmsNorm(a.buffer("hidden", config.embd()),
+                    a.buffer("block.out", config.embd()), gain, config.rmsEps(), a.buffer("normed", config.embd()), n));
             return to;
         }
-        backends.get(from).add(hidden, blockOut, n);
-        move(from, to, n, ws);
+        exec.on(from, () -> backends.get(from).add(a.buffer("hidden", config.embd()), a.buffer("block.out", config.embd()),
+                n));
+        move(from, to, n, ws, exec);
         Workspace b = ws.on(to);
-        backends.get(to).rmsNorm(b.buffer("hidden", config.embd()), gain, config.rmsEps(),
-                b.buffer("normed", config.embd()), n);
+        exec.on(to, () -> backends.get(to).rmsNorm(b.buffer("hidden", config.embd()), gain, config.rmsEps(),
+                b.buffer("normed", config.embd()), n));
         return to;
     }
 
     /** Copies the residual stream's {@code n} rows from backend {@code from} to backend {@code to}; returns {@code to}. */
-    private static int move(int from, int to, int n, Workspace ws) {
+    private static int move(int from, int to, int n, Workspace ws, Exec exec) {
         if (from != to) {
-            ws.transfer("hidden", from, to, n);
+            exec.move(from, to, n, ws);
         }
         return to;
     }
