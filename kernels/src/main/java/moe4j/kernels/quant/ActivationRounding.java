@@ -76,9 +76,28 @@ public enum ActivationRounding {
             }
             case Q8_K -> {
                 for (int b = 0; b < count; b += 256) {
-                    roundQ8_K(src, srcOffset + b, dst, dstOffset + b);
+                    roundQ8_K(src, srcOffset + b, dst, dstOffset + b, null, 0);
                 }
             }
+        }
+    }
+
+    /**
+     * {@link #Q8_K} rounding as {@link #round} does it, also writing each value's 8-bit code ({@code -127..127}) to
+     * {@code codes[codesOffset ..]} and each block's scale to {@code scales[scalesOffset ..]}, so that value =
+     * scale * code: the integer form llama.cpp's kernels multiply. An all-zero block has scale 0; a block holding NaN
+     * has codes 0 and scale NaN, so that products with it stay NaN.
+     */
+    void roundToCodes(float[] src, int srcOffset, float[] dst, int dstOffset, int count, int[] codes, int codesOffset,
+            float[] scales, int scalesOffset) {
+        if (this != Q8_K) {
+            throw new IllegalStateException("only Q8_K rounding has 8-bit codes, not " + this);
+        }
+        if (count % blockSize != 0) {
+            throw new IllegalArgumentException(count + " values is not a whole number of Q8_K blocks of 256");
+        }
+        for (int b = 0; b < count; b += 256) {
+            scales[scalesOffset + b / 256] = roundQ8_K(src, srcOffset + b, dst, dstOffset + b, codes, codesOffset + b);
         }
     }
 
@@ -94,9 +113,13 @@ public enum ActivationRounding {
         }
     }
 
-    private static void roundQ8_K(float[] src, int s, float[] dst, int o) {
-        if (Simd.FUSED && roundQ8_KVector(src, s, dst, o)) {
-            return;
+    /** Rounds one block, writing its codes to {@code codes[c ..]} unless {@code codes} is null; returns its scale. */
+    private static float roundQ8_K(float[] src, int s, float[] dst, int o, int[] codes, int c) {
+        if (Simd.FUSED) {
+            float d = roundQ8_KVector(src, s, dst, o, codes, c);
+            if (d == d) {
+                return d;
+            }
         }
         float amax = 0;
         float max = 0;
@@ -104,7 +127,8 @@ public enum ActivationRounding {
             float a = Math.abs(src[s + i]);
             if (Float.isNaN(a)) {  // every value of the block NaN, as its scale would be: never rounded to numbers
                 java.util.Arrays.fill(dst, o, o + 256, Float.NaN);
-                return;
+                fillCodes(codes, c, 0);
+                return Float.NaN;
             }
             if (a > amax) {
                 amax = a;
@@ -113,29 +137,41 @@ public enum ActivationRounding {
         }
         if (amax == 0) {
             java.util.Arrays.fill(dst, o, o + 256, 0f);
-            return;
+            fillCodes(codes, c, 0);
+            return 0;
         }
         float iscale = -127f / max;
         float d = 1 / iscale;
         for (int i = 0; i < 256; i++) {
-            dst[o + i] = d * Math.min(127, QuantMath.nearestInt(iscale * src[s + i]));
+            int q = Math.min(127, QuantMath.nearestInt(iscale * src[s + i]));
+            dst[o + i] = d * q;
+            if (codes != null) {
+                codes[c + i] = q;
+            }
+        }
+        return d;
+    }
+
+    private static void fillCodes(int[] codes, int c, int code) {
+        if (codes != null) {
+            java.util.Arrays.fill(codes, c, c + 256, code);
         }
     }
 
     /**
      * {@link #roundQ8_K}'s results with vectors (the scalar form cost about 1.5% of a prompt): the largest magnitude
      * is a maximum, exact in any order, and the value kept is the first that has it, as in the scalar scan; the
-     * rounding is {@link QuantMath#nearestInt}'s add and bit mask on every lane. False, writing nothing, for an
-     * all-zero block or one holding NaN, which the scalar scan handles.
+     * rounding is {@link QuantMath#nearestInt}'s add and bit mask on every lane. Returns the scale, or NaN, writing
+     * nothing, for an all-zero block or one holding NaN, which the scalar scan handles.
      */
-    private static boolean roundQ8_KVector(float[] src, int s, float[] dst, int o) {
+    private static float roundQ8_KVector(float[] src, int s, float[] dst, int o, int[] codes, int c) {
         FloatVector amaxes = FloatVector.zero(Simd.F);
         for (int i = 0; i < 256; i += Simd.L) {
             amaxes = amaxes.max(FloatVector.fromArray(Simd.F, src, s + i).abs());
         }
         float amax = amaxes.reduceLanes(VectorOperators.MAX);
         if (amax == 0 || Float.isNaN(amax)) {
-            return false;
+            return Float.NaN;
         }
         float max = 0;
         for (int i = 0; i < 256; i += Simd.L) {
@@ -154,7 +190,10 @@ public enum ActivationRounding {
             IntVector q = FloatVector.fromArray(Simd.F, src, s + i).mul(iscale).add(12582912f).reinterpretAsInts()
                     .and(mantissa).sub(half).min(top);
             ((FloatVector) q.convert(VectorOperators.I2F, 0)).mul(d).intoArray(dst, o + i);
+            if (codes != null) {
+                q.intoArray(codes, c + i);
+            }
         }
-        return true;
+        return d;
     }
 }

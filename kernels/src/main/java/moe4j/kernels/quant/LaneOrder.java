@@ -1,27 +1,34 @@
 package moe4j.kernels.quant;
 
-import java.util.function.IntBinaryOperator;
+import static jdk.incubator.vector.VectorOperators.LSHL;
 
-import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 
 /**
- * An arrangement of each 256 activations that matches how a decoding kernel unpacks its quants, so that the
- * kernel reads activations straight through.
+ * An arrangement of each 256 rounded activations that matches how a decoding kernel unpacks its quants, so that the
+ * kernel reads activations straight through, as integers.
  *
- * <p>The kernels that use one load 64 quant bytes as sixteen 32-bit lanes and take byte {@code t} of every lane
- * with a single AND: one instruction per sixteen quants instead of a load, a widening and a shift. The quant
- * then sits in its lane multiplied by {@code 2^(8t)}, and lane {@code i} holds a weight from wherever the
- * format's packing put byte {@code 4i + t}. Activations stored in this order and scaled by {@code 2^(-8t)}
- * cancel both: each product is the natural-order product (powers of two are exact), only the order of the
- * float32 sums differs. The arrangement is made once per activation row and read by every row of the matrix.
+ * <p>The kernels that use one load 64 quant bytes as sixteen 32-bit lanes and leave two quants in each lane with a
+ * shift and a mask: bytes {@code t} and {@code t + 2} (or a bit field of each), one in each 16-bit half,
+ * {@code qLow + 65536 * qHigh}. Each int of an order holds the 8-bit codes of the two activations those quants
+ * multiply ({@link ActivationRounding#roundToCodes}), crosswise: {@code aHigh + 65536 * aLow}. One 32-bit multiply
+ * then leaves {@code qLow * aLow + qHigh * aHigh} in the upper half of the product, with {@code qLow * aHigh} below it
+ * (the {@code 65536^2} term falls off the int): two multiply-adds per lane and instruction, with no conversion to
+ * float (the Vector API has no byte dot product such as {@code vpdpbusd}). Sums of such products stay exact as long
+ * as the upper halves stay within a signed 16 bits and the lower ones within 15; the kernel adds {@code 2^15} before
+ * it shifts the upper half down, so that a negative lower half does not borrow from it. The arrangement is made once
+ * per activation row and read by every row of the matrix.
  *
- * <p>Position {@code 16v + i} of a block (vector {@code v}, lane {@code i}) holds activation
- * {@code element(v, i)} of the block times {@code 2^(-8 (v mod 4))}: vector {@code v} takes byte {@code v mod 4}.
+ * <p>Int {@code 16v + i} of a block (vector {@code v} of 8, lane {@code i}) holds the code of element
+ * {@code element(v, i, true)} in its upper half and that of {@code element(v, i, false)} in its lower half.
  */
 public final class LaneOrder {
 
     /** Block length the orders apply to (the K-quant super-block). */
     public static final int BLOCK = 256;
+
+    /** Ints per block. */
+    static final int PAIRS = BLOCK / 2;
 
     /** Activations as they are: no copy, no kernel that needs one. */
     public static final LaneOrder NATURAL = new LaneOrder("natural", null, null);
@@ -29,61 +36,63 @@ public final class LaneOrder {
     private static final int LANES = 16;
 
     private final String name;
-    private final int[] source;
-    private final float[] factor;
+    private final int[] highSource;
+    private final int[] lowSource;
 
-    private LaneOrder(String name, int[] source, float[] factor) {
+    private LaneOrder(String name, int[] highSource, int[] lowSource) {
         this.name = name;
-        this.source = source;
-        this.factor = factor;
+        this.highSource = highSource;
+        this.lowSource = lowSource;
     }
 
-    /**
-     * The order whose vector {@code v}, lane {@code i} is block element {@code element.applyAsInt(v, i)}, for
-     * {@code v, i} in {@code 0..15}; must be a permutation of the block.
-     */
-    static LaneOrder byteLanes(String name, IntBinaryOperator element) {
-        int[] source = new int[BLOCK];
-        float[] factor = new float[BLOCK];
+    /** Which element of the block a kernel's vector {@code v} (0..7), lane {@code i} (0..15) takes. */
+    @FunctionalInterface
+    interface PairElement {
+        /** {@code high}: the element whose code goes in the upper 16 bits of the int, else the lower 16 bits. */
+        int element(int v, int i, boolean high);
+    }
+
+    /** The order whose vector {@code v}, lane {@code i} pairs {@code element(v, i, true)} and {@code element(v, i, false)}. */
+    static LaneOrder codePairs(String name, PairElement element) {
+        int[] high = new int[PAIRS];
+        int[] low = new int[PAIRS];
         boolean[] seen = new boolean[BLOCK];
-        for (int v = 0; v < BLOCK / LANES; v++) {
+        for (int v = 0; v < PAIRS / LANES; v++) {
             for (int i = 0; i < LANES; i++) {
-                int e = element.applyAsInt(v, i);
-                if (e < 0 || e >= BLOCK || seen[e]) {
-                    throw new IllegalArgumentException(name + " is not a permutation: element " + e + " at vector " + v
-                            + " lane " + i);
+                for (boolean upper : new boolean[] {true, false}) {
+                    int e = element.element(v, i, upper);
+                    if (e < 0 || e >= BLOCK || seen[e]) {
+                        throw new IllegalArgumentException(name + " is not a permutation: element " + e + " at vector "
+                                + v + " lane " + i);
+                    }
+                    seen[e] = true;
+                    (upper ? high : low)[LANES * v + i] = e;
                 }
-                seen[e] = true;
-                source[LANES * v + i] = e;
-                factor[LANES * v + i] = Math.scalb(1f, -8 * (v % 4));
             }
         }
-        return new LaneOrder(name, source, factor);
+        return new LaneOrder(name, high, low);
     }
 
     /** Whether this order differs from the natural one (and so needs its own copy of the activations). */
-    public boolean rearranges() { return source != null; }
+    public boolean rearranges() { return highSource != null; }
 
-    /** Writes {@code src[srcOffset .. srcOffset + count)} in this order to {@code dst[dstOffset ..]}. */
-    void arrange(float[] src, int srcOffset, float[] dst, int dstOffset, int count) {
-        if (source == null) {
-            System.arraycopy(src, srcOffset, dst, dstOffset, count);
-            return;
-        }
-        if (count % BLOCK != 0) {
-            throw new IllegalArgumentException(count + " activations are not whole blocks of " + BLOCK + " for " + name);
+    /** Packs the codes {@code codes[codesOffset .. + count)} in this order into {@code pairs[pairsOffset .. + count/2)}. */
+    void pack(int[] codes, int codesOffset, int[] pairs, int pairsOffset, int count) {
+        if (highSource == null || count % BLOCK != 0) {
+            throw new IllegalArgumentException(name + " cannot pack " + count + " codes in pairs");
         }
         for (int b = 0; b < count; b += BLOCK) {
+            int out = pairsOffset + b / 2;
             if (Simd.FUSED) {
-                for (int p = 0; p < BLOCK; p += LANES) {
-                    FloatVector.fromArray(Simd.F, src, srcOffset + b, source, p)
-                            .mul(FloatVector.fromArray(Simd.F, factor, p))
-                            .intoArray(dst, dstOffset + b + p);
+                for (int p = 0; p < PAIRS; p += LANES) {
+                    IntVector high = IntVector.fromArray(Simd.I, codes, codesOffset + b, highSource, p);
+                    IntVector.fromArray(Simd.I, codes, codesOffset + b, lowSource, p)
+                            .add(high.lanewise(LSHL, 16)).intoArray(pairs, out + p);
                 }
                 continue;
             }
-            for (int p = 0; p < BLOCK; p++) {
-                dst[dstOffset + b + p] = src[srcOffset + b + source[p]] * factor[p];
+            for (int p = 0; p < PAIRS; p++) {
+                pairs[out + p] = codes[codesOffset + b + lowSource[p]] + (codes[codesOffset + b + highSource[p]] << 16);
             }
         }
     }

@@ -17,7 +17,8 @@ import jdk.incubator.vector.FloatVector;
  * <p>The prompt path's tiles read the values from a 64-byte-aligned off-heap copy: a Java array's elements are
  * only 16-byte aligned, so every 64-byte vector load from one straddles two cache lines, which costs about a
  * third of the load throughput the multiply-add loops depend on. Prepared for a format whose one-token kernel reads
- * activations in a {@link LaneOrder}, the rows are also copied in that order.
+ * activations in a {@link LaneOrder}, the rows are also kept in that order as the rounding's 8-bit codes packed in
+ * pairs, with one scale per 256 values.
  */
 public final class PreparedActivations {
 
@@ -31,7 +32,9 @@ public final class PreparedActivations {
     private float[] values = new float[0];
     private MemorySegment aligned = MemorySegment.NULL;
     private float[] sumsArray = new float[0];
-    private float[] lanes = new float[0];
+    private int[] codes = new int[0];
+    private int[] pairs = new int[0];
+    private float[] codeScales = new float[0];
 
     /**
      * Sizes the buffers for {@code rows} rows of {@code width} values made ready for weights of {@code format}: its
@@ -57,7 +60,8 @@ public final class PreparedActivations {
         Objects.requireNonNull(order, "order");
         this.order = Simd.FUSED ? order : LaneOrder.NATURAL;
         if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0
-                || (order.rearranges() && width % LaneOrder.BLOCK != 0)) {
+                || (order.rearranges() && width % LaneOrder.BLOCK != 0)
+                || (order.rearranges() && rounding != ActivationRounding.Q8_K)) {
             throw new IllegalArgumentException("cannot prepare " + rows + " activation rows of " + width
                     + " values for " + rounding + " rounding (block of " + rounding.blockSize() + ") in " + order
                     + " order");
@@ -72,8 +76,10 @@ public final class PreparedActivations {
             aligned = arena.allocate(size * Float.BYTES, 64);
             sumsArray = new float[(int) (size / SUM_GROUP)];
         }
-        if (this.order.rearranges() && lanes.length < size) {
-            lanes = new float[values.length];
+        if (this.order.rearranges() && pairs.length < size / 2) {
+            codes = new int[values.length];
+            pairs = new int[values.length / 2];
+            codeScales = new float[values.length / LaneOrder.BLOCK];
         }
         this.rows = rows;
         this.width = width;
@@ -84,11 +90,13 @@ public final class PreparedActivations {
         Objects.checkIndex(row, rows);
         Objects.checkFromIndexSize(xOffset, width, x.length);
         int o = row * width;
-        rounding.round(x, xOffset, values, o, width);
-        MemorySegment.copy(values, o, aligned, ValueLayout.JAVA_FLOAT, (long) o * Float.BYTES, width);
         if (order.rearranges()) {
-            order.arrange(values, o, lanes, o, width);
+            rounding.roundToCodes(x, xOffset, values, o, width, codes, o, codeScales, o / LaneOrder.BLOCK);
+            order.pack(codes, o, pairs, o / 2, width);
+        } else {
+            rounding.round(x, xOffset, values, o, width);
         }
+        MemorySegment.copy(values, o, aligned, ValueLayout.JAVA_FLOAT, (long) o * Float.BYTES, width);
         for (int g = o / SUM_GROUP, end = (o + width) / SUM_GROUP; g < end; g++) {
             if (Simd.FUSED) {
                 // one vector per group, folded pairwise with constant shuffles (16 scalar adds in a row cost more)
@@ -105,7 +113,7 @@ public final class PreparedActivations {
 
     public ActivationRounding rounding() { return rounding; }
 
-    /** The order of {@link #laneValues()}; {@link LaneOrder#NATURAL} when there is no such copy. */
+    /** The order of {@link #codePairs()}; {@link LaneOrder#NATURAL} when there is no such copy. */
     public LaneOrder laneOrder() { return order; }
 
     public int rows() { return rows; }
@@ -115,8 +123,11 @@ public final class PreparedActivations {
     /** Row {@code r} is {@code values()[r*width .. (r+1)*width)}. */
     public float[] values() { return values; }
 
-    /** Row {@code r} of {@link #values()} in {@link #laneOrder()} at {@code r*width}, when that order rearranges. */
-    float[] laneValues() { return lanes; }
+    /** Row {@code r}'s codes in {@link #laneOrder()}'s pairs at {@code r*width/2}, when that order rearranges. */
+    int[] codePairs() { return pairs; }
+
+    /** Row {@code r}'s block {@code b} scale at {@code r*width/256 + b}, when the order rearranges: value = scale * code. */
+    float[] codeScales() { return codeScales; }
 
     /** {@link #values()} in native byte order, 64-byte aligned. */
     MemorySegment alignedValues() { return aligned; }

@@ -131,26 +131,34 @@ public final class Q2_K extends BlockFormat {
     @Override
     boolean hasRowKernel() { return true; }
 
-    /** The 2-bit quants are packed as Q3_K's low bits, so its lane order serves. */
+    /** The 2-bit quants are packed as Q3_K's low bits, so its order of pairs serves. */
     @Override
-    public LaneOrder laneOrder() { return Q3_K.LANES; }
+    public LaneOrder laneOrder() { return Q3_K.PAIRS; }
+
+    /** Two 2-bit quants of a lane (bit pair 0 of bytes 0 and 2), in its two 16-bit halves. */
+    private static final int PAIR_MASK = 0x00030003;
+
+    private static final IntVector SHIFT_10 = Simd.FUSED ? IntVector.broadcast(Simd.I, 10) : null;
+    private static final IntVector SHIFT_14 = Simd.FUSED ? IntVector.broadcast(Simd.I, 14) : null;
 
     /**
-     * The dot products of decoding, block after block, with the accumulators in registers, the quants unpacked as
-     * {@link Q3_K#dotRows} unpacks its low bits (one 64-byte load, one shift and mask per bit pair, one AND per sixteen
-     * quants) against activations in {@link Q3_K#LANES} order; group scales applied to a vector's summed products,
-     * minimums as terms against the activations' 16-element sums. Agrees with the batched path within float32
-     * rounding.
+     * The dot products of decoding, block after block, in integers as {@link Q3_K#dotRows} computes them without the
+     * high bit: one 64-byte load, then per bit pair {@code k} a shift by {@code 2k} (bytes 0 and 2) or {@code 2k + 8}
+     * (bytes 1 and 3) and a mask before each multiply by the activations' code pairs ({@link Q3_K#PAIRS}); group
+     * scales applied in float to the upper halves of a lane's two products, minimums as a float term against the
+     * activations' 16-element sums.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
         int blocks = width / QK;
-        float[] xv = x.laneValues();
+        int[] xp = x.codePairs();
+        float[] xd = x.codeScales();
         float[] sums = x.sumsArray();
-        int xRow = token * width;
-        int sRow = xRow / PreparedActivations.SUM_GROUP;
+        int pRow = token * width / 2;
+        int dRow = token * blocks;
+        int sRow = token * width / PreparedActivations.SUM_GROUP;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
@@ -158,37 +166,27 @@ public final class Q2_K extends BlockFormat {
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
                 int pair = src.get(Layouts.INT_LE, block + D);
+                float dx = Float.float16ToFloat((short) pair) * xd[dRow + b];
+                float dmin = Float.float16ToFloat((short) (pair >>> 16));
                 IntVector sc = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                FloatVector dl = ((FloatVector) sc.and(0xF).convert(I2F, 0)).mul(Simd.fp16(pair, 0));
-                a1 = ((FloatVector) sc.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(-Simd.fp16(pair, 1))
+                FloatVector dl = ((FloatVector) sc.and(0xF).convert(I2F, 0)).mul(dx);
+                a1 = ((FloatVector) sc.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(-dmin)
                         .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                int e = xRow + b * QK;
+                int e = pRow + b * LaneOrder.PAIRS;
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                IntVector u = q.and(0x03030303);
-                FloatVector s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 16), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 32), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), s);
-                a0 = s.fma(dl.rearrange(Q3_K.GROUPS_0), a0);
-                u = q.lanewise(LSHR, Simd.SHIFT_2).and(0x03030303);
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 64));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s);
-                a0 = s.fma(dl.rearrange(Q3_K.GROUPS_1), a0);
-                u = q.lanewise(LSHR, Simd.SHIFT_4).and(0x03030303);
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s);
-                a1 = s.fma(dl.rearrange(Q3_K.GROUPS_2), a1);
-                u = q.lanewise(LSHR, Simd.SHIFT_6).and(0x03030303);
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s);
-                a1 = s.fma(dl.rearrange(Q3_K.GROUPS_3), a1);
+                IntVector s = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e))
+                        .add(q.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16)));
+                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_0), a0);
+                s = q.lanewise(LSHR, Simd.SHIFT_2).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32))
+                        .add(q.lanewise(LSHR, SHIFT_10).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48)));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_1), a1);
+                s = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64))
+                        .add(q.lanewise(LSHR, Q4_K.SHIFT_12).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80)));
+                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_2), a0);
+                s = q.lanewise(LSHR, Simd.SHIFT_6).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96))
+                        .add(q.lanewise(LSHR, SHIFT_14).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112)));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_3), a1);
             }
             FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));

@@ -155,18 +155,22 @@ public final class Q3_K extends BlockFormat {
 
     /**
      * The 64 quant bytes as sixteen int lanes: byte {@code t} of lane {@code i} is quant byte {@code 4i + t}, whose
-     * bits {@code 2k, 2k+1} are element {@code 128(i/8) + 32k + 4(i%8) + t}; vector {@code v = 4k + t}. The high bits
-     * come from the 32 mask bytes repeated in both lane halves.
+     * bits {@code 2k, 2k+1} are element {@code 128(i/8) + 32k + 4(i%8) + t}; the high bits come from the 32 mask bytes
+     * repeated in both lane halves. With the high bit joined, vector {@code v = 2k + t} of a block's pairs is bytes
+     * {@code t} (upper half) and {@code t + 2} (lower half) of those lanes' bit pair {@code k}.
      */
-    static final LaneOrder LANES = LaneOrder.byteLanes("Q3_K lanes",
-            (v, i) -> 128 * (i / 8) + 32 * (v / 4) + 4 * (i % 8) + v % 4);
+    static final LaneOrder PAIRS = LaneOrder.codePairs("Q3_K pairs",
+            (v, i, high) -> 128 * (i / 8) + 32 * (v / 2) + 4 * (i % 8) + v % 2 + (high ? 0 : 2));
+
+    /** Two 3-bit quants of a lane (bytes 0 and 2 of its four), in its two 16-bit halves. */
+    private static final int PAIR_MASK = 0x00070007;
 
     /** Mask bytes 0-31 in both lane halves; the second half's bits are those of elements 128 and up (bits 4-7). */
     private static final VectorShuffle<Integer> MASK_BYTES = Simd.FUSED ? VectorShuffle.fromOp(Simd.I, i -> i % 8) : null;
     private static final IntVector MASK_HALF_SHIFT = Simd.FUSED
             ? IntVector.fromArray(Simd.I, new int[] {0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4}, 0) : null;
 
-    /** Lane {@code i} takes group {@code 2k + i/4} (lanes 0-7) or {@code 8 + 2k + (i-8)/4}: the groups of {@link #LANES} vectors {@code 4k..4k+3}. */
+    /** Lane {@code i} takes group {@code 2k + i/4} (lanes 0-7) or {@code 8 + 2k + (i-8)/4}: the groups of bit pair {@code k}. */
     private static VectorShuffle<Float> groups(int k) {
         return Simd.FUSED ? VectorShuffle.fromOp(Simd.F, i -> 8 * (i / 8) + 2 * k + (i % 8) / 4) : null;
     }
@@ -177,65 +181,62 @@ public final class Q3_K extends BlockFormat {
     static final VectorShuffle<Float> GROUPS_3 = groups(3);
 
     @Override
-    public LaneOrder laneOrder() { return LANES; }
+    public LaneOrder laneOrder() { return PAIRS; }
 
     /**
-     * The dot products of decoding, block after block, with the accumulators in registers, the quants unpacked as
-     * {@link Q4_K#dotRows} unpacks them: one 64-byte load of low bits, the high bit joined to all four bytes of a
-     * lane at once, then one AND per sixteen 3-bit quants against activations in {@link #LANES} order. A vector's four
-     * bytes are summed before the group scales are applied; the offset of 4 is a minimum term against the
-     * activations' 16-element sums. Agrees with {@link ScaledDot} within float32 rounding.
+     * The dot products of decoding, block after block, in integers: one 64-byte load of low bits, the high bit joined
+     * to all four bytes of a lane at once, then bytes 0 and 2, and 1 and 3, of each lane multiplied by the activations'
+     * code pairs ({@link #PAIRS}, see {@link LaneOrder}); the upper halves of a lane's two products (its four bytes) go
+     * to float and are multiplied by the group scales times {@code d} and the activations' scale. The offset of 4 is a
+     * float term against the activations' 16-element sums.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
         int blocks = width / QK;
-        float[] xv = x.laneValues();
+        int[] xp = x.codePairs();
+        float[] xd = x.codeScales();
         float[] sums = x.sumsArray();
-        int xRow = token * width;
-        int sRow = xRow / PreparedActivations.SUM_GROUP;
+        int pRow = token * width / 2;
+        int dRow = token * blocks;
+        int sRow = token * width / PreparedActivations.SUM_GROUP;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
+                IntVector m = IntVector.fromMemorySegment(Simd.I, src, block + HMASK, Simd.LE).rearrange(MASK_BYTES)
+                        .lanewise(LSHR, MASK_HALF_SHIFT);
+                IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
+                float d = Halfs.readFp16(src, block + D);
+                float dx = d * xd[dRow + b];
                 IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES - 4, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
                 IntVector low = raw.rearrange(KQuantScales.Q3_LOW).lanewise(LSHR, KQuantScales.Q3_LOW_SHIFT).and(0xF);
                 IntVector high = raw.rearrange(KQuantScales.Q3_HIGH).lanewise(LSHR, KQuantScales.Q3_HIGH_SHIFT).and(3)
                         .lanewise(LSHL, Simd.SHIFT_4);
-                FloatVector dl = ((FloatVector) low.or(high).sub(32).convert(I2F, 0)).mul(Halfs.readFp16(src, block + D));
-                a1 = dl.mul(-4f).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                int e = xRow + b * QK;
-                IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                IntVector m = IntVector.fromMemorySegment(Simd.I, src, block + HMASK, Simd.LE).rearrange(MASK_BYTES)
-                        .lanewise(LSHR, MASK_HALF_SHIFT);
+                FloatVector scales = (FloatVector) low.or(high).sub(32).convert(I2F, 0);
+                a1 = scales.mul(-4f * d).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
+                FloatVector dl = scales.mul(dx);
+                int e = pRow + b * LaneOrder.PAIRS;
                 IntVector u = q.and(0x03030303).or(m.lanewise(LSHL, 2).and(0x04040404));
-                FloatVector s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 16), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 32), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), s);
-                a0 = s.fma(dl.rearrange(GROUPS_0), a0);
+                IntVector s = u.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e))
+                        .add(u.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16)));
+                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
                 u = q.lanewise(LSHR, 2).and(0x03030303).or(m.lanewise(LSHL, 1).and(0x04040404));
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 64));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s);
-                a0 = s.fma(dl.rearrange(GROUPS_1), a0);
+                s = u.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32))
+                        .add(u.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48)));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_1), a1);
                 u = q.lanewise(LSHR, 4).and(0x03030303).or(m.and(0x04040404));
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s);
-                a1 = s.fma(dl.rearrange(GROUPS_2), a1);
+                s = u.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64))
+                        .add(u.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80)));
+                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_2), a0);
                 u = q.lanewise(LSHR, 6).and(0x03030303).or(m.lanewise(LSHR, 1).and(0x04040404));
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s);
-                a1 = s.fma(dl.rearrange(GROUPS_3), a1);
+                s = u.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96))
+                        .add(u.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112)));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_3), a1);
             }
             FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));

@@ -169,45 +169,61 @@ public final class Q4_K extends BlockFormat {
     boolean hasRowKernel() { return true; }
 
     /**
-     * 64 quant bytes (sub-blocks {@code 4p .. 4p+3}) as sixteen int lanes: lane {@code i} holds bytes {@code 4i .. 4i+3},
-     * so byte {@code t}'s low nibble is element {@code 128p + 64(i/8) + 4(i%8) + t} and its high nibble that plus 32;
-     * vector {@code v = 8p + 4*high + t}.
+     * 64 quant bytes (sub-blocks {@code 4p .. 4p+3}) as sixteen int lanes, lane {@code i} holding bytes {@code 4i .. 4i+3}:
+     * byte {@code t}'s low nibble is element {@code 128p + 64(i/8) + 4(i%8) + t} and its high nibble that plus 32.
+     * Vector {@code v = 4p + k} of a block's pairs is that load shifted right by {@code 4k} and masked with
+     * {@link #PAIR_MASK}: nibble {@code k%2} of bytes {@code k/2} (lower half) and {@code k/2 + 2} (upper half), so its
+     * activation pairs hold byte {@code k/2}'s element in their upper half and byte {@code k/2 + 2}'s in the lower.
      */
-    static final LaneOrder LANES = LaneOrder.byteLanes("Q4_K lanes",
-            (v, i) -> 128 * (v / 8) + 64 * (i / 8) + 32 * ((v / 4) % 2) + 4 * (i % 8) + v % 4);
+    static final LaneOrder PAIRS = LaneOrder.codePairs("Q4_K pairs",
+            (v, i, high) -> 128 * (v / 4) + 64 * (i / 8) + 32 * (v % 2) + 4 * (i % 8) + (v % 4) / 2 + (high ? 0 : 2));
 
-    /** Lanes 0-7 take the scale of sub-block {@code a}, lanes 8-15 that of {@code b}: how {@link #LANES} splits them. */
-    private static VectorShuffle<Float> subBlockPair(int a, int b) {
-        return Simd.FUSED ? VectorShuffle.fromOp(Simd.F, lane -> lane < 8 ? a : b) : null;
+    /** Two nibbles of a lane, in its two 16-bit halves. */
+    static final int PAIR_MASK = 0x000F000F;
+
+    /** Added before the shift that takes a pair product's upper half, so that a negative lower half does not borrow. */
+    static final IntVector HALF = Simd.FUSED ? IntVector.broadcast(Simd.I, 1 << 15) : null;
+    static final IntVector SHIFT_8 = Simd.FUSED ? IntVector.broadcast(Simd.I, 8) : null;
+    static final IntVector SHIFT_12 = Simd.FUSED ? IntVector.broadcast(Simd.I, 12) : null;
+    static final IntVector SHIFT_16 = Simd.FUSED ? IntVector.broadcast(Simd.I, 16) : null;
+
+    /** Lanes 0-7 take the scale of sub-block {@code a}, lanes 8-15 that of {@code b}: how {@link #PAIRS} splits them. */
+    private static VectorShuffle<Integer> subBlockPair(int a, int b) {
+        return Simd.FUSED ? VectorShuffle.fromOp(Simd.I, lane -> lane < 8 ? a : b) : null;
     }
 
-    static final VectorShuffle<Float> SUB_BLOCKS_0_2 = subBlockPair(0, 2);
-    static final VectorShuffle<Float> SUB_BLOCKS_1_3 = subBlockPair(1, 3);
-    static final VectorShuffle<Float> SUB_BLOCKS_4_6 = subBlockPair(4, 6);
-    static final VectorShuffle<Float> SUB_BLOCKS_5_7 = subBlockPair(5, 7);
+    static final VectorShuffle<Integer> SUB_BLOCKS_0_2 = subBlockPair(0, 2);
+    static final VectorShuffle<Integer> SUB_BLOCKS_1_3 = subBlockPair(1, 3);
+    static final VectorShuffle<Integer> SUB_BLOCKS_4_6 = subBlockPair(4, 6);
+    static final VectorShuffle<Integer> SUB_BLOCKS_5_7 = subBlockPair(5, 7);
 
     @Override
-    public LaneOrder laneOrder() { return LANES; }
+    public LaneOrder laneOrder() { return PAIRS; }
 
     /**
-     * The dot products of decoding, block after block, with the accumulators in registers. Each 64 quant bytes are
-     * one load of sixteen int lanes; a nibble of all sixteen lanes is one AND away from a float conversion, the
-     * activations being in {@link #LANES} order. Per 256 weights that is two loads and eight masks where widening
-     * 16-byte loads took eight loads, eight widenings and sixteen masks, and two bounds checks instead of eight:
-     * one thread, Zen 5, 2048-wide rows out of cache 12.2 to 19.2 GB/s. The products of a nibble's four bytes are
-     * summed before the sub-block scales (two per vector, lanes 0-7 and 8-15) are applied, as the batched path's
-     * scaled weights are not: the two agree within float32 rounding. The block is written out without inner loops,
-     * so that it is C2's innermost loop and C2 hoists the bounds checks of its loads.
+     * The dot products of decoding, block after block, in integers as llama.cpp's kernels compute them: each 64 quant
+     * bytes are one load of sixteen int lanes, from which a shift and a mask leave two nibbles per lane, and one
+     * 32-bit multiply by the activations' code pairs ({@link #PAIRS}) adds two products per lane (see
+     * {@link LaneOrder}). Two such products of the same sub-blocks are summed (upper halves at most 4 * 15 * 127, lower
+     * halves at most 2 * 15 * 127, so nothing overflows) before the upper halves are taken, multiplied by the 6-bit
+     * scales and summed over the block; the block's sum goes to float once, times {@code d} and the activations'
+     * scale. Minimums are a float term against the activations' 16-element sums. Per 256 weights: 12 multiplies,
+     * where the float kernel took 16 conversions and 16 multiply-adds (one thread, Zen 5, 2048-wide rows out of
+     * cache: 16.6 to 22.3 GB/s). The block is written out without inner loops, so that it is C2's innermost loop and
+     * C2 hoists the bounds checks of its loads; the fp16 scales are read at its top, as {@code Float.float16ToFloat}
+     * is not inlined once the loop's graph is large (a call per block, with every vector register spilled).
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
         int blocks = width / QK;
-        float[] xv = x.laneValues();
+        int[] xp = x.codePairs();
+        float[] xd = x.codeScales();
         float[] sums = x.sumsArray();
-        int xRow = token * width;
-        int sRow = xRow / PreparedActivations.SUM_GROUP;
+        int pRow = token * width / 2;
+        int dRow = token * blocks;
+        int sRow = token * width / PreparedActivations.SUM_GROUP;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
@@ -215,42 +231,33 @@ public final class Q4_K extends BlockFormat {
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
                 int pair = src.get(Layouts.INT_LE, block + D);
+                float d = Float.float16ToFloat((short) pair) * xd[dRow + b];
+                float dmin = Float.float16ToFloat((short) (pair >>> 16));
                 IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
                 IntVector low = raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
                         .and(KQuantScales.SCALE_MIN_LOW_MASK);
                 IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
                         .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-                FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0))
-                        .blend(-Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
-                        .mul((FloatVector) low.or(high).convert(I2F, 0));
-                a1 = products.rearrange(KQuantScales.MIN_SPREAD_F)
+                IntVector scaleMin = low.or(high);
+                a1 = ((FloatVector) scaleMin.convert(I2F, 0)).mul(-dmin).rearrange(KQuantScales.MIN_SPREAD_F)
                         .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                int e = xRow + b * QK;
+                int e = pRow + b * LaneOrder.PAIRS;
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                IntVector h = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F);
-                FloatVector s0 = ((FloatVector) q.and(0xF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e));
-                FloatVector s1 = ((FloatVector) h.and(0xF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 64));
-                s0 = ((FloatVector) q.and(0xF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 16), s0);
-                s1 = ((FloatVector) h.and(0xF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s1);
-                s0 = ((FloatVector) q.and(0xF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 32), s0);
-                s1 = ((FloatVector) h.and(0xF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s1);
-                s0 = ((FloatVector) q.and(0xF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), s0);
-                s1 = ((FloatVector) h.and(0xF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s1);
-                a0 = s0.fma(products.rearrange(SUB_BLOCKS_0_2), a0);
-                a0 = s1.fma(products.rearrange(SUB_BLOCKS_1_3), a0);
+                IntVector p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e));
+                IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16));
+                IntVector p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32));
+                IntVector p3 = q.lanewise(LSHR, SHIFT_12).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48));
+                IntVector sum = p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_0_2))
+                        .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_1_3)));
                 q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
-                h = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F);
-                s0 = ((FloatVector) q.and(0xF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
-                s1 = ((FloatVector) h.and(0xF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
-                s0 = ((FloatVector) q.and(0xF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s0);
-                s1 = ((FloatVector) h.and(0xF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s1);
-                s0 = ((FloatVector) q.and(0xF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s0);
-                s1 = ((FloatVector) h.and(0xF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s1);
-                s0 = ((FloatVector) q.and(0xF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s0);
-                s1 = ((FloatVector) h.and(0xF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s1);
-                a1 = s0.fma(products.rearrange(SUB_BLOCKS_4_6), a1);
-                a1 = s1.fma(products.rearrange(SUB_BLOCKS_5_7), a1);
+                p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64));
+                p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80));
+                p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96));
+                p3 = q.lanewise(LSHR, SHIFT_12).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112));
+                sum = sum.add(p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_4_6)))
+                        .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_5_7)));
+                a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);
             }
             FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));

@@ -162,25 +162,30 @@ public final class Q5_K extends BlockFormat {
     private static final IntVector FIFTH_BIT_HALF_SHIFT = Simd.FUSED
             ? IntVector.fromArray(Simd.I, new int[] {0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2}, 0) : null;
 
-    /** The nibbles are packed as Q4_K's, so its lane order serves. */
+    /** The nibbles are packed as Q4_K's, so its order of pairs serves. */
     @Override
-    public LaneOrder laneOrder() { return Q4_K.LANES; }
+    public LaneOrder laneOrder() { return Q4_K.PAIRS; }
+
+    /** Two 5-bit quants of a lane (bytes 0 and 2 of its four), in its two 16-bit halves. */
+    private static final int PAIR_MASK = 0x001F001F;
 
     /**
-     * The dot products of decoding, block after block, with the accumulators in registers, the low nibbles unpacked
-     * as {@link Q4_K#dotRows} unpacks them and the fifth bit joined to all four bytes of a lane at once (sub-block
-     * {@code j}'s bit is bit {@code j} of the 32 fifth-bit bytes), against activations in {@link Q4_K#LANES} order.
-     * Agrees with the batched path within float32 rounding.
+     * The dot products of decoding, block after block, in integers as {@link Q4_K#dotRows} computes them: the fifth
+     * bit is joined to all four bytes of a lane at once (sub-block {@code j}'s bit is bit {@code j} of the 32 fifth-bit
+     * bytes), then bytes 0 and 2, and 1 and 3, of each lane are multiplied by the activations' code pairs
+     * ({@link Q4_K#PAIRS}). Upper halves stay below 4 * 31 * 127 and lower halves below 2 * 31 * 127.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
         int blocks = width / QK;
-        float[] xv = x.laneValues();
+        int[] xp = x.codePairs();
+        float[] xd = x.codeScales();
         float[] sums = x.sumsArray();
-        int xRow = token * width;
-        int sRow = xRow / PreparedActivations.SUM_GROUP;
+        int pRow = token * width / 2;
+        int dRow = token * blocks;
+        int sRow = token * width / PreparedActivations.SUM_GROUP;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
@@ -188,46 +193,39 @@ public final class Q5_K extends BlockFormat {
             for (int b = 0; b < blocks; b++) {
                 long block = row + (long) b * BYTES;
                 int pair = src.get(Layouts.INT_LE, block + D);
+                float d = Float.float16ToFloat((short) pair) * xd[dRow + b];
+                float dmin = Float.float16ToFloat((short) (pair >>> 16));
                 IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
                 IntVector low = raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
                         .and(KQuantScales.SCALE_MIN_LOW_MASK);
                 IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
                         .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-                FloatVector products = FloatVector.broadcast(Simd.F, Simd.fp16(pair, 0))
-                        .blend(-Simd.fp16(pair, 1), KQuantScales.MIN_LANES)
-                        .mul((FloatVector) low.or(high).convert(I2F, 0));
-                a1 = products.rearrange(KQuantScales.MIN_SPREAD_F)
+                IntVector scaleMin = low.or(high);
+                a1 = ((FloatVector) scaleMin.convert(I2F, 0)).mul(-dmin).rearrange(KQuantScales.MIN_SPREAD_F)
                         .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                int e = xRow + b * QK;
+                int e = pRow + b * LaneOrder.PAIRS;
                 IntVector h = IntVector.fromMemorySegment(Simd.I, src, block + QH, Simd.LE).rearrange(FIFTH_BIT_BYTES)
                         .lanewise(LSHR, FIFTH_BIT_HALF_SHIFT);
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                IntVector u = q.and(0x0F0F0F0F).or(h.lanewise(LSHL, Simd.SHIFT_4).and(0x10101010));
-                FloatVector s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 16), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 32), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), s);
-                a0 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_0_2), a0);
-                u = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHL, 3).and(0x10101010));
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 64));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s);
-                a0 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_1_3), a0);
+                IntVector lo = q.and(0x0F0F0F0F).or(h.lanewise(LSHL, Simd.SHIFT_4).and(0x10101010));
+                IntVector hi = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHL, 3).and(0x10101010));
+                IntVector p0 = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e));
+                IntVector p1 = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16));
+                IntVector p2 = lo.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32));
+                IntVector p3 = hi.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48));
+                IntVector sum = p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_0_2))
+                        .add(p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_1_3)));
                 q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
-                u = q.and(0x0F0F0F0F).or(h.and(0x10101010));
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s);
-                a1 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_4_6), a1);
-                u = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHR, 1).and(0x10101010));
-                s = ((FloatVector) u.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
-                s = ((FloatVector) u.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s);
-                s = ((FloatVector) u.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s);
-                s = ((FloatVector) u.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s);
-                a1 = s.fma(products.rearrange(Q4_K.SUB_BLOCKS_5_7), a1);
+                lo = q.and(0x0F0F0F0F).or(h.and(0x10101010));
+                hi = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHR, 1).and(0x10101010));
+                p0 = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64));
+                p1 = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80));
+                p2 = lo.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96));
+                p3 = hi.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112));
+                sum = sum.add(p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_4_6)))
+                        .add(p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_5_7)));
+                a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);
             }
             FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));

@@ -166,12 +166,16 @@ public final class Q6_K extends BlockFormat {
 
     /**
      * The 64 low-bit bytes of half {@code h} as sixteen int lanes: byte {@code t} of lane {@code i} is quant byte
-     * {@code 64h + 4i + t}, whose low nibble is element {@code 128h + 32(i/8) + 4(i%8) + t} and high nibble that plus
-     * 64; vector {@code v = 8h + 4*high + t}. The high bits come from the 32 bytes of half {@code h} repeated in
-     * both lane halves.
+     * {@code 64h + 4i + t}, whose low nibble is element {@code 128h + 4i + t} and high nibble that plus 64; the high
+     * bits come from the 32 bytes of half {@code h} repeated in both lane halves. With the high bits joined, vector
+     * {@code v = 4h + 2*high + t} of a block's pairs is bytes {@code t} (upper half) and {@code t + 2} (lower half) of
+     * those lanes.
      */
-    static final LaneOrder LANES = LaneOrder.byteLanes("Q6_K lanes",
-            (v, i) -> 128 * (v / 8) + 64 * ((v / 4) % 2) + 32 * (i / 8) + 4 * (i % 8) + v % 4);
+    static final LaneOrder PAIRS = LaneOrder.codePairs("Q6_K pairs",
+            (v, i, high) -> 128 * (v / 4) + 64 * ((v / 2) % 2) + 4 * i + v % 2 + (high ? 0 : 2));
+
+    /** Two 6-bit quants of a lane (bytes 0 and 2 of its four), in its two 16-bit halves. */
+    private static final int PAIR_MASK = 0x003F003F;
 
     private static VectorShuffle<Integer> intLanes(IntUnaryOperator lane) {
         return Simd.FUSED ? VectorShuffle.fromOp(Simd.I, lane) : null;
@@ -190,7 +194,7 @@ public final class Q6_K extends BlockFormat {
     /** Moves the high bits of high-nibble elements (bits 4-5 in lanes 0-7, 6-7 in lanes 8-15) to bits 4-5. */
     private static final IntVector HIGH_NIBBLE_HIGH_BITS = halves(0, 2);
 
-    /** Lane {@code i} takes group {@code first + i/4}: the four 16-element groups one {@link #LANES} vector spans. */
+    /** Lane {@code i} takes group {@code first + i/4}: the four 16-element groups one lane vector spans. */
     private static VectorShuffle<Float> groups(int first) {
         return Simd.FUSED ? VectorShuffle.fromOp(Simd.F, lane -> first + lane / 4) : null;
     }
@@ -201,66 +205,64 @@ public final class Q6_K extends BlockFormat {
     private static final VectorShuffle<Float> GROUPS_12 = groups(12);
 
     @Override
-    public LaneOrder laneOrder() { return LANES; }
+    public LaneOrder laneOrder() { return PAIRS; }
 
     /**
-     * The dot products of decoding, block after block, with the accumulators in registers, the quants unpacked
-     * as {@link Q4_K#dotRows} unpacks them: per half block one 64-byte load of low bits and the high bits added to
-     * all four bytes of a lane at once, then one AND per sixteen 6-bit quants against activations in
-     * {@link #LANES} order (one thread, Zen 5, 2048-wide rows out of cache: 16.3 to 20.2 GB/s). A vector's four
-     * bytes are summed before the group scales (four groups per vector) are applied; the offset of 32 is a minimum
-     * term against the activations' 16-element sums. Agrees with {@link ScaledDot} within float32 rounding.
+     * The dot products of decoding, block after block, in integers: per half block one 64-byte load of low bits, the
+     * high bits added to all four bytes of a lane at once, then bytes 0 and 2, and 1 and 3, of each lane multiplied by
+     * the activations' code pairs ({@link #PAIRS}, see {@link LaneOrder}). The two products of a lane's four bytes are
+     * summed (upper halves at most 4 * 63 * 127 = 32004, lower halves 2 * 63 * 127) before the upper halves are taken
+     * and converted to float, then multiplied by the group scales (four groups per vector) times {@code d} and the
+     * activations' scale. The offset of 32 is a float term against the activations' 16-element sums.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
         int blocks = width / QK;
-        float[] xv = x.laneValues();
+        int[] xp = x.codePairs();
+        float[] xd = x.codeScales();
         float[] sums = x.sumsArray();
-        int xRow = token * width;
-        int sRow = xRow / PreparedActivations.SUM_GROUP;
+        int pRow = token * width / 2;
+        int dRow = token * blocks;
+        int sRow = token * width / PreparedActivations.SUM_GROUP;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            for (int b = 0; b < blocks; b++) {
-                long block = row + (long) b * BYTES;
-                float d = Halfs.readFp16(src, block + D);
-                FloatVector dl = ((FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
-                        .convertShape(B2I, Simd.I, 0).convert(I2F, 0)).mul(d);
-                a1 = dl.mul(-32f).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                int e = xRow + b * QK;
-                IntVector qh = IntVector.fromMemorySegment(Simd.I, src, block + QH, Simd.LE);
-                IntVector hb = qh.rearrange(HIGH_BITS_0);
-                IntVector ql = IntVector.fromMemorySegment(Simd.I, src, block + QL, Simd.LE);
-                IntVector lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
-                IntVector hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F)
-                        .or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
-                FloatVector s0 = ((FloatVector) lo.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e));
-                FloatVector s1 = ((FloatVector) hi.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 64));
-                s0 = ((FloatVector) lo.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 16), s0);
-                s1 = ((FloatVector) hi.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 80), s1);
-                s0 = ((FloatVector) lo.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 32), s0);
-                s1 = ((FloatVector) hi.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 96), s1);
-                s0 = ((FloatVector) lo.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 48), s0);
-                s1 = ((FloatVector) hi.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 112), s1);
-                a0 = s0.fma(dl.rearrange(GROUPS_0), a0);
-                a0 = s1.fma(dl.rearrange(GROUPS_4), a0);
-                hb = qh.rearrange(HIGH_BITS_1);
-                ql = IntVector.fromMemorySegment(Simd.I, src, block + QL + 64, Simd.LE);
-                lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
-                hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
-                s0 = ((FloatVector) lo.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 128));
-                s1 = ((FloatVector) hi.and(0xFF).convert(I2F, 0)).mul(FloatVector.fromArray(Simd.F, xv, e + 192));
-                s0 = ((FloatVector) lo.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 144), s0);
-                s1 = ((FloatVector) hi.and(0xFF00).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 208), s1);
-                s0 = ((FloatVector) lo.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 160), s0);
-                s1 = ((FloatVector) hi.and(0xFF0000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 224), s1);
-                s0 = ((FloatVector) lo.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 176), s0);
-                s1 = ((FloatVector) hi.and(0xFF000000).convert(I2F, 0)).fma(FloatVector.fromArray(Simd.F, xv, e + 240), s1);
-                a1 = s0.fma(dl.rearrange(GROUPS_8), a1);
-                a1 = s1.fma(dl.rearrange(GROUPS_12), a1);
+            for (int b0 = 0; b0 < blocks; b0 += SPAN) {
+                for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
+                    long block = row + (long) b * BYTES;
+                    IntVector ql = IntVector.fromMemorySegment(Simd.I, src, block + QL, Simd.LE);
+                    IntVector qh = IntVector.fromMemorySegment(Simd.I, src, block + QH, Simd.LE);
+                    float d = Halfs.readFp16(src, block + D);
+                    float dx = d * xd[dRow + b];
+                    FloatVector scales = (FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
+                            .convertShape(B2I, Simd.I, 0).convert(I2F, 0);
+                    a1 = scales.mul(-32f * d).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
+                    FloatVector dl = scales.mul(dx);
+                    int e = pRow + b * LaneOrder.PAIRS;
+                    IntVector hb = qh.rearrange(HIGH_BITS_0);
+                    IntVector lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
+                    IntVector hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F)
+                            .or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
+                    IntVector s = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e))
+                            .add(lo.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16)));
+                    a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
+                    s = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32))
+                            .add(hi.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48)));
+                    a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_4), a1);
+                    hb = qh.rearrange(HIGH_BITS_1);
+                    ql = IntVector.fromMemorySegment(Simd.I, src, block + QL + 64, Simd.LE);
+                    lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
+                    hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
+                    s = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64))
+                            .add(lo.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80)));
+                    a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_8), a0);
+                    s = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96))
+                            .add(hi.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112)));
+                    a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_12), a1);
+                }
             }
             FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));
@@ -270,6 +272,14 @@ public final class Q6_K extends BlockFormat {
             out[outOffset + r] = v.lane(0);
         }
     }
+
+    /**
+     * Blocks per inner loop of {@link #dotRows}. Rows of more than 8 blocks, decoded in one loop, streamed at half the
+     * rate from memory (one thread, rows of 4096: 14 against 25 GB/s for rows of 2048; the same in cache), with the
+     * same compiled code (in cache both ran at about 30): a row is cut into loops of at most 8 blocks, which stream alike
+     * at every width.
+     */
+    private static final int SPAN = 8;
 
     @Override
     public boolean canQuantize() { return true; }

@@ -55,4 +55,29 @@ class ActivationRoundingTest {
         ActivationRounding.Q8_K.round(new float[256], 0, r, 0, 256);
         assertArrayEquals(zeros, r, "an all-zero block");
     }
+
+    @Test
+    void theCodesOfQ8KBlocksTimesTheirScalesAreTheRoundedValues() {
+        float[] x = gaussian(5 * 256);
+        Arrays.fill(x, 256, 512, 0f);      // an all-zero block
+        x[512 + 3] = Float.NaN;            // a block holding NaN
+        x[768 + 40] = 9f;                  // the largest magnitude of its block, positive: its code is -127
+        float[] rounded = new float[x.length];
+        ActivationRounding.Q8_K.round(x, 0, rounded, 0, x.length);
+        float[] values = new float[x.length];
+        int[] codes = new int[x.length + 1];
+        float[] scales = new float[6];
+        ActivationRounding.Q8_K.roundToCodes(x, 0, values, 0, x.length, codes, 1, scales, 1);
+        assertArrayEquals(rounded, values, "the same values as round()");
+        assertEquals(0f, scales[2], "the all-zero block's scale");
+        assertTrue(Float.isNaN(scales[3]), "the NaN block's scale: " + scales[3]);
+        assertEquals(-127, codes[1 + 768 + 40]);
+        for (int i = 0; i < x.length; i++) {
+            int code = codes[1 + i];
+            assertTrue(code >= -127 && code <= 127, "code " + i + ": " + code);
+            if (i / 256 != 2) {
+                assertEquals(values[i], scales[1 + i / 256] * code, "value " + i + " = scale * code");
+            }
+        }
+    }
 }

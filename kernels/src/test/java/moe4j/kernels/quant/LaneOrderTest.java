@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.SplittableRandom;
 import java.util.stream.Stream;
 
 import org.junit.jupiter.api.Test;
@@ -21,53 +22,84 @@ class LaneOrderTest {
     }
 
     @Test
-    void theKQuantsDecodeInLaneOrder() {
+    void theKQuantsDecodeInPairsOfCodes() {
         assertEquals(Stream.of(GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K).toList(),
                 laneOrderedTypes().toList());
         assertFalse(LaneOrder.NATURAL.rearranges());
     }
 
+    /** The code in the lower 16 bits of a packed pair, and the one above it. */
+    private static int low(int pair) { return (short) pair; }
+
+    private static int high(int pair) { return (pair - low(pair)) >> 16; }
+
     @ParameterizedTest
     @MethodSource("laneOrderedTypes")
-    void eachBlockIsAPermutationScaledByTheBytePower(GgmlType type) {
+    void eachBlockPacksEveryCodeOnce(GgmlType type) {
         LaneOrder order = QuantFormats.of(type).laneOrder();
         int width = 3 * LaneOrder.BLOCK;
-        float[] x = new float[width];
+        int[] codes = new int[width];
         for (int i = 0; i < width; i++) {
-            x[i] = i + 1;
+            codes[i] = i % LaneOrder.BLOCK - 128; // -128..127: the element, as a signed code
         }
-        float[] lanes = new float[width + 5];
-        order.arrange(x, 0, lanes, 5, width);
-        for (int b = 0; b < width; b += LaneOrder.BLOCK) {
+        int[] pairs = new int[width / 2 + 5];
+        order.pack(codes, 0, pairs, 5, width);
+        for (int b = 0; b < width / 2; b += LaneOrder.PAIRS) {
             boolean[] seen = new boolean[LaneOrder.BLOCK];
-            for (int p = 0; p < LaneOrder.BLOCK; p++) {
-                // vector p/16 takes byte (p/16) mod 4 of its lanes: undo its power of two
-                float element = Math.scalb(lanes[5 + b + p], 8 * ((p / 16) % 4)) - 1 - b;
-                assertTrue(element >= 0 && element < LaneOrder.BLOCK && element == Math.rint(element),
-                        type + " position " + p + " holds " + element);
-                assertFalse(seen[(int) element], type + " element " + element + " twice");
-                seen[(int) element] = true;
+            for (int p = 0; p < LaneOrder.PAIRS; p++) {
+                for (int element : new int[] {low(pairs[5 + b + p]) + 128, high(pairs[5 + b + p]) + 128}) {
+                    assertTrue(element >= 0 && element < LaneOrder.BLOCK, type + " int " + p + " holds " + element);
+                    assertFalse(seen[element], type + " element " + element + " twice");
+                    seen[element] = true;
+                }
             }
         }
     }
 
     @Test
-    void q4kLanesFollowTheNibblePacking() {
-        float[] x = new float[LaneOrder.BLOCK];
-        for (int i = 0; i < x.length; i++) {
-            x[i] = i;
+    void q4kPairsFollowTheNibblePacking() {
+        int[] codes = new int[LaneOrder.BLOCK];
+        for (int i = 0; i < codes.length; i++) {
+            codes[i] = i - 128;
         }
-        float[] lanes = new float[LaneOrder.BLOCK];
-        Q4_K.LANES.arrange(x, 0, lanes, 0, x.length);
-        // vector 5 = 8*0 + 4*high + 1: byte 1 of each lane, high nibbles; lane 9 = quant byte 4*9 + 1 = 37, in the
-        // second 32-byte chunk (elements 64..127), whose high nibbles are elements 96..127: 96 + 37 - 32 = 101
-        assertEquals(101f, Math.scalb(lanes[16 * 5 + 9], 8));
+        int[] pairs = new int[LaneOrder.PAIRS];
+        Q4_K.PAIRS.pack(codes, 0, pairs, 0, codes.length);
+        // vector 5 = 4*1 + 1: the second 64 quant bytes shifted right by 4, high nibbles of bytes 0 and 2. Lane 9 holds
+        // quant bytes 64 + 36 .. 64 + 39, in the last 32-byte chunk (elements 192..255), whose high nibbles are elements
+        // 224..255: byte 100 is element 224 + 4 = 228 (multiplied by the lane's lower half, so its code goes above),
+        // byte 102 is element 230
+        assertEquals(228, high(pairs[16 * 5 + 9]) + 128);
+        assertEquals(230, low(pairs[16 * 5 + 9]) + 128);
+    }
+
+    /**
+     * The arithmetic the integer kernels rely on, at the extremes they allow: the quants of two lanes' bytes in their
+     * halves times crosswise code pairs, two such products summed, give the two dot products' sum in the upper half
+     * once {@code 2^15} is added, whatever the signs.
+     */
+    @Test
+    void theUpperHalfOfTwoPairProductsIsTheirDotProduct() {
+        SplittableRandom rnd = new SplittableRandom(7);
+        int[] extremes = {-127, 127, 0, -1, 1};
+        for (int trial = 0; trial < 100_000; trial++) {
+            int exact = 0;
+            int sum = 0;
+            for (int product = 0; product < 2; product++) {
+                int qLow = trial < 1000 ? 63 : rnd.nextInt(64); // Q6_K's 6 bits, the widest quants that pair up
+                int qHigh = trial < 1000 ? 63 : rnd.nextInt(64);
+                int aLow = trial < 1000 ? extremes[(trial + product) % 5] : rnd.nextInt(-127, 128);
+                int aHigh = trial < 1000 ? extremes[(trial / 5 + product) % 5] : rnd.nextInt(-127, 128);
+                sum += (qLow + 65536 * qHigh) * (aHigh + 65536 * aLow);
+                exact += qLow * aLow + qHigh * aHigh;
+            }
+            assertEquals(exact, (sum + (1 << 15)) >> 16, "trial " + trial);
+        }
     }
 
     @Test
     void anOrderThatIsNotAPermutationIsRefused() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> LaneOrder.byteLanes("broken", (v, i) -> i));
+                () -> LaneOrder.codePairs("broken", (v, i, high) -> i));
         assertTrue(e.getMessage().contains("broken is not a permutation"), e.getMessage());
     }
 }

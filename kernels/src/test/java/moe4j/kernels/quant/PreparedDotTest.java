@@ -137,6 +137,43 @@ class PreparedDotTest {
         }
     }
 
+    /** A NaN in a token's activations must reach its products (the integer kernels keep codes, not values, for it). */
+    @ParameterizedTest
+    @MethodSource("supportedTypes")
+    void aNaNActivationMakesOnlyItsTokensProductsNaN(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        SplittableRandom rnd = new SplittableRandom(type.id() + 300);
+        int width = 512;
+        int rows = 3;
+        long rowBytes = (long) width / type.blockSize() * type.blockBytes();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            format.randomBlocks(rnd, data, 0, rows * (rowBytes / type.blockBytes()));
+            float[] x = new float[3 * width];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) rnd.nextGaussian();
+            }
+            x[width + 300] = Float.NaN;
+            PreparedActivations prepared = new PreparedActivations();
+            prepared.reserve(format, 3, width);
+            for (int t = 0; t < 3; t++) {
+                prepared.prepareRow(x, t * width, t);
+            }
+            for (int tokens : new int[] {1, 3}) {
+                int first = tokens == 1 ? 1 : 0;
+                float[] out = new float[rows * tokens];
+                format.dotPreparedRows(data, 0, rowBytes, rows, prepared, first, tokens, out, 0, rows);
+                for (int t = 0; t < tokens; t++) {
+                    for (int r = 0; r < rows; r++) {
+                        float v = out[r + t * rows];
+                        String what = type + ", " + tokens + " token(s), token " + (first + t) + " row " + r + ": " + v;
+                        assertEquals(first + t == 1, Float.isNaN(v), what);
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void q8kRoundingFollowsTheReferenceQuantizer() {
         float[] x = new float[256];
