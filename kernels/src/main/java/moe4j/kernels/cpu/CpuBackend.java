@@ -444,14 +444,21 @@ public final class CpuBackend implements Backend {
         int[] start = routing.start();
         float[] weights = routing.weight();
 
-        pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> {
-            for (int i = from; i < to; i++) {
-                System.arraycopy(x.data, (order[i] / k) * embd, xs.data, i * embd, embd);
-            }
-        });
-        PreparedActivations xg = prepare(xs, 0, n * k, gate.format());
+        // One token (decoding): every chosen expert multiplies the same row, prepared once instead of gathered and
+        // prepared k times (about 40 us a layer on 2 threads). Otherwise each expert's rows are gathered contiguously.
+        boolean oneToken = n == 1;
+        if (!oneToken) {
+            pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> {
+                for (int i = from; i < to; i++) {
+                    System.arraycopy(x.data, (order[i] / k) * embd, xs.data, i * embd, embd);
+                }
+            });
+        }
+        CpuActivations in = oneToken ? x : xs;
+        int inRows = oneToken ? 1 : n * k;
+        PreparedActivations xg = prepare(in, 0, inRows, gate.format());
         PreparedActivations xu = CpuActivations.Preparation.of(up.format()).equals(CpuActivations.Preparation.of(gate.format()))
-                ? xg : prepare(xs, 0, n * k, up.format());
+                ? xg : prepare(in, 0, inRows, up.format());
         // gate and up projections of every active expert: one unit = a few rows of one matrix of one expert
         int unitRows = n > 1 ? BATCH_ROWS : ROWS_PER_UNIT;
         int ffnUnits = ceilDiv(ffn, unitRows);
@@ -464,8 +471,8 @@ public final class CpuBackend implements Backend {
                 PreparedActivations xp = isGate ? xg : xu;
                 CpuActivations dst = isGate ? g : u;
                 int r0 = (rest % ffnUnits) * unitRows;
-                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + unitRows) - r0, xp, start[e], start[e + 1] - start[e],
-                        dst.data, start[e] * ffn + r0, ffn);
+                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + unitRows) - r0, xp, oneToken ? 0 : start[e],
+                        start[e + 1] - start[e], dst.data, start[e] * ffn + r0, ffn);
             }
         });
         pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> VectorMath.siluMul(g.data, u.data, from * ffn, to * ffn));

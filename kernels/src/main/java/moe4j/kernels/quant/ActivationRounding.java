@@ -141,6 +141,13 @@ public enum ActivationRounding {
             return 0;
         }
         float iscale = -127f / max;
+        if (Float.isInfinite(iscale)) {
+            // every magnitude below 127 / Float.MAX_VALUE (about 3.7e-37): the scale 1/iscale is 0 and the codes would
+            // be meaningless, so the block rounds to zeros as an all-zero one does (llama.cpp's values are zeros too)
+            java.util.Arrays.fill(dst, o, o + 256, 0f);
+            fillCodes(codes, c, 0);
+            return 0;
+        }
         float d = 1 / iscale;
         for (int i = 0; i < 256; i++) {
             int q = Math.min(127, QuantMath.nearestInt(iscale * src[s + i]));
@@ -162,7 +169,8 @@ public enum ActivationRounding {
      * {@link #roundQ8_K}'s results with vectors (the scalar form cost about 1.5% of a prompt): the largest magnitude
      * is a maximum, exact in any order, and the value kept is the first that has it, as in the scalar scan; the
      * rounding is {@link QuantMath#nearestInt}'s add and bit mask on every lane. Returns the scale, or NaN, writing
-     * nothing, for an all-zero block or one holding NaN, which the scalar scan handles.
+     * nothing, for an all-zero block, one holding NaN or one too small for a finite {@code iscale}, which the scalar
+     * scan handles.
      */
     private static float roundQ8_KVector(float[] src, int s, float[] dst, int o, int[] codes, int c) {
         FloatVector amaxes = FloatVector.zero(Simd.F);
@@ -182,6 +190,9 @@ public enum ActivationRounding {
             }
         }
         float iscale = -127f / max;
+        if (Float.isInfinite(iscale)) {
+            return Float.NaN;
+        }
         float d = 1 / iscale;
         IntVector mantissa = IntVector.broadcast(Simd.I, 0x007FFFFF);
         IntVector half = IntVector.broadcast(Simd.I, 0x00400000);

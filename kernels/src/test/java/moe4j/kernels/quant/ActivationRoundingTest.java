@@ -80,4 +80,19 @@ class ActivationRoundingTest {
             }
         }
     }
+
+    @Test
+    void aQ8KBlockTooSmallForAFiniteInverseScaleRoundsToZerosWithCodesInRange() {
+        float[] x = gaussian(256);
+        for (int i = 0; i < 256; i++) {
+            x[i] *= 1e-38f;  // -127 / max overflows to -infinity
+        }
+        float[] values = new float[256];
+        int[] codes = new int[256];
+        float[] scales = new float[1];
+        ActivationRounding.Q8_K.roundToCodes(x, 0, values, 0, 256, codes, 0, scales, 0);
+        assertEquals(0f, scales[0]);
+        assertArrayEquals(new float[256], values);
+        assertArrayEquals(new int[256], codes);
+    }
 }

@@ -11,6 +11,7 @@ import java.util.SplittableRandom;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import moe4j.gguf.GgmlType;
@@ -135,6 +136,64 @@ class PreparedDotTest {
                 }
             }
         }
+    }
+
+    /**
+     * The integer kernels at the extremes their bounds allow: every quant at its largest value (all bits set) and every
+     * activation at code +127 or -127, one sign per block (the largest sums of products), against the exact dot.
+     */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    void integerKernelsAreExactAtTheLargestQuantsAndCodes(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        int width = 1024;
+        int blocks = width / 256;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate((long) blocks * type.blockBytes());
+            format.randomBlocks(new SplittableRandom(type.id()), data, 0, blocks);
+            // keep the fp16 scales randomBlocks wrote (sane values), set every other byte: largest quants and scales
+            MemorySegment sane = arena.allocate(data.byteSize());
+            sane.copyFrom(data);
+            data.fill((byte) 0xFF);
+            for (int b = 0; b < blocks; b++) {
+                for (int offset : fp16Offsets(type)) {
+                    long at = (long) b * type.blockBytes() + offset;
+                    MemorySegment.copy(sane, at, data, at, 2);
+                }
+            }
+            float[] w = new float[width];
+            format.dequantize(data, 0, w, 0, width);
+            for (float sign : new float[] {1, -1}) {
+                float[] x = new float[width];
+                for (int i = 0; i < width; i++) {
+                    x[i] = ((i / 256) % 2 == 0 ? sign : -sign) * (1 + (i % 7) * 1e-3f);
+                }
+                PreparedActivations prepared = new PreparedActivations();
+                prepared.reserve(format, 1, width);
+                prepared.prepareRow(x, 0, 0);
+                double exact = 0;
+                double magnitude = 0;
+                for (int i = 0; i < width; i++) {
+                    exact += (double) w[i] * prepared.values()[i];
+                    magnitude += Math.abs((double) w[i] * prepared.values()[i]);
+                }
+                float[] out = new float[1];
+                format.dotPrepared(data, 0, prepared, 0, 1, out, 0, 1);
+                assertTrue(Math.abs(out[0] - exact) <= 1e-6 * magnitude, type + " sign " + sign + ": " + out[0] + " exact "
+                        + exact + " magnitude " + magnitude);
+            }
+        }
+    }
+
+    /** Where each K-quant keeps its fp16 super-block scales. */
+    private static int[] fp16Offsets(GgmlType type) {
+        return switch (type) {
+            case Q2_K -> new int[] {80, 82};
+            case Q3_K -> new int[] {108};
+            case Q4_K, Q5_K -> new int[] {0, 2};
+            case Q6_K -> new int[] {208};
+            default -> throw new IllegalArgumentException(type.toString());
+        };
     }
 
     /** A NaN in a token's activations must reach its products (the integer kernels keep codes, not values, for it). */
