@@ -77,6 +77,8 @@ abstract class BlockFormat implements QuantFormat {
         }
         if (nTokens == 1 && rowKernelFor(x)) {
             dotRows(src, srcOffset, 0, 1, x, firstRow, out, outOffset);
+        } else if (pairTiles(x)) {
+            PairTile.dot(src, srcOffset, 0, 1, x, firstRow, nTokens, out, outOffset, outStride);
         } else if (scaledRows(count)) {
             ScaledDot.dot(this, src, srcOffset, x, firstRow, nTokens, out, outOffset, outStride);
         } else {
@@ -100,9 +102,10 @@ abstract class BlockFormat implements QuantFormat {
             dotRows(src, srcOffset, rowBytes, rows, x, firstRow, out, outOffset);
             return;
         }
-        boolean tiled = scaledRows(x.width()) && rows >= ScaledDot.TILE && nTokens >= ScaledDot.TILE;
+        boolean pairs = nTokens > 1 && rows > 0 && pairTiles(x);
+        boolean tiled = !pairs && scaledRows(x.width()) && rows >= ScaledDot.TILE && nTokens >= ScaledDot.TILE;
         boolean fused = Simd.FUSED && !scaledRows(x.width()) && nTokens > 1 && rows > 0;
-        if (!tiled && !fused) {
+        if (!tiled && !fused && !pairs) {
             QuantFormat.super.dotPreparedRows(src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset,
                     outStride);
             return;
@@ -116,6 +119,10 @@ abstract class BlockFormat implements QuantFormat {
         DecodedDot.checkPrepared(this, x, firstRow, nTokens, out, outOffset + rows - 1, outStride);
         checkBytes(src, srcOffset, blocks, "source");
         checkBytes(src, srcOffset + (rows - 1) * rowBytes, blocks, "source");
+        if (pairs) {
+            PairTile.dot(src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset, outStride);
+            return;
+        }
         if (fused) {
             // dotPrepared's products (dotBlocks per token), token by token over the rows: a token's activations stay in
             // L1 while the rows' weights come from L2, where row by row every row streamed all the tokens again
@@ -140,6 +147,11 @@ abstract class BlockFormat implements QuantFormat {
         for (; r < rows; r++) {
             ScaledDot.dot(this, src, srcOffset + r * rowBytes, x, firstRow, nTokens, out, outOffset + r, outStride);
         }
+    }
+
+    /** Whether products of several tokens take {@link PairTile}: Q4_K weights, activations prepared with their codes. */
+    private boolean pairTiles(PreparedActivations x) {
+        return type == GgmlType.Q4_K && PairTile.takes(x) && x.width() % ScaledDot.QK == 0;
     }
 
     /** Whether {@link #dotRows} is implemented. */

@@ -35,6 +35,8 @@ public final class PreparedActivations {
     private int[] codes = new int[0];
     private int[] pairs = new int[0];
     private float[] codeScales = new float[0];
+    private int[] tilePairs = new int[0];
+    private int[] tileSums = new int[0];
 
     /**
      * Sizes the buffers for {@code rows} rows of {@code width} values made ready for weights of {@code format}: its
@@ -81,6 +83,10 @@ public final class PreparedActivations {
             pairs = new int[values.length / 2];
             codeScales = new float[values.length / LaneOrder.BLOCK];
         }
+        if (this.order.rearranges() && rows > 1 && tilePairs.length < size / 2) {
+            tilePairs = new int[values.length / 2];
+            tileSums = new int[values.length / 32];
+        }
         this.rows = rows;
         this.width = width;
     }
@@ -93,6 +99,9 @@ public final class PreparedActivations {
         if (order.rearranges()) {
             rounding.roundToCodes(x, xOffset, values, o, width, codes, o, codeScales, o / LaneOrder.BLOCK);
             order.pack(codes, o, pairs, o / 2, width);
+            if (rows > 1) {
+                PairTile.packCodes(codes, o, tilePairs, tileSums, width);
+            }
         } else {
             rounding.round(x, xOffset, values, o, width);
         }
@@ -122,6 +131,15 @@ public final class PreparedActivations {
 
     /** Row {@code r} is {@code values()[r*width .. (r+1)*width)}. */
     public float[] values() { return values; }
+
+    /**
+     * Row {@code r}'s codes paired as {@link PairTile} multiplies them, at {@code r*width/2}, when {@link #laneOrder()}
+     * rearranges and more than one row was reserved.
+     */
+    int[] tilePairs() { return tilePairs; }
+
+    /** Row {@code r}'s sums of each 32 codes at {@code r*width/32}, alongside {@link #tilePairs()}. */
+    int[] tileSums() { return tileSums; }
 
     /** Row {@code r}'s codes in {@link #laneOrder()}'s pairs at {@code r*width/2}, when that order rearranges. */
     int[] codePairs() { return pairs; }

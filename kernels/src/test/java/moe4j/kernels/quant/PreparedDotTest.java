@@ -139,6 +139,55 @@ class PreparedDotTest {
     }
 
     /**
+     * Q4_K's integer tiles ({@link PairTile}) over several groups of 16 rows and a batch that ends in a partial tile:
+     * each (row, token) the same bits as that row alone, and within float32 rounding of the exact dot.
+     */
+    @Test
+    void q4kPairTilesOverManyRowsAgreeWithSingleRowsAndTheExactDot() {
+        QuantFormat format = QuantFormats.of(GgmlType.Q4_K);
+        SplittableRandom rnd = new SplittableRandom(41);
+        int width = 768;
+        int rows = 37;
+        int tokens = 13;
+        long rowBytes = GgmlType.Q4_K.bytesFor(width) + 10; // rows not packed back to back
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            for (int r = 0; r < rows; r++) {
+                format.randomBlocks(rnd, data, r * rowBytes, width / 256);
+            }
+            float[] x = new float[(tokens + 2) * width];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) rnd.nextGaussian();
+            }
+            PreparedActivations prepared = new PreparedActivations();
+            prepared.reserve(format, tokens + 2, width);
+            for (int t = 0; t < tokens + 2; t++) {
+                prepared.prepareRow(x, t * width, t);
+            }
+            float[] all = new float[rows * tokens];
+            format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 2, tokens, all, 0, rows);
+            float[] w = new float[width];
+            float[] single = new float[tokens];
+            for (int r = 0; r < rows; r++) {
+                format.dotPrepared(data, r * rowBytes, prepared, 2, tokens, single, 0, 1);
+                format.dequantize(data, r * rowBytes, w, 0, width);
+                for (int t = 0; t < tokens; t++) {
+                    assertEquals(single[t], all[r + t * rows], 0f, "row " + r + " token " + t);
+                    double exact = 0;
+                    double magnitude = 0;
+                    for (int i = 0; i < width; i++) {
+                        double p = (double) w[i] * prepared.values()[(2 + t) * width + i];
+                        exact += p;
+                        magnitude += Math.abs(p);
+                    }
+                    assertTrue(Math.abs(all[r + t * rows] - exact) <= 1e-5 * magnitude, "row " + r + " token " + t + ": "
+                            + all[r + t * rows] + " exact " + exact);
+                }
+            }
+        }
+    }
+
+    /**
      * The integer kernels at the extremes their bounds allow: every quant at its largest value (all bits set) and every
      * activation at code +127 or -127, one sign per block (the largest sums of products), against the exact dot.
      */

@@ -1,0 +1,394 @@
+package moe4j.kernels.quant;
+
+import static jdk.incubator.vector.VectorOperators.ADD;
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+
+/**
+ * Q4_K products of several tokens in integers: the batch path's counterpart of {@link Q4_K#dotRows}. Sixteen rows sit
+ * in the sixteen lanes of a vector; a super-block of each is decoded once into pairs of quants ({@code qA + 65536 * qB}
+ * for elements {@code 32j + k} and {@code 32j + k + 16} of sub-block {@code j}), and each token's codes are packed the
+ * other way round ({@code aB + 65536 * aA}), so that one 32-bit multiply by the broadcast pair leaves
+ * {@code qA * aA + qB * aB} in the upper half of every row's lane (see {@link LaneOrder}). Eight pairs are summed
+ * before 2^15 is added and the upper halves are taken (at most 8 * 2 * 15 * 127), then multiplied by the rows' 6-bit
+ * sub-block scales; sub-block minimums times the token's code sums are a second integer sum. Both go to float once per
+ * super-block, times {@code d} (or {@code -dmin}) and the token's scale, in the same order for every row and token:
+ * a token's result does not depend on its batch, its tile or its lane.
+ *
+ * <p>Why: a 32-bit multiply does two multiply-adds where a float FMA does one, and issues as often on Zen 5 (two per
+ * cycle each); more, a pass over a batch's activations serves 16 rows instead of {@link ScaledDot}'s 4 and reads half
+ * the bytes (a pair of codes per int instead of a float per value), which is what a 512-token prompt's products are
+ * bound by (4 MB of float activations streamed per four rows). Measured: Q4_K_M pp512 on the 12-layer Qwen3-30B-A3B
+ * shape 120-141 -> 158-168 tok/s (same window, 2 threads); with the weights and 32-64 tokens in cache, as fast as the
+ * float tiles. The rows' pairs are decoded a super-block at a time, row by row, and turned into lanes with
+ * {@link #transpose}; the code pairs and sums are made once per activation row ({@link PreparedActivations}).
+ */
+final class PairTile {
+
+    private PairTile() {}
+
+    /** Rows per tile: one per lane. */
+    static final int ROWS = 16;
+    /** Tokens per tile; a batch's last tile repeats its last token where the batch runs out. */
+    static final int TOKENS = 6;
+    private static final int QK = 256;
+    private static final int BYTES = 144;
+    private static final int PAIRS = QK / 2;
+    private static final int SUB_BLOCKS = 8;
+    private static final IntVector HALF = Simd.FUSED ? IntVector.broadcast(Simd.I, 1 << 15) : null;
+
+    /** Per-thread decode buffers and accumulators. */
+    private static final class Scratch {
+        /** Pair {@code p} of the 16 rows at {@code 16p}. */
+        final int[] w = new int[PAIRS * ROWS];
+        /** The same pairs row by row: sub-block {@code j}'s 16 pairs of row {@code r} at {@code 16(16j + r)}. */
+        final int[] rowMajor = new int[PAIRS * ROWS];
+        /** Row {@code r}'s eight scales and eight minimums at {@code 16r}. */
+        final int[] scaleRows = new int[ROWS * 16];
+        /** Sub-block {@code j}'s scale (and minimum) of the 16 rows at {@code 16j}. */
+        final int[] scales = new int[SUB_BLOCKS * ROWS];
+        final int[] mins = new int[SUB_BLOCKS * ROWS];
+        final float[] d = new float[ROWS];
+        final float[] dmin = new float[ROWS];
+        /**
+         * Where the tile's tokens' code pairs and sub-block sums of the current super-block start in
+         * {@link PreparedActivations#tilePairs()} and {@link PreparedActivations#tileSums()}.
+         */
+        final int[] tokenPairs = new int[TOKENS];
+        final int[] tokenSums = new int[TOKENS];
+        final float[] tokenScale = new float[TOKENS];
+        /** The tile's integer sums of one super-block, token {@code t}'s 16 rows at {@code 16t}. */
+        final int[] dots = new int[TOKENS * ROWS];
+        /** Token {@code t}'s 16 rows' results so far at {@code 16t}. */
+        float[] acc = new float[0];
+    }
+
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    /** Whether {@code x} holds the code pairs these products read: prepared for Q4_K's order, several rows. */
+    static boolean takes(PreparedActivations x) {
+        return Simd.FUSED && x.laneOrder() == Q4_K.PAIRS && x.rows() > 1;
+    }
+
+    /**
+     * {@code out[outOffset + r + t*outStride]} = row {@code r} (at {@code srcOffset + r*rowBytes}) times prepared row
+     * {@code firstRow + t}, for {@code rows} rows and {@code nTokens} tokens. Arguments are checked.
+     */
+    static void dot(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int firstRow,
+            int nTokens, float[] out, int outOffset, int outStride) {
+        Scratch s = SCRATCH.get();
+        if (s.acc.length < nTokens * ROWS) {
+            s.acc = new float[nTokens * ROWS];
+        }
+        int width = x.width();
+        int blocks = width / QK;
+        for (int r0 = 0; r0 < rows; r0 += ROWS) {
+            int n = Math.min(ROWS, rows - r0);
+            Arrays.fill(s.acc, 0, nTokens * ROWS, 0f);
+            for (int b = 0; b < blocks; b++) {
+                decode(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
+                for (int t0 = 0; t0 < nTokens; t0 += TOKENS) {
+                    for (int t = 0; t < TOKENS; t++) {
+                        int row = firstRow + Math.min(t0 + t, nTokens - 1);
+                        s.tokenPairs[t] = row * width / 2 + b * PAIRS;
+                        s.tokenSums[t] = row * width / 32 + b * SUB_BLOCKS;
+                        s.tokenScale[t] = x.codeScales()[row * blocks + b];
+                    }
+                    tile(s, x.tilePairs(), x.tileSums(), t0, Math.min(TOKENS, nTokens - t0));
+                }
+            }
+            for (int t = 0; t < nTokens; t++) {
+                for (int r = 0; r < n; r++) {
+                    out[outOffset + r0 + r + t * outStride] = s.acc[t * ROWS + r];
+                }
+            }
+        }
+    }
+
+    /** Super-block {@code block} of {@code n} rows {@code rowBytes} apart into the scratch's pair layout; lanes past {@code n} zero. */
+    private static void decode(MemorySegment src, long block, long rowBytes, int n, Scratch s) {
+        int[] rowMajor = s.rowMajor;
+        if (n < ROWS) {
+            Arrays.fill(rowMajor, 0);
+            Arrays.fill(s.scaleRows, 0);
+            Arrays.fill(s.d, 0f);
+            Arrays.fill(s.dmin, 0f);
+        }
+        for (int r = 0; r < n; r++) {
+            long at = block + r * rowBytes;
+            int pair = src.get(Layouts.INT_LE, at);
+            s.d[r] = Float.float16ToFloat((short) pair);
+            s.dmin[r] = Float.float16ToFloat((short) (pair >>> 16));
+            // the eight scales (lanes 0-7) and minimums (8-15) as Q4_K's one-token kernel unpacks them
+            IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at, Simd.LE)
+                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
+                    .and(KQuantScales.SCALE_MIN_LOW_MASK)
+                    .or(raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
+                            .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4))
+                    .intoArray(s.scaleRows, r * 16);
+            for (int c = 0; c < 4; c++) {
+                // 32 quant bytes: sub-block 2c in the low nibbles, 2c+1 in the high ones; pair k = bytes k and k + 16
+                IntVector a = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 16 + 32L * c, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 32 + 32L * c, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                a.and(0xF).or(b.and(0xF).lanewise(LSHL, 16)).intoArray(rowMajor, (2 * c * ROWS + r) * 16);
+                a.lanewise(LSHR, 4).or(b.lanewise(LSHR, 4).lanewise(LSHL, 16))
+                        .intoArray(rowMajor, ((2 * c + 1) * ROWS + r) * 16);
+            }
+        }
+        for (int j = 0; j < SUB_BLOCKS; j++) {
+            IntVector.fromArray(Simd.I, s.scaleRows, j, COLUMN, 0).intoArray(s.scales, j * ROWS);
+            IntVector.fromArray(Simd.I, s.scaleRows, 8 + j, COLUMN, 0).intoArray(s.mins, j * ROWS);
+        }
+        // rows to lanes: pair k of sub-block j, all rows, is column k of that sub-block's 16 x 16 block
+        for (int j = 0; j < SUB_BLOCKS; j++) {
+            transpose(rowMajor, j * 256, s.w, j * 256);
+        }
+    }
+
+    /**
+     * Transposes the 16 x 16 block of {@code rowMajor} at {@code from} (row {@code r} at {@code from + 16r}) into
+     * {@code w} at {@code to} (column {@code k} at {@code to + 16k}): four rounds of two-vector selections that swap
+     * the off-diagonal halves of ever smaller blocks, 64 instructions where 16 gathers cost several times more.
+     */
+    private static void transpose(int[] rowMajor, int from, int[] w, int to) {
+        IntVector v0 = IntVector.fromArray(Simd.I, rowMajor, from + 0);
+        IntVector v1 = IntVector.fromArray(Simd.I, rowMajor, from + 16);
+        IntVector v2 = IntVector.fromArray(Simd.I, rowMajor, from + 32);
+        IntVector v3 = IntVector.fromArray(Simd.I, rowMajor, from + 48);
+        IntVector v4 = IntVector.fromArray(Simd.I, rowMajor, from + 64);
+        IntVector v5 = IntVector.fromArray(Simd.I, rowMajor, from + 80);
+        IntVector v6 = IntVector.fromArray(Simd.I, rowMajor, from + 96);
+        IntVector v7 = IntVector.fromArray(Simd.I, rowMajor, from + 112);
+        IntVector v8 = IntVector.fromArray(Simd.I, rowMajor, from + 128);
+        IntVector v9 = IntVector.fromArray(Simd.I, rowMajor, from + 144);
+        IntVector v10 = IntVector.fromArray(Simd.I, rowMajor, from + 160);
+        IntVector v11 = IntVector.fromArray(Simd.I, rowMajor, from + 176);
+        IntVector v12 = IntVector.fromArray(Simd.I, rowMajor, from + 192);
+        IntVector v13 = IntVector.fromArray(Simd.I, rowMajor, from + 208);
+        IntVector v14 = IntVector.fromArray(Simd.I, rowMajor, from + 224);
+        IntVector v15 = IntVector.fromArray(Simd.I, rowMajor, from + 240);
+        IntVector n0s0 = LOW_8.selectFrom(v0, v8);
+        v8 = HIGH_8.selectFrom(v0, v8);
+        v0 = n0s0;
+        IntVector n1s0 = LOW_8.selectFrom(v1, v9);
+        v9 = HIGH_8.selectFrom(v1, v9);
+        v1 = n1s0;
+        IntVector n2s0 = LOW_8.selectFrom(v2, v10);
+        v10 = HIGH_8.selectFrom(v2, v10);
+        v2 = n2s0;
+        IntVector n3s0 = LOW_8.selectFrom(v3, v11);
+        v11 = HIGH_8.selectFrom(v3, v11);
+        v3 = n3s0;
+        IntVector n4s0 = LOW_8.selectFrom(v4, v12);
+        v12 = HIGH_8.selectFrom(v4, v12);
+        v4 = n4s0;
+        IntVector n5s0 = LOW_8.selectFrom(v5, v13);
+        v13 = HIGH_8.selectFrom(v5, v13);
+        v5 = n5s0;
+        IntVector n6s0 = LOW_8.selectFrom(v6, v14);
+        v14 = HIGH_8.selectFrom(v6, v14);
+        v6 = n6s0;
+        IntVector n7s0 = LOW_8.selectFrom(v7, v15);
+        v15 = HIGH_8.selectFrom(v7, v15);
+        v7 = n7s0;
+        IntVector n0s1 = LOW_4.selectFrom(v0, v4);
+        v4 = HIGH_4.selectFrom(v0, v4);
+        v0 = n0s1;
+        IntVector n1s1 = LOW_4.selectFrom(v1, v5);
+        v5 = HIGH_4.selectFrom(v1, v5);
+        v1 = n1s1;
+        IntVector n2s1 = LOW_4.selectFrom(v2, v6);
+        v6 = HIGH_4.selectFrom(v2, v6);
+        v2 = n2s1;
+        IntVector n3s1 = LOW_4.selectFrom(v3, v7);
+        v7 = HIGH_4.selectFrom(v3, v7);
+        v3 = n3s1;
+        IntVector n8s1 = LOW_4.selectFrom(v8, v12);
+        v12 = HIGH_4.selectFrom(v8, v12);
+        v8 = n8s1;
+        IntVector n9s1 = LOW_4.selectFrom(v9, v13);
+        v13 = HIGH_4.selectFrom(v9, v13);
+        v9 = n9s1;
+        IntVector n10s1 = LOW_4.selectFrom(v10, v14);
+        v14 = HIGH_4.selectFrom(v10, v14);
+        v10 = n10s1;
+        IntVector n11s1 = LOW_4.selectFrom(v11, v15);
+        v15 = HIGH_4.selectFrom(v11, v15);
+        v11 = n11s1;
+        IntVector n0s2 = LOW_2.selectFrom(v0, v2);
+        v2 = HIGH_2.selectFrom(v0, v2);
+        v0 = n0s2;
+        IntVector n1s2 = LOW_2.selectFrom(v1, v3);
+        v3 = HIGH_2.selectFrom(v1, v3);
+        v1 = n1s2;
+        IntVector n4s2 = LOW_2.selectFrom(v4, v6);
+        v6 = HIGH_2.selectFrom(v4, v6);
+        v4 = n4s2;
+        IntVector n5s2 = LOW_2.selectFrom(v5, v7);
+        v7 = HIGH_2.selectFrom(v5, v7);
+        v5 = n5s2;
+        IntVector n8s2 = LOW_2.selectFrom(v8, v10);
+        v10 = HIGH_2.selectFrom(v8, v10);
+        v8 = n8s2;
+        IntVector n9s2 = LOW_2.selectFrom(v9, v11);
+        v11 = HIGH_2.selectFrom(v9, v11);
+        v9 = n9s2;
+        IntVector n12s2 = LOW_2.selectFrom(v12, v14);
+        v14 = HIGH_2.selectFrom(v12, v14);
+        v12 = n12s2;
+        IntVector n13s2 = LOW_2.selectFrom(v13, v15);
+        v15 = HIGH_2.selectFrom(v13, v15);
+        v13 = n13s2;
+        IntVector n0s3 = LOW_1.selectFrom(v0, v1);
+        v1 = HIGH_1.selectFrom(v0, v1);
+        v0 = n0s3;
+        IntVector n2s3 = LOW_1.selectFrom(v2, v3);
+        v3 = HIGH_1.selectFrom(v2, v3);
+        v2 = n2s3;
+        IntVector n4s3 = LOW_1.selectFrom(v4, v5);
+        v5 = HIGH_1.selectFrom(v4, v5);
+        v4 = n4s3;
+        IntVector n6s3 = LOW_1.selectFrom(v6, v7);
+        v7 = HIGH_1.selectFrom(v6, v7);
+        v6 = n6s3;
+        IntVector n8s3 = LOW_1.selectFrom(v8, v9);
+        v9 = HIGH_1.selectFrom(v8, v9);
+        v8 = n8s3;
+        IntVector n10s3 = LOW_1.selectFrom(v10, v11);
+        v11 = HIGH_1.selectFrom(v10, v11);
+        v10 = n10s3;
+        IntVector n12s3 = LOW_1.selectFrom(v12, v13);
+        v13 = HIGH_1.selectFrom(v12, v13);
+        v12 = n12s3;
+        IntVector n14s3 = LOW_1.selectFrom(v14, v15);
+        v15 = HIGH_1.selectFrom(v14, v15);
+        v14 = n14s3;
+        v0.intoArray(w, to + 0);
+        v1.intoArray(w, to + 16);
+        v2.intoArray(w, to + 32);
+        v3.intoArray(w, to + 48);
+        v4.intoArray(w, to + 64);
+        v5.intoArray(w, to + 80);
+        v6.intoArray(w, to + 96);
+        v7.intoArray(w, to + 112);
+        v8.intoArray(w, to + 128);
+        v9.intoArray(w, to + 144);
+        v10.intoArray(w, to + 160);
+        v11.intoArray(w, to + 176);
+        v12.intoArray(w, to + 192);
+        v13.intoArray(w, to + 208);
+        v14.intoArray(w, to + 224);
+        v15.intoArray(w, to + 240);
+    }
+
+    private static IntVector swapIndexes(int d, boolean low) {
+        int[] index = new int[ROWS];
+        for (int l = 0; l < ROWS; l++) {
+            boolean keep = (l & d) == 0;
+            index[l] = low ? (keep ? l : ROWS + l - d) : (keep ? l + d : ROWS + l);
+        }
+        return Simd.FUSED ? IntVector.fromArray(Simd.I, index, 0) : null;
+    }
+
+    private static final IntVector LOW_8 = swapIndexes(8, true);
+    private static final IntVector HIGH_8 = swapIndexes(8, false);
+    private static final IntVector LOW_4 = swapIndexes(4, true);
+    private static final IntVector HIGH_4 = swapIndexes(4, false);
+    private static final IntVector LOW_2 = swapIndexes(2, true);
+    private static final IntVector HIGH_2 = swapIndexes(2, false);
+    private static final IntVector LOW_1 = swapIndexes(1, true);
+    private static final IntVector HIGH_1 = swapIndexes(1, false);
+
+    /** Lane {@code r} of a column of a row-major 16 x 16 block: element {@code 16r}. */
+    private static final int[] COLUMN = java.util.stream.IntStream.range(0, ROWS).map(r -> 16 * r).toArray();
+
+    /**
+     * Packs a row of codes ({@code codes[o .. o + width)}) for the tiles: per 32-element sub-block {@code j}, pair
+     * {@code k} is {@code code[32j + k + 16] + 65536 * code[32j + k]} at {@code pairs[o/2 + 16j + k]}, and the
+     * sub-block's code sum at {@code sums[o/32 + j]}.
+     */
+    static void packCodes(int[] codes, int o, int[] pairs, int[] sums, int width) {
+        for (int e = o; e < o + width; e += 32) {
+            IntVector a = IntVector.fromArray(Simd.I, codes, e);
+            IntVector b = IntVector.fromArray(Simd.I, codes, e + 16);
+            b.add(a.lanewise(LSHL, 16)).intoArray(pairs, e / 2);
+            sums[e / 32] = a.add(b).reduceLanes(ADD);
+        }
+    }
+
+    /** Adds one super-block of the 16 rows times the tile's tokens to the accumulators of tokens {@code t0 ..}. */
+    private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid) {
+        int[] w = s.w;
+        // three tokens at a time with their sums in registers across the super-block; six at once spilled registers
+        // around every multiply (six sums and eight weight vectors), each token's sum through memory cost 14%
+        for (int t = 0; t < TOKENS; t += 3) {
+            int a0 = s.tokenPairs[t];
+            int a1 = s.tokenPairs[t + 1];
+            int a2 = s.tokenPairs[t + 2];
+            IntVector o0 = IntVector.zero(Simd.I);
+            IntVector o1 = o0;
+            IntVector o2 = o0;
+            for (int q = 0; q < PAIRS; q += 8) {
+                IntVector sc = IntVector.fromArray(Simd.I, s.scales, (q / 16) * ROWS);
+                IntVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS);
+                IntVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS);
+                IntVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS);
+                IntVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS);
+                IntVector w4 = IntVector.fromArray(Simd.I, w, (q + 4) * ROWS);
+                IntVector w5 = IntVector.fromArray(Simd.I, w, (q + 5) * ROWS);
+                IntVector w6 = IntVector.fromArray(Simd.I, w, (q + 6) * ROWS);
+                IntVector w7 = IntVector.fromArray(Simd.I, w, (q + 7) * ROWS);
+                int a = a0 + q;
+                o0 = o0.add(w0.mul(p[a]).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]))
+                        .add(w4.mul(p[a + 4])).add(w5.mul(p[a + 5])).add(w6.mul(p[a + 6])).add(w7.mul(p[a + 7]))
+                        .add(HALF).lanewise(ASHR, 16).mul(sc));
+                a = a1 + q;
+                o1 = o1.add(w0.mul(p[a]).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]))
+                        .add(w4.mul(p[a + 4])).add(w5.mul(p[a + 5])).add(w6.mul(p[a + 6])).add(w7.mul(p[a + 7]))
+                        .add(HALF).lanewise(ASHR, 16).mul(sc));
+                a = a2 + q;
+                o2 = o2.add(w0.mul(p[a]).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]))
+                        .add(w4.mul(p[a + 4])).add(w5.mul(p[a + 5])).add(w6.mul(p[a + 6])).add(w7.mul(p[a + 7]))
+                        .add(HALF).lanewise(ASHR, 16).mul(sc));
+            }
+            o0.intoArray(s.dots, t * ROWS);
+            o1.intoArray(s.dots, (t + 1) * ROWS);
+            o2.intoArray(s.dots, (t + 2) * ROWS);
+        }
+        accumulate(s, sums, t0, valid);
+    }
+
+    /**
+     * Each valid token's super-block: its scaled sum, then its minimum term, into its accumulator. Vectors travel through
+     * the scratch arrays, not as arguments: a vector passed to a call C2 does not inline is boxed.
+     */
+    private static void accumulate(Scratch s, int[] sums, int t0, int valid) {
+        FloatVector d = FloatVector.fromArray(Simd.F, s.d, 0);
+        FloatVector dmin = FloatVector.fromArray(Simd.F, s.dmin, 0).neg();
+        for (int t = 0; t < valid; t++) {
+            IntVector minSum = IntVector.zero(Simd.I);
+            for (int j = 0; j < SUB_BLOCKS; j++) {
+                minSum = minSum.add(IntVector.fromArray(Simd.I, s.mins, j * ROWS).mul(sums[s.tokenSums[t] + j]));
+            }
+            float scale = s.tokenScale[t];
+            int at = (t0 + t) * ROWS;
+            FloatVector acc = FloatVector.fromArray(Simd.F, s.acc, at);
+            acc = ((FloatVector) IntVector.fromArray(Simd.I, s.dots, t * ROWS).convert(I2F, 0)).fma(d.mul(scale), acc);
+            acc = ((FloatVector) minSum.convert(I2F, 0)).fma(dmin.mul(scale), acc);
+            acc.intoArray(s.acc, at);
+        }
+    }
+}
