@@ -189,7 +189,8 @@ class PreparedDotTest {
 
     /**
      * The integer kernels at the extremes their bounds allow: every quant at its largest value (all bits set) and every
-     * activation at code +127 or -127, one sign per block (the largest sums of products), against the exact dot.
+     * activation at code +127 or -127, one sign per block (the largest sums of products), against the exact dot, for one
+     * token and for a batch.
      */
     @ParameterizedTest
     @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
@@ -217,19 +218,26 @@ class PreparedDotTest {
                 for (int i = 0; i < width; i++) {
                     x[i] = ((i / 256) % 2 == 0 ? sign : -sign) * (1 + (i % 7) * 1e-3f);
                 }
-                PreparedActivations prepared = new PreparedActivations();
-                prepared.reserve(format, 1, width);
-                prepared.prepareRow(x, 0, 0);
-                double exact = 0;
-                double magnitude = 0;
-                for (int i = 0; i < width; i++) {
-                    exact += (double) w[i] * prepared.values()[i];
-                    magnitude += Math.abs((double) w[i] * prepared.values()[i]);
+                // one token (the decoding kernel) and a batch of three (the prompt path; for Q4_K the integer tiles)
+                for (int tokens : new int[] {1, 3}) {
+                    PreparedActivations prepared = new PreparedActivations();
+                    prepared.reserve(format, tokens, width);
+                    for (int t = 0; t < tokens; t++) {
+                        prepared.prepareRow(x, 0, t);
+                    }
+                    double exact = 0;
+                    double magnitude = 0;
+                    for (int i = 0; i < width; i++) {
+                        exact += (double) w[i] * prepared.values()[i];
+                        magnitude += Math.abs((double) w[i] * prepared.values()[i]);
+                    }
+                    float[] out = new float[tokens];
+                    format.dotPrepared(data, 0, prepared, 0, tokens, out, 0, 1);
+                    for (int t = 0; t < tokens; t++) {
+                        assertTrue(Math.abs(out[t] - exact) <= 1e-6 * magnitude, type + " sign " + sign + ", " + tokens
+                                + " token(s): " + out[t] + " exact " + exact + " magnitude " + magnitude);
+                    }
                 }
-                float[] out = new float[1];
-                format.dotPrepared(data, 0, prepared, 0, 1, out, 0, 1);
-                assertTrue(Math.abs(out[0] - exact) <= 1e-6 * magnitude, type + " sign " + sign + ": " + out[0] + " exact "
-                        + exact + " magnitude " + magnitude);
             }
         }
     }
