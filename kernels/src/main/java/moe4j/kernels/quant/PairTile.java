@@ -55,9 +55,8 @@ final class PairTile {
         final int[] rowMajor = new int[PAIRS * ROWS];
         /** Row {@code r}'s eight scales and eight minimums at {@code 16r}. */
         final int[] scaleRows = new int[ROWS * 16];
-        /** Sub-block {@code j}'s scale (and minimum) of the 16 rows at {@code 16j}. */
-        final int[] scales = new int[SUB_BLOCKS * ROWS];
-        final int[] mins = new int[SUB_BLOCKS * ROWS];
+        /** Sub-block {@code j}'s scale of the 16 rows at {@code 16j}, its minimum at {@code 16(8 + j)}. */
+        final int[] scaleMins = new int[2 * SUB_BLOCKS * ROWS];
         final float[] d = new float[ROWS];
         final float[] dmin = new float[ROWS];
         /**
@@ -148,10 +147,8 @@ final class PairTile {
                         .intoArray(rowMajor, ((2 * c + 1) * ROWS + r) * 16);
             }
         }
-        for (int j = 0; j < SUB_BLOCKS; j++) {
-            IntVector.fromArray(Simd.I, s.scaleRows, j, COLUMN, 0).intoArray(s.scales, j * ROWS);
-            IntVector.fromArray(Simd.I, s.scaleRows, 8 + j, COLUMN, 0).intoArray(s.mins, j * ROWS);
-        }
+        // rows to lanes: scale j of all rows is column j of the rows' scales and minimums, minimum j column 8 + j
+        transpose(s.scaleRows, 0, s.scaleMins, 0);
         // rows to lanes: pair k of sub-block j, all rows, is column k of that sub-block's 16 x 16 block
         for (int j = 0; j < SUB_BLOCKS; j++) {
             transpose(rowMajor, j * 256, s.w, j * 256);
@@ -312,9 +309,6 @@ final class PairTile {
     private static final IntVector LOW_1 = swapIndexes(1, true);
     private static final IntVector HIGH_1 = swapIndexes(1, false);
 
-    /** Lane {@code r} of a column of a row-major 16 x 16 block: element {@code 16r}. */
-    private static final int[] COLUMN = java.util.stream.IntStream.range(0, ROWS).map(r -> 16 * r).toArray();
-
     /**
      * Packs a row of codes ({@code codes[o .. o + width)}) for the tiles: per 32-element sub-block {@code j}, pair
      * {@code k} is {@code code[32j + k + 16] + 65536 * code[32j + k]} at {@code pairs[o/2 + 16j + k]}, and the
@@ -342,7 +336,7 @@ final class PairTile {
             IntVector o1 = o0;
             IntVector o2 = o0;
             for (int q = 0; q < PAIRS; q += 8) {
-                IntVector sc = IntVector.fromArray(Simd.I, s.scales, (q / 16) * ROWS);
+                IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q / 16) * ROWS);
                 IntVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS);
                 IntVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS);
                 IntVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS);
@@ -381,7 +375,7 @@ final class PairTile {
         for (int t = 0; t < valid; t++) {
             IntVector minSum = IntVector.zero(Simd.I);
             for (int j = 0; j < SUB_BLOCKS; j++) {
-                minSum = minSum.add(IntVector.fromArray(Simd.I, s.mins, j * ROWS).mul(sums[s.tokenSums[t] + j]));
+                minSum = minSum.add(IntVector.fromArray(Simd.I, s.scaleMins, (SUB_BLOCKS + j) * ROWS).mul(sums[s.tokenSums[t] + j]));
             }
             float scale = s.tokenScale[t];
             int at = (t0 + t) * ROWS;
