@@ -15,23 +15,25 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 
 /**
- * Q4_K products of several tokens in integers: the batch path's counterpart of {@link Q4_K#dotRows}. Sixteen rows sit
- * in the sixteen lanes of a vector; a super-block of each is decoded once into pairs of quants ({@code qA + 65536 * qB}
- * for elements {@code 32j + k} and {@code 32j + k + 16} of sub-block {@code j}), and each token's codes are packed the
- * other way round ({@code aB + 65536 * aA}), so that one 32-bit multiply by the broadcast pair leaves
- * {@code qA * aA + qB * aB} in the upper half of every row's lane (see {@link LaneOrder}). Eight pairs are summed
- * before 2^15 is added and the upper halves are taken (at most 8 * 2 * 15 * 127), then multiplied by the rows' 6-bit
- * sub-block scales; sub-block minimums times the token's code sums are a second integer sum. Both go to float once per
- * super-block, times {@code d} (or {@code -dmin}) and the token's scale, in the same order for every row and token:
- * a token's result does not depend on its batch, its tile or its lane.
+ * Q4_K and Q6_K products of several tokens in integers: the batch path's counterpart of the one-token kernels
+ * ({@link Q4_K#dotRows}). Sixteen rows sit in the sixteen lanes of a vector; a super-block of each is decoded once into
+ * pairs of quants, {@code qA + 65536 * qB} (Q4_K: elements {@code 32j + k} and {@code 32j + k + 16} of sub-block
+ * {@code j}; Q6_K: elements {@code 16g + k} and {@code 16g + k + 8} of group {@code g}, quants made signed, {@code q - 32}),
+ * and each token's codes are packed the other way round ({@code aB + 65536 * aA}, {@link PreparedActivations#tilePairs}),
+ * so that one 32-bit multiply by the broadcast pair leaves {@code qA * aA + qB * aB} in the upper half of every row's
+ * lane (see {@link LaneOrder}). Products are summed four pairs a step; the upper halves are taken (2^15 added, shifted
+ * down) every 8 pairs for Q4_K (at most 8 * 2 * 15 * 127) and every 4 for Q6_K (4 * 2 * 32 * 127), times the rows'
+ * sub-block or group scales; Q4_K's sub-block minimums times the token's code sums are a second integer sum. Both go to
+ * float once per super-block, times {@code d} (or {@code -dmin}) and the token's scale, in the same order for every row
+ * and token: a token's result does not depend on its batch, its tile or its lane.
  *
  * <p>Why: a 32-bit multiply does two multiply-adds where a float FMA does one, and issues as often on Zen 5 (two per
  * cycle each); more, a pass over a batch's activations serves 16 rows instead of {@link ScaledDot}'s 4 and reads half
  * the bytes (a pair of codes per int instead of a float per value), which is what a 512-token prompt's products are
- * bound by (4 MB of float activations streamed per four rows). Measured: Q4_K_M pp512 on the 12-layer Qwen3-30B-A3B
- * shape 120-141 -> 158-168 tok/s (same window, 2 threads); with the weights and 32-64 tokens in cache, as fast as the
- * float tiles. The rows' pairs are decoded a super-block at a time, row by row, and turned into lanes with
- * {@link #transpose}; the code pairs and sums are made once per activation row ({@link PreparedActivations}).
+ * bound by (4 MB of float activations streamed per four rows). Measured on Q4_K_M pp512 (12-layer Qwen3-30B-A3B
+ * shape, 2 threads, A/B in one window): float tiles 120-141 tok/s, these tiles with eight pairs a step 158-168, with
+ * four pairs a step (four weight vectors live instead of eight) and Q6_K too 190-199. The rows' pairs are decoded a
+ * super-block at a time, row by row, and turned into lanes with {@link #transpose}.
  */
 final class PairTile {
 
@@ -70,13 +72,26 @@ final class PairTile {
         final int[] dots = new int[TOKENS * ROWS];
         /** Token {@code t}'s 16 rows' results so far at {@code 16t}. */
         float[] acc = new float[0];
+
+        /** Zeroes every row's decode inputs, so that the lanes of a group's missing rows hold zeros. */
+        void clearRows() {
+            Arrays.fill(rowMajor, 0);
+            Arrays.fill(scaleRows, 0);
+            Arrays.fill(d, 0f);
+            Arrays.fill(dmin, 0f);
+        }
     }
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
-    /** Whether {@code x} holds the code pairs these products read: prepared for Q4_K's order, several rows. */
+    /** Whether {@code x} holds the code pairs these products read: prepared for Q4_K's or Q6_K's order, several rows. */
     static boolean takes(PreparedActivations x) {
-        return Simd.FUSED && x.laneOrder() == Q4_K.PAIRS && x.rows() > 1;
+        return Simd.FUSED && pairsCodes(x.laneOrder()) && x.rows() > 1;
+    }
+
+    /** Whether activations prepared in {@code order} get this class's code pairs. */
+    static boolean pairsCodes(LaneOrder order) {
+        return order == Q4_K.PAIRS || order == Q6_K.PAIRS;
     }
 
     /**
@@ -91,11 +106,16 @@ final class PairTile {
         }
         int width = x.width();
         int blocks = width / QK;
+        boolean q6 = x.laneOrder() == Q6_K.PAIRS;
         for (int r0 = 0; r0 < rows; r0 += ROWS) {
             int n = Math.min(ROWS, rows - r0);
             Arrays.fill(s.acc, 0, nTokens * ROWS, 0f);
             for (int b = 0; b < blocks; b++) {
-                decode(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
+                if (q6) {
+                    decodeQ6(src, srcOffset + r0 * rowBytes + (long) b * Q6_BYTES, rowBytes, n, s);
+                } else {
+                    decode(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
+                }
                 for (int t0 = 0; t0 < nTokens; t0 += TOKENS) {
                     for (int t = 0; t < TOKENS; t++) {
                         int row = firstRow + Math.min(t0 + t, nTokens - 1);
@@ -103,7 +123,7 @@ final class PairTile {
                         s.tokenSums[t] = row * width / 32 + b * SUB_BLOCKS;
                         s.tokenScale[t] = x.codeScales()[row * blocks + b];
                     }
-                    tile(s, x.tilePairs(), x.tileSums(), t0, Math.min(TOKENS, nTokens - t0));
+                    tile(s, x.tilePairs(), x.tileSums(), t0, Math.min(TOKENS, nTokens - t0), q6);
                 }
             }
             for (int t = 0; t < nTokens; t++) {
@@ -118,10 +138,7 @@ final class PairTile {
     private static void decode(MemorySegment src, long block, long rowBytes, int n, Scratch s) {
         int[] rowMajor = s.rowMajor;
         if (n < ROWS) {
-            Arrays.fill(rowMajor, 0);
-            Arrays.fill(s.scaleRows, 0);
-            Arrays.fill(s.d, 0f);
-            Arrays.fill(s.dmin, 0f);
+            s.clearRows();
         }
         for (int r = 0; r < n; r++) {
             long at = block + r * rowBytes;
@@ -310,22 +327,97 @@ final class PairTile {
     private static final IntVector HIGH_1 = swapIndexes(1, false);
 
     /**
-     * Packs a row of codes ({@code codes[o .. o + width)}) for the tiles: per 32-element sub-block {@code j}, pair
-     * {@code k} is {@code code[32j + k + 16] + 65536 * code[32j + k]} at {@code pairs[o/2 + 16j + k]}, and the
-     * sub-block's code sum at {@code sums[o/32 + j]}.
+     * Packs a row of codes ({@code codes[o .. o + width)}) for the tiles of weights in {@code order}. Q4_K: per 32-element
+     * sub-block {@code j}, pair {@code k} is {@code code[32j + k + 16] + 65536 * code[32j + k]} at
+     * {@code pairs[o/2 + 16j + k]}, and the sub-block's code sum at {@code sums[o/32 + j]}. Q6_K: per 32 elements
+     * {@code 32j}, pair {@code i} joins elements {@code 32j + 16(i/8) + i%8} (upper half) and that plus 8 (lower half):
+     * two 16-element groups, whose scales are per group, no sums.
      */
-    static void packCodes(int[] codes, int o, int[] pairs, int[] sums, int width) {
+    static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int width) {
+        boolean q6 = order == Q6_K.PAIRS;
         for (int e = o; e < o + width; e += 32) {
             IntVector a = IntVector.fromArray(Simd.I, codes, e);
             IntVector b = IntVector.fromArray(Simd.I, codes, e + 16);
-            b.add(a.lanewise(LSHL, 16)).intoArray(pairs, e / 2);
-            sums[e / 32] = a.add(b).reduceLanes(ADD);
+            if (q6) {
+                Q6_B.selectFrom(a, b).add(Q6_A.selectFrom(a, b).lanewise(LSHL, 16)).intoArray(pairs, e / 2);
+            } else {
+                b.add(a.lanewise(LSHL, 16)).intoArray(pairs, e / 2);
+                sums[e / 32] = a.add(b).reduceLanes(ADD);
+            }
         }
     }
 
-    /** Adds one super-block of the 16 rows times the tile's tokens to the accumulators of tokens {@code t0 ..}. */
-    private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid) {
+    /**
+     * The elements of Q6_K's pairs within 32 consecutive ones (two 16-element groups, as two vectors): lane {@code i}
+     * pairs element {@code 16(i/8) + i%8} ({@link #Q6_A}, the weight's lower half) with that plus 8 ({@link #Q6_B}).
+     */
+    private static final IntVector Q6_A = lanes(i -> i < 8 ? i : ROWS + i - 8);
+    private static final IntVector Q6_B = lanes(i -> i < 8 ? i + 8 : ROWS + i);
+
+    private static IntVector lanes(java.util.function.IntUnaryOperator index) {
+        return Simd.FUSED ? IntVector.fromArray(Simd.I, java.util.stream.IntStream.range(0, ROWS).map(index).toArray(), 0)
+                : null;
+    }
+
+    private static final int Q6_BYTES = 210;
+    private static final IntVector SIGNED_OFFSET = Simd.FUSED ? IntVector.broadcast(Simd.I, 32) : null;
+
+    /**
+     * Q6_K's super-block {@code block} of {@code n} rows into the pair layout: run {@code u} of 32 elements (half
+     * {@code u/4}, quarter {@code u%4}: low bits from a nibble of 32 {@code ql} bytes, high bits a bit pair of the half's
+     * 32 {@code qh} bytes) gives pairs {@code 16u .. 16u+15} of signed quants {@code q - 32}; the 16 group scales of a
+     * row, sign-extended, are turned into lanes like the quants.
+     */
+    private static void decodeQ6(MemorySegment src, long block, long rowBytes, int n, Scratch s) {
+        int[] rowMajor = s.rowMajor;
+        if (n < ROWS) {
+            s.clearRows();
+        }
+        for (int r = 0; r < n; r++) {
+            long at = block + r * rowBytes;
+            s.d[r] = Halfs.readFp16(src, at + 208);
+            ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 192, Simd.LE).convertShape(
+                    jdk.incubator.vector.VectorOperators.B2I, Simd.I, 0)).intoArray(s.scaleRows, r * 16);
+            for (int u = 0; u < 8; u++) {
+                int half = u / 4;
+                int quarter = u % 4;
+                long ql = at + 64L * half + 32L * (quarter & 1);
+                long qh = at + 128 + 32L * half;
+                IntVector lowShift = quarter >= 2 ? Simd.SHIFT_4 : ZERO;
+                IntVector highShift = HIGH_SHIFTS[quarter];
+                IntVector v0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, ql, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(0xF)
+                        .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, qh, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(3)
+                                .lanewise(LSHL, Simd.SHIFT_4)).sub(SIGNED_OFFSET);
+                IntVector v1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, ql + 16, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(0xF)
+                        .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, qh + 16, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(3)
+                                .lanewise(LSHL, Simd.SHIFT_4)).sub(SIGNED_OFFSET);
+                Q6_A.selectFrom(v0, v1).add(Q6_B.selectFrom(v0, v1).lanewise(LSHL, 16))
+                        .intoArray(rowMajor, (u * ROWS + r) * 16);
+            }
+        }
+        transpose(s.scaleRows, 0, s.scaleMins, 0);
+        for (int u = 0; u < 8; u++) {
+            transpose(rowMajor, u * 256, s.w, u * 256);
+        }
+    }
+
+    private static final IntVector ZERO = Simd.FUSED ? IntVector.zero(Simd.I) : null;
+    private static final IntVector[] HIGH_SHIFTS = Simd.FUSED ? new IntVector[] {
+        IntVector.broadcast(Simd.I, 0), IntVector.broadcast(Simd.I, 2), IntVector.broadcast(Simd.I, 4),
+        IntVector.broadcast(Simd.I, 6)} : null;
+
+    /**
+     * Adds one super-block of the 16 rows times the tile's tokens to the accumulators of tokens {@code t0 ..}. Products
+     * are summed four pairs a step; Q4_K takes the upper halves every 8 pairs (at most 8 * 2 * 15 * 127) and applies a
+     * scale per 16, Q6_K, whose signed quants reach 32 in magnitude, every 4 (4 * 2 * 32 * 127) with a scale per 8.
+     */
+    private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid, boolean q6) {
         int[] w = s.w;
+        int scaleShift = q6 ? 3 : 4;
         // three tokens at a time with their sums in registers across the super-block; six at once spilled registers
         // around every multiply (six sums and eight weight vectors), each token's sum through memory cost 14%
         for (int t = 0; t < TOKENS; t += 3) {
@@ -335,53 +427,57 @@ final class PairTile {
             IntVector o0 = IntVector.zero(Simd.I);
             IntVector o1 = o0;
             IntVector o2 = o0;
-            for (int q = 0; q < PAIRS; q += 8) {
-                IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q / 16) * ROWS);
+            IntVector h0 = o0;
+            IntVector h1 = o0;
+            IntVector h2 = o0;
+            for (int q = 0; q < PAIRS; q += 4) {
                 IntVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS);
                 IntVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS);
                 IntVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS);
                 IntVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS);
-                IntVector w4 = IntVector.fromArray(Simd.I, w, (q + 4) * ROWS);
-                IntVector w5 = IntVector.fromArray(Simd.I, w, (q + 5) * ROWS);
-                IntVector w6 = IntVector.fromArray(Simd.I, w, (q + 6) * ROWS);
-                IntVector w7 = IntVector.fromArray(Simd.I, w, (q + 7) * ROWS);
                 int a = a0 + q;
-                o0 = o0.add(w0.mul(p[a]).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]))
-                        .add(w4.mul(p[a + 4])).add(w5.mul(p[a + 5])).add(w6.mul(p[a + 6])).add(w7.mul(p[a + 7]))
-                        .add(HALF).lanewise(ASHR, 16).mul(sc));
+                h0 = h0.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
                 a = a1 + q;
-                o1 = o1.add(w0.mul(p[a]).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]))
-                        .add(w4.mul(p[a + 4])).add(w5.mul(p[a + 5])).add(w6.mul(p[a + 6])).add(w7.mul(p[a + 7]))
-                        .add(HALF).lanewise(ASHR, 16).mul(sc));
+                h1 = h1.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
                 a = a2 + q;
-                o2 = o2.add(w0.mul(p[a]).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]))
-                        .add(w4.mul(p[a + 4])).add(w5.mul(p[a + 5])).add(w6.mul(p[a + 6])).add(w7.mul(p[a + 7]))
-                        .add(HALF).lanewise(ASHR, 16).mul(sc));
+                h2 = h2.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
+                if (q6 || (q & 4) != 0) {
+                    IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q >> scaleShift) * ROWS);
+                    o0 = o0.add(h0.add(HALF).lanewise(ASHR, 16).mul(sc));
+                    o1 = o1.add(h1.add(HALF).lanewise(ASHR, 16).mul(sc));
+                    o2 = o2.add(h2.add(HALF).lanewise(ASHR, 16).mul(sc));
+                    h0 = IntVector.zero(Simd.I);
+                    h1 = h0;
+                    h2 = h0;
+                }
             }
             o0.intoArray(s.dots, t * ROWS);
             o1.intoArray(s.dots, (t + 1) * ROWS);
             o2.intoArray(s.dots, (t + 2) * ROWS);
         }
-        accumulate(s, sums, t0, valid);
+        accumulate(s, sums, t0, valid, q6);
     }
 
     /**
-     * Each valid token's super-block: its scaled sum, then its minimum term, into its accumulator. Vectors travel through
+     * Each valid token's super-block: its scaled sum, then (Q4_K) its minimum term, into its accumulator. Vectors travel through
      * the scratch arrays, not as arguments: a vector passed to a call C2 does not inline is boxed.
      */
-    private static void accumulate(Scratch s, int[] sums, int t0, int valid) {
+    private static void accumulate(Scratch s, int[] sums, int t0, int valid, boolean q6) {
         FloatVector d = FloatVector.fromArray(Simd.F, s.d, 0);
         FloatVector dmin = FloatVector.fromArray(Simd.F, s.dmin, 0).neg();
         for (int t = 0; t < valid; t++) {
-            IntVector minSum = IntVector.zero(Simd.I);
-            for (int j = 0; j < SUB_BLOCKS; j++) {
-                minSum = minSum.add(IntVector.fromArray(Simd.I, s.scaleMins, (SUB_BLOCKS + j) * ROWS).mul(sums[s.tokenSums[t] + j]));
-            }
             float scale = s.tokenScale[t];
             int at = (t0 + t) * ROWS;
             FloatVector acc = FloatVector.fromArray(Simd.F, s.acc, at);
             acc = ((FloatVector) IntVector.fromArray(Simd.I, s.dots, t * ROWS).convert(I2F, 0)).fma(d.mul(scale), acc);
-            acc = ((FloatVector) minSum.convert(I2F, 0)).fma(dmin.mul(scale), acc);
+            if (!q6) {
+                IntVector minSum = IntVector.zero(Simd.I);
+                for (int j = 0; j < SUB_BLOCKS; j++) {
+                    minSum = minSum.add(IntVector.fromArray(Simd.I, s.scaleMins, (SUB_BLOCKS + j) * ROWS)
+                            .mul(sums[s.tokenSums[t] + j]));
+                }
+                acc = ((FloatVector) minSum.convert(I2F, 0)).fma(dmin.mul(scale), acc);
+            }
             acc.intoArray(s.acc, at);
         }
     }

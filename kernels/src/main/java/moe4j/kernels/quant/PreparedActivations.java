@@ -83,7 +83,7 @@ public final class PreparedActivations {
             pairs = new int[values.length / 2];
             codeScales = new float[values.length / LaneOrder.BLOCK];
         }
-        if (this.order.rearranges() && rows > 1 && tilePairs.length < size / 2) {
+        if (PairTile.pairsCodes(this.order) && rows > 1 && tilePairs.length < size / 2) {
             tilePairs = new int[values.length / 2];
             tileSums = new int[values.length / 32];
         }
@@ -99,8 +99,8 @@ public final class PreparedActivations {
         if (order.rearranges()) {
             rounding.roundToCodes(x, xOffset, values, o, width, codes, o, codeScales, o / LaneOrder.BLOCK);
             order.pack(codes, o, pairs, o / 2, width);
-            if (rows > 1) {
-                PairTile.packCodes(codes, o, tilePairs, tileSums, width);
+            if (rows > 1 && PairTile.pairsCodes(order)) {
+                PairTile.packCodes(order, codes, o, tilePairs, tileSums, width);
             }
         } else {
             rounding.round(x, xOffset, values, o, width);
@@ -133,8 +133,8 @@ public final class PreparedActivations {
     public float[] values() { return values; }
 
     /**
-     * Row {@code r}'s codes paired as {@link PairTile} multiplies them, at {@code r*width/2}, when {@link #laneOrder()}
-     * rearranges and more than one row was reserved.
+     * Row {@code r}'s codes paired as {@link PairTile} multiplies them, at {@code r*width/2}, when it takes
+     * {@link #laneOrder()} and more than one row was reserved.
      */
     int[] tilePairs() { return tilePairs; }
 
