@@ -149,9 +149,10 @@ abstract class BlockFormat implements QuantFormat {
         }
     }
 
-    /** Whether products of several tokens take {@link PairTile}: Q4_K or Q6_K weights, activations prepared for them. */
+    /** Whether products of several tokens take {@link PairTile}: Q3_K, Q4_K or Q6_K weights, activations prepared for them. */
     private boolean pairTiles(PreparedActivations x) {
-        return (type == GgmlType.Q4_K || type == GgmlType.Q6_K) && x.laneOrder() == laneOrder() && PairTile.takes(x)
+        return (type == GgmlType.Q4_K || type == GgmlType.Q6_K || type == GgmlType.Q3_K) && x.laneOrder() == laneOrder()
+                && PairTile.takes(x)
                 && x.width() % ScaledDot.QK == 0;
     }
 

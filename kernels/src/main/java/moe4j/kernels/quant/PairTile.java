@@ -15,14 +15,15 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 
 /**
- * Q4_K and Q6_K products of several tokens in integers: the batch path's counterpart of the one-token kernels
+ * Q3_K, Q4_K and Q6_K products of several tokens in integers: the batch path's counterpart of the one-token kernels
  * ({@link Q4_K#dotRows}). Sixteen rows sit in the sixteen lanes of a vector; a super-block of each is decoded once into
  * pairs of quants, {@code qA + 65536 * qB} (Q4_K: elements {@code 32j + k} and {@code 32j + k + 16} of sub-block
- * {@code j}; Q6_K: elements {@code 16g + k} and {@code 16g + k + 8} of group {@code g}, quants made signed, {@code q - 32}),
+ * {@code j}; Q6_K and Q3_K: elements {@code 16g + k} and {@code 16g + k + 8} of group {@code g}, quants made signed,
+ * {@code q - 32} and {@code q - 4}),
  * and each token's codes are packed the other way round ({@code aB + 65536 * aA}, {@link PreparedActivations#tilePairs}),
  * so that one 32-bit multiply by the broadcast pair leaves {@code qA * aA + qB * aB} in the upper half of every row's
  * lane (see {@link LaneOrder}). Products are summed four pairs a step; the upper halves are taken (2^15 added, shifted
- * down) every 8 pairs for Q4_K (at most 8 * 2 * 15 * 127) and every 4 for Q6_K (4 * 2 * 32 * 127), times the rows'
+ * down) every 8 pairs for Q4_K (at most 8 * 2 * 15 * 127) and every 4 for Q6_K and Q3_K (4 * 2 * 32 * 127), times the rows'
  * sub-block or group scales; Q4_K's sub-block minimums times the token's code sums are a second integer sum. Both go to
  * float once per super-block, times {@code d} (or {@code -dmin}) and the token's scale, in the same order for every row
  * and token: a token's result does not depend on its batch, its tile or its lane.
@@ -32,7 +33,8 @@ import jdk.incubator.vector.IntVector;
  * the bytes (a pair of codes per int instead of a float per value), which is what a 512-token prompt's products are
  * bound by (4 MB of float activations streamed per four rows). Measured on Q4_K_M pp512 (12-layer Qwen3-30B-A3B
  * shape, 2 threads, A/B in one window): float tiles 120-141 tok/s, these tiles with eight pairs a step 158-168, with
- * four pairs a step (four weight vectors live instead of eight) and Q6_K too 190-199. The rows' pairs are decoded a
+ * four pairs a step (four weight vectors live instead of eight) and Q6_K too 190-199; Q3_K_M pp512
+ * 127-138 -> 177-183 with Q3_K's tiles. The rows' pairs are decoded a
  * super-block at a time, row by row, and turned into lanes with {@link #transpose}.
  */
 final class PairTile {
@@ -91,7 +93,7 @@ final class PairTile {
 
     /** Whether activations prepared in {@code order} get this class's code pairs. */
     static boolean pairsCodes(LaneOrder order) {
-        return order == Q4_K.PAIRS || order == Q6_K.PAIRS;
+        return order == Q4_K.PAIRS || order == Q6_K.PAIRS || order == Q3_K.PAIRS;
     }
 
     /**
@@ -106,12 +108,16 @@ final class PairTile {
         }
         int width = x.width();
         int blocks = width / QK;
-        boolean q6 = x.laneOrder() == Q6_K.PAIRS;
+        boolean q3 = x.laneOrder() == Q3_K.PAIRS;
+        // Q6_K and Q3_K: signed quants paired within 16-element groups, one scale per group, no minimums
+        boolean q6 = x.laneOrder() == Q6_K.PAIRS || q3;
         for (int r0 = 0; r0 < rows; r0 += ROWS) {
             int n = Math.min(ROWS, rows - r0);
             Arrays.fill(s.acc, 0, nTokens * ROWS, 0f);
             for (int b = 0; b < blocks; b++) {
-                if (q6) {
+                if (q3) {
+                    decodeQ3(src, srcOffset + r0 * rowBytes + (long) b * Q3_BYTES, rowBytes, n, s);
+                } else if (q6) {
                     decodeQ6(src, srcOffset + r0 * rowBytes + (long) b * Q6_BYTES, rowBytes, n, s);
                 } else {
                     decode(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
@@ -164,11 +170,17 @@ final class PairTile {
                         .intoArray(rowMajor, ((2 * c + 1) * ROWS + r) * 16);
             }
         }
-        // rows to lanes: scale j of all rows is column j of the rows' scales and minimums, minimum j column 8 + j
+        toLanes(s);
+    }
+
+    /**
+     * Rows to lanes: pair {@code k} of the 16 pairs at {@code 16i} of every row is column {@code k} of that 16 x 16
+     * block; scale (or, Q4_K, minimum) {@code j} of every row column {@code j} of the rows' scales.
+     */
+    private static void toLanes(Scratch s) {
         transpose(s.scaleRows, 0, s.scaleMins, 0);
-        // rows to lanes: pair k of sub-block j, all rows, is column k of that sub-block's 16 x 16 block
-        for (int j = 0; j < SUB_BLOCKS; j++) {
-            transpose(rowMajor, j * 256, s.w, j * 256);
+        for (int i = 0; i < 8; i++) {
+            transpose(s.rowMajor, i * 256, s.w, i * 256);
         }
     }
 
@@ -334,7 +346,7 @@ final class PairTile {
      * two 16-element groups, whose scales are per group, no sums.
      */
     static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int width) {
-        boolean q6 = order == Q6_K.PAIRS;
+        boolean q6 = order == Q6_K.PAIRS || order == Q3_K.PAIRS;
         for (int e = o; e < o + width; e += 32) {
             IntVector a = IntVector.fromArray(Simd.I, codes, e);
             IntVector b = IntVector.fromArray(Simd.I, codes, e + 16);
@@ -399,10 +411,52 @@ final class PairTile {
                         .intoArray(rowMajor, (u * ROWS + r) * 16);
             }
         }
-        transpose(s.scaleRows, 0, s.scaleMins, 0);
-        for (int u = 0; u < 8; u++) {
-            transpose(rowMajor, u * 256, s.w, u * 256);
+        toLanes(s);
+    }
+
+    private static final int Q3_BYTES = 110;
+    private static final IntVector SIGNED_OFFSET_3 = Simd.FUSED ? IntVector.broadcast(Simd.I, 4) : null;
+
+    /**
+     * Q3_K's super-block {@code block} of {@code n} rows into the pair layout, as {@link #decodeQ6}: run {@code u} of 32
+     * elements (half {@code u/4}, bit pair {@code u%4} of the half's 32 {@code qs} bytes, high bit {@code 4(u/4) + u%4}
+     * of the 32 {@code hmask} bytes) gives pairs {@code 16u .. 16u+15} of signed quants {@code q - 4}; the 16 signed
+     * 6-bit group scales of a row are unpacked as Q3_K's one-token kernel unpacks them.
+     */
+    private static void decodeQ3(MemorySegment src, long block, long rowBytes, int n, Scratch s) {
+        int[] rowMajor = s.rowMajor;
+        if (n < ROWS) {
+            s.clearRows();
         }
+        for (int r = 0; r < n; r++) {
+            long at = block + r * rowBytes;
+            s.d[r] = Halfs.readFp16(src, at + 108);
+            IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 96 - 4, Simd.LE)
+                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            raw.rearrange(KQuantScales.Q3_LOW).lanewise(LSHR, KQuantScales.Q3_LOW_SHIFT).and(0xF)
+                    .or(raw.rearrange(KQuantScales.Q3_HIGH).lanewise(LSHR, KQuantScales.Q3_HIGH_SHIFT).and(3)
+                            .lanewise(LSHL, Simd.SHIFT_4))
+                    .sub(32).intoArray(s.scaleRows, r * 16);
+            for (int u = 0; u < 8; u++) {
+                int half = u / 4;
+                IntVector lowShift = HIGH_SHIFTS[u % 4];
+                IntVector highShift = IntVector.broadcast(Simd.I, 4 * half + u % 4);
+                long qs = at + 32 + 32L * half;
+                IntVector v0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(3)
+                        .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(1)
+                                .lanewise(LSHL, Simd.SHIFT_2)).sub(SIGNED_OFFSET_3);
+                IntVector v1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(3)
+                        .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 16, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(1)
+                                .lanewise(LSHL, Simd.SHIFT_2)).sub(SIGNED_OFFSET_3);
+                Q6_A.selectFrom(v0, v1).add(Q6_B.selectFrom(v0, v1).lanewise(LSHL, 16))
+                        .intoArray(rowMajor, (u * ROWS + r) * 16);
+            }
+        }
+        toLanes(s);
     }
 
     private static final IntVector ZERO = Simd.FUSED ? IntVector.zero(Simd.I) : null;
