@@ -500,11 +500,7 @@ public final class CudaBackend implements Backend {
             Backend.super.writeRows(src, srcOffset, dst, row, n);
             return;
         }
-        makeCurrent();
-        requireNotRecording("copying from the host");
-        Objects.checkFromIndexSize(row, n, d.capacity());
-        long floats = (long) n * d.width();
-        Objects.checkFromIndexSize(srcOffset, Math.toIntExact(floats), src.length);
+        long floats = contiguousRows(d, row, n, srcOffset, src.length, "copying from the host");
         if (n == 0) {
             return;
         }
@@ -520,16 +516,25 @@ public final class CudaBackend implements Backend {
             Backend.super.readRows(src, row, n, dst, dstOffset);
             return;
         }
-        makeCurrent();
-        requireNotRecording("reading to the host");
-        Objects.checkFromIndexSize(row, n, s.capacity());
-        long floats = (long) n * s.width();
-        Objects.checkFromIndexSize(dstOffset, Math.toIntExact(floats), dst.length);
+        long floats = contiguousRows(s, row, n, dstOffset, dst.length, "reading to the host");
         if (n == 0) {
             return;
         }
         check(JCudaDriver.cuMemcpyDtoH(Pointer.to(dst).withByteOffset(4L * dstOffset), s.row(row), 4L * floats),
                 readingResults());
+    }
+
+    /**
+     * {@link #writeRows} and {@link #readRows}' checks before their one copy of {@code n} contiguous rows from
+     * {@code row} of {@code a}, to or from a host array of {@code length} floats at {@code offset}: the floats copied.
+     */
+    private long contiguousRows(CudaActivations a, int row, int n, int offset, int length, String what) {
+        makeCurrent();
+        requireNotRecording(what);
+        Objects.checkFromIndexSize(row, n, a.capacity());
+        long floats = (long) n * a.width();
+        Objects.checkFromIndexSize(offset, Math.toIntExact(floats), length);
+        return floats;
     }
 
     @Override

@@ -1,5 +1,7 @@
 package moe4j.kernels.quant;
 
+import java.util.Arrays;
+
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
@@ -126,8 +128,8 @@ public enum ActivationRounding {
         for (int i = 0; i < 256; i++) {
             float a = Math.abs(src[s + i]);
             if (Float.isNaN(a)) {  // every value of the block NaN, as its scale would be: never rounded to numbers
-                java.util.Arrays.fill(dst, o, o + 256, Float.NaN);
-                fillCodes(codes, c, 0);
+                Arrays.fill(dst, o, o + 256, Float.NaN);
+                zeroCodes(codes, c);
                 return Float.NaN;
             }
             if (a > amax) {
@@ -135,17 +137,12 @@ public enum ActivationRounding {
                 max = src[s + i];
             }
         }
-        if (amax == 0) {
-            java.util.Arrays.fill(dst, o, o + 256, 0f);
-            fillCodes(codes, c, 0);
-            return 0;
-        }
         float iscale = -127f / max;
         if (Float.isInfinite(iscale)) {
-            // every magnitude below 127 / Float.MAX_VALUE (about 3.7e-37): the scale 1/iscale is 0 and the codes would
-            // be meaningless, so the block rounds to zeros as an all-zero one does (llama.cpp's values are zeros too)
-            java.util.Arrays.fill(dst, o, o + 256, 0f);
-            fillCodes(codes, c, 0);
+            // an all-zero block, or every magnitude below 127 / Float.MAX_VALUE (about 3.7e-37): the scale 1/iscale is 0
+            // and the codes would be meaningless, so the block rounds to zeros (llama.cpp's values are zeros too)
+            Arrays.fill(dst, o, o + 256, 0f);
+            zeroCodes(codes, c);
             return 0;
         }
         float d = 1 / iscale;
@@ -159,9 +156,9 @@ public enum ActivationRounding {
         return d;
     }
 
-    private static void fillCodes(int[] codes, int c, int code) {
+    private static void zeroCodes(int[] codes, int c) {
         if (codes != null) {
-            java.util.Arrays.fill(codes, c, c + 256, code);
+            Arrays.fill(codes, c, c + 256, 0);
         }
     }
 

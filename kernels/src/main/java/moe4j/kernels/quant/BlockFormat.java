@@ -149,11 +149,9 @@ abstract class BlockFormat implements QuantFormat {
         }
     }
 
-    /** Whether products of several tokens take {@link PairTile}: Q3_K, Q4_K or Q6_K weights, activations prepared for them. */
+    /** Whether products of several tokens with {@code x} take {@link PairTile}. */
     private boolean pairTiles(PreparedActivations x) {
-        return (type == GgmlType.Q4_K || type == GgmlType.Q6_K || type == GgmlType.Q3_K) && x.laneOrder() == laneOrder()
-                && PairTile.takes(x)
-                && x.width() % ScaledDot.QK == 0;
+        return PairTile.takes(this, x);
     }
 
     /** Whether {@link #dotRows} is implemented. */

@@ -14,6 +14,8 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 
+import moe4j.gguf.GgmlType;
+
 /**
  * Q3_K, Q4_K and Q6_K products of several tokens in integers: the batch path's counterpart of the one-token kernels
  * ({@link Q4_K#dotRows}). Sixteen rows sit in the sixteen lanes of a vector; a super-block of each is decoded once into
@@ -86,9 +88,14 @@ final class PairTile {
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
-    /** Whether {@code x} holds the code pairs these products read: prepared for Q4_K's or Q6_K's order, several rows. */
-    static boolean takes(PreparedActivations x) {
-        return Simd.FUSED && pairsCodes(x.laneOrder()) && x.rows() > 1;
+    /**
+     * Whether products of {@code format}'s weights with several rows of {@code x} take these tiles: Q3_K, Q4_K or Q6_K
+     * weights, {@code x} prepared in their order (so it holds the code pairs) for more than one row, whole super-blocks.
+     */
+    static boolean takes(QuantFormat format, PreparedActivations x) {
+        GgmlType type = format.type();
+        return Simd.FUSED && (type == GgmlType.Q3_K || type == GgmlType.Q4_K || type == GgmlType.Q6_K)
+                && x.laneOrder() == format.laneOrder() && x.rows() > 1 && x.width() % QK == 0;
     }
 
     /** Whether activations prepared in {@code order} get this class's code pairs. */
@@ -320,13 +327,9 @@ final class PairTile {
         v15.intoArray(w, to + 240);
     }
 
+    /** {@link #transpose}'s selection for the lower ({@code low}) or upper vector of a pair {@code d} apart. */
     private static IntVector swapIndexes(int d, boolean low) {
-        int[] index = new int[ROWS];
-        for (int l = 0; l < ROWS; l++) {
-            boolean keep = (l & d) == 0;
-            index[l] = low ? (keep ? l : ROWS + l - d) : (keep ? l + d : ROWS + l);
-        }
-        return Simd.FUSED ? IntVector.fromArray(Simd.I, index, 0) : null;
+        return lanes(l -> (l & d) == 0 ? (low ? l : l + d) : (low ? ROWS + l - d : ROWS + l));
     }
 
     private static final IntVector LOW_8 = swapIndexes(8, true);
@@ -341,7 +344,7 @@ final class PairTile {
     /**
      * Packs a row of codes ({@code codes[o .. o + width)}) for the tiles of weights in {@code order}. Q4_K: per 32-element
      * sub-block {@code j}, pair {@code k} is {@code code[32j + k + 16] + 65536 * code[32j + k]} at
-     * {@code pairs[o/2 + 16j + k]}, and the sub-block's code sum at {@code sums[o/32 + j]}. Q6_K: per 32 elements
+     * {@code pairs[o/2 + 16j + k]}, and the sub-block's code sum at {@code sums[o/32 + j]}. Q6_K and Q3_K: per 32 elements
      * {@code 32j}, pair {@code i} joins elements {@code 32j + 16(i/8) + i%8} (upper half) and that plus 8 (lower half):
      * two 16-element groups, whose scales are per group, no sums.
      */
@@ -395,20 +398,8 @@ final class PairTile {
                 int quarter = u % 4;
                 long ql = at + 64L * half + 32L * (quarter & 1);
                 long qh = at + 128 + 32L * half;
-                IntVector lowShift = quarter >= 2 ? Simd.SHIFT_4 : ZERO;
-                IntVector highShift = HIGH_SHIFTS[quarter];
-                IntVector v0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, ql, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(0xF)
-                        .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, qh, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(3)
-                                .lanewise(LSHL, Simd.SHIFT_4)).sub(SIGNED_OFFSET);
-                IntVector v1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, ql + 16, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(0xF)
-                        .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, qh + 16, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(3)
-                                .lanewise(LSHL, Simd.SHIFT_4)).sub(SIGNED_OFFSET);
-                Q6_A.selectFrom(v0, v1).add(Q6_B.selectFrom(v0, v1).lanewise(LSHL, 16))
-                        .intoArray(rowMajor, (u * ROWS + r) * 16);
+                writeSignedRun(src, ql, quarter >= 2 ? Simd.SHIFT_4 : ZERO, 0xF, qh, HIGH_SHIFTS[quarter], 3, Simd.SHIFT_4,
+                        SIGNED_OFFSET, rowMajor, (u * ROWS + r) * 16);
             }
         }
         toLanes(s);
@@ -439,25 +430,37 @@ final class PairTile {
                     .sub(32).intoArray(s.scaleRows, r * 16);
             for (int u = 0; u < 8; u++) {
                 int half = u / 4;
-                IntVector lowShift = HIGH_SHIFTS[u % 4];
-                IntVector highShift = IntVector.broadcast(Simd.I, 4 * half + u % 4);
-                long qs = at + 32 + 32L * half;
-                IntVector v0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(3)
-                        .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(1)
-                                .lanewise(LSHL, Simd.SHIFT_2)).sub(SIGNED_OFFSET_3);
-                IntVector v1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + 16, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(3)
-                        .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 16, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(1)
-                                .lanewise(LSHL, Simd.SHIFT_2)).sub(SIGNED_OFFSET_3);
-                Q6_A.selectFrom(v0, v1).add(Q6_B.selectFrom(v0, v1).lanewise(LSHL, 16))
-                        .intoArray(rowMajor, (u * ROWS + r) * 16);
+                writeSignedRun(src, at + 32 + 32L * half, HIGH_SHIFTS[u % 4], 3, at, HMASK_SHIFTS[4 * half + u % 4], 1,
+                        Simd.SHIFT_2, SIGNED_OFFSET_3, rowMajor, (u * ROWS + r) * 16);
             }
         }
         toLanes(s);
     }
+
+    /**
+     * One row's run of 32 signed quants (Q6_K, Q3_K) as 16 pairs at {@code rowMajor[at ..]}: quant {@code l} is
+     * {@code ((low byte l >>> lowShift) & lowMask) | (((high byte l >>> highShift) & highMask) << highPosition)} less
+     * {@code offset}, over the 32 bytes at {@code low} and at {@code high}; paired as {@link #Q6_A} and {@link #Q6_B}.
+     */
+    private static void writeSignedRun(MemorySegment src, long low, IntVector lowShift, int lowMask, long high,
+            IntVector highShift, int highMask, IntVector highPosition, IntVector offset, int[] rowMajor, int at) {
+        IntVector v0 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, low, Simd.LE)
+                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(lowMask)
+                .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, high, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(highMask)
+                        .lanewise(LSHL, highPosition)).sub(offset);
+        IntVector v1 = ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, low + 16, Simd.LE)
+                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, lowShift).and(lowMask)
+                .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, high + 16, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(highMask)
+                        .lanewise(LSHL, highPosition)).sub(offset);
+        Q6_A.selectFrom(v0, v1).add(Q6_B.selectFrom(v0, v1).lanewise(LSHL, 16)).intoArray(rowMajor, at);
+    }
+
+    /** Q3_K's high bit {@code b} (0..7) of each {@code hmask} byte. */
+    private static final IntVector[] HMASK_SHIFTS = Simd.FUSED
+            ? java.util.stream.IntStream.range(0, 8).mapToObj(b -> IntVector.broadcast(Simd.I, b)).toArray(IntVector[]::new)
+            : null;
 
     private static final IntVector ZERO = Simd.FUSED ? IntVector.zero(Simd.I) : null;
     private static final IntVector[] HIGH_SHIFTS = Simd.FUSED ? new IntVector[] {
@@ -467,7 +470,8 @@ final class PairTile {
     /**
      * Adds one super-block of the 16 rows times the tile's tokens to the accumulators of tokens {@code t0 ..}. Products
      * are summed four pairs a step; Q4_K takes the upper halves every 8 pairs (at most 8 * 2 * 15 * 127) and applies a
-     * scale per 16, Q6_K, whose signed quants reach 32 in magnitude, every 4 (4 * 2 * 32 * 127) with a scale per 8.
+     * scale per 16, Q6_K and Q3_K ({@code q6}), whose signed quants reach 32 (4) in magnitude, every 4 (4 * 2 * 32 * 127)
+     * with a scale per 8.
      */
     private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid, boolean q6) {
         int[] w = s.w;

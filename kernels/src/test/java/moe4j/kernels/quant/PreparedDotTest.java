@@ -356,5 +356,12 @@ class PreparedDotTest {
         assertThrows(IndexOutOfBoundsException.class, () -> q4k.dotPrepared(data, 0, q8k, 1, 2, out, 0, 1));
         assertThrows(IndexOutOfBoundsException.class, () -> q4k.dotPrepared(data, 0, q8k, 0, 2, out, 1, 1));
         assertThrows(IllegalArgumentException.class, () -> q8k.reserve(ActivationRounding.Q8_K, 1, 100));
+        // code pairs exist only for Q8_K's 8-bit codes: another rounding in a K-quant's order is refused with both named
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> q8k.reserve(ActivationRounding.Q8_0, Q4_K.PAIRS, 2, 256));
+        assertTrue(e.getMessage().contains("Q8_0") && e.getMessage().contains("Q4_K pairs"), e.getMessage());
+        IllegalStateException codes = assertThrows(IllegalStateException.class, () -> ActivationRounding.Q8_0
+                .roundToCodes(new float[32], 0, new float[32], 0, 32, new int[32], 0, new float[1], 0));
+        assertTrue(codes.getMessage().contains("only Q8_K rounding has 8-bit codes"), codes.getMessage());
     }
 }
