@@ -47,9 +47,12 @@ final class Kernels {
         boolean hasQ8k() { return q8kMatvec != null; }
     }
 
-    /** The formats whose batched products run on the tensor cores with activations rounded to Q8_K. */
-    static final Set<GgmlType> MMQ_FORMATS = Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q4_K,
-            GgmlType.Q6_K));
+    /**
+     * The formats whose batched products run on the tensor cores with activations rounded to Q8_K;
+     * {@code -Dmoe4j.cuda.mmq=false} keeps them on the float tiles, to compare the two on one machine.
+     */
+    static final Set<GgmlType> MMQ_FORMATS = "false".equalsIgnoreCase(System.getProperty("moe4j.cuda.mmq"))
+            ? Set.of() : Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q4_K, GgmlType.Q6_K));
 
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
