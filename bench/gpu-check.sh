@@ -13,6 +13,8 @@
 #   GRAPHS=0 bench/gpu-check.sh   launches every decode kernel from the host instead of replaying a CUDA graph
 #   SYNTH=qwen3-235b-a22b:Q3_K_M bench/gpu-check.sh  also times bench --synthetic PRESET:TYPE on cuda:0 (pp512, tg64)
 #   SYNTH_DEVICES=cuda:0,cpu      ... placed across the GPU and system RAM instead (e.g. a model larger than the GPU)
+#   SYNTH_OFFLOAD="--n-cpu-moe 47" ... then once more on cuda:0 and the CPU with these placement flags
+#   MMQ_AB=0 bench/gpu-check.sh   skips the prompt run on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt)
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 set -uo pipefail
@@ -91,6 +93,12 @@ status=$?
 row "GpuBench (exit $status, $(elapsed $t))" "$( (grep -m1 '^model' "$OUT/bench.log" || tail -n1 "$OUT/bench.log") | cut -c1-110)"
 row "  prompt pp$PP" "$(sed -n "s/^pp$PP //p" "$OUT/bench.log")"
 row "  generation tg$TG" "$(sed -n "s/^tg$TG //p" "$OUT/bench.log")"
+if [ "${MMQ_AB:-1}" = 1 ]; then
+    # the same run with the prompt's Q4_K/Q6_K products on the float tiles instead of the tensor cores
+    timeout 150 "$java" "${flags[@]}" -Dmoe4j.cuda.mmq=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
+        moe4j.engine.GpuBench "$model" cuda:0 "$PP" 8 "$REPS" > "$OUT/bench-float-tiles.log" 2>&1
+    row "  prompt pp$PP, float tiles (exit $?)" "$(sed -n "s/^pp$PP //p" "$OUT/bench-float-tiles.log")"
+fi
 row "  llama.cpp CUDA on H100 (anchor)" "pp512 9500 tok/s, tg128 292 tok/s (48 layers)"
 
 # 4. Where the time goes: every operation timed by CUDA events (direct launches), decode and prompt; then the
@@ -100,9 +108,7 @@ if [ "${PROFILE:-1}" = 1 ]; then
     prof=(-Xmx16g -Dmoe4j.cuda.profile=true -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuProfile)
     timeout 90 "$java" "${flags[@]}" "${prof[@]}" "$model" cuda:0 "$PP" 8 > "$OUT/profile.log" 2>&1
     status=$?
-    timeout 45 "$java" "${flags[@]}" -Dmoe4j.cuda.decodeAttention=false "${prof[@]}" "$model" cuda:0 "$PP" 8 decode \
-        > "$OUT/profile-attention4.log" 2>&1
-    row "GpuProfile (exit $status/$?, $(elapsed $t))" "$(grep -m1 '^== decode' "$OUT/profile.log" | cut -c4-110)"
+    row "GpuProfile (exit $status, $(elapsed $t))" "$(grep -m1 '^== decode' "$OUT/profile.log" | cut -c4-110)"
 fi
 
 # 4b. Optional (NCU=1): Nsight Compute's view of one decode layer's kernels (direct launches)
@@ -151,6 +157,19 @@ if [ -n "${SYNTH:-}" ]; then
         row "  $(echo $test)" "$(echo $ts) tok/s"
     done < <(grep '^| synthetic-' "$OUT/synthetic.log")
 fi
+# 7. Optional: the same synthetic model with part of it in system RAM, e.g. SYNTH_OFFLOAD="--n-cpu-moe 47"
+# (attention of every layer and the experts of the last 47 on the GPU, the first 47 layers' experts on the CPU)
+if [ -n "${SYNTH:-}" ] && [ -n "${SYNTH_OFFLOAD:-}" ]; then
+    t=$(date +%s)
+    # shellcheck disable=SC2086
+    timeout "${SYNTH_OFFLOAD_TIMEOUT:-300}" "$java" "${flags[@]}" -jar .gpu/moe4j.jar bench --synthetic "$SYNTH" \
+        --devices cuda:0,cpu -t "$(nproc)" $SYNTH_OFFLOAD -p 512 -n 64 -r 1 > "$OUT/synthetic-offload.log" 2>&1
+    row "bench --synthetic $SYNTH $SYNTH_OFFLOAD (exit $?, $(elapsed $t))" "cuda:0 + cpu, $(nproc) threads"
+    while IFS='|' read -r _ _ _ _ _ _ test ts _; do
+        row "  $(echo $test)" "$(echo $ts) tok/s"
+    done < <(grep '^| synthetic-' "$OUT/synthetic-offload.log")
+    grep -m1 '^moe4j: error' "$OUT/synthetic-offload.log" | cut -c1-200
+fi
 
 echo
 echo "---- failures (first lines; full log $OUT/gpu-tests.log) ----"
@@ -160,12 +179,12 @@ head -30 "$OUT/agreement.txt"
 if [ "${PROFILE:-1}" = 1 ]; then
     echo "---- GPU time per operation (full: $OUT/profile.log) ----"
     grep -v -E '^WARNING|^profile ' "$OUT/profile.log" | cut -c1-100 | head -70
-    echo "---- decode attention with 4 warps per head (the previous kernel) ----"
-    grep -E '^== decode|attention' "$OUT/profile-attention4.log" | cut -c1-100
 fi
-if [ -n "${SYNTH_DEVICES:-}" ] && [ -f "$OUT/synthetic.log" ]; then
-    echo "---- placement of bench --synthetic $SYNTH ----"
-    sed -n '/^placement:/,/^| model/p' "$OUT/synthetic.log" | grep -v '^| model' | cut -c1-140
-fi
+for log in synthetic synthetic-offload; do
+    if [ -f "$OUT/$log.log" ] && grep -q '^placement:' "$OUT/$log.log"; then
+        echo "---- placement of bench --synthetic $SYNTH ($log) ----"
+        sed -n '/^placement:/,/^| model/p' "$OUT/$log.log" | grep -v '^| model' | cut -c1-140
+    fi
+done
 echo "---- moe4j GPU check ----"
 printf '%s\n' "${rows[@]}"

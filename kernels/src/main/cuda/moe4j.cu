@@ -10,6 +10,9 @@
 
 #include "formats.cuh"
 #include "q8k.cuh"
+#include "mmq.cuh"
+
+#include <mma.h>
 
 using namespace moe4j;
 
@@ -642,6 +645,164 @@ __device__ __forceinline__ void mm_body(const uint8_t* W, long long expertStride
         }
     }
 }
+
+// ---------------------------------------------------------------- tensor-core products (prompt batches)
+
+// Activations of `rows` rows rounded to Q8_K into global memory for mmq_*: XQ (K int8 a row), XD (K/256 floats
+// a row), XS (the sum of every 16 q, K/16 ints a row). 16 threads per 256-value block; K a multiple of 256.
+extern "C" __global__ void __launch_bounds__(256)
+    quantize_q8k_rows(const float* X, int xStride, int rows, int K, int8_t* XQ, float* XD, int* XS) {
+    int perRow = K >> 4;
+    long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= (long long)rows * perRow) return;  // whole half warps: perRow is a multiple of 16
+    int row = (int)(g / perRow);
+    int col = 16 * (int)(g - (long long)row * perRow);
+    unsigned half = 0xFFFFu << (threadIdx.x & 16);
+    Q8KGroup r = round_q8k_group(X + (long long)row * xStride + col, half);
+    XS[(long long)row * perRow + (col >> 4)] = store_q8k_group(r, XQ + (long long)row * K + col);
+    if ((col & 255) == 0) XD[(long long)row * (K >> 8) + (col >> 8)] = r.d;
+}
+
+#define MMQ_ROWS 64
+#define MMQ_TOKENS 64
+#define MMQ_THREADS 256
+
+// Y[t][r] = dot(W_e row r, x[t]) for a tile of 64 weight rows and up to 64 token rows, x rounded to Q8_K
+// (quantize_q8k_rows), tiles as mm_body's. Each step unpacks half a super-block (128 values) of the 64 rows to
+// int8 and copies the tokens' 128 int8 into shared memory, group of 16 values after group (a 16-value group
+// of all rows is one contiguous 16-column matrix, so every fragment load is 32-byte aligned); each warp then
+// takes two 16x16 output tiles through the eight groups: an int8 product on the tensor cores, stored to its
+// scratch and added to its float accumulators as scale(row, group) * d(token) * product - min(row, group) *
+// d(token) * sum(token, group).
+template <class F>
+__device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStride, long long rowBytes, int K,
+                                         int rows, int experts, const int8_t* XQ, const float* XD, const int* XS,
+                                         float* Y, int yStride, int n, const int* tiles) {
+    using namespace nvcuda;
+    using U = typename MmqHalfOf<F>::type;
+    __shared__ __align__(32) int8_t As[8][MMQ_ROWS][16];
+    __shared__ __align__(32) int8_t Bs[8][MMQ_TOKENS][16];
+    __shared__ float scale[MMQ_ROWS][8];
+    __shared__ float minimum[MMQ_ROWS][8];
+    __shared__ int sums[8][MMQ_TOKENS];  // group-major: a half warp reads 16 consecutive tokens' sums
+    __shared__ float xd[MMQ_TOKENS];
+    __shared__ __align__(32) int cw[MMQ_THREADS / WARP][16 * 16];
+    int tid = threadIdx.x;
+    int lane = tid & (WARP - 1);
+    int warp = tid >> 5;
+    int row0 = blockIdx.x * MMQ_ROWS;
+    int e, t0, count;
+    if (tiles != nullptr) {
+        e = tiles[3 * blockIdx.y];
+        t0 = tiles[3 * blockIdx.y + 1];
+        count = tiles[3 * blockIdx.y + 2];
+    } else {
+        e = 0;
+        t0 = blockIdx.y * MMQ_TOKENS;
+        count = min(MMQ_TOKENS, n - t0);
+    }
+    if (count <= 0) return;
+    int tileRow = warp >> 1;        // output rows tileRow*16 ..
+    int tileTok = (warp & 1) * 2;   // output tokens tileTok*16 .. (two tiles)
+    if (e < 0 || e >= experts) {
+        for (int i = tid; i < MMQ_ROWS * MMQ_TOKENS; i += MMQ_THREADS) {
+            int r = row0 + i % MMQ_ROWS, tok = i / MMQ_ROWS;
+            if (r < rows && tok < count) Y[(long long)(t0 + tok) * yStride + r] = __int_as_float(0x7fc00000);
+        }
+        return;
+    }
+    const uint8_t* Wb = W + (long long)e * expertStride;
+    float acc[2][8];
+#pragma unroll
+    for (int t = 0; t < 2; t++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[t][i] = 0.f;
+    int unpackRow = tid >> 2;  // the row this thread unpacks, and which quarter of its half block
+    int part = tid & 3;
+    int copyTok = tid >> 2;    // the token whose 32 int8 this thread copies
+    int quarter = tid & 3;
+    for (int k0 = 0; k0 < K; k0 += 128) {
+        __syncthreads();  // the previous step's products are done with the tiles
+        int block = k0 >> 8;
+        int h = (k0 >> 7) & 1;
+        if (row0 + unpackRow < rows) {
+            HalfUnpacked u = U::unpack(Wb + (long long)(row0 + unpackRow) * rowBytes + (long long)block * U::BYTES, h,
+                                       part);
+            *reinterpret_cast<uint4*>(&As[u.gLo][unpackRow][0]) = u.lo;
+            *reinterpret_cast<uint4*>(&As[u.gHi][unpackRow][0]) = u.hi;
+            scale[unpackRow][u.gLo] = u.scaleLo;
+            minimum[unpackRow][u.gLo] = u.minLo;
+            scale[unpackRow][u.gHi] = u.scaleHi;
+            minimum[unpackRow][u.gHi] = u.minHi;
+        } else {
+#pragma unroll
+            for (int g = 2 * part; g < 2 * part + 2; g++) {
+                *reinterpret_cast<uint4*>(&As[g][unpackRow][0]) = make_uint4(0, 0, 0, 0);
+                scale[unpackRow][g] = 0.f;
+                minimum[unpackRow][g] = 0.f;
+            }
+        }
+        if (copyTok < count) {
+            const int8_t* xq = XQ + (long long)(t0 + copyTok) * K + k0 + 32 * quarter;
+            *reinterpret_cast<uint4*>(&Bs[2 * quarter][copyTok][0]) = *reinterpret_cast<const uint4*>(xq);
+            *reinterpret_cast<uint4*>(&Bs[2 * quarter + 1][copyTok][0]) = *reinterpret_cast<const uint4*>(xq + 16);
+            const int* xs = XS + (long long)(t0 + copyTok) * (K >> 4) + (k0 >> 4) + 2 * quarter;
+            sums[2 * quarter][copyTok] = xs[0];
+            sums[2 * quarter + 1][copyTok] = xs[1];
+            if (quarter == 0) xd[copyTok] = XD[(long long)(t0 + copyTok) * (K >> 8) + block];
+        } else {
+            *reinterpret_cast<uint4*>(&Bs[2 * quarter][copyTok][0]) = make_uint4(0, 0, 0, 0);
+            *reinterpret_cast<uint4*>(&Bs[2 * quarter + 1][copyTok][0]) = make_uint4(0, 0, 0, 0);
+            sums[2 * quarter][copyTok] = 0;
+            sums[2 * quarter + 1][copyTok] = 0;
+            if (quarter == 0) xd[copyTok] = 0.f;
+        }
+        __syncthreads();
+        for (int g = 0; g < 8; g++) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, signed char, wmma::row_major> a;
+            wmma::load_matrix_sync(a, &As[g][tileRow * 16][0], 16);
+#pragma unroll
+            for (int t = 0; t < 2; t++) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, signed char, wmma::col_major> b;
+                wmma::fragment<wmma::accumulator, 16, 16, 16, int> c;
+                wmma::load_matrix_sync(b, &Bs[g][(tileTok + t) * 16][0], 16);
+                wmma::fill_fragment(c, 0);
+                wmma::mma_sync(c, a, b, c);
+                wmma::store_matrix_sync(cw[warp], c, 16, wmma::mem_row_major);
+                __syncwarp();
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    int idx = lane + WARP * i;
+                    int r = tileRow * 16 + (idx >> 4);
+                    int tok = (tileTok + t) * 16 + (idx & 15);
+                    float term = scale[r][g] * (float)cw[warp][idx] - minimum[r][g] * (float)sums[g][tok];
+                    acc[t][i] = fmaf(xd[tok], term, acc[t][i]);
+                }
+                __syncwarp();
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < 2; t++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int idx = lane + WARP * i;
+            int r = row0 + tileRow * 16 + (idx >> 4);
+            int tok = (tileTok + t) * 16 + (idx & 15);
+            if (r < rows && tok < count) Y[(long long)(t0 + tok) * yStride + r] = acc[t][i];
+        }
+}
+
+#define MMQ_KERNEL(NAME, F)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(MMQ_THREADS)                                                    \
+        mmq_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,  \
+                   const int8_t* XQ, const float* XD, const int* XS, float* Y, int yStride, int n,              \
+                   const int* tiles) {                                                                           \
+        mmq_body<F>(W, expertStride, rowBytes, K, rows, experts, XQ, XD, XS, Y, yStride, n, tiles);            \
+    }
+
+MMQ_KERNEL(q4_k, Q4_K)
+MMQ_KERNEL(q6_k, Q6_K)
 
 // ---------------------------------------------------------------- row lookup (embedding)
 

@@ -64,6 +64,24 @@ __device__ __forceinline__ Q8KGroup round_q8k_group(const float* x16, unsigned h
     return g;
 }
 
+// Stores a rounded group's 16 values as int8 at q (16-byte aligned); returns their sum.
+__device__ __forceinline__ int store_q8k_group(const Q8KGroup& r, int8_t* q) {
+    int s = 0;
+    uint32_t packed[4];
+#pragma unroll
+    for (int w = 0; w < 4; w++) {
+        uint32_t word = 0;
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            s += r.q[4 * w + b];
+            word |= (uint32_t)(r.q[4 * w + b] & 0xFF) << (8 * b);
+        }
+        packed[w] = word;
+    }
+    *reinterpret_cast<uint4*>(q) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    return s;
+}
+
 // Rounds `rows` rows of `count` floats each (count a multiple of 256; rows 16-byte aligned, `stride` floats
 // apart) to Q8_K, row after row in q/sum16/d, with all threads of the block (blockDim.x a multiple of 16).
 // Ends with a barrier.
@@ -75,20 +93,7 @@ __device__ __forceinline__ void quantize_q8k(const float* x, long long stride, i
     for (int g = threadIdx.x; g < groups; g += blockDim.x) {  // a half warp is in or out of the loop together
         int row = g / perRow;
         Q8KGroup r = round_q8k_group(x + row * stride + 16 * (g - row * perRow), half);
-        int s = 0;
-        uint32_t packed[4];
-#pragma unroll
-        for (int w = 0; w < 4; w++) {
-            uint32_t word = 0;
-#pragma unroll
-            for (int b = 0; b < 4; b++) {
-                s += r.q[4 * w + b];
-                word |= (uint32_t)(r.q[4 * w + b] & 0xFF) << (8 * b);
-            }
-            packed[w] = word;
-        }
-        *reinterpret_cast<uint4*>(q + 16 * g) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
-        sum16[g] = s;
+        sum16[g] = store_q8k_group(r, q + 16 * g);
         if ((g & 15) == 0) d[g >> 4] = r.d;
     }
     __syncthreads();

@@ -63,6 +63,11 @@ final class ModelOptions {
                     + " repeatable, first match wins; e.g. exps=cpu")
     List<String> overrides = new ArrayList<>();
 
+    @Option(names = "--stage-batch", paramLabel = "N", defaultValue = "" + PlacementOptions.DEFAULT_STAGE_BATCH,
+            description = "batches of at least N tokens run experts placed in system RAM on their layer's GPU, the"
+                    + " weights copied there for the batch (llama.cpp's op offload); 0 never (default: ${DEFAULT-VALUE})")
+    int stageBatch;
+
     @Option(names = "--fit", description = "place automatically (the default across devices); with one --device, what"
             + " does not fit on it stays on the CPU")
     boolean fit;
@@ -102,7 +107,11 @@ final class ModelOptions {
             if (cpuMoe && nCpuMoe != null) {
                 throw new IllegalArgumentException("--cpu-moe and --n-cpu-moe exclude each other");
             }
+            if (stageBatch < 0 || stageBatch == 1) {
+                throw new IllegalArgumentException("--stage-batch must be 0 (never) or at least 2, got " + stageBatch);
+            }
             PlacementOptions p = PlacementOptions.NONE
+                    .withStageBatch(stageBatch)
                     .withDevices(devices.stream().map(Device::parse).toList())
                     .withSplit(split)
                     .withOverrides(overrides.stream().map(TensorOverride::parse).toList())

@@ -60,7 +60,7 @@ final class DevicePlan {
     static PlanRequest request(PlacementOptions o, List<String> names, int listed, int layers, int contextLength,
                                KvCacheType kvType, int batchSize) {
         PlanRequest r = PlanRequest.defaults(contextLength).withKvType(kvType).withBatchSize(batchSize)
-                .withOverrides(o.overrides()).withNCpuMoe(o.nCpuMoe());
+                .withOverrides(o.overrides()).withNCpuMoe(o.nCpuMoe()).withStageBatch(o.stageBatch());
         int gpuLayers = o.gpuLayers();
         List<Double> split = o.split();
         int others = names.size() - 1;

@@ -129,7 +129,8 @@ public final class Model implements AutoCloseable {
                 return new Model(path, file, backends, null, graph, options);
             }
             Placement placement = place(file, config, options, backends, opener);
-            ModelGraph graph = Architectures.load(config, file, assign(placement, backends), options.listener());
+            ModelGraph graph = Architectures.load(config, file,
+                    assign(placement, backends, stageBatch(options)), options.listener());
             return new Model(path, file, backends, placement, graph, options);
         } catch (RuntimeException | Error e) {
             backends.values().forEach(Backend::close);
@@ -184,7 +185,13 @@ public final class Model implements AutoCloseable {
      * The graph's view of a placement: per layer, the backends of its attention block and of its feed-forward block
      * (which the planner places whole, FFN norm and router with the experts).
      */
-    private static BackendAssignment assign(Placement placement, Map<String, Backend> backends) {
+    /** The staging threshold, 0 where no batch can reach it. */
+    private static int stageBatch(LoadOptions options) {
+        int n = options.placement().stageBatch();
+        return n <= options.batchSize() ? n : 0;
+    }
+
+    private static BackendAssignment assign(Placement placement, Map<String, Backend> backends, int stageBatch) {
         List<String> order = List.copyOf(backends.keySet());
         List<Integer> attention = new ArrayList<>();
         List<Integer> ffn = new ArrayList<>();
@@ -194,7 +201,7 @@ public final class Model implements AutoCloseable {
         }
         return new BackendAssignment(List.copyOf(backends.values()),
                 order.indexOf(placement.deviceOf("token_embd.weight")), order.indexOf(DevicePlan.headDevice(placement)),
-                attention, ffn);
+                attention, ffn, stageBatch);
     }
 
     private static Backend openBackend(Device device, LoadOptions options) {

@@ -28,13 +28,19 @@ import moe4j.engine.placement.TensorOverride;
  * @param fit       place automatically even with a single device: what does not fit on it stays on the CPU
  */
 public record PlacementOptions(List<Device> devices, List<Double> split, int gpuLayers, int nCpuMoe,
-                               List<TensorOverride> overrides, boolean fit) {
+                               List<TensorOverride> overrides, boolean fit, int stageBatch) {
 
     public static final int AUTO = PlanRequest.AUTO;
     public static final int ALL_LAYERS = Integer.MAX_VALUE;
+    /**
+     * Batches of at least this many tokens run a feed-forward block placed away from its layer's attention (experts
+     * in system RAM) on the attention's device, its weights copied there for the batch, as llama.cpp does from 32.
+     */
+    public static final int DEFAULT_STAGE_BATCH = PlanRequest.DEFAULT_STAGE_BATCH;
 
     /** A single device, no planning. */
-    public static final PlacementOptions NONE = new PlacementOptions(List.of(), List.of(), AUTO, AUTO, List.of(), false);
+    public static final PlacementOptions NONE = new PlacementOptions(List.of(), List.of(), AUTO, AUTO, List.of(), false,
+            DEFAULT_STAGE_BATCH);
 
     public PlacementOptions {
         devices = List.copyOf(devices);
@@ -50,6 +56,10 @@ public record PlacementOptions(List<Device> devices, List<Double> split, int gpu
         if (gpuLayers < AUTO || nCpuMoe < AUTO) {
             throw new IllegalArgumentException("gpuLayers and nCpuMoe must be AUTO (-1) or at least 0");
         }
+        if (stageBatch < 0 || stageBatch == 1) {
+            throw new IllegalArgumentException("stageBatch must be 0 (never) or at least 2 (a single token is computed"
+                    + " where its experts lie), got " + stageBatch);
+        }
     }
 
     /** True when nothing asks for more than one device: the model runs whole on one backend. */
@@ -59,19 +69,19 @@ public record PlacementOptions(List<Device> devices, List<Double> split, int gpu
     }
 
     public PlacementOptions withDevices(List<Device> d) {
-        return new PlacementOptions(d, split, gpuLayers, nCpuMoe, overrides, fit);
+        return new PlacementOptions(d, split, gpuLayers, nCpuMoe, overrides, fit, stageBatch);
     }
 
     public PlacementOptions withSplit(List<Double> proportions) {
-        return new PlacementOptions(devices, proportions, gpuLayers, nCpuMoe, overrides, fit);
+        return new PlacementOptions(devices, proportions, gpuLayers, nCpuMoe, overrides, fit, stageBatch);
     }
 
     public PlacementOptions withGpuLayers(int n) {
-        return new PlacementOptions(devices, split, n, nCpuMoe, overrides, fit);
+        return new PlacementOptions(devices, split, n, nCpuMoe, overrides, fit, stageBatch);
     }
 
     public PlacementOptions withNCpuMoe(int n) {
-        return new PlacementOptions(devices, split, gpuLayers, n, overrides, fit);
+        return new PlacementOptions(devices, split, gpuLayers, n, overrides, fit, stageBatch);
     }
 
     /** Every layer's experts on the CPU, attention on the other devices: llama.cpp's {@code --cpu-moe}. */
@@ -80,10 +90,15 @@ public record PlacementOptions(List<Device> devices, List<Double> split, int gpu
     }
 
     public PlacementOptions withOverrides(List<TensorOverride> o) {
-        return new PlacementOptions(devices, split, gpuLayers, nCpuMoe, o, fit);
+        return new PlacementOptions(devices, split, gpuLayers, nCpuMoe, o, fit, stageBatch);
+    }
+
+    /** From which batch size CPU-placed feed-forward blocks run on their layer's attention device; 0 never. */
+    public PlacementOptions withStageBatch(int tokens) {
+        return new PlacementOptions(devices, split, gpuLayers, nCpuMoe, overrides, fit, tokens);
     }
 
     public PlacementOptions withFit(boolean f) {
-        return new PlacementOptions(devices, split, gpuLayers, nCpuMoe, overrides, f);
+        return new PlacementOptions(devices, split, gpuLayers, nCpuMoe, overrides, f, stageBatch);
     }
 }

@@ -9,6 +9,9 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Proxy;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 
@@ -27,7 +30,11 @@ import moe4j.engine.testmodel.ModelShape;
 import moe4j.engine.testmodel.TensorMix;
 import moe4j.gguf.Fixtures;
 import moe4j.gguf.GgufFile;
+import moe4j.gguf.GgufTensor;
+import moe4j.kernels.Backend;
 import moe4j.kernels.KvCacheType;
+import moe4j.kernels.StepRecorder;
+import moe4j.kernels.cpu.CpuBackend;
 
 /**
  * A model placed across several CPU backend instances computes what one CPU backend does, bit for bit: the CPU
@@ -113,6 +120,115 @@ class MultiDeviceTest {
             assertEquals("cpu", l.experts(), "experts of layer " + l.layer());
         }
         assertSameLogits(single, hybrid, "--cpu-moe over cpu,cpu");
+    }
+
+    /**
+     * With {@code --cpu-moe} over two CPU backends, the attention's of which says it copies weights in (as a GPU does),
+     * batches of at least 8 tokens run each layer's experts on the attention's backend (cpu:1), their weights staged
+     * there, shorter ones (the prompt's last batch of 7, single tokens) where the experts lie: the same logits.
+     */
+    @Test
+    void largeBatchesRunTheExpertsOnTheAttentionsBackendAndEqualOneCpu() throws IOException {
+        Run single = run(moe, base());
+        List<int[]> staged = new ArrayList<>();   // per backend in the order opened, the tensors staged on it
+        LoadOptions options = base().withPlacement(PlacementOptions.NONE.withDevices(TWO_CPUS).withCpuMoe()
+                .withStageBatch(8));
+        Run hybrid;
+        try (Model m = Model.load(GgufFile.open(moe), options, (device, o) -> {
+            // the second backend (cpu:1, the attention's) says it copies weights in, as a GPU does, so that the
+            // graph stages blocks on it; the first (cpu, the experts') reads them in place
+            Backend cpu = new CpuBackend(o.effectiveThreads());
+            int[] count = new int[1];
+            boolean copiesIn = !staged.isEmpty();
+            staged.add(count);
+            return (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[] {Backend.class},
+                    (proxy, method, args) -> {
+                        switch (method.getName()) {
+                            case "stagedBytes" -> {
+                                return copiesIn ? ((GgufTensor) args[0]).byteSize() : 0L;
+                            }
+                            case "stage" -> count[0]++;
+                            default -> { }
+                        }
+                        try {
+                            return method.invoke(cpu, args);
+                        } catch (InvocationTargetException e) {
+                            throw e.getCause();
+                        }
+                    });
+        })) {
+            float[][] batched;
+            try (Session s = m.newSession()) {
+                batched = s.evaluateAll(tokens);
+            }
+            float[][] oneByOne = new float[tokens.length][];
+            try (Session s = m.newSession()) {
+                for (int i = 0; i < tokens.length; i++) {
+                    oneByOne[i] = s.evaluate(new int[] {tokens[i]});
+                }
+            }
+            hybrid = new Run(batched, oneByOne, m.placement().orElseThrow());
+        }
+        assertSameLogits(single, hybrid, "--cpu-moe over cpu,cpu, batches of 8 staged");
+        // two full batches of 8 in 23 tokens, 4 layers, 5 tensors each (FFN norm, router, gate, up, down), all on
+        // the attention's backend, cpu:1: the second listed, the second opened
+        for (LayerPlacement l : hybrid.placement.layers()) {
+            assertEquals("cpu:1", l.attention(), "attention of layer " + l.layer());
+        }
+        assertEquals(2, staged.size());
+        assertEquals(0, staged.get(0)[0], "tensors staged on cpu");
+        assertEquals(2 * 4 * 5, staged.get(1)[0], "tensors staged on cpu:1");
+    }
+
+    /**
+     * A decode step across backends runs as segments, the operations on one backend between two copies of the
+     * residual stream, each through its own recorder (which a GPU replays as a graph): every token runs the same
+     * segments on the same backends, consecutive segments on different backends, and the result is one CPU's.
+     */
+    @Test
+    void aDecodeStepAcrossBackendsRunsTheSameSegmentsEveryToken() throws IOException {
+        Run single = run(moe, base());
+        List<List<String>> perToken = new ArrayList<>();
+        List<String> current = new ArrayList<>();
+        int[] opened = new int[1];
+        LoadOptions options = base().withPlacement(PlacementOptions.NONE.withDevices(TWO_CPUS).withCpuMoe());
+        float[][] oneByOne = new float[tokens.length][];
+        try (Model m = Model.load(GgufFile.open(moe), options, (device, o) -> {
+            Backend cpu = new CpuBackend(o.effectiveThreads());
+            String name = opened[0]++ == 0 ? "cpu" : "cpu:1";
+            StepRecorder recorder = (key, token, position, step) -> {
+                current.add(name + " " + key);
+                step.run();
+            };
+            return (Backend) Proxy.newProxyInstance(Backend.class.getClassLoader(), new Class<?>[] {Backend.class},
+                    (proxy, method, args) -> {
+                        if (method.getName().equals("stepRecorder")) {
+                            return recorder;
+                        }
+                        try {
+                            return method.invoke(cpu, args);
+                        } catch (InvocationTargetException e) {
+                            throw e.getCause();
+                        }
+                    });
+        }); Session s = m.newSession()) {
+            for (int i = 0; i < tokens.length; i++) {
+                oneByOne[i] = s.evaluate(new int[] {tokens[i]});
+                perToken.add(List.copyOf(current));
+                current.clear();
+            }
+        }
+        for (int i = 0; i < tokens.length; i++) {
+            assertArrayEquals(single.oneByOne[i], oneByOne[i], 0f, "token " + i);
+            assertEquals(perToken.getFirst(), perToken.get(i), "the segments of token " + i);
+        }
+        List<String> segments = perToken.getFirst();
+        // embedding (cpu), then per layer attention (cpu:1) and experts (cpu), then the head (cpu:1)
+        assertEquals(1 + 2 * 4 + 1, segments.size(), segments.toString());
+        for (int i = 1; i < segments.size(); i++) {
+            assertTrue(!segments.get(i).split(" ")[0].equals(segments.get(i - 1).split(" ")[0]),
+                    "consecutive segments on one backend: " + segments);
+        }
     }
 
     @Test

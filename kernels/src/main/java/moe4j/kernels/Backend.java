@@ -36,6 +36,29 @@ public interface Backend extends AutoCloseable {
      */
     KvCache allocateKvCache(int layers, int contextLength, int kvHeads, int headDim, KvCacheType type);
 
+    /**
+     * Memory for weights copied in on demand, {@code bytes} large ({@link #stage}): what a GPU computes with when
+     * a large batch runs a layer whose weights live in system RAM. {@link StagingArea#NONE} for a backend that
+     * reads weights where they lie.
+     */
+    default StagingArea allocateStaging(long bytes) {
+        return StagingArea.NONE;
+    }
+
+    /** Bytes of a staging area that {@link #stage} takes for {@code tensor} (0 where weights are read in place). */
+    default long stagedBytes(GgufTensor tensor) {
+        return 0;
+    }
+
+    /**
+     * {@code tensor} as a weight of this backend, its data copied into {@code area} from byte {@code offset}, after
+     * every operation enqueued before has finished with what was there; valid until that range is staged again.
+     * A backend that reads weights where they lie binds the tensor ({@link #bind}).
+     */
+    default Weight stage(GgufTensor tensor, StagingArea area, long offset) {
+        return bind(tensor);
+    }
+
     /** Copies {@code dst.width()} floats from the host into row {@code row} of {@code dst}. */
     void write(float[] src, int srcOffset, Activations dst, int row);
 

@@ -17,14 +17,20 @@ import moe4j.kernels.Backend;
  * @param head      the backend of the final norm and the LM head
  * @param attention per layer, the backend of its attention block
  * @param ffn       per layer, the backend of its feed-forward block
+ * @param stageBatch batches of at least this many tokens run a feed-forward block that lies on another backend than
+ *                   its layer's attention on the attention's backend, its weights staged there
+ *                   ({@link Backend#stage}); 0 never
  */
 public record BackendAssignment(List<Backend> backends, int embedding, int head, List<Integer> attention,
-                                List<Integer> ffn) {
+                                List<Integer> ffn, int stageBatch) {
 
     public BackendAssignment {
         backends = List.copyOf(backends);
         attention = List.copyOf(attention);
         ffn = List.copyOf(ffn);
+        if (stageBatch < 0) {
+            throw new IllegalArgumentException("stageBatch must be 0 (never) or positive, got " + stageBatch);
+        }
         if (backends.isEmpty()) {
             throw new IllegalArgumentException("no backend");
         }
@@ -47,6 +53,6 @@ public record BackendAssignment(List<Backend> backends, int embedding, int head,
     /** Everything on {@code backend}. */
     public static BackendAssignment single(Backend backend, int layers) {
         List<Integer> zeros = Collections.nCopies(layers, 0);
-        return new BackendAssignment(List.of(backend), 0, 0, zeros, zeros);
+        return new BackendAssignment(List.of(backend), 0, 0, zeros, zeros, 0);
     }
 }

@@ -6,12 +6,14 @@ import moe4j.engine.LoadListener;
 import moe4j.engine.ModelConfig;
 import moe4j.engine.UnsupportedModelException;
 import moe4j.gguf.GgufFile;
+import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Activations;
 import moe4j.kernels.AttentionShape;
 import moe4j.kernels.Backend;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
+import moe4j.kernels.StagingArea;
 import moe4j.kernels.Weight;
 
 /**
@@ -29,9 +31,37 @@ public final class Qwen3Graph implements ModelGraph {
     /** Output rows whose logits are computed together; bounds the logits buffer. */
     private static final int HEAD_ROWS = 32;
 
-    /** A layer; {@code attnBackend} runs its attention norm and attention, {@code ffnBackend} its FFN norm and FFN. */
+    /**
+     * A layer; {@code attnBackend} runs its attention norm and attention, {@code ffnBackend} its FFN norm and FFN,
+     * except a large batch of a layer with {@code staged} tensors, whose FFN runs on {@code attnBackend}.
+     */
     private record Layer(int attnBackend, Weight attnNorm, Qwen3Attention attention, int ffnBackend, Weight ffnNorm,
-                         FeedForward ffn) {}
+                         FeedForward ffn, StagedMoe staged) {}
+
+    /**
+     * The tensors of a mixture-of-experts block that lies on another backend than its attention, for large batches
+     * staged on the attention's backend: FFN norm, router and the three expert stacks, in this order.
+     */
+    private record StagedMoe(List<GgufTensor> tensors, int expertsUsed) {
+
+        /** Bytes of a staging area of {@code backend} that holds them all. */
+        long bytes(Backend backend) {
+            return tensors.stream().mapToLong(backend::stagedBytes).sum();
+        }
+
+        /** Copies them into {@code area}: the FFN norm and the block, weights of {@code backend} until the next copy. */
+        Staged stage(Backend backend, StagingArea area) {
+            Weight[] w = new Weight[tensors.size()];
+            long offset = 0;
+            for (int i = 0; i < w.length; i++) {
+                w[i] = backend.stage(tensors.get(i), area, offset);
+                offset += backend.stagedBytes(tensors.get(i));
+            }
+            return new Staged(w[0], new MoeFeedForward(backend, w[1], w[2], w[3], w[4], expertsUsed));
+        }
+    }
+
+    private record Staged(Weight ffnNorm, FeedForward ffn) {}
 
     private final ModelConfig config;
     private final List<Backend> backends;
@@ -45,9 +75,12 @@ public final class Qwen3Graph implements ModelGraph {
     private final Weight outputNorm;
     private final Weight output;
     private final Layer[] layers;
+    /** Per backend, the area its staged blocks are copied into ({@link StagingArea#NONE} where none is). */
+    private final StagingArea[] staging;
+    private final int stageBatch;
 
     private Qwen3Graph(ModelConfig config, BackendAssignment assignment, int[] kvLayers, Weight tokenEmbedding,
-                       Weight outputNorm, Weight output, Layer[] layers) {
+                       Weight outputNorm, Weight output, Layer[] layers, StagingArea[] staging) {
         this.config = config;
         this.backends = assignment.backends();
         this.embedBackend = assignment.embedding();
@@ -57,6 +90,8 @@ public final class Qwen3Graph implements ModelGraph {
         this.outputNorm = outputNorm;
         this.output = output;
         this.layers = layers;
+        this.staging = staging;
+        this.stageBatch = assignment.stageBatch();
     }
 
     /** Binds the weights of a {@code qwen3} or {@code qwen3moe} file to the backends of {@code assignment}. */
@@ -121,9 +156,30 @@ public final class Qwen3Graph implements ModelGraph {
                             b.bind(f, p + "ffn_gate.weight", embd, c.ffn()),
                             b.bind(f, p + "ffn_up.weight", embd, c.ffn()),
                             b.bind(f, p + "ffn_down.weight", c.ffn(), embd));
-            layers[i] = new Layer(ai, attnNorm, attention, fi, ffnNorm, ffn);
+            // staged where the attention's backend copies weights in (a GPU) and the block's own reads them in place
+            // (system RAM): a block on another GPU is better reached by moving the activations, as for one token
+            GgufTensor gateExps = moe ? file.tensor(p + "ffn_gate_exps.weight") : null;
+            StagedMoe staged = moe && fi != ai && assignment.stageBatch() > 0 && a.stagedBytes(gateExps) > 0
+                    && f.stagedBytes(gateExps) == 0
+                    ? new StagedMoe(List.of(file.tensor(p + "ffn_norm.weight"), file.tensor(p + "ffn_gate_inp.weight"),
+                            gateExps, file.tensor(p + "ffn_up_exps.weight"), file.tensor(p + "ffn_down_exps.weight")),
+                            c.expertsUsed())
+                    : null;
+            layers[i] = new Layer(ai, attnNorm, attention, fi, ffnNorm, ffn, staged);
         }
-        return new Qwen3Graph(c, assignment, kvLayers, tokenEmbedding, outputNorm, output, layers);
+        // one area per backend, as large as its largest staged block: the blocks are staged one after the other
+        long[] stagingBytes = new long[backends.size()];
+        for (Layer l : layers) {
+            if (l.staged() != null) {
+                stagingBytes[l.attnBackend()] = Math.max(stagingBytes[l.attnBackend()],
+                        l.staged().bytes(backends.get(l.attnBackend())));
+            }
+        }
+        StagingArea[] staging = new StagingArea[backends.size()];
+        for (int i = 0; i < staging.length; i++) {
+            staging[i] = backends.get(i).allocateStaging(stagingBytes[i]);
+        }
+        return new Qwen3Graph(c, assignment, kvLayers, tokenEmbedding, outputNorm, output, layers, staging);
     }
 
     @Override
@@ -156,6 +212,9 @@ public final class Qwen3Graph implements ModelGraph {
         for (Layer l : layers) {
             l.attention.reserve(ws.on(l.attnBackend));
             l.ffn.reserve(ws.on(l.ffnBackend));
+            if (l.staged != null) {
+                l.ffn.reserve(ws.on(l.attnBackend));   // the same buffers where a large batch runs the block
+            }
         }
         return ws;
     }
@@ -199,6 +258,82 @@ public final class Qwen3Graph implements ModelGraph {
     /** What a recorded decode step depends on besides the token and position. */
     private record StepKey(KvCache cache, boolean output, boolean lmHead) {}
 
+    /** What a recorded part of a decode step across backends depends on: the step's, and which part it is. */
+    private record SegmentKey(StepKey step, int index) {}
+
+    /**
+     * Where the operations of a forward pass run: {@link #DIRECT}ly as they come, or in {@link Segments} of a decode
+     * step across backends. {@code on} runs backend operations on backend {@code backend}; {@code move} copies the
+     * residual stream between backends through the host.
+     */
+    private interface Exec {
+        void on(int backend, Runnable operations);
+
+        void move(int from, int to, int n, Workspace ws);
+    }
+
+    private static final Exec DIRECT = new Exec() {
+        @Override
+        public void on(int backend, Runnable operations) {
+            operations.run();
+        }
+
+        @Override
+        public void move(int from, int to, int n, Workspace ws) {
+            ws.transfer("hidden", from, to, n);
+        }
+    };
+
+    /**
+     * A decode step across backends cut where the residual stream moves: each run of operations on one backend is
+     * a segment, which the backend may record and replay like a whole step ({@link Workspace#segmentRecorder}); the
+     * copies between backends, which a recording cannot hold, run between segments. Segment i of every token runs
+     * the same operations, so the recordings stay valid from token to token.
+     */
+    private static final class Segments implements Exec {
+        private final Workspace ws;
+        private final StepKey step;
+        private final int token;
+        private final int position;
+        private final List<Runnable> pending = new java.util.ArrayList<>();
+        private int backend = -1;
+        private int index;
+
+        Segments(Workspace ws, StepKey step, int token, int position) {
+            this.ws = ws;
+            this.step = step;
+            this.token = token;
+            this.position = position;
+        }
+
+        @Override
+        public void on(int b, Runnable operations) {
+            if (b != backend) {
+                finish();
+                backend = b;
+            }
+            pending.add(operations);
+        }
+
+        @Override
+        public void move(int from, int to, int n, Workspace unused) {
+            finish();
+            ws.transfer("hidden", from, to, n);
+        }
+
+        /** Runs the segment gathered so far. */
+        void finish() {
+            if (pending.isEmpty()) {
+                return;
+            }
+            List<Runnable> segment = List.copyOf(pending);
+            pending.clear();
+            int i = index++;
+            ws.on(backend).segmentRecorder(i).run(new SegmentKey(step, i), token, position,
+                    () -> segment.forEach(Runnable::run));
+        }
+    }
+
     /** The layers, then the final norm of the output rows and, with {@code lmHead}, their logits. */
     private void run(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws,
                      int firstOutput, float[][] out, int outIndex, boolean lmHead) {
@@ -210,23 +345,28 @@ public final class Qwen3Graph implements ModelGraph {
             // a decode step: the same operations for every token, which the backend may record and replay
             // (a replayed step does not run this code, so the result buffer is named here, not taken from head())
             boolean output = firstOutput == 0;
-            Runnable step = () -> {
-                layers(tokens, offset, 1, startPos, cache, ws);
-                if (output) {
-                    head(ws, 0, 1, lmHead);
-                }
-            };
+            StepKey key = new StepKey(cache, output, lmHead);
             if (backends.size() == 1) {
-                ws.stepRecorder().run(new StepKey(cache, output, lmHead), tokens[offset], startPos, step);
+                ws.stepRecorder().run(key, tokens[offset], startPos, () -> {
+                    layers(tokens, offset, 1, startPos, cache, ws, DIRECT);
+                    if (output) {
+                        head(ws, 0, 1, lmHead);
+                    }
+                });
             } else {
-                step.run();   // crossing between backends goes through the host, which a recorded step cannot
+                Segments segments = new Segments(ws, key, tokens[offset], startPos);
+                layers(tokens, offset, 1, startPos, cache, ws, segments);
+                if (output) {
+                    segments.on(headBackend, () -> head(ws, 0, 1, lmHead));
+                }
+                segments.finish();
             }
             if (output) {
                 headOn.read(headResult(ws.on(headBackend), lmHead), 0, out[outIndex], 0);
             }
             return;
         }
-        layers(tokens, offset, n, startPos, cache, ws);
+        layers(tokens, offset, n, startPos, cache, ws, DIRECT);
         int headRows = Math.min(ws.capacity(), HEAD_ROWS);
         for (int row = firstOutput; row < n; row += headRows) {
             int m = Math.min(headRows, n - row);
@@ -238,30 +378,58 @@ public final class Qwen3Graph implements ModelGraph {
     }
 
     /** Embeds the tokens and runs every layer; the result is the {@code hidden} buffer of the head's backend. */
-    private void layers(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws) {
-        int at = embedBackend;   // the backend holding the residual stream
-        backends.get(at).embed(tokenEmbedding, tokens, offset, n, ws.on(at).buffer("hidden", config.embd()));
+    private void layers(int[] tokens, int offset, int n, int startPos, KvCache cache, Workspace ws, Exec exec) {
+        int embed = embedBackend;
+        exec.on(embed, () -> backends.get(embed).embed(tokenEmbedding, tokens, offset, n,
+                ws.on(embed).buffer("hidden", config.embd())));
         if (layers.length == 0) {
-            move(at, headBackend, n, ws);
+            move(embed, headBackend, n, ws, exec);
             return;
         }
-        at = move(at, layers[0].attnBackend, n, ws);
-        Workspace w = ws.on(at);
-        backends.get(at).rmsNorm(w.buffer("hidden", config.embd()), layers[0].attnNorm, config.rmsEps(),
-                w.buffer("normed", config.embd()), n);
+        int first = move(embed, layers[0].attnBackend, n, ws, exec);
+        exec.on(first, () -> {
+            Workspace w = ws.on(first);
+            backends.get(first).rmsNorm(w.buffer("hidden", config.embd()), layers[0].attnNorm, config.rmsEps(),
+                    w.buffer("normed", config.embd()), n);
+        });
+        int at = first;   // the backend holding the residual stream
         for (int i = 0; i < layers.length; i++) {
             Layer l = layers[i];
-            w = ws.on(at);
-            l.attention.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, startPos,
-                    kvCache(cache, at), w);
-            at = residual(at, l.ffnBackend, l.ffnNorm, n, ws);
-            w = ws.on(at);
-            l.ffn.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
-            if (i + 1 < layers.length) {
-                at = residual(at, layers[i + 1].attnBackend, layers[i + 1].attnNorm, n, ws);
+            int attn = at;
+            exec.on(attn, () -> {
+                Workspace w = ws.on(attn);
+                l.attention.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n,
+                        startPos, kvCache(cache, attn), w);
+            });
+            int ffn;
+            if (l.staged != null && n >= stageBatch) {
+                // a large batch: the block's weights come to the residual stream rather than the stream to them. The
+                // area is the graph's, shared by its sessions: one stages and enqueues its products at a time (the
+                // next staging then waits for those products before it overwrites the area). Never a decode step.
+                synchronized (staging[attn]) {
+                    Staged staged = l.staged.stage(backends.get(attn), staging[attn]);
+                    ffn = residual(attn, attn, staged.ffnNorm(), n, ws, exec);
+                    exec.on(ffn, () -> {
+                        Workspace w = ws.on(attn);
+                        staged.ffn().forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()),
+                                n, w);
+                    });
+                }
             } else {
-                backends.get(at).add(w.buffer("hidden", config.embd()), w.buffer("block.out", config.embd()), n);
-                move(at, headBackend, n, ws);
+                ffn = residual(attn, l.ffnBackend, l.ffnNorm, n, ws, exec);
+                exec.on(ffn, () -> {
+                    Workspace w = ws.on(ffn);
+                    l.ffn.forward(w.buffer("normed", config.embd()), w.buffer("block.out", config.embd()), n, w);
+                });
+            }
+            if (i + 1 < layers.length) {
+                at = residual(ffn, layers[i + 1].attnBackend, layers[i + 1].attnNorm, n, ws, exec);
+            } else {
+                exec.on(ffn, () -> {
+                    Workspace w = ws.on(ffn);
+                    backends.get(ffn).add(w.buffer("hidden", config.embd()), w.buffer("block.out", config.embd()), n);
+                });
+                move(ffn, headBackend, n, ws, exec);
             }
         }
     }
@@ -270,27 +438,27 @@ public final class Qwen3Graph implements ModelGraph {
      * Adds the block output on backend {@code from} to the residual stream, moves the stream to backend {@code to}
      * and norms it with {@code gain} into {@code normed} there, the next block's input; returns {@code to}.
      */
-    private int residual(int from, int to, Weight gain, int n, Workspace ws) {
+    private int residual(int from, int to, Weight gain, int n, Workspace ws, Exec exec) {
         Workspace a = ws.on(from);
-        Activations hidden = a.buffer("hidden", config.embd());
-        Activations blockOut = a.buffer("block.out", config.embd());
         if (from == to) {
             // the residual add and the next block's norm, which a backend may fuse
-            backends.get(from).addRmsNorm(hidden, blockOut, gain, config.rmsEps(), a.buffer("normed", config.embd()), n);
+            exec.on(from, () -> backends.get(from).addRmsNorm(a.buffer("hidden", config.embd()),
+                    a.buffer("block.out", config.embd()), gain, config.rmsEps(), a.buffer("normed", config.embd()), n));
             return to;
         }
-        backends.get(from).add(hidden, blockOut, n);
-        move(from, to, n, ws);
+        exec.on(from, () -> backends.get(from).add(a.buffer("hidden", config.embd()), a.buffer("block.out", config.embd()),
+                n));
+        move(from, to, n, ws, exec);
         Workspace b = ws.on(to);
-        backends.get(to).rmsNorm(b.buffer("hidden", config.embd()), gain, config.rmsEps(),
-                b.buffer("normed", config.embd()), n);
+        exec.on(to, () -> backends.get(to).rmsNorm(b.buffer("hidden", config.embd()), gain, config.rmsEps(),
+                b.buffer("normed", config.embd()), n));
         return to;
     }
 
     /** Copies the residual stream's {@code n} rows from backend {@code from} to backend {@code to}; returns {@code to}. */
-    private static int move(int from, int to, int n, Workspace ws) {
+    private static int move(int from, int to, int n, Workspace ws, Exec exec) {
         if (from != to) {
-            ws.transfer("hidden", from, to, n);
+            exec.move(from, to, n, ws);
         }
         return to;
     }

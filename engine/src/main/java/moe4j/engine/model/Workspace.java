@@ -29,6 +29,8 @@ public final class Workspace implements AutoCloseable {
     private ExpertRouting routing;
     private ExpertBuffers expertBuffers;
     private StepRecorder stepRecorder;
+    /** Recorders of the parts of a decode step placed across backends ({@link #segmentRecorder}). */
+    private final Map<Integer, StepRecorder> segmentRecorders = new HashMap<>();
     /** One row on its way between backends, through the host. */
     private float[] hostRows = new float[0];
 
@@ -132,6 +134,15 @@ public final class Workspace implements AutoCloseable {
         return stepRecorder;
     }
 
+    /**
+     * Runs part {@code index} of this session's decode steps across backends: the operations on this backend between
+     * two copies of the activations, which the backend may record and replay as {@link #stepRecorder} does a whole
+     * step.
+     */
+    public StepRecorder segmentRecorder(int index) {
+        return segmentRecorders.computeIfAbsent(index, i -> backend.stepRecorder());
+    }
+
     @Override
     public void close() {
         for (Workspace w : parts) {
@@ -144,6 +155,8 @@ public final class Workspace implements AutoCloseable {
             stepRecorder.close();
             stepRecorder = null;
         }
+        segmentRecorders.values().forEach(StepRecorder::close);
+        segmentRecorders.clear();
         buffers.values().forEach(Activations::close);
         buffers.clear();
         if (routing != null) {

@@ -2,6 +2,7 @@ package moe4j.engine.placement;
 
 import java.util.ArrayList;
 import java.util.EnumSet;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -61,6 +62,11 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
     public DeviceLoad device(String name) {
         return devices.stream().filter(d -> d.device().name().equals(name)).findFirst()
                 .orElseThrow(() -> new NoSuchElementException("no device " + name));
+    }
+
+    /** Whether device {@code name} is a GPU. */
+    public boolean isGpu(String name) {
+        return device(name).device().isGpu();
     }
 
     /** @throws NoSuchElementException when the model has no such tensor */
@@ -126,6 +132,9 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
             layers.add(new LayerPlacement(l, attention, m.isMoe() ? ffn : attention, ffn));
         }
 
+        long[] ffnBytes = Planner.ffnBytes(m, tensors);
+        Set<String> gpuNames = new HashSet<>();
+        specs.stream().filter(DeviceSpec::isGpu).forEach(d -> gpuNames.add(d.name()));
         long kvPerLayer = m.kvBytesPerLayer(r.contextLength(), r.kvType());
         long kvPerPosition = m.kvBytesPerLayer(1, r.kvType());
         List<DeviceLoad> loads = new ArrayList<>();
@@ -167,8 +176,19 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                 }
             }
             long kv = kvPerLayer * attentionLayers.size();
-            loads.add(new DeviceLoad(s, weights, kv, Planner.scratchBytes(m, r.batchSize(), parts, s.isGpu()),
-                    r.marginBytes(),
+            // a GPU copies in the blocks placed elsewhere of its attention's layers for large batches, one at a time
+            long[] stagedHere = new long[m.layers()];
+            for (LayerPlacement lp : layers) {
+                if (s.isGpu() && lp.attention().equals(name) && !gpuNames.contains(lp.ffn())) {
+                    stagedHere[lp.layer()] = ffnBytes[lp.layer()];
+                }
+            }
+            long staging = Planner.stagingBytes(m, r, stagedHere);
+            if (staging > 0) {
+                parts.addAll(EnumSet.of(Part.FFN_NORM, Part.ROUTER, Part.EXPERTS));   // the blocks' buffers come along
+            }
+            long scratch = Planner.scratchBytes(m, r.batchSize(), parts, s.isGpu()) + staging;
+            loads.add(new DeviceLoad(s, weights, kv, scratch, r.marginBytes(),
                     read, kvPerPosition * attentionLayers.size(), attentionLayers, expertLayers, globals));
         }
 

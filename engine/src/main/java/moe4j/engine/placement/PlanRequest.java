@@ -20,14 +20,20 @@ import moe4j.kernels.KvCacheType;
  * @param overrides     tensor-name patterns pinned to devices, first match wins; they take precedence over
  *                      everything else
  * @param marginBytes   memory kept free on every device (driver, runtime, fragmentation)
+ * @param stageBatch    batches of at least this many tokens run a mixture-of-experts block placed in system RAM
+ *                      on its layer's GPU, copied there for the batch: each GPU keeps room for the largest block;
+ *                      0 never
  */
 public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, List<Double> split, int gpuLayers,
-                          int nCpuMoe, List<TensorOverride> overrides, long marginBytes) {
+                          int nCpuMoe, List<TensorOverride> overrides, long marginBytes, int stageBatch) {
 
     public static final int AUTO = -1;
 
     /** 512 MiB: a CUDA context and the runtime's own allocations take a few hundred MiB of a GPU. */
     public static final long DEFAULT_MARGIN = 512L << 20;
+
+    /** llama.cpp's threshold for moving a CPU-placed operation's batch to the GPU. */
+    public static final int DEFAULT_STAGE_BATCH = 32;
 
     public PlanRequest {
         Objects.requireNonNull(kvType, "kvType");
@@ -50,6 +56,9 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
         if (gpuLayers < AUTO || nCpuMoe < AUTO) {
             throw new IllegalArgumentException("gpuLayers and nCpuMoe must be AUTO (-1) or at least 0");
         }
+        if (stageBatch < 0) {
+            throw new IllegalArgumentException("stageBatch must be 0 (never) or positive, got " + stageBatch);
+        }
         if (marginBytes < 0) {
             throw new IllegalArgumentException("margin must not be negative, got " + marginBytes);
         }
@@ -58,31 +67,31 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
     /** Automatic fitting for {@code contextLength} positions: F16 cache, the engine's batch size, default margin. */
     public static PlanRequest defaults(int contextLength) {
         return new PlanRequest(contextLength, KvCacheType.F16, LoadOptions.DEFAULT_BATCH_SIZE, List.of(), AUTO, AUTO,
-                List.of(), DEFAULT_MARGIN);
+                List.of(), DEFAULT_MARGIN, DEFAULT_STAGE_BATCH);
     }
 
     public PlanRequest withContextLength(int n) {
-        return new PlanRequest(n, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes);
+        return new PlanRequest(n, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch);
     }
 
     public PlanRequest withKvType(KvCacheType t) {
-        return new PlanRequest(contextLength, t, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes);
+        return new PlanRequest(contextLength, t, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch);
     }
 
     public PlanRequest withBatchSize(int n) {
-        return new PlanRequest(contextLength, kvType, n, split, gpuLayers, nCpuMoe, overrides, marginBytes);
+        return new PlanRequest(contextLength, kvType, n, split, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch);
     }
 
     public PlanRequest withSplit(List<Double> proportions) {
-        return new PlanRequest(contextLength, kvType, batchSize, proportions, gpuLayers, nCpuMoe, overrides, marginBytes);
+        return new PlanRequest(contextLength, kvType, batchSize, proportions, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch);
     }
 
     public PlanRequest withGpuLayers(int n) {
-        return new PlanRequest(contextLength, kvType, batchSize, split, n, nCpuMoe, overrides, marginBytes);
+        return new PlanRequest(contextLength, kvType, batchSize, split, n, nCpuMoe, overrides, marginBytes, stageBatch);
     }
 
     public PlanRequest withNCpuMoe(int n) {
-        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, n, overrides, marginBytes);
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, n, overrides, marginBytes, stageBatch);
     }
 
     /** All experts in system RAM, attention on the GPUs: llama.cpp's {@code --cpu-moe}. */
@@ -91,10 +100,15 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
     }
 
     public PlanRequest withOverrides(List<TensorOverride> o) {
-        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, o, marginBytes);
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, o, marginBytes, stageBatch);
+    }
+
+    public PlanRequest withStageBatch(int tokens) {
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes,
+                tokens);
     }
 
     public PlanRequest withMargin(long bytes) {
-        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, bytes);
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, bytes, stageBatch);
     }
 }

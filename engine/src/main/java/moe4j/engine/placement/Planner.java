@@ -46,12 +46,17 @@ public final class Planner {
      *                                  split naming devices that are not there, overrides splitting a block)
      */
     public static Placement plan(ModelFootprint model, List<DeviceSpec> devices, PlanRequest request) {
-        return new Run(model, devices, request).place();
+        Placement placement = new Run(model, devices, request, false).place();
+        // room for staging where a GPU ends up with layers whose experts lie in system RAM; it may push further
+        // experts off the GPUs, so the placement is made again with it
+        return stagesAny(placement, request)
+                ? new Run(model, devices, request, true).place()
+                : placement;
     }
 
     /**
      * Activation buffers a device needs for a batch given the parts it holds (the engine's workspace buffers, and on
-     * a GPU the copy of a batched product's input that its kernels round to 8 bits).
+     * a GPU the copies of a batched product's input that its kernels round to 8 bits, as floats and as int8).
      */
     static long scratchBytes(ModelFootprint m, int batch, Set<Part> parts, boolean gpu) {
         long b = batch;
@@ -82,12 +87,18 @@ public final class Planner {
         if (parts.contains(Part.OUTPUT)) {
             s += Math.min(b, Placement.HEAD_ROWS) * ((long) m.embd() + m.vocab()) * f32; // head input, logits
         }
-        if (gpu && (parts.contains(Part.ATTENTION) || parts.contains(Part.DENSE_FFN) || parts.contains(Part.OUTPUT))) {
+        if (gpu && (parts.contains(Part.ATTENTION) || parts.contains(Part.DENSE_FFN) || parts.contains(Part.OUTPUT)
+                || parts.contains(Part.EXPERTS))) {
             long widest = Math.max(m.embd(), parts.contains(Part.ATTENTION) ? m.qDim() : 0);
             if (parts.contains(Part.DENSE_FFN)) {
                 widest = Math.max(widest, m.ffn());
             }
             s += b * widest * f32;                                     // the widest input, rounded
+            long rows = b * widest;                                    // ... and as int8 for the tensor cores
+            if (parts.contains(Part.EXPERTS)) {
+                rows = Math.max(rows, b * m.expertsUsed() * Math.max(m.embd(), m.expertFfn()));
+            }
+            s += rows + rows / 64 + rows / 4;                          // int8, a float per 256, an int per 16
         }
         return s;
     }
@@ -110,14 +121,18 @@ public final class Planner {
         private final long[] dense;
         /** Per MoE layer, the unpinned bytes that go where its experts go (its whole feed-forward block). */
         private final long[] experts;
+        /** What a GPU keeps for the feed-forward blocks of other devices that large batches copy in. */
+        private long stagingBytes;
+        private final boolean reserveStaging;
         private final long kvPerLayer;
         /** Bytes whose place overrides decide on each GPU: those pinned and those of blocks whose anchors are. */
         private final long[] pinnedOnGpu;
         private long headBytes;
 
-        Run(ModelFootprint model, List<DeviceSpec> devices, PlanRequest request) {
+        Run(ModelFootprint model, List<DeviceSpec> devices, PlanRequest request, boolean reserveStaging) {
             this.m = model;
             this.r = request;
+            this.reserveStaging = reserveStaging;
             DeviceSpec theCpu = null;
             Set<String> names = new HashSet<>();
             for (DeviceSpec d : devices) {
@@ -185,6 +200,9 @@ public final class Planner {
                 } else if (t.part() != Part.TOKEN_EMBEDDING) {
                     headBytes += t.bytes();
                 }
+            }
+            if (reserveStaging) {
+                stagingBytes = stagingBytes(m, r, ffnBytes(m, tensors));   // pinned or not, a block is copied whole
             }
             if (m.tiedEmbeddings()) {
                 headBytes += m.tokenEmbedding().bytes();   // the head's copy, if it goes to a GPU
@@ -382,13 +400,54 @@ public final class Planner {
             if (holdsHead) {
                 parts.add(Part.OUTPUT);
             }
-            return pinnedOnGpu[gpu] + scratchBytes(m, r.batchSize(), parts, gpus.get(gpu).isGpu())
+            boolean isGpu = gpus.get(gpu).isGpu();
+            return pinnedOnGpu[gpu] + scratchBytes(m, r.batchSize(), parts, isGpu) + (isGpu ? stagingBytes : 0)
                     + (holdsHead ? headBytes : 0);
         }
 
         private long usable(int gpu) {
             return gpus.get(gpu).capacityBytes() - r.marginBytes();
         }
+    }
+
+    /**
+     * Room on a GPU for the largest mixture-of-experts block ({@code ffnBytes} per layer: FFN norm, router, experts)
+     * that a batch of at least {@link PlanRequest#stageBatch()} tokens copies in when the block lies in system RAM
+     * (256 bytes of alignment per tensor); 0 without experts or staging.
+     */
+    static long stagingBytes(ModelFootprint m, PlanRequest r, long[] ffnBytes) {
+        if (!m.isMoe() || r.stageBatch() == 0 || r.stageBatch() > r.batchSize()) {
+            return 0;
+        }
+        long max = 0;
+        for (long b : ffnBytes) {
+            max = Math.max(max, b);
+        }
+        return max == 0 ? 0 : max + 5 * 256;
+    }
+
+    /** Per layer, the bytes of its feed-forward block (FFN norm, router, experts). */
+    static long[] ffnBytes(ModelFootprint m, List<TensorFootprint> tensors) {
+        long[] bytes = new long[m.layers()];
+        for (TensorFootprint t : tensors) {
+            if (t.layer() >= 0 && t.part().feedForward()) {
+                bytes[t.layer()] += t.bytes();
+            }
+        }
+        return bytes;
+    }
+
+    /** Whether batches would stage a block: a GPU holds the attention of a layer whose block lies in system RAM. */
+    static boolean stagesAny(Placement p, PlanRequest r) {
+        if (!p.model().isMoe() || r.stageBatch() == 0 || r.stageBatch() > r.batchSize()) {
+            return false;
+        }
+        for (LayerPlacement l : p.layers()) {
+            if (p.isGpu(l.attention()) && !p.isGpu(l.ffn())) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Tensor name -> device, in file order, for a finished assignment. */

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.EnumSet;
 import java.util.List;
 import java.util.stream.IntStream;
 
@@ -45,9 +46,13 @@ class PlannerTest {
      * router logits and choices, expert buffers, head input and logits. */
     private static final long SCRATCH_ALL = 64 * 4 + 2 * 64 * 4 + (2 * 64 + 2 * 32) * 4 + 4 * 4 + 2 * 8
             + 2 * (2 * 64 + 2 * 32) * 4 + (64 + 1000) * 4;
-    /** A GPU's scratch beyond the workspace's: its copy of a batched product's widest input (64) rounded to 8 bits. */
-    private static final long GPU_ROUNDED = 64 * 4;
-    private static final long GPU_SCRATCH_ALL = SCRATCH_ALL + GPU_ROUNDED;
+    /**
+     * A GPU's scratch beyond the workspace's: its copies of a batched product's widest input (64 values) rounded to
+     * 8 bits, as floats and as int8 with a float per 256 values and an int per 16; with the experts, the int8 copy
+     * holds a token's 2 experts' inputs (2 x 64).
+     */
+    private static final long GPU_ROUNDED = 64 * 4 + (64 + 64 / 64 + 64 / 4);
+    private static final long GPU_SCRATCH_ALL = SCRATCH_ALL + 64 * 4 + (128 + 128 / 64 + 128 / 4);
     private static final long MARGIN = 64 * MIB;
     private static final SystemMemory DDR = SystemMemory.DEFAULT;
 
@@ -205,6 +210,37 @@ class PlannerTest {
         assertTrue(byMemory.device("cuda:0").attentionLayers().size() > byMemory.device("cuda:1").attentionLayers().size());
 
         assertThrows(IllegalArgumentException.class, () -> Planner.plan(m, two, request().withSplit(List.of(1.0))));
+    }
+
+    /**
+     * Batches of 32 tokens or more copy a block placed in RAM to the GPU of its layer's attention: that GPU keeps room
+     * for one block (five tensors at 256-byte boundaries) with the block's buffers; a GPU that holds every block
+     * keeps none, and a batch size under the threshold none either.
+     */
+    @Test
+    void aGpuWhoseLayersHaveExpertsInRamKeepsRoomForStagingOneBlock() {
+        ModelFootprint m = synthetic(4, false);
+        PlanRequest batch64 = request().withBatchSize(64);
+        Placement hybrid = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64.withCpuMoe());
+        Placement plain = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                batch64.withCpuMoe().withStageBatch(0));
+        assertEquals(FFN_BLOCK + 5 * 256 + Planner.scratchBytes(m, 64, EnumSet.of(Part.FFN_NORM, Part.ROUTER,
+                        Part.EXPERTS, Part.ATTENTION, Part.NORM, Part.OUTPUT, Part.OUTPUT_NORM), true)
+                        - Planner.scratchBytes(m, 64, EnumSet.of(Part.ATTENTION, Part.NORM, Part.OUTPUT,
+                        Part.OUTPUT_NORM), true),
+                hybrid.device("cuda:0").scratchBytes() - plain.device("cuda:0").scratchBytes(),
+                "one block's room and its buffers");
+        assertEquals(plain.device("cpu").scratchBytes(), hybrid.device("cpu").scratchBytes(), "nothing on the CPU");
+        Placement whole = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64);
+        assertEquals(List.of(0, 1, 2, 3), whole.device("cuda:0").expertLayers());
+        assertEquals(whole.device("cuda:0").scratchBytes(), Planner.plan(m, List.of(gpu(0, GIB),
+                DeviceSpec.cpu(GIB, DDR)), batch64.withStageBatch(0)).device("cuda:0").scratchBytes(),
+                "every block on the GPU: nothing to stage");
+        Placement small = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                request().withBatchSize(16).withCpuMoe());
+        assertEquals(Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
+                request().withBatchSize(16).withCpuMoe().withStageBatch(0)).device("cuda:0").scratchBytes(),
+                small.device("cuda:0").scratchBytes(), "batches of 16 never reach 32 tokens");
     }
 
     @Test

@@ -38,6 +38,7 @@ import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
+import moe4j.kernels.StagingArea;
 import moe4j.kernels.StepRecorder;
 import moe4j.kernels.Weight;
 import moe4j.kernels.quant.QuantFormat;
@@ -87,6 +88,10 @@ public final class CudaBackend implements Backend {
     static final int MVQ_BLOCKS_PER_MULTIPROCESSOR = 16;
     private static final int MM_ROWS = 128;
     private static final int MM_TOKENS = 64;
+    /** Weight rows, token rows and threads of a tensor-core tile ({@code mmq_*}). */
+    private static final int MMQ_ROWS = 64;
+    private static final int MMQ_TOKENS = 64;
+    private static final int MMQ_THREADS = 256;
     private static final int MAX_GRID_Y = 65535;
     private static final int MAX_HEAD_DIM = 256;
     private static final int ATTENTION_DECODE_WARPS = 16;
@@ -122,6 +127,9 @@ public final class CudaBackend implements Backend {
     /** Scratch for {@link #roundedQ8k}: activations rounded to Q8_K for a batched product, and its bytes. */
     private CUdeviceptr rounded;
     private long roundedBytes;
+    /** Scratch for {@link #quantizedQ8k}, and its bytes. */
+    private CUdeviceptr quantized;
+    private long quantizedBytes;
     /** What the next launch does, for the profile: a name prefix, the bytes it reads and its flops. */
     private String opName;
     private long opBytes;
@@ -230,6 +238,37 @@ public final class CudaBackend implements Backend {
     public synchronized Weight bind(GgufTensor tensor) {
         makeCurrent();
         requireNotRecording("binding a weight");
+        Shape t = shape(tensor);
+        String name = t.name();
+        if (t.isVector()) {
+            CUdeviceptr p = memory.allocate(4L * t.rowLength(), DeviceMemory.Use.WEIGHTS, "tensor " + name);
+            return uploadVector(tensor, t, p);
+        }
+        int rowLength = t.rowLength();
+        int rows = t.rows();
+        int experts = t.experts();
+        long rowBytes = t.rowBytes();
+        long bytes = t.bytes();
+        CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.WEIGHTS, "tensor " + name);
+        try {
+            upload(tensor.data(), bytes, p, name);
+        } catch (RuntimeException e) {
+            memory.free(p);
+            throw e;
+        }
+        return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, tensor.type(), rowBytes,
+                rowBytes * rows);
+    }
+
+    /** A tensor's shape, checked for what the CUDA backend handles. */
+    private record Shape(String name, int rowLength, int rows, int experts, long rowBytes, long bytes) {
+
+        boolean isVector() {
+            return (long) rows * experts == 1;
+        }
+    }
+
+    private static Shape shape(GgufTensor tensor) {
         String name = tensor.name();
         QuantFormat format = QuantFormats.of(tensor.type());
         long[] shape = tensor.shape();
@@ -253,31 +292,96 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("tensor " + name + " holds " + tensor.data().byteSize()
                     + " bytes, its shape needs " + bytes);
         }
-        if ((long) rows * experts == 1) {
-            float[] values = new float[rowLength];
-            format.dequantize(tensor.data(), 0, values, 0, rowLength);
-            CUdeviceptr p = memory.allocate(4L * rowLength, DeviceMemory.Use.WEIGHTS, "tensor " + name);
-            check(JCudaDriver.cuMemcpyHtoD(p, Pointer.to(values), 4L * rowLength), "uploading " + name);
-            return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, GgmlType.F32, 4L * rowLength,
-                    4L * rowLength);
+        Shape t = new Shape(name, rowLength, rows, experts, rowBytes, bytes);
+        if (!t.isVector()) {
+            if (!Kernels.FORMATS.contains(tensor.type())) {
+                throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + name
+                        + ": the CUDA backend has no kernels for " + tensor.type().ggmlName());
+            }
+            if (rowLength % 16 != 0) {
+                throw new IllegalArgumentException("tensor " + name + " has rows of " + rowLength
+                        + " values; the CUDA backend needs a multiple of 16");
+            }
         }
-        if (!Kernels.FORMATS.contains(tensor.type())) {
-            throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + name + ": the CUDA backend has no kernels for "
-                    + tensor.type().ggmlName());
+        return t;
+    }
+
+    /** A single-row tensor (a norm's gains), decoded on the host and copied to {@code p} as f32. */
+    private CudaWeight uploadVector(GgufTensor tensor, Shape t, CUdeviceptr p) {
+        float[] values = new float[t.rowLength()];
+        QuantFormats.of(tensor.type()).dequantize(tensor.data(), 0, values, 0, t.rowLength());
+        check(JCudaDriver.cuMemcpyHtoD(p, Pointer.to(values), 4L * t.rowLength()), "uploading " + t.name());
+        return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, GgmlType.F32,
+                4L * t.rowLength(), 4L * t.rowLength());
+    }
+
+    /** Device memory weights are staged into: a block of {@link DeviceMemory}, returned on close. */
+    private final class CudaStaging implements StagingArea {
+        final CUdeviceptr data;
+        final long bytes;
+        boolean closed;
+
+        CudaStaging(CUdeviceptr data, long bytes) {
+            this.data = data;
+            this.bytes = bytes;
         }
-        if (rowLength % 16 != 0) {
-            throw new IllegalArgumentException("tensor " + name + " has rows of " + rowLength
-                    + " values; the CUDA backend needs a multiple of 16");
+
+        @Override
+        public long bytes() { return bytes; }
+
+        @Override
+        public void close() {
+            synchronized (CudaBackend.this) {
+                if (!closed) {
+                    closed = true;
+                    memory.free(data);
+                }
+            }
         }
-        CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.WEIGHTS, "tensor " + name);
-        try {
-            upload(tensor.data(), bytes, p, name);
-        } catch (RuntimeException e) {
-            memory.free(p);
-            throw e;
+    }
+
+    @Override
+    public synchronized StagingArea allocateStaging(long bytes) {
+        makeCurrent();
+        requireNotRecording("allocating a staging area");
+        if (bytes <= 0) {
+            return StagingArea.NONE;
         }
-        return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, tensor.type(), rowBytes,
-                rowBytes * rows);
+        // counted as activations: the planner counts the area with a device's scratch
+        return new CudaStaging(memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
+                "a staging area for weights computed on " + label + " from system RAM"), bytes);
+    }
+
+    /** Whole 256-byte units, so that every staged tensor starts as aligned as an allocation of its own. */
+    @Override
+    public long stagedBytes(GgufTensor tensor) {
+        Shape t = shape(tensor);
+        long bytes = t.isVector() ? 4L * t.rowLength() : t.bytes();
+        return (bytes + 255) & ~255L;
+    }
+
+    @Override
+    public synchronized Weight stage(GgufTensor tensor, StagingArea area, long offset) {
+        makeCurrent();
+        requireNotRecording("staging a weight");
+        if (!(area instanceof CudaStaging a) || a.closed) {
+            throw new IllegalArgumentException("staging area " + area + " is not an open area of " + label);
+        }
+        Shape t = shape(tensor);
+        long need = stagedBytes(tensor);
+        if (offset < 0 || offset % 256 != 0 || offset + need > a.bytes) {
+            throw new IllegalArgumentException("tensor " + t.name() + " (" + need + " bytes) does not fit the staging"
+                    + " area of " + a.bytes + " bytes at " + offset);
+        }
+        // the kernels that read this range before must be done with it: the upload runs on its own stream
+        check(JCudaDriver.cuStreamSynchronize(stream), "waiting for " + label + " before staging " + t.name());
+        CUdeviceptr p = a.data.withByteOffset(offset);
+        if (t.isVector()) {
+            return uploadVector(tensor, t, p);
+        }
+        upload(tensor.data(), t.bytes(), p, t.name());
+        return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, tensor.type(),
+                t.rowBytes(), t.rowBytes() * t.rows());
     }
 
     /** Two pinned host buffers: one is filled from the mapped file while the other's copy to the device runs. */
@@ -561,6 +665,13 @@ public final class CudaBackend implements Backend {
             noteProduct(w, n);
             launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
+        } else if (q8k(f, w.rowLength(), 1) && f.q8kMatmul() != null) {
+            // on the tensor cores, with the activations the matrix-vector kernel of this format sees
+            Quantized q = quantizedQ8k(x.data, x.pitch, n, w.rowLength());
+            noteProduct(w, n);
+            launch(f.q8kMatmul(), "mmq_" + w.format(), ceilDiv(w.rows(), MMQ_ROWS), gridY(ceilDiv(n, MMQ_TOKENS)),
+                    MMQ_THREADS, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, q.values(), q.scales(),
+                    q.sums(), o.data, o.pitch, n, null);
         } else {
             // the activations the matrix-vector kernel of this format sees, so that prompts and steps agree
             CUdeviceptr input = q8k(f, w.rowLength(), 1) ? roundedQ8k(x, n) : x.data;
@@ -919,34 +1030,52 @@ public final class CudaBackend implements Backend {
                 tiles, CudaRouting.TILE_ROWS);
         launch(kernels.moeGather, "moe_gather", assignments, 1, 256, x.data, x.pitch, r.order, k, assignments,
                 xs.data, xs.pitch, embd);
-        // round as the one-token kernels do (mvq_pair, mvq_combine), so that prompts and steps agree
-        if (gate.format() == up.format() && q8k(fg, embd, 1)) {
+        // round as the one-token kernels do (mvq_pair, mvq_combine), so that prompts and steps agree: into int8
+        // for the tensor-core kernels, in place for the others
+        boolean gateUpQ8k = gate.format() == up.format() && q8k(fg, embd, 1);
+        Quantized qx = null;
+        if (gateUpQ8k && fg.q8kMatmul() != null) {
+            qx = quantizedQ8k(xs.data, xs.pitch, assignments, embd);
+        } else if (gateUpQ8k) {
             roundQ8k(xs.data, xs.pitch, assignments, embd, xs.data, xs.pitch);
         }
         if (profiler != null) {  // every expert's weights, once: an upper bound for a batch this large
             note(role(gate), gate.rowBytes() * ffn * experts, 2L * ffn * embd * assignments);
         }
-        launch(fg.matmul(), "mm_" + gate.format(), ceilDiv(ffn, MM_ROWS), tiles, 256, gate.data(),
-                gate.expertStride(), gate.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, g.data, g.pitch,
-                assignments, r.tiles);
+        expertProduct(fg, gate, embd, ffn, experts, xs, qx, g, assignments, tiles, r);
         if (profiler != null) {
             note(role(up), up.rowBytes() * ffn * experts, 2L * ffn * embd * assignments);
         }
-        launch(fu.matmul(), "mm_" + up.format(), ceilDiv(ffn, MM_ROWS), tiles, 256, up.data(),
-                up.expertStride(), up.rowBytes(), embd, ffn, experts, xs.data, xs.pitch, u.data, u.pitch,
-                assignments, r.tiles);
+        expertProduct(fu, up, embd, ffn, experts, xs, qx, u, assignments, tiles, r);
         elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
-        if (q8k(fd, ffn, k)) {
+        Quantized qg = null;
+        if (q8k(fd, ffn, k) && fd.q8kMatmul() != null) {
+            qg = quantizedQ8k(g.data, g.pitch, assignments, ffn);
+        } else if (q8k(fd, ffn, k)) {
             roundQ8k(g.data, g.pitch, assignments, ffn, g.data, g.pitch);
         }
         if (profiler != null) {
             note(role(down), down.rowBytes() * embd * experts, 2L * ffn * embd * assignments);
         }
-        launch(fd.matmul(), "mm_" + down.format(), ceilDiv(embd, MM_ROWS), tiles, 256, down.data(),
-                down.expertStride(), down.rowBytes(), ffn, embd, experts, g.data, g.pitch, y.data, y.pitch,
-                assignments, r.tiles);
+        expertProduct(fd, down, ffn, embd, experts, g, qg, y, assignments, tiles, r);
         launch(kernels.moeCombine, "moe_combine", n, 1, 256, y.data, y.pitch, r.position, r.weights, k,
                 out.data, out.pitch, embd);
+    }
+
+    /**
+     * One tiled product per expert run of the grouped assignments: {@code y = W_e x} for the rows of {@code x}
+     * (of {@code k} values) in each tile, on the tensor cores from {@code q} when the input was rounded to int8.
+     */
+    private void expertProduct(Kernels.Format f, CudaWeight w, int k, int rows, int experts, CudaActivations x,
+                               Quantized q, CudaActivations y, int assignments, int tiles, CudaRouting r) {
+        if (q != null) {
+            launch(f.q8kMatmul(), "mmq_" + w.format(), ceilDiv(rows, MMQ_ROWS), tiles, MMQ_THREADS, w.data(),
+                    w.expertStride(), w.rowBytes(), k, rows, experts, q.values(), q.scales(), q.sums(), y.data,
+                    y.pitch, assignments, r.tiles);
+        } else {
+            launch(f.matmul(), "mm_" + w.format(), ceilDiv(rows, MM_ROWS), tiles, 256, w.data(), w.expertStride(),
+                    w.rowBytes(), k, rows, experts, x.data, x.pitch, y.data, y.pitch, assignments, r.tiles);
+        }
     }
 
     /** Copies the first {@code n} tokens' routing to the host (tests and diagnostics; the model never needs it). */
@@ -1178,6 +1307,33 @@ public final class CudaBackend implements Backend {
         }
         roundQ8k(x.data, x.pitch, n, x.width(), rounded, x.pitch);
         return rounded;
+    }
+
+    /** Rows rounded to Q8_K as int8 values, a scale per 256 and a sum per 16 (quantize_q8k_rows' output). */
+    private record Quantized(CUdeviceptr values, CUdeviceptr scales, CUdeviceptr sums) {}
+
+    /**
+     * {@code rows} rows of {@code width} floats at {@code src} rounded to Q8_K into a scratch buffer of the backend,
+     * grown on demand: the input of a tensor-core product. Valid until the next call.
+     */
+    private Quantized quantizedQ8k(CUdeviceptr src, int pitch, int rows, int width) {
+        long values = (long) rows * width;
+        long bytes = values + values / 64 + values / 4;  // int8 values, a float per 256, an int per 16
+        if (bytes > quantizedBytes) {
+            if (quantized != null) {
+                memory.free(quantized);
+                quantized = null;
+                quantizedBytes = 0;
+            }
+            quantized = memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
+                    "activations rounded to 8 bits for a batch of " + rows + " x " + width);
+            quantizedBytes = bytes;
+        }
+        Quantized q = new Quantized(quantized, quantized.withByteOffset(values),
+                quantized.withByteOffset(values + values / 64));
+        launch(kernels.quantizeQ8kRows, "quantize_q8k_rows", ceilDiv(rows * (width / 16), 256), 1, 256, src, pitch,
+                rows, width, q.values(), q.scales(), q.sums());
+        return q;
     }
 
     private void roundQ8k(CUdeviceptr src, int srcPitch, int rows, int width, CUdeviceptr dst, int dstPitch) {

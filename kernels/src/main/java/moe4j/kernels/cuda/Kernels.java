@@ -41,10 +41,18 @@ final class Kernels {
      * Per-format entry points; the {@code q8k} ones are null for formats outside {@link #Q8K_FORMATS}.
      */
     record Format(CUfunction matvec, CUfunction matvecPair, CUfunction matvecCombine, CUfunction matmul,
-                  CUfunction rows, CUfunction q8kMatvec, CUfunction q8kMatvecPair, CUfunction q8kMatvecCombine) {
+                  CUfunction rows, CUfunction q8kMatvec, CUfunction q8kMatvecPair, CUfunction q8kMatvecCombine,
+                  CUfunction q8kMatmul) {
 
         boolean hasQ8k() { return q8kMatvec != null; }
     }
+
+    /**
+     * The formats whose batched products run on the tensor cores with activations rounded to Q8_K;
+     * {@code -Dmoe4j.cuda.mmq=false} keeps them on the float tiles, to compare the two on one machine.
+     */
+    static final Set<GgmlType> MMQ_FORMATS = "false".equalsIgnoreCase(System.getProperty("moe4j.cuda.mmq"))
+            ? Set.of() : Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q4_K, GgmlType.Q6_K));
 
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
@@ -67,6 +75,7 @@ final class Kernels {
     final CUfunction moeGather;
     final CUfunction moeCombine;
     final CUfunction roundQ8k;
+    final CUfunction quantizeQ8kRows;
     final CUfunction profileDelay;
 
     /** Loads the module into the current context. */
@@ -85,7 +94,8 @@ final class Kernels {
             boolean q8k = Q8K_FORMATS.contains(t);
             formats.put(t, new Format(function("mv_" + s), function("mv_pair_" + s), function("mv_combine_" + s),
                     function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
-                    q8k ? function("mvq_pair_" + s) : null, q8k ? function("mvq_combine_" + s) : null));
+                    q8k ? function("mvq_pair_" + s) : null, q8k ? function("mvq_combine_" + s) : null,
+                    MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null));
         }
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");
@@ -106,6 +116,7 @@ final class Kernels {
         moeGather = function("moe_gather");
         moeCombine = function("moe_combine");
         roundQ8k = function("round_q8k");
+        quantizeQ8kRows = function("quantize_q8k_rows");
         profileDelay = function("profile_delay");
     }
 

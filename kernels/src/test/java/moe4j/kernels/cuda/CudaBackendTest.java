@@ -34,6 +34,7 @@ import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
+import moe4j.kernels.StagingArea;
 import moe4j.kernels.StepRecorder;
 import moe4j.kernels.Weight;
 import moe4j.kernels.cpu.CpuBackend;
@@ -721,6 +722,74 @@ class CudaBackendTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> gpu.routeSoftmaxTopK(gpu.allocate(1, 4), 1, new ExpertRouting(4, 2, 1)));
         assertTrue(e.getMessage().contains("allocateRouting"), e.getMessage());
+    }
+
+    // ------------------------------------------------------------ staged weights
+
+    /** A staged weight computes as a bound one; staging another tensor into the range replaces it. */
+    @Test
+    void stagedWeightsComputeAsBoundOnesAndAreReplacedByTheNextStaging() {
+        int len = 512;
+        int rows = 300;
+        GgufTensor a = randomTensor("a", GgmlType.Q4_K, len, rows);
+        GgufTensor b = randomTensor("b", GgmlType.Q6_K, len, rows);
+        GgufTensor gain = f32Tensor("gain", randomFloats(len, 1f), len);
+        float[] x = randomFloats(3 * len, 1f);
+        Activations in = fill(gpu, x, 3, len);
+        assertTrue(gpu.stagedBytes(b) > gpu.stagedBytes(a), "Q6_K takes more room than Q4_K");
+        try (StagingArea area = gpu.allocateStaging(gpu.stagedBytes(b) + gpu.stagedBytes(gain))) {
+            for (GgufTensor t : List.of(a, b)) {
+                Weight staged = gpu.stage(t, area, 0);
+                Weight stagedGain = gpu.stage(gain, area, gpu.stagedBytes(t));
+                Activations fromStaged = poisoned(3, rows);
+                gpu.matmul(staged, in, fromStaged, 3);
+                Activations fromBound = poisoned(3, rows);
+                gpu.matmul(gpu.bind(t), in, fromBound, 3);
+                assertArrayEquals(rows(gpu, fromBound, 3), rows(gpu, fromStaged, 3), 0f, t.name() + " staged");
+                Activations normed = poisoned(3, len);
+                gpu.rmsNorm(in, stagedGain, 1e-6f, normed, 3);
+                Activations expected = poisoned(3, len);
+                gpu.rmsNorm(in, gpu.bind(gain), 1e-6f, expected, 3);
+                assertArrayEquals(rows(gpu, expected, 3), rows(gpu, normed, 3), 0f, "staged gains after " + t.name());
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> gpu.stage(b, area, gpu.stagedBytes(gain) + 256));
+            assertTrue(e.getMessage().contains("does not fit the staging area"), e.getMessage());
+        }
+    }
+
+    /** Expert stacks staged into one area run a large batch's experts as bound ones do, bit for bit. */
+    @Test
+    void stagedExpertStacksComputeAsBoundOnes() {
+        int embd = 256;
+        int ffn = 768;
+        int experts = 8;
+        int k = 4;
+        int n = 40;   // grouped by expert on the device
+        List<GgufTensor> stacks = List.of(randomTensor("gate", GgmlType.Q4_K, embd, ffn, experts),
+                randomTensor("up", GgmlType.Q4_K, embd, ffn, experts), randomTensor("down", GgmlType.Q6_K, ffn, embd,
+                        experts));
+        float[] x = randomFloats(n * embd, 1f);
+        float[] logits = randomFloats(n * experts, 2f);
+        long bytes = stacks.stream().mapToLong(gpu::stagedBytes).sum();
+        try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+             ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
+             StagingArea area = gpu.allocateStaging(bytes)) {
+            gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
+            Weight[] staged = new Weight[3];
+            long offset = 0;
+            for (int i = 0; i < 3; i++) {
+                staged[i] = gpu.stage(stacks.get(i), area, offset);
+                offset += gpu.stagedBytes(stacks.get(i));
+            }
+            Activations in = fill(gpu, x, n, embd);
+            Activations fromStaged = poisoned(n, embd);
+            gpu.experts(staged[0], staged[1], staged[2], in, routing, buffers, fromStaged, n);
+            Activations fromBound = poisoned(n, embd);
+            gpu.experts(gpu.bind(stacks.get(0)), gpu.bind(stacks.get(1)), gpu.bind(stacks.get(2)), in, routing,
+                    buffers, fromBound, n);
+            assertArrayEquals(rows(gpu, fromBound, n), rows(gpu, fromStaged, n), 0f, "experts of staged stacks");
+        }
     }
 
     // ------------------------------------------------------------ memory

@@ -1,0 +1,94 @@
+// Prompt batches of K-quant weights on the tensor cores: weight tiles unpacked to int8 with a float scale and
+// minimum per 16 values, activations rounded to Q8_K (the values the matrix-vector kernels see), 16x16x16
+// int8 products accumulated in int32 per 16 values, then scaled into float32 accumulators.
+//
+// A half super-block (128 values) of a weight row is unpacked by four threads, 32 values each (Unpack::half):
+// into int8 q and, per 16-value group g of the half, scale[g] and min[g] such that the weight is
+// scale * q - min, exactly the CPU's decoding.
+#pragma once
+
+#include <stdint.h>
+#include <cuda_fp16.h>
+
+namespace moe4j {
+
+struct HalfUnpacked {
+    uint4 lo;        // 16 int8 values of group gLo
+    uint4 hi;        // 16 int8 values of group gHi
+    int gLo, gHi;    // groups 0..7 of the half
+    float scaleLo, minLo, scaleHi, minHi;
+};
+
+// Q4_K, half h, part p (0..3): the 16 quant bytes at 16 + 32m + 16(p%2), m = 2h + p/2: low nibbles are values
+// 64m + 16(p%2) + 0..15 of the block (sub-block 2m), high nibbles the same + 32 (sub-block 2m + 1).
+struct Q4KHalf {
+    static constexpr int BYTES = 144;
+
+    __device__ __forceinline__ static HalfUnpacked unpack(const uint8_t* block, int h, int p) {
+        HalfUnpacked r;
+        int m = 2 * h + (p >> 1);
+        uint4 hd = *reinterpret_cast<const uint4*>(block);
+        uint4 q = *reinterpret_cast<const uint4*>(block + 16 + 32 * m + 16 * (p & 1));
+        r.lo = make_uint4(q.x & 0x0F0F0F0Fu, q.y & 0x0F0F0F0Fu, q.z & 0x0F0F0F0Fu, q.w & 0x0F0F0F0Fu);
+        r.hi = make_uint4((q.x >> 4) & 0x0F0F0F0Fu, (q.y >> 4) & 0x0F0F0F0Fu, (q.z >> 4) & 0x0F0F0F0Fu,
+                          (q.w >> 4) & 0x0F0F0F0Fu);
+        int local = 64 * (p >> 1) + 16 * (p & 1);
+        r.gLo = local >> 4;
+        r.gHi = r.gLo + 2;
+        KScales sc = k_scales(hd, m);
+        float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xFFFFu)));
+        float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+        r.scaleLo = __fmul_rn(d, (float)sc.scLo);
+        r.minLo = __fmul_rn(dmin, (float)sc.mnLo);
+        r.scaleHi = __fmul_rn(d, (float)sc.scHi);
+        r.minHi = __fmul_rn(dmin, (float)sc.mnHi);
+        return r;
+    }
+};
+
+// Q6_K, half h, part p (0..3): the 16 ql bytes at 64h + 16p hold values 128h + 16p + 0..15 (low nibbles, group p
+// of the half) and 128h + 64 + 16p + 0..15 (high nibbles, group 4 + p), their top bits in the 16 qh bytes at
+// 128 + 32h + 16(p%2), at bits 2(p/2) and 4 + 2(p/2); q - 32 is the int8 value, (d * scale) its scale.
+struct Q6KHalf {
+    static constexpr int BYTES = 210;
+
+    __device__ __forceinline__ static HalfUnpacked unpack(const uint8_t* block, int h, int p) {
+        HalfUnpacked r;
+        Words5 ql = load16_b2(block + 64 * h + 16 * p);
+        Words5 qh = load16_b2(block + 128 + 32 * h + 16 * (p & 1));
+        int shift = 2 * (p >> 1);
+        uint32_t lo[4], hi[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint32_t l = word_of(ql, k);
+            uint32_t hb = word_of(qh, k);
+            uint32_t vlo = (l & 0x0F0F0F0Fu) | (((hb >> shift) & 0x03030303u) << 4);
+            uint32_t vhi = ((l >> 4) & 0x0F0F0F0Fu) | (((hb >> (shift + 4)) & 0x03030303u) << 4);
+            lo[k] = __vsub4(vlo, 0x20202020u);  // bytes 0..63 minus 32, as int8
+            hi[k] = __vsub4(vhi, 0x20202020u);
+        }
+        r.lo = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+        r.hi = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+        r.gLo = p;
+        r.gHi = 4 + p;
+        float d = __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short*>(block + 208)));
+        r.scaleLo = __fmul_rn(d, (float)(int8_t)block[192 + 8 * h + p]);
+        r.scaleHi = __fmul_rn(d, (float)(int8_t)block[192 + 8 * h + 4 + p]);
+        r.minLo = 0.f;
+        r.minHi = 0.f;
+        return r;
+    }
+};
+
+template <class F>
+struct MmqHalfOf;
+template <>
+struct MmqHalfOf<Q4_K> {
+    using type = Q4KHalf;
+};
+template <>
+struct MmqHalfOf<Q6_K> {
+    using type = Q6KHalf;
+};
+
+}  // namespace moe4j
