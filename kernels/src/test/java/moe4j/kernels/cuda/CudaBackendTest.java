@@ -561,7 +561,8 @@ class CudaBackendTest {
     static Stream<Arguments> attentionCases() {
         return Stream.of(KvCacheType.F16, KvCacheType.F32).flatMap(type -> Stream.of(
                 Arguments.of(type, 64, 0, 1), Arguments.of(type, 64, 37, 1), Arguments.of(type, 128, 0, 20),
-                Arguments.of(type, 128, 5, 9), Arguments.of(type, 128, 300, 1)));
+                Arguments.of(type, 128, 5, 9), Arguments.of(type, 128, 300, 1), Arguments.of(type, 128, 200, 4),
+                Arguments.of(type, 64, 100, 7), Arguments.of(type, 96, 45, 2)));
     }
 
     @ParameterizedTest(name = "{0} cache, head {1}, from {2}, {3} tokens")
