@@ -801,7 +801,9 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
         mmq_body<F>(W, expertStride, rowBytes, K, rows, experts, XQ, XD, XS, Y, yStride, n, tiles);            \
     }
 
+MMQ_KERNEL(q3_k, Q3_K)
 MMQ_KERNEL(q4_k, Q4_K)
+MMQ_KERNEL(q5_k, Q5_K)
 MMQ_KERNEL(q6_k, Q6_K)
 
 // ---------------------------------------------------------------- row lookup (embedding)
