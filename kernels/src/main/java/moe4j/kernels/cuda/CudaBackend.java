@@ -21,6 +21,7 @@ import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUgraph;
 import jcuda.driver.CUgraphExec;
@@ -317,15 +318,23 @@ public final class CudaBackend implements Backend {
                 4L * t.rowLength(), 4L * t.rowLength());
     }
 
-    /** Device memory weights are staged into: a block of {@link DeviceMemory}, returned on close. */
+    /**
+     * Device memory weights are staged into: a block of {@link DeviceMemory}, returned on close. {@code released}
+     * is recorded on the stream when another area begins staging: behind it are all the operations that may read
+     * what this area holds.
+     */
     private final class CudaStaging implements StagingArea {
         final CUdeviceptr data;
         final long bytes;
+        final CUevent released = new CUevent();
+        boolean recorded;
         boolean closed;
 
         CudaStaging(CUdeviceptr data, long bytes) {
             this.data = data;
             this.bytes = bytes;
+            check(JCudaDriver.cuEventCreate(released, CUevent_flags.CU_EVENT_DISABLE_TIMING),
+                    "creating a staging event on " + label);
         }
 
         @Override
@@ -336,11 +345,21 @@ public final class CudaBackend implements Backend {
             synchronized (CudaBackend.this) {
                 if (!closed) {
                     closed = true;
+                    makeCurrent();
+                    // kernels still reading the area must be done before its memory goes back
+                    JCudaDriver.cuStreamSynchronize(stream);
+                    JCudaDriver.cuEventDestroy(released);
+                    if (lastStaged == this) {
+                        lastStaged = null;
+                    }
                     memory.free(data);
                 }
             }
         }
     }
+
+    /** The area staged into last: the operations enqueued since may read it. */
+    private CudaStaging lastStaged;
 
     @Override
     public synchronized StagingArea allocateStaging(long bytes) {
@@ -352,6 +371,36 @@ public final class CudaBackend implements Backend {
         // counted as activations: the planner counts the area with a device's scratch
         return new CudaStaging(memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
                 "a staging area for weights computed on " + label + " from system RAM"), bytes);
+    }
+
+    /**
+     * Waits only for the operations that may read {@code area}: with two areas taken in turn, a layer's weights are
+     * copied in while the GPU still computes with the previous layer's.
+     */
+    @Override
+    public synchronized void beginStaging(StagingArea area) {
+        makeCurrent();
+        requireNotRecording("staging weights");
+        CudaStaging a = openArea(area);
+        if (lastStaged == a) {
+            check(JCudaDriver.cuStreamSynchronize(stream), "waiting for " + label + " before staging again");
+        } else {
+            if (lastStaged != null) {
+                check(JCudaDriver.cuEventRecord(lastStaged.released, stream), "marking a staging area's readers");
+                lastStaged.recorded = true;
+            }
+            if (a.recorded) {
+                check(JCudaDriver.cuEventSynchronize(a.released), "waiting for the readers of a staging area");
+            }
+        }
+        lastStaged = a;
+    }
+
+    private CudaStaging openArea(StagingArea area) {
+        if (!(area instanceof CudaStaging a) || a.closed) {
+            throw new IllegalArgumentException("staging area " + area + " is not an open area of " + label);
+        }
+        return a;
     }
 
     /** Whole 256-byte units, so that every staged tensor starts as aligned as an allocation of its own. */
@@ -366,8 +415,10 @@ public final class CudaBackend implements Backend {
     public synchronized Weight stage(GgufTensor tensor, StagingArea area, long offset) {
         makeCurrent();
         requireNotRecording("staging a weight");
-        if (!(area instanceof CudaStaging a) || a.closed) {
-            throw new IllegalArgumentException("staging area " + area + " is not an open area of " + label);
+        CudaStaging a = openArea(area);
+        if (lastStaged != a) {
+            throw new IllegalStateException("staging " + tensor.name() + " into an area of " + label
+                    + " that was not begun (beginStaging) since another was");
         }
         Shape t = shape(tensor);
         long need = stagedBytes(tensor);
@@ -375,8 +426,6 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("tensor " + t.name() + " (" + need + " bytes) does not fit the staging"
                     + " area of " + a.bytes + " bytes at " + offset);
         }
-        // the kernels that read this range before must be done with it: the upload runs on its own stream
-        check(JCudaDriver.cuStreamSynchronize(stream), "waiting for " + label + " before staging " + t.name());
         CUdeviceptr p = a.data.withByteOffset(offset);
         if (t.isVector()) {
             return uploadVector(tensor, t, p);
