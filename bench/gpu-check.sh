@@ -17,7 +17,8 @@
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   MMQ_AB=0 bench/gpu-check.sh   skips the prompt run on the float tiles (-Dmoe4j.cuda.mmq=false)
-#   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt)
+#   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt); NCU_MODEL,
+#                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -122,12 +123,12 @@ fi
 # 4b. Optional (NCU=1): Nsight Compute's view of one decode layer's kernels (direct launches)
 if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     t=$(date +%s)
-    timeout 240 ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
-        -k 'regex:^(mvq|attention_decode|route_topk|add_rms_norm|rms_norm_rope|store_kv|mv_f32)' \
+    timeout "${NCU_TIMEOUT:-120}" ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
+        -k "regex:${NCU_KERNELS:-^(mvq|attention_decode|route_topk|add_rms_norm|rms_norm_rope|store_kv|mv_f32)}" \
         --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
         "$java" "${flags[@]}" -Dmoe4j.cuda.graphs=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "$model" cuda:0 8 4 1 > "$OUT/ncu.txt" 2>&1
+        moe4j.engine.GpuBench "${NCU_MODEL:-$model}" cuda:0 8 4 1 > "$OUT/ncu.txt" 2>&1
     row "ncu (exit $?, $(elapsed $t))" "$OUT/ncu.txt"
 fi
 # 5. Hybrid placement: attention on the GPU, every routed expert in RAM on the CPU backend (llama.cpp's
