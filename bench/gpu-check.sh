@@ -14,8 +14,11 @@
 #   SYNTH=qwen3-235b-a22b:Q3_K_M bench/gpu-check.sh  also times bench --synthetic PRESET:TYPE on cuda:0 (pp512, tg64)
 #   SYNTH_DEVICES=cuda:0,cpu      ... placed across the GPU and system RAM instead (e.g. a model larger than the GPU)
 #   SYNTH_OFFLOAD="--n-cpu-moe 47" ... then once more on cuda:0 and the CPU with these placement flags
+#   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
+#   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   MMQ_AB=0 bench/gpu-check.sh   skips the prompt run on the float tiles (-Dmoe4j.cuda.mmq=false)
-#   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt)
+#   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt); NCU_MODEL,
+#                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -109,17 +112,23 @@ if [ "${PROFILE:-1}" = 1 ]; then
     timeout 90 "$java" "${flags[@]}" "${prof[@]}" "$model" cuda:0 "$PP" 8 > "$OUT/profile.log" 2>&1
     status=$?
     row "GpuProfile (exit $status, $(elapsed $t))" "$(grep -m1 '^== decode' "$OUT/profile.log" | cut -c4-110)"
+    if [ -n "${PROFILE_EXTRA:-}" ]; then
+        t=$(date +%s)
+        timeout 150 "$java" "${flags[@]}" "${prof[@]}" "$PROFILE_EXTRA" cuda:0 "$PP" 8 > "$OUT/profile-extra.log" 2>&1
+        row "GpuProfile $PROFILE_EXTRA (exit $?, $(elapsed $t))" \
+            "$(grep -m1 '^== decode' "$OUT/profile-extra.log" | cut -c4-110)"
+    fi
 fi
 
 # 4b. Optional (NCU=1): Nsight Compute's view of one decode layer's kernels (direct launches)
 if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     t=$(date +%s)
-    timeout 240 ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
-        -k 'regex:^(mvq|attention_decode|route_topk|add_rms_norm|rms_norm_rope|store_kv|mv_f32)' \
+    timeout "${NCU_TIMEOUT:-120}" ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
+        -k "regex:${NCU_KERNELS:-^(mvq|attention_decode|route_topk|add_rms_norm|rms_norm_rope|store_kv|mv_f32)}" \
         --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
         "$java" "${flags[@]}" -Dmoe4j.cuda.graphs=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "$model" cuda:0 8 4 1 > "$OUT/ncu.txt" 2>&1
+        moe4j.engine.GpuBench "${NCU_MODEL:-$model}" cuda:0 8 4 1 > "$OUT/ncu.txt" 2>&1
     row "ncu (exit $?, $(elapsed $t))" "$OUT/ncu.txt"
 fi
 # 5. Hybrid placement: attention on the GPU, every routed expert in RAM on the CPU backend (llama.cpp's
@@ -133,6 +142,17 @@ if [ "${HYBRID:-1}" = 1 ]; then
         row "  $(echo $test)" "$(echo $ts) tok/s"
     done < <(grep -E '^\| .*(pp|tg)[0-9]' "$OUT/hybrid.log")
     row "  llama.cpp H100, 16 threads (anchor)" "pp512 790 tok/s, tg64 39 tok/s"
+fi
+# 5b. Optional (CPU_BENCH=1): the same model on the CPU backend alone, all cores: what the hybrid run's experts
+# can reach on this machine's RAM
+if [ "${CPU_BENCH:-0}" = 1 ]; then
+    t=$(date +%s)
+    timeout 150 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" --device cpu \
+        -t "$(nproc)" -p 0 -n 16 -r 2 > "$OUT/cpu.log" 2>&1
+    row "cpu alone (exit $?, $(elapsed $t))" "$(nproc) threads"
+    while IFS='|' read -r _ _ _ _ _ _ test ts _; do
+        row "  $(echo $test)" "$(echo $ts) tok/s"
+    done < <(grep -E '^\| .*(pp|tg)[0-9]' "$OUT/cpu.log")
 fi
 if [ "${FILE:-0}" = 1 ]; then rm -f "$model"; fi
 
@@ -179,6 +199,10 @@ head -30 "$OUT/agreement.txt"
 if [ "${PROFILE:-1}" = 1 ]; then
     echo "---- GPU time per operation (full: $OUT/profile.log) ----"
     grep -v -E '^WARNING|^profile ' "$OUT/profile.log" | cut -c1-100 | head -70
+    if [ -f "$OUT/profile-extra.log" ]; then
+        echo "---- GPU time per operation, $PROFILE_EXTRA (full: $OUT/profile-extra.log) ----"
+        grep -v -E '^WARNING|^profile ' "$OUT/profile-extra.log" | cut -c1-100 | head -45
+    fi
 fi
 for log in synthetic synthetic-offload; do
     if [ -f "$OUT/$log.log" ] && grep -q '^placement:' "$OUT/$log.log"; then

@@ -80,8 +80,90 @@ struct Q6KHalf {
     }
 };
 
+// Q5_K, half h, part p (0..3), laid out as Q4_K's with the fifth bits: the 16 quant bytes at 48 + 32m + 16(p%2),
+// m = 2h + p/2, and the 16 qh bytes at 16 + 16(p%2), whose bit 2m tops the low nibbles and bit 2m + 1 the high.
+struct Q5KHalf {
+    static constexpr int BYTES = 176;
+
+    __device__ __forceinline__ static HalfUnpacked unpack(const uint8_t* block, int h, int p) {
+        HalfUnpacked r;
+        int m = 2 * h + (p >> 1);
+        uint4 hd = *reinterpret_cast<const uint4*>(block);
+        uint4 q = *reinterpret_cast<const uint4*>(block + 48 + 32 * m + 16 * (p & 1));
+        uint4 qh = *reinterpret_cast<const uint4*>(block + 16 + 16 * (p & 1));
+        uint32_t qw[4] = {q.x, q.y, q.z, q.w};
+        uint32_t hw[4] = {qh.x, qh.y, qh.z, qh.w};
+        uint32_t lo[4], hi[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            lo[k] = (qw[k] & 0x0F0F0F0Fu) | (((hw[k] >> (2 * m)) & 0x01010101u) << 4);
+            hi[k] = ((qw[k] >> 4) & 0x0F0F0F0Fu) | (((hw[k] >> (2 * m + 1)) & 0x01010101u) << 4);
+        }
+        r.lo = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+        r.hi = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+        int local = 64 * (p >> 1) + 16 * (p & 1);
+        r.gLo = local >> 4;
+        r.gHi = r.gLo + 2;
+        KScales sc = k_scales(hd, m);
+        float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xFFFFu)));
+        float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+        r.scaleLo = __fmul_rn(d, (float)sc.scLo);
+        r.minLo = __fmul_rn(dmin, (float)sc.mnLo);
+        r.scaleHi = __fmul_rn(d, (float)sc.scHi);
+        r.minHi = __fmul_rn(dmin, (float)sc.mnHi);
+        return r;
+    }
+};
+
+// Q3_K, half h, part p (0..3): groups 2p and 2p + 1 of the half, values 128h + 32p + 0..15 and + 16..31, are the
+// bits 2p..2p+1 of the quant bytes at 32 + 32h + 0..15 and + 16..31, topped by bit 4h + p of the hmask bytes
+// 0..15 and 16..31; q2 + 4 * high bit - 4 is the int8 value, d * (6-bit scale - 32) its scale (Q3KUnit::scale).
+// Blocks of 110 bytes are only 2-byte aligned.
+struct Q3KHalf {
+    static constexpr int BYTES = 110;
+
+    __device__ __forceinline__ static HalfUnpacked unpack(const uint8_t* block, int h, int p) {
+        HalfUnpacked r;
+        Words5 qa = load16_b2(block + 32 + 32 * h);
+        Words5 qb = load16_b2(block + 32 + 32 * h + 16);
+        Words5 ha = load16_b2(block);
+        Words5 hb = load16_b2(block + 16);
+        int shift = 2 * p;
+        int bit = 4 * h + p;
+        uint32_t lo[4], hi[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint32_t va = ((word_of(qa, k) >> shift) & 0x03030303u) | (((word_of(ha, k) >> bit) & 0x01010101u) << 2);
+            uint32_t vb = ((word_of(qb, k) >> shift) & 0x03030303u) | (((word_of(hb, k) >> bit) & 0x01010101u) << 2);
+            lo[k] = __vsub4(va, 0x04040404u);  // bytes 0..7 minus 4, as int8
+            hi[k] = __vsub4(vb, 0x04040404u);
+        }
+        r.lo = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+        r.hi = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+        r.gLo = 2 * p;
+        r.gHi = 2 * p + 1;
+        const uint8_t* s = block + 96;
+        int gLo = 8 * h + r.gLo;
+        int gHi = gLo + 1;
+        float d = __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short*>(block + 108)));
+        r.scaleLo = __fmul_rn(d, (float)Q3KUnit::scale(s[gLo & 7], s[8 + (gLo & 3)], gLo));
+        r.scaleHi = __fmul_rn(d, (float)Q3KUnit::scale(s[gHi & 7], s[8 + (gHi & 3)], gHi));
+        r.minLo = 0.f;
+        r.minHi = 0.f;
+        return r;
+    }
+};
+
 template <class F>
 struct MmqHalfOf;
+template <>
+struct MmqHalfOf<Q3_K> {
+    using type = Q3KHalf;
+};
+template <>
+struct MmqHalfOf<Q5_K> {
+    using type = Q5KHalf;
+};
 template <>
 struct MmqHalfOf<Q4_K> {
     using type = Q4KHalf;

@@ -801,7 +801,9 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
         mmq_body<F>(W, expertStride, rowBytes, K, rows, experts, XQ, XD, XS, Y, yStride, n, tiles);            \
     }
 
+MMQ_KERNEL(q3_k, Q3_K)
 MMQ_KERNEL(q4_k, Q4_K)
+MMQ_KERNEL(q5_k, Q5_K)
 MMQ_KERNEL(q6_k, Q6_K)
 
 // ---------------------------------------------------------------- row lookup (embedding)
@@ -1180,13 +1182,17 @@ NORM_ROPE_STORE_KERNEL(norm_rope_store_f32, float)
 #define ATT_WARPS 4
 #define ATT_DECODE_WARPS 16
 #define ATT_MAX_HEAD 256
+#define ATT_BATCH 8
 
 // Causal attention of query row blockIdx.y (position startPos + blockIdx.y), head blockIdx.x, over cached
 // positions 0..startPos+blockIdx.y. Each of the WARPS warps runs an online softmax over every WARPS-th
-// position (lane i holds elements i, i+32, ... of the head); the warps' partial results are merged at the
-// end. Prompt batches have a block per (head, token) and use 4 warps; a decoded token has only a block per
-// head, so it uses 16, each walking a sixteenth of the cache.
-template <typename KV, int WARPS>
+// position (lane i holds elements i, i+32, ... of the head: SLOTS of them); the warps' partial results are
+// merged at the end. Prompt batches have a block per (head, token) and use 4 warps; a decoded token has only
+// a block per head, so it uses 16. EXACT: the head has exactly 32 * SLOTS elements, so no lane needs a bound.
+// A warp takes ATT_BATCH of its positions at a time with loads that depend on nothing in the batch (a position
+// past the end reads the last one and weighs 0), so that a batch costs two trips to memory, the keys' and the
+// values', where one position at a time cost two each (~1.5 us a position on an H100).
+template <typename KV, int WARPS, int SLOTS, bool EXACT>
 __device__ __forceinline__ void attention_body(const float* Q, int qStride, const KV* kPlane, const KV* vPlane,
                                                int kvDim, int headDim, int group, float scale, int startPos,
                                                const int* posDev, float* O, int oStride) {
@@ -1202,29 +1208,52 @@ __device__ __forceinline__ void attention_body(const float* Q, int qStride, cons
     int warp = threadIdx.x >> 5;
     for (int i = threadIdx.x; i < headDim; i += blockDim.x) q[i] = Q[(long long)t * qStride + h * headDim + i];
     __syncthreads();
+    float qr[SLOTS];
+#pragma unroll
+    for (int i = 0; i < SLOTS; i++) {
+        int d = lane + WARP * i;
+        qr[i] = EXACT || d < headDim ? q[d] : 0.f;
+    }
+    const KV* kHead = kPlane + (long long)kvh * headDim;
+    const KV* vHead = vPlane + (long long)kvh * headDim;
     float m = -INFINITY;
     float l = 0.f;
-    float acc[ATT_MAX_HEAD / WARP];
+    float acc[SLOTS];
 #pragma unroll
-    for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) acc[i] = 0.f;
-#pragma unroll 2
-    for (int p = warp; p < len; p += WARPS) {
-        long long base = (long long)p * kvDim + (long long)kvh * headDim;
-        float part = 0.f;
+    for (int i = 0; i < SLOTS; i++) acc[i] = 0.f;
+    for (int p0 = warp; p0 < len; p0 += WARPS * ATT_BATCH) {
+        float s[ATT_BATCH];
 #pragma unroll
-        for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) {
-            int d = lane + WARP * i;
-            if (d < headDim) part = fmaf(q[d], kv_load(kPlane, base + d), part);
+        for (int j = 0; j < ATT_BATCH; j++) {
+            const KV* k = kHead + (long long)min(p0 + j * WARPS, len - 1) * kvDim;
+            float part = 0.f;
+#pragma unroll
+            for (int i = 0; i < SLOTS; i++) {
+                int d = lane + WARP * i;
+                if (EXACT || d < headDim) part = fmaf(qr[i], kv_load(k, d), part);
+            }
+            s[j] = part;
         }
-        float s = warp_sum(part) * scale;
-        float mNew = fmaxf(m, s);
-        float c = __expf(m - mNew);
-        float pe = __expf(s - mNew);
-        l = l * c + pe;
+        float mNew = m;
 #pragma unroll
-        for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) {
-            int d = lane + WARP * i;
-            if (d < headDim) acc[i] = acc[i] * c + pe * kv_load(vPlane, base + d);
+        for (int j = 0; j < ATT_BATCH; j++) {
+            s[j] = p0 + j * WARPS < len ? warp_sum(s[j]) * scale : -INFINITY;
+            mNew = fmaxf(mNew, s[j]);
+        }
+        float c = __expf(m - mNew);
+        l *= c;
+#pragma unroll
+        for (int i = 0; i < SLOTS; i++) acc[i] *= c;
+#pragma unroll
+        for (int j = 0; j < ATT_BATCH; j++) {
+            float pe = __expf(s[j] - mNew);
+            l += pe;
+            const KV* v = vHead + (long long)min(p0 + j * WARPS, len - 1) * kvDim;
+#pragma unroll
+            for (int i = 0; i < SLOTS; i++) {
+                int d = lane + WARP * i;
+                if (EXACT || d < headDim) acc[i] = fmaf(pe, kv_load(v, d), acc[i]);
+            }
         }
         m = mNew;
     }
@@ -1233,9 +1262,9 @@ __device__ __forceinline__ void attention_body(const float* Q, int qStride, cons
         wl[warp] = l;
     }
 #pragma unroll
-    for (int i = 0; i < ATT_MAX_HEAD / WARP; i++) {
+    for (int i = 0; i < SLOTS; i++) {
         int d = lane + WARP * i;
-        if (d < headDim) wacc[warp][d] = acc[i];
+        if (EXACT || d < headDim) wacc[warp][d] = acc[i];
     }
     __syncthreads();
     float mAll = wm[0];
@@ -1268,8 +1297,13 @@ extern "C" __global__ void store_kv_f32(float* kPlane, float* vPlane, const floa
     extern "C" __global__ void __launch_bounds__(WARPS * WARP)                                                   \
         NAME(const float* Q, int qStride, const KV* kPlane, const KV* vPlane, int kvDim, int headDim, int group, \
              float scale, int startPos, const int* posDev, float* O, int oStride) {                             \
-        attention_body<KV, WARPS>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, posDev, O, \
-                                  oStride);                                                                      \
+        if (headDim == 128) {  /* Qwen3's heads: no bounds */                                                     \
+            attention_body<KV, WARPS, 4, true>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, \
+                                               posDev, O, oStride);                                                \
+        } else {                                                                                                 \
+            attention_body<KV, WARPS, ATT_MAX_HEAD / WARP, false>(Q, qStride, kPlane, vPlane, kvDim, headDim,     \
+                                                                   group, scale, startPos, posDev, O, oStride);  \
+        }                                                                                                        \
     }
 
 ATTENTION_KERNEL(attention_f16, __half, ATT_WARPS)
@@ -1279,99 +1313,78 @@ ATTENTION_KERNEL(attention_decode_f32, float, ATT_DECODE_WARPS)
 
 // ---------------------------------------------------------------- mixture-of-experts routing
 
-#define ROUTE_THREADS 128
 #define ROUTE_MAX_EXPERTS 1024
 
-// One block per token: softmax over the experts (float exponentials, double sum, scaled by the float
-// reciprocal), then k rounds of arg-max (the lowest index wins a tie) over the probabilities not yet
-// taken, then the chosen probabilities divided by their sum (clamped below at 2^-14). The result stays on
-// the device: ids[t*k+s] (-1 when no probability is finite) and weights[t*k+s].
-extern "C" __global__ void __launch_bounds__(ROUTE_THREADS)
+// The better of two (probability, expert) candidates: the larger probability, the lower index on a tie; an
+// index below 0 is no candidate. A total order, so a butterfly of shuffles leaves every lane the same winner.
+__device__ __forceinline__ void better_candidate(float& v, int& i, float ov, int oi) {
+    if (oi >= 0 && (i < 0 || ov > v || (ov == v && oi < i))) {
+        v = ov;
+        i = oi;
+    }
+}
+
+// One warp per token: softmax over the experts (float exponentials, double sum, scaled by the float
+// reciprocal), then k rounds of arg-max (the lowest index wins a tie) over the probabilities not yet taken,
+// then the chosen probabilities divided by their sum (clamped below at 2^-14). Lane j owns experts j, j+32,
+// ... and keeps its best remaining one in registers, so that a round is one butterfly of shuffles and a
+// rescan by the winning lane alone: no barriers (four warps and two block barriers a round took ~6 us for
+// one token). The result stays on the device: ids[t*k+s] (-1 when no probability is finite) and
+// weights[t*k+s].
+extern "C" __global__ void __launch_bounds__(WARP)
     route_topk(const float* logits, int lStride, int experts, int k, int* ids, float* weights) {
     __shared__ float p[ROUTE_MAX_EXPERTS];
-    __shared__ float redF[ROUTE_THREADS / WARP];
-    __shared__ double redD[ROUTE_THREADS / WARP];
-    __shared__ int redI[ROUTE_THREADS / WARP];
-    __shared__ float bestP[ROUTE_THREADS / WARP];
-    __shared__ float chosen[ROUTE_MAX_EXPERTS];  // the chosen probabilities, in shared memory rather than re-read
+    __shared__ float chosen[ROUTE_MAX_EXPERTS];
     int t = blockIdx.x;
-    int lane = threadIdx.x & 31;
-    int warp = threadIdx.x >> 5;
+    int lane = threadIdx.x;
     const float* l = logits + (long long)t * lStride;
     float mx = -INFINITY;
-    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+    for (int e = lane; e < experts; e += WARP) {
         p[e] = l[e];
         mx = fmaxf(mx, p[e]);
     }
     mx = warp_max(mx);
-    if (lane == 0) redF[warp] = mx;
-    __syncthreads();
-    mx = redF[0];
-    for (int w = 1; w < ROUTE_THREADS / WARP; w++) mx = fmaxf(mx, redF[w]);
     double sum = 0.0;
-    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+    for (int e = lane; e < experts; e += WARP) {
         float v = (float)exp((double)__fsub_rn(p[e], mx));
         p[e] = v;
         sum += v;
     }
-    sum = warp_sum(sum);
-    if (lane == 0) redD[warp] = sum;
-    __syncthreads();
-    double total = 0.0;
-    for (int w = 0; w < ROUTE_THREADS / WARP; w++) total += redD[w];
-    float inv = (float)(1.0 / total);
-    for (int e = threadIdx.x; e < experts; e += blockDim.x) p[e] = __fmul_rn(p[e], inv);
-    __syncthreads();
-
+    float inv = (float)(1.0 / warp_sum(sum));
+    float bv = -1.f;
+    int bi = -1;
+    for (int e = lane; e < experts; e += WARP) {  // ascending e per lane: ties keep the lower index
+        float v = __fmul_rn(p[e], inv);
+        p[e] = v;
+        if (v >= 0.f) better_candidate(bv, bi, v, e);
+    }
     double chosenSum = 0.0;
     for (int s = 0; s < k; s++) {
-        float bv = -1.f;
-        int bi = -1;
-        for (int e = threadIdx.x; e < experts; e += blockDim.x) {
-            float v = p[e];
-            if (v >= 0.f && (bi < 0 || v > bv)) {  // ascending e per thread: ties keep the lower index
-                bv = v;
-                bi = e;
-            }
-        }
+        float v = bv;
+        int idx = bi;
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(FULL_MASK, bv, o);
-            int oi = __shfl_xor_sync(FULL_MASK, bi, o);
-            if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
-                bv = ov;
-                bi = oi;
-            }
+            better_candidate(v, idx, __shfl_xor_sync(FULL_MASK, v, o), __shfl_xor_sync(FULL_MASK, idx, o));
         }
         if (lane == 0) {
-            bestP[warp] = bv;
-            redI[warp] = bi;
-        }
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            float v = -1.f;
-            int idx = -1;
-            for (int w = 0; w < ROUTE_THREADS / WARP; w++) {
-                int oi = redI[w];
-                float ov = bestP[w];
-                if (oi >= 0 && (idx < 0 || ov > v || (ov == v && oi < idx))) {
-                    v = ov;
-                    idx = oi;
-                }
-            }
             ids[t * k + s] = idx;
             chosen[s] = v;
-            if (idx >= 0) {
-                chosenSum += v;
-                p[idx] = -1.f;
+        }
+        if (idx < 0) continue;
+        chosenSum += v;
+        if ((idx & (WARP - 1)) == lane) {  // the winner's owner takes it out and finds its next best
+            p[idx] = -1.f;
+            bv = -1.f;
+            bi = -1;
+            for (int e = lane; e < experts; e += WARP) {
+                float pe = p[e];
+                if (pe >= 0.f) better_candidate(bv, bi, pe, e);
             }
         }
-        __syncthreads();
     }
-    if (threadIdx.x == 0) bestP[0] = fmaxf((float)chosenSum, 6.103515625e-5f);
-    __syncthreads();
-    float norm = bestP[0];
-    for (int s = threadIdx.x; s < k; s += blockDim.x) weights[t * k + s] = __fdiv_rn(chosen[s], norm);
+    __syncwarp();
+    float norm = fmaxf((float)chosenSum, 6.103515625e-5f);
+    for (int s = lane; s < k; s += WARP) weights[t * k + s] = __fdiv_rn(chosen[s], norm);
 }
 
 // One block: groups the n*k assignments by expert into order[] (the assignments of expert 0, then of expert

@@ -51,9 +51,16 @@ public interface Backend extends AutoCloseable {
     }
 
     /**
+     * Starts a new set of weights in {@code area} ({@link #stage}): returns once no operation enqueued before that
+     * may read what {@code area} held is still running. A backend may let the copy overlap operations that read
+     * another area, so that taking two areas in turn hides the copies behind the computation.
+     */
+    default void beginStaging(StagingArea area) {}
+
+    /**
      * {@code tensor} as a weight of this backend, its data copied into {@code area} from byte {@code offset}, after
-     * every operation enqueued before has finished with what was there; valid until that range is staged again.
-     * A backend that reads weights where they lie binds the tensor ({@link #bind}).
+     * {@link #beginStaging} on {@code area} (and no other area since); valid until {@code area} is begun again. A
+     * backend that reads weights where they lie binds the tensor ({@link #bind}).
      */
     default Weight stage(GgufTensor tensor, StagingArea area, long offset) {
         return bind(tensor);

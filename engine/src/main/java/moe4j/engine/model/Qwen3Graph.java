@@ -51,6 +51,7 @@ public final class Qwen3Graph implements ModelGraph {
 
         /** Copies them into {@code area}: the FFN norm and the block, weights of {@code backend} until the next copy. */
         Staged stage(Backend backend, StagingArea area) {
+            backend.beginStaging(area);
             Weight[] w = new Weight[tensors.size()];
             long offset = 0;
             for (int i = 0; i < w.length; i++) {
@@ -75,12 +76,17 @@ public final class Qwen3Graph implements ModelGraph {
     private final Weight outputNorm;
     private final Weight output;
     private final Layer[] layers;
-    /** Per backend, the area its staged blocks are copied into ({@link StagingArea#NONE} where none is). */
-    private final StagingArea[] staging;
+    /**
+     * Per backend, the areas its staged blocks are copied into, taken in turn (none where nothing is staged; one where
+     * a single layer is): a layer's block is copied into one while the previous layer's computes from the other.
+     */
+    private final StagingArea[][] staging;
+    /** Per backend, the staging area the next staged block takes. */
+    private final int[] nextStaging;
     private final int stageBatch;
 
     private Qwen3Graph(ModelConfig config, BackendAssignment assignment, int[] kvLayers, Weight tokenEmbedding,
-                       Weight outputNorm, Weight output, Layer[] layers, StagingArea[] staging) {
+                       Weight outputNorm, Weight output, Layer[] layers, StagingArea[][] staging) {
         this.config = config;
         this.backends = assignment.backends();
         this.embedBackend = assignment.embedding();
@@ -91,6 +97,7 @@ public final class Qwen3Graph implements ModelGraph {
         this.output = output;
         this.layers = layers;
         this.staging = staging;
+        this.nextStaging = new int[staging.length];
         this.stageBatch = assignment.stageBatch();
     }
 
@@ -167,17 +174,23 @@ public final class Qwen3Graph implements ModelGraph {
                     : null;
             layers[i] = new Layer(ai, attnNorm, attention, fi, ffnNorm, ffn, staged);
         }
-        // one area per backend, as large as its largest staged block: the blocks are staged one after the other
+        // two areas per backend that stages several layers' blocks (one for a single layer), each as large as its
+        // largest staged block (Planner.stagingBytes counts the same)
         long[] stagingBytes = new long[backends.size()];
+        int[] stagedLayers = new int[backends.size()];
         for (Layer l : layers) {
             if (l.staged() != null) {
                 stagingBytes[l.attnBackend()] = Math.max(stagingBytes[l.attnBackend()],
                         l.staged().bytes(backends.get(l.attnBackend())));
+                stagedLayers[l.attnBackend()]++;
             }
         }
-        StagingArea[] staging = new StagingArea[backends.size()];
+        StagingArea[][] staging = new StagingArea[backends.size()][];
         for (int i = 0; i < staging.length; i++) {
-            staging[i] = backends.get(i).allocateStaging(stagingBytes[i]);
+            staging[i] = new StagingArea[Math.min(stagedLayers[i], 2)];
+            for (int j = 0; j < staging[i].length; j++) {
+                staging[i][j] = backends.get(i).allocateStaging(stagingBytes[i]);
+            }
         }
         return new Qwen3Graph(c, assignment, kvLayers, tokenEmbedding, outputNorm, output, layers, staging);
     }
@@ -404,10 +417,12 @@ public final class Qwen3Graph implements ModelGraph {
             int ffn;
             if (l.staged != null && n >= stageBatch) {
                 // a large batch: the block's weights come to the residual stream rather than the stream to them. The
-                // area is the graph's, shared by its sessions: one stages and enqueues its products at a time (the
-                // next staging then waits for those products before it overwrites the area). Never a decode step.
+                // areas are the graph's, shared by its sessions: one stages and enqueues its products at a time (the
+                // next staging into an area waits for the products that read it). Never a decode step.
                 synchronized (staging[attn]) {
-                    Staged staged = l.staged.stage(backends.get(attn), staging[attn]);
+                    StagingArea area = staging[attn][nextStaging[attn]];
+                    nextStaging[attn] = (nextStaging[attn] + 1) % staging[attn].length;
+                    Staged staged = l.staged.stage(backends.get(attn), area);
                     ffn = residual(attn, attn, staged.ffnNorm(), n, ws, exec);
                     exec.on(ffn, () -> {
                         Workspace w = ws.on(attn);

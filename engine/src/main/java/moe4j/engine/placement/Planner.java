@@ -411,19 +411,22 @@ public final class Planner {
     }
 
     /**
-     * Room on a GPU for the largest mixture-of-experts block ({@code ffnBytes} per layer: FFN norm, router, experts)
-     * that a batch of at least {@link PlanRequest#stageBatch()} tokens copies in when the block lies in system RAM
-     * (256 bytes of alignment per tensor); 0 without experts or staging.
+     * Room on a GPU for the mixture-of-experts blocks ({@code ffnBytes} per layer: FFN norm, router, experts) that a
+     * batch of at least {@link PlanRequest#stageBatch()} tokens copies in when they lie in system RAM: two areas as
+     * large as the largest block (256 bytes of alignment per tensor), taken in turn so that a copy overlaps the
+     * previous layer's products, or one where a single layer stages; 0 without experts or staging.
      */
     static long stagingBytes(ModelFootprint m, PlanRequest r, long[] ffnBytes) {
         if (!m.isMoe() || r.stageBatch() == 0 || r.stageBatch() > r.batchSize()) {
             return 0;
         }
         long max = 0;
+        int staged = 0;
         for (long b : ffnBytes) {
             max = Math.max(max, b);
+            staged += b > 0 ? 1 : 0;
         }
-        return max == 0 ? 0 : max + 5 * 256;
+        return max == 0 ? 0 : Math.min(staged, 2) * (max + 5 * 256);
     }
 
     /** Per layer, the bytes of its feed-forward block (FFN norm, router, experts). */

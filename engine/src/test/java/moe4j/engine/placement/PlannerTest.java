@@ -214,22 +214,29 @@ class PlannerTest {
 
     /**
      * Batches of 32 tokens or more copy a block placed in RAM to the GPU of its layer's attention: that GPU keeps room
-     * for one block (five tensors at 256-byte boundaries) with the block's buffers; a GPU that holds every block
-     * keeps none, and a batch size under the threshold none either.
+     * for two blocks (five tensors each at 256-byte boundaries, copied in turn) with the blocks' buffers, or one when
+     * a single layer's block lies in RAM; a GPU that holds every block keeps none, and a batch size under the
+     * threshold none either.
      */
     @Test
-    void aGpuWhoseLayersHaveExpertsInRamKeepsRoomForStagingOneBlock() {
+    void aGpuWhoseLayersHaveExpertsInRamKeepsRoomForStagingTwoBlocks() {
         ModelFootprint m = synthetic(4, false);
         PlanRequest batch64 = request().withBatchSize(64);
         Placement hybrid = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64.withCpuMoe());
         Placement plain = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)),
                 batch64.withCpuMoe().withStageBatch(0));
-        assertEquals(FFN_BLOCK + 5 * 256 + Planner.scratchBytes(m, 64, EnumSet.of(Part.FFN_NORM, Part.ROUTER,
-                        Part.EXPERTS, Part.ATTENTION, Part.NORM, Part.OUTPUT, Part.OUTPUT_NORM), true)
-                        - Planner.scratchBytes(m, 64, EnumSet.of(Part.ATTENTION, Part.NORM, Part.OUTPUT,
-                        Part.OUTPUT_NORM), true),
+        long buffers = Planner.scratchBytes(m, 64, EnumSet.of(Part.FFN_NORM, Part.ROUTER, Part.EXPERTS,
+                Part.ATTENTION, Part.NORM, Part.OUTPUT, Part.OUTPUT_NORM), true)
+                - Planner.scratchBytes(m, 64, EnumSet.of(Part.ATTENTION, Part.NORM, Part.OUTPUT, Part.OUTPUT_NORM), true);
+        assertEquals(2 * (FFN_BLOCK + 5 * 256) + buffers,
                 hybrid.device("cuda:0").scratchBytes() - plain.device("cuda:0").scratchBytes(),
-                "one block's room and its buffers");
+                "two blocks' room and their buffers");
+        Placement oneLayer = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64.withNCpuMoe(1));
+        assertEquals(List.of(1, 2, 3), oneLayer.device("cuda:0").expertLayers());
+        assertEquals(FFN_BLOCK + 5 * 256, oneLayer.device("cuda:0").scratchBytes()
+                - Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64.withNCpuMoe(1)
+                        .withStageBatch(0)).device("cuda:0").scratchBytes(),
+                "one layer stages: one block's room (the GPU has the blocks' buffers for its own experts)");
         assertEquals(plain.device("cpu").scratchBytes(), hybrid.device("cpu").scratchBytes(), "nothing on the CPU");
         Placement whole = Planner.plan(m, List.of(gpu(0, GIB), DeviceSpec.cpu(GIB, DDR)), batch64);
         assertEquals(List.of(0, 1, 2, 3), whole.device("cuda:0").expertLayers());

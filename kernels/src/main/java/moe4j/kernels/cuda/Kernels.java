@@ -52,7 +52,8 @@ final class Kernels {
      * {@code -Dmoe4j.cuda.mmq=false} keeps them on the float tiles, to compare the two on one machine.
      */
     static final Set<GgmlType> MMQ_FORMATS = "false".equalsIgnoreCase(System.getProperty("moe4j.cuda.mmq"))
-            ? Set.of() : Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q4_K, GgmlType.Q6_K));
+            ? Set.of() : Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q3_K,
+                    GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K));
 
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
@@ -561,7 +562,8 @@ class CudaBackendTest {
     static Stream<Arguments> attentionCases() {
         return Stream.of(KvCacheType.F16, KvCacheType.F32).flatMap(type -> Stream.of(
                 Arguments.of(type, 64, 0, 1), Arguments.of(type, 64, 37, 1), Arguments.of(type, 128, 0, 20),
-                Arguments.of(type, 128, 5, 9), Arguments.of(type, 128, 300, 1)));
+                Arguments.of(type, 128, 5, 9), Arguments.of(type, 128, 300, 1), Arguments.of(type, 128, 200, 4),
+                Arguments.of(type, 64, 100, 7), Arguments.of(type, 96, 45, 2)));
     }
 
     @ParameterizedTest(name = "{0} cache, head {1}, from {2}, {3} tokens")
@@ -739,6 +741,7 @@ class CudaBackendTest {
         assertTrue(gpu.stagedBytes(b) > gpu.stagedBytes(a), "Q6_K takes more room than Q4_K");
         try (StagingArea area = gpu.allocateStaging(gpu.stagedBytes(b) + gpu.stagedBytes(gain))) {
             for (GgufTensor t : List.of(a, b)) {
+                gpu.beginStaging(area);
                 Weight staged = gpu.stage(t, area, 0);
                 Weight stagedGain = gpu.stage(gain, area, gpu.stagedBytes(t));
                 Activations fromStaged = poisoned(3, rows);
@@ -755,6 +758,41 @@ class CudaBackendTest {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> gpu.stage(b, area, gpu.stagedBytes(gain) + 256));
             assertTrue(e.getMessage().contains("does not fit the staging area"), e.getMessage());
+        }
+    }
+
+    /**
+     * Two areas taken in turn, each staging enqueued right behind products that read the other area's weights (the
+     * copy overlaps them): every product still sees the weights it was enqueued with. Staging into an area not
+     * begun since another was is refused.
+     */
+    @Test
+    void twoAreasInTurnKeepEachProductsWeights() {
+        int len = 2048;
+        int rows = 4096;
+        int n = 64;
+        List<GgufTensor> tensors = List.of(randomTensor("w0", GgmlType.Q4_K, len, rows),
+                randomTensor("w1", GgmlType.Q4_K, len, rows), randomTensor("w2", GgmlType.Q4_K, len, rows),
+                randomTensor("w3", GgmlType.Q4_K, len, rows));
+        Activations in = fill(gpu, randomFloats(n * len, 1f), n, len);
+        long bytes = gpu.stagedBytes(tensors.get(0));
+        try (StagingArea first = gpu.allocateStaging(bytes); StagingArea second = gpu.allocateStaging(bytes)) {
+            List<Activations> outs = new ArrayList<>();
+            for (int i = 0; i < tensors.size(); i++) {
+                StagingArea area = i % 2 == 0 ? first : second;
+                gpu.beginStaging(area);
+                Activations out = poisoned(n, rows);
+                gpu.matmul(gpu.stage(tensors.get(i), area, 0), in, out, n);
+                outs.add(out);
+            }
+            for (int i = 0; i < tensors.size(); i++) {
+                Activations expected = poisoned(n, rows);
+                gpu.matmul(gpu.bind(tensors.get(i)), in, expected, n);
+                assertArrayEquals(rows(gpu, expected, n), rows(gpu, outs.get(i), n), 0f, "product " + i);
+            }
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> gpu.stage(tensors.get(0), first, 0));
+            assertTrue(e.getMessage().contains("not begun"), e.getMessage());
         }
     }
 
@@ -778,6 +816,7 @@ class CudaBackendTest {
             gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
             Weight[] staged = new Weight[3];
             long offset = 0;
+            gpu.beginStaging(area);
             for (int i = 0; i < 3; i++) {
                 staged[i] = gpu.stage(stacks.get(i), area, offset);
                 offset += gpu.stagedBytes(stacks.get(i));
