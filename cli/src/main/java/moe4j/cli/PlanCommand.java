@@ -105,6 +105,11 @@ final class PlanCommand implements Callable<Integer> {
     @Option(names = "--n-cpu-moe", paramLabel = "N", description = "keep the experts of the first N layers in system RAM")
     private Integer nCpuMoe;
 
+    @Option(names = "--stage-batch", paramLabel = "N", defaultValue = "" + PlanRequest.DEFAULT_STAGE_BATCH,
+            description = "batches of at least N tokens copy experts kept in system RAM to their layer's GPU, which"
+                    + " keeps room for two blocks; 0 never, that room going to experts (default: ${DEFAULT-VALUE})")
+    private int stageBatch;
+
     @Option(names = {"-ot", "--override-tensor"}, paramLabel = "REGEX=DEVICE",
             description = "put tensors whose name matches REGEX on DEVICE (cpu, cuda:N; also llama.cpp's CPU, CUDA0);"
                     + " repeatable, first match wins; e.g. exps=cpu")
@@ -199,7 +204,7 @@ final class PlanCommand implements Callable<Integer> {
             }
             int context = ctx != null ? ctx : Math.min(footprint.contextLength(), LoadOptions.DEFAULT_CONTEXT_CAP);
             PlanRequest r = PlanRequest.defaults(context).withKvType(kvType).withBatchSize(batchSize).withSplit(split)
-                    .withOverrides(overrides.stream().map(TensorOverride::parse).toList());
+                    .withOverrides(overrides.stream().map(TensorOverride::parse).toList()).withStageBatch(stageBatch);
             if (gpuLayers != null) {
                 r = r.withGpuLayers(gpuLayers);
             }

@@ -15,6 +15,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
+import moe4j.engine.placement.ModelFootprint;
+import moe4j.engine.placement.ModelFootprint.TensorFootprint;
 import moe4j.gguf.GgufFile;
 import moe4j.gguf.GgufTensor;
 
@@ -116,6 +118,32 @@ class PlanCommandTest {
         assertEquals(1, router.errorLineCount(), router.err());
         assertTrue(router.lastErrLine().contains("Layer 0's feed-forward block runs on one device, but"
                 + " blk.0.ffn_gate_inp.weight would be on cuda:0"), router.err());
+    }
+
+    /**
+     * With every expert in RAM the GPU keeps room for two of the blocks prompt batches copy in; {@code --stage-batch 0}
+     * gives that room back, and a negative value is refused as bad usage.
+     */
+    @Test
+    void stageBatchZeroGivesTheStagingRoomBack() throws IOException {
+        String[] base = {"plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--gpu", "h100", "--ram", "64G", "--cpu-moe", "--json"};
+        JsonNode staged = json(base);
+        JsonNode never = json(concat(base, "--stage-batch", "0"));
+        long room = staged.get("devices").get(0).get("scratch_bytes").asLong()
+                - never.get("devices").get(0).get("scratch_bytes").asLong();
+        long block = ModelFootprint.preset("qwen3-30b-a3b:Q4_K_M").tensors().stream()   // norm, router, experts
+                .filter(t -> t.layer() == 0 && t.part().feedForward()).mapToLong(TensorFootprint::bytes).sum();
+        assertTrue(room > 2 * block && room < 2 * block + (64L << 20),
+                "two blocks of " + block + " bytes and their buffers, got " + room);
+        CliRunner bad = CliRunner.run(concat(base, "--stage-batch", "-1"));
+        assertEquals(2, bad.exitCode(), bad.err());
+        assertTrue(bad.lastErrLine().contains("stageBatch"), bad.err());
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] r = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, r, a.length, b.length);
+        return r;
     }
 
     @Test
