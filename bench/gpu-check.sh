@@ -123,12 +123,13 @@ fi
 # 4b. Optional (NCU=1): Nsight Compute's view of one decode layer's kernels (direct launches)
 if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     t=$(date +%s)
+    # decoding only (no prompt batch): the default skip passes the first token's 48 layers, then 16 launches
     timeout "${NCU_TIMEOUT:-120}" ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
         -k "regex:${NCU_KERNELS:-^(mvq|attention_decode|route_topk|add_rms_norm|rms_norm_rope|store_kv|mv_f32)}" \
         --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
         "$java" "${flags[@]}" -Dmoe4j.cuda.graphs=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "${NCU_MODEL:-$model}" cuda:0 8 4 1 > "$OUT/ncu.txt" 2>&1
+        moe4j.engine.GpuBench "${NCU_MODEL:-$model}" cuda:0 0 4 1 > "$OUT/ncu.txt" 2>&1
     row "ncu (exit $?, $(elapsed $t))" "$OUT/ncu.txt"
 fi
 # 5. Hybrid placement: attention on the GPU, every routed expert in RAM on the CPU backend (llama.cpp's

@@ -8,7 +8,9 @@ import java.util.Random;
  * Prompt and generation speed of a model on a device, llama-bench style: {@code ppN} evaluates N
  * random tokens as one batch in a fresh session; {@code tgN} decodes N tokens one at a time after a short
  * prompt, taking the logits of each to the host as generation does. Each figure is the median of
- * {@code reps} runs after one warm-up run. Prints one line per figure; used by bench/gpu-check.sh.
+ * {@code reps} runs after one warm-up run. Prints one line per figure; used by bench/gpu-check.sh. With 0 prompt
+ * tokens only generation runs, after a one-token prompt: every kernel it launches is a decoding one (for a profiler
+ * that counts launches).
  *
  * <pre>GpuBench MODEL.gguf|synthetic:PRESET[:TYPE][/LAYERS] DEVICE [PROMPT_TOKENS [GEN_TOKENS [REPS]]]</pre>
  */
@@ -39,7 +41,8 @@ public final class GpuBench {
         int reps = args.length > 4 ? Integer.parseInt(args[4]) : 3;
 
         long t0 = System.nanoTime();
-        LoadOptions options = LoadOptions.defaults().withDevice(device).withBatchSize(pp)
+        int warm = pp > 0 ? Math.min(16, pp) : 1;   // the prompt generation starts from
+        LoadOptions options = LoadOptions.defaults().withDevice(device).withBatchSize(Math.max(pp, warm))
                 .withContextLength(pp + tg + 64);
         try (Model model = BenchModels.load(source, options)) {
             double load = (System.nanoTime() - t0) / 1e9;
@@ -48,8 +51,8 @@ public final class GpuBench {
             Random random = new Random(1);
             int vocab = model.config().vocab();
             int[] prompt = random.ints(pp, 0, vocab).toArray();
-            double[] ppRate = new double[reps];
-            for (int r = -1; r < reps; r++) {
+            double[] ppRate = new double[pp > 0 ? reps : 0];
+            for (int r = -1; r < ppRate.length; r++) {
                 try (Session s = model.newSession()) {
                     float[] logits = new float[vocab];
                     long start = System.nanoTime();
@@ -65,7 +68,7 @@ public final class GpuBench {
             for (int r = -1; r < reps; r++) {
                 try (Session s = model.newSession()) {
                     float[] logits = new float[vocab];
-                    s.evaluate(Arrays.copyOf(prompt, 16), 0, 16, logits);
+                    s.evaluate(Arrays.copyOf(prompt, warm), 0, warm, logits);
                     long start = System.nanoTime();
                     for (int i = 0; i < tg; i++) {
                         one[0] = argmax(logits);
@@ -77,7 +80,9 @@ public final class GpuBench {
                     }
                 }
             }
-            System.out.printf(Locale.ROOT, "pp%d %.1f tok/s (runs %s)%n", pp, median(ppRate), format(ppRate));
+            if (pp > 0) {
+                System.out.printf(Locale.ROOT, "pp%d %.1f tok/s (runs %s)%n", pp, median(ppRate), format(ppRate));
+            }
             System.out.printf(Locale.ROOT, "tg%d %.1f tok/s (runs %s)%n", tg, median(tgRate), format(tgRate));
         }
     }
