@@ -1190,7 +1190,7 @@ NORM_ROPE_STORE_KERNEL(norm_rope_store_f32, float)
 // merged at the end. Prompt batches have a block per (head, token) and use 4 warps; a decoded token has only
 // a block per head, so it uses 16. EXACT: the head has exactly 32 * SLOTS elements, so no lane needs a bound.
 // A warp takes ATT_BATCH of its positions at a time with loads that depend on nothing in the batch (a position
-// past the end reads the last one and weighs 0), so that a batch costs two trips to memory, the keys' and the
+// past the end reads the last one and adds nothing), so that a batch costs two trips to memory, the keys' and the
 // values', where one position at a time cost two each (~1.5 us a position on an H100).
 template <typename KV, int WARPS, int SLOTS, bool EXACT>
 __device__ __forceinline__ void attention_body(const float* Q, int qStride, const KV* kPlane, const KV* vPlane,
@@ -1246,13 +1246,17 @@ __device__ __forceinline__ void attention_body(const float* Q, int qStride, cons
         for (int i = 0; i < SLOTS; i++) acc[i] *= c;
 #pragma unroll
         for (int j = 0; j < ATT_BATCH; j++) {
+            bool valid = p0 + j * WARPS < len;   // the same for the whole warp
             float pe = __expf(s[j] - mNew);
             l += pe;
             const KV* v = vHead + (long long)min(p0 + j * WARPS, len - 1) * kvDim;
 #pragma unroll
             for (int i = 0; i < SLOTS; i++) {
                 int d = lane + WARP * i;
-                if (EXACT || d < headDim) acc[i] = fmaf(pe, kv_load(v, d), acc[i]);
+                if (EXACT || d < headDim) {
+                    float value = kv_load(v, d);   // loaded either way, so that the batch's loads go out together
+                    acc[i] = valid ? fmaf(pe, value, acc[i]) : acc[i];   // a repeated last value (inf) adds nothing
+                }
             }
         }
         m = mNew;

@@ -28,8 +28,9 @@ public record BackendAssignment(List<Backend> backends, int embedding, int head,
         backends = List.copyOf(backends);
         attention = List.copyOf(attention);
         ffn = List.copyOf(ffn);
-        if (stageBatch < 0) {
-            throw new IllegalArgumentException("stageBatch must be 0 (never) or positive, got " + stageBatch);
+        if (stageBatch < 0 || stageBatch == 1) {
+            throw new IllegalArgumentException("stageBatch must be 0 (never) or at least 2 (a single token is computed"
+                    + " where its experts lie), got " + stageBatch);
         }
         if (backends.isEmpty()) {
             throw new IllegalArgumentException("no backend");

@@ -416,10 +416,11 @@ public final class Qwen3Graph implements ModelGraph {
             });
             int ffn;
             if (l.staged != null && n >= stageBatch) {
-                // a large batch: the block's weights come to the residual stream rather than the stream to them. The
-                // areas are the graph's, shared by its sessions: one stages and enqueues its products at a time (the
-                // next staging into an area waits for the products that read it). Never a decode step.
-                synchronized (staging[attn]) {
+                // a large batch: the block's weights come to the residual stream rather than the stream to them. One
+                // thread at a time stages on a backend and enqueues the products (the next staging into an area waits
+                // for the products that read it): the lock is the backend's, which graphs and sessions may share.
+                // Never a decode step.
+                synchronized (backends.get(attn)) {
                     StagingArea area = staging[attn][nextStaging[attn]];
                     nextStaging[attn] = (nextStaging[attn] + 1) % staging[attn].length;
                     Staged staged = l.staged.stage(backends.get(attn), area);

@@ -176,7 +176,8 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                 }
             }
             long kv = kvPerLayer * attentionLayers.size();
-            // a GPU copies in the blocks placed elsewhere of its attention's layers for large batches, one at a time
+            // a GPU copies in the blocks placed elsewhere of its attention's layers for large batches, into two areas
+            // taken in turn (one where a single layer stages)
             long[] stagedHere = new long[m.layers()];
             for (LayerPlacement lp : layers) {
                 if (s.isGpu() && lp.attention().equals(name) && !gpuNames.contains(lp.ffn())) {

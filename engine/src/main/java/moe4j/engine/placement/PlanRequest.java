@@ -56,8 +56,9 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
         if (gpuLayers < AUTO || nCpuMoe < AUTO) {
             throw new IllegalArgumentException("gpuLayers and nCpuMoe must be AUTO (-1) or at least 0");
         }
-        if (stageBatch < 0) {
-            throw new IllegalArgumentException("stageBatch must be 0 (never) or positive, got " + stageBatch);
+        if (stageBatch < 0 || stageBatch == 1) {
+            throw new IllegalArgumentException("stageBatch must be 0 (never) or at least 2 (a single token is computed"
+                    + " where its experts lie), got " + stageBatch);
         }
         if (marginBytes < 0) {
             throw new IllegalArgumentException("margin must not be negative, got " + marginBytes);

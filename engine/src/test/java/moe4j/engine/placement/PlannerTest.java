@@ -250,6 +250,16 @@ class PlannerTest {
                 small.device("cuda:0").scratchBytes(), "batches of 16 never reach 32 tokens");
     }
 
+    /** A single token is computed where its experts lie: staging batches of 1 is refused, as a negative threshold. */
+    @Test
+    void stagingSingleTokensIsRefused() {
+        for (int bad : new int[] {-1, 1}) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> request().withStageBatch(bad));
+            assertTrue(e.getMessage().contains("stageBatch must be 0 (never) or at least 2"), e.getMessage());
+        }
+    }
+
     @Test
     void cpuMoeKeepsAttentionOnTheGpuAndExpertsInRam() {
         ModelFootprint m = synthetic(4, false);

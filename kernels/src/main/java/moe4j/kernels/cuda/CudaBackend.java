@@ -6,6 +6,7 @@ import static moe4j.kernels.BackendChecks.requireWidth;
 import static moe4j.kernels.cuda.CudaDriver.check;
 
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.IdentityHashMap;
@@ -101,6 +102,8 @@ public final class CudaBackend implements Backend {
     private static final int MAX_ROPE_DIMS = 1024;
     private static final long STAGING_BYTES = 32L << 20;
     private static final long FILL_SLICE_BYTES = 2L << 20;
+    /** A thread that owns no segment (never started): a segment it may access may be read by any thread. */
+    private static final Thread NOT_THE_OWNER = new Thread(() -> { });
     private static final boolean SYNC = Boolean.getBoolean("moe4j.cuda.sync");
     private static final boolean GRAPHS = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.graphs"));
     /** Decode attention with 16 warps per head ({@code -Dmoe4j.cuda.decodeAttention=false}: the prompt kernel's 4). */
@@ -309,11 +312,14 @@ public final class CudaBackend implements Backend {
         return t;
     }
 
-    /** A single-row tensor (a norm's gains), decoded on the host and copied to {@code p} as f32. */
+    /**
+     * A single-row tensor (a norm's gains), decoded on the host and copied to {@code p} as f32 through the pinned
+     * buffers: a copy from pageable memory would wait for the compute stream, which staging must not.
+     */
     private CudaWeight uploadVector(GgufTensor tensor, Shape t, CUdeviceptr p) {
         float[] values = new float[t.rowLength()];
         QuantFormats.of(tensor.type()).dequantize(tensor.data(), 0, values, 0, t.rowLength());
-        check(JCudaDriver.cuMemcpyHtoD(p, Pointer.to(values), 4L * t.rowLength()), "uploading " + t.name());
+        upload(MemorySegment.ofArray(values), 4L * t.rowLength(), p, t.name());
         return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, GgmlType.F32,
                 4L * t.rowLength(), 4L * t.rowLength());
     }
@@ -343,16 +349,24 @@ public final class CudaBackend implements Backend {
         @Override
         public void close() {
             synchronized (CudaBackend.this) {
-                if (!closed) {
-                    closed = true;
+                if (!closed && !CudaBackend.this.closed) {
                     makeCurrent();
                     // kernels still reading the area must be done before its memory goes back
                     JCudaDriver.cuStreamSynchronize(stream);
-                    JCudaDriver.cuEventDestroy(released);
-                    if (lastStaged == this) {
-                        lastStaged = null;
-                    }
                     memory.free(data);
+                }
+                release();
+            }
+        }
+
+        /** Its event, once; the memory goes with the backend's when the backend closes first. */
+        void release() {
+            if (!closed) {
+                closed = true;
+                JCudaDriver.cuEventDestroy(released);
+                stagingAreas.remove(this);
+                if (lastStaged == this) {
+                    lastStaged = null;
                 }
             }
         }
@@ -360,6 +374,8 @@ public final class CudaBackend implements Backend {
 
     /** The area staged into last: the operations enqueued since may read it. */
     private CudaStaging lastStaged;
+    /** The staging areas not closed yet, whose events go when the backend closes. */
+    private final List<CudaStaging> stagingAreas = new ArrayList<>();
 
     @Override
     public synchronized StagingArea allocateStaging(long bytes) {
@@ -369,8 +385,10 @@ public final class CudaBackend implements Backend {
             return StagingArea.NONE;
         }
         // counted as activations: the planner counts the area with a device's scratch
-        return new CudaStaging(memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
+        CudaStaging area = new CudaStaging(memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
                 "a staging area for weights computed on " + label + " from system RAM"), bytes);
+        stagingAreas.add(area);
+        return area;
     }
 
     /**
@@ -463,7 +481,7 @@ public final class CudaBackend implements Backend {
      */
     private static void fill(MemorySegment pinned, MemorySegment src, long offset, long len) {
         int slices = (int) ((len + FILL_SLICE_BYTES - 1) / FILL_SLICE_BYTES);
-        if (slices <= 1) {
+        if (slices <= 1 || !src.isAccessibleBy(NOT_THE_OWNER)) {   // a confined segment: its own thread only
             MemorySegment.copy(src, offset, pinned, 0, len);
             return;
         }
@@ -636,6 +654,9 @@ public final class CudaBackend implements Backend {
         }
         for (CudaStepGraph g : stepGraphs.toArray(CudaStepGraph[]::new)) {
             release(g);
+        }
+        for (CudaStaging area : stagingAreas.toArray(CudaStaging[]::new)) {
+            area.release();
         }
         if (staging != null) {
             for (int i = 0; i < 2; i++) {
