@@ -31,16 +31,18 @@ public final class LaneOrder {
     static final int PAIRS = BLOCK / 2;
 
     /** Activations as they are: no copy, no kernel that needs one. */
-    public static final LaneOrder NATURAL = new LaneOrder("natural", null, null);
+    public static final LaneOrder NATURAL = new LaneOrder("natural", null, null, null);
 
     private static final int LANES = 16;
 
     private final String name;
+    private final ActivationRounding rounding;
     private final int[] highSource;
     private final int[] lowSource;
 
-    private LaneOrder(String name, int[] highSource, int[] lowSource) {
+    private LaneOrder(String name, ActivationRounding rounding, int[] highSource, int[] lowSource) {
         this.name = name;
+        this.rounding = rounding;
         this.highSource = highSource;
         this.lowSource = lowSource;
     }
@@ -52,8 +54,11 @@ public final class LaneOrder {
         int element(int v, int i, boolean high);
     }
 
-    /** The order whose vector {@code v}, lane {@code i} pairs {@code element(v, i, true)} and {@code element(v, i, false)}. */
-    static LaneOrder codePairs(String name, PairElement element) {
+    /**
+     * The order whose vector {@code v}, lane {@code i} pairs {@code element(v, i, true)} and {@code element(v, i, false)},
+     * of codes rounded by {@code rounding}.
+     */
+    static LaneOrder codePairs(String name, ActivationRounding rounding, PairElement element) {
         int[] high = new int[PAIRS];
         int[] low = new int[PAIRS];
         boolean[] seen = new boolean[BLOCK];
@@ -70,8 +75,11 @@ public final class LaneOrder {
                 }
             }
         }
-        return new LaneOrder(name, high, low);
+        return new LaneOrder(name, rounding, high, low);
     }
+
+    /** The rounding whose codes this order pairs; null for {@link #NATURAL}, which pairs none. */
+    public ActivationRounding rounding() { return rounding; }
 
     /** Whether this order differs from the natural one (and so needs its own copy of the activations). */
     public boolean rearranges() { return highSource != null; }
