@@ -31,18 +31,21 @@ public final class LaneOrder {
     static final int PAIRS = BLOCK / 2;
 
     /** Activations as they are: no copy, no kernel that needs one. */
-    public static final LaneOrder NATURAL = new LaneOrder("natural", null, null, null);
+    public static final LaneOrder NATURAL = new LaneOrder("natural", null, false, null, null);
 
     private static final int LANES = 16;
 
     private final String name;
     private final ActivationRounding rounding;
+    /** Codes side by side as two 16-bit fields ({@link #codeShorts}) rather than summed as one integer. */
+    private final boolean shorts;
     private final int[] highSource;
     private final int[] lowSource;
 
-    private LaneOrder(String name, ActivationRounding rounding, int[] highSource, int[] lowSource) {
+    private LaneOrder(String name, ActivationRounding rounding, boolean shorts, int[] highSource, int[] lowSource) {
         this.name = name;
         this.rounding = rounding;
+        this.shorts = shorts;
         this.highSource = highSource;
         this.lowSource = lowSource;
     }
@@ -59,6 +62,19 @@ public final class LaneOrder {
      * of codes rounded by {@code rounding}.
      */
     static LaneOrder codePairs(String name, ActivationRounding rounding, PairElement element) {
+        return order(name, rounding, false, element);
+    }
+
+    /**
+     * For kernels that multiply in 16-bit lanes: int {@code 16v + i} holds the codes of {@code element(v, i, false)} and
+     * {@code element(v, i, true)} as the two 16-bit fields of short lanes {@code 2i} and {@code 2i + 1} of vector
+     * {@code v}, each sign-extended within its field (not summed as {@link #codePairs} sums them).
+     */
+    static LaneOrder codeShorts(String name, ActivationRounding rounding, PairElement element) {
+        return order(name, rounding, true, element);
+    }
+
+    private static LaneOrder order(String name, ActivationRounding rounding, boolean shorts, PairElement element) {
         int[] high = new int[PAIRS];
         int[] low = new int[PAIRS];
         boolean[] seen = new boolean[BLOCK];
@@ -75,11 +91,14 @@ public final class LaneOrder {
                 }
             }
         }
-        return new LaneOrder(name, rounding, high, low);
+        return new LaneOrder(name, rounding, shorts, high, low);
     }
 
     /** The rounding whose codes this order pairs; null for {@link #NATURAL}, which pairs none. */
     public ActivationRounding rounding() { return rounding; }
+
+    /** Whether the codes are two 16-bit fields of each int ({@link #codeShorts}) rather than summed in it. */
+    boolean packsShorts() { return shorts; }
 
     /** Whether this order differs from the natural one (and so needs its own copy of the activations). */
     public boolean rearranges() { return highSource != null; }
@@ -93,14 +112,16 @@ public final class LaneOrder {
             int out = pairsOffset + b / 2;
             if (Simd.FUSED) {
                 for (int p = 0; p < PAIRS; p += LANES) {
-                    IntVector high = IntVector.fromArray(Simd.I, codes, codesOffset + b, highSource, p);
-                    IntVector.fromArray(Simd.I, codes, codesOffset + b, lowSource, p)
-                            .add(high.lanewise(LSHL, 16)).intoArray(pairs, out + p);
+                    IntVector high = IntVector.fromArray(Simd.I, codes, codesOffset + b, highSource, p).lanewise(LSHL, 16);
+                    IntVector low = IntVector.fromArray(Simd.I, codes, codesOffset + b, lowSource, p);
+                    (shorts ? low.and(0xFFFF).or(high) : low.add(high)).intoArray(pairs, out + p);
                 }
                 continue;
             }
             for (int p = 0; p < PAIRS; p++) {
-                pairs[out + p] = codes[codesOffset + b + lowSource[p]] + (codes[codesOffset + b + highSource[p]] << 16);
+                int low = codes[codesOffset + b + lowSource[p]];
+                int high = codes[codesOffset + b + highSource[p]] << 16;
+                pairs[out + p] = shorts ? (low & 0xFFFF) | high : low + high;
             }
         }
     }

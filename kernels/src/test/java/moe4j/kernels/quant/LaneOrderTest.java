@@ -22,10 +22,12 @@ class LaneOrderTest {
     }
 
     @Test
-    void theKQuantsAndQ4_0DecodeInPairsOfCodes() {
-        assertEquals(Stream.of(GgmlType.Q4_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K)
-                .toList(), laneOrderedTypes().toList());
+    void theKQuantsQ4_0AndIQ4_XSDecodeInPairsOfCodes() {
+        assertEquals(Stream.of(GgmlType.Q4_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+                GgmlType.IQ4_XS).toList(), laneOrderedTypes().toList());
         assertFalse(LaneOrder.NATURAL.rearranges());
+        assertTrue(IQ4_XS.SHORTS.packsShorts());
+        assertFalse(Q4_K.PAIRS.packsShorts());
     }
 
     @ParameterizedTest
@@ -35,10 +37,12 @@ class LaneOrderTest {
         assertEquals(format.activationRounding(), format.laneOrder().rounding());
     }
 
-    /** The code in the lower 16 bits of a packed pair, and the one above it. */
+    /** The code in the lower 16 bits of a packed pair, and the one above it (summed with it, or beside it in 16 bits). */
     private static int low(int pair) { return (short) pair; }
 
     private static int high(int pair) { return (pair - low(pair)) >> 16; }
+
+    private static int high(LaneOrder order, int pair) { return order.packsShorts() ? pair >> 16 : high(pair); }
 
     @ParameterizedTest
     @MethodSource("laneOrderedTypes")
@@ -54,7 +58,7 @@ class LaneOrderTest {
         for (int b = 0; b < width / 2; b += LaneOrder.PAIRS) {
             boolean[] seen = new boolean[LaneOrder.BLOCK];
             for (int p = 0; p < LaneOrder.PAIRS; p++) {
-                for (int element : new int[] {low(pairs[5 + b + p]) + 128, high(pairs[5 + b + p]) + 128}) {
+                for (int element : new int[] {low(pairs[5 + b + p]) + 128, high(order, pairs[5 + b + p]) + 128}) {
                     assertTrue(element >= 0 && element < LaneOrder.BLOCK, type + " int " + p + " holds " + element);
                     assertFalse(seen[element], type + " element " + element + " twice");
                     seen[element] = true;
@@ -94,6 +98,16 @@ class LaneOrderTest {
         // above), byte 7 is element 215
         assertEquals(213, high(pairs[16 * 7 + 9]) + 128);
         assertEquals(215, low(pairs[16 * 7 + 9]) + 128);
+    }
+
+    @Test
+    void iq4xsShortsFollowTheNibblePacking() {
+        int[] pairs = packedElements(IQ4_XS.SHORTS);
+        // vector 6 = 4*1 + 2: the second 64 quant bytes (sub-blocks 4..7) as shorts shifted right by 8, low nibbles of
+        // the odd bytes. Int lane 9 is short lanes 18 and 19, bytes 37 and 39: byte 5 and byte 7 of sub-block 6, whose
+        // low nibbles are elements 192 + 5 and 192 + 7, side by side in 16 bits
+        assertEquals(197, low(pairs[16 * 6 + 9]) + 128);
+        assertEquals(199, (pairs[16 * 6 + 9] >> 16) + 128);
     }
 
     /**

@@ -193,10 +193,12 @@ class PreparedDotTest {
      * token and for a batch.
      */
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"})
     void integerKernelsAreExactAtTheLargestQuantsAndCodes(GgmlType type) {
-        // all bits set: the largest quants and scales; for Q4_0 all bits clear too, its quants' largest magnitude (0 - 8)
-        for (byte fill : type == GgmlType.Q4_0 ? new byte[] {(byte) 0xFF, 0} : new byte[] {(byte) 0xFF}) {
+        // all bits set: the largest quants and scales; for Q4_0 and IQ4_XS all bits clear too, their largest magnitudes
+        // (Q4_0: 0 - 8; IQ4_XS: level -127, scale 0 - 32)
+        boolean signed = type == GgmlType.Q4_0 || type == GgmlType.IQ4_XS;
+        for (byte fill : signed ? new byte[] {(byte) 0xFF, 0} : new byte[] {(byte) 0xFF}) {
             integerKernelIsExactWithQuantBytes(type, fill);
         }
     }
@@ -252,7 +254,7 @@ class PreparedDotTest {
     /** Where each block keeps its fp16 scales. */
     private static int[] fp16Offsets(GgmlType type) {
         return switch (type) {
-            case Q4_0 -> new int[] {0};
+            case Q4_0, IQ4_XS -> new int[] {0};
             case Q2_K -> new int[] {80, 82};
             case Q3_K -> new int[] {108};
             case Q4_K, Q5_K -> new int[] {0, 2};
