@@ -148,7 +148,10 @@ public final class IQ4_XS extends BlockFormat {
      */
     private static final int SPAN = 8;
 
-    /** The sixteen levels twice: a 5-bit index looks up its low 4 bits, so no mask is needed. */
+    /**
+     * The sixteen levels twice: the lookup wraps an index to its low 5 bits, and the fifth (the next nibble's lowest bit)
+     * then makes no difference, so the shifted quants need no mask of their own.
+     */
     private static final ShortVector LEVEL_SHORTS = Simd.FUSED ? ShortVector.fromArray(ShortVector.SPECIES_512, levelsTwice(), 0)
             : null;
 

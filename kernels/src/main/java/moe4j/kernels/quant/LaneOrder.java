@@ -17,14 +17,16 @@ import jdk.incubator.vector.IntVector;
  * float (the Vector API has no byte dot product such as {@code vpdpbusd}). Sums of such products stay exact as long
  * as the upper halves stay within a signed 16 bits and the lower ones within 15; the kernel adds {@code 2^15} before
  * it shifts the upper half down, so that a negative lower half does not borrow from it. The arrangement is made once
- * per activation row and read by every row of the matrix.
+ * per activation row and read by every row of the matrix. Kernels whose quants are signed values too wide to pair
+ * (IQ4_XS's levels) multiply in 16-bit lanes instead, one product per lane; their order keeps the two codes of an int
+ * side by side ({@link #codeShorts}).
  *
  * <p>Int {@code 16v + i} of a block (vector {@code v} of 8, lane {@code i}) holds the code of element
  * {@code element(v, i, true)} in its upper half and that of {@code element(v, i, false)} in its lower half.
  */
 public final class LaneOrder {
 
-    /** Block length the orders apply to (the K-quant super-block). */
+    /** Block length the orders apply to (the K-quant super-block; eight Q4_0 blocks). */
     public static final int BLOCK = 256;
 
     /** Ints per block. */

@@ -18,7 +18,7 @@ import jdk.incubator.vector.FloatVector;
  * only 16-byte aligned, so every 64-byte vector load from one straddles two cache lines, which costs about a
  * third of the load throughput the multiply-add loops depend on. Prepared for a format whose one-token kernel reads
  * activations in a {@link LaneOrder}, the rows are also kept in that order as the rounding's 8-bit codes packed in
- * pairs, with one scale per 256 values.
+ * pairs, with one scale per rounding block.
  */
 public final class PreparedActivations {
 
