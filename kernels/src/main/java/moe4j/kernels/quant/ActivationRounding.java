@@ -73,7 +73,7 @@ public enum ActivationRounding {
             }
             case Q8_0 -> {
                 for (int b = 0; b < count; b += 32) {
-                    roundQ8_0(src, srcOffset + b, dst, dstOffset + b);
+                    roundQ8_0(src, srcOffset + b, dst, dstOffset + b, null, 0);
                 }
             }
             case Q8_K -> {
@@ -85,25 +85,33 @@ public enum ActivationRounding {
     }
 
     /**
-     * {@link #Q8_K} rounding as {@link #round} does it, also writing each value's 8-bit code ({@code -127..127}) to
-     * {@code codes[codesOffset ..]} and each block's scale to {@code scales[scalesOffset ..]}, so that value =
-     * scale * code: the integer form llama.cpp's kernels multiply. An all-zero block has scale 0; a block holding NaN
-     * has codes 0 and scale NaN, so that products with it stay NaN.
+     * {@link #Q8_0} or {@link #Q8_K} rounding as {@link #round} does it, also writing each value's 8-bit code
+     * ({@code -127..127}) to {@code codes[codesOffset ..]} and each block's scale to {@code scales[scalesOffset ..]}, so
+     * that value = scale * code: the integer form llama.cpp's kernels multiply. An all-zero block has scale 0; a block
+     * holding NaN (or, for Q8_0, an infinity) has codes 0 and a scale that is not finite, so that products with it are
+     * not finite either.
      */
     void roundToCodes(float[] src, int srcOffset, float[] dst, int dstOffset, int count, int[] codes, int codesOffset,
             float[] scales, int scalesOffset) {
-        if (this != Q8_K) {
-            throw new IllegalStateException("only Q8_K rounding has 8-bit codes, not " + this);
+        if (this != Q8_0 && this != Q8_K) {
+            throw new IllegalStateException("only Q8_0 and Q8_K rounding have 8-bit codes, not " + this);
         }
         if (count % blockSize != 0) {
-            throw new IllegalArgumentException(count + " values is not a whole number of Q8_K blocks of 256");
+            throw new IllegalArgumentException(count + " values is not a whole number of " + this + " blocks of "
+                    + blockSize);
         }
-        for (int b = 0; b < count; b += 256) {
-            scales[scalesOffset + b / 256] = roundQ8_K(src, srcOffset + b, dst, dstOffset + b, codes, codesOffset + b);
+        for (int b = 0; b < count; b += blockSize) {
+            scales[scalesOffset + b / blockSize] = this == Q8_0
+                    ? roundQ8_0(src, srcOffset + b, dst, dstOffset + b, codes, codesOffset + b)
+                    : roundQ8_K(src, srcOffset + b, dst, dstOffset + b, codes, codesOffset + b);
         }
     }
 
-    private static void roundQ8_0(float[] src, int s, float[] dst, int o) {
+    /**
+     * Rounds one block, writing its codes to {@code codes[c ..]} unless {@code codes} is null; returns its scale. A NaN
+     * or infinite magnitude makes the codes 0 (the NaN {@code x * id} rounds to 0) and the scale NaN or infinite.
+     */
+    private static float roundQ8_0(float[] src, int s, float[] dst, int o, int[] codes, int c) {
         float amax = 0;
         for (int i = 0; i < 32; i++) {
             amax = Math.max(amax, Math.abs(src[s + i]));
@@ -111,8 +119,13 @@ public enum ActivationRounding {
         float d = Float.float16ToFloat(Float.floatToFloat16(amax / 127));
         float id = amax != 0 ? 127 / amax : 0;
         for (int i = 0; i < 32; i++) {
-            dst[o + i] = d * QuantMath.nearestInt(src[s + i] * id);
+            int q = QuantMath.nearestInt(src[s + i] * id);
+            dst[o + i] = d * q;
+            if (codes != null) {
+                codes[c + i] = q;
+            }
         }
+        return d;
     }
 
     /** Rounds one block, writing its codes to {@code codes[c ..]} unless {@code codes} is null; returns its scale. */

@@ -17,30 +17,37 @@ import jdk.incubator.vector.IntVector;
  * float (the Vector API has no byte dot product such as {@code vpdpbusd}). Sums of such products stay exact as long
  * as the upper halves stay within a signed 16 bits and the lower ones within 15; the kernel adds {@code 2^15} before
  * it shifts the upper half down, so that a negative lower half does not borrow from it. The arrangement is made once
- * per activation row and read by every row of the matrix.
+ * per activation row and read by every row of the matrix. Kernels whose quants are signed values too wide to pair
+ * (IQ4_XS's levels) multiply in 16-bit lanes instead, one product per lane; their order keeps the two codes of an int
+ * side by side ({@link #codeShorts}).
  *
  * <p>Int {@code 16v + i} of a block (vector {@code v} of 8, lane {@code i}) holds the code of element
  * {@code element(v, i, true)} in its upper half and that of {@code element(v, i, false)} in its lower half.
  */
 public final class LaneOrder {
 
-    /** Block length the orders apply to (the K-quant super-block). */
+    /** Block length the orders apply to (the K-quant super-block; eight Q4_0 blocks). */
     public static final int BLOCK = 256;
 
     /** Ints per block. */
     static final int PAIRS = BLOCK / 2;
 
     /** Activations as they are: no copy, no kernel that needs one. */
-    public static final LaneOrder NATURAL = new LaneOrder("natural", null, null);
+    public static final LaneOrder NATURAL = new LaneOrder("natural", null, false, null, null);
 
     private static final int LANES = 16;
 
     private final String name;
+    private final ActivationRounding rounding;
+    /** Codes side by side as two 16-bit fields ({@link #codeShorts}) rather than summed as one integer. */
+    private final boolean shorts;
     private final int[] highSource;
     private final int[] lowSource;
 
-    private LaneOrder(String name, int[] highSource, int[] lowSource) {
+    private LaneOrder(String name, ActivationRounding rounding, boolean shorts, int[] highSource, int[] lowSource) {
         this.name = name;
+        this.rounding = rounding;
+        this.shorts = shorts;
         this.highSource = highSource;
         this.lowSource = lowSource;
     }
@@ -52,8 +59,24 @@ public final class LaneOrder {
         int element(int v, int i, boolean high);
     }
 
-    /** The order whose vector {@code v}, lane {@code i} pairs {@code element(v, i, true)} and {@code element(v, i, false)}. */
-    static LaneOrder codePairs(String name, PairElement element) {
+    /**
+     * The order whose vector {@code v}, lane {@code i} pairs {@code element(v, i, true)} and {@code element(v, i, false)},
+     * of codes rounded by {@code rounding}.
+     */
+    static LaneOrder codePairs(String name, ActivationRounding rounding, PairElement element) {
+        return order(name, rounding, false, element);
+    }
+
+    /**
+     * For kernels that multiply in 16-bit lanes: int {@code 16v + i} holds the codes of {@code element(v, i, false)} and
+     * {@code element(v, i, true)} as the two 16-bit fields of short lanes {@code 2i} and {@code 2i + 1} of vector
+     * {@code v}, each sign-extended within its field (not summed as {@link #codePairs} sums them).
+     */
+    static LaneOrder codeShorts(String name, ActivationRounding rounding, PairElement element) {
+        return order(name, rounding, true, element);
+    }
+
+    private static LaneOrder order(String name, ActivationRounding rounding, boolean shorts, PairElement element) {
         int[] high = new int[PAIRS];
         int[] low = new int[PAIRS];
         boolean[] seen = new boolean[BLOCK];
@@ -70,8 +93,14 @@ public final class LaneOrder {
                 }
             }
         }
-        return new LaneOrder(name, high, low);
+        return new LaneOrder(name, rounding, shorts, high, low);
     }
+
+    /** The rounding whose codes this order pairs; null for {@link #NATURAL}, which pairs none. */
+    public ActivationRounding rounding() { return rounding; }
+
+    /** Whether the codes are two 16-bit fields of each int ({@link #codeShorts}) rather than summed in it. */
+    boolean packsShorts() { return shorts; }
 
     /** Whether this order differs from the natural one (and so needs its own copy of the activations). */
     public boolean rearranges() { return highSource != null; }
@@ -85,14 +114,16 @@ public final class LaneOrder {
             int out = pairsOffset + b / 2;
             if (Simd.FUSED) {
                 for (int p = 0; p < PAIRS; p += LANES) {
-                    IntVector high = IntVector.fromArray(Simd.I, codes, codesOffset + b, highSource, p);
-                    IntVector.fromArray(Simd.I, codes, codesOffset + b, lowSource, p)
-                            .add(high.lanewise(LSHL, 16)).intoArray(pairs, out + p);
+                    IntVector high = IntVector.fromArray(Simd.I, codes, codesOffset + b, highSource, p).lanewise(LSHL, 16);
+                    IntVector low = IntVector.fromArray(Simd.I, codes, codesOffset + b, lowSource, p);
+                    (shorts ? low.and(0xFFFF).or(high) : low.add(high)).intoArray(pairs, out + p);
                 }
                 continue;
             }
             for (int p = 0; p < PAIRS; p++) {
-                pairs[out + p] = codes[codesOffset + b + lowSource[p]] + (codes[codesOffset + b + highSource[p]] << 16);
+                int low = codes[codesOffset + b + lowSource[p]];
+                int high = codes[codesOffset + b + highSource[p]] << 16;
+                pairs[out + p] = shorts ? (low & 0xFFFF) | high : low + high;
             }
         }
     }

@@ -18,7 +18,7 @@ import jdk.incubator.vector.FloatVector;
  * only 16-byte aligned, so every 64-byte vector load from one straddles two cache lines, which costs about a
  * third of the load throughput the multiply-add loops depend on. Prepared for a format whose one-token kernel reads
  * activations in a {@link LaneOrder}, the rows are also kept in that order as the rounding's 8-bit codes packed in
- * pairs, with one scale per 256 values.
+ * pairs, with one scale per rounding block.
  */
 public final class PreparedActivations {
 
@@ -54,16 +54,16 @@ public final class PreparedActivations {
 
     /**
      * Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}, with a copy in
-     * {@code order} too when it {@link LaneOrder#rearranges() rearranges} and the kernels that read one run here
-     * (512-bit vectors; otherwise the order is natural).
+     * {@code order} too when it {@link LaneOrder#rearranges() rearranges}, the kernels that read one run here
+     * (512-bit vectors) and the rows are whole {@link LaneOrder#BLOCK blocks} of it; otherwise the order is natural and
+     * the products take their slower path. An order only pairs the codes of its own rounding.
      */
     public void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width) {
         this.rounding = Objects.requireNonNull(rounding, "rounding");
         Objects.requireNonNull(order, "order");
-        this.order = Simd.FUSED ? order : LaneOrder.NATURAL;
+        this.order = Simd.FUSED && width % LaneOrder.BLOCK == 0 ? order : LaneOrder.NATURAL;
         if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0
-                || (order.rearranges() && width % LaneOrder.BLOCK != 0)
-                || (order.rearranges() && rounding != ActivationRounding.Q8_K)) {
+                || (order.rearranges() && rounding != order.rounding())) {
             throw new IllegalArgumentException("cannot prepare " + rows + " activation rows of " + width
                     + " values for " + rounding + " rounding (block of " + rounding.blockSize() + ") in " + order
                     + " order");
@@ -81,7 +81,11 @@ public final class PreparedActivations {
         if (this.order.rearranges() && pairs.length < size / 2) {
             codes = new int[values.length];
             pairs = new int[values.length / 2];
-            codeScales = new float[values.length / LaneOrder.BLOCK];
+        }
+        // a kernel may load a whole vector of scales from its block's on, up to the last block's
+        int scales = values.length / rounding.blockSize() + Simd.L;
+        if (this.order.rearranges() && codeScales.length < scales) {
+            codeScales = new float[scales];
         }
         if (PairTile.pairsCodes(this.order) && rows > 1 && tilePairs.length < size / 2) {
             tilePairs = new int[values.length / 2];
@@ -97,7 +101,7 @@ public final class PreparedActivations {
         Objects.checkFromIndexSize(xOffset, width, x.length);
         int o = row * width;
         if (order.rearranges()) {
-            rounding.roundToCodes(x, xOffset, values, o, width, codes, o, codeScales, o / LaneOrder.BLOCK);
+            rounding.roundToCodes(x, xOffset, values, o, width, codes, o, codeScales, o / rounding.blockSize());
             order.pack(codes, o, pairs, o / 2, width);
             if (rows > 1 && PairTile.pairsCodes(order)) {
                 PairTile.packCodes(order, codes, o, tilePairs, tileSums, width);
@@ -144,7 +148,10 @@ public final class PreparedActivations {
     /** Row {@code r}'s codes in {@link #laneOrder()}'s pairs at {@code r*width/2}, when that order rearranges. */
     int[] codePairs() { return pairs; }
 
-    /** Row {@code r}'s block {@code b} scale at {@code r*width/256 + b}, when the order rearranges: value = scale * code. */
+    /**
+     * Row {@code r}'s rounding block {@code b} scale at {@code r*width/blockSize + b} ({@link ActivationRounding#blockSize()}),
+     * when the order rearranges: value = scale * code.
+     */
     float[] codeScales() { return codeScales; }
 
     /** {@link #values()} in native byte order, 64-byte aligned. */

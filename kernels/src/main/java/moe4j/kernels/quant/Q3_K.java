@@ -159,7 +159,7 @@ public final class Q3_K extends BlockFormat {
      * repeated in both lane halves. With the high bit joined, vector {@code v = 2k + t} of a block's pairs is bytes
      * {@code t} (upper half) and {@code t + 2} (lower half) of those lanes' bit pair {@code k}.
      */
-    static final LaneOrder PAIRS = LaneOrder.codePairs("Q3_K pairs",
+    static final LaneOrder PAIRS = LaneOrder.codePairs("Q3_K pairs", ActivationRounding.Q8_K,
             (v, i, high) -> 128 * (i / 8) + 32 * (v / 2) + 4 * (i % 8) + v % 2 + (high ? 0 : 2));
 
     /** Two 3-bit quants of a lane (bytes 0 and 2 of its four), in its two 16-bit halves. */

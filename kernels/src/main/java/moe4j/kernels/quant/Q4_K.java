@@ -175,7 +175,7 @@ public final class Q4_K extends BlockFormat {
      * {@link #PAIR_MASK}: nibble {@code k%2} of bytes {@code k/2} (lower half) and {@code k/2 + 2} (upper half), so its
      * activation pairs hold byte {@code k/2}'s element in their upper half and byte {@code k/2 + 2}'s in the lower.
      */
-    static final LaneOrder PAIRS = LaneOrder.codePairs("Q4_K pairs",
+    static final LaneOrder PAIRS = LaneOrder.codePairs("Q4_K pairs", ActivationRounding.Q8_K,
             (v, i, high) -> 128 * (v / 4) + 64 * (i / 8) + 32 * (v % 2) + 4 * (i % 8) + (v % 4) / 2 + (high ? 0 : 2));
 
     /** Two nibbles of a lane, in its two 16-bit halves. */

@@ -171,7 +171,7 @@ public final class Q6_K extends BlockFormat {
      * {@code v = 4h + 2*high + t} of a block's pairs is bytes {@code t} (upper half) and {@code t + 2} (lower half) of
      * those lanes.
      */
-    static final LaneOrder PAIRS = LaneOrder.codePairs("Q6_K pairs",
+    static final LaneOrder PAIRS = LaneOrder.codePairs("Q6_K pairs", ActivationRounding.Q8_K,
             (v, i, high) -> 128 * (v / 4) + 64 * ((v / 2) % 2) + 4 * i + v % 2 + (high ? 0 : 2));
 
     /** Two 6-bit quants of a lane (bytes 0 and 2 of its four), in its two 16-bit halves. */

@@ -47,9 +47,6 @@ final class Simd {
     static final IntVector SHIFT_4 = IntVector.broadcast(I, 4);
     static final IntVector SHIFT_6 = IntVector.broadcast(I, 6);
 
-    /** Per-thread scale terms of the block a row kernel is in (each read back as one broadcast load). */
-    static final ThreadLocal<float[]> TERMS = ThreadLocal.withInitial(() -> new float[L]);
-
     /**
      * The steps of {@link #sum} as constants, for kernels that fold inline: {@code v = v.add(v.rearrange(FOLD_8))},
      * then 4, 2, 1, and lane 0 holds the sum in {@code sum}'s order. A call to {@code sum} from a kernel too large for

@@ -62,13 +62,10 @@ class ActivationRoundingTest {
         Arrays.fill(x, 256, 512, 0f);      // an all-zero block
         x[512 + 3] = Float.NaN;            // a block holding NaN
         x[768 + 40] = 9f;                  // the largest magnitude of its block, positive: its code is -127
-        float[] rounded = new float[x.length];
-        ActivationRounding.Q8_K.round(x, 0, rounded, 0, x.length);
-        float[] values = new float[x.length];
-        int[] codes = new int[x.length + 1];
-        float[] scales = new float[6];
-        ActivationRounding.Q8_K.roundToCodes(x, 0, values, 0, x.length, codes, 1, scales, 1);
-        assertArrayEquals(rounded, values, "the same values as round()");
+        Coded coded = roundToCodes(ActivationRounding.Q8_K, x);
+        float[] values = coded.values();
+        int[] codes = coded.codes();
+        float[] scales = coded.scales();
         assertEquals(0f, scales[2], "the all-zero block's scale");
         assertTrue(Float.isNaN(scales[3]), "the NaN block's scale: " + scales[3]);
         assertEquals(-127, codes[1 + 768 + 40]);
@@ -78,6 +75,44 @@ class ActivationRoundingTest {
             if (i / 256 != 2) {
                 assertEquals(values[i], scales[1 + i / 256] * code, "value " + i + " = scale * code");
             }
+        }
+    }
+
+    /** Values, codes (from index 1) and block scales (from index 1) of {@code x}, its values checked against {@code round}. */
+    private record Coded(float[] values, int[] codes, float[] scales) {}
+
+    private static Coded roundToCodes(ActivationRounding rounding, float[] x) {
+        float[] rounded = new float[x.length];
+        rounding.round(x, 0, rounded, 0, x.length);
+        Coded coded = new Coded(new float[x.length], new int[x.length + 1], new float[x.length / rounding.blockSize() + 1]);
+        rounding.roundToCodes(x, 0, coded.values(), 0, x.length, coded.codes(), 1, coded.scales(), 1);
+        assertArrayEquals(rounded, coded.values(), "the same values as round()");
+        return coded;
+    }
+
+    @Test
+    void theCodesOfQ8_0BlocksTimesTheirScalesAreTheRoundedValues() {
+        float[] x = gaussian(6 * 32);
+        Arrays.fill(x, 32, 64, 0f);                 // an all-zero block
+        x[64 + 3] = Float.NaN;                      // a block holding NaN
+        x[96 + 5] = Float.NEGATIVE_INFINITY;        // a block holding an infinity
+        x[128 + 7] = -9f;                           // the largest magnitude of its block, negative: its code is -127
+        Coded coded = roundToCodes(ActivationRounding.Q8_0, x);
+        float[] values = coded.values();
+        int[] codes = coded.codes();
+        float[] scales = coded.scales();
+        assertEquals(0f, scales[2], "the all-zero block's scale");
+        assertTrue(Float.isNaN(scales[3]), "the NaN block's scale: " + scales[3]);
+        assertTrue(Float.isInfinite(scales[4]), "the infinite block's scale: " + scales[4]);
+        assertEquals(-127, codes[1 + 128 + 7]);
+        for (int i = 0; i < x.length; i++) {
+            int code = codes[1 + i];
+            if (i / 32 == 2 || i / 32 == 3) {
+                assertEquals(0, code, "a code of a block that is not finite, " + i);
+                continue;
+            }
+            assertTrue(code >= -127 && code <= 127, "code " + i + ": " + code);
+            assertEquals(values[i], scales[1 + i / 32] * code, "value " + i + " = scale * code");
         }
     }
 

@@ -22,16 +22,27 @@ class LaneOrderTest {
     }
 
     @Test
-    void theKQuantsDecodeInPairsOfCodes() {
-        assertEquals(Stream.of(GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K).toList(),
-                laneOrderedTypes().toList());
+    void theKQuantsQ4_0AndIQ4_XSDecodeInPairsOfCodes() {
+        assertEquals(Stream.of(GgmlType.Q4_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
+                GgmlType.IQ4_XS).toList(), laneOrderedTypes().toList());
         assertFalse(LaneOrder.NATURAL.rearranges());
+        assertTrue(IQ4_XS.SHORTS.packsShorts());
+        assertFalse(Q4_K.PAIRS.packsShorts());
     }
 
-    /** The code in the lower 16 bits of a packed pair, and the one above it. */
+    @ParameterizedTest
+    @MethodSource("laneOrderedTypes")
+    void eachOrderPairsTheCodesOfItsTypesRounding(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        assertEquals(format.activationRounding(), format.laneOrder().rounding());
+    }
+
+    /** The code in the lower 16 bits of a packed pair, and the one above it (summed with it, or beside it in 16 bits). */
     private static int low(int pair) { return (short) pair; }
 
     private static int high(int pair) { return (pair - low(pair)) >> 16; }
+
+    private static int high(LaneOrder order, int pair) { return order.packsShorts() ? pair >> 16 : high(pair); }
 
     @ParameterizedTest
     @MethodSource("laneOrderedTypes")
@@ -47,7 +58,7 @@ class LaneOrderTest {
         for (int b = 0; b < width / 2; b += LaneOrder.PAIRS) {
             boolean[] seen = new boolean[LaneOrder.BLOCK];
             for (int p = 0; p < LaneOrder.PAIRS; p++) {
-                for (int element : new int[] {low(pairs[5 + b + p]) + 128, high(pairs[5 + b + p]) + 128}) {
+                for (int element : new int[] {low(pairs[5 + b + p]) + 128, high(order, pairs[5 + b + p]) + 128}) {
                     assertTrue(element >= 0 && element < LaneOrder.BLOCK, type + " int " + p + " holds " + element);
                     assertFalse(seen[element], type + " element " + element + " twice");
                     seen[element] = true;
@@ -56,20 +67,47 @@ class LaneOrderTest {
         }
     }
 
-    @Test
-    void q4kPairsFollowTheNibblePacking() {
+    /** One block of codes {@code element - 128}, packed in {@code order}. */
+    private static int[] packedElements(LaneOrder order) {
         int[] codes = new int[LaneOrder.BLOCK];
         for (int i = 0; i < codes.length; i++) {
             codes[i] = i - 128;
         }
         int[] pairs = new int[LaneOrder.PAIRS];
-        Q4_K.PAIRS.pack(codes, 0, pairs, 0, codes.length);
+        order.pack(codes, 0, pairs, 0, codes.length);
+        return pairs;
+    }
+
+    @Test
+    void q4kPairsFollowTheNibblePacking() {
+        int[] pairs = packedElements(Q4_K.PAIRS);
         // vector 5 = 4*1 + 1: the second 64 quant bytes shifted right by 4, high nibbles of bytes 0 and 2. Lane 9 holds
         // quant bytes 64 + 36 .. 64 + 39, in the last 32-byte chunk (elements 192..255), whose high nibbles are elements
         // 224..255: byte 100 is element 224 + 4 = 228 (multiplied by the lane's lower half, so its code goes above),
         // byte 102 is element 230
         assertEquals(228, high(pairs[16 * 5 + 9]) + 128);
         assertEquals(230, low(pairs[16 * 5 + 9]) + 128);
+    }
+
+    @Test
+    void q4_0PairsFollowTheNibblePacking() {
+        int[] pairs = packedElements(Q4_0.PAIRS);
+        // vector 7 = 4*1 + 3: the second group of four blocks (elements 128..255) shifted right by 12, high nibbles of
+        // bytes 1 and 3. Lane 9 holds quant bytes 4 .. 7 of the group's block 2 (elements 192..223), whose high nibbles
+        // are elements 208..223: byte 5 is element 208 + 5 = 213 (multiplied by the lane's lower half, so its code goes
+        // above), byte 7 is element 215
+        assertEquals(213, high(pairs[16 * 7 + 9]) + 128);
+        assertEquals(215, low(pairs[16 * 7 + 9]) + 128);
+    }
+
+    @Test
+    void iq4xsShortsFollowTheNibblePacking() {
+        int[] pairs = packedElements(IQ4_XS.SHORTS);
+        // vector 6 = 4*1 + 2: the second 64 quant bytes (sub-blocks 4..7) as shorts shifted right by 8, low nibbles of
+        // the odd bytes. Int lane 9 is short lanes 18 and 19, bytes 37 and 39: byte 5 and byte 7 of sub-block 6, whose
+        // low nibbles are elements 192 + 5 and 192 + 7, side by side in 16 bits
+        assertEquals(197, low(pairs[16 * 6 + 9]) + 128);
+        assertEquals(199, (pairs[16 * 6 + 9] >> 16) + 128);
     }
 
     /**
@@ -99,7 +137,7 @@ class LaneOrderTest {
     @Test
     void anOrderThatIsNotAPermutationIsRefused() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> LaneOrder.codePairs("broken", (v, i, high) -> i));
+                () -> LaneOrder.codePairs("broken", ActivationRounding.Q8_K, (v, i, high) -> i));
         assertTrue(e.getMessage().contains("broken is not a permutation"), e.getMessage());
     }
 }

@@ -193,18 +193,27 @@ class PreparedDotTest {
      * token and for a batch.
      */
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"})
     void integerKernelsAreExactAtTheLargestQuantsAndCodes(GgmlType type) {
+        // all bits set: the largest quants and scales; for Q4_0 and IQ4_XS all bits clear too, their largest magnitudes
+        // (Q4_0: 0 - 8; IQ4_XS: level -127, scale 0 - 32)
+        boolean signed = type == GgmlType.Q4_0 || type == GgmlType.IQ4_XS;
+        for (byte fill : signed ? new byte[] {(byte) 0xFF, 0} : new byte[] {(byte) 0xFF}) {
+            integerKernelIsExactWithQuantBytes(type, fill);
+        }
+    }
+
+    private static void integerKernelIsExactWithQuantBytes(GgmlType type, byte fill) {
         QuantFormat format = QuantFormats.of(type);
         int width = 1024;
-        int blocks = width / 256;
+        int blocks = width / type.blockSize();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment data = arena.allocate((long) blocks * type.blockBytes());
             format.randomBlocks(new SplittableRandom(type.id()), data, 0, blocks);
-            // keep the fp16 scales randomBlocks wrote (sane values), set every other byte: largest quants and scales
+            // keep the fp16 scales randomBlocks wrote (sane values), set every other byte
             MemorySegment sane = arena.allocate(data.byteSize());
             sane.copyFrom(data);
-            data.fill((byte) 0xFF);
+            data.fill(fill);
             for (int b = 0; b < blocks; b++) {
                 for (int offset : fp16Offsets(type)) {
                     long at = (long) b * type.blockBytes() + offset;
@@ -234,7 +243,7 @@ class PreparedDotTest {
                     float[] out = new float[tokens];
                     format.dotPrepared(data, 0, prepared, 0, tokens, out, 0, 1);
                     for (int t = 0; t < tokens; t++) {
-                        assertTrue(Math.abs(out[t] - exact) <= 1e-6 * magnitude, type + " sign " + sign + ", " + tokens
+                        assertTrue(Math.abs(out[t] - exact) <= 1e-6 * magnitude, type + " bytes " + fill + " sign " + sign + ", " + tokens
                                 + " token(s): " + out[t] + " exact " + exact + " magnitude " + magnitude);
                     }
                 }
@@ -242,15 +251,61 @@ class PreparedDotTest {
         }
     }
 
-    /** Where each K-quant keeps its fp16 super-block scales. */
+    /** Where each block keeps its fp16 scales. */
     private static int[] fp16Offsets(GgmlType type) {
         return switch (type) {
+            case Q4_0, IQ4_XS -> new int[] {0};
             case Q2_K -> new int[] {80, 82};
             case Q3_K -> new int[] {108};
             case Q4_K, Q5_K -> new int[] {0, 2};
             case Q6_K -> new int[] {208};
             default -> throw new IllegalArgumentException(type.toString());
         };
+    }
+
+    /**
+     * Q4_0's one-token kernel widens the fp16 block scales in vectors: every kind of fp16 value (zero, subnormal, normal,
+     * the largest, negative) gives the dot of the dequantized row within float32 rounding, and an infinite or NaN scale
+     * a product that is not finite, as decoding the block gives.
+     */
+    @Test
+    void q4_0ScalesOfEveryKindWidenAsFloat16ToFloatDoes() {
+        QuantFormat format = QuantFormats.of(GgmlType.Q4_0);
+        short[] finite = {0, (short) 0x8000, 0x0001, (short) 0x83FF, 0x0400, 0x3C00, (short) 0xB555, 0x7BFF, (short) 0xFBFF};
+        short[] special = {0x7C00, (short) 0xFC00, 0x7E00, (short) 0xFFFF};
+        int width = 512;
+        int blocks = width / 32;
+        SplittableRandom rnd = new SplittableRandom(17);
+        float[] x = new float[width];
+        for (int i = 0; i < width; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        PreparedActivations prepared = new PreparedActivations();
+        prepared.reserve(format, 1, width);
+        prepared.prepareRow(x, 0, 0);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate((long) blocks * 18);
+            format.randomBlocks(rnd, data, 0, blocks);
+            for (int b = 0; b < blocks; b++) {
+                data.set(Layouts.SHORT_LE, b * 18L, finite[b % finite.length]);
+            }
+            float[] w = new float[width];
+            format.dequantize(data, 0, w, 0, width);
+            double exact = 0;
+            double magnitude = 0;
+            for (int i = 0; i < width; i++) {
+                exact += (double) w[i] * prepared.values()[i];
+                magnitude += Math.abs((double) w[i] * prepared.values()[i]);
+            }
+            float[] out = new float[1];
+            format.dotPrepared(data, 0, prepared, 0, 1, out, 0, 1);
+            assertTrue(Math.abs(out[0] - exact) <= 1e-6 * magnitude, out[0] + " exact " + exact);
+            for (short scale : special) {
+                data.set(Layouts.SHORT_LE, 5 * 18L, scale);
+                format.dotPrepared(data, 0, prepared, 0, 1, out, 0, 1);
+                assertTrue(!Float.isFinite(out[0]), "scale " + Integer.toHexString(scale & 0xFFFF) + ": " + out[0]);
+            }
+        }
     }
 
     /** A NaN in a token's activations must reach its products (the integer kernels keep codes, not values, for it). */
@@ -356,12 +411,14 @@ class PreparedDotTest {
         assertThrows(IndexOutOfBoundsException.class, () -> q4k.dotPrepared(data, 0, q8k, 1, 2, out, 0, 1));
         assertThrows(IndexOutOfBoundsException.class, () -> q4k.dotPrepared(data, 0, q8k, 0, 2, out, 1, 1));
         assertThrows(IllegalArgumentException.class, () -> q8k.reserve(ActivationRounding.Q8_K, 1, 100));
-        // code pairs exist only for Q8_K's 8-bit codes: another rounding in a K-quant's order is refused with both named
+        // an order pairs the codes of one rounding: another rounding in that order is refused with both named
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                 () -> q8k.reserve(ActivationRounding.Q8_0, Q4_K.PAIRS, 2, 256));
         assertTrue(e.getMessage().contains("Q8_0") && e.getMessage().contains("Q4_K pairs"), e.getMessage());
-        IllegalStateException codes = assertThrows(IllegalStateException.class, () -> ActivationRounding.Q8_0
+        e = assertThrows(IllegalArgumentException.class, () -> q8k.reserve(ActivationRounding.Q8_K, Q4_0.PAIRS, 2, 256));
+        assertTrue(e.getMessage().contains("Q8_K") && e.getMessage().contains("Q4_0 pairs"), e.getMessage());
+        IllegalStateException codes = assertThrows(IllegalStateException.class, () -> ActivationRounding.F16
                 .roundToCodes(new float[32], 0, new float[32], 0, 32, new int[32], 0, new float[1], 0));
-        assertTrue(codes.getMessage().contains("only Q8_K rounding has 8-bit codes"), codes.getMessage());
+        assertTrue(codes.getMessage().contains("only Q8_0 and Q8_K rounding have 8-bit codes"), codes.getMessage());
     }
 }
