@@ -30,8 +30,9 @@ import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
 
 /**
- * Matrix-vector products over about 96 MB of random weights (rows of 4096 columns; larger than the
- * caches, so weights stream from memory as in decoding). {@code matVecOneThread} and {@code matVecTwoThreads}
+ * Matrix-vector products over about 96 MB of random weights (rows of {@code columns}, 4096 by default; larger
+ * than the caches, so weights stream from memory as in decoding; {@code -p columns=768} gives the rows of a
+ * Qwen3-30B-A3B expert's down projection). {@code matVecOneThread} and {@code matVecTwoThreads}
  * (the rows split in halves) are what the CPU backend's decoding step runs: {@code dotPreparedRows} with one
  * token, 8 rows per call, through each type's row kernel. {@code oneThread} / {@code twoThreads} call the
  * float-activation {@code dot} per row; {@code batch8} applies each row to 8 activation vectors with
@@ -54,12 +55,14 @@ import moe4j.kernels.quant.QuantFormats;
 public class MatVecBenchmark {
 
     static final long TARGET_BYTES = 96L << 20;
-    static final int COLUMNS = 4096;
     static final int BATCH = 8;
     static final int ROWS_PER_CALL = 8;
 
     @Param({"Q4_K", "Q6_K", "Q3_K", "Q5_K", "Q8_0", "Q4_0", "Q2_K", "IQ4_XS", "F16", "BF16", "F32"})
     public String type;
+
+    @Param({"4096"})
+    public int columns;
 
     private Arena arena;
     private MemorySegment weights;
@@ -85,17 +88,17 @@ public class MatVecBenchmark {
     public void setUp() {
         GgmlType t = GgmlType.valueOf(type);
         format = QuantFormats.of(t);
-        rowBytes = t.bytesFor(COLUMNS);
+        rowBytes = t.bytesFor(columns);
         rows = (int) (TARGET_BYTES / rowBytes);
         arena = Arena.ofShared();
         weights = arena.allocate(rows * rowBytes, 64);
         format.randomBlocks(new SplittableRandom(1), weights, 0, rows * rowBytes / t.blockBytes());
         SplittableRandom rnd = new SplittableRandom(2);
-        x = new float[COLUMNS];
-        for (int i = 0; i < COLUMNS; i++) {
+        x = new float[columns];
+        for (int i = 0; i < columns; i++) {
             x[i] = (float) rnd.nextGaussian();
         }
-        xBatch = new float[BATCH * COLUMNS];
+        xBatch = new float[BATCH * columns];
         for (int i = 0; i < xBatch.length; i++) {
             xBatch[i] = (float) rnd.nextGaussian();
         }
@@ -103,12 +106,12 @@ public class MatVecBenchmark {
         outBatch = new float[rows * BATCH];
         helper = Executors.newSingleThreadExecutor();
         prepared = new PreparedActivations();
-        prepared.reserve(format, 1, COLUMNS);
+        prepared.reserve(format, 1, columns);
         prepared.prepareRow(x, 0, 0);
         preparedBatch = new PreparedActivations();
-        preparedBatch.reserve(format, BATCH, COLUMNS);
+        preparedBatch.reserve(format, BATCH, columns);
         for (int token = 0; token < BATCH; token++) {
-            preparedBatch.prepareRow(xBatch, token * COLUMNS, token);
+            preparedBatch.prepareRow(xBatch, token * columns, token);
         }
     }
 
@@ -120,7 +123,7 @@ public class MatVecBenchmark {
 
     private void rows(int from, int to) {
         for (int r = from; r < to; r++) {
-            out[r] = format.dot(weights, r * rowBytes, x, 0, COLUMNS);
+            out[r] = format.dot(weights, r * rowBytes, x, 0, columns);
         }
     }
 
@@ -144,7 +147,7 @@ public class MatVecBenchmark {
     @Benchmark
     public float[] batch8(Traffic traffic) {
         for (int r = 0; r < rows; r++) {
-            format.dotBatch(weights, r * rowBytes, xBatch, 0, COLUMNS, BATCH, outBatch, r * BATCH, 1, COLUMNS);
+            format.dotBatch(weights, r * rowBytes, xBatch, 0, columns, BATCH, outBatch, r * BATCH, 1, columns);
         }
         traffic.weightBytes += rows * rowBytes;
         return outBatch;
