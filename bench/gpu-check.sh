@@ -20,6 +20,7 @@
 #   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt); NCU_MODEL,
 #                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
+#   HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000 ... times the hybrid generation once more with these JVM flags
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -143,6 +144,13 @@ if [ "${HYBRID:-1}" = 1 ]; then
         row "  $(echo $test)" "$(echo $ts) tok/s"
     done < <(grep -E '^\| .*(pp|tg)[0-9]' "$OUT/hybrid.log")
     row "  llama.cpp H100, 16 threads (anchor)" "pp512 790 tok/s, tg64 39 tok/s"
+    if [ -n "${HYBRID_FLAGS:-}" ]; then
+        # generation once more with other JVM flags, e.g. HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000
+        # shellcheck disable=SC2086
+        timeout 120 "$java" "${flags[@]}" $HYBRID_FLAGS -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" \
+            --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 0 -n 64 -r 2 > "$OUT/hybrid-ab.log" 2>&1
+        row "  tg64, $HYBRID_FLAGS (exit $?)" "$(grep -E '^\| .*tg64' "$OUT/hybrid-ab.log" | cut -d'|' -f8 | tr -s ' ')"
+    fi
 fi
 # 5b. Optional (CPU_BENCH=1): the same model on the CPU backend alone, all cores: what the hybrid run's experts
 # can reach on this machine's RAM

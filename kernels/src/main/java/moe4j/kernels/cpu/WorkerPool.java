@@ -20,7 +20,11 @@ public final class WorkerPool implements AutoCloseable {
         void run(int from, int to, int worker);
     }
 
-    private static final int SPINS = 2_000;
+    /**
+     * Spins of a waiting thread before it parks ({@code -Dmoe4j.cpu.spins=N}): parked helpers take tens of
+     * microseconds to wake, which a placement that alternates GPU and CPU work every layer pays each time.
+     */
+    private static final int SPINS = Integer.getInteger("moe4j.cpu.spins", 2_000);
 
     private final int threads;
     private final Thread[] helpers;
