@@ -103,6 +103,9 @@ final class CpuWeight implements Weight {
     @Override
     public int rows() { return rows; }
 
+    /** Bytes of one row in its storage format. */
+    long rowBytes() { return rowBytes; }
+
     @Override
     public int experts() { return experts; }
 
