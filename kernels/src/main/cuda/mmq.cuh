@@ -19,6 +19,21 @@ struct HalfUnpacked {
     float scaleLo, minLo, scaleHi, minHi;
 };
 
+// The groups, scales and minimums of part p of a Q4_K or Q5_K half (their shared layout: low nibbles in sub-block 2m,
+// high nibbles in 2m + 1, 6-bit scales and minimums in bytes 4..15 of the 16-byte header hd, d and dmin in its first
+// word): groups 64(p/2) + 16(p%2) .. of the half, /16, and that + 2.
+__device__ __forceinline__ void set_k_groups(HalfUnpacked& r, const uint4& hd, int m, int p) {
+    r.gLo = (64 * (p >> 1) + 16 * (p & 1)) >> 4;
+    r.gHi = r.gLo + 2;
+    KScales sc = k_scales(hd, m);
+    float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xFFFFu)));
+    float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+    r.scaleLo = __fmul_rn(d, (float)sc.scLo);
+    r.minLo = __fmul_rn(dmin, (float)sc.mnLo);
+    r.scaleHi = __fmul_rn(d, (float)sc.scHi);
+    r.minHi = __fmul_rn(dmin, (float)sc.mnHi);
+}
+
 // Q4_K, half h, part p (0..3): the 16 quant bytes at 16 + 32m + 16(p%2), m = 2h + p/2: low nibbles are values
 // 64m + 16(p%2) + 0..15 of the block (sub-block 2m), high nibbles the same + 32 (sub-block 2m + 1).
 struct Q4KHalf {
@@ -32,16 +47,7 @@ struct Q4KHalf {
         r.lo = make_uint4(q.x & 0x0F0F0F0Fu, q.y & 0x0F0F0F0Fu, q.z & 0x0F0F0F0Fu, q.w & 0x0F0F0F0Fu);
         r.hi = make_uint4((q.x >> 4) & 0x0F0F0F0Fu, (q.y >> 4) & 0x0F0F0F0Fu, (q.z >> 4) & 0x0F0F0F0Fu,
                           (q.w >> 4) & 0x0F0F0F0Fu);
-        int local = 64 * (p >> 1) + 16 * (p & 1);
-        r.gLo = local >> 4;
-        r.gHi = r.gLo + 2;
-        KScales sc = k_scales(hd, m);
-        float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xFFFFu)));
-        float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
-        r.scaleLo = __fmul_rn(d, (float)sc.scLo);
-        r.minLo = __fmul_rn(dmin, (float)sc.mnLo);
-        r.scaleHi = __fmul_rn(d, (float)sc.scHi);
-        r.minHi = __fmul_rn(dmin, (float)sc.mnHi);
+        set_k_groups(r, hd, m, p);
         return r;
     }
 };
@@ -101,16 +107,7 @@ struct Q5KHalf {
         }
         r.lo = make_uint4(lo[0], lo[1], lo[2], lo[3]);
         r.hi = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-        int local = 64 * (p >> 1) + 16 * (p & 1);
-        r.gLo = local >> 4;
-        r.gHi = r.gLo + 2;
-        KScales sc = k_scales(hd, m);
-        float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xFFFFu)));
-        float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
-        r.scaleLo = __fmul_rn(d, (float)sc.scLo);
-        r.minLo = __fmul_rn(dmin, (float)sc.mnLo);
-        r.scaleHi = __fmul_rn(d, (float)sc.scHi);
-        r.minHi = __fmul_rn(dmin, (float)sc.mnHi);
+        set_k_groups(r, hd, m, p);
         return r;
     }
 };

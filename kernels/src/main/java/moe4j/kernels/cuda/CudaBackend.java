@@ -245,25 +245,20 @@ public final class CudaBackend implements Backend {
         makeCurrent();
         requireNotRecording("binding a weight");
         Shape t = shape(tensor);
-        String name = t.name();
-        if (t.isVector()) {
-            CUdeviceptr p = memory.allocate(4L * t.rowLength(), DeviceMemory.Use.WEIGHTS, "tensor " + name);
-            return uploadVector(tensor, t, p);
-        }
-        int rowLength = t.rowLength();
-        int rows = t.rows();
-        int experts = t.experts();
-        long rowBytes = t.rowBytes();
-        long bytes = t.bytes();
-        CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.WEIGHTS, "tensor " + name);
+        CUdeviceptr p = memory.allocate(t.deviceBytes(), DeviceMemory.Use.WEIGHTS, "tensor " + t.name());
         try {
-            upload(tensor.data(), bytes, p, name);
+            return t.isVector() ? uploadVector(tensor, t, p) : uploadMatrix(tensor, t, p);
         } catch (RuntimeException e) {
             memory.free(p);
             throw e;
         }
-        return new CudaWeight(name, tensor.type(), rowLength, rows, experts, p, tensor.type(), rowBytes,
-                rowBytes * rows);
+    }
+
+    /** A matrix or stack of matrices, copied to {@code p} in its storage format. */
+    private CudaWeight uploadMatrix(GgufTensor tensor, Shape t, CUdeviceptr p) {
+        upload(tensor.data(), t.bytes(), p, t.name());
+        return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, tensor.type(),
+                t.rowBytes(), t.rowBytes() * t.rows());
     }
 
     /** A tensor's shape, checked for what the CUDA backend handles. */
@@ -271,6 +266,11 @@ public final class CudaBackend implements Backend {
 
         boolean isVector() {
             return (long) rows * experts == 1;
+        }
+
+        /** Bytes on the device: a vector decoded to f32, a matrix in its storage format. */
+        long deviceBytes() {
+            return isVector() ? 4L * rowLength : bytes;
         }
     }
 
@@ -424,9 +424,7 @@ public final class CudaBackend implements Backend {
     /** Whole 256-byte units, so that every staged tensor starts as aligned as an allocation of its own. */
     @Override
     public long stagedBytes(GgufTensor tensor) {
-        Shape t = shape(tensor);
-        long bytes = t.isVector() ? 4L * t.rowLength() : t.bytes();
-        return (bytes + 255) & ~255L;
+        return (shape(tensor).deviceBytes() + 255) & ~255L;
     }
 
     @Override
@@ -445,12 +443,7 @@ public final class CudaBackend implements Backend {
                     + " area of " + a.bytes + " bytes at " + offset);
         }
         CUdeviceptr p = a.data.withByteOffset(offset);
-        if (t.isVector()) {
-            return uploadVector(tensor, t, p);
-        }
-        upload(tensor.data(), t.bytes(), p, t.name());
-        return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, tensor.type(),
-                t.rowBytes(), t.rowBytes() * t.rows());
+        return t.isVector() ? uploadVector(tensor, t, p) : uploadMatrix(tensor, t, p);
     }
 
     /** Two pinned host buffers: one is filled from the mapped file while the other's copy to the device runs. */
