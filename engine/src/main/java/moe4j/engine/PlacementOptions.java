@@ -56,10 +56,7 @@ public record PlacementOptions(List<Device> devices, List<Double> split, int gpu
         if (gpuLayers < AUTO || nCpuMoe < AUTO) {
             throw new IllegalArgumentException("gpuLayers and nCpuMoe must be AUTO (-1) or at least 0");
         }
-        if (stageBatch < 0 || stageBatch == 1) {
-            throw new IllegalArgumentException("stageBatch must be 0 (never) or at least 2 (a single token is computed"
-                    + " where its experts lie), got " + stageBatch);
-        }
+        PlanRequest.requireStageBatch(stageBatch);
     }
 
     /** True when nothing asks for more than one device: the model runs whole on one backend. */

@@ -35,6 +35,17 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
     /** llama.cpp's threshold for moving a CPU-placed operation's batch to the GPU. */
     public static final int DEFAULT_STAGE_BATCH = 32;
 
+    /**
+     * @throws IllegalArgumentException unless {@code stageBatch} is 0 (never) or at least 2: a single token is
+     *         computed where its experts lie
+     */
+    public static void requireStageBatch(int stageBatch) {
+        if (stageBatch < 0 || stageBatch == 1) {
+            throw new IllegalArgumentException("stageBatch must be 0 (never) or at least 2 (a single token is computed"
+                    + " where its experts lie), got " + stageBatch);
+        }
+    }
+
     public PlanRequest {
         Objects.requireNonNull(kvType, "kvType");
         split = List.copyOf(split);
@@ -56,10 +67,7 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
         if (gpuLayers < AUTO || nCpuMoe < AUTO) {
             throw new IllegalArgumentException("gpuLayers and nCpuMoe must be AUTO (-1) or at least 0");
         }
-        if (stageBatch < 0 || stageBatch == 1) {
-            throw new IllegalArgumentException("stageBatch must be 0 (never) or at least 2 (a single token is computed"
-                    + " where its experts lie), got " + stageBatch);
-        }
+        requireStageBatch(stageBatch);
         if (marginBytes < 0) {
             throw new IllegalArgumentException("margin must not be negative, got " + marginBytes);
         }
