@@ -30,9 +30,10 @@ import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
 
 /**
- * Matrix-vector products over about 96 MB of random weights (rows of {@code columns}, 4096 by default; larger
+ * Matrix-vector products over about 96 MiB of random weights (rows of {@code columns}, 4096 by default; larger
  * than the caches, so weights stream from memory as in decoding; {@code -p columns=768} gives the rows of a
- * Qwen3-30B-A3B expert's down projection). {@code matVecOneThread} and {@code matVecTwoThreads}
+ * Qwen3-30B-A3B expert's down projection; {@code -p kib=512} a matrix that stays in the core's cache, which tells a
+ * kernel bound by its arithmetic from one bound by memory). {@code matVecOneThread} and {@code matVecTwoThreads}
  * (the rows split in halves) are what the CPU backend's decoding step runs: {@code dotPreparedRows} with one
  * token, 8 rows per call, through each type's row kernel. {@code oneThread} / {@code twoThreads} call the
  * float-activation {@code dot} per row; {@code batch8} applies each row to 8 activation vectors with
@@ -54,7 +55,6 @@ import moe4j.kernels.quant.QuantFormats;
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
 public class MatVecBenchmark {
 
-    static final long TARGET_BYTES = 96L << 20;
     static final int BATCH = 8;
     static final int ROWS_PER_CALL = 8;
 
@@ -63,6 +63,10 @@ public class MatVecBenchmark {
 
     @Param({"4096"})
     public int columns;
+
+    /** Weight bytes, in KiB. */
+    @Param({"98304"})
+    public int kib;
 
     private Arena arena;
     private MemorySegment weights;
@@ -89,7 +93,7 @@ public class MatVecBenchmark {
         GgmlType t = GgmlType.valueOf(type);
         format = QuantFormats.of(t);
         rowBytes = t.bytesFor(columns);
-        rows = (int) (TARGET_BYTES / rowBytes);
+        rows = (int) Math.max(2, (kib * 1024L) / rowBytes);
         arena = Arena.ofShared();
         weights = arena.allocate(rows * rowBytes, 64);
         format.randomBlocks(new SplittableRandom(1), weights, 0, rows * rowBytes / t.blockBytes());

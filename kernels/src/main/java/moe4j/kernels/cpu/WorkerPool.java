@@ -1,6 +1,7 @@
 package moe4j.kernels.cpu;
 
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
@@ -28,6 +29,12 @@ public final class WorkerPool implements AutoCloseable {
 
     private final int threads;
     private final Thread[] helpers;
+    /**
+     * 1 while helper {@code i} is parked or about to park. A loop's start unparks only those, and only along a binary
+     * tree (the caller its two children, each helper that sees the loop its own two): on 16 threads, unparking every
+     * helper one after another kept the caller in fifteen system calls before its own share of each loop.
+     */
+    private final AtomicIntegerArray sleeping;
     private final ReentrantLock submit = new ReentrantLock();
     /** The loop's generation (high 32 bits) and its first index not yet handed out (low 32 bits). */
     private final AtomicLong next = new AtomicLong();
@@ -50,6 +57,7 @@ public final class WorkerPool implements AutoCloseable {
         }
         this.threads = threads;
         this.helpers = new Thread[threads - 1];
+        this.sleeping = new AtomicIntegerArray(threads - 1);
         for (int i = 0; i < helpers.length; i++) {
             int worker = i + 1;
             helpers[i] = Thread.ofPlatform().daemon().name("moe4j-cpu-" + worker).unstarted(() -> helperLoop(worker));
@@ -90,9 +98,7 @@ public final class WorkerPool implements AutoCloseable {
             pending.set(count);
             next.set(loop << 32);
             generation = loop;
-            for (Thread t : helpers) {
-                LockSupport.unpark(t);
-            }
+            wakeChildren(0);
             drain(loop, 0);
             // the loop is done when its indices are, not when every helper has reported: a helper that was
             // parked and wakes late (tens of microseconds on a busy machine) finds nothing left and costs nothing
@@ -160,6 +166,7 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     private void helperLoop(int worker) {
+        int slot = worker - 1;
         long seen = 0;
         while (true) {
             int spins = 0;
@@ -167,14 +174,30 @@ public final class WorkerPool implements AutoCloseable {
                 if (spins++ < SPINS) {
                     Thread.onSpinWait();
                 } else {
-                    LockSupport.park(this);
+                    // flag first, then look again: a loop published before the flag is seen here, one published
+                    // after it finds the flag (both are volatile, so one of the two reads sees the other's write)
+                    sleeping.set(slot, 1);
+                    if (generation == seen && !closed) {
+                        LockSupport.park(this);
+                    }
+                    sleeping.set(slot, 0);
                 }
             }
             if (closed) {
                 return;
             }
             seen = generation;
+            wakeChildren(worker);
             drain(seen, worker);
+        }
+    }
+
+    /** Unparks the helpers below {@code worker} in the wake-up tree (workers {@code 2w+1} and {@code 2w+2}) that sleep. */
+    private void wakeChildren(int worker) {
+        for (int child = 2 * worker + 1; child <= 2 * worker + 2 && child < threads; child++) {
+            if (sleeping.get(child - 1) != 0) {
+                LockSupport.unpark(helpers[child - 1]);
+            }
         }
     }
 

@@ -6,9 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 
 import org.junit.jupiter.api.Test;
@@ -33,6 +37,33 @@ class WorkerPoolTest {
                 for (int i = 0; i < count; i++) {
                     assertEquals(1, visits.get(i), "index " + i + " in round " + round);
                 }
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0} threads")
+    @CsvSource({"2", "3", "9", "16"})
+    @Timeout(value = 60, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    void everyParkedHelperWakesForTheNextLoop(int threads) throws InterruptedException {
+        // helpers left idle park; a loop must reach each of them through the wake-up tree (helper 7 of 9 only via
+        // helpers 1 and 3): every index waits until all workers hold one, so a helper left asleep fails the test
+        try (WorkerPool pool = new WorkerPool(threads)) {
+            for (int round = 0; round < 3; round++) {
+                Thread.sleep(200);
+                CountDownLatch allInside = new CountDownLatch(threads);
+                Set<Integer> workers = ConcurrentHashMap.newKeySet();
+                pool.parallelFor(threads, 1, (from, to, worker) -> {
+                    for (int i = from; i < to; i++) {
+                        workers.add(worker);
+                        allInside.countDown();
+                        try {
+                            allInside.await(5, TimeUnit.SECONDS);
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        }
+                    }
+                });
+                assertEquals(threads, workers.size(), "workers that took part in round " + round + ": " + workers);
             }
         }
     }
