@@ -27,6 +27,8 @@ public final class WorkerPool implements AutoCloseable {
      */
     private static final int SPINS = Integer.getInteger("moe4j.cpu.spins", 2_000);
 
+    private final int spinLimit;
+
     private final int threads;
     private final Thread[] helpers;
     /**
@@ -52,9 +54,15 @@ public final class WorkerPool implements AutoCloseable {
 
     /** Starts {@code threads - 1} daemon helper threads. */
     public WorkerPool(int threads) {
+        this(threads, SPINS);
+    }
+
+    /** As {@link #WorkerPool(int)}, with waiting threads parking after {@code spins} spins (tests: 0). */
+    WorkerPool(int threads, int spins) {
         if (threads < 1) {
             throw new IllegalArgumentException("thread count must be at least 1, got " + threads);
         }
+        this.spinLimit = Math.max(0, spins);
         this.threads = threads;
         this.helpers = new Thread[threads - 1];
         this.sleeping = new AtomicIntegerArray(threads - 1);
@@ -104,7 +112,7 @@ public final class WorkerPool implements AutoCloseable {
             // parked and wakes late (tens of microseconds on a busy machine) finds nothing left and costs nothing
             int spins = 0;
             while (pending.get() != 0) {
-                if (spins++ < SPINS) {
+                if (spins++ < spinLimit) {
                     Thread.onSpinWait();
                 } else {
                     LockSupport.park(this);
@@ -171,7 +179,7 @@ public final class WorkerPool implements AutoCloseable {
         while (true) {
             int spins = 0;
             while (generation == seen && !closed) {
-                if (spins++ < SPINS) {
+                if (spins++ < spinLimit) {
                     Thread.onSpinWait();
                 } else {
                     // flag first, then look again: a loop published before the flag is seen here, one published

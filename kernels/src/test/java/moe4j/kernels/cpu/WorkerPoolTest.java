@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
@@ -14,6 +15,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.locks.LockSupport;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -61,6 +63,36 @@ class WorkerPoolTest {
                         } catch (InterruptedException e) {
                             Thread.currentThread().interrupt();
                         }
+                    }
+                });
+                assertEquals(threads, workers.size(), "workers that took part in round " + round + ": " + workers);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0} spins")
+    @CsvSource({"0", "1", "50"})
+    @Timeout(value = 120, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+    void helpersCaughtWhileGoingToSleepStillWakeForTheNextLoop(int spins) {
+        // helpers that park (almost) at once, and gaps of 0-50 us between loops, catch them spinning, flagging
+        // themselves or parking: a helper that flagged itself after its last look at the loop counter would sleep
+        // through a loop and fail it
+        int threads = 5;
+        SplittableRandom random = new SplittableRandom(7);
+        try (WorkerPool pool = new WorkerPool(threads, spins)) {
+            for (int round = 0; round < 3000; round++) {
+                if (random.nextBoolean()) {
+                    LockSupport.parkNanos(random.nextLong(50_000));
+                }
+                CountDownLatch allInside = new CountDownLatch(threads);
+                Set<Integer> workers = ConcurrentHashMap.newKeySet();
+                pool.parallelFor(threads, 1, (from, to, worker) -> {
+                    workers.add(worker);
+                    allInside.countDown();
+                    try {
+                        allInside.await(5, TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
                     }
                 });
                 assertEquals(threads, workers.size(), "workers that took part in round " + round + ": " + workers);
