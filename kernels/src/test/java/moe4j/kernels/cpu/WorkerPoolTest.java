@@ -52,20 +52,7 @@ class WorkerPoolTest {
         try (WorkerPool pool = new WorkerPool(threads)) {
             for (int round = 0; round < 3; round++) {
                 Thread.sleep(200);
-                CountDownLatch allInside = new CountDownLatch(threads);
-                Set<Integer> workers = ConcurrentHashMap.newKeySet();
-                pool.parallelFor(threads, 1, (from, to, worker) -> {
-                    for (int i = from; i < to; i++) {
-                        workers.add(worker);
-                        allInside.countDown();
-                        try {
-                            allInside.await(5, TimeUnit.SECONDS);
-                        } catch (InterruptedException e) {
-                            Thread.currentThread().interrupt();
-                        }
-                    }
-                });
-                assertEquals(threads, workers.size(), "workers that took part in round " + round + ": " + workers);
+                assertEquals(threads, workersInOneLoop(pool, threads).size(), "workers that took part in round " + round);
             }
         }
     }
@@ -84,20 +71,30 @@ class WorkerPoolTest {
                 if (random.nextBoolean()) {
                     LockSupport.parkNanos(random.nextLong(50_000));
                 }
-                CountDownLatch allInside = new CountDownLatch(threads);
-                Set<Integer> workers = ConcurrentHashMap.newKeySet();
-                pool.parallelFor(threads, 1, (from, to, worker) -> {
-                    workers.add(worker);
-                    allInside.countDown();
-                    try {
-                        allInside.await(5, TimeUnit.SECONDS);
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                    }
-                });
-                assertEquals(threads, workers.size(), "workers that took part in round " + round + ": " + workers);
+                assertEquals(threads, workersInOneLoop(pool, threads).size(), "workers that took part in round " + round);
             }
         }
+    }
+
+    /**
+     * The workers that ran a loop of one index each ({@code threads} indices), each index waiting until every worker
+     * holds one (at most 5 s): a helper that sleeps through the loop leaves its index to another and is missing.
+     */
+    private static Set<Integer> workersInOneLoop(WorkerPool pool, int threads) {
+        CountDownLatch allInside = new CountDownLatch(threads);
+        Set<Integer> workers = ConcurrentHashMap.newKeySet();
+        pool.parallelFor(threads, 1, (from, to, worker) -> {
+            for (int i = from; i < to; i++) {
+                workers.add(worker);
+                allInside.countDown();
+                try {
+                    allInside.await(5, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        });
+        return workers;
     }
 
     @Test
