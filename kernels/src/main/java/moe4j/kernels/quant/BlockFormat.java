@@ -78,7 +78,7 @@ abstract class BlockFormat implements QuantFormat {
         if (nTokens == 1 && rowKernelFor(x)) {
             dotRows(src, srcOffset, 0, 1, x, firstRow, out, outOffset);
         } else if (pairTiles(x)) {
-            PairTile.dot(src, srcOffset, 0, 1, x, firstRow, nTokens, out, outOffset, outStride);
+            PairTile.dot(type, src, srcOffset, 0, 1, x, firstRow, nTokens, out, outOffset, outStride);
         } else if (scaledRows(count)) {
             ScaledDot.dot(this, src, srcOffset, x, firstRow, nTokens, out, outOffset, outStride);
         } else {
@@ -120,7 +120,7 @@ abstract class BlockFormat implements QuantFormat {
         checkBytes(src, srcOffset, blocks, "source");
         checkBytes(src, srcOffset + (rows - 1) * rowBytes, blocks, "source");
         if (pairs) {
-            PairTile.dot(src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset, outStride);
+            PairTile.dot(type, src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset, outStride);
             return;
         }
         if (fused) {

@@ -89,13 +89,13 @@ final class PairTile {
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
     /**
-     * Whether products of {@code format}'s weights with several rows of {@code x} take these tiles: Q3_K, Q4_K or Q6_K
+     * Whether products of {@code format}'s weights with several rows of {@code x} take these tiles: Q3_K to Q6_K
      * weights, {@code x} prepared in their order (so it holds the code pairs) for more than one row, whole super-blocks.
      */
     static boolean takes(QuantFormat format, PreparedActivations x) {
         GgmlType type = format.type();
-        return Simd.FUSED && (type == GgmlType.Q3_K || type == GgmlType.Q4_K || type == GgmlType.Q6_K)
-                && x.laneOrder() == format.laneOrder() && x.rows() > 1 && x.width() % QK == 0;
+        return Simd.FUSED && (type == GgmlType.Q3_K || type == GgmlType.Q4_K || type == GgmlType.Q5_K
+                || type == GgmlType.Q6_K) && x.laneOrder() == format.laneOrder() && x.rows() > 1 && x.width() % QK == 0;
     }
 
     /** Whether activations prepared in {@code order} get this class's code pairs. */
@@ -107,17 +107,18 @@ final class PairTile {
      * {@code out[outOffset + r + t*outStride]} = row {@code r} (at {@code srcOffset + r*rowBytes}) times prepared row
      * {@code firstRow + t}, for {@code rows} rows and {@code nTokens} tokens. Arguments are checked.
      */
-    static void dot(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int firstRow,
-            int nTokens, float[] out, int outOffset, int outStride) {
+    static void dot(GgmlType type, MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
+            int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
         Scratch s = SCRATCH.get();
         if (s.acc.length < nTokens * ROWS) {
             s.acc = new float[nTokens * ROWS];
         }
         int width = x.width();
         int blocks = width / QK;
-        boolean q3 = x.laneOrder() == Q3_K.PAIRS;
+        boolean q3 = type == GgmlType.Q3_K;
+        boolean q5 = type == GgmlType.Q5_K;
         // Q6_K and Q3_K: signed quants paired within 16-element groups, one scale per group, no minimums
-        boolean q6 = x.laneOrder() == Q6_K.PAIRS || q3;
+        boolean q6 = type == GgmlType.Q6_K || q3;
         for (int r0 = 0; r0 < rows; r0 += ROWS) {
             int n = Math.min(ROWS, rows - r0);
             Arrays.fill(s.acc, 0, nTokens * ROWS, 0f);
@@ -126,6 +127,8 @@ final class PairTile {
                     decodeQ3(src, srcOffset + r0 * rowBytes + (long) b * Q3_BYTES, rowBytes, n, s);
                 } else if (q6) {
                     decodeQ6(src, srcOffset + r0 * rowBytes + (long) b * Q6_BYTES, rowBytes, n, s);
+                } else if (q5) {
+                    decodeQ5(src, srcOffset + r0 * rowBytes + (long) b * Q5_BYTES, rowBytes, n, s);
                 } else {
                     decode(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
                 }
@@ -136,7 +139,7 @@ final class PairTile {
                         s.tokenSums[t] = row * width / 32 + b * SUB_BLOCKS;
                         s.tokenScale[t] = x.codeScales()[row * blocks + b];
                     }
-                    tile(s, x.tilePairs(), x.tileSums(), t0, Math.min(TOKENS, nTokens - t0), q6);
+                    tile(s, x.tilePairs(), x.tileSums(), t0, Math.min(TOKENS, nTokens - t0), q6, q5 || q6);
                 }
             }
             for (int t = 0; t < nTokens; t++) {
@@ -155,17 +158,7 @@ final class PairTile {
         }
         for (int r = 0; r < n; r++) {
             long at = block + r * rowBytes;
-            int pair = src.get(Layouts.INT_LE, at);
-            s.d[r] = Float.float16ToFloat((short) pair);
-            s.dmin[r] = Float.float16ToFloat((short) (pair >>> 16));
-            // the eight scales (lanes 0-7) and minimums (8-15) as Q4_K's one-token kernel unpacks them
-            IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at, Simd.LE)
-                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-            raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
-                    .and(KQuantScales.SCALE_MIN_LOW_MASK)
-                    .or(raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
-                            .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4))
-                    .intoArray(s.scaleRows, r * 16);
+            scalesAndMinimums(src, at, r, s);
             for (int c = 0; c < 4; c++) {
                 // 32 quant bytes: sub-block 2c in the low nibbles, 2c+1 in the high ones; pair k = bytes k and k + 16
                 IntVector a = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 16 + 32L * c, Simd.LE)
@@ -178,6 +171,56 @@ final class PairTile {
             }
         }
         toLanes(s);
+    }
+
+    private static final int Q5_BYTES = 176;
+
+    /**
+     * Q5_K's super-block {@code block} of {@code n} rows into Q4_K's pair layout ({@link #decode}): the same scales,
+     * minimums and nibbles (at byte 48), each nibble with its fifth bit from the 32 {@code qh} bytes (bit {@code j} of
+     * byte {@code l} for element {@code l} of sub-block {@code j}), quants 0..31.
+     */
+    private static void decodeQ5(MemorySegment src, long block, long rowBytes, int n, Scratch s) {
+        int[] rowMajor = s.rowMajor;
+        if (n < ROWS) {
+            s.clearRows();
+        }
+        for (int r = 0; r < n; r++) {
+            long at = block + r * rowBytes;
+            scalesAndMinimums(src, at, r, s);
+            IntVector ha = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 16, Simd.LE)
+                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector hb = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 32, Simd.LE)
+                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+            for (int c = 0; c < 4; c++) {
+                IntVector a = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 48 + 32L * c, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector b = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 64 + 32L * c, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                IntVector aLow = a.and(0xF).or(ha.lanewise(LSHR, 2 * c).and(1).lanewise(LSHL, 4));
+                IntVector bLow = b.and(0xF).or(hb.lanewise(LSHR, 2 * c).and(1).lanewise(LSHL, 4));
+                aLow.or(bLow.lanewise(LSHL, 16)).intoArray(rowMajor, (2 * c * ROWS + r) * 16);
+                IntVector aHigh = a.lanewise(LSHR, 4).or(ha.lanewise(LSHR, 2 * c + 1).and(1).lanewise(LSHL, 4));
+                IntVector bHigh = b.lanewise(LSHR, 4).or(hb.lanewise(LSHR, 2 * c + 1).and(1).lanewise(LSHL, 4));
+                aHigh.or(bHigh.lanewise(LSHL, 16)).intoArray(rowMajor, ((2 * c + 1) * ROWS + r) * 16);
+            }
+        }
+        toLanes(s);
+    }
+
+    /** Row {@code r}'s {@code d}, {@code dmin}, eight scales and eight minimums (Q4_K's and Q5_K's first 16 bytes). */
+    private static void scalesAndMinimums(MemorySegment src, long at, int r, Scratch s) {
+        int pair = src.get(Layouts.INT_LE, at);
+        s.d[r] = Float.float16ToFloat((short) pair);
+        s.dmin[r] = Float.float16ToFloat((short) (pair >>> 16));
+        // the eight scales (lanes 0-7) and minimums (8-15) as Q4_K's one-token kernel unpacks them
+        IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at, Simd.LE)
+                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+        raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
+                .and(KQuantScales.SCALE_MIN_LOW_MASK)
+                .or(raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
+                        .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4))
+                .intoArray(s.scaleRows, r * 16);
     }
 
     /**
@@ -469,11 +512,11 @@ final class PairTile {
 
     /**
      * Adds one super-block of the 16 rows times the tile's tokens to the accumulators of tokens {@code t0 ..}. Products
-     * are summed four pairs a step; Q4_K takes the upper halves every 8 pairs (at most 8 * 2 * 15 * 127) and applies a
-     * scale per 16, Q6_K and Q3_K ({@code q6}), whose signed quants reach 32 (4) in magnitude, every 4 (4 * 2 * 32 * 127)
-     * with a scale per 8.
+     * are summed four pairs a step; Q4_K takes the upper halves every 8 pairs (at most 8 * 2 * 15 * 128) and applies a
+     * scale per 16, Q5_K ({@code everyFour}, quants to 31) every 4 (4 * 2 * 31 * 128) with a scale per 16, Q6_K and Q3_K
+     * ({@code q6}), whose signed quants reach 32 (4) in magnitude, every 4 (4 * 2 * 32 * 128) with a scale per 8.
      */
-    private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid, boolean q6) {
+    private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid, boolean q6, boolean everyFour) {
         int[] w = s.w;
         int scaleShift = q6 ? 3 : 4;
         // three tokens at a time with their sums in registers across the super-block; six at once spilled registers
@@ -499,7 +542,7 @@ final class PairTile {
                 h1 = h1.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
                 a = a2 + q;
                 h2 = h2.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
-                if (q6 || (q & 4) != 0) {
+                if (everyFour || (q & 4) != 0) {
                     IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q >> scaleShift) * ROWS);
                     o0 = o0.add(h0.add(HALF).lanewise(ASHR, 16).mul(sc));
                     o1 = o1.add(h1.add(HALF).lanewise(ASHR, 16).mul(sc));

@@ -227,7 +227,7 @@ class PreparedDotTest {
                 for (int i = 0; i < width; i++) {
                     x[i] = ((i / 256) % 2 == 0 ? sign : -sign) * (1 + (i % 7) * 1e-3f);
                 }
-                // one token (the decoding kernel) and a batch of three (the prompt path; for Q4_K the integer tiles)
+                // one token (the decoding kernel) and a batch of three (the prompt path; for Q3_K to Q6_K the integer tiles)
                 for (int tokens : new int[] {1, 3}) {
                     PreparedActivations prepared = new PreparedActivations();
                     prepared.reserve(format, tokens, width);
