@@ -57,8 +57,8 @@ final class ModelLoader {
         Session session = contextLength > 0 ? model.newSession(contextLength) : model.newSession();
         long weights = model.file().tensors().stream().mapToLong(GgufTensor::byteSize).sum();
         Runtime rt = Runtime.getRuntime();
-        err.printf(Locale.ROOT, "memory: weights %s (mapped), KV cache %s (%s, %d positions), heap %s%n",
-                Sizes.bytes(weights), Sizes.bytes(kvCacheBytes(model, session.contextLength())),
+        err.printf(Locale.ROOT, "memory: weights %s (%s), KV cache %s (%s, %d positions), heap %s%n",
+                Sizes.bytes(weights), model.file().mapped() ? "mapped" : "in memory", Sizes.bytes(kvCacheBytes(model, session.contextLength())),
                 model.options().kvCacheType().name().toLowerCase(Locale.ROOT), session.contextLength(),
                 Sizes.bytes(rt.totalMemory() - rt.freeMemory()));
         err.flush();

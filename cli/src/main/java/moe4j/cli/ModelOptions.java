@@ -72,6 +72,10 @@ final class ModelOptions {
             + " does not fit on it stays on the CPU")
     boolean fit;
 
+    @Option(names = "--no-mmap", description = "read the model into memory instead of mapping it (as llama.cpp's"
+            + " --no-mmap): loading takes longer and a copy of the file in RAM, generation is a few percent faster")
+    boolean noMmap;
+
     @Option(names = Main.VERBOSE, description = "stack trace on errors")
     boolean verbose;
 
@@ -90,7 +94,7 @@ final class ModelOptions {
             throw new CommandLine.ParameterException(cl, "--device: " + e.getMessage());
         }
         return LoadOptions.defaults().withThreads(threads).withContextLength(contextLength).withKvCacheType(kvType)
-                .withListener(listener).withDevice(where).withPlacement(placement(cl));
+                .withListener(listener).withDevice(where).withPlacement(placement(cl)).withInMemory(noMmap);
     }
 
     private PlacementOptions placement(CommandLine cl) {

@@ -70,8 +70,16 @@ class GenerateCommandTest {
         assertEquals(expected.promptTokens(), Integer.parseInt(s.group(1)));
         assertEquals(expected.tokens().length, Integer.parseInt(s.group(2)));
         assertTrue(first.err().contains("loaded tiny-moe.gguf"), first.err());
-        assertTrue(first.err().contains("memory: weights "), first.err());
+        assertTrue(first.err().matches("(?s).*memory: weights [^(]*\\(mapped\\).*"), first.err());
         assertTrue(first.err().matches("(?s).*warm-up: \\d+ tokens in .*"), first.err());
+
+        // read into memory instead of mapped: the same text
+        String[] inMemory = java.util.Arrays.copyOf(args, args.length + 1);
+        inMemory[args.length] = "--no-mmap";
+        CliRunner read = CliRunner.run(inMemory);
+        assertEquals(0, read.exitCode(), read.err());
+        assertEquals(first.out(), read.out());
+        assertTrue(read.err().matches("(?s).*memory: weights [^(]*\\(in memory\\).*"), read.err());
 
         // the warm-up is a throwaway session: skipping it changes nothing but the time
         String[] skip = java.util.Arrays.copyOf(args, args.length + 1);

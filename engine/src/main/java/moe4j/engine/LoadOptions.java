@@ -17,7 +17,7 @@ import moe4j.kernels.KvCacheType;
  * @param placement     how to spread the model over several devices; {@link PlacementOptions#NONE} = on {@code device}
  */
 public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLength, int batchSize, LoadListener listener,
-                          Device device, PlacementOptions placement) {
+                          Device device, PlacementOptions placement, boolean inMemory) {
 
     /** Cap of the default context, so a session's cache does not silently take many gigabytes. */
     public static final int DEFAULT_CONTEXT_CAP = 4096;
@@ -43,35 +43,43 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
     /** The CPU with all processors, F16 cache, default context and batch, no progress reports. */
     public static LoadOptions defaults() {
         return new LoadOptions(0, KvCacheType.F16, 0, DEFAULT_BATCH_SIZE, LoadListener.NONE, Device.CPU,
-                PlacementOptions.NONE);
+                PlacementOptions.NONE, false);
     }
 
     public LoadOptions withThreads(int threads) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
     }
 
     public LoadOptions withKvCacheType(KvCacheType type) {
-        return new LoadOptions(threads, type, contextLength, batchSize, listener, device, placement);
+        return new LoadOptions(threads, type, contextLength, batchSize, listener, device, placement, inMemory);
     }
 
     public LoadOptions withContextLength(int contextLength) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
     }
 
     public LoadOptions withBatchSize(int batchSize) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
     }
 
     public LoadOptions withListener(LoadListener listener) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
     }
 
     public LoadOptions withDevice(Device device) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
     }
 
     public LoadOptions withPlacement(PlacementOptions placement) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
+    }
+
+    /**
+     * With {@code true}, {@link Model#load(java.nio.file.Path, LoadOptions)} reads the file into memory instead of
+     * mapping it (llama.cpp's {@code --no-mmap}; see {@link moe4j.gguf.GgufFile#open(java.nio.file.Path, boolean)}).
+     */
+    public LoadOptions withInMemory(boolean inMemory) {
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
     }
 
     /** The thread count to use: {@link #threads()} or the number of available processors. */

@@ -67,8 +67,8 @@ public final class Model implements AutoCloseable {
     }
 
     /**
-     * Maps {@code path} and binds its weights to the backend of {@link LoadOptions#device()}: read in place
-     * on the CPU, uploaded to a GPU. When {@link LoadOptions#placement()} asks for several devices, the
+     * Maps {@code path} (or, with {@link LoadOptions#inMemory()}, reads it into memory) and binds its weights to the
+     * backend of {@link LoadOptions#device()}: read in place on the CPU, uploaded to a GPU. When {@link LoadOptions#placement()} asks for several devices, the
      * {@link moe4j.engine.placement.Planner} places the layers and experts and each device's part is bound to its
      * own backend.
      *
@@ -83,7 +83,7 @@ public final class Model implements AutoCloseable {
      */
     public static Model load(Path path, LoadOptions options) throws IOException {
         Objects.requireNonNull(options, "options");
-        return load(GgufFile.open(path), options);
+        return load(GgufFile.open(path, options.inMemory()), options);
     }
 
     /**

@@ -2,6 +2,7 @@ package moe4j.engine;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -91,6 +92,15 @@ class SessionTest {
                 "batches of 7 vs one batch");
         assertArrayEquals(allLogits(dense, base.withThreads(1), tokens), allLogits(dense, base.withThreads(3), tokens),
                 "dense model, 1 vs 3 threads");
+    }
+
+    @Test
+    void aModelReadIntoMemoryGivesTheLogitsOfTheMappedOne() throws IOException {
+        LoadOptions base = LoadOptions.defaults().withThreads(2).withContextLength(64);
+        assertArrayEquals(allLogits(moe, base, tokens), allLogits(moe, base.withInMemory(true), tokens));
+        try (Model m = Model.load(moe, base.withInMemory(true))) {
+            assertFalse(m.file().mapped(), "read into memory");
+        }
     }
 
     @Test

@@ -1,6 +1,7 @@
 package moe4j.gguf;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -68,6 +69,26 @@ class GgufSplitTest {
                     List.copyOf(second.metadata().keys()));
             assertEquals(1, second.metadata().getInt("split.no"));
             assertEquals(64, second.alignment());
+        }
+    }
+
+    @Test
+    void aSplitModelReadIntoMemoryHoldsTheBytesOfItsMapping() throws IOException {
+        List<Path> parts = model(7).writeSplit(dir.resolve("r.gguf"), 3);
+        try (GgufFile mapped = GgufFile.open(parts.get(0)); GgufFile read = GgufFile.open(parts.get(0), true)) {
+            assertTrue(mapped.mapped());
+            assertFalse(read.mapped());
+            assertEquals(mapped.paths(), read.paths());
+            assertEquals(mapped.fileBytes(), read.fileBytes());
+            assertEquals(List.copyOf(mapped.metadata().keys()), List.copyOf(read.metadata().keys()));
+            assertEquals(mapped.tensors().size(), read.tensors().size());
+            for (int i = 0; i < mapped.tensors().size(); i++) {
+                GgufTensor a = mapped.tensors().get(i);
+                GgufTensor b = read.tensors().get(i);
+                assertEquals(a.name(), b.name());
+                assertEquals(-1L, a.data().mismatch(b.data()), a.name() + "'s bytes");
+                assertTrue(b.data().isReadOnly(), "read-only like the mapping");
+            }
         }
     }
 
