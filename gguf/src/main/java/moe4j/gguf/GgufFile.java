@@ -217,7 +217,7 @@ public final class GgufFile implements AutoCloseable {
     private static MemorySegment read(FileChannel ch, long size, Path path, Arena arena) throws IOException {
         MemorySegment data;
         try {
-            data = HugePages.allocate(size, arena).orElseGet(() -> arena.allocate(size, 64));
+            data = HugePages.allocateOrPlain(size, arena);
         } catch (OutOfMemoryError e) {
             throw new IOException("not enough memory to read " + path + " (" + size + " bytes) into memory; map it instead");
         }

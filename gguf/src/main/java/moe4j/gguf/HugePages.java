@@ -10,17 +10,18 @@ import java.util.Locale;
 import java.util.Optional;
 
 /**
- * Anonymous memory in 2 MiB pages where Linux allows them: a private anonymous mapping from {@code mmap}, marked
+ * Memory for weights: anonymous memory in 2 MiB pages where Linux allows them: a private anonymous mapping from {@code mmap}, marked
  * {@code madvise(MADV_HUGEPAGE)} before anything touches it, so that the kernel backs it with transparent huge pages
  * when its policy is {@code always} or {@code madvise}. Weights read into such memory stream with a TLB entry per
  * 2 MiB instead of per 4 KiB. Elsewhere (another OS, native access denied, the call refused) callers fall back to
  * {@link Arena#allocate}.
  */
-final class HugePages {
+public final class HugePages {
 
     private HugePages() {}
 
-    static final long PAGE = 2L << 20;
+    /** The huge page size asked for (x86-64's and most arm64 kernels' PMD size). */
+    public static final long PAGE = 2L << 20;
 
     private static final int PROT_READ_WRITE = 0x1 | 0x2;
     private static final int MAP_PRIVATE_ANONYMOUS = 0x02 | 0x20;
@@ -84,6 +85,11 @@ final class HugePages {
         }
         long base = raw.address();
         return Optional.of(MemorySegment.ofAddress(start).reinterpret(size, arena, s -> unmap(base, length)));
+    }
+
+    /** {@code size} bytes of zeroed memory of {@code arena}: {@link #allocate} where it gives them, else 64-byte aligned. */
+    public static MemorySegment allocateOrPlain(long size, Arena arena) {
+        return allocate(size, arena).orElseGet(() -> arena.allocate(size, 64));
     }
 
     private static void unmap(long address, long length) {

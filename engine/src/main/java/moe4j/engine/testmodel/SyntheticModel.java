@@ -13,6 +13,7 @@ import java.util.Locale;
 import java.util.stream.IntStream;
 
 import moe4j.gguf.GgufFile;
+import moe4j.gguf.HugePages;
 import moe4j.gguf.GgufTensor;
 import moe4j.gguf.GgufWriter;
 import moe4j.gguf.TensorSource;
@@ -90,9 +91,17 @@ public final class SyntheticModel {
         Path path = Path.of(name);
         Arena arena = Arena.ofShared();
         try {
+            // one block for all the weights, in huge pages where Linux gives them (as --no-mmap reads a file)
+            long total = 0;
+            for (TestModelGenerator.TensorPlan t : plan) {
+                total += (t.byteSize() + TENSOR_ALIGNMENT - 1) / TENSOR_ALIGNMENT * TENSOR_ALIGNMENT;
+            }
+            MemorySegment block = HugePages.allocateOrPlain(total, arena);
             MemorySegment[] data = new MemorySegment[plan.size()];
+            long at = 0;
             for (int i = 0; i < data.length; i++) {
-                data[i] = arena.allocate(plan.get(i).byteSize(), TENSOR_ALIGNMENT);
+                data[i] = block.asSlice(at, plan.get(i).byteSize());
+                at += (plan.get(i).byteSize() + TENSOR_ALIGNMENT - 1) / TENSOR_ALIGNMENT * TENSOR_ALIGNMENT;
             }
             // each tensor's bytes depend only on the seed and the tensor, so the order of filling does not matter
             IntStream.range(0, data.length).parallel().forEach(i -> fill(plan.get(i), seed, data[i]));
