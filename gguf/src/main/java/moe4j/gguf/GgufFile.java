@@ -3,6 +3,7 @@ package moe4j.gguf;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -11,6 +12,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.NoSuchElementException;
 import java.util.Optional;
@@ -215,6 +217,13 @@ public final class GgufFile implements AutoCloseable {
 
     /** The whole of {@code ch} read into memory of {@code arena}: huge pages where Linux gives them, 64-byte aligned. */
     private static MemorySegment read(FileChannel ch, long size, Path path, Arena arena) throws IOException {
+        long physical = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+                .getTotalMemorySize();
+        if (size > physical) {
+            throw new IOException(String.format(Locale.ROOT, "%s (%.1f GiB) does not fit in this machine's memory"
+                    + " (%.1f GiB) to be read into it; map it instead (without --no-mmap)", path, size / GIB,
+                    physical / GIB));
+        }
         MemorySegment data;
         try {
             data = HugePages.allocateOrPlain(size, arena);
@@ -232,6 +241,7 @@ public final class GgufFile implements AutoCloseable {
     }
 
     private static final long READ_CHUNK = 1L << 30;
+    private static final double GIB = 1L << 30;
 
     /**
      * The mapping as a plain native segment, or the mapped segment itself where the JVM denies restricted methods

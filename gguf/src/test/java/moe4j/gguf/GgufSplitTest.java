@@ -11,6 +11,7 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -90,6 +91,23 @@ class GgufSplitTest {
                 assertTrue(b.data().isReadOnly(), "read-only like the mapping");
             }
         }
+    }
+
+    @Test
+    void aFileLargerThanTheMachinesMemoryIsNotReadIntoIt() throws IOException {
+        // a sparse file (no disk used) on Linux, where every file system moe4j runs on makes one
+        Assumptions.assumeTrue(System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).startsWith("linux"),
+                "sparse files are only assumed on Linux");
+        long physical = ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+                .getOperatingSystemMXBean()).getTotalMemorySize();
+        Path huge = dir.resolve("huge.gguf");
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(huge.toFile(), "rw")) {
+            f.setLength(physical + (1L << 30));
+        }
+        IOException e = assertThrows(IOException.class, () -> GgufFile.open(huge, true));
+        assertTrue(e.getMessage().contains("does not fit in this machine's memory"), e.getMessage());
+        assertTrue(e.getMessage().contains("without --no-mmap"), e.getMessage());
+        Files.delete(huge);
     }
 
     @Test
