@@ -84,9 +84,20 @@ public final class GgufFile implements AutoCloseable {
     private static GgufFile open(Path path, boolean assembleSplit, boolean inMemory) throws IOException {
         Arena arena = Arena.ofShared();
         try {
-            GgufParser.Part first = mapAndParse(path, arena, inMemory);
-            List<GgufParser.Part> parts = new ArrayList<>(List.of(first));
+            // mapped first, even to be read: its header tells how many parts there are, and all of them together must
+            // fit before any is read (each alone may fit where all do not)
+            GgufParser.Part first = mapAndParse(path, arena, false);
             int count = assembleSplit ? splitCount(first) : 1;
+            if (inMemory) {
+                long total = 0;
+                for (int k = 0; k < count; k++) {
+                    Path partPath = k == 0 ? first.path() : partPath(first.path(), k, count);
+                    total += Files.exists(partPath) ? Files.size(partPath) : 0;
+                }
+                requireFitsInMemory(first.path(), total);
+                first = mapAndParse(first.path(), arena, true);
+            }
+            List<GgufParser.Part> parts = new ArrayList<>(List.of(first));
             for (int k = 1; k < count; k++) {
                 Path partPath = partPath(first.path(), k, count);
                 if (!Files.exists(partPath)) {
@@ -217,13 +228,7 @@ public final class GgufFile implements AutoCloseable {
 
     /** The whole of {@code ch} read into memory of {@code arena}: huge pages where Linux gives them, 64-byte aligned. */
     private static MemorySegment read(FileChannel ch, long size, Path path, Arena arena) throws IOException {
-        long physical = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
-                .getTotalMemorySize();
-        if (size > physical) {
-            throw new IOException(String.format(Locale.ROOT, "%s (%.1f GiB) does not fit in this machine's memory"
-                    + " (%.1f GiB) to be read into it; map it instead (without --no-mmap)", path, size / GIB,
-                    physical / GIB));
-        }
+        requireFitsInMemory(path, size);
         MemorySegment data;
         try {
             data = HugePages.allocateOrPlain(size, arena);
@@ -238,6 +243,17 @@ public final class GgufFile implements AutoCloseable {
             at += n;
         }
         return data;
+    }
+
+    /** {@code bytes} of {@code path} (a model, or all its parts) must fit in the machine's memory to be read into it. */
+    private static void requireFitsInMemory(Path path, long bytes) throws IOException {
+        long physical = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+                .getTotalMemorySize();
+        if (bytes > physical) {
+            throw new IOException(String.format(Locale.ROOT, "%s (%.1f GiB) does not fit in this machine's memory"
+                    + " (%.1f GiB) to be read into it; map it instead (without --no-mmap)", path, bytes / GIB,
+                    physical / GIB));
+        }
     }
 
     private static final long READ_CHUNK = 1L << 30;

@@ -84,7 +84,12 @@ public final class HugePages {
             // as above
         }
         long base = raw.address();
-        return Optional.of(MemorySegment.ofAddress(start).reinterpret(size, arena, s -> unmap(base, length)));
+        try {
+            return Optional.of(MemorySegment.ofAddress(start).reinterpret(size, arena, s -> unmap(base, length)));
+        } catch (RuntimeException e) {  // the arena closed, or another thread's: nothing else would unmap it
+            unmap(base, length);
+            throw e;
+        }
     }
 
     /** {@code size} bytes of zeroed memory of {@code arena}: {@link #allocate} where it gives them, else 64-byte aligned. */

@@ -101,6 +101,7 @@ class GgufSplitTest {
         long physical = ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
                 .getOperatingSystemMXBean()).getTotalMemorySize();
         Path huge = dir.resolve("huge.gguf");
+        model(2).write(huge);  // a valid header, then a sparse tail past the machine's memory
         try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(huge.toFile(), "rw")) {
             f.setLength(physical + (1L << 30));
         }
@@ -108,6 +109,19 @@ class GgufSplitTest {
         assertTrue(e.getMessage().contains("does not fit in this machine's memory"), e.getMessage());
         assertTrue(e.getMessage().contains("without --no-mmap"), e.getMessage());
         Files.delete(huge);
+
+        // a split model whose parts fit one by one but not together: refused before any part is read
+        List<Path> parts = model(7).writeSplit(dir.resolve("big.gguf"), 3);
+        for (Path part : parts.subList(1, 3)) {
+            try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(part.toFile(), "rw")) {
+                f.setLength(physical / 2 + (1L << 30));
+            }
+        }
+        e = assertThrows(IOException.class, () -> GgufFile.open(parts.get(0), true));
+        assertTrue(e.getMessage().contains("does not fit in this machine's memory"), e.getMessage());
+        for (Path part : parts) {
+            Files.delete(part);
+        }
     }
 
     @Test

@@ -17,16 +17,16 @@ import jdk.incubator.vector.IntVector;
 import moe4j.gguf.GgmlType;
 
 /**
- * Q3_K, Q4_K and Q6_K products of several tokens in integers: the batch path's counterpart of the one-token kernels
- * ({@link Q4_K#dotRows}). Sixteen rows sit in the sixteen lanes of a vector; a super-block of each is decoded once into
- * pairs of quants, {@code qA + 65536 * qB} (Q4_K: elements {@code 32j + k} and {@code 32j + k + 16} of sub-block
- * {@code j}; Q6_K and Q3_K: elements {@code 16g + k} and {@code 16g + k + 8} of group {@code g}, quants made signed,
+ * Q3_K, Q4_K, Q5_K and Q6_K products of several tokens in integers: the batch path's counterpart of the one-token
+ * kernels ({@link Q4_K#dotRows}). Sixteen rows sit in the sixteen lanes of a vector; a super-block of each is decoded
+ * once into pairs of quants, {@code qA + 65536 * qB} (Q4_K and Q5_K: elements {@code 32j + k} and {@code 32j + k + 16}
+ * of sub-block {@code j}; Q6_K and Q3_K: elements {@code 16g + k} and {@code 16g + k + 8} of group {@code g}, quants made signed,
  * {@code q - 32} and {@code q - 4}),
  * and each token's codes are packed the other way round ({@code aB + 65536 * aA}, {@link PreparedActivations#tilePairs}),
  * so that one 32-bit multiply by the broadcast pair leaves {@code qA * aA + qB * aB} in the upper half of every row's
  * lane (see {@link LaneOrder}). Products are summed four pairs a step; the upper halves are taken (2^15 added, shifted
- * down) every 8 pairs for Q4_K (at most 8 * 2 * 15 * 127) and every 4 for Q6_K and Q3_K (4 * 2 * 32 * 127), times the rows'
- * sub-block or group scales; Q4_K's sub-block minimums times the token's code sums are a second integer sum. Both go to
+ * down) every 8 pairs for Q4_K (at most 8 * 2 * 15 * 128) and every 4 for Q5_K, Q6_K and Q3_K (4 * 2 * 31 * 128,
+ * 4 * 2 * 32 * 128), times the rows' sub-block or group scales; Q4_K's and Q5_K's sub-block minimums times the token's code sums are a second integer sum. Both go to
  * float once per super-block, times {@code d} (or {@code -dmin}) and the token's scale, in the same order for every row
  * and token: a token's result does not depend on its batch, its tile or its lane.
  *
@@ -36,7 +36,7 @@ import moe4j.gguf.GgmlType;
  * bound by (4 MB of float activations streamed per four rows). Measured on Q4_K_M pp512 (12-layer Qwen3-30B-A3B
  * shape, 2 threads, A/B in one window): float tiles 120-141 tok/s, these tiles with eight pairs a step 158-168, with
  * four pairs a step (four weight vectors live instead of eight) and Q6_K too 190-199; Q3_K_M pp512
- * 127-138 -> 177-183 with Q3_K's tiles. The rows' pairs are decoded a
+ * 127-138 -> 177-183 with Q3_K's tiles; Q5_K_M 142-148 -> 162-170 with Q5_K's. The rows' pairs are decoded a
  * super-block at a time, row by row, and turned into lanes with {@link #transpose}.
  */
 final class PairTile {
