@@ -86,7 +86,7 @@ public final class GgufFile implements AutoCloseable {
         try {
             // mapped first, even to be read: its header tells how many parts there are, and all of them together must
             // fit before any is read (each alone may fit where all do not)
-            GgufParser.Part first = mapAndParse(path, arena, false);
+            GgufParser.Part first = openPart(path, arena, false);
             int count = assembleSplit ? splitCount(first) : 1;
             if (inMemory) {
                 long total = 0;
@@ -95,7 +95,7 @@ public final class GgufFile implements AutoCloseable {
                     total += Files.exists(partPath) ? Files.size(partPath) : 0;
                 }
                 requireFitsInMemory(first.path(), total);
-                first = mapAndParse(first.path(), arena, true);
+                first = openPart(first.path(), arena, true);
             }
             List<GgufParser.Part> parts = new ArrayList<>(List.of(first));
             for (int k = 1; k < count; k++) {
@@ -104,7 +104,7 @@ public final class GgufFile implements AutoCloseable {
                     throw new GgufFormatException(first.path(), keyOffset(first, SPLIT_COUNT),
                             "split part " + (k + 1) + " of " + count + " (" + partPath.getFileName() + ") does not exist");
                 }
-                GgufParser.Part part = mapAndParse(partPath, arena, inMemory);
+                GgufParser.Part part = openPart(partPath, arena, inMemory);
                 checkSplitKeys(part, k, count);
                 parts.add(part);
             }
@@ -208,7 +208,8 @@ public final class GgufFile implements AutoCloseable {
                 + " parts" : "") + ", v" + version() + ", " + tensors.size() + " tensors]";
     }
 
-    private static GgufParser.Part mapAndParse(Path path, Arena arena, boolean inMemory) throws IOException {
+    /** One file of the model, mapped (or, {@code inMemory}, read into memory of {@code arena}) and parsed. */
+    private static GgufParser.Part openPart(Path path, Arena arena, boolean inMemory) throws IOException {
         try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
             long size = ch.size();
             if (size == 0) {
