@@ -550,6 +550,20 @@ Q8K_KERNELS(q6_k, Q6_K)
 #define MM_BK 32
 #define MM_THREADS 256
 
+// The token rows of blockIdx.y's tile of a batched product: (expert, first row, row count) as moe_group wrote them
+// in tiles, or, without tiles, rows y * tokens .. of the whole batch of n with expert 0.
+struct TokenTile {
+    int expert, first, count;
+};
+
+__device__ __forceinline__ TokenTile token_tile(const int* tiles, int tokens, int n) {
+    if (tiles != nullptr) {
+        return {tiles[3 * blockIdx.y], tiles[3 * blockIdx.y + 1], tiles[3 * blockIdx.y + 2]};
+    }
+    int first = blockIdx.y * tokens;
+    return {0, first, min(tokens, n - first)};
+}
+
 // Y[t][r] = dot(W_e row r, X[t]) for a tile of 128 rows and up to 64 token rows. Without tiles, tile y
 // covers rows y*64.. of X and Y with expert 0; with tiles, tile y is (expert, first row, row count) as
 // written by moe_group. Each step dequantizes a 128 x 32 weight tile into shared memory (transposed, so
@@ -564,16 +578,8 @@ __device__ __forceinline__ void mm_body(const uint8_t* W, long long expertStride
     constexpr int PARTS = F::QK / 16;
     int tid = threadIdx.x;
     int row0 = blockIdx.x * MM_BM;
-    int e, t0, count;
-    if (tiles != nullptr) {
-        e = tiles[3 * blockIdx.y];
-        t0 = tiles[3 * blockIdx.y + 1];
-        count = tiles[3 * blockIdx.y + 2];
-    } else {
-        e = 0;
-        t0 = blockIdx.y * MM_BN;
-        count = min(MM_BN, n - t0);
-    }
+    TokenTile tile = token_tile(tiles, MM_BN, n);
+    int e = tile.expert, t0 = tile.first, count = tile.count;
     if (count <= 0) return;
     int tx = tid & 15;  // rows tx*8 .. tx*8+7
     int ty = tid >> 4;  // tokens ty*4 .. ty*4+3
@@ -691,16 +697,8 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
     int lane = tid & (WARP - 1);
     int warp = tid >> 5;
     int row0 = blockIdx.x * MMQ_ROWS;
-    int e, t0, count;
-    if (tiles != nullptr) {
-        e = tiles[3 * blockIdx.y];
-        t0 = tiles[3 * blockIdx.y + 1];
-        count = tiles[3 * blockIdx.y + 2];
-    } else {
-        e = 0;
-        t0 = blockIdx.y * MMQ_TOKENS;
-        count = min(MMQ_TOKENS, n - t0);
-    }
+    TokenTile tile = token_tile(tiles, MMQ_TOKENS, n);
+    int e = tile.expert, t0 = tile.first, count = tile.count;
     if (count <= 0) return;
     int tileRow = warp >> 1;        // output rows tileRow*16 ..
     int tileTok = (warp & 1) * 2;   // output tokens tileTok*16 .. (two tiles)
