@@ -58,7 +58,8 @@ final class ModelLoader {
         long weights = model.file().tensors().stream().mapToLong(GgufTensor::byteSize).sum();
         Runtime rt = Runtime.getRuntime();
         err.printf(Locale.ROOT, "memory: weights %s (%s), KV cache %s (%s, %d positions), heap %s%n",
-                Sizes.bytes(weights), model.file().mapped() ? "mapped" : "in memory", Sizes.bytes(kvCacheBytes(model, session.contextLength())),
+                Sizes.bytes(weights), model.file().mapped() ? "mapped" : "in memory",
+                Sizes.bytes(kvCacheBytes(model, session.contextLength())),
                 model.options().kvCacheType().name().toLowerCase(Locale.ROOT), session.contextLength(),
                 Sizes.bytes(rt.totalMemory() - rt.freeMemory()));
         err.flush();

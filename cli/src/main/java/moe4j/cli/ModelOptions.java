@@ -73,7 +73,8 @@ final class ModelOptions {
     boolean fit;
 
     @Option(names = "--no-mmap", description = "read the model into memory instead of mapping it (as llama.cpp's"
-            + " --no-mmap): loading takes longer and a copy of the file in RAM, generation is a few percent faster")
+            + " --no-mmap): loading takes longer and a copy of the file in RAM; on Linux, in huge pages, generation is"
+            + " a few percent faster")
     boolean noMmap;
 
     @Option(names = Main.VERBOSE, description = "stack trace on errors")

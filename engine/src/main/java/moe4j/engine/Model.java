@@ -68,9 +68,9 @@ public final class Model implements AutoCloseable {
 
     /**
      * Maps {@code path} (or, with {@link LoadOptions#inMemory()}, reads it into memory) and binds its weights to the
-     * backend of {@link LoadOptions#device()}: read in place on the CPU, uploaded to a GPU. When {@link LoadOptions#placement()} asks for several devices, the
-     * {@link moe4j.engine.placement.Planner} places the layers and experts and each device's part is bound to its
-     * own backend.
+     * backend of {@link LoadOptions#device()}: read in place on the CPU, uploaded to a GPU. When
+     * {@link LoadOptions#placement()} asks for several devices, the {@link moe4j.engine.placement.Planner} places the
+     * layers and experts and each device's part is bound to its own backend.
      *
      * @throws IOException                         when the file cannot be read
      * @throws moe4j.gguf.GgufFormatException      when it is not a valid GGUF file

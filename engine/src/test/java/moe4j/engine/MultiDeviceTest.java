@@ -71,18 +71,22 @@ class MultiDeviceTest {
 
     private static Run run(Path model, LoadOptions options) throws IOException {
         try (Model m = Model.load(model, options)) {
-            float[][] batched;
-            try (Session s = m.newSession()) {
-                batched = s.evaluateAll(tokens);
-            }
-            float[][] oneByOne = new float[tokens.length][];
-            try (Session s = m.newSession()) {
-                for (int i = 0; i < tokens.length; i++) {
-                    oneByOne[i] = s.evaluate(new int[] {tokens[i]});
-                }
-            }
-            return new Run(batched, oneByOne, m.placement().orElse(null));
+            return run(m);
         }
+    }
+
+    private static Run run(Model m) {
+        float[][] batched;
+        try (Session s = m.newSession()) {
+            batched = s.evaluateAll(tokens);
+        }
+        float[][] oneByOne = new float[tokens.length][];
+        try (Session s = m.newSession()) {
+            for (int i = 0; i < tokens.length; i++) {
+                oneByOne[i] = s.evaluate(new int[] {tokens[i]});
+            }
+        }
+        return new Run(batched, oneByOne, m.placement().orElse(null));
     }
 
     private static void assertSameLogits(Run expected, Run actual, String what) {
@@ -157,17 +161,8 @@ class MultiDeviceTest {
                         }
                     });
         })) {
-            float[][] batched;
-            try (Session s = m.newSession()) {
-                batched = s.evaluateAll(tokens);
-            }
-            float[][] oneByOne = new float[tokens.length][];
-            try (Session s = m.newSession()) {
-                for (int i = 0; i < tokens.length; i++) {
-                    oneByOne[i] = s.evaluate(new int[] {tokens[i]});
-                }
-            }
-            hybrid = new Run(batched, oneByOne, m.placement().orElseThrow());
+            hybrid = run(m);
+            assertTrue(m.placement().isPresent(), "a placement across cpu and cpu:1");
         }
         assertSameLogits(single, hybrid, "--cpu-moe over cpu,cpu, batches of 8 staged");
         // two full batches of 8 in 23 tokens, 4 layers, 5 tensors each (FFN norm, router, gate, up, down), all on

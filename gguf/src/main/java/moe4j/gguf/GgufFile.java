@@ -66,8 +66,9 @@ public final class GgufFile implements AutoCloseable {
     /**
      * As {@link #open(Path)}, or, with {@code inMemory}, the files read once into memory of the process instead of
      * mapped (llama.cpp's {@code --no-mmap}): loading takes the time to read them and RAM for a copy, and the
-     * weights then live in anonymous memory, which this machine's kernels read a few percent faster than the page
-     * cache's mapping.
+     * weights then live in anonymous memory, in 2 MiB pages where Linux gives them ({@link HugePages}), which the
+     * kernels read a few percent faster than the page cache's mapping. Files that together do not fit in the
+     * machine's memory are refused before any is read.
      */
     public static GgufFile open(Path path, boolean inMemory) throws IOException {
         return open(path, true, inMemory);
@@ -180,7 +181,6 @@ public final class GgufFile implements AutoCloseable {
     /** Whether the weights are mapped from files ({@link #open(Path)}), not read or built in memory. */
     public boolean mapped() { return mapped; }
 
-
     /** Total size in bytes of all parts. */
     public long fileBytes() { return parts.stream().mapToLong(GgufParser.Part::size).sum(); }
 
@@ -227,9 +227,11 @@ public final class GgufFile implements AutoCloseable {
         }
     }
 
-    /** The whole of {@code ch} read into memory of {@code arena}: huge pages where Linux gives them, 64-byte aligned. */
+    /**
+     * The whole of {@code ch} read into memory of {@code arena}: huge pages where Linux gives them, 64-byte aligned.
+     * {@link #open(Path, boolean, boolean)} has checked that all the model's files fit.
+     */
     private static MemorySegment read(FileChannel ch, long size, Path path, Arena arena) throws IOException {
-        requireFitsInMemory(path, size);
         MemorySegment data;
         try {
             data = HugePages.allocateOrPlain(size, arena);

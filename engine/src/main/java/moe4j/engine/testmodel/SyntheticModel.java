@@ -13,9 +13,9 @@ import java.util.Locale;
 import java.util.stream.IntStream;
 
 import moe4j.gguf.GgufFile;
-import moe4j.gguf.HugePages;
 import moe4j.gguf.GgufTensor;
 import moe4j.gguf.GgufWriter;
+import moe4j.gguf.HugePages;
 import moe4j.gguf.TensorSource;
 
 /**
@@ -92,16 +92,15 @@ public final class SyntheticModel {
         Arena arena = Arena.ofShared();
         try {
             // one block for all the weights, in huge pages where Linux gives them (as --no-mmap reads a file)
-            long total = 0;
-            for (TestModelGenerator.TensorPlan t : plan) {
-                total += (t.byteSize() + TENSOR_ALIGNMENT - 1) / TENSOR_ALIGNMENT * TENSOR_ALIGNMENT;
+            long[] start = new long[plan.size() + 1];
+            for (int i = 0; i < plan.size(); i++) {
+                start[i + 1] = start[i] + (plan.get(i).byteSize() + TENSOR_ALIGNMENT - 1) / TENSOR_ALIGNMENT
+                        * TENSOR_ALIGNMENT;
             }
-            MemorySegment block = HugePages.allocateOrPlain(total, arena);
+            MemorySegment block = HugePages.allocateOrPlain(start[plan.size()], arena);
             MemorySegment[] data = new MemorySegment[plan.size()];
-            long at = 0;
             for (int i = 0; i < data.length; i++) {
-                data[i] = block.asSlice(at, plan.get(i).byteSize());
-                at += (plan.get(i).byteSize() + TENSOR_ALIGNMENT - 1) / TENSOR_ALIGNMENT * TENSOR_ALIGNMENT;
+                data[i] = block.asSlice(start[i], plan.get(i).byteSize());
             }
             // each tensor's bytes depend only on the seed and the tensor, so the order of filling does not matter
             IntStream.range(0, data.length).parallel().forEach(i -> fill(plan.get(i), seed, data[i]));
