@@ -162,9 +162,6 @@ public final class Q3_K extends BlockFormat {
     static final LaneOrder PAIRS = LaneOrder.codePairs("Q3_K pairs", ActivationRounding.Q8_K,
             (v, i, high) -> 128 * (i / 8) + 32 * (v / 2) + 4 * (i % 8) + v % 2 + (high ? 0 : 2));
 
-    /** Two 3-bit quants of a lane (bytes 0 and 2 of its four), in its two 16-bit halves. */
-    private static final int PAIR_MASK = 0x00070007;
-
     /** Mask bytes 0-31 in both lane halves; the second half's bits are those of elements 128 and up (bits 4-7). */
     private static final VectorShuffle<Integer> MASK_BYTES = Simd.FUSED ? VectorShuffle.fromOp(Simd.I, i -> i % 8) : null;
     private static final IntVector MASK_HALF_SHIFT = Simd.FUSED
@@ -180,15 +177,23 @@ public final class Q3_K extends BlockFormat {
     static final VectorShuffle<Float> GROUPS_2 = groups(2);
     static final VectorShuffle<Float> GROUPS_3 = groups(3);
 
+    /** Vector shift counts: C2 kept this kernel's registers better with them than with immediate counts (measured). */
+    private static final IntVector SHIFT_1 = Simd.FUSED ? IntVector.broadcast(Simd.I, 1) : null;
+    private static final IntVector SHIFT_3 = Simd.FUSED ? IntVector.broadcast(Simd.I, 3) : null;
+
     @Override
     public LaneOrder laneOrder() { return PAIRS; }
 
     /**
      * The dot products of decoding, block after block, in integers: one 64-byte load of low bits, the high bit joined
-     * to all four bytes of a lane at once, then bytes 0 and 2, and 1 and 3, of each lane multiplied by the activations'
-     * code pairs ({@link #PAIRS}, see {@link LaneOrder}); the upper halves of a lane's two products (its four bytes) go
-     * to float and are multiplied by the group scales times {@code d} and the activations' scale. The offset of 4 is a
-     * float term against the activations' 16-element sums.
+     * to all four bytes of a lane at once, then bytes 0 and 2 (a mask), and 1 and 3 (a 16-bit shift, which empties the
+     * bytes it leaves), of each lane multiplied by the activations' code pairs ({@link #PAIRS}, see {@link LaneOrder});
+     * the upper halves of a lane's two products (its four bytes) go to float and are multiplied by the group scales
+     * times {@code d} and the activations' scale. The offset of 4 is a float term against the activations' 16-element
+     * sums. Bit pairs 1 and 3 are not shifted down: they stay two bits up, as four times the quant (4 * 4 * 7 * 128
+     * still fits a product's 16-bit upper half), and the shift that takes the upper half goes two bits further, which
+     * removes the factor exactly. Each instruction counts here: this kernel is bound by how many it issues, not by
+     * memory (see the README's performance section).
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
@@ -205,8 +210,8 @@ public final class Q3_K extends BlockFormat {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            for (int b = 0; b < blocks; b++) {
-                long block = row + (long) b * BYTES;
+            long block = row;
+            for (int b = 0; b < blocks; b++, block += BYTES) {
                 IntVector m = IntVector.fromMemorySegment(Simd.I, src, block + HMASK, Simd.LE).rearrange(MASK_BYTES)
                         .lanewise(LSHR, MASK_HALF_SHIFT);
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
@@ -221,22 +226,27 @@ public final class Q3_K extends BlockFormat {
                 a1 = scales.mul(-4f * d).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                 FloatVector dl = scales.mul(dx);
                 int e = pRow + b * LaneOrder.PAIRS;
-                IntVector u = q.and(0x03030303).or(m.lanewise(LSHL, 2).and(0x04040404));
-                IntVector s = u.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e))
-                        .add(u.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16)));
+                IntVector q4 = q.lanewise(LSHR, Simd.SHIFT_4);
+                IntVector u = q.and(0x03030303).or(m.lanewise(LSHL, Simd.SHIFT_2).and(0x04040404));
+                IntVector s = u.and(0x00FF00FF).mul(IntVector.fromArray(Simd.I, xp, e))
+                        .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                                .mul(IntVector.fromArray(Simd.I, xp, e + 16)));
                 a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
-                u = q.lanewise(LSHR, 2).and(0x03030303).or(m.lanewise(LSHL, 1).and(0x04040404));
-                s = u.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32))
-                        .add(u.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48)));
-                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_1), a1);
-                u = q.lanewise(LSHR, 4).and(0x03030303).or(m.and(0x04040404));
-                s = u.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64))
-                        .add(u.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80)));
+                u = q.and(0x0C0C0C0C).or(m.lanewise(LSHL, SHIFT_3).and(0x10101010));
+                s = u.and(0x00FF00FF).mul(IntVector.fromArray(Simd.I, xp, e + 32))
+                        .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                                .mul(IntVector.fromArray(Simd.I, xp, e + 48)));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q2_K.SHIFT_18).convert(I2F, 0)).fma(dl.rearrange(GROUPS_1), a1);
+                u = q4.and(0x03030303).or(m.and(0x04040404));
+                s = u.and(0x00FF00FF).mul(IntVector.fromArray(Simd.I, xp, e + 64))
+                        .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                                .mul(IntVector.fromArray(Simd.I, xp, e + 80)));
                 a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_2), a0);
-                u = q.lanewise(LSHR, 6).and(0x03030303).or(m.lanewise(LSHR, 1).and(0x04040404));
-                s = u.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96))
-                        .add(u.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112)));
-                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_3), a1);
+                u = q4.and(0x0C0C0C0C).or(m.lanewise(LSHL, SHIFT_1).and(0x10101010));
+                s = u.and(0x00FF00FF).mul(IntVector.fromArray(Simd.I, xp, e + 96))
+                        .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                                .mul(IntVector.fromArray(Simd.I, xp, e + 112)));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q2_K.SHIFT_18).convert(I2F, 0)).fma(dl.rearrange(GROUPS_3), a1);
             }
             FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));

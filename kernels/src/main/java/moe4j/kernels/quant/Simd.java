@@ -5,6 +5,7 @@ import java.nio.ByteOrder;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
@@ -42,6 +43,10 @@ final class Simd {
 
     /** GGUF data is little-endian. */
     static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+
+    /** Shorts filling the float vector's whole width: a 16-bit shift moves a lane's bytes 1 and 3 to 0 and 2. */
+    static final VectorSpecies<Short> S_FULL = VectorSpecies.of(short.class, F.vectorShape());
+    static final ShortVector SHORT_SHIFT_8 = FUSED ? ShortVector.broadcast(S_FULL, (short) 8) : null;
 
     static final IntVector SHIFT_2 = IntVector.broadcast(I, 2);
     static final IntVector SHIFT_4 = IntVector.broadcast(I, 4);
