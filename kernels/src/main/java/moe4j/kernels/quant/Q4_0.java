@@ -180,8 +180,8 @@ public final class Q4_0 extends BlockFormat {
                             .mul(IntVector.fromArray(Simd.I, xp, e + 16));
                     IntVector p2 = q.lanewise(LSHR, Q4_K.SHIFT_8).and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS)
                             .mul(IntVector.fromArray(Simd.I, xp, e + 32));
-                    IntVector p3 = q.lanewise(LSHR, Q4_K.SHIFT_12).and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS)
-                            .mul(IntVector.fromArray(Simd.I, xp, e + 48));
+                    IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, Q4_K.SHORT_SHIFT_12).reinterpretAsInts())
+                            .sub(HALF_OFFSETS).mul(IntVector.fromArray(Simd.I, xp, e + 48));
                     IntVector sum = p0.add(p1).add(p2.add(p3)).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16);
                     acc = ((FloatVector) sum.convert(I2F, 0)).fma(scale, acc);
                 }

@@ -12,6 +12,7 @@ import java.lang.foreign.MemorySegment;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorShuffle;
 
 import moe4j.gguf.GgmlType;
@@ -184,7 +185,8 @@ public final class Q4_K extends BlockFormat {
     /** Added before the shift that takes a pair product's upper half, so that a negative lower half does not borrow. */
     static final IntVector HALF = Simd.FUSED ? IntVector.broadcast(Simd.I, 1 << 15) : null;
     static final IntVector SHIFT_8 = Simd.FUSED ? IntVector.broadcast(Simd.I, 8) : null;
-    static final IntVector SHIFT_12 = Simd.FUSED ? IntVector.broadcast(Simd.I, 12) : null;
+    /** A 16-bit shift by 12 leaves a lane's top nibbles alone in its two halves: no mask after it. */
+    static final ShortVector SHORT_SHIFT_12 = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 12) : null;
     static final IntVector SHIFT_16 = Simd.FUSED ? IntVector.broadcast(Simd.I, 16) : null;
 
     /** Lanes 0-7 take the scale of sub-block {@code a}, lanes 8-15 that of {@code b}: how {@link #PAIRS} splits them. */
@@ -247,14 +249,16 @@ public final class Q4_K extends BlockFormat {
                 IntVector p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e));
                 IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16));
                 IntVector p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32));
-                IntVector p3 = q.lanewise(LSHR, SHIFT_12).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48));
+                IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
+                        .mul(IntVector.fromArray(Simd.I, xp, e + 48));
                 IntVector sum = p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_0_2))
                         .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_1_3)));
                 q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
                 p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64));
                 p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80));
                 p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96));
-                p3 = q.lanewise(LSHR, SHIFT_12).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112));
+                p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
+                        .mul(IntVector.fromArray(Simd.I, xp, e + 112));
                 sum = sum.add(p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_4_6)))
                         .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_5_7)));
                 a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);

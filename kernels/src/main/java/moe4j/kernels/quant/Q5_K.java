@@ -212,8 +212,10 @@ public final class Q5_K extends BlockFormat {
                 IntVector hi = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHL, 3).and(0x10101010));
                 IntVector p0 = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e));
                 IntVector p1 = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16));
-                IntVector p2 = lo.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32));
-                IntVector p3 = hi.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48));
+                IntVector p2 = ((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                        .mul(IntVector.fromArray(Simd.I, xp, e + 32));
+                IntVector p3 = ((IntVector) hi.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                        .mul(IntVector.fromArray(Simd.I, xp, e + 48));
                 IntVector sum = p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_0_2))
                         .add(p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_1_3)));
                 q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
@@ -221,8 +223,10 @@ public final class Q5_K extends BlockFormat {
                 hi = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHR, 1).and(0x10101010));
                 p0 = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64));
                 p1 = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80));
-                p2 = lo.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96));
-                p3 = hi.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112));
+                p2 = ((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                        .mul(IntVector.fromArray(Simd.I, xp, e + 96));
+                p3 = ((IntVector) hi.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                        .mul(IntVector.fromArray(Simd.I, xp, e + 112));
                 sum = sum.add(p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_4_6)))
                         .add(p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_5_7)));
                 a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);

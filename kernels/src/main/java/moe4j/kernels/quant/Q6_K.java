@@ -247,20 +247,24 @@ public final class Q6_K extends BlockFormat {
                     IntVector hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F)
                             .or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
                     IntVector s = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e))
-                            .add(lo.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16)));
+                            .add(((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                                    .mul(IntVector.fromArray(Simd.I, xp, e + 16)));
                     a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
                     s = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32))
-                            .add(hi.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 48)));
+                            .add(((IntVector) hi.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                                    .mul(IntVector.fromArray(Simd.I, xp, e + 48)));
                     a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_4), a1);
                     hb = qh.rearrange(HIGH_BITS_1);
                     ql = IntVector.fromMemorySegment(Simd.I, src, block + QL + 64, Simd.LE);
                     lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
                     hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
                     s = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64))
-                            .add(lo.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80)));
+                            .add(((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                                    .mul(IntVector.fromArray(Simd.I, xp, e + 80)));
                     a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_8), a0);
                     s = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96))
-                            .add(hi.lanewise(LSHR, Q4_K.SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 112)));
+                            .add(((IntVector) hi.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
+                                    .mul(IntVector.fromArray(Simd.I, xp, e + 112)));
                     a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_12), a1);
                 }
             }
