@@ -56,7 +56,6 @@ import moe4j.kernels.quant.QuantFormats;
 public class MatVecBenchmark {
 
     static final int BATCH = 8;
-    static final int ROWS_PER_CALL = 8;
 
     @Param({"Q4_K", "Q6_K", "Q3_K", "Q5_K", "Q8_0", "Q4_0", "Q2_K", "IQ4_XS", "F16", "BF16", "F32"})
     public String type;
@@ -67,6 +66,13 @@ public class MatVecBenchmark {
     /** Weight bytes, in KiB. */
     @Param({"98304"})
     public int kib;
+
+    /**
+     * Rows per call of the one-token kernel: the CPU backend's work units hold at least 8 KiB of weights (24 rows of
+     * Q4_K at 768 values, 8 rows at 2048 and more).
+     */
+    @Param({"8"})
+    public int rowsPerCall;
 
     private Arena arena;
     private MemorySegment weights;
@@ -180,10 +186,10 @@ public class MatVecBenchmark {
         return out;
     }
 
-    /** What the CPU backend's decode step runs: {@code dotPreparedRows} with one token, 8 rows per call. */
+    /** What the CPU backend's decode step runs: {@code dotPreparedRows} with one token, {@link #rowsPerCall} rows a call. */
     private void matVecRows(int from, int to) {
-        for (int r = from; r < to; r += ROWS_PER_CALL) {
-            int n = Math.min(ROWS_PER_CALL, to - r);
+        for (int r = from; r < to; r += rowsPerCall) {
+            int n = Math.min(rowsPerCall, to - r);
             format.dotPreparedRows(weights, r * rowBytes, rowBytes, n, prepared, 0, 1, out, r, rows);
         }
     }
@@ -197,7 +203,7 @@ public class MatVecBenchmark {
 
     @Benchmark
     public float[] matVecTwoThreads(Traffic traffic) throws InterruptedException, ExecutionException {
-        int half = rows / 2 / ROWS_PER_CALL * ROWS_PER_CALL;
+        int half = rows / 2 / rowsPerCall * rowsPerCall;
         Future<?> other = helper.submit(() -> matVecRows(half, rows));
         matVecRows(0, half);
         other.get();
