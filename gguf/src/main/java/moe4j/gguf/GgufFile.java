@@ -89,12 +89,12 @@ public final class GgufFile implements AutoCloseable {
             // fit before any is read (each alone may fit where all do not)
             GgufParser.Part first = openPart(path, arena, false);
             int count = assembleSplit ? splitCount(first) : 1;
+            long total = 0;
+            for (int k = 0; k < count; k++) {
+                Path partPath = k == 0 ? first.path() : partPath(first.path(), k, count);
+                total += Files.exists(partPath) ? Files.size(partPath) : 0;
+            }
             if (inMemory) {
-                long total = 0;
-                for (int k = 0; k < count; k++) {
-                    Path partPath = k == 0 ? first.path() : partPath(first.path(), k, count);
-                    total += Files.exists(partPath) ? Files.size(partPath) : 0;
-                }
                 requireFitsInMemory(first.path(), total);
                 first = openPart(first.path(), arena, true);
             }
@@ -108,6 +108,13 @@ public final class GgufFile implements AutoCloseable {
                 GgufParser.Part part = openPart(partPath, arena, inMemory);
                 checkSplitKeys(part, k, count);
                 parts.add(part);
+            }
+            if (!inMemory && total <= physicalMemory()) {
+                // a model that stays in memory gains from huge pages; one that does not would be read from disk
+                // again and again in 2 MiB units, where the page cache now reads what a fault needs
+                for (GgufParser.Part part : parts) {
+                    adviseHugePages(part);
+                }
             }
 
             List<GgufTensor> tensors = new ArrayList<>();
@@ -250,12 +257,33 @@ public final class GgufFile implements AutoCloseable {
 
     /** {@code bytes} of {@code path} (a model, or all its parts) must fit in the machine's memory to be read into it. */
     private static void requireFitsInMemory(Path path, long bytes) throws IOException {
-        long physical = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
-                .getTotalMemorySize();
+        long physical = physicalMemory();
         if (bytes > physical) {
             throw new IOException(String.format(Locale.ROOT, "%s (%.1f GiB) does not fit in this machine's memory"
                     + " (%.1f GiB) to be read into it; map it instead (without --no-mmap)", path, bytes / GIB,
                     physical / GIB));
+        }
+    }
+
+    private static long physicalMemory() {
+        return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean()).getTotalMemorySize();
+    }
+
+    /**
+     * Offers a mapped part's tensor data to the kernel for huge pages ({@link HugePages#adviseMapped}): pages that
+     * come into the page cache after this (a model's first load, or after the cache let it go) come in 2 MiB folios
+     * on file systems that keep large folios, and its weights then stream with a TLB entry per 2 MiB, as with
+     * {@code --no-mmap} but without the copy. Pages cached before stay as they were.
+     */
+    private static void adviseHugePages(GgufParser.Part part) {
+        long start = Long.MAX_VALUE;
+        long end = 0;
+        for (GgufTensor t : part.tensors()) {
+            start = Math.min(start, t.data().address());
+            end = Math.max(end, t.data().address() + t.data().byteSize());
+        }
+        if (start < end) {
+            HugePages.adviseMapped(start, end - start);
         }
     }
 

@@ -10,11 +10,12 @@ import java.util.Locale;
 import java.util.Optional;
 
 /**
- * Memory for weights: anonymous memory in 2 MiB pages where Linux allows them: a private anonymous mapping from {@code mmap}, marked
+ * Memory for weights in 2 MiB pages where Linux allows them: a private anonymous mapping from {@code mmap}, marked
  * {@code madvise(MADV_HUGEPAGE)} before anything touches it, so that the kernel backs it with transparent huge pages
- * when its policy is {@code always} or {@code madvise}. Weights read into such memory stream with a TLB entry per
- * 2 MiB instead of per 4 KiB. Elsewhere (another OS, native access denied, the call refused) callers fall back to
- * {@link Arena#allocate}.
+ * when its policy is {@code always} or {@code madvise}; and the same advice for a model file's mapping
+ * ({@link #adviseMapped}). Weights in such memory stream with a TLB entry per 2 MiB instead of per 4 KiB. Elsewhere
+ * (another OS, native access denied, the call refused) callers fall back to {@link Arena#allocate}, or keep the
+ * mapping as it is.
  */
 public final class HugePages {
 
@@ -89,6 +90,25 @@ public final class HugePages {
         } catch (RuntimeException e) {  // the arena closed, or another thread's: nothing else would unmap it
             unmap(base, length);
             throw e;
+        }
+    }
+
+    /**
+     * Offers {@code bytes} of a read-only file mapping at {@code address} to the kernel for huge pages
+     * ({@code madvise(MADV_HUGEPAGE)}): on Linux with a file system that keeps large folios in its page cache (ext4 and
+     * XFS in recent kernels), pages read in after this come as 2 MiB folios and are mapped with one TLB entry each, as
+     * memory from {@link #allocate} is. Pages already cached in small folios stay as they are. Whether it took is not
+     * checked: a refusal only costs the huge pages.
+     */
+    static void adviseMapped(long address, long bytes) {
+        if (MADVISE == null || bytes <= 0) {
+            return;
+        }
+        long start = address & -4096L;
+        try {
+            int ignored = (int) MADVISE.invokeExact(MemorySegment.ofAddress(start), address + bytes - start, MADV_HUGEPAGE);
+        } catch (Throwable t) {
+            // as above
         }
     }
 
