@@ -96,6 +96,9 @@ public class MatVecBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
+        if (rowsPerCall < 1) {
+            throw new IllegalArgumentException("rowsPerCall must be at least 1, not " + rowsPerCall);
+        }
         GgmlType t = GgmlType.valueOf(type);
         format = QuantFormats.of(t);
         rowBytes = t.bytesFor(columns);
@@ -203,7 +206,8 @@ public class MatVecBenchmark {
 
     @Benchmark
     public float[] matVecTwoThreads(Traffic traffic) throws InterruptedException, ExecutionException {
-        int half = rows / 2 / rowsPerCall * rowsPerCall;
+        // the nearest whole number of calls to half the rows (rounding down would give the helper up to a call more)
+        int half = Math.min(rows, (int) Math.round(rows / 2.0 / rowsPerCall) * rowsPerCall);
         Future<?> other = helper.submit(() -> matVecRows(half, rows));
         matVecRows(0, half);
         other.get();

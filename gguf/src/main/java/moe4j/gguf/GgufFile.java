@@ -276,14 +276,20 @@ public final class GgufFile implements AutoCloseable {
      * {@code --no-mmap} but without the copy. Pages cached before stay as they were.
      */
     private static void adviseHugePages(GgufParser.Part part) {
+        long base = 0;
         long start = Long.MAX_VALUE;
         long end = 0;
         for (GgufTensor t : part.tensors()) {
-            start = Math.min(start, t.data().address());
-            end = Math.max(end, t.data().address() + t.data().byteSize());
+            if (t.byteSize() > 0) {
+                base = t.data().address() - t.fileOffset();  // the mapping starts at the file's first byte
+                start = Math.min(start, t.data().address());
+                end = Math.max(end, t.data().address() + t.byteSize());
+            }
         }
         if (start < end) {
-            HugePages.adviseMapped(start, end - start);
+            // down to a 64 KiB boundary of the mapping: page-aligned whatever the kernel's page size (4, 16 or 64 KiB)
+            long aligned = base + ((start - base) & -(64L << 10));
+            HugePages.adviseMapped(aligned, end - aligned);
         }
     }
 

@@ -94,7 +94,7 @@ public final class HugePages {
     }
 
     /**
-     * Offers {@code bytes} of a read-only file mapping at {@code address} to the kernel for huge pages
+     * Offers {@code bytes} of a read-only file mapping at {@code address} (page-aligned) to the kernel for huge pages
      * ({@code madvise(MADV_HUGEPAGE)}): on Linux with a file system that keeps large folios in its page cache (ext4 and
      * XFS in recent kernels), pages read in after this come as 2 MiB folios and are mapped with one TLB entry each, as
      * memory from {@link #allocate} is. Pages already cached in small folios stay as they are. Whether it took is not
@@ -104,9 +104,8 @@ public final class HugePages {
         if (MADVISE == null || bytes <= 0) {
             return;
         }
-        long start = address & -4096L;
         try {
-            int ignored = (int) MADVISE.invokeExact(MemorySegment.ofAddress(start), address + bytes - start, MADV_HUGEPAGE);
+            int ignored = (int) MADVISE.invokeExact(MemorySegment.ofAddress(address), bytes, MADV_HUGEPAGE);
         } catch (Throwable t) {
             // as above
         }
