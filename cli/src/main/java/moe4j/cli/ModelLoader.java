@@ -58,12 +58,24 @@ final class ModelLoader {
         long weights = model.file().tensors().stream().mapToLong(GgufTensor::byteSize).sum();
         Runtime rt = Runtime.getRuntime();
         err.printf(Locale.ROOT, "memory: weights %s (%s), KV cache %s (%s, %d positions), heap %s%n",
-                Sizes.bytes(weights), model.file().mapped() ? "mapped" : "in memory",
+                Sizes.bytes(weights), weightsKind(model),
                 Sizes.bytes(kvCacheBytes(model, session.contextLength())),
                 model.options().kvCacheType().name().toLowerCase(Locale.ROOT), session.contextLength(),
                 Sizes.bytes(rt.totalMemory() - rt.freeMemory()));
         err.flush();
         return session;
+    }
+
+    /**
+     * "mapped" or "in memory"; for a mapping, the page size most of its resident part uses where the system tells
+     * (Linux): "mapped, 2 MiB pages" is the faster one (see the README on getting it).
+     */
+    private static String weightsKind(Model model) {
+        if (!model.file().mapped()) {
+            return "in memory";
+        }
+        return model.file().hugePageShare().map(share -> share >= 0.5 ? "mapped, 2 MiB pages" : "mapped, 4 KiB pages")
+                .orElse("mapped");
     }
 
     /** Keys and values of every layer and position (the session does not expose its cache's size). */

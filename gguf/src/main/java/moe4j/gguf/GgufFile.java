@@ -188,6 +188,44 @@ public final class GgufFile implements AutoCloseable {
     /** Whether the weights are mapped from files ({@link #open(Path)}), not read or built in memory. */
     public boolean mapped() { return mapped; }
 
+    /**
+     * Of this process's resident pages of the mapped files, the share mapped with 2 MiB entries (Linux's
+     * {@code FilePmdMapped} over {@code Rss} in {@code /proc/self/smaps}): near 1 when the page cache holds the files in
+     * 2 MiB folios (see {@link HugePages#adviseMapped}), near 0 when in 4 KiB ones. Empty when not mapped, not on
+     * Linux, nothing is resident yet, or smaps cannot be read.
+     */
+    public Optional<Double> hugePageShare() {
+        if (!mapped) {
+            return Optional.empty();
+        }
+        try {
+            List<String> names = new ArrayList<>();
+            for (Path p : paths()) {
+                names.add(" " + p.toRealPath());
+            }
+            long rss = 0;
+            long pmd = 0;
+            boolean ours = false;
+            for (String line : Files.readAllLines(Path.of("/proc/self/smaps"))) {
+                if (line.matches("^[0-9a-f]+-[0-9a-f]+ .*")) {
+                    ours = names.stream().anyMatch(line::endsWith);
+                } else if (ours && line.startsWith("Rss:")) {
+                    rss += kib(line);
+                } else if (ours && line.startsWith("FilePmdMapped:")) {
+                    pmd += kib(line);
+                }
+            }
+            return rss > 0 ? Optional.of(Math.min(1.0, (double) pmd / rss)) : Optional.empty();
+        } catch (IOException | RuntimeException e) {  // no smaps here (not Linux), or a line we do not understand
+            return Optional.empty();
+        }
+    }
+
+    /** The number of a smaps line such as {@code Rss:   4848320 kB}. */
+    private static long kib(String line) {
+        return Long.parseLong(line.substring(line.indexOf(':') + 1).replace("kB", "").trim());
+    }
+
     /** Total size in bytes of all parts. */
     public long fileBytes() { return parts.stream().mapToLong(GgufParser.Part::size).sum(); }
 

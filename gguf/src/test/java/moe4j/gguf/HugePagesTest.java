@@ -81,4 +81,27 @@ class HugePagesTest {
         }
         return Optional.empty();
     }
+
+    /** A mapped model reports the share of its resident pages mapped with 2 MiB entries; a model read into memory none. */
+    @Test
+    void aMappedModelReportsTheShareOfItsResidentPagesInHugePages() throws IOException {
+        Assumptions.assumeTrue(linux() && Files.isReadable(Path.of("/proc/self/smaps")), "Linux with smaps only");
+        Path file = dir.resolve("share.gguf");
+        new GgufWriter().putString("general.architecture", "test")
+                .addTensor("t", GgmlType.F32, new long[] {1 << 20}, target -> target.fill((byte) 1)).write(file);
+        try (GgufFile f = GgufFile.open(file)) {
+            MemorySegment data = f.tensor("t").data();
+            long sum = 0;
+            for (long at = 0; at < data.byteSize(); at += 4096) {
+                sum += data.get(ValueLayout.JAVA_BYTE, at);
+            }
+            assertEquals(data.byteSize() / 4096, sum, "every page read");
+            Optional<Double> share = f.hugePageShare();
+            assertTrue(share.isPresent(), "the mapping's resident pages are found in smaps");
+            assertTrue(share.get() >= 0 && share.get() <= 1, "a share: " + share.get());
+        }
+        try (GgufFile f = GgufFile.open(file, true)) {
+            assertTrue(f.hugePageShare().isEmpty(), "read into memory: no mapping to report on");
+        }
+    }
 }
