@@ -62,8 +62,19 @@ final class ModelLoader {
                 Sizes.bytes(kvCacheBytes(model, session.contextLength())),
                 model.options().kvCacheType().name().toLowerCase(Locale.ROOT), session.contextLength(),
                 Sizes.bytes(rt.totalMemory() - rt.freeMemory()));
+        if (model.file().hugePageShare().filter(share -> share < 0.5).isPresent() && fitsInMemory(model)) {
+            err.printf(Locale.ROOT, "note: the weights are mapped in 4 KiB pages (the page cache holds the file so, e.g. as it was written);"
+                    + " drop it from the page cache once (dd if=%s iflag=nocache count=0) and the next load reads it"
+                    + " in 2 MiB pages, which generates about 10%% faster%n", model.file().paths().getFirst());
+        }
         err.flush();
         return session;
+    }
+
+    /** Whether all of the model's files fit in the machine's memory: only then are they offered 2 MiB pages. */
+    private static boolean fitsInMemory(Model model) {
+        return model.file().fileBytes() <= ((com.sun.management.OperatingSystemMXBean)
+                java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getTotalMemorySize();
     }
 
     /**

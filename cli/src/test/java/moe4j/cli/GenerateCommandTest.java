@@ -71,6 +71,9 @@ class GenerateCommandTest {
         assertEquals(expected.tokens().length, Integer.parseInt(s.group(2)));
         assertTrue(first.err().contains("loaded tiny-moe.gguf"), first.err());
         assertTrue(first.err().matches("(?s).*memory: weights [^(]*\\(mapped(, (2 MiB|4 KiB) pages)?\\).*"), first.err());
+        // in 4 KiB pages (a file just written, as this one), the line after says how to get 2 MiB ones; else nothing
+        assertEquals(first.err().contains("(mapped, 4 KiB pages)"),
+                first.err().contains("(dd if=" + model + " iflag=nocache count=0)"), first.err());
         assertTrue(first.err().matches("(?s).*warm-up: \\d+ tokens in .*"), first.err());
 
         // read into memory instead of mapped: the same text
