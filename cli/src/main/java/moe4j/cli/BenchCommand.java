@@ -162,6 +162,10 @@ final class BenchCommand implements Callable<Integer> {
                 results.forEach(r -> out.println(row.text(r)));
             }
             out.flush();
+            // after the runs, which touched the weights: in what pages they were read, for comparing runs
+            cl.getErr().println("weights: " + ModelLoader.weightsKind(model));
+            ModelLoader.printSmallPagesNote(model, cl.getErr());
+            cl.getErr().flush();
         }
         return 0;
     }

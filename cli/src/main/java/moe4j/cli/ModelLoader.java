@@ -62,13 +62,18 @@ final class ModelLoader {
                 Sizes.bytes(kvCacheBytes(model, session.contextLength())),
                 model.options().kvCacheType().name().toLowerCase(Locale.ROOT), session.contextLength(),
                 Sizes.bytes(rt.totalMemory() - rt.freeMemory()));
+        printSmallPagesNote(model, err);
+        err.flush();
+        return session;
+    }
+
+    /** When a mapped model that fits in memory sits in 4 KiB pages, a line on how to get 2 MiB ones. */
+    static void printSmallPagesNote(Model model, PrintWriter err) {
         if (model.file().hugePageShare().filter(share -> share < 0.5).isPresent() && fitsInMemory(model)) {
             err.printf(Locale.ROOT, "note: the weights are mapped in 4 KiB pages (the page cache holds the file so, e.g. as it was written);"
                     + " drop it from the page cache once (dd if=%s iflag=nocache count=0) and the next load reads it"
                     + " in 2 MiB pages, which generates about 10%% faster%n", model.file().paths().getFirst());
         }
-        err.flush();
-        return session;
     }
 
     /** Whether all of the model's files fit in the machine's memory: only then are they offered 2 MiB pages. */
@@ -81,7 +86,7 @@ final class ModelLoader {
      * "mapped" or "in memory"; for a mapping, the page size most of its resident part uses where the system tells
      * (Linux): "mapped, 2 MiB pages" is the faster one (see the README on getting it).
      */
-    private static String weightsKind(Model model) {
+    static String weightsKind(Model model) {
         if (!model.file().mapped()) {
             return "in memory";
         }

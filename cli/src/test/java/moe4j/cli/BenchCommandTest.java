@@ -35,6 +35,8 @@ class BenchCommandTest {
         assertTrue(rows.get(0).matches(".*\\|\\s+2 \\|\\s+pp16 \\|\\s+\\d+\\.\\d\\d ± \\d+\\.\\d\\d \\|"), rows.get(0));
         assertTrue(rows.get(1).matches(".*\\|\\s+2 \\|\\s+tg8 \\|\\s+\\d+\\.\\d\\d ± \\d+\\.\\d\\d \\|"), rows.get(1));
         assertTrue(r.out().lines().findFirst().orElse("").contains("t/s"), r.out());
+        // and on stderr, after the runs, in what pages the weights were read
+        assertTrue(r.err().matches("(?s).*weights: mapped(, (2 MiB|4 KiB) pages)?\\R.*"), r.err());
     }
 
     @Test
@@ -77,6 +79,7 @@ class BenchCommandTest {
         List<String> rows = r.out().lines().filter(l -> l.startsWith("| synthetic-tiny-Q8_0-1L ")).toList();
         assertEquals(2, rows.size(), r.out());
         assertTrue(rows.get(0).contains("pp8") && rows.get(1).contains("tg4"), r.out());
+        assertTrue(r.err().contains("weights: in memory"), r.err());
     }
 
     @Test
