@@ -3,6 +3,7 @@ package moe4j.cli;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 
 import moe4j.engine.LoadListener;
@@ -70,9 +71,11 @@ final class ModelLoader {
     /** When a mapped model that fits in memory sits in 4 KiB pages, a line on how to get 2 MiB ones. */
     static void printSmallPagesNote(Model model, PrintWriter err) {
         if (model.file().hugePageShare().filter(share -> share < 0.5).isPresent() && fitsInMemory(model)) {
+            List<Path> paths = model.file().paths();
             err.printf(Locale.ROOT, "note: the weights are mapped in 4 KiB pages (the page cache holds the file so, e.g. as it was written);"
-                    + " drop it from the page cache once (dd if=%s iflag=nocache count=0) and the next load reads it"
-                    + " in 2 MiB pages, which generates about 10%% faster%n", model.file().paths().getFirst());
+                    + " drop it from the page cache once (dd if=%s iflag=nocache count=0%s) and the next load reads it"
+                    + " in 2 MiB pages, which generates about 10%% faster%n", paths.getFirst(),
+                    paths.size() > 1 ? ", and the same for each of its " + paths.size() + " parts" : "");
         }
     }
 
