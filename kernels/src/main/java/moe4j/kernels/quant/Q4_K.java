@@ -204,7 +204,8 @@ public final class Q4_K extends BlockFormat {
 
     /**
      * The dot products of decoding, block after block, in integers as llama.cpp's kernels compute them: each 64 quant
-     * bytes are one load of sixteen int lanes, from which a shift and a mask leave two nibbles per lane, and one
+     * bytes are one load of sixteen int lanes, from which a shift and a mask leave two nibbles per lane (the top ones
+     * a 16-bit shift alone, which empties what it leaves), and one
      * 32-bit multiply by the activations' code pairs ({@link #PAIRS}) adds two products per lane (see
      * {@link LaneOrder}). Two such products of the same sub-blocks are summed (upper halves at most 4 * 15 * 127, lower
      * halves at most 2 * 15 * 127, so nothing overflows) before the upper halves are taken, multiplied by the 6-bit
