@@ -163,8 +163,9 @@ final class BenchCommand implements Callable<Integer> {
             }
             out.flush();
             // after the runs, which touched the weights: in what pages they were read, for comparing runs
-            cl.getErr().println("weights: " + ModelLoader.weightsKind(model));
-            ModelLoader.printSmallPagesNote(model, cl.getErr());
+            ModelLoader.WeightPages pages = ModelLoader.WeightPages.of(model);
+            cl.getErr().println("weights: " + pages.kind());
+            pages.note().ifPresent(cl.getErr()::println);
             cl.getErr().flush();
         }
         return 0;

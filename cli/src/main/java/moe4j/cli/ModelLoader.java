@@ -5,6 +5,7 @@ import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
+import java.util.Optional;
 
 import moe4j.engine.LoadListener;
 import moe4j.engine.LoadOptions;
@@ -58,43 +59,43 @@ final class ModelLoader {
         Session session = contextLength > 0 ? model.newSession(contextLength) : model.newSession();
         long weights = model.file().tensors().stream().mapToLong(GgufTensor::byteSize).sum();
         Runtime rt = Runtime.getRuntime();
+        WeightPages pages = WeightPages.of(model);
         err.printf(Locale.ROOT, "memory: weights %s (%s), KV cache %s (%s, %d positions), heap %s%n",
-                Sizes.bytes(weights), weightsKind(model),
+                Sizes.bytes(weights), pages.kind(),
                 Sizes.bytes(kvCacheBytes(model, session.contextLength())),
                 model.options().kvCacheType().name().toLowerCase(Locale.ROOT), session.contextLength(),
                 Sizes.bytes(rt.totalMemory() - rt.freeMemory()));
-        printSmallPagesNote(model, err);
+        pages.note().ifPresent(err::println);
         err.flush();
         return session;
     }
 
-    /** When a mapped model that fits in memory sits in 4 KiB pages, a line on how to get 2 MiB ones. */
-    static void printSmallPagesNote(Model model, PrintWriter err) {
-        if (model.file().hugePageShare().filter(share -> share < 0.5).isPresent() && fitsInMemory(model)) {
-            List<Path> paths = model.file().paths();
-            err.printf(Locale.ROOT, "note: the weights are mapped in 4 KiB pages (the page cache holds the file so, e.g. as it was written);"
-                    + " drop it from the page cache once (dd if=%s iflag=nocache count=0%s) and the next load reads it"
-                    + " in 2 MiB pages, which generates about 10%% faster%n", paths.getFirst(),
-                    paths.size() > 1 ? ", and the same for each of its " + paths.size() + " parts" : "");
-        }
-    }
-
-    /** Whether all of the model's files fit in the machine's memory: only then are they offered 2 MiB pages. */
-    private static boolean fitsInMemory(Model model) {
-        return model.file().fileBytes() <= ((com.sun.management.OperatingSystemMXBean)
-                java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getTotalMemorySize();
-    }
-
     /**
-     * "mapped" or "in memory"; for a mapping, the page size most of its resident part uses where the system tells
-     * (Linux): "mapped, 2 MiB pages" is the faster one (see the README on getting it).
+     * How the weights are held: "in memory", or "mapped" with, where the system tells (Linux), the page size most of
+     * the resident mapping uses ("2 MiB pages" is the faster one); and for a mapping offered 2 MiB pages that got 4 KiB
+     * ones, a note on how to get them. From one read of the process's smaps.
      */
-    static String weightsKind(Model model) {
-        if (!model.file().mapped()) {
-            return "in memory";
+    record WeightPages(String kind, Optional<String> note) {
+
+        static WeightPages of(Model model) {
+            if (!model.file().mapped()) {
+                return new WeightPages("in memory", Optional.empty());
+            }
+            Optional<Double> share = model.file().hugePageShare();
+            if (share.isEmpty()) {
+                return new WeightPages("mapped", Optional.empty());
+            }
+            if (share.get() >= 0.5) {
+                return new WeightPages("mapped, 2 MiB pages", Optional.empty());
+            }
+            List<Path> paths = model.file().paths();
+            Optional<String> note = !model.file().hugePagesAdvised() ? Optional.empty() : Optional.of(String.format(
+                    Locale.ROOT, "note: the weights are mapped in 4 KiB pages (the page cache holds the file so, e.g. as it"
+                            + " was written); drop it from the page cache once (dd if=%s iflag=nocache count=0%s) and the"
+                            + " next load reads it in 2 MiB pages, which generates about 10%% faster", paths.getFirst(),
+                    paths.size() > 1 ? ", and the same for each of its " + paths.size() + " parts" : ""));
+            return new WeightPages("mapped, 4 KiB pages", note);
         }
-        return model.file().hugePageShare().map(share -> share >= 0.5 ? "mapped, 2 MiB pages" : "mapped, 4 KiB pages")
-                .orElse("mapped");
     }
 
     /** Keys and values of every layer and position (the session does not expose its cache's size). */

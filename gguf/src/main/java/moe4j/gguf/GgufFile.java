@@ -43,12 +43,14 @@ public final class GgufFile implements AutoCloseable {
     private final List<GgufTensor> tensors;
     private final Map<String, GgufTensor> byName;
     private final boolean mapped;
+    private final boolean hugePagesAdvised;
     private boolean closed;
 
     private GgufFile(Arena arena, List<GgufParser.Part> parts, List<GgufTensor> tensors, Map<String, GgufTensor> byName,
-                     boolean mapped) {
+                     boolean mapped, boolean hugePagesAdvised) {
         this.arena = arena;
         this.mapped = mapped;
+        this.hugePagesAdvised = hugePagesAdvised;
         this.parts = List.copyOf(parts);
         this.tensors = List.copyOf(tensors);
         this.byName = Collections.unmodifiableMap(byName);
@@ -109,9 +111,10 @@ public final class GgufFile implements AutoCloseable {
                 checkSplitKeys(part, k, count);
                 parts.add(part);
             }
-            if (!inMemory && total <= physicalMemory()) {
-                // a model that stays in memory gains from huge pages; one that does not would be read from disk
-                // again and again in 2 MiB units, where the page cache now reads what a fault needs
+            // a model that stays in memory gains from huge pages; one that does not would be read from disk again and
+            // again in 2 MiB units, where the page cache now reads what a fault needs
+            boolean advise = !inMemory && total <= physicalMemory();
+            if (advise) {
                 for (GgufParser.Part part : parts) {
                     adviseHugePages(part);
                 }
@@ -138,7 +141,7 @@ public final class GgufFile implements AutoCloseable {
                                     + tensors.size() + " tensors");
                 }
             }
-            return new GgufFile(arena, parts, tensors, byName, !inMemory);
+            return new GgufFile(arena, parts, tensors, byName, !inMemory, advise);
         } catch (IOException | RuntimeException | Error e) {
             arena.close();
             throw e;
@@ -162,7 +165,7 @@ public final class GgufFile implements AutoCloseable {
         long bytes = tensors.stream().mapToLong(GgufTensor::byteSize).sum();
         GgufParser.Part part = new GgufParser.Part(name, bytes, 3, GgufParser.DEFAULT_ALIGNMENT, 0, metadata, Map.of(),
                 List.copyOf(tensors), new long[tensors.size()]);
-        return new GgufFile(arena, List.of(part), tensors, byName, false);
+        return new GgufFile(arena, List.of(part), tensors, byName, false, false);
     }
 
     public GgufMetadata metadata() { return parts.getFirst().metadata(); }
@@ -189,6 +192,12 @@ public final class GgufFile implements AutoCloseable {
     public boolean mapped() { return mapped; }
 
     /**
+     * Whether the mapping was offered 2 MiB pages: mapped files that together fit in the machine's memory. For such a
+     * model a small {@link #hugePageShare()} means the page cache held the files in 4 KiB folios before it was loaded.
+     */
+    public boolean hugePagesAdvised() { return hugePagesAdvised; }
+
+    /**
      * Of this process's resident pages of the mapped files, the share mapped with 2 MiB entries (Linux's
      * {@code FilePmdMapped} over {@code Rss} in {@code /proc/self/smaps}): near 1 when the page cache holds the files in
      * 2 MiB folios (see {@link HugePages#adviseMapped}), near 0 when in 4 KiB ones. Empty when not mapped, not on
@@ -207,7 +216,7 @@ public final class GgufFile implements AutoCloseable {
             long pmd = 0;
             boolean ours = false;
             for (String line : Files.readAllLines(Path.of("/proc/self/smaps"))) {
-                if (line.matches("^[0-9a-f]+-[0-9a-f]+ .*")) {
+                if (SMAPS_MAPPING.matcher(line).lookingAt()) {
                     ours = names.stream().anyMatch(line::endsWith);
                 } else if (ours && line.startsWith("Rss:")) {
                     rss += kib(line);
@@ -220,6 +229,9 @@ public final class GgufFile implements AutoCloseable {
             return Optional.empty();
         }
     }
+
+    /** The first line of a mapping's entry in smaps: its address range. */
+    private static final Pattern SMAPS_MAPPING = Pattern.compile("[0-9a-f]+-[0-9a-f]+ ");
 
     /** The number of a smaps line such as {@code Rss:   4848320 kB}. */
     private static long kib(String line) {

@@ -1,6 +1,7 @@
 package moe4j.gguf;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.Arena;
@@ -98,10 +99,12 @@ class HugePagesTest {
             assertEquals(data.byteSize() / 4096, sum, "every page read");
             Optional<Double> share = f.hugePageShare();
             assertTrue(share.isPresent(), "the mapping's resident pages are found in smaps");
+            assertTrue(f.hugePagesAdvised(), "a small mapped model is offered 2 MiB pages");
             assertTrue(share.get() >= 0 && share.get() <= 1, "a share: " + share.get());
         }
         try (GgufFile f = GgufFile.open(file, true)) {
             assertTrue(f.hugePageShare().isEmpty(), "read into memory: no mapping to report on");
+            assertFalse(f.hugePagesAdvised(), "read into memory: no mapping to advise");
         }
     }
 }
