@@ -25,6 +25,7 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 import moe4j.gguf.GgmlType;
+import moe4j.gguf.HugePages;
 import moe4j.kernels.quant.PreparedActivations;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
@@ -74,6 +75,20 @@ public class MatVecBenchmark {
     @Param({"8"})
     public int rowsPerCall;
 
+    /**
+     * Weights in 2 MiB pages, as the engine holds a model (mapped with huge-page advice, or read into memory with
+     * {@code --no-mmap}); {@code -p hugePages=false} for 4 KiB pages, as a mapped file cached in small folios.
+     */
+    @Param({"true"})
+    public boolean hugePages;
+
+    /**
+     * Bytes from a 2 MiB boundary (huge pages) or a page boundary to the first row. Where rows start modulo 256 bytes
+     * once changed how fast some kernels streamed by a factor of two (see the README), so this tells one from another.
+     */
+    @Param({"0"})
+    public int offset;
+
     private Arena arena;
     private MemorySegment weights;
     private QuantFormat format;
@@ -99,12 +114,16 @@ public class MatVecBenchmark {
         if (rowsPerCall < 1) {
             throw new IllegalArgumentException("rowsPerCall must be at least 1, not " + rowsPerCall);
         }
+        if (offset < 0) {
+            throw new IllegalArgumentException("offset must not be negative, not " + offset);
+        }
         GgmlType t = GgmlType.valueOf(type);
         format = QuantFormats.of(t);
         rowBytes = t.bytesFor(columns);
         rows = (int) Math.max(2, (kib * 1024L) / rowBytes);
         arena = Arena.ofShared();
-        weights = arena.allocate(rows * rowBytes, 64);
+        long bytes = rows * rowBytes + offset;
+        weights = (hugePages ? HugePages.allocateOrPlain(bytes, arena) : arena.allocate(bytes, 4096)).asSlice(offset);
         format.randomBlocks(new SplittableRandom(1), weights, 0, rows * rowBytes / t.blockBytes());
         SplittableRandom rnd = new SplittableRandom(2);
         x = new float[columns];

@@ -19,11 +19,14 @@ import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
+
+import moe4j.gguf.HugePages;
 
 /**
  * The machine's practical read bandwidth: the sum of a 256 MB off-heap segment with vector loads, on one
@@ -41,6 +44,10 @@ public class StreamingReadBenchmark {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final long BYTES = 256L << 20;
 
+    /** 2 MiB pages, as {@link MatVecBenchmark}'s weights by default; {@code -p hugePages=false} for 4 KiB pages. */
+    @Param({"true"})
+    public boolean hugePages;
+
     private Arena arena;
     private MemorySegment data;
     private ExecutorService helper;
@@ -48,7 +55,7 @@ public class StreamingReadBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         arena = Arena.ofShared();
-        data = arena.allocate(BYTES, 64);
+        data = hugePages ? HugePages.allocateOrPlain(BYTES, arena) : arena.allocate(BYTES, 64);
         data.fill((byte) 1);
         helper = Executors.newSingleThreadExecutor();
     }

@@ -143,10 +143,10 @@ public final class IQ4_XS extends BlockFormat {
     public LaneOrder laneOrder() { return SHORTS; }
 
     /**
-     * Blocks per inner loop of {@link #dotRows}. Whole rows of 4096 (16 blocks) in one loop ran at 11.1 GB/s on one thread,
-     * loops of 8 blocks at 17.5 with the same body (JMH, three forks each; as for Q6_K's SPAN).
+     * Blocks per inner loop of {@link #dotRows} (see {@link Simd#ROW_SPAN}). Whole rows of 4096 (16 blocks) in one loop
+     * ran at 11.1 GB/s on one thread, loops of 8 blocks at 17.5 with the same body (JMH, three forks each).
      */
-    private static final int SPAN = 8;
+    private static final int SPAN = Simd.ROW_SPAN / QK;
 
     /**
      * The sixteen levels twice: the lookup wraps an index to its low 5 bits, and the fifth (the next nibble's lowest bit)

@@ -132,11 +132,11 @@ public final class Q4_0 extends BlockFormat {
     private static final IntVector FP16_EXPONENT = Simd.FUSED ? IntVector.broadcast(Simd.I, 0x0F800000) : null;
     private static final IntVector FLOAT_EXPONENT_TOP = Simd.FUSED ? IntVector.broadcast(Simd.I, 0x70000000) : null;
     /**
-     * Blocks per inner loop of {@link #dotRows}, a multiple of {@link #GROUP}. Whole rows of 4096 in one loop (32 groups)
-     * streamed at half the rate (one thread: 9.5 GB/s; loops of 31 groups alike), loops of 12 to 24 groups at 19.5-20:
-     * as for Q6_K's SPAN, the same loop body, only its trip count differs.
+     * Blocks per inner loop of {@link #dotRows} (see {@link Simd#ROW_SPAN}), a multiple of {@link #GROUP}. Whole rows of
+     * 4096 in one loop (32 groups) streamed at half the rate (one thread: 9.5 GB/s; loops of 31 groups alike), loops of
+     * 12 to 24 groups at 19.5-20.
      */
-    private static final int SPAN = 64;
+    private static final int SPAN = Simd.ROW_SPAN / QK;
     private static final IntVector SHIFT_3 = Simd.FUSED ? IntVector.broadcast(Simd.I, 3) : null;
 
     /**

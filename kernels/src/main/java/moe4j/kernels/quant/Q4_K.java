@@ -26,6 +26,8 @@ public final class Q4_K extends BlockFormat {
     static final Q4_K INSTANCE = new Q4_K();
 
     private static final int QK = 256;
+    /** Blocks per inner loop of {@link #dotRows} (see {@link Simd#ROW_SPAN}). */
+    private static final int SPAN = Simd.ROW_SPAN / QK;
     private static final int BYTES = 144;
     private static final int D = 0;
     private static final int DMIN = 2;
@@ -231,38 +233,40 @@ public final class Q4_K extends BlockFormat {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
             FloatVector a1 = a0;
-            for (int b = 0; b < blocks; b++) {
-                long block = row + (long) b * BYTES;
-                int pair = src.get(Layouts.INT_LE, block + D);
-                float d = Float.float16ToFloat((short) pair) * xd[dRow + b];
-                float dmin = Float.float16ToFloat((short) (pair >>> 16));
-                IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                IntVector low = raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
-                        .and(KQuantScales.SCALE_MIN_LOW_MASK);
-                IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
-                        .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-                IntVector scaleMin = low.or(high);
-                a1 = ((FloatVector) scaleMin.convert(I2F, 0)).mul(-dmin).rearrange(KQuantScales.MIN_SPREAD_F)
-                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                int e = pRow + b * LaneOrder.PAIRS;
-                IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                IntVector p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e));
-                IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16));
-                IntVector p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32));
-                IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
-                        .mul(IntVector.fromArray(Simd.I, xp, e + 48));
-                IntVector sum = p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_0_2))
-                        .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_1_3)));
-                q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
-                p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64));
-                p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80));
-                p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96));
-                p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
-                        .mul(IntVector.fromArray(Simd.I, xp, e + 112));
-                sum = sum.add(p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_4_6)))
-                        .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_5_7)));
-                a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);
+            for (int b0 = 0; b0 < blocks; b0 += SPAN) {
+                for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
+                    long block = row + (long) b * BYTES;
+                    int pair = src.get(Layouts.INT_LE, block + D);
+                    float d = Float.float16ToFloat((short) pair) * xd[dRow + b];
+                    float dmin = Float.float16ToFloat((short) (pair >>> 16));
+                    IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                    IntVector low = raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
+                            .and(KQuantScales.SCALE_MIN_LOW_MASK);
+                    IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
+                            .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
+                    IntVector scaleMin = low.or(high);
+                    a1 = ((FloatVector) scaleMin.convert(I2F, 0)).mul(-dmin).rearrange(KQuantScales.MIN_SPREAD_F)
+                            .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
+                    int e = pRow + b * LaneOrder.PAIRS;
+                    IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
+                    IntVector p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e));
+                    IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16));
+                    IntVector p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32));
+                    IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
+                            .mul(IntVector.fromArray(Simd.I, xp, e + 48));
+                    IntVector sum = p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_0_2))
+                            .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_1_3)));
+                    q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
+                    p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64));
+                    p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80));
+                    p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96));
+                    p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
+                            .mul(IntVector.fromArray(Simd.I, xp, e + 112));
+                    sum = sum.add(p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_4_6)))
+                            .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_5_7)));
+                    a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);
+                }
             }
             FloatVector v = a0.add(a1);
             v = v.add(v.rearrange(Simd.FOLD_8));

@@ -17,6 +17,12 @@ public final class Q8_0 extends BlockFormat {
     static final Q8_0 INSTANCE = new Q8_0();
 
     private static final int QK = 32;
+    /**
+     * Blocks per inner loop of {@link #dotRows} (see {@link Simd#ROW_SPAN}): half the usual span, as 2048 values of Q8_0
+     * are 2176 bytes. One thread, rows of 4096 starting at 0, 64, 128 and 192 bytes modulo 256: loops of 64 blocks
+     * 13.3-19.8 GB/s, of 32 blocks 18.9-21.8, of 16 blocks 16.5-17.5.
+     */
+    private static final int SPAN = Simd.ROW_SPAN / 2 / QK;
     private static final int BYTES = 34;
 
     private Q8_0() { super(GgmlType.Q8_0, 0); }
@@ -102,20 +108,22 @@ public final class Q8_0 extends BlockFormat {
             FloatVector a1 = a0;
             FloatVector a2 = a0;
             FloatVector a3 = a0;
-            for (int b = 0; b < blocks; b++) {
-                long block = row + (long) b * BYTES;
-                float d = Halfs.readFp16(src, block);
-                int e = xRow + QK * b;
-                IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2, Simd.LE).convertShape(B2I, Simd.I, 0);
-                IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 18, Simd.LE).convertShape(B2I, Simd.I, 0);
-                FloatVector w0 = ((FloatVector) q0.convert(I2F, 0)).mul(d);
-                FloatVector w1 = ((FloatVector) q1.convert(I2F, 0)).mul(d);
-                FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, xv, e), a0);
-                FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
-                a0 = a2;
-                a1 = a3;
-                a2 = n0;
-                a3 = n1;
+            for (int b0 = 0; b0 < blocks; b0 += SPAN) {
+                for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
+                    long block = row + (long) b * BYTES;
+                    float d = Halfs.readFp16(src, block);
+                    int e = xRow + QK * b;
+                    IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2, Simd.LE).convertShape(B2I, Simd.I, 0);
+                    IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 18, Simd.LE).convertShape(B2I, Simd.I, 0);
+                    FloatVector w0 = ((FloatVector) q0.convert(I2F, 0)).mul(d);
+                    FloatVector w1 = ((FloatVector) q1.convert(I2F, 0)).mul(d);
+                    FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, xv, e), a0);
+                    FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
+                    a0 = a2;
+                    a1 = a3;
+                    a2 = n0;
+                    a3 = n1;
+                }
             }
             out[outOffset + r] = DecodedDot.combine(a0, a1, a2, a3);
         }
