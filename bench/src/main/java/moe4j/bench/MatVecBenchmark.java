@@ -57,6 +57,7 @@ import moe4j.kernels.quant.QuantFormats;
 public class MatVecBenchmark {
 
     static final int BATCH = 8;
+    private static final long PAGE = 4096;
 
     @Param({"Q4_K", "Q6_K", "Q3_K", "Q5_K", "Q8_0", "Q4_0", "Q2_K", "IQ4_XS", "F16", "BF16", "F32"})
     public String type;
@@ -77,14 +78,16 @@ public class MatVecBenchmark {
 
     /**
      * Weights in 2 MiB pages, as the engine holds a model (mapped with huge-page advice, or read into memory with
-     * {@code --no-mmap}); {@code -p hugePages=false} for 4 KiB pages, as a mapped file cached in small folios.
+     * {@code --no-mmap}); {@code -p hugePages=false} for 4 KiB pages, as a mapped file cached in small folios (where
+     * transparent huge pages are set to {@code madvise}; with {@code always} Linux may give huge pages anyway).
      */
     @Param({"true"})
     public boolean hugePages;
 
     /**
-     * Bytes from a 2 MiB boundary (huge pages) or a page boundary to the first row. Where rows start modulo 256 bytes
-     * once changed how fast some kernels streamed by a factor of two (see the README), so this tells one from another.
+     * Bytes from a 2 MiB boundary (huge pages) or a 4 KiB one (otherwise) to the first row. Where rows start modulo 256
+     * bytes once changed how fast some kernels streamed by a factor of two (see the README), so this tells one from
+     * another.
      */
     @Param({"0"})
     public int offset;
@@ -123,7 +126,10 @@ public class MatVecBenchmark {
         rows = (int) Math.max(2, (kib * 1024L) / rowBytes);
         arena = Arena.ofShared();
         long bytes = rows * rowBytes + offset;
-        weights = (hugePages ? HugePages.allocateOrPlain(bytes, arena) : arena.allocate(bytes, 4096)).asSlice(offset);
+        // without huge pages HugePages gives 64-byte alignment: room to start on a 4 KiB boundary whatever comes back
+        MemorySegment block = hugePages ? HugePages.allocateOrPlain(bytes + PAGE, arena) : arena.allocate(bytes, PAGE);
+        long start = (PAGE - block.address() % PAGE) % PAGE;
+        weights = block.asSlice(start + offset, rows * rowBytes);
         format.randomBlocks(new SplittableRandom(1), weights, 0, rows * rowBytes / t.blockBytes());
         SplittableRandom rnd = new SplittableRandom(2);
         x = new float[columns];

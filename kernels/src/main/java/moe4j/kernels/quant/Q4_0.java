@@ -137,6 +137,11 @@ public final class Q4_0 extends BlockFormat {
      * 12 to 24 groups at 19.5-20.
      */
     private static final int SPAN = Simd.ROW_SPAN / QK;
+
+    static {
+        assert SPAN % GROUP == 0 : "SPAN must be a multiple of GROUP";
+    }
+
     private static final IntVector SHIFT_3 = Simd.FUSED ? IntVector.broadcast(Simd.I, 3) : null;
 
     /**

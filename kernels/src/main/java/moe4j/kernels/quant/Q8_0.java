@@ -20,7 +20,7 @@ public final class Q8_0 extends BlockFormat {
     /**
      * Blocks per inner loop of {@link #dotRows} (see {@link Simd#ROW_SPAN}): half the usual span, as 2048 values of Q8_0
      * are 2176 bytes. One thread, rows of 4096 starting at 0, 64, 128 and 192 bytes modulo 256: loops of 64 blocks
-     * 13.3-19.8 GB/s, of 32 blocks 18.9-21.8, of 16 blocks 16.5-17.5.
+     * 13.3-19.8 GB/s, of 32 blocks 18.9-21.8, of 16 blocks 16.5-17.5, whole rows 13.1-19.3.
      */
     private static final int SPAN = Simd.ROW_SPAN / 2 / QK;
     private static final int BYTES = 34;
@@ -87,8 +87,8 @@ public final class Q8_0 extends BlockFormat {
     boolean hasRowKernel() { return true; }
 
     /**
-     * {@link #dotBlocks}' loop (same operations, same order) for each row in turn. That loop is bound by its
-     * vector arithmetic, and C2 drops its activation bounds checks, so what a row kernel saves here is the
+     * {@link #dotBlocks}' loop (same operations, same order) for each row in turn, in loops of {@link #SPAN} blocks.
+     * C2 drops its activation bounds checks, so what a row kernel saves here is the
      * per-row calls and argument checks of {@code dotPrepared}, which dominate short rows. Measured (one thread,
      * Zen 5): one 32-byte load per block split in registers was 2-10% slower than the two 16-byte loads, which
      * widen to int lanes straight from memory while the upper half of a wider load needs a byte permute and a

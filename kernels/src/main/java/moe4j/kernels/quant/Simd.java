@@ -50,14 +50,11 @@ final class Simd {
 
     /**
      * Weights per inner loop of the row kernels ({@code dotRows}): a longer row is cut into loops of this many (1.1 to
-     * 1.7 KB of weights for the 4- to 6-bit types), which read memory at the same rate wherever the rows start. Measured
-     * on Zen 5 (JMH {@code MatVecBenchmark -p offset=...}, one thread, rows of 4096 values in one loop): Q4_K and Q5_K
-     * streamed at 19-23 GB/s when the rows started 64 or 128 bytes past a multiple of 256 and at 11-13 when they
-     * started at 0 or 192, Q8_0 at 13-20 depending on the offset; in loops of 2048 (Q8_0: 1024) they run at 19.5-22 at every offset.
-     * Q6_K, IQ4_XS and Q4_0 had run at half rate with whole rows before they were cut too. The same compiled code in
-     * cache ran alike for both, so this is how the core's prefetching meets the loop, not its arithmetic (this VM
-     * has no performance counters to tell more). Q3_K and Q2_K, bound by their arithmetic, run whole rows: cut, Q3_K
-     * lost 8-15%.
+     * 1.7 KB of weights for the 4- to 6-bit types; Q8_0 takes half), which read memory at the same rate wherever the
+     * rows start. With rows of 4096 in one loop, Q4_K, Q5_K and Q8_0 streamed at half rate or at full rate depending on
+     * where the rows started modulo 256 bytes, and Q6_K, IQ4_XS and Q4_0 at half rate; the same compiled code in cache
+     * ran alike, so it is how the core's prefetching meets a loop that long (the README's "Where rows start" has the
+     * figures). Q3_K and Q2_K, bound by their arithmetic, read alike at every offset and run whole rows.
      */
     static final int ROW_SPAN = 2048;
 
