@@ -52,9 +52,9 @@ final class Simd {
      * Weights per inner loop of the row kernels ({@code dotRows}): a longer row is cut into loops of this many (1.1 to
      * 1.7 KB of weights for the 4- to 6-bit types; Q8_0 takes half), which read memory at the same rate wherever the
      * rows start. With rows of 4096 in one loop, Q4_K, Q5_K and Q8_0 streamed at half rate or at full rate depending on
-     * where the rows started modulo 256 bytes, and Q6_K, IQ4_XS and Q4_0 at half rate; the same compiled code in cache
-     * ran alike, so it is how the core's prefetching meets a loop that long (the README's "Where rows start" has the
-     * figures). Q3_K and Q2_K, bound by their arithmetic, read alike at every offset and run whole rows.
+     * where the rows started modulo 256 bytes, and Q6_K, IQ4_XS and Q4_0 at half rate; the same compiled code ran alike
+     * at every offset out of L3, so it is how prefetching from DRAM meets a loop that long (the README's "Where rows
+     * start" has the figures). Q3_K and Q2_K, bound by their arithmetic, read alike at every offset and run whole rows.
      */
     static final int ROW_SPAN = 2048;
 
