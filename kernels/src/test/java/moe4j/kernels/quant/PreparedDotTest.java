@@ -42,7 +42,8 @@ class PreparedDotTest {
         SplittableRandom rnd = new SplittableRandom(type.id() + 100);
         int tokens = 7; // batches of four, two and one token
         try (Arena arena = Arena.ofConfined()) {
-            for (int width : new int[] {256, 3 * 256, width(type), offSuperBlock(type)}) {
+            // 4096: two whole loops of the row kernels that cut rows (Simd.ROW_SPAN), four of Q8_0's
+            for (int width : new int[] {256, 3 * 256, 4096, width(type), offSuperBlock(type)}) {
                 int blocks = width / type.blockSize();
                 MemorySegment data = arena.allocate((long) blocks * type.blockBytes() + 1);
                 format.randomBlocks(rnd, data, 1, blocks);
