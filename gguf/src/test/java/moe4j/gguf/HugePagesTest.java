@@ -4,10 +4,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -28,11 +28,10 @@ class HugePagesTest {
 
     @Test
     void givesZeroedWritableMemoryOnA2MiBBoundaryOnLinux() {
-        boolean linux = System.getProperty("os.name", "").toLowerCase(Locale.ROOT).startsWith("linux");
         long size = 3 * HugePages.PAGE + 12345;
         try (Arena arena = Arena.ofConfined()) {
             Optional<MemorySegment> memory = HugePages.allocate(size, arena);
-            assertEquals(linux, memory.isPresent(), "huge-page memory on Linux only");
+            assertEquals(linux(), memory.isPresent(), "huge-page memory on Linux only");
             if (memory.isEmpty()) {
                 return;
             }
