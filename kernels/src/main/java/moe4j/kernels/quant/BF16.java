@@ -65,10 +65,13 @@ public final class BF16 extends BlockFormat {
     @Override
     boolean hasRowKernel() { return true; }
 
+    /** Groups of 16 per inner loop of {@link #dotRows}: see {@link Simd#HALF_FLOAT_SPAN}. */
+    private static final int SPAN = Simd.HALF_FLOAT_SPAN / 16;
+
     /**
-     * {@link #dotBlocks}' loop (same operations, same order) for each row in turn; prepared rows hold whole groups
-     * of 16, so there is no scalar tail. As for {@link F32#dotRows}, the gain is the per-row calls and checks and
-     * the inlined combine, not the loads.
+     * {@link #dotBlocks}' loop (same operations, same order) for each row in turn, cut into loops of {@link #SPAN}
+     * groups; prepared rows hold whole groups of 16, so there is no scalar tail. As for {@link F32#dotRows}, the
+     * gain is the per-row calls and checks and the inlined combine, not the loads.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
@@ -83,16 +86,18 @@ public final class BF16 extends BlockFormat {
             FloatVector a1 = a0;
             FloatVector a2 = a0;
             FloatVector a3 = a0;
-            for (int g = 0; g < groups; g++) {
-                int i = g * Simd.L;
-                IntVector h = (IntVector) ShortVector.fromMemorySegment(Simd.S, src, row + 2L * i, Simd.LE)
-                        .convertShape(S2I, Simd.I, 0);
-                FloatVector w = h.lanewise(LSHL, SHIFT_16).reinterpretAsFloats();
-                FloatVector n = w.fma(FloatVector.fromArray(Simd.F, xv, xRow + i), a0);
-                a0 = a1;
-                a1 = a2;
-                a2 = a3;
-                a3 = n;
+            for (int g0 = 0; g0 < groups; g0 += SPAN) {
+                for (int g = g0, gEnd = Math.min(groups, g0 + SPAN); g < gEnd; g++) {
+                    int i = g * Simd.L;
+                    IntVector h = (IntVector) ShortVector.fromMemorySegment(Simd.S, src, row + 2L * i, Simd.LE)
+                            .convertShape(S2I, Simd.I, 0);
+                    FloatVector w = h.lanewise(LSHL, SHIFT_16).reinterpretAsFloats();
+                    FloatVector n = w.fma(FloatVector.fromArray(Simd.F, xv, xRow + i), a0);
+                    a0 = a1;
+                    a1 = a2;
+                    a2 = a3;
+                    a3 = n;
+                }
             }
             out[outOffset + r] = switch (groups & 3) {
                 case 0 -> DecodedDot.combine(a0, a1, a2, a3);

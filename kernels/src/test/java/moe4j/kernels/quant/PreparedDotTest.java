@@ -42,7 +42,8 @@ class PreparedDotTest {
         SplittableRandom rnd = new SplittableRandom(type.id() + 100);
         int tokens = 7; // batches of four, two and one token
         try (Arena arena = Arena.ofConfined()) {
-            // 4096: two whole loops of the row kernels that cut rows (Simd.ROW_SPAN), four of Q8_0's
+            // 4096: two whole loops of the row kernels that cut rows (Simd.ROW_SPAN), four of Q8_0's, five and a part of
+            // F16's and BF16's (Simd.HALF_FLOAT_SPAN)
             for (int width : new int[] {256, 3 * 256, 4096, width(type), offSuperBlock(type)}) {
                 int blocks = width / type.blockSize();
                 MemorySegment data = arena.allocate((long) blocks * type.blockBytes() + 1);
