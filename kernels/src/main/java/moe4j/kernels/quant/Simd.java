@@ -62,7 +62,7 @@ final class Simd {
      * Weights per inner loop of the F16 and BF16 row kernels (48 groups of 16, 1.5 KB). Whole rows of 2048 values, or
      * loops of 1024 and more, streamed at 30 or at 53 GB/s depending on where the rows start modulo 256 bytes (two
      * threads: 30 at 0 to 32, 39 at 64, 52-55 at 96 to 224); loops of 768 at 52.7-55.4 at every offset, loops of 512
-     * a few percent slower than that. The loops are short enough for their exit to be predicted, which fits what was
+     * up to 10% slower than that. The loops are short enough for their exit to be predicted, which fits what was
      * measured but was not observed directly (no counters on that machine). F32, a load and a multiply-add per
      * group, keeps whole rows: cut into loops of 512 values it lost 12-21% at every offset.
      */
