@@ -70,8 +70,9 @@ public final class BF16 extends BlockFormat {
 
     /**
      * {@link #dotBlocks}' loop (same operations, same order) for each row in turn, cut into loops of {@link #SPAN}
-     * groups; prepared rows hold whole groups of 16, so there is no scalar tail. As for {@link F32#dotRows}, the
-     * gain is the per-row calls and checks and the inlined combine, not the loads.
+     * groups for reading from memory ({@link Simd#HALF_FLOAT_SPAN}); prepared rows hold whole groups of 16, so there
+     * is no scalar tail. As for {@link F32#dotRows}, the gain over {@link #dotBlocks} is the per-row calls and checks
+     * and the inlined combine.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,

@@ -103,9 +103,9 @@ public final class F16 extends BlockFormat {
 
     /**
      * {@link #dotBlocks}' loop (same conversion, same operations, same order) for each row in turn, cut into loops of
-     * {@link #SPAN} groups; prepared rows hold whole groups of 16, so there is no scalar tail. The loop is bound by
-     * the conversion's vector arithmetic; the gain is the per-row calls and checks and the inlined combine, as in
-     * {@link F32#dotRows}.
+     * {@link #SPAN} groups for reading from memory ({@link Simd#HALF_FLOAT_SPAN}); prepared rows hold whole groups of
+     * 16, so there is no scalar tail. In cache the loop is bound by the conversion's vector arithmetic; the gain over
+     * {@link #dotBlocks} is the per-row calls and checks and the inlined combine, as in {@link F32#dotRows}.
      * Measured (JDK 25): a 64-byte load split into two groups with {@code convertShape(S2I, .., 1)} ran 5x slower,
      * and converting through a scratch array with {@code Float.float16ToFloat}, which C2 does vectorize to
      * vcvtph2ps, 1.5x slower for the extra copy and passes.

@@ -12,8 +12,8 @@ import moe4j.gguf.GgmlType;
 
 /**
  * The fused F16 and BF16 kernels convert each weight in vector registers; random weights never reach the
- * infinities, NaNs and subnormals, so this puts every 16-bit pattern through the one-token row kernel and
- * the single-row path, one pattern per row, with a one-hot activation row picking it out.
+ * infinities, NaNs and subnormals, so this puts every 16-bit pattern through the one-token row kernel, in
+ * calls of many rows and of one, one pattern per row, with a one-hot activation row picking it out.
  */
 class HalfPrecisionDotTest {
 

@@ -25,9 +25,16 @@ class PreparedDotTest {
 
     static Set<GgmlType> supportedTypes() { return QuantFormats.supported(); }
 
-    /** A row that is not whole 256-element super-blocks (for 32-element types: the path without tiles). */
+    /**
+     * A row that is not whole 256-element super-blocks (for 32-element types: the path without tiles; for the float
+     * types 97 groups of 16: two whole loops of the row kernel, then one group, which leaves the accumulators rotated).
+     */
     private static int offSuperBlock(GgmlType type) {
-        return type.blockSize() == 32 ? 96 : 512;
+        return switch (type.blockSize()) {
+            case 32 -> 96;
+            case 1 -> 97 * 16;
+            default -> 512;
+        };
     }
 
     private static int width(GgmlType type) {
@@ -43,7 +50,7 @@ class PreparedDotTest {
         int tokens = 7; // batches of four, two and one token
         try (Arena arena = Arena.ofConfined()) {
             // 4096: two whole loops of the row kernels that cut rows (Simd.ROW_SPAN), four of Q8_0's, five and a part of
-            // F16's and BF16's (Simd.HALF_FLOAT_SPAN)
+            // F16's and BF16's (Simd.HALF_FLOAT_SPAN; 3 * 256 is one whole loop of theirs)
             for (int width : new int[] {256, 3 * 256, 4096, width(type), offSuperBlock(type)}) {
                 int blocks = width / type.blockSize();
                 MemorySegment data = arena.allocate((long) blocks * type.blockBytes() + 1);
@@ -82,6 +89,12 @@ class PreparedDotTest {
                         String what = type + " width " + width + " token " + t + (lanes ? "" : " (natural order)");
                         if (t > 0) {
                             assertEquals(batch[1 + 2 * t], shifted[t - 1], 0f, what + ": batch from row 1 vs batch from row 0");
+                        }
+                        if (type.blockSize() == 1) {
+                            // the float types' row kernel (one token, cut into loops) runs dotBlocks' operations in its
+                            // order, which is what the batch runs per token: the same bits
+                            assertEquals(Float.floatToRawIntBits(batch[1 + 2 * t]), Float.floatToRawIntBits(single[0]),
+                                    what + ": one token " + single[0] + " vs batch " + batch[1 + 2 * t]);
                         }
                         // minimum terms and scales are applied per block: a few more roundings than a plain dot
                         double bound = (width / 64.0 + 64) * 0x1p-24 * magnitude;
