@@ -49,7 +49,7 @@ public class MatMulBenchmark {
     static final int ROWS = 768;
     static final int COLUMNS = 2048;
 
-    @Param({"Q4_K", "Q6_K", "Q3_K", "Q5_K", "Q8_0", "F32"})
+    @Param({"Q4_K", "Q6_K", "Q3_K", "Q5_K", "Q8_0", "F16", "BF16", "F32"})
     public String type;
 
     @Param({"32", "64"})

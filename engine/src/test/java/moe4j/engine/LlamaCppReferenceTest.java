@@ -101,11 +101,22 @@ class LlamaCppReferenceTest {
                 assertTrue(rel <= 2e-3, model + " " + prompt + ": max logit difference " + b.maxAbsDiff()
                         + " is " + rel + " of the logit range");
             }
-            if (isFloatModel(model)) {
-                // float weights take the same kernels whatever the batch, so the paths agree exactly
+            if (model.endsWith("-F32")) {
+                // F32 weights take the same kernels whatever the batch, so the paths agree exactly
                 for (int i = 0; i < batched.length; i++) {
                     assertArrayEquals(batched[i], oneByOne[i], 0f, "position " + i + ": batched vs one-by-one");
                 }
+            } else if (isFloatModel(model)) {
+                // F16 and BF16 batches decode each 256 weights once for all their tokens and sum in that order, the
+                // one-token kernel in its own: a float32 rounding apart, which the next layer's 16-bit activation
+                // rounding can grow; hold the two paths to the bar the batched path meets against llama.cpp
+                double rel = self.maxAbsDiff() / maxAbs(batched);
+                assertTrue(rel <= 2e-3, model + " " + prompt + ": batched vs one-by-one max logit difference "
+                        + self.maxAbsDiff() + " is " + rel + " of the logit range");
+                assertTrue(self.meanKl() <= klBar, model + " " + prompt + ": batched vs one-by-one mean KL " + self.meanKl()
+                        + " > " + klBar);
+                assertTrue(self.top1() >= top1Bar, model + " " + prompt + ": batched vs one-by-one top-1 agreement "
+                        + self.top1() + " < " + top1Bar);
             } else {
                 // the one-token kernels of Q4_K and Q5_K sum each 32-element sub-block before scaling it, a float32
                 // rounding apart from the batched ones; the 8-bit rounding of the next layer's activations turns

@@ -62,6 +62,22 @@ public final class BF16 extends BlockFormat {
         return sum;
     }
 
+    /** Prompt batches decode each 256 values once for all their tokens ({@link ScaledDot}), widened exactly. */
+    @Override
+    boolean decodesScaled() { return true; }
+
+    @Override
+    void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
+        MemorySegment w = s.w;
+        long e = s.at[slot];
+        long gb = s.groupBytes;
+        for (int g = 0; g < ScaledDot.QK / 16; g++) {
+            IntVector h = (IntVector) ShortVector.fromMemorySegment(Simd.S, src, block + 32L * g, Simd.LE)
+                    .convertShape(S2I, Simd.I, 0);
+            h.lanewise(LSHL, SHIFT_16).reinterpretAsFloats().intoMemorySegment(w, e + g * gb, ScaledDot.NATIVE);
+        }
+    }
+
     @Override
     boolean hasRowKernel() { return true; }
 

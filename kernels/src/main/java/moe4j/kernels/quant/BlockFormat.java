@@ -169,7 +169,8 @@ abstract class BlockFormat implements QuantFormat {
      * {@code srcOffset + r*rowBytes}) with the single prepared row {@code token}, into {@code out[outOffset + r]},
      * each row in loops of at most {@link Simd#ROW_SPAN} values (F16 and BF16 {@link Simd#HALF_FLOAT_SPAN}; Q2_K, Q3_K
      * and F32 one loop) with its accumulators in registers. Results agree with the batched paths' within float32
-     * rounding (the sums run in another order; for F16, BF16 and F32 bit for bit, in {@link #dotBlocks}' order).
+     * rounding (the sums run in another order; bit for bit, in {@link #dotBlocks}' order, for F32, and for F16 and
+     * BF16 rows that are not whole 256-value chunks, whose batches do not decode for {@link ScaledDot}).
      * Arguments are checked, {@link Simd#FUSED} holds and {@code x} is in {@link #laneOrder()}.
      */
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,

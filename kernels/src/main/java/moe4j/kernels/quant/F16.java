@@ -95,6 +95,28 @@ public final class F16 extends BlockFormat {
         return sum;
     }
 
+    /**
+     * Prompt batches decode each 256 values once for all their tokens ({@link ScaledDot}), converted as the row kernel
+     * converts them.
+     */
+    @Override
+    boolean decodesScaled() { return true; }
+
+    @Override
+    void decodeScaled(MemorySegment src, long block, ScaledDot.Scratch s, int slot) {
+        MemorySegment w = s.w;
+        long e = s.at[slot];
+        long gb = s.groupBytes;
+        for (int g = 0; g < ScaledDot.QK / 16; g++) {
+            IntVector h = (IntVector) ShortVector.fromMemorySegment(Simd.S, src, block + 32L * g, Simd.LE)
+                    .convertShape(S2I, Simd.I, 0);
+            IntVector magnitude = h.and(MAGNITUDE);
+            IntVector scaled = magnitude.lanewise(LSHL, SHIFT_13).reinterpretAsFloats().mul(REBIAS).reinterpretAsInts();
+            IntVector bits = scaled.lanewise(OR, FLOAT_EXPONENT, magnitude.compare(GE, EXPONENT_ALL_ONES));
+            bits.or(h.and(SIGN)).reinterpretAsFloats().intoMemorySegment(w, e + g * gb, ScaledDot.NATIVE);
+        }
+    }
+
     @Override
     boolean hasRowKernel() { return true; }
 

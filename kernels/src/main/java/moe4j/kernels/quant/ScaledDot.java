@@ -20,7 +20,8 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorShuffle;
 
 /**
- * Dot products of rows of 256-element super-blocks (K-quants, IQ4_XS; Q8_0 and Q4_0 as eight blocks; Q4_K's batches
+ * Dot products of rows of 256-element super-blocks (K-quants, IQ4_XS; Q8_0 and Q4_0 as eight blocks, F16 and BF16 as
+ * 256 values; Q4_K's batches
  * take {@link PairTile} when the activations hold its code pairs) with {@link PreparedActivations}, decoding
  * each chunk of the row once for all tokens of a batch. A block decodes to its weights, {@code w = q * dl - M}
  * ({@code dl} the float product of super-scale and sub-block scale, {@code q} the unsigned quant, {@code M} the

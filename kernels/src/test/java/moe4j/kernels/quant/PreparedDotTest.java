@@ -90,9 +90,11 @@ class PreparedDotTest {
                         if (t > 0) {
                             assertEquals(batch[1 + 2 * t], shifted[t - 1], 0f, what + ": batch from row 1 vs batch from row 0");
                         }
-                        if (type.blockSize() == 1) {
+                        if (type.blockSize() == 1 && !(format instanceof BlockFormat b && b.decodesScaled()
+                                && width % ScaledDot.QK == 0)) {
                             // the float types' row kernel (one token, cut into loops) runs dotBlocks' operations in its
-                            // order, which is what the batch runs per token: the same bits
+                            // order, which is what a batch runs per token where it does not decode for ScaledDot: the
+                            // same bits
                             assertEquals(Float.floatToRawIntBits(batch[1 + 2 * t]), Float.floatToRawIntBits(single[0]),
                                     what + ": one token " + single[0] + " vs batch " + batch[1 + 2 * t]);
                         }
