@@ -179,7 +179,7 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     /** Whether rows of {@code width} elements go through {@link ScaledDot}: whole 256-element super-blocks. */
-    private boolean scaledRows(int width) {
+    boolean scaledRows(int width) {
         return Simd.FUSED && decodesScaled() && width % ScaledDot.QK == 0;
     }
 

@@ -90,8 +90,7 @@ class PreparedDotTest {
                         if (t > 0) {
                             assertEquals(batch[1 + 2 * t], shifted[t - 1], 0f, what + ": batch from row 1 vs batch from row 0");
                         }
-                        if (type.blockSize() == 1 && !(format instanceof BlockFormat b && b.decodesScaled()
-                                && width % ScaledDot.QK == 0)) {
+                        if (type.blockSize() == 1 && !((BlockFormat) format).scaledRows(width)) {
                             // the float types' row kernel (one token, cut into loops) runs dotBlocks' operations in its
                             // order, which is what a batch runs per token where it does not decode for ScaledDot: the
                             // same bits
