@@ -31,13 +31,13 @@ import picocli.CommandLine.Spec;
  * measures it, so the two tables compare line by line. {@code ppN} evaluates N random tokens from an empty
  * context (in batches of {@code -b}, logits of the last token only); {@code tgN} decodes N random tokens one
  * at a time from an empty context; with {@code -d D} the context holds D random tokens first ({@code ppN @ dD}).
- * Each test runs once untimed (JIT warm-up), then {@code -r} times; the figure is the mean and sample standard
- * deviation of the repetitions' tokens per second.
+ * After the model's warm-up ({@link WarmUpOption}), each test runs once untimed, then {@code -r} times; the figure
+ * is the mean and sample standard deviation of the repetitions' tokens per second.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Measures prompt processing (ppN) and generation (tgN) speed like llama.cpp's llama-bench.",
-                "Random tokens from an empty context (or one of -d tokens); one untimed warm-up run per test, then -r timed"
-                        + " ones."})
+                "Random tokens from an empty context (or one of -d tokens); after the model's warm-up, one untimed run per"
+                        + " test, then -r timed ones."})
 final class BenchCommand implements Callable<Integer> {
 
     /** make-test-model's default seed, so that a synthetic model has the bytes of the file it would write. */
@@ -81,6 +81,9 @@ final class BenchCommand implements Callable<Integer> {
 
     @Mixin
     private ModelOptions modelOptions;
+
+    @Mixin
+    private WarmUpOption warmUp;
 
     /** One test's timings: tokens per second of each repetition. */
     record Result(String test, int nPrompt, int nGen, int nDepth, int threads, double[] samplesTs) {
@@ -126,7 +129,7 @@ final class BenchCommand implements Callable<Integer> {
         LoadOptions options = modelOptions.loadOptions(cl, LoadListener.NONE)
                 .withBatchSize(Math.min(batchSize, Math.max(1, Math.max(nPrompt, depth))));
         PrintWriter out = cl.getOut();
-        try (Model model = load(cl, options);
+        try (Model model = warmUp.apply(load(cl, options), cl.getErr());
              Session session = model.newSession(depth + Math.max(nPrompt, nGen))) {
             ModelLoader.printPlacement(model, cl.getErr());
             Row row = new Row(model, options);

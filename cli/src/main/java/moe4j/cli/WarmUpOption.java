@@ -7,7 +7,7 @@ import java.util.Locale;
 import moe4j.engine.Model;
 import picocli.CommandLine.Option;
 
-/** {@code --no-warmup} for the commands that serve requests after loading a model. */
+/** {@code --no-warmup} for the commands that serve requests or measure speed after loading a model. */
 final class WarmUpOption {
 
     /** How long the warm-up may keep taking single-token steps after its prompt batch and first step. */
@@ -15,7 +15,7 @@ final class WarmUpOption {
 
     @Option(names = "--no-warmup",
             description = "skip the warm-up after loading: a short throwaway run that has the JIT compile the kernels "
-                    + "before the first request (at most a prompt batch and 64 steps, about 2 s)")
+                    + "before the first request (at most 64 single-token steps and a prompt batch, about 2 s)")
     boolean skip;
 
     /** Warms {@code model} up unless skipped, saying so on {@code err}; closes the model if that fails. */

@@ -261,12 +261,16 @@ public final class Model implements AutoCloseable {
     }
 
     /**
-     * Runs a short prompt and then single-token steps on a throwaway session, so that the JIT compiles the kernels
+     * Runs single-token steps and then a short prompt on a throwaway session, so that the JIT compiles the kernels
      * before the first real request: the JVM starts out interpreting them, and interpreted Vector API code runs tens
      * of times slower (the first prompt of a fresh process evaluated at a few tokens per second). llama.cpp runs a
-     * warm-up pass at load for the same reason (for its own first-use costs). The steps stop at the first of
-     * {@value #WARM_UP_STEPS} steps, the session's end and {@code budget}, after at least one; results are discarded
-     * and nothing the caller can see changes. Returns the number of tokens evaluated.
+     * warm-up pass at load for the same reason (for its own first-use costs). The steps come first because of how C2
+     * compiles the one-token row kernels: compiled while prompt batches run, they were now and then compiled with
+     * some vectors boxed (the Vector API's shared methods then carry the prompt tiles' profiles too), and generation
+     * after a prompt ran up to half as fast for the rest of the process (a Q2_K file: 31-59 tok/s from run to run;
+     * with a step first, 56-61 in eight runs of eight). The steps stop at the first of {@value #WARM_UP_STEPS} steps, the session's
+     * end and {@code budget}, after at least one; the prompt follows. Results are discarded and nothing the caller
+     * can see changes. Returns the number of tokens evaluated.
      */
     public int warmUp(Duration budget) {
         Objects.requireNonNull(budget, "budget");
@@ -279,16 +283,17 @@ public final class Model implements AutoCloseable {
             for (int i = 0; i < positions; i++) {
                 tokens[i] = (int) ((i * 7919L + 1) % vocab);
             }
-            int prompt = Math.min(WARM_UP_PROMPT, positions - 1);
-            if (prompt > 0) {
-                session.evaluate(tokens, 0, prompt, logits);
-            }
-            int done = prompt;
-            while (done < positions && (done == prompt || System.nanoTime() < deadline)) {
+            int steps = positions > 1 ? positions - Math.min(WARM_UP_PROMPT, positions / 2) : positions;
+            int done = 0;
+            while (done < steps && (done == 0 || System.nanoTime() < deadline)) {
                 session.evaluate(tokens, done, 1, logits);
                 done++;
             }
-            return done;
+            int prompt = Math.min(WARM_UP_PROMPT, positions - done);
+            if (prompt > 0) {
+                session.evaluate(tokens, done, prompt, logits);
+            }
+            return done + prompt;
         }
     }
 

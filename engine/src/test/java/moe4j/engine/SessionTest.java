@@ -47,13 +47,13 @@ class SessionTest {
     }
 
     @Test
-    void warmUpRunsAPromptAndStepsAndChangesNothingVisible() throws IOException {
+    void warmUpRunsStepsThenAPromptAndChangesNothingVisible() throws IOException {
         try (Model m = Model.load(moe, LoadOptions.defaults().withThreads(2).withContextLength(32))) {
             float[] before;
             try (Session s = m.newSession()) {
                 before = s.evaluate(Arrays.copyOf(tokens, 6));
             }
-            assertEquals(11, m.warmUp(Duration.ZERO), "a prompt batch of 10 and one step, even with no time left");
+            assertEquals(11, m.warmUp(Duration.ZERO), "one step and a prompt batch of 10, even with no time left");
             assertEquals(32, m.warmUp(Duration.ofMinutes(10)), "steps up to the context it fits in");
             try (Session s = m.newSession()) {
                 assertArrayEquals(before, s.evaluate(Arrays.copyOf(tokens, 6)), 0f);
