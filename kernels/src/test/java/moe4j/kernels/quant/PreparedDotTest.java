@@ -155,21 +155,23 @@ class PreparedDotTest {
     }
 
     /**
-     * Q4_K's integer tiles ({@link PairTile}) over several groups of 16 rows and a batch that ends in a partial tile:
-     * each (row, token) the same bits as that row alone, and within float32 rounding of the exact dot.
+     * The integer tiles ({@link PairTile}) of Q4_K and of Q4_0 (whose blocks and scales differ) over several groups of
+     * 16 rows and a batch that ends in a partial tile: each (row, token) the same bits as that row alone, and within
+     * float32 rounding of the exact dot.
      */
-    @Test
-    void q4kPairTilesOverManyRowsAgreeWithSingleRowsAndTheExactDot() {
-        QuantFormat format = QuantFormats.of(GgmlType.Q4_K);
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q4_0"})
+    void pairTilesOverManyRowsAgreeWithSingleRowsAndTheExactDot(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
         SplittableRandom rnd = new SplittableRandom(41);
         int width = 768;
         int rows = 37;
         int tokens = 13;
-        long rowBytes = GgmlType.Q4_K.bytesFor(width) + 10; // rows not packed back to back
+        long rowBytes = type.bytesFor(width) + 10; // rows not packed back to back
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment data = arena.allocate(rows * rowBytes);
             for (int r = 0; r < rows; r++) {
-                format.randomBlocks(rnd, data, r * rowBytes, width / 256);
+                format.randomBlocks(rnd, data, r * rowBytes, width / type.blockSize());
             }
             float[] x = new float[(tokens + 2) * width];
             for (int i = 0; i < x.length; i++) {
@@ -188,7 +190,7 @@ class PreparedDotTest {
                 format.dotPrepared(data, r * rowBytes, prepared, 2, tokens, single, 0, 1);
                 format.dequantize(data, r * rowBytes, w, 0, width);
                 for (int t = 0; t < tokens; t++) {
-                    assertEquals(single[t], all[r + t * rows], 0f, "row " + r + " token " + t);
+                    assertEquals(single[t], all[r + t * rows], 0f, type + " row " + r + " token " + t);
                     double exact = 0;
                     double magnitude = 0;
                     for (int i = 0; i < width; i++) {
@@ -196,7 +198,7 @@ class PreparedDotTest {
                         exact += p;
                         magnitude += Math.abs(p);
                     }
-                    assertTrue(Math.abs(all[r + t * rows] - exact) <= 1e-5 * magnitude, "row " + r + " token " + t + ": "
+                    assertTrue(Math.abs(all[r + t * rows] - exact) <= 1e-5 * magnitude, type + " row " + r + " token " + t + ": "
                             + all[r + t * rows] + " exact " + exact);
                 }
             }
@@ -243,7 +245,8 @@ class PreparedDotTest {
                 for (int i = 0; i < width; i++) {
                     x[i] = ((i / 256) % 2 == 0 ? sign : -sign) * (1 + (i % 7) * 1e-3f);
                 }
-                // one token (the decoding kernel) and a batch of three (the prompt path; for Q3_K to Q6_K the integer tiles)
+                // one token (the decoding kernel) and a batch of three (the prompt path; for Q3_K to Q6_K and Q4_0 the
+                // integer tiles)
                 for (int tokens : new int[] {1, 3}) {
                     PreparedActivations prepared = new PreparedActivations();
                     prepared.reserve(format, tokens, width);
