@@ -37,6 +37,8 @@ public final class PreparedActivations {
     private float[] codeScales = new float[0];
     private int[] tilePairs = new int[0];
     private int[] tileSums = new int[0];
+    private byte[] bytePairs = new byte[0];
+    private boolean bytes;
 
     /**
      * Sizes the buffers for {@code rows} rows of {@code width} values made ready for weights of {@code format}: its
@@ -87,6 +89,10 @@ public final class PreparedActivations {
         if (this.order.rearranges() && codeScales.length < scales) {
             codeScales = new float[scales];
         }
+        bytes = (this.order == Q4_K.PAIRS || this.order == Q6_K.PAIRS) && width > BYTE_PAIRS_FROM;
+        if (bytes && bytePairs.length < size) {
+            bytePairs = new byte[values.length];
+        }
         if (PairTile.pairsCodes(this.order) && rows > 1 && tilePairs.length < size / 2) {
             tilePairs = new int[values.length / 2];
             tileSums = new int[values.length / 32];
@@ -103,6 +109,14 @@ public final class PreparedActivations {
         if (order.rearranges()) {
             rounding.roundToCodes(x, xOffset, values, o, width, codes, o, codeScales, o / rounding.blockSize());
             order.pack(codes, o, pairs, o / 2, width);
+            if (bytes) {
+                // each 16-bit half of a pair holds a value in [-128, 127] (the upper one less one where the lower is
+                // negative): as two signed bytes, widened to 16 bits each, they are the pair again
+                for (int i = o / 2, end = (o + width) / 2; i < end; i++) {
+                    bytePairs[2 * i] = (byte) pairs[i];
+                    bytePairs[2 * i + 1] = (byte) (pairs[i] >> 16);
+                }
+            }
             if (rows > 1 && PairTile.pairsCodes(order)) {
                 PairTile.packCodes(order, codes, o, tilePairs, tileSums, width);
             }
@@ -147,6 +161,20 @@ public final class PreparedActivations {
 
     /** Row {@code r}'s codes in {@link #laneOrder()}'s pairs at {@code r*width/2}, when that order rearranges. */
     int[] codePairs() { return pairs; }
+
+    /**
+     * Rows longer than this many values in {@link Q4_K#PAIRS} or {@link Q6_K#PAIRS} also get {@link #bytePairs()}: a
+     * byte a value, so that a row's activations stay in L1 beside the weights streaming through it. Shorter rows keep
+     * the 4-byte pairs: read as bytes they cost Q4_K 2-6% (one widening instruction per vector of pairs).
+     */
+    static final int BYTE_PAIRS_FROM = 6144;
+
+    /**
+     * {@link #codePairs()} a byte a value, pair {@code i} at bytes {@code 2i} (its lower half) and {@code 2i + 1} (its
+     * upper half less the lower half's sign bit): sign-extended to 16 bits and read as an int, the two bytes are pair
+     * {@code i}. Filled for rows of more than {@link #BYTE_PAIRS_FROM} values in {@link Q4_K#PAIRS} or {@link Q6_K#PAIRS}.
+     */
+    byte[] bytePairs() { return bytePairs; }
 
     /**
      * Row {@code r}'s rounding block {@code b} scale at {@code r*width/blockSize + b} ({@link ActivationRounding#blockSize()}),

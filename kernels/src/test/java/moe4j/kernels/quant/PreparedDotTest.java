@@ -217,13 +217,16 @@ class PreparedDotTest {
         // (Q4_0: 0 - 8; IQ4_XS: level -127, scale 0 - 32)
         boolean signed = type == GgmlType.Q4_0 || type == GgmlType.IQ4_XS;
         for (byte fill : signed ? new byte[] {(byte) 0xFF, 0} : new byte[] {(byte) 0xFF}) {
-            integerKernelIsExactWithQuantBytes(type, fill);
+            // five super-blocks: kernels that take blocks in pairs run their odd last block too; rows of 8192: Q4_K's
+            // activations a byte a value, whose upper bytes reach -128
+            for (int width : new int[] {1280, 8192}) {
+                integerKernelIsExactWithQuantBytes(type, fill, width);
+            }
         }
     }
 
-    private static void integerKernelIsExactWithQuantBytes(GgmlType type, byte fill) {
+    private static void integerKernelIsExactWithQuantBytes(GgmlType type, byte fill, int width) {
         QuantFormat format = QuantFormats.of(type);
-        int width = 1280;  // five super-blocks: kernels that take blocks in pairs run their odd last block too
         int blocks = width / type.blockSize();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment data = arena.allocate((long) blocks * type.blockBytes());
@@ -262,7 +265,7 @@ class PreparedDotTest {
                     float[] out = new float[tokens];
                     format.dotPrepared(data, 0, prepared, 0, tokens, out, 0, 1);
                     for (int t = 0; t < tokens; t++) {
-                        assertTrue(Math.abs(out[t] - exact) <= 1e-6 * magnitude, type + " bytes " + fill + " sign " + sign + ", " + tokens
+                        assertTrue(Math.abs(out[t] - exact) <= 1e-6 * magnitude, type + " width " + width + " bytes " + fill + " sign " + sign + ", " + tokens
                                 + " token(s): " + out[t] + " exact " + exact + " magnitude " + magnitude);
                     }
                 }
