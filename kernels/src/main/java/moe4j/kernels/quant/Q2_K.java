@@ -1,6 +1,7 @@
 package moe4j.kernels.quant;
 
 import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.B2S;
 import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
@@ -154,6 +155,10 @@ public final class Q2_K extends BlockFormat {
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
+        if (width > PreparedActivations.BYTE_PAIRS_FROM) {
+            dotRowsWide(src, srcOffset, rowBytes, rows, x, token, out, outOffset);
+            return;
+        }
         int blocks = width / QK;
         int[] xp = x.codePairs();
         float[] xd = x.codeScales();
@@ -248,6 +253,119 @@ public final class Q2_K extends BlockFormat {
                         .mul(IntVector.fromArray(Simd.I, xp, e + 96))
                         .add(((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_14).reinterpretAsInts())
                                 .mul(IntVector.fromArray(Simd.I, xp, e + 112)));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_3), a1);
+            }
+            FloatVector v = a0.add(a1);
+            v = v.add(v.rearrange(Simd.FOLD_8));
+            v = v.add(v.rearrange(Simd.FOLD_4));
+            v = v.add(v.rearrange(Simd.FOLD_2));
+            v = v.add(v.rearrange(Simd.FOLD_1));
+            out[outOffset + r] = v.lane(0);
+        }
+    }
+
+    /**
+     * {@link #dotRows} for rows longer than {@link PreparedActivations#BYTE_PAIRS_FROM}, the activations' pairs read a
+     * byte a value, as {@link Q4_K}'s (same operations in the same order otherwise, so the same bits; a copy for the
+     * same reason).
+     */
+    private void dotRowsWide(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
+            float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        byte[] xb = x.bytePairs();
+        float[] xd = x.codeScales();
+        float[] sums = x.sumsArray();
+        int pRow = token * width / 2;
+        int dRow = token * blocks;
+        int sRow = token * width / PreparedActivations.SUM_GROUP;
+        for (int r = 0; r < rows; r++) {
+            long row = srcOffset + r * rowBytes;
+            FloatVector a0 = FloatVector.zero(Simd.F);
+            FloatVector a1 = a0;
+            int b = 0;
+            for (; b + 1 < blocks; b += 2) {
+                long block = row + (long) b * BYTES;
+                int pair = src.get(Layouts.INT_LE, block + D);
+                float dx = Float.float16ToFloat((short) pair) * xd[dRow + b];
+                float dmin = Float.float16ToFloat((short) (pair >>> 16));
+                IntVector sc = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                FloatVector dl = ((FloatVector) sc.and(0xF).convert(I2F, 0)).mul(dx);
+                a1 = ((FloatVector) sc.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(-dmin)
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
+                int e = pRow + b * LaneOrder.PAIRS;
+                IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
+                IntVector qh = (IntVector) q.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts();
+                IntVector s = q.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_0), a0);
+                s = q.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, SHIFT_18).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_1), a1);
+                s = q.and(0x00300030).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh.and(0x00300030).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, SHIFT_20).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_2), a0);
+                s = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_6).reinterpretAsInts()).and(0x00030003)
+                        .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_14).reinterpretAsInts())
+                                .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_3), a1);
+                long block2 = row + (long) (b + 1) * BYTES;
+                int pair2 = src.get(Layouts.INT_LE, block2 + D);
+                float dx2 = Float.float16ToFloat((short) pair2) * xd[dRow + b + 1];
+                float dmin2 = Float.float16ToFloat((short) (pair2 >>> 16));
+                IntVector sc2 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block2 + SCALES, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                FloatVector dl2 = ((FloatVector) sc2.and(0xF).convert(I2F, 0)).mul(dx2);
+                a1 = ((FloatVector) sc2.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(-dmin2)
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + (b + 1) * (QK / PreparedActivations.SUM_GROUP)), a1);
+                int e2 = pRow + (b + 1) * LaneOrder.PAIRS;
+                IntVector q2 = IntVector.fromMemorySegment(Simd.I, src, block2 + QS, Simd.LE);
+                IntVector qh2 = (IntVector) q2.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts();
+                IntVector s2 = q2.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh2.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a0 = ((FloatVector) s2.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl2.rearrange(Q3_K.GROUPS_0), a0);
+                s2 = q2.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh2.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 48)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a1 = ((FloatVector) s2.add(Q4_K.HALF).lanewise(ASHR, SHIFT_18).convert(I2F, 0)).fma(dl2.rearrange(Q3_K.GROUPS_1), a1);
+                s2 = q2.and(0x00300030).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 64)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh2.and(0x00300030).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 80)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a0 = ((FloatVector) s2.add(Q4_K.HALF).lanewise(ASHR, SHIFT_20).convert(I2F, 0)).fma(dl2.rearrange(Q3_K.GROUPS_2), a0);
+                s2 = ((IntVector) q2.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_6).reinterpretAsInts()).and(0x00030003)
+                        .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 96)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(((IntVector) q2.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_14).reinterpretAsInts())
+                                .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 112)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a1 = ((FloatVector) s2.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl2.rearrange(Q3_K.GROUPS_3), a1);
+            }
+            // an odd last block: the same code once more (a branch or a conditional second block inside the loop above
+            // cost 12-20%, measured)
+            for (; b < blocks; b++) {
+                long block = row + (long) b * BYTES;
+                int pair = src.get(Layouts.INT_LE, block + D);
+                float dx = Float.float16ToFloat((short) pair) * xd[dRow + b];
+                float dmin = Float.float16ToFloat((short) (pair >>> 16));
+                IntVector sc = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
+                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                FloatVector dl = ((FloatVector) sc.and(0xF).convert(I2F, 0)).mul(dx);
+                a1 = ((FloatVector) sc.lanewise(LSHR, Simd.SHIFT_4).convert(I2F, 0)).mul(-dmin)
+                        .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
+                int e = pRow + b * LaneOrder.PAIRS;
+                IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
+                IntVector qh = (IntVector) q.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts();
+                IntVector s = q.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_0), a0);
+                s = q.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, SHIFT_18).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_1), a1);
+                s = q.and(0x00300030).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(qh.and(0x00300030).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, SHIFT_20).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_2), a0);
+                s = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_6).reinterpretAsInts()).and(0x00030003)
+                        .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                        .add(((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_14).reinterpretAsInts())
+                                .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
                 a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_3), a1);
             }
             FloatVector v = a0.add(a1);
