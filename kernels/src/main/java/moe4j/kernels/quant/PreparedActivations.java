@@ -89,8 +89,7 @@ public final class PreparedActivations {
         if (this.order.rearranges() && codeScales.length < scales) {
             codeScales = new float[scales];
         }
-        bytes = (this.order == Q4_K.PAIRS || this.order == Q6_K.PAIRS || this.order == Q3_K.PAIRS)
-                && width > BYTE_PAIRS_FROM;
+        bytes = this.order.rearranges() && width > BYTE_PAIRS_FROM;
         if (bytes && bytePairs.length < size) {
             bytePairs = new byte[values.length];
         }
@@ -164,8 +163,8 @@ public final class PreparedActivations {
     int[] codePairs() { return pairs; }
 
     /**
-     * Rows longer than this many values in the K-quants' pair orders ({@link Q4_K#PAIRS}, {@link Q6_K#PAIRS},
-     * {@link Q3_K#PAIRS}) also get {@link #bytePairs()}: a
+     * Rows longer than this many values in an order that rearranges (the integer row kernels') also get
+     * {@link #bytePairs()}: a
      * byte a value, so that a row's activations stay in L1 beside the weights streaming through it. Shorter rows keep
      * the 4-byte pairs: read as bytes they cost Q4_K 2-6% (one widening instruction per vector of pairs).
      */
@@ -173,8 +172,8 @@ public final class PreparedActivations {
 
     /**
      * {@link #codePairs()} a byte a value, pair {@code i} at bytes {@code 2i} (its lower half) and {@code 2i + 1} (its
-     * upper half less the lower half's sign bit): sign-extended to 16 bits and read as an int, the two bytes are pair
-     * {@code i}. Filled for rows of more than {@link #BYTE_PAIRS_FROM} values in those orders.
+     * upper half, which for a summed pair is the upper code less the lower code's sign bit): sign-extended to 16 bits
+     * and read as an int, the two bytes are pair {@code i} (codes are -127..127, so each half fits a byte). Filled for rows of more than {@link #BYTE_PAIRS_FROM} values in those orders.
      */
     byte[] bytePairs() { return bytePairs; }
 
