@@ -278,7 +278,7 @@ public final class IQ4_XS extends BlockFormat {
                             .sub(32);
                     int e = pRow + b * LaneOrder.PAIRS;
                     ShortVector q = ByteVector.fromMemorySegment(Simd.B64, src, block + QS, Simd.LE).reinterpretAsShorts();
-                    IntVector p0 = q.selectFrom(LEVEL_SHORTS).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)))
+                    IntVector p0 = q.selectFrom(LEVEL_SHORTS).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)))
                             .add(q.lanewise(LSHR, SHORT_SHIFT_4).selectFrom(LEVEL_SHORTS)
                                     .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0))))
                             .reinterpretAsInts();

@@ -297,7 +297,7 @@ public final class Q2_K extends BlockFormat {
                 int e = pRow + b * LaneOrder.PAIRS;
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
                 IntVector qh = (IntVector) q.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts();
-                IntVector s = q.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                IntVector s = q.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
                         .add(qh.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
                 a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_0), a0);
                 s = q.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
@@ -323,7 +323,7 @@ public final class Q2_K extends BlockFormat {
                 int e2 = pRow + (b + 1) * LaneOrder.PAIRS;
                 IntVector q2 = IntVector.fromMemorySegment(Simd.I, src, block2 + QS, Simd.LE);
                 IntVector qh2 = (IntVector) q2.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts();
-                IntVector s2 = q2.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                IntVector s2 = q2.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e2).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
                         .add(qh2.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
                 a0 = ((FloatVector) s2.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl2.rearrange(Q3_K.GROUPS_0), a0);
                 s2 = q2.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e2 + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
@@ -353,7 +353,7 @@ public final class Q2_K extends BlockFormat {
                 int e = pRow + b * LaneOrder.PAIRS;
                 IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
                 IntVector qh = (IntVector) q.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts();
-                IntVector s = q.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                IntVector s = q.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
                         .add(qh.and(0x00030003).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
                 a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(Q3_K.GROUPS_0), a0);
                 s = q.and(0x000C000C).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())

@@ -300,7 +300,7 @@ public final class Q3_K extends BlockFormat {
                 int e = pRow + b * LaneOrder.PAIRS;
                 IntVector q4 = q.lanewise(LSHR, Simd.SHIFT_4);
                 IntVector u = q.and(0x03030303).or(m.lanewise(LSHL, Simd.SHIFT_2).and(0x04040404));
-                IntVector s = u.and(0x00FF00FF).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                IntVector s = u.and(0x00FF00FF).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
                         .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
                                 .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
                 a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);

@@ -234,7 +234,7 @@ public final class Q4_0 extends BlockFormat {
                     FloatVector scale = scaleBits.reinterpretAsFloats().mul(0x1p112f)
                             .mul(FloatVector.fromArray(Simd.F, xd, dRow + g).rearrange(SPREAD_4));
                     int e = pRow + g * (QK / 2);
-                    IntVector p0 = q.and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
+                    IntVector p0 = q.and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
                     IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS)
                             .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
                     IntVector p2 = q.lanewise(LSHR, Q4_K.SHIFT_8).and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS)

@@ -324,7 +324,7 @@ public final class Q4_K extends BlockFormat {
                             .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                     int e = pRow + b * LaneOrder.PAIRS;
                     IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                    IntVector p0 = q.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
+                    IntVector p0 = q.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
                     IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
                     IntVector p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
                     IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())

@@ -290,7 +290,7 @@ public final class Q5_K extends BlockFormat {
                     IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
                     IntVector lo = q.and(0x0F0F0F0F).or(h.lanewise(LSHL, Simd.SHIFT_4).and(0x10101010));
                     IntVector hi = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHL, 3).and(0x10101010));
-                    IntVector p0 = lo.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
+                    IntVector p0 = lo.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
                     IntVector p1 = hi.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
                     IntVector p2 = ((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
                             .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());

@@ -318,7 +318,7 @@ public final class Q6_K extends BlockFormat {
                     IntVector lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
                     IntVector hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F)
                             .or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
-                    IntVector s = lo.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
+                    IntVector s = lo.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
                             .add(((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
                                     .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
                     a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
