@@ -10,7 +10,7 @@ import picocli.CommandLine.Option;
 /** {@code --no-warmup} for the commands that serve requests or measure speed after loading a model. */
 final class WarmUpOption {
 
-    /** How long the warm-up may keep taking single-token steps after its prompt batch and first step. */
+    /** How long the warm-up may keep taking single-token steps after its first one (its prompt batch follows). */
     private static final Duration BUDGET = Duration.ofSeconds(2);
 
     @Option(names = "--no-warmup",
