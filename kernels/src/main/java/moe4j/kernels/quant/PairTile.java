@@ -123,10 +123,7 @@ final class PairTile {
         int blocks = width / QK;
         boolean q3 = type == GgmlType.Q3_K;
         boolean q5 = type == GgmlType.Q5_K;
-        if (type == GgmlType.Q4_0) {
-            dotQ4_0(src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset, outStride, s);
-            return;
-        }
+        boolean q4_0 = type == GgmlType.Q4_0;
         // Q6_K and Q3_K: signed quants paired within 16-element groups, one scale per group, no minimums
         boolean q6 = type == GgmlType.Q6_K || q3;
         for (int r0 = 0; r0 < rows; r0 += ROWS) {
@@ -139,6 +136,8 @@ final class PairTile {
                     decodeQ6(src, srcOffset + r0 * rowBytes + (long) b * Q6_BYTES, rowBytes, n, s);
                 } else if (q5) {
                     decodeQ5(src, srcOffset + r0 * rowBytes + (long) b * Q5_BYTES, rowBytes, n, s);
+                } else if (q4_0) {
+                    decodeQ4_0(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
                 } else {
                     decode(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
                 }
@@ -146,10 +145,15 @@ final class PairTile {
                     for (int t = 0; t < TOKENS; t++) {
                         int row = firstRow + Math.min(t0 + t, nTokens - 1);
                         s.tokenPairs[t] = row * width / 2 + b * PAIRS;
+                        // Q4_K's and Q5_K's code sums and Q4_0's block scales alike: one per 32 values
                         s.tokenSums[t] = row * width / 32 + b * SUB_BLOCKS;
                         s.tokenScale[t] = x.codeScales()[row * blocks + b];
                     }
-                    tile(s, x.tilePairs(), x.tileSums(), t0, Math.min(TOKENS, nTokens - t0), q6, q5 || q6);
+                    if (q4_0) {
+                        tileQ4_0(s, x.tilePairs(), x.codeScales(), t0, Math.min(TOKENS, nTokens - t0));
+                    } else {
+                        tile(s, x.tilePairs(), x.tileSums(), t0, Math.min(TOKENS, nTokens - t0), q6, q5 || q6);
+                    }
                 }
             }
             for (int t = 0; t < nTokens; t++) {
@@ -160,7 +164,7 @@ final class PairTile {
         }
     }
 
-    /**
+    /*
      * Q4_0: eight 32-element blocks (144 bytes, as a Q4_K super-block) a step. Each block is a sub-block of Q4_K's pair
      * layout (byte {@code k}'s nibbles are elements {@code k} and {@code k + 16}, as Q4_K's activation pairs join them),
      * its quants made signed ({@code q - 8}); its 16 pairs are one window (at most 16 * 2 * 8 * 127 in the upper halves,
@@ -173,34 +177,6 @@ final class PairTile {
      * In a model the large batches weigh more: 12-layer Qwen3-30B-A3B shape in Q4_0, pp512 147-153 -> 165-169 tok/s,
      * and the same 162-169 when batches under 32, 64 or 128 tokens kept the float tiles, so every batch takes these.
      */
-    private static void dotQ4_0(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
-            int firstRow, int nTokens, float[] out, int outOffset, int outStride, Scratch s) {
-        int width = x.width();
-        int superBlocks = width / QK;
-        int scalesPerRow = width / Q4_0_QK;
-        for (int r0 = 0; r0 < rows; r0 += ROWS) {
-            int n = Math.min(ROWS, rows - r0);
-            Arrays.fill(s.acc, 0, nTokens * ROWS, 0f);
-            for (int b = 0; b < superBlocks; b++) {
-                decodeQ4_0(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
-                for (int t0 = 0; t0 < nTokens; t0 += TOKENS) {
-                    for (int t = 0; t < TOKENS; t++) {
-                        int row = firstRow + Math.min(t0 + t, nTokens - 1);
-                        s.tokenPairs[t] = row * width / 2 + b * PAIRS;
-                        s.tokenSums[t] = row * scalesPerRow + b * SUB_BLOCKS;
-                    }
-                    tileQ4_0(s, x.tilePairs(), x.codeScales(), t0, Math.min(TOKENS, nTokens - t0));
-                }
-            }
-            for (int t = 0; t < nTokens; t++) {
-                for (int r = 0; r < n; r++) {
-                    out[outOffset + r0 + r + t * outStride] = s.acc[t * ROWS + r];
-                }
-            }
-        }
-    }
-
-    private static final int Q4_0_QK = 32;
     private static final int Q4_0_BYTES = 18;
     private static final IntVector Q4_0_OFFSET = Simd.FUSED ? IntVector.broadcast(Simd.I, 8) : null;
 
