@@ -191,10 +191,10 @@ public final class IQ4_XS extends BlockFormat {
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
-        if (width > PreparedActivations.BYTE_PAIRS_FROM) {
-            dotRowsWide(src, srcOffset, rowBytes, rows, x, token, out, outOffset);
-            return;
-        }
+        // rows longer than BYTE_PAIRS_FROM read the codes a byte a value (PreparedActivations#bytePairs): a choice fixed
+        // per call, which measured as fast in this one loop as in two copies of it
+        boolean wide = width > PreparedActivations.BYTE_PAIRS_FROM;
+        byte[] xb = x.bytePairs();
         int blocks = width / QK;
         int[] xp = x.codePairs();
         float[] xd = x.codeScales();
@@ -214,91 +214,43 @@ public final class IQ4_XS extends BlockFormat {
                             .sub(32);
                     int e = pRow + b * LaneOrder.PAIRS;
                     ShortVector q = ByteVector.fromMemorySegment(Simd.B64, src, block + QS, Simd.LE).reinterpretAsShorts();
-                    IntVector p0 = q.selectFrom(LEVEL_SHORTS).mul(IntVector.fromArray(Simd.I, xp, e).reinterpretAsShorts())
+                    IntVector p0 = q.selectFrom(LEVEL_SHORTS).mul(wide
+                            ? ((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0))
+                            : IntVector.fromArray(Simd.I, xp, e).reinterpretAsShorts())
                             .add(q.lanewise(LSHR, SHORT_SHIFT_4).selectFrom(LEVEL_SHORTS)
-                                    .mul(IntVector.fromArray(Simd.I, xp, e + 16).reinterpretAsShorts()))
+                                    .mul(wide
+                                            ? ((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0))
+                                            : IntVector.fromArray(Simd.I, xp, e + 16).reinterpretAsShorts()))
                             .reinterpretAsInts();
                     IntVector p1 = q.lanewise(LSHR, SHORT_SHIFT_8).selectFrom(LEVEL_SHORTS)
-                            .mul(IntVector.fromArray(Simd.I, xp, e + 32).reinterpretAsShorts())
+                            .mul(wide
+                                    ? ((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0))
+                                    : IntVector.fromArray(Simd.I, xp, e + 32).reinterpretAsShorts())
                             .add(q.lanewise(LSHR, SHORT_SHIFT_12).selectFrom(LEVEL_SHORTS)
-                                    .mul(IntVector.fromArray(Simd.I, xp, e + 48).reinterpretAsShorts()))
+                                    .mul(wide
+                                            ? ((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0))
+                                            : IntVector.fromArray(Simd.I, xp, e + 48).reinterpretAsShorts()))
                             .reinterpretAsInts();
                     IntVector half = p0.lanewise(LSHL, Q4_K.SHIFT_16).lanewise(ASHR, Q4_K.SHIFT_16).add(p0.lanewise(ASHR, Q4_K.SHIFT_16))
                             .add(p1.lanewise(LSHL, Q4_K.SHIFT_16).lanewise(ASHR, Q4_K.SHIFT_16).add(p1.lanewise(ASHR, Q4_K.SHIFT_16)));
                     IntVector sum = half.mul(ls.rearrange(SUB_BLOCKS_0_3));
                     q = ByteVector.fromMemorySegment(Simd.B64, src, block + QS + 64, Simd.LE).reinterpretAsShorts();
-                    p0 = q.selectFrom(LEVEL_SHORTS).mul(IntVector.fromArray(Simd.I, xp, e + 64).reinterpretAsShorts())
+                    p0 = q.selectFrom(LEVEL_SHORTS).mul(wide
+                            ? ((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0))
+                            : IntVector.fromArray(Simd.I, xp, e + 64).reinterpretAsShorts())
                             .add(q.lanewise(LSHR, SHORT_SHIFT_4).selectFrom(LEVEL_SHORTS)
-                                    .mul(IntVector.fromArray(Simd.I, xp, e + 80).reinterpretAsShorts()))
+                                    .mul(wide
+                                            ? ((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0))
+                                            : IntVector.fromArray(Simd.I, xp, e + 80).reinterpretAsShorts()))
                             .reinterpretAsInts();
                     p1 = q.lanewise(LSHR, SHORT_SHIFT_8).selectFrom(LEVEL_SHORTS)
-                            .mul(IntVector.fromArray(Simd.I, xp, e + 96).reinterpretAsShorts())
+                            .mul(wide
+                                    ? ((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0))
+                                    : IntVector.fromArray(Simd.I, xp, e + 96).reinterpretAsShorts())
                             .add(q.lanewise(LSHR, SHORT_SHIFT_12).selectFrom(LEVEL_SHORTS)
-                                    .mul(IntVector.fromArray(Simd.I, xp, e + 112).reinterpretAsShorts()))
-                            .reinterpretAsInts();
-                    half = p0.lanewise(LSHL, Q4_K.SHIFT_16).lanewise(ASHR, Q4_K.SHIFT_16).add(p0.lanewise(ASHR, Q4_K.SHIFT_16))
-                            .add(p1.lanewise(LSHL, Q4_K.SHIFT_16).lanewise(ASHR, Q4_K.SHIFT_16).add(p1.lanewise(ASHR, Q4_K.SHIFT_16)));
-                    sum = sum.add(half.mul(ls.rearrange(SUB_BLOCKS_4_7)));
-                    acc = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, dx), acc);
-                }
-            }
-            FloatVector v = acc;
-            v = v.add(v.rearrange(Simd.FOLD_8));
-            v = v.add(v.rearrange(Simd.FOLD_4));
-            v = v.add(v.rearrange(Simd.FOLD_2));
-            v = v.add(v.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0);
-        }
-    }
-
-    /**
-     * {@link #dotRows} for rows longer than {@link PreparedActivations#BYTE_PAIRS_FROM}, the activations' codes read a
-     * byte a value, as {@link Q4_K}'s (same operations in the same order otherwise, so the same bits; a copy for the
-     * same reason).
-     */
-    private void dotRowsWide(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
-            float[] out, int outOffset) {
-        int width = x.width();
-        int blocks = width / QK;
-        byte[] xb = x.bytePairs();
-        float[] xd = x.codeScales();
-        int pRow = token * width / 2;
-        int dRow = token * blocks;
-        for (int r = 0; r < rows; r++) {
-            long row = srcOffset + r * rowBytes;
-            FloatVector acc = FloatVector.zero(Simd.F);
-            for (int b0 = 0; b0 < blocks; b0 += SPAN) {
-                for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
-                    long block = row + (long) b * BYTES;
-                    int head = src.get(Layouts.INT_LE, block + D);
-                    float dx = Float.float16ToFloat((short) head) * xd[dRow + b];
-                    IntVector ls = IntVector.broadcast(Simd.I, src.get(Layouts.INT_LE, block + SCALES_L))
-                            .lanewise(LSHR, LOW_SCALE_SHIFTS).and(0xF)
-                            .or(IntVector.broadcast(Simd.I, head).lanewise(LSHR, HIGH_SCALE_SHIFTS).and(3).lanewise(LSHL, Simd.SHIFT_4))
-                            .sub(32);
-                    int e = pRow + b * LaneOrder.PAIRS;
-                    ShortVector q = ByteVector.fromMemorySegment(Simd.B64, src, block + QS, Simd.LE).reinterpretAsShorts();
-                    IntVector p0 = q.selectFrom(LEVEL_SHORTS).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)))
-                            .add(q.lanewise(LSHR, SHORT_SHIFT_4).selectFrom(LEVEL_SHORTS)
-                                    .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0))))
-                            .reinterpretAsInts();
-                    IntVector p1 = q.lanewise(LSHR, SHORT_SHIFT_8).selectFrom(LEVEL_SHORTS)
-                            .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)))
-                            .add(q.lanewise(LSHR, SHORT_SHIFT_12).selectFrom(LEVEL_SHORTS)
-                                    .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0))))
-                            .reinterpretAsInts();
-                    IntVector half = p0.lanewise(LSHL, Q4_K.SHIFT_16).lanewise(ASHR, Q4_K.SHIFT_16).add(p0.lanewise(ASHR, Q4_K.SHIFT_16))
-                            .add(p1.lanewise(LSHL, Q4_K.SHIFT_16).lanewise(ASHR, Q4_K.SHIFT_16).add(p1.lanewise(ASHR, Q4_K.SHIFT_16)));
-                    IntVector sum = half.mul(ls.rearrange(SUB_BLOCKS_0_3));
-                    q = ByteVector.fromMemorySegment(Simd.B64, src, block + QS + 64, Simd.LE).reinterpretAsShorts();
-                    p0 = q.selectFrom(LEVEL_SHORTS).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0)))
-                            .add(q.lanewise(LSHR, SHORT_SHIFT_4).selectFrom(LEVEL_SHORTS)
-                                    .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0))))
-                            .reinterpretAsInts();
-                    p1 = q.lanewise(LSHR, SHORT_SHIFT_8).selectFrom(LEVEL_SHORTS)
-                            .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0)))
-                            .add(q.lanewise(LSHR, SHORT_SHIFT_12).selectFrom(LEVEL_SHORTS)
-                                    .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0))))
+                                    .mul(wide
+                                            ? ((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0))
+                                            : IntVector.fromArray(Simd.I, xp, e + 112).reinterpretAsShorts()))
                             .reinterpretAsInts();
                     half = p0.lanewise(LSHL, Q4_K.SHIFT_16).lanewise(ASHR, Q4_K.SHIFT_16).add(p0.lanewise(ASHR, Q4_K.SHIFT_16))
                             .add(p1.lanewise(LSHL, Q4_K.SHIFT_16).lanewise(ASHR, Q4_K.SHIFT_16).add(p1.lanewise(ASHR, Q4_K.SHIFT_16)));

@@ -266,8 +266,9 @@ public final class Q2_K extends BlockFormat {
 
     /**
      * {@link #dotRows} for rows longer than {@link PreparedActivations#BYTE_PAIRS_FROM}, the activations' pairs read a
-     * byte a value, as {@link Q4_K}'s (same operations in the same order otherwise, so the same bits; a copy for the
-     * same reason).
+     * byte a value, as {@link Q4_K}'s (same operations in the same order otherwise, so the same bits). A copy, where the
+     * other row kernels choose their pairs' source by a flag in one loop: this loop, two blocks an iteration, grew past
+     * what C1 compiles with both loads in it ("out of virtual registers in linear scan"; 0.1 GB/s).
      */
     private void dotRowsWide(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {

@@ -201,10 +201,10 @@ public final class Q3_K extends BlockFormat {
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
-        if (width > PreparedActivations.BYTE_PAIRS_FROM) {
-            dotRowsWide(src, srcOffset, rowBytes, rows, x, token, out, outOffset);
-            return;
-        }
+        // rows longer than BYTE_PAIRS_FROM read the codes a byte a value (PreparedActivations#bytePairs): a choice fixed
+        // per call, which measured as fast in this one loop as in two copies of it
+        boolean wide = width > PreparedActivations.BYTE_PAIRS_FROM;
+        byte[] xb = x.bytePairs();
         int blocks = width / QK;
         int[] xp = x.codePairs();
         float[] xd = x.codeScales();
@@ -234,90 +234,40 @@ public final class Q3_K extends BlockFormat {
                 int e = pRow + b * LaneOrder.PAIRS;
                 IntVector q4 = q.lanewise(LSHR, Simd.SHIFT_4);
                 IntVector u = q.and(0x03030303).or(m.lanewise(LSHL, Simd.SHIFT_2).and(0x04040404));
-                IntVector s = u.and(0x00FF00FF).mul(IntVector.fromArray(Simd.I, xp, e))
+                IntVector s = u.and(0x00FF00FF).mul(wide
+                        ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                        : IntVector.fromArray(Simd.I, xp, e))
                         .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                .mul(IntVector.fromArray(Simd.I, xp, e + 16)));
+                                .mul(wide
+                                        ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                        : IntVector.fromArray(Simd.I, xp, e + 16)));
                 a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
                 u = q.and(0x0C0C0C0C).or(m.lanewise(LSHL, SHIFT_3).and(0x10101010));
-                s = u.and(0x00FF00FF).mul(IntVector.fromArray(Simd.I, xp, e + 32))
+                s = u.and(0x00FF00FF).mul(wide
+                        ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                        : IntVector.fromArray(Simd.I, xp, e + 32))
                         .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                .mul(IntVector.fromArray(Simd.I, xp, e + 48)));
+                                .mul(wide
+                                        ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                        : IntVector.fromArray(Simd.I, xp, e + 48)));
                 a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q2_K.SHIFT_18).convert(I2F, 0)).fma(dl.rearrange(GROUPS_1), a1);
                 u = q4.and(0x03030303).or(m.and(0x04040404));
-                s = u.and(0x00FF00FF).mul(IntVector.fromArray(Simd.I, xp, e + 64))
+                s = u.and(0x00FF00FF).mul(wide
+                        ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                        : IntVector.fromArray(Simd.I, xp, e + 64))
                         .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                .mul(IntVector.fromArray(Simd.I, xp, e + 80)));
+                                .mul(wide
+                                        ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                        : IntVector.fromArray(Simd.I, xp, e + 80)));
                 a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_2), a0);
                 u = q4.and(0x0C0C0C0C).or(m.lanewise(LSHL, SHIFT_1).and(0x10101010));
-                s = u.and(0x00FF00FF).mul(IntVector.fromArray(Simd.I, xp, e + 96))
+                s = u.and(0x00FF00FF).mul(wide
+                        ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                        : IntVector.fromArray(Simd.I, xp, e + 96))
                         .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                .mul(IntVector.fromArray(Simd.I, xp, e + 112)));
-                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q2_K.SHIFT_18).convert(I2F, 0)).fma(dl.rearrange(GROUPS_3), a1);
-            }
-            FloatVector v = a0.add(a1);
-            v = v.add(v.rearrange(Simd.FOLD_8));
-            v = v.add(v.rearrange(Simd.FOLD_4));
-            v = v.add(v.rearrange(Simd.FOLD_2));
-            v = v.add(v.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0);
-        }
-    }
-
-    /**
-     * {@link #dotRows} for rows longer than {@link PreparedActivations#BYTE_PAIRS_FROM}, the activations' pairs read a
-     * byte a value, as {@link Q4_K}'s (same operations in the same order otherwise, so the same bits; a copy for the
-     * same reason).
-     */
-    private void dotRowsWide(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
-            float[] out, int outOffset) {
-        int width = x.width();
-        int blocks = width / QK;
-        byte[] xb = x.bytePairs();
-        float[] xd = x.codeScales();
-        float[] sums = x.sumsArray();
-        int pRow = token * width / 2;
-        int dRow = token * blocks;
-        int sRow = token * width / PreparedActivations.SUM_GROUP;
-        for (int r = 0; r < rows; r++) {
-            long row = srcOffset + r * rowBytes;
-            FloatVector a0 = FloatVector.zero(Simd.F);
-            FloatVector a1 = a0;
-            long block = row;
-            for (int b = 0; b < blocks; b++, block += BYTES) {
-                IntVector m = IntVector.fromMemorySegment(Simd.I, src, block + HMASK, Simd.LE).rearrange(MASK_BYTES)
-                        .lanewise(LSHR, MASK_HALF_SHIFT);
-                IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                float d = Halfs.readFp16(src, block + D);
-                float dx = d * xd[dRow + b];
-                IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES - 4, Simd.LE)
-                        .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                IntVector low = raw.rearrange(KQuantScales.Q3_LOW).lanewise(LSHR, KQuantScales.Q3_LOW_SHIFT).and(0xF);
-                IntVector high = raw.rearrange(KQuantScales.Q3_HIGH).lanewise(LSHR, KQuantScales.Q3_HIGH_SHIFT).and(3)
-                        .lanewise(LSHL, Simd.SHIFT_4);
-                FloatVector scales = (FloatVector) low.or(high).sub(32).convert(I2F, 0);
-                a1 = scales.mul(-4f * d).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                FloatVector dl = scales.mul(dx);
-                int e = pRow + b * LaneOrder.PAIRS;
-                IntVector q4 = q.lanewise(LSHR, Simd.SHIFT_4);
-                IntVector u = q.and(0x03030303).or(m.lanewise(LSHL, Simd.SHIFT_2).and(0x04040404));
-                IntVector s = u.and(0x00FF00FF).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
-                        .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
-                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
-                u = q.and(0x0C0C0C0C).or(m.lanewise(LSHL, SHIFT_3).and(0x10101010));
-                s = u.and(0x00FF00FF).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
-                        .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
-                a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q2_K.SHIFT_18).convert(I2F, 0)).fma(dl.rearrange(GROUPS_1), a1);
-                u = q4.and(0x03030303).or(m.and(0x04040404));
-                s = u.and(0x00FF00FF).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
-                        .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
-                a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_2), a0);
-                u = q4.and(0x0C0C0C0C).or(m.lanewise(LSHL, SHIFT_1).and(0x10101010));
-                s = u.and(0x00FF00FF).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
-                        .add(((IntVector) u.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                                .mul(wide
+                                        ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                        : IntVector.fromArray(Simd.I, xp, e + 112)));
                 a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q2_K.SHIFT_18).convert(I2F, 0)).fma(dl.rearrange(GROUPS_3), a1);
             }
             FloatVector v = a0.add(a1);

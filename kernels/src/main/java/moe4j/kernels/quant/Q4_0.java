@@ -162,10 +162,10 @@ public final class Q4_0 extends BlockFormat {
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
-        if (width > PreparedActivations.BYTE_PAIRS_FROM) {
-            dotRowsWide(src, srcOffset, rowBytes, rows, x, token, out, outOffset);
-            return;
-        }
+        // rows longer than BYTE_PAIRS_FROM read the codes a byte a value (PreparedActivations#bytePairs): a choice fixed
+        // per call, which measured as fast in this one loop as in two copies of it
+        boolean wide = width > PreparedActivations.BYTE_PAIRS_FROM;
+        byte[] xb = x.bytePairs();
         int blocks = width / QK;
         int[] xp = x.codePairs();
         float[] xd = x.codeScales();
@@ -186,61 +186,21 @@ public final class Q4_0 extends BlockFormat {
                     FloatVector scale = scaleBits.reinterpretAsFloats().mul(0x1p112f)
                             .mul(FloatVector.fromArray(Simd.F, xd, dRow + g).rearrange(SPREAD_4));
                     int e = pRow + g * (QK / 2);
-                    IntVector p0 = q.and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS).mul(IntVector.fromArray(Simd.I, xp, e));
+                    IntVector p0 = q.and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS).mul(wide
+                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e));
                     IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS)
-                            .mul(IntVector.fromArray(Simd.I, xp, e + 16));
+                            .mul(wide
+                                    ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                    : IntVector.fromArray(Simd.I, xp, e + 16));
                     IntVector p2 = q.lanewise(LSHR, Q4_K.SHIFT_8).and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS)
-                            .mul(IntVector.fromArray(Simd.I, xp, e + 32));
+                            .mul(wide
+                                    ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                    : IntVector.fromArray(Simd.I, xp, e + 32));
                     IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, Q4_K.SHORT_SHIFT_12).reinterpretAsInts())
-                            .sub(HALF_OFFSETS).mul(IntVector.fromArray(Simd.I, xp, e + 48));
-                    IntVector sum = p0.add(p1).add(p2.add(p3)).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16);
-                    acc = ((FloatVector) sum.convert(I2F, 0)).fma(scale, acc);
-                }
-            }
-            FloatVector v = acc;
-            v = v.add(v.rearrange(Simd.FOLD_8));
-            v = v.add(v.rearrange(Simd.FOLD_4));
-            v = v.add(v.rearrange(Simd.FOLD_2));
-            v = v.add(v.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0);
-        }
-    }
-
-    /**
-     * {@link #dotRows} for rows longer than {@link PreparedActivations#BYTE_PAIRS_FROM}, the activations' codes read a
-     * byte a value, as {@link Q4_K}'s (same operations in the same order otherwise, so the same bits; a copy for the
-     * same reason).
-     */
-    private void dotRowsWide(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
-            float[] out, int outOffset) {
-        int width = x.width();
-        int blocks = width / QK;
-        byte[] xb = x.bytePairs();
-        float[] xd = x.codeScales();
-        int pRow = token * width / 2;
-        int dRow = token * blocks;
-        for (int r = 0; r < rows; r++) {
-            long row = srcOffset + r * rowBytes;
-            FloatVector acc = FloatVector.zero(Simd.F);
-            for (int g0 = 0; g0 < blocks; g0 += SPAN) {
-                for (int g = g0, gEnd = Math.min(blocks, g0 + SPAN); g < gEnd; g += GROUP) {
-                    long at = row + (long) g * BYTES;
-                    ByteVector first = ByteVector.fromMemorySegment(Simd.B64, src, at, Simd.LE);
-                    ByteVector second = ByteVector.fromMemorySegment(Simd.B64, src, at + 8, Simd.LE);
-                    IntVector q = GROUP_QUANTS.selectFrom(first, second).reinterpretAsInts();
-                    IntVector scaleBits = GROUP_SCALES.selectFrom(first).reinterpretAsInts().lanewise(ASHR, SHIFT_3)
-                            .and(FP16_FIELDS);
-                    scaleBits = scaleBits.lanewise(ADD, FLOAT_EXPONENT_TOP, scaleBits.and(FP16_EXPONENT).eq(FP16_EXPONENT));
-                    FloatVector scale = scaleBits.reinterpretAsFloats().mul(0x1p112f)
-                            .mul(FloatVector.fromArray(Simd.F, xd, dRow + g).rearrange(SPREAD_4));
-                    int e = pRow + g * (QK / 2);
-                    IntVector p0 = q.and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS)
-                            .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    IntVector p2 = q.lanewise(LSHR, Q4_K.SHIFT_8).and(Q4_K.PAIR_MASK).sub(HALF_OFFSETS)
-                            .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, Q4_K.SHORT_SHIFT_12).reinterpretAsInts())
-                            .sub(HALF_OFFSETS).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
+                            .sub(HALF_OFFSETS).mul(wide
+                                    ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                    : IntVector.fromArray(Simd.I, xp, e + 48));
                     IntVector sum = p0.add(p1).add(p2.add(p3)).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16);
                     acc = ((FloatVector) sum.convert(I2F, 0)).fma(scale, acc);
                 }

@@ -225,10 +225,10 @@ public final class Q4_K extends BlockFormat {
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
-        if (width > PreparedActivations.BYTE_PAIRS_FROM) {
-            dotRowsWide(src, srcOffset, rowBytes, rows, x, token, out, outOffset);
-            return;
-        }
+        // rows longer than BYTE_PAIRS_FROM read the codes a byte a value (PreparedActivations#bytePairs): a choice fixed
+        // per call, which measured as fast in this one loop as in two copies of it
+        boolean wide = width > PreparedActivations.BYTE_PAIRS_FROM;
+        byte[] xb = x.bytePairs();
         int blocks = width / QK;
         int[] xp = x.codePairs();
         float[] xd = x.codeScales();
@@ -257,86 +257,35 @@ public final class Q4_K extends BlockFormat {
                             .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                     int e = pRow + b * LaneOrder.PAIRS;
                     IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                    IntVector p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e));
-                    IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 16));
-                    IntVector p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32));
+                    IntVector p0 = q.and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e));
+                    IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e + 16));
+                    IntVector p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e + 32));
                     IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
-                            .mul(IntVector.fromArray(Simd.I, xp, e + 48));
+                            .mul(wide
+                                    ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                    : IntVector.fromArray(Simd.I, xp, e + 48));
                     IntVector sum = p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_0_2))
                             .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_1_3)));
                     q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
-                    p0 = q.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64));
-                    p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 80));
-                    p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96));
+                    p0 = q.and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e + 64));
+                    p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e + 80));
+                    p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e + 96));
                     p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
-                            .mul(IntVector.fromArray(Simd.I, xp, e + 112));
-                    sum = sum.add(p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_4_6)))
-                            .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_5_7)));
-                    a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);
-                }
-            }
-            FloatVector v = a0.add(a1);
-            v = v.add(v.rearrange(Simd.FOLD_8));
-            v = v.add(v.rearrange(Simd.FOLD_4));
-            v = v.add(v.rearrange(Simd.FOLD_2));
-            v = v.add(v.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0);
-        }
-    }
-
-    /**
-     * {@link #dotRows} for rows longer than {@link PreparedActivations#BYTE_PAIRS_FROM}: the activations' pairs read a
-     * byte a value ({@link PreparedActivations#bytePairs()}, 32 bytes sign-extended to 16 bits per vector of pairs), so
-     * that a row's activations stay in L1 beside the weights streaming through it; otherwise the same operations in the
-     * same order, so the same bits. Every row reads all of the activations again, and in 4-byte pairs from about 8192
-     * values on they did not stay (one thread: 21.4 GB/s at rows of 4096, 18.7-20.9 at 8192, 10.5-11.0 at 14336; with
-     * byte pairs 22.2 and 18.1; two threads at 14336 21.2 -> 31.8-34.4). A copy of {@link #dotRows} with its eight
-     * pair loads changed: a helper returning the widened vector would be a call C2 may not inline, which boxes it.
-     */
-    private void dotRowsWide(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
-            float[] out, int outOffset) {
-        int width = x.width();
-        int blocks = width / QK;
-        byte[] xb = x.bytePairs();
-        float[] xd = x.codeScales();
-        float[] sums = x.sumsArray();
-        int pRow = token * width / 2;
-        int dRow = token * blocks;
-        int sRow = token * width / PreparedActivations.SUM_GROUP;
-        for (int r = 0; r < rows; r++) {
-            long row = srcOffset + r * rowBytes;
-            FloatVector a0 = FloatVector.zero(Simd.F);
-            FloatVector a1 = a0;
-            for (int b0 = 0; b0 < blocks; b0 += SPAN) {
-                for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
-                    long block = row + (long) b * BYTES;
-                    int pair = src.get(Layouts.INT_LE, block + D);
-                    float d = Float.float16ToFloat((short) pair) * xd[dRow + b];
-                    float dmin = Float.float16ToFloat((short) (pair >>> 16));
-                    IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
-                            .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                    IntVector low = raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
-                            .and(KQuantScales.SCALE_MIN_LOW_MASK);
-                    IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
-                            .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-                    IntVector scaleMin = low.or(high);
-                    a1 = ((FloatVector) scaleMin.convert(I2F, 0)).mul(-dmin).rearrange(KQuantScales.MIN_SPREAD_F)
-                            .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                    int e = pRow + b * LaneOrder.PAIRS;
-                    IntVector q = IntVector.fromMemorySegment(Simd.I, src, block + QS, Simd.LE);
-                    IntVector p0 = q.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    IntVector p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    IntVector p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    IntVector p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
-                            .mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    IntVector sum = p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_0_2))
-                            .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_1_3)));
-                    q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
-                    p0 = q.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    p1 = q.lanewise(LSHR, Simd.SHIFT_4).and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    p2 = q.lanewise(LSHR, SHIFT_8).and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
-                    p3 = ((IntVector) q.reinterpretAsShorts().lanewise(LSHR, SHORT_SHIFT_12).reinterpretAsInts())
-                            .mul(((ShortVector) ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts());
+                            .mul(wide
+                                    ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                    : IntVector.fromArray(Simd.I, xp, e + 112));
                     sum = sum.add(p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_4_6)))
                             .add(p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).mul(scaleMin.rearrange(SUB_BLOCKS_5_7)));
                     a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);

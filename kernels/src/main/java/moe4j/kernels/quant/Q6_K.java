@@ -221,10 +221,10 @@ public final class Q6_K extends BlockFormat {
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {
         int width = x.width();
-        if (width > PreparedActivations.BYTE_PAIRS_FROM) {
-            dotRowsWide(src, srcOffset, rowBytes, rows, x, token, out, outOffset);
-            return;
-        }
+        // rows longer than BYTE_PAIRS_FROM read the codes a byte a value (PreparedActivations#bytePairs): a choice fixed
+        // per call, which measured as fast in this one loop as in two copies of it
+        boolean wide = width > PreparedActivations.BYTE_PAIRS_FROM;
+        byte[] xb = x.bytePairs();
         int blocks = width / QK;
         int[] xp = x.codePairs();
         float[] xd = x.codeScales();
@@ -252,91 +252,41 @@ public final class Q6_K extends BlockFormat {
                     IntVector lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
                     IntVector hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F)
                             .or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
-                    IntVector s = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e))
+                    IntVector s = lo.and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e))
                             .add(((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                    .mul(IntVector.fromArray(Simd.I, xp, e + 16)));
+                                    .mul(wide
+                                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                            : IntVector.fromArray(Simd.I, xp, e + 16)));
                     a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
-                    s = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 32))
+                    s = hi.and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e + 32))
                             .add(((IntVector) hi.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                    .mul(IntVector.fromArray(Simd.I, xp, e + 48)));
+                                    .mul(wide
+                                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                            : IntVector.fromArray(Simd.I, xp, e + 48)));
                     a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_4), a1);
                     hb = qh.rearrange(HIGH_BITS_1);
                     ql = IntVector.fromMemorySegment(Simd.I, src, block + QL + 64, Simd.LE);
                     lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
                     hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
-                    s = lo.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 64))
+                    s = lo.and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e + 64))
                             .add(((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                    .mul(IntVector.fromArray(Simd.I, xp, e + 80)));
+                                    .mul(wide
+                                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                            : IntVector.fromArray(Simd.I, xp, e + 80)));
                     a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_8), a0);
-                    s = hi.and(PAIR_MASK).mul(IntVector.fromArray(Simd.I, xp, e + 96))
+                    s = hi.and(PAIR_MASK).mul(wide
+                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                            : IntVector.fromArray(Simd.I, xp, e + 96))
                             .add(((IntVector) hi.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                    .mul(IntVector.fromArray(Simd.I, xp, e + 112)));
-                    a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_12), a1);
-                }
-            }
-            FloatVector v = a0.add(a1);
-            v = v.add(v.rearrange(Simd.FOLD_8));
-            v = v.add(v.rearrange(Simd.FOLD_4));
-            v = v.add(v.rearrange(Simd.FOLD_2));
-            v = v.add(v.rearrange(Simd.FOLD_1));
-            out[outOffset + r] = v.lane(0);
-        }
-    }
-
-    /**
-     * {@link #dotRows} for rows longer than {@link PreparedActivations#BYTE_PAIRS_FROM}, the activations' pairs read a
-     * byte a value, as {@link Q4_K}'s (same operations in the same order otherwise, so the same bits; a copy for the
-     * same reason). Two threads, rows of 14336: 22.4-23.3 -> 37.9-39.8 GB/s; 8192: 40.4-42.0 -> 46.7-49.8.
-     */
-    private void dotRowsWide(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
-            float[] out, int outOffset) {
-        int width = x.width();
-        int blocks = width / QK;
-        byte[] xb = x.bytePairs();
-        float[] xd = x.codeScales();
-        float[] sums = x.sumsArray();
-        int pRow = token * width / 2;
-        int dRow = token * blocks;
-        int sRow = token * width / PreparedActivations.SUM_GROUP;
-        for (int r = 0; r < rows; r++) {
-            long row = srcOffset + r * rowBytes;
-            FloatVector a0 = FloatVector.zero(Simd.F);
-            FloatVector a1 = a0;
-            for (int b0 = 0; b0 < blocks; b0 += SPAN) {
-                for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
-                    long block = row + (long) b * BYTES;
-                    IntVector ql = IntVector.fromMemorySegment(Simd.I, src, block + QL, Simd.LE);
-                    IntVector qh = IntVector.fromMemorySegment(Simd.I, src, block + QH, Simd.LE);
-                    float d = Halfs.readFp16(src, block + D);
-                    float dx = d * xd[dRow + b];
-                    FloatVector scales = (FloatVector) ByteVector.fromMemorySegment(Simd.B, src, block + SCALES, Simd.LE)
-                            .convertShape(B2I, Simd.I, 0).convert(I2F, 0);
-                    a1 = scales.mul(-32f * d).fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
-                    FloatVector dl = scales.mul(dx);
-                    int e = pRow + b * LaneOrder.PAIRS;
-                    IntVector hb = qh.rearrange(HIGH_BITS_0);
-                    IntVector lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
-                    IntVector hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F)
-                            .or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
-                    IntVector s = lo.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * e).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
-                            .add(((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                    .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 16)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
-                    a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_0), a0);
-                    s = hi.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 32)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
-                            .add(((IntVector) hi.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                    .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
-                    a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_4), a1);
-                    hb = qh.rearrange(HIGH_BITS_1);
-                    ql = IntVector.fromMemorySegment(Simd.I, src, block + QL + 64, Simd.LE);
-                    lo = ql.and(0x0F0F0F0F).or(hb.lanewise(LSHL, LOW_NIBBLE_HIGH_BITS).and(0x30303030));
-                    hi = ql.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(hb.lanewise(LSHR, HIGH_NIBBLE_HIGH_BITS).and(0x30303030));
-                    s = lo.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
-                            .add(((IntVector) lo.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                    .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 80)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
-                    a0 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_8), a0);
-                    s = hi.and(PAIR_MASK).mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 96)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts())
-                            .add(((IntVector) hi.reinterpretAsShorts().lanewise(LSHR, Simd.SHORT_SHIFT_8).reinterpretAsInts())
-                                    .mul(((ShortVector) ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0)).reinterpretAsInts()));
+                                    .mul(wide
+                                            ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
+                                            : IntVector.fromArray(Simd.I, xp, e + 112)));
                     a1 = ((FloatVector) s.add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0)).fma(dl.rearrange(GROUPS_12), a1);
                 }
             }
