@@ -268,9 +268,9 @@ public final class Model implements AutoCloseable {
      * compiles the one-token row kernels: compiled while prompt batches run, they were now and then compiled with
      * some vectors boxed (the Vector API's shared methods then carry the prompt tiles' profiles too), and generation
      * after a prompt ran up to half as fast for the rest of the process (a Q2_K file: 31-59 tok/s from run to run;
-     * with a step first, 56-61 in eight runs of eight). The steps stop at the first of {@value #WARM_UP_STEPS} steps, the session's
-     * end and {@code budget}, after at least one; the prompt follows. Results are discarded and nothing the caller
-     * can see changes. Returns the number of tokens evaluated.
+     * with a step first, 56-61 in eight runs of eight). The steps stop at the first of {@value #WARM_UP_STEPS} steps,
+     * the room the prompt leaves in the session and {@code budget}, after at least one; the prompt follows. Results
+     * are discarded and nothing the caller can see changes. Returns the number of tokens evaluated.
      */
     public int warmUp(Duration budget) {
         Objects.requireNonNull(budget, "budget");
@@ -283,13 +283,12 @@ public final class Model implements AutoCloseable {
             for (int i = 0; i < positions; i++) {
                 tokens[i] = (int) ((i * 7919L + 1) % vocab);
             }
-            int steps = positions > 1 ? positions - Math.min(WARM_UP_PROMPT, positions / 2) : positions;
+            int prompt = Math.min(WARM_UP_PROMPT, positions / 2);
             int done = 0;
-            while (done < steps && (done == 0 || System.nanoTime() < deadline)) {
+            while (done < positions - prompt && (done == 0 || System.nanoTime() < deadline)) {
                 session.evaluate(tokens, done, 1, logits);
                 done++;
             }
-            int prompt = Math.min(WARM_UP_PROMPT, positions - done);
             if (prompt > 0) {
                 session.evaluate(tokens, done, prompt, logits);
             }

@@ -164,16 +164,17 @@ public final class PreparedActivations {
 
     /**
      * Rows longer than this many values in an order that rearranges (the integer row kernels') also get
-     * {@link #bytePairs()}: a
-     * byte a value, so that a row's activations stay in L1 beside the weights streaming through it. Shorter rows keep
-     * the 4-byte pairs: read as bytes they cost Q4_K 2-6% (one widening instruction per vector of pairs).
+     * {@link #bytePairs()}: a byte a value, so that a row's activations stay in L1 beside the weights streaming through
+     * it. Shorter rows keep the 4-byte pairs: read as bytes they cost Q4_K 2-6% (one widening instruction per vector of
+     * pairs).
      */
     static final int BYTE_PAIRS_FROM = 6144;
 
     /**
      * {@link #codePairs()} a byte a value, pair {@code i} at bytes {@code 2i} (its lower half) and {@code 2i + 1} (its
      * upper half, which for a summed pair is the upper code less the lower code's sign bit): sign-extended to 16 bits
-     * and read as an int, the two bytes are pair {@code i} (codes are -127..127, so each half fits a byte). Filled for rows of more than {@link #BYTE_PAIRS_FROM} values in those orders.
+     * and read as an int, the two bytes are pair {@code i} (codes are -127..127, so each half fits a byte). Filled for
+     * rows of more than {@link #BYTE_PAIRS_FROM} values in those orders.
      */
     byte[] bytePairs() { return bytePairs; }
 
