@@ -13,30 +13,39 @@ import java.util.Arrays;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
 
 import moe4j.gguf.GgmlType;
 
 /**
  * Q3_K, Q4_K, Q5_K, Q6_K and Q4_0 products of several tokens in integers: the batch path's counterpart of the one-token
  * kernels ({@link Q4_K#dotRows}). Sixteen rows sit in the sixteen lanes of a vector; a super-block of each is decoded
- * once into pairs of quants, {@code qA + 65536 * qB} (Q4_K and Q5_K: elements {@code 32j + k} and {@code 32j + k + 16}
- * of sub-block {@code j}; Q6_K and Q3_K: elements {@code 16g + k} and {@code 16g + k + 8} of group {@code g}, quants made signed,
- * {@code q - 32} and {@code q - 4}),
- * and each token's codes are packed the other way round ({@code aB + 65536 * aA}, {@link PreparedActivations#tilePairs}),
- * so that one 32-bit multiply by the broadcast pair leaves {@code qA * aA + qB * aB} in the upper half of every row's
- * lane (see {@link LaneOrder}). Products are summed four pairs a step; the upper halves are taken (2^15 added, shifted
- * down) every 8 pairs for Q4_K (at most 8 * 2 * 15 * 128) and every 4 for Q5_K, Q6_K and Q3_K (4 * 2 * 31 * 128,
- * 4 * 2 * 32 * 128), times the rows' sub-block or group scales; Q4_K's and Q5_K's sub-block minimums times the token's code sums are a second integer sum. Both go to
- * float once per super-block, times {@code d} (or {@code -dmin}) and the token's scale, in the same order for every row
- * and token: a token's result does not depend on its batch, its tile or its lane.
+ * once into pairs of quants, {@code qA} in the lower and {@code qB} in the upper 16 bits of an int (Q4_K and Q5_K:
+ * elements {@code 32j + k} and {@code 32j + k + 16} of sub-block {@code j}; Q6_K and Q3_K: elements {@code 16g + k} and
+ * {@code 16g + k + 8} of group {@code g}, quants made signed, {@code q - 32} and {@code q - 4}), and each token's codes
+ * are packed the same way ({@code aA} below {@code aB}, {@link PreparedActivations#tilePairs}), so that one 16-bit
+ * multiply by the broadcast pair leaves {@code qA * aA} and {@code qB * aB} in the two halves of every row's lane.
+ * Products are summed four pairs a step in those 16-bit halves; a window's halves are then widened, added and
+ * multiplied by the rows' scale: Q4_K's windows are its 16-pair sub-blocks (at most 16 * 15 * 127 in a half), Q5_K's
+ * (31), Q6_K's (32) and Q3_K's 8 pairs (8 * 32 * 127), Q4_0's a block's 16 pairs (16 * 8 * 127 in a half, the two
+ * halves' sum within 16 bits, so one shift takes it); Q4_K's and Q5_K's sub-block minimums times the token's code sums
+ * are a second integer sum. Both go to float once per super-block, times {@code d} (or {@code -dmin}) and the token's
+ * scale, in the same order for every row and token: a token's result does not depend on its batch, its tile or its lane.
  *
- * <p>Why: a 32-bit multiply does two multiply-adds where a float FMA does one, and issues as often on Zen 5 (two per
- * cycle each); more, a pass over a batch's activations serves 16 rows instead of {@link ScaledDot}'s 4 and reads half
+ * <p>16-bit rather than 32-bit multiplies (which leave a sum of two products in the upper half, as the one-token
+ * kernels use them, {@link LaneOrder}): the same multiply-adds per instruction, but on Intel's AVX-512 cores a 32-bit
+ * multiply is two micro-operations, a 16-bit one is one. Measured on a 2-core Intel Xeon VM (Sapphire Rapids class),
+ * pp512 of the 12-layer Qwen3-30B-A3B shape, three alternations: Q4_K_M 68.7 / 70.6 / 66.8 -> 74.4 / 73.2 / 65.4 tok/s,
+ * Q3_K_M 70.9 / 68.8 / 66.7 -> 77.0 / 78.9 / 72.9.
+ *
+ * <p>Why integers: a multiply does twice the multiply-adds of a float FMA (32 products a 512-bit instruction against
+ * 16) and issues as often on Zen 5; more, a pass over a batch's activations serves 16 rows instead of {@link ScaledDot}'s 4 and reads half
  * the bytes (a pair of codes per int instead of a float per value), which is what a 512-token prompt's products are
  * bound by (4 MB of float activations streamed per four rows). Measured on Q4_K_M pp512 (12-layer Qwen3-30B-A3B
  * shape, 2 threads, A/B in one window): float tiles 120-141 tok/s, these tiles with eight pairs a step 158-168, with
  * four pairs a step (four weight vectors live instead of eight) and Q6_K too 190-199; Q3_K_M pp512
- * 127-138 -> 177-183 with Q3_K's tiles; Q5_K_M 142-148 -> 162-170 with Q5_K's. The rows' pairs are decoded a
+ * 127-138 -> 177-183 with Q3_K's tiles; Q5_K_M 142-148 -> 162-170 with Q5_K's (all with 32-bit multiplies, on a
+ * Zen 5 VM). The rows' pairs are decoded a
  * super-block at a time, row by row, and turned into lanes with {@link #transpose}.
  */
 final class PairTile {
@@ -51,7 +60,6 @@ final class PairTile {
     private static final int BYTES = 144;
     private static final int PAIRS = QK / 2;
     private static final int SUB_BLOCKS = 8;
-    private static final IntVector HALF = Simd.FUSED ? IntVector.broadcast(Simd.I, 1 << 15) : null;
 
     /** Per-thread decode buffers and accumulators. */
     private static final class Scratch {
@@ -167,9 +175,9 @@ final class PairTile {
     /*
      * Q4_0: eight 32-element blocks (144 bytes, as a Q4_K super-block) a step. Each block is a sub-block of Q4_K's pair
      * layout (byte {@code k}'s nibbles are elements {@code k} and {@code k + 16}, as Q4_K's activation pairs join them),
-     * its quants made signed ({@code q - 8}); its 16 pairs are one window (at most 16 * 2 * 8 * 127 in the upper halves,
-     * 16 * 8 * 127 in the lower ones), whose sum goes to float times the row's block scale and the token's Q8_0 block
-     * scale, block after block, in the same order for every row and token.
+     * its quants made signed ({@code q - 8}); its 16 pairs are one window (at most 16 * 8 * 127 in each 16-bit half, 16 *
+     * 2 * 8 * 127 in their sum, which one shift pair takes), whose sum goes to float times the row's block scale and the
+     * token's Q8_0 block scale, block after block, in the same order for every row and token.
      *
      * <p>Measured against {@link ScaledDot}'s float tiles, which Q4_0 batches took before: JMH {@code MatMulBenchmark}
      * (768 x 2048, in cache, two threads, GFLOP/s) 32 tokens 227-234 -> 206-211, 128 tokens 194 -> 236, 512 tokens
@@ -181,8 +189,8 @@ final class PairTile {
     private static final IntVector Q4_0_OFFSET = Simd.FUSED ? IntVector.broadcast(Simd.I, 8) : null;
 
     /**
-     * Eight Q4_0 blocks of {@code n} rows into the pair layout ({@link #decode}'s), pairs {@code (lo - 8) + 65536 *
-     * (hi - 8)}; block {@code j}'s scale of row {@code r} at {@code blockScales[16j + r]}. Lanes past {@code n} zero.
+     * Eight Q4_0 blocks of {@code n} rows into the pair layout ({@link #decode}'s), pairs {@code lo - 8} and {@code hi - 8}
+     * in the lower and upper 16 bits; block {@code j}'s scale of row {@code r} at {@code blockScales[16j + r]}. Lanes past {@code n} zero.
      */
     private static void decodeQ4_0(MemorySegment src, long block, long rowBytes, int n, Scratch s) {
         int[] rowMajor = s.rowMajor;
@@ -197,7 +205,7 @@ final class PairTile {
                 s.blockScales[j * ROWS + r] = Halfs.readFp16(src, at);
                 IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 2, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                q.and(0xF).sub(Q4_0_OFFSET).add(q.lanewise(LSHR, Simd.SHIFT_4).sub(Q4_0_OFFSET).lanewise(LSHL, 16))
+                q.and(0xF).sub(Q4_0_OFFSET).and(0xFFFF).or(q.lanewise(LSHR, Simd.SHIFT_4).sub(Q4_0_OFFSET).lanewise(LSHL, 16))
                         .intoArray(rowMajor, (j * ROWS + r) * 16);
             }
         }
@@ -226,25 +234,34 @@ final class PairTile {
             FloatVector f1 = f0;
             FloatVector f2 = f0;
             for (int j = 0; j < SUB_BLOCKS; j++) {
-                IntVector h0 = IntVector.zero(Simd.I);
-                IntVector h1 = h0;
-                IntVector h2 = h0;
+                ShortVector h0 = ShortVector.zero(Simd.S_FULL);
+                ShortVector h1 = h0;
+                ShortVector h2 = h0;
                 for (int q = 16 * j; q < 16 * j + 16; q += 4) {
-                    IntVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS);
-                    IntVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS);
-                    IntVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS);
-                    IntVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS);
+                    ShortVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS).reinterpretAsShorts();
+                    ShortVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS).reinterpretAsShorts();
+                    ShortVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS).reinterpretAsShorts();
+                    ShortVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS).reinterpretAsShorts();
                     int a = a0 + q;
-                    h0 = h0.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
+                    h0 = h0.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                     a = a1 + q;
-                    h1 = h1.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
+                    h1 = h1.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                     a = a2 + q;
-                    h2 = h2.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
+                    h2 = h2.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                 }
                 FloatVector d = FloatVector.fromArray(Simd.F, s.blockScales, j * ROWS);
-                f0 = ((FloatVector) h0.add(HALF).lanewise(ASHR, 16).convert(I2F, 0)).fma(d.mul(scales[d0 + j]), f0);
-                f1 = ((FloatVector) h1.add(HALF).lanewise(ASHR, 16).convert(I2F, 0)).fma(d.mul(scales[d1 + j]), f1);
-                f2 = ((FloatVector) h2.add(HALF).lanewise(ASHR, 16).convert(I2F, 0)).fma(d.mul(scales[d2 + j]), f2);
+                IntVector u0 = h0.reinterpretAsInts();
+                f0 = ((FloatVector) u0.add(u0.lanewise(LSHL, 16)).lanewise(ASHR, 16).convert(I2F, 0))
+                        .fma(d.mul(scales[d0 + j]), f0);
+                IntVector u1 = h1.reinterpretAsInts();
+                f1 = ((FloatVector) u1.add(u1.lanewise(LSHL, 16)).lanewise(ASHR, 16).convert(I2F, 0))
+                        .fma(d.mul(scales[d1 + j]), f1);
+                IntVector u2 = h2.reinterpretAsInts();
+                f2 = ((FloatVector) u2.add(u2.lanewise(LSHL, 16)).lanewise(ASHR, 16).convert(I2F, 0))
+                        .fma(d.mul(scales[d2 + j]), f2);
             }
             f0.intoArray(s.blockSums, t * ROWS);
             f1.intoArray(s.blockSums, (t + 1) * ROWS);
@@ -495,9 +512,9 @@ final class PairTile {
 
     /**
      * Packs a row of codes ({@code codes[o .. o + width)}) for the tiles of weights in {@code order}. Q4_K: per 32-element
-     * sub-block {@code j}, pair {@code k} is {@code code[32j + k + 16] + 65536 * code[32j + k]} at
+     * sub-block {@code j}, pair {@code k} holds {@code code[32j + k]} in its lower and {@code code[32j + k + 16]} in its upper 16 bits at
      * {@code pairs[o/2 + 16j + k]}, and the sub-block's code sum at {@code sums[o/32 + j]}. Q6_K and Q3_K: per 32 elements
-     * {@code 32j}, pair {@code i} joins elements {@code 32j + 16(i/8) + i%8} (upper half) and that plus 8 (lower half):
+     * {@code 32j}, pair {@code i} joins elements {@code 32j + 16(i/8) + i%8} (lower half) and that plus 8 (upper half):
      * two 16-element groups, whose scales are per group, no sums.
      */
     static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int width) {
@@ -506,9 +523,9 @@ final class PairTile {
             IntVector a = IntVector.fromArray(Simd.I, codes, e);
             IntVector b = IntVector.fromArray(Simd.I, codes, e + 16);
             if (q6) {
-                Q6_B.selectFrom(a, b).add(Q6_A.selectFrom(a, b).lanewise(LSHL, 16)).intoArray(pairs, e / 2);
+                Q6_A.selectFrom(a, b).and(0xFFFF).or(Q6_B.selectFrom(a, b).lanewise(LSHL, 16)).intoArray(pairs, e / 2);
             } else {
-                b.add(a.lanewise(LSHL, 16)).intoArray(pairs, e / 2);
+                a.and(0xFFFF).or(b.lanewise(LSHL, 16)).intoArray(pairs, e / 2);
                 sums[e / 32] = a.add(b).reduceLanes(ADD);
             }
         }
@@ -606,7 +623,7 @@ final class PairTile {
                 .or(((IntVector) ByteVector.fromMemorySegment(Simd.B, src, high + 16, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).lanewise(LSHR, highShift).and(highMask)
                         .lanewise(LSHL, highPosition)).sub(offset);
-        Q6_A.selectFrom(v0, v1).add(Q6_B.selectFrom(v0, v1).lanewise(LSHL, 16)).intoArray(rowMajor, at);
+        Q6_A.selectFrom(v0, v1).and(0xFFFF).or(Q6_B.selectFrom(v0, v1).lanewise(LSHL, 16)).intoArray(rowMajor, at);
     }
 
     /** Q3_K's high bit {@code b} (0..7) of each {@code hmask} byte. */
@@ -621,13 +638,17 @@ final class PairTile {
 
     /**
      * Adds one super-block of the 16 rows times the tile's tokens to the accumulators of tokens {@code t0 ..}. Products
-     * are summed four pairs a step; Q4_K takes the upper halves every 8 pairs (at most 8 * 2 * 15 * 128) and applies a
-     * scale per 16, Q5_K ({@code everyFour}, quants to 31) every 4 (4 * 2 * 31 * 128) with a scale per 16, Q6_K and Q3_K
-     * ({@code q6}), whose signed quants reach 32 (4) in magnitude, every 4 (4 * 2 * 32 * 128) with a scale per 8.
+     * are summed four pairs a step in 16-bit halves; Q4_K widens them every 16 pairs (at most 16 * 15 * 127 in a half)
+     * and applies its scale per 16 pairs, Q5_K ({@code eightPairs}, quants to 31) every 8 (8 * 31 * 127) with a scale per
+     * 16, Q6_K and Q3_K ({@code q6}), whose signed quants reach 32 (4) in magnitude, every 8 (8 * 32 * 127) with a scale
+     * per 8. Widening a window's two halves apart (a shift pair and a shift) takes one instruction more than taking their
+     * sum in one shift, which would need windows half as long.
      */
-    private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid, boolean q6, boolean everyFour) {
+    private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid, boolean q6, boolean eightPairs) {
         int[] w = s.w;
         int scaleShift = q6 ? 3 : 4;
+        // the last step of a window: steps of 4 pairs, windows of 8 or 16
+        int window = eightPairs ? 4 : 12;
         // three tokens at a time with their sums in registers across the super-block; six at once spilled registers
         // around every multiply (six sums and eight weight vectors), each token's sum through memory cost 14%
         for (int t = 0; t < TOKENS; t += 3) {
@@ -637,26 +658,32 @@ final class PairTile {
             IntVector o0 = IntVector.zero(Simd.I);
             IntVector o1 = o0;
             IntVector o2 = o0;
-            IntVector h0 = o0;
-            IntVector h1 = o0;
-            IntVector h2 = o0;
+            ShortVector h0 = ShortVector.zero(Simd.S_FULL);
+            ShortVector h1 = h0;
+            ShortVector h2 = h0;
             for (int q = 0; q < PAIRS; q += 4) {
-                IntVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS);
-                IntVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS);
-                IntVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS);
-                IntVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS);
+                ShortVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS).reinterpretAsShorts();
+                ShortVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS).reinterpretAsShorts();
+                ShortVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS).reinterpretAsShorts();
+                ShortVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS).reinterpretAsShorts();
                 int a = a0 + q;
-                h0 = h0.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
+                h0 = h0.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                 a = a1 + q;
-                h1 = h1.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
+                h1 = h1.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                 a = a2 + q;
-                h2 = h2.add(w0.mul(p[a])).add(w1.mul(p[a + 1])).add(w2.mul(p[a + 2])).add(w3.mul(p[a + 3]));
-                if (everyFour || (q & 4) != 0) {
+                h2 = h2.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                if ((q & window) == window) {
                     IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q >> scaleShift) * ROWS);
-                    o0 = o0.add(h0.add(HALF).lanewise(ASHR, 16).mul(sc));
-                    o1 = o1.add(h1.add(HALF).lanewise(ASHR, 16).mul(sc));
-                    o2 = o2.add(h2.add(HALF).lanewise(ASHR, 16).mul(sc));
-                    h0 = IntVector.zero(Simd.I);
+                    IntVector u0 = h0.reinterpretAsInts();
+                    o0 = o0.add(u0.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u0.lanewise(ASHR, 16)).mul(sc));
+                    IntVector u1 = h1.reinterpretAsInts();
+                    o1 = o1.add(u1.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u1.lanewise(ASHR, 16)).mul(sc));
+                    IntVector u2 = h2.reinterpretAsInts();
+                    o2 = o2.add(u2.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u2.lanewise(ASHR, 16)).mul(sc));
+                    h0 = ShortVector.zero(Simd.S_FULL);
                     h1 = h0;
                     h2 = h0;
                 }
