@@ -3,10 +3,6 @@ package moe4j.bench;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
 import org.openjdk.jmh.annotations.AuxCounters;
@@ -26,6 +22,7 @@ import org.openjdk.jmh.annotations.Warmup;
 
 import moe4j.gguf.GgmlType;
 import moe4j.gguf.HugePages;
+import moe4j.kernels.cpu.WorkerPool;
 import moe4j.kernels.quant.PreparedActivations;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
@@ -101,7 +98,12 @@ public class MatVecBenchmark {
     private float[] xBatch;
     private float[] out;
     private float[] outBatch;
-    private ExecutorService helper;
+    /**
+     * The CPU backend's worker pool, whose helper spins between loops: an executor's thread, parked between calls, took
+     * tens of microseconds to wake on a 2-vCPU KVM guest, which in-cache matrices (a call of tens of microseconds)
+     * measured instead of the kernels.
+     */
+    private WorkerPool pool;
     private PreparedActivations prepared;
     private PreparedActivations preparedBatch;
 
@@ -142,7 +144,7 @@ public class MatVecBenchmark {
         }
         out = new float[rows];
         outBatch = new float[rows * BATCH];
-        helper = Executors.newSingleThreadExecutor();
+        pool = new WorkerPool(2);
         prepared = new PreparedActivations();
         prepared.reserve(format, 1, columns);
         prepared.prepareRow(x, 0, 0);
@@ -155,7 +157,7 @@ public class MatVecBenchmark {
 
     @TearDown(Level.Trial)
     public void tearDown() {
-        helper.shutdownNow();
+        pool.close();
         arena.close();
     }
 
@@ -172,12 +174,19 @@ public class MatVecBenchmark {
         return out;
     }
 
+    /** Runs {@code first} and {@code second} on the pool's two threads (the caller takes the first it claims). */
+    private void inHalves(Runnable first, Runnable second) {
+        pool.parallelFor(2, 1, (from, to, worker) -> {
+            for (int half = from; half < to; half++) {
+                (half == 0 ? first : second).run();
+            }
+        });
+    }
+
     @Benchmark
-    public float[] twoThreads(Traffic traffic) throws InterruptedException, ExecutionException {
+    public float[] twoThreads(Traffic traffic) {
         int half = rows / 2;
-        Future<?> other = helper.submit(() -> rows(half, rows));
-        rows(0, half);
-        other.get();
+        inHalves(() -> rows(0, half), () -> rows(half, rows));
         traffic.weightBytes += rows * rowBytes;
         return out;
     }
@@ -205,11 +214,9 @@ public class MatVecBenchmark {
     }
 
     @Benchmark
-    public float[] preparedTwoThreads(Traffic traffic) throws InterruptedException, ExecutionException {
+    public float[] preparedTwoThreads(Traffic traffic) {
         int half = rows / 2;
-        Future<?> other = helper.submit(() -> preparedRows(half, rows));
-        preparedRows(0, half);
-        other.get();
+        inHalves(() -> preparedRows(0, half), () -> preparedRows(half, rows));
         traffic.weightBytes += rows * rowBytes;
         return out;
     }
@@ -230,12 +237,10 @@ public class MatVecBenchmark {
     }
 
     @Benchmark
-    public float[] matVecTwoThreads(Traffic traffic) throws InterruptedException, ExecutionException {
+    public float[] matVecTwoThreads(Traffic traffic) {
         // the nearest whole number of calls to half the rows (rounding down would give the helper up to a call more)
         int half = Math.min(rows, (int) Math.round(rows / 2.0 / rowsPerCall) * rowsPerCall);
-        Future<?> other = helper.submit(() -> matVecRows(half, rows));
-        matVecRows(0, half);
-        other.get();
+        inHalves(() -> matVecRows(0, half), () -> matVecRows(half, rows));
         traffic.weightBytes += rows * rowBytes;
         return out;
     }
