@@ -213,9 +213,11 @@ class PreparedDotTest {
     @ParameterizedTest
     @EnumSource(value = GgmlType.class, names = {"Q4_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"})
     void integerKernelsAreExactAtTheLargestQuantsAndCodes(GgmlType type) {
-        // all bits set: the largest quants and scales; for Q4_0 and IQ4_XS all bits clear too, their largest magnitudes
-        // (Q4_0: 0 - 8; IQ4_XS: level -127, scale 0 - 32)
-        boolean signed = type == GgmlType.Q4_0 || type == GgmlType.IQ4_XS;
+        // all bits set: the largest quants and scales; for the types with signed quants all bits clear too, their
+        // largest magnitudes (Q4_0: 0 - 8; IQ4_XS: level -127, scale 0 - 32; Q3_K: 0 - 4, scale 0 - 32; Q6_K: 0 - 32,
+        // its int8 scales then set to 127, which all bits clear would leave at 0)
+        boolean signed = type == GgmlType.Q4_0 || type == GgmlType.IQ4_XS || type == GgmlType.Q3_K
+                || type == GgmlType.Q6_K;
         for (byte fill : signed ? new byte[] {(byte) 0xFF, 0} : new byte[] {(byte) 0xFF}) {
             // five super-blocks: kernels that take blocks in pairs run their odd last block too; rows of 8192: Q4_K's
             // activations a byte a value, whose upper bytes reach -128
@@ -239,6 +241,9 @@ class PreparedDotTest {
                 for (int offset : fp16Offsets(type)) {
                     long at = (long) b * type.blockBytes() + offset;
                     MemorySegment.copy(sane, at, data, at, 2);
+                }
+                if (type == GgmlType.Q6_K && fill == 0) {
+                    data.asSlice((long) b * type.blockBytes() + 192, 16).fill((byte) 127);
                 }
             }
             float[] w = new float[width];
