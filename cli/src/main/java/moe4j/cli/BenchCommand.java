@@ -169,6 +169,9 @@ final class BenchCommand implements Callable<Integer> {
             ModelLoader.WeightPages pages = ModelLoader.WeightPages.of(model);
             cl.getErr().println("weights: " + pages.kind());
             pages.note().ifPresent(cl.getErr()::println);
+            if (model.backendDescription().contains("cpu")) {
+                CpuDescription.slowKernelsNote().ifPresent(cl.getErr()::println);
+            }
             cl.getErr().flush();
         }
         return 0;

@@ -13,7 +13,7 @@ final class DeviceList {
     private DeviceList() {}
 
     static void print(PrintWriter out) {
-        out.printf(Locale.ROOT, "%-8s %d threads%n", "cpu", Runtime.getRuntime().availableProcessors());
+        out.printf(Locale.ROOT, "%-8s %s%n", "cpu", CpuDescription.line());
         List<CudaDevices.Device> gpus;
         try {
             gpus = CudaDevices.list();

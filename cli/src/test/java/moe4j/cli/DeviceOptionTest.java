@@ -6,11 +6,13 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.Optional;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import moe4j.kernels.cuda.CudaDevices;
+import moe4j.kernels.quant.QuantFormats;
 
 /** {@code info --devices} and {@code --device}, on any machine: with or without a GPU the answers are clear. */
 class DeviceOptionTest {
@@ -21,12 +23,21 @@ class DeviceOptionTest {
         assertEquals(0, r.exitCode(), r.err());
         String[] lines = r.out().split("\\R");
         assertTrue(lines[0].startsWith("cpu "), r.out());
+        assertTrue(lines[0].contains(Runtime.getRuntime().availableProcessors() + " threads, "
+                + QuantFormats.vectorBits() + "-bit vectors"), r.out());
         if (CudaDevices.unavailableReason().isPresent()) {
             assertEquals(2, lines.length, r.out());
             assertTrue(lines[1].startsWith("cuda     CUDA is not available: "), r.out());
         } else {
             assertTrue(lines[1].startsWith("cuda:0   "), r.out());
         }
+    }
+
+    @Test
+    void theSlowKernelsNoteAppearsExactlyWhereTheFusedKernelsDoNotRun() {
+        Optional<String> note = CpuDescription.slowKernelsNote();
+        assertEquals(QuantFormats.fusedKernels(), note.isEmpty());
+        note.ifPresent(n -> assertTrue(n.contains(QuantFormats.vectorBits() + " bits wide"), n));
     }
 
     @Test

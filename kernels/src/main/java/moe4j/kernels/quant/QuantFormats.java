@@ -45,6 +45,20 @@ public final class QuantFormats {
         return format;
     }
 
+    /**
+     * Whether this JVM and CPU run the fused kernels, which are written for 512-bit vectors (the Vector API's preferred
+     * species has 16 float lanes: AVX-512). Otherwise every type takes the generic decode-then-dot path, several times
+     * slower.
+     */
+    public static boolean fusedKernels() {
+        return Simd.FUSED;
+    }
+
+    /** Bits of the Vector API's preferred vectors here: 512 with AVX-512, 256 with AVX2 alone. */
+    public static int vectorBits() {
+        return Simd.F.vectorBitSize();
+    }
+
     public static boolean isSupported(GgmlType type) {
         return FORMATS.containsKey(type);
     }
