@@ -4,6 +4,11 @@ import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 import java.util.random.RandomGenerator;
 
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+
 import moe4j.gguf.GgmlType;
 
 /**
@@ -274,6 +279,29 @@ abstract class BlockFormat implements QuantFormat {
             throw new IndexOutOfBoundsException(what + " range [" + offset + ", " + offset + " + " + bytes
                     + ") for " + blocks + " " + type.ggmlName() + " blocks is outside the segment of "
                     + segment.byteSize() + " bytes");
+        }
+    }
+
+    /**
+     * {@code dst[at + i] = dl * q} for {@code i} in {@code [0, count)}, {@code q = (((low byte i >>> lowShift) & lowMask) |
+     * (((high byte i >>> highShift) & highMask) << highPosition)) - offset} over the bytes at {@code low} and {@code high}:
+     * the signed quants of Q6_K and Q3_K, in vectors ({@link Simd#BYTE_LANES}; {@code count} a multiple of their
+     * length), one rounding per value as in the scalar loops, so the same bits.
+     */
+    static void dequantizeSignedRun(MemorySegment src, long low, int lowShift, int lowMask, long high, int highShift,
+            int highMask, int highPosition, int offset, float dl, float[] dst, int at, int count) {
+        IntVector lowBy = IntVector.broadcast(Simd.I, lowShift);
+        IntVector highBy = IntVector.broadcast(Simd.I, highShift);
+        IntVector positionBy = IntVector.broadcast(Simd.I, highPosition);
+        for (int l = 0; l < count; l += Simd.L) {
+            IntVector lowBytes = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, low + l, Simd.LE)
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector highBytes = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, high + l, Simd.LE)
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, 0);
+            IntVector q = lowBytes.lanewise(VectorOperators.LSHR, lowBy).and(lowMask)
+                    .or(highBytes.lanewise(VectorOperators.LSHR, highBy).and(highMask).lanewise(VectorOperators.LSHL, positionBy))
+                    .sub(offset);
+            ((FloatVector) q.convert(VectorOperators.I2F, 0)).mul(dl).intoArray(dst, at + l);
         }
     }
 

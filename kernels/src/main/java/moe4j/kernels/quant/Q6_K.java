@@ -53,6 +53,10 @@ public final class Q6_K extends BlockFormat {
                 int lowShift = 4 * (k >>> 1);
                 long qh = block + QH + 32L * half;
                 int highShift = 2 * k;
+                if (Simd.BYTE_LANES) {
+                    dequantizeSignedRun(src, ql + l0, lowShift, 0xF, qh + l0, highShift, 3, 4, 32, dl, dst, out + 16 * g, 16);
+                    continue;
+                }
                 for (int l = l0; l < l0 + 16; l++) {
                     int q = (((u8(src, ql + l) >>> lowShift) & 0xF) | (((u8(src, qh + l) >>> highShift) & 3) << 4)) - 32;
                     dst[out + 16 * g + l - l0] = dl * q;

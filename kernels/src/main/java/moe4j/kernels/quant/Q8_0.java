@@ -33,7 +33,14 @@ public final class Q8_0 extends BlockFormat {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
             float d = Halfs.readFp16(src, block);
-            for (int j = 0; j < QK; j++) {
+            int j = 0;
+            if (Simd.BYTE_LANES) {
+                for (; j < QK; j += Simd.L) {
+                    ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2 + j, Simd.LE)
+                            .convertShape(B2I, Simd.I, 0)).convert(I2F, 0)).mul(d).intoArray(dst, out + j);
+                }
+            }
+            for (; j < QK; j++) {
                 dst[out + j] = i8(src, block + 2 + j) * d;
             }
         }

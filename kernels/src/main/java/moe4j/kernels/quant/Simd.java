@@ -41,6 +41,12 @@ final class Simd {
      */
     static final boolean FUSED = L == 16 && B.length() == L && S.length() == L;
 
+    /**
+     * Whether a byte vector of {@link #B} has one lane per float lane and a 32-byte run is whole vectors of it (8 or 16
+     * lanes: AVX2 or AVX-512): what the vectorized dequantizers need, which run at any such width.
+     */
+    static final boolean BYTE_LANES = B.length() == L && 32 % L == 0;
+
     /** GGUF data is little-endian. */
     static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 
