@@ -24,6 +24,17 @@ import moe4j.gguf.GgufTensor;
 
 class QuantFormatsTest {
 
+    /**
+     * The build runs these tests twice, the second time with the JVM held to 256-bit vectors and
+     * {@code moe4j.test.vectorBits=256}: that run must take the generic kernels, or it tests nothing new.
+     */
+    @Test
+    void aJvmHeldToNarrowerVectorsTakesTheGenericKernels() {
+        int expected = Integer.getInteger("moe4j.test.vectorBits", QuantFormats.vectorBits());
+        assertEquals(expected, QuantFormats.vectorBits());
+        assertEquals(QuantFormats.vectorBits() == 512, QuantFormats.fusedKernels());
+    }
+
     static final Set<GgmlType> EXPECTED = EnumSet.of(GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_0,
             GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K,
             GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS);
