@@ -20,6 +20,7 @@ import moe4j.engine.Session;
 import moe4j.engine.testmodel.SyntheticModel;
 import moe4j.engine.testmodel.TensorMix;
 import moe4j.gguf.GgufTensor;
+import moe4j.kernels.quant.QuantFormats;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -168,6 +169,7 @@ final class BenchCommand implements Callable<Integer> {
             // after the runs, which touched the weights: in what pages they were read, for comparing runs
             ModelLoader.WeightPages pages = ModelLoader.WeightPages.of(model);
             cl.getErr().println("weights: " + pages.kind());
+            cl.getErr().println("cpu: " + CpuDescription.line());
             pages.note().ifPresent(cl.getErr()::println);
             if (model.backendDescription().contains("cpu")) {
                 CpuDescription.slowKernelsNote().ifPresent(cl.getErr()::println);
@@ -255,6 +257,9 @@ final class BenchCommand implements Callable<Integer> {
             m.put("model_size", sizeBytes);
             m.put("model_n_params", params);
             m.put("backend", backend);
+            // llama-bench's field, and the vector width that decides which CPU kernels ran: runs compare across machines
+            m.put("cpu_info", CpuDescription.modelName().orElse(""));
+            m.put("vector_bits", QuantFormats.vectorBits());
             m.put("n_batch", batch);
             m.put("test", r.test());
             m.put("n_prompt", r.nPrompt());

@@ -41,7 +41,7 @@ final class CpuDescription {
     }
 
     /** The {@code model name} line of {@code /proc/cpuinfo} (Linux). */
-    private static Optional<String> modelName() {
+    static Optional<String> modelName() {
         try {
             return Files.readAllLines(Path.of("/proc/cpuinfo")).stream()
                     .filter(l -> l.startsWith("model name"))

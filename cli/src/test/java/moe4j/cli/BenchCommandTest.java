@@ -15,6 +15,8 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import moe4j.kernels.quant.QuantFormats;
+
 class BenchCommandTest {
 
     @TempDir
@@ -50,6 +52,8 @@ class BenchCommandTest {
         assertEquals(0, tg.get("n_prompt"));
         assertEquals(4, tg.get("n_gen"));
         assertEquals(1, tg.get("threads"));
+        assertTrue(tg.get("cpu_info") instanceof String, r.out());
+        assertEquals(QuantFormats.vectorBits(), tg.get("vector_bits"));
         List<?> samples = (List<?>) tg.get("samples_ts");
         assertEquals(3, samples.size());
         double avg = ((Number) tg.get("avg_ts")).doubleValue();
