@@ -23,7 +23,8 @@ final class CpuDescription {
         modelName().ifPresent(name -> s.append(name).append(", "));
         s.append(Runtime.getRuntime().availableProcessors()).append(" threads, ").append(QuantFormats.vectorBits())
                 .append("-bit vectors");
-        s.append(QuantFormats.fusedKernels() ? " (fused kernels)" : " (generic kernels: the fused ones need 512-bit vectors)");
+        s.append(QuantFormats.fusedKernels() ? " (fused kernels)"
+                : " (generic kernels: the fused ones need 512-bit vectors)");
         physicalMemory().ifPresent(bytes -> s.append(", ").append(Sizes.bytes(bytes)).append(" RAM"));
         return s.toString();
     }
@@ -37,7 +38,8 @@ final class CpuDescription {
             return Optional.empty();
         }
         return Optional.of(String.format(Locale.ROOT, "note: this CPU's vectors are %d bits wide; moe4j's CPU kernels are"
-                + " written for 512-bit vectors (AVX-512), so it runs its generic kernels here, several times slower", QuantFormats.vectorBits()));
+                + " written for 512-bit vectors (AVX-512), so it runs its generic kernels here, several times slower",
+                QuantFormats.vectorBits()));
     }
 
     /** The {@code model name} line of {@code /proc/cpuinfo} (Linux). */

@@ -283,8 +283,9 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     /**
-     * {@code dst[at + i] = dl * q} for {@code i} in {@code [0, count)}, {@code q = (((low byte i >>> lowShift) & lowMask) |
-     * (((high byte i >>> highShift) & highMask) << highPosition)) - offset} over the bytes at {@code low} and {@code high}:
+     * {@code dst[at + i] = dl * q} for {@code i} in {@code [0, count)},
+     * {@code q = (((low byte i >>> lowShift) & lowMask) | (((high byte i >>> highShift) & highMask) << highPosition))
+     * - offset} over the bytes at {@code low} and {@code high}:
      * the signed quants of Q6_K and Q3_K, in vectors ({@link Simd#BYTE_LANES}; {@code count} a multiple of their
      * length), one rounding per value as in the scalar loops, so the same bits.
      */
@@ -299,7 +300,8 @@ abstract class BlockFormat implements QuantFormat {
             IntVector highBytes = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, high + l, Simd.LE)
                     .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, 0);
             IntVector q = lowBytes.lanewise(VectorOperators.LSHR, lowBy).and(lowMask)
-                    .or(highBytes.lanewise(VectorOperators.LSHR, highBy).and(highMask).lanewise(VectorOperators.LSHL, positionBy))
+                    .or(highBytes.lanewise(VectorOperators.LSHR, highBy).and(highMask)
+                            .lanewise(VectorOperators.LSHL, positionBy))
                     .sub(offset);
             ((FloatVector) q.convert(VectorOperators.I2F, 0)).mul(dl).intoArray(dst, at + l);
         }

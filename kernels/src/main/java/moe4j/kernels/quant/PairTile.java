@@ -39,14 +39,14 @@ import moe4j.gguf.GgmlType;
  * Q3_K_M 70.9 / 68.8 / 66.7 -> 77.0 / 78.9 / 72.9.
  *
  * <p>Why integers: a multiply does twice the multiply-adds of a float FMA (32 products a 512-bit instruction against
- * 16) and issues as often on Zen 5; more, a pass over a batch's activations serves 16 rows instead of {@link ScaledDot}'s 4 and reads half
- * the bytes (a pair of codes per int instead of a float per value), which is what a 512-token prompt's products are
- * bound by (4 MB of float activations streamed per four rows). Measured on Q4_K_M pp512 (12-layer Qwen3-30B-A3B
- * shape, 2 threads, A/B in one window): float tiles 120-141 tok/s, these tiles with eight pairs a step 158-168, with
- * four pairs a step (four weight vectors live instead of eight) and Q6_K too 190-199; Q3_K_M pp512
- * 127-138 -> 177-183 with Q3_K's tiles; Q5_K_M 142-148 -> 162-170 with Q5_K's (all with 32-bit multiplies, on a
- * Zen 5 VM). The rows' pairs are decoded a
- * super-block at a time, row by row, and turned into lanes with {@link #transpose}.
+ * 16) and issues as often on Zen 5; more, a pass over a batch's activations serves 16 rows instead of
+ * {@link ScaledDot}'s 4 and reads half the bytes (a pair of codes per int instead of a float per value), which is what
+ * a 512-token prompt's products are bound by (4 MB of float activations streamed per four rows). Measured on Q4_K_M
+ * pp512 (12-layer Qwen3-30B-A3B shape, 2 threads, A/B in one window): float tiles 120-141 tok/s, these tiles with
+ * eight pairs a step 158-168, with four pairs a step (four weight vectors live instead of eight) and Q6_K too 190-199;
+ * Q3_K_M pp512 127-138 -> 177-183 with Q3_K's tiles; Q5_K_M 142-148 -> 162-170 with Q5_K's (all with 32-bit
+ * multiplies, on a Zen 5 VM). The rows' pairs are decoded a super-block at a time, row by row, and turned into lanes
+ * with {@link #transpose}.
  */
 final class PairTile {
 
@@ -189,8 +189,9 @@ final class PairTile {
     private static final IntVector Q4_0_OFFSET = Simd.FUSED ? IntVector.broadcast(Simd.I, 8) : null;
 
     /**
-     * Eight Q4_0 blocks of {@code n} rows into the pair layout ({@link #decode}'s), pairs {@code lo - 8} and {@code hi - 8}
-     * in the lower and upper 16 bits; block {@code j}'s scale of row {@code r} at {@code blockScales[16j + r]}. Lanes past {@code n} zero.
+     * Eight Q4_0 blocks of {@code n} rows into the pair layout ({@link #decode}'s), pairs {@code lo - 8} and
+     * {@code hi - 8} in the lower and upper 16 bits; block {@code j}'s scale of row {@code r} at
+     * {@code blockScales[16j + r]}. Lanes past {@code n} zero.
      */
     private static void decodeQ4_0(MemorySegment src, long block, long rowBytes, int n, Scratch s) {
         int[] rowMajor = s.rowMajor;
@@ -205,7 +206,8 @@ final class PairTile {
                 s.blockScales[j * ROWS + r] = Halfs.readFp16(src, at);
                 IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + 2, Simd.LE)
                         .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                q.and(0xF).sub(Q4_0_OFFSET).and(0xFFFF).or(q.lanewise(LSHR, Simd.SHIFT_4).sub(Q4_0_OFFSET).lanewise(LSHL, 16))
+                q.and(0xF).sub(Q4_0_OFFSET).and(0xFFFF)
+                        .or(q.lanewise(LSHR, Simd.SHIFT_4).sub(Q4_0_OFFSET).lanewise(LSHL, 16))
                         .intoArray(rowMajor, (j * ROWS + r) * 16);
             }
         }
@@ -243,14 +245,20 @@ final class PairTile {
                     ShortVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS).reinterpretAsShorts();
                     ShortVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS).reinterpretAsShorts();
                     int a = a0 + q;
-                    h0 = h0.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                    h0 = h0.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
+                            .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                            .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
+                            .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                     a = a1 + q;
-                    h1 = h1.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                    h1 = h1.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
+                            .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                            .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
+                            .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                     a = a2 + q;
-                    h2 = h2.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                    h2 = h2.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
+                            .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                            .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
+                            .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                 }
                 FloatVector d = FloatVector.fromArray(Simd.F, s.blockScales, j * ROWS);
                 IntVector u0 = h0.reinterpretAsInts();
@@ -512,10 +520,10 @@ final class PairTile {
 
     /**
      * Packs a row of codes ({@code codes[o .. o + width)}) for the tiles of weights in {@code order}. Q4_K: per 32-element
-     * sub-block {@code j}, pair {@code k} holds {@code code[32j + k]} in its lower and {@code code[32j + k + 16]} in its upper 16 bits at
-     * {@code pairs[o/2 + 16j + k]}, and the sub-block's code sum at {@code sums[o/32 + j]}. Q6_K and Q3_K: per 32 elements
-     * {@code 32j}, pair {@code i} joins elements {@code 32j + 16(i/8) + i%8} (lower half) and that plus 8 (upper half):
-     * two 16-element groups, whose scales are per group, no sums.
+     * sub-block {@code j}, pair {@code k} holds {@code code[32j + k]} in its lower and {@code code[32j + k + 16]} in its
+     * upper 16 bits at {@code pairs[o/2 + 16j + k]}, and the sub-block's code sum at {@code sums[o/32 + j]}. Q6_K and
+     * Q3_K: per 32 elements {@code 32j}, pair {@code i} joins elements {@code 32j + 16(i/8) + i%8} (lower half) and that
+     * plus 8 (upper half): two 16-element groups, whose scales are per group, no sums.
      */
     static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int width) {
         boolean q6 = order == Q6_K.PAIRS || order == Q3_K.PAIRS;
@@ -667,14 +675,20 @@ final class PairTile {
                 ShortVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS).reinterpretAsShorts();
                 ShortVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS).reinterpretAsShorts();
                 int a = a0 + q;
-                h0 = h0.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                h0 = h0.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
+                        .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
+                        .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                 a = a1 + q;
-                h1 = h1.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                h1 = h1.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
+                        .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
+                        .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                 a = a2 + q;
-                h2 = h2.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts())).add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts())).add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                h2 = h2.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
+                        .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
+                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
+                        .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
                 if ((q & window) == window) {
                     IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q >> scaleShift) * ROWS);
                     IntVector u0 = h0.reinterpretAsInts();

@@ -57,7 +57,8 @@ public final class Q5_K extends BlockFormat {
                                 .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
                         IntVector high = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QH + l, Simd.LE)
                                 .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                        IntVector q = low.lanewise(LSHR, shiftBy).and(0xF).add(high.lanewise(LSHR, bitBy).and(1).lanewise(LSHL, 4));
+                        IntVector q = low.lanewise(LSHR, shiftBy).and(0xF)
+                                .add(high.lanewise(LSHR, bitBy).and(1).lanewise(LSHL, 4));
                         ((FloatVector) q.convert(I2F, 0)).mul(dl).sub(ml).intoArray(dst, out + 32 * j + l);
                     }
                 }
