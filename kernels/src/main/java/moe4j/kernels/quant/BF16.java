@@ -21,7 +21,16 @@ public final class BF16 extends BlockFormat {
 
     @Override
     void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
-        for (int i = 0; i < blocks; i++) {
+        int i = 0;
+        if (Simd.BYTE_LANES) {
+            // a bfloat16 is a float's upper 16 bits: the same bits as the scalar loop
+            for (int bound = blocks - Simd.L; i <= bound; i += Simd.L) {
+                ((IntVector) ShortVector.fromMemorySegment(Simd.S, src, srcOffset + 2L * i, Simd.LE)
+                        .convertShape(S2I, Simd.I, 0)).lanewise(LSHL, SHIFT_16).reinterpretAsFloats()
+                        .intoArray(dst, dstOffset + i);
+            }
+        }
+        for (; i < blocks; i++) {
             dst[dstOffset + i] = Halfs.bf16ToFloat(src.get(Layouts.SHORT_LE, srcOffset + 2L * i));
         }
     }

@@ -38,7 +38,18 @@ public final class Q4_0 extends BlockFormat {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
             float d = Halfs.readFp16(src, block);
-            for (int j = 0; j < QK / 2; j++) {
+            int j = 0;
+            if (Simd.BYTE_LANES) {
+                // the scalar loop's integer times d: the same bits
+                for (; j < QK / 2; j += Simd.L) {
+                    IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2 + j, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                    ((FloatVector) q.and(LOW_NIBBLE).sub(OFFSET).convert(I2F, 0)).mul(d).intoArray(dst, out + j);
+                    ((FloatVector) q.lanewise(LSHR, Simd.SHIFT_4).sub(OFFSET).convert(I2F, 0)).mul(d)
+                            .intoArray(dst, out + j + QK / 2);
+                }
+            }
+            for (; j < QK / 2; j++) {
                 int q = u8(src, block + 2 + j);
                 dst[out + j] = ((q & 0xF) - 8) * d;
                 dst[out + j + QK / 2] = ((q >>> 4) - 8) * d;
