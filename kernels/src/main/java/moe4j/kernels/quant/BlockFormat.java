@@ -283,6 +283,23 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     /**
+     * {@code dst[at + i] = dl * ((byte i >>> shift) & mask) - ml} for {@code i} in {@code [0, count)} over the bytes at
+     * {@code quants}: the unsigned quants with a minimum of Q4_K and Q2_K, in vectors ({@link Simd#BYTE_LANES};
+     * {@code count} a multiple of their length), a multiply and a subtract per value as in the scalar loops, so the same
+     * bits.
+     */
+    static void dequantizeRun(MemorySegment src, long quants, int shift, int mask, float dl, float ml, float[] dst,
+            int at, int count) {
+        IntVector shiftBy = IntVector.broadcast(Simd.I, shift);
+        for (int l = 0; l < count; l += Simd.L) {
+            IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, quants + l, Simd.LE)
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, Simd.I, 0);
+            ((FloatVector) q.lanewise(VectorOperators.LSHR, shiftBy).and(mask).convert(VectorOperators.I2F, 0)).mul(dl)
+                    .sub(ml).intoArray(dst, at + l);
+        }
+    }
+
+    /**
      * {@code dst[at + i] = dl * q} for {@code i} in {@code [0, count)},
      * {@code q = (((low byte i >>> lowShift) & lowMask) | (((high byte i >>> highShift) & highMask) << highPosition))
      * - offset} over the bytes at {@code low} and {@code high}:

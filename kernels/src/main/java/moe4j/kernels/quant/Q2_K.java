@@ -48,18 +48,11 @@ public final class Q2_K extends BlockFormat {
                 int half = g >>> 3;
                 int shift = 2 * ((g >>> 1) & 3);
                 long qs = block + QS + 32L * half + 16L * (g & 1);
-                int l = 0;
                 if (Simd.BYTE_LANES) {
-                    // the scalar loop's multiply and subtract, so the same bits
-                    IntVector shiftBy = IntVector.broadcast(Simd.I, shift);
-                    for (; l < 16; l += Simd.L) {
-                        IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + l, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                        ((FloatVector) q.lanewise(LSHR, shiftBy).and(3).convert(I2F, 0)).mul(dl).sub(ml)
-                                .intoArray(dst, out + 16 * g + l);
-                    }
+                    dequantizeRun(src, qs, shift, 3, dl, ml, dst, out + 16 * g, 16);
+                    continue;
                 }
-                for (; l < 16; l++) {
+                for (int l = 0; l < 16; l++) {
                     int q = (u8(src, qs + l) >>> shift) & 3;
                     dst[out + 16 * g + l] = dl * q - ml;
                 }

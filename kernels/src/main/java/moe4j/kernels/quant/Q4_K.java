@@ -49,18 +49,11 @@ public final class Q4_K extends BlockFormat {
                 float ml = dmin * KQuantScales.min(src, block + SCALES, j);
                 int shift = 4 * (j & 1);
                 long qs = block + QS + 32L * (j >>> 1);
-                int l = 0;
                 if (Simd.BYTE_LANES) {
-                    // the same two roundings per value as below (a multiply, then a subtract): the same bits
-                    IntVector shiftBy = IntVector.broadcast(Simd.I, shift);
-                    for (; l < 32; l += Simd.L) {
-                        IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + l, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                        ((FloatVector) q.lanewise(LSHR, shiftBy).and(0xF).convert(I2F, 0)).mul(dl).sub(ml)
-                                .intoArray(dst, out + 32 * j + l);
-                    }
+                    dequantizeRun(src, qs, shift, 0xF, dl, ml, dst, out + 32 * j, 32);
+                    continue;
                 }
-                for (; l < 32; l++) {
+                for (int l = 0; l < 32; l++) {
                     dst[out + 32 * j + l] = dl * ((u8(src, qs + l) >>> shift) & 0xF) - ml;
                 }
             }
