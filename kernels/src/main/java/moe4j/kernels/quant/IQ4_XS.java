@@ -35,6 +35,21 @@ public final class IQ4_XS extends BlockFormat {
 
     private IQ4_XS() { super(GgmlType.IQ4_XS, D); }
 
+    /**
+     * The 16 levels as two vectors of {@link Simd#L} lanes, levels {@code 0 .. L-1} and {@code L .. 2L-1} (with 16 lanes
+     * the first holds them all and the second repeats it), for {@code selectFrom}'s two-vector lookup.
+     */
+    private static final IntVector LEVELS_LOW = levelVector(0);
+    private static final IntVector LEVELS_HIGH = levelVector(Simd.L);
+
+    private static IntVector levelVector(int from) {
+        int[] lanes = new int[Simd.L];
+        for (int i = 0; i < lanes.length; i++) {
+            lanes[i] = IQ4_NL.LEVELS[(from + i) % IQ4_NL.LEVELS.length];
+        }
+        return IntVector.fromArray(Simd.I, lanes, 0);
+    }
+
     @Override
     void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
         byte[] levels = IQ4_NL.LEVELS;
@@ -48,7 +63,19 @@ public final class IQ4_XS extends BlockFormat {
                         | (((scalesH >>> (2 * ib)) & 3) << 4);
                 float dl = d * (ls - 32);
                 long qs = block + QS + 16L * ib;
-                for (int j = 0; j < 16; j++) {
+                int j = 0;
+                if (Simd.BYTE_LANES) {
+                    // the levels by a two-vector lookup (16 of them in two 8-lane vectors at 256 bits), times dl as below
+                    for (; j < 16; j += Simd.L) {
+                        IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + j, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+                        ((FloatVector) q.and(0xF).selectFrom(LEVELS_LOW, LEVELS_HIGH).convert(I2F, 0)).mul(dl)
+                                .intoArray(dst, out + 32 * ib + j);
+                        ((FloatVector) q.lanewise(LSHR, Simd.SHIFT_4).selectFrom(LEVELS_LOW, LEVELS_HIGH)
+                                .convert(I2F, 0)).mul(dl).intoArray(dst, out + 32 * ib + 16 + j);
+                    }
+                }
+                for (; j < 16; j++) {
                     int q = u8(src, qs + j);
                     dst[out + 32 * ib + j] = dl * levels[q & 0xF];
                     dst[out + 32 * ib + 16 + j] = dl * levels[q >>> 4];
