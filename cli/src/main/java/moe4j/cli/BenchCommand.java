@@ -171,9 +171,7 @@ final class BenchCommand implements Callable<Integer> {
             cl.getErr().println("weights: " + pages.kind());
             cl.getErr().println("cpu: " + CpuDescription.line());
             pages.note().ifPresent(cl.getErr()::println);
-            if (model.backendDescription().contains("cpu")) {
-                CpuDescription.slowKernelsNote().ifPresent(cl.getErr()::println);
-            }
+            CpuDescription.slowKernelsNote(model).ifPresent(cl.getErr()::println);
             cl.getErr().flush();
         }
         return 0;

@@ -7,6 +7,7 @@ import java.nio.file.Path;
 import java.util.Locale;
 import java.util.Optional;
 
+import moe4j.engine.Model;
 import moe4j.kernels.quant.QuantFormats;
 
 /**
@@ -33,6 +34,11 @@ final class CpuDescription {
      * A note for commands that compute on the CPU where the fused kernels do not run (a CPU without AVX-512, or a JVM
      * started with {@code -XX:MaxVectorSize} below 64).
      */
+    static Optional<String> slowKernelsNote(Model model) {
+        return model.computesOnCpu() ? slowKernelsNote() : Optional.empty();
+    }
+
+    /** The note for any model whose computation the CPU takes part in: present where the fused kernels do not run. */
     static Optional<String> slowKernelsNote() {
         if (QuantFormats.fusedKernels()) {
             return Optional.empty();

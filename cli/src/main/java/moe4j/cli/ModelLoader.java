@@ -41,9 +41,7 @@ final class ModelLoader {
         double seconds = (System.nanoTime() - start) / 1e9;
         err.printf(Locale.ROOT, "loaded %s in %.2f s: %s; %s%n", path.getFileName(), seconds, describe(model.config()),
                 model.backendDescription());
-        if (model.backendDescription().contains("cpu")) {
-            CpuDescription.slowKernelsNote().ifPresent(err::println);
-        }
+        CpuDescription.slowKernelsNote(model).ifPresent(err::println);
         printPlacement(model, err);
         return model;
     }

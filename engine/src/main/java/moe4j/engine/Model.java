@@ -242,6 +242,11 @@ public final class Model implements AutoCloseable {
         return String.join(" + ", parts);
     }
 
+    /** Whether any part of the model computes on a CPU backend. */
+    public boolean computesOnCpu() {
+        return backends.values().stream().anyMatch(b -> b instanceof CpuBackend);
+    }
+
     /** Where the layers and experts went when the model is placed across devices; empty on a single device. */
     public Optional<Placement> placement() { return Optional.ofNullable(placement); }
 
