@@ -300,14 +300,15 @@ abstract class BlockFormat implements QuantFormat {
     }
 
     /**
-     * {@code dst[at + i] = dl * q} for {@code i} in {@code [0, count)},
+     * {@code dst[at + i] = dl * q - ml} for {@code i} in {@code [0, count)},
      * {@code q = (((low byte i >>> lowShift) & lowMask) | (((high byte i >>> highShift) & highMask) << highPosition))
-     * - offset} over the bytes at {@code low} and {@code high}:
-     * the signed quants of Q6_K and Q3_K, in vectors ({@link Simd#BYTE_LANES}; {@code count} a multiple of their
-     * length), one rounding per value as in the scalar loops, so the same bits.
+     * - offset} over the bytes at {@code low} and {@code high}: quants whose bits lie in two runs of bytes (Q5_K, with a
+     * minimum; Q6_K and Q3_K, signed, {@code ml} 0), in vectors ({@link Simd#BYTE_LANES}; {@code count} a multiple of
+     * their length). A multiply and a subtract per value as in the scalar loops, so the same bits (subtracting 0 leaves
+     * every float as it is, -0 included).
      */
-    static void dequantizeSignedRun(MemorySegment src, long low, int lowShift, int lowMask, long high, int highShift,
-            int highMask, int highPosition, int offset, float dl, float[] dst, int at, int count) {
+    static void dequantizeSplitRun(MemorySegment src, long low, int lowShift, int lowMask, long high, int highShift,
+            int highMask, int highPosition, int offset, float dl, float ml, float[] dst, int at, int count) {
         IntVector lowBy = IntVector.broadcast(Simd.I, lowShift);
         IntVector highBy = IntVector.broadcast(Simd.I, highShift);
         IntVector positionBy = IntVector.broadcast(Simd.I, highPosition);
@@ -320,7 +321,7 @@ abstract class BlockFormat implements QuantFormat {
                     .or(highBytes.lanewise(VectorOperators.LSHR, highBy).and(highMask)
                             .lanewise(VectorOperators.LSHL, positionBy))
                     .sub(offset);
-            ((FloatVector) q.convert(VectorOperators.I2F, 0)).mul(dl).intoArray(dst, at + l);
+            ((FloatVector) q.convert(VectorOperators.I2F, 0)).mul(dl).sub(ml).intoArray(dst, at + l);
         }
     }
 

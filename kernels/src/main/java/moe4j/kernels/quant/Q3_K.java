@@ -52,8 +52,8 @@ public final class Q3_K extends BlockFormat {
                 long qs = block + QS + 32L * half;
                 if (Simd.BYTE_LANES) {
                     // (q2 | 4 * high) - 4 is the scalar loop's q2 - (high != 0 ? 0 : 4)
-                    dequantizeSignedRun(src, qs + l0, shift, 3, block + HMASK + l0, hbit, 1, 2, 4, dl, dst, out + 16 * g,
-                            16);
+                    dequantizeSplitRun(src, qs + l0, shift, 3, block + HMASK + l0, hbit, 1, 2, 4, dl, 0f, dst,
+                            out + 16 * g, 16);
                     continue;
                 }
                 for (int l = l0; l < l0 + 16; l++) {

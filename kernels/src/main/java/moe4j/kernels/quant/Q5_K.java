@@ -47,22 +47,12 @@ public final class Q5_K extends BlockFormat {
                 float ml = dmin * KQuantScales.min(src, block + SCALES, j);
                 int shift = 4 * (j & 1);
                 long qs = block + QS + 32L * (j >>> 1);
-                int l = 0;
                 if (Simd.BYTE_LANES) {
-                    // Q4_K's vector dequantizer with the fifth bit: the same roundings, the same bits
-                    IntVector shiftBy = IntVector.broadcast(Simd.I, shift);
-                    IntVector bitBy = IntVector.broadcast(Simd.I, j);
-                    for (; l < 32; l += Simd.L) {
-                        IntVector low = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + l, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                        IntVector high = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + QH + l, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-                        IntVector q = low.lanewise(LSHR, shiftBy).and(0xF)
-                                .add(high.lanewise(LSHR, bitBy).and(1).lanewise(LSHL, 4));
-                        ((FloatVector) q.convert(I2F, 0)).mul(dl).sub(ml).intoArray(dst, out + 32 * j + l);
-                    }
+                    // the fifth bit is bit j of each qh byte; its or is the scalar loop's sum (the bits are disjoint)
+                    dequantizeSplitRun(src, qs, shift, 0xF, block + QH, j, 1, 4, 0, dl, ml, dst, out + 32 * j, 32);
+                    continue;
                 }
-                for (; l < 32; l++) {
+                for (int l = 0; l < 32; l++) {
                     int q = ((u8(src, qs + l) >>> shift) & 0xF) + (((u8(src, block + QH + l) >>> j) & 1) << 4);
                     dst[out + 32 * j + l] = dl * q - ml;
                 }

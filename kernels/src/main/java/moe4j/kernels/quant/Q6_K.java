@@ -54,7 +54,7 @@ public final class Q6_K extends BlockFormat {
                 long qh = block + QH + 32L * half;
                 int highShift = 2 * k;
                 if (Simd.BYTE_LANES) {
-                    dequantizeSignedRun(src, ql + l0, lowShift, 0xF, qh + l0, highShift, 3, 4, 32, dl, dst,
+                    dequantizeSplitRun(src, ql + l0, lowShift, 0xF, qh + l0, highShift, 3, 4, 32, dl, 0f, dst,
                             out + 16 * g, 16);
                     continue;
                 }
