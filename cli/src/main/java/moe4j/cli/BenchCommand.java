@@ -229,7 +229,7 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     /** The model columns shared by every result row, in the table and the JSON. */
-    private record Row(String model, long sizeBytes, long params, String backend, int batch) {
+    private record Row(String model, long sizeBytes, long params, String backend, String cpuInfo, int batch) {
 
         static final String HEADER = String.format(Locale.ROOT, "| %-40s | %10s | %10s | %-16s | %7s | %13s | %18s |",
                 "model", "size", "params", "backend", "threads", "test", "t/s");
@@ -240,7 +240,7 @@ final class BenchCommand implements Callable<Integer> {
             this(model.path().getFileName().toString(),
                     model.file().tensors().stream().mapToLong(GgufTensor::byteSize).sum(),
                     model.file().tensors().stream().mapToLong(GgufTensor::elementCount).sum(),
-                    model.backendDescription(), options.batchSize());
+                    model.backendDescription(), CpuDescription.modelName().orElse(""), options.batchSize());
         }
 
         String text(Result r) {
@@ -256,7 +256,7 @@ final class BenchCommand implements Callable<Integer> {
             m.put("model_n_params", params);
             m.put("backend", backend);
             // llama-bench's field, and the vector width that decides which CPU kernels ran: runs compare across machines
-            m.put("cpu_info", CpuDescription.modelName().orElse(""));
+            m.put("cpu_info", cpuInfo);
             m.put("vector_bits", QuantFormats.vectorBits());
             m.put("n_batch", batch);
             m.put("test", r.test());
