@@ -1,13 +1,13 @@
 package moe4j.cli;
 
 import java.io.IOException;
-import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.Optional;
 
 import moe4j.engine.Model;
+import moe4j.gguf.PhysicalMemory;
 import moe4j.kernels.quant.QuantFormats;
 
 /**
@@ -26,7 +26,10 @@ final class CpuDescription {
                 .append("-bit vectors");
         s.append(QuantFormats.fusedKernels() ? " (fused kernels)"
                 : " (generic kernels: the fused ones need 512-bit vectors)");
-        physicalMemory().ifPresent(bytes -> s.append(", ").append(Sizes.bytes(bytes)).append(" RAM"));
+        long ram = PhysicalMemory.bytes();
+        if (ram > 0) {
+            s.append(", ").append(Sizes.bytes(ram)).append(" RAM");
+        }
         return s.toString();
     }
 
@@ -57,16 +60,6 @@ final class CpuDescription {
                     .filter(n -> !n.isEmpty())
                     .findFirst();
         } catch (IOException | RuntimeException e) {
-            return Optional.empty();
-        }
-    }
-
-    private static Optional<Long> physicalMemory() {
-        try {
-            long bytes = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
-                    .getTotalMemorySize();
-            return bytes > 0 ? Optional.of(bytes) : Optional.empty();
-        } catch (RuntimeException | LinkageError e) {
             return Optional.empty();
         }
     }

@@ -1,7 +1,6 @@
 package moe4j.cli;
 
 import java.io.PrintWriter;
-import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -28,6 +27,7 @@ import moe4j.engine.placement.SystemMemory;
 import moe4j.engine.placement.TensorOverride;
 import moe4j.gguf.GgufFile;
 import moe4j.kernels.KvCacheType;
+import moe4j.gguf.PhysicalMemory;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -177,7 +177,7 @@ final class PlanCommand implements Callable<Integer> {
                 }
             }
             SystemMemory memory = SystemMemory.parse(ramType, ramChannels);
-            DeviceSpec cpu = DeviceSpec.cpu(ram != null ? ram : physicalMemory(), memory);
+            DeviceSpec cpu = DeviceSpec.cpu(ram != null ? ram : PhysicalMemory.bytes(), memory);
             if (ramBandwidth != null) {
                 cpu = cpu.withMemoryGBps(ramBandwidth);
             }
@@ -217,11 +217,6 @@ final class PlanCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(cl, e.getMessage(), e);
         }
-    }
-
-    private static long physicalMemory() {
-        return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
-                .getTotalMemorySize();
     }
 
     private static Map<String, Object> toJson(Placement p) {

@@ -1,6 +1,5 @@
 package moe4j.engine;
 
-import java.lang.management.ManagementFactory;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -15,6 +14,7 @@ import moe4j.engine.placement.PlanRequest;
 import moe4j.engine.placement.Planner;
 import moe4j.engine.placement.SystemMemory;
 import moe4j.kernels.KvCacheType;
+import moe4j.gguf.PhysicalMemory;
 
 /**
  * Between {@link PlacementOptions} and the {@link Planner}: names the listed devices as the planner does, turns the
@@ -90,7 +90,7 @@ final class DevicePlan {
     /** The spec of each named device: a GPU's whole memory, the RAM shared equally by the CPU instances. */
     static List<DeviceSpec> specs(List<String> names, List<Long> gpuMemory, List<String> gpuNames) {
         long cpus = names.stream().filter(n -> n.startsWith(DeviceSpec.CPU_NAME)).count();
-        long ramShare = physicalMemory() / cpus;
+        long ramShare = PhysicalMemory.bytes() / cpus;
         List<DeviceSpec> specs = new ArrayList<>();
         int gpu = 0;
         for (String name : names) {
@@ -137,10 +137,5 @@ final class DevicePlan {
     static String headDevice(Placement p) {
         String output = p.tensorDevices().get("output.weight");
         return output != null ? output : p.deviceOf("output_norm.weight");
-    }
-
-    private static long physicalMemory() {
-        return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
-                .getTotalMemorySize();
     }
 }

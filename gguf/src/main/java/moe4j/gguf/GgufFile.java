@@ -3,7 +3,6 @@ package moe4j.gguf;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.management.ManagementFactory;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -113,7 +112,7 @@ public final class GgufFile implements AutoCloseable {
             }
             // a model that stays in memory gains from huge pages; one that does not would be read from disk again and
             // again in 2 MiB units, where the page cache now reads what a fault needs
-            boolean advise = !inMemory && total <= physicalMemory();
+            boolean advise = !inMemory && total <= PhysicalMemory.bytes();
             if (advise) {
                 for (GgufParser.Part part : parts) {
                     adviseHugePages(part);
@@ -307,16 +306,12 @@ public final class GgufFile implements AutoCloseable {
 
     /** {@code bytes} of {@code path} (a model, or all its parts) must fit in the machine's memory to be read into it. */
     private static void requireFitsInMemory(Path path, long bytes) throws IOException {
-        long physical = physicalMemory();
+        long physical = PhysicalMemory.bytes();
         if (bytes > physical) {
             throw new IOException(String.format(Locale.ROOT, "%s (%.1f GiB) does not fit in this machine's memory"
                     + " (%.1f GiB) to be read into it; map it instead (without --no-mmap)", path, bytes / GIB,
                     physical / GIB));
         }
-    }
-
-    private static long physicalMemory() {
-        return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean()).getTotalMemorySize();
     }
 
     /**

@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -17,6 +16,7 @@ import moe4j.gguf.GgufTensor;
 import moe4j.gguf.GgufWriter;
 import moe4j.gguf.HugePages;
 import moe4j.gguf.TensorSource;
+import moe4j.gguf.PhysicalMemory;
 
 /**
  * A {@link TestModelGenerator} model built in memory instead of written to a file, so that full-size shapes can be
@@ -85,7 +85,7 @@ public final class SyntheticModel {
     public static GgufFile build(ModelShape shape, TensorMix mix, long seed, String name) {
         List<TestModelGenerator.TensorPlan> plan = TestModelGenerator.plan(shape, mix);
         TestModelGenerator.requireImplemented(plan, mix);
-        requireFits(plan.stream().mapToLong(TestModelGenerator.TensorPlan::byteSize).sum(), physicalMemory(), name);
+        requireFits(plan.stream().mapToLong(TestModelGenerator.TensorPlan::byteSize).sum(), PhysicalMemory.bytes(), name);
         GgufWriter w = new GgufWriter();
         TestModelGenerator.putMetadata(w, shape, mix, seed);
         Path path = Path.of(name);
@@ -131,12 +131,6 @@ public final class SyntheticModel {
                             + " use fewer layers or a smaller type", name, gib(weightBytes), gib(HOST_HEADROOM),
                     gib(physicalBytes)));
         }
-    }
-
-    /** This machine's (or container's) physical memory. */
-    static long physicalMemory() {
-        return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
-                .getTotalMemorySize();
     }
 
     private static void fill(TestModelGenerator.TensorPlan t, long seed, MemorySegment target) {

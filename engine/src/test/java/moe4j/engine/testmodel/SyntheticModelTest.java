@@ -21,6 +21,7 @@ import moe4j.engine.Session;
 import moe4j.gguf.GgufFile;
 import moe4j.gguf.GgufMetadata;
 import moe4j.gguf.GgufTensor;
+import moe4j.gguf.PhysicalMemory;
 
 class SyntheticModelTest {
 
@@ -114,7 +115,7 @@ class SyntheticModelTest {
         // ~876 GiB of F32 weights: refused by the check, not by running out of memory part-way
         ModelShape huge = ModelShape.qwen3_235b_a22b();
         long bytes = SyntheticModel.weightBytes(huge, TensorMix.F32);
-        assertTrue(bytes > SyntheticModel.physicalMemory(), "this test assumes less than " + bytes + " bytes of RAM");
+        assertTrue(bytes > PhysicalMemory.bytes(), "this test assumes less than " + bytes + " bytes of RAM");
         var refused = assertThrows(IllegalStateException.class, () -> SyntheticModel.build(huge, TensorMix.F32, 1, "huge"));
         assertTrue(refused.getMessage().contains("huge"), refused.getMessage());
     }
