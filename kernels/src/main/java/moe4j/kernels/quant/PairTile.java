@@ -34,9 +34,9 @@ import moe4j.gguf.GgmlType;
  *
  * <p>16-bit rather than 32-bit multiplies (which leave a sum of two products in the upper half, as the one-token
  * kernels use them, {@link LaneOrder}): the same multiply-adds per instruction, but on Intel's AVX-512 cores a 32-bit
- * multiply is two micro-operations, a 16-bit one is one. Measured on a 2-core Intel Xeon VM (AVX-512 with VNNI and AMX),
- * pp512 of the 12-layer Qwen3-30B-A3B shape, three alternations: Q4_K_M 68.7 / 70.6 / 66.8 -> 74.4 / 73.2 / 65.4 tok/s,
- * Q3_K_M 70.9 / 68.8 / 66.7 -> 77.0 / 78.9 / 72.9.
+ * multiply is two micro-operations, a 16-bit one is one. Measured on a 2-core Intel Xeon VM (AVX-512 with VNNI and
+ * AMX), pp512 of the 12-layer Qwen3-30B-A3B shape, three alternations: Q4_K_M 68.7 / 70.6 / 66.8 -> 74.4 / 73.2 / 65.4
+ * tok/s, Q3_K_M 70.9 / 68.8 / 66.7 -> 77.0 / 78.9 / 72.9.
  *
  * <p>Why integers: a multiply does twice the multiply-adds of a float FMA (32 products a 512-bit instruction against
  * 16) and issues as often on Zen 5; more, a pass over a batch's activations serves 16 rows instead of
