@@ -16,7 +16,10 @@
 #   SYNTH_OFFLOAD="--n-cpu-moe 47" ... then once more on cuda:0 and the CPU with these placement flags
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
-#   MMQ_AB=0 bench/gpu-check.sh   skips the prompt run on the float tiles (-Dmoe4j.cuda.mmq=false)
+#   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
+#   PDL_AB=0 bench/gpu-check.sh   skips the run with kernels launched one after the other and no fused launches
+#                                 (-Dmoe4j.cuda.pdl=false -Dmoe4j.cuda.fuse=false: the backend as it was before either)
+#   FUSE_AB=0 bench/gpu-check.sh  skips the run without the fused launches alone (-Dmoe4j.cuda.fuse=false)
 #   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt); NCU_MODEL,
 #                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
@@ -97,7 +100,22 @@ status=$?
 row "GpuBench (exit $status, $(elapsed $t))" "$( (grep -m1 '^model' "$OUT/bench.log" || tail -n1 "$OUT/bench.log") | cut -c1-110)"
 row "  prompt pp$PP" "$(sed -n "s/^pp$PP //p" "$OUT/bench.log")"
 row "  generation tg$TG" "$(sed -n "s/^tg$TG //p" "$OUT/bench.log")"
-if [ "${MMQ_AB:-1}" = 1 ]; then
+# the same model with launch options turned off, two repetitions: what each change of the backend brings
+ab_run() {  # ab_run LOG LABEL JVM-FLAGS...
+    local log="$1" label="$2"
+    shift 2
+    timeout 150 "$java" "${flags[@]}" "$@" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
+        moe4j.engine.GpuBench "$model" cuda:0 "$PP" "$TG" 2 > "$OUT/$log" 2>&1
+    row "  $label (exit $?)" \
+        "pp$PP $(sed -n "s/^pp$PP \([0-9.]*\).*/\1/p" "$OUT/$log"), tg$TG $(sed -n "s/^tg$TG //p" "$OUT/$log")"
+}
+if [ "${PDL_AB:-1}" = 1 ]; then
+    ab_run bench-sequential.log "one after the other, unfused" -Dmoe4j.cuda.pdl=false -Dmoe4j.cuda.fuse=false
+fi
+if [ "${FUSE_AB:-1}" = 1 ]; then
+    ab_run bench-unfused.log "overlapped, unfused" -Dmoe4j.cuda.fuse=false
+fi
+if [ "${MMQ_AB:-0}" = 1 ]; then
     # the same run with the prompt's Q4_K/Q6_K products on the float tiles instead of the tensor cores
     timeout 150 "$java" "${flags[@]}" -Dmoe4j.cuda.mmq=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
         moe4j.engine.GpuBench "$model" cuda:0 "$PP" 8 "$REPS" > "$OUT/bench-float-tiles.log" 2>&1

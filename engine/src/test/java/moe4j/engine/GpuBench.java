@@ -50,9 +50,9 @@ public final class GpuBench {
                     model.backendDescription(), load);
             Random random = new Random(1);
             int vocab = model.config().vocab();
-            int[] prompt = random.ints(pp, 0, vocab).toArray();
+            int[] prompt = random.ints(Math.max(pp, warm), 0, vocab).toArray();
             double[] ppRate = new double[pp > 0 ? reps : 0];
-            for (int r = -1; r < ppRate.length; r++) {
+            for (int r = pp > 0 ? -1 : 0; r < ppRate.length; r++) {
                 try (Session s = model.newSession()) {
                     float[] logits = new float[vocab];
                     long start = System.nanoTime();

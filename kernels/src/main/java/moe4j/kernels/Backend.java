@@ -102,6 +102,17 @@ public interface Backend extends AutoCloseable {
     void matmul(Weight w, Activations x, Activations out, int n);
 
     /**
+     * {@link #matmul} of one input by three matrices (a layer's query, key and value projections):
+     * {@code out0 = w0 x}, {@code out1 = w1 x}, {@code out2 = w2 x}; a backend may run them as one pass.
+     */
+    default void matmul3(Weight w0, Activations out0, Weight w1, Activations out1, Weight w2, Activations out2,
+                         Activations x, int n) {
+        matmul(w0, x, out0, n);
+        matmul(w1, x, out1, n);
+        matmul(w2, x, out2, n);
+    }
+
+    /**
      * RMS normalization of each group of {@code gain.rowLength()} consecutive values of each row
      * (a whole row, or each head), scaled element-wise by {@code gain}. {@code out} may be {@code x}.
      */
@@ -157,6 +168,15 @@ public interface Backend extends AutoCloseable {
      * {@link #allocateRouting} of this backend.
      */
     void routeSoftmaxTopK(Activations logits, int n, ExpertRouting routing);
+
+    /**
+     * The router's product {@code logits = router x}, then {@link #routeSoftmaxTopK} of the logits; a backend
+     * may fuse the two.
+     */
+    default void route(Weight router, Activations x, Activations logits, int n, ExpertRouting routing) {
+        matmul(router, x, logits, n);
+        routeSoftmaxTopK(logits, n, routing);
+    }
 
     /**
      * SwiGLU experts: for every assignment of {@code routing} (token {@code t}, slot {@code s}, expert

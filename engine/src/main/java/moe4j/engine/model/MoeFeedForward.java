@@ -39,8 +39,7 @@ final class MoeFeedForward implements FeedForward {
     public void forward(Activations in, Activations out, int n, Workspace ws) {
         Activations logits = ws.buffer("moe.router", router.rows());
         ExpertRouting routing = ws.routing(router.rows(), expertsUsed);
-        backend.matmul(router, in, logits, n);
-        backend.routeSoftmaxTopK(logits, n, routing);
+        backend.route(router, in, logits, n, routing);
         backend.experts(gate, up, down, in, routing, ws.expertBuffers(expertsUsed, down.rows(), gate.rows()), out, n);
     }
 }

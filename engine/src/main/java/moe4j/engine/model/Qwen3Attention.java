@@ -53,9 +53,7 @@ final class Qwen3Attention {
         Activations k = ws.buffer("attn.k", shape.kvDim());
         Activations v = ws.buffer("attn.v", shape.kvDim());
         Activations heads = ws.buffer("attn.out", shape.qDim());
-        backend.matmul(wq, in, q, n);
-        backend.matmul(wk, in, k, n);
-        backend.matmul(wv, in, v, n);
+        backend.matmul3(wq, q, wk, k, wv, v, in, n);
         backend.normRopeStoreKv(q, qNorm, k, kNorm, v, eps, shape.heads(), shape.kvHeads(), rope, cache, layer,
                 startPos, n);
         backend.attention(q, cache, layer, shape, startPos, n, heads);

@@ -106,6 +106,11 @@ public final class CudaBackend implements Backend {
     private static final Thread NOT_THE_OWNER = new Thread(() -> { });
     private static final boolean SYNC = Boolean.getBoolean("moe4j.cuda.sync");
     private static final boolean GRAPHS = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.graphs"));
+    /**
+     * Fused launches of several operations (matmul3, route); {@code -Dmoe4j.cuda.fuse=false} runs each
+     * operation alone, to compare the two on one machine.
+     */
+    private static final boolean FUSE = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.fuse"));
     /** Decode attention with 16 warps per head ({@code -Dmoe4j.cuda.decodeAttention=false}: the prompt kernel's 4). */
     private static final boolean DECODE_ATTENTION =
             !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.decodeAttention"));
@@ -121,6 +126,11 @@ public final class CudaBackend implements Backend {
     private final DeviceMemory memory;
     /** Every kernel and device-side copy goes here; blocking, so the synchronous copies still wait for it. */
     private final CUstream stream = new CUstream();
+    /**
+     * Null while kernels launch with programmatic dependent launch ({@link ProgrammaticLaunch}), else why they
+     * launch one after the other.
+     */
+    private String sequentialReason;
     private final Set<CudaStepGraph> stepGraphs = Collections.newSetFromMap(new IdentityHashMap<>());
     /** While a decode step is being recorded: where its token and position live on the device. */
     private Capture capture;
@@ -166,6 +176,7 @@ public final class CudaBackend implements Backend {
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
             throw e;
         }
+        this.sequentialReason = ProgrammaticLaunch.unavailableReason(info.major());
         this.memory = new DeviceMemory(label, this::makeCurrent);
         if (CudaProfile.ENABLED) {
             profiler = new CudaProfile.Recorder(stream, nanos -> launchDirect(kernels.profileDelay,
@@ -195,6 +206,15 @@ public final class CudaBackend implements Backend {
     @Override
     public String description() {
         return label + ", " + DeviceMemory.size(info.totalMemory()) + ", compute " + info.computeCapability();
+    }
+
+    /**
+     * How consecutive kernels start: "overlapped" (programmatic dependent launch), or "one after the other"
+     * and why.
+     */
+    public synchronized String kernelLaunches() {
+        return sequentialReason == null ? "overlapped (programmatic dependent launch)"
+                : "one after the other: programmatic dependent launch " + sequentialReason;
     }
 
     /** Device memory held for weights, KV caches and activations, and what is left, for messages. */
@@ -761,6 +781,99 @@ public final class CudaBackend implements Backend {
             launch(f.matmul(), "mm_" + w.format(), ceilDiv(w.rows(), MM_ROWS), gridY(ceilDiv(n, MM_TOKENS)), 256,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, input, x.pitch, o.data, o.pitch, n, null);
         }
+    }
+
+    /**
+     * For a few tokens, matrices of one Q8_K format and row length share one launch (mvq_multi): a layer's
+     * query, key and value projections, of which the last two are small, cost one launch and one wait instead of
+     * three. Anything else takes {@link #matmul} one matrix at a time.
+     */
+    @Override
+    public synchronized void matmul3(Weight w0, Activations out0, Weight w1, Activations out1, Weight w2,
+                                     Activations out2, Activations in, int n) {
+        makeCurrent();
+        CudaWeight a = weight(w0);
+        CudaWeight b = weight(w1);
+        CudaWeight c = weight(w2);
+        CudaActivations x = act(in);
+        Kernels.Format f = kernels.format(a.format());
+        boolean ab = FUSE && n > 0 && n <= MATVEC_MAX_TOKENS && multiCandidate(a, x) && multiCandidate(b, x)
+                && b.format() == a.format() && q8k(f, x.width(), 1);
+        if (!ab) {
+            Backend.super.matmul3(w0, out0, w1, out1, w2, out2, in, n);
+            return;
+        }
+        boolean all = multiCandidate(c, x) && c.format() == a.format();
+        CudaActivations o0 = act(out0);
+        CudaActivations o1 = act(out1);
+        CudaActivations o2 = all ? act(out2) : o1;
+        requireRows(n, x);
+        requireRows(n, o0);
+        requireRows(n, o1);
+        requireRows(n, o2);
+        requireWidth(o0, a.rows(), "output of " + a.name());
+        requireWidth(o1, b.rows(), "output of " + b.name());
+        requireWidth(o2, all ? c.rows() : b.rows(), "output of " + (all ? c : b).name());
+        CudaWeight last = all ? c : b;
+        int blocks0 = mvqBlocks(a.rows(), MV_ROWS_PER_BLOCK, n);
+        int blocks1 = mvqBlocks(b.rows(), MV_ROWS_PER_BLOCK, n);
+        int blocks2 = all ? mvqBlocks(c.rows(), MV_ROWS_PER_BLOCK, n) : 0;
+        if (profiler != null) {
+            CudaWeight[] ws = all ? new CudaWeight[] {a, b, c} : new CudaWeight[] {a, b};
+            long bytes = 0;
+            long flops = 0;
+            StringBuilder name = new StringBuilder();
+            for (CudaWeight w : ws) {
+                bytes += w.rowBytes() * w.rows();
+                flops += 2L * w.rows() * w.rowLength() * n;
+                name.append(name.isEmpty() ? "" : "+").append(role(w));
+            }
+            note(name.toString(), bytes, flops);
+        }
+        launchShared(f.q8kMatvecMulti(), "mvq_multi_" + a.format(), blocks0 + blocks1 + blocks2, n,
+                32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(x.width(), 1), a.data(), a.rowBytes(), a.rows(), o0.data,
+                o0.pitch, blocks0, b.data(), b.rowBytes(), b.rows(), o1.data, o1.pitch, blocks1,
+                all ? c.data() : b.data(), last.rowBytes(), all ? c.rows() : 0, o2.data, o2.pitch, x.width(), x.data,
+                x.pitch);
+        if (!all) {
+            matmul(w2, in, out2, n);
+        }
+    }
+
+    /** A single matrix of a format with Q8_K kernels whose rows take {@code x}. */
+    private boolean multiCandidate(CudaWeight w, CudaActivations x) {
+        return w.experts() == 1 && w.rowLength() == x.width() && kernels.format(w.format()).hasQ8k()
+                && isMatrix(w);
+    }
+
+    /**
+     * The router's product and the choice of experts in one launch (route_f32) for a float32 router of at most
+     * {@link #MATVEC_MAX_ROWS_ANY_BATCH} experts, the case of the Qwen3 MoE models; the same results as
+     * {@link #matmul} then {@link #routeSoftmaxTopK}, which other routers take.
+     */
+    @Override
+    public synchronized void route(Weight router, Activations in, Activations logits, int n, ExpertRouting routing) {
+        makeCurrent();
+        CudaWeight w = weight(router);
+        CudaActivations x = act(in);
+        CudaActivations l = act(logits);
+        CudaRouting r = routing(routing);
+        if (!FUSE || w.format() != GgmlType.F32 || w.experts() != 1 || !isMatrix(w) || w.rows() != r.experts()
+                || w.rows() > MATVEC_MAX_ROWS_ANY_BATCH || w.rowLength() != x.width() || n > r.capacity()
+                || n > MAX_GRID_Y) {
+            Backend.super.route(router, in, logits, n, routing);
+            return;
+        }
+        requireRows(n, x);
+        requireRows(n, l);
+        requireWidth(l, r.experts(), "router logits");
+        if (n == 0) {
+            return;
+        }
+        noteProduct(w, n);
+        launch(kernels.routeF32, "route_f32", ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
+                w.data(), w.rowBytes(), w.rowLength(), w.rows(), x.data, x.pitch, l.data, l.pitch, r.k(), r.ids,
+                r.weights, r.done);
     }
 
     @Override
@@ -1450,6 +1563,18 @@ public final class CudaBackend implements Backend {
 
     private void launchDirect(CUfunction f, String name, int gridX, int gridY, int block, int sharedBytes,
                               Object... args) {
+        if (sequentialReason == null) {
+            int result = ProgrammaticLaunch.launch(f, gridX, gridY, block, sharedBytes, stream, args);
+            if (result == CUresult.CUDA_ERROR_NOT_SUPPORTED && capture == null) {
+                sequentialReason = "not supported by this driver (" + CUresult.stringFor(result) + ")";
+            } else {
+                check(result, "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
+                if (SYNC && capture == null) {
+                    check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
+                }
+                return;
+            }
+        }
         NativePointerObject[] params = new NativePointerObject[args.length];
         for (int i = 0; i < args.length; i++) {
             params[i] = switch (args[i]) {
@@ -1541,6 +1666,11 @@ public final class CudaBackend implements Backend {
     }
 
     /** Matrix kernels read whole 16-value parts; a single-row tensor is held decoded as f32. */
+    /** A weight the matrix kernels take (what {@link #requireMatrix} asks, without failing). */
+    private static boolean isMatrix(CudaWeight w) {
+        return !w.isVector() && w.rowLength() % 16 == 0;
+    }
+
     private static void requireMatrix(CudaWeight w) {
         if (w.rowLength() % 16 != 0) {
             throw new IllegalArgumentException("tensor " + w.name() + " has rows of " + w.rowLength()

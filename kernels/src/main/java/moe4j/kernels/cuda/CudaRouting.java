@@ -3,6 +3,7 @@ package moe4j.kernels.cuda;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import jcuda.driver.CUdeviceptr;
+import jcuda.driver.JCudaDriver;
 import moe4j.kernels.ExpertRouting;
 
 /**
@@ -20,6 +21,8 @@ final class CudaRouting extends ExpertRouting {
     final CUdeviceptr order;
     final CUdeviceptr position;
     final CUdeviceptr tiles;
+    /** Per token, the blocks of a fused router product that finished (route_f32); zero between launches. */
+    final CUdeviceptr done;
     private final DeviceMemory memory;
     private final AtomicBoolean closed = new AtomicBoolean();
 
@@ -27,12 +30,13 @@ final class CudaRouting extends ExpertRouting {
         super(experts, k, capacity);
         this.memory = memory;
         int slots = k * capacity;
-        CUdeviceptr[] p = new CUdeviceptr[5];
-        long[] bytes = {4L * slots, 4L * slots, 4L * slots, 4L * slots, 12L * maxTiles(slots)};
+        CUdeviceptr[] p = new CUdeviceptr[6];
+        long[] bytes = {4L * slots, 4L * slots, 4L * slots, 4L * slots, 12L * maxTiles(slots), 4L * capacity};
         try {
             for (int i = 0; i < p.length; i++) {
                 p[i] = memory.allocate(bytes[i], DeviceMemory.Use.ACTIVATIONS, "expert routing");
             }
+            CudaDriver.check(JCudaDriver.cuMemsetD32(p[5], 0, capacity), "clearing the routing counters");
         } catch (RuntimeException e) {
             for (CUdeviceptr q : p) {
                 if (q != null) {
@@ -46,6 +50,7 @@ final class CudaRouting extends ExpertRouting {
         order = p[2];
         position = p[3];
         tiles = p[4];
+        done = p[5];
     }
 
     /**
@@ -59,7 +64,7 @@ final class CudaRouting extends ExpertRouting {
     @Override
     public void close() {
         if (!closed.getAndSet(true)) {
-            for (CUdeviceptr p : new CUdeviceptr[] {ids, weights, order, position, tiles}) {
+            for (CUdeviceptr p : new CUdeviceptr[] {ids, weights, order, position, tiles, done}) {
                 memory.free(p);
             }
         }

@@ -41,8 +41,8 @@ final class Kernels {
      * Per-format entry points; the {@code q8k} ones are null for formats outside {@link #Q8K_FORMATS}.
      */
     record Format(CUfunction matvec, CUfunction matvecPair, CUfunction matvecCombine, CUfunction matmul,
-                  CUfunction rows, CUfunction q8kMatvec, CUfunction q8kMatvecPair, CUfunction q8kMatvecCombine,
-                  CUfunction q8kMatmul) {
+                  CUfunction rows, CUfunction q8kMatvec, CUfunction q8kMatvecMulti, CUfunction q8kMatvecPair,
+                  CUfunction q8kMatvecCombine, CUfunction q8kMatmul) {
 
         boolean hasQ8k() { return q8kMatvec != null; }
     }
@@ -72,6 +72,7 @@ final class Kernels {
     final CUfunction attentionDecodeF16;
     final CUfunction attentionDecodeF32;
     final CUfunction routeTopK;
+    final CUfunction routeF32;
     final CUfunction moeGroup;
     final CUfunction moeGather;
     final CUfunction moeCombine;
@@ -95,7 +96,7 @@ final class Kernels {
             boolean q8k = Q8K_FORMATS.contains(t);
             formats.put(t, new Format(function("mv_" + s), function("mv_pair_" + s), function("mv_combine_" + s),
                     function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
-                    q8k ? function("mvq_pair_" + s) : null, q8k ? function("mvq_combine_" + s) : null,
+                    q8k ? function("mvq_multi_" + s) : null, q8k ? function("mvq_pair_" + s) : null, q8k ? function("mvq_combine_" + s) : null,
                     MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null));
         }
         rmsNorm = function("rms_norm");
@@ -113,6 +114,7 @@ final class Kernels {
         attentionDecodeF16 = function("attention_decode_f16");
         attentionDecodeF32 = function("attention_decode_f32");
         routeTopK = function("route_topk");
+        routeF32 = function("route_f32");
         moeGroup = function("moe_group");
         moeGather = function("moe_gather");
         moeCombine = function("moe_combine");

@@ -522,6 +522,14 @@ class CudaBackendTest {
     }
 
     @Test
+    void kernelsOverlapOnHopperUnlessTurnedOff() {
+        TinyStep t = tinyStep(40, 64);
+        decode(t, random.ints(3, 0, 40).toArray(), null);
+        boolean expected = gpu.device().major() >= 9 && !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.pdl"));
+        assertEquals(expected, gpu.kernelLaunches().startsWith("overlapped"), gpu.kernelLaunches());
+    }
+
+    @Test
     void aRecordedStepChecksTokenAndPositionOnReplayAndRefusesHostTransfers() {
         TinyStep t = tinyStep(40, 64);
         AttentionShape s = t.shape();
@@ -624,6 +632,72 @@ class CudaBackendTest {
         assertArrayEquals(Arrays.copyOf(cr.expert(), n * k), ids, "chosen experts");
         assertClose(Arrays.copyOf(cr.weight(), n * k), weights, 1e-6, "expert weights");
         gr.close();
+    }
+
+    /** route_f32 (router product and top-k in one launch) against matmul then routeSoftmaxTopK on the GPU. */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 3, 70})
+    void fusedRoutingGivesExactlyTheSeparateResults(int n) {
+        int experts = 128;
+        int k = 8;
+        int embd = 512;
+        GgufTensor router = f32Tensor("router", randomFloats(embd * experts, 0.05f), embd, experts);
+        Weight w = gpu.bind(router);
+        Activations x = fill(gpu, randomFloats(n * embd, 1f), n, embd);
+        ExpertRouting separate = gpu.allocateRouting(experts, k, n);
+        Activations separateLogits = poisoned(n, experts);
+        gpu.matmul(w, x, separateLogits, n);
+        gpu.routeSoftmaxTopK(separateLogits, n, separate);
+        ExpertRouting fused = gpu.allocateRouting(experts, k, n);
+        for (int run = 0; run < 3; run++) {  // the per-token counters must be back at zero after each launch
+            Activations fusedLogits = poisoned(n, experts);
+            gpu.route(w, x, fusedLogits, n, fused);
+            assertClose(rows(gpu, separateLogits, n), rows(gpu, fusedLogits, n), 0, "router logits, run " + run);
+            int[] ids = new int[n * k];
+            int[] fusedIds = new int[n * k];
+            float[] weights = new float[n * k];
+            float[] fusedWeights = new float[n * k];
+            gpu.readRouting(separate, n, ids, weights);
+            gpu.readRouting(fused, n, fusedIds, fusedWeights);
+            assertArrayEquals(ids, fusedIds, "chosen experts, run " + run);
+            assertArrayEquals(weights, fusedWeights, "expert weights, run " + run);
+        }
+        separate.close();
+        fused.close();
+    }
+
+    static Stream<Arguments> matmul3Cases() {
+        // the shapes of a layer's q, k and v: all of one format (one launch), the last of another (two)
+        return Stream.of(1, 4, 9).flatMap(n -> Stream.of(
+                Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q4_K),
+                Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q6_K),
+                Arguments.of(n, GgmlType.Q3_K, GgmlType.Q3_K, GgmlType.Q5_K),
+                Arguments.of(n, GgmlType.Q8_0, GgmlType.Q8_0, GgmlType.Q8_0)));
+    }
+
+    @ParameterizedTest(name = "{0} tokens, {1}/{2}/{3}")
+    @MethodSource("matmul3Cases")
+    void threeProductsOfOneInputGiveExactlyTheSeparateResults(int n, GgmlType qType, GgmlType kType,
+                                                              GgmlType vType) {
+        int embd = 768;
+        int[] rows = {1024, 128, 131};
+        GgmlType[] types = {qType, kType, vType};
+        Weight[] w = new Weight[3];
+        Activations[] separate = new Activations[3];
+        Activations[] fused = new Activations[3];
+        for (int i = 0; i < 3; i++) {
+            w[i] = gpu.bind(randomTensor("w" + i, types[i], embd, rows[i]));
+            separate[i] = poisoned(n, rows[i]);
+            fused[i] = poisoned(n, rows[i]);
+        }
+        Activations x = fill(gpu, randomFloats(n * embd, 1f), n, embd);
+        for (int i = 0; i < 3; i++) {
+            gpu.matmul(w[i], x, separate[i], n);
+        }
+        gpu.matmul3(w[0], fused[0], w[1], fused[1], w[2], fused[2], x, n);
+        for (int i = 0; i < 3; i++) {
+            assertClose(rows(gpu, separate[i], n), rows(gpu, fused[i], n), 0, "product " + i);
+        }
     }
 
     static Stream<Arguments> expertCases() {

@@ -56,6 +56,27 @@ class PtxFreshnessTest {
         }
     }
 
+    /**
+     * Kernels launched with programmatic dependent launch may start before the kernel before them ends: each must
+     * wait for it on the device (pdl_wait), or it would read unfinished results. A kernel added without the wait
+     * fails here.
+     */
+    @Test
+    void everyHopperKernelWaitsForTheKernelBeforeIt() throws IOException {
+        String ptx;
+        try (InputStream in = getClass().getResourceAsStream(Kernels.ptxResource(9))) {
+            assertNotNull(in, Kernels.ptxResource(9) + " is missing");
+            ptx = new String(in.readAllBytes(), StandardCharsets.US_ASCII);
+        }
+        String[] entries = ptx.split("\\.visible \\.entry ");
+        assertTrue(entries.length > 50, "expected the module's kernels, found " + (entries.length - 1));
+        for (int i = 1; i < entries.length; i++) {
+            String name = entries[i].substring(0, entries[i].indexOf('('));
+            assertTrue(entries[i].contains("griddepcontrol.wait"), name + " does not wait for the kernel before it");
+            assertTrue(entries[i].contains("griddepcontrol.launch_dependents"), name + " never lets the next kernel start");
+        }
+    }
+
     /** sha256 over "hex(sha256(file))  name\n" for every file of the folder in name order (as build-ptx.sh). */
     static String sourcesHash() throws IOException, NoSuchAlgorithmException {
         StringBuilder listing = new StringBuilder();

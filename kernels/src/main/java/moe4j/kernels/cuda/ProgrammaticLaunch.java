@@ -1,0 +1,155 @@
+package moe4j.kernels.cuda;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandles;
+import java.lang.reflect.Method;
+
+import jcuda.NativePointerObject;
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUstream;
+
+/**
+ * Kernel launches that let each kernel start while the one before it in the stream finishes (CUDA's
+ * programmatic dependent launch, compute capability 9.0 and later): the kernels wait for their predecessor
+ * on the device before they touch anything it may write ({@code pdl_wait} in {@code moe4j.cu}), so a
+ * launch's latency and a product's first weight loads overlap the previous kernel's tail. A decode step is
+ * hundreds of short dependent kernels, where that latency is a large share of the time.
+ *
+ * <p>JCuda 12.0 binds only {@code cuLaunchKernel}, which takes no launch attributes; this calls the driver's
+ * {@code cuLaunchKernelEx} through the FFM API with the handles JCuda created (their addresses read through
+ * JCuda's non-public accessor, as JCuda exposes none). {@code -Dmoe4j.cuda.pdl=false} launches through JCuda
+ * as before, to compare the two on one machine.
+ */
+final class ProgrammaticLaunch {
+
+    /** {@code CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION} of cuda.h. */
+    private static final int PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+    /** {@code sizeof(CUlaunchConfig)} and {@code sizeof(CUlaunchAttribute)} on 64-bit Linux (cuda.h 12-13). */
+    private static final long CONFIG_BYTES = 56;
+    private static final long ATTRIBUTE_BYTES = 72;
+
+    private static final boolean REQUESTED = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.pdl"));
+    private static final MethodHandle LAUNCH;
+    private static final MethodHandle NATIVE_POINTER;
+    private static final MethodHandle BYTE_OFFSET;
+    /** Why launches go through JCuda instead, or null. */
+    private static final String UNAVAILABLE;
+
+    static {
+        MethodHandle launch = null;
+        MethodHandle nativePointer = null;
+        MethodHandle byteOffset = null;
+        String unavailable = null;
+        if (!REQUESTED) {
+            unavailable = "off (-Dmoe4j.cuda.pdl=false)";
+        } else {
+            try {
+                MemorySegment symbol = SymbolLookup.libraryLookup("libcuda.so.1", Arena.global())
+                        .find("cuLaunchKernelEx")
+                        .orElseThrow(() -> new IllegalStateException("the driver has no cuLaunchKernelEx"));
+                launch = Linker.nativeLinker().downcallHandle(symbol,
+                        FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
+                nativePointer = accessor(NativePointerObject.class, "getNativePointer");
+                byteOffset = accessor(Pointer.class, "getByteOffset");
+            } catch (RuntimeException | ReflectiveOperationException e) {
+                unavailable = "unavailable (" + e.getMessage() + ")";
+                launch = null;
+            }
+        }
+        LAUNCH = launch;
+        NATIVE_POINTER = nativePointer;
+        BYTE_OFFSET = byteOffset;
+        UNAVAILABLE = unavailable;
+    }
+
+    private ProgrammaticLaunch() {}
+
+    private static MethodHandle accessor(Class<?> owner, String name) throws ReflectiveOperationException {
+        Method m = owner.getDeclaredMethod(name);
+        m.setAccessible(true);
+        return MethodHandles.lookup().unreflect(m);
+    }
+
+    /**
+     * Null when kernels of a device of compute capability {@code major}.x can launch so, else why not (older
+     * GPUs have no such launch; a missing driver entry point or {@code -Dmoe4j.cuda.pdl=false}).
+     */
+    static String unavailableReason(int major) {
+        if (UNAVAILABLE != null) {
+            return UNAVAILABLE;
+        }
+        return major >= 9 ? null : "not on compute capability " + major + ".x (9.0 and later)";
+    }
+
+    /**
+     * Enqueues {@code f} on {@code stream} with programmatic serialization; arguments as
+     * {@link CudaBackend}'s launches take them (device pointer, Integer, Long, Float, null). Returns the
+     * driver's result code.
+     */
+    static int launch(CUfunction f, int gridX, int gridY, int block, int sharedBytes, CUstream stream,
+                      Object[] args) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment values = arena.allocate(8L * Math.max(1, args.length), 8);
+            MemorySegment params = arena.allocate(ADDRESS, Math.max(1, args.length));
+            for (int i = 0; i < args.length; i++) {
+                long at = 8L * i;
+                switch (args[i]) {
+                    case null -> values.set(JAVA_LONG, at, 0L);
+                    case CUdeviceptr p -> values.set(JAVA_LONG, at, address(p));
+                    case Integer v -> values.set(JAVA_INT, at, v);
+                    case Long v -> values.set(JAVA_LONG, at, v);
+                    case Float v -> values.set(JAVA_FLOAT, at, v);
+                    default -> throw new IllegalArgumentException("kernel argument of type " + args[i].getClass());
+                }
+                params.setAtIndex(ADDRESS, i, values.asSlice(at, 8));
+            }
+            MemorySegment attribute = arena.allocate(ATTRIBUTE_BYTES, 8);
+            attribute.set(JAVA_INT, 0, PROGRAMMATIC_STREAM_SERIALIZATION);
+            attribute.set(JAVA_INT, 8, 1);
+            MemorySegment config = arena.allocate(CONFIG_BYTES, 8);
+            config.set(JAVA_INT, 0, gridX);
+            config.set(JAVA_INT, 4, gridY);
+            config.set(JAVA_INT, 8, 1);
+            config.set(JAVA_INT, 12, block);
+            config.set(JAVA_INT, 16, 1);
+            config.set(JAVA_INT, 20, 1);
+            config.set(JAVA_INT, 24, sharedBytes);
+            config.set(JAVA_LONG, 32, handle(stream));
+            config.set(ADDRESS, 40, attribute);
+            config.set(JAVA_INT, 48, 1);
+            return (int) LAUNCH.invokeExact(config, MemorySegment.ofAddress(handle(f)), params, MemorySegment.NULL);
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable e) {
+            throw new IllegalStateException("cuLaunchKernelEx", e);
+        }
+    }
+
+    private static long handle(NativePointerObject o) {
+        try {
+            return (long) NATIVE_POINTER.invoke(o);
+        } catch (Throwable e) {
+            throw new IllegalStateException("reading a JCuda handle", e);
+        }
+    }
+
+    private static long address(CUdeviceptr p) {
+        try {
+            return (long) NATIVE_POINTER.invoke(p) + (long) BYTE_OFFSET.invoke(p);
+        } catch (Throwable e) {
+            throw new IllegalStateException("reading a JCuda device pointer", e);
+        }
+    }
+}
