@@ -1,6 +1,6 @@
 // Prompt batches of K-quant weights on the tensor cores: weight tiles unpacked to int8 with a float scale and
-// minimum per 16 values, activations rounded to Q8_K (the values the matrix-vector kernels see), 16x16x16
-// int8 products accumulated in int32 per 16 values, then scaled into float32 accumulators.
+// minimum per 16 values, activations rounded to Q8_K (the values the matrix-vector kernels see), 16x8x16
+// int8 products accumulated in int32 per 16 values, then scaled into float32 accumulators (mmq_body).
 //
 // A half super-block (128 values) of a weight row is unpacked by four threads, 32 values each (Unpack::half):
 // into int8 q and, per 16-value group g of the half, scale[g] and min[g] such that the weight is

@@ -12,8 +12,6 @@
 #include "q8k.cuh"
 #include "mmq.cuh"
 
-#include <mma.h>
-
 using namespace moe4j;
 
 #define WARP 32
@@ -735,35 +733,47 @@ extern "C" __global__ void __launch_bounds__(256)
 #define MMQ_TOKENS 64
 #define MMQ_THREADS 256
 
+// One int8 product on the tensor cores with the fragment layout the PTX ISA fixes for mma.m16n8k16 (.s8): lane
+// l holds a0 = A[l/4][4(l%4) .. +3] and a1 = the same columns of row l/4 + 8, b = B[4(l%4) .. +3][l/4] (column
+// l/4 of the 16x8 B), and gets c0, c1 = C[l/4][2(l%4) + 0, 1] and c2, c3 = C[l/4 + 8][same columns]. Knowing
+// where each product lands lets the scales apply in registers, where WMMA's opaque fragments go through shared
+// memory.
+__device__ __forceinline__ void mma_s8_16x8x16(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t b) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, "
+                 "{%7, %7, %7, %7};"
+                 : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+                 : "r"(a0), "r"(a1), "r"(b), "r"(0));
+}
+
 // Y[t][r] = dot(W_e row r, x[t]) for a tile of 64 weight rows and up to 64 token rows, x rounded to Q8_K
 // (quantize_q8k_rows), tiles as mm_body's. Each step unpacks half a super-block (128 values) of the 64 rows to
-// int8 and copies the tokens' 128 int8 into shared memory, group of 16 values after group (a 16-value group
-// of all rows is one contiguous 16-column matrix, so every fragment load is 32-byte aligned); each warp then
-// takes two 16x16 output tiles through the eight groups: an int8 product on the tensor cores, stored to its
-// scratch and added to its float accumulators as scale(row, group) * d(token) * product - min(row, group) *
-// d(token) * sum(token, group).
+// int8 and copies the tokens' 128 int8 into shared memory, group of 16 values after group; each warp then takes
+// 32 rows x 16 tokens of the tile through the eight groups: per group two 16-row by two 8-token int8 products on
+// the tensor cores (mma_s8_16x8x16), each added to its float accumulators in registers as scale(row, group) *
+// d(token) * product - min(row, group) * d(token) * sum(token, group). (The WMMA version of this kernel, whose
+// opaque fragments went through shared memory to be scaled, processed prompts at 0.58x of this one's speed.)
 template <class F>
 __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStride, long long rowBytes, int K,
-                                         int rows, int experts, const int8_t* XQ, const float* XD, const int* XS,
-                                         float* Y, int yStride, int n, const int* tiles) {
-    using namespace nvcuda;
+                                             int rows, int experts, const int8_t* XQ, const float* XD, const int* XS,
+                                             float* Y, int yStride, int n, const int* tiles) {
     using U = typename MmqHalfOf<F>::type;
-    __shared__ __align__(32) int8_t As[8][MMQ_ROWS][16];
-    __shared__ __align__(32) int8_t Bs[8][MMQ_TOKENS][16];
-    __shared__ float scale[MMQ_ROWS][8];
-    __shared__ float minimum[MMQ_ROWS][8];
-    __shared__ int sums[8][MMQ_TOKENS];  // group-major: a half warp reads 16 consecutive tokens' sums
+    __shared__ __align__(16) int8_t As[8][MMQ_ROWS][16];
+    __shared__ __align__(16) int8_t Bs[8][MMQ_TOKENS][16];
+    __shared__ float scale[8][MMQ_ROWS];  // group-major: the 8 rows a warp reads at once lie in 8 banks
+    __shared__ float minimum[8][MMQ_ROWS];
+    __shared__ int sums[8][MMQ_TOKENS];
     __shared__ float xd[MMQ_TOKENS];
-    __shared__ __align__(32) int cw[MMQ_THREADS / WARP][16 * 16];
     int tid = threadIdx.x;
     int lane = tid & (WARP - 1);
     int warp = tid >> 5;
+    int gid = lane >> 2;  // the fragments' row (A, C) or column (B) of this lane
+    int tig = lane & 3;
     int row0 = blockIdx.x * MMQ_ROWS;
     TokenTile tile = token_tile(tiles, MMQ_TOKENS, n);
     int e = tile.expert, t0 = tile.first, count = tile.count;
     if (count <= 0) return;
-    int tileRow = warp >> 1;        // output rows tileRow*16 ..
-    int tileTok = (warp & 1) * 2;   // output tokens tileTok*16 .. (two tiles)
+    int wr = (warp & 1) * 32;   // this warp's rows wr .. wr + 31 of the tile
+    int wt = (warp >> 1) * 16;  // and tokens wt .. wt + 15
     if (e < 0 || e >= experts) {
         for (int i = tid; i < MMQ_ROWS * MMQ_TOKENS; i += MMQ_THREADS) {
             int r = row0 + i % MMQ_ROWS, tok = i / MMQ_ROWS;
@@ -772,17 +782,19 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
         return;
     }
     const uint8_t* Wb = W + (long long)e * expertStride;
-    float acc[2][8];
+    float acc[2][2][4];  // [16-row half][8-token half][c0..c3]
 #pragma unroll
-    for (int t = 0; t < 2; t++)
+    for (int m = 0; m < 2; m++)
 #pragma unroll
-        for (int i = 0; i < 8; i++) acc[t][i] = 0.f;
-    int unpackRow = tid >> 2;  // the row this thread unpacks, and which quarter of its half block
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[m][t][i] = 0.f;
+    int unpackRow = tid >> 2;
     int part = tid & 3;
-    int copyTok = tid >> 2;    // the token whose 32 int8 this thread copies
+    int copyTok = tid >> 2;
     int quarter = tid & 3;
     for (int k0 = 0; k0 < K; k0 += 128) {
-        __syncthreads();  // the previous step's products are done with the tiles
+        __syncthreads();
         int block = k0 >> 8;
         int h = (k0 >> 7) & 1;
         if (row0 + unpackRow < rows) {
@@ -790,16 +802,16 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
                                        part);
             *reinterpret_cast<uint4*>(&As[u.gLo][unpackRow][0]) = u.lo;
             *reinterpret_cast<uint4*>(&As[u.gHi][unpackRow][0]) = u.hi;
-            scale[unpackRow][u.gLo] = u.scaleLo;
-            minimum[unpackRow][u.gLo] = u.minLo;
-            scale[unpackRow][u.gHi] = u.scaleHi;
-            minimum[unpackRow][u.gHi] = u.minHi;
+            scale[u.gLo][unpackRow] = u.scaleLo;
+            minimum[u.gLo][unpackRow] = u.minLo;
+            scale[u.gHi][unpackRow] = u.scaleHi;
+            minimum[u.gHi][unpackRow] = u.minHi;
         } else {
 #pragma unroll
             for (int g = 2 * part; g < 2 * part + 2; g++) {
                 *reinterpret_cast<uint4*>(&As[g][unpackRow][0]) = make_uint4(0, 0, 0, 0);
-                scale[unpackRow][g] = 0.f;
-                minimum[unpackRow][g] = 0.f;
+                scale[g][unpackRow] = 0.f;
+                minimum[g][unpackRow] = 0.f;
             }
         }
         if (copyTok < count) {
@@ -818,48 +830,65 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
             if (quarter == 0) xd[copyTok] = 0.f;
         }
         __syncthreads();
+        float dTok[2][2];  // d of tokens wt + 8t + 2tig + j
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) dTok[t][j] = xd[wt + 8 * t + 2 * tig + j];
+#pragma unroll
         for (int g = 0; g < 8; g++) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, signed char, wmma::row_major> a;
-            wmma::load_matrix_sync(a, &As[g][tileRow * 16][0], 16);
+            uint32_t a[2][2];
+            float sc[2][2], mn[2][2];
+#pragma unroll
+            for (int m = 0; m < 2; m++)
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    int r = wr + 16 * m + gid + 8 * i;
+                    a[m][i] = *reinterpret_cast<const uint32_t*>(&As[g][r][4 * tig]);
+                    sc[m][i] = scale[g][r];
+                    mn[m][i] = minimum[g][r];
+                }
+            uint32_t b[2];
+            float sm[2][2];
 #pragma unroll
             for (int t = 0; t < 2; t++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, signed char, wmma::col_major> b;
-                wmma::fragment<wmma::accumulator, 16, 16, 16, int> c;
-                wmma::load_matrix_sync(b, &Bs[g][(tileTok + t) * 16][0], 16);
-                wmma::fill_fragment(c, 0);
-                wmma::mma_sync(c, a, b, c);
-                wmma::store_matrix_sync(cw[warp], c, 16, wmma::mem_row_major);
-                __syncwarp();
+                b[t] = *reinterpret_cast<const uint32_t*>(&Bs[g][wt + 8 * t + gid][4 * tig]);
 #pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    int idx = lane + WARP * i;
-                    int r = tileRow * 16 + (idx >> 4);
-                    int tok = (tileTok + t) * 16 + (idx & 15);
-                    float term = scale[r][g] * (float)cw[warp][idx] - minimum[r][g] * (float)sums[g][tok];
-                    acc[t][i] = fmaf(xd[tok], term, acc[t][i]);
-                }
-                __syncwarp();
+                for (int j = 0; j < 2; j++) sm[t][j] = (float)sums[g][wt + 8 * t + 2 * tig + j];
             }
+#pragma unroll
+            for (int m = 0; m < 2; m++)
+#pragma unroll
+                for (int t = 0; t < 2; t++) {
+                    int c[4];
+                    mma_s8_16x8x16(c, a[m][0], a[m][1], b[t]);
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {  // c[i]: row gid + 8(i/2), token 2tig + i%2
+                        float term = sc[m][i >> 1] * (float)c[i] - mn[m][i >> 1] * sm[t][i & 1];
+                        acc[m][t][i] = fmaf(dTok[t][i & 1], term, acc[m][t][i]);
+                    }
+                }
         }
     }
 #pragma unroll
-    for (int t = 0; t < 2; t++)
+    for (int m = 0; m < 2; m++)
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            int idx = lane + WARP * i;
-            int r = row0 + tileRow * 16 + (idx >> 4);
-            int tok = (tileTok + t) * 16 + (idx & 15);
-            if (r < rows && tok < count) Y[(long long)(t0 + tok) * yStride + r] = acc[t][i];
-        }
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int r = row0 + wr + 16 * m + gid + 8 * (i >> 1);
+                int tok = wt + 8 * t + 2 * tig + (i & 1);
+                if (r < rows && tok < count) Y[(long long)(t0 + tok) * yStride + r] = acc[m][t][i];
+            }
 }
 
-#define MMQ_KERNEL(NAME, F)                                                                                      \
-    extern "C" __global__ void __launch_bounds__(MMQ_THREADS)                                                    \
-        mmq_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,  \
-                   const int8_t* XQ, const float* XD, const int* XS, float* Y, int yStride, int n,              \
-                   const int* tiles) {                                                                           \
-        pdl_enter();                                                                                           \
-        mmq_body<F>(W, expertStride, rowBytes, K, rows, experts, XQ, XD, XS, Y, yStride, n, tiles);            \
+#define MMQ_KERNEL(NAME, F)                                                                                          \
+    extern "C" __global__ void __launch_bounds__(MMQ_THREADS)                                                        \
+        mmq_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,       \
+                   const int8_t* XQ, const float* XD, const int* XS, float* Y, int yStride, int n,                   \
+                   const int* tiles) {                                                                               \
+        pdl_enter();                                                                                                 \
+        mmq_body<F>(W, expertStride, rowBytes, K, rows, experts, XQ, XD, XS, Y, yStride, n, tiles);                  \
     }
 
 MMQ_KERNEL(q3_k, Q3_K)
