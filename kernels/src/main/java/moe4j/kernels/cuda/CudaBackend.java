@@ -77,6 +77,14 @@ public final class CudaBackend implements Backend {
     static final int MATVEC_MAX_TOKENS = 4;
     /** Matrices of at most this many rows use the matrix-vector kernels at any batch size. */
     static final int MATVEC_MAX_ROWS_ANY_BATCH = 1024;
+    /**
+     * Batches from which such small matrices take the tensor cores instead where their format has them
+     * ({@code -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=N}; 0, the default, never), for an A/B on a GPU: a
+     * layer's k and v (512 rows) cost as much as its q (4096 rows) at 512 tokens, as the matrix-vector kernels read
+     * the weights once per token, the tensor-core tiles once per 64 tokens (in 8 blocks per 64 tokens).
+     */
+    static final int SMALL_MATRICES_ON_TENSOR_CORES_FROM =
+            Integer.getInteger("moe4j.cuda.smallMatricesOnTensorCoresFrom", 0);
     /** Largest number of (token, expert) pairs that run without grouping by expert. */
     static final int DIRECT_EXPERT_ASSIGNMENTS = 32;
     static final int MV_ROWS_PER_BLOCK = 4;
@@ -757,7 +765,11 @@ public final class CudaBackend implements Backend {
         Kernels.Format f = kernels.format(w.format());
         // A matrix of few rows gives the tiled kernel a few blocks per token tile (the router's 128 rows: one), so
         // it takes the matrix-vector kernels, a row of blocks per token, at any batch size.
-        boolean matvec = n <= MATVEC_MAX_TOKENS || (w.rows() <= MATVEC_MAX_ROWS_ANY_BATCH && n <= MAX_GRID_Y);
+        boolean tensorCores = q8k(f, w.rowLength(), 1) && f.q8kMatmul() != null;
+        boolean smallOnTensorCores = tensorCores && SMALL_MATRICES_ON_TENSOR_CORES_FROM > 0
+                && n >= SMALL_MATRICES_ON_TENSOR_CORES_FROM;
+        boolean matvec = n <= MATVEC_MAX_TOKENS
+                || (w.rows() <= MATVEC_MAX_ROWS_ANY_BATCH && n <= MAX_GRID_Y && !smallOnTensorCores);
         if (matvec && q8k(f, w.rowLength(), 1)) {
             noteProduct(w, n);
             launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
@@ -767,7 +779,7 @@ public final class CudaBackend implements Backend {
             noteProduct(w, n);
             launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
-        } else if (q8k(f, w.rowLength(), 1) && f.q8kMatmul() != null) {
+        } else if (tensorCores) {
             // on the tensor cores, with the activations the matrix-vector kernel of this format sees
             Quantized q = quantizedQ8k(x.data, x.pitch, n, w.rowLength());
             noteProduct(w, n);
