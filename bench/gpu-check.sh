@@ -18,7 +18,8 @@
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt with k and v on the tensor cores
-#                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256)
+#                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256), with the tiled prompt attention
+#                                 (-Dmoe4j.cuda.tiledAttention=true), and with both
 #   PDL_AB=0 bench/gpu-check.sh   skips the run with kernels launched one after the other and no fused launches
 #                                 (-Dmoe4j.cuda.pdl=false -Dmoe4j.cuda.fuse=false: the backend as it was before either)
 #   FUSE_AB=0 bench/gpu-check.sh  skips the run without the fused launches alone (-Dmoe4j.cuda.fuse=false)
@@ -117,12 +118,20 @@ fi
 if [ "${FUSE_AB:-1}" = 1 ]; then
     ab_run bench-unfused.log "overlapped, unfused" -Dmoe4j.cuda.fuse=false
 fi
+prompt_run() {  # prompt_run LOG LABEL JVM-FLAGS...: the prompt once more with experimental options
+    local log="$1" label="$2"
+    shift 2
+    timeout 150 "$java" "${flags[@]}" "$@" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
+        moe4j.engine.GpuBench "$model" cuda:0 "$PP" 8 "$REPS" > "$OUT/$log" 2>&1
+    row "  prompt pp$PP, $label (exit $?)" "$(sed -n "s/^pp$PP //p" "$OUT/$log")"
+}
 if [ "${SMALL_AB:-1}" = 1 ]; then
-    # matrices of at most 1024 rows (k, v) on the tensor cores from 256 tokens on, instead of the matrix-vector kernels
-    timeout 150 "$java" "${flags[@]}" -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256 -Xmx16g \
-        -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuBench "$model" cuda:0 "$PP" 8 "$REPS" \
-        > "$OUT/bench-small-mmq.log" 2>&1
-    row "  prompt pp$PP, k and v on tensor cores (exit $?)" "$(sed -n "s/^pp$PP //p" "$OUT/bench-small-mmq.log")"
+    # matrices of at most 1024 rows (k, v) on the tensor cores from 256 tokens on, instead of the matrix-vector kernels;
+    # attention over key/value tiles shared by 16 query rows; both
+    prompt_run bench-small-mmq.log "k and v on tensor cores" -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256
+    prompt_run bench-tiled.log "tiled attention" -Dmoe4j.cuda.tiledAttention=true
+    prompt_run bench-small-tiled.log "both" -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256 \
+        -Dmoe4j.cuda.tiledAttention=true
 fi
 if [ "${MMQ_AB:-0}" = 1 ]; then
     # the same run with the prompt's Q4_K/Q6_K products on the float tiles instead of the tensor cores

@@ -1420,6 +1420,113 @@ ATTENTION_KERNEL(attention_f32, float, ATT_WARPS)
 ATTENTION_KERNEL(attention_decode_f16, __half, ATT_DECODE_WARPS)
 ATTENTION_KERNEL(attention_decode_f32, float, ATT_DECODE_WARPS)
 
+#define ATT_TILE_ROWS 16
+#define ATT_TILE_POSITIONS 32
+#define ATT_TILE_THREADS 256
+#define ATT_TILE_PITCH 132  // floats per staged key row: 16-byte aligned, and lane j's float4 at row j meets no other
+
+// Causal attention of query rows blockIdx.y * 16 .. + 15 of head blockIdx.x over cached positions 0..their own, for
+// prompts with heads of exactly 128 values. attention_body walks the cache once per query row; here the block stages
+// 32 positions' keys and values in shared memory at a time and all of its 16 rows use them, so the cache is read
+// once per 16 rows. Each warp keeps the online softmax of two rows: lane j scores position j of the staged tile, then
+// every lane adds the tile's weighted values to the four dimensions 4 lane .. 4 lane + 3 it owns.
+template <typename KV>
+__device__ __forceinline__ void attention_tiled_body(const float* Q, int qStride, const KV* kPlane, const KV* vPlane,
+                                                     int kvDim, int group, float scale, int startPos,
+                                                     const int* posDev, int n, float* O, int oStride) {
+    __shared__ __align__(16) float qs[ATT_TILE_ROWS][128];
+    __shared__ __align__(16) float ks[ATT_TILE_POSITIONS][ATT_TILE_PITCH];
+    __shared__ __align__(16) float vs[ATT_TILE_POSITIONS][128];
+    int h = blockIdx.x;
+    int t0 = blockIdx.y * ATT_TILE_ROWS;
+    int rowsHere = min(ATT_TILE_ROWS, n - t0);
+    int kvh = h / group;
+    int first = first_position(startPos, posDev);
+    int lane = threadIdx.x & (WARP - 1);
+    int warp = threadIdx.x >> 5;
+    for (int i = threadIdx.x; i < ATT_TILE_ROWS * 128; i += ATT_TILE_THREADS) {
+        int r = i >> 7;
+        qs[r][i & 127] = r < rowsHere ? Q[(long long)(t0 + r) * qStride + h * 128 + (i & 127)] : 0.f;
+    }
+    const KV* kHead = kPlane + (long long)kvh * 128;
+    const KV* vHead = vPlane + (long long)kvh * 128;
+    int end = first + t0 + rowsHere;  // the tile's rows see positions 0 .. end - 1 between them
+    float m[2] = {-INFINITY, -INFINITY};
+    float l[2] = {0.f, 0.f};
+    float acc[2][4];
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[rr][i] = 0.f;
+    for (int p0 = 0; p0 < end; p0 += ATT_TILE_POSITIONS) {
+        __syncthreads();  // the last tile is used up (and the queries are staged, the first time)
+        for (int i = threadIdx.x; i < ATT_TILE_POSITIONS * 128; i += ATT_TILE_THREADS) {
+            int j = i >> 7;
+            int d = i & 127;
+            long long p = min(p0 + j, end - 1);  // past the end: the last position again, never scored
+            ks[j][d] = kv_load(kHead + p * kvDim, d);
+            vs[j][d] = kv_load(vHead + p * kvDim, d);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            int r = 2 * warp + rr;
+            if (r >= rowsHere) break;  // the same for the whole warp
+            int pos = first + t0 + r;
+            const float4* q4 = reinterpret_cast<const float4*>(qs[r]);
+            const float4* k4 = reinterpret_cast<const float4*>(ks[lane]);
+            float s = 0.f;
+#pragma unroll 8
+            for (int d = 0; d < 32; d++) {
+                float4 a = q4[d];
+                float4 b = k4[d];
+                s = fmaf(a.x, b.x, s);
+                s = fmaf(a.y, b.y, s);
+                s = fmaf(a.z, b.z, s);
+                s = fmaf(a.w, b.w, s);
+            }
+            bool valid = p0 + lane <= pos;
+            s = valid ? s * scale : -INFINITY;
+            float mNew = fmaxf(m[rr], warp_max(s));  // finite: position 0 of the first tile is valid for every row
+            float c = __expf(m[rr] - mNew);
+            float pe = valid ? __expf(s - mNew) : 0.f;
+            l[rr] = l[rr] * c + warp_sum(pe);
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[rr][i] *= c;
+#pragma unroll 8
+            for (int j = 0; j < ATT_TILE_POSITIONS; j++) {
+                float pj = __shfl_sync(FULL_MASK, pe, j);
+                float4 v = reinterpret_cast<const float4*>(vs[j])[lane];
+                acc[rr][0] = fmaf(pj, v.x, acc[rr][0]);
+                acc[rr][1] = fmaf(pj, v.y, acc[rr][1]);
+                acc[rr][2] = fmaf(pj, v.z, acc[rr][2]);
+                acc[rr][3] = fmaf(pj, v.w, acc[rr][3]);
+            }
+            m[rr] = mNew;
+        }
+    }
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        int r = 2 * warp + rr;
+        if (r < rowsHere) {
+            float inv = 1.f / l[rr];
+            float4 o = make_float4(acc[rr][0] * inv, acc[rr][1] * inv, acc[rr][2] * inv, acc[rr][3] * inv);
+            reinterpret_cast<float4*>(O + (long long)(t0 + r) * oStride + h * 128)[lane] = o;
+        }
+    }
+}
+
+#define ATTENTION_TILED_KERNEL(NAME, KV)                                                                             \
+    extern "C" __global__ void __launch_bounds__(ATT_TILE_THREADS)                                                   \
+        NAME(const float* Q, int qStride, const KV* kPlane, const KV* vPlane, int kvDim, int group, float scale,     \
+             int startPos, const int* posDev, int n, float* O, int oStride) {                                        \
+        pdl_enter();                                                                                                 \
+        attention_tiled_body<KV>(Q, qStride, kPlane, vPlane, kvDim, group, scale, startPos, posDev, n, O, oStride); \
+    }
+
+ATTENTION_TILED_KERNEL(attention_tiled_f16, __half)
+ATTENTION_TILED_KERNEL(attention_tiled_f32, float)
+
 // ---------------------------------------------------------------- mixture-of-experts routing
 
 #define ROUTE_MAX_EXPERTS 1024

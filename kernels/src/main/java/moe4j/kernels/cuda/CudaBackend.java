@@ -106,6 +106,8 @@ public final class CudaBackend implements Backend {
     private static final int MAX_GRID_Y = 65535;
     private static final int MAX_HEAD_DIM = 256;
     private static final int ATTENTION_DECODE_WARPS = 16;
+    /** Query rows of a block of the tiled prompt attention (ATT_TILE_ROWS in moe4j.cu). */
+    static final int ATTENTION_TILE_ROWS = 16;
     private static final int MAX_EXPERTS = 1024;
     private static final int MAX_ROPE_DIMS = 1024;
     private static final long STAGING_BYTES = 32L << 20;
@@ -139,6 +141,12 @@ public final class CudaBackend implements Backend {
      * launch one after the other.
      */
     private String sequentialReason;
+    /**
+     * Prompts' attention over key and value tiles staged in shared memory for 16 query rows at a time
+     * (attention_tiled_*), for heads of 128 values: {@code -Dmoe4j.cuda.tiledAttention=true}, an experiment not yet
+     * measured on a GPU; off, every query row walks the cache alone (attention_*).
+     */
+    private boolean tiledAttention = Boolean.getBoolean("moe4j.cuda.tiledAttention");
     private final Set<CudaStepGraph> stepGraphs = Collections.newSetFromMap(new IdentityHashMap<>());
     /** While a decode step is being recorded: where its token and position live on the device. */
     private Capture capture;
@@ -214,6 +222,11 @@ public final class CudaBackend implements Backend {
     @Override
     public String description() {
         return label + ", " + DeviceMemory.size(info.totalMemory()) + ", compute " + info.computeCapability();
+    }
+
+    /** Turns the tiled prompt attention on or off (tests compare both with the CPU). */
+    synchronized void useTiledAttention(boolean on) {
+        tiledAttention = on;
     }
 
     /**
@@ -994,6 +1007,13 @@ public final class CudaBackend implements Backend {
                     n, 32 * ATTENTION_DECODE_WARPS, q.data, q.pitch, c.keys(layer), c.values(layer), c.kvDim(),
                     shape.headDim(), shape.heads() / shape.kvHeads(), shape.scale(), relativeStart(startPos),
                     positionPointer(), o.data, o.pitch);
+            return;
+        }
+        if (tiledAttention && shape.headDim() == 128 && n >= ATTENTION_TILE_ROWS) {
+            launch(half ? kernels.attentionTiledF16 : kernels.attentionTiledF32, "attention_tiled", shape.heads(),
+                    gridY(ceilDiv(n, ATTENTION_TILE_ROWS)), 256, q.data, q.pitch, c.keys(layer), c.values(layer),
+                    c.kvDim(), shape.heads() / shape.kvHeads(), shape.scale(), relativeStart(startPos),
+                    positionPointer(), n, o.data, o.pitch);
             return;
         }
         launch(half ? kernels.attentionF16 : kernels.attentionF32, "attention", shape.heads(), gridY(n), 128,

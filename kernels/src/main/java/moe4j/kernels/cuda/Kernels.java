@@ -71,6 +71,8 @@ final class Kernels {
     final CUfunction attentionF32;
     final CUfunction attentionDecodeF16;
     final CUfunction attentionDecodeF32;
+    final CUfunction attentionTiledF16;
+    final CUfunction attentionTiledF32;
     final CUfunction routeTopK;
     final CUfunction routeF32;
     final CUfunction moeGroup;
@@ -113,6 +115,8 @@ final class Kernels {
         attentionF32 = function("attention_f32");
         attentionDecodeF16 = function("attention_decode_f16");
         attentionDecodeF32 = function("attention_decode_f32");
+        attentionTiledF16 = function("attention_tiled_f16");
+        attentionTiledF32 = function("attention_tiled_f32");
         routeTopK = function("route_topk");
         routeF32 = function("route_f32");
         moeGroup = function("moe_group");

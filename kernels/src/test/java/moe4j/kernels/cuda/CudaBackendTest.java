@@ -587,6 +587,31 @@ class CudaBackendTest {
         assertClose(expected, actual, 1e-5, type + " attention");
     }
 
+    static Stream<Arguments> tiledAttentionCases() {
+        // whole tiles of 16 rows and a partial last one; from position 0 and after earlier positions (tiles of 32
+        // positions cut inside a row's range); the two KV cache types
+        return Stream.of(KvCacheType.F16, KvCacheType.F32).flatMap(type -> Stream.of(
+                Arguments.of(type, 0, 16), Arguments.of(type, 0, 70), Arguments.of(type, 45, 33),
+                Arguments.of(type, 300, 17)));
+    }
+
+    @ParameterizedTest(name = "{0} cache, from {1}, {2} tokens")
+    @MethodSource("tiledAttentionCases")
+    void tiledPromptAttentionMatchesTheCpu(KvCacheType type, int startPos, int n) {
+        AttentionShape s = new AttentionShape(8, 2, 128, (float) (1 / Math.sqrt(128)));
+        int total = startPos + n;
+        float[] q = randomFloats(total * s.qDim(), 1f);
+        float[] k = randomFloats(total * s.kvDim(), 1f);
+        float[] v = randomFloats(total * s.kvDim(), 1f);
+        float[] expected = runAttention(cpu, type, s, q, k, v, startPos, n, total);
+        gpu.useTiledAttention(true);
+        try {
+            assertClose(expected, runAttention(gpu, type, s, q, k, v, startPos, n, total), 1e-5, type + " attention");
+        } finally {
+            gpu.useTiledAttention(Boolean.getBoolean("moe4j.cuda.tiledAttention"));
+        }
+    }
+
     /** Stores keys/values of positions 0..total-1 (the first startPos as an earlier step), then attends the last n. */
     private static float[] runAttention(Backend b, KvCacheType type, AttentionShape s, float[] q, float[] k, float[] v,
                                         int startPos, int n, int total) {
