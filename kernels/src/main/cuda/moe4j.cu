@@ -754,8 +754,8 @@ __device__ __forceinline__ void mma_s8_16x8x16(int (&c)[4], uint32_t a0, uint32_
 // opaque fragments went through shared memory to be scaled, processed prompts at 0.58x of this one's speed.)
 template <class F>
 __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStride, long long rowBytes, int K,
-                                             int rows, int experts, const int8_t* XQ, const float* XD, const int* XS,
-                                             float* Y, int yStride, int n, const int* tiles) {
+                                         int rows, int experts, const int8_t* XQ, const float* XD, const int* XS,
+                                         float* Y, int yStride, int n, const int* tiles) {
     using U = typename MmqHalfOf<F>::type;
     __shared__ __align__(16) int8_t As[8][MMQ_ROWS][16];
     __shared__ __align__(16) int8_t Bs[8][MMQ_TOKENS][16];
@@ -1493,8 +1493,11 @@ __device__ __forceinline__ void attention_tiled_body(const float* Q, int qStride
             l[rr] = l[rr] * c + warp_sum(pe);
 #pragma unroll
             for (int i = 0; i < 4; i++) acc[rr][i] *= c;
+            // only the row's own positions: a masked one's weight is 0, but 0 times an infinite or NaN value
+            // (an f16 overflow, a NaN token) would still poison the row, which attention_body never reads
+            int seen = min(ATT_TILE_POSITIONS, pos - p0 + 1);  // the same for the whole warp
 #pragma unroll 8
-            for (int j = 0; j < ATT_TILE_POSITIONS; j++) {
+            for (int j = 0; j < seen; j++) {
                 float pj = __shfl_sync(FULL_MASK, pe, j);
                 float4 v = reinterpret_cast<const float4*>(vs[j])[lane];
                 acc[rr][0] = fmaf(pj, v.x, acc[rr][0]);
@@ -1622,10 +1625,10 @@ extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)
     if (threadIdx.x == 0) {
         __threadfence();
         last = atomicAdd(done + t, 1u) == gridDim.x - 1;
+        __threadfence();  // what the other blocks stored before their count is visible to the reads below
     }
     __syncthreads();
     if (!last) return;
-    __threadfence();
     if (threadIdx.x < WARP) {
         route_topk_warp(logits + (long long)t * lStride, experts, k, ids + t * k, weights + t * k);
         if (threadIdx.x == 0) done[t] = 0;

@@ -141,6 +141,8 @@ public final class CudaBackend implements Backend {
      * launch one after the other.
      */
     private String sequentialReason;
+    /** The native memory of programmatic launches, or null without them. */
+    private final ProgrammaticLaunch.Scratch launchScratch;
     /**
      * Prompts' attention over key and value tiles staged in shared memory for 16 query rows at a time
      * (attention_tiled_*), for heads of 128 values: {@code -Dmoe4j.cuda.tiledAttention=true}, an experiment not yet
@@ -193,6 +195,7 @@ public final class CudaBackend implements Backend {
             throw e;
         }
         this.sequentialReason = ProgrammaticLaunch.unavailableReason(info.major());
+        this.launchScratch = sequentialReason == null ? new ProgrammaticLaunch.Scratch() : null;
         this.memory = new DeviceMemory(label, this::makeCurrent);
         if (CudaProfile.ENABLED) {
             profiler = new CudaProfile.Recorder(stream, nanos -> launchDirect(kernels.profileDelay,
@@ -1596,10 +1599,16 @@ public final class CudaBackend implements Backend {
     private void launchDirect(CUfunction f, String name, int gridX, int gridY, int block, int sharedBytes,
                               Object... args) {
         if (sequentialReason == null) {
-            int result = ProgrammaticLaunch.launch(f, gridX, gridY, block, sharedBytes, stream, args);
+            int result = ProgrammaticLaunch.launch(launchScratch, f, gridX, gridY, block, sharedBytes, stream, args);
             if (result == CUresult.CUDA_ERROR_NOT_SUPPORTED && capture == null) {
                 sequentialReason = "not supported by this driver (" + CUresult.stringFor(result) + ")";
             } else {
+                if (result != CUresult.CUDA_SUCCESS && capture != null) {
+                    // a driver that launches so but cannot record it: the failed recording runs its steps directly,
+                    // later recordings launch one kernel after the other
+                    sequentialReason = "failed while recording a decode step as a CUDA graph ("
+                            + CUresult.stringFor(result) + ")";
+                }
                 check(result, "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
                 if (SYNC && capture == null) {
                     check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
@@ -1697,12 +1706,12 @@ public final class CudaBackend implements Backend {
                 + " (use Backend.allocateRouting)");
     }
 
-    /** Matrix kernels read whole 16-value parts; a single-row tensor is held decoded as f32. */
     /** A weight the matrix kernels take (what {@link #requireMatrix} asks, without failing). */
     private static boolean isMatrix(CudaWeight w) {
         return !w.isVector() && w.rowLength() % 16 == 0;
     }
 
+    /** Matrix kernels read whole 16-value parts; a single-row tensor is held decoded as f32. */
     private static void requireMatrix(CudaWeight w) {
         if (w.rowLength() % 16 != 0) {
             throw new IllegalArgumentException("tensor " + w.name() + " has rows of " + w.rowLength()

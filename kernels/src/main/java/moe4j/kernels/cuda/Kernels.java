@@ -98,7 +98,8 @@ final class Kernels {
             boolean q8k = Q8K_FORMATS.contains(t);
             formats.put(t, new Format(function("mv_" + s), function("mv_pair_" + s), function("mv_combine_" + s),
                     function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
-                    q8k ? function("mvq_multi_" + s) : null, q8k ? function("mvq_pair_" + s) : null, q8k ? function("mvq_combine_" + s) : null,
+                    q8k ? function("mvq_multi_" + s) : null, q8k ? function("mvq_pair_" + s) : null,
+                    q8k ? function("mvq_combine_" + s) : null,
                     MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null));
         }
         rmsNorm = function("rms_norm");

@@ -94,42 +94,66 @@ final class ProgrammaticLaunch {
     }
 
     /**
-     * Enqueues {@code f} on {@code stream} with programmatic serialization; arguments as
-     * {@link CudaBackend}'s launches take them (device pointer, Integer, Long, Float, null). Returns the
-     * driver's result code.
+     * The native memory of one backend's launches (a launch configuration, its attribute, the arguments and the
+     * array pointing at them), written anew for each launch: the driver copies it all before
+     * {@code cuLaunchKernelEx} returns. Not for concurrent launches (a backend's are serialized).
      */
-    static int launch(CUfunction f, int gridX, int gridY, int block, int sharedBytes, CUstream stream,
-                      Object[] args) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment values = arena.allocate(8L * Math.max(1, args.length), 8);
-            MemorySegment params = arena.allocate(ADDRESS, Math.max(1, args.length));
-            for (int i = 0; i < args.length; i++) {
-                long at = 8L * i;
-                switch (args[i]) {
-                    case null -> values.set(JAVA_LONG, at, 0L);
-                    case CUdeviceptr p -> values.set(JAVA_LONG, at, address(p));
-                    case Integer v -> values.set(JAVA_INT, at, v);
-                    case Long v -> values.set(JAVA_LONG, at, v);
-                    case Float v -> values.set(JAVA_FLOAT, at, v);
-                    default -> throw new IllegalArgumentException("kernel argument of type " + args[i].getClass());
-                }
-                params.setAtIndex(ADDRESS, i, values.asSlice(at, 8));
+    static final class Scratch {
+        private static final int MAX_ARGS = 32;
+        private final MemorySegment values;
+        private final MemorySegment params;
+        private final MemorySegment config;
+
+        Scratch() {
+            Arena arena = Arena.ofAuto();
+            values = arena.allocate(8L * MAX_ARGS, 8);
+            params = arena.allocate(ADDRESS, MAX_ARGS);
+            for (int i = 0; i < MAX_ARGS; i++) {
+                params.setAtIndex(ADDRESS, i, values.asSlice(8L * i, 8));
             }
             MemorySegment attribute = arena.allocate(ATTRIBUTE_BYTES, 8);
             attribute.set(JAVA_INT, 0, PROGRAMMATIC_STREAM_SERIALIZATION);
             attribute.set(JAVA_INT, 8, 1);
-            MemorySegment config = arena.allocate(CONFIG_BYTES, 8);
-            config.set(JAVA_INT, 0, gridX);
-            config.set(JAVA_INT, 4, gridY);
+            config = arena.allocate(CONFIG_BYTES, 8);
             config.set(JAVA_INT, 8, 1);
-            config.set(JAVA_INT, 12, block);
             config.set(JAVA_INT, 16, 1);
             config.set(JAVA_INT, 20, 1);
-            config.set(JAVA_INT, 24, sharedBytes);
-            config.set(JAVA_LONG, 32, handle(stream));
             config.set(ADDRESS, 40, attribute);
             config.set(JAVA_INT, 48, 1);
-            return (int) LAUNCH.invokeExact(config, MemorySegment.ofAddress(handle(f)), params, MemorySegment.NULL);
+        }
+    }
+
+    /**
+     * Enqueues {@code f} on {@code stream} with programmatic serialization; arguments as
+     * {@link CudaBackend}'s launches take them (device pointer, Integer, Long, Float, null). Returns the
+     * driver's result code.
+     */
+    static int launch(Scratch scratch, CUfunction f, int gridX, int gridY, int block, int sharedBytes,
+                      CUstream stream, Object[] args) {
+        if (args.length > Scratch.MAX_ARGS) {
+            throw new IllegalArgumentException(args.length + " kernel arguments, at most " + Scratch.MAX_ARGS);
+        }
+        MemorySegment values = scratch.values;
+        for (int i = 0; i < args.length; i++) {
+            long at = 8L * i;
+            switch (args[i]) {
+                case null -> values.set(JAVA_LONG, at, 0L);
+                case CUdeviceptr p -> values.set(JAVA_LONG, at, address(p));
+                case Integer v -> values.set(JAVA_INT, at, v);
+                case Long v -> values.set(JAVA_LONG, at, v);
+                case Float v -> values.set(JAVA_FLOAT, at, v);
+                default -> throw new IllegalArgumentException("kernel argument of type " + args[i].getClass());
+            }
+        }
+        MemorySegment config = scratch.config;
+        config.set(JAVA_INT, 0, gridX);
+        config.set(JAVA_INT, 4, gridY);
+        config.set(JAVA_INT, 12, block);
+        config.set(JAVA_INT, 24, sharedBytes);
+        config.set(JAVA_LONG, 32, handle(stream));
+        try {
+            return (int) LAUNCH.invokeExact(config, MemorySegment.ofAddress(handle(f)), scratch.params,
+                    MemorySegment.NULL);
         } catch (RuntimeException | Error e) {
             throw e;
         } catch (Throwable e) {

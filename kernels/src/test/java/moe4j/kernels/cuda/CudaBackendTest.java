@@ -612,6 +612,29 @@ class CudaBackendTest {
         }
     }
 
+    /** A NaN value at position 10 of a prompt reaches rows 10 on, never the rows before it (with either kernel). */
+    @ParameterizedTest
+    @ValueSource(booleans = {false, true})
+    void aNaNValueReachesOnlyTheRowsThatSeeIt(boolean tiled) {
+        AttentionShape s = new AttentionShape(8, 2, 128, (float) (1 / Math.sqrt(128)));
+        int n = 16;
+        float[] q = randomFloats(n * s.qDim(), 1f);
+        float[] k = randomFloats(n * s.kvDim(), 1f);
+        float[] v = randomFloats(n * s.kvDim(), 1f);
+        v[10 * s.kvDim() + 3] = Float.NaN;
+        float[] expected = runAttention(cpu, KvCacheType.F32, s, q, k, v, 0, n, n);
+        gpu.useTiledAttention(tiled);
+        float[] actual;
+        try {
+            actual = runAttention(gpu, KvCacheType.F32, s, q, k, v, 0, n, n);
+        } finally {
+            gpu.useTiledAttention(Boolean.getBoolean("moe4j.cuda.tiledAttention"));
+        }
+        int seen = 10 * s.qDim();
+        assertClose(Arrays.copyOf(expected, seen), Arrays.copyOf(actual, seen), 1e-5, "rows before the NaN");
+        assertTrue(Float.isNaN(actual[10 * s.qDim() + 3]), "row 10 sees the NaN value");
+    }
+
     /** Stores keys/values of positions 0..total-1 (the first startPos as an earlier step), then attends the last n. */
     private static float[] runAttention(Backend b, KvCacheType type, AttentionShape s, float[] q, float[] k, float[] v,
                                         int startPos, int n, int total) {
