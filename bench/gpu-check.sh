@@ -16,6 +16,8 @@
 #   SYNTH_OFFLOAD="--n-cpu-moe 47" ... then once more on cuda:0 and the CPU with these placement flags
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
+#   BLOCKS_AB=0 bench/gpu-check.sh  skips the decode profiles of 16 Qwen3-235B-A22B layers with 16 and 4 blocks per
+#                                 multiprocessor for the matrix-vector kernels (-Dmoe4j.cuda.mvqBlocksPerSm)
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt with k and v on the tensor cores
 #                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256), with the tiled prompt attention
@@ -155,6 +157,21 @@ if [ "${PROFILE:-1}" = 1 ]; then
         row "GpuProfile $PROFILE_EXTRA (exit $?, $(elapsed $t))" \
             "$(grep -m1 '^== decode' "$OUT/profile-extra.log" | cut -c4-110)"
     fi
+fi
+
+# 4a. The matrix-vector kernels with fewer blocks, each rounding its activations once for more rows: decode of 16
+# layers of the 235B shape (whose Q3_K products read more activations than weights in their blocks' prologues)
+if [ "${BLOCKS_AB:-1}" = 1 ]; then
+    for blocks in 16 4; do
+        timeout 90 "$java" "${flags[@]}" -Xmx16g -Dmoe4j.cuda.profile=true -Dmoe4j.cuda.mvqBlocksPerSm=$blocks \
+            -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuProfile \
+            synthetic:qwen3-235b-a22b:Q3_K_M/16 cuda:0 76 8 decode > "$OUT/profile-blocks-$blocks.log" 2>&1
+        row "235B/16 decode, $blocks blocks/SM (exit $?)" "$(grep -m1 '^== decode' "$OUT/profile-blocks-$blocks.log" \
+            | sed 's/.*GPU \([0-9]* us\).*/\1/')"
+        while read -r line; do
+            row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
+        done < <(grep -E 'mvq_(pair|multi|combine)|attn_output' "$OUT/profile-blocks-$blocks.log" | head -4)
+    done
 fi
 
 # 4b. Optional (NCU=1): Nsight Compute's view of one decode layer's kernels (direct launches)
