@@ -22,9 +22,9 @@
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt with k and v on the tensor cores
 #                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256), with the tiled prompt attention
 #                                 (-Dmoe4j.cuda.tiledAttention=true), and with both
-#   PDL_AB=0 bench/gpu-check.sh   skips the run with kernels launched one after the other and no fused launches
+#   PDL_AB=1 bench/gpu-check.sh   also runs with kernels launched one after the other and no fused launches
 #                                 (-Dmoe4j.cuda.pdl=false -Dmoe4j.cuda.fuse=false: the backend as it was before either)
-#   FUSE_AB=0 bench/gpu-check.sh  skips the run without the fused launches alone (-Dmoe4j.cuda.fuse=false)
+#   FUSE_AB=1 bench/gpu-check.sh  also runs without the fused launches alone (-Dmoe4j.cuda.fuse=false)
 #   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt); NCU_MODEL,
 #                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
@@ -114,10 +114,10 @@ ab_run() {  # ab_run LOG LABEL JVM-FLAGS...
     row "  $label (exit $?)" \
         "pp$PP $(sed -n "s/^pp$PP \([0-9.]*\).*/\1/p" "$OUT/$log"), tg$TG $(sed -n "s/^tg$TG //p" "$OUT/$log")"
 }
-if [ "${PDL_AB:-1}" = 1 ]; then
+if [ "${PDL_AB:-0}" = 1 ]; then
     ab_run bench-sequential.log "one after the other, unfused" -Dmoe4j.cuda.pdl=false -Dmoe4j.cuda.fuse=false
 fi
-if [ "${FUSE_AB:-1}" = 1 ]; then
+if [ "${FUSE_AB:-0}" = 1 ]; then
     ab_run bench-unfused.log "overlapped, unfused" -Dmoe4j.cuda.fuse=false
 fi
 prompt_run() {  # prompt_run LOG LABEL JVM-FLAGS...: the prompt once more with experimental options
