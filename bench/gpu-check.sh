@@ -66,10 +66,11 @@ row "moe4j info --devices" "$(grep -m1 '^cuda' "$OUT/devices.txt")"
 # 1. GPU tests
 t=$(date +%s)
 cp=".gpu/moe4j.jar:.gpu/lib/gguf-tests.jar:.gpu/lib/kernels-tests.jar:.gpu/lib/engine-tests.jar"
-timeout 180 "$java" "${flags[@]}" -Xmx8g -Dmoe4j.shared="$shared" \
+timeout 240 "$java" "${flags[@]}" -Xmx8g -Dmoe4j.shared="$shared" \
     -jar .gpu/lib/junit-platform-console-standalone-*.jar execute --disable-banner --disable-ansi-colors \
     --details=tree --class-path "$cp" --select-class moe4j.kernels.cuda.CudaBackendTest \
     --select-class moe4j.kernels.cuda.CudaAvailabilityTest --select-class moe4j.engine.CudaReferenceTest --select-class moe4j.engine.CudaHybridTest \
+    --select-class moe4j.engine.CudaFullShapeTest \
     > "$OUT/gpu-tests.log" 2>&1
 status=$?
 summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$OUT/gpu-tests.log" | tr -s ' []' ' ' | paste -sd, -)
@@ -258,6 +259,7 @@ echo "---- failures (first lines; full log $OUT/gpu-tests.log) ----"
 cat "$OUT/failures-head.txt"
 echo "---- GPU vs llama.cpp / CPU agreement ----"
 head -30 "$OUT/agreement.txt"
+grep -E 'GPU vs CPU: batched' "$OUT/gpu-tests.log" | sed 's/^[^a-z]*//' | cut -c1-160
 if [ "${PROFILE:-1}" = 1 ]; then
     echo "---- GPU time per operation (full: $OUT/profile.log) ----"
     grep -v -E '^WARNING|^profile ' "$OUT/profile.log" | cut -c1-100 | head -70

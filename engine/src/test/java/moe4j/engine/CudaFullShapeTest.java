@@ -1,0 +1,78 @@
+package moe4j.engine;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Random;
+
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import moe4j.engine.testmodel.SyntheticModel;
+import moe4j.engine.testmodel.TensorMix;
+import moe4j.kernels.cuda.GpuTests;
+
+/**
+ * The GPU against the CPU backend on the real shapes of Qwen3-30B-A3B and Qwen3-235B-A22B (a layer or two, random
+ * weights as {@code make-test-model} writes them): the fixtures are too small for the kernels that only large rows
+ * take (the Q8_K products of rows of 2048 and 4096 values, q, k and v in one launch, the router's product with its
+ * top-k, the tensor-core tiles of a 40-token prompt, experts grouped by expert), so their logits are checked here,
+ * through the batched path and the recorded one-token path, with {@link CudaReferenceTest}'s bounds for quantized
+ * models.
+ */
+@Tag(GpuTests.TAG)
+class CudaFullShapeTest {
+
+    private static final int TOKENS = 40;
+    private static final int ONE_BY_ONE = 6;
+
+    @BeforeEach
+    void requireGpu() {
+        GpuTests.assumeCuda();
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"qwen3-30b-a3b:Q4_K_M/2", "qwen3-235b-a22b:Q3_K_M/1"})
+    void logitsMatchTheCpuBackend(String spec) {
+        int slash = spec.indexOf('/');
+        SyntheticModel.Spec s = SyntheticModel.Spec.parse(spec.substring(0, slash), TensorMix.Q4_K_M)
+                .withLayers(Integer.parseInt(spec.substring(slash + 1)));
+        int vocab;
+        float[][] cpu;
+        try (Model m = Model.load(SyntheticModel.build(s, 42), LoadOptions.defaults().withBatchSize(TOKENS)
+                .withContextLength(TOKENS + 8)); Session session = m.newSession()) {
+            vocab = m.config().vocab();
+            cpu = session.evaluateAll(tokens(vocab));
+        }
+        float[][] batched;
+        float[][] oneByOne = new float[ONE_BY_ONE][];
+        LoadOptions gpu = LoadOptions.defaults().withDevice(Device.cuda(0)).withBatchSize(TOKENS)
+                .withContextLength(TOKENS + 8);
+        try (Model m = Model.load(SyntheticModel.build(s, 42), gpu)) {
+            assertTrue(m.backendDescription().startsWith("cuda:0"), m.backendDescription());
+            int[] tokens = tokens(vocab);
+            try (Session session = m.newSession()) {
+                batched = session.evaluateAll(tokens);
+            }
+            try (Session session = m.newSession()) {
+                for (int i = 0; i < ONE_BY_ONE; i++) {
+                    oneByOne[i] = session.evaluate(new int[] {tokens[i]});
+                }
+            }
+        }
+        LogitStats vsCpu = LogitStats.compare(cpu, batched);
+        float[][] cpuFirst = java.util.Arrays.copyOf(cpu, ONE_BY_ONE);
+        LogitStats steps = LogitStats.compare(cpuFirst, oneByOne);
+        System.out.printf("%s GPU vs CPU: batched mean KL %.2e top-1 %.3f, one-by-one mean KL %.2e top-1 %.3f%n", spec,
+                vsCpu.meanKl(), vsCpu.top1(), steps.meanKl(), steps.top1());
+        assertTrue(vsCpu.meanKl() <= 0.05, spec + " GPU vs CPU, batched: mean KL " + vsCpu.meanKl());
+        assertTrue(vsCpu.top1() >= 0.85, spec + " GPU vs CPU, batched: top-1 " + vsCpu.top1());
+        assertTrue(steps.meanKl() <= 0.05, spec + " GPU vs CPU, one token at a time: mean KL " + steps.meanKl());
+        assertTrue(steps.top1() >= 0.8, spec + " GPU vs CPU, one token at a time: top-1 " + steps.top1());
+    }
+
+    private static int[] tokens(int vocab) {
+        return new Random(7).ints(TOKENS, 0, vocab).toArray();
+    }
+}
