@@ -15,11 +15,10 @@ import moe4j.kernels.cuda.GpuTests;
 
 /**
  * The GPU against the CPU backend on the real shapes of Qwen3-30B-A3B and Qwen3-235B-A22B (a layer or two, random
- * weights as {@code make-test-model} writes them): the fixtures are too small for the kernels that only large rows
- * take (the Q8_K products of rows of 2048 and 4096 values, q, k and v in one launch, the router's product with its
- * top-k, the tensor-core tiles of a 40-token prompt, experts grouped by expert), so their logits are checked here,
- * through the batched path and the recorded one-token path, with {@link CudaReferenceTest}'s bounds for quantized
- * models.
+ * weights as {@code make-test-model} writes them): the fixtures run the same kernels with rows of 256 values, grids
+ * of a few blocks and 4 experts; here rows of 2048 and 4096 values, grids of thousands of blocks walking their rows,
+ * 128 experts grouped for a 40-token prompt, through the batched path and the recorded one-token path, with
+ * {@link CudaReferenceTest}'s bounds for quantized models.
  */
 @Tag(GpuTests.TAG)
 class CudaFullShapeTest {
