@@ -180,7 +180,7 @@ if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     t=$(date +%s)
     # decoding only (no prompt batch): the default skip passes the first token's 48 layers, then 16 launches
     timeout "${NCU_TIMEOUT:-120}" ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
-        -k "regex:${NCU_KERNELS:-^(mvq|attention_decode|route_topk|add_rms_norm|rms_norm_rope|store_kv|mv_f32)}" \
+        -k "regex:${NCU_KERNELS:-^(mvq|attention_decode|route_f32|add_rms_norm|norm_rope_store)}" \
         --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
         "$java" "${flags[@]}" -Dmoe4j.cuda.graphs=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
