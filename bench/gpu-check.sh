@@ -16,8 +16,10 @@
 #   SYNTH_OFFLOAD="--n-cpu-moe 47" ... then once more on cuda:0 and the CPU with these placement flags
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
-#   BLOCKS_AB=0 bench/gpu-check.sh  skips the decode profiles of 16 Qwen3-235B-A22B layers with 16 and 4 blocks per
-#                                 multiprocessor for the matrix-vector kernels (-Dmoe4j.cuda.mvqBlocksPerSm)
+#   DECODE_AB=0 bench/gpu-check.sh  skips the decode experiments: profiles of 16 Qwen3-235B-A22B layers as they are,
+#                                 with 4 blocks per multiprocessor for the matrix-vector kernels
+#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4) and with the normed rows rounded once
+#                                 (-Dmoe4j.cuda.roundOnce=true), and GpuBench's generation with the latter
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt with k and v on the tensor cores
 #                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256), with the tiled prompt attention
@@ -137,10 +139,8 @@ if [ "${SMALL_AB:-1}" = 1 ]; then
         -Dmoe4j.cuda.tiledAttention=true
 fi
 if [ "${MMQ_AB:-0}" = 1 ]; then
-    # the same run with the prompt's Q4_K/Q6_K products on the float tiles instead of the tensor cores
-    timeout 150 "$java" "${flags[@]}" -Dmoe4j.cuda.mmq=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "$model" cuda:0 "$PP" 8 "$REPS" > "$OUT/bench-float-tiles.log" 2>&1
-    row "  prompt pp$PP, float tiles (exit $?)" "$(sed -n "s/^pp$PP //p" "$OUT/bench-float-tiles.log")"
+    # the prompt's Q3_K-Q6_K products on the float tiles instead of the tensor cores
+    prompt_run bench-float-tiles.log "float tiles" -Dmoe4j.cuda.mmq=false
 fi
 row "  llama.cpp CUDA on H100 (anchor)" "pp512 9500 tok/s, tg128 292 tok/s (48 layers)"
 
@@ -160,25 +160,32 @@ if [ "${PROFILE:-1}" = 1 ]; then
     fi
 fi
 
-# 4a. The matrix-vector kernels with fewer blocks, each rounding its activations once for more rows: decode of 16
-# layers of the 235B shape (whose Q3_K products read more activations than weights in their blocks' prologues)
-if [ "${BLOCKS_AB:-1}" = 1 ]; then
-    for blocks in 16 4; do
-        timeout 90 "$java" "${flags[@]}" -Xmx16g -Dmoe4j.cuda.profile=true -Dmoe4j.cuda.mvqBlocksPerSm=$blocks \
+# 4a. Decode experiments on 16 layers of the 235B shape (whose Q3_K products read more activations than weights in
+# their blocks' prologues, each block rounding its row): fewer blocks, or the rows rounded once in add_rms_norm
+if [ "${DECODE_AB:-1}" = 1 ]; then
+    for variant in default mvqBlocksPerSm=4 roundOnce=true; do
+        extra=()
+        [ "$variant" != default ] && extra=("-Dmoe4j.cuda.$variant")
+        log="$OUT/profile-235-${variant%%=*}.log"
+        timeout 90 "$java" "${flags[@]}" "${extra[@]}" -Xmx16g -Dmoe4j.cuda.profile=true \
             -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuProfile \
-            synthetic:qwen3-235b-a22b:Q3_K_M/16 cuda:0 76 8 decode > "$OUT/profile-blocks-$blocks.log" 2>&1
-        row "235B/16 decode, $blocks blocks/SM (exit $?)" "$(grep -m1 '^== decode' "$OUT/profile-blocks-$blocks.log" \
-            | sed 's/.*GPU \([0-9]* us\).*/\1/')"
+            synthetic:qwen3-235b-a22b:Q3_K_M/16 cuda:0 76 8 decode > "$log" 2>&1
+        row "235B/16 decode, $variant (exit $?)" "$(grep -m1 '^== decode' "$log" | sed 's/.*GPU \([0-9]* us\).*/\1/')"
         while read -r line; do
             row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
-        done < <(grep -E 'mvq_(pair|multi|combine)|attn_output' "$OUT/profile-blocks-$blocks.log" | head -4)
+        done < <(grep -E 'mvq|add_rms_norm' "$log" | head -5)
     done
+    timeout 150 "$java" "${flags[@]}" -Dmoe4j.cuda.roundOnce=true -Xmx16g \
+        -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuBench "$model" cuda:0 0 "$TG" "$REPS" \
+        > "$OUT/bench-round-once.log" 2>&1
+    row "  generation tg$TG, rows rounded once (exit $?)" "$(sed -n "s/^tg$TG //p" "$OUT/bench-round-once.log")"
 fi
 
 # 4b. Optional (NCU=1): Nsight Compute's view of one decode layer's kernels (direct launches)
 if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     t=$(date +%s)
-    # decoding only (no prompt batch): the default skip passes the first token's 48 layers, then 16 launches
+    # decoding only (no prompt batch): the default skip passes most of the first token's launches (about 460 for
+    # 48 layers), then 16 launches of the kernels named
     timeout "${NCU_TIMEOUT:-120}" ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
         -k "regex:${NCU_KERNELS:-^(mvq|attention_decode|route_f32|add_rms_norm|norm_rope_store)}" \
         --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \

@@ -18,7 +18,7 @@ using namespace moe4j;
 #define FULL_MASK 0xFFFFFFFFu
 
 // Programmatic dependent launch (compute capability 9.0 on; the host asks for it per launch, see
-// CudaBackend): a kernel may start while the one before it in the stream still runs, so that its launch and
+// ProgrammaticLaunch): a kernel may start while the one before it in the stream still runs, so that its launch and
 // its first weight loads overlap that kernel's work. Every kernel therefore waits for its predecessor
 // (pdl_wait) before it reads anything an earlier kernel wrote, or writes anything; only weights, which no
 // kernel writes, may be read before. Once past the wait it lets the next kernel start (pdl_release), so at
@@ -404,19 +404,23 @@ struct RowUnits {
 // y[a][r] = dot(W_e row r, x[a / xDiv]) with e = ids[a] (or 0 without ids); blockIdx.y = a, and this block is
 // block bx of the gx that walk the rows. Dynamic shared memory: the rounded row (q8k.cuh). PAIR: y = silu(dot(W
 // row r, x)) * dot(W2 row r, x), the SwiGLU gate and up rows.
-template <class F, bool PAIR>
+// ROUNDED: the activation rows come rounded already (add_rms_norm's R, rows K + K/4 + K/64 bytes apart) and are read
+// where they lie, with no rounding and no barrier in the block; otherwise each block rounds its row into shared
+// memory. Separate kernels, so that the rounding ones keep their shared-memory addressing.
+template <class F, bool PAIR, bool ROUNDED = false>
 __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, long long expertStride,
                                          long long rowBytes, int K, int rows, int experts, const float* X,
                                          int xStride, int xDiv, const int* ids, float* Y, int yStride, int bx,
-                                         int gx) {
+                                         int gx, const uint8_t* R = nullptr) {
     using U = typename Q8KUnitOf<F>::type;
     constexpr int UNROLL = PAIR ? MVQ_UNROLL / 2 : MVQ_UNROLL;
     extern __shared__ __align__(16) uint8_t smem[];
-    int8_t* xq = reinterpret_cast<int8_t*>(smem);
-    int* xs = reinterpret_cast<int*>(smem + K);
-    float* xd = reinterpret_cast<float*>(smem + K + K / 4);
     int lane = threadIdx.x & (WARP - 1);
     int a = blockIdx.y;
+    const uint8_t* rounded = ROUNDED ? R + (long long)(a / xDiv) * (K + K / 4 + K / 64) : smem;
+    const int8_t* xq = reinterpret_cast<const int8_t*>(rounded);
+    const int* xs = reinterpret_cast<const int*>(rounded + K);
+    const float* xd = reinterpret_cast<const float*>(rounded + K + K / 4);
     if (ids != nullptr) pdl_wait();  // the expert ids come from the kernels before
     int e = ids != nullptr ? ids[a] : 0;
     bool valid = e >= 0 && e < experts;  // a router that saw no finite probability: NaN, never a wild read
@@ -430,7 +434,10 @@ __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, lo
         if (PAIR) wu.load(W2 + base + (long long)r * rowBytes, units, lane);
     }
     pdl_enter();  // a dense product's first weights are on their way while the kernel before finishes
-    quantize_q8k(X + (long long)(a / xDiv) * xStride, 0, 1, K, xq, xs, xd);
+    if (!ROUNDED) {
+        quantize_q8k(X + (long long)(a / xDiv) * xStride, 0, 1, K, reinterpret_cast<int8_t*>(smem),
+                     reinterpret_cast<int*>(smem + K), reinterpret_cast<float*>(smem + K + K / 4));
+    }
     float* y = Y + (long long)a * yStride;
     for (bool first = true; r < rows; r += stride, first = false) {
         if (!valid) {
@@ -456,25 +463,28 @@ __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, lo
 // Up to three matrices of one format times one input (a layer's query, key and value projections) in one
 // launch, so that the small ones do not each pay a launch and a wait: blocks 0..blocks0-1 walk W0's rows,
 // the next blocks1 W1's and the rest W2's (rows2 = 0: two matrices); blockIdx.y is the token, as in mvq_.
-template <class F>
+template <class F, bool ROUNDED = false>
 __device__ __forceinline__ void mvq_multi_body(const uint8_t* W0, long long rowBytes0, int rows0, float* Y0,
                                                int yStride0, int blocks0, const uint8_t* W1, long long rowBytes1,
                                                int rows1, float* Y1, int yStride1, int blocks1, const uint8_t* W2,
                                                long long rowBytes2, int rows2, float* Y2, int yStride2, int K,
-                                               const float* X, int xStride) {
+                                               const float* X, int xStride, const uint8_t* R = nullptr) {
     int b = blockIdx.x;
     if (b < blocks0) {
-        mvq_body<F, false>(W0, nullptr, 0, rowBytes0, K, rows0, 1, X, xStride, 1, nullptr, Y0, yStride0, b, blocks0);
+        mvq_body<F, false, ROUNDED>(W0, nullptr, 0, rowBytes0, K, rows0, 1, X, xStride, 1, nullptr, Y0, yStride0, b, blocks0,
+                           R);
         return;
     }
     b -= blocks0;
     if (b < blocks1) {
-        mvq_body<F, false>(W1, nullptr, 0, rowBytes1, K, rows1, 1, X, xStride, 1, nullptr, Y1, yStride1, b, blocks1);
+        mvq_body<F, false, ROUNDED>(W1, nullptr, 0, rowBytes1, K, rows1, 1, X, xStride, 1, nullptr, Y1, yStride1, b, blocks1,
+                           R);
         return;
     }
     b -= blocks1;
     int blocks2 = gridDim.x - blocks0 - blocks1;
-    mvq_body<F, false>(W2, nullptr, 0, rowBytes2, K, rows2, 1, X, xStride, 1, nullptr, Y2, yStride2, b, blocks2);
+    mvq_body<F, false, ROUNDED>(W2, nullptr, 0, rowBytes2, K, rows2, 1, X, xStride, 1, nullptr, Y2, yStride2, b, blocks2,
+                           R);
 }
 
 #define MVQ_COMBINE_WARPS 8
@@ -575,6 +585,12 @@ extern "C" __global__ void __launch_bounds__(256)
                            yStride, blockIdx.x, gridDim.x);                                                          \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
+        mvq_rounded_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \
+                           int experts, const uint8_t* R, int xDiv, float* Y, int yStride) {                         \
+        mvq_body<F, false, true>(W, nullptr, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv,             \
+                                 nullptr, Y, yStride, blockIdx.x, gridDim.x, R);                                     \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
         mvq_multi_##NAME(const uint8_t* W0, long long rowBytes0, int rows0, float* Y0, int yStride0, int blocks0,    \
                          const uint8_t* W1, long long rowBytes1, int rows1, float* Y1, int yStride1, int blocks1,    \
                          const uint8_t* W2, long long rowBytes2, int rows2, float* Y2, int yStride2, int K,          \
@@ -583,11 +599,26 @@ extern "C" __global__ void __launch_bounds__(256)
                           W2, rowBytes2, rows2, Y2, yStride2, K, X, xStride);                                        \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
+        mvq_multi_rounded_##NAME(const uint8_t* W0, long long rowBytes0, int rows0, float* Y0, int yStride0,         \
+                                 int blocks0, const uint8_t* W1, long long rowBytes1, int rows1, float* Y1,          \
+                                 int yStride1, int blocks1, const uint8_t* W2, long long rowBytes2, int rows2,       \
+                                 float* Y2, int yStride2, int K, const uint8_t* R) {                                 \
+        mvq_multi_body<F, true>(W0, rowBytes0, rows0, Y0, yStride0, blocks0, W1, rowBytes1, rows1, Y1, yStride1,     \
+                                blocks1, W2, rowBytes2, rows2, Y2, yStride2, K, nullptr, 0, R);                      \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
         mvq_pair_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes, int K,      \
                         int rows, int experts, const float* X, int xStride, int xDiv, const int* ids, float* Y,      \
                         int yStride) {                                                                               \
         mvq_body<F, true>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y, yStride,        \
                           blockIdx.x, gridDim.x);                                                                    \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
+        mvq_pair_rounded_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes,     \
+                                int K, int rows, int experts, const uint8_t* R, int xDiv, const int* ids,            \
+                                float* Y, int yStride) {                                                             \
+        mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
+                                yStride, blockIdx.x, gridDim.x, R);                                                  \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
         mvq_combine_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \
@@ -789,12 +820,12 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
         for (int t = 0; t < 2; t++)
 #pragma unroll
             for (int i = 0; i < 4; i++) acc[m][t][i] = 0.f;
-    int unpackRow = tid >> 2;
+    int unpackRow = tid >> 2;  // the row this thread unpacks, and which quarter of its half block
     int part = tid & 3;
-    int copyTok = tid >> 2;
+    int copyTok = tid >> 2;    // the token whose 32 int8 this thread copies
     int quarter = tid & 3;
     for (int k0 = 0; k0 < K; k0 += 128) {
-        __syncthreads();
+        __syncthreads();  // the previous step's products are done with the tiles
         int block = k0 >> 8;
         int h = (k0 >> 7) & 1;
         if (row0 + unpackRow < rows) {
@@ -1040,12 +1071,22 @@ extern "C" __global__ void __launch_bounds__(256)
     for (int i = threadIdx.x; i < group; i += blockDim.x) y[i] = __fmul_rn(__fmul_rn(x[i], s), gain[i]);
 }
 
+// Row y of `width` values rounded to Q8_K into r, laid out as the Q8_K matrix-vector kernels keep a row in
+// shared memory (q8k.cuh), by the whole block after it stored y: those kernels then read it instead of rounding
+// it again in every block (-Dmoe4j.cuda.roundOnce). The same rounding, so the same integers.
+__device__ __forceinline__ void round_row_once(const float* y, int width, uint8_t* r) {
+    __syncthreads();  // y, stored by the block's threads
+    quantize_q8k(y, 0, 1, width, reinterpret_cast<int8_t*>(r), reinterpret_cast<int*>(r + width),
+                 reinterpret_cast<float*>(r + width + width / 4));
+}
+
 // acc += x, then y = rms_norm(acc) over rows of `width`, one block per row: the residual add and the next
-// norm in one pass, with the results of add_inplace and rms_norm (same arithmetic, same block size).
-extern "C" __global__ void __launch_bounds__(256)
-    add_rms_norm(float* A, int aStride, const float* X, int xStride, const float* gain, int width, float eps, float* Y,
-                 int yStride) {
-    pdl_enter();
+// norm in one pass, with the results of add_inplace and rms_norm (same arithmetic, same block size). ROUND (width a
+// multiple of 256): row t of y also rounded to Q8_K at R + t * (width + width / 4 + width / 64).
+template <bool ROUND>
+__device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const float* X, int xStride,
+                                                  const float* gain, int width, float eps, float* Y, int yStride,
+                                                  uint8_t* R) {
     int t = blockIdx.x;
     float* a = A + (long long)t * aStride;
     const float* x = X + (long long)t * xStride;
@@ -1076,6 +1117,7 @@ extern "C" __global__ void __launch_bounds__(256)
             int i = threadIdx.x + j * blockDim.x;
             if (i < width) y[i] = __fmul_rn(__fmul_rn(v[j], s), gv[j]);
         }
+        if (ROUND) round_row_once(y, width, R + (long long)t * (width + width / 4 + width / 64));
         return;
     }
     for (int i = threadIdx.x; i < width; i += blockDim.x) {
@@ -1085,6 +1127,21 @@ extern "C" __global__ void __launch_bounds__(256)
     }
     float s = block_rms_scale(sum, width, eps);
     for (int i = threadIdx.x; i < width; i += blockDim.x) y[i] = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
+    if (ROUND) round_row_once(y, width, R + (long long)t * (width + width / 4 + width / 64));
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    add_rms_norm(float* A, int aStride, const float* X, int xStride, const float* gain, int width, float eps, float* Y,
+                 int yStride) {
+    pdl_enter();
+    add_rms_norm_body<false>(A, aStride, X, xStride, gain, width, eps, Y, yStride, nullptr);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    add_rms_norm_rounded(float* A, int aStride, const float* X, int xStride, const float* gain, int width, float eps,
+                         float* Y, int yStride, uint8_t* R) {
+    pdl_enter();
+    add_rms_norm_body<true>(A, aStride, X, xStride, gain, width, eps, Y, yStride, R);
 }
 
 // The first position of a batch: startPos, plus *posDev when given (a replayed decode graph reads the
@@ -1543,13 +1600,13 @@ __device__ __forceinline__ void better_candidate(float& v, int& i, float ov, int
     }
 }
 
-// One warp per token: softmax over the experts (float exponentials, double sum, scaled by the float
-// reciprocal), then k rounds of arg-max (the lowest index wins a tie) over the probabilities not yet taken,
+// One warp routes the token whose logits are l: softmax over the experts (float exponentials, double sum, scaled by
+// the float reciprocal), then k rounds of arg-max (the lowest index wins a tie) over the probabilities not yet taken,
 // then the chosen probabilities divided by their sum (clamped below at 2^-14). Lane j owns experts j, j+32,
 // ... and keeps its best remaining one in registers, so that a round is one butterfly of shuffles and a
 // rescan by the winning lane alone: no barriers (four warps and two block barriers a round took ~6 us for
-// one token). The result stays on the device: ids[t*k+s] (-1 when no probability is finite) and
-// weights[t*k+s].
+// one token; ranking every expert against all at once cost more, twice). The result stays on the device: ids[s]
+// (-1 when no probability is finite) and weights[s] of that token.
 __device__ __forceinline__ void route_topk_warp(const float* l, int experts, int k, int* ids, float* weights) {
     __shared__ float p[ROUTE_MAX_EXPERTS];
     __shared__ float chosen[ROUTE_MAX_EXPERTS];

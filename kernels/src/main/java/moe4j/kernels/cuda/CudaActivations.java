@@ -13,14 +13,20 @@ final class CudaActivations implements Activations {
 
     final CUdeviceptr data;
     final int pitch;
+    /**
+     * Room for the first {@link CudaBackend#MATVEC_MAX_TOKENS} rows rounded to Q8_K (add_rms_norm_rounded), rows
+     * {@link #roundedRowBytes} apart, or null: allocated with the buffer under {@code -Dmoe4j.cuda.roundOnce=true}.
+     */
+    final CUdeviceptr rounded;
     private final DeviceMemory memory;
     private final int capacity;
     private final int width;
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    CudaActivations(DeviceMemory memory, CUdeviceptr data, int capacity, int width, int pitch) {
+    CudaActivations(DeviceMemory memory, CUdeviceptr data, int capacity, int width, int pitch, CUdeviceptr rounded) {
         this.memory = memory;
         this.data = data;
+        this.rounded = rounded;
         this.capacity = capacity;
         this.width = width;
         this.pitch = pitch;
@@ -28,6 +34,11 @@ final class CudaActivations implements Activations {
 
     static int pitchOf(int width) {
         return (width + 3) & ~3;
+    }
+
+    /** Bytes of one row of {@code width} values rounded to Q8_K: the values, a sum per 16, a scale per 256. */
+    static long roundedRowBytes(int width) {
+        return width + width / 4 + width / 64;
     }
 
     /** Address of row {@code row}. */
@@ -45,6 +56,9 @@ final class CudaActivations implements Activations {
     public void close() {
         if (!closed.getAndSet(true)) {
             memory.free(data);
+            if (rounded != null) {
+                memory.free(rounded);
+            }
         }
     }
 

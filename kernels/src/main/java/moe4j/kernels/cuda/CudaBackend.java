@@ -75,7 +75,10 @@ public final class CudaBackend implements Backend {
 
     /** Largest batch that uses the matrix-vector kernels. */
     static final int MATVEC_MAX_TOKENS = 4;
-    /** Matrices of at most this many rows use the matrix-vector kernels at any batch size. */
+    /**
+     * Matrices of at most this many rows use the matrix-vector kernels at any batch size (unless
+     * {@link #SMALL_MATRICES_ON_TENSOR_CORES_FROM} sends them to the tensor cores).
+     */
     static final int MATVEC_MAX_ROWS_ANY_BATCH = 1024;
     /**
      * Batches from which such small matrices take the tensor cores instead where their format has them
@@ -83,7 +86,7 @@ public final class CudaBackend implements Backend {
      * layer's k and v (512 rows) cost as much as its q (4096 rows) at 512 tokens, as the matrix-vector kernels read
      * the weights once per token, the tensor-core tiles once per 64 tokens (in 8 blocks per 64 tokens).
      */
-    static final int SMALL_MATRICES_ON_TENSOR_CORES_FROM =
+    private static final int SMALL_MATRICES_ON_TENSOR_CORES_FROM =
             Integer.getInteger("moe4j.cuda.smallMatricesOnTensorCoresFrom", 0);
     /** Largest number of (token, expert) pairs that run without grouping by expert. */
     static final int DIRECT_EXPERT_ASSIGNMENTS = 32;
@@ -96,7 +99,8 @@ public final class CudaBackend implements Backend {
      * Blocks per multiprocessor of a grid-stride Q8_K matrix-vector kernel, shared among the grid's rows of blocks
      * (tokens or experts): a larger matrix loops over its rows within its blocks. Each block rounds its activations
      * first, so fewer blocks read fewer of them ({@code -Dmoe4j.cuda.mvqBlocksPerSm=N}, an experiment: for the
-     * queries of Qwen3-235B-A22B the 2176 blocks read 35 MB of activations from L2 for 15 MB of weights).
+     * queries and keys of Qwen3-235B-A22B (mvq_multi) the 2176 blocks read 35 MB of activations from L2 for 15 MB
+     * of weights).
      */
     static final int MVQ_BLOCKS_PER_MULTIPROCESSOR = Integer.getInteger("moe4j.cuda.mvqBlocksPerSm", 16);
     private static final int MM_ROWS = 128;
@@ -108,8 +112,9 @@ public final class CudaBackend implements Backend {
     private static final int MAX_GRID_Y = 65535;
     private static final int MAX_HEAD_DIM = 256;
     private static final int ATTENTION_DECODE_WARPS = 16;
-    /** Query rows of a block of the tiled prompt attention (ATT_TILE_ROWS in moe4j.cu). */
-    static final int ATTENTION_TILE_ROWS = 16;
+    /** Query rows and threads of a block of the tiled prompt attention (ATT_TILE_ROWS, ATT_TILE_THREADS in moe4j.cu). */
+    private static final int ATTENTION_TILE_ROWS = 16;
+    private static final int ATTENTION_TILE_THREADS = 256;
     private static final int MAX_EXPERTS = 1024;
     private static final int MAX_ROPE_DIMS = 1024;
     private static final long STAGING_BYTES = 32L << 20;
@@ -151,6 +156,20 @@ public final class CudaBackend implements Backend {
      * measured on a GPU; off, every query row walks the cache alone (attention_*).
      */
     private boolean tiledAttention = Boolean.getBoolean("moe4j.cuda.tiledAttention");
+    /**
+     * One-token steps round the normed activations to Q8_K once, in add_rms_norm, for the matrix-vector products that
+     * read them next (instead of in every block of those products): {@code -Dmoe4j.cuda.roundOnce=true}, an
+     * experiment not yet measured on a GPU. Buffers allocated while it is on get the room for it.
+     */
+    private boolean roundOnce = Boolean.getBoolean("moe4j.cuda.roundOnce");
+    /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
+    private long operations;
+    /** The buffer whose first {@link #roundedCount} rows add_rms_norm_rounded rounded, in operation {@link #roundedAt}. */
+    private CudaActivations roundedBuffer;
+    private int roundedCount;
+    private long roundedAt;
+    /** The operation of the last {@link #route}, which may come between a norm and the experts that read it. */
+    private long routedAt = -1;
     private final Set<CudaStepGraph> stepGraphs = Collections.newSetFromMap(new IdentityHashMap<>());
     /** While a decode step is being recorded: where its token and position live on the device. */
     private Capture capture;
@@ -238,7 +257,7 @@ public final class CudaBackend implements Backend {
      * How consecutive kernels start: "overlapped" (programmatic dependent launch), or "one after the other"
      * and why.
      */
-    public synchronized String kernelLaunches() {
+    synchronized String kernelLaunches() {
         return sequentialReason == null ? "overlapped (programmatic dependent launch)"
                 : "one after the other: programmatic dependent launch " + sequentialReason;
     }
@@ -268,6 +287,7 @@ public final class CudaBackend implements Backend {
     }
 
     private void makeCurrent() {
+        operations++;
         if (closed) {
             throw new IllegalStateException("the CUDA backend of " + label + " is closed");
         }
@@ -559,7 +579,17 @@ public final class CudaBackend implements Backend {
         CUdeviceptr p = memory.allocate(bytes, DeviceMemory.Use.ACTIVATIONS,
                 "an activation buffer of " + capacity + " x " + width);
         check(JCudaDriver.cuMemsetD32(p, 0, bytes / 4), "clearing an activation buffer on " + label);
-        return new CudaActivations(memory, p, capacity, width, pitch);
+        CUdeviceptr rounded = null;
+        if (roundOnce && width % 256 == 0) {
+            try {
+                rounded = memory.allocate(Math.min(capacity, MATVEC_MAX_TOKENS) * CudaActivations.roundedRowBytes(width),
+                        DeviceMemory.Use.ACTIVATIONS, "rounded rows of an activation buffer of " + capacity + " x " + width);
+            } catch (RuntimeException e) {
+                memory.free(p);
+                throw e;
+            }
+        }
+        return new CudaActivations(memory, p, capacity, width, pitch, rounded);
     }
 
     @Override
@@ -766,9 +796,12 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void matmul(Weight weight, Activations in, Activations out, int n) {
         makeCurrent();
-        CudaWeight w = weight(weight);
         CudaActivations x = act(in);
-        CudaActivations o = act(out);
+        product(weight(weight), x, act(out), n, roundedRows(x, n, false));
+    }
+
+    /** {@link #matmul}, reading {@code rounded} (see {@link #roundedRows}) where it is not null and it can. */
+    private void product(CudaWeight w, CudaActivations x, CudaActivations o, int n, CUdeviceptr rounded) {
         if (w.experts() != 1) {
             throw new IllegalArgumentException("matmul needs a single matrix, " + w.name() + " stacks " + w.experts());
         }
@@ -788,7 +821,12 @@ public final class CudaBackend implements Backend {
                 && n >= SMALL_MATRICES_ON_TENSOR_CORES_FROM;
         boolean matvec = n <= MATVEC_MAX_TOKENS
                 || (w.rows() <= MATVEC_MAX_ROWS_ANY_BATCH && n <= MAX_GRID_Y && !smallOnTensorCores);
-        if (matvec && q8k(f, w.rowLength(), 1)) {
+        if (matvec && rounded != null && f.hasQ8k() && w.rowLength() % 256 == 0) {
+            noteProduct(w, n);
+            launch(f.rounded().matvec(), "mvq_rounded_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
+                    32 * MV_ROWS_PER_BLOCK, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, rounded, 1,
+                    o.data, o.pitch);
+        } else if (matvec && q8k(f, w.rowLength(), 1)) {
             noteProduct(w, n);
             launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
                     32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(w.rowLength(), 1), w.data(), 0L, w.rowBytes(),
@@ -816,7 +854,7 @@ public final class CudaBackend implements Backend {
     /**
      * For a few tokens, matrices of one Q8_K format and row length share one launch (mvq_multi): a layer's
      * query, key and value projections, of which the last two are small, cost one launch and one wait instead of
-     * three. Anything else takes {@link #matmul} one matrix at a time.
+     * three (two where the third has another format). Anything else takes {@link #matmul} one matrix at a time.
      */
     @Override
     public synchronized void matmul3(Weight w0, Activations out0, Weight w1, Activations out1, Weight w2,
@@ -826,30 +864,35 @@ public final class CudaBackend implements Backend {
         CudaWeight b = weight(w1);
         CudaWeight c = weight(w2);
         CudaActivations x = act(in);
+        CUdeviceptr rounded = roundedRows(x, n, false);
         Kernels.Format f = kernels.format(a.format());
-        boolean ab = FUSE && n > 0 && n <= MATVEC_MAX_TOKENS && multiCandidate(a, x) && multiCandidate(b, x)
+        boolean fuseFirstTwo = FUSE && n > 0 && n <= MATVEC_MAX_TOKENS && multiCandidate(a, x) && multiCandidate(b, x)
                 && b.format() == a.format() && q8k(f, x.width(), 1);
-        if (!ab) {
-            Backend.super.matmul3(w0, out0, w1, out1, w2, out2, in, n);
+        if (!fuseFirstTwo) {
+            product(a, x, act(out0), n, rounded);
+            product(b, x, act(out1), n, rounded);
+            product(c, x, act(out2), n, rounded);
             return;
         }
-        boolean all = multiCandidate(c, x) && c.format() == a.format();
+        boolean fuseAllThree = multiCandidate(c, x) && c.format() == a.format();
         CudaActivations o0 = act(out0);
         CudaActivations o1 = act(out1);
-        CudaActivations o2 = all ? act(out2) : o1;
         requireRows(n, x);
         requireRows(n, o0);
         requireRows(n, o1);
-        requireRows(n, o2);
         requireWidth(o0, a.rows(), "output of " + a.name());
         requireWidth(o1, b.rows(), "output of " + b.name());
-        requireWidth(o2, all ? c.rows() : b.rows(), "output of " + (all ? c : b).name());
-        CudaWeight last = all ? c : b;
+        CudaActivations o2 = null;
+        if (fuseAllThree) {
+            o2 = act(out2);
+            requireRows(n, o2);
+            requireWidth(o2, c.rows(), "output of " + c.name());
+        }
         int blocks0 = mvqBlocks(a.rows(), MV_ROWS_PER_BLOCK, n);
         int blocks1 = mvqBlocks(b.rows(), MV_ROWS_PER_BLOCK, n);
-        int blocks2 = all ? mvqBlocks(c.rows(), MV_ROWS_PER_BLOCK, n) : 0;
+        int blocks2 = fuseAllThree ? mvqBlocks(c.rows(), MV_ROWS_PER_BLOCK, n) : 0;
         if (profiler != null) {
-            CudaWeight[] ws = all ? new CudaWeight[] {a, b, c} : new CudaWeight[] {a, b};
+            CudaWeight[] ws = fuseAllThree ? new CudaWeight[] {a, b, c} : new CudaWeight[] {a, b};
             long bytes = 0;
             long flops = 0;
             StringBuilder name = new StringBuilder();
@@ -860,13 +903,23 @@ public final class CudaBackend implements Backend {
             }
             note(name.toString(), bytes, flops);
         }
-        launchShared(f.q8kMatvecMulti(), "mvq_multi_" + a.format(), blocks0 + blocks1 + blocks2, n,
-                32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(x.width(), 1), a.data(), a.rowBytes(), a.rows(), o0.data,
-                o0.pitch, blocks0, b.data(), b.rowBytes(), b.rows(), o1.data, o1.pitch, blocks1,
-                all ? c.data() : b.data(), last.rowBytes(), all ? c.rows() : 0, o2.data, o2.pitch, x.width(), x.data,
-                x.pitch);
-        if (!all) {
-            matmul(w2, in, out2, n);
+        // the third matrix's arguments are null and 0 rows when it goes alone (no block of the grid reaches it)
+        Object[] third = fuseAllThree
+                ? new Object[] {c.data(), c.rowBytes(), c.rows(), o2.data, o2.pitch}
+                : new Object[] {null, 0L, 0, null, 0};
+        if (rounded != null) {
+            launch(f.rounded().matvecMulti(), "mvq_multi_rounded_" + a.format(), blocks0 + blocks1 + blocks2, n,
+                    32 * MV_ROWS_PER_BLOCK, a.data(), a.rowBytes(), a.rows(), o0.data, o0.pitch, blocks0, b.data(),
+                    b.rowBytes(), b.rows(), o1.data, o1.pitch, blocks1, third[0], third[1], third[2], third[3],
+                    third[4], x.width(), rounded);
+        } else {
+            launchShared(f.q8kMatvecMulti(), "mvq_multi_" + a.format(), blocks0 + blocks1 + blocks2, n,
+                    32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(x.width(), 1), a.data(), a.rowBytes(), a.rows(), o0.data,
+                    o0.pitch, blocks0, b.data(), b.rowBytes(), b.rows(), o1.data, o1.pitch, blocks1, third[0],
+                    third[1], third[2], third[3], third[4], x.width(), x.data, x.pitch);
+        }
+        if (!fuseAllThree) {
+            product(c, x, act(out2), n, rounded);
         }
     }
 
@@ -878,18 +931,19 @@ public final class CudaBackend implements Backend {
 
     /**
      * The router's product and the choice of experts in one launch (route_f32) for a float32 router of at most
-     * {@link #MATVEC_MAX_ROWS_ANY_BATCH} experts, the case of the Qwen3 MoE models; the same results as
+     * {@link #MAX_EXPERTS} experts, the case of the Qwen3 MoE models; the same results as
      * {@link #matmul} then {@link #routeSoftmaxTopK}, which other routers take.
      */
     @Override
     public synchronized void route(Weight router, Activations in, Activations logits, int n, ExpertRouting routing) {
         makeCurrent();
+        routedAt = operations;
         CudaWeight w = weight(router);
         CudaActivations x = act(in);
         CudaActivations l = act(logits);
         CudaRouting r = routing(routing);
         if (!FUSE || w.format() != GgmlType.F32 || w.experts() != 1 || !isMatrix(w) || w.rows() != r.experts()
-                || w.rows() > MATVEC_MAX_ROWS_ANY_BATCH || w.rowLength() != x.width() || n > r.capacity()
+                || w.rows() > MAX_EXPERTS || w.rowLength() != x.width() || n > r.capacity()
                 || n > MAX_GRID_Y) {
             Backend.super.route(router, in, logits, n, routing);
             return;
@@ -1016,9 +1070,9 @@ public final class CudaBackend implements Backend {
         }
         if (tiledAttention && shape.headDim() == 128 && n >= ATTENTION_TILE_ROWS) {
             launch(half ? kernels.attentionTiledF16 : kernels.attentionTiledF32, "attention_tiled", shape.heads(),
-                    gridY(ceilDiv(n, ATTENTION_TILE_ROWS)), 256, q.data, q.pitch, c.keys(layer), c.values(layer),
-                    c.kvDim(), shape.heads() / shape.kvHeads(), shape.scale(), relativeStart(startPos),
-                    positionPointer(), n, o.data, o.pitch);
+                    gridY(ceilDiv(n, ATTENTION_TILE_ROWS)), ATTENTION_TILE_THREADS, q.data, q.pitch, c.keys(layer),
+                    c.values(layer), c.kvDim(), shape.heads() / shape.kvHeads(), shape.scale(),
+                    relativeStart(startPos), positionPointer(), n, o.data, o.pitch);
             return;
         }
         launch(half ? kernels.attentionF16 : kernels.attentionF32, "attention", shape.heads(), gridY(n), 128,
@@ -1054,7 +1108,13 @@ public final class CudaBackend implements Backend {
             Backend.super.addRmsNorm(accumulator, in, gain, eps, out, n);  // per-head groups: the two kernels
             return;
         }
-        if (n > 0) {
+        if (n > 0 && roundOnce && n <= MATVEC_MAX_TOKENS && o.rounded != null) {
+            launch(kernels.addRmsNormRounded, "add_rms_norm_rounded", n, 1, 256, acc.data, acc.pitch, x.data, x.pitch,
+                    g.data(), acc.width(), eps, o.data, o.pitch, o.rounded);
+            roundedBuffer = o;
+            roundedCount = n;
+            roundedAt = operations;
+        } else if (n > 0) {
             launch(kernels.addRmsNorm, "add_rms_norm", n, 1, 256, acc.data, acc.pitch, x.data, x.pitch, g.data(),
                     acc.width(), eps, o.data, o.pitch);
         }
@@ -1215,7 +1275,13 @@ public final class CudaBackend implements Backend {
                     note(role(gate) + "+" + role(up), (gate.rowBytes() + up.rowBytes()) * ffn * assignments,
                             4L * ffn * embd * assignments);
                 }
-                if (q8k(fg, embd, 1)) {
+                CUdeviceptr rounded = roundedRows(x, n, true);
+                if (rounded != null && q8k(fg, embd, 1)) {
+                    launch(fg.rounded().matvecPair(), "mvq_pair_rounded_" + gate.format(),
+                            mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments, 32 * MV_ROWS_PER_BLOCK,
+                            gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts, rounded,
+                            k, r.ids, g.data, g.pitch);
+                } else if (q8k(fg, embd, 1)) {
                     launchShared(fg.q8kMatvecPair(), "mvq_pair_" + gate.format(),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments,
                             32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(embd, 1), gate.data(), up.data(),
@@ -1706,6 +1772,26 @@ public final class CudaBackend implements Backend {
         }
         throw new IllegalArgumentException("expert routing was not allocated by the CUDA backend"
                 + " (use Backend.allocateRouting)");
+    }
+
+    /**
+     * The rounded copy of {@code x}'s first {@code n} rows when the operation calling this is the very next one after
+     * the add_rms_norm_rounded that wrote them (or, {@code afterRoute}, the next but one with only a {@link #route} in
+     * between, which writes elsewhere): then nothing can have changed them since. Otherwise null, and the kernel
+     * rounds {@code x} itself.
+     */
+    private CUdeviceptr roundedRows(CudaActivations x, int n, boolean afterRoute) {
+        if (x != roundedBuffer || n > roundedCount) {
+            return null;
+        }
+        boolean next = operations == roundedAt + 1;
+        boolean afterOneRoute = afterRoute && operations == roundedAt + 2 && routedAt == roundedAt + 1;
+        return next || afterOneRoute ? x.rounded : null;
+    }
+
+    /** Turns the rounding once of one-token steps on or off (tests compare both); see {@link #roundOnce}. */
+    synchronized void useRoundOnce(boolean on) {
+        roundOnce = on;
     }
 
     /** A weight the matrix kernels take (what {@link #requireMatrix} asks, without failing). */

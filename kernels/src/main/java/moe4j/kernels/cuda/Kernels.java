@@ -42,10 +42,13 @@ final class Kernels {
      */
     record Format(CUfunction matvec, CUfunction matvecPair, CUfunction matvecCombine, CUfunction matmul,
                   CUfunction rows, CUfunction q8kMatvec, CUfunction q8kMatvecMulti, CUfunction q8kMatvecPair,
-                  CUfunction q8kMatvecCombine, CUfunction q8kMatmul) {
+                  CUfunction q8kMatvecCombine, CUfunction q8kMatmul, Rounded rounded) {
 
         boolean hasQ8k() { return q8kMatvec != null; }
     }
+
+    /** The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded). */
+    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair) {}
 
     /**
      * The formats whose batched products run on the tensor cores with activations rounded to Q8_K;
@@ -59,6 +62,7 @@ final class Kernels {
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
     final CUfunction rmsNorm;
     final CUfunction addRmsNorm;
+    final CUfunction addRmsNormRounded;
     final CUfunction rmsNormRope;
     final CUfunction rope;
     final CUfunction add;
@@ -100,10 +104,13 @@ final class Kernels {
                     function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
                     q8k ? function("mvq_multi_" + s) : null, q8k ? function("mvq_pair_" + s) : null,
                     q8k ? function("mvq_combine_" + s) : null,
-                    MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null));
+                    MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null,
+                    q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
+                            function("mvq_pair_rounded_" + s)) : null));
         }
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");
+        addRmsNormRounded = function("add_rms_norm_rounded");
         rmsNormRope = function("rms_norm_rope");
         rope = function("rope");
         add = function("add_inplace");

@@ -39,6 +39,20 @@ final class ProgrammaticLaunch {
     /** {@code sizeof(CUlaunchConfig)} and {@code sizeof(CUlaunchAttribute)} on 64-bit Linux (cuda.h 12-13). */
     private static final long CONFIG_BYTES = 56;
     private static final long ATTRIBUTE_BYTES = 72;
+    /** Offsets of {@code CUlaunchConfig}'s fields. */
+    private static final long GRID_X = 0;
+    private static final long GRID_Y = 4;
+    private static final long GRID_Z = 8;
+    private static final long BLOCK_X = 12;
+    private static final long BLOCK_Y = 16;
+    private static final long BLOCK_Z = 20;
+    private static final long SHARED_BYTES = 24;
+    private static final long STREAM = 32;
+    private static final long ATTRIBUTES = 40;
+    private static final long ATTRIBUTE_COUNT = 48;
+    /** Offsets of {@code CUlaunchAttribute}'s id and of its value (a union whose first int is the flag set here). */
+    private static final long ATTRIBUTE_ID = 0;
+    private static final long ATTRIBUTE_VALUE = 8;
 
     private static final boolean REQUESTED = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.pdl"));
     private static final MethodHandle LAUNCH;
@@ -112,14 +126,14 @@ final class ProgrammaticLaunch {
                 params.setAtIndex(ADDRESS, i, values.asSlice(8L * i, 8));
             }
             MemorySegment attribute = arena.allocate(ATTRIBUTE_BYTES, 8);
-            attribute.set(JAVA_INT, 0, PROGRAMMATIC_STREAM_SERIALIZATION);
-            attribute.set(JAVA_INT, 8, 1);
+            attribute.set(JAVA_INT, ATTRIBUTE_ID, PROGRAMMATIC_STREAM_SERIALIZATION);
+            attribute.set(JAVA_INT, ATTRIBUTE_VALUE, 1);
             config = arena.allocate(CONFIG_BYTES, 8);
-            config.set(JAVA_INT, 8, 1);
-            config.set(JAVA_INT, 16, 1);
-            config.set(JAVA_INT, 20, 1);
-            config.set(ADDRESS, 40, attribute);
-            config.set(JAVA_INT, 48, 1);
+            config.set(JAVA_INT, GRID_Z, 1);
+            config.set(JAVA_INT, BLOCK_Y, 1);
+            config.set(JAVA_INT, BLOCK_Z, 1);
+            config.set(ADDRESS, ATTRIBUTES, attribute);
+            config.set(JAVA_INT, ATTRIBUTE_COUNT, 1);
         }
     }
 
@@ -146,11 +160,11 @@ final class ProgrammaticLaunch {
             }
         }
         MemorySegment config = scratch.config;
-        config.set(JAVA_INT, 0, gridX);
-        config.set(JAVA_INT, 4, gridY);
-        config.set(JAVA_INT, 12, block);
-        config.set(JAVA_INT, 24, sharedBytes);
-        config.set(JAVA_LONG, 32, handle(stream));
+        config.set(JAVA_INT, GRID_X, gridX);
+        config.set(JAVA_INT, GRID_Y, gridY);
+        config.set(JAVA_INT, BLOCK_X, block);
+        config.set(JAVA_INT, SHARED_BYTES, sharedBytes);
+        config.set(JAVA_LONG, STREAM, handle(stream));
         try {
             return (int) LAUNCH.invokeExact(config, MemorySegment.ofAddress(handle(f)), scratch.params,
                     MemorySegment.NULL);

@@ -715,7 +715,8 @@ class CudaBackendTest {
     }
 
     static Stream<Arguments> matmul3Cases() {
-        // the shapes of a layer's q, k and v: all of one format (one launch), the last of another (two)
+        // the shapes of a layer's q, k and v, 1 and 4 tokens: all three of one format (one launch), the last of another
+        // (two); 9 tokens and Q8_0 (no Q8_K kernels) take one product after the other
         return Stream.of(1, 4, 9).flatMap(n -> Stream.of(
                 Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q4_K),
                 Arguments.of(n, GgmlType.Q4_K, GgmlType.Q4_K, GgmlType.Q6_K),
@@ -745,6 +746,64 @@ class CudaBackendTest {
         gpu.matmul3(w[0], fused[0], w[1], fused[1], w[2], fused[2], x, n);
         for (int i = 0; i < 3; i++) {
             assertClose(rows(gpu, separate[i], n), rows(gpu, fused[i], n), 0, "product " + i);
+        }
+    }
+
+    /**
+     * Rounding the normed rows once in add_rms_norm (-Dmoe4j.cuda.roundOnce) gives the products that read them next
+     * exactly the results of rounding them in each product's blocks: q, k, v (two formats: one fused launch and one
+     * alone), the router and the experts after a second norm, and a product after a host write into the normed
+     * buffer, which must read the new values, not the rounded old ones.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 4})
+    void roundingOnceInTheNormGivesTheProductsExactlyTheirResults(int n) {
+        int embd = 512;
+        int experts = 8;
+        int k = 2;
+        int ffn = 256;
+        Weight gain = gpu.bind(f32Tensor("gain", randomFloats(embd, 1f), embd));
+        Weight q = gpu.bind(randomTensor("q", GgmlType.Q4_K, embd, 1024));
+        Weight kw = gpu.bind(randomTensor("k", GgmlType.Q4_K, embd, 128));
+        Weight v = gpu.bind(randomTensor("v", GgmlType.Q6_K, embd, 128));
+        Weight router = gpu.bind(f32Tensor("router", randomFloats(embd * experts, 0.05f), embd, experts));
+        Weight gate = gpu.bind(randomTensor("gate", GgmlType.Q4_K, embd, ffn, experts));
+        Weight up = gpu.bind(randomTensor("up", GgmlType.Q4_K, embd, ffn, experts));
+        Weight down = gpu.bind(randomTensor("down", GgmlType.Q6_K, ffn, embd, experts));
+        float[] residual = randomFloats(n * embd, 1f);
+        float[] addend = randomFloats(n * embd, 1f);
+        float[] written = randomFloats(embd, 1f);
+        float[][][] results = new float[2][][];
+        for (int mode = 0; mode < 2; mode++) {
+            gpu.useRoundOnce(mode == 1);
+            try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+                 ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
+                 Activations acc = fill(gpu, residual, n, embd);
+                 Activations x = fill(gpu, addend, n, embd);
+                 Activations normed = gpu.allocate(n, embd)) {
+                Activations qo = poisoned(n, 1024);
+                Activations ko = poisoned(n, 128);
+                Activations vo = poisoned(n, 128);
+                Activations logits = poisoned(n, experts);
+                Activations out = poisoned(n, embd);
+                Activations after = poisoned(n, 1024);
+                gpu.addRmsNorm(acc, x, gain, 1e-6f, normed, n);
+                gpu.matmul3(q, qo, kw, ko, v, vo, normed, n);
+                gpu.addRmsNorm(acc, x, gain, 1e-6f, normed, n);
+                gpu.route(router, normed, logits, n, routing);
+                gpu.experts(gate, up, down, normed, routing, buffers, out, n);
+                gpu.addRmsNorm(acc, x, gain, 1e-6f, normed, n);
+                gpu.write(written, 0, normed, 0);
+                gpu.matmul(q, normed, after, n);
+                results[mode] = new float[][] {rows(gpu, qo, n), rows(gpu, ko, n), rows(gpu, vo, n),
+                        rows(gpu, logits, n), rows(gpu, out, n), rows(gpu, after, n)};
+            } finally {
+                gpu.useRoundOnce(Boolean.getBoolean("moe4j.cuda.roundOnce"));
+            }
+        }
+        String[] what = {"queries", "keys", "values", "router logits", "experts", "product after a host write"};
+        for (int i = 0; i < what.length; i++) {
+            assertClose(results[0][i], results[1][i], 0, what[i]);
         }
     }
 

@@ -73,7 +73,8 @@ class PtxFreshnessTest {
         for (int i = 1; i < entries.length; i++) {
             String name = entries[i].substring(0, entries[i].indexOf('('));
             assertTrue(entries[i].contains("griddepcontrol.wait"), name + " does not wait for the kernel before it");
-            assertTrue(entries[i].contains("griddepcontrol.launch_dependents"), name + " never lets the next kernel start");
+            assertTrue(entries[i].contains("griddepcontrol.launch_dependents"),
+                    name + " never lets the next kernel start");
         }
     }
 
