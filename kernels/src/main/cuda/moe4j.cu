@@ -404,8 +404,8 @@ struct RowUnits {
 // y[a][r] = dot(W_e row r, x[a / xDiv]) with e = ids[a] (or 0 without ids); blockIdx.y = a, and this block is
 // block bx of the gx that walk the rows. Dynamic shared memory: the rounded row (q8k.cuh). PAIR: y = silu(dot(W
 // row r, x)) * dot(W2 row r, x), the SwiGLU gate and up rows.
-// ROUNDED: the activation rows come rounded already (add_rms_norm's R, rows K + K/4 + K/64 bytes apart) and are read
-// where they lie, with no rounding and no barrier in the block; otherwise each block rounds its row into shared
+// ROUNDED: the activation rows come rounded already (add_rms_norm_rounded's R, rounded_row_bytes(K) apart) and are
+// read where they lie, with no rounding and no barrier in the block; otherwise each block rounds its row into shared
 // memory. Separate kernels, so that the rounding ones keep their shared-memory addressing.
 template <class F, bool PAIR, bool ROUNDED = false>
 __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, long long expertStride,
@@ -417,7 +417,7 @@ __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, lo
     extern __shared__ __align__(16) uint8_t smem[];
     int lane = threadIdx.x & (WARP - 1);
     int a = blockIdx.y;
-    const uint8_t* rounded = ROUNDED ? R + (long long)(a / xDiv) * (K + K / 4 + K / 64) : smem;
+    const uint8_t* rounded = ROUNDED ? R + (a / xDiv) * rounded_row_bytes(K) : smem;
     const int8_t* xq = reinterpret_cast<const int8_t*>(rounded);
     const int* xs = reinterpret_cast<const int*>(rounded + K);
     const float* xd = reinterpret_cast<const float*>(rounded + K + K / 4);
@@ -1082,7 +1082,7 @@ __device__ __forceinline__ void round_row_once(const float* y, int width, uint8_
 
 // acc += x, then y = rms_norm(acc) over rows of `width`, one block per row: the residual add and the next
 // norm in one pass, with the results of add_inplace and rms_norm (same arithmetic, same block size). ROUND (width a
-// multiple of 256): row t of y also rounded to Q8_K at R + t * (width + width / 4 + width / 64).
+// multiple of 256): row t of y also rounded to Q8_K at R + t * rounded_row_bytes(width).
 template <bool ROUND>
 __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const float* X, int xStride,
                                                   const float* gain, int width, float eps, float* Y, int yStride,
@@ -1117,7 +1117,7 @@ __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const f
             int i = threadIdx.x + j * blockDim.x;
             if (i < width) y[i] = __fmul_rn(__fmul_rn(v[j], s), gv[j]);
         }
-        if (ROUND) round_row_once(y, width, R + (long long)t * (width + width / 4 + width / 64));
+        if (ROUND) round_row_once(y, width, R + t * rounded_row_bytes(width));
         return;
     }
     for (int i = threadIdx.x; i < width; i += blockDim.x) {
@@ -1127,7 +1127,7 @@ __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const f
     }
     float s = block_rms_scale(sum, width, eps);
     for (int i = threadIdx.x; i < width; i += blockDim.x) y[i] = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
-    if (ROUND) round_row_once(y, width, R + (long long)t * (width + width / 4 + width / 64));
+    if (ROUND) round_row_once(y, width, R + t * rounded_row_bytes(width));
 }
 
 extern "C" __global__ void __launch_bounds__(256)

@@ -18,6 +18,12 @@ namespace moe4j {
 // q (an int each) and d per 256 values (a float each), so that value i is d[i / 256] * q[i]: values + values/4
 // + values/64 bytes (CudaBackend.q8kSharedBytes).
 
+// Bytes from one such row to the next where rows are kept rounded in global memory (add_rms_norm_rounded, the
+// mvq_*_rounded kernels): padded to 16 bytes for the 16-byte loads and stores (CudaActivations.roundedRowBytes).
+__host__ __device__ __forceinline__ long long rounded_row_bytes(int width) {
+    return ((long long)width + width / 4 + width / 64 + 15) & ~15LL;
+}
+
 // The larger magnitude of two values, the same for both arguments' orders (ties: the larger value), so that
 // every thread of a reduction agrees.
 __device__ __forceinline__ float larger_magnitude(float a, float b) {

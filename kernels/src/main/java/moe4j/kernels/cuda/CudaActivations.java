@@ -36,9 +36,12 @@ final class CudaActivations implements Activations {
         return (width + 3) & ~3;
     }
 
-    /** Bytes of one row of {@code width} values rounded to Q8_K: the values, a sum per 16, a scale per 256. */
+    /**
+     * Bytes from one rounded row to the next: {@code width} values rounded to Q8_K, a sum per 16 and a scale per 256,
+     * padded to 16 bytes for the kernels' 16-byte loads (rounded_row_bytes in q8k.cuh).
+     */
     static long roundedRowBytes(int width) {
-        return width + width / 4 + width / 64;
+        return ((long) width + width / 4 + width / 64 + 15) & ~15L;
     }
 
     /** Address of row {@code row}. */

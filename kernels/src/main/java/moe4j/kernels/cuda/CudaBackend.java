@@ -170,6 +170,7 @@ public final class CudaBackend implements Backend {
     private long roundedAt;
     /** The operation of the last {@link #route}, which may come between a norm and the experts that read it. */
     private long routedAt = -1;
+    private long roundedLaunches;
     private final Set<CudaStepGraph> stepGraphs = Collections.newSetFromMap(new IdentityHashMap<>());
     /** While a decode step is being recorded: where its token and position live on the device. */
     private Capture capture;
@@ -217,7 +218,7 @@ public final class CudaBackend implements Backend {
         }
         this.sequentialReason = ProgrammaticLaunch.unavailableReason(info.major());
         this.launchScratch = sequentialReason == null ? new ProgrammaticLaunch.Scratch() : null;
-        this.memory = new DeviceMemory(label, this::makeCurrent);
+        this.memory = new DeviceMemory(label, this::bindContext);
         if (CudaProfile.ENABLED) {
             profiler = new CudaProfile.Recorder(stream, nanos -> launchDirect(kernels.profileDelay,
                     "profile_delay", 1, 1, 32, 0, nanos));
@@ -286,8 +287,14 @@ public final class CudaBackend implements Backend {
         memory.requireFree(bytes, what);
     }
 
+    /** Starts an operation of the backend (under its lock): counts it and makes its context current. */
     private void makeCurrent() {
         operations++;
+        bindContext();
+    }
+
+    /** Makes the context current on this thread (also for device memory freed without the backend's lock). */
+    private void bindContext() {
         if (closed) {
             throw new IllegalStateException("the CUDA backend of " + label + " is closed");
         }
@@ -821,7 +828,8 @@ public final class CudaBackend implements Backend {
                 && n >= SMALL_MATRICES_ON_TENSOR_CORES_FROM;
         boolean matvec = n <= MATVEC_MAX_TOKENS
                 || (w.rows() <= MATVEC_MAX_ROWS_ANY_BATCH && n <= MAX_GRID_Y && !smallOnTensorCores);
-        if (matvec && rounded != null && f.hasQ8k() && w.rowLength() % 256 == 0) {
+        if (matvec && rounded != null && q8k(f, w.rowLength(), 1)) {
+            roundedLaunches++;
             noteProduct(w, n);
             launch(f.rounded().matvec(), "mvq_rounded_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
                     32 * MV_ROWS_PER_BLOCK, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, rounded, 1,
@@ -908,6 +916,7 @@ public final class CudaBackend implements Backend {
                 ? new Object[] {c.data(), c.rowBytes(), c.rows(), o2.data, o2.pitch}
                 : new Object[] {null, 0L, 0, null, 0};
         if (rounded != null) {
+            roundedLaunches++;
             launch(f.rounded().matvecMulti(), "mvq_multi_rounded_" + a.format(), blocks0 + blocks1 + blocks2, n,
                     32 * MV_ROWS_PER_BLOCK, a.data(), a.rowBytes(), a.rows(), o0.data, o0.pitch, blocks0, b.data(),
                     b.rowBytes(), b.rows(), o1.data, o1.pitch, blocks1, third[0], third[1], third[2], third[3],
@@ -1277,6 +1286,7 @@ public final class CudaBackend implements Backend {
                 }
                 CUdeviceptr rounded = roundedRows(x, n, true);
                 if (rounded != null && q8k(fg, embd, 1)) {
+                    roundedLaunches++;
                     launch(fg.rounded().matvecPair(), "mvq_pair_rounded_" + gate.format(),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments, 32 * MV_ROWS_PER_BLOCK,
                             gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts, rounded,
@@ -1792,6 +1802,12 @@ public final class CudaBackend implements Backend {
     /** Turns the rounding once of one-token steps on or off (tests compare both); see {@link #roundOnce}. */
     synchronized void useRoundOnce(boolean on) {
         roundOnce = on;
+        roundedBuffer = null;
+    }
+
+    /** Launches of the kernels that read rounded rows so far (tests: the experiment really ran). */
+    synchronized long roundedLaunches() {
+        return roundedLaunches;
     }
 
     /** A weight the matrix kernels take (what {@link #requireMatrix} asks, without failing). */

@@ -774,8 +774,10 @@ class CudaBackendTest {
         float[] addend = randomFloats(n * embd, 1f);
         float[] written = randomFloats(embd, 1f);
         float[][][] results = new float[2][][];
+        long[] roundedLaunches = new long[2];
         for (int mode = 0; mode < 2; mode++) {
             gpu.useRoundOnce(mode == 1);
+            long before = gpu.roundedLaunches();
             try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
                  Activations acc = fill(gpu, residual, n, embd);
@@ -795,12 +797,16 @@ class CudaBackendTest {
                 gpu.addRmsNorm(acc, x, gain, 1e-6f, normed, n);
                 gpu.write(written, 0, normed, 0);
                 gpu.matmul(q, normed, after, n);
+                roundedLaunches[mode] = gpu.roundedLaunches() - before;
                 results[mode] = new float[][] {rows(gpu, qo, n), rows(gpu, ko, n), rows(gpu, vo, n),
                         rows(gpu, logits, n), rows(gpu, out, n), rows(gpu, after, n)};
             } finally {
                 gpu.useRoundOnce(Boolean.getBoolean("moe4j.cuda.roundOnce"));
             }
         }
+        // q+k in one launch, v alone, the experts' gate and up: three reads of rounded rows; none after the host write
+        assertEquals(0, roundedLaunches[0], "launches that read rounded rows with the experiment off");
+        assertEquals(3, roundedLaunches[1], "launches that read rounded rows with the experiment on");
         String[] what = {"queries", "keys", "values", "router logits", "experts", "product after a host write"};
         for (int i = 0; i < what.length; i++) {
             assertClose(results[0][i], results[1][i], 0, what[i]);
