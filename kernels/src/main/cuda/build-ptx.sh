@@ -24,7 +24,7 @@ want="$(hash_sources)"
 have="$(sed -n 's/^sources-sha256 //p' "$out/sources.sha256" 2>/dev/null || true)"
 fresh=1
 [ "$want" = "$have" ] || fresh=0
-for a in "${archs[@]}"; do [ -f "$out/moe4j.sm_$a.ptx" ] || fresh=0; done
+for a in "${archs[@]}"; do [ -f "$out/moe4j.sm_$a.ptx.gz" ] || fresh=0; done
 if [ "$fresh" = 1 ]; then
     echo "CUDA PTX is up to date"
     exit 0
@@ -42,7 +42,9 @@ for a in "${archs[@]}"; do
     "$nvcc" "${flags[@]}" -arch=compute_$a -o "$tmp/moe4j.sm_$a.ptx" "$src/moe4j.cu"
 done
 mkdir -p "$out"
-for a in "${archs[@]}"; do mv "$tmp/moe4j.sm_$a.ptx" "$out/moe4j.sm_$a.ptx"; done
+# gzipped without a name or a time stamp, so that the same PTX gives the same bytes
+for a in "${archs[@]}"; do gzip -n -9 -c "$tmp/moe4j.sm_$a.ptx" > "$out/moe4j.sm_$a.ptx.gz"; done
+rm -f "$out"/moe4j.sm_*.ptx
 {
     echo "sources-sha256 $want"
     echo "nvcc $("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"

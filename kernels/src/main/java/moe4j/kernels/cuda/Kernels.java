@@ -5,6 +5,7 @@ import static moe4j.kernels.cuda.CudaDriver.check;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.util.zip.GZIPInputStream;
 import java.util.Collections;
 import java.util.EnumMap;
 import java.util.Locale;
@@ -135,9 +136,12 @@ final class Kernels {
         profileDelay = function("profile_delay");
     }
 
-    /** The PTX for a device of compute capability {@code major}.x: Hopper's own from 9.0 on, Ampere's below. */
+    /**
+     * The PTX for a device of compute capability {@code major}.x: Hopper's own from 9.0 on, Ampere's below. Kept
+     * gzipped (a fifth of its 6 MB), which keeps the repository and what a GPU machine is sent small.
+     */
     static String ptxResource(int major) {
-        return "/moe4j/kernels/cuda/moe4j.sm_" + (major >= 9 ? 90 : 80) + ".ptx";
+        return "/moe4j/kernels/cuda/moe4j.sm_" + (major >= 9 ? 90 : 80) + ".ptx.gz";
     }
 
     static byte[] readPtx(String resource) {
@@ -145,7 +149,10 @@ final class Kernels {
             if (in == null) {
                 throw new CudaException("the CUDA kernels " + resource + " are missing from the classpath");
             }
-            byte[] text = in.readAllBytes();
+            byte[] text;
+            try (InputStream ptx = new GZIPInputStream(in)) {
+                text = ptx.readAllBytes();
+            }
             byte[] z = new byte[text.length + 1]; // the driver reads PTX as a NUL-terminated string
             System.arraycopy(text, 0, z, 0, text.length);
             return z;
