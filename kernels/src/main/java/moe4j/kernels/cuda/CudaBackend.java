@@ -112,7 +112,7 @@ public final class CudaBackend implements Backend {
     private static final int MAX_GRID_Y = 65535;
     private static final int MAX_HEAD_DIM = 256;
     private static final int ATTENTION_DECODE_WARPS = 16;
-    /** Query rows and threads of a block of the tiled prompt attention (ATT_TILE_ROWS, ATT_TILE_THREADS in moe4j.cu). */
+    /** Query rows and threads of a tiled prompt attention block (ATT_TILE_ROWS, ATT_TILE_THREADS in moe4j.cu). */
     private static final int ATTENTION_TILE_ROWS = 16;
     private static final int ATTENTION_TILE_THREADS = 256;
     private static final int MAX_EXPERTS = 1024;
@@ -164,7 +164,7 @@ public final class CudaBackend implements Backend {
     private boolean roundOnce = Boolean.getBoolean("moe4j.cuda.roundOnce");
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
-    /** The buffer whose first {@link #roundedCount} rows add_rms_norm_rounded rounded, in operation {@link #roundedAt}. */
+    /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm) rounded. */
     private CudaActivations roundedBuffer;
     private int roundedCount;
     private long roundedAt;
@@ -589,8 +589,9 @@ public final class CudaBackend implements Backend {
         CUdeviceptr rounded = null;
         if (roundOnce && width % 256 == 0) {
             try {
-                rounded = memory.allocate(Math.min(capacity, MATVEC_MAX_TOKENS) * CudaActivations.roundedRowBytes(width),
-                        DeviceMemory.Use.ACTIVATIONS, "rounded rows of an activation buffer of " + capacity + " x " + width);
+                long sideBytes = Math.min(capacity, MATVEC_MAX_TOKENS) * CudaActivations.roundedRowBytes(width);
+                rounded = memory.allocate(sideBytes, DeviceMemory.Use.ACTIVATIONS,
+                        "rounded rows of an activation buffer of " + capacity + " x " + width);
             } catch (RuntimeException e) {
                 memory.free(p);
                 throw e;
