@@ -471,20 +471,20 @@ __device__ __forceinline__ void mvq_multi_body(const uint8_t* W0, long long rowB
                                                const float* X, int xStride, const uint8_t* R = nullptr) {
     int b = blockIdx.x;
     if (b < blocks0) {
-        mvq_body<F, false, ROUNDED>(W0, nullptr, 0, rowBytes0, K, rows0, 1, X, xStride, 1, nullptr, Y0, yStride0, b, blocks0,
-                           R);
+        mvq_body<F, false, ROUNDED>(W0, nullptr, 0, rowBytes0, K, rows0, 1, X, xStride, 1, nullptr, Y0, yStride0, b,
+                                    blocks0, R);
         return;
     }
     b -= blocks0;
     if (b < blocks1) {
-        mvq_body<F, false, ROUNDED>(W1, nullptr, 0, rowBytes1, K, rows1, 1, X, xStride, 1, nullptr, Y1, yStride1, b, blocks1,
-                           R);
+        mvq_body<F, false, ROUNDED>(W1, nullptr, 0, rowBytes1, K, rows1, 1, X, xStride, 1, nullptr, Y1, yStride1, b,
+                                    blocks1, R);
         return;
     }
     b -= blocks1;
     int blocks2 = gridDim.x - blocks0 - blocks1;
-    mvq_body<F, false, ROUNDED>(W2, nullptr, 0, rowBytes2, K, rows2, 1, X, xStride, 1, nullptr, Y2, yStride2, b, blocks2,
-                           R);
+    mvq_body<F, false, ROUNDED>(W2, nullptr, 0, rowBytes2, K, rows2, 1, X, xStride, 1, nullptr, Y2, yStride2, b,
+                                blocks2, R);
 }
 
 #define MVQ_COMBINE_WARPS 8
