@@ -18,8 +18,9 @@
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   DECODE_AB=0 bench/gpu-check.sh  skips the decode experiments: profiles of 16 Qwen3-235B-A22B layers as they are,
 #                                 with 4 blocks per multiprocessor for the matrix-vector kernels
-#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4) and with the normed rows rounded once
-#                                 (-Dmoe4j.cuda.roundOnce=true), and GpuBench's generation with the latter
+#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), with the normed rows rounded once
+#                                 (-Dmoe4j.cuda.roundOnce=true) and with 2 units a lane (-Dmoe4j.cuda.mvqUnroll=2);
+#                                 GpuBench's generation and the full-shape GPU test with the last two
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt with k and v on the tensor cores
 #                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256), with the tiled prompt attention
@@ -163,7 +164,7 @@ fi
 # 4a. Decode experiments on 16 layers of the 235B shape (whose Q3_K products read more activations than weights in
 # their blocks' prologues, each block rounding its row): fewer blocks, or the rows rounded once in add_rms_norm
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in default mvqBlocksPerSm=4 roundOnce=true; do
+    for variant in default mvqBlocksPerSm=4 roundOnce=true mvqUnroll=2; do
         extra=()
         [ "$variant" != default ] && extra=("-Dmoe4j.cuda.$variant")
         log="$OUT/profile-235-${variant%%=*}.log"
@@ -175,10 +176,20 @@ if [ "${DECODE_AB:-1}" = 1 ]; then
             row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
         done < <(grep -E 'mvq|add_rms_norm' "$log" | head -5)
     done
-    timeout 150 "$java" "${flags[@]}" -Dmoe4j.cuda.roundOnce=true -Xmx16g \
-        -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuBench "$model" cuda:0 0 "$TG" "$REPS" \
-        > "$OUT/bench-round-once.log" 2>&1
-    row "  generation tg$TG, rows rounded once (exit $?)" "$(sed -n "s/^tg$TG //p" "$OUT/bench-round-once.log")"
+    for variant in roundOnce=true mvqUnroll=2; do
+        log="$OUT/bench-${variant%%=*}.log"
+        timeout 150 "$java" "${flags[@]}" "-Dmoe4j.cuda.$variant" -Xmx16g \
+            -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuBench "$model" cuda:0 0 "$TG" "$REPS" \
+            > "$log" 2>&1
+        row "  generation tg$TG, $variant (exit $?)" "$(sed -n "s/^tg$TG //p" "$log")"
+        # the same experiment's logits at the real shapes against the CPU backend's
+        log="$OUT/full-shape-${variant%%=*}.log"
+        timeout 120 "$java" "${flags[@]}" "-Dmoe4j.cuda.$variant" -Xmx8g \
+            -jar .gpu/lib/junit-platform-console-standalone-*.jar execute --disable-banner --disable-ansi-colors \
+            --details=summary --class-path "$cp" --select-class moe4j.engine.CudaFullShapeTest > "$log" 2>&1
+        row "  full-shape GPU test, $variant (exit $?)" \
+            "$(grep -E '^\[ +[0-9]+ tests (successful|failed) +\]' "$log" | tr -s ' []' ' ' | paste -sd, -)"
+    done
 fi
 
 # 4b. Optional (NCU=1): Nsight Compute's view of one decode layer's kernels (direct launches)
