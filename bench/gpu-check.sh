@@ -102,9 +102,14 @@ else
     benchModel=(--synthetic qwen3-30b-a3b:Q4_K_M --layers "$LAYERS")
 fi
 
+gpu_bench() {  # gpu_bench LOG PP TG REPS JVM-FLAGS...: GpuBench on $model into $OUT/LOG, with its exit status
+    local log="$1" pp="$2" tg="$3" reps="$4"
+    shift 4
+    timeout 150 "$java" "${flags[@]}" "$@" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
+        moe4j.engine.GpuBench "$model" cuda:0 "$pp" "$tg" "$reps" > "$OUT/$log" 2>&1
+}
 t=$(date +%s)
-timeout 150 "$java" "${flags[@]}" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuBench \
-    "$model" cuda:0 "$PP" "$TG" "$REPS" > "$OUT/bench.log" 2>&1
+gpu_bench bench.log "$PP" "$TG" "$REPS"
 status=$?
 row "GpuBench (exit $status, $(elapsed $t))" "$( (grep -m1 '^model' "$OUT/bench.log" || tail -n1 "$OUT/bench.log") | cut -c1-110)"
 row "  prompt pp$PP" "$(sed -n "s/^pp$PP //p" "$OUT/bench.log")"
@@ -113,8 +118,7 @@ row "  generation tg$TG" "$(sed -n "s/^tg$TG //p" "$OUT/bench.log")"
 ab_run() {  # ab_run LOG LABEL JVM-FLAGS...
     local log="$1" label="$2"
     shift 2
-    timeout 150 "$java" "${flags[@]}" "$@" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "$model" cuda:0 "$PP" "$TG" 2 > "$OUT/$log" 2>&1
+    gpu_bench "$log" "$PP" "$TG" 2 "$@"
     row "  $label (exit $?)" \
         "pp$PP $(sed -n "s/^pp$PP \([0-9.]*\).*/\1/p" "$OUT/$log"), tg$TG $(sed -n "s/^tg$TG //p" "$OUT/$log")"
 }
@@ -127,8 +131,7 @@ fi
 prompt_run() {  # prompt_run LOG LABEL JVM-FLAGS...: the prompt once more with experimental options
     local log="$1" label="$2"
     shift 2
-    timeout 150 "$java" "${flags[@]}" "$@" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "$model" cuda:0 "$PP" 8 "$REPS" > "$OUT/$log" 2>&1
+    gpu_bench "$log" "$PP" 8 "$REPS" "$@"
     row "  prompt pp$PP, $label (exit $?)" "$(sed -n "s/^pp$PP //p" "$OUT/$log")"
 }
 if [ "${SMALL_AB:-1}" = 1 ]; then
@@ -147,9 +150,9 @@ row "  llama.cpp CUDA on H100 (anchor)" "pp512 9500 tok/s, tg128 292 tok/s (48 l
 
 # 4. Where the time goes: every operation timed by CUDA events (direct launches), decode and prompt; then the
 # decode step once more with the previous attention kernel (4 warps per head) for comparison
+prof=(-Xmx16g -Dmoe4j.cuda.profile=true -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuProfile)
 if [ "${PROFILE:-1}" = 1 ]; then
     t=$(date +%s)
-    prof=(-Xmx16g -Dmoe4j.cuda.profile=true -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuProfile)
     timeout 90 "$java" "${flags[@]}" "${prof[@]}" "$model" cuda:0 "$PP" 8 > "$OUT/profile.log" 2>&1
     status=$?
     row "GpuProfile (exit $status, $(elapsed $t))" "$(grep -m1 '^== decode' "$OUT/profile.log" | cut -c4-110)"
@@ -168,20 +171,17 @@ if [ "${DECODE_AB:-1}" = 1 ]; then
         extra=()
         [ "$variant" != default ] && extra=("-Dmoe4j.cuda.$variant")
         log="$OUT/profile-235-${variant%%=*}.log"
-        timeout 90 "$java" "${flags[@]}" "${extra[@]}" -Xmx16g -Dmoe4j.cuda.profile=true \
-            -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuProfile \
-            synthetic:qwen3-235b-a22b:Q3_K_M/16 cuda:0 76 8 decode > "$log" 2>&1
+        timeout 90 "$java" "${flags[@]}" "${extra[@]}" "${prof[@]}" synthetic:qwen3-235b-a22b:Q3_K_M/16 cuda:0 76 8 \
+            decode > "$log" 2>&1
         row "235B/16 decode, $variant (exit $?)" "$(grep -m1 '^== decode' "$log" | sed 's/.*GPU \([0-9]* us\).*/\1/')"
         while read -r line; do
             row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
         done < <(grep -E 'mvq|add_rms_norm' "$log" | head -5)
     done
     for variant in roundOnce=true mvqUnroll=2; do
-        log="$OUT/bench-${variant%%=*}.log"
-        timeout 150 "$java" "${flags[@]}" "-Dmoe4j.cuda.$variant" -Xmx16g \
-            -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuBench "$model" cuda:0 0 "$TG" "$REPS" \
-            > "$log" 2>&1
-        row "  generation tg$TG, $variant (exit $?)" "$(sed -n "s/^tg$TG //p" "$log")"
+        log="bench-${variant%%=*}.log"
+        gpu_bench "$log" 0 "$TG" "$REPS" "-Dmoe4j.cuda.$variant"
+        row "  generation tg$TG, $variant (exit $?)" "$(sed -n "s/^tg$TG //p" "$OUT/$log")"
         # the same experiment's logits at the real shapes against the CPU backend's
         log="$OUT/full-shape-${variant%%=*}.log"
         timeout 120 "$java" "${flags[@]}" "-Dmoe4j.cuda.$variant" -Xmx8g \

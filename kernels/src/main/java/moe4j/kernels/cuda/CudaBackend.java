@@ -824,18 +824,19 @@ public final class CudaBackend implements Backend {
         Kernels.Format f = kernels.format(w.format());
         // A matrix of few rows gives the tiled kernel a few blocks per token tile (the router's 128 rows: one), so
         // it takes the matrix-vector kernels, a row of blocks per token, at any batch size.
-        boolean tensorCores = q8k(f, w.rowLength(), 1) && f.q8kMatmul() != null;
+        boolean q8k = q8k(f, w.rowLength(), 1);
+        boolean tensorCores = q8k && f.q8kMatmul() != null;
         boolean smallOnTensorCores = tensorCores && SMALL_MATRICES_ON_TENSOR_CORES_FROM > 0
                 && n >= SMALL_MATRICES_ON_TENSOR_CORES_FROM;
         boolean matvec = n <= MATVEC_MAX_TOKENS
                 || (w.rows() <= MATVEC_MAX_ROWS_ANY_BATCH && n <= MAX_GRID_Y && !smallOnTensorCores);
-        if (matvec && rounded != null && q8k(f, w.rowLength(), 1)) {
+        if (matvec && rounded != null && q8k) {
             roundedLaunches++;
             noteProduct(w, n);
             launch(f.rounded().matvec(), "mvq_rounded_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
                     32 * MV_ROWS_PER_BLOCK, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, rounded, 1,
                     o.data, o.pitch);
-        } else if (matvec && q8k(f, w.rowLength(), 1)) {
+        } else if (matvec && q8k) {
             noteProduct(w, n);
             launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
                     32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(w.rowLength(), 1), w.data(), 0L, w.rowBytes(),
@@ -853,7 +854,7 @@ public final class CudaBackend implements Backend {
                     q.sums(), o.data, o.pitch, n, null);
         } else {
             // the activations the matrix-vector kernel of this format sees, so that prompts and steps agree
-            CUdeviceptr input = q8k(f, w.rowLength(), 1) ? roundedQ8k(x, n) : x.data;
+            CUdeviceptr input = q8k ? roundedQ8k(x, n) : x.data;
             noteProduct(w, n);
             launch(f.matmul(), "mm_" + w.format(), ceilDiv(w.rows(), MM_ROWS), gridY(ceilDiv(n, MM_TOKENS)), 256,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, input, x.pitch, o.data, o.pitch, n, null);
@@ -952,9 +953,9 @@ public final class CudaBackend implements Backend {
         CudaActivations x = act(in);
         CudaActivations l = act(logits);
         CudaRouting r = routing(routing);
+        // the routing holds at most MAX_EXPERTS experts (allocateRouting), the most route_f32's top-k takes
         if (!FUSE || w.format() != GgmlType.F32 || w.experts() != 1 || !isMatrix(w) || w.rows() != r.experts()
-                || w.rows() > MAX_EXPERTS || w.rowLength() != x.width() || n > r.capacity()
-                || n > MAX_GRID_Y) {
+                || w.rowLength() != x.width() || n > r.capacity() || n > MAX_GRID_Y) {
             Backend.super.route(router, in, logits, n, routing);
             return;
         }
@@ -1677,24 +1678,29 @@ public final class CudaBackend implements Backend {
 
     private void launchDirect(CUfunction f, String name, int gridX, int gridY, int block, int sharedBytes,
                               Object... args) {
+        int result;
         if (sequentialReason == null) {
-            int result = ProgrammaticLaunch.launch(launchScratch, f, gridX, gridY, block, sharedBytes, stream, args);
+            result = ProgrammaticLaunch.launch(launchScratch, f, gridX, gridY, block, sharedBytes, stream, args);
             if (result == CUresult.CUDA_ERROR_NOT_SUPPORTED && capture == null) {
                 sequentialReason = "not supported by this driver (" + CUresult.stringFor(result) + ")";
-            } else {
-                if (result != CUresult.CUDA_SUCCESS && capture != null) {
-                    // a driver that launches so but cannot record it: the failed recording runs its steps directly,
-                    // later recordings launch one kernel after the other
-                    sequentialReason = "failed while recording a decode step as a CUDA graph ("
-                            + CUresult.stringFor(result) + ")";
-                }
-                check(result, "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
-                if (SYNC && capture == null) {
-                    check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
-                }
-                return;
+                result = launchSequential(f, gridX, gridY, block, sharedBytes, args);
+            } else if (result != CUresult.CUDA_SUCCESS && capture != null) {
+                // a driver that launches so but cannot record it: the failed recording runs its steps directly,
+                // later recordings launch one kernel after the other
+                sequentialReason = "failed while recording a decode step as a CUDA graph ("
+                        + CUresult.stringFor(result) + ")";
             }
+        } else {
+            result = launchSequential(f, gridX, gridY, block, sharedBytes, args);
         }
+        check(result, "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
+        if (SYNC && capture == null) {
+            check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
+        }
+    }
+
+    /** Enqueues {@code f} through JCuda's {@code cuLaunchKernel} (after the kernel before it); the result code. */
+    private int launchSequential(CUfunction f, int gridX, int gridY, int block, int sharedBytes, Object... args) {
         NativePointerObject[] params = new NativePointerObject[args.length];
         for (int i = 0; i < args.length; i++) {
             params[i] = switch (args[i]) {
@@ -1706,11 +1712,8 @@ public final class CudaBackend implements Backend {
                 default -> throw new IllegalArgumentException("kernel argument of type " + args[i].getClass());
             };
         }
-        check(JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, sharedBytes, stream, Pointer.to(params),
-                null), "launching kernel " + name + " (" + gridX + " x " + gridY + " blocks) on " + label);
-        if (SYNC && capture == null) {
-            check(JCudaDriver.cuCtxSynchronize(), "kernel " + name + " on " + label);
-        }
+        return JCudaDriver.cuLaunchKernel(f, gridX, gridY, 1, block, 1, 1, sharedBytes, stream, Pointer.to(params),
+                null);
     }
 
     /** What a failed copy to the host reports: it waits for every kernel enqueued before, and fails with the first. */

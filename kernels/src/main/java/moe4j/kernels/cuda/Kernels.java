@@ -5,12 +5,12 @@ import static moe4j.kernels.cuda.CudaDriver.check;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.util.zip.GZIPInputStream;
 import java.util.Collections;
 import java.util.EnumMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.zip.GZIPInputStream;
 
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;

@@ -604,9 +604,15 @@ class CudaBackendTest {
         float[] k = randomFloats(total * s.kvDim(), 1f);
         float[] v = randomFloats(total * s.kvDim(), 1f);
         float[] expected = runAttention(cpu, type, s, q, k, v, startPos, n, total);
-        gpu.useTiledAttention(true);
+        float[] actual = withTiledAttention(true, () -> runAttention(gpu, type, s, q, k, v, startPos, n, total));
+        assertClose(expected, actual, 1e-5, type + " attention");
+    }
+
+    /** {@code run} with the GPU's tiled prompt attention on or off, then as the system property sets it. */
+    private static float[] withTiledAttention(boolean tiled, java.util.function.Supplier<float[]> run) {
+        gpu.useTiledAttention(tiled);
         try {
-            assertClose(expected, runAttention(gpu, type, s, q, k, v, startPos, n, total), 1e-5, type + " attention");
+            return run.get();
         } finally {
             gpu.useTiledAttention(Boolean.getBoolean("moe4j.cuda.tiledAttention"));
         }
@@ -623,13 +629,7 @@ class CudaBackendTest {
         float[] v = randomFloats(n * s.kvDim(), 1f);
         v[10 * s.kvDim() + 3] = Float.NaN;
         float[] expected = runAttention(cpu, KvCacheType.F32, s, q, k, v, 0, n, n);
-        gpu.useTiledAttention(tiled);
-        float[] actual;
-        try {
-            actual = runAttention(gpu, KvCacheType.F32, s, q, k, v, 0, n, n);
-        } finally {
-            gpu.useTiledAttention(Boolean.getBoolean("moe4j.cuda.tiledAttention"));
-        }
+        float[] actual = withTiledAttention(tiled, () -> runAttention(gpu, KvCacheType.F32, s, q, k, v, 0, n, n));
         int seen = 10 * s.qDim();
         assertClose(Arrays.copyOf(expected, seen), Arrays.copyOf(actual, seen), 1e-5, "rows before the NaN");
         assertTrue(Float.isNaN(actual[10 * s.qDim() + 3]), "row 10 sees the NaN value");
