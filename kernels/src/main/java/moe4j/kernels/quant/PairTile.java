@@ -24,8 +24,9 @@ import moe4j.gguf.GgmlType;
  * elements {@code 32j + k} and {@code 32j + k + 16} of sub-block {@code j}; Q6_K and Q3_K: elements {@code 16g + k} and
  * {@code 16g + k + 8} of group {@code g}, quants made signed, {@code q - 32} and {@code q - 4}), and each token's codes
  * are packed the same way ({@code aA} below {@code aB}, {@link PreparedActivations#tilePairs}), so that one 16-bit
- * multiply by the broadcast pair leaves {@code qA * aA} and {@code qB * aB} in the two halves of every row's lane.
- * Products are summed four pairs a step in those 16-bit halves; a window's halves are then widened, added and
+ * multiply by the broadcast pair leaves {@code qA * aA} and {@code qB * aB} in the two halves of every row's lane;
+ * K-quant tiles take two such groups of 16 rows at once, so that every broadcast serves two multiplies ({@link #tile}).
+ * Products are summed a few pairs a step in those 16-bit halves; a window's halves are then widened, added and
  * multiplied by the rows' scale: Q4_K's windows are its 16-pair sub-blocks (at most 16 * 15 * 127 in a half), Q5_K's
  * (31), Q6_K's (32) and Q3_K's 8 pairs (8 * 32 * 127), Q4_0's a block's 16 pairs (16 * 8 * 127 in a half, the two
  * halves' sum within 16 bits, so one shift takes it); Q4_K's and Q5_K's sub-block minimums times the token's code sums
@@ -98,7 +99,7 @@ final class PairTile {
         }
     }
 
-    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+    private static final ThreadLocal<Scratch[]> SCRATCH = ThreadLocal.withInitial(() -> new Scratch[] {new Scratch(), new Scratch()});
 
     /**
      * Whether products of {@code format}'s weights with several rows of {@code x} take these tiles: Q3_K to Q6_K and
@@ -123,9 +124,11 @@ final class PairTile {
      */
     static void dot(GgmlType type, MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
             int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
-        Scratch s = SCRATCH.get();
-        if (s.acc.length < nTokens * ROWS) {
-            s.acc = new float[nTokens * ROWS];
+        Scratch[] groups = SCRATCH.get();
+        for (Scratch g : groups) {
+            if (g.acc.length < nTokens * ROWS) {
+                g.acc = new float[nTokens * ROWS];
+            }
         }
         int width = x.width();
         int blocks = width / QK;
@@ -134,21 +137,31 @@ final class PairTile {
         boolean q4_0 = type == GgmlType.Q4_0;
         // Q6_K and Q3_K: signed quants paired within 16-element groups, one scale per group, no minimums
         boolean q6 = type == GgmlType.Q6_K || q3;
-        for (int r0 = 0; r0 < rows; r0 += ROWS) {
-            int n = Math.min(ROWS, rows - r0);
-            Arrays.fill(s.acc, 0, nTokens * ROWS, 0f);
+        // two groups of 16 rows at once: each token's broadcast code pairs serve both (Q4_0 keeps one group)
+        int groupCount = q4_0 ? 1 : 2;
+        for (int r0 = 0; r0 < rows; r0 += groupCount * ROWS) {
+            for (int g = 0; g < groupCount; g++) {
+                Arrays.fill(groups[g].acc, 0, nTokens * ROWS, 0f);
+            }
             for (int b = 0; b < blocks; b++) {
-                if (q3) {
-                    decodeQ3(src, srcOffset + r0 * rowBytes + (long) b * Q3_BYTES, rowBytes, n, s);
-                } else if (q6) {
-                    decodeQ6(src, srcOffset + r0 * rowBytes + (long) b * Q6_BYTES, rowBytes, n, s);
-                } else if (q5) {
-                    decodeQ5(src, srcOffset + r0 * rowBytes + (long) b * Q5_BYTES, rowBytes, n, s);
-                } else if (q4_0) {
-                    decodeQ4_0(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
-                } else {
-                    decode(src, srcOffset + r0 * rowBytes + (long) b * BYTES, rowBytes, n, s);
+                for (int g = 0; g < groupCount; g++) {
+                    Scratch s = groups[g];
+                    int first = r0 + g * ROWS;
+                    int n = Math.max(0, Math.min(ROWS, rows - first));
+                    long at = srcOffset + first * rowBytes;
+                    if (q3) {
+                        decodeQ3(src, at + (long) b * Q3_BYTES, rowBytes, n, s);
+                    } else if (q6) {
+                        decodeQ6(src, at + (long) b * Q6_BYTES, rowBytes, n, s);
+                    } else if (q5) {
+                        decodeQ5(src, at + (long) b * Q5_BYTES, rowBytes, n, s);
+                    } else if (q4_0) {
+                        decodeQ4_0(src, at + (long) b * BYTES, rowBytes, n, s);
+                    } else {
+                        decode(src, at + (long) b * BYTES, rowBytes, n, s);
+                    }
                 }
+                Scratch s = groups[0];
                 for (int t0 = 0; t0 < nTokens; t0 += TOKENS) {
                     for (int t = 0; t < TOKENS; t++) {
                         int row = firstRow + Math.min(t0 + t, nTokens - 1);
@@ -157,16 +170,23 @@ final class PairTile {
                         s.tokenSums[t] = row * width / 32 + b * SUB_BLOCKS;
                         s.tokenScale[t] = x.codeScales()[row * blocks + b];
                     }
+                    int valid = Math.min(TOKENS, nTokens - t0);
                     if (q4_0) {
-                        tileQ4_0(s, x.tilePairs(), x.codeScales(), t0, Math.min(TOKENS, nTokens - t0));
+                        tileQ4_0(s, x.tilePairs(), x.codeScales(), t0, valid);
                     } else {
-                        tile(s, x.tilePairs(), x.tileSums(), t0, Math.min(TOKENS, nTokens - t0), q6, q5 || q6);
+                        tile(s, groups[1], x.tilePairs(), t0, q6, q5 || q6);
+                        accumulate(s, s, x.tileSums(), t0, valid, q6);
+                        accumulate(groups[1], s, x.tileSums(), t0, valid, q6);
                     }
                 }
             }
-            for (int t = 0; t < nTokens; t++) {
-                for (int r = 0; r < n; r++) {
-                    out[outOffset + r0 + r + t * outStride] = s.acc[t * ROWS + r];
+            for (int g = 0; g < groupCount; g++) {
+                int first = r0 + g * ROWS;
+                int n = Math.max(0, Math.min(ROWS, rows - first));
+                for (int t = 0; t < nTokens; t++) {
+                    for (int r = 0; r < n; r++) {
+                        out[outOffset + first + r + t * outStride] = groups[g].acc[t * ROWS + r];
+                    }
                 }
             }
         }
@@ -218,10 +238,11 @@ final class PairTile {
 
     /**
      * Adds eight Q4_0 blocks of the 16 rows times the tile's tokens to the accumulators of tokens {@code t0 ..}: per block
-     * its 16 pairs four a step, as {@link #tile}, then the upper halves to float, times the rows' block scales and the
-     * token's block scale ({@code scales[tokenSums[t] + j]}). The four-pair step is {@link #tile}'s on purpose: a helper
-     * for it would take and return vectors, which C2 boxes where it does not inline (see {@link #decodeQ5}), and the
-     * window's end differs (float scales per block here, integer ones per sub-block there).
+     * its 16 pairs four a step, then the upper halves to float, times the rows' block scales and the token's block scale
+     * ({@code scales[tokenSums[t] + j]}). Written out rather than shared with {@link #tile}: a helper for the step would
+     * take and return vectors, which C2 boxes where it does not inline (see {@link #decodeQ5}), and the window's end
+     * differs (float scales per block here, integer ones per sub-block there). One group of 16 rows: Q4_0 is rare in
+     * MoE files, and {@link #tile}'s second group was not measured for it.
      */
     private static void tileQ4_0(Scratch s, int[] p, float[] scales, int t0, int valid) {
         int[] w = s.w;
@@ -645,20 +666,25 @@ final class PairTile {
         IntVector.broadcast(Simd.I, 6)} : null;
 
     /**
-     * Adds one super-block of the 16 rows times the tile's tokens to the accumulators of tokens {@code t0 ..}. Products
-     * are summed four pairs a step in 16-bit halves; Q4_K widens them every 16 pairs (at most 16 * 15 * 127 in a half)
-     * and applies its scale per 16 pairs, Q5_K ({@code eightPairs}, quants to 31) every 8 (8 * 31 * 127) with a scale per
-     * 16, Q6_K and Q3_K ({@code q6}), whose signed quants reach 32 (4) in magnitude, every 8 (8 * 32 * 127) with a scale
-     * per 8. Widening a window's two halves apart (a shift pair and a shift) takes one instruction more than taking their
-     * sum in one shift, which would need windows half as long.
+     * The integer sums of one super-block of two groups of 16 rows ({@code s}, {@code b}) times the tile's tokens, into
+     * each group's {@code dots}. Products are summed two pairs a step in 16-bit halves; Q4_K widens them every 16 pairs
+     * (at most 16 * 15 * 127 in a half) and applies its scale per 16 pairs, Q5_K ({@code eightPairs}, quants to 31) every
+     * 8 (8 * 31 * 127) with a scale per 16, Q6_K and Q3_K ({@code q6}), whose signed quants reach 32 (4) in magnitude,
+     * every 8 (8 * 32 * 127) with a scale per 8. Widening a window's two halves apart (a shift pair and a shift) takes
+     * one instruction more than taking their sum in one shift, which would need windows half as long.
+     *
+     * <p>Each broadcast code pair multiplies both groups' weights. With one group of 16 rows (four pairs a step) C2 took
+     * 9 of a step's 12 broadcasts from a general register ({@code vpbroadcastd zmm, r32}, on the shuffle port that the
+     * 16-bit multiplies and adds need too) instead of from memory (the load ports alone); with two groups all of them
+     * come from memory and each serves two multiplies. JMH {@code MatMulBenchmark} (64 tokens, one thread, in cache,
+     * GFLOP/s) on the Intel Xeon VM: Q4_K 75 -> 93-100, Q6_K 64 -> 76-80, Q3_K 64 -> 76-85.
      */
-    private static void tile(Scratch s, int[] p, int[] sums, int t0, int valid, boolean q6, boolean eightPairs) {
+    private static void tile(Scratch s, Scratch b, int[] p, int t0, boolean q6, boolean eightPairs) {
         int[] w = s.w;
+        int[] v = b.w;
         int scaleShift = q6 ? 3 : 4;
         // the last step of a window: steps of 4 pairs, windows of 8 or 16
         int window = eightPairs ? 4 : 12;
-        // three tokens at a time with their sums in registers across the super-block; six at once spilled registers
-        // around every multiply (six sums and eight weight vectors), each token's sum through memory cost 14%
         for (int t = 0; t < TOKENS; t += 3) {
             int a0 = s.tokenPairs[t];
             int a1 = s.tokenPairs[t + 1];
@@ -666,58 +692,76 @@ final class PairTile {
             IntVector o0 = IntVector.zero(Simd.I);
             IntVector o1 = o0;
             IntVector o2 = o0;
+            IntVector o3 = o0;
+            IntVector o4 = o0;
+            IntVector o5 = o0;
             ShortVector h0 = ShortVector.zero(Simd.S_FULL);
             ShortVector h1 = h0;
             ShortVector h2 = h0;
-            for (int q = 0; q < PAIRS; q += 4) {
+            ShortVector h3 = h0;
+            ShortVector h4 = h0;
+            ShortVector h5 = h0;
+            for (int q = 0; q < PAIRS; q += 2) {
                 ShortVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS).reinterpretAsShorts();
                 ShortVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS).reinterpretAsShorts();
-                ShortVector w2 = IntVector.fromArray(Simd.I, w, (q + 2) * ROWS).reinterpretAsShorts();
-                ShortVector w3 = IntVector.fromArray(Simd.I, w, (q + 3) * ROWS).reinterpretAsShorts();
+                ShortVector v0 = IntVector.fromArray(Simd.I, v, q * ROWS).reinterpretAsShorts();
+                ShortVector v1 = IntVector.fromArray(Simd.I, v, (q + 1) * ROWS).reinterpretAsShorts();
                 int a = a0 + q;
-                h0 = h0.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
-                        .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
-                        .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                ShortVector c0 = IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts();
+                ShortVector c1 = IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts();
+                h0 = h0.add(w0.mul(c0)).add(w1.mul(c1));
+                h3 = h3.add(v0.mul(c0)).add(v1.mul(c1));
                 a = a1 + q;
-                h1 = h1.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
-                        .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
-                        .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
+                c0 = IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts();
+                c1 = IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts();
+                h1 = h1.add(w0.mul(c0)).add(w1.mul(c1));
+                h4 = h4.add(v0.mul(c0)).add(v1.mul(c1));
                 a = a2 + q;
-                h2 = h2.add(w0.mul(IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts()))
-                        .add(w1.mul(IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts()))
-                        .add(w2.mul(IntVector.broadcast(Simd.I, p[a + 2]).reinterpretAsShorts()))
-                        .add(w3.mul(IntVector.broadcast(Simd.I, p[a + 3]).reinterpretAsShorts()));
-                if ((q & window) == window) {
+                c0 = IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts();
+                c1 = IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts();
+                h2 = h2.add(w0.mul(c0)).add(w1.mul(c1));
+                h5 = h5.add(v0.mul(c0)).add(v1.mul(c1));
+                if ((q & (window | 2)) == (window | 2)) {
                     IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q >> scaleShift) * ROWS);
-                    IntVector u0 = h0.reinterpretAsInts();
-                    o0 = o0.add(u0.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u0.lanewise(ASHR, 16)).mul(sc));
-                    IntVector u1 = h1.reinterpretAsInts();
-                    o1 = o1.add(u1.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u1.lanewise(ASHR, 16)).mul(sc));
-                    IntVector u2 = h2.reinterpretAsInts();
-                    o2 = o2.add(u2.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u2.lanewise(ASHR, 16)).mul(sc));
+                    IntVector sd = IntVector.fromArray(Simd.I, b.scaleMins, (q >> scaleShift) * ROWS);
+                    IntVector u = h0.reinterpretAsInts();
+                    o0 = o0.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sc));
+                    u = h1.reinterpretAsInts();
+                    o1 = o1.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sc));
+                    u = h2.reinterpretAsInts();
+                    o2 = o2.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sc));
+                    u = h3.reinterpretAsInts();
+                    o3 = o3.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sd));
+                    u = h4.reinterpretAsInts();
+                    o4 = o4.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sd));
+                    u = h5.reinterpretAsInts();
+                    o5 = o5.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sd));
                     h0 = ShortVector.zero(Simd.S_FULL);
                     h1 = h0;
                     h2 = h0;
+                    h3 = h0;
+                    h4 = h0;
+                    h5 = h0;
                 }
             }
             o0.intoArray(s.dots, t * ROWS);
             o1.intoArray(s.dots, (t + 1) * ROWS);
             o2.intoArray(s.dots, (t + 2) * ROWS);
+            o3.intoArray(b.dots, t * ROWS);
+            o4.intoArray(b.dots, (t + 1) * ROWS);
+            o5.intoArray(b.dots, (t + 2) * ROWS);
         }
-        accumulate(s, sums, t0, valid, q6);
     }
 
     /**
      * Each valid token's super-block: its scaled sum, then (Q4_K) its minimum term, into its accumulator. Vectors travel through
      * the scratch arrays, not as arguments: a vector passed to a call C2 does not inline is boxed.
      */
-    private static void accumulate(Scratch s, int[] sums, int t0, int valid, boolean q6) {
+    private static void accumulate(Scratch s, Scratch tokens, int[] sums, int t0, int valid, boolean q6) {
         FloatVector d = FloatVector.fromArray(Simd.F, s.d, 0);
         FloatVector dmin = FloatVector.fromArray(Simd.F, s.dmin, 0).neg();
         for (int t = 0; t < valid; t++) {
-            float scale = s.tokenScale[t];
+            float scale = tokens.tokenScale[t];
             int at = (t0 + t) * ROWS;
             FloatVector acc = FloatVector.fromArray(Simd.F, s.acc, at);
             acc = ((FloatVector) IntVector.fromArray(Simd.I, s.dots, t * ROWS).convert(I2F, 0)).fma(d.mul(scale), acc);
@@ -725,7 +769,7 @@ final class PairTile {
                 IntVector minSum = IntVector.zero(Simd.I);
                 for (int j = 0; j < SUB_BLOCKS; j++) {
                     minSum = minSum.add(IntVector.fromArray(Simd.I, s.scaleMins, (SUB_BLOCKS + j) * ROWS)
-                            .mul(sums[s.tokenSums[t] + j]));
+                            .mul(sums[tokens.tokenSums[t] + j]));
                 }
                 acc = ((FloatVector) minSum.convert(I2F, 0)).fma(dmin.mul(scale), acc);
             }
