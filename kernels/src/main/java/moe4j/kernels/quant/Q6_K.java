@@ -237,6 +237,7 @@ public final class Q6_K extends BlockFormat {
         int pRow = token * width / 2;
         int dRow = token * blocks;
         int sRow = token * width / PreparedActivations.SUM_GROUP;
+        int sink = 0;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
@@ -244,6 +245,7 @@ public final class Q6_K extends BlockFormat {
             for (int b0 = 0; b0 < blocks; b0 += SPAN) {
                 for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
                     long block = row + (long) b * BYTES;
+                    sink += ReadAhead.touch(src, block, BYTES);
                     IntVector ql = IntVector.fromMemorySegment(Simd.I, src, block + QL, Simd.LE);
                     IntVector qh = IntVector.fromMemorySegment(Simd.I, src, block + QH, Simd.LE);
                     float d = Halfs.readFp16(src, block + D);
@@ -302,6 +304,7 @@ public final class Q6_K extends BlockFormat {
             v = v.add(v.rearrange(Simd.FOLD_1));
             out[outOffset + r] = v.lane(0);
         }
+        ReadAhead.keep(sink);
     }
 
     /**
