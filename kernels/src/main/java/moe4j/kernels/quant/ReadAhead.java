@@ -24,8 +24,11 @@ final class ReadAhead {
 
     private ReadAhead() {}
 
-    /** Bytes ahead of the block being multiplied; 4 and 8 KiB measured alike, 1 KiB as none. */
-    static final long DISTANCE = Math.max(0, Long.getLong("moe4j.cpu.readAhead", 4096));
+    /**
+     * Bytes ahead of the block being multiplied. Q4_K_M tg32 on the Intel VM, eight alternations: 1, 2, 4, 8 and 16 KiB
+     * within 5% of each other, 2 KiB ahead of 4 in each (17.8-18.6 against 17.1-17.8 tok/s).
+     */
+    static final long DISTANCE = Math.max(0, Long.getLong("moe4j.cpu.readAhead", 2048));
 
     private static final long LINE = 64;
 
