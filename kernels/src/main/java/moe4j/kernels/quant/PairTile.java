@@ -137,7 +137,8 @@ final class PairTile {
         boolean q4_0 = type == GgmlType.Q4_0;
         // Q6_K and Q3_K: signed quants paired within 16-element groups, one scale per group, no minimums
         boolean q6 = type == GgmlType.Q6_K || q3;
-        // two groups of 16 rows at once: each token's broadcast code pairs serve both
+        // two groups of 16 rows at once: each token's broadcast code pairs serve both; a group past the last row decodes
+        // as zeros and is computed for nothing (the backends call with 32 rows, a matrix's last call aside)
         for (int r0 = 0; r0 < rows; r0 += 2 * ROWS) {
             for (Scratch g : groups) {
                 Arrays.fill(g.acc, 0, nTokens * ROWS, 0f);

@@ -13,7 +13,7 @@ import java.lang.foreign.ValueLayout;
  * <p>Measured on a 2-core Intel Xeon VM (AVX-512; its one-token kernels are bound by one port, and a lone thread
  * streams at half the machine's rate): JMH {@code matVecTwoThreads} out of cache, two runs, Q6_K 9.8-10.4 -> 13.0-13.4
  * GB/s, Q4_K 12.0-12.4 -> 11.2-11.9 (one thread 4.9-5.0 -> 5.2-5.8), in L2 unchanged; generation (tg32) of the
- * 12-layer Qwen3-30B-A3B-shaped files, three and two alternations: Q4_K_M 14.6 / 15.8 / 15.4 -> 16.7 / 16.1 / 17.6
+ * 12-layer Qwen3-30B-A3B-shaped files, 4 KiB ahead, three and two alternations: Q4_K_M 14.6 / 15.8 / 15.4 -> 16.7 / 16.1 / 17.6
  * tok/s (with Q6_K's kernel alone reading ahead 15.1-15.8 against 16.6-17.0 with both), Q3_K_M 17.7 / 16.9 -> 19.5 /
  * 18.8. Only Q4_K and Q6_K read ahead: in the same JMH runs Q3_K lost 15-20%, IQ4_XS 10%, Q2_K and Q4_0 more, Q5_K
  * did not move, and Q8_0's kernel fell to a tenth. An earlier try that read one line per eight blocks, 4-8 KB ahead,
@@ -25,8 +25,8 @@ final class ReadAhead {
     private ReadAhead() {}
 
     /**
-     * Bytes ahead of the block being multiplied. Q4_K_M tg32 on the Intel VM, eight alternations: 1, 2, 4, 8 and 16 KiB
-     * within 5% of each other, 2 KiB ahead of 4 in each (17.8-18.6 against 17.1-17.8 tok/s).
+     * Bytes ahead of the block being multiplied. Q4_K_M tg32 on the Intel VM, five alternations: 1 to 16 KiB within
+     * 10% of each other (16 KiB the slowest), 2 KiB ahead of 4 in each (17.8-18.6 against 17.1-17.8 tok/s).
      */
     static final long DISTANCE = Math.max(0, Long.getLong("moe4j.cpu.readAhead", 2048));
 
