@@ -199,6 +199,7 @@ public final class Q5_K extends BlockFormat {
         int pRow = token * width / 2;
         int dRow = token * blocks;
         int sRow = token * width / PreparedActivations.SUM_GROUP;
+        int sink = 0;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
@@ -206,6 +207,7 @@ public final class Q5_K extends BlockFormat {
             for (int b0 = 0; b0 < blocks; b0 += SPAN) {
                 for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
                     long block = row + (long) b * BYTES;
+                    sink += ReadAhead.touch(src, block, BYTES);
                     int pair = src.get(Layouts.INT_LE, block + D);
                     float d = Float.float16ToFloat((short) pair) * xd[dRow + b];
                     float dmin = Float.float16ToFloat((short) (pair >>> 16));
@@ -269,6 +271,7 @@ public final class Q5_K extends BlockFormat {
             v = v.add(v.rearrange(Simd.FOLD_1));
             out[outOffset + r] = v.lane(0);
         }
+        ReadAhead.keep(sink);
     }
 
     @Override
