@@ -17,8 +17,8 @@ import java.lang.foreign.ValueLayout;
  * tok/s (with Q6_K's kernel alone reading ahead 15.1-15.8 against 16.6-17.0 with both), Q3_K_M 17.7 / 16.9 -> 19.5 /
  * 18.8. Q5_K's kernel did not move in JMH, but Q5_K_M's tg32 went 15.3 / 15.4 / 15.7 -> 16.7 / 17.3 / 16.0 with it
  * (2 KiB ahead; llama.cpp 16.2). Only these three read ahead: in the same JMH runs Q3_K lost 15-20% (and Q3_K_M's tg32
- * 19.2-19.3 -> 18.2-18.7 tok/s, its kernel being bound by its arithmetic), IQ4_XS 10%, Q2_K and Q4_0 more, and Q8_0's
- * kernel fell to a tenth. An earlier try that read one line per eight blocks, 4-8 KB ahead,
+ * 19.2-19.3 -> 18.2-18.7 tok/s, its kernel being bound by its arithmetic), IQ4_XS 10% (its 12-layer file's tg32
+ * 18.9-19.4 -> 18.2-19.2; llama.cpp 16.3), Q2_K and Q4_0 more, and Q8_0's kernel fell to a tenth. An earlier try that read one line per eight blocks, 4-8 KB ahead,
  * lost 15-25%: the stream was not covered, and each lone miss held up the rest. {@code -Dmoe4j.cpu.readAhead=BYTES}
  * sets the distance, 0 turns it off.
  */
