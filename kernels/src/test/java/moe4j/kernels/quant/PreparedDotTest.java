@@ -206,6 +206,45 @@ class PreparedDotTest {
     }
 
     /**
+     * The float tiles ({@link ScaledDot}) over a batch longer than one of {@link BlockFormat#dotPreparedRows}'s token
+     * chunks (rows of 4096: 64 tokens a chunk), the last chunk too short for a tile: each (row, token) the same bits as
+     * that row alone over the whole batch.
+     */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"IQ4_XS", "Q8_0"})
+    void floatTilesOverSeveralTokenChunksAgreeWithSingleRows(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        SplittableRandom rnd = new SplittableRandom(43);
+        int width = 4096;
+        int rows = 9; // two tiles of four rows and one row alone
+        int tokens = 66;
+        assertTrue(tokens > BlockFormat.TOKEN_CHUNK_BYTES / (width * Float.BYTES), "more tokens than a chunk");
+        long rowBytes = type.bytesFor(width);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            format.randomBlocks(rnd, data, 0, rows * width / type.blockSize());
+            float[] x = new float[tokens * width];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) rnd.nextGaussian();
+            }
+            PreparedActivations prepared = new PreparedActivations();
+            prepared.reserve(format, tokens, width);
+            for (int t = 0; t < tokens; t++) {
+                prepared.prepareRow(x, t * width, t);
+            }
+            float[] all = new float[rows * tokens];
+            format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 0, tokens, all, 0, rows);
+            float[] single = new float[tokens];
+            for (int r = 0; r < rows; r++) {
+                format.dotPrepared(data, r * rowBytes, prepared, 0, tokens, single, 0, 1);
+                for (int t = 0; t < tokens; t++) {
+                    assertEquals(single[t], all[r + t * rows], 0f, type + " row " + r + " token " + t);
+                }
+            }
+        }
+    }
+
+    /**
      * The integer kernels at the extremes their bounds allow: every quant at its largest value (all bits set) and every
      * activation at code +127 or -127, one sign per block (the largest sums of products), against the exact dot, for one
      * token and for a batch.
