@@ -173,15 +173,7 @@ class PreparedDotTest {
             for (int r = 0; r < rows; r++) {
                 format.randomBlocks(rnd, data, r * rowBytes, width / type.blockSize());
             }
-            float[] x = new float[(tokens + 2) * width];
-            for (int i = 0; i < x.length; i++) {
-                x[i] = (float) rnd.nextGaussian();
-            }
-            PreparedActivations prepared = new PreparedActivations();
-            prepared.reserve(format, tokens + 2, width);
-            for (int t = 0; t < tokens + 2; t++) {
-                prepared.prepareRow(x, t * width, t);
-            }
+            PreparedActivations prepared = gaussianRows(format, rnd, tokens + 2, width);
             float[] all = new float[rows * tokens];
             format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 2, tokens, all, 0, rows);
             float[] w = new float[width];
@@ -213,25 +205,17 @@ class PreparedDotTest {
     @ParameterizedTest
     @EnumSource(value = GgmlType.class, names = {"IQ4_XS", "Q8_0"})
     void floatTilesOverSeveralTokenChunksAgreeWithSingleRows(GgmlType type) {
-        QuantFormat format = QuantFormats.of(type);
-        SplittableRandom rnd = new SplittableRandom(43);
         int width = 4096;
-        int rows = 9; // two tiles of four rows and one row alone
         int tokens = 66;
         assertTrue(tokens > BlockFormat.TOKEN_CHUNK_BYTES / (width * Float.BYTES), "more tokens than a chunk");
-        long rowBytes = type.bytesFor(width);
+        int rows = 9; // two tiles of four rows and one row alone
+        QuantFormat format = QuantFormats.of(type);
+        SplittableRandom rnd = new SplittableRandom(43);
         try (Arena arena = Arena.ofConfined()) {
+            long rowBytes = type.bytesFor(width);
             MemorySegment data = arena.allocate(rows * rowBytes);
             format.randomBlocks(rnd, data, 0, rows * width / type.blockSize());
-            float[] x = new float[tokens * width];
-            for (int i = 0; i < x.length; i++) {
-                x[i] = (float) rnd.nextGaussian();
-            }
-            PreparedActivations prepared = new PreparedActivations();
-            prepared.reserve(format, tokens, width);
-            for (int t = 0; t < tokens; t++) {
-                prepared.prepareRow(x, t * width, t);
-            }
+            PreparedActivations prepared = gaussianRows(format, rnd, tokens, width);
             float[] all = new float[rows * tokens];
             format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 0, tokens, all, 0, rows);
             float[] single = new float[tokens];
@@ -242,6 +226,20 @@ class PreparedDotTest {
                 }
             }
         }
+    }
+
+    /** {@code rows} rows of {@code width} standard normal values, prepared for {@code format}. */
+    private static PreparedActivations gaussianRows(QuantFormat format, SplittableRandom rnd, int rows, int width) {
+        float[] x = new float[rows * width];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        PreparedActivations prepared = new PreparedActivations();
+        prepared.reserve(format, rows, width);
+        for (int t = 0; t < rows; t++) {
+            prepared.prepareRow(x, t * width, t);
+        }
+        return prepared;
     }
 
     /**
