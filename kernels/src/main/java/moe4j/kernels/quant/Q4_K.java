@@ -240,8 +240,6 @@ public final class Q4_K extends BlockFormat {
         int pRow = token * width / 2;
         int dRow = token * blocks;
         int sRow = token * width / PreparedActivations.SUM_GROUP;
-        // the last block whose lines ahead lie in the segment (ReadAhead)
-        long lastAhead = src.byteSize() - BYTES - ReadAhead.DISTANCE;
         int sink = 0;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
@@ -250,11 +248,7 @@ public final class Q4_K extends BlockFormat {
             for (int b0 = 0; b0 < blocks; b0 += SPAN) {
                 for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
                     long block = row + (long) b * BYTES;
-                    if (ReadAhead.ON && block <= lastAhead) {
-                        long ahead = block + ReadAhead.DISTANCE;
-                        sink += src.get(Layouts.BYTE, ahead) + src.get(Layouts.BYTE, ahead + 64)
-                                + src.get(Layouts.BYTE, ahead + 128);
-                    }
+                    sink += ReadAhead.touch(src, block, BYTES);
                     int pair = src.get(Layouts.INT_LE, block + D);
                     float d = Float.float16ToFloat((short) pair) * xd[dRow + b];
                     float dmin = Float.float16ToFloat((short) (pair >>> 16));

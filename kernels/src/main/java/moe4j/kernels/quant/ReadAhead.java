@@ -4,8 +4,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
 /**
- * How the Q4_K, Q5_K and Q6_K one-token kernels read one byte of every cache line a fixed distance ahead of their
- * weights, so that those lines are on their way from memory while the kernel's arithmetic runs on the current ones. Java has no prefetch instruction,
+ * Reads one byte of every cache line a fixed distance ahead of a one-token kernel's weights, so that those lines are
+ * on their way from memory while the kernel's arithmetic runs on the current ones. Java has no prefetch instruction,
  * and a kernel whose every instruction depends on its loads fills the core's scheduler a few blocks past a load that
  * missed, which then bounds how many lines are in flight; these byte loads depend on nothing, so they issue at once,
  * and the only work waiting on them is one add.
@@ -21,11 +21,6 @@ import java.lang.foreign.ValueLayout;
  * 18.9-19.4 -> 18.2-19.2; llama.cpp 16.3), Q2_K and Q4_0 more, and Q8_0's kernel fell to a tenth. An earlier try that read one line per eight blocks, 4-8 KB ahead,
  * lost 15-25%: the stream was not covered, and each lone miss held up the rest. {@code -Dmoe4j.cpu.readAhead=BYTES}
  * sets the distance, 0 turns it off.
- *
- * <p>Each kernel reads its block's lines ahead itself, a byte per 64 bytes of its block size, where they lie in the
- * segment: a helper method for it (77 bytes of bytecode) was not always inlined ("callee is too large" in some
- * compilations), and a call inside these loops spills every vector register. The one-token tests, whose weights end
- * within the distance, check that nothing past a segment is read.
  */
 final class ReadAhead {
 
@@ -37,12 +32,28 @@ final class ReadAhead {
      */
     static final long DISTANCE = Math.max(0, Long.getLong("moe4j.cpu.readAhead", 2048));
 
-    /** Whether the kernels read ahead at all. */
-    static final boolean ON = DISTANCE > 0;
+    private static final long LINE = 64;
 
     /**
-     * Uses the sum of the bytes read ahead so that the compiler keeps their loads, without a store every thread would
-     * share: the branch is all but never taken, and when it is its write is harmless.
+     * The sum of one byte from each 64-byte step of the {@code bytes} bytes at {@code at + DISTANCE}, or 0 where they
+     * would pass the end of {@code src}. Called once per block with the block's size, consecutive blocks' steps are
+     * at most a line apart, so every line of the stream is read.
+     */
+    static int touch(MemorySegment src, long at, long bytes) {
+        long ahead = at + DISTANCE;
+        if (DISTANCE == 0 || ahead + bytes > src.byteSize()) {
+            return 0;
+        }
+        int sum = 0;
+        for (long o = 0; o < bytes; o += LINE) {
+            sum += src.get(ValueLayout.JAVA_BYTE, ahead + o);
+        }
+        return sum;
+    }
+
+    /**
+     * Uses {@code sum} so that the compiler keeps the loads that made it, without a store every thread would share: the
+     * branch is all but never taken, and when it is its write is harmless.
      */
     static void keep(int sum) {
         if (sum == RARE) {
