@@ -21,6 +21,10 @@ import java.lang.foreign.ValueLayout;
  * 18.9-19.4 -> 18.2-19.2; llama.cpp 16.3), Q2_K and Q4_0 more, and Q8_0's kernel fell to a tenth. An earlier try that read one line per eight blocks, 4-8 KB ahead,
  * lost 15-25%: the stream was not covered, and each lone miss held up the rest. {@code -Dmoe4j.cpu.readAhead=BYTES}
  * sets the distance, 0 turns it off.
+ *
+ * <p>{@link #touch} is a call in the kernels' loops on purpose: C2 inlines it there ({@code -XX:+PrintInlining}: "inline
+ * (hot)"; its "callee is too large" lines are C1's). The same reads written into the three loops made the kernels'
+ * graphs larger, and Q3_K_M's generation fell to a third in some repetitions (tg64 8.3 +- 3.5 against 19.9-20.1).
  */
 final class ReadAhead {
 
