@@ -23,8 +23,9 @@ import java.lang.foreign.ValueLayout;
  * sets the distance, 0 turns it off.
  *
  * <p>{@link #touch} is a call in the kernels' loops on purpose: C2 inlines it there ({@code -XX:+PrintInlining}: "inline
- * (hot)"; its "callee is too large" lines are C1's). The same reads written into the three loops made the kernels'
- * graphs larger, and Q3_K_M's generation fell to a third in some repetitions (tg64 8.3 +- 3.5 against 19.9-20.1).
+ * (hot)"; its "callee is too large" lines are C1's). With the same reads written into the three loops instead,
+ * Q3_K_M's generation fell to a third in some repetitions (tg64 8.3 +- 3.5 against 19.9-20.1; the cause, some
+ * compilation of a larger loop, was not pinned down).
  */
 final class ReadAhead {
 
