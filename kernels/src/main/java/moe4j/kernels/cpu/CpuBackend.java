@@ -42,7 +42,7 @@ public final class CpuBackend implements Backend {
     private static final long UNIT_BYTES = 8 << 10;
     /**
      * Rows per call for batches of tokens: eight row tiles, so that each tile's weights are read ahead while the one
-     * before computes ({@code ScaledDot.touch}); measured +3% prompt processing over 8 (16: +1-2%).
+     * before computes ({@code ReadAhead.lines}); measured +3% prompt processing over 8 (16: +1-2%).
      */
     private static final int BATCH_ROWS = 32;
     /** Rows of cheap element-wise work per chunk. */

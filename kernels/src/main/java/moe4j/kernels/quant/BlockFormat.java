@@ -153,7 +153,8 @@ abstract class BlockFormat implements QuantFormat {
             int r = 0;
             for (; r + ScaledDot.TILE <= rows; r += ScaledDot.TILE) {
                 if (r + 2 * ScaledDot.TILE <= rows) {
-                    ScaledDot.touch(src, srcOffset + (r + ScaledDot.TILE) * rowBytes, ScaledDot.TILE * rowBytes);
+                    ReadAhead.keep(ReadAhead.lines(src, srcOffset + (r + ScaledDot.TILE) * rowBytes,
+                            ScaledDot.TILE * rowBytes));
                 }
                 ScaledDot.dotTile(this, src, srcOffset + r * rowBytes, rowBytes, x, firstRow + t0, tokens,
                         out, outOffset + r + t0 * outStride, outStride);

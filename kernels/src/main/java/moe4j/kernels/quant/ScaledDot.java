@@ -12,7 +12,6 @@ import static moe4j.kernels.quant.Simd.L;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Arrays;
 
@@ -125,24 +124,6 @@ final class ScaledDot {
     }
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
-
-    /** Keeps {@link #touch}'s loads from being dropped as dead code; its value means nothing. */
-    @SuppressWarnings("unused")
-    private static int touched;
-
-    /**
-     * Reads one byte of every 64-byte line of {@code src[offset .. offset+bytes)}: Java has no prefetch instruction,
-     * and loading the next tile's rows before the current tile's products puts their cache misses in flight together
-     * while the products run, where the decoder would otherwise meet them one block at a time (prompt processing
-     * +1-3%, streaming matrix products +6-8%, with 32-row calls).
-     */
-    static void touch(MemorySegment src, long offset, long bytes) {
-        int sum = 0;
-        for (long o = 0; o < bytes; o += 64) {
-            sum += src.get(ValueLayout.JAVA_BYTE, offset + o);
-        }
-        touched = sum;
-    }
 
     /** Arguments already checked; the row has {@code x.width()} elements. */
     static void dot(BlockFormat format, MemorySegment src, long srcOffset, PreparedActivations x, int firstRow,
