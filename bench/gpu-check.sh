@@ -5,7 +5,8 @@
 # the Qwen3-30B-A3B shape in memory (Q4_K_M, LAYERS layers, default 48; FILE=1 writes it with make-test-model
 # and loads the file instead), times prompt processing and generation on cuda:0, then times every operation
 # of a decode step and of a prompt batch (GpuProfile).
-# Full logs go to $OUT (default .gpu/out); the end of the output is the profile and a short table.
+# Full logs go to $OUT/logs.tgz (default .gpu/out), the table also to $OUT/table.txt, both refreshed after every
+# step; the end of the output is the profile and the table. With the defaults it runs about 5 minutes.
 #
 #   LAYERS=48 PP=512 TG=128 REPS=3 bench/gpu-check.sh
 #   PROFILE=0 bench/gpu-check.sh  skips the per-operation profile
@@ -16,15 +17,14 @@
 #   SYNTH_OFFLOAD="--n-cpu-moe 47" ... then once more on cuda:0 and the CPU with these placement flags
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
-#   DECODE_AB=0 bench/gpu-check.sh  skips the decode experiments: profiles of 16 Qwen3-235B-A22B layers as they are,
-#                                 with 4 blocks per multiprocessor for the matrix-vector kernels
-#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), with the normed rows rounded once
-#                                 (-Dmoe4j.cuda.roundOnce=true) and with 2 units a lane (-Dmoe4j.cuda.mvqUnroll=2);
-#                                 GpuBench's generation and the full-shape GPU test with the last two
+#   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers and generation on the
+#                                 model above, as they are, with each block rounding its row
+#                                 (-Dmoe4j.cuda.roundOnce=false), and with 8 and 4 blocks per multiprocessor
+#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=N)
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
-#   SMALL_AB=0 bench/gpu-check.sh skips the prompt with k and v on the tensor cores
-#                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256), with the tiled prompt attention
-#                                 (-Dmoe4j.cuda.tiledAttention=true), and with both
+#   SMALL_AB=0 bench/gpu-check.sh skips the prompt as before version 11: k and v through the matrix-vector kernels
+#                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=0), every query row walking the cache
+#                                 alone (-Dmoe4j.cuda.tiledAttention=false)
 #   PDL_AB=1 bench/gpu-check.sh   also runs with kernels launched one after the other and no fused launches
 #                                 (-Dmoe4j.cuda.pdl=false -Dmoe4j.cuda.fuse=false: the backend as it was before either)
 #   FUSE_AB=1 bench/gpu-check.sh  also runs without the fused launches alone (-Dmoe4j.cuda.fuse=false)
@@ -40,12 +40,19 @@ LAYERS="${LAYERS:-48}"
 PP="${PP:-512}"
 TG="${TG:-128}"
 REPS="${REPS:-3}"
-mkdir -p "$OUT"
 work="${MOE4J_GPU_WORK:-/tmp/moe4j-gpu}"
-mkdir -p "$work"
+LOGS="$work/logs"
+rm -rf "$LOGS" "$OUT/table.txt"
+mkdir -p "$OUT" "$LOGS"
 
 rows=()
-row() { rows+=("$(printf '%-34s %s' "$1" "$2")"); }
+# Each row goes to $OUT/table.txt and refreshes $OUT/logs.tgz at once: a device call brings back only a few files
+# of $OUT, and those it left there when it ran past its limit
+row() {
+    rows+=("$(printf '%-34s %s' "$1" "$2")")
+    printf '%s\n' "${rows[-1]}" >> "$OUT/table.txt"
+    tar czf "$OUT/logs.tgz" -C "$LOGS" . 2> /dev/null
+}
 elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
 
 [ -f .gpu/jre.tgz ] || { echo "gpu-check: .gpu/jre.tgz missing: run bench/gpu-prepare.sh on the build machine" >&2; exit 1; }
@@ -60,11 +67,11 @@ else
     shared="$root/.gpu/shared"
 fi
 
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/nvidia-smi.txt" 2>&1
-row "GPU" "$(sed -n 2p "$OUT/nvidia-smi.txt")"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv > "$LOGS/nvidia-smi.txt" 2>&1
+row "GPU" "$(sed -n 2p "$LOGS/nvidia-smi.txt")"
 
-"$java" "${flags[@]}" -jar .gpu/moe4j.jar info --devices > "$OUT/devices.txt" 2>&1
-row "moe4j info --devices" "$(grep -m1 '^cuda' "$OUT/devices.txt")"
+"$java" "${flags[@]}" -jar .gpu/moe4j.jar info --devices > "$LOGS/devices.txt" 2>&1
+row "moe4j info --devices" "$(grep -m1 '^cuda' "$LOGS/devices.txt")"
 
 # 1. GPU tests
 t=$(date +%s)
@@ -74,19 +81,19 @@ timeout 240 "$java" "${flags[@]}" -Xmx8g -Dmoe4j.shared="$shared" \
     --details=tree --class-path "$cp" --select-class moe4j.kernels.cuda.CudaBackendTest \
     --select-class moe4j.kernels.cuda.CudaAvailabilityTest --select-class moe4j.engine.CudaReferenceTest --select-class moe4j.engine.CudaHybridTest \
     --select-class moe4j.engine.CudaFullShapeTest \
-    > "$OUT/gpu-tests.log" 2>&1
+    > "$LOGS/gpu-tests.log" 2>&1
 status=$?
-summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$OUT/gpu-tests.log" | tr -s ' []' ' ' | paste -sd, -)
+summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$LOGS/gpu-tests.log" | tr -s ' []' ' ' | paste -sd, -)
 row "GPU tests (exit $status, $(elapsed $t))" "${summary:-no summary: see gpu-tests.log}"
-grep -E '✘' "$OUT/gpu-tests.log" | head -8 | cut -c1-240 > "$OUT/failures-head.txt"
-sed -n '/GPU (cuda:0) agreement/,/^$/p' "$OUT/gpu-tests.log" > "$OUT/agreement.txt"
+grep -E '✘' "$LOGS/gpu-tests.log" | head -8 | cut -c1-240 > "$LOGS/failures-head.txt"
+sed -n '/GPU (cuda:0) agreement/,/^$/p' "$LOGS/gpu-tests.log" > "$LOGS/agreement.txt"
 
 # 2. The command line on the GPU
 fixture="$shared/fixtures/models/tiny-qwen3moe-Q4_K_M.gguf"
 timeout 60 "$java" "${flags[@]}" -jar .gpu/moe4j.jar generate -m "$fixture" --device cuda:0 -p "Hello" -n 8 \
-    > "$OUT/generate.log" 2>&1
+    > "$LOGS/generate.log" 2>&1
 status=$?
-row "moe4j generate --device cuda:0" "exit $status, $( (grep -m1 '^loaded' "$OUT/generate.log" || tail -n1 "$OUT/generate.log") | cut -c1-100)"
+row "moe4j generate --device cuda:0" "exit $status, $( (grep -m1 '^loaded' "$LOGS/generate.log" || tail -n1 "$LOGS/generate.log") | cut -c1-100)"
 
 # 3. Speed on the Qwen3-30B-A3B shape, Q4_K_M: built in memory by default, as bench --synthetic builds it (the
 # bytes make-test-model would write, without writing 18 GB to disk and reading them back); FILE=1 writes the file
@@ -94,7 +101,7 @@ if [ "${FILE:-0}" = 1 ]; then
     model="$work/qwen3-30b-a3b-${LAYERS}L-Q4_K_M.gguf"
     t=$(date +%s)
     timeout 240 "$java" "${flags[@]}" -jar .gpu/moe4j.jar make-test-model -o "$model" --preset qwen3-30b-a3b \
-        --layers "$LAYERS" --type Q4_K_M > "$OUT/make-test-model.log" 2>&1
+        --layers "$LAYERS" --type Q4_K_M > "$LOGS/make-test-model.log" 2>&1
     row "make-test-model ${LAYERS} layers" "exit $?, $(elapsed $t), $(du -h "$model" 2>/dev/null | cut -f1)"
     benchModel=(-m "$model")
 else
@@ -102,25 +109,25 @@ else
     benchModel=(--synthetic qwen3-30b-a3b:Q4_K_M --layers "$LAYERS")
 fi
 
-gpu_bench() {  # gpu_bench LOG PP TG REPS JVM-FLAGS...: GpuBench on $model into $OUT/LOG, with its exit status
+gpu_bench() {  # gpu_bench LOG PP TG REPS JVM-FLAGS...: GpuBench on $model into $LOGS/LOG, with its exit status
     local log="$1" pp="$2" tg="$3" reps="$4"
     shift 4
     timeout 150 "$java" "${flags[@]}" "$@" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "$model" cuda:0 "$pp" "$tg" "$reps" > "$OUT/$log" 2>&1
+        moe4j.engine.GpuBench "$model" cuda:0 "$pp" "$tg" "$reps" > "$LOGS/$log" 2>&1
 }
 t=$(date +%s)
 gpu_bench bench.log "$PP" "$TG" "$REPS"
 status=$?
-row "GpuBench (exit $status, $(elapsed $t))" "$( (grep -m1 '^model' "$OUT/bench.log" || tail -n1 "$OUT/bench.log") | cut -c1-110)"
-row "  prompt pp$PP" "$(sed -n "s/^pp$PP //p" "$OUT/bench.log")"
-row "  generation tg$TG" "$(sed -n "s/^tg$TG //p" "$OUT/bench.log")"
+row "GpuBench (exit $status, $(elapsed $t))" "$( (grep -m1 '^model' "$LOGS/bench.log" || tail -n1 "$LOGS/bench.log") | cut -c1-110)"
+row "  prompt pp$PP" "$(sed -n "s/^pp$PP //p" "$LOGS/bench.log")"
+row "  generation tg$TG" "$(sed -n "s/^tg$TG //p" "$LOGS/bench.log")"
 # the same model with launch options turned off, two repetitions: what each change of the backend brings
 ab_run() {  # ab_run LOG LABEL JVM-FLAGS...
     local log="$1" label="$2"
     shift 2
     gpu_bench "$log" "$PP" "$TG" 2 "$@"
     row "  $label (exit $?)" \
-        "pp$PP $(sed -n "s/^pp$PP \([0-9.]*\).*/\1/p" "$OUT/$log"), tg$TG $(sed -n "s/^tg$TG //p" "$OUT/$log")"
+        "pp$PP $(sed -n "s/^pp$PP \([0-9.]*\).*/\1/p" "$LOGS/$log"), tg$TG $(sed -n "s/^tg$TG //p" "$LOGS/$log")"
 }
 if [ "${PDL_AB:-0}" = 1 ]; then
     ab_run bench-sequential.log "one after the other, unfused" -Dmoe4j.cuda.pdl=false -Dmoe4j.cuda.fuse=false
@@ -132,15 +139,12 @@ prompt_run() {  # prompt_run LOG LABEL JVM-FLAGS...: the prompt once more with e
     local log="$1" label="$2"
     shift 2
     gpu_bench "$log" "$PP" 8 "$REPS" "$@"
-    row "  prompt pp$PP, $label (exit $?)" "$(sed -n "s/^pp$PP //p" "$OUT/$log")"
+    row "  prompt pp$PP, $label (exit $?)" "$(sed -n "s/^pp$PP //p" "$LOGS/$log")"
 }
 if [ "${SMALL_AB:-1}" = 1 ]; then
-    # matrices of at most 1024 rows (k, v) on the tensor cores from 256 tokens on, instead of the matrix-vector kernels;
-    # attention over key/value tiles shared by 16 query rows; both
-    prompt_run bench-small-mmq.log "k and v on tensor cores" -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256
-    prompt_run bench-tiled.log "tiled attention" -Dmoe4j.cuda.tiledAttention=true
-    prompt_run bench-small-tiled.log "both" -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=256 \
-        -Dmoe4j.cuda.tiledAttention=true
+    # as before version 11: k and v through the matrix-vector kernels at any batch, every query row walking the cache
+    prompt_run bench-untiled.log "k, v on matrix-vector, untiled attention" \
+        -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=0 -Dmoe4j.cuda.tiledAttention=false
 fi
 if [ "${MMQ_AB:-0}" = 1 ]; then
     # the prompt's Q3_K-Q6_K products on the float tiles instead of the tensor cores
@@ -153,42 +157,34 @@ row "  llama.cpp CUDA on H100 (anchor)" "pp512 9500 tok/s, tg128 292 tok/s (48 l
 prof=(-Xmx16g -Dmoe4j.cuda.profile=true -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" moe4j.engine.GpuProfile)
 if [ "${PROFILE:-1}" = 1 ]; then
     t=$(date +%s)
-    timeout 90 "$java" "${flags[@]}" "${prof[@]}" "$model" cuda:0 "$PP" 8 > "$OUT/profile.log" 2>&1
+    timeout 90 "$java" "${flags[@]}" "${prof[@]}" "$model" cuda:0 "$PP" 8 > "$LOGS/profile.log" 2>&1
     status=$?
-    row "GpuProfile (exit $status, $(elapsed $t))" "$(grep -m1 '^== decode' "$OUT/profile.log" | cut -c4-110)"
+    row "GpuProfile (exit $status, $(elapsed $t))" "$(grep -m1 '^== decode' "$LOGS/profile.log" | cut -c4-110)"
     if [ -n "${PROFILE_EXTRA:-}" ]; then
         t=$(date +%s)
-        timeout 150 "$java" "${flags[@]}" "${prof[@]}" "$PROFILE_EXTRA" cuda:0 "$PP" 8 > "$OUT/profile-extra.log" 2>&1
+        timeout 150 "$java" "${flags[@]}" "${prof[@]}" "$PROFILE_EXTRA" cuda:0 "$PP" 8 > "$LOGS/profile-extra.log" 2>&1
         row "GpuProfile $PROFILE_EXTRA (exit $?, $(elapsed $t))" \
-            "$(grep -m1 '^== decode' "$OUT/profile-extra.log" | cut -c4-110)"
+            "$(grep -m1 '^== decode' "$LOGS/profile-extra.log" | cut -c4-110)"
     fi
 fi
 
-# 4a. Decode experiments on 16 layers of the 235B shape (whose Q3_K products read more activations than weights in
-# their blocks' prologues, each block rounding its row): fewer blocks, or the rows rounded once in add_rms_norm
+# 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
+# each block rounding its row (as before version 11) and fewer blocks
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in default mvqBlocksPerSm=4 roundOnce=true mvqUnroll=2; do
+    for variant in default roundOnce=false mvqBlocksPerSm=8 mvqBlocksPerSm=4; do
         extra=()
         [ "$variant" != default ] && extra=("-Dmoe4j.cuda.$variant")
-        log="$OUT/profile-235-${variant%%=*}.log"
+        log="$LOGS/profile-235-${variant/=/-}.log"
         timeout 90 "$java" "${flags[@]}" "${extra[@]}" "${prof[@]}" synthetic:qwen3-235b-a22b:Q3_K_M/16 cuda:0 76 8 \
             decode > "$log" 2>&1
         row "235B/16 decode, $variant (exit $?)" "$(grep -m1 '^== decode' "$log" | sed 's/.*GPU \([0-9]* us\).*/\1/')"
         while read -r line; do
             row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
         done < <(grep -E 'mvq|add_rms_norm' "$log" | head -5)
-    done
-    for variant in roundOnce=true mvqUnroll=2; do
-        log="bench-${variant%%=*}.log"
+        [ "$variant" = default ] && continue
+        log="bench-${variant/=/-}.log"
         gpu_bench "$log" 0 "$TG" "$REPS" "-Dmoe4j.cuda.$variant"
-        row "  generation tg$TG, $variant (exit $?)" "$(sed -n "s/^tg$TG //p" "$OUT/$log")"
-        # the same experiment's logits at the real shapes against the CPU backend's
-        log="$OUT/full-shape-${variant%%=*}.log"
-        timeout 120 "$java" "${flags[@]}" "-Dmoe4j.cuda.$variant" -Xmx8g \
-            -jar .gpu/lib/junit-platform-console-standalone-*.jar execute --disable-banner --disable-ansi-colors \
-            --details=summary --class-path "$cp" --select-class moe4j.engine.CudaFullShapeTest > "$log" 2>&1
-        row "  full-shape GPU test, $variant (exit $?)" \
-            "$(grep -E '^\[ +[0-9]+ tests (successful|failed) +\]' "$log" | tr -s ' []' ' ' | paste -sd, -)"
+        row "  generation tg$TG, $variant (exit $?)" "$(sed -n "s/^tg$TG //p" "$LOGS/$log")"
     done
 fi
 
@@ -202,26 +198,26 @@ if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
         --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
         "$java" "${flags[@]}" -Dmoe4j.cuda.graphs=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "${NCU_MODEL:-$model}" cuda:0 0 4 1 > "$OUT/ncu.txt" 2>&1
-    row "ncu (exit $?, $(elapsed $t))" "$OUT/ncu.txt"
+        moe4j.engine.GpuBench "${NCU_MODEL:-$model}" cuda:0 0 4 1 > "$LOGS/ncu.txt" 2>&1
+    row "ncu (exit $?, $(elapsed $t))" "$LOGS/ncu.txt"
 fi
 # 5. Hybrid placement: attention on the GPU, every routed expert in RAM on the CPU backend (llama.cpp's
 # -ot exps=CPU); anchor: llama.cpp on an H100 with 16 threads, pp512 790 tok/s, tg64 39 tok/s
 if [ "${HYBRID:-1}" = 1 ]; then
     t=$(date +%s)
     timeout 240 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" \
-        --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 512 -n 64 -r 2 > "$OUT/hybrid.log" 2>&1
+        --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 512 -n 64 -r 2 > "$LOGS/hybrid.log" 2>&1
     row "hybrid cuda:0 + cpu --cpu-moe (exit $?, $(elapsed $t))" "$(nproc) threads"
     while IFS='|' read -r _ _ _ _ _ _ test ts _; do
         row "  $(echo $test)" "$(echo $ts) tok/s"
-    done < <(grep -E '^\| .*(pp|tg)[0-9]' "$OUT/hybrid.log")
+    done < <(grep -E '^\| .*(pp|tg)[0-9]' "$LOGS/hybrid.log")
     row "  llama.cpp H100, 16 threads (anchor)" "pp512 790 tok/s, tg64 39 tok/s"
     if [ -n "${HYBRID_FLAGS:-}" ]; then
         # generation once more with other JVM flags, e.g. HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000
         # shellcheck disable=SC2086
         timeout 120 "$java" "${flags[@]}" $HYBRID_FLAGS -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" \
-            --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 0 -n 64 -r 2 > "$OUT/hybrid-ab.log" 2>&1
-        row "  tg64, $HYBRID_FLAGS (exit $?)" "$(grep -E '^\| .*tg64' "$OUT/hybrid-ab.log" | cut -d'|' -f8 | tr -s ' ')"
+            --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 0 -n 64 -r 2 > "$LOGS/hybrid-ab.log" 2>&1
+        row "  tg64, $HYBRID_FLAGS (exit $?)" "$(grep -E '^\| .*tg64' "$LOGS/hybrid-ab.log" | cut -d'|' -f8 | tr -s ' ')"
     fi
 fi
 # 5b. Optional (CPU_BENCH=1): the same model on the CPU backend alone, all cores: what the hybrid run's experts
@@ -229,11 +225,11 @@ fi
 if [ "${CPU_BENCH:-0}" = 1 ]; then
     t=$(date +%s)
     timeout 150 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" --device cpu \
-        -t "$(nproc)" -p 0 -n 16 -r 2 > "$OUT/cpu.log" 2>&1
+        -t "$(nproc)" -p 0 -n 16 -r 2 > "$LOGS/cpu.log" 2>&1
     row "cpu alone (exit $?, $(elapsed $t))" "$(nproc) threads"
     while IFS='|' read -r _ _ _ _ _ _ test ts _; do
         row "  $(echo $test)" "$(echo $ts) tok/s"
-    done < <(grep -E '^\| .*(pp|tg)[0-9]' "$OUT/cpu.log")
+    done < <(grep -E '^\| .*(pp|tg)[0-9]' "$LOGS/cpu.log")
 fi
 if [ "${FILE:-0}" = 1 ]; then rm -f "$model"; fi
 
@@ -249,14 +245,14 @@ if [ -n "${SYNTH:-}" ]; then
         placement=(--device cuda:0)
     fi
     timeout "${SYNTH_TIMEOUT:-480}" "$java" "${flags[@]}" -jar .gpu/moe4j.jar bench --synthetic "$SYNTH" \
-        "${placement[@]}" -p 512 -n 64 -r 1 > "$OUT/synthetic.log" 2>&1
+        "${placement[@]}" -p 512 -n 64 -r 1 > "$LOGS/synthetic.log" 2>&1
     status=$?
     row "bench --synthetic $SYNTH (exit $status, $(elapsed $t))" \
-        "$( (grep -m1 '^| synthetic-' "$OUT/synthetic.log" | cut -d'|' -f3-5 || true; grep -m1 '^moe4j: error' "$OUT/synthetic.log") \
+        "$( (grep -m1 '^| synthetic-' "$LOGS/synthetic.log" | cut -d'|' -f3-5 || true; grep -m1 '^moe4j: error' "$LOGS/synthetic.log") \
             | tr -s ' ' | cut -c1-110)"
     while IFS='|' read -r _ _ _ _ _ _ test ts _; do
         row "  $(echo $test)" "$(echo $ts) tok/s"
-    done < <(grep '^| synthetic-' "$OUT/synthetic.log")
+    done < <(grep '^| synthetic-' "$LOGS/synthetic.log")
 fi
 # 7. Optional: the same synthetic model with part of it in system RAM, e.g. SYNTH_OFFLOAD="--n-cpu-moe 47"
 # (attention of every layer and the experts of the last 47 on the GPU, the first 47 layers' experts on the CPU)
@@ -264,32 +260,32 @@ if [ -n "${SYNTH:-}" ] && [ -n "${SYNTH_OFFLOAD:-}" ]; then
     t=$(date +%s)
     # shellcheck disable=SC2086
     timeout "${SYNTH_OFFLOAD_TIMEOUT:-300}" "$java" "${flags[@]}" -jar .gpu/moe4j.jar bench --synthetic "$SYNTH" \
-        --devices cuda:0,cpu -t "$(nproc)" $SYNTH_OFFLOAD -p 512 -n 64 -r 1 > "$OUT/synthetic-offload.log" 2>&1
+        --devices cuda:0,cpu -t "$(nproc)" $SYNTH_OFFLOAD -p 512 -n 64 -r 1 > "$LOGS/synthetic-offload.log" 2>&1
     row "bench --synthetic $SYNTH $SYNTH_OFFLOAD (exit $?, $(elapsed $t))" "cuda:0 + cpu, $(nproc) threads"
     while IFS='|' read -r _ _ _ _ _ _ test ts _; do
         row "  $(echo $test)" "$(echo $ts) tok/s"
-    done < <(grep '^| synthetic-' "$OUT/synthetic-offload.log")
-    grep -m1 '^moe4j: error' "$OUT/synthetic-offload.log" | cut -c1-200
+    done < <(grep '^| synthetic-' "$LOGS/synthetic-offload.log")
+    grep -m1 '^moe4j: error' "$LOGS/synthetic-offload.log" | cut -c1-200
 fi
 
 echo
-echo "---- failures (first lines; full log $OUT/gpu-tests.log) ----"
-cat "$OUT/failures-head.txt"
+echo "---- failures (first lines; full log $LOGS/gpu-tests.log) ----"
+cat "$LOGS/failures-head.txt"
 echo "---- GPU vs llama.cpp / CPU agreement ----"
-head -30 "$OUT/agreement.txt"
-grep -E 'GPU vs CPU: batched' "$OUT/gpu-tests.log" | sed 's/^[^a-z]*//' | cut -c1-160
+head -30 "$LOGS/agreement.txt"
+grep -E 'GPU vs CPU: batched|position [0-9]+: GPU batched' "$LOGS/gpu-tests.log" | sed 's/^[^a-z]*//' | cut -c1-240
 if [ "${PROFILE:-1}" = 1 ]; then
-    echo "---- GPU time per operation (full: $OUT/profile.log) ----"
-    grep -v -E '^WARNING|^profile ' "$OUT/profile.log" | cut -c1-100 | head -70
-    if [ -f "$OUT/profile-extra.log" ]; then
-        echo "---- GPU time per operation, $PROFILE_EXTRA (full: $OUT/profile-extra.log) ----"
-        grep -v -E '^WARNING|^profile ' "$OUT/profile-extra.log" | cut -c1-100 | head -45
+    echo "---- GPU time per operation (full: $LOGS/profile.log) ----"
+    grep -v -E '^WARNING|^profile ' "$LOGS/profile.log" | cut -c1-100 | head -70
+    if [ -f "$LOGS/profile-extra.log" ]; then
+        echo "---- GPU time per operation, $PROFILE_EXTRA (full: $LOGS/profile-extra.log) ----"
+        grep -v -E '^WARNING|^profile ' "$LOGS/profile-extra.log" | cut -c1-100 | head -45
     fi
 fi
 for log in synthetic synthetic-offload; do
-    if [ -f "$OUT/$log.log" ] && grep -q '^placement:' "$OUT/$log.log"; then
+    if [ -f "$LOGS/$log.log" ] && grep -q '^placement:' "$LOGS/$log.log"; then
         echo "---- placement of bench --synthetic $SYNTH ($log) ----"
-        sed -n '/^placement:/,/^| model/p' "$OUT/$log.log" | grep -v '^| model' | cut -c1-140
+        sed -n '/^placement:/,/^| model/p' "$LOGS/$log.log" | grep -v '^| model' | cut -c1-140
     fi
 done
 echo "---- moe4j GPU check ----"

@@ -369,11 +369,14 @@ __device__ __forceinline__ void mv_combine_body(const uint8_t* W, long long expe
 // (the LM head) does not round the same row tens of thousands of times. A warp's first row's weight loads
 // are issued before the rounding, so that their latency overlaps it.
 
-#define MVQ_UNROLL 4
-// Their launch bounds ask for 4 blocks of 4 warps (combine: 2 of 8) per multiprocessor: without it ptxas gives
-// the Q6_K kernels ~160 registers (the first row's loads are live across the rounding). The *_u2_* kernels load 2
-// units a lane at a time instead (1 for pairs): Q3_K's 115 registers a thread become 72, so more warps stay resident
-// (-Dmoe4j.cuda.mvqUnroll=2, an experiment).
+// Units of a row a lane loads at a time before it multiplies them (pairs: half as many per matrix). Two, not four:
+// Q3_K's matrix-vector kernel needs 72 registers a thread instead of 115 and Q6_K's 72 instead of 110, so more warps
+// stay resident; on an H200 generation went from 274 to 296 tok/s with it (30B shape), and 16 layers of the 235B
+// shape from 3534 to 3108 us a token. Their launch bounds ask for 4 blocks of 4 warps (combine: 2 of 8) per
+// multiprocessor: without them ptxas gives the deeper Q6_K kernels ~160 registers (the first row's loads are live
+// across the rounding).
+#define MVQ_UNROLL 2
+#define MVQ_COMBINE_UNROLL 4
 
 // Up to UNROLL units of one row, units u0, u0 + 32, ...: loaded together, then multiplied.
 template <class U, int UNROLL>
@@ -409,13 +412,13 @@ struct RowUnits {
 // ROUNDED: the activation rows come rounded already (add_rms_norm_rounded's R, rounded_row_bytes(K) apart) and are
 // read where they lie, with no rounding and no barrier in the block; otherwise each block rounds its row into shared
 // memory. Separate kernels, so that the rounding ones keep their shared-memory addressing.
-template <class F, bool PAIR, bool ROUNDED = false, int UNROLL_ROWS = MVQ_UNROLL>
+template <class F, bool PAIR, bool ROUNDED = false>
 __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, long long expertStride,
                                          long long rowBytes, int K, int rows, int experts, const float* X,
                                          int xStride, int xDiv, const int* ids, float* Y, int yStride, int bx,
                                          int gx, const uint8_t* R = nullptr) {
     using U = typename Q8KUnitOf<F>::type;
-    constexpr int UNROLL = PAIR ? UNROLL_ROWS / 2 : UNROLL_ROWS;
+    constexpr int UNROLL = PAIR ? MVQ_UNROLL / 2 : MVQ_UNROLL;
     extern __shared__ __align__(16) uint8_t smem[];
     int lane = threadIdx.x & (WARP - 1);
     int a = blockIdx.y;
@@ -465,7 +468,7 @@ __device__ __forceinline__ void mvq_body(const uint8_t* W, const uint8_t* W2, lo
 // Up to three matrices of one format times one input (a layer's query, key and value projections) in one
 // launch, so that the small ones do not each pay a launch and a wait: blocks 0..blocks0-1 walk W0's rows,
 // the next blocks1 W1's and the rest W2's (rows2 = 0: two matrices); blockIdx.y is the token, as in mvq_.
-template <class F, bool ROUNDED = false, int UNROLL_ROWS = MVQ_UNROLL>
+template <class F, bool ROUNDED = false>
 __device__ __forceinline__ void mvq_multi_body(const uint8_t* W0, long long rowBytes0, int rows0, float* Y0,
                                                int yStride0, int blocks0, const uint8_t* W1, long long rowBytes1,
                                                int rows1, float* Y1, int yStride1, int blocks1, const uint8_t* W2,
@@ -473,19 +476,19 @@ __device__ __forceinline__ void mvq_multi_body(const uint8_t* W0, long long rowB
                                                const float* X, int xStride, const uint8_t* R = nullptr) {
     int b = blockIdx.x;
     if (b < blocks0) {
-        mvq_body<F, false, ROUNDED, UNROLL_ROWS>(W0, nullptr, 0, rowBytes0, K, rows0, 1, X, xStride, 1,
+        mvq_body<F, false, ROUNDED>(W0, nullptr, 0, rowBytes0, K, rows0, 1, X, xStride, 1,
                                                  nullptr, Y0, yStride0, b, blocks0, R);
         return;
     }
     b -= blocks0;
     if (b < blocks1) {
-        mvq_body<F, false, ROUNDED, UNROLL_ROWS>(W1, nullptr, 0, rowBytes1, K, rows1, 1, X, xStride, 1,
+        mvq_body<F, false, ROUNDED>(W1, nullptr, 0, rowBytes1, K, rows1, 1, X, xStride, 1,
                                                  nullptr, Y1, yStride1, b, blocks1, R);
         return;
     }
     b -= blocks1;
     int blocks2 = gridDim.x - blocks0 - blocks1;
-    mvq_body<F, false, ROUNDED, UNROLL_ROWS>(W2, nullptr, 0, rowBytes2, K, rows2, 1, X, xStride, 1,
+    mvq_body<F, false, ROUNDED>(W2, nullptr, 0, rowBytes2, K, rows2, 1, X, xStride, 1,
                                              nullptr, Y2, yStride2, b, blocks2, R);
 }
 
@@ -516,13 +519,13 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
     int total = k * units;
     int r = blockIdx.x * MVQ_COMBINE_WARPS + (threadIdx.x >> 5);
     int stride = gridDim.x * MVQ_COMBINE_WARPS;
-    U w[MVQ_UNROLL];
-    int slot[MVQ_UNROLL];
-    int unit[MVQ_UNROLL];
+    U w[MVQ_COMBINE_UNROLL];
+    int slot[MVQ_COMBINE_UNROLL];
+    int unit[MVQ_COMBINE_UNROLL];
     // the (slot, unit) pairs f0, f0 + 32, ... of row `row`: which they are, and their weights' loads
     auto load = [&](int f0, int row) {
 #pragma unroll
-        for (int i = 0; i < MVQ_UNROLL; i++) {
+        for (int i = 0; i < MVQ_COMBINE_UNROLL; i++) {
             int f = f0 + i * WARP;
             slot[i] = f / units;
             unit[i] = f - slot[i] * units;
@@ -541,10 +544,10 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
             continue;
         }
         float acc = 0.f;
-        for (int f0 = lane; f0 < total; f0 += MVQ_UNROLL * WARP) {
+        for (int f0 = lane; f0 < total; f0 += MVQ_COMBINE_UNROLL * WARP) {
             if (!first || f0 != lane) load(f0, r);
 #pragma unroll
-            for (int i = 0; i < MVQ_UNROLL; i++) {
+            for (int i = 0; i < MVQ_COMBINE_UNROLL; i++) {
                 if (f0 + i * WARP < total) {
                     int s = slot[i];
                     int b = s * (K >> 8) + (unit[i] >> 3);
@@ -583,8 +586,8 @@ extern "C" __global__ void __launch_bounds__(256)
     extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
         mvq_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,       \
                    const float* X, int xStride, int xDiv, const int* ids, float* Y, int yStride) {                   \
-        mvq_body<F, false>(W, nullptr, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y,           \
-                           yStride, blockIdx.x, gridDim.x);                                                          \
+        mvq_body<F, false>(W, nullptr, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids,              \
+                           Y, yStride, blockIdx.x, gridDim.x);                                                       \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
         mvq_rounded_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \
@@ -593,12 +596,12 @@ extern "C" __global__ void __launch_bounds__(256)
                                  nullptr, Y, yStride, blockIdx.x, gridDim.x, R);                                     \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
-        mvq_multi_##NAME(const uint8_t* W0, long long rowBytes0, int rows0, float* Y0, int yStride0, int blocks0,    \
-                         const uint8_t* W1, long long rowBytes1, int rows1, float* Y1, int yStride1, int blocks1,    \
-                         const uint8_t* W2, long long rowBytes2, int rows2, float* Y2, int yStride2, int K,          \
-                         const float* X, int xStride) {                                                              \
-        mvq_multi_body<F>(W0, rowBytes0, rows0, Y0, yStride0, blocks0, W1, rowBytes1, rows1, Y1, yStride1, blocks1,  \
-                          W2, rowBytes2, rows2, Y2, yStride2, K, X, xStride);                                        \
+        mvq_multi_##NAME(const uint8_t* W0, long long rowBytes0, int rows0, float* Y0, int yStride0,                 \
+                         int blocks0, const uint8_t* W1, long long rowBytes1, int rows1, float* Y1,                  \
+                         int yStride1, int blocks1, const uint8_t* W2, long long rowBytes2, int rows2,               \
+                         float* Y2, int yStride2, int K, const float* X, int xStride) {                              \
+        mvq_multi_body<F, false>(W0, rowBytes0, rows0, Y0, yStride0, blocks0, W1, rowBytes1, rows1, Y1, yStride1,    \
+                                 blocks1, W2, rowBytes2, rows2, Y2, yStride2, K, X, xStride);                        \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
         mvq_multi_rounded_##NAME(const uint8_t* W0, long long rowBytes0, int rows0, float* Y0, int yStride0,         \
@@ -612,8 +615,8 @@ extern "C" __global__ void __launch_bounds__(256)
         mvq_pair_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes, int K,      \
                         int rows, int experts, const float* X, int xStride, int xDiv, const int* ids, float* Y,      \
                         int yStride) {                                                                               \
-        mvq_body<F, true>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y, yStride,        \
-                          blockIdx.x, gridDim.x);                                                                    \
+        mvq_body<F, true, false>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y,          \
+                                 yStride, blockIdx.x, gridDim.x);                                                    \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
         mvq_pair_rounded_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes,     \
@@ -621,27 +624,6 @@ extern "C" __global__ void __launch_bounds__(256)
                                 float* Y, int yStride) {                                                             \
         mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
                                 yStride, blockIdx.x, gridDim.x, R);                                                  \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
-        mvq_u2_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,    \
-                      const float* X, int xStride, int xDiv, const int* ids, float* Y, int yStride) {                \
-        mvq_body<F, false, false, 2>(W, nullptr, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids,    \
-                                     Y, yStride, blockIdx.x, gridDim.x);                                             \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
-        mvq_multi_u2_##NAME(const uint8_t* W0, long long rowBytes0, int rows0, float* Y0, int yStride0,              \
-                            int blocks0, const uint8_t* W1, long long rowBytes1, int rows1, float* Y1, int yStride1, \
-                            int blocks1, const uint8_t* W2, long long rowBytes2, int rows2, float* Y2, int yStride2, \
-                            int K, const float* X, int xStride) {                                                    \
-        mvq_multi_body<F, false, 2>(W0, rowBytes0, rows0, Y0, yStride0, blocks0, W1, rowBytes1, rows1, Y1, yStride1, \
-                                    blocks1, W2, rowBytes2, rows2, Y2, yStride2, K, X, xStride);                     \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
-        mvq_pair_u2_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes, int K,   \
-                           int rows, int experts, const float* X, int xStride, int xDiv, const int* ids, float* Y,   \
-                           int yStride) {                                                                            \
-        mvq_body<F, true, false, 2>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y,       \
-                                    yStride, blockIdx.x, gridDim.x);                                                 \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
         mvq_combine_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \

@@ -3,7 +3,6 @@ package moe4j.engine;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.util.Arrays;
 import java.util.Random;
 
 import org.junit.jupiter.api.BeforeEach;
@@ -17,14 +16,21 @@ import moe4j.kernels.cuda.GpuTests;
  * The GPU against the CPU backend on the real shapes of Qwen3-30B-A3B and Qwen3-235B-A22B (a layer or two, random
  * weights as {@code make-test-model} writes them): the fixtures run the same kernels with rows of 256 values, grids
  * of a few blocks and 4 experts; here rows of 2048 and 4096 values, grids of thousands of blocks walking their rows,
- * 128 experts grouped for a 40-token prompt, through the batched path and the recorded one-token path, with
- * {@link CudaReferenceTest}'s bounds for quantized models (one miss allowed among the six one-token positions).
+ * 128 experts grouped for a 40-token prompt, through the batched path and the recorded one-token path.
+ *
+ * <p>These random models' logits are about 1400 in size with gaps of 4 to 300 between the first two, so a KL
+ * divergence counts near ties that flip, not error: on the 235B layer the CPU backend's own batched and one-token
+ * results differ by a mean KL of 3e-3 with single positions at 6e-2 (relative distance 5e-3 mean, 1.3e-2 at most:
+ * experts chosen differently where router logits nearly tie). The bounds are therefore on the relative distance
+ * of the logit vectors, with the CPU's own batched-vs-one-token distance printed beside it, and on the top-1 token.
  */
 @Tag(GpuTests.TAG)
 class CudaFullShapeTest {
 
     private static final int TOKENS = 40;
     private static final int ONE_BY_ONE = 6;
+    /** Bound on the mean relative distance: twice the CPU's own batched-vs-one-token mean and more. */
+    private static final double MEAN_DISTANCE = 0.03;
 
     @BeforeEach
     void requireGpu() {
@@ -37,10 +43,18 @@ class CudaFullShapeTest {
         String model = "synthetic:" + spec;
         LoadOptions options = LoadOptions.defaults().withBatchSize(TOKENS).withContextLength(TOKENS + 8);
         float[][] cpu;
+        float[][] cpuSteps = new float[TOKENS][];
         int[] tokens;
-        try (Model m = BenchModels.load(model, options); Session session = m.newSession()) {
+        try (Model m = BenchModels.load(model, options)) {
             tokens = new Random(7).ints(TOKENS, 0, m.config().vocab()).toArray();
-            cpu = session.evaluateAll(tokens);
+            try (Session session = m.newSession()) {
+                cpu = session.evaluateAll(tokens);
+            }
+            try (Session session = m.newSession()) {
+                for (int i = 0; i < TOKENS; i++) {
+                    cpuSteps[i] = session.evaluate(new int[] {tokens[i]});
+                }
+            }
         }
         float[][] batched;
         float[][] oneByOne = new float[ONE_BY_ONE][];
@@ -55,14 +69,44 @@ class CudaFullShapeTest {
                 }
             }
         }
-        LogitStats vsCpu = LogitStats.compare(cpu, batched);
-        LogitStats steps = LogitStats.compare(Arrays.copyOf(cpu, ONE_BY_ONE), oneByOne);
-        System.out.printf("%s GPU vs CPU: batched mean KL %.2e top-1 %.3f, one-by-one mean KL %.2e top-1 %.3f%n", spec,
-                vsCpu.meanKl(), vsCpu.top1(), steps.meanKl(), steps.top1());
-        assertTrue(vsCpu.meanKl() <= 0.05, spec + " GPU vs CPU, batched: mean KL " + vsCpu.meanKl());
-        assertTrue(vsCpu.top1() >= 0.85, spec + " GPU vs CPU, batched: top-1 " + vsCpu.top1());
-        assertTrue(steps.meanKl() <= 0.05, spec + " GPU vs CPU, one token at a time: mean KL " + steps.meanKl());
+        Agreement gpuBatched = Agreement.of(cpu, batched);
+        Agreement cpuPaths = Agreement.of(cpu, cpuSteps);
+        Agreement gpuSteps = Agreement.of(java.util.Arrays.copyOf(cpuSteps, ONE_BY_ONE), oneByOne);
+        System.out.printf("%s GPU vs CPU: batched %s; one-by-one %s; the CPU's batched vs its one-by-one %s%n",
+                spec, gpuBatched, gpuSteps, cpuPaths);
+        for (int i = 0; i < TOKENS; i++) {
+            double d = LogitStats.relativeDistance(cpu[i], batched[i]);
+            if (d > 0.01 || LogitStats.argmax(cpu[i]) != LogitStats.argmax(batched[i])) {
+                System.out.printf("  %s position %d: GPU batched distance %.2e KL %.2e (CPU paths %.2e)%n", spec, i,
+                        d, LogitStats.kl(cpu[i], batched[i]), LogitStats.relativeDistance(cpu[i], cpuSteps[i]));
+            }
+        }
+        assertTrue(gpuBatched.meanDistance() <= MEAN_DISTANCE, spec + " GPU vs CPU, batched: " + gpuBatched);
+        assertTrue(gpuBatched.top1() >= 0.85, spec + " GPU vs CPU, batched: " + gpuBatched);
+        assertTrue(gpuSteps.meanDistance() <= MEAN_DISTANCE, spec + " GPU vs CPU, one token at a time: " + gpuSteps);
         // six positions: one may differ (a bar of 0.85 would allow none)
-        assertTrue(steps.top1() >= 5.0 / 6, spec + " GPU vs CPU, one token at a time: top-1 " + steps.top1());
+        assertTrue(gpuSteps.top1() >= 5.0 / 6, spec + " GPU vs CPU, one token at a time: " + gpuSteps);
+    }
+
+    /** Mean and largest relative distance of the logit vectors, mean KL and top-1 agreement over positions. */
+    private record Agreement(double meanDistance, double maxDistance, double meanKl, double top1) {
+
+        static Agreement of(float[][] reference, float[][] ours) {
+            double sum = 0;
+            double max = 0;
+            for (int i = 0; i < reference.length; i++) {
+                double d = LogitStats.relativeDistance(reference[i], ours[i]);
+                sum += d;
+                max = Math.max(max, d);
+            }
+            LogitStats stats = LogitStats.compare(reference, ours);
+            return new Agreement(sum / reference.length, max, stats.meanKl(), stats.top1());
+        }
+
+        @Override
+        public String toString() {
+            return String.format("distance mean %.2e max %.2e, KL mean %.2e, top-1 %.3f", meanDistance, maxDistance,
+                    meanKl, top1);
+        }
     }
 }

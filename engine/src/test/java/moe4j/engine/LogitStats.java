@@ -28,6 +28,18 @@ record LogitStats(double meanKl, double maxKl, double top1, double maxAbsDiff) {
         return new LogitStats(klSum / reference.length, klMax, (double) agree / reference.length, maxAbs);
     }
 
+    /** ||ours - ref|| / ||ref|| over one position's logits (Euclidean norms, in double). */
+    static double relativeDistance(float[] ref, float[] ours) {
+        double diff = 0;
+        double norm = 0;
+        for (int j = 0; j < ref.length; j++) {
+            double d = (double) ours[j] - ref[j];
+            diff += d * d;
+            norm += (double) ref[j] * ref[j];
+        }
+        return Math.sqrt(diff / norm);
+    }
+
     static double kl(float[] ref, float[] ours) {
         double[] lp = logSoftmax(ref);
         double[] lq = logSoftmax(ours);

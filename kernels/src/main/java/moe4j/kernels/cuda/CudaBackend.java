@@ -82,12 +82,12 @@ public final class CudaBackend implements Backend {
     static final int MATVEC_MAX_ROWS_ANY_BATCH = 1024;
     /**
      * Batches from which such small matrices take the tensor cores instead where their format has them
-     * ({@code -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=N}; 0, the default, never), for an A/B on a GPU: a
-     * layer's k and v (512 rows) cost as much as its q (4096 rows) at 512 tokens, as the matrix-vector kernels read
-     * the weights once per token, the tensor-core tiles once per 64 tokens (in 8 blocks per 64 tokens).
+     * ({@code -Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=N}, default 256; 0 never): a layer's k and v (512 rows)
+     * cost as much as its q (4096 rows) at 512 tokens, as the matrix-vector kernels read the weights once per token,
+     * the tensor-core tiles once per 64 tokens (in 8 blocks per 64 tokens: too few blocks for small batches).
      */
     private static final int SMALL_MATRICES_ON_TENSOR_CORES_FROM =
-            Integer.getInteger("moe4j.cuda.smallMatricesOnTensorCoresFrom", 0);
+            Integer.getInteger("moe4j.cuda.smallMatricesOnTensorCoresFrom", 256);
     /** Largest number of (token, expert) pairs that run without grouping by expert. */
     static final int DIRECT_EXPERT_ASSIGNMENTS = 32;
     static final int MV_ROWS_PER_BLOCK = 4;
@@ -152,16 +152,16 @@ public final class CudaBackend implements Backend {
     private final ProgrammaticLaunch.Scratch launchScratch;
     /**
      * Prompts' attention over key and value tiles staged in shared memory for 16 query rows at a time
-     * (attention_tiled_*), for heads of 128 values: {@code -Dmoe4j.cuda.tiledAttention=true}, an experiment not yet
-     * measured on a GPU; off, every query row walks the cache alone (attention_*).
+     * (attention_tiled_*), for heads of 128 values and batches of 16 rows or more; otherwise, or with
+     * {@code -Dmoe4j.cuda.tiledAttention=false}, every query row walks the cache alone (attention_*).
      */
-    private boolean tiledAttention = Boolean.getBoolean("moe4j.cuda.tiledAttention");
+    private boolean tiledAttention = !"false".equals(System.getProperty("moe4j.cuda.tiledAttention"));
     /**
      * One-token steps round the normed activations to Q8_K once, in add_rms_norm, for the matrix-vector products that
-     * read them next (instead of in every block of those products): {@code -Dmoe4j.cuda.roundOnce=true}, an
-     * experiment not yet measured on a GPU. Buffers allocated while it is on get the room for it.
+     * read them next (instead of in every block of those products); {@code -Dmoe4j.cuda.roundOnce=false} rounds in
+     * every block. Buffers allocated while it is on get the room for it.
      */
-    private boolean roundOnce = Boolean.getBoolean("moe4j.cuda.roundOnce");
+    private boolean roundOnce = !"false".equals(System.getProperty("moe4j.cuda.roundOnce"));
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm) rounded. */

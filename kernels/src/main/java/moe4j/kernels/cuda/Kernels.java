@@ -59,11 +59,6 @@ final class Kernels {
             ? Set.of() : Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q3_K,
                     GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K));
 
-    /**
-     * The Q8_K matrix-vector kernels that load 2 units a lane at a time instead of 4, with fewer registers
-     * ({@code -Dmoe4j.cuda.mvqUnroll=2}, an experiment to compare on a GPU): the name infix that selects them.
-     */
-    private static final String MVQ_UNROLL = "2".equals(System.getProperty("moe4j.cuda.mvqUnroll")) ? "u2_" : "";
 
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
@@ -108,9 +103,9 @@ final class Kernels {
             String s = t.name().toLowerCase(Locale.ROOT);
             boolean q8k = Q8K_FORMATS.contains(t);
             formats.put(t, new Format(function("mv_" + s), function("mv_pair_" + s), function("mv_combine_" + s),
-                    function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + MVQ_UNROLL + s) : null,
-                    q8k ? function("mvq_multi_" + MVQ_UNROLL + s) : null,
-                    q8k ? function("mvq_pair_" + MVQ_UNROLL + s) : null,
+                    function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
+                    q8k ? function("mvq_multi_" + s) : null,
+                    q8k ? function("mvq_pair_" + s) : null,
                     q8k ? function("mvq_combine_" + s) : null,
                     MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null,
                     q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),

@@ -614,7 +614,7 @@ class CudaBackendTest {
         try {
             return run.get();
         } finally {
-            gpu.useTiledAttention(Boolean.getBoolean("moe4j.cuda.tiledAttention"));
+            gpu.useTiledAttention(!"false".equals(System.getProperty("moe4j.cuda.tiledAttention")));
         }
     }
 
@@ -801,7 +801,7 @@ class CudaBackendTest {
                 results[mode] = new float[][] {rows(gpu, qo, n), rows(gpu, ko, n), rows(gpu, vo, n),
                         rows(gpu, logits, n), rows(gpu, out, n), rows(gpu, after, n)};
             } finally {
-                gpu.useRoundOnce(Boolean.getBoolean("moe4j.cuda.roundOnce"));
+                gpu.useRoundOnce(!"false".equals(System.getProperty("moe4j.cuda.roundOnce")));
             }
         }
         // q+k in one launch, v alone, the experts' gate and up: three reads of rounded rows; none after the host write
