@@ -217,8 +217,8 @@ public final class Q5_K extends BlockFormat {
                             .and(KQuantScales.SCALE_MIN_LOW_MASK);
                     IntVector high = raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
                             .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4);
-                    IntVector scaleMin = low.or(high);
-                    a1 = ((FloatVector) scaleMin.convert(I2F, 0)).mul(-dmin).rearrange(KQuantScales.MIN_SPREAD_F)
+                    FloatVector scaleMin = (FloatVector) low.or(high).convert(I2F, 0);
+                    a1 = scaleMin.mul(-dmin).rearrange(KQuantScales.MIN_SPREAD_F)
                             .fma(FloatVector.fromArray(Simd.F, sums, sRow + b * (QK / PreparedActivations.SUM_GROUP)), a1);
                     int e = pRow + b * LaneOrder.PAIRS;
                     IntVector h = IntVector.fromMemorySegment(Simd.I, src, block + QH, Simd.LE).rearrange(FIFTH_BIT_BYTES)
@@ -240,8 +240,10 @@ public final class Q5_K extends BlockFormat {
                             .mul(wide
                                     ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
                                     : IntVector.fromArray(Simd.I, xp, e + 48));
-                    IntVector sum = p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_0_2))
-                            .add(p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_1_3)));
+                    FloatVector sum = ((FloatVector) p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0))
+                            .mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_F_0_2))
+                            .add(((FloatVector) p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0))
+                                    .mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_F_1_3)));
                     q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
                     lo = q.and(0x0F0F0F0F).or(h.and(0x10101010));
                     hi = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHR, 1).and(0x10101010));
@@ -259,9 +261,11 @@ public final class Q5_K extends BlockFormat {
                             .mul(wide
                                     ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
                                     : IntVector.fromArray(Simd.I, xp, e + 112));
-                    sum = sum.add(p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_4_6)))
-                            .add(p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_5_7)));
-                    a0 = ((FloatVector) sum.convert(I2F, 0)).fma(FloatVector.broadcast(Simd.F, d), a0);
+                    sum = ((FloatVector) p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0))
+                            .fma(scaleMin.rearrange(Q4_K.SUB_BLOCKS_F_4_6), sum);
+                    sum = ((FloatVector) p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0))
+                            .fma(scaleMin.rearrange(Q4_K.SUB_BLOCKS_F_5_7), sum);
+                    a0 = sum.fma(FloatVector.broadcast(Simd.F, d), a0);
                 }
             }
             FloatVector v = a0.add(a1);
