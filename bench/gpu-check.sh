@@ -19,8 +19,10 @@
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers and generation on the
 #                                 model above, as they are, with each block rounding its row
-#                                 (-Dmoe4j.cuda.roundOnce=false), and with 8 and 4 blocks per multiprocessor
-#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=N)
+#                                 (-Dmoe4j.cuda.roundOnce=false), with 4 blocks per multiprocessor
+#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), with the fused routing a warp per block
+#                                 (-Dmoe4j.cuda.routeWarps=1) and with the rounding norm rounding from shared memory
+#                                 (-Dmoe4j.cuda.normRoundsFromShared=true)
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt as before version 11: k and v through the matrix-vector kernels
 #                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=0), every query row walking the cache
@@ -169,9 +171,9 @@ if [ "${PROFILE:-1}" = 1 ]; then
 fi
 
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
-# each block rounding its row (as before version 11) and fewer blocks
+# each block rounding its row (as before version 11), fewer blocks, and two experiments on the fixed costs of a layer
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in default roundOnce=false mvqBlocksPerSm=8 mvqBlocksPerSm=4; do
+    for variant in default roundOnce=false mvqBlocksPerSm=4 routeWarps=1 normRoundsFromShared=true; do
         extra=()
         [ "$variant" != default ] && extra=("-Dmoe4j.cuda.$variant")
         log="$LOGS/profile-235-${variant/=/-}.log"
@@ -180,7 +182,7 @@ if [ "${DECODE_AB:-1}" = 1 ]; then
         row "235B/16 decode, $variant (exit $?)" "$(grep -m1 '^== decode' "$log" | sed 's/.*GPU \([0-9]* us\).*/\1/')"
         while read -r line; do
             row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
-        done < <(grep -E 'mvq|add_rms_norm' "$log" | head -5)
+        done < <(grep -E 'mvq|add_rms_norm|route' "$log" | head -6)
         [ "$variant" = default ] && continue
         log="bench-${variant/=/-}.log"
         gpu_bench "$log" 0 "$TG" "$REPS" "-Dmoe4j.cuda.$variant"

@@ -191,12 +191,13 @@ __device__ __forceinline__ float q4k_lane_row_dot(const uint8_t* row, const floa
 
 // y[a][r] = dot(W_e row r, x[a / xDiv]) with e = ids[a] (or 0 without ids); blockIdx.y = a.
 // PAIR: y = silu(dot(W row r, x)) * dot(W2 row r, x), the SwiGLU gate and up projections in one pass.
-template <class F, bool PAIR>
+// WARPS: the warps (rows) of a block.
+template <class F, bool PAIR, int WARPS = MV_WARPS>
 __device__ __forceinline__ void mv_body(const uint8_t* W, const uint8_t* W2, long long expertStride,
                                         long long rowBytes, int K, int rows, int experts, const float* X,
                                         int xStride, int xDiv, const int* ids, float* Y, int yStride) {
     int lane = threadIdx.x & (WARP - 1);
-    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    int r = blockIdx.x * WARPS + (threadIdx.x >> 5);
     int a = blockIdx.y;
     if (r >= rows) return;
     int e = ids != nullptr ? ids[a] : 0;
@@ -1085,17 +1086,24 @@ __device__ __forceinline__ void round_row_once(const float* y, int width, uint8_
                  reinterpret_cast<float*>(r + width + width / 4));
 }
 
+// Widest row add_rms_norm_rounded_shared stages in shared memory (32 KB); wider rows round from y.
+#define ROUND_SHARED_MAX 8192
+
 // acc += x, then y = rms_norm(acc) over rows of `width`, one block per row: the residual add and the next
 // norm in one pass, with the results of add_inplace and rms_norm (same arithmetic, same block size). ROUND (width a
-// multiple of 256): row t of y also rounded to Q8_K at R + t * rounded_row_bytes(width).
-template <bool ROUND>
+// multiple of 256): row t of y also rounded to Q8_K at R + t * rounded_row_bytes(width). SHARED (with ROUND): the
+// normed values also go to shared memory, and the rounding reads them there instead of from y (one round trip to
+// L2 less on the one-token path; -Dmoe4j.cuda.normRoundsFromShared=true, an experiment not yet measured on a GPU).
+template <bool ROUND, bool SHARED = false>
 __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const float* X, int xStride,
                                                   const float* gain, int width, float eps, float* Y, int yStride,
                                                   uint8_t* R) {
+    __shared__ __align__(16) float staged[SHARED ? ROUND_SHARED_MAX : 1];
     int t = blockIdx.x;
     float* a = A + (long long)t * aStride;
     const float* x = X + (long long)t * xStride;
     float* y = Y + (long long)t * yStride;
+    bool stage = SHARED && width <= ROUND_SHARED_MAX;
     double sum = 0.0;
     if (width <= NORM_PER * (int)blockDim.x) {  // the same for the whole block
         float v[NORM_PER];
@@ -1120,19 +1128,26 @@ __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const f
 #pragma unroll
         for (int j = 0; j < NORM_PER; j++) {
             int i = threadIdx.x + j * blockDim.x;
-            if (i < width) y[i] = __fmul_rn(__fmul_rn(v[j], s), gv[j]);
+            if (i < width) {
+                float n = __fmul_rn(__fmul_rn(v[j], s), gv[j]);
+                y[i] = n;
+                if (stage) staged[i] = n;
+            }
         }
-        if (ROUND) round_row_once(y, width, R + t * rounded_row_bytes(width));
-        return;
+    } else {
+        for (int i = threadIdx.x; i < width; i += blockDim.x) {
+            float v = __fadd_rn(a[i], x[i]);
+            a[i] = v;
+            sum += (double)__fmul_rn(v, v);
+        }
+        float s = block_rms_scale(sum, width, eps);
+        for (int i = threadIdx.x; i < width; i += blockDim.x) {
+            float n = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
+            y[i] = n;
+            if (stage) staged[i] = n;
+        }
     }
-    for (int i = threadIdx.x; i < width; i += blockDim.x) {
-        float v = __fadd_rn(a[i], x[i]);
-        a[i] = v;
-        sum += (double)__fmul_rn(v, v);
-    }
-    float s = block_rms_scale(sum, width, eps);
-    for (int i = threadIdx.x; i < width; i += blockDim.x) y[i] = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
-    if (ROUND) round_row_once(y, width, R + t * rounded_row_bytes(width));
+    if (ROUND) round_row_once(stage ? staged : y, width, R + t * rounded_row_bytes(width));
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -1147,6 +1162,13 @@ extern "C" __global__ void __launch_bounds__(256)
                          float* Y, int yStride, uint8_t* R) {
     pdl_enter();
     add_rms_norm_body<true>(A, aStride, X, xStride, gain, width, eps, Y, yStride, R);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    add_rms_norm_rounded_shared(float* A, int aStride, const float* X, int xStride, const float* gain, int width,
+                                float eps, float* Y, int yStride, uint8_t* R) {
+    pdl_enter();
+    add_rms_norm_body<true, true>(A, aStride, X, xStride, gain, width, eps, Y, yStride, R);
 }
 
 // The first position of a batch: startPos, plus *posDev when given (a replayed decode graph reads the
@@ -1673,16 +1695,18 @@ extern "C" __global__ void __launch_bounds__(WARP)
 }
 
 // The router's product (float32 weights, as mv_f32 computes it) and route_topk in one launch: blockIdx.y is the
-// token; each block computes MV_WARPS logits, and the block that finishes a token's row last (counted in
-// done[t], which it resets for the next launch) picks that token's experts from them. One launch and one wait
-// per layer fewer than the two kernels, with the same results.
-extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)
-    route_f32(const uint8_t* W, long long rowBytes, int K, int experts, const float* X, int xStride, float* logits,
-              int lStride, int k, int* ids, float* weights, unsigned* done) {
-    pdl_enter();
+// token; each block computes WARPS logits, and the block that finishes a token's row last (counted in done[t],
+// which it resets for the next launch) picks that token's experts from them. One launch and one wait per layer
+// fewer than the two kernels, with the same results. route_f32_w1 (-Dmoe4j.cuda.routeWarps=1, an experiment not yet
+// measured on a GPU): a warp per block, so that a token's 128 rows spread over 128 multiprocessors instead of 32;
+// every row's sum is still one warp's, in the same order.
+template <int WARPS>
+__device__ __forceinline__ void route_f32_body(const uint8_t* W, long long rowBytes, int K, int experts,
+                                               const float* X, int xStride, float* logits, int lStride, int k,
+                                               int* ids, float* weights, unsigned* done) {
     __shared__ bool last;
     int t = blockIdx.y;
-    mv_body<F32, false>(W, nullptr, 0, rowBytes, K, experts, 1, X, xStride, 1, nullptr, logits, lStride);
+    mv_body<F32, false, WARPS>(W, nullptr, 0, rowBytes, K, experts, 1, X, xStride, 1, nullptr, logits, lStride);
     __syncthreads();  // this block's logits are stored
     if (threadIdx.x == 0) {
         __threadfence();
@@ -1695,6 +1719,20 @@ extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)
         route_topk_warp(logits + (long long)t * lStride, experts, k, ids + t * k, weights + t * k);
         if (threadIdx.x == 0) done[t] = 0;
     }
+}
+
+extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)
+    route_f32(const uint8_t* W, long long rowBytes, int K, int experts, const float* X, int xStride, float* logits,
+              int lStride, int k, int* ids, float* weights, unsigned* done) {
+    pdl_enter();
+    route_f32_body<MV_WARPS>(W, rowBytes, K, experts, X, xStride, logits, lStride, k, ids, weights, done);
+}
+
+extern "C" __global__ void __launch_bounds__(WARP)
+    route_f32_w1(const uint8_t* W, long long rowBytes, int K, int experts, const float* X, int xStride,
+                 float* logits, int lStride, int k, int* ids, float* weights, unsigned* done) {
+    pdl_enter();
+    route_f32_body<1>(W, rowBytes, K, experts, X, xStride, logits, lStride, k, ids, weights, done);
 }
 
 // One block: groups the n*k assignments by expert into order[] (the assignments of expert 0, then of expert

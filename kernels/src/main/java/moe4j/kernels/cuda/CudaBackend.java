@@ -162,6 +162,17 @@ public final class CudaBackend implements Backend {
      * every block. Buffers allocated while it is on get the room for it.
      */
     private boolean roundOnce = !"false".equals(System.getProperty("moe4j.cuda.roundOnce"));
+    /**
+     * The rounding norm stages its normed row in shared memory and rounds it from there rather than from the row it
+     * stored ({@code -Dmoe4j.cuda.normRoundsFromShared=true}, an experiment not yet measured on a GPU; the same bits).
+     */
+    private boolean normRoundsFromShared = Boolean.getBoolean("moe4j.cuda.normRoundsFromShared");
+    /**
+     * Warps (router rows) per block of the fused router product and top-k: 4 (route_f32), or 1 (route_f32_w1,
+     * {@code -Dmoe4j.cuda.routeWarps=1}, an experiment not yet measured on a GPU: a token's 128 rows on 128
+     * multiprocessors instead of 32; the same bits).
+     */
+    private int routeWarps = "1".equals(System.getProperty("moe4j.cuda.routeWarps")) ? 1 : MV_ROWS_PER_BLOCK;
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm) rounded. */
@@ -966,9 +977,10 @@ public final class CudaBackend implements Backend {
             return;
         }
         noteProduct(w, n);
-        launch(kernels.routeF32, "route_f32", ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
-                w.data(), w.rowBytes(), w.rowLength(), w.rows(), x.data, x.pitch, l.data, l.pitch, r.k(), r.ids,
-                r.weights, r.done);
+        int warps = routeWarps;
+        launch(warps == 1 ? kernels.routeF32OneWarp : kernels.routeF32, warps == 1 ? "route_f32_w1" : "route_f32",
+                ceilDiv(w.rows(), warps), n, 32 * warps, w.data(), w.rowBytes(), w.rowLength(), w.rows(), x.data,
+                x.pitch, l.data, l.pitch, r.k(), r.ids, r.weights, r.done);
     }
 
     @Override
@@ -1120,8 +1132,9 @@ public final class CudaBackend implements Backend {
             return;
         }
         if (n > 0 && roundOnce && n <= MATVEC_MAX_TOKENS && o.rounded != null) {
-            launch(kernels.addRmsNormRounded, "add_rms_norm_rounded", n, 1, 256, acc.data, acc.pitch, x.data, x.pitch,
-                    g.data(), acc.width(), eps, o.data, o.pitch, o.rounded);
+            launch(normRoundsFromShared ? kernels.addRmsNormRoundedShared : kernels.addRmsNormRounded,
+                    normRoundsFromShared ? "add_rms_norm_rounded_shared" : "add_rms_norm_rounded", n, 1, 256,
+                    acc.data, acc.pitch, x.data, x.pitch, g.data(), acc.width(), eps, o.data, o.pitch, o.rounded);
             roundedBuffer = o;
             roundedCount = n;
             roundedAt = operations;
@@ -1801,6 +1814,19 @@ public final class CudaBackend implements Backend {
         boolean next = operations == roundedAt + 1;
         boolean afterOneRoute = afterRoute && operations == roundedAt + 2 && routedAt == roundedAt + 1;
         return next || afterOneRoute ? x.rounded : null;
+    }
+
+    /** Chooses the rounding norm's source (tests compare both); see {@link #normRoundsFromShared}. */
+    synchronized void useNormRoundsFromShared(boolean on) {
+        normRoundsFromShared = on;
+    }
+
+    /** Chooses the fused routing's warps per block, 1 or 4 (tests compare both); see {@link #routeWarps}. */
+    synchronized void useRouteWarps(int warps) {
+        if (warps != 1 && warps != MV_ROWS_PER_BLOCK) {
+            throw new IllegalArgumentException("route_f32 runs 1 or " + MV_ROWS_PER_BLOCK + " warps a block, not " + warps);
+        }
+        routeWarps = warps;
     }
 
     /** Turns the rounding once of one-token steps on or off (tests compare both); see {@link #roundOnce}. */

@@ -65,6 +65,7 @@ final class Kernels {
     final CUfunction rmsNorm;
     final CUfunction addRmsNorm;
     final CUfunction addRmsNormRounded;
+    final CUfunction addRmsNormRoundedShared;
     final CUfunction rmsNormRope;
     final CUfunction rope;
     final CUfunction add;
@@ -81,6 +82,7 @@ final class Kernels {
     final CUfunction attentionTiledF32;
     final CUfunction routeTopK;
     final CUfunction routeF32;
+    final CUfunction routeF32OneWarp;
     final CUfunction moeGroup;
     final CUfunction moeGather;
     final CUfunction moeCombine;
@@ -114,6 +116,7 @@ final class Kernels {
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");
         addRmsNormRounded = function("add_rms_norm_rounded");
+        addRmsNormRoundedShared = function("add_rms_norm_rounded_shared");
         rmsNormRope = function("rms_norm_rope");
         rope = function("rope");
         add = function("add_inplace");
@@ -130,6 +133,7 @@ final class Kernels {
         attentionTiledF32 = function("attention_tiled_f32");
         routeTopK = function("route_topk");
         routeF32 = function("route_f32");
+        routeF32OneWarp = function("route_f32_w1");
         moeGroup = function("moe_group");
         moeGather = function("moe_gather");
         moeCombine = function("moe_combine");

@@ -22,6 +22,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -682,10 +683,22 @@ class CudaBackendTest {
         gr.close();
     }
 
-    /** route_f32 (router product and top-k in one launch) against matmul then routeSoftmaxTopK on the GPU. */
-    @ParameterizedTest
-    @ValueSource(ints = {1, 3, 70})
-    void fusedRoutingGivesExactlyTheSeparateResults(int n) {
+    /**
+     * route_f32 (router product and top-k in one launch) against matmul then routeSoftmaxTopK on the GPU, with 4 warps a
+     * block and with 1 (-Dmoe4j.cuda.routeWarps).
+     */
+    @ParameterizedTest(name = "{0} tokens, {1} warps a block")
+    @CsvSource({"1, 4", "3, 4", "70, 4", "1, 1", "3, 1", "70, 1"})
+    void fusedRoutingGivesExactlyTheSeparateResults(int n, int warps) {
+        gpu.useRouteWarps(warps);
+        try {
+            assertFusedRoutingGivesTheSeparateResults(n);
+        } finally {
+            gpu.useRouteWarps("1".equals(System.getProperty("moe4j.cuda.routeWarps")) ? 1 : 4);
+        }
+    }
+
+    private void assertFusedRoutingGivesTheSeparateResults(int n) {
         int experts = 128;
         int k = 8;
         int embd = 512;
@@ -773,10 +786,12 @@ class CudaBackendTest {
         float[] residual = randomFloats(n * embd, 1f);
         float[] addend = randomFloats(n * embd, 1f);
         float[] written = randomFloats(embd, 1f);
-        float[][][] results = new float[2][][];
-        long[] roundedLaunches = new long[2];
-        for (int mode = 0; mode < 2; mode++) {
-            gpu.useRoundOnce(mode == 1);
+        // off; on, rounding from the stored row; on, rounding from shared memory (-Dmoe4j.cuda.normRoundsFromShared)
+        float[][][] results = new float[3][][];
+        long[] roundedLaunches = new long[3];
+        for (int mode = 0; mode < 3; mode++) {
+            gpu.useRoundOnce(mode > 0);
+            gpu.useNormRoundsFromShared(mode == 2);
             long before = gpu.roundedLaunches();
             try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
@@ -802,14 +817,17 @@ class CudaBackendTest {
                         rows(gpu, logits, n), rows(gpu, out, n), rows(gpu, after, n)};
             } finally {
                 gpu.useRoundOnce(!"false".equals(System.getProperty("moe4j.cuda.roundOnce")));
+                gpu.useNormRoundsFromShared(Boolean.getBoolean("moe4j.cuda.normRoundsFromShared"));
             }
         }
         // q+k in one launch, v alone, the experts' gate and up: three reads of rounded rows; none after the host write
-        assertEquals(0, roundedLaunches[0], "launches that read rounded rows with the experiment off");
-        assertEquals(3, roundedLaunches[1], "launches that read rounded rows with the experiment on");
+        assertEquals(0, roundedLaunches[0], "launches that read rounded rows with rounding once off");
+        assertEquals(3, roundedLaunches[1], "launches that read rounded rows with rounding once on");
+        assertEquals(3, roundedLaunches[2], "launches that read rounded rows, rounded from shared memory");
         String[] what = {"queries", "keys", "values", "router logits", "experts", "product after a host write"};
         for (int i = 0; i < what.length; i++) {
             assertClose(results[0][i], results[1][i], 0, what[i]);
+            assertClose(results[0][i], results[2][i], 0, what[i] + ", rounded from shared memory");
         }
     }
 
