@@ -44,7 +44,7 @@ TG="${TG:-128}"
 REPS="${REPS:-3}"
 work="${MOE4J_GPU_WORK:-/tmp/moe4j-gpu}"
 LOGS="$work/logs"
-rm -rf "$LOGS" "$OUT/table.txt"
+rm -rf "$LOGS" "$OUT/table.txt" "$OUT/logs.tgz"
 mkdir -p "$OUT" "$LOGS"
 
 rows=()
@@ -53,7 +53,8 @@ rows=()
 row() {
     rows+=("$(printf '%-34s %s' "$1" "$2")")
     printf '%s\n' "${rows[-1]}" >> "$OUT/table.txt"
-    tar czf "$OUT/logs.tgz" -C "$LOGS" . 2> /dev/null
+    # written aside, then renamed: a call cut off in the middle of it keeps the previous archive whole
+    tar czf "$OUT/logs.tgz.part" -C "$LOGS" . 2> /dev/null && mv "$OUT/logs.tgz.part" "$OUT/logs.tgz"
 }
 elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
 
@@ -271,16 +272,16 @@ if [ -n "${SYNTH:-}" ] && [ -n "${SYNTH_OFFLOAD:-}" ]; then
 fi
 
 echo
-echo "---- failures (first lines; full log $LOGS/gpu-tests.log) ----"
+echo "---- failures (first lines; full log gpu-tests.log in $OUT/logs.tgz) ----"
 cat "$LOGS/failures-head.txt"
 echo "---- GPU vs llama.cpp / CPU agreement ----"
 head -30 "$LOGS/agreement.txt"
 grep -E 'GPU vs CPU: batched|position [0-9]+: GPU batched' "$LOGS/gpu-tests.log" | sed 's/^[^a-z]*//' | cut -c1-240
 if [ "${PROFILE:-1}" = 1 ]; then
-    echo "---- GPU time per operation (full: $LOGS/profile.log) ----"
+    echo "---- GPU time per operation (full: profile.log in $OUT/logs.tgz) ----"
     grep -v -E '^WARNING|^profile ' "$LOGS/profile.log" | cut -c1-100 | head -70
     if [ -f "$LOGS/profile-extra.log" ]; then
-        echo "---- GPU time per operation, $PROFILE_EXTRA (full: $LOGS/profile-extra.log) ----"
+        echo "---- GPU time per operation, $PROFILE_EXTRA (full: profile-extra.log in $OUT/logs.tgz) ----"
         grep -v -E '^WARNING|^profile ' "$LOGS/profile-extra.log" | cut -c1-100 | head -45
     fi
 fi

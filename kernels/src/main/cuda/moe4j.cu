@@ -368,7 +368,8 @@ __device__ __forceinline__ void mv_combine_body(const uint8_t* W, long long expe
 // For Q3_K, Q4_K, Q5_K and Q6_K weights (q8k.cuh): each block rounds its activation row(s) to Q8_K in shared memory
 // (as the CPU backend rounds them), then its warps walk rows with a grid stride, so that a large matrix
 // (the LM head) does not round the same row tens of thousands of times. A warp's first row's weight loads
-// are issued before the rounding, so that their latency overlaps it.
+// are issued before the rounding, so that their latency overlaps it. The *_rounded_* kernels (one-token steps,
+// right after a norm) read rows that add_rms_norm_rounded rounded once instead.
 
 // Units of a row a lane loads at a time before it multiplies them (pairs: half as many per matrix). Two, not four:
 // Q3_K's matrix-vector kernel needs 72 registers a thread instead of 115 and Q6_K's 72 instead of 110, so more warps

@@ -3,6 +3,7 @@ package moe4j.engine;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
+import java.util.Arrays;
 import java.util.Random;
 
 import org.junit.jupiter.api.BeforeEach;
@@ -22,15 +23,16 @@ import moe4j.kernels.cuda.GpuTests;
  * divergence counts near ties that flip, not error: on the 235B layer the CPU backend's own batched and one-token
  * results differ by a mean KL of 3e-3 with single positions at 6e-2 (relative distance 5e-3 mean, 1.3e-2 at most:
  * experts chosen differently where router logits nearly tie). The bounds are therefore on the relative distance
- * of the logit vectors, with the CPU's own batched-vs-one-token distance printed beside it, and on the top-1 token.
+ * of the logit vectors, against the CPU's own batched-vs-one-token distance measured in the same test (three times
+ * it, and never below {@link #DISTANCE_FLOOR}), and on the top-1 token.
  */
 @Tag(GpuTests.TAG)
 class CudaFullShapeTest {
 
     private static final int TOKENS = 40;
     private static final int ONE_BY_ONE = 6;
-    /** Bound on the mean relative distance: twice the CPU's own batched-vs-one-token mean and more. */
-    private static final double MEAN_DISTANCE = 0.03;
+    /** The smallest bound on a mean relative distance: rounding alone, no expert chosen differently, stays far below. */
+    private static final double DISTANCE_FLOOR = 0.01;
 
     @BeforeEach
     void requireGpu() {
@@ -71,7 +73,7 @@ class CudaFullShapeTest {
         }
         Agreement gpuBatched = Agreement.of(cpu, batched);
         Agreement cpuPaths = Agreement.of(cpu, cpuSteps);
-        Agreement gpuSteps = Agreement.of(java.util.Arrays.copyOf(cpuSteps, ONE_BY_ONE), oneByOne);
+        Agreement gpuSteps = Agreement.of(Arrays.copyOf(cpuSteps, ONE_BY_ONE), oneByOne);
         System.out.printf("%s GPU vs CPU: batched %s; one-by-one %s; the CPU's batched vs its one-by-one %s%n",
                 spec, gpuBatched, gpuSteps, cpuPaths);
         for (int i = 0; i < TOKENS; i++) {
@@ -81,9 +83,13 @@ class CudaFullShapeTest {
                         d, LogitStats.kl(cpu[i], batched[i]), LogitStats.relativeDistance(cpu[i], cpuSteps[i]));
             }
         }
-        assertTrue(gpuBatched.meanDistance() <= MEAN_DISTANCE, spec + " GPU vs CPU, batched: " + gpuBatched);
+        double meanBound = Math.max(DISTANCE_FLOOR, 3 * cpuPaths.meanDistance());
+        double maxBound = Math.max(5 * DISTANCE_FLOOR, 3 * cpuPaths.maxDistance());
+        assertTrue(gpuBatched.meanDistance() <= meanBound && gpuBatched.maxDistance() <= maxBound,
+                spec + " GPU vs CPU, batched: " + gpuBatched + "; bounds " + meanBound + ", " + maxBound);
         assertTrue(gpuBatched.top1() >= 0.85, spec + " GPU vs CPU, batched: " + gpuBatched);
-        assertTrue(gpuSteps.meanDistance() <= MEAN_DISTANCE, spec + " GPU vs CPU, one token at a time: " + gpuSteps);
+        assertTrue(gpuSteps.meanDistance() <= meanBound && gpuSteps.maxDistance() <= maxBound,
+                spec + " GPU vs CPU, one token at a time: " + gpuSteps + "; bounds " + meanBound + ", " + maxBound);
         // six positions: one may differ (a bar of 0.85 would allow none)
         assertTrue(gpuSteps.top1() >= 5.0 / 6, spec + " GPU vs CPU, one token at a time: " + gpuSteps);
     }

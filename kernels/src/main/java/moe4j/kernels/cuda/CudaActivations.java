@@ -15,7 +15,7 @@ final class CudaActivations implements Activations {
     final int pitch;
     /**
      * Room for the first {@link CudaBackend#MATVEC_MAX_TOKENS} rows rounded to Q8_K (add_rms_norm_rounded), rows
-     * {@link #roundedRowBytes} apart, or null: allocated with the buffer under {@code -Dmoe4j.cuda.roundOnce=true}.
+     * {@link #roundedRowBytes} apart, or null: allocated with the buffer unless {@code -Dmoe4j.cuda.roundOnce=false}.
      */
     final CUdeviceptr rounded;
     private final DeviceMemory memory;

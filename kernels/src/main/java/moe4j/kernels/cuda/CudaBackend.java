@@ -155,24 +155,24 @@ public final class CudaBackend implements Backend {
      * (attention_tiled_*), for heads of 128 values and batches of 16 rows or more; otherwise, or with
      * {@code -Dmoe4j.cuda.tiledAttention=false}, every query row walks the cache alone (attention_*).
      */
-    private boolean tiledAttention = !"false".equals(System.getProperty("moe4j.cuda.tiledAttention"));
+    private boolean tiledAttention = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.tiledAttention"));
     /**
      * One-token steps round the normed activations to Q8_K once, in add_rms_norm, for the matrix-vector products that
      * read them next (instead of in every block of those products); {@code -Dmoe4j.cuda.roundOnce=false} rounds in
      * every block. Buffers allocated while it is on get the room for it.
      */
-    private boolean roundOnce = !"false".equals(System.getProperty("moe4j.cuda.roundOnce"));
+    private boolean roundOnce = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.roundOnce"));
     /**
      * The rounding norm stages its normed row in shared memory and rounds it from there rather than from the row it
      * stored ({@code -Dmoe4j.cuda.normRoundsFromShared=true}, an experiment not yet measured on a GPU; the same bits).
      */
     private boolean normRoundsFromShared = Boolean.getBoolean("moe4j.cuda.normRoundsFromShared");
     /**
-     * Warps (router rows) per block of the fused router product and top-k: 4 (route_f32), or 1 (route_f32_w1,
-     * {@code -Dmoe4j.cuda.routeWarps=1}, an experiment not yet measured on a GPU: a token's 128 rows on 128
-     * multiprocessors instead of 32; the same bits).
+     * Warps (router rows) per block of the fused router product and top-k of one-token steps: 4 (route_f32), or 1
+     * (route_f32_w1, {@code -Dmoe4j.cuda.routeWarps=1}, an experiment not yet measured on a GPU: a token's 128 rows
+     * on 128 multiprocessors instead of 32; the same bits). Batches take 4.
      */
-    private int routeWarps = "1".equals(System.getProperty("moe4j.cuda.routeWarps")) ? 1 : MV_ROWS_PER_BLOCK;
+    private int routeWarps = routeWarpsProperty();
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm) rounded. */
@@ -834,7 +834,8 @@ public final class CudaBackend implements Backend {
         }
         Kernels.Format f = kernels.format(w.format());
         // A matrix of few rows gives the tiled kernel a few blocks per token tile (the router's 128 rows: one), so
-        // it takes the matrix-vector kernels, a row of blocks per token, at any batch size.
+        // it takes the matrix-vector kernels, a row of blocks per token; k and v (512 rows) take the tensor cores
+        // from SMALL_MATRICES_ON_TENSOR_CORES_FROM tokens on.
         boolean q8k = q8k(f, w.rowLength(), 1);
         boolean tensorCores = q8k && f.q8kMatmul() != null;
         boolean smallOnTensorCores = tensorCores && SMALL_MATRICES_ON_TENSOR_CORES_FROM > 0
@@ -977,7 +978,7 @@ public final class CudaBackend implements Backend {
             return;
         }
         noteProduct(w, n);
-        int warps = routeWarps;
+        int warps = n <= MATVEC_MAX_TOKENS ? routeWarps : MV_ROWS_PER_BLOCK;
         launch(warps == 1 ? kernels.routeF32OneWarp : kernels.routeF32, warps == 1 ? "route_f32_w1" : "route_f32",
                 ceilDiv(w.rows(), warps), n, 32 * warps, w.data(), w.rowBytes(), w.rowLength(), w.rows(), x.data,
                 x.pitch, l.data, l.pitch, r.k(), r.ids, r.weights, r.done);
@@ -1827,6 +1828,27 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("route_f32 runs 1 or " + MV_ROWS_PER_BLOCK + " warps a block, not " + warps);
         }
         routeWarps = warps;
+    }
+
+    synchronized int routeWarps() { return routeWarps; }
+
+    synchronized boolean normRoundsFromShared() { return normRoundsFromShared; }
+
+    synchronized boolean roundOnce() { return roundOnce; }
+
+    synchronized boolean tiledAttention() { return tiledAttention; }
+
+    private static int routeWarpsProperty() {
+        String value = System.getProperty("moe4j.cuda.routeWarps");
+        if (value == null) {
+            return MV_ROWS_PER_BLOCK;
+        }
+        return switch (value.strip()) {
+            case "1" -> 1;
+            case "4" -> MV_ROWS_PER_BLOCK;
+            default -> throw new IllegalArgumentException(
+                    "-Dmoe4j.cuda.routeWarps must be 1 or " + MV_ROWS_PER_BLOCK + ", not '" + value + "'");
+        };
     }
 
     /** Turns the rounding once of one-token steps on or off (tests compare both); see {@link #roundOnce}. */

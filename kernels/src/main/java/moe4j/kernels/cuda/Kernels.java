@@ -59,7 +59,6 @@ final class Kernels {
             ? Set.of() : Collections.unmodifiableSet(java.util.EnumSet.of(GgmlType.Q3_K,
                     GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K));
 
-
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
     final CUfunction rmsNorm;

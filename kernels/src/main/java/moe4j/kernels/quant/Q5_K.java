@@ -182,7 +182,8 @@ public final class Q5_K extends BlockFormat {
      * The dot products of decoding, block after block, in integers as {@link Q4_K#dotRows} computes them: the fifth
      * bit is joined to all four bytes of a lane at once (sub-block {@code j}'s bit is bit {@code j} of the 32 fifth-bit
      * bytes), then bytes 0 and 2, and 1 and 3, of each lane are multiplied by the activations' code pairs
-     * ({@link Q4_K#PAIRS}). Upper halves stay below 4 * 31 * 127 and lower halves below 2 * 31 * 127.
+     * ({@link Q4_K#PAIRS}). Upper halves stay below 4 * 31 * 127 and lower halves below 2 * 31 * 127; the sums times
+     * the scales are taken in float, exactly (below 2^24), as in Q4_K.
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,

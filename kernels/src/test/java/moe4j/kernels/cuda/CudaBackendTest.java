@@ -609,13 +609,14 @@ class CudaBackendTest {
         assertClose(expected, actual, 1e-5, type + " attention");
     }
 
-    /** {@code run} with the GPU's tiled prompt attention on or off, then as the system property sets it. */
+    /** {@code run} with the GPU's tiled prompt attention on or off, then as it was. */
     private static float[] withTiledAttention(boolean tiled, java.util.function.Supplier<float[]> run) {
+        boolean before = gpu.tiledAttention();
         gpu.useTiledAttention(tiled);
         try {
             return run.get();
         } finally {
-            gpu.useTiledAttention(!"false".equals(System.getProperty("moe4j.cuda.tiledAttention")));
+            gpu.useTiledAttention(before);
         }
     }
 
@@ -690,11 +691,12 @@ class CudaBackendTest {
     @ParameterizedTest(name = "{0} tokens, {1} warps a block")
     @CsvSource({"1, 4", "3, 4", "70, 4", "1, 1", "3, 1", "70, 1"})
     void fusedRoutingGivesExactlyTheSeparateResults(int n, int warps) {
+        int before = gpu.routeWarps();
         gpu.useRouteWarps(warps);
         try {
             assertFusedRoutingGivesTheSeparateResults(n);
         } finally {
-            gpu.useRouteWarps("1".equals(System.getProperty("moe4j.cuda.routeWarps")) ? 1 : 4);
+            gpu.useRouteWarps(before);
         }
     }
 
@@ -766,12 +768,12 @@ class CudaBackendTest {
      * Rounding the normed rows once in add_rms_norm (-Dmoe4j.cuda.roundOnce) gives the products that read them next
      * exactly the results of rounding them in each product's blocks: q, k, v (two formats: one fused launch and one
      * alone), the router and the experts after a second norm, and a product after a host write into the normed
-     * buffer, which must read the new values, not the rounded old ones.
+     * buffer, which must read the new values, not the rounded old ones. Rows of 512 (the norm's values in registers),
+     * 4352 (a loop over the row) and 8448 (wider than the shared-memory copy of -Dmoe4j.cuda.normRoundsFromShared).
      */
-    @ParameterizedTest
-    @ValueSource(ints = {1, 4})
-    void roundingOnceInTheNormGivesTheProductsExactlyTheirResults(int n) {
-        int embd = 512;
+    @ParameterizedTest(name = "{0} tokens, rows of {1}")
+    @CsvSource({"1, 512", "4, 512", "1, 4352", "4, 8448"})
+    void roundingOnceInTheNormGivesTheProductsExactlyTheirResults(int n, int embd) {
         int experts = 8;
         int k = 2;
         int ffn = 256;
@@ -789,6 +791,8 @@ class CudaBackendTest {
         // off; on, rounding from the stored row; on, rounding from shared memory (-Dmoe4j.cuda.normRoundsFromShared)
         float[][][] results = new float[3][][];
         long[] roundedLaunches = new long[3];
+        boolean roundOnce = gpu.roundOnce();
+        boolean fromShared = gpu.normRoundsFromShared();
         for (int mode = 0; mode < 3; mode++) {
             gpu.useRoundOnce(mode > 0);
             gpu.useNormRoundsFromShared(mode == 2);
@@ -816,8 +820,8 @@ class CudaBackendTest {
                 results[mode] = new float[][] {rows(gpu, qo, n), rows(gpu, ko, n), rows(gpu, vo, n),
                         rows(gpu, logits, n), rows(gpu, out, n), rows(gpu, after, n)};
             } finally {
-                gpu.useRoundOnce(!"false".equals(System.getProperty("moe4j.cuda.roundOnce")));
-                gpu.useNormRoundsFromShared(Boolean.getBoolean("moe4j.cuda.normRoundsFromShared"));
+                gpu.useRoundOnce(roundOnce);
+                gpu.useNormRoundsFromShared(fromShared);
             }
         }
         // q+k in one launch, v alone, the experts' gate and up: three reads of rounded rows; none after the host write
