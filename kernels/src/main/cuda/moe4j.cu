@@ -499,8 +499,10 @@ __device__ __forceinline__ void mvq_multi_body(const uint8_t* W0, long long rowB
 // out[t][r] = sum over slots s of weight[t*k+s] * dot(W_e row r, h[t*k+s]), e = ids[t*k+s]: the expert down
 // projections and the weighted sum of a token's experts in one pass; blockIdx.y = t, MVQ_COMBINE_WARPS warps.
 // The lanes take the (slot, unit) pairs of a row in turn, so that all 32 are busy for short rows (768 values
-// are 24 units). Dynamic shared memory: the k rounded rows (q8k.cuh).
-template <class F>
+// are 24 units). Dynamic shared memory: the k rounded rows (q8k.cuh). UNROLL: the (slot, unit) pairs a lane loads
+// at a time; mvq_combine_u2_* (-Dmoe4j.cuda.combineUnroll=2, an experiment not yet measured on a GPU) load 2, with
+// fewer registers, as the other matrix-vector kernels do since version 11; the same sums in the same order.
+template <class F, int UNROLL>
 __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long expertStride, long long rowBytes,
                                                  int K, int rows, int experts, const float* H, int hStride,
                                                  const int* ids, const float* weights, int k, float* Y,
@@ -521,13 +523,13 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
     int total = k * units;
     int r = blockIdx.x * MVQ_COMBINE_WARPS + (threadIdx.x >> 5);
     int stride = gridDim.x * MVQ_COMBINE_WARPS;
-    U w[MVQ_COMBINE_UNROLL];
-    int slot[MVQ_COMBINE_UNROLL];
-    int unit[MVQ_COMBINE_UNROLL];
+    U w[UNROLL];
+    int slot[UNROLL];
+    int unit[UNROLL];
     // the (slot, unit) pairs f0, f0 + 32, ... of row `row`: which they are, and their weights' loads
     auto load = [&](int f0, int row) {
 #pragma unroll
-        for (int i = 0; i < MVQ_COMBINE_UNROLL; i++) {
+        for (int i = 0; i < UNROLL; i++) {
             int f = f0 + i * WARP;
             slot[i] = f / units;
             unit[i] = f - slot[i] * units;
@@ -546,10 +548,10 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
             continue;
         }
         float acc = 0.f;
-        for (int f0 = lane; f0 < total; f0 += MVQ_COMBINE_UNROLL * WARP) {
+        for (int f0 = lane; f0 < total; f0 += UNROLL * WARP) {
             if (!first || f0 != lane) load(f0, r);
 #pragma unroll
-            for (int i = 0; i < MVQ_COMBINE_UNROLL; i++) {
+            for (int i = 0; i < UNROLL; i++) {
                 if (f0 + i * WARP < total) {
                     int s = slot[i];
                     int b = s * (K >> 8) + (unit[i] >> 3);
@@ -631,8 +633,15 @@ extern "C" __global__ void __launch_bounds__(256)
         mvq_combine_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \
                            int experts, const float* H, int hStride, const int* ids, const float* weights,           \
                            int k, float* Y, int yStride) {                                                           \
-        mvq_combine_body<F>(W, expertStride, rowBytes, K, rows, experts, H, hStride, ids, weights, k, Y,             \
-                            yStride);                                                                                \
+        mvq_combine_body<F, MVQ_COMBINE_UNROLL>(W, expertStride, rowBytes, K, rows, experts, H, hStride, ids,        \
+                                                weights, k, Y, yStride);                                             \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
+        mvq_combine_u2_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,         \
+                              int experts, const float* H, int hStride, const int* ids, const float* weights,        \
+                              int k, float* Y, int yStride) {                                                        \
+        mvq_combine_body<F, 2>(W, expertStride, rowBytes, K, rows, experts, H, hStride, ids, weights, k, Y,          \
+                               yStride);                                                                             \
     }
 
 Q8K_KERNELS(q3_k, Q3_K)

@@ -173,6 +173,12 @@ public final class CudaBackend implements Backend {
      * on 128 multiprocessors instead of 32; the same bits). Batches take 4.
      */
     private int routeWarps = routeWarpsProperty();
+    /**
+     * Units a lane of the experts' down projection and combine (mvq_combine_*) loads at a time: 4, or 2
+     * (mvq_combine_u2_*, {@code -Dmoe4j.cuda.combineUnroll=2}, an experiment not yet measured on a GPU: fewer
+     * registers, as the other matrix-vector kernels since version 11; the same bits).
+     */
+    private int combineUnroll = combineUnrollProperty();
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm) rounded. */
@@ -1337,7 +1343,9 @@ public final class CudaBackend implements Backend {
                 note(role(down), down.rowBytes() * embd * assignments, 2L * ffn * embd * assignments);
             }
             if (q8k(fd, ffn, k)) {
-                launchShared(fd.q8kMatvecCombine(), "mvq_combine_" + down.format(),
+                boolean twoUnits = combineUnroll == 2;
+                launchShared(twoUnits ? fd.q8kMatvecCombineTwoUnits() : fd.q8kMatvecCombine(),
+                        (twoUnits ? "mvq_combine_u2_" : "mvq_combine_") + down.format(),
                         mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
                         q8kSharedBytes(ffn, k), down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
                         g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
@@ -1831,6 +1839,28 @@ public final class CudaBackend implements Backend {
     }
 
     synchronized int routeWarps() { return routeWarps; }
+
+    /** Chooses the experts' down projection's units a lane, 2 or 4 (tests compare both); see {@link #combineUnroll}. */
+    synchronized void useCombineUnroll(int units) {
+        if (units != 2 && units != 4) {
+            throw new IllegalArgumentException("mvq_combine loads 2 or 4 units a lane, not " + units);
+        }
+        combineUnroll = units;
+    }
+
+    synchronized int combineUnroll() { return combineUnroll; }
+
+    private static int combineUnrollProperty() {
+        String value = System.getProperty("moe4j.cuda.combineUnroll");
+        if (value == null) {
+            return 4;
+        }
+        return switch (value.strip()) {
+            case "2" -> 2;
+            case "4" -> 4;
+            default -> throw new IllegalArgumentException("-Dmoe4j.cuda.combineUnroll must be 2 or 4, not '" + value + "'");
+        };
+    }
 
     synchronized boolean normRoundsFromShared() { return normRoundsFromShared; }
 

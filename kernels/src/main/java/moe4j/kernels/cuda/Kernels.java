@@ -43,7 +43,8 @@ final class Kernels {
      */
     record Format(CUfunction matvec, CUfunction matvecPair, CUfunction matvecCombine, CUfunction matmul,
                   CUfunction rows, CUfunction q8kMatvec, CUfunction q8kMatvecMulti, CUfunction q8kMatvecPair,
-                  CUfunction q8kMatvecCombine, CUfunction q8kMatmul, Rounded rounded) {
+                  CUfunction q8kMatvecCombine, CUfunction q8kMatvecCombineTwoUnits, CUfunction q8kMatmul,
+                  Rounded rounded) {
 
         boolean hasQ8k() { return q8kMatvec != null; }
     }
@@ -107,7 +108,7 @@ final class Kernels {
                     function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
                     q8k ? function("mvq_multi_" + s) : null,
                     q8k ? function("mvq_pair_" + s) : null,
-                    q8k ? function("mvq_combine_" + s) : null,
+                    q8k ? function("mvq_combine_" + s) : null, q8k ? function("mvq_combine_u2_" + s) : null,
                     MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null,
                     q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
                             function("mvq_pair_rounded_" + s)) : null));

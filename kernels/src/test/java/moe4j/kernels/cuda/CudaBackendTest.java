@@ -835,6 +835,37 @@ class CudaBackendTest {
         }
     }
 
+    /**
+     * The experts' down projection and combine loading 2 units a lane (-Dmoe4j.cuda.combineUnroll=2) gives exactly the
+     * results of loading 4: the same sums in the same order.
+     */
+    @ParameterizedTest(name = "{0} tokens, down {1}, {2} -> {3}")
+    @CsvSource({"1, Q6_K, 256, 768", "3, Q3_K, 256, 768", "1, Q4_K, 2304, 1280", "3, Q5_K, 4096, 1536"})
+    void combiningTwoUnitsALaneGivesExactlyTheFourUnitResults(int n, GgmlType downType, int embd, int ffn) {
+        int experts = 8;
+        int k = 4;
+        Weight gate = gpu.bind(randomTensor("gate", GgmlType.Q4_K, embd, ffn, experts));
+        Weight up = gpu.bind(randomTensor("up", GgmlType.Q4_K, embd, ffn, experts));
+        Weight down = gpu.bind(randomTensor("down", downType, ffn, embd, experts));
+        float[] x = randomFloats(n * embd, 1f);
+        float[] logits = randomFloats(n * experts, 2f);
+        int before = gpu.combineUnroll();
+        float[][] results = new float[2][];
+        try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+             ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn)) {
+            gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
+            for (int i = 0; i < 2; i++) {
+                gpu.useCombineUnroll(i == 0 ? 4 : 2);
+                Activations out = poisoned(n, embd);
+                gpu.experts(gate, up, down, fill(gpu, x, n, embd), routing, buffers, out, n);
+                results[i] = rows(gpu, out, n);
+            }
+        } finally {
+            gpu.useCombineUnroll(before);
+        }
+        assertClose(results[0], results[1], 0, "experts, 2 units a lane against 4");
+    }
+
     static Stream<Arguments> expertCases() {
         // 1 and 3 tokens: per-assignment kernels; 40 tokens: grouped by expert on the device. 256/768 values:
         // rows within one pass of the Q8_K kernels' lanes; 2304/1280: gate/up and down rows long enough that
