@@ -1509,6 +1509,55 @@ extern "C" __global__ void store_kv_f32(float* kPlane, float* vPlane, const floa
         }                                                                                                        \
     }
 
+// After attention_body stored head blockIdx.x of row t (heads of 128): the 256-value group of heads 2g and 2g + 1 is
+// complete once both blocks stored theirs; the second (counted in done[t * groups + g], which it resets) rounds the
+// group to Q8_K into row t of R, laid out as add_rms_norm_rounded lays out a row and with the same function, so the
+// output projection's mvq_rounded_* reads the attention output rounded once instead of in each of its blocks.
+__device__ __forceinline__ void round_completed_group(const float* O, int oStride, int width, uint8_t* R,
+                                                      unsigned* done) {
+    __shared__ bool last;
+    __shared__ __align__(16) float group[256];
+    int t = blockIdx.y;
+    int g = blockIdx.x >> 1;
+    unsigned* counter = done + t * (width >> 8) + g;
+    __syncthreads();  // this block's outputs are stored
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(counter, 1u) == 1;
+        __threadfence();  // the other head's stores are visible to the reads below
+    }
+    __syncthreads();
+    if (!last) return;
+    const float* src = O + (long long)t * oStride + 256 * g;
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) group[i] = __ldcg(src + i);
+    __syncthreads();
+    if (threadIdx.x < 16) {  // a half warp, as quantize_q8k rounds a 256-value block
+        uint8_t* row = R + t * rounded_row_bytes(width);
+        Q8KGroup r = round_q8k_group(group + 16 * threadIdx.x, 0xFFFFu);
+        int gi = 16 * g + threadIdx.x;
+        reinterpret_cast<int*>(row + width)[gi] = store_q8k_group(r, reinterpret_cast<int8_t*>(row) + 16 * gi);
+        if (threadIdx.x == 0) {
+            reinterpret_cast<float*>(row + width + width / 4)[g] = r.d;
+            *counter = 0;
+        }
+    }
+}
+
+// attention_decode_* for heads of 128 that also round their row's output once (-Dmoe4j.cuda.attentionRounds=true, an
+// experiment not yet measured on a GPU): gridDim.x heads, an even number.
+#define ATTENTION_DECODE_ROUNDED_KERNEL(NAME, KV)                                                                 \
+    extern "C" __global__ void __launch_bounds__(ATT_DECODE_WARPS * WARP)                                        \
+        NAME(const float* Q, int qStride, const KV* kPlane, const KV* vPlane, int kvDim, int group, float scale,  \
+             int startPos, const int* posDev, float* O, int oStride, uint8_t* R, unsigned* done) {               \
+        pdl_enter();                                                                                              \
+        attention_body<KV, ATT_DECODE_WARPS, 4, true>(Q, qStride, kPlane, vPlane, kvDim, 128, group, scale,      \
+                                                      startPos, posDev, O, oStride);                              \
+        round_completed_group(O, oStride, gridDim.x * 128, R, done);                                             \
+    }
+
+ATTENTION_DECODE_ROUNDED_KERNEL(attention_decode_rounded_f16, __half)
+ATTENTION_DECODE_ROUNDED_KERNEL(attention_decode_rounded_f32, float)
+
 ATTENTION_KERNEL(attention_f16, __half, ATT_WARPS)
 ATTENTION_KERNEL(attention_f32, float, ATT_WARPS)
 ATTENTION_KERNEL(attention_decode_f16, __half, ATT_DECODE_WARPS)

@@ -44,6 +44,24 @@ final class CudaActivations implements Activations {
         return ((long) width + width / 4 + width / 64 + 15) & ~15L;
     }
 
+    /**
+     * After the rounded rows: per rounded row, a counter per 256-value group (attention_decode_rounded_*), zero
+     * between launches.
+     */
+    CUdeviceptr groupCounters() {
+        return rounded.withByteOffset(roundedRows(capacity) * roundedRowBytes(width));
+    }
+
+    /** Rows a buffer of {@code capacity} rows keeps room to round. */
+    static int roundedRows(int capacity) {
+        return Math.min(capacity, CudaBackend.MATVEC_MAX_TOKENS);
+    }
+
+    /** Bytes of the rounded rows and their group counters. */
+    static long roundedSideBytes(int capacity, int width) {
+        return roundedRows(capacity) * (roundedRowBytes(width) + 4L * (width / 256));
+    }
+
     /** Address of row {@code row}. */
     CUdeviceptr row(int row) {
         return data.withByteOffset(4L * row * pitch);

@@ -179,6 +179,12 @@ public final class CudaBackend implements Backend {
      * registers, as the other matrix-vector kernels since version 11; the same bits).
      */
     private int combineUnroll = combineUnrollProperty();
+    /**
+     * One-token attention over heads of 128 rounds its output to Q8_K once (attention_decode_rounded_*), for the output
+     * projection right after it, instead of each of that product's blocks rounding it
+     * ({@code -Dmoe4j.cuda.attentionRounds=true}, an experiment not yet measured on a GPU; the same bits).
+     */
+    private boolean attentionRounds = Boolean.getBoolean("moe4j.cuda.attentionRounds");
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm) rounded. */
@@ -606,10 +612,14 @@ public final class CudaBackend implements Backend {
         CUdeviceptr rounded = null;
         if (roundOnce && width % 256 == 0) {
             try {
-                long sideBytes = Math.min(capacity, MATVEC_MAX_TOKENS) * CudaActivations.roundedRowBytes(width);
+                long sideBytes = CudaActivations.roundedSideBytes(capacity, width);
                 rounded = memory.allocate(sideBytes, DeviceMemory.Use.ACTIVATIONS,
                         "rounded rows of an activation buffer of " + capacity + " x " + width);
+                check(JCudaDriver.cuMemsetD8(rounded, (byte) 0, sideBytes), "clearing rounded rows on " + label);
             } catch (RuntimeException e) {
+                if (rounded != null) {
+                    memory.free(rounded);
+                }
                 memory.free(p);
                 throw e;
             }
@@ -1090,6 +1100,17 @@ public final class CudaBackend implements Backend {
         recordPositions(c, startPos, n);
         if (profiler != null) {
             note("", 2L * (startPos + n) * c.kvDim() * (half ? 2 : 4), 0);
+        }
+        if (DECODE_ATTENTION && n <= MATVEC_MAX_TOKENS && attentionRounds && roundOnce && o.rounded != null
+                && shape.headDim() == 128 && shape.heads() % 2 == 0 && n <= CudaActivations.roundedRows(o.capacity())) {
+            launch(half ? kernels.attentionDecodeRoundedF16 : kernels.attentionDecodeRoundedF32,
+                    "attention_decode_rounded", shape.heads(), n, 32 * ATTENTION_DECODE_WARPS, q.data, q.pitch,
+                    c.keys(layer), c.values(layer), c.kvDim(), shape.heads() / shape.kvHeads(), shape.scale(),
+                    relativeStart(startPos), positionPointer(), o.data, o.pitch, o.rounded, o.groupCounters());
+            roundedBuffer = o;
+            roundedCount = n;
+            roundedAt = operations;
+            return;
         }
         if (DECODE_ATTENTION && n <= MATVEC_MAX_TOKENS) {
             launch(half ? kernels.attentionDecodeF16 : kernels.attentionDecodeF32, "attention_decode", shape.heads(),
@@ -1849,6 +1870,13 @@ public final class CudaBackend implements Backend {
     }
 
     synchronized int combineUnroll() { return combineUnroll; }
+
+    /** Turns the rounding of one-token attention's output on or off (tests compare both); see {@link #attentionRounds}. */
+    synchronized void useAttentionRounds(boolean on) {
+        attentionRounds = on;
+    }
+
+    synchronized boolean attentionRounds() { return attentionRounds; }
 
     private static int combineUnrollProperty() {
         String value = System.getProperty("moe4j.cuda.combineUnroll");

@@ -78,6 +78,8 @@ final class Kernels {
     final CUfunction attentionF32;
     final CUfunction attentionDecodeF16;
     final CUfunction attentionDecodeF32;
+    final CUfunction attentionDecodeRoundedF16;
+    final CUfunction attentionDecodeRoundedF32;
     final CUfunction attentionTiledF16;
     final CUfunction attentionTiledF32;
     final CUfunction routeTopK;
@@ -129,6 +131,8 @@ final class Kernels {
         attentionF32 = function("attention_f32");
         attentionDecodeF16 = function("attention_decode_f16");
         attentionDecodeF32 = function("attention_decode_f32");
+        attentionDecodeRoundedF16 = function("attention_decode_rounded_f16");
+        attentionDecodeRoundedF32 = function("attention_decode_rounded_f32");
         attentionTiledF16 = function("attention_tiled_f16");
         attentionTiledF32 = function("attention_tiled_f32");
         routeTopK = function("route_topk");
