@@ -31,7 +31,7 @@ class CudaFullShapeTest {
 
     private static final int TOKENS = 40;
     private static final int ONE_BY_ONE = 6;
-    /** The smallest bound on a mean relative distance: rounding alone, no expert chosen differently, stays far below. */
+    /** The least bound on a mean relative distance: rounding alone, no expert chosen differently, is far below it. */
     private static final double DISTANCE_FLOOR = 0.01;
 
     @BeforeEach

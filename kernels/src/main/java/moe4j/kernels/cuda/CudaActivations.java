@@ -14,8 +14,9 @@ final class CudaActivations implements Activations {
     final CUdeviceptr data;
     final int pitch;
     /**
-     * Room for the first {@link CudaBackend#MATVEC_MAX_TOKENS} rows rounded to Q8_K (add_rms_norm_rounded), rows
-     * {@link #roundedRowBytes} apart, or null: allocated with the buffer unless {@code -Dmoe4j.cuda.roundOnce=false}.
+     * Room for the first {@link CudaBackend#MATVEC_MAX_TOKENS} rows rounded to Q8_K (by add_rms_norm_rounded, or
+     * attention_decode_rounded_*), rows {@link #roundedRowBytes} apart, then the latter's {@link #groupCounters}; or
+     * null: allocated with the buffer unless {@code -Dmoe4j.cuda.roundOnce=false}.
      */
     final CUdeviceptr rounded;
     private final DeviceMemory memory;

@@ -187,7 +187,7 @@ public final class CudaBackend implements Backend {
     private boolean attentionRounds = Boolean.getBoolean("moe4j.cuda.attentionRounds");
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
-    /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm) rounded. */
+    /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm, an attention) rounded. */
     private CudaActivations roundedBuffer;
     private int roundedCount;
     private long roundedAt;
@@ -1101,6 +1101,7 @@ public final class CudaBackend implements Backend {
         if (profiler != null) {
             note("", 2L * (startPos + n) * c.kvDim() * (half ? 2 : 4), 0);
         }
+        // (o.rounded implies a width of whole 256-value groups, so an even number of heads of 128; kept as guards)
         if (DECODE_ATTENTION && n <= MATVEC_MAX_TOKENS && attentionRounds && roundOnce && o.rounded != null
                 && shape.headDim() == 128 && shape.heads() % 2 == 0 && n <= CudaActivations.roundedRows(o.capacity())) {
             launch(half ? kernels.attentionDecodeRoundedF16 : kernels.attentionDecodeRoundedF32,
@@ -1833,9 +1834,9 @@ public final class CudaBackend implements Backend {
 
     /**
      * The rounded copy of {@code x}'s first {@code n} rows when the operation calling this is the very next one after
-     * the add_rms_norm_rounded that wrote them (or, {@code afterRoute}, the next but one with only a {@link #route} in
-     * between, which writes elsewhere): then nothing can have changed them since. Otherwise null, and the kernel
-     * rounds {@code x} itself.
+     * the add_rms_norm_rounded or attention_decode_rounded_* that wrote them (or, {@code afterRoute}, the next but one
+     * with only a {@link #route} in between, which writes elsewhere): then nothing can have changed them since.
+     * Otherwise null, and the kernel rounds {@code x} itself.
      */
     private CUdeviceptr roundedRows(CudaActivations x, int n, boolean afterRoute) {
         if (x != roundedBuffer || n > roundedCount) {
@@ -1854,7 +1855,8 @@ public final class CudaBackend implements Backend {
     /** Chooses the fused routing's warps per block, 1 or 4 (tests compare both); see {@link #routeWarps}. */
     synchronized void useRouteWarps(int warps) {
         if (warps != 1 && warps != MV_ROWS_PER_BLOCK) {
-            throw new IllegalArgumentException("route_f32 runs 1 or " + MV_ROWS_PER_BLOCK + " warps a block, not " + warps);
+            throw new IllegalArgumentException(
+                    "route_f32 runs 1 or " + MV_ROWS_PER_BLOCK + " warps a block, not " + warps);
         }
         routeWarps = warps;
     }
@@ -1871,7 +1873,7 @@ public final class CudaBackend implements Backend {
 
     synchronized int combineUnroll() { return combineUnroll; }
 
-    /** Turns the rounding of one-token attention's output on or off (tests compare both); see {@link #attentionRounds}. */
+    /** Turns one-token attention's rounding of its output on or off (tests compare both): {@link #attentionRounds}. */
     synchronized void useAttentionRounds(boolean on) {
         attentionRounds = on;
     }
@@ -1886,7 +1888,8 @@ public final class CudaBackend implements Backend {
         return switch (value.strip()) {
             case "2" -> 2;
             case "4" -> 4;
-            default -> throw new IllegalArgumentException("-Dmoe4j.cuda.combineUnroll must be 2 or 4, not '" + value + "'");
+            default -> throw new IllegalArgumentException(
+                    "-Dmoe4j.cuda.combineUnroll must be 2 or 4, not '" + value + "'");
         };
     }
 

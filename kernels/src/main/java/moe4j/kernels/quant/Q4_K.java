@@ -222,9 +222,10 @@ public final class Q4_K extends BlockFormat {
      * sums equal the integer ones, and the float multiplies leave the port that the 32-bit integer multiplies (two
      * micro-operations each on Intel cores) queue on (Intel Xeon VM, one thread in L2: 8.0 -> 9.2 GB/s). The block's
      * sum is multiplied by {@code d} and the activations' scale. Minimums are a float term against the activations'
-     * 16-element sums. Per 256 weights: 8 integer multiplies and 4 conversions, where the float kernel took 16 conversions and 16 multiply-adds (one thread, Zen 5, 2048-wide rows out of
-     * cache: 16.6 to 22.3 GB/s). The block is written out without inner loops, so that it is C2's innermost loop and
-     * C2 hoists the bounds checks of its loads; the fp16 scales are read at its top, as {@code Float.float16ToFloat}
+     * 16-element sums. Per 256 weights: 8 integer multiplies and 4 conversions, where the float kernel took 16
+     * conversions and 16 multiply-adds (one thread, Zen 5, 2048-wide rows out of cache: 16.6 to 22.3 GB/s). The block
+     * is written out without inner loops, so that it is C2's innermost loop and C2 hoists the bounds checks of its
+     * loads; the fp16 scales are read at its top, as {@code Float.float16ToFloat}
      * is not inlined once the loop's graph is large (a call per block, with every vector register spilled).
      */
     @Override
@@ -278,8 +279,10 @@ public final class Q4_K extends BlockFormat {
                             .mul(wide
                                     ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
                                     : IntVector.fromArray(Simd.I, xp, e + 48));
-                    FloatVector sum = ((FloatVector) p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).convert(I2F, 0)).mul(scaleMin.rearrange(SUB_BLOCKS_F_0_2))
-                            .add(((FloatVector) p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).convert(I2F, 0)).mul(scaleMin.rearrange(SUB_BLOCKS_F_1_3)));
+                    FloatVector sum = ((FloatVector) p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).convert(I2F, 0))
+                            .mul(scaleMin.rearrange(SUB_BLOCKS_F_0_2))
+                            .add(((FloatVector) p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).convert(I2F, 0))
+                                    .mul(scaleMin.rearrange(SUB_BLOCKS_F_1_3)));
                     q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
                     p0 = q.and(PAIR_MASK).mul(wide
                             ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 64)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
@@ -294,8 +297,10 @@ public final class Q4_K extends BlockFormat {
                             .mul(wide
                                     ? ByteVector.fromArray(BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
                                     : IntVector.fromArray(Simd.I, xp, e + 112));
-                    sum = ((FloatVector) p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).convert(I2F, 0)).fma(scaleMin.rearrange(SUB_BLOCKS_F_4_6), sum);
-                    sum = ((FloatVector) p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).convert(I2F, 0)).fma(scaleMin.rearrange(SUB_BLOCKS_F_5_7), sum);
+                    sum = ((FloatVector) p0.add(p2).add(HALF).lanewise(ASHR, SHIFT_16).convert(I2F, 0))
+                            .fma(scaleMin.rearrange(SUB_BLOCKS_F_4_6), sum);
+                    sum = ((FloatVector) p1.add(p3).add(HALF).lanewise(ASHR, SHIFT_16).convert(I2F, 0))
+                            .fma(scaleMin.rearrange(SUB_BLOCKS_F_5_7), sum);
                     a0 = sum.fma(FloatVector.broadcast(Simd.F, d), a0);
                 }
             }
