@@ -23,8 +23,9 @@
 #                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), with the fused routing a warp per block
 #                                 (-Dmoe4j.cuda.routeWarps=1), with the rounding norm rounding from shared memory
 #                                 (-Dmoe4j.cuda.normRoundsFromShared=true), with the experts' down projection
-#                                 loading 2 units a lane (-Dmoe4j.cuda.combineUnroll=2) and with one-token attention
-#                                 rounding its output once (-Dmoe4j.cuda.attentionRounds=true)
+#                                 loading 2 units a lane (-Dmoe4j.cuda.combineUnroll=2), with one-token attention
+#                                 rounding its output once (-Dmoe4j.cuda.attentionRounds=true) and with the experts'
+#                                 SwiGLU rows rounded once for the down projection (-Dmoe4j.cuda.combineRoundsOnce=true)
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt as before version 11: k and v through the matrix-vector kernels
 #                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=0), every query row walking the cache
@@ -177,7 +178,7 @@ fi
 # each block rounding its row (as before version 11), fewer blocks, and two experiments on the fixed costs of a layer
 if [ "${DECODE_AB:-1}" = 1 ]; then
     for variant in default roundOnce=false mvqBlocksPerSm=4 routeWarps=1 normRoundsFromShared=true combineUnroll=2 \
-        attentionRounds=true; do
+        attentionRounds=true combineRoundsOnce=true; do
         extra=()
         [ "$variant" != default ] && extra=("-Dmoe4j.cuda.$variant")
         log="$LOGS/profile-235-${variant/=/-}.log"

@@ -502,16 +502,20 @@ __device__ __forceinline__ void mvq_multi_body(const uint8_t* W0, long long rowB
 // are 24 units). Dynamic shared memory: the k rounded rows (q8k.cuh). UNROLL: the (slot, unit) pairs a lane loads
 // at a time; mvq_combine_u2_* (-Dmoe4j.cuda.combineUnroll=2, an experiment not yet measured on a GPU) load 2, with
 // fewer registers, as the other matrix-vector kernels do since version 11; the same sums in the same order.
-template <class F, int UNROLL>
+// ROUNDED: the k rows come rounded already, each in its own row of R (round_rows, add_rms_norm_rounded's layout), and
+// are read where they lie instead of rounded into shared memory by every block (mvq_combine_rounded_*,
+// -Dmoe4j.cuda.combineRoundsOnce=true, an experiment not yet measured on a GPU).
+template <class F, int UNROLL, bool ROUNDED = false>
 __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long expertStride, long long rowBytes,
                                                  int K, int rows, int experts, const float* H, int hStride,
                                                  const int* ids, const float* weights, int k, float* Y,
-                                                 int yStride) {
+                                                 int yStride, const uint8_t* R = nullptr) {
     using U = typename Q8KUnitOf<F>::type;
     extern __shared__ __align__(16) uint8_t smem[];
     int8_t* xq = reinterpret_cast<int8_t*>(smem);
     int* xs = reinterpret_cast<int*>(smem + k * K);
     float* xd = reinterpret_cast<float*>(smem + k * K + k * K / 4);
+    long long rrb = rounded_row_bytes(K);
     pdl_enter();  // the expert ids come from the kernels before
     int lane = threadIdx.x & (WARP - 1);
     int t = blockIdx.y;
@@ -540,7 +544,7 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
         }
     };
     if (valid && r < rows) load(lane, r);
-    quantize_q8k(H + (long long)t * k * hStride, hStride, k, K, xq, xs, xd);
+    if (!ROUNDED) quantize_q8k(H + (long long)t * k * hStride, hStride, k, K, xq, xs, xd);
     float* y = Y + (long long)t * yStride;
     for (bool first = true; r < rows; r += stride, first = false) {
         if (!valid) {
@@ -554,9 +558,17 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
             for (int i = 0; i < UNROLL; i++) {
                 if (f0 + i * WARP < total) {
                     int s = slot[i];
-                    int b = s * (K >> 8) + (unit[i] >> 3);
-                    float scale = __fmul_rn(tw[s], xd[b]);
-                    acc = fmaf(scale, w[i].dot(unit[i] & 7, xq + 256 * b, xs + 16 * b), acc);
+                    if (ROUNDED) {  // row t*k + s of R, its 256-value block unit >> 3
+                        int bl = unit[i] >> 3;
+                        const uint8_t* row = R + (long long)(t * k + s) * rrb;
+                        float scale = __fmul_rn(tw[s], reinterpret_cast<const float*>(row + K + K / 4)[bl]);
+                        acc = fmaf(scale, w[i].dot(unit[i] & 7, reinterpret_cast<const int8_t*>(row) + 256 * bl,
+                                                   reinterpret_cast<const int*>(row + K) + 16 * bl), acc);
+                    } else {
+                        int b = s * (K >> 8) + (unit[i] >> 3);
+                        float scale = __fmul_rn(tw[s], xd[b]);
+                        acc = fmaf(scale, w[i].dot(unit[i] & 7, xq + 256 * b, xs + 16 * b), acc);
+                    }
                 }
             }
         }
@@ -642,6 +654,20 @@ extern "C" __global__ void __launch_bounds__(256)
                               int k, float* Y, int yStride) {                                                        \
         mvq_combine_body<F, 2>(W, expertStride, rowBytes, K, rows, experts, H, hStride, ids, weights, k, Y,          \
                                yStride);                                                                             \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
+        mvq_combine_rounded_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,    \
+                                   int experts, const uint8_t* R, const int* ids, const float* weights, int k,       \
+                                   float* Y, int yStride) {                                                          \
+        mvq_combine_body<F, MVQ_COMBINE_UNROLL, true>(W, expertStride, rowBytes, K, rows, experts, nullptr, 0, ids,  \
+                                                      weights, k, Y, yStride, R);                                    \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
+        mvq_combine_rounded_u2_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K,           \
+                                      int rows, int experts, const uint8_t* R, const int* ids,                       \
+                                      const float* weights, int k, float* Y, int yStride) {                          \
+        mvq_combine_body<F, 2, true>(W, expertStride, rowBytes, K, rows, experts, nullptr, 0, ids, weights, k, Y,    \
+                                     yStride, R);                                                                    \
     }
 
 Q8K_KERNELS(q3_k, Q3_K)
@@ -1179,6 +1205,14 @@ extern "C" __global__ void __launch_bounds__(256)
                                 float eps, float* Y, int yStride, uint8_t* R) {
     pdl_enter();
     add_rms_norm_body<true, true>(A, aStride, X, xStride, gain, width, eps, Y, yStride, R);
+}
+
+// Row blockIdx.x of X (`width` values, a multiple of 256) rounded to Q8_K into its own row of R, laid out as
+// add_rms_norm_rounded lays out a row and with the same rounding: the experts' SwiGLU rows of a one-token step, once,
+// for mvq_combine_rounded_* (-Dmoe4j.cuda.combineRoundsOnce=true).
+extern "C" __global__ void __launch_bounds__(256) round_rows(const float* X, int xStride, int width, uint8_t* R) {
+    pdl_enter();
+    round_row_once(X + (long long)blockIdx.x * xStride, width, R + blockIdx.x * rounded_row_bytes(width));
 }
 
 // The first position of a batch: startPos, plus *posDev when given (a replayed decode graph reads the

@@ -14,9 +14,9 @@ final class CudaActivations implements Activations {
     final CUdeviceptr data;
     final int pitch;
     /**
-     * Room for the first {@link CudaBackend#MATVEC_MAX_TOKENS} rows rounded to Q8_K (by add_rms_norm_rounded, or
-     * attention_decode_rounded_*), rows {@link #roundedRowBytes} apart, then the latter's {@link #groupCounters}; or
-     * null: allocated with the buffer unless {@code -Dmoe4j.cuda.roundOnce=false}.
+     * Room for the first {@link #ROUNDED_ROWS} rows rounded to Q8_K (by add_rms_norm_rounded, attention_decode_rounded_*
+     * or round_rows), rows {@link #roundedRowBytes} apart, then the attention's {@link #groupCounters}; or null:
+     * allocated with the buffer unless {@code -Dmoe4j.cuda.roundOnce=false}.
      */
     final CUdeviceptr rounded;
     private final DeviceMemory memory;
@@ -53,9 +53,12 @@ final class CudaActivations implements Activations {
         return rounded.withByteOffset(roundedRows(capacity) * roundedRowBytes(width));
     }
 
+    /** Rows a one-token step may round: its tokens' rows, and the expert assignments of 8 experts a token. */
+    static final int ROUNDED_ROWS = 8 * CudaBackend.MATVEC_MAX_TOKENS;
+
     /** Rows a buffer of {@code capacity} rows keeps room to round. */
     static int roundedRows(int capacity) {
-        return Math.min(capacity, CudaBackend.MATVEC_MAX_TOKENS);
+        return Math.min(capacity, ROUNDED_ROWS);
     }
 
     /** Bytes of the rounded rows and their group counters. */

@@ -185,6 +185,12 @@ public final class CudaBackend implements Backend {
      * ({@code -Dmoe4j.cuda.attentionRounds=true}, an experiment not yet measured on a GPU; the same bits).
      */
     private boolean attentionRounds = Boolean.getBoolean("moe4j.cuda.attentionRounds");
+    /**
+     * One-token steps round the experts' SwiGLU rows once (round_rows) for their down projection
+     * (mvq_combine_rounded_*), instead of each of its blocks rounding all of them into shared memory
+     * ({@code -Dmoe4j.cuda.combineRoundsOnce=true}, an experiment not yet measured on a GPU; the same bits).
+     */
+    private boolean combineRoundsOnce = Boolean.getBoolean("moe4j.cuda.combineRoundsOnce");
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm, an attention) rounded. */
@@ -1361,13 +1367,23 @@ public final class CudaBackend implements Backend {
                         x.data, x.pitch, k, r.ids, u.data, u.pitch);
                 elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
             }
+            boolean roundsOnce = q8k(fd, ffn, k) && combineRoundsOnce && g.rounded != null
+                    && assignments <= CudaActivations.roundedRows(g.capacity());
+            if (roundsOnce) {
+                launch(kernels.roundRows, "round_rows", assignments, 1, 256, g.data, g.pitch, ffn, g.rounded);
+            }
             if (profiler != null) {
                 note(role(down), down.rowBytes() * embd * assignments, 2L * ffn * embd * assignments);
             }
-            if (q8k(fd, ffn, k)) {
-                boolean twoUnits = combineUnroll == 2;
-                launchShared(twoUnits ? fd.q8kMatvecCombineTwoUnits() : fd.q8kMatvecCombine(),
-                        (twoUnits ? "mvq_combine_u2_" : "mvq_combine_") + down.format(),
+            String units = combineUnroll == 2 ? "u2_" : "";
+            if (roundsOnce) {
+                roundedLaunches++;
+                launch(fd.q8kCombine().of(true, combineUnroll), "mvq_combine_rounded_" + units + down.format(),
+                        mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
+                        down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts, g.rounded, r.ids,
+                        r.weights, k, out.data, out.pitch);
+            } else if (q8k(fd, ffn, k)) {
+                launchShared(fd.q8kCombine().of(false, combineUnroll), "mvq_combine_" + units + down.format(),
                         mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
                         q8kSharedBytes(ffn, k), down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
                         g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
@@ -1879,6 +1895,13 @@ public final class CudaBackend implements Backend {
     }
 
     synchronized boolean attentionRounds() { return attentionRounds; }
+
+    /** Turns the one rounding of the experts' SwiGLU rows on or off (tests compare both): {@link #combineRoundsOnce}. */
+    synchronized void useCombineRoundsOnce(boolean on) {
+        combineRoundsOnce = on;
+    }
+
+    synchronized boolean combineRoundsOnce() { return combineRoundsOnce; }
 
     private static int combineUnrollProperty() {
         String value = System.getProperty("moe4j.cuda.combineUnroll");

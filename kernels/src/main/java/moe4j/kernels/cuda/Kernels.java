@@ -43,10 +43,20 @@ final class Kernels {
      */
     record Format(CUfunction matvec, CUfunction matvecPair, CUfunction matvecCombine, CUfunction matmul,
                   CUfunction rows, CUfunction q8kMatvec, CUfunction q8kMatvecMulti, CUfunction q8kMatvecPair,
-                  CUfunction q8kMatvecCombine, CUfunction q8kMatvecCombineTwoUnits, CUfunction q8kMatmul,
-                  Rounded rounded) {
+                  Combine q8kCombine, CUfunction q8kMatmul, Rounded rounded) {
 
         boolean hasQ8k() { return q8kMatvec != null; }
+    }
+
+    /**
+     * The experts' down projection and combine (mvq_combine_*) loading 4 or 2 units a lane, rounding the SwiGLU rows in
+     * every block or reading them rounded once (round_rows).
+     */
+    record Combine(CUfunction fourUnits, CUfunction twoUnits, CUfunction roundedFourUnits, CUfunction roundedTwoUnits) {
+
+        CUfunction of(boolean rounded, int units) {
+            return rounded ? (units == 2 ? roundedTwoUnits : roundedFourUnits) : (units == 2 ? twoUnits : fourUnits);
+        }
     }
 
     /** The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded). */
@@ -66,6 +76,7 @@ final class Kernels {
     final CUfunction addRmsNorm;
     final CUfunction addRmsNormRounded;
     final CUfunction addRmsNormRoundedShared;
+    final CUfunction roundRows;
     final CUfunction rmsNormRope;
     final CUfunction rope;
     final CUfunction add;
@@ -110,7 +121,8 @@ final class Kernels {
                     function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
                     q8k ? function("mvq_multi_" + s) : null,
                     q8k ? function("mvq_pair_" + s) : null,
-                    q8k ? function("mvq_combine_" + s) : null, q8k ? function("mvq_combine_u2_" + s) : null,
+                    q8k ? new Combine(function("mvq_combine_" + s), function("mvq_combine_u2_" + s),
+                            function("mvq_combine_rounded_" + s), function("mvq_combine_rounded_u2_" + s)) : null,
                     MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null,
                     q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
                             function("mvq_pair_rounded_" + s)) : null));
@@ -119,6 +131,7 @@ final class Kernels {
         addRmsNorm = function("add_rms_norm");
         addRmsNormRounded = function("add_rms_norm_rounded");
         addRmsNormRoundedShared = function("add_rms_norm_rounded_shared");
+        roundRows = function("round_rows");
         rmsNormRope = function("rms_norm_rope");
         rope = function("rope");
         add = function("add_inplace");

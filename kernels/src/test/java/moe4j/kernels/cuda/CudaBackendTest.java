@@ -895,12 +895,13 @@ class CudaBackendTest {
     }
 
     /**
-     * The experts' down projection and combine loading 2 units a lane (-Dmoe4j.cuda.combineUnroll=2) gives exactly the
-     * results of loading 4: the same sums in the same order.
+     * The experts' down projection and combine loading 2 units a lane (-Dmoe4j.cuda.combineUnroll=2), reading the
+     * SwiGLU rows rounded once (-Dmoe4j.cuda.combineRoundsOnce=true), or both, gives exactly the results of loading 4
+     * and rounding in every block: the same integers, the same sums in the same order.
      */
     @ParameterizedTest(name = "{0} tokens, down {1}, {2} -> {3}")
     @CsvSource({"1, Q6_K, 256, 768", "3, Q3_K, 256, 768", "1, Q4_K, 2304, 1280", "3, Q5_K, 4096, 1536"})
-    void combiningTwoUnitsALaneGivesExactlyTheFourUnitResults(int n, GgmlType downType, int embd, int ffn) {
+    void everyFormOfTheDownProjectionGivesExactlyTheSameResults(int n, GgmlType downType, int embd, int ffn) {
         int experts = 8;
         int k = 4;
         Weight gate = gpu.bind(randomTensor("gate", GgmlType.Q4_K, embd, ffn, experts));
@@ -908,21 +909,38 @@ class CudaBackendTest {
         Weight down = gpu.bind(randomTensor("down", downType, ffn, embd, experts));
         float[] x = randomFloats(n * embd, 1f);
         float[] logits = randomFloats(n * experts, 2f);
-        int before = gpu.combineUnroll();
-        float[][] results = new float[2][];
-        try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
-             ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn)) {
-            gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
-            for (int i = 0; i < 2; i++) {
-                gpu.useCombineUnroll(i == 0 ? 4 : 2);
-                Activations out = poisoned(n, embd);
-                gpu.experts(gate, up, down, fill(gpu, x, n, embd), routing, buffers, out, n);
-                results[i] = rows(gpu, out, n);
+        int units = gpu.combineUnroll();
+        boolean roundsOnce = gpu.combineRoundsOnce();
+        boolean roundOnce = gpu.roundOnce();
+        float[][] results = new float[4][];
+        long[] roundedLaunches = new long[4];
+        try {
+            gpu.useRoundOnce(true);  // the buffers below get room for rounded rows
+            try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+                 ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
+                 Activations in = fill(gpu, x, n, embd);
+                 Activations out = gpu.allocate(n, embd)) {
+                gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
+                for (int mode = 0; mode < 4; mode++) {
+                    gpu.useCombineUnroll(mode % 2 == 0 ? 4 : 2);
+                    gpu.useCombineRoundsOnce(mode >= 2);
+                    long before = gpu.roundedLaunches();
+                    gpu.experts(gate, up, down, in, routing, buffers, out, n);
+                    roundedLaunches[mode] = gpu.roundedLaunches() - before;
+                    results[mode] = rows(gpu, out, n);
+                }
             }
         } finally {
-            gpu.useCombineUnroll(before);
+            gpu.useCombineUnroll(units);
+            gpu.useCombineRoundsOnce(roundsOnce);
+            gpu.useRoundOnce(roundOnce);
         }
-        assertClose(results[0], results[1], 0, "experts, 2 units a lane against 4");
+        String[] what = {"4 units a lane", "2 units a lane", "4 units, rounded once", "2 units, rounded once"};
+        for (int mode = 1; mode < 4; mode++) {
+            assertClose(results[0], results[mode], 0, "experts, " + what[mode] + " against " + what[0]);
+        }
+        // the gate and up products read x as it is (no norm rounded it), so only the rounded down projections count
+        assertArrayEquals(new long[] {0, 0, 1, 1}, roundedLaunches, "launches that read rounded rows");
     }
 
     static Stream<Arguments> expertCases() {
