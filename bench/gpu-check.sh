@@ -6,7 +6,7 @@
 # and loads the file instead), times prompt processing and generation on cuda:0, then times every operation
 # of a decode step and of a prompt batch (GpuProfile).
 # Full logs go to $OUT/logs.tgz (default .gpu/out), the table also to $OUT/table.txt, both refreshed after every
-# step; the end of the output is the profile and the table. With the defaults it runs about 5 minutes.
+# step; the end of the output is the profile and the table. With the defaults it runs about 6 minutes.
 #
 #   LAYERS=48 PP=512 TG=128 REPS=3 bench/gpu-check.sh
 #   PROFILE=0 bench/gpu-check.sh  skips the per-operation profile
