@@ -175,7 +175,7 @@ if [ "${PROFILE:-1}" = 1 ]; then
 fi
 
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
-# each block rounding its row (as before version 11), fewer blocks, and two experiments on the fixed costs of a layer
+# each block rounding its row (as before version 11), fewer blocks, and five experiments on the fixed costs of a layer
 if [ "${DECODE_AB:-1}" = 1 ]; then
     for variant in default roundOnce=false mvqBlocksPerSm=4 routeWarps=1 normRoundsFromShared=true combineUnroll=2 \
         attentionRounds=true combineRoundsOnce=true; do
@@ -187,7 +187,7 @@ if [ "${DECODE_AB:-1}" = 1 ]; then
         row "235B/16 decode, $variant (exit $?)" "$(grep -m1 '^== decode' "$log" | sed 's/.*GPU \([0-9]* us\).*/\1/')"
         while read -r line; do
             row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
-        done < <(grep -E 'mvq|add_rms_norm|route' "$log" | head -6)
+        done < <(grep -E 'mvq|add_rms_norm|route|round_rows|attention_decode' "$log" | head -7)
         [ "$variant" = default ] && continue
         log="bench-${variant/=/-}.log"
         gpu_bench "$log" 0 "$TG" "$REPS" "-Dmoe4j.cuda.$variant"

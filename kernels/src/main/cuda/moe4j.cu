@@ -1208,8 +1208,8 @@ extern "C" __global__ void __launch_bounds__(256)
 }
 
 // Row blockIdx.x of X (`width` values, a multiple of 256) rounded to Q8_K into its own row of R, laid out as
-// add_rms_norm_rounded lays out a row and with the same rounding: the experts' SwiGLU rows of a one-token step, once,
-// for mvq_combine_rounded_* (-Dmoe4j.cuda.combineRoundsOnce=true).
+// add_rms_norm_rounded lays out a row and with the same rounding: the experts' SwiGLU rows of a small batch (the direct
+// path's at most 32 assignments), once, for mvq_combine_rounded_* (-Dmoe4j.cuda.combineRoundsOnce=true).
 extern "C" __global__ void __launch_bounds__(256) round_rows(const float* X, int xStride, int width, uint8_t* R) {
     pdl_enter();
     round_row_once(X + (long long)blockIdx.x * xStride, width, R + blockIdx.x * rounded_row_bytes(width));

@@ -53,8 +53,8 @@ final class CudaActivations implements Activations {
         return rounded.withByteOffset(roundedRows(capacity) * roundedRowBytes(width));
     }
 
-    /** Rows a one-token step may round: its tokens' rows, and the expert assignments of 8 experts a token. */
-    static final int ROUNDED_ROWS = 8 * CudaBackend.MATVEC_MAX_TOKENS;
+    /** Rows a small batch may round: its tokens' rows, and its expert assignments on the direct path. */
+    static final int ROUNDED_ROWS = Math.max(CudaBackend.MATVEC_MAX_TOKENS, CudaBackend.DIRECT_EXPERT_ASSIGNMENTS);
 
     /** Rows a buffer of {@code capacity} rows keeps room to round. */
     static int roundedRows(int capacity) {

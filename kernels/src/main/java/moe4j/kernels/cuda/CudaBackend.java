@@ -186,8 +186,9 @@ public final class CudaBackend implements Backend {
      */
     private boolean attentionRounds = Boolean.getBoolean("moe4j.cuda.attentionRounds");
     /**
-     * One-token steps round the experts' SwiGLU rows once (round_rows) for their down projection
-     * (mvq_combine_rounded_*), instead of each of its blocks rounding all of them into shared memory
+     * Small batches (at most {@link #DIRECT_EXPERT_ASSIGNMENTS} expert assignments: decoding) round the experts' SwiGLU
+     * rows once (round_rows) for their down projection (mvq_combine_rounded_*), instead of each of its blocks rounding
+     * all of them into shared memory
      * ({@code -Dmoe4j.cuda.combineRoundsOnce=true}, an experiment not yet measured on a GPU; the same bits).
      */
     private boolean combineRoundsOnce = Boolean.getBoolean("moe4j.cuda.combineRoundsOnce");

@@ -793,9 +793,11 @@ class CudaBackendTest {
         long[] roundedLaunches = new long[3];
         boolean roundOnce = gpu.roundOnce();
         boolean fromShared = gpu.normRoundsFromShared();
+        boolean combineRoundsOnce = gpu.combineRoundsOnce();
         for (int mode = 0; mode < 3; mode++) {
             gpu.useRoundOnce(mode > 0);
             gpu.useNormRoundsFromShared(mode == 2);
+            gpu.useCombineRoundsOnce(false);  // the down projection rounds in its blocks: three reads of rounded rows
             long before = gpu.roundedLaunches();
             try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
@@ -822,6 +824,7 @@ class CudaBackendTest {
             } finally {
                 gpu.useRoundOnce(roundOnce);
                 gpu.useNormRoundsFromShared(fromShared);
+                gpu.useCombineRoundsOnce(combineRoundsOnce);
             }
         }
         // q+k in one launch, v alone, the experts' gate and up: three reads of rounded rows; none after the host write
@@ -899,12 +902,14 @@ class CudaBackendTest {
      * SwiGLU rows rounded once (-Dmoe4j.cuda.combineRoundsOnce=true), or both, gives exactly the results of loading 4
      * and rounding in every block: the same integers, the same sums in the same order.
      */
-    @ParameterizedTest(name = "{0} tokens, down {1}, {2} -> {3}")
-    @CsvSource({"1, Q6_K, 256, 768", "3, Q3_K, 256, 768", "1, Q4_K, 2304, 1280", "3, Q5_K, 4096, 1536"})
-    void everyFormOfTheDownProjectionGivesExactlyTheSameResults(int n, GgmlType downType, int embd, int ffn) {
+    @ParameterizedTest(name = "{0} tokens, {1} experts each, gate {2}, down {3}, {4} -> {5}")
+    @CsvSource({"1, 4, Q4_K, Q6_K, 256, 768", "3, 4, Q4_K, Q3_K, 256, 768", "1, 4, Q4_K, Q4_K, 2304, 1280",
+            "3, 4, Q4_K, Q5_K, 4096, 1536", "4, 8, Q5_K, Q6_K, 256, 768"})
+    void everyFormOfTheDownProjectionGivesExactlyTheSameResults(int n, int k, GgmlType gateType, GgmlType downType,
+                                                                 int embd, int ffn) {
+        // gate Q5_K and up Q4_K: the separate gate and up products and silu_mul; 4 x 8: every rounded row there is
         int experts = 8;
-        int k = 4;
-        Weight gate = gpu.bind(randomTensor("gate", GgmlType.Q4_K, embd, ffn, experts));
+        Weight gate = gpu.bind(randomTensor("gate", gateType, embd, ffn, experts));
         Weight up = gpu.bind(randomTensor("up", GgmlType.Q4_K, embd, ffn, experts));
         Weight down = gpu.bind(randomTensor("down", downType, ffn, embd, experts));
         float[] x = randomFloats(n * embd, 1f);
@@ -918,16 +923,17 @@ class CudaBackendTest {
             gpu.useRoundOnce(true);  // the buffers below get room for rounded rows
             try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
-                 Activations in = fill(gpu, x, n, embd);
-                 Activations out = gpu.allocate(n, embd)) {
+                 Activations in = fill(gpu, x, n, embd)) {
                 gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
                 for (int mode = 0; mode < 4; mode++) {
                     gpu.useCombineUnroll(mode % 2 == 0 ? 4 : 2);
                     gpu.useCombineRoundsOnce(mode >= 2);
-                    long before = gpu.roundedLaunches();
-                    gpu.experts(gate, up, down, in, routing, buffers, out, n);
-                    roundedLaunches[mode] = gpu.roundedLaunches() - before;
-                    results[mode] = rows(gpu, out, n);
+                    try (Activations out = poisoned(n, embd)) {  // every row must be written again
+                        long before = gpu.roundedLaunches();
+                        gpu.experts(gate, up, down, in, routing, buffers, out, n);
+                        roundedLaunches[mode] = gpu.roundedLaunches() - before;
+                        results[mode] = rows(gpu, out, n);
+                    }
                 }
             }
         } finally {
