@@ -1543,25 +1543,32 @@ extern "C" __global__ void store_kv_f32(float* kPlane, float* vPlane, const floa
         }                                                                                                        \
     }
 
+// Whether this block is the last of `arrivals` blocks to reach `counter` (each block calls it once, with all its
+// threads, after storing what the last one reads): the block's stores are published before it counts, and the last
+// block sees every other block's stores after. The last block resets the counter itself, once it no longer needs it.
+__device__ __forceinline__ bool arrives_last(unsigned* counter, unsigned arrivals) {
+    __shared__ bool last;
+    __syncthreads();  // this block's stores are done
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(counter, 1u) == arrivals - 1;
+        __threadfence();  // what the other blocks stored before they counted is visible to the reads after
+    }
+    __syncthreads();
+    return last;
+}
+
 // After attention_body stored head blockIdx.x of row t (heads of 128): the 256-value group of heads 2g and 2g + 1 is
 // complete once both blocks stored theirs; the second (counted in done[t * groups + g], which it resets) rounds the
 // group to Q8_K into row t of R, laid out as add_rms_norm_rounded lays out a row and with the same function, so the
 // output projection's mvq_rounded_* reads the attention output rounded once instead of in each of its blocks.
 __device__ __forceinline__ void round_completed_group(const float* O, int oStride, int width, uint8_t* R,
                                                       unsigned* done) {
-    __shared__ bool last;
     __shared__ __align__(16) float group[256];
     int t = blockIdx.y;
     int g = blockIdx.x >> 1;
     unsigned* counter = done + t * (width >> 8) + g;
-    __syncthreads();  // this block's outputs are stored
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last = atomicAdd(counter, 1u) == 1;
-        __threadfence();  // the other head's stores are visible to the reads below
-    }
-    __syncthreads();
-    if (!last) return;
+    if (!arrives_last(counter, 2)) return;
     const float* src = O + (long long)t * oStride + 256 * g;
     for (int i = threadIdx.x; i < 256; i += blockDim.x) group[i] = __ldcg(src + i);
     __syncthreads();
@@ -1797,17 +1804,9 @@ template <int WARPS>
 __device__ __forceinline__ void route_f32_body(const uint8_t* W, long long rowBytes, int K, int experts,
                                                const float* X, int xStride, float* logits, int lStride, int k,
                                                int* ids, float* weights, unsigned* done) {
-    __shared__ bool last;
     int t = blockIdx.y;
     mv_body<F32, false, WARPS>(W, nullptr, 0, rowBytes, K, experts, 1, X, xStride, 1, nullptr, logits, lStride);
-    __syncthreads();  // this block's logits are stored
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last = atomicAdd(done + t, 1u) == gridDim.x - 1;
-        __threadfence();  // what the other blocks stored before their count is visible to the reads below
-    }
-    __syncthreads();
-    if (!last) return;
+    if (!arrives_last(done + t, gridDim.x)) return;
     if (threadIdx.x < WARP) {
         route_topk_warp(logits + (long long)t * lStride, experts, k, ids + t * k, weights + t * k);
         if (threadIdx.x == 0) done[t] = 0;

@@ -172,13 +172,13 @@ public final class CudaBackend implements Backend {
      * (route_f32_w1, {@code -Dmoe4j.cuda.routeWarps=1}, an experiment not yet measured on a GPU: a token's 128 rows
      * on 128 multiprocessors instead of 32; the same bits). Batches take 4.
      */
-    private int routeWarps = routeWarpsProperty();
+    private int routeWarps = eitherProperty("moe4j.cuda.routeWarps", MV_ROWS_PER_BLOCK, 1);
     /**
      * Units a lane of the experts' down projection and combine (mvq_combine_*) loads at a time: 4, or 2
      * (mvq_combine_u2_*, {@code -Dmoe4j.cuda.combineUnroll=2}, an experiment not yet measured on a GPU: fewer
      * registers, as the other matrix-vector kernels since version 11; the same bits).
      */
-    private int combineUnroll = combineUnrollProperty();
+    private int combineUnroll = eitherProperty("moe4j.cuda.combineUnroll", 4, 2);
     /**
      * One-token attention over heads of 128 rounds its output to Q8_K once (attention_decode_rounded_*), for the output
      * projection right after it, instead of each of that product's blocks rounding it
@@ -194,7 +194,7 @@ public final class CudaBackend implements Backend {
     private boolean combineRoundsOnce = Boolean.getBoolean("moe4j.cuda.combineRoundsOnce");
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
-    /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm, an attention) rounded. */
+    /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm or attention) rounded. */
     private CudaActivations roundedBuffer;
     private int roundedCount;
     private long roundedAt;
@@ -1897,25 +1897,12 @@ public final class CudaBackend implements Backend {
 
     synchronized boolean attentionRounds() { return attentionRounds; }
 
-    /** Turns the one rounding of the experts' SwiGLU rows on or off (tests compare both): {@link #combineRoundsOnce}. */
+    /** Turns the experts' SwiGLU rows' one rounding on or off (tests compare both): {@link #combineRoundsOnce}. */
     synchronized void useCombineRoundsOnce(boolean on) {
         combineRoundsOnce = on;
     }
 
     synchronized boolean combineRoundsOnce() { return combineRoundsOnce; }
-
-    private static int combineUnrollProperty() {
-        String value = System.getProperty("moe4j.cuda.combineUnroll");
-        if (value == null) {
-            return 4;
-        }
-        return switch (value.strip()) {
-            case "2" -> 2;
-            case "4" -> 4;
-            default -> throw new IllegalArgumentException(
-                    "-Dmoe4j.cuda.combineUnroll must be 2 or 4, not '" + value + "'");
-        };
-    }
 
     synchronized boolean normRoundsFromShared() { return normRoundsFromShared; }
 
@@ -1923,17 +1910,20 @@ public final class CudaBackend implements Backend {
 
     synchronized boolean tiledAttention() { return tiledAttention; }
 
-    private static int routeWarpsProperty() {
-        String value = System.getProperty("moe4j.cuda.routeWarps");
-        if (value == null) {
-            return MV_ROWS_PER_BLOCK;
+    /**
+     * System property {@code name} as one of two numbers: {@code usual} when it is not set, {@code usual} or
+     * {@code other} when it is, and any other value a clear error naming both.
+     */
+    static int eitherProperty(String name, int usual, int other) {
+        String value = System.getProperty(name);
+        if (value == null || value.strip().equals(Integer.toString(usual))) {
+            return usual;
         }
-        return switch (value.strip()) {
-            case "1" -> 1;
-            case "4" -> MV_ROWS_PER_BLOCK;
-            default -> throw new IllegalArgumentException(
-                    "-Dmoe4j.cuda.routeWarps must be 1 or " + MV_ROWS_PER_BLOCK + ", not '" + value + "'");
-        };
+        if (value.strip().equals(Integer.toString(other))) {
+            return other;
+        }
+        throw new IllegalArgumentException(
+                "-D" + name + " must be " + other + " or " + usual + ", not '" + value + "'");
     }
 
     /** Turns the rounding once of one-token steps on or off (tests compare both); see {@link #roundOnce}. */

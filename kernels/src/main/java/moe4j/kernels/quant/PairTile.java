@@ -99,7 +99,9 @@ final class PairTile {
         }
     }
 
-    private static final ThreadLocal<Scratch[]> SCRATCH = ThreadLocal.withInitial(() -> new Scratch[] {new Scratch(), new Scratch()});
+    /** Per thread, the two groups of 16 rows a call takes at once ({@link #tile}). */
+    private static final ThreadLocal<Scratch[]> SCRATCH =
+            ThreadLocal.withInitial(() -> new Scratch[] {new Scratch(), new Scratch()});
 
     /**
      * Whether products of {@code format}'s weights with several rows of {@code x} take these tiles: Q3_K to Q6_K and
@@ -706,8 +708,8 @@ final class PairTile {
         int[] w = s.w;
         int[] v = b.w;
         int scaleShift = q6 ? 3 : 4;
-        // the last step of a window: steps of 4 pairs, windows of 8 or 16
-        int window = eightPairs ? 4 : 12;
+        // steps of 2 pairs (q even): a window of 8 pairs ends at q % 8 == 6, one of 16 at q % 16 == 14
+        int windowEnd = eightPairs ? 6 : 14;
         for (int t = 0; t < TOKENS; t += 3) {
             int a0 = s.tokenPairs[t];
             int a1 = s.tokenPairs[t + 1];
@@ -744,7 +746,7 @@ final class PairTile {
                 c1 = IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts();
                 h2 = h2.add(w0.mul(c0)).add(w1.mul(c1));
                 h5 = h5.add(v0.mul(c0)).add(v1.mul(c1));
-                if ((q & (window | 2)) == (window | 2)) {
+                if ((q & windowEnd) == windowEnd) {
                     IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q >> scaleShift) * ROWS);
                     IntVector sd = IntVector.fromArray(Simd.I, b.scaleMins, (q >> scaleShift) * ROWS);
                     IntVector u = h0.reinterpretAsInts();

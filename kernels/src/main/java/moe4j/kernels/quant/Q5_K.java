@@ -242,9 +242,9 @@ public final class Q5_K extends BlockFormat {
                                     ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 48)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
                                     : IntVector.fromArray(Simd.I, xp, e + 48));
                     FloatVector sum = ((FloatVector) p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0))
-                            .mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_F_0_2))
+                            .mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_0_2))
                             .add(((FloatVector) p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0))
-                                    .mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_F_1_3)));
+                                    .mul(scaleMin.rearrange(Q4_K.SUB_BLOCKS_1_3)));
                     q = IntVector.fromMemorySegment(Simd.I, src, block + QS + 64, Simd.LE);
                     lo = q.and(0x0F0F0F0F).or(h.and(0x10101010));
                     hi = q.lanewise(LSHR, Simd.SHIFT_4).and(0x0F0F0F0F).or(h.lanewise(LSHR, 1).and(0x10101010));
@@ -263,9 +263,9 @@ public final class Q5_K extends BlockFormat {
                                     ? ByteVector.fromArray(Q4_K.BYTE_PAIRS, xb, 2 * (e + 112)).convertShape(B2S, Simd.S_FULL, 0).reinterpretAsInts()
                                     : IntVector.fromArray(Simd.I, xp, e + 112));
                     sum = ((FloatVector) p0.add(p2).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0))
-                            .fma(scaleMin.rearrange(Q4_K.SUB_BLOCKS_F_4_6), sum);
+                            .fma(scaleMin.rearrange(Q4_K.SUB_BLOCKS_4_6), sum);
                     sum = ((FloatVector) p1.add(p3).add(Q4_K.HALF).lanewise(ASHR, Q4_K.SHIFT_16).convert(I2F, 0))
-                            .fma(scaleMin.rearrange(Q4_K.SUB_BLOCKS_F_5_7), sum);
+                            .fma(scaleMin.rearrange(Q4_K.SUB_BLOCKS_5_7), sum);
                     a0 = sum.fma(FloatVector.broadcast(Simd.F, d), a0);
                 }
             }
