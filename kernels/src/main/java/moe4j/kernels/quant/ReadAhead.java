@@ -11,7 +11,7 @@ import java.lang.foreign.ValueLayout;
  * and the only work waiting on them is one add. The float prompt tiles read their next row tile the same way
  * ({@link #lines}).
  *
- * <p>Measured on a 2-core Intel Xeon VM (AVX-512; its one-token kernels are bound by one port, and a lone thread
+ * <p>Measured on a 2-core Intel Xeon VM (AVX-512; a lone thread
  * streams at half the machine's rate): JMH {@code matVecTwoThreads} out of cache, two runs, Q6_K 9.8-10.4 -> 13.0-13.4
  * GB/s, Q4_K 12.0-12.4 -> 11.2-11.9 (one thread 4.9-5.0 -> 5.2-5.8), in L2 unchanged; generation (tg32) of the
  * 12-layer Qwen3-30B-A3B-shaped files, 4 KiB ahead, three and two alternations: Q4_K_M 14.6 / 15.8 / 15.4 -> 16.7 / 16.1 / 17.6
@@ -38,16 +38,41 @@ final class ReadAhead {
      */
     static final long DISTANCE = Math.max(0, Long.getLong("moe4j.cpu.readAhead", 2048));
 
-    private static final long LINE = 64;
+    private static final int LINE = 64;
 
     /**
      * The sum of one byte from each 64-byte step of the {@code bytes} bytes at {@code at + DISTANCE}, or 0 where they
      * would pass the end of {@code src}. Called once per block with the block's size, consecutive blocks' steps are
-     * at most a line apart, so every line of the stream is read.
+     * at most a line apart, so every line of the stream is read. Q6_K's kernel reads ahead this way: with
+     * {@link #touchClamped} instead it lost 12% out of cache (JMH {@code matVecTwoThreads}, Intel VM, four alternations:
+     * 13.8-14.7 -> 12.3-12.7 GB/s; level in L2), which a long counter in {@link #lines} did not win back.
      */
     static int touch(MemorySegment src, long at, long bytes) {
         long ahead = at + DISTANCE;
         return DISTANCE == 0 || ahead + bytes > src.byteSize() ? 0 : lines(src, ahead, bytes);
+    }
+
+    /**
+     * As {@link #touch}, but near the end of {@code src} the last {@code bytes} bytes are read instead of none
+     * ({@code lastStart}: {@code src.byteSize() - bytes}, computed once per call of the kernel), and the lines are
+     * counted in an int. {@link #touch}'s long counter makes C2 build a loop nest around every block's three or four
+     * loads (some 50 scalar instructions a block in Q4_K's compiled loop), and its branch, once the counter is an int,
+     * is hoisted out of the block loop as a profiled predicate that fails at every matrix ending its segment, so that
+     * the kernel is recompiled over and over (JMH: 0.06 GB/s). Q4_K and Q5_K read ahead this way (Intel VM, JMH
+     * {@code matVecOneThread -p kib=512}, GB/s, two alternations: Q4_K 8.3 / 8.1 -> 9.1 / 9.2, Q5_K 7.5 / 8.0 -> 9.2 /
+     * 9.7; {@code matVecTwoThreads} out of cache Q4_K 10.6 / 10.3 -> 12.1 / 11.6; Q4_K_M tg64, four alternations,
+     * 15.4 / 15.1 / 14.4 / 15.8 -> 16.3 / 17.0 / 15.7 / 15.8 tok/s).
+     */
+    static int touchClamped(MemorySegment src, long at, int bytes, long lastStart) {
+        if (DISTANCE == 0) {
+            return 0;
+        }
+        long ahead = Math.min(at + DISTANCE, lastStart);
+        int sum = 0;
+        for (int o = 0; o < bytes; o += LINE) {
+            sum += src.get(ValueLayout.JAVA_BYTE, ahead + o);
+        }
+        return sum;
     }
 
     /**
