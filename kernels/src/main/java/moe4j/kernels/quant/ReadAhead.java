@@ -11,20 +11,20 @@ import java.lang.foreign.ValueLayout;
  * and the only work waiting on them is one add. The float prompt tiles read their next row tile the same way
  * ({@link #lines}).
  *
- * <p>Measured on a 2-core Intel Xeon VM (AVX-512; a lone thread
- * streams at half the machine's rate): JMH {@code matVecTwoThreads} out of cache, two runs, Q6_K 9.8-10.4 -> 13.0-13.4
- * GB/s, Q4_K 12.0-12.4 -> 11.2-11.9 (one thread 4.9-5.0 -> 5.2-5.8), in L2 unchanged; generation (tg32) of the
- * 12-layer Qwen3-30B-A3B-shaped files, 4 KiB ahead, three and two alternations: Q4_K_M 14.6 / 15.8 / 15.4 -> 16.7 / 16.1 / 17.6
- * tok/s (with Q6_K's kernel alone reading ahead 15.1-15.8 against 16.6-17.0 with both), Q3_K_M 17.7 / 16.9 -> 19.5 /
- * 18.8. Q5_K's kernel did not move in JMH, but Q5_K_M's tg32 went 15.3 / 15.4 / 15.7 -> 16.7 / 17.3 / 16.0 with it
- * (2 KiB ahead; llama.cpp 16.2). Only these three read ahead: in the same JMH runs Q3_K lost 15-20% (and Q3_K_M's tg32
- * 19.2-19.3 -> 18.2-18.7 tok/s, its kernel being bound by its arithmetic), IQ4_XS 10% (its 12-layer file's tg32
- * 18.9-19.4 -> 18.2-19.2; llama.cpp 16.3), Q2_K and Q4_0 more, and Q8_0's kernel fell to a tenth. An earlier try that read one line per eight blocks, 4-8 KB ahead,
- * lost 15-25%: the stream was not covered, and each lone miss held up the rest. {@code -Dmoe4j.cpu.readAhead=BYTES}
- * sets the distance, 0 turns it off.
+ * <p>Measured on a 2-core Intel Xeon VM (AVX-512; a lone thread streams at half the machine's rate): JMH
+ * {@code matVecTwoThreads} out of cache, two runs, Q6_K 9.8-10.4 -> 13.0-13.4 GB/s, Q4_K 12.0-12.4 -> 11.2-11.9 (one
+ * thread 4.9-5.0 -> 5.2-5.8), in L2 unchanged; generation (tg32) of the 12-layer Qwen3-30B-A3B-shaped files, 4 KiB
+ * ahead, three and two alternations: Q4_K_M 14.6 / 15.8 / 15.4 -> 16.7 / 16.1 / 17.6 tok/s (with Q6_K's kernel alone
+ * reading ahead 15.1-15.8 against 16.6-17.0 with both), Q3_K_M 17.7 / 16.9 -> 19.5 / 18.8. Q5_K's kernel did not move
+ * in JMH, but Q5_K_M's tg32 went 15.3 / 15.4 / 15.7 -> 16.7 / 17.3 / 16.0 with it (2 KiB ahead; llama.cpp 16.2). Only
+ * these three read ahead: in the same JMH runs Q3_K lost 15-20% (and Q3_K_M's tg32 19.2-19.3 -> 18.2-18.7 tok/s, its
+ * kernel being bound by its arithmetic), IQ4_XS 10% (its 12-layer file's tg32 18.9-19.4 -> 18.2-19.2; llama.cpp 16.3),
+ * Q2_K and Q4_0 more, and Q8_0's kernel fell to a tenth. An earlier try that read one line per eight blocks, 4-8 KB
+ * ahead, lost 15-25%: the stream was not covered, and each lone miss held up the rest.
+ * {@code -Dmoe4j.cpu.readAhead=BYTES} sets the distance, 0 turns it off.
  *
- * <p>{@link #touch} is a call in the kernels' loops on purpose: C2 inlines it there ({@code -XX:+PrintInlining}: "inline
- * (hot)"; its "callee is too large" lines are C1's). With the same reads written into the three loops instead,
+ * <p>{@link #touch} is a call in the kernels' loops on purpose: C2 inlines it there ({@code -XX:+PrintInlining}:
+ * "inline (hot)"; its "callee is too large" lines are C1's). With the same reads written into the three loops instead,
  * Q3_K_M's generation fell to a third in some repetitions (tg64 8.3 +- 3.5 against 19.9-20.1; the cause, some
  * compilation of a larger loop, was not pinned down).
  */
@@ -44,8 +44,9 @@ final class ReadAhead {
      * The sum of one byte from each 64-byte step of the {@code bytes} bytes at {@code at + DISTANCE}, or 0 where they
      * would pass the end of {@code src}. Called once per block with the block's size, consecutive blocks' steps are
      * at most a line apart, so every line of the stream is read. Q6_K's kernel reads ahead this way: with
-     * {@link #touchClamped} instead it lost 12% out of cache (JMH {@code matVecTwoThreads}, Intel VM, four alternations:
-     * 13.8-14.7 -> 12.3-12.7 GB/s; level in L2), which a long counter in {@link #lines} did not win back.
+     * {@link #touchClamped} instead it lost 12% out of cache (JMH {@code matVecTwoThreads}, Intel VM, four
+     * alternations: 13.8-14.7 -> 12.3-12.7 GB/s; level in L2), which a long counter in {@link #lines} did not win
+     * back.
      */
     static int touch(MemorySegment src, long at, long bytes) {
         long ahead = at + DISTANCE;
