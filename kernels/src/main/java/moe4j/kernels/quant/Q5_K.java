@@ -201,7 +201,6 @@ public final class Q5_K extends BlockFormat {
         int dRow = token * blocks;
         int sRow = token * width / PreparedActivations.SUM_GROUP;
         int sink = 0;
-        long lastStart = src.byteSize() - BYTES;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
             FloatVector a0 = FloatVector.zero(Simd.F);
@@ -209,7 +208,7 @@ public final class Q5_K extends BlockFormat {
             for (int b0 = 0; b0 < blocks; b0 += SPAN) {
                 for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
                     long block = row + (long) b * BYTES;
-                    sink += ReadAhead.touchClamped(src, block, BYTES, lastStart);
+                    sink += ReadAhead.touch(src, block, BYTES);
                     int pair = src.get(Layouts.INT_LE, block + D);
                     float d = Float.float16ToFloat((short) pair) * xd[dRow + b];
                     float dmin = Float.float16ToFloat((short) (pair >>> 16));

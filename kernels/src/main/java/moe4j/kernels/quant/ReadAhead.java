@@ -43,10 +43,10 @@ final class ReadAhead {
     /**
      * The sum of one byte from each 64-byte step of the {@code bytes} bytes at {@code at + DISTANCE}, or 0 where they
      * would pass the end of {@code src}. Called once per block with the block's size, consecutive blocks' steps are
-     * at most a line apart, so every line of the stream is read. Q6_K's kernel reads ahead this way: with
-     * {@link #touchClamped} instead it lost 12% out of cache (JMH {@code matVecTwoThreads}, Intel VM, four
-     * alternations: 13.8-14.7 -> 12.3-12.7 GB/s; level in L2), which a long counter in {@link #lines} did not win
-     * back.
+     * at most a line apart, so every line of the stream is read. Q5_K's and Q6_K's kernels read ahead this way: with
+     * {@link #touchClamped} instead they lost out of cache (JMH {@code matVecTwoThreads}, Intel VM, four alternations,
+     * GB/s: Q6_K 13.8-14.7 -> 12.3-12.7, Q5_K 9.5-10.7 -> 8.6-9.8), though Q5_K gained 18-23% in L2 and Q6_K was level
+     * there; a long counter in {@link #lines} with the clamp did not win Q6_K back.
      */
     static int touch(MemorySegment src, long at, long bytes) {
         long ahead = at + DISTANCE;
@@ -59,10 +59,10 @@ final class ReadAhead {
      * counted in an int. {@link #touch}'s long counter makes C2 build a loop nest around every block's three or four
      * loads (some 50 scalar instructions a block in Q4_K's compiled loop), and its branch, once the counter is an int,
      * is hoisted out of the block loop as a profiled predicate that fails at every matrix ending its segment, so that
-     * the kernel is recompiled over and over (JMH: 0.06 GB/s). Q4_K and Q5_K read ahead this way (Intel VM, JMH
-     * {@code matVecOneThread -p kib=512}, GB/s, two alternations: Q4_K 8.3 / 8.1 -> 9.1 / 9.2, Q5_K 7.5 / 8.0 -> 9.2 /
-     * 9.7; {@code matVecTwoThreads} out of cache Q4_K 10.6 / 10.3 -> 12.1 / 11.6; Q4_K_M tg64, four alternations,
-     * 15.4 / 15.1 / 14.4 / 15.8 -> 16.3 / 17.0 / 15.7 / 15.8 tok/s).
+     * the kernel is recompiled over and over (JMH: 0.06 GB/s). Q4_K's kernel reads ahead this way (Intel VM, JMH
+     * {@code matVecOneThread -p kib=512}, GB/s, two alternations: 8.3 / 8.1 -> 9.1 / 9.2; {@code matVecTwoThreads} out
+     * of cache 10.6 / 10.3 -> 12.1 / 11.6; Q4_K_M tg64, four alternations, 15.4 / 15.1 / 14.4 / 15.8 -> 16.3 / 17.0 /
+     * 15.7 / 15.8 tok/s).
      */
     static int touchClamped(MemorySegment src, long at, int bytes, long lastStart) {
         if (DISTANCE == 0) {
