@@ -224,9 +224,11 @@ public final class Q4_K extends BlockFormat {
      * sum is multiplied by {@code d} and the activations' scale. Minimums are a float term against the activations'
      * 16-element sums. Per 256 weights: 8 integer multiplies and 4 conversions, where the float kernel took 16
      * conversions and 16 multiply-adds (one thread, Zen 5, 2048-wide rows out of cache: 16.6 to 22.3 GB/s). The block
-     * is written out without inner loops, so that it is C2's innermost loop and C2 hoists the bounds checks of its
-     * loads; the fp16 scales are read at its top, as {@code Float.float16ToFloat}
-     * is not inlined once the loop's graph is large (a call per block, with every vector register spilled).
+     * is written out without inner loops (the read-ahead's three loads unroll), so that it is C2's innermost loop; its
+     * compiled form (Intel VM, 2026-11-28) still checks each load's offset against limits kept on the stack, some 45
+     * scalar instructions a block beside about 60 vector ones. The fp16 scales are read at its top, as
+     * {@code Float.float16ToFloat} is not inlined once the loop's graph is large (a call per block, with every vector
+     * register spilled).
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
