@@ -43,7 +43,12 @@ class GenerateCommandTest {
     /** What the engine generates for {@code prompt} (text tokenized as the command does). */
     private static GenerationResult engineGenerate(String prompt, SamplerSettings settings, int maxTokens)
             throws IOException {
-        try (Model m = Model.load(model, LoadOptions.defaults().withThreads(2)); Session s = m.newSession()) {
+        return engineGenerate(prompt, settings, maxTokens, LoadOptions.defaults().withThreads(2));
+    }
+
+    private static GenerationResult engineGenerate(String prompt, SamplerSettings settings, int maxTokens,
+            LoadOptions options) throws IOException {
+        try (Model m = Model.load(model, options); Session s = m.newSession()) {
             Generator g = new Generator(s, new Sampler(settings, s.vocabularySize()), m.tokenizer());
             return g.generate(m.tokenizer().encode(prompt), GenerationOptions.maxTokens(maxTokens), GenerationListener.NONE);
         }
@@ -83,6 +88,15 @@ class GenerateCommandTest {
         assertEquals(0, read.exitCode(), read.err());
         assertEquals(first.out(), read.out());
         assertTrue(read.err().matches("(?s).*memory: weights [^(]*\\(in memory\\).*"), read.err());
+
+        // weights multiplied as the file holds them: what the engine generates so
+        String[] asInFile = java.util.Arrays.copyOf(args, args.length + 1);
+        asInFile[args.length] = "--no-repack";
+        CliRunner plain = CliRunner.run(asInFile);
+        assertEquals(0, plain.exitCode(), plain.err());
+        GenerationResult notRepacked = engineGenerate("The quick brown fox", SamplerSettings.greedy(), 12,
+                LoadOptions.defaults().withThreads(2).withRepack(false));
+        assertEquals(notRepacked.text().endsWith("\n") ? notRepacked.text() : notRepacked.text() + "\n", plain.out());
 
         // the warm-up is a throwaway session: skipping it changes nothing but the time
         String[] skip = java.util.Arrays.copyOf(args, args.length + 1);

@@ -15,9 +15,14 @@ import moe4j.kernels.KvCacheType;
  * @param device        where the model runs (its weights, caches and computation) when {@code placement} asks for a
  *                      single device
  * @param placement     how to spread the model over several devices; {@link PlacementOptions#NONE} = on {@code device}
+ * @param inMemory      read the file into memory instead of mapping it
+ * @param repack        let the CPU backend repack the weights it multiplies into its own faster layout (Q4_K rows
+ *                      in groups of 16, as llama.cpp does): their size again in memory, the mapped file's pages
+ *                      then unused
  */
 public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLength, int batchSize, LoadListener listener,
-                          Device device, PlacementOptions placement, boolean inMemory) {
+                          Device device, PlacementOptions placement, boolean inMemory,
+                          boolean repack) {
 
     /** Cap of the default context, so a session's cache does not silently take many gigabytes. */
     public static final int DEFAULT_CONTEXT_CAP = 4096;
@@ -40,38 +45,38 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
         }
     }
 
-    /** The CPU with all processors, F16 cache, default context and batch, no progress reports. */
+    /** The CPU with all processors, F16 cache, default context and batch, no progress reports, weights repacked. */
     public static LoadOptions defaults() {
         return new LoadOptions(0, KvCacheType.F16, 0, DEFAULT_BATCH_SIZE, LoadListener.NONE, Device.CPU,
-                PlacementOptions.NONE, false);
+                PlacementOptions.NONE, false, true);
     }
 
     public LoadOptions withThreads(int threads) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory, repack);
     }
 
     public LoadOptions withKvCacheType(KvCacheType type) {
-        return new LoadOptions(threads, type, contextLength, batchSize, listener, device, placement, inMemory);
+        return new LoadOptions(threads, type, contextLength, batchSize, listener, device, placement, inMemory, repack);
     }
 
     public LoadOptions withContextLength(int contextLength) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory, repack);
     }
 
     public LoadOptions withBatchSize(int batchSize) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory, repack);
     }
 
     public LoadOptions withListener(LoadListener listener) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory, repack);
     }
 
     public LoadOptions withDevice(Device device) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory, repack);
     }
 
     public LoadOptions withPlacement(PlacementOptions placement) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory, repack);
     }
 
     /**
@@ -79,7 +84,12 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
      * mapping it (llama.cpp's {@code --no-mmap}; see {@link moe4j.gguf.GgufFile#open(java.nio.file.Path, boolean)}).
      */
     public LoadOptions withInMemory(boolean inMemory) {
-        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory);
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory, repack);
+    }
+
+    /** With {@code false}, the CPU backend multiplies every weight as the file holds it (llama.cpp's {@code --no-repack}). */
+    public LoadOptions withRepack(boolean repack) {
+        return new LoadOptions(threads, kvCacheType, contextLength, batchSize, listener, device, placement, inMemory, repack);
     }
 
     /** The thread count to use: {@link #threads()} or the number of available processors. */

@@ -206,7 +206,7 @@ public final class Model implements AutoCloseable {
 
     private static Backend openBackend(Device device, LoadOptions options) {
         if (device.kind() == Device.Kind.CPU) {
-            return new CpuBackend(options.effectiveThreads());
+            return new CpuBackend(options.effectiveThreads(), options.repack());
         }
         if (!CudaBackend.supportsKvCache(options.kvCacheType())) {
             throw new IllegalArgumentException("the " + device + " backend stores the KV cache as f16 or f32, not "

@@ -72,7 +72,7 @@ class PlacementBindingTest {
         @Override
         public Object invoke(Object proxy, Method method, Object[] args) throws Throwable {
             switch (method.getName()) {
-                case "bind" -> {
+                case "bind", "bindForLookup" -> {
                     GgufTensor t = (GgufTensor) args[0];
                     bound.merge(t.name(), t.byteSize(), Long::sum);
                 }

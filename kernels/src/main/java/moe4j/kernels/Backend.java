@@ -24,6 +24,14 @@ public interface Backend extends AutoCloseable {
      */
     Weight bind(GgufTensor tensor);
 
+    /**
+     * {@code tensor} as a weight that is only read a row at a time ({@link #embed}: token embeddings), never
+     * multiplied: a backend that rearranges weights for its products may leave this one as the file has it.
+     */
+    default Weight bindForLookup(GgufTensor tensor) {
+        return bind(tensor);
+    }
+
     /** A buffer of {@code capacity} rows of {@code width} floats, zero-filled. */
     Activations allocate(int capacity, int width);
 

@@ -126,7 +126,9 @@ public final class Qwen3Graph implements ModelGraph {
         TensorBinder b = new TensorBinder(file, listener,
                 2 + (c.tiedEmbeddings() && !headCopy ? 0 : 1) + perLayer * c.layers());
         long embd = c.embd();
-        Weight tokenEmbedding = b.bind(embedOn, "token_embd.weight", embd, c.vocab());
+        // a tied head on the embedding's backend multiplies token_embd too: then it is bound for products
+        Weight tokenEmbedding = c.tiedEmbeddings() && !headCopy ? b.bind(embedOn, "token_embd.weight", embd, c.vocab())
+                : b.bindForLookup(embedOn, "token_embd.weight", embd, c.vocab());
         Weight outputNorm = b.bind(headOn, "output_norm.weight", embd);
         Weight output = b.bindOptional(headOn, "output.weight", embd, c.vocab())
                 .orElseGet(() -> headCopy ? b.bind(headOn, "token_embd.weight", embd, c.vocab()) : tokenEmbedding);

@@ -27,15 +27,20 @@ final class TensorBinder {
 
     /** Binds tensor {@code name} to {@code backend}; it must have exactly the dimensions {@code dims} (ggml order). */
     Weight bind(Backend backend, String name, long... dims) {
-        return bind(backend, file.tensor(name), dims);
+        return bind(backend, file.tensor(name), dims, false);
+    }
+
+    /** As {@link #bind(Backend, String, long...)}, for a weight only looked up a row at a time ({@link Backend#bindForLookup}). */
+    Weight bindForLookup(Backend backend, String name, long... dims) {
+        return bind(backend, file.tensor(name), dims, true);
     }
 
     /** Binds tensor {@code name} to {@code backend} if the file has it. */
     Optional<Weight> bindOptional(Backend backend, String name, long... dims) {
-        return file.findTensor(name).map(t -> bind(backend, t, dims));
+        return file.findTensor(name).map(t -> bind(backend, t, dims, false));
     }
 
-    private Weight bind(Backend backend, GgufTensor t, long[] dims) {
+    private Weight bind(Backend backend, GgufTensor t, long[] dims, boolean lookup) {
         long[] actual = t.shape();
         long[] expected = Arrays.copyOf(dims, 4);
         for (int i = dims.length; i < 4; i++) {
@@ -45,7 +50,7 @@ final class TensorBinder {
             throw new UnsupportedModelException("tensor " + t.name() + " has shape " + Arrays.toString(t.dims())
                     + ", the model configuration implies " + Arrays.toString(dims) + " (in " + file.paths().getFirst() + ")");
         }
-        Weight w = backend.bind(t);
+        Weight w = lookup ? backend.bindForLookup(t) : backend.bind(t);
         done++;
         listener.onTensorBound(t.name(), done, total);
         return w;

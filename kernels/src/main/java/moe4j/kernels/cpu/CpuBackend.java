@@ -3,6 +3,7 @@ package moe4j.kernels.cpu;
 import static moe4j.kernels.BackendChecks.requireRows;
 import static moe4j.kernels.BackendChecks.requireWidth;
 
+import java.lang.foreign.Arena;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -60,8 +61,23 @@ public final class CpuBackend implements Backend {
 
     private final WorkerPool pool;
     private final Scratch[] scratch;
+    /** Repacked weights, freed when this backend closes. */
+    private final Arena repacked = Arena.ofShared();
+    private final boolean repack;
 
+    /** A backend of {@code threads} workers that repacks the weights it binds where that makes its products faster. */
     public CpuBackend(int threads) {
+        this(threads, true);
+    }
+
+    /**
+     * A backend of {@code threads} workers; with {@code repack}, Q4_K matrices are repacked when bound, in groups of 16
+     * rows ({@code Q4_KInterleaved}), as llama.cpp's CPU backend repacks them: a copy beside the mapped file (whose
+     * pages the kernel may then drop) and some time at load, for faster products. Weights bound for lookups
+     * ({@link #bindForLookup}) stay as the file has them.
+     */
+    public CpuBackend(int threads, boolean repack) {
+        this.repack = repack;
         this.pool = new WorkerPool(threads);
         this.scratch = new Scratch[threads];
         for (int i = 0; i < threads; i++) {
@@ -94,6 +110,15 @@ public final class CpuBackend implements Backend {
 
     @Override
     public Weight bind(GgufTensor tensor) {
+        CpuWeight w = new CpuWeight(tensor);
+        if (repack) {
+            w.repackRows(pool, repacked);
+        }
+        return w;
+    }
+
+    @Override
+    public Weight bindForLookup(GgufTensor tensor) {
         return new CpuWeight(tensor);
     }
 
@@ -139,6 +164,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void close() {
         pool.close();
+        repacked.close();
     }
 
     // ---------------------------------------------------------------- operations
@@ -190,7 +216,8 @@ public final class CpuBackend implements Backend {
     /** Rows per work unit of a one-token product with {@code w}: whole multiples of 8, {@link #UNIT_BYTES} at least. */
     private static int oneTokenUnitRows(CpuWeight w) {
         long rows = (UNIT_BYTES + w.rowBytes() - 1) / w.rowBytes();
-        return (int) Math.max(ROWS_PER_UNIT, (rows + ROWS_PER_UNIT - 1) / ROWS_PER_UNIT * ROWS_PER_UNIT);
+        int step = Math.max(ROWS_PER_UNIT, w.rowGranule());
+        return (int) Math.max(step, (rows + step - 1) / step * step);
     }
 
     /**

@@ -4,6 +4,7 @@ import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.MemorySegment;
 
@@ -38,6 +39,20 @@ final class KQuantScales {
             return BlockFormat.u8(block, offset + j + 4) & 63;
         }
         return (BlockFormat.u8(block, offset + j + 4) >>> 4) | ((BlockFormat.u8(block, offset + j) >>> 6) << 4);
+    }
+
+    /**
+     * The eight 6-bit scales and eight minimums of the Q4_K (or Q5_K) block at {@code block} into
+     * {@code dst[offset .. offset+7]} and {@code dst[offset+8 .. offset+15]}, in vectors as Q4_K's one-token kernel
+     * unpacks them (512-bit vectors only).
+     */
+    static void unpackScalesAndMinimums(MemorySegment src, long block, int[] dst, int offset) {
+        IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
+                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
+        raw.rearrange(SCALE_MIN_LOW).lanewise(LSHR, SCALE_MIN_LOW_SHIFT).and(SCALE_MIN_LOW_MASK)
+                .or(raw.rearrange(SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6).and(SCALE_MIN_HIGH_MASK)
+                        .lanewise(LSHL, Simd.SHIFT_4))
+                .intoArray(dst, offset);
     }
 
     // Vector unpacking for the fused kernels (16 lanes). Lane l of a 16-byte load from the block start

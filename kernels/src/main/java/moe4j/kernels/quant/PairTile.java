@@ -126,6 +126,21 @@ final class PairTile {
      */
     static void dot(GgmlType type, MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
             int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
+        dot(type, false, src, srcOffset, rowBytes, rows, x, firstRow, nTokens, out, outOffset, outStride);
+    }
+
+    /**
+     * As {@link #dot} for Q4_K rows repacked in groups ({@link Q4_KInterleaved}): {@code rows} (a multiple of 16) rows
+     * of the repacked matrix at {@code offset} in {@code packed}, from its first group. The tiles read the groups as
+     * they lie instead of decoding and transposing each row's blocks, with the same sums in the same order.
+     */
+    static void dotGroups(MemorySegment packed, long offset, int rows, PreparedActivations x, int firstRow, int nTokens,
+            float[] out, int outOffset, int outStride) {
+        dot(GgmlType.Q4_K, true, packed, offset, 0, rows, x, firstRow, nTokens, out, outOffset, outStride);
+    }
+
+    private static void dot(GgmlType type, boolean grouped, MemorySegment src, long srcOffset, long rowBytes, int rows,
+            PreparedActivations x, int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
         Scratch[] groups = SCRATCH.get();
         for (Scratch g : groups) {
             if (g.acc.length < nTokens * ROWS) {
@@ -151,7 +166,10 @@ final class PairTile {
                     int first = r0 + g * ROWS;
                     int n = Math.max(0, Math.min(ROWS, rows - first));
                     long at = srcOffset + first * rowBytes;
-                    if (q3) {
+                    if (grouped) {
+                        decodeGroup(src, srcOffset + ((long) first / ROWS * blocks + b) * Q4_KInterleaved.GROUP_BLOCK_BYTES,
+                                n > 0, s);
+                    } else if (q3) {
                         decodeQ3(src, at + (long) b * Q3_BYTES, rowBytes, n, s);
                     } else if (q6) {
                         decodeQ6(src, at + (long) b * Q6_BYTES, rowBytes, n, s);
@@ -351,6 +369,40 @@ final class PairTile {
         toLanes(s);
     }
 
+    /**
+     * Block {@code at} of a group of 16 repacked rows ({@link Q4_KInterleaved}) into the scratch's pair layout: pair
+     * {@code 16j + p} of the 16 rows is nibble {@code p % 4} of every 16-bit lane of the group's vector {@code p / 4} of
+     * sub-block {@code j}, already a lane per row. {@code present} false: a group past the matrix's end, all zeros.
+     */
+    private static void decodeGroup(MemorySegment src, long at, boolean present, Scratch s) {
+        if (!present) {
+            Arrays.fill(s.w, 0);
+            Arrays.fill(s.scaleMins, 0);
+            Arrays.fill(s.d, 0f);
+            Arrays.fill(s.dmin, 0f);
+            return;
+        }
+        FloatVector.fromMemorySegment(Simd.F, src, at, Simd.LE).intoArray(s.d, 0);
+        FloatVector.fromMemorySegment(Simd.F, src, at + Q4_KInterleaved.DMIN, Simd.LE).intoArray(s.dmin, 0);
+        for (int j = 0; j < SUB_BLOCKS; j++) {
+            ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + Q4_KInterleaved.SCALES + 16L * j, Simd.LE)
+                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).intoArray(s.scaleMins, j * ROWS);
+            ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + Q4_KInterleaved.MINS + 16L * j, Simd.LE)
+                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).intoArray(s.scaleMins, (SUB_BLOCKS + j) * ROWS);
+            for (int v = 0; v < 4; v++) {
+                ShortVector q = ShortVector.fromMemorySegment(Simd.S_FULL, src,
+                        at + Q4_KInterleaved.QUANTS + 256L * j + 64L * v, Simd.LE);
+                int p = 16 * j + 4 * v;
+                q.and(NIBBLES).reinterpretAsInts().intoArray(s.w, p * ROWS);
+                q.lanewise(LSHR, 4).and(NIBBLES).reinterpretAsInts().intoArray(s.w, (p + 1) * ROWS);
+                q.lanewise(LSHR, 8).and(NIBBLES).reinterpretAsInts().intoArray(s.w, (p + 2) * ROWS);
+                q.lanewise(LSHR, 12).reinterpretAsInts().intoArray(s.w, (p + 3) * ROWS);
+            }
+        }
+    }
+
+    private static final ShortVector NIBBLES = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 0xF) : null;
+
     private static final int Q5_BYTES = 176;
 
     /**
@@ -393,14 +445,7 @@ final class PairTile {
         int pair = src.get(Layouts.INT_LE, at);
         s.d[r] = Float.float16ToFloat((short) pair);
         s.dmin[r] = Float.float16ToFloat((short) (pair >>> 16));
-        // the eight scales (lanes 0-7) and minimums (8-15) as Q4_K's one-token kernel unpacks them
-        IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, at, Simd.LE)
-                .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
-        raw.rearrange(KQuantScales.SCALE_MIN_LOW).lanewise(LSHR, KQuantScales.SCALE_MIN_LOW_SHIFT)
-                .and(KQuantScales.SCALE_MIN_LOW_MASK)
-                .or(raw.rearrange(KQuantScales.SCALE_MIN_HIGH).lanewise(LSHR, Simd.SHIFT_6)
-                        .and(KQuantScales.SCALE_MIN_HIGH_MASK).lanewise(LSHL, Simd.SHIFT_4))
-                .intoArray(s.scaleRows, r * 16);
+        KQuantScales.unpackScalesAndMinimums(src, at, s.scaleRows, r * 16);
     }
 
     /**

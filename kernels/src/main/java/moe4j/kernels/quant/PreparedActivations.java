@@ -93,7 +93,7 @@ public final class PreparedActivations {
         if (bytes && bytePairs.length < size) {
             bytePairs = new byte[values.length];
         }
-        if (PairTile.pairsCodes(this.order) && rows > 1 && tilePairs.length < size / 2) {
+        if (PairTile.pairsCodes(this.order) && tilePairs.length < size / 2) {
             tilePairs = new int[values.length / 2];
             tileSums = new int[values.length / 32];
         }
@@ -117,7 +117,7 @@ public final class PreparedActivations {
                     bytePairs[2 * i + 1] = (byte) (pairs[i] >> 16);
                 }
             }
-            if (rows > 1 && PairTile.pairsCodes(order)) {
+            if (PairTile.pairsCodes(order)) {
                 PairTile.packCodes(order, codes, o, tilePairs, tileSums, width);
             }
         } else {
@@ -152,12 +152,15 @@ public final class PreparedActivations {
 
     /**
      * Row {@code r}'s codes paired as {@link PairTile} multiplies them, at {@code r*width/2}, when it takes
-     * {@link #laneOrder()} and more than one row was reserved.
+     * {@link #laneOrder()} (also for a single row: the interleaved Q4_K kernel reads them).
      */
     int[] tilePairs() { return tilePairs; }
 
     /** Row {@code r}'s sums of each 32 codes at {@code r*width/32}, alongside {@link #tilePairs()}. */
     int[] tileSums() { return tileSums; }
+
+    /** Row {@code r}'s codes in natural order at {@code r*width}, when the order rearranges. */
+    int[] codes() { return codes; }
 
     /** Row {@code r}'s codes in {@link #laneOrder()}'s pairs at {@code r*width/2}, when that order rearranges. */
     int[] codePairs() { return pairs; }

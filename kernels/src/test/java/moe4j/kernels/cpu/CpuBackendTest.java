@@ -124,10 +124,21 @@ class CpuBackendTest {
 
     @Test
     void batchedMatmulEqualsOneTokenAtATimeBitForBit() {
-        int len = 96;
-        int rows = 50;
-        int n = 7;
-        Weight w = cpu.bind(tensor("w", GgmlType.Q8_0, randomFloats(len * rows, 1f), len, rows));
+        assertBatchEqualsOneTokenAtATime(GgmlType.Q8_0, 96, 50, 7);
+    }
+
+    /**
+     * Q4_K matrices are repacked in groups of 16 rows when bound; their one-token kernel then computes what the batch
+     * tiles compute, so a token decoded alone gets the bits it gets in a prompt (three groups: a unit of 32 rows and a
+     * last one of 16).
+     */
+    @Test
+    void repackedQ4KBatchesEqualOneTokenAtATimeBitForBit() {
+        assertBatchEqualsOneTokenAtATime(GgmlType.Q4_K, 512, 48, 8);
+    }
+
+    private void assertBatchEqualsOneTokenAtATime(GgmlType type, int len, int rows, int n) {
+        Weight w = cpu.bind(tensor("w", type, randomFloats(len * rows, 1f), len, rows));
         float[] x = randomFloats(n * len, 1f);
         Activations batchOut = cpu.allocate(n, rows);
         cpu.matmul(w, fill(cpu, x, n, len), batchOut, n);
@@ -136,7 +147,7 @@ class CpuBackendTest {
             Activations one = cpu.allocate(1, rows);
             cpu.matmul(w, fill(cpu, Arrays.copyOfRange(x, i * len, (i + 1) * len), 1, len), one, 1);
             assertArrayEquals(Arrays.copyOfRange(batched, i * rows, (i + 1) * rows), rows(cpu, one, 1), 0f,
-                    "token " + i);
+                    type + " token " + i);
         }
     }
 

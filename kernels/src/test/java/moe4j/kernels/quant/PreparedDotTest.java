@@ -229,7 +229,7 @@ class PreparedDotTest {
     }
 
     /** {@code rows} rows of {@code width} standard normal values, prepared for {@code format}. */
-    private static PreparedActivations gaussianRows(QuantFormat format, SplittableRandom rnd, int rows, int width) {
+    static PreparedActivations gaussianRows(QuantFormat format, SplittableRandom rnd, int rows, int width) {
         float[] x = new float[rows * width];
         for (int i = 0; i < x.length; i++) {
             x[i] = (float) rnd.nextGaussian();

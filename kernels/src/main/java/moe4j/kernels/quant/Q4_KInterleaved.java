@@ -1,0 +1,223 @@
+package moe4j.kernels.quant;
+
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Objects;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Q4_K matrices repacked at load time so that sixteen rows are multiplied together, one row per 32-bit lane, as
+ * llama.cpp's CPU backend repacks them (into groups of 8 rows) on x86. A row-at-a-time kernel spends most of its
+ * instructions on what every block needs once: unpacking the 6-bit scales, folding each sub-block's lanes, summing
+ * the row at the end. Here the scales of 16 rows are one byte load each, the activations are broadcast to all 16
+ * rows, and a row's products stay in its own lanes until the block ends (Intel Xeon VM, JMH {@code MatVecBenchmark},
+ * rows of 2048: one thread in L2 9.0-9.2 GB/s a row at a time, 14.6-14.7 interleaved; two threads out of cache
+ * 10.7-11.4 and 13.6-14.0). The repacked rows take 5.6% more bytes than the file's (2432 for 16 x 144).
+ *
+ * <p>Layout: for each group of 16 rows, its blocks in order; each group-block is {@link #GROUP_BLOCK_BYTES} bytes:
+ * <ul>
+ * <li>{@code d} and {@code dmin} of the 16 rows as floats (bytes 0-63 and 64-127), converted once here;</li>
+ * <li>the 6-bit scales unpacked to bytes, sub-block {@code j}'s 16 rows at {@code 128 + 16j}, the mins at
+ *     {@code 256 + 16j};</li>
+ * <li>the quants, sub-block {@code j} at {@code 384 + 256j} as four 64-byte vectors of 32 16-bit lanes: lane
+ *     {@code 2i + h} of vector {@code w} is row {@code i}, and its nibble {@code k} is the row's element
+ *     {@code 32j + 16h + 4w + k}.</li>
+ * </ul>
+ * So lane {@code 2i} of vector {@code w}'s nibble {@code k} meets element {@code 32j + p} and lane {@code 2i + 1}
+ * element {@code 32j + 16 + p} ({@code p = 4w + k}): exactly the two 16-bit halves of {@link PairTile}'s activation
+ * pair {@code p} of that run ({@link PreparedActivations#tilePairs()}), which one 32-bit broadcast gives to every row.
+ *
+ * <p>Each product of a nibble and an 8-bit code fits 16 bits (at most 15 * 128), and so do the sixteen summed in a lane
+ * per sub-block (30720), so the kernel multiplies and adds 16-bit lanes, 32 products per instruction, and widens once
+ * per sub-block. A row's block sums in integers as llama.cpp's kernels do: {@code S = sum_j scale_j * q.x} and
+ * {@code M = sum_j min_j * sum(x)} over the sub-blocks, then {@code acc += S * (d * xd) - M * (dmin * xd)} in floats
+ * (two multiply-adds). Batches of tokens go to {@link PairTile}'s tiles, which read the groups as they lie and compute
+ * the same sums in the same order, so a token gets the same bits alone and in a batch.
+ */
+public final class Q4_KInterleaved {
+
+    private Q4_KInterleaved() {}
+
+    /** Rows per group. */
+    public static final int ROWS = 16;
+    private static final int QK = 256;
+    private static final int BLOCK_BYTES = 144;
+    static final int DMIN = 64;
+    static final int SCALES = 128;
+    static final int MINS = 256;
+    static final int QUANTS = 384;
+    /** Bytes of one block of a group's 16 rows. */
+    public static final int GROUP_BLOCK_BYTES = QUANTS + 8 * 256;
+
+    private static final VectorSpecies<Short> S = ShortVector.SPECIES_512;
+    private static final VectorSpecies<Integer> I = IntVector.SPECIES_512;
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_512;
+    private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
+    private static final ShortVector NIBBLE = ShortVector.broadcast(S, (short) 0xF);
+    private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
+
+    /**
+     * Whether this machine runs the kernel (512-bit vectors) and a matrix of {@code rows} rows of {@code width} values
+     * can be repacked.
+     */
+    public static boolean fits(int rows, int width) {
+        return Simd.FUSED && rows > 0 && rows % ROWS == 0 && width > 0 && width % QK == 0;
+    }
+
+    /** Bytes of {@code rows} repacked rows of {@code width} values. */
+    public static long bytes(long rows, int width) {
+        return rows / ROWS * (width / QK) * (long) GROUP_BLOCK_BYTES;
+    }
+
+    /**
+     * Repacks groups {@code fromGroup .. toGroup-1} of a matrix of Q4_K rows ({@code rowBytes} apart from
+     * {@code srcOffset} in {@code src}, {@code width} values each) into {@code dst} from {@code dstOffset}, where group
+     * {@code g} goes to {@code dstOffset + g * (width/256) * GROUP_BLOCK_BYTES}.
+     */
+    public static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
+            MemorySegment dst, long dstOffset) {
+        int blocks = width / QK;
+        float[] scales = new float[2 * ROWS];
+        byte[] scaleBytes = new byte[MINS - SCALES + 8 * ROWS];
+        short[] quants = new short[8 * 128];
+        int[] lanes = new int[2 * ROWS];
+        int[] low = new int[ROWS];
+        int[] high = new int[ROWS];
+        for (int g = fromGroup; g < toGroup; g++) {
+            for (int b = 0; b < blocks; b++) {
+                for (int i = 0; i < ROWS; i++) {
+                    long block = srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * BLOCK_BYTES;
+                    int pair = src.get(Layouts.INT_LE, block);
+                    scales[i] = Float.float16ToFloat((short) pair);
+                    scales[ROWS + i] = Float.float16ToFloat((short) (pair >>> 16));
+                    KQuantScales.unpackScalesAndMinimums(src, block, lanes, 0);
+                    for (int j = 0; j < 8; j++) {
+                        scaleBytes[16 * j + i] = (byte) lanes[j];
+                        scaleBytes[MINS - SCALES + 16 * j + i] = (byte) lanes[8 + j];
+                    }
+                    // int k of the 128 quant bytes holds bytes 4k .. 4k+3: run c = k/8 (sub-blocks 2c in the low nibbles,
+                    // 2c+1 in the high ones), elements 16h + 4w .. +3 of each with h = (k/4)%2, w = k%4; its four low
+                    // and four high nibbles each become one 16-bit lane
+                    for (int half = 0; half < 2; half++) {
+                        IntVector four = IntVector.fromMemorySegment(I, src, block + 16 + 64L * half, Simd.LE);
+                        compress(four).intoArray(low, 0);
+                        compress(four.lanewise(LSHR, 4)).intoArray(high, 0);
+                        for (int n = 0; n < ROWS; n++) {
+                            int k = ROWS * half + n;
+                            int at = 256 * (k / 8) + 32 * (k % 4) + 2 * i + (k / 4) % 2;
+                            quants[at] = (short) low[n];
+                            quants[at + 128] = (short) high[n];
+                        }
+                    }
+                }
+                long out = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;
+                MemorySegment.copy(scales, 0, dst, Layouts.FLOAT_LE, out, 2 * ROWS);
+                MemorySegment.copy(scaleBytes, 0, dst, Layouts.BYTE, out + SCALES, scaleBytes.length);
+                MemorySegment.copy(quants, 0, dst, Layouts.SHORT_LE, out + QUANTS, quants.length);
+            }
+        }
+    }
+
+    /** The low nibbles of each lane's four bytes, side by side in its low 16 bits. */
+    private static IntVector compress(IntVector four) {
+        IntVector t = four.and(0x0F0F0F0F);
+        t = t.or(t.lanewise(LSHR, 4)).and(0x00FF00FF);
+        return t.or(t.lanewise(LSHR, 8)).and(0xFFFF);
+    }
+
+    /**
+     * {@code out[outOffset + 16*(g - fromGroup) + i + t*outStride]} = row {@code i} of group {@code g} times prepared
+     * row {@code firstToken + t}, for groups {@code fromGroup .. toGroup-1} of a repacked matrix starting at
+     * {@code offset} in {@code w} and {@code tokens} tokens prepared for Q4_K in its own lane order (which fills
+     * {@link PreparedActivations#tilePairs()}).
+     */
+    public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        int width = x.width();
+        int blocks = width / QK;
+        if (x.laneOrder() != Q4_K.PAIRS || x.rounding() != ActivationRounding.Q8_K) {
+            throw new IllegalArgumentException("Q4_K rows in groups take activations prepared for Q4_K, got "
+                    + x.rounding() + " in " + x.laneOrder());
+        }
+        Objects.checkFromIndexSize(firstToken, tokens, x.rows());
+        Objects.checkFromToIndex(offset + (long) fromGroup * blocks * GROUP_BLOCK_BYTES,
+                offset + (long) toGroup * blocks * GROUP_BLOCK_BYTES, w.byteSize());
+        if (tokens > 1) {
+            PairTile.dotGroups(w, offset + (long) fromGroup * blocks * GROUP_BLOCK_BYTES, (toGroup - fromGroup) * ROWS, x,
+                    firstToken, tokens, out, outOffset, outStride);
+            return;
+        }
+        oneToken(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+    }
+
+    /**
+     * The one-token product, written as one loop nest without helpers that take or return vectors: such a helper,
+     * compiled on its own before its caller, is not inlined into it later, and then its vectors are boxed (Q3_K_M tg64
+     * 12.3-13.4 tok/s in some runs against 16-18).
+     */
+    private static void oneToken(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int token, float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        int[] sums = x.tileSums();
+        float[] xd = x.codeScales();
+        int p0 = token * (width / 2);
+        int s0 = token * (width / 32);
+        int d0 = token * blocks;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            FloatVector acc = FloatVector.zero(F);
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                int p = p0 + b * (QK / 2);
+                int s = s0 + b * 8;
+                IntVector scaled = IntVector.zero(I);
+                IntVector mins = IntVector.zero(I);
+                for (int j = 0; j < 8; j++) {
+                    long q = at + QUANTS + 256L * j;
+                    int pj = p + 16 * j;
+                    ShortVector sum = ShortVector.zero(S);
+                    for (int v = 0; v < 4; v++) {
+                        ShortVector lanes = ShortVector.fromMemorySegment(S, w, q + 64L * v, Simd.LE);
+                        int pv = pj + 4 * v;
+                        sum = sum.add(lanes.and(NIBBLE).mul(pair(pairs, pv)));
+                        sum = sum.add(lanes.lanewise(LSHR, 4).and(NIBBLE).mul(pair(pairs, pv + 1)));
+                        sum = sum.add(lanes.lanewise(LSHR, 8).and(NIBBLE).mul(pair(pairs, pv + 2)));
+                        sum = sum.add(lanes.lanewise(LSHR, 12).mul(pair(pairs, pv + 3)));
+                    }
+                    IntVector halves = sum.reinterpretAsInts();
+                    IntVector dot = halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    IntVector scale = (IntVector) ByteVector.fromMemorySegment(B16, w, at + SCALES + 16L * j, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, I, 0);
+                    IntVector min = (IntVector) ByteVector.fromMemorySegment(B16, w, at + MINS + 16L * j, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, I, 0);
+                    scaled = scaled.add(dot.mul(scale));
+                    mins = mins.add(min.mul(sums[s + j]));
+                }
+                float scale = xd[d0 + b];
+                FloatVector d = FloatVector.fromMemorySegment(F, w, at, Simd.LE);
+                FloatVector dmin = FloatVector.fromMemorySegment(F, w, at + DMIN, Simd.LE);
+                acc = ((FloatVector) scaled.convert(I2F, 0)).fma(d.mul(scale), acc);
+                acc = ((FloatVector) mins.convert(I2F, 0)).fma(dmin.mul(-scale), acc);
+            }
+            acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
+        }
+    }
+
+    /** Pair {@code i} in both 16-bit halves of every 32-bit lane. */
+    private static ShortVector pair(int[] pairs, int i) {
+        return IntVector.broadcast(I, pairs[i]).reinterpretAsShorts();
+    }
+}
