@@ -61,8 +61,9 @@ final class ModelLoader {
         long weights = model.file().tensors().stream().mapToLong(GgufTensor::byteSize).sum();
         Runtime rt = Runtime.getRuntime();
         WeightPages pages = WeightPages.of(model);
-        err.printf(Locale.ROOT, "memory: weights %s (%s), KV cache %s (%s, %d positions), heap %s%n",
-                Sizes.bytes(weights), pages.kind(),
+        long repacked = model.repackedBytes();
+        err.printf(Locale.ROOT, "memory: weights %s (%s%s), KV cache %s (%s, %d positions), heap %s%n",
+                Sizes.bytes(weights), pages.kind(), repacked > 0 ? "; " + Sizes.bytes(repacked) + " repacked in RAM" : "",
                 Sizes.bytes(kvCacheBytes(model, session.contextLength())),
                 model.options().kvCacheType().name().toLowerCase(Locale.ROOT), session.contextLength(),
                 Sizes.bytes(rt.totalMemory() - rt.freeMemory()));

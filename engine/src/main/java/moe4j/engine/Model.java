@@ -232,6 +232,14 @@ public final class Model implements AutoCloseable {
      * each device's, e.g. {@code cuda:0 (...) + cpu (8 threads)}, a further CPU instance named
      * ({@code cpu:1 = cpu (8 threads)}).
      */
+    /**
+     * Bytes of weights the backends hold in a layout of their own besides the file (the CPU's repacked Q4_K
+     * matrices, {@link LoadOptions#repack()}): memory of the process on top of the mapped file.
+     */
+    public long repackedBytes() {
+        return backends.values().stream().mapToLong(Backend::repackedBytes).sum();
+    }
+
     public String backendDescription() {
         if (placement == null) {
             return backends.values().iterator().next().description();

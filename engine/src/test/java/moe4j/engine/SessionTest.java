@@ -19,6 +19,7 @@ import org.junit.jupiter.api.io.TempDir;
 import moe4j.engine.testmodel.ModelShape;
 import moe4j.engine.testmodel.TensorMix;
 import moe4j.kernels.KvCacheType;
+import moe4j.kernels.quant.Q4_KInterleaved;
 
 /** Session behaviour on random models (no llama.cpp reference needed). */
 class SessionTest {
@@ -92,6 +93,22 @@ class SessionTest {
                 "batches of 7 vs one batch");
         assertArrayEquals(allLogits(dense, base.withThreads(1), tokens), allLogits(dense, base.withThreads(3), tokens),
                 "dense model, 1 vs 3 threads");
+    }
+
+    /**
+     * Q4_K matrices repacked in groups of 16 rows (the default) or multiplied as the file holds them: a prompt's
+     * products go through the same integer tiles either way, so its logits are the same bits.
+     */
+    @Test
+    void repackedQ4KWeightsGiveAPromptTheLogitsOfTheFileLayout() throws IOException {
+        Path q4km = TestModels.generate(dir, ModelShape.tiny(), TensorMix.Q4_K_M, 7);
+        LoadOptions base = LoadOptions.defaults().withThreads(2).withContextLength(64);
+        assertArrayEquals(allLogits(q4km, base.withRepack(false), tokens), allLogits(q4km, base, tokens));
+        try (Model repacked = Model.load(q4km, base); Model plain = Model.load(q4km, base.withRepack(false))) {
+            // where the JVM's vectors are narrower than 512 bits the kernel does not run, and nothing is repacked
+            assertEquals(Q4_KInterleaved.fits(16, 256), repacked.repackedBytes() > 0, "Q4_K matrices repacked");
+            assertEquals(0, plain.repackedBytes());
+        }
     }
 
     @Test

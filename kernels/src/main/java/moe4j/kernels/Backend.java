@@ -32,6 +32,11 @@ public interface Backend extends AutoCloseable {
         return bind(tensor);
     }
 
+    /** Bytes of the weights bound so far that this backend holds rearranged in memory of its own (host RAM). */
+    default long repackedBytes() {
+        return 0;
+    }
+
     /** A buffer of {@code capacity} rows of {@code width} floats, zero-filled. */
     Activations allocate(int capacity, int width);
 

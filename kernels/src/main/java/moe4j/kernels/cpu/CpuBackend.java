@@ -6,6 +6,7 @@ import static moe4j.kernels.BackendChecks.requireWidth;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
 import java.util.Objects;
+import java.util.concurrent.atomic.AtomicLong;
 
 import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Activations;
@@ -64,6 +65,7 @@ public final class CpuBackend implements Backend {
     /** Repacked weights, freed when this backend closes. */
     private final Arena repacked = Arena.ofShared();
     private final boolean repack;
+    private final AtomicLong repackedBytes = new AtomicLong();
 
     /** A backend of {@code threads} workers that repacks the weights it binds where that makes its products faster. */
     public CpuBackend(int threads) {
@@ -112,9 +114,14 @@ public final class CpuBackend implements Backend {
     public Weight bind(GgufTensor tensor) {
         CpuWeight w = new CpuWeight(tensor);
         if (repack) {
-            w.repackRows(pool, repacked);
+            repackedBytes.addAndGet(w.repackRows(pool, repacked));
         }
         return w;
+    }
+
+    @Override
+    public long repackedBytes() {
+        return repackedBytes.get();
     }
 
     @Override

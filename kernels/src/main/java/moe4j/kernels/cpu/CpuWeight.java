@@ -68,11 +68,11 @@ final class CpuWeight implements Weight {
     /**
      * Repacks this weight's rows in groups of 16 into memory of {@code arena} ({@link Q4_KInterleaved}), split over
      * {@code pool}'s workers, where its type and shape allow; products read that copy from then on, lookups of single
-     * rows ({@link #decodeRow}) still the mapped file.
+     * rows ({@link #decodeRow}) still the mapped file. Returns the bytes repacked (0: none).
      */
-    void repackRows(WorkerPool pool, Arena arena) {
+    long repackRows(WorkerPool pool, Arena arena) {
         if (format.type() != GgmlType.Q4_K || !Q4_KInterleaved.fits(rows, rowLength)) {
-            return;
+            return 0;
         }
         long matrixBytes = Q4_KInterleaved.bytes(rows, rowLength);
         MemorySegment packed = HugePages.allocateOrPlain(Math.multiplyExact(matrixBytes, experts), arena);
@@ -94,6 +94,7 @@ final class CpuWeight implements Weight {
             }
         });
         groups = packed;
+        return packed.byteSize();
     }
 
     /** Rows per work unit of a product must be a multiple of this. */
