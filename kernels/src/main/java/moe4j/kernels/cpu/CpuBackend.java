@@ -112,10 +112,8 @@ public final class CpuBackend implements Backend {
 
     @Override
     public Weight bind(GgufTensor tensor) {
-        CpuWeight w = new CpuWeight(tensor);
-        if (repack) {
-            repackedBytes.addAndGet(w.repackRows(pool, repacked));
-        }
+        CpuWeight w = repack ? new CpuWeight(tensor, pool, repacked) : new CpuWeight(tensor);
+        repackedBytes.addAndGet(w.repackedBytes());
         return w;
     }
 

@@ -7,8 +7,8 @@ import java.util.Arrays;
 
 import moe4j.gguf.GgmlType;
 import moe4j.gguf.GgufTensor;
-import moe4j.kernels.Weight;
 import moe4j.gguf.HugePages;
+import moe4j.kernels.Weight;
 import moe4j.kernels.quant.PreparedActivations;
 import moe4j.kernels.quant.Q4_KInterleaved;
 import moe4j.kernels.quant.QuantFormat;
@@ -28,11 +28,20 @@ final class CpuWeight implements Weight {
     private final int experts;
     private final long rowBytes;
     private final float[] decoded;
-    private static final long PAGE = HugePages.PAGE;
     /** The rows repacked in groups ({@link Q4_KInterleaved}), which every product then reads; null when not. */
-    private MemorySegment groups;
+    private final MemorySegment groups;
 
+    /** {@code tensor} read in place. */
     CpuWeight(GgufTensor tensor) {
+        this(tensor, null, null);
+    }
+
+    /**
+     * {@code tensor}, its rows repacked in groups of 16 into memory of {@code arena} ({@link Q4_KInterleaved}) by
+     * {@code pool}'s workers where its type and shape allow (with a null {@code pool}, never): products read that copy,
+     * lookups of single rows ({@link #decodeRow}) still the mapped file.
+     */
+    CpuWeight(GgufTensor tensor, WorkerPool pool, Arena arena) {
         this.name = tensor.name();
         this.format = QuantFormats.of(tensor.type());
         long[] shape = tensor.shape();
@@ -63,24 +72,25 @@ final class CpuWeight implements Weight {
         } else {
             decoded = null;
         }
+        groups = pool != null && format.type() == GgmlType.Q4_K && Q4_KInterleaved.fits(rows, rowLength)
+                ? repack(pool, arena) : null;
     }
 
-    /**
-     * Repacks this weight's rows in groups of 16 into memory of {@code arena} ({@link Q4_KInterleaved}), split over
-     * {@code pool}'s workers, where its type and shape allow; products read that copy from then on, lookups of single
-     * rows ({@link #decodeRow}) still the mapped file. Returns the bytes repacked (0: none).
-     */
-    long repackRows(WorkerPool pool, Arena arena) {
-        if (format.type() != GgmlType.Q4_K || !Q4_KInterleaved.fits(rows, rowLength)) {
-            return 0;
-        }
+    /** The repacked rows, or null where the memory for them cannot be had (then they are read in place). */
+    private MemorySegment repack(WorkerPool pool, Arena arena) {
         long matrixBytes = Q4_KInterleaved.bytes(rows, rowLength);
-        MemorySegment packed = HugePages.allocateOrPlain(Math.multiplyExact(matrixBytes, experts), arena);
-        // the pages faulted in by all workers first: faulted in by the repacking loop instead, they cost twice the time
-        // (12-layer Q4_K_M file, 3.4 GB repacked on 2 threads of the Intel VM: 4.8-5.7 s -> 0.9 s faulting + 2.2 s)
-        pool.parallelFor((int) ((packed.byteSize() + PAGE - 1) / PAGE), 1, (from, to, worker) -> {
+        MemorySegment packed;
+        try {
+            packed = HugePages.allocateOrPlain(Math.multiplyExact(matrixBytes, experts), arena);
+        } catch (OutOfMemoryError e) {  // native memory refused: the JVM itself is fine
+            return null;
+        }
+        // the pages faulted in by all workers first, then filled (12-layer Q4_K_M file, 3.4 GB on 2 threads of the
+        // Intel VM, one run each: 4.8 and 5.7 s of repacking with the faults inside, 0.9 s of faults + 2.2 s after)
+        long pages = (packed.byteSize() + HugePages.PAGE - 1) / HugePages.PAGE;
+        pool.parallelFor(Math.toIntExact(pages), 1, (from, to, worker) -> {
             for (long page = from; page < to; page++) {
-                packed.set(ValueLayout.JAVA_BYTE, page * PAGE, (byte) 0);
+                packed.set(ValueLayout.JAVA_BYTE, page * HugePages.PAGE, (byte) 0);
             }
         });
         int groupsPerMatrix = rows / Q4_KInterleaved.ROWS;
@@ -93,8 +103,12 @@ final class CpuWeight implements Weight {
                 i = end;
             }
         });
-        groups = packed;
-        return packed.byteSize();
+        return packed;
+    }
+
+    /** Bytes of the repacked copy of the rows; 0 when they are read in place. */
+    long repackedBytes() {
+        return groups != null ? groups.byteSize() : 0;
     }
 
     /** Rows per work unit of a product must be a multiple of this. */
