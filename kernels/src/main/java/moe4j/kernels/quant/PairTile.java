@@ -464,7 +464,7 @@ final class PairTile {
      * {@code w} at {@code to} (column {@code k} at {@code to + 16k}): four rounds of two-vector selections that swap
      * the off-diagonal halves of ever smaller blocks, 64 instructions where 16 gathers cost several times more.
      */
-    private static void transpose(int[] rowMajor, int from, int[] w, int to) {
+    static void transpose(int[] rowMajor, int from, int[] w, int to) {
         IntVector v0 = IntVector.fromArray(Simd.I, rowMajor, from + 0);
         IntVector v1 = IntVector.fromArray(Simd.I, rowMajor, from + 16);
         IntVector v2 = IntVector.fromArray(Simd.I, rowMajor, from + 32);

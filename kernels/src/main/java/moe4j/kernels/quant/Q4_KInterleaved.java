@@ -1,6 +1,7 @@
 package moe4j.kernels.quant;
 
 import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.I2B;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
@@ -88,11 +89,14 @@ public final class Q4_KInterleaved {
             MemorySegment dst, long dstOffset) {
         int blocks = width / QK;
         float[] scales = new float[2 * ROWS];
-        byte[] scaleBytes = new byte[MINS - SCALES + 8 * ROWS];
-        short[] quants = new short[8 * 128];
-        int[] lanes = new int[2 * ROWS];
-        int[] low = new int[ROWS];
-        int[] high = new int[ROWS];
+        // five 16 x 16 blocks, row by row, then turned to a lane per row (PairTile.transpose): the scales and minimums
+        // (as unpacked for the one-token kernel of the file layout), then the low and the high nibbles of the 32 ints
+        // of quant bytes (int k holds bytes 4k .. 4k+3: run c = k/8, elements 16h + 4w .. +3 of sub-blocks 2c in its
+        // low nibbles and 2c+1 in its high ones, h = (k/4)%2, w = k%4), four of them in the low 16 bits of each
+        int[] rowMajor = new int[5 * 256];
+        int[] lanes = new int[5 * 256];
+        byte[] scaleBytes = new byte[QUANTS - SCALES];
+        int[] quants = new int[(GROUP_BLOCK_BYTES - QUANTS) / 4];
         for (int g = fromGroup; g < toGroup; g++) {
             for (int b = 0; b < blocks; b++) {
                 for (int i = 0; i < ROWS; i++) {
@@ -100,30 +104,34 @@ public final class Q4_KInterleaved {
                     int pair = src.get(Layouts.INT_LE, block);
                     scales[i] = Float.float16ToFloat((short) pair);
                     scales[ROWS + i] = Float.float16ToFloat((short) (pair >>> 16));
-                    KQuantScales.unpackScalesAndMinimums(src, block, lanes, 0);
-                    for (int j = 0; j < 8; j++) {
-                        scaleBytes[16 * j + i] = (byte) lanes[j];
-                        scaleBytes[MINS - SCALES + 16 * j + i] = (byte) lanes[8 + j];
-                    }
-                    // int k of the 128 quant bytes holds bytes 4k .. 4k+3: run c = k/8 (sub-blocks 2c in the low nibbles,
-                    // 2c+1 in the high ones), elements 16h + 4w .. +3 of each with h = (k/4)%2, w = k%4; its four low
-                    // and four high nibbles each become one 16-bit lane
+                    KQuantScales.unpackScalesAndMinimums(src, block, rowMajor, 16 * i);
                     for (int half = 0; half < 2; half++) {
                         IntVector four = IntVector.fromMemorySegment(I, src, block + 16 + 64L * half, Simd.LE);
-                        compress(four).intoArray(low, 0);
-                        compress(four.lanewise(LSHR, 4)).intoArray(high, 0);
-                        for (int n = 0; n < ROWS; n++) {
-                            int k = ROWS * half + n;
-                            int at = 256 * (k / 8) + 32 * (k % 4) + 2 * i + (k / 4) % 2;
-                            quants[at] = (short) low[n];
-                            quants[at + 128] = (short) high[n];
-                        }
+                        compress(four).intoArray(rowMajor, (1 + half) * 256 + 16 * i);
+                        compress(four.lanewise(LSHR, 4)).intoArray(rowMajor, (3 + half) * 256 + 16 * i);
+                    }
+                }
+                for (int t = 0; t < 5; t++) {
+                    PairTile.transpose(rowMajor, 256 * t, lanes, 256 * t);
+                }
+                for (int j = 0; j < 8; j++) {
+                    IntVector.fromArray(I, lanes, 16 * j).convertShape(I2B, B16, 0).reinterpretAsBytes()
+                            .intoArray(scaleBytes, 16 * j);
+                    IntVector.fromArray(I, lanes, 16 * (8 + j)).convertShape(I2B, B16, 0).reinterpretAsBytes()
+                            .intoArray(scaleBytes, MINS - SCALES + 16 * j);
+                    int nibbles = j % 2 == 0 ? 256 : 768;
+                    for (int w = 0; w < 4; w++) {
+                        // lanes 2i and 2i+1 of vector w: row i's ints 8(j/2) + w (h = 0) and that plus 4 (h = 1)
+                        int k = 8 * (j / 2) + w;
+                        IntVector h0 = IntVector.fromArray(I, lanes, nibbles + 256 * (k / 16) + 16 * (k % 16));
+                        IntVector h1 = IntVector.fromArray(I, lanes, nibbles + 256 * ((k + 4) / 16) + 16 * ((k + 4) % 16));
+                        h0.or(h1.lanewise(LSHL, 16)).intoArray(quants, 64 * j + 16 * w);
                     }
                 }
                 long out = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;
                 MemorySegment.copy(scales, 0, dst, Layouts.FLOAT_LE, out, 2 * ROWS);
                 MemorySegment.copy(scaleBytes, 0, dst, Layouts.BYTE, out + SCALES, scaleBytes.length);
-                MemorySegment.copy(quants, 0, dst, Layouts.SHORT_LE, out + QUANTS, quants.length);
+                MemorySegment.copy(quants, 0, dst, Layouts.INT_LE, out + QUANTS, quants.length);
             }
         }
     }
