@@ -22,12 +22,15 @@ import moe4j.engine.placement.ModelFootprint;
 import moe4j.engine.placement.Placement;
 import moe4j.engine.placement.PlanRequest;
 import moe4j.engine.tokenizer.Tokenizer;
+import moe4j.gguf.GgmlType;
 import moe4j.gguf.GgufFile;
 import moe4j.gguf.GgufTensor;
+import moe4j.gguf.PhysicalMemory;
 import moe4j.kernels.Backend;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.cpu.CpuBackend;
 import moe4j.kernels.cuda.CudaBackend;
+import moe4j.kernels.quant.Q4_KInterleaved;
 
 /**
  * A loaded model: the mapped file, its weights bound to a backend (or, placed across devices, to one backend per
@@ -99,8 +102,9 @@ public final class Model implements AutoCloseable {
      * As {@link #load(GgufFile, LoadOptions)}, with the backend of each device opened by {@code opener}: tests wrap
      * the real backends to see what the graph binds and allocates on each.
      */
-    static Model load(GgufFile file, LoadOptions options, BiFunction<Device, LoadOptions, Backend> opener) {
-        Objects.requireNonNull(options, "options");
+    static Model load(GgufFile file, LoadOptions requested, BiFunction<Device, LoadOptions, Backend> opener) {
+        Objects.requireNonNull(requested, "options");
+        LoadOptions options = requested.repack() && !repackFits(file) ? requested.withRepack(false) : requested;
         Path path = file.paths().getFirst();
         Map<String, Backend> backends = new LinkedHashMap<>();
         try {
@@ -137,6 +141,27 @@ public final class Model implements AutoCloseable {
             file.close();
             throw e;
         }
+    }
+
+    /** Physical memory a repacked copy of the weights leaves free at least: the JVM, its heap, caches, workspaces. */
+    static final long REPACK_HEADROOM = 2L << 30;
+
+    /**
+     * Whether the CPU's repacked copy of {@code file}'s Q4_K matrices ({@link LoadOptions#repack()}; at most all of them,
+     * whatever the placement) fits in physical memory beside the weights when these are held in memory of their own
+     * (read with {@code --no-mmap}, or built in memory); a mapped file's pages can be dropped, so then the copy alone.
+     * Where it does not fit, the weights are multiplied as they lie rather than the machine running out of memory.
+     */
+    static boolean repackFits(GgufFile file) {
+        long copy = file.tensors().stream()
+                .filter(t -> t.type() == GgmlType.Q4_K && !t.name().equals("token_embd.weight"))
+                .mapToLong(t -> t.byteSize() / (Q4_KInterleaved.ROWS * 144L) * Q4_KInterleaved.GROUP_BLOCK_BYTES).sum();
+        long held = file.mapped() ? 0 : file.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
+        return repackFits(held, copy, PhysicalMemory.bytes());
+    }
+
+    static boolean repackFits(long heldBytes, long copyBytes, long physicalBytes) {
+        return copyBytes == 0 || heldBytes + copyBytes <= physicalBytes - REPACK_HEADROOM;
     }
 
     /**

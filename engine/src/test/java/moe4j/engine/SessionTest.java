@@ -111,6 +111,20 @@ class SessionTest {
         }
     }
 
+    /**
+     * The repacked copy must fit in physical memory (less 2 GiB) beside weights held in memory of their own; a mapped
+     * file's pages can be dropped, so there the copy alone counts. Where it does not fit, nothing is repacked.
+     */
+    @Test
+    void repackingIsSkippedWhereItsCopyWouldNotFitInMemory() {
+        long gib = 1L << 30;
+        assertTrue(Model.repackFits(0, 3 * gib, 8 * gib), "a mapped file: the copy alone");
+        assertFalse(Model.repackFits(0, 7 * gib, 8 * gib), "a mapped file whose copy leaves less than 2 GiB");
+        assertTrue(Model.repackFits(5 * gib, 3 * gib, 24 * gib), "weights in memory and their copy");
+        assertFalse(Model.repackFits(17 * gib, 9 * gib, 24 * gib), "weights in memory and a copy past the memory");
+        assertTrue(Model.repackFits(30 * gib, 0, 24 * gib), "nothing to repack");
+    }
+
     @Test
     void aModelReadIntoMemoryGivesTheLogitsOfTheMappedOne() throws IOException {
         LoadOptions base = LoadOptions.defaults().withThreads(2).withContextLength(64);
