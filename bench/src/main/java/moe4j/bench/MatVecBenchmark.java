@@ -101,6 +101,8 @@ public class MatVecBenchmark {
     private Arena arena;
     private MemorySegment weights;
     private MemorySegment groups;
+    /** Groups of 16 repacked rows per call of the one-token kernel: {@link #rowsPerCall} rounded up. */
+    private int groupsPerCall;
     private QuantFormat format;
     private long rowBytes;
     private int rows;
@@ -159,6 +161,7 @@ public class MatVecBenchmark {
             rows = rows / Q4_KInterleaved.ROWS * Q4_KInterleaved.ROWS;
             groups = HugePages.allocateOrPlain(Q4_KInterleaved.bytes(rows, columns), arena);
             Q4_KInterleaved.repack(weights, 0, rowBytes, columns, 0, rows / Q4_KInterleaved.ROWS, groups, 0);
+            groupsPerCall = (rowsPerCall + Q4_KInterleaved.ROWS - 1) / Q4_KInterleaved.ROWS;
         }
         out = new float[rows];
         outBatch = new float[rows * BATCH];
@@ -242,9 +245,8 @@ public class MatVecBenchmark {
     /** What the CPU backend's decode step runs: {@code dotPreparedRows} with one token, {@link #rowsPerCall} rows a call. */
     private void matVecRows(int from, int to) {
         if (groups != null) {
-            int step = Math.max(1, (rowsPerCall + Q4_KInterleaved.ROWS - 1) / Q4_KInterleaved.ROWS);
-            for (int g = from / Q4_KInterleaved.ROWS, end = to / Q4_KInterleaved.ROWS; g < end; g += step) {
-                int next = Math.min(end, g + step);
+            for (int g = from / Q4_KInterleaved.ROWS, end = to / Q4_KInterleaved.ROWS; g < end; g += groupsPerCall) {
+                int next = Math.min(end, g + groupsPerCall);
                 Q4_KInterleaved.dot(groups, 0, g, next, prepared, 0, 1, out, g * Q4_KInterleaved.ROWS, rows);
             }
             return;
@@ -265,8 +267,7 @@ public class MatVecBenchmark {
     @Benchmark
     public float[] matVecTwoThreads(Traffic traffic) {
         // the nearest whole number of calls to half the rows (rounding down would give the helper up to a call more)
-        int unit = groups != null ? Q4_KInterleaved.ROWS * Math.max(1, (rowsPerCall + Q4_KInterleaved.ROWS - 1)
-                / Q4_KInterleaved.ROWS) : rowsPerCall;
+        int unit = groups != null ? Q4_KInterleaved.ROWS * groupsPerCall : rowsPerCall;
         int half = Math.min(rows, (int) Math.round(rows / 2.0 / unit) * unit);
         inHalves(() -> matVecRows(0, half), () -> matVecRows(half, rows));
         traffic.weightBytes += rows * rowBytes;

@@ -147,15 +147,16 @@ public final class Model implements AutoCloseable {
     static final long REPACK_HEADROOM = 2L << 30;
 
     /**
-     * Whether the CPU's repacked copy of {@code file}'s Q4_K matrices ({@link LoadOptions#repack()}; at most all of them,
-     * whatever the placement) fits in physical memory beside the weights when these are held in memory of their own
+     * Whether the CPU's repacked copy of {@code file}'s Q4_K matrices ({@link LoadOptions#repack()}; all that can be
+     * repacked, whatever the placement) fits in physical memory beside the weights when these are held in memory of their own
      * (read with {@code --no-mmap}, or built in memory); a mapped file's pages can be dropped, so then the copy alone.
      * Where it does not fit, the weights are multiplied as they lie rather than the machine running out of memory.
      */
     static boolean repackFits(GgufFile file) {
         long copy = file.tensors().stream()
-                .filter(t -> t.type() == GgmlType.Q4_K && !t.name().equals("token_embd.weight"))
-                .mapToLong(t -> t.byteSize() / (Q4_KInterleaved.ROWS * 144L) * Q4_KInterleaved.GROUP_BLOCK_BYTES).sum();
+                .filter(t -> t.type() == GgmlType.Q4_K && !t.name().equals("token_embd.weight")
+                        && Q4_KInterleaved.fits((int) t.shape()[1], (int) t.shape()[0]))
+                .mapToLong(t -> Q4_KInterleaved.bytes(t.shape()[1], (int) t.shape()[0]) * t.shape()[2]).sum();
         long held = file.mapped() ? 0 : file.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
         return repackFits(held, copy, PhysicalMemory.bytes());
     }

@@ -93,7 +93,7 @@ public final class PreparedActivations {
         if (bytes && bytePairs.length < size) {
             bytePairs = new byte[values.length];
         }
-        if (PairTile.pairsCodes(this.order) && tilePairs.length < size / 2) {
+        if (tilesRead(this.order, rows) && tilePairs.length < size / 2) {
             tilePairs = new int[values.length / 2];
             tileSums = new int[values.length / 32];
         }
@@ -117,7 +117,7 @@ public final class PreparedActivations {
                     bytePairs[2 * i + 1] = (byte) (pairs[i] >> 16);
                 }
             }
-            if (PairTile.pairsCodes(order)) {
+            if (tilesRead(order, rows)) {
                 PairTile.packCodes(order, codes, o, tilePairs, tileSums, width);
             }
         } else {
@@ -138,6 +138,14 @@ public final class PreparedActivations {
         }
     }
 
+    /**
+     * Whether products with {@code rows} rows prepared in {@code order} read {@link #tilePairs()}: batches through
+     * {@link PairTile}, and a single Q4_K row through {@link Q4_KInterleaved}; the other one-token kernels do not.
+     */
+    private static boolean tilesRead(LaneOrder order, int rows) {
+        return PairTile.pairsCodes(order) && (rows > 1 || order == Q4_K.PAIRS);
+    }
+
     public ActivationRounding rounding() { return rounding; }
 
     /** The order of {@link #codePairs()}; {@link LaneOrder#NATURAL} when there is no such copy. */
@@ -152,7 +160,8 @@ public final class PreparedActivations {
 
     /**
      * Row {@code r}'s codes paired as {@link PairTile} multiplies them, at {@code r*width/2}, when it takes
-     * {@link #laneOrder()} (also for a single row: the interleaved Q4_K kernel reads them).
+     * {@link #laneOrder()} and more than one row was reserved, or Q4_K's order (whose interleaved one-token kernel reads
+     * them too).
      */
     int[] tilePairs() { return tilePairs; }
 
