@@ -43,7 +43,8 @@ class PlanCommandTest {
     @Test
     void presetOnTwoGpusAndRamAsJson() throws IOException {
         JsonNode j = json("plan", "--model", "qwen3-235b-a22b:Q4_K_M", "--gpu", "rtx5090,rtx5090", "--ram", "128G",
-                "--ctx", "32768", "--json");
+                "--ctx", "32768", "--no-repack", "--json");
+        assertFalse(j.get("cpu_repack").asBoolean());
         assertTrue(j.get("fits").asBoolean());
         assertTrue(j.get("message").isNull());
         assertTrue(j.get("estimated_tg_tok_s").asDouble() > 0);
@@ -69,6 +70,24 @@ class PlanCommandTest {
         assertEquals(94, layers);
         assertEquals(94, j.get("layers").size());
         assertEquals(0, devices.get(2).get("layers").size(), "attention of every layer fits on the GPUs");
+    }
+
+    /** {@code --repack} plans system RAM with the CPU's repacked Q4_K matrices; the GPUs hold the file's bytes. */
+    @Test
+    void repackingAddsTheCopysExtraBytesToSystemRam() throws IOException {
+        String[] base = {"plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--gpu", "h100", "--ram", "64G", "--cpu-moe", "--json"};
+        JsonNode asFile = json(concat(base, "--no-repack"));
+        JsonNode repacked = json(concat(base, "--repack"));
+        assertTrue(repacked.get("cpu_repack").asBoolean());
+        assertEquals(asFile.get("devices").get(0), repacked.get("devices").get(0));
+        long extra = ModelFootprint.preset("qwen3-30b-a3b:Q4_K_M").tensors().stream()
+                .filter(t -> t.part() == ModelFootprint.Part.EXPERTS)
+                .mapToLong(t -> t.repackedBytes() - t.bytes()).sum();
+        assertTrue(extra > 0);
+        assertEquals(asFile.get("devices").get(1).get("weights_bytes").asLong() + extra,
+                repacked.get("devices").get(1).get("weights_bytes").asLong());
+        CliRunner text = CliRunner.run("plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--ram", "64G", "--repack");
+        assertTrue(text.out().contains("Q4_K matrices repacked in RAM"), text.out());
     }
 
     @Test
@@ -154,7 +173,7 @@ class PlanCommandTest {
             tensorBytes = f.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
         }
         JsonNode j = json("plan", "-m", file.toString(), "--gpu", "1G", "--ram", "1G", "--ctx", "256", "--kv", "q8_0",
-                "--json");
+                "--no-repack", "--json");
         assertTrue(j.get("fits").asBoolean());
         assertEquals(tensorBytes, j.get("model").get("weights_bytes").asLong());
         assertEquals(tensorBytes, sum(j.get("devices"), "weights_bytes"));

@@ -188,7 +188,8 @@ public final class Model implements AutoCloseable {
         int context = options.contextLength() > 0 ? options.contextLength()
                 : Math.min(config.contextLength(), LoadOptions.DEFAULT_CONTEXT_CAP);
         PlanRequest request = DevicePlan.request(placed, names, listed.size(), config.layers(), context,
-                options.kvCacheType(), options.batchSize());
+                        options.kvCacheType(), options.batchSize())
+                .withCpuRepack(options.repack() && Q4_KInterleaved.available());
         List<DeviceSpec> specs = DevicePlan.specs(names, gpuMemory, gpuNames);
         Placement placement = DevicePlan.plan(ModelFootprint.of(file), specs, request);
         Set<String> used = DevicePlan.used(placement);

@@ -72,7 +72,16 @@ class PlacementBindingTest {
         @Override
         public Object invoke(Object proxy, Method method, Object[] args) throws Throwable {
             switch (method.getName()) {
-                case "bind", "bindForLookup" -> {
+                case "bind" -> {
+                    // what the backend holds: its repacked copy where it makes one, else the file's bytes
+                    GgufTensor t = (GgufTensor) args[0];
+                    long before = cpu.repackedBytes();
+                    Object weight = call(method, args);
+                    long copy = cpu.repackedBytes() - before;
+                    bound.merge(t.name(), copy > 0 ? copy : t.byteSize(), Long::sum);
+                    return weight;
+                }
+                case "bindForLookup" -> {
                     GgufTensor t = (GgufTensor) args[0];
                     bound.merge(t.name(), t.byteSize(), Long::sum);
                 }
@@ -86,6 +95,10 @@ class PlacementBindingTest {
                 }
                 default -> { }
             }
+            return call(method, args);
+        }
+
+        private Object call(Method method, Object[] args) throws Throwable {
             try {
                 return method.invoke(cpu, args);
             } catch (InvocationTargetException e) {

@@ -12,6 +12,7 @@ import moe4j.engine.testmodel.TensorMix;
 import moe4j.engine.testmodel.TestModelGenerator;
 import moe4j.gguf.GgufFile;
 import moe4j.kernels.KvCacheType;
+import moe4j.kernels.cpu.CpuBackend;
 
 /**
  * What a model needs in memory, tensor by tensor, and the shapes that size its KV cache and activations: all the
@@ -72,15 +73,24 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
     /**
      * One tensor.
      *
-     * @param layer its block index, or -1 for a global tensor
+     * @param layer         its block index, or -1 for a global tensor
+     * @param bytes         its size in the file, which a GPU holds and a CPU maps
+     * @param repackedBytes what a CPU backend that repacks holds for it when bound for products (a Q4_K matrix's
+     *                      copy in groups of 16 rows, 5.6% larger; {@link PlanRequest#cpuRepack()}), else
+     *                      {@code bytes}
      */
-    public record TensorFootprint(String name, int layer, Part part, long bytes) {
+    public record TensorFootprint(String name, int layer, Part part, long bytes, long repackedBytes) {
         public TensorFootprint {
             Objects.requireNonNull(name, "name");
             Objects.requireNonNull(part, "part");
-            if (bytes < 0) {
-                throw new IllegalArgumentException(name + ": negative size " + bytes);
+            if (bytes < 0 || repackedBytes < 0) {
+                throw new IllegalArgumentException(name + ": negative size " + bytes + " / " + repackedBytes);
             }
+        }
+
+        /** A tensor that no backend repacks. */
+        public TensorFootprint(String name, int layer, Part part, long bytes) {
+            this(name, layer, part, bytes, bytes);
         }
     }
 
@@ -108,7 +118,8 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
     public static ModelFootprint of(GgufFile file) {
         ModelConfig c = ModelConfig.from(file);
         List<TensorFootprint> tensors = file.tensors().stream()
-                .map(t -> classify(t.name(), t.byteSize())).toList();
+                .map(t -> classify(t.name(), t.byteSize(), CpuBackend.heldBytes(t.type(), t.dims(), t.byteSize())))
+                .toList();
         return new ModelFootprint(String.valueOf(file.paths().getFirst().getFileName()), c.layers(), c.embd(),
                 c.qDim(), c.kvDim(), c.experts(), c.expertsUsed(), c.expertFfn(), c.isMoe() ? 0 : c.ffn(), c.vocab(),
                 c.contextLength(), c.tiedEmbeddings(), tensors);
@@ -117,7 +128,8 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
     /** The footprint of the file {@code make-test-model} writes for this shape and mix (no file is written). */
     public static ModelFootprint of(String name, ModelShape shape, TensorMix mix) {
         List<TensorFootprint> tensors = TestModelGenerator.plan(shape, mix).stream()
-                .map(t -> classify(t.name(), t.byteSize())).toList();
+                .map(t -> classify(t.name(), t.byteSize(), CpuBackend.heldBytes(t.type(), t.dims(), t.byteSize())))
+                .toList();
         return new ModelFootprint(name, shape.layers(), shape.embd(), shape.qDim(), shape.kvDim(), shape.experts(),
                 shape.expertsUsed(), shape.expertFfn(), shape.isMoe() ? 0 : shape.ffn(), shape.vocab(), shape.context(),
                 shape.tiedEmbeddings(), tensors);
@@ -146,8 +158,13 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
         return of(presetName + ":" + mix.name(), shape, mix);
     }
 
-    /** Tells a tensor's layer and role from its GGUF name. */
+    /** Tells a tensor's layer and role from its GGUF name; no backend repacks it. */
     public static TensorFootprint classify(String name, long bytes) {
+        return classify(name, bytes, bytes);
+    }
+
+    /** Tells a tensor's layer and role from its GGUF name, which a CPU backend that repacks holds in {@code repackedBytes}. */
+    public static TensorFootprint classify(String name, long bytes, long repackedBytes) {
         Matcher m = BLOCK.matcher(name);
         if (!m.matches()) {
             Part part = switch (name) {
@@ -156,7 +173,7 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
                 case "output.weight" -> Part.OUTPUT;
                 default -> Part.OTHER;
             };
-            return new TensorFootprint(name, -1, part, bytes);
+            return new TensorFootprint(name, -1, part, bytes, repackedBytes);
         }
         String rest = m.group(2);
         Part part;
@@ -171,7 +188,7 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
         } else {
             part = Part.ATTENTION;
         }
-        return new TensorFootprint(name, Integer.parseInt(m.group(1)), part, bytes);
+        return new TensorFootprint(name, Integer.parseInt(m.group(1)), part, bytes, repackedBytes);
     }
 
     public boolean isMoe() { return experts > 0; }

@@ -149,15 +149,16 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                     continue;
                 }
                 TensorFootprint t = tensors.get(i);
-                weights += t.bytes();
-                read += readPerToken(m, t);
+                long held = heldBytes(m, r, s, t, head);
+                weights += held;
+                read += readPerToken(m, t, held);
                 parts.add(t.part());
                 if (t.layer() < 0) {
                     globals.add(t.name());
                 }
             }
             if (m.tiedEmbeddings() && head.equals(name)) {
-                long e = m.tokenEmbedding().bytes();
+                long e = heldBytes(m, r, s, m.tokenEmbedding(), head);
                 if (headCopy) {
                     weights += e;
                     globals.add(m.tokenEmbedding().name() + " (LM head copy)");
@@ -213,12 +214,21 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
         return new Placement(m, r, loads, layers, Planner.byName(tensors, where), transfers, seconds);
     }
 
-    /** Bytes of {@code t} a token reads at batch 1. */
-    private static long readPerToken(ModelFootprint m, TensorFootprint t) {
+    /**
+     * Bytes device {@code s} holds for {@code t}: on a CPU backend that repacks, the repacked copy of what it multiplies
+     * (not the token embedding, which it reads a row at a time as the file has it, unless it is also the head there).
+     */
+    private static long heldBytes(ModelFootprint m, PlanRequest r, DeviceSpec s, TensorFootprint t, String head) {
+        boolean multiplied = t.part() != Part.TOKEN_EMBEDDING || (m.tiedEmbeddings() && head.equals(s.name()));
+        return r.cpuRepack() && !s.isGpu() && multiplied ? t.repackedBytes() : t.bytes();
+    }
+
+    /** Bytes of {@code t} a token reads at batch 1 where {@code held} bytes of it are held. */
+    private static long readPerToken(ModelFootprint m, TensorFootprint t, long held) {
         return switch (t.part()) {
-            case EXPERTS -> Math.round((double) t.bytes() * m.expertsUsed() / m.experts());
+            case EXPERTS -> Math.round((double) held * m.expertsUsed() / m.experts());
             case TOKEN_EMBEDDING -> t.bytes() / m.vocab();
-            default -> t.bytes();
+            default -> held;
         };
     }
 
@@ -288,9 +298,9 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                 m.isMoe() ? ", " + m.experts() + " experts (" + m.expertsUsed() + " used per token)" : "",
                 ByteSize.format(m.totalBytes())));
         b.append(String.format(Locale.ROOT, "context  %d positions, KV cache %s (%s per layer), batch %d, margin %s"
-                        + " per device%n%n", request.contextLength(), request.kvType().name().toLowerCase(Locale.ROOT),
+                        + " per device%s%n%n", request.contextLength(), request.kvType().name().toLowerCase(Locale.ROOT),
                 ByteSize.format(m.kvBytesPerLayer(request.contextLength(), request.kvType())), request.batchSize(),
-                ByteSize.format(request.marginBytes())));
+                ByteSize.format(request.marginBytes()), request.cpuRepack() ? ", Q4_K matrices repacked in RAM" : ""));
 
         List<String[]> rows = new ArrayList<>();
         rows.add(new String[] {"device", "hardware", "bandwidth", "capacity", "weights", "KV cache", "scratch", "free",

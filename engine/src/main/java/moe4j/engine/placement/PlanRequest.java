@@ -23,9 +23,13 @@ import moe4j.kernels.KvCacheType;
  * @param stageBatch    batches of at least this many tokens run a mixture-of-experts block placed in system RAM
  *                      on its layer's GPU, copied there for the batch: each GPU keeps room for the largest block;
  *                      0 never
+ * @param cpuRepack     whether the CPU backends repack the matrices they multiply ({@code LoadOptions#repack()} on a
+ *                      machine that runs the repacked kernels), so that system RAM holds
+ *                      {@link ModelFootprint.TensorFootprint#repackedBytes()} of them rather than the file's bytes
  */
 public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, List<Double> split, int gpuLayers,
-                          int nCpuMoe, List<TensorOverride> overrides, long marginBytes, int stageBatch) {
+                          int nCpuMoe, List<TensorOverride> overrides, long marginBytes, int stageBatch,
+                          boolean cpuRepack) {
 
     public static final int AUTO = -1;
 
@@ -73,34 +77,43 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
         }
     }
 
-    /** Automatic fitting for {@code contextLength} positions: F16 cache, the engine's batch size, default margin. */
+    /**
+     * Automatic fitting for {@code contextLength} positions: F16 cache, the engine's batch size, default margin, the
+     * file's bytes in system RAM (no repacking).
+     */
     public static PlanRequest defaults(int contextLength) {
         return new PlanRequest(contextLength, KvCacheType.F16, LoadOptions.DEFAULT_BATCH_SIZE, List.of(), AUTO, AUTO,
-                List.of(), DEFAULT_MARGIN, DEFAULT_STAGE_BATCH);
+                List.of(), DEFAULT_MARGIN, DEFAULT_STAGE_BATCH, false);
     }
 
     public PlanRequest withContextLength(int n) {
-        return new PlanRequest(n, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch);
+        return new PlanRequest(n, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch,
+                cpuRepack);
     }
 
     public PlanRequest withKvType(KvCacheType t) {
-        return new PlanRequest(contextLength, t, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch);
+        return new PlanRequest(contextLength, t, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes,
+                stageBatch, cpuRepack);
     }
 
     public PlanRequest withBatchSize(int n) {
-        return new PlanRequest(contextLength, kvType, n, split, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch);
+        return new PlanRequest(contextLength, kvType, n, split, gpuLayers, nCpuMoe, overrides, marginBytes,
+                stageBatch, cpuRepack);
     }
 
     public PlanRequest withSplit(List<Double> proportions) {
-        return new PlanRequest(contextLength, kvType, batchSize, proportions, gpuLayers, nCpuMoe, overrides, marginBytes, stageBatch);
+        return new PlanRequest(contextLength, kvType, batchSize, proportions, gpuLayers, nCpuMoe, overrides,
+                marginBytes, stageBatch, cpuRepack);
     }
 
     public PlanRequest withGpuLayers(int n) {
-        return new PlanRequest(contextLength, kvType, batchSize, split, n, nCpuMoe, overrides, marginBytes, stageBatch);
+        return new PlanRequest(contextLength, kvType, batchSize, split, n, nCpuMoe, overrides, marginBytes,
+                stageBatch, cpuRepack);
     }
 
     public PlanRequest withNCpuMoe(int n) {
-        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, n, overrides, marginBytes, stageBatch);
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, n, overrides, marginBytes,
+                stageBatch, cpuRepack);
     }
 
     /** All experts in system RAM, attention on the GPUs: llama.cpp's {@code --cpu-moe}. */
@@ -109,15 +122,23 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
     }
 
     public PlanRequest withOverrides(List<TensorOverride> o) {
-        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, o, marginBytes, stageBatch);
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, o, marginBytes,
+                stageBatch, cpuRepack);
     }
 
     public PlanRequest withStageBatch(int tokens) {
         return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes,
-                tokens);
+                tokens, cpuRepack);
+    }
+
+    public PlanRequest withCpuRepack(boolean repack) {
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes,
+                stageBatch,
+                repack);
     }
 
     public PlanRequest withMargin(long bytes) {
-        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, bytes, stageBatch);
+        return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, bytes,
+                stageBatch, cpuRepack);
     }
 }

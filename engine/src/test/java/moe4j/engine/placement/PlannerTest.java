@@ -420,6 +420,45 @@ class PlannerTest {
         assertEquals(total(m), ramOnly.device("cpu").weightsBytes());
     }
 
+    /**
+     * A CPU backend that repacks holds its Q4_K matrices in groups of 16 rows, 2432 bytes for every 16 x 144 of the
+     * file's: system RAM is planned with those bytes, a GPU with the file's, and the token embedding, which the CPU
+     * reads a row at a time as the file has it, stays at its size.
+     */
+    @Test
+    void aCpuThatRepacksHoldsItsQ4_KMatricesInTheirRepackedSize() {
+        ModelFootprint m = ModelFootprint.preset("qwen3-30b-a3b:Q4_K_M");
+        TensorFootprint q = m.tensors().stream().filter(t -> t.name().equals("blk.0.attn_q.weight")).findFirst()
+                .orElseThrow();
+        assertEquals(q.bytes() / 2304 * 2432, q.repackedBytes(), "attn_q is Q4_K, 4096 rows of 2048");
+        TensorFootprint head = m.tensors().stream().filter(t -> t.part() == Part.OUTPUT).findFirst().orElseThrow();
+        assertEquals(head.bytes(), head.repackedBytes(), "the head is Q6_K, not repacked");
+        long repackedAll = m.tensors().stream()
+                .mapToLong(t -> t.part() == Part.TOKEN_EMBEDDING ? t.bytes() : t.repackedBytes()).sum();
+        assertTrue(repackedAll > m.totalBytes() * 1.03, repackedAll + " against " + m.totalBytes());
+
+        List<DeviceSpec> ram = List.of(DeviceSpec.cpu(64 * GIB, DDR));
+        PlanRequest r = PlanRequest.defaults(4096);
+        DeviceLoad asFile = Planner.plan(m, ram, r).device("cpu");
+        DeviceLoad repacked = Planner.plan(m, ram, r.withCpuRepack(true)).device("cpu");
+        assertEquals(m.totalBytes(), asFile.weightsBytes());
+        assertEquals(repackedAll, repacked.weightsBytes());
+        assertEquals(asFile.freeBytes() - (repackedAll - m.totalBytes()), repacked.freeBytes());
+        assertTrue(repacked.weightsReadPerToken() > asFile.weightsReadPerToken());
+
+        // attention on the GPU at the file's size; only the experts left in RAM are repacked
+        List<DeviceSpec> hybrid = List.of(DeviceSpec.gpu(0, "GPU", 80 * GIB, 2000, HostLink.PCIE5_X16),
+                DeviceSpec.cpu(64 * GIB, DDR));
+        Placement p = Planner.plan(m, hybrid, r.withCpuMoe().withCpuRepack(true));
+        Placement plain = Planner.plan(m, hybrid, r.withCpuMoe());
+        assertEquals(plain.device("cuda:0").weightsBytes(), p.device("cuda:0").weightsBytes());
+        long experts = m.tensors().stream().filter(t -> t.part() == Part.EXPERTS)
+                .mapToLong(t -> t.repackedBytes() - t.bytes()).sum();
+        assertTrue(experts > 0);
+        assertEquals(plain.device("cpu").weightsBytes() + experts, p.device("cpu").weightsBytes());
+        assertTrue(p.explain().contains("Q4_K matrices repacked in RAM"), p.explain());
+    }
+
     @Test
     void decodeEstimateIsBandwidthOverBytesRead() {
         ModelFootprint m = synthetic(4, false);

@@ -8,6 +8,7 @@ import java.util.Arrays;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicLong;
 
+import moe4j.gguf.GgmlType;
 import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Activations;
 import moe4j.kernels.AttentionShape;
@@ -20,6 +21,7 @@ import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
 import moe4j.kernels.Weight;
 import moe4j.kernels.quant.PreparedActivations;
+import moe4j.kernels.quant.Q4_KInterleaved;
 import moe4j.kernels.quant.QuantFormat;
 
 /**
@@ -120,6 +122,22 @@ public final class CpuBackend implements Backend {
     @Override
     public long repackedBytes() {
         return repackedBytes.get();
+    }
+
+    /**
+     * Bytes of memory a backend that repacks holds for a tensor of {@code type} and GGUF dimensions {@code dims}
+     * ({@code fileBytes} in the file) bound for products: its repacked copy where {@link #bind} makes one on a machine
+     * that runs the repacked kernels, else the file's bytes (its mapped pages).
+     */
+    public static long heldBytes(GgmlType type, long[] dims, long fileBytes) {
+        if (type != GgmlType.Q4_K || dims.length < 2 || !Q4_KInterleaved.fitsShape(dims[1], dims[0])) {
+            return fileBytes;
+        }
+        long matrices = 1;
+        for (int i = 2; i < dims.length; i++) {
+            matrices = Math.multiplyExact(matrices, dims[i]);
+        }
+        return Math.multiplyExact(Q4_KInterleaved.bytes(dims[1], (int) dims[0]), matrices);
     }
 
     @Override

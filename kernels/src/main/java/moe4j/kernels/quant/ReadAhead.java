@@ -77,6 +77,16 @@ final class ReadAhead {
     }
 
     /**
+     * One byte {@link #DISTANCE} ahead of {@code at}, or the last one ({@code lastByte}: {@code src.byteSize() - 1})
+     * near the end: a single line of the stream, where a kernel that reads one line per several of its own steps
+     * wants the hardware prefetcher started in each page before it gets there. With {@code DISTANCE} 0 it reads at
+     * {@code at}.
+     */
+    static int touchLine(MemorySegment src, long at, long lastByte) {
+        return src.get(ValueLayout.JAVA_BYTE, Math.min(at + DISTANCE, lastByte));
+    }
+
+    /**
      * The sum of one byte from each 64-byte step of {@code src[offset .. offset+bytes)}: a load per cache line. The
      * float prompt tiles read the next row tile's lines this way before the current tile's products, so that its
      * misses are in flight together while the products run, where the decoder would meet them one block at a time
