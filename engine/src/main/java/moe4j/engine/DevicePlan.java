@@ -108,13 +108,21 @@ final class DevicePlan {
     }
 
     /**
-     * Plans {@code model} on {@code specs}.
+     * Plans {@code model} on {@code specs}. Where the CPUs' repacked copies ({@link PlanRequest#cpuRepack()}) are what
+     * does not fit, the file's bytes are planned instead ({@code cpuRepack()} false in the placement's request): the
+     * CPU backends must then multiply the weights as the file has them.
      *
      * @throws IllegalArgumentException with the planner's message when the devices or the request are inconsistent,
      *                                  or when the placement does not fit
      */
     static Placement plan(ModelFootprint model, List<DeviceSpec> specs, PlanRequest request) {
         Placement p = Planner.plan(model, specs, request);
+        if (!p.fits() && request.cpuRepack()) {
+            Placement asFile = Planner.plan(model, specs, request.withCpuRepack(false));
+            if (asFile.fits()) {
+                return asFile;
+            }
+        }
         if (!p.fits()) {
             throw new IllegalArgumentException("the placement of " + model.name() + " does not fit: " + p.message());
         }

@@ -133,6 +133,9 @@ public final class Model implements AutoCloseable {
                 return new Model(path, file, backends, null, graph, options);
             }
             Placement placement = place(file, config, options, backends, opener);
+            if (options.repack() && !placement.request().cpuRepack()) {
+                options = options.withRepack(false);   // the placement fits only with the file's bytes in RAM
+            }
             ModelGraph graph = Architectures.load(config, file,
                     assign(placement, backends, stageBatch(options)), options.listener());
             return new Model(path, file, backends, placement, graph, options);
@@ -192,6 +195,16 @@ public final class Model implements AutoCloseable {
                 .withCpuRepack(options.repack() && Q4_KInterleaved.available());
         List<DeviceSpec> specs = DevicePlan.specs(names, gpuMemory, gpuNames);
         Placement placement = DevicePlan.plan(ModelFootprint.of(file), specs, request);
+        if (request.cpuRepack() && !placement.request().cpuRepack()) {
+            LoadOptions asFile = options.withRepack(false);
+            for (int i = 0; i < names.size(); i++) {
+                Device d = i < listed.size() ? listed.get(i) : Device.CPU;
+                if (d.kind() == Device.Kind.CPU) {
+                    backends.get(names.get(i)).close();
+                    backends.put(names.get(i), opener.apply(d, asFile));
+                }
+            }
+        }
         Set<String> used = DevicePlan.used(placement);
         backends.entrySet().removeIf(e -> {
             if (used.contains(e.getKey())) {

@@ -2,6 +2,7 @@ package moe4j.engine;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -19,6 +20,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import moe4j.engine.placement.DeviceLoad;
 import moe4j.engine.placement.DeviceSpec;
 import moe4j.engine.placement.LayerPlacement;
 import moe4j.engine.placement.ModelFootprint;
@@ -308,6 +310,38 @@ class MultiDeviceTest {
         assertTrue(e.getMessage().startsWith("the placement of " + moe.getFileName() + " does not fit: cpu:1 ("),
                 e.getMessage());
         assertTrue(e.getMessage().contains("is short by"), e.getMessage());
+    }
+
+    /**
+     * Where the CPUs' repacked copies of the Q4_K matrices are what does not fit, the file's bytes are planned (and
+     * the model is then loaded without repacking); where those do not fit either, the refusal stands. The layers and
+     * their experts are fixed here ({@code --split 1,1 --n-cpu-moe 0}), so that nothing else can make room.
+     */
+    @Test
+    void whereOnlyTheRepackedCopyDoesNotFitTheFilesBytesArePlanned() {
+        ModelFootprint footprint = ModelFootprint.preset("qwen3-30b-a3b:Q4_K_M");
+        List<String> names = DevicePlan.names(TWO_CPUS);
+        PlanRequest request = DevicePlan.request(PlacementOptions.NONE.withSplit(List.of(1.0, 1.0)).withNCpuMoe(0),
+                names, 2, 48, 64, KvCacheType.F16, 8).withMargin(0).withCpuRepack(true);
+        List<DeviceSpec> roomy = List.of(DeviceSpec.cpu(1L << 40, SystemMemory.DEFAULT),
+                DeviceSpec.cpuInstance(1, 1L << 40, SystemMemory.DEFAULT));
+        DeviceLoad repacked = DevicePlan.plan(footprint, roomy, request).device("cpu:1");
+        DeviceLoad asFile = DevicePlan.plan(footprint, roomy, request.withCpuRepack(false)).device("cpu:1");
+        long fileNeeds = asFile.weightsBytes() + asFile.kvBytes() + asFile.scratchBytes();
+        assertTrue(repacked.weightsBytes() > asFile.weightsBytes() + (100L << 20), repacked.weightsBytes() + " against "
+                + asFile.weightsBytes());
+
+        List<DeviceSpec> tight = List.of(roomy.getFirst(), DeviceSpec.cpuInstance(1, fileNeeds, SystemMemory.DEFAULT));
+        Placement p = DevicePlan.plan(footprint, tight, request);
+        assertTrue(p.fits(), p.message());
+        assertFalse(p.request().cpuRepack());
+        assertEquals(0, p.device("cpu:1").freeBytes());
+
+        List<DeviceSpec> tooSmall = List.of(roomy.getFirst(),
+                DeviceSpec.cpuInstance(1, fileNeeds - 1, SystemMemory.DEFAULT));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> DevicePlan.plan(footprint, tooSmall, request));
+        assertTrue(e.getMessage().contains("cpu:1 (") && e.getMessage().contains("is short by"), e.getMessage());
     }
 
     @Test

@@ -117,17 +117,21 @@ public final class Planner {
         private final TensorOverride[] pinnedBy;
         /** Per block, the device its pinned anchors put it on; null where no anchor is pinned. */
         private final String[] pinnedBlock;
-        /** Per layer, the unpinned bytes that go where the layer's attention goes. */
-        private final long[] dense;
-        /** Per MoE layer, the unpinned bytes that go where its experts go (its whole feed-forward block). */
-        private final long[] experts;
+        /**
+         * Per layer, the unpinned bytes that go where the layer's attention goes: [0] as a GPU holds them (the file's
+         * bytes), [1] as a further CPU instance does ({@link TensorFootprint#repackedBytes()} where it repacks).
+         */
+        private final long[][] dense;
+        /** Per MoE layer, the unpinned bytes that go where its experts go (its whole feed-forward block); as dense. */
+        private final long[][] experts;
         /** What a GPU keeps for the feed-forward blocks of other devices that large batches copy in. */
         private long stagingBytes;
         private final boolean reserveStaging;
         private final long kvPerLayer;
         /** Bytes whose place overrides decide on each GPU: those pinned and those of blocks whose anchors are. */
         private final long[] pinnedOnGpu;
-        private long headBytes;
+        /** The head's bytes, as {@link #dense}. */
+        private final long[] headBytes = new long[2];
 
         Run(ModelFootprint model, List<DeviceSpec> devices, PlanRequest request, boolean reserveStaging) {
             this.m = model;
@@ -165,8 +169,8 @@ public final class Planner {
             this.blocks = new Blocks(model);
             this.where = new String[tensors.size()];
             this.pinnedBy = new TensorOverride[tensors.size()];
-            this.dense = new long[m.layers()];
-            this.experts = new long[m.layers()];
+            this.dense = new long[2][m.layers()];
+            this.experts = new long[2][m.layers()];
             this.kvPerLayer = m.kvBytesPerLayer(r.contextLength(), r.kvType());
             this.pinnedOnGpu = new long[gpus.size()];
             for (int i = 0; i < tensors.size(); i++) {
@@ -174,7 +178,7 @@ public final class Planner {
                     if (o.matches(tensors.get(i).name())) {
                         where[i] = o.device();
                         pinnedBy[i] = o;
-                        addIfGpu(where[i], tensors.get(i).bytes());
+                        addIfGpu(where[i], tensors.get(i));
                         break;
                     }
                 }
@@ -190,29 +194,39 @@ public final class Planner {
                 TensorFootprint t = tensors.get(i);
                 int b = blocks.of(i);
                 if (b >= 0 && !blocks.isAnchor(i) && pinnedBlock[b] != null) {
-                    addIfGpu(pinnedBlock[b], t.bytes());   // follows its pinned anchors
+                    addIfGpu(pinnedBlock[b], t);   // follows its pinned anchors
                 } else if (t.layer() >= 0) {
-                    if (m.isMoe() && t.part().feedForward()) {
-                        experts[t.layer()] += t.bytes();
-                    } else {
-                        dense[t.layer()] += t.bytes();
-                    }
+                    long[][] to = m.isMoe() && t.part().feedForward() ? experts : dense;
+                    to[0][t.layer()] += t.bytes();
+                    to[1][t.layer()] += cpuBytes(t);
                 } else if (t.part() != Part.TOKEN_EMBEDDING) {
-                    headBytes += t.bytes();
+                    headBytes[0] += t.bytes();
+                    headBytes[1] += cpuBytes(t);
                 }
             }
             if (reserveStaging) {
                 stagingBytes = stagingBytes(m, r, ffnBytes(m, tensors));   // pinned or not, a block is copied whole
             }
-            if (m.tiedEmbeddings()) {
-                headBytes += m.tokenEmbedding().bytes();   // the head's copy, if it goes to a GPU
+            if (m.tiedEmbeddings()) {   // the head's copy, if it goes to a GPU (or a further CPU instance)
+                headBytes[0] += m.tokenEmbedding().bytes();
+                headBytes[1] += cpuBytes(m.tokenEmbedding());
             }
         }
 
-        private void addIfGpu(String device, long bytes) {
+        /** What a CPU backend holds of {@code t} bound for products. */
+        private long cpuBytes(TensorFootprint t) {
+            return r.cpuRepack() ? t.repackedBytes() : t.bytes();
+        }
+
+        /** 0 for a GPU, 1 for a further CPU instance: which bytes of {@link #dense}, {@link #experts}, {@link #headBytes}. */
+        private int kind(int gpu) {
+            return gpus.get(gpu).isGpu() ? 0 : 1;
+        }
+
+        private void addIfGpu(String device, TensorFootprint t) {
             for (int g = 0; g < gpus.size(); g++) {
                 if (gpus.get(g).name().equals(device)) {
-                    pinnedOnGpu[g] += bytes;
+                    pinnedOnGpu[g] += kind(g) == 0 ? t.bytes() : cpuBytes(t);
                 }
             }
         }
@@ -370,9 +384,10 @@ public final class Planner {
                 load[i] = fixedCost(i, i == last);
             }
             for (int l = m.layers() - n; l < m.layers(); l++) {
-                load[owner[l]] += dense[l] + kvPerLayer;
+                int g = owner[l];
+                load[g] += dense[kind(g)][l] + kvPerLayer;
                 if (r.nCpuMoe() != PlanRequest.AUTO && l >= r.nCpuMoe()) {
-                    load[owner[l]] += experts[l];
+                    load[g] += experts[kind(g)][l];
                 }
             }
             return load;
@@ -383,8 +398,8 @@ public final class Planner {
             long[] load = gpuLoads(n, owner);
             for (int l = m.layers() - n; l < m.layers(); l++) {
                 int g = owner[l];
-                if (load[g] + experts[l] <= usable(g)) {
-                    load[g] += experts[l];
+                if (load[g] + experts[kind(g)][l] <= usable(g)) {
+                    load[g] += experts[kind(g)][l];
                     expertsAt[l] = gpus.get(g).name();
                 }
             }
@@ -402,7 +417,7 @@ public final class Planner {
             }
             boolean isGpu = gpus.get(gpu).isGpu();
             return pinnedOnGpu[gpu] + scratchBytes(m, r.batchSize(), parts, isGpu) + (isGpu ? stagingBytes : 0)
-                    + (holdsHead ? headBytes : 0);
+                    + (holdsHead ? headBytes[kind(gpu)] : 0);
         }
 
         private long usable(int gpu) {

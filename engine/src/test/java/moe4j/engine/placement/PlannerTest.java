@@ -459,6 +459,22 @@ class PlannerTest {
         assertTrue(p.explain().contains("Q4_K matrices repacked in RAM"), p.explain());
     }
 
+    /** A further CPU instance takes layers as a GPU does, counted at what it holds: Q4_K matrices repacked. */
+    @Test
+    void aFurtherCpuInstanceIsFilledWithWhatItHoldsRepacked() {
+        ModelFootprint m = ModelFootprint.preset("qwen3-30b-a3b:Q4_K_M");
+        List<DeviceSpec> devices = List.of(DeviceSpec.cpuInstance(1, m.totalBytes() / 2, DDR),
+                DeviceSpec.cpu(64 * GIB, DDR));
+        Placement p = Planner.plan(m, devices, PlanRequest.defaults(4096).withCpuRepack(true));
+        assertTrue(p.fits(), p.message());
+        DeviceLoad one = p.device("cpu:1");
+        assertFalse(one.attentionLayers().isEmpty());
+        long held = m.tensors().stream().filter(t -> p.deviceOf(t.name()).equals("cpu:1"))
+                .mapToLong(TensorFootprint::repackedBytes).sum();
+        assertEquals(held, one.weightsBytes());
+        assertTrue(one.freeBytes() >= 0, p.summary());
+    }
+
     @Test
     void decodeEstimateIsBandwidthOverBytesRead() {
         ModelFootprint m = synthetic(4, false);
