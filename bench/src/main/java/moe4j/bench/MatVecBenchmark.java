@@ -24,7 +24,7 @@ import moe4j.gguf.GgmlType;
 import moe4j.gguf.HugePages;
 import moe4j.kernels.cpu.WorkerPool;
 import moe4j.kernels.quant.PreparedActivations;
-import moe4j.kernels.quant.Q4_KInterleaved;
+import moe4j.kernels.quant.InterleavedRows;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
 
@@ -91,9 +91,10 @@ public class MatVecBenchmark {
     public int offset;
 
     /**
-     * Q4_K only: the rows repacked in groups of 16 as the CPU backend binds them ({@code Q4_KInterleaved}), which the
-     * {@code matVec*} and {@code preparedBatch8} methods then read (16 rows a call at least); {@code weightBytes} still
-     * counts the file's bytes, so that the figure compares with the other layout's (the repacked rows are 5.6% larger).
+     * Q4_K and Q5_K only: the rows repacked in groups of 16 as the CPU backend binds them ({@code InterleavedRows}),
+     * which the {@code matVec*} and {@code preparedBatch8} methods then read (16 rows a call at least);
+     * {@code weightBytes} still counts the file's bytes, so that the figure compares with the other layout's (the
+     * repacked rows are 4.5-5.6% larger).
      */
     @Param({"false"})
     public boolean repacked;
@@ -101,6 +102,7 @@ public class MatVecBenchmark {
     private Arena arena;
     private MemorySegment weights;
     private MemorySegment groups;
+    private GgmlType groupType;
     /** Groups of 16 repacked rows per call of the one-token kernel: {@link #rowsPerCall} rounded up. */
     private int groupsPerCall;
     private QuantFormat format;
@@ -155,13 +157,14 @@ public class MatVecBenchmark {
             xBatch[i] = (float) rnd.nextGaussian();
         }
         if (repacked) {
-            if (t != GgmlType.Q4_K || !Q4_KInterleaved.fits(Q4_KInterleaved.ROWS, columns)) {
-                throw new IllegalArgumentException("repacked rows are Q4_K only, whole super-blocks, not " + type);
+            if (!InterleavedRows.fits(t, InterleavedRows.ROWS, columns)) {
+                throw new IllegalArgumentException("repacked rows are Q4_K or Q5_K only, whole super-blocks, not " + type);
             }
-            rows = rows / Q4_KInterleaved.ROWS * Q4_KInterleaved.ROWS;
-            groups = HugePages.allocateOrPlain(Q4_KInterleaved.bytes(rows, columns), arena);
-            Q4_KInterleaved.repack(weights, 0, rowBytes, columns, 0, rows / Q4_KInterleaved.ROWS, groups, 0);
-            groupsPerCall = (rowsPerCall + Q4_KInterleaved.ROWS - 1) / Q4_KInterleaved.ROWS;
+            rows = rows / InterleavedRows.ROWS * InterleavedRows.ROWS;
+            groups = HugePages.allocateOrPlain(InterleavedRows.bytes(t, rows, columns), arena);
+            groupType = t;
+            InterleavedRows.repack(t, weights, 0, rowBytes, columns, 0, rows / InterleavedRows.ROWS, groups, 0);
+            groupsPerCall = (rowsPerCall + InterleavedRows.ROWS - 1) / InterleavedRows.ROWS;
         }
         out = new float[rows];
         outBatch = new float[rows * BATCH];
@@ -245,9 +248,9 @@ public class MatVecBenchmark {
     /** What the CPU backend's decode step runs: {@code dotPreparedRows} with one token, {@link #rowsPerCall} rows a call. */
     private void matVecRows(int from, int to) {
         if (groups != null) {
-            for (int g = from / Q4_KInterleaved.ROWS, end = to / Q4_KInterleaved.ROWS; g < end; g += groupsPerCall) {
+            for (int g = from / InterleavedRows.ROWS, end = to / InterleavedRows.ROWS; g < end; g += groupsPerCall) {
                 int next = Math.min(end, g + groupsPerCall);
-                Q4_KInterleaved.dot(groups, 0, g, next, prepared, 0, 1, out, g * Q4_KInterleaved.ROWS, rows);
+                InterleavedRows.dot(groupType, groups, 0, g, next, prepared, 0, 1, out, g * InterleavedRows.ROWS, rows);
             }
             return;
         }
@@ -267,7 +270,7 @@ public class MatVecBenchmark {
     @Benchmark
     public float[] matVecTwoThreads(Traffic traffic) {
         // the nearest whole number of calls to half the rows (rounding down would give the helper up to a call more)
-        int unit = groups != null ? Q4_KInterleaved.ROWS * groupsPerCall : rowsPerCall;
+        int unit = groups != null ? InterleavedRows.ROWS * groupsPerCall : rowsPerCall;
         int half = Math.min(rows, (int) Math.round(rows / 2.0 / unit) * unit);
         inHalves(() -> matVecRows(0, half), () -> matVecRows(half, rows));
         traffic.weightBytes += rows * rowBytes;
@@ -277,7 +280,8 @@ public class MatVecBenchmark {
     @Benchmark
     public float[] preparedBatch8(Traffic traffic) {
         if (groups != null) {
-            Q4_KInterleaved.dot(groups, 0, 0, rows / Q4_KInterleaved.ROWS, preparedBatch, 0, BATCH, outBatch, 0, rows);
+            InterleavedRows.dot(groupType, groups, 0, 0, rows / InterleavedRows.ROWS, preparedBatch, 0, BATCH, outBatch, 0,
+                    rows);
         } else {
             format.dotPreparedRows(weights, 0, rowBytes, rows, preparedBatch, 0, BATCH, outBatch, 0, rows);
         }

@@ -27,7 +27,7 @@ import moe4j.engine.placement.SystemMemory;
 import moe4j.engine.placement.TensorOverride;
 import moe4j.gguf.GgufFile;
 import moe4j.kernels.KvCacheType;
-import moe4j.kernels.quant.Q4_KInterleaved;
+import moe4j.kernels.quant.InterleavedRows;
 import moe4j.gguf.PhysicalMemory;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -121,7 +121,7 @@ final class PlanCommand implements Callable<Integer> {
     private Long margin;
 
     @Option(names = "--repack", negatable = true, description = "plan system RAM with the CPU's repacked copy of Q4_K"
-            + " matrices (5.6% larger than the file's), as the engine makes it by default on a CPU with 512-bit vectors;"
+            + " and Q5_K matrices (4.5-5.6% larger than the file's), as the engine makes it by default on a CPU with 512-bit vectors;"
             + " --no-repack plans the file's bytes (default: as this machine would run)")
     private Boolean repack;
 
@@ -211,7 +211,7 @@ final class PlanCommand implements Callable<Integer> {
             int context = ctx != null ? ctx : Math.min(footprint.contextLength(), LoadOptions.DEFAULT_CONTEXT_CAP);
             PlanRequest r = PlanRequest.defaults(context).withKvType(kvType).withBatchSize(batchSize).withSplit(split)
                     .withOverrides(overrides.stream().map(TensorOverride::parse).toList()).withStageBatch(stageBatch)
-                    .withCpuRepack(repack != null ? repack : Q4_KInterleaved.available());
+                    .withCpuRepack(repack != null ? repack : InterleavedRows.available());
             if (gpuLayers != null) {
                 r = r.withGpuLayers(gpuLayers);
             }

@@ -72,7 +72,7 @@ class PlanCommandTest {
         assertEquals(0, devices.get(2).get("layers").size(), "attention of every layer fits on the GPUs");
     }
 
-    /** {@code --repack} plans system RAM with the CPU's repacked Q4_K matrices; the GPUs hold the file's bytes. */
+    /** {@code --repack} plans system RAM with the CPU's repacked Q4_K (and Q5_K) matrices; the GPUs hold the file's bytes. */
     @Test
     void repackingAddsTheCopysExtraBytesToSystemRam() throws IOException {
         String[] base = {"plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--gpu", "h100", "--ram", "64G", "--cpu-moe", "--json"};
@@ -87,7 +87,7 @@ class PlanCommandTest {
         assertEquals(asFile.get("devices").get(1).get("weights_bytes").asLong() + extra,
                 repacked.get("devices").get(1).get("weights_bytes").asLong());
         CliRunner text = CliRunner.run("plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--ram", "64G", "--repack");
-        assertTrue(text.out().contains("Q4_K matrices repacked in RAM"), text.out());
+        assertTrue(text.out().contains("Q4_K and Q5_K matrices repacked in RAM"), text.out());
     }
 
     @Test

@@ -30,7 +30,7 @@ import moe4j.kernels.Backend;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.cpu.CpuBackend;
 import moe4j.kernels.cuda.CudaBackend;
-import moe4j.kernels.quant.Q4_KInterleaved;
+import moe4j.kernels.quant.InterleavedRows;
 
 /**
  * A loaded model: the mapped file, its weights bound to a backend (or, placed across devices, to one backend per
@@ -150,16 +150,16 @@ public final class Model implements AutoCloseable {
     static final long REPACK_HEADROOM = 2L << 30;
 
     /**
-     * Whether the CPU's repacked copy of {@code file}'s Q4_K matrices ({@link LoadOptions#repack()}; all that can be
+     * Whether the CPU's repacked copy of {@code file}'s Q4_K and Q5_K matrices ({@link LoadOptions#repack()}; all that can be
      * repacked, whatever the placement) fits in physical memory beside the weights when these are held in memory of their own
      * (read with {@code --no-mmap}, or built in memory); a mapped file's pages can be dropped, so then the copy alone.
      * Where it does not fit, the weights are multiplied as they lie rather than the machine running out of memory.
      */
     static boolean repackFits(GgufFile file) {
-        long copy = file.tensors().stream()
-                .filter(t -> t.type() == GgmlType.Q4_K && !t.name().equals("token_embd.weight")
-                        && Q4_KInterleaved.fits((int) t.shape()[1], (int) t.shape()[0]))
-                .mapToLong(t -> Q4_KInterleaved.bytes(t.shape()[1], (int) t.shape()[0]) * t.shape()[2]).sum();
+        long copy = !InterleavedRows.available() ? 0 : file.tensors().stream()
+                .filter(t -> !t.name().equals("token_embd.weight")
+                        && InterleavedRows.fitsShape(t.type(), t.shape()[1], t.shape()[0]))
+                .mapToLong(t -> CpuBackend.heldBytes(t.type(), t.dims(), t.byteSize())).sum();
         long held = file.mapped() ? 0 : file.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
         return repackFits(held, copy, PhysicalMemory.bytes());
     }
@@ -192,7 +192,7 @@ public final class Model implements AutoCloseable {
                 : Math.min(config.contextLength(), LoadOptions.DEFAULT_CONTEXT_CAP);
         PlanRequest request = DevicePlan.request(placed, names, listed.size(), config.layers(), context,
                         options.kvCacheType(), options.batchSize())
-                .withCpuRepack(options.repack() && Q4_KInterleaved.available());
+                .withCpuRepack(options.repack() && InterleavedRows.available());
         List<DeviceSpec> specs = DevicePlan.specs(names, gpuMemory, gpuNames);
         Placement placement = DevicePlan.plan(ModelFootprint.of(file), specs, request);
         if (request.cpuRepack() && !placement.request().cpuRepack()) {

@@ -10,6 +10,7 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Random;
 
 import org.junit.jupiter.api.BeforeAll;
@@ -19,7 +20,7 @@ import org.junit.jupiter.api.io.TempDir;
 import moe4j.engine.testmodel.ModelShape;
 import moe4j.engine.testmodel.TensorMix;
 import moe4j.kernels.KvCacheType;
-import moe4j.kernels.quant.Q4_KInterleaved;
+import moe4j.kernels.quant.InterleavedRows;
 
 /** Session behaviour on random models (no llama.cpp reference needed). */
 class SessionTest {
@@ -96,18 +97,21 @@ class SessionTest {
     }
 
     /**
-     * Q4_K matrices repacked in groups of 16 rows (the default) or multiplied as the file holds them: a prompt's
-     * products go through the same integer tiles either way, so its logits are the same bits.
+     * Q4_K and Q5_K matrices repacked in groups of 16 rows (the default) or multiplied as the file holds them: a
+     * prompt's products go through the same integer tiles either way, so its logits are the same bits.
      */
     @Test
-    void repackedQ4KWeightsGiveAPromptTheLogitsOfTheFileLayout() throws IOException {
-        Path q4km = TestModels.generate(dir, ModelShape.tiny(), TensorMix.Q4_K_M, 7);
-        LoadOptions base = LoadOptions.defaults().withThreads(2).withContextLength(64);
-        assertArrayEquals(allLogits(q4km, base.withRepack(false), tokens), allLogits(q4km, base, tokens));
-        try (Model repacked = Model.load(q4km, base); Model plain = Model.load(q4km, base.withRepack(false))) {
-            // where the JVM's vectors are narrower than 512 bits the kernel does not run, and nothing is repacked
-            assertEquals(Q4_KInterleaved.fits(16, 256), repacked.repackedBytes() > 0, "Q4_K matrices repacked");
-            assertEquals(0, plain.repackedBytes());
+    void repackedWeightsGiveAPromptTheLogitsOfTheFileLayout() throws IOException {
+        for (TensorMix mix : List.of(TensorMix.Q4_K_M, TensorMix.Q5_K_M)) {
+            Path file = TestModels.generate(dir, ModelShape.tiny(), mix, 7);
+            LoadOptions base = LoadOptions.defaults().withThreads(2).withContextLength(64);
+            assertArrayEquals(allLogits(file, base.withRepack(false), tokens), allLogits(file, base, tokens),
+                    mix.name());
+            try (Model repacked = Model.load(file, base); Model plain = Model.load(file, base.withRepack(false))) {
+                // where the JVM's vectors are narrower than 512 bits the kernels do not run, and nothing is repacked
+                assertEquals(InterleavedRows.available(), repacked.repackedBytes() > 0, mix + " matrices repacked");
+                assertEquals(0, plain.repackedBytes());
+            }
         }
     }
 

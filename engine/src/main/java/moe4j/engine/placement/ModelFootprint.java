@@ -75,8 +75,8 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
      *
      * @param layer         its block index, or -1 for a global tensor
      * @param bytes         its size in the file, which a GPU holds and a CPU maps
-     * @param repackedBytes what a CPU backend that repacks holds for it when bound for products (a Q4_K matrix's
-     *                      copy in groups of 16 rows, 5.6% larger; {@link PlanRequest#cpuRepack()}), else
+     * @param repackedBytes what a CPU backend that repacks holds for it when bound for products (a Q4_K or Q5_K
+     *                      matrix's copy in groups of 16 rows, 5.6% or 4.5% larger; {@link PlanRequest#cpuRepack()}), else
      *                      {@code bytes}
      */
     public record TensorFootprint(String name, int layer, Part part, long bytes, long repackedBytes) {

@@ -456,7 +456,7 @@ class PlannerTest {
                 .mapToLong(t -> t.repackedBytes() - t.bytes()).sum();
         assertTrue(experts > 0);
         assertEquals(plain.device("cpu").weightsBytes() + experts, p.device("cpu").weightsBytes());
-        assertTrue(p.explain().contains("Q4_K matrices repacked in RAM"), p.explain());
+        assertTrue(p.explain().contains("Q4_K and Q5_K matrices repacked in RAM"), p.explain());
     }
 
     /** A further CPU instance takes layers as a GPU does, counted at what it holds: Q4_K matrices repacked. */

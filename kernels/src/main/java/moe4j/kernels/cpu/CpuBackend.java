@@ -21,7 +21,7 @@ import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
 import moe4j.kernels.Weight;
 import moe4j.kernels.quant.PreparedActivations;
-import moe4j.kernels.quant.Q4_KInterleaved;
+import moe4j.kernels.quant.InterleavedRows;
 import moe4j.kernels.quant.QuantFormat;
 
 /**
@@ -75,8 +75,8 @@ public final class CpuBackend implements Backend {
     }
 
     /**
-     * A backend of {@code threads} workers; with {@code repack}, Q4_K matrices are repacked when bound, in groups of 16
-     * rows ({@code Q4_KInterleaved}), as llama.cpp's CPU backend repacks them: a copy beside the mapped file (whose
+     * A backend of {@code threads} workers; with {@code repack}, Q4_K and Q5_K matrices are repacked when bound, in
+     * groups of 16 rows ({@code InterleavedRows}), as llama.cpp's CPU backend repacks Q4_K: a copy beside the mapped file (whose
      * pages the kernel may then drop) and some time at load, for faster products. Weights bound for lookups
      * ({@link #bindForLookup}) stay as the file has them.
      */
@@ -130,14 +130,14 @@ public final class CpuBackend implements Backend {
      * that runs the repacked kernels, else the file's bytes (its mapped pages).
      */
     public static long heldBytes(GgmlType type, long[] dims, long fileBytes) {
-        if (type != GgmlType.Q4_K || dims.length < 2 || !Q4_KInterleaved.fitsShape(dims[1], dims[0])) {
+        if (dims.length < 2 || !InterleavedRows.fitsShape(type, dims[1], dims[0])) {
             return fileBytes;
         }
         long matrices = 1;
         for (int i = 2; i < dims.length; i++) {
             matrices = Math.multiplyExact(matrices, dims[i]);
         }
-        return Math.multiplyExact(Q4_KInterleaved.bytes(dims[1], (int) dims[0]), matrices);
+        return Math.multiplyExact(InterleavedRows.bytes(type, dims[1], (int) dims[0]), matrices);
     }
 
     @Override

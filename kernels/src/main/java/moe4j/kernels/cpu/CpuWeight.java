@@ -10,7 +10,7 @@ import moe4j.gguf.GgufTensor;
 import moe4j.gguf.HugePages;
 import moe4j.kernels.Weight;
 import moe4j.kernels.quant.PreparedActivations;
-import moe4j.kernels.quant.Q4_KInterleaved;
+import moe4j.kernels.quant.InterleavedRows;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
 
@@ -28,7 +28,7 @@ final class CpuWeight implements Weight {
     private final int experts;
     private final long rowBytes;
     private final float[] decoded;
-    /** The rows repacked in groups ({@link Q4_KInterleaved}), which every product then reads; null when not. */
+    /** The rows repacked in groups ({@link InterleavedRows}), which every product then reads; null when not. */
     private final MemorySegment groups;
 
     /** {@code tensor} read in place. */
@@ -37,7 +37,7 @@ final class CpuWeight implements Weight {
     }
 
     /**
-     * {@code tensor}, its rows repacked in groups of 16 into memory of {@code arena} ({@link Q4_KInterleaved}) by
+     * {@code tensor}, its rows repacked in groups of 16 into memory of {@code arena} ({@link InterleavedRows}) by
      * {@code pool}'s workers where its type and shape allow (with a null {@code pool}, never): products read that copy,
      * lookups of single rows ({@link #decodeRow}) still the mapped file.
      */
@@ -72,13 +72,13 @@ final class CpuWeight implements Weight {
         } else {
             decoded = null;
         }
-        groups = pool != null && format.type() == GgmlType.Q4_K && Q4_KInterleaved.fits(rows, rowLength)
+        groups = pool != null && InterleavedRows.fits(format.type(), rows, rowLength)
                 ? repack(pool, arena) : null;
     }
 
     /** The repacked rows, or null where the memory for them cannot be had (then they are read in place). */
     private MemorySegment repack(WorkerPool pool, Arena arena) {
-        long matrixBytes = Q4_KInterleaved.bytes(rows, rowLength);
+        long matrixBytes = InterleavedRows.bytes(format.type(), rows, rowLength);
         MemorySegment packed;
         try {
             packed = HugePages.allocateOrPlain(Math.multiplyExact(matrixBytes, experts), arena);
@@ -93,12 +93,12 @@ final class CpuWeight implements Weight {
                 packed.set(ValueLayout.JAVA_BYTE, page * HugePages.PAGE, (byte) 0);
             }
         });
-        int groupsPerMatrix = rows / Q4_KInterleaved.ROWS;
+        int groupsPerMatrix = rows / InterleavedRows.ROWS;
         pool.parallelFor(experts * groupsPerMatrix, 1, (from, to, worker) -> {
             for (int i = from; i < to; ) {
                 int e = i / groupsPerMatrix;
                 int end = Math.min(to, (e + 1) * groupsPerMatrix);
-                Q4_KInterleaved.repack(data, (long) e * rows * rowBytes, rowBytes, rowLength, i - e * groupsPerMatrix,
+                InterleavedRows.repack(format.type(), data, (long) e * rows * rowBytes, rowBytes, rowLength, i - e * groupsPerMatrix,
                         end - e * groupsPerMatrix, packed, e * matrixBytes);
                 i = end;
             }
@@ -113,7 +113,7 @@ final class CpuWeight implements Weight {
 
     /** Rows per work unit of a product must be a multiple of this. */
     int rowGranule() {
-        return groups != null ? Q4_KInterleaved.ROWS : 1;
+        return groups != null ? InterleavedRows.ROWS : 1;
     }
 
     /** Decodes row {@code row} of matrix {@code expert} into {@code dst[dstOffset ..]}. */
@@ -138,12 +138,13 @@ final class CpuWeight implements Weight {
             return;
         }
         if (groups != null) {
-            if (row % Q4_KInterleaved.ROWS != 0 || n % Q4_KInterleaved.ROWS != 0) {
+            if (row % InterleavedRows.ROWS != 0 || n % InterleavedRows.ROWS != 0) {
                 throw new IllegalArgumentException("rows " + row + " .. " + (row + n - 1) + " of " + name
-                        + " are not whole groups of " + Q4_KInterleaved.ROWS);
+                        + " are not whole groups of " + InterleavedRows.ROWS);
             }
-            Q4_KInterleaved.dot(groups, expert * Q4_KInterleaved.bytes(rows, rowLength), row / Q4_KInterleaved.ROWS,
-                    (row + n) / Q4_KInterleaved.ROWS, x, firstRow, tokens, out, outOffset, outStride);
+            InterleavedRows.dot(format.type(), groups, expert * InterleavedRows.bytes(format.type(), rows, rowLength),
+                    row / InterleavedRows.ROWS, (row + n) / InterleavedRows.ROWS, x, firstRow, tokens, out, outOffset,
+                    outStride);
             return;
         }
         long offset = ((long) expert * rows + row) * rowBytes;

@@ -139,6 +139,12 @@ final class PairTile {
         dot(GgmlType.Q4_K, true, packed, offset, 0, rows, x, firstRow, nTokens, out, outOffset, outStride);
     }
 
+    /** As {@link #dotGroups} for Q5_K rows repacked in groups ({@link Q5_KInterleaved}). */
+    static void dotGroupsQ5(MemorySegment packed, long offset, int rows, PreparedActivations x, int firstRow, int nTokens,
+            float[] out, int outOffset, int outStride) {
+        dot(GgmlType.Q5_K, true, packed, offset, 0, rows, x, firstRow, nTokens, out, outOffset, outStride);
+    }
+
     private static void dot(GgmlType type, boolean grouped, MemorySegment src, long srcOffset, long rowBytes, int rows,
             PreparedActivations x, int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
         Scratch[] groups = SCRATCH.get();
@@ -166,7 +172,10 @@ final class PairTile {
                     int first = r0 + g * ROWS;
                     int n = Math.max(0, Math.min(ROWS, rows - first));
                     long at = srcOffset + first * rowBytes;
-                    if (grouped) {
+                    if (grouped && q5) {
+                        decodeGroupQ5(src, srcOffset + ((long) first / ROWS * blocks + b) * Q5_KInterleaved.GROUP_BLOCK_BYTES,
+                                n > 0, s);
+                    } else if (grouped) {
                         decodeGroup(src, srcOffset + ((long) first / ROWS * blocks + b) * Q4_KInterleaved.GROUP_BLOCK_BYTES,
                                 n > 0, s);
                     } else if (q3) {
@@ -375,20 +384,10 @@ final class PairTile {
      * sub-block {@code j}, already a lane per row. {@code present} false: a group past the matrix's end, all zeros.
      */
     private static void decodeGroup(MemorySegment src, long at, boolean present, Scratch s) {
-        if (!present) {
-            Arrays.fill(s.w, 0);
-            Arrays.fill(s.scaleMins, 0);
-            Arrays.fill(s.d, 0f);
-            Arrays.fill(s.dmin, 0f);
+        if (!groupScales(src, at, present, s)) {
             return;
         }
-        FloatVector.fromMemorySegment(Simd.F, src, at, Simd.LE).intoArray(s.d, 0);
-        FloatVector.fromMemorySegment(Simd.F, src, at + Q4_KInterleaved.DMIN, Simd.LE).intoArray(s.dmin, 0);
         for (int j = 0; j < SUB_BLOCKS; j++) {
-            ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + Q4_KInterleaved.SCALES + 16L * j, Simd.LE)
-                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).intoArray(s.scaleMins, j * ROWS);
-            ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + Q4_KInterleaved.MINS + 16L * j, Simd.LE)
-                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).intoArray(s.scaleMins, (SUB_BLOCKS + j) * ROWS);
             for (int v = 0; v < 4; v++) {
                 ShortVector q = ShortVector.fromMemorySegment(Simd.S_FULL, src,
                         at + Q4_KInterleaved.QUANTS + 256L * j + 64L * v, Simd.LE);
@@ -401,7 +400,59 @@ final class PairTile {
         }
     }
 
+    /**
+     * The {@code d}, {@code dmin}, scales and minimums of a group-block (Q4_K's and Q5_K's groups alike) into the
+     * scratch; false, everything zero, for a group past the matrix's end ({@code present} false).
+     */
+    private static boolean groupScales(MemorySegment src, long at, boolean present, Scratch s) {
+        if (!present) {
+            Arrays.fill(s.w, 0);
+            Arrays.fill(s.scaleMins, 0);
+            Arrays.fill(s.d, 0f);
+            Arrays.fill(s.dmin, 0f);
+            return false;
+        }
+        FloatVector.fromMemorySegment(Simd.F, src, at, Simd.LE).intoArray(s.d, 0);
+        FloatVector.fromMemorySegment(Simd.F, src, at + Q4_KInterleaved.DMIN, Simd.LE).intoArray(s.dmin, 0);
+        for (int j = 0; j < SUB_BLOCKS; j++) {
+            ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + Q4_KInterleaved.SCALES + 16L * j, Simd.LE)
+                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).intoArray(s.scaleMins, j * ROWS);
+            ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + Q4_KInterleaved.MINS + 16L * j, Simd.LE)
+                    .convertShape(ZERO_EXTEND_B2I, Simd.I, 0)).intoArray(s.scaleMins, (SUB_BLOCKS + j) * ROWS);
+        }
+        return true;
+    }
+
     private static final ShortVector NIBBLES = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 0xF) : null;
+    private static final ShortVector FIFTH_BIT = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 0x10) : null;
+
+    /**
+     * As {@link #decodeGroup} for a group of Q5_K rows ({@link Q5_KInterleaved}): each nibble joined with its fifth bit,
+     * bit {@code p % 16} of the sub-block's fifth vector for pair {@code p}. A copy of {@link #decodeGroup}, as
+     * {@link #decodeQ5} is of {@link #decode}.
+     */
+    private static void decodeGroupQ5(MemorySegment src, long at, boolean present, Scratch s) {
+        if (!groupScales(src, at, present, s)) {
+            return;
+        }
+        for (int j = 0; j < SUB_BLOCKS; j++) {
+            long sub = at + Q5_KInterleaved.QUANTS + (long) Q5_KInterleaved.SUB_BLOCK_BYTES * j;
+            ShortVector fifth = ShortVector.fromMemorySegment(Simd.S_FULL, src, sub + Q5_KInterleaved.FIFTH_BITS, Simd.LE);
+            for (int v = 0; v < 4; v++) {
+                ShortVector q = ShortVector.fromMemorySegment(Simd.S_FULL, src, sub + 64L * v, Simd.LE);
+                int p = 16 * j + 4 * v;
+                // bit 4v + k of the fifth vector to bit 4: shifted left by 4 - (4v + k), or right by (4v + k) - 4
+                ShortVector f = v == 0 ? fifth.lanewise(LSHL, 4) : fifth.lanewise(LSHR, 4 * v - 4);
+                q.and(NIBBLES).or(f.and(FIFTH_BIT)).reinterpretAsInts().intoArray(s.w, p * ROWS);
+                q.lanewise(LSHR, 4).and(NIBBLES).or(f.lanewise(LSHR, 1).and(FIFTH_BIT)).reinterpretAsInts()
+                        .intoArray(s.w, (p + 1) * ROWS);
+                q.lanewise(LSHR, 8).and(NIBBLES).or(f.lanewise(LSHR, 2).and(FIFTH_BIT)).reinterpretAsInts()
+                        .intoArray(s.w, (p + 2) * ROWS);
+                q.lanewise(LSHR, 12).or(f.lanewise(LSHR, 3).and(FIFTH_BIT)).reinterpretAsInts()
+                        .intoArray(s.w, (p + 3) * ROWS);
+            }
+        }
+    }
 
     private static final int Q5_BYTES = 176;
 

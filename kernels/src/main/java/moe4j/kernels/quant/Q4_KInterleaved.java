@@ -97,7 +97,21 @@ public final class Q4_KInterleaved {
      */
     public static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
             MemorySegment dst, long dstOffset) {
+        repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset, false);
+    }
+
+    /**
+     * The repacking of Q4_K and, with {@code fifthBits}, Q5_K rows ({@link Q5_KInterleaved}): the same {@code d},
+     * {@code dmin}, scales, minimums and nibbles (from byte 16 of a 144-byte block, or 48 of a 176-byte one), and for
+     * Q5_K each sub-block's fifth bits as one more vector after its four.
+     */
+    static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
+            MemorySegment dst, long dstOffset, boolean fifthBits) {
         int blocks = width / QK;
+        int blockBytes = fifthBits ? Q5_KInterleaved.BLOCK_BYTES : BLOCK_BYTES;
+        int nibblesAt = fifthBits ? Q5_KInterleaved.NIBBLES : 16;
+        int subBlockInts = (fifthBits ? Q5_KInterleaved.SUB_BLOCK_BYTES : 256) / 4;
+        int groupBlockBytes = fifthBits ? Q5_KInterleaved.GROUP_BLOCK_BYTES : GROUP_BLOCK_BYTES;
         float[] scales = new float[2 * ROWS];
         // five 16 x 16 blocks, row by row, then turned to a lane per row (PairTile.transpose): the scales and minimums
         // (as unpacked for the one-token kernel of the file layout), then the low and the high nibbles of the 32 ints
@@ -106,19 +120,22 @@ public final class Q4_KInterleaved {
         int[] rowMajor = new int[5 * 256];
         int[] lanes = new int[5 * 256];
         byte[] scaleBytes = new byte[QUANTS - SCALES];
-        int[] quants = new int[(GROUP_BLOCK_BYTES - QUANTS) / 4];
+        int[] quants = new int[8 * subBlockInts];
         for (int g = fromGroup; g < toGroup; g++) {
             for (int b = 0; b < blocks; b++) {
                 for (int i = 0; i < ROWS; i++) {
-                    long block = srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * BLOCK_BYTES;
+                    long block = srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * blockBytes;
                     int pair = src.get(Layouts.INT_LE, block);
                     scales[i] = Float.float16ToFloat((short) pair);
                     scales[ROWS + i] = Float.float16ToFloat((short) (pair >>> 16));
                     KQuantScales.unpackScalesAndMinimums(src, block, rowMajor, 16 * i);
                     for (int half = 0; half < 2; half++) {
-                        IntVector four = IntVector.fromMemorySegment(I, src, block + 16 + 64L * half, Simd.LE);
+                        IntVector four = IntVector.fromMemorySegment(I, src, block + nibblesAt + 64L * half, Simd.LE);
                         compress(four).intoArray(rowMajor, (1 + half) * 256 + 16 * i);
                         compress(four.lanewise(LSHR, 4)).intoArray(rowMajor, (3 + half) * 256 + 16 * i);
+                    }
+                    if (fifthBits) {
+                        Q5_KInterleaved.fifthBits(src, block, i, quants);
                     }
                 }
                 for (int t = 0; t < 5; t++) {
@@ -135,10 +152,10 @@ public final class Q4_KInterleaved {
                         int k = 8 * (j / 2) + w;
                         IntVector h0 = IntVector.fromArray(I, lanes, nibbles + 256 * (k / 16) + 16 * (k % 16));
                         IntVector h1 = IntVector.fromArray(I, lanes, nibbles + 256 * ((k + 4) / 16) + 16 * ((k + 4) % 16));
-                        h0.or(h1.lanewise(LSHL, 16)).intoArray(quants, 64 * j + 16 * w);
+                        h0.or(h1.lanewise(LSHL, 16)).intoArray(quants, subBlockInts * j + 16 * w);
                     }
                 }
-                long out = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;
+                long out = dstOffset + ((long) g * blocks + b) * groupBlockBytes;
                 MemorySegment.copy(scales, 0, dst, Layouts.FLOAT_LE, out, 2 * ROWS);
                 MemorySegment.copy(scaleBytes, 0, dst, Layouts.BYTE, out + SCALES, scaleBytes.length);
                 MemorySegment.copy(quants, 0, dst, Layouts.INT_LE, out + QUANTS, quants.length);

@@ -128,13 +128,19 @@ class CpuBackendTest {
     }
 
     /**
-     * Q4_K matrices are repacked in groups of 16 rows when bound; their one-token kernel then computes what the batch
+     * Q4_K matrices are repacked in groups of 16 rows when bound (Q5_K's below too); their one-token kernel then computes what the batch
      * tiles compute, so a token decoded alone gets the bits it gets in a prompt (three groups: a unit of 32 rows and a
      * last one of 16).
      */
     @Test
     void repackedQ4KBatchesEqualOneTokenAtATimeBitForBit() {
         assertBatchEqualsOneTokenAtATime(GgmlType.Q4_K, 512, 48, 8);
+    }
+
+    /** The same for Q5_K, repacked as Q4_K with its fifth bits. */
+    @Test
+    void repackedQ5KBatchesEqualOneTokenAtATimeBitForBit() {
+        assertBatchEqualsOneTokenAtATime(GgmlType.Q5_K, 512, 48, 8);
     }
 
     private void assertBatchEqualsOneTokenAtATime(GgmlType type, int len, int rows, int n) {

@@ -1,0 +1,239 @@
+package moe4j.kernels.quant;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * Q4_K and Q5_K rows repacked in groups of 16 ({@link Q4_KInterleaved}, {@link Q5_KInterleaved}): one token and a batch
+ * give, bit for bit, what a plain scalar loop gives with the same integer sums and the same two float multiply-adds per
+ * block, and what the batch path gives on the rows as the file holds them ({@link PairTile}); and the repacked rows
+ * decode to the same weights.
+ */
+class InterleavedRowsTest {
+
+    private static int blockBytes(GgmlType type) {
+        return type == GgmlType.Q4_K ? 144 : 176;
+    }
+
+    /** Group-block offsets: where sub-block {@code j}'s nibble vectors start, and its fifth bits (Q5_K). */
+    private static long subBlock(GgmlType type, int j) {
+        return type == GgmlType.Q4_K ? Q4_KInterleaved.QUANTS + 256L * j
+                : Q5_KInterleaved.QUANTS + (long) Q5_KInterleaved.SUB_BLOCK_BYTES * j;
+    }
+
+    @BeforeEach
+    void needs512BitVectors() {
+        assumeTrue(Simd.FUSED, "the interleaved kernels need 512-bit vectors; this JVM's are "
+                + Simd.F.vectorBitSize() + " bits");
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K"})
+    void oneTokenAndBatchesEqualAScalarLoopAndTheFileLayoutsBatchPathBitForBit(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        int bytes = blockBytes(type);
+        SplittableRandom rnd = new SplittableRandom(7);
+        int rows = 48; // three groups: a batch call's two-group tiles end with a group of zeros
+        int tokens = 9; // a tile of six tokens, then one of three
+        for (int width : new int[] {256, 768, 2048}) {
+            try (Arena arena = Arena.ofConfined()) {
+                long rowBytes = (long) width / 256 * bytes;
+                MemorySegment data = arena.allocate(rows * rowBytes);
+                format.randomBlocks(rnd, data, 0, rows * (rowBytes / bytes));
+                PreparedActivations x = PreparedDotTest.gaussianRows(format, rnd, tokens + 1, width);
+                checkAgainstReferences(type, data, rowBytes, rows, width, x, 1, tokens, arena);
+            }
+        }
+    }
+
+    /** The largest quants, scales, minimums and codes: the 16-bit lane sums at their bound, the block sums past 2^24. */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K"})
+    void theLargestQuantsScalesAndCodesStayExact(GgmlType type) {
+        int rows = 32;
+        int width = 512;
+        int bytes = blockBytes(type);
+        try (Arena arena = Arena.ofConfined()) {
+            long rowBytes = 2L * bytes;
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            for (long b = 0; b < rows * 2; b++) {
+                long block = b * bytes;
+                for (int i = 4; i < bytes; i++) {
+                    data.set(Layouts.BYTE, block + i, (byte) 0xFF); // scales and minimums 63, quants 15 (Q5_K: 31)
+                }
+                data.set(Layouts.SHORT_LE, block, Float.floatToFloat16(b % 2 == 0 ? 1.5f : -0.25f));
+                data.set(Layouts.SHORT_LE, block + 2, Float.floatToFloat16(0.75f));
+            }
+            float[] values = new float[3 * width];
+            Arrays.fill(values, 0, width, 1f); // codes 127 ... (the largest value of a block rounds to -128)
+            Arrays.fill(values, width, 2 * width, -1f);
+            for (int i = 2 * width; i < 3 * width; i++) {
+                values[i] = i % 2 == 0 ? 3f : -3f;
+            }
+            PreparedActivations x = new PreparedActivations();
+            x.reserve(QuantFormats.of(type), 3, width);
+            for (int t = 0; t < 3; t++) {
+                x.prepareRow(values, t * width, t);
+            }
+            checkAgainstReferences(type, data, rowBytes, rows, width, x, 0, 3, arena);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K"})
+    void repackedRowsHoldTheSameScalesMinimumsAndQuants(GgmlType type) {
+        SplittableRandom rnd = new SplittableRandom(3);
+        int rows = 16;
+        int width = 512;
+        QuantFormat format = QuantFormats.of(type);
+        try (Arena arena = Arena.ofConfined()) {
+            long rowBytes = 2L * blockBytes(type);
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            format.randomBlocks(rnd, data, 0, rows * 2);
+            MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width));
+            InterleavedRows.repack(type, data, 0, rowBytes, width, 0, 1, packed, 0);
+            long groupBlock = InterleavedRows.bytes(type, 16, 256);
+            float[] expected = new float[width];
+            for (int r = 0; r < rows; r++) {
+                format.dequantize(data, r * rowBytes, expected, 0, width);
+                for (int b = 0; b < 2; b++) {
+                    long at = b * groupBlock;
+                    float d = packed.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at + 4L * r);
+                    float dmin = packed.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at + Q4_KInterleaved.DMIN + 4L * r);
+                    for (int e = 0; e < 256; e++) {
+                        int j = e / 32;
+                        int m = e % 32;
+                        int h = m / 16;
+                        int p = m % 16;
+                        long sub = at + subBlock(type, j);
+                        short lane = packed.get(Layouts.SHORT_LE, sub + 64L * (p / 4) + 2L * (2 * r + h));
+                        int q = (lane >>> (4 * (p % 4))) & 0xF;
+                        if (type == GgmlType.Q5_K) {
+                            short fifth = packed.get(Layouts.SHORT_LE, sub + Q5_KInterleaved.FIFTH_BITS + 2L * (2 * r + h));
+                            q |= ((fifth >>> p) & 1) << 4;
+                        }
+                        int scale = packed.get(Layouts.BYTE, at + Q4_KInterleaved.SCALES + 16L * j + r);
+                        int min = packed.get(Layouts.BYTE, at + Q4_KInterleaved.MINS + 16L * j + r);
+                        float value = d * scale * q - dmin * min;
+                        assertEquals(expected[256 * b + e], value, 0f, "row " + r + " element " + (256 * b + e));
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void fitsOnlyWholeGroupsOfWholeSuperBlocksOfTheRepackedTypes() {
+        for (GgmlType type : new GgmlType[] {GgmlType.Q4_K, GgmlType.Q5_K}) {
+            assertTrue(InterleavedRows.fits(type, 32, 2048));
+            assertFalse(InterleavedRows.fits(type, 24, 2048));
+            assertFalse(InterleavedRows.fits(type, 32, 2048 + 32));
+        }
+        assertFalse(InterleavedRows.fitsShape(GgmlType.Q6_K, 32, 2048));
+        assertEquals(2 * 8 * Q4_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q4_K, 32, 2048));
+        assertEquals(2 * 8 * Q5_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q5_K, 32, 2048));
+        assertEquals(16 * 144 * 2432 / 2304, Q4_KInterleaved.GROUP_BLOCK_BYTES);
+        assertEquals(2944, Q5_KInterleaved.GROUP_BLOCK_BYTES);
+        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q6_K, 32, 2048));
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K"})
+    void rejectsActivationsPreparedForAnotherTypeAndGroupsPastTheEnd(GgmlType type) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, 16, 256));
+            PreparedActivations q8 = new PreparedActivations();
+            q8.reserve(QuantFormats.of(GgmlType.Q8_0), 1, 256);
+            q8.prepareRow(new float[256], 0, 0);
+            float[] out = new float[32];
+            assertThrows(IllegalArgumentException.class,
+                    () -> InterleavedRows.dot(type, packed, 0, 0, 1, q8, 0, 1, out, 0, 16));
+            PreparedActivations x = PreparedDotTest.gaussianRows(QuantFormats.of(type), new SplittableRandom(1), 1, 256);
+            assertThrows(IndexOutOfBoundsException.class,
+                    () -> InterleavedRows.dot(type, packed, 0, 0, 2, x, 0, 1, out, 0, 16));
+            assertThrows(IndexOutOfBoundsException.class,
+                    () -> InterleavedRows.dot(type, packed, 0, 0, 1, x, 0, 2, out, 0, 16));
+        }
+    }
+
+    /**
+     * Rows {@code 0 .. rows-1} of {@code data} times prepared rows {@code first .. first+tokens-1}, repacked: one token
+     * at a time and all at once, each (row, token) equal to {@link #scalar} and to the batch path on {@code data}.
+     */
+    private static void checkAgainstReferences(GgmlType type, MemorySegment data, long rowBytes, int rows, int width,
+            PreparedActivations x, int first, int tokens, Arena arena) {
+        MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width) + 64);
+        long offset = 64; // a matrix of a stack starts past the one before
+        InterleavedRows.repack(type, data, 0, rowBytes, width, 0, rows / 16, packed, offset);
+        float[] batch = new float[rows * tokens];
+        InterleavedRows.dot(type, packed, offset, 0, rows / 16, x, first, tokens, batch, 0, rows);
+        float[] fileLayout = new float[rows * tokens];
+        QuantFormats.of(type).dotPreparedRows(data, 0, rowBytes, rows, x, first, tokens, fileLayout, 0, rows);
+        float[] one = new float[16];
+        for (int t = 0; t < tokens; t++) {
+            for (int g = 0; g < rows / 16; g++) {
+                InterleavedRows.dot(type, packed, offset, g, g + 1, x, first + t, 1, one, 0, 16);
+                for (int i = 0; i < 16; i++) {
+                    int r = 16 * g + i;
+                    float expected = scalar(type, data, r * rowBytes, width, x, first + t);
+                    String where = type + " width " + width + " row " + r + " token " + t;
+                    assertEquals(expected, one[i], 0f, "one token, " + where);
+                    assertEquals(expected, batch[r + t * rows], 0f, "batch, " + where);
+                    assertEquals(expected, fileLayout[r + t * rows], 0f, "batch path on the file's rows, " + where);
+                }
+            }
+        }
+    }
+
+    /**
+     * The kernel's arithmetic in plain Java: per super-block the integer sums {@code S = sum_j scale_j * (q . code)} and
+     * {@code M = sum_j min_j * sum(codes)}, then {@code acc = fma(S, d*xd, acc)} and {@code acc = fma(M, dmin*-xd, acc)}.
+     */
+    private static float scalar(GgmlType type, MemorySegment data, long row, int width, PreparedActivations x, int token) {
+        boolean q5 = type == GgmlType.Q5_K;
+        int[] codes = x.codes();
+        float acc = 0;
+        for (int b = 0; b < width / 256; b++) {
+            long block = row + (long) b * blockBytes(type);
+            float d = Halfs.readFp16(data, block);
+            float dmin = Halfs.readFp16(data, block + 2);
+            long s = 0;
+            long m = 0;
+            for (int j = 0; j < 8; j++) {
+                long dot = 0;
+                long sum = 0;
+                for (int l = 0; l < 32; l++) {
+                    // Q5_K: the nibbles after 32 bytes of fifth bits, bit j of byte l for element 32j + l
+                    int q = (data.get(Layouts.BYTE, block + (q5 ? 48 : 16) + 32L * (j / 2) + l) >> (4 * (j % 2))) & 0xF;
+                    if (q5) {
+                        q |= ((data.get(Layouts.BYTE, block + 16 + l) >> j) & 1) << 4;
+                    }
+                    int code = codes[token * width + 256 * b + 32 * j + l];
+                    dot += (long) q * code;
+                    sum += code;
+                }
+                s += KQuantScales.scale(data, block + 4, j) * dot;
+                m += KQuantScales.min(data, block + 4, j) * sum;
+            }
+            float xd = x.codeScales()[token * (width / 256) + b];
+            acc = Math.fma((float) s, d * xd, acc);
+            acc = Math.fma((float) m, dmin * -xd, acc);
+        }
+        return acc;
+    }
+}
