@@ -80,7 +80,7 @@ class InterleavedRowsTest {
                 data.set(Layouts.SHORT_LE, block + 2, Float.floatToFloat16(0.75f));
             }
             float[] values = new float[3 * width];
-            Arrays.fill(values, 0, width, 1f); // codes 127 ... (the largest value of a block rounds to -128)
+            Arrays.fill(values, 0, width, 1f); // every code -127: Q8_K scales a block by -127 / its largest value
             Arrays.fill(values, width, 2 * width, -1f);
             for (int i = 2 * width; i < 3 * width; i++) {
                 values[i] = i % 2 == 0 ? 3f : -3f;
