@@ -133,8 +133,8 @@ public final class Model implements AutoCloseable {
                 return new Model(path, file, backends, null, graph, options);
             }
             Placement placement = place(file, config, options, backends, opener);
-            if (options.repack() && !placement.request().cpuRepack()) {
-                options = options.withRepack(false);   // the placement fits only with the file's bytes in RAM
+            if (options.repack() && InterleavedRows.available() && !placement.request().cpuRepack()) {
+                options = options.withRepack(false);   // the placement fits only with the file's bytes in RAM (place)
             }
             ModelGraph graph = Architectures.load(config, file,
                     assign(placement, backends, stageBatch(options)), options.listener());

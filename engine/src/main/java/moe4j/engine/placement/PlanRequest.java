@@ -133,8 +133,7 @@ public record PlanRequest(int contextLength, KvCacheType kvType, int batchSize, 
 
     public PlanRequest withCpuRepack(boolean repack) {
         return new PlanRequest(contextLength, kvType, batchSize, split, gpuLayers, nCpuMoe, overrides, marginBytes,
-                stageBatch,
-                repack);
+                stageBatch, repack);
     }
 
     public PlanRequest withMargin(long bytes) {

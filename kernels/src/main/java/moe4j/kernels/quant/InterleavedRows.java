@@ -17,7 +17,7 @@ public final class InterleavedRows {
 
     /** Whether this machine runs the repacked kernels: they take 512-bit vectors. */
     public static boolean available() {
-        return Q4_KInterleaved.available();
+        return Simd.FUSED;
     }
 
     /** Whether a matrix of {@code type} with {@code rows} rows of {@code width} values can be repacked, on any machine. */

@@ -67,19 +67,6 @@ public final class Q4_KInterleaved {
     private static final ShortVector NIBBLE = ShortVector.broadcast(S, (short) 0xF);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
 
-    /**
-     * Whether this machine runs the kernel (512-bit vectors) and a matrix of {@code rows} rows of {@code width} values
-     * can be repacked.
-     */
-    public static boolean fits(int rows, int width) {
-        return available() && fitsShape(rows, width);
-    }
-
-    /** Whether this machine runs the kernel: it takes 512-bit vectors. */
-    public static boolean available() {
-        return Simd.FUSED;
-    }
-
     /** Whether a matrix of {@code rows} rows of {@code width} values can be repacked, on any machine. */
     public static boolean fitsShape(long rows, long width) {
         return rows > 0 && rows % ROWS == 0 && width > 0 && width % QK == 0 && width <= Integer.MAX_VALUE;

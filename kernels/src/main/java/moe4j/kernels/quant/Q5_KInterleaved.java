@@ -78,14 +78,6 @@ public final class Q5_KInterleaved {
         }
     }
 
-    /**
-     * Whether this machine runs the kernel (512-bit vectors) and a matrix of {@code rows} rows of {@code width} values
-     * can be repacked.
-     */
-    public static boolean fits(int rows, int width) {
-        return Q4_KInterleaved.fits(rows, width);
-    }
-
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
         return rows / ROWS * (width / QK) * (long) GROUP_BLOCK_BYTES;
