@@ -80,8 +80,10 @@ abstract class BlockFormat implements QuantFormat {
         if (nTokens == 0) {
             return;
         }
-        if (nTokens == 1 && rowKernelFor(x)) {
-            dotRows(src, srcOffset, 0, 1, x, firstRow, out, outOffset);
+        if (nTokens < Math.max(2, rowKernelBelow()) && rowKernelFor(x)) {
+            for (int t = 0; t < nTokens; t++) {
+                dotRows(src, srcOffset, 0, 1, x, firstRow + t, out, outOffset + t * outStride);
+            }
         } else if (pairTiles(x)) {
             PairTile.dot(type, src, srcOffset, 0, 1, x, firstRow, nTokens, out, outOffset, outStride);
         } else if (scaledRows(count)) {
@@ -94,17 +96,19 @@ abstract class BlockFormat implements QuantFormat {
     @Override
     public final void dotPreparedRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
             int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
-        if (nTokens == 1 && rows > 0 && rowKernelFor(x)) {
+        if (nTokens >= 1 && nTokens < Math.max(2, rowKernelBelow()) && rows > 0 && rowKernelFor(x)) {
             long blocks = wholeBlocks(x.width());
             if (rowBytes < blocks * blockBytes) {
                 throw new IllegalArgumentException("rows " + rowBytes + " bytes apart overlap rows of " + blocks * blockBytes
                         + " bytes of " + type.ggmlName());
             }
-            DecodedDot.checkPrepared(this, x, firstRow, 1, out, outOffset, outStride);
-            DecodedDot.checkPrepared(this, x, firstRow, 1, out, outOffset + rows - 1, outStride);
+            DecodedDot.checkPrepared(this, x, firstRow, nTokens, out, outOffset, outStride);
+            DecodedDot.checkPrepared(this, x, firstRow, nTokens, out, outOffset + rows - 1, outStride);
             checkBytes(src, srcOffset, blocks, "source");
             checkBytes(src, srcOffset + (rows - 1) * rowBytes, blocks, "source");
-            dotRows(src, srcOffset, rowBytes, rows, x, firstRow, out, outOffset);
+            for (int t = 0; t < nTokens; t++) {
+                dotRows(src, srcOffset, rowBytes, rows, x, firstRow + t, out, outOffset + t * outStride);
+            }
             return;
         }
         boolean pairs = nTokens > 1 && rows > 0 && pairTiles(x);
@@ -179,6 +183,20 @@ abstract class BlockFormat implements QuantFormat {
     /** Whether products of several tokens with {@code x} take {@link PairTile}. */
     private boolean pairTiles(PreparedActivations x) {
         return PairTile.takes(this, x);
+    }
+
+    /**
+     * Batches of fewer tokens than this run {@link #dotRows} once per token instead of a batch path. 2 (none) unless a
+     * type's tiles cost more than its row kernel for a few tokens: Q6_K's and Q3_K's {@link PairTile} tiles decode and
+     * transpose every 16 rows' super-blocks, which a few tokens do not repay (JMH {@code MatMulBenchmark}, 768 x 2048
+     * in cache, one thread, Intel Xeon VM, GFLOP/s, row kernel per token -> tiles: Q6_K 26.2 -> 11.5 / 18.9 / 26.9 /
+     * 30.3 at 2 / 4 / 6 / 8 tokens, Q3_K 32.0 -> 11.8 / 18.7 / 28.0 / 32.1). A prompt's experts often get that few (a
+     * 64-token prompt: 4 a chosen expert on average). The row kernel's sums run in another order than the tiles', so a
+     * token's result then depends on how many tokens share its batch, within float rounding, as it already did between
+     * one token (the row kernel) and two.
+     */
+    int rowKernelBelow() {
+        return 2;
     }
 
     /** Whether {@link #dotRows} is implemented. */

@@ -55,7 +55,12 @@ final class PairTile {
 
     /** Rows per tile: one per lane. */
     static final int ROWS = 16;
-    /** Tokens per tile; a batch's last tile repeats its last token where the batch runs out. */
+    /**
+     * Tokens per tile, multiplied three at a time: a batch's last tile repeats its last token where the batch runs out
+     * and skips a three that holds none of its tokens. Experts in a prompt batch often get two to five tokens (a
+     * 512-token prompt of the 12-layer Qwen3-30B-A3B-shaped test files: a third of the active experts), which then
+     * cost one three instead of two.
+     */
     static final int TOKENS = 6;
     private static final int QK = 256;
     private static final int BYTES = 144;
@@ -203,7 +208,7 @@ final class PairTile {
                     if (q4_0) {
                         tileQ4_0(s, groups[1], x.tilePairs(), x.codeScales(), t0, valid);
                     } else {
-                        tile(s, groups[1], x.tilePairs(), t0, q6, q5 || q6);
+                        tile(s, groups[1], x.tilePairs(), t0, valid, q6, q5 || q6);
                         accumulate(s, s, x.tileSums(), t0, valid, q6);
                         accumulate(groups[1], s, x.tileSums(), t0, valid, q6);
                     }
@@ -277,7 +282,7 @@ final class PairTile {
     private static void tileQ4_0(Scratch s, Scratch b, int[] p, float[] scales, int t0, int valid) {
         int[] w = s.w;
         int[] v = b.w;
-        for (int t = 0; t < TOKENS; t += 3) {
+        for (int t = 0; t < valid; t += 3) {
             int a0 = s.tokenPairs[t];
             int a1 = s.tokenPairs[t + 1];
             int a2 = s.tokenPairs[t + 2];
@@ -787,8 +792,8 @@ final class PairTile {
         IntVector.broadcast(Simd.I, 6)} : null;
 
     /**
-     * The integer sums of one super-block of two groups of 16 rows ({@code s}, {@code b}) times the tile's tokens, into
-     * each group's {@code dots}. Products are summed two pairs a step in 16-bit halves; Q4_K widens them every 16 pairs
+     * The integer sums of one super-block of two groups of 16 rows ({@code s}, {@code b}) times the tile's tokens (the
+     * threes that hold one of its first {@code valid}), into each group's {@code dots}. Products are summed two pairs a step in 16-bit halves; Q4_K widens them every 16 pairs
      * (at most 16 * 15 * 127 in a half) and applies its scale per 16 pairs, Q5_K ({@code eightPairs}, quants to 31) every
      * 8 (8 * 31 * 127) with a scale per 16, Q6_K and Q3_K ({@code q6}), whose signed quants reach 32 (4) in magnitude,
      * every 8 (8 * 32 * 127) with a scale per 8. Widening a window's two halves apart (a shift pair and a shift) takes
@@ -800,13 +805,13 @@ final class PairTile {
      * come from memory and each serves two multiplies. JMH {@code MatMulBenchmark} (64 tokens, one thread, in cache,
      * GFLOP/s) on the Intel Xeon VM: Q4_K 75 -> 93-100, Q6_K 64 -> 76-80, Q3_K 64 -> 76-85.
      */
-    private static void tile(Scratch s, Scratch b, int[] p, int t0, boolean q6, boolean eightPairs) {
+    private static void tile(Scratch s, Scratch b, int[] p, int t0, int valid, boolean q6, boolean eightPairs) {
         int[] w = s.w;
         int[] v = b.w;
         int scaleShift = q6 ? 3 : 4;
         // steps of 2 pairs (q even): a window of 8 pairs ends at q % 8 == 6, one of 16 at q % 16 == 14
         int windowEnd = eightPairs ? 6 : 14;
-        for (int t = 0; t < TOKENS; t += 3) {
+        for (int t = 0; t < valid; t += 3) {
             int a0 = s.tokenPairs[t];
             int a1 = s.tokenPairs[t + 1];
             int a2 = s.tokenPairs[t + 2];

@@ -161,6 +161,10 @@ public final class Q3_K extends BlockFormat {
     @Override
     boolean hasRowKernel() { return true; }
 
+    /** Few tokens run the row kernel per token ({@link BlockFormat#rowKernelBelow}). */
+    @Override
+    int rowKernelBelow() { return 7; }
+
     /**
      * The 64 quant bytes as sixteen int lanes: byte {@code t} of lane {@code i} is quant byte {@code 4i + t}, whose
      * bits {@code 2k, 2k+1} are element {@code 128(i/8) + 32k + 4(i%8) + t}; the high bits come from the 32 mask bytes

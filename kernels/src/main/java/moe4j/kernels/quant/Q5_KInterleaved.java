@@ -68,6 +68,7 @@ public final class Q5_KInterleaved {
             // one run in six of the 12-layer Q5_K_M file (no Q4_K in it) generated at 7.7-8.6 tok/s instead of 12-14,
             // with ten times the GC pauses, JFR placing the allocations in this kernel's integer multiplies and
             // conversions, which that compile had left to the Vector API's Java fallbacks; with it, none in 20 runs
+            // that day, but 2 in 21 on the next (the README's "A JIT hazard, still open")
             try (Arena arena = Arena.ofConfined()) {
                 MemorySegment zeros = arena.allocate(GROUP_BLOCK_BYTES, 64);
                 PreparedActivations x = new PreparedActivations();

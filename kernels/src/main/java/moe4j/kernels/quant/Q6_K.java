@@ -171,6 +171,10 @@ public final class Q6_K extends BlockFormat {
     @Override
     boolean hasRowKernel() { return true; }
 
+    /** Few tokens run the row kernel per token ({@link BlockFormat#rowKernelBelow}). */
+    @Override
+    int rowKernelBelow() { return 7; }
+
     /**
      * The 64 low-bit bytes of half {@code h} as sixteen int lanes: byte {@code t} of lane {@code i} is quant byte
      * {@code 64h + 4i + t}, whose low nibble is element {@code 128h + 4i + t} and high nibble that plus 64; the high

@@ -9,6 +9,7 @@ import java.lang.foreign.MemorySegment;
 import java.util.Set;
 import java.util.SplittableRandom;
 
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -47,7 +48,9 @@ class PreparedDotTest {
     void matchesTheDotOfTheDequantizedRowWithRoundedActivationsAndBatchesAgree(GgmlType type) {
         QuantFormat format = QuantFormats.of(type);
         SplittableRandom rnd = new SplittableRandom(type.id() + 100);
-        int tokens = 7; // batches of four, two and one token
+        // ScaledDot's batches of four, four, two and one token, PairTile's tiles of six and five; from row 1 (ten tokens)
+        // both still batch: Q6_K and Q3_K run batches of under seven tokens a token at a time (rowKernelBelow)
+        int tokens = 11;
         try (Arena arena = Arena.ofConfined()) {
             // 4096: two whole loops of the row kernels that cut rows (Simd.ROW_SPAN), four of Q8_0's, five and a part of
             // F16's and BF16's (Simd.HALF_FLOAT_SPAN; 3 * 256 is one whole loop of theirs)
@@ -114,6 +117,39 @@ class PreparedDotTest {
     void rowsEqualSingleRowsBitForBit(GgmlType type) {
         rowsEqualSingleRows(type, 7); // tiles of four tokens, the second ending at the last token
         rowsEqualSingleRows(type, 13); // a tile of six tokens, then two of four
+        // the integer tiles (six tokens, multiplied three at a time): one three with a repeated token, and a tile whose
+        // second three holds two tokens and a repeat
+        rowsEqualSingleRows(type, 2);
+        rowsEqualSingleRows(type, 5);
+    }
+
+    @ParameterizedTest
+    @MethodSource("supportedTypes")
+    void batchesBelowTheRowKernelsThresholdAreTokensOneAtATime(GgmlType type) {
+        BlockFormat format = (BlockFormat) QuantFormats.of(type);
+        int below = format.rowKernelBelow();
+        Assumptions.assumeTrue(below > 2 && Simd.FUSED, type + " batches every count of tokens");
+        SplittableRandom rnd = new SplittableRandom(type.id() + 300L);
+        int width = 2048;
+        int rows = 40;
+        long rowBytes = type.bytesFor(width);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            format.randomBlocks(rnd, data, 0, rows * rowBytes / type.blockBytes());
+            PreparedActivations prepared = gaussianRows(format, rnd, below, width);
+            for (int tokens = 2; tokens < below; tokens++) {
+                float[] batch = new float[rows * tokens];
+                format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 0, tokens, batch, 0, rows);
+                for (int t = 0; t < tokens; t++) {
+                    float[] alone = new float[rows];
+                    format.dotPreparedRows(data, 0, rowBytes, rows, prepared, t, 1, alone, 0, rows);
+                    for (int r = 0; r < rows; r++) {
+                        assertEquals(Float.floatToRawIntBits(alone[r]), Float.floatToRawIntBits(batch[r + t * rows]),
+                                type + " " + tokens + " tokens, token " + t + " row " + r);
+                    }
+                }
+            }
+        }
     }
 
     @ParameterizedTest
