@@ -58,6 +58,13 @@ public class MatMulBenchmark {
     @Param({"1", "2"})
     public int threads;
 
+    /**
+     * Whether the backend repacks Q4_K and Q5_K matrices when it binds them, as it does by default on 512-bit machines
+     * ({@code false}: the file's layout, as with {@code --no-repack} or where the copy does not fit in RAM).
+     */
+    @Param({"true"})
+    public boolean repacked;
+
     private Arena arena;
     private CpuBackend cpu;
     private Weight weight;
@@ -80,7 +87,7 @@ public class MatMulBenchmark {
         QuantFormats.of(t).randomBlocks(new SplittableRandom(1), data, 0, bytes / t.blockBytes());
         GgufTensor tensor = new GgufTensor("bench.weight", t, new long[] {COLUMNS, ROWS, 1, 1}, 2,
                 Path.of("bench.gguf"), 0, data);
-        cpu = new CpuBackend(threads);
+        cpu = new CpuBackend(threads, repacked);
         weight = cpu.bind(tensor);
         x = cpu.allocate(tokens, COLUMNS);
         out = cpu.allocate(tokens, ROWS);

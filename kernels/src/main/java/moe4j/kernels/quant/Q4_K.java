@@ -177,6 +177,13 @@ public final class Q4_K extends BlockFormat {
     boolean hasRowKernel() { return true; }
 
     /**
+     * Two tokens in the file's layout run the row kernel per token ({@link BlockFormat#rowKernelBelow}); repacked rows
+     * take their own tiles.
+     */
+    @Override
+    int rowKernelBelow() { return 3; }
+
+    /**
      * 64 quant bytes (sub-blocks {@code 4p .. 4p+3}) as sixteen int lanes, lane {@code i} holding bytes {@code 4i .. 4i+3}:
      * byte {@code t}'s low nibble is element {@code 128p + 64(i/8) + 4(i%8) + t} and its high nibble that plus 32.
      * Vector {@code v = 4p + k} of a block's pairs is that load shifted right by {@code 4k} and masked with

@@ -166,6 +166,13 @@ public final class Q5_K extends BlockFormat {
     @Override
     boolean hasRowKernel() { return true; }
 
+    /**
+     * Two tokens in the file's layout run the row kernel per token ({@link BlockFormat#rowKernelBelow}); repacked rows
+     * take their own tiles.
+     */
+    @Override
+    int rowKernelBelow() { return 3; }
+
     /** Fifth-bit bytes 0-31 in both lane halves; the second half's bits (sub-blocks 2 and 3 of a 64-byte load) moved down by 2. */
     private static final VectorShuffle<Integer> FIFTH_BIT_BYTES = Simd.FUSED ? VectorShuffle.fromOp(Simd.I, i -> i % 8) : null;
     private static final IntVector FIFTH_BIT_HALF_SHIFT = Simd.FUSED
