@@ -106,6 +106,10 @@ public final class Q4_0 extends BlockFormat {
     @Override
     boolean hasRowKernel() { return true; }
 
+    /** Two to four tokens run the row kernel per token ({@link BlockFormat#rowKernelBelow}). */
+    @Override
+    int rowKernelBelow() { return 5; }
+
     /**
      * Four blocks (72 bytes) as int lanes, lane {@code 4k + c} holding quant bytes {@code 4c .. 4c+3} of block {@code k}:
      * byte {@code t}'s low nibble is element {@code t} of the block, its high nibble element {@code t + 16}. Vector
