@@ -192,10 +192,12 @@ abstract class BlockFormat implements QuantFormat {
      * in cache, one thread, Intel Xeon VM, GFLOP/s, row kernel per token -> tiles: Q6_K 26.2 -> 11.5 / 18.9 / 26.9 /
      * 30.3 at 2 / 4 / 6 / 8 tokens, Q3_K 32.0 -> 11.8 / 18.7 / 28.0 / 32.1; Q4_K and Q5_K in the file's layout at two
      * tokens only, 32.6 -> 26.0 and 25.8 -> 17.7, at four 36.6 and 28.4; Q4_0 29.0 -> 17.8 / 27.0 / 27.7 / 40.4 at 2 / 3
-     * / 4 / 6 tokens; Q8_0, whose batches take the float tiles, 21.4 -> 16.7 / 19.9 / 34.0 at 2 / 3 / 4). A prompt's
-     * experts often get that few (a 64-token prompt: 4 a chosen expert on average). The row kernel's sums run in
-     * another order than the tiles', so a token's result then depends on how many tokens share its batch, within float
-     * rounding, as it already did between one token (the row kernel) and two.
+     * / 4 / 6 tokens). A prompt's experts often get that few (a 64-token prompt: 4 a chosen expert on average). The
+     * row kernel's sums run in another order than the tiles', so a token's result then depends on how many tokens
+     * share its batch, within float rounding, as it already did between one token (the row kernel) and two. Not Q8_0
+     * (two and three tokens 16.7 and 19.9 against 21.4 a token at a time): a tiny Q8_0 model's logits do not depend on
+     * the batch size ({@code SessionTest.logitsDoNotDependOnThreadsOrBatchSize}), and the row kernel for few tokens
+     * broke that.
      */
     int rowKernelBelow() {
         return 2;

@@ -93,10 +93,6 @@ public final class Q8_0 extends BlockFormat {
     @Override
     boolean hasRowKernel() { return true; }
 
-    /** Two and three tokens run the row kernel per token ({@link BlockFormat#rowKernelBelow}). */
-    @Override
-    int rowKernelBelow() { return 4; }
-
     /**
      * {@link #dotBlocks}' loop (same operations, same order) for each row in turn, in loops of {@link #SPAN} blocks.
      * C2 drops its activation bounds checks, so what a row kernel saves here is the
