@@ -80,7 +80,7 @@ abstract class BlockFormat implements QuantFormat {
         if (nTokens == 0) {
             return;
         }
-        if (nTokens < Math.max(2, rowKernelBelow()) && rowKernelFor(x)) {
+        if (rowKernelTakes(nTokens, x)) {
             for (int t = 0; t < nTokens; t++) {
                 dotRows(src, srcOffset, 0, 1, x, firstRow + t, out, outOffset + t * outStride);
             }
@@ -96,7 +96,7 @@ abstract class BlockFormat implements QuantFormat {
     @Override
     public final void dotPreparedRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x,
             int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
-        if (nTokens >= 1 && nTokens < Math.max(2, rowKernelBelow()) && rows > 0 && rowKernelFor(x)) {
+        if (rows > 0 && rowKernelTakes(nTokens, x)) {
             long blocks = wholeBlocks(x.width());
             if (rowBytes < blocks * blockBytes) {
                 throw new IllegalArgumentException("rows " + rowBytes + " bytes apart overlap rows of " + blocks * blockBytes
@@ -201,6 +201,11 @@ abstract class BlockFormat implements QuantFormat {
      */
     int rowKernelBelow() {
         return 2;
+    }
+
+    /** Whether products of {@code nTokens} tokens of {@code x} run {@link #dotRows} once per token. */
+    private boolean rowKernelTakes(int nTokens, PreparedActivations x) {
+        return nTokens >= 1 && nTokens < rowKernelBelow() && rowKernelFor(x);
     }
 
     /** Whether {@link #dotRows} is implemented. */

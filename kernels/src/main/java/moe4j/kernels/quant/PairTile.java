@@ -795,8 +795,9 @@ final class PairTile {
         IntVector.broadcast(Simd.I, 6)} : null;
 
     /**
-     * The integer sums of one super-block of two groups of 16 rows ({@code s}, {@code b}) times the tile's tokens (the
-     * threes that hold one of its first {@code valid}), into each group's {@code dots}. Products are summed two pairs a step in 16-bit halves; Q4_K widens them every 16 pairs
+     * The integer sums of one super-block of two groups of 16 rows ({@code s}, {@code b}) times the tile's first
+     * {@code valid} tokens (three at a time, a last one or two by {@link #tileTwo}), into each group's {@code dots}.
+     * Products are summed two pairs a step in 16-bit halves; Q4_K widens them every 16 pairs
      * (at most 16 * 15 * 127 in a half) and applies its scale per 16 pairs, Q5_K ({@code eightPairs}, quants to 31) every
      * 8 (8 * 31 * 127) with a scale per 16, Q6_K and Q3_K ({@code q6}), whose signed quants reach 32 (4) in magnitude,
      * every 8 (8 * 32 * 127) with a scale per 8. Widening a window's two halves apart (a shift pair and a shift) takes
@@ -896,54 +897,52 @@ final class PairTile {
         int scaleShift = q6 ? 3 : 4;
         // steps of 2 pairs (q even): a window of 8 pairs ends at q % 8 == 6, one of 16 at q % 16 == 14
         int windowEnd = eightPairs ? 6 : 14;
-        {
-            int a0 = s.tokenPairs[t];
-            int a1 = s.tokenPairs[t + 1];
-            IntVector o0 = IntVector.zero(Simd.I);
-            IntVector o1 = o0;
-            IntVector o3 = o0;
-            IntVector o4 = o0;
-            ShortVector h0 = ShortVector.zero(Simd.S_FULL);
-            ShortVector h1 = h0;
-            ShortVector h3 = h0;
-            ShortVector h4 = h0;
-            for (int q = 0; q < PAIRS; q += 2) {
-                ShortVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS).reinterpretAsShorts();
-                ShortVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS).reinterpretAsShorts();
-                ShortVector v0 = IntVector.fromArray(Simd.I, v, q * ROWS).reinterpretAsShorts();
-                ShortVector v1 = IntVector.fromArray(Simd.I, v, (q + 1) * ROWS).reinterpretAsShorts();
-                int a = a0 + q;
-                ShortVector c0 = IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts();
-                ShortVector c1 = IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts();
-                h0 = h0.add(w0.mul(c0)).add(w1.mul(c1));
-                h3 = h3.add(v0.mul(c0)).add(v1.mul(c1));
-                a = a1 + q;
-                c0 = IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts();
-                c1 = IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts();
-                h1 = h1.add(w0.mul(c0)).add(w1.mul(c1));
-                h4 = h4.add(v0.mul(c0)).add(v1.mul(c1));
-                if ((q & windowEnd) == windowEnd) {
-                    IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q >> scaleShift) * ROWS);
-                    IntVector sd = IntVector.fromArray(Simd.I, b.scaleMins, (q >> scaleShift) * ROWS);
-                    IntVector u = h0.reinterpretAsInts();
-                    o0 = o0.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sc));
-                    u = h1.reinterpretAsInts();
-                    o1 = o1.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sc));
-                    u = h3.reinterpretAsInts();
-                    o3 = o3.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sd));
-                    u = h4.reinterpretAsInts();
-                    o4 = o4.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sd));
-                    h0 = ShortVector.zero(Simd.S_FULL);
-                    h1 = h0;
-                    h3 = h0;
-                    h4 = h0;
-                }
+        int a0 = s.tokenPairs[t];
+        int a1 = s.tokenPairs[t + 1];
+        IntVector o0 = IntVector.zero(Simd.I);
+        IntVector o1 = o0;
+        IntVector o3 = o0;
+        IntVector o4 = o0;
+        ShortVector h0 = ShortVector.zero(Simd.S_FULL);
+        ShortVector h1 = h0;
+        ShortVector h3 = h0;
+        ShortVector h4 = h0;
+        for (int q = 0; q < PAIRS; q += 2) {
+            ShortVector w0 = IntVector.fromArray(Simd.I, w, q * ROWS).reinterpretAsShorts();
+            ShortVector w1 = IntVector.fromArray(Simd.I, w, (q + 1) * ROWS).reinterpretAsShorts();
+            ShortVector v0 = IntVector.fromArray(Simd.I, v, q * ROWS).reinterpretAsShorts();
+            ShortVector v1 = IntVector.fromArray(Simd.I, v, (q + 1) * ROWS).reinterpretAsShorts();
+            int a = a0 + q;
+            ShortVector c0 = IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts();
+            ShortVector c1 = IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts();
+            h0 = h0.add(w0.mul(c0)).add(w1.mul(c1));
+            h3 = h3.add(v0.mul(c0)).add(v1.mul(c1));
+            a = a1 + q;
+            c0 = IntVector.broadcast(Simd.I, p[a]).reinterpretAsShorts();
+            c1 = IntVector.broadcast(Simd.I, p[a + 1]).reinterpretAsShorts();
+            h1 = h1.add(w0.mul(c0)).add(w1.mul(c1));
+            h4 = h4.add(v0.mul(c0)).add(v1.mul(c1));
+            if ((q & windowEnd) == windowEnd) {
+                IntVector sc = IntVector.fromArray(Simd.I, s.scaleMins, (q >> scaleShift) * ROWS);
+                IntVector sd = IntVector.fromArray(Simd.I, b.scaleMins, (q >> scaleShift) * ROWS);
+                IntVector u = h0.reinterpretAsInts();
+                o0 = o0.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sc));
+                u = h1.reinterpretAsInts();
+                o1 = o1.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sc));
+                u = h3.reinterpretAsInts();
+                o3 = o3.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sd));
+                u = h4.reinterpretAsInts();
+                o4 = o4.add(u.lanewise(LSHL, 16).lanewise(ASHR, 16).add(u.lanewise(ASHR, 16)).mul(sd));
+                h0 = ShortVector.zero(Simd.S_FULL);
+                h1 = h0;
+                h3 = h0;
+                h4 = h0;
             }
-            o0.intoArray(s.dots, t * ROWS);
-            o1.intoArray(s.dots, (t + 1) * ROWS);
-            o3.intoArray(b.dots, t * ROWS);
-            o4.intoArray(b.dots, (t + 1) * ROWS);
         }
+        o0.intoArray(s.dots, t * ROWS);
+        o1.intoArray(s.dots, (t + 1) * ROWS);
+        o3.intoArray(b.dots, t * ROWS);
+        o4.intoArray(b.dots, (t + 1) * ROWS);
     }
 
     /**

@@ -16,6 +16,8 @@ import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorSpecies;
 
+import moe4j.gguf.GgmlType;
+
 /**
  * Q4_K matrices repacked at load time so that sixteen rows are multiplied together, one row per 32-bit lane, as
  * llama.cpp's CPU backend repacks them (into groups of 8 rows) on x86. A row-at-a-time kernel spends most of its
@@ -165,21 +167,31 @@ public final class Q4_KInterleaved {
      */
     public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
-        int width = x.width();
-        int blocks = width / QK;
-        if (x.laneOrder() != Q4_K.PAIRS || x.rounding() != ActivationRounding.Q8_K) {
-            throw new IllegalArgumentException("Q4_K rows in groups take activations prepared for Q4_K, got "
-                    + x.rounding() + " in " + x.laneOrder());
-        }
-        Objects.checkFromIndexSize(firstToken, tokens, x.rows());
-        Objects.checkFromToIndex(offset + (long) fromGroup * blocks * GROUP_BLOCK_BYTES,
-                offset + (long) toGroup * blocks * GROUP_BLOCK_BYTES, w.byteSize());
+        long first = checkDot(GgmlType.Q4_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x, firstToken, tokens);
         if (tokens > 1) {
-            PairTile.dotGroups(w, offset + (long) fromGroup * blocks * GROUP_BLOCK_BYTES, (toGroup - fromGroup) * ROWS, x,
-                    firstToken, tokens, out, outOffset, outStride);
+            PairTile.dotGroups(w, first, (toGroup - fromGroup) * ROWS, x, firstToken, tokens, out, outOffset, outStride);
             return;
         }
         oneToken(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+    }
+
+    /**
+     * The checks of a product of groups {@code fromGroup .. toGroup-1} of repacked {@code type} rows
+     * ({@code groupBlockBytes} a group-block) with prepared rows {@code firstToken ..}, Q4_K's and Q5_K's alike: the
+     * activations prepared for Q4_K's lane order and Q8_K rounding, the tokens and groups in range. Returns where group
+     * {@code fromGroup} starts.
+     */
+    static long checkDot(GgmlType type, long groupBlockBytes, MemorySegment w, long offset, int fromGroup, int toGroup,
+            PreparedActivations x, int firstToken, int tokens) {
+        if (x.laneOrder() != Q4_K.PAIRS || x.rounding() != ActivationRounding.Q8_K) {
+            throw new IllegalArgumentException(type + " rows in groups take activations prepared for " + type + ", got "
+                    + x.rounding() + " in " + x.laneOrder());
+        }
+        Objects.checkFromIndexSize(firstToken, tokens, x.rows());
+        long matrixGroupBytes = (long) (x.width() / QK) * groupBlockBytes;
+        long first = offset + fromGroup * matrixGroupBytes;
+        Objects.checkFromToIndex(first, offset + toGroup * matrixGroupBytes, w.byteSize());
+        return first;
     }
 
     /**

@@ -9,7 +9,6 @@ import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.Objects;
 
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
@@ -116,18 +115,10 @@ public final class Q5_KInterleaved {
      */
     public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
-        int width = x.width();
-        int blocks = width / QK;
-        if (x.laneOrder() != Q4_K.PAIRS || x.rounding() != ActivationRounding.Q8_K) {
-            throw new IllegalArgumentException("Q5_K rows in groups take activations prepared for Q5_K, got "
-                    + x.rounding() + " in " + x.laneOrder());
-        }
-        Objects.checkFromIndexSize(firstToken, tokens, x.rows());
-        Objects.checkFromToIndex(offset + (long) fromGroup * blocks * GROUP_BLOCK_BYTES,
-                offset + (long) toGroup * blocks * GROUP_BLOCK_BYTES, w.byteSize());
+        long first = Q4_KInterleaved.checkDot(GgmlType.Q5_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
+                firstToken, tokens);
         if (tokens > 1) {
-            PairTile.dotGroupsQ5(w, offset + (long) fromGroup * blocks * GROUP_BLOCK_BYTES, (toGroup - fromGroup) * ROWS,
-                    x, firstToken, tokens, out, outOffset, outStride);
+            PairTile.dotGroupsQ5(w, first, (toGroup - fromGroup) * ROWS, x, firstToken, tokens, out, outOffset, outStride);
             return;
         }
         oneToken(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
