@@ -64,7 +64,8 @@ elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
 [ -f .gpu/jre.tgz ] || { echo "gpu-check: .gpu/jre.tgz missing: run bench/gpu-prepare.sh on the build machine" >&2; exit 1; }
 tar xzf .gpu/jre.tgz -C "$work"
 java="$work/jre/bin/java"
-flags=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Djava.io.tmpdir="$work")
+flags=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:PerMethodTrapLimit=10000
+    -XX:PerMethodRecompilationCutoff=10000 -Djava.io.tmpdir="$work")
 [ "${SYNC:-0}" = 1 ] && flags+=(-Dmoe4j.cuda.sync=true)
 [ "${GRAPHS:-1}" = 0 ] && flags+=(-Dmoe4j.cuda.graphs=false)
 if [ -d "$root/../shared/fixtures" ]; then

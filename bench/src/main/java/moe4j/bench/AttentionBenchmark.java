@@ -38,7 +38,8 @@ import moe4j.kernels.cpu.CpuBackend;
 @OutputTimeUnit(TimeUnit.SECONDS)
 @Warmup(iterations = 2, time = 1)
 @Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
+@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+        "-XX:PerMethodTrapLimit=10000", "-XX:PerMethodRecompilationCutoff=10000"})
 public class AttentionBenchmark {
 
     static final AttentionShape SHAPE = new AttentionShape(32, 4, 128, (float) (1 / Math.sqrt(128)));

@@ -963,7 +963,7 @@ final class PairTile {
                     minSum = minSum.add(IntVector.fromArray(Simd.I, s.scaleMins, (SUB_BLOCKS + j) * ROWS)
                             .mul(sums[tokens.tokenSums[t] + j]));
                 }
-                acc = ((FloatVector) minSum.convert(I2F, 0)).fma(dmin.mul(scale), acc);
+                acc = ((FloatVector) minSum.convertShape(I2F, Simd.F, 0)).fma(dmin.mul(scale), acc);
             }
             acc.intoArray(s.acc, at);
         }

@@ -250,8 +250,8 @@ public final class Q4_KInterleaved {
                 float scale = xd[d0 + b];
                 FloatVector d = FloatVector.fromMemorySegment(F, w, at, Simd.LE);
                 FloatVector dmin = FloatVector.fromMemorySegment(F, w, at + DMIN, Simd.LE);
-                acc = ((FloatVector) scaled.convert(I2F, 0)).fma(d.mul(scale), acc);
-                acc = ((FloatVector) mins.convert(I2F, 0)).fma(dmin.mul(-scale), acc);
+                acc = ((FloatVector) scaled.convertShape(I2F, F, 0)).fma(d.mul(scale), acc);
+                acc = ((FloatVector) mins.convertShape(I2F, F, 0)).fma(dmin.mul(-scale), acc);
             }
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
         }

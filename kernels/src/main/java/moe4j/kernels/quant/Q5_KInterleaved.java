@@ -7,7 +7,6 @@ import static jdk.incubator.vector.VectorOperators.LSHR;
 import static jdk.incubator.vector.VectorOperators.NE;
 import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 import jdk.incubator.vector.ByteVector;
@@ -60,23 +59,6 @@ public final class Q5_KInterleaved {
     private static final ShortVector NIBBLE = ShortVector.broadcast(S, (short) 0xF);
     private static final ShortVector FIFTH = ShortVector.broadcast(S, (short) 0x10);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
-
-    static {
-        if (Simd.FUSED) {
-            // one product of a zero group at class initialization, before C2 can compile the kernel: without it, about
-            // one run in six of the 12-layer Q5_K_M file (no Q4_K in it) generated at 7.7-8.6 tok/s instead of 12-14,
-            // with ten times the GC pauses, JFR placing the allocations in this kernel's integer multiplies and
-            // conversions, which that compile had left to the Vector API's Java fallbacks; with it, none in 20 runs
-            // that day, but 2 in 21 on the next (the README's "A JIT hazard, still open")
-            try (Arena arena = Arena.ofConfined()) {
-                MemorySegment zeros = arena.allocate(GROUP_BLOCK_BYTES, 64);
-                PreparedActivations x = new PreparedActivations();
-                x.reserve(QuantFormats.of(GgmlType.Q5_K), 1, QK);
-                x.prepareRow(new float[QK], 0, 0);
-                oneToken(zeros, 0, 0, 1, x, 0, new float[ROWS], 0);
-            }
-        }
-    }
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -213,8 +195,8 @@ public final class Q5_KInterleaved {
                 float scale = xd[d0 + b];
                 FloatVector d = FloatVector.fromMemorySegment(F, w, at, Simd.LE);
                 FloatVector dmin = FloatVector.fromMemorySegment(F, w, at + DMIN, Simd.LE);
-                acc = ((FloatVector) scaled.convert(I2F, 0)).fma(d.mul(scale), acc);
-                acc = ((FloatVector) mins.convert(I2F, 0)).fma(dmin.mul(-scale), acc);
+                acc = ((FloatVector) scaled.convertShape(I2F, F, 0)).fma(d.mul(scale), acc);
+                acc = ((FloatVector) mins.convertShape(I2F, F, 0)).fma(dmin.mul(-scale), acc);
             }
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
         }

@@ -20,6 +20,14 @@ import jdk.incubator.vector.VectorSpecies;
  * API's force-inlined methods, and a vector passed to or returned from a call it did not inline is boxed
  * on the heap, which costs about 10x. 256-element block kernels therefore handle one block per call
  * and keep their accumulators in an array between blocks.
+ *
+ * <p>A vector that comes out of a loop (a sum carried across its iterations) is converted with
+ * {@code convertShape(I2F, species, 0)}, never {@code convert(I2F, 0)}: {@code convert} looks up its result species
+ * through {@code AbstractSpecies.findSpecies}, whose slow path C2 keeps once that method has trapped anywhere in the
+ * run, and from a loop's vector the lookup is then not a constant, so the conversion is left to the Java fallback and
+ * the loop's vectors are boxed. The JVM options {@code -XX:PerMethodTrapLimit} and
+ * {@code -XX:PerMethodRecompilationCutoff} (the launcher raises both) guard the big kernels against the same end by
+ * another road: the README's "JVM options".
  */
 final class Simd {
 
