@@ -213,9 +213,11 @@ fi
 # -ot exps=CPU); anchor: llama.cpp on an H100 with 16 threads, pp512 790 tok/s, tg64 39 tok/s
 if [ "${HYBRID:-1}" = 1 ]; then
     t=$(date +%s)
-    timeout 240 "$java" "${flags[@]}" -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" \
-        --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 512 -n 64 -r 2 > "$LOGS/hybrid.log" 2>&1
-    row "hybrid cuda:0 + cpu --cpu-moe (exit $?, $(elapsed $t))" "$(nproc) threads"
+    # the GC log: CPU kernels whose vectors C2 left boxed show as hundreds of pauses (README, "A JIT hazard")
+    timeout 240 "$java" "${flags[@]}" -Xmx8g -Xlog:gc:file="$LOGS/hybrid-gc.log" -jar .gpu/moe4j.jar bench \
+        "${benchModel[@]}" --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 512 -n 64 -r 2 > "$LOGS/hybrid.log" 2>&1
+    row "hybrid cuda:0 + cpu --cpu-moe (exit $?, $(elapsed $t))" \
+        "$(nproc) threads, $(grep -c Pause "$LOGS/hybrid-gc.log" 2> /dev/null) GC pauses"
     while IFS='|' read -r _ _ _ _ _ _ test ts _; do
         row "  $(echo $test)" "$(echo $ts) tok/s"
     done < <(grep -E '^\| .*(pp|tg)[0-9]' "$LOGS/hybrid.log")
