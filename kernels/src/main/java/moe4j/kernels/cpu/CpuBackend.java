@@ -81,6 +81,7 @@ public final class CpuBackend implements Backend {
      * ({@link #bindForLookup}) stay as the file has them.
      */
     public CpuBackend(int threads, boolean repack) {
+        JitOptions.noteOnce();
         this.repack = repack;
         this.pool = new WorkerPool(threads);
         this.scratch = new Scratch[threads];
