@@ -3,7 +3,6 @@ package moe4j.kernels.cpu;
 import java.lang.management.ManagementFactory;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Function;
 import java.util.logging.Logger;
@@ -24,11 +23,10 @@ public final class JitOptions {
     private static final Logger LOG = Logger.getLogger(JitOptions.class.getName());
     private static final AtomicBoolean NOTED = new AtomicBoolean();
 
-    /** Each limit and the least value the kernels want; {@code -1} (no limit) also satisfies the second. */
-    private static final Map<String, Long> LEAST = Map.of("PerMethodTrapLimit", 10_000L,
-            "PerMethodRecompilationCutoff", 10_000L);
-
-    /** The JVM options, as {@code ./moe4j} passes them. */
+    /**
+     * The JVM options, as {@code ./moe4j} passes them: each value is the least the kernels want ({@code -1}, no limit,
+     * also satisfies the second).
+     */
     public static final List<String> RECOMMENDED = List.of("-XX:PerMethodTrapLimit=10000",
             "-XX:PerMethodRecompilationCutoff=10000");
 
@@ -39,7 +37,9 @@ public final class JitOptions {
     static List<String> missing(Function<String, String> value) {
         List<String> missing = new ArrayList<>();
         for (String option : RECOMMENDED) {
-            String name = option.substring("-XX:".length(), option.indexOf('='));
+            int equals = option.indexOf('=');
+            String name = option.substring("-XX:".length(), equals);
+            long least = Long.parseLong(option.substring(equals + 1));
             String current = value.apply(name);
             if (current == null) {
                 continue;
@@ -51,7 +51,7 @@ public final class JitOptions {
                 continue;
             }
             boolean unlimited = v < 0 && name.equals("PerMethodRecompilationCutoff");
-            if (!unlimited && v < LEAST.get(name)) {
+            if (!unlimited && v < least) {
                 missing.add(option);
             }
         }
