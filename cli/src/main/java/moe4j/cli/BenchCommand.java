@@ -2,11 +2,13 @@ package moe4j.cli;
 
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.lang.management.ManagementFactory;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 
@@ -86,8 +88,12 @@ final class BenchCommand implements Callable<Integer> {
     @Mixin
     private WarmUpOption warmUp;
 
-    /** One test's timings: tokens per second of each repetition. */
-    record Result(String test, int nPrompt, int nGen, int nDepth, int threads, double[] samplesTs) {
+    /**
+     * One test's timings: tokens per second of each repetition, and the heap the timed runs allocated per token (all
+     * threads; -1 where the JVM cannot tell).
+     */
+    record Result(String test, int nPrompt, int nGen, int nDepth, int threads, double[] samplesTs,
+            double heapBytesPerToken) {
 
         double avgTs() {
             double sum = 0;
@@ -166,6 +172,7 @@ final class BenchCommand implements Callable<Integer> {
                 results.forEach(r -> out.println(row.text(r)));
             }
             out.flush();
+            heapNote(results).ifPresent(cl.getErr()::println);
             // after the runs, which touched the weights: in what pages they were read, for comparing runs
             ModelLoader.WeightPages pages = ModelLoader.WeightPages.of(model);
             cl.getErr().println("weights: " + pages.kind());
@@ -212,13 +219,60 @@ final class BenchCommand implements Callable<Integer> {
         startAt(session, context);
         test.run();
         double[] samples = new double[repetitions];
+        long allocated = 0;
         for (int i = 0; i < repetitions; i++) {
             startAt(session, context);
+            long heapBefore = allocatedBytes();
             long start = System.nanoTime();
             test.run();
             samples[i] = (nPrompt + nGen) / ((System.nanoTime() - start) / 1e9);
+            long heapAfter = allocatedBytes();
+            allocated = allocated < 0 || heapBefore < 0 || heapAfter < 0 ? -1 : allocated + heapAfter - heapBefore;
         }
-        return new Result(name, nPrompt, nGen, context.length, threads, samples);
+        double perToken = allocated < 0 ? -1 : (double) allocated / ((long) repetitions * (nPrompt + nGen));
+        return new Result(name, nPrompt, nGen, context.length, threads, samples, perToken);
+    }
+
+    /** Heap bytes allocated by all threads since the JVM started, or -1 where the JVM does not count them. */
+    private static long allocatedBytes() {
+        if (ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean threads
+                && threads.isThreadAllocatedMemorySupported() && threads.isThreadAllocatedMemoryEnabled()) {
+            try {
+                return threads.getTotalThreadAllocatedBytes();
+            } catch (UnsupportedOperationException e) {
+                return -1;
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * Generation that allocates this much heap per token has a CPU kernel running with its vectors boxed: a decoding
+     * step of the 12-layer Q5_K_M test file allocated 20-180 KiB, and 457 MiB in a run whose Q5_K kernel was compiled
+     * so (README, "A JIT hazard").
+     */
+    static final double BOXED_KERNEL_BYTES_PER_TOKEN = 16 * 1024 * 1024;
+
+    /**
+     * The heap each test allocated per token, for stderr; with a note where generation allocated enough to mean a
+     * kernel runs with boxed vectors.
+     */
+    static Optional<String> heapNote(List<Result> results) {
+        List<Result> known = results.stream().filter(r -> r.heapBytesPerToken() >= 0).toList();
+        if (known.isEmpty()) {
+            return Optional.empty();
+        }
+        StringBuilder s = new StringBuilder("heap allocated per token:");
+        for (Result r : known) {
+            s.append(' ').append(r.test()).append(' ').append(Sizes.bytes(Math.round(r.heapBytesPerToken()))).append(',');
+        }
+        s.setLength(s.length() - 1);
+        known.stream().filter(r -> r.nGen() > 0 && r.heapBytesPerToken() >= BOXED_KERNEL_BYTES_PER_TOKEN).findFirst()
+                .ifPresent(r -> s.append(System.lineSeparator()).append("note: generation allocated ")
+                        .append(Sizes.bytes(Math.round(r.heapBytesPerToken())))
+                        .append(" a token; the CPU kernels allocate nothing, so the JIT probably left one with its vectors"
+                                + " boxed: run with the JVM options in the README (./moe4j passes them)"));
+        return Optional.of(s.toString());
     }
 
     private static void startAt(Session session, int[] context) {
@@ -267,6 +321,8 @@ final class BenchCommand implements Callable<Integer> {
             m.put("avg_ts", r.avgTs());
             m.put("stddev_ts", r.stddevTs());
             m.put("samples_ts", r.samplesTs());
+            // moe4j's own: heap allocated per token by the timed runs, -1 where the JVM does not count it
+            m.put("heap_bytes_per_token", r.heapBytesPerToken());
             return m;
         }
     }

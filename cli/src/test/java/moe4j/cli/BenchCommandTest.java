@@ -60,6 +60,25 @@ class BenchCommandTest {
         double mean = samples.stream().mapToDouble(s -> ((Number) s).doubleValue()).average().orElseThrow();
         assertEquals(mean, avg, 1e-9 * mean);
         assertTrue(avg > 0 && ((Number) tg.get("stddev_ts")).doubleValue() >= 0, r.out());
+        // HotSpot counts every thread's allocations
+        assertTrue(((Number) tg.get("heap_bytes_per_token")).doubleValue() >= 0, r.out());
+    }
+
+    @Test
+    void heapLineNamesEachTestAndWarnsOnlyWhereGenerationAllocatesLikeABoxedKernel() {
+        BenchCommand.Result pp = new BenchCommand.Result("pp16", 16, 0, 0, 2, new double[] {1}, 200 * 1024);
+        BenchCommand.Result tg = new BenchCommand.Result("tg8", 0, 8, 0, 2, new double[] {1}, 30 * 1024);
+        String healthy = BenchCommand.heapNote(List.of(pp, tg)).orElseThrow();
+        assertEquals("heap allocated per token: pp16 200.00 KiB, tg8 30.00 KiB", healthy);
+        BenchCommand.Result boxed = new BenchCommand.Result("tg8", 0, 8, 0, 2, new double[] {1}, 457.0 * 1024 * 1024);
+        String warned = BenchCommand.heapNote(List.of(pp, boxed)).orElseThrow();
+        assertTrue(warned.lines().skip(1).findFirst().orElse("").startsWith("note: generation allocated 457.00 MiB a token"),
+                warned);
+        // the note speaks of generation only, and an unknown figure is not shown
+        BenchCommand.Result bigPrompt = new BenchCommand.Result("pp16", 16, 0, 0, 2, new double[] {1}, 457.0 * 1024 * 1024);
+        assertEquals(1, BenchCommand.heapNote(List.of(bigPrompt)).orElseThrow().lines().count());
+        BenchCommand.Result unknown = new BenchCommand.Result("tg8", 0, 8, 0, 2, new double[] {1}, -1);
+        assertTrue(BenchCommand.heapNote(List.of(unknown)).isEmpty());
     }
 
     @Test

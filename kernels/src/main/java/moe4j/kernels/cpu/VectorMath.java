@@ -309,10 +309,7 @@ final class VectorMath {
         for (int i = 0; i < len; i++) {
             max = Math.max(max, v[off + i]);
         }
-        int i = 0;
-        for (int bound = len - L; i <= bound; i += L) {
-            exp(FloatVector.fromArray(F, v, off + i).sub(max)).intoArray(v, off + i);
-        }
+        int i = len >= L ? expShifted(v, off, len, max) : 0;
         for (; i < len; i++) {
             v[off + i] = exp(v[off + i] - max);
         }
@@ -324,6 +321,20 @@ final class VectorMath {
         for (int k = 0; k < len; k++) {
             v[off + k] *= inv;
         }
+    }
+
+    /**
+     * {@code v[off + i] = exp(v[off + i] - shift)} for whole vectors of the first {@code len} (at least one vector),
+     * returning where the scalar tail starts. Its own method, entered only when the loop runs, so that C2 sees the
+     * {@link #exp} call as hot and inlines it: from {@link #softmax}, whose early calls (attention over a short context)
+     * skip the loop, it was left as a call, each vector boxed on the heap.
+     */
+    private static int expShifted(float[] v, int off, int len, float shift) {
+        int i = 0;
+        for (int bound = len - L; i <= bound; i += L) {
+            exp(FloatVector.fromArray(F, v, off + i).sub(shift)).intoArray(v, off + i);
+        }
+        return i;
     }
 
     /** SiLU of one element with {@link #siluMul}'s operations. */

@@ -114,16 +114,30 @@ final class Simd {
     /**
      * The sum of all lanes in a fixed pairwise order. {@code reduceLanes(ADD)} leaves the order open
      * and its interpreted and compiled forms differ, which would make results depend on JIT warm-up.
+     *
+     * <p>This and the two halves of the 16-lane fold are each under 35 bytes of bytecode ({@code MaxInlineSize}), so
+     * C2 inlines them even where it deems the call cold, as a row kernel's one call per row is: a 50-byte form was
+     * left as a call there (F32's row kernel, the router's), and its vector argument was boxed, 12 KB of heap a
+     * router product.
      */
     static float sum(FloatVector v) {
-        if (L == 16) {
-            // constant shuffles: read from the array in a loop, C2 does not intrinsify them (measured: 270 ns a sum,
-            // 1.3% of a decoding step in the F32 router's rows)
-            v = v.add(v.rearrange(FOLD_8));
-            v = v.add(v.rearrange(FOLD_4));
-            v = v.add(v.rearrange(FOLD_2));
-            return v.add(v.rearrange(FOLD_1)).lane(0);
-        }
+        return L == 16 ? sum16(v) : sumAnyWidth(v);
+    }
+
+    // constant shuffles: read from the array in a loop, C2 does not intrinsify them (measured: 270 ns a sum, 1.3% of a
+    // decoding step in the F32 router's rows)
+    private static float sum16(FloatVector v) {
+        v = v.add(v.rearrange(FOLD_8));
+        v = v.add(v.rearrange(FOLD_4));
+        return lastTwoFolds(v);
+    }
+
+    private static float lastTwoFolds(FloatVector v) {
+        v = v.add(v.rearrange(FOLD_2));
+        return v.add(v.rearrange(FOLD_1)).lane(0);
+    }
+
+    private static float sumAnyWidth(FloatVector v) {
         for (VectorShuffle<Float> fold : FOLDS) {
             v = v.add(v.rearrange(fold));
         }
