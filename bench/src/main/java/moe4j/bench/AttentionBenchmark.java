@@ -23,6 +23,7 @@ import moe4j.kernels.AttentionShape;
 import moe4j.kernels.KvCache;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.cpu.CpuBackend;
+import moe4j.kernels.cpu.JitOptions;
 
 /**
  * Decode attention through the CPU backend: one query token over a cache of {@code positions} positions
@@ -39,7 +40,7 @@ import moe4j.kernels.cpu.CpuBackend;
 @Warmup(iterations = 2, time = 1)
 @Measurement(iterations = 3, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-        "-XX:PerMethodTrapLimit=10000", "-XX:PerMethodRecompilationCutoff=10000"})
+        JitOptions.TRAP_LIMIT, JitOptions.RECOMPILATION_CUTOFF})
 public class AttentionBenchmark {
 
     static final AttentionShape SHAPE = new AttentionShape(32, 4, 128, (float) (1 / Math.sqrt(128)));

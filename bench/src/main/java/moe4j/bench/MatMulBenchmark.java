@@ -26,6 +26,7 @@ import moe4j.gguf.GgufTensor;
 import moe4j.kernels.Activations;
 import moe4j.kernels.Weight;
 import moe4j.kernels.cpu.CpuBackend;
+import moe4j.kernels.cpu.JitOptions;
 import moe4j.kernels.quant.QuantFormats;
 
 /**
@@ -44,7 +45,7 @@ import moe4j.kernels.quant.QuantFormats;
 @Warmup(iterations = 2, time = 1)
 @Measurement(iterations = 3, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-        "-XX:PerMethodTrapLimit=10000", "-XX:PerMethodRecompilationCutoff=10000"})
+        JitOptions.TRAP_LIMIT, JitOptions.RECOMPILATION_CUTOFF})
 public class MatMulBenchmark {
 
     static final int ROWS = 768;

@@ -22,6 +22,7 @@ import org.openjdk.jmh.annotations.Warmup;
 
 import moe4j.gguf.GgmlType;
 import moe4j.gguf.HugePages;
+import moe4j.kernels.cpu.JitOptions;
 import moe4j.kernels.cpu.WorkerPool;
 import moe4j.kernels.quant.PreparedActivations;
 import moe4j.kernels.quant.InterleavedRows;
@@ -52,7 +53,7 @@ import moe4j.kernels.quant.QuantFormats;
 @Warmup(iterations = 2, time = 1)
 @Measurement(iterations = 3, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-        "-XX:PerMethodTrapLimit=10000", "-XX:PerMethodRecompilationCutoff=10000"})
+        JitOptions.TRAP_LIMIT, JitOptions.RECOMPILATION_CUTOFF})
 public class MatVecBenchmark {
 
     static final int BATCH = 8;

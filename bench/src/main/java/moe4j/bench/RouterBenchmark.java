@@ -21,6 +21,7 @@ import org.openjdk.jmh.annotations.Warmup;
 import moe4j.kernels.Activations;
 import moe4j.kernels.ExpertRouting;
 import moe4j.kernels.cpu.CpuBackend;
+import moe4j.kernels.cpu.JitOptions;
 
 /**
  * Mixture-of-experts routing through the CPU backend: softmax over 128 experts and the top 8 of each of
@@ -34,7 +35,7 @@ import moe4j.kernels.cpu.CpuBackend;
 @Warmup(iterations = 2, time = 1)
 @Measurement(iterations = 3, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-        "-XX:PerMethodTrapLimit=10000", "-XX:PerMethodRecompilationCutoff=10000"})
+        JitOptions.TRAP_LIMIT, JitOptions.RECOMPILATION_CUTOFF})
 public class RouterBenchmark {
 
     static final int EXPERTS = 128;

@@ -27,6 +27,7 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
 import moe4j.gguf.HugePages;
+import moe4j.kernels.cpu.JitOptions;
 
 /**
  * The machine's practical read bandwidth: the sum of a 256 MB off-heap segment with vector loads, on one
@@ -39,7 +40,7 @@ import moe4j.gguf.HugePages;
 @Warmup(iterations = 2, time = 1)
 @Measurement(iterations = 3, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
-        "-XX:PerMethodTrapLimit=10000", "-XX:PerMethodRecompilationCutoff=10000"})
+        JitOptions.TRAP_LIMIT, JitOptions.RECOMPILATION_CUTOFF})
 public class StreamingReadBenchmark {
 
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;

@@ -23,12 +23,15 @@ public final class JitOptions {
     private static final Logger LOG = Logger.getLogger(JitOptions.class.getName());
     private static final AtomicBoolean NOTED = new AtomicBoolean();
 
+    /** The trap limit, as {@code ./moe4j} passes it; a constant, so that JMH's fork annotations can name it. */
+    public static final String TRAP_LIMIT = "-XX:PerMethodTrapLimit=10000";
+    /** The recompilation cutoff, as {@code ./moe4j} passes it. */
+    public static final String RECOMPILATION_CUTOFF = "-XX:PerMethodRecompilationCutoff=10000";
+
     /**
-     * The JVM options, as {@code ./moe4j} passes them: each value is the least the kernels want ({@code -1}, no limit,
-     * also satisfies the second).
+     * The JVM options: each value is the least the kernels want ({@code -1}, no limit, also satisfies the second).
      */
-    public static final List<String> RECOMMENDED = List.of("-XX:PerMethodTrapLimit=10000",
-            "-XX:PerMethodRecompilationCutoff=10000");
+    public static final List<String> RECOMMENDED = List.of(TRAP_LIMIT, RECOMPILATION_CUTOFF);
 
     /**
      * Of {@link #RECOMMENDED}, the options this JVM lacks, given each limit's value as {@code value} reads it (null where
