@@ -18,14 +18,16 @@
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers and generation on the
-#                                 model above, as they are, with each block rounding its row
-#                                 (-Dmoe4j.cuda.roundOnce=false), with 4 blocks per multiprocessor
-#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), with the fused routing a warp per block
-#                                 (-Dmoe4j.cuda.routeWarps=1), with the rounding norm rounding from shared memory
-#                                 (-Dmoe4j.cuda.normRoundsFromShared=true), with the experts' down projection
-#                                 loading 2 units a lane (-Dmoe4j.cuda.combineUnroll=2), with one-token attention
-#                                 rounding its output once (-Dmoe4j.cuda.attentionRounds=true) and with the experts'
-#                                 SwiGLU rows rounded once for the down projection (-Dmoe4j.cuda.combineRoundsOnce=true)
+#                                 model above, as they are and with each of these switched back: every block rounding
+#                                 its row (-Dmoe4j.cuda.roundOnce=false), 4 blocks per multiprocessor
+#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), the fused routing 4 warps a block
+#                                 (-Dmoe4j.cuda.routeWarps=4), the rounding norm rounding from shared memory
+#                                 (-Dmoe4j.cuda.normRoundsFromShared=true), the experts' down projection loading 4
+#                                 units a lane (-Dmoe4j.cuda.combineUnroll=4), one-token attention not rounding its
+#                                 output (-Dmoe4j.cuda.attentionRounds=false), the down projection rounding the experts'
+#                                 SwiGLU rows in each block (-Dmoe4j.cuda.combineRoundsOnce=false)
+#   GEN_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also times generation (tg64) on that model
+#   FULLSHAPE_AB="tiledAttention=false mmq=false" ... the full-shape test's 30B case again with each option
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt as before version 11: k and v through the matrix-vector kernels
 #                                 (-Dmoe4j.cuda.smallMatricesOnTensorCoresFrom=0), every query row walking the cache
@@ -37,6 +39,8 @@
 #                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 #   HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000 ... times the hybrid generation once more with these JVM flags
+#   DECODE_VARIANTS="default routeWarps=1+combineUnroll=2" AB_REPS=2 ... the decode A/B's variants ('+' joins options)
+#   DEADLINE=500 bench/gpu-check.sh  skips the A/B variants and the hybrid run once they would end past 500 s
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
@@ -60,6 +64,10 @@ row() {
     tar czf "$OUT/logs.tgz.part" -C "$LOGS" . 2> /dev/null && mv "$OUT/logs.tgz.part" "$OUT/logs.tgz"
 }
 elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
+started=$(date +%s)
+# seconds left before DEADLINE (seconds from the start; unset: no limit): optional steps that would not finish are
+# skipped, so that a call cut off at its limit still ends with its table
+time_left() { echo $(( ${DEADLINE:-1000000} - ($(date +%s) - started) )); }
 
 [ -f .gpu/jre.tgz ] || { echo "gpu-check: .gpu/jre.tgz missing: run bench/gpu-prepare.sh on the build machine" >&2; exit 1; }
 tar xzf .gpu/jre.tgz -C "$work"
@@ -94,6 +102,19 @@ summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$
 row "GPU tests (exit $status, $(elapsed $t))" "${summary:-no summary: see gpu-tests.log}"
 grep -E '✘' "$LOGS/gpu-tests.log" | head -8 | cut -c1-240 > "$LOGS/failures-head.txt"
 sed -n '/GPU (cuda:0) agreement/,/^$/p' "$LOGS/gpu-tests.log" > "$LOGS/agreement.txt"
+
+# 1a. Optional (FULLSHAPE_AB="tiledAttention=false mmq=false"): the full-shape test's 30B case once more with each of
+# these options ('+' joins several), to see which part of the prompt path its distance to the CPU comes from
+for variant in ${FULLSHAPE_AB:-}; do
+    if [ "$(time_left)" -lt 60 ]; then row "full-shape 30B/2, $variant" "skipped: DEADLINE near"; continue; fi
+    IFS='+' read -r -a opts <<< "$variant"
+    log="$LOGS/fullshape-${variant//=/-}.log"
+    timeout 120 "$java" "${flags[@]}" "${opts[@]/#/-Dmoe4j.cuda.}" -Xmx8g -jar .gpu/lib/junit-platform-console-standalone-*.jar \
+        execute --disable-banner --disable-ansi-colors --details=tree --class-path "$cp" \
+        --select-iteration 'method:moe4j.engine.CudaFullShapeTest#logitsMatchTheCpuBackend(java.lang.String)[0]' \
+        > "$log" 2>&1
+    row "full-shape 30B/2, $variant (exit $?)" "$(grep -m1 'GPU vs CPU:' "$log" | sed "s/^.*GPU vs CPU: //" | cut -c1-420)"
+done
 
 # 2. The command line on the GPU
 fixture="$shared/fixtures/models/tiny-qwen3moe-Q4_K_M.gguf"
@@ -175,14 +196,26 @@ if [ "${PROFILE:-1}" = 1 ]; then
     fi
 fi
 
+# 4. Optional (GEN_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16): generation on another model (GpuBench's model names),
+# e.g. a part of a model too large to build whole within a call, to scale to all its layers
+if [ -n "${GEN_EXTRA:-}" ]; then
+    t=$(date +%s)
+    timeout 150 "$java" "${flags[@]}" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
+        moe4j.engine.GpuBench "$GEN_EXTRA" cuda:0 0 64 "$REPS" > "$LOGS/bench-extra.log" 2>&1
+    row "GpuBench $GEN_EXTRA (exit $?, $(elapsed $t))" "tg64 $(sed -n 's/^tg64 //p' "$LOGS/bench-extra.log")"
+fi
+
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
 # each block rounding its row (as before version 11), fewer blocks, and five experiments on the fixed costs of a layer
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in default roundOnce=false mvqBlocksPerSm=4 routeWarps=1 normRoundsFromShared=true combineUnroll=2 \
-        attentionRounds=true combineRoundsOnce=true; do
+    for variant in ${DECODE_VARIANTS:-default roundOnce=false mvqBlocksPerSm=4 routeWarps=4 normRoundsFromShared=true \
+        combineUnroll=4 attentionRounds=false combineRoundsOnce=false}; do
+        if [ "$(time_left)" -lt 40 ]; then row "235B/16 decode, $variant" "skipped: DEADLINE near"; continue; fi
         extra=()
-        [ "$variant" != default ] && extra=("-Dmoe4j.cuda.$variant")
-        log="$LOGS/profile-235-${variant/=/-}.log"
+        # a variant joins several options with '+', e.g. routeWarps=1+combineUnroll=2
+        [ "$variant" != default ] && IFS='+' read -r -a opts <<< "$variant" && extra=("${opts[@]/#/-Dmoe4j.cuda.}")
+        name="${variant//=/-}"
+        log="$LOGS/profile-235-$name.log"
         timeout 90 "$java" "${flags[@]}" "${extra[@]}" "${prof[@]}" synthetic:qwen3-235b-a22b:Q3_K_M/16 cuda:0 76 8 \
             decode > "$log" 2>&1
         row "235B/16 decode, $variant (exit $?)" "$(grep -m1 '^== decode' "$log" | sed 's/.*GPU \([0-9]* us\).*/\1/')"
@@ -190,9 +223,9 @@ if [ "${DECODE_AB:-1}" = 1 ]; then
             row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
         done < <(grep -E 'mvq|add_rms_norm|route|round_rows|attention_decode' "$log" | head -7)
         [ "$variant" = default ] && continue
-        log="bench-${variant/=/-}.log"
-        gpu_bench "$log" 0 "$TG" "$REPS" "-Dmoe4j.cuda.$variant"
-        row "  generation tg$TG, $variant (exit $?)" "$(sed -n "s/^tg$TG //p" "$LOGS/$log")"
+        if [ "$(time_left)" -lt 30 ]; then row "  generation tg$TG, $variant" "skipped: DEADLINE near"; continue; fi
+        gpu_bench "bench-$name.log" 0 "$TG" "${AB_REPS:-$REPS}" "${extra[@]}"
+        row "  generation tg$TG, $variant (exit $?)" "$(sed -n "s/^tg$TG //p" "$LOGS/bench-$name.log")"
     done
 fi
 
@@ -211,7 +244,9 @@ if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
 fi
 # 5. Hybrid placement: attention on the GPU, every routed expert in RAM on the CPU backend (llama.cpp's
 # -ot exps=CPU); anchor: llama.cpp on an H100 with 16 threads, pp512 790 tok/s, tg64 39 tok/s
-if [ "${HYBRID:-1}" = 1 ]; then
+if [ "${HYBRID:-1}" = 1 ] && [ "$(time_left)" -lt 60 ]; then
+    row "hybrid cuda:0 + cpu --cpu-moe" "skipped: DEADLINE near"
+elif [ "${HYBRID:-1}" = 1 ]; then
     t=$(date +%s)
     # the GC log: CPU kernels whose vectors C2 left boxed show as hundreds of pauses (README, "A JIT hazard")
     timeout 240 "$java" "${flags[@]}" -Xmx8g -Xlog:gc:file="$LOGS/hybrid-gc.log" -jar .gpu/moe4j.jar bench \
@@ -283,7 +318,7 @@ echo "---- failures (first lines; full log gpu-tests.log in $OUT/logs.tgz) ----"
 cat "$LOGS/failures-head.txt"
 echo "---- GPU vs llama.cpp / CPU agreement ----"
 head -30 "$LOGS/agreement.txt"
-grep -E 'GPU vs CPU: batched|position [0-9]+: GPU batched' "$LOGS/gpu-tests.log" | sed 's/^[^a-z]*//' | cut -c1-240
+grep -E 'GPU vs CPU: batched|position [0-9]+: GPU batched' "$LOGS/gpu-tests.log" | sed 's/^[^a-z]*//' | cut -c1-480
 if [ "${PROFILE:-1}" = 1 ]; then
     echo "---- GPU time per operation (full: profile.log in $OUT/logs.tgz) ----"
     grep -v -E '^WARNING|^profile ' "$LOGS/profile.log" | cut -c1-100 | head -70

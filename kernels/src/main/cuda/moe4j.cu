@@ -500,11 +500,11 @@ __device__ __forceinline__ void mvq_multi_body(const uint8_t* W0, long long rowB
 // projections and the weighted sum of a token's experts in one pass; blockIdx.y = t, MVQ_COMBINE_WARPS warps.
 // The lanes take the (slot, unit) pairs of a row in turn, so that all 32 are busy for short rows (768 values
 // are 24 units). Dynamic shared memory: the k rounded rows (q8k.cuh). UNROLL: the (slot, unit) pairs a lane loads
-// at a time; mvq_combine_u2_* (-Dmoe4j.cuda.combineUnroll=2, an experiment not yet measured on a GPU) load 2, with
+// at a time; mvq_combine_u2_* (the default since run 19; -Dmoe4j.cuda.combineUnroll=4 for the others) load 2, with
 // fewer registers, as the other matrix-vector kernels do since version 11; the same sums in the same order.
 // ROUNDED: the k rows come rounded already, each in its own row of R (round_rows, add_rms_norm_rounded's layout), and
 // are read where they lie instead of rounded into shared memory by every block (mvq_combine_rounded_*,
-// -Dmoe4j.cuda.combineRoundsOnce=true, an experiment not yet measured on a GPU).
+// the default for decode steps since run 19; -Dmoe4j.cuda.combineRoundsOnce=false turns it off).
 template <class F, int UNROLL, bool ROUNDED = false>
 __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long expertStride, long long rowBytes,
                                                  int K, int rows, int experts, const float* H, int hStride,
@@ -1129,7 +1129,7 @@ __device__ __forceinline__ void round_row_once(const float* y, int width, uint8_
 // norm in one pass, with the results of add_inplace and rms_norm (same arithmetic, same block size). ROUND (width a
 // multiple of 256): row t of y also rounded to Q8_K at R + t * rounded_row_bytes(width). SHARED (with ROUND): the
 // normed values also go to shared memory, and the rounding reads them there instead of from y (one round trip to
-// L2 less on the one-token path; -Dmoe4j.cuda.normRoundsFromShared=true, an experiment not yet measured on a GPU).
+// L2 less on the one-token path; -Dmoe4j.cuda.normRoundsFromShared=true: measured in run 19, no faster).
 template <bool ROUND, bool SHARED = false>
 __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const float* X, int xStride,
                                                   const float* gain, int width, float eps, float* Y, int yStride,
@@ -1584,8 +1584,8 @@ __device__ __forceinline__ void round_completed_group(const float* O, int oStrid
     }
 }
 
-// attention_decode_* for heads of 128 that also round their row's output once (-Dmoe4j.cuda.attentionRounds=true, an
-// experiment not yet measured on a GPU): gridDim.x heads, an even number.
+// attention_decode_* for heads of 128 that also round their row's output once (the default since run 19;
+// -Dmoe4j.cuda.attentionRounds=false turns it off): gridDim.x heads, an even number.
 #define ATTENTION_DECODE_ROUNDED_KERNEL(NAME, KV)                                                                 \
     extern "C" __global__ void __launch_bounds__(ATT_DECODE_WARPS * WARP)                                        \
         NAME(const float* Q, int qStride, const KV* kPlane, const KV* vPlane, int kvDim, int group, float scale,  \
@@ -1797,8 +1797,8 @@ extern "C" __global__ void __launch_bounds__(WARP)
 // The router's product (float32 weights, as mv_f32 computes it) and route_topk in one launch: blockIdx.y is the
 // token; each block computes WARPS logits, and the block that finishes a token's row last (counted in done[t],
 // which it resets for the next launch) picks that token's experts from them. One launch and one wait per layer
-// fewer than the two kernels, with the same results. route_f32_w1 (-Dmoe4j.cuda.routeWarps=1, an experiment not yet
-// measured on a GPU): a warp per block, so that a token's 128 rows spread over 128 multiprocessors instead of 32;
+// fewer than the two kernels, with the same results. route_f32_w1 (one-token steps since run 19;
+// -Dmoe4j.cuda.routeWarps=4 for route_f32): a warp per block, so that a token's 128 rows spread over 128 multiprocessors instead of 32;
 // every row's sum is still one warp's, in the same order.
 template <int WARPS>
 __device__ __forceinline__ void route_f32_body(const uint8_t* W, long long rowBytes, int K, int experts,

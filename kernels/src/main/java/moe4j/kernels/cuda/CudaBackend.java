@@ -164,34 +164,36 @@ public final class CudaBackend implements Backend {
     private boolean roundOnce = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.roundOnce"));
     /**
      * The rounding norm stages its normed row in shared memory and rounds it from there rather than from the row it
-     * stored ({@code -Dmoe4j.cuda.normRoundsFromShared=true}, an experiment not yet measured on a GPU; the same bits).
+     * stored ({@code -Dmoe4j.cuda.normRoundsFromShared=true}; the same bits). Off: measured on an H200 (run 19) it
+     * gained nothing (10.9 against 10.7 us a call on the 235B shape, where one L2 round trip less was predicted).
      */
     private boolean normRoundsFromShared = Boolean.getBoolean("moe4j.cuda.normRoundsFromShared");
     /**
-     * Warps (router rows) per block of the fused router product and top-k of one-token steps: 4 (route_f32), or 1
-     * (route_f32_w1, {@code -Dmoe4j.cuda.routeWarps=1}, an experiment not yet measured on a GPU: a token's 128 rows
-     * on 128 multiprocessors instead of 32; the same bits). Batches take 4.
+     * Warps (router rows) per block of the fused router product and top-k of one-token steps: 1 (route_f32_w1: a
+     * token's 128 rows on 128 multiprocessors instead of 32; H200, run 19: 15.6 -> 13.9 us a layer, 30B tg128 +4%),
+     * or 4 (route_f32, {@code -Dmoe4j.cuda.routeWarps=4}; the same bits). Batches take 4.
      */
-    private int routeWarps = eitherProperty("moe4j.cuda.routeWarps", MV_ROWS_PER_BLOCK, 1);
+    private int routeWarps = eitherProperty("moe4j.cuda.routeWarps", 1, MV_ROWS_PER_BLOCK);
     /**
-     * Units a lane of the experts' down projection and combine (mvq_combine_*) loads at a time: 4, or 2
-     * (mvq_combine_u2_*, {@code -Dmoe4j.cuda.combineUnroll=2}, an experiment not yet measured on a GPU: fewer
-     * registers, as the other matrix-vector kernels since version 11; the same bits).
+     * Units a lane of the experts' down projection and combine loads at a time: 2 (mvq_combine_u2_*: fewer registers,
+     * as the other matrix-vector kernels since version 11; H200, run 19: the 235B shape's 34.3 -> 26.7 us a layer),
+     * or 4 (mvq_combine_*, {@code -Dmoe4j.cuda.combineUnroll=4}; the same bits).
      */
-    private int combineUnroll = eitherProperty("moe4j.cuda.combineUnroll", 4, 2);
+    private int combineUnroll = eitherProperty("moe4j.cuda.combineUnroll", 2, 4);
     /**
      * One-token attention over heads of 128 rounds its output to Q8_K once (attention_decode_rounded_*), for the output
-     * projection right after it, instead of each of that product's blocks rounding it
-     * ({@code -Dmoe4j.cuda.attentionRounds=true}, an experiment not yet measured on a GPU; the same bits).
+     * projection right after it, instead of each of that product's blocks rounding it (H200, run 19: the 235B's
+     * output projection 21.7 -> 12.8 us a layer; {@code -Dmoe4j.cuda.attentionRounds=false} turns it off; the same
+     * bits).
      */
-    private boolean attentionRounds = Boolean.getBoolean("moe4j.cuda.attentionRounds");
+    private boolean attentionRounds = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.attentionRounds"));
     /**
      * Small batches (at most {@link #DIRECT_EXPERT_ASSIGNMENTS} expert assignments: decoding) round the experts' SwiGLU
      * rows once (round_rows) for their down projection (mvq_combine_rounded_*), instead of each of its blocks rounding
-     * all of them into shared memory
-     * ({@code -Dmoe4j.cuda.combineRoundsOnce=true}, an experiment not yet measured on a GPU; the same bits).
+     * all of them into shared memory (H200, run 19: the 235B's down projection 34.3 -> 28.3 us a layer;
+     * {@code -Dmoe4j.cuda.combineRoundsOnce=false} turns it off; the same bits).
      */
-    private boolean combineRoundsOnce = Boolean.getBoolean("moe4j.cuda.combineRoundsOnce");
+    private boolean combineRoundsOnce = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.combineRoundsOnce"));
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm or attention) rounded. */
