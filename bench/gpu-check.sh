@@ -18,7 +18,9 @@
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers and generation on the
-#                                 model above, as they are and with each of these switched back: every block rounding
+#                                 model above, as they are, with the norms in the products before them
+#                                 (-Dmoe4j.cuda.fuseNorms=true), and with each of these
+#                                 switched back: every block rounding
 #                                 its row (-Dmoe4j.cuda.roundOnce=false), 4 blocks per multiprocessor
 #                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), the fused routing 4 warps a block
 #                                 (-Dmoe4j.cuda.routeWarps=4), the rounding norm rounding from shared memory
@@ -208,8 +210,8 @@ fi
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
 # each block rounding its row (as before version 11), fewer blocks, and five experiments on the fixed costs of a layer
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in ${DECODE_VARIANTS:-default roundOnce=false mvqBlocksPerSm=4 routeWarps=4 normRoundsFromShared=true \
-        combineUnroll=4 attentionRounds=false combineRoundsOnce=false}; do
+    for variant in ${DECODE_VARIANTS:-default fuseNorms=true roundOnce=false mvqBlocksPerSm=4 routeWarps=4 \
+        normRoundsFromShared=true combineUnroll=4 attentionRounds=false combineRoundsOnce=false}; do
         if [ "$(time_left)" -lt 40 ]; then row "235B/16 decode, $variant" "skipped: DEADLINE near"; continue; fi
         extra=()
         # a variant joins several options with '+', e.g. routeWarps=1+combineUnroll=2

@@ -1604,6 +1604,101 @@ ATTENTION_KERNEL(attention_f32, float, ATT_WARPS)
 ATTENTION_KERNEL(attention_decode_f16, __half, ATT_DECODE_WARPS)
 ATTENTION_KERNEL(attention_decode_f32, float, ATT_DECODE_WARPS)
 
+// ---------------------------------------------------------------- products that norm their output
+
+// add_rms_norm's threads: the sums of squares below are formed as those 256 threads form them, whatever the block.
+#define NORM_THREADS 256
+
+// block_rms_scale of add_rms_norm's 256 per-thread sums, held PER a thread by a block of 256 / PER threads (thread i
+// holds those of add_rms_norm's threads i, i + blockDim.x, ...): the same warp sums, added in the same order.
+template <int PER>
+__device__ __forceinline__ float rms_scale_of_256(const double* sum, int width, float eps) {
+    __shared__ double partial[NORM_THREADS / WARP];
+    __shared__ float scale;
+    int warps = blockDim.x >> 5;
+#pragma unroll
+    for (int p = 0; p < PER; p++) {
+        double w = warp_sum(sum[p]);
+        if ((threadIdx.x & (WARP - 1)) == 0) partial[(threadIdx.x >> 5) + p * warps] = w;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int w = 0; w < NORM_THREADS / WARP; w++) total += partial[w];
+        float mean = (float)(total / width);
+        scale = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
+    }
+    __syncthreads();
+    return scale;
+}
+
+// After a product stored its share of row t = blockIdx.y of X: the block that stores last (counted in done[t *
+// (width / 256)], which it resets) adds that row to row t of A, norms it with gain into Y and rounds it to Q8_K into
+// R, with add_rms_norm_rounded's arithmetic (its 256 threads' sums, PER a thread here), so with the same bits: the
+// residual add and the next block's norm of a decode step without a launch of their own (-Dmoe4j.cuda.fuseNorms).
+// X is read from L2 (__ldcg): other blocks stored it.
+template <int PER>
+__device__ __forceinline__ void add_rms_norm_rounded_last(unsigned* done, float* A, int aStride, const float* X,
+                                                          int xStride, const float* gain, int width, float eps,
+                                                          float* Y, int yStride, uint8_t* R) {
+    int t = blockIdx.y;
+    unsigned* counter = done + t * (width >> 8);
+    if (!arrives_last(counter, gridDim.x)) return;
+    float* a = A + (long long)t * aStride;
+    const float* x = X + (long long)t * xStride;
+    float* y = Y + (long long)t * yStride;
+    double sum[PER];
+#pragma unroll
+    for (int p = 0; p < PER; p++) {
+        sum[p] = 0.0;
+        for (int i = threadIdx.x + p * blockDim.x; i < width; i += NORM_THREADS) {
+            float v = __fadd_rn(a[i], __ldcg(x + i));
+            a[i] = v;
+            sum[p] += (double)__fmul_rn(v, v);
+        }
+    }
+    float s = rms_scale_of_256<PER>(sum, width, eps);
+#pragma unroll
+    for (int p = 0; p < PER; p++) {
+        for (int i = threadIdx.x + p * blockDim.x; i < width; i += NORM_THREADS) {
+            y[i] = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
+        }
+    }
+    round_row_once(y, width, R + t * rounded_row_bytes(width));
+    if (threadIdx.x == 0) *counter = 0;
+}
+
+// mvq_rounded_* and mvq_combine_rounded_u2_* (their parameters first) whose last block per row then runs
+// add_rms_norm_rounded on their output row: A the residual stream, N and RN the normed and rounded rows, done the
+// group counters of N's buffer (zero between launches).
+#define NORMING_PRODUCT_KERNELS(NAME, F)                                                                             \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
+        mvq_rounded_norm_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,       \
+                                int experts, const uint8_t* R, int xDiv, float* Y, int yStride, float* A,            \
+                                int aStride, const float* gain, float eps, float* N, int nStride, uint8_t* RN,       \
+                                unsigned* done) {                                                                    \
+        mvq_body<F, false, true>(W, nullptr, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv,             \
+                                 nullptr, Y, yStride, blockIdx.x, gridDim.x, R);                                     \
+        add_rms_norm_rounded_last<NORM_THREADS / (MV_WARPS * WARP)>(done, A, aStride, Y, yStride, gain, rows, eps,  \
+                                                                     N, nStride, RN);                                \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
+        mvq_combine_rounded_u2_norm_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K,      \
+                                           int rows, int experts, const uint8_t* R, const int* ids,                  \
+                                           const float* weights, int k, float* Y, int yStride, float* A,             \
+                                           int aStride, const float* gain, float eps, float* N, int nStride,         \
+                                           uint8_t* RN, unsigned* done) {                                            \
+        mvq_combine_body<F, 2, true>(W, expertStride, rowBytes, K, rows, experts, nullptr, 0, ids, weights, k, Y,    \
+                                     yStride, R);                                                                    \
+        add_rms_norm_rounded_last<NORM_THREADS / (MVQ_COMBINE_WARPS * WARP)>(done, A, aStride, Y, yStride, gain,    \
+                                                                             rows, eps, N, nStride, RN);             \
+    }
+
+NORMING_PRODUCT_KERNELS(q3_k, Q3_K)
+NORMING_PRODUCT_KERNELS(q4_k, Q4_K)
+NORMING_PRODUCT_KERNELS(q5_k, Q5_K)
+NORMING_PRODUCT_KERNELS(q6_k, Q6_K)
+
 #define ATT_TILE_ROWS 16
 #define ATT_TILE_POSITIONS 32
 #define ATT_TILE_THREADS 256

@@ -194,6 +194,18 @@ public final class CudaBackend implements Backend {
      * {@code -Dmoe4j.cuda.combineRoundsOnce=false} turns it off; the same bits).
      */
     private boolean combineRoundsOnce = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.combineRoundsOnce"));
+    /**
+     * While a decode step is recorded (or profiled), the output projection and the experts' down projection leave the
+     * residual add and the norm after them to their last block per row (mvq_rounded_norm_*,
+     * mvq_combine_rounded_u2_norm_*): one launch a norm fewer ({@code -Dmoe4j.cuda.fuseNorms=true}, an experiment not
+     * yet measured on a GPU; the same bits). Such a product waits in {@link #pending} for the operation after it: a
+     * norm of its output takes it into its launch, anything else launches it as it is.
+     */
+    private boolean fuseNorms = Boolean.getBoolean("moe4j.cuda.fuseNorms");
+    /** A recorded product not launched yet, see {@link #fuseNorms}; launched by the next operation. */
+    private PendingProduct pending;
+    /** Launches of products that normed their output so far (tests: the experiment really ran). */
+    private long normingLaunches;
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm or attention) rounded. */
@@ -323,6 +335,32 @@ public final class CudaBackend implements Backend {
     private void makeCurrent() {
         operations++;
         bindContext();
+        launchPending();
+    }
+
+    /**
+     * A product of a recorded decode step that its last blocks may extend by the residual add and norm after it:
+     * {@code plain} with {@code args}, or {@code norming} with {@code args} and the norm's (see {@link #fuseNorms}).
+     */
+    private record PendingProduct(CUfunction plain, CUfunction norming, String name, int gridX, int gridY, int block,
+                                  Object[] args, CudaActivations out, int n) {}
+
+    /**
+     * Whether a product writing {@code n} rows may wait for the norm after it (see {@link #fuseNorms}): while a step
+     * is recorded, or profiled (so that the profile shows the fused kernels); never otherwise, where a waiting launch
+     * could outlive a buffer freed without the backend's lock.
+     */
+    private boolean mayNormInProduct(int n, CUfunction norming) {
+        return fuseNorms && (capture != null || profiler != null) && norming != null && n <= MATVEC_MAX_TOKENS;
+    }
+
+    /** Launches the waiting product as it is, if there is one. */
+    private void launchPending() {
+        PendingProduct p = pending;
+        if (p != null) {
+            pending = null;
+            launch(p.plain(), p.name(), p.gridX(), p.gridY(), p.block(), p.args());
+        }
     }
 
     /** Makes the context current on this thread (also for device memory freed without the backend's lock). */
@@ -870,9 +908,15 @@ public final class CudaBackend implements Backend {
         if (matvec && rounded != null && q8k) {
             roundedLaunches++;
             noteProduct(w, n);
-            launch(f.rounded().matvec(), "mvq_rounded_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
-                    32 * MV_ROWS_PER_BLOCK, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, rounded, 1,
-                    o.data, o.pitch);
+            Object[] args = {w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, rounded, 1, o.data, o.pitch};
+            String name = "mvq_rounded_" + w.format();
+            int gridX = mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n);
+            if (mayNormInProduct(n, f.rounded().matvecNorm())) {
+                pending = new PendingProduct(f.rounded().matvec(), f.rounded().matvecNorm(), name, gridX, n,
+                        32 * MV_ROWS_PER_BLOCK, args, o, n);
+            } else {
+                launch(f.rounded().matvec(), name, gridX, n, 32 * MV_ROWS_PER_BLOCK, args);
+            }
         } else if (matvec && q8k) {
             noteProduct(w, n);
             launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
@@ -1156,20 +1200,51 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void addRmsNorm(Activations accumulator, Activations in, Weight gain, float eps,
                                         Activations out, int n) {
+        PendingProduct product = pending;  // this norm may take it into its launch
+        pending = null;
         makeCurrent();
-        CudaActivations acc = act(accumulator);
-        CudaActivations x = act(in);
-        CudaActivations o = act(out);
-        CudaWeight g = weight(gain);
-        requireRows(n, acc);
-        requireRows(n, x);
-        requireRows(n, o);
-        requireWidth(x, acc.width(), "addend");
-        if (!g.isVector() || g.rowLength() != acc.width() || o.width() != acc.width()) {
+        CudaActivations acc;
+        CudaActivations x;
+        CudaActivations o;
+        CudaWeight g;
+        try {
+            acc = act(accumulator);
+            x = act(in);
+            o = act(out);
+            g = weight(gain);
+            requireRows(n, acc);
+            requireRows(n, x);
+            requireRows(n, o);
+            requireWidth(x, acc.width(), "addend");
+        } catch (RuntimeException e) {
+            pending = product;
+            launchPending();
+            throw e;
+        }
+        boolean whole = g.isVector() && g.rowLength() == acc.width() && o.width() == acc.width();
+        boolean rounds = n > 0 && roundOnce && n <= MATVEC_MAX_TOKENS && o.rounded != null;
+        if (product != null && product.out() == x && product.n() == n && whole && rounds
+                && product.out().width() == acc.width()) {
+            normingLaunches++;
+            Object[] args = Arrays.copyOf(product.args(), product.args().length + 8);
+            System.arraycopy(new Object[] {acc.data, acc.pitch, g.data(), eps, o.data, o.pitch, o.rounded,
+                    o.groupCounters()}, 0, args, product.args().length, 8);
+            launch(product.norming(), product.name() + " + add_rms_norm_rounded", product.gridX(),
+                    product.gridY(), product.block(), args);
+            roundedBuffer = o;
+            roundedCount = n;
+            roundedAt = operations;
+            return;
+        }
+        if (product != null) {
+            pending = product;
+            launchPending();
+        }
+        if (!whole) {
             Backend.super.addRmsNorm(accumulator, in, gain, eps, out, n);  // per-head groups: the two kernels
             return;
         }
-        if (n > 0 && roundOnce && n <= MATVEC_MAX_TOKENS && o.rounded != null) {
+        if (rounds) {
             launch(normRoundsFromShared ? kernels.addRmsNormRoundedShared : kernels.addRmsNormRounded,
                     normRoundsFromShared ? "add_rms_norm_rounded_shared" : "add_rms_norm_rounded", n, 1, 256,
                     acc.data, acc.pitch, x.data, x.pitch, g.data(), acc.width(), eps, o.data, o.pitch, o.rounded);
@@ -1381,10 +1456,18 @@ public final class CudaBackend implements Backend {
             String units = combineUnroll == 2 ? "u2_" : "";
             if (roundsOnce) {
                 roundedLaunches++;
-                launch(fd.q8kCombine().of(true, combineUnroll), "mvq_combine_rounded_" + units + down.format(),
-                        mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
-                        down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts, g.rounded, r.ids,
-                        r.weights, k, out.data, out.pitch);
+                Object[] args = {down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts, g.rounded,
+                        r.ids, r.weights, k, out.data, out.pitch};
+                String name = "mvq_combine_rounded_" + units + down.format();
+                int gridX = mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n);
+                CUfunction norming = combineUnroll == 2 ? fd.q8kCombine().roundedTwoUnitsNorm() : null;
+                if (mayNormInProduct(n, norming)) {
+                    pending = new PendingProduct(fd.q8kCombine().of(true, combineUnroll), norming, name, gridX, n,
+                            32 * MVQ_COMBINE_ROWS_PER_BLOCK, args, out, n);
+                } else {
+                    launch(fd.q8kCombine().of(true, combineUnroll), name, gridX, n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
+                            args);
+                }
             } else if (q8k(fd, ffn, k)) {
                 launchShared(fd.q8kCombine().of(false, combineUnroll), "mvq_combine_" + units + down.format(),
                         mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
@@ -1571,9 +1654,11 @@ public final class CudaBackend implements Backend {
         RuntimeException failure = null;
         try {
             step.run();
+            launchPending();
         } catch (RuntimeException e) {
             failure = e;
         } finally {
+            pending = null;
             capture = null;
         }
         CUgraph graph = new CUgraph();
@@ -1865,6 +1950,17 @@ public final class CudaBackend implements Backend {
         boolean afterOneRoute = afterRoute && operations == roundedAt + 2 && routedAt == roundedAt + 1;
         return next || afterOneRoute ? x.rounded : null;
     }
+
+    /** Turns the norms in the products before them on or off (tests compare both); see {@link #fuseNorms}. */
+    synchronized void useFuseNorms(boolean on) {
+        launchPending();
+        fuseNorms = on;
+    }
+
+    synchronized boolean fuseNorms() { return fuseNorms; }
+
+    /** Launches of products that normed their output so far (tests: the experiment really ran). */
+    synchronized long normingLaunches() { return normingLaunches; }
 
     /** Chooses the rounding norm's source (tests compare both); see {@link #normRoundsFromShared}. */
     synchronized void useNormRoundsFromShared(boolean on) {

@@ -50,17 +50,22 @@ final class Kernels {
 
     /**
      * The experts' down projection and combine (mvq_combine_*) loading 4 or 2 units a lane, rounding the SwiGLU rows in
-     * every block or reading them rounded once (round_rows).
+     * every block or reading them rounded once (round_rows); roundedTwoUnitsNorm also adds its output to the residual
+     * stream and norms it (mvq_combine_rounded_u2_norm_*).
      */
-    record Combine(CUfunction fourUnits, CUfunction twoUnits, CUfunction roundedFourUnits, CUfunction roundedTwoUnits) {
+    record Combine(CUfunction fourUnits, CUfunction twoUnits, CUfunction roundedFourUnits, CUfunction roundedTwoUnits,
+                   CUfunction roundedTwoUnitsNorm) {
 
         CUfunction of(boolean rounded, int units) {
             return rounded ? (units == 2 ? roundedTwoUnits : roundedFourUnits) : (units == 2 ? twoUnits : fourUnits);
         }
     }
 
-    /** The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded). */
-    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair) {}
+    /**
+     * The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded); matvecNorm also
+     * adds its output to the residual stream and norms it (mvq_rounded_norm_*).
+     */
+    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair, CUfunction matvecNorm) {}
 
     /**
      * The formats whose batched products run on the tensor cores with activations rounded to Q8_K;
@@ -122,10 +127,11 @@ final class Kernels {
                     q8k ? function("mvq_multi_" + s) : null,
                     q8k ? function("mvq_pair_" + s) : null,
                     q8k ? new Combine(function("mvq_combine_" + s), function("mvq_combine_u2_" + s),
-                            function("mvq_combine_rounded_" + s), function("mvq_combine_rounded_u2_" + s)) : null,
+                            function("mvq_combine_rounded_" + s), function("mvq_combine_rounded_u2_" + s),
+                            function("mvq_combine_rounded_u2_norm_" + s)) : null,
                     MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null,
                     q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
-                            function("mvq_pair_rounded_" + s)) : null));
+                            function("mvq_pair_rounded_" + s), function("mvq_rounded_norm_" + s)) : null));
         }
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");

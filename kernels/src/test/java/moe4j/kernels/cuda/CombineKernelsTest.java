@@ -18,7 +18,7 @@ class CombineKernelsTest {
         CUfunction two = new CUfunction();
         CUfunction roundedFour = new CUfunction();
         CUfunction roundedTwo = new CUfunction();
-        Kernels.Combine combine = new Kernels.Combine(four, two, roundedFour, roundedTwo);
+        Kernels.Combine combine = new Kernels.Combine(four, two, roundedFour, roundedTwo, new CUfunction());
         assertSame(four, combine.of(false, 4));
         assertSame(two, combine.of(false, 2));
         assertSame(roundedFour, combine.of(true, 4));

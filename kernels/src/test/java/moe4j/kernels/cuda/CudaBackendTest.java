@@ -839,6 +839,73 @@ class CudaBackendTest {
     }
 
     /**
+     * Products of a recorded decode step that leave the residual add and norm after them to their last block per row
+     * (-Dmoe4j.cuda.fuseNorms) give exactly the results of the separate launches: an output projection (Q4_K, and Q6_K
+     * in another width) and the experts' down projection, each followed by a norm of its output, then a product that
+     * is not (launched when the next operation comes). Rows of 512 and 4352 (wider than the norm's register path),
+     * twice in a row through the same buffers, so that a row counter left non-zero shows.
+     */
+    @ParameterizedTest(name = "{0} tokens, rows of {1}, output projection {2}")
+    @CsvSource({"1, 512, Q4_K", "3, 512, Q6_K", "1, 4352, Q4_K"})
+    void normsInTheProductsBeforeThemGiveExactlyTheirResults(int n, int embd, GgmlType outputType) {
+        int experts = 8;
+        int k = 2;
+        int ffn = 256;
+        Weight gain = gpu.bind(f32Tensor("gain", randomFloats(embd, 1f), embd));
+        Weight wo = gpu.bind(randomTensor("wo", outputType, embd, embd));
+        Weight router = gpu.bind(f32Tensor("router", randomFloats(embd * experts, 0.05f), embd, experts));
+        Weight gate = gpu.bind(randomTensor("gate", GgmlType.Q4_K, embd, ffn, experts));
+        Weight up = gpu.bind(randomTensor("up", GgmlType.Q4_K, embd, ffn, experts));
+        Weight down = gpu.bind(randomTensor("down", GgmlType.Q6_K, ffn, embd, experts));
+        Weight after = gpu.bind(randomTensor("after", GgmlType.Q4_K, embd, 256));
+        float[] residual = randomFloats(n * embd, 1f);
+        float[] addend = randomFloats(n * embd, 1f);
+        float[][][] results = new float[2][][];
+        long[] norming = new long[2];
+        boolean fuse = gpu.fuseNorms();
+        for (int mode = 0; mode < 2; mode++) {
+            gpu.useFuseNorms(mode == 1);
+            long before = gpu.normingLaunches();
+            try (StepRecorder recorder = gpu.stepRecorder();
+                 ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+                 ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
+                 Activations acc = fill(gpu, residual, n, embd);
+                 Activations x = fill(gpu, addend, n, embd);
+                 Activations normed = gpu.allocate(n, embd);
+                 Activations projected = poisoned(n, embd);
+                 Activations logits = poisoned(n, experts);
+                 Activations moe = poisoned(n, embd);
+                 Activations last = poisoned(n, 256)) {
+                Runnable step = () -> {
+                    gpu.addRmsNorm(acc, x, gain, 1e-6f, normed, n);
+                    gpu.matmul(wo, normed, projected, n);
+                    gpu.addRmsNorm(acc, projected, gain, 1e-6f, normed, n);
+                    gpu.route(router, normed, logits, n, routing);
+                    gpu.experts(gate, up, down, normed, routing, buffers, moe, n);
+                    gpu.addRmsNorm(acc, moe, gain, 1e-6f, normed, n);
+                    gpu.matmul(wo, normed, projected, n);  // not followed by a norm of its output
+                    gpu.matmul(after, projected, last, n);
+                };
+                recorder.run("step", 0, 0, step);
+                recorder.run("step", 0, 0, step);
+                norming[mode] = gpu.normingLaunches() - before;
+                results[mode] = new float[][] {rows(gpu, acc, n), rows(gpu, normed, n), rows(gpu, projected, n),
+                        rows(gpu, logits, n), rows(gpu, moe, n), rows(gpu, last, n)};
+            } finally {
+                gpu.useFuseNorms(fuse);
+            }
+        }
+        assertEquals(0, norming[0], "products that normed their output with the experiment off");
+        // recorded once, replayed once: two norms taken into the products they follow
+        assertEquals(CudaBackend.graphsEnabled() ? 2 : 0, norming[1], "products that normed their output");
+        String[] what = {"residual stream", "normed rows", "output projection", "router logits", "experts",
+                "product after a product"};
+        for (int i = 0; i < what.length; i++) {
+            assertClose(results[0][i], results[1][i], 0, what[i]);
+        }
+    }
+
+    /**
      * One-token attention rounding its output once (-Dmoe4j.cuda.attentionRounds) gives the output projection right
      * after it exactly the results of that product rounding the output in its own blocks, and leaves the attention
      * output as it was: heads of 128 in pairs, 1 and 3 tokens from position 37, both cache types; three queries in turn
