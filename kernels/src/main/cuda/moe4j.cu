@@ -1609,17 +1609,19 @@ ATTENTION_KERNEL(attention_decode_f32, float, ATT_DECODE_WARPS)
 // add_rms_norm's threads: the sums of squares below are formed as those 256 threads form them, whatever the block.
 #define NORM_THREADS 256
 
-// block_rms_scale of add_rms_norm's 256 per-thread sums, held PER a thread by a block of 256 / PER threads (thread i
-// holds those of add_rms_norm's threads i, i + blockDim.x, ...): the same warp sums, added in the same order.
-template <int PER>
+// block_rms_scale of add_rms_norm's 256 per-thread sums, held by a block of THREADS threads, NORM_THREADS / THREADS
+// a thread (thread i holds those of add_rms_norm's threads i, i + THREADS, ...): the same warp sums, added in the same
+// order.
+template <int THREADS>
 __device__ __forceinline__ float rms_scale_of_256(const double* sum, int width, float eps) {
+    static_assert(NORM_THREADS % THREADS == 0 && THREADS % WARP == 0, "a whole number of add_rms_norm's threads each");
+    constexpr int PER = NORM_THREADS / THREADS;
     __shared__ double partial[NORM_THREADS / WARP];
     __shared__ float scale;
-    int warps = blockDim.x >> 5;
 #pragma unroll
     for (int p = 0; p < PER; p++) {
         double w = warp_sum(sum[p]);
-        if ((threadIdx.x & (WARP - 1)) == 0) partial[(threadIdx.x >> 5) + p * warps] = w;
+        if ((threadIdx.x & (WARP - 1)) == 0) partial[(threadIdx.x >> 5) + p * (THREADS / WARP)] = w;
     }
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -1634,13 +1636,14 @@ __device__ __forceinline__ float rms_scale_of_256(const double* sum, int width, 
 
 // After a product stored its share of row t = blockIdx.y of X: the block that stores last (counted in done[t *
 // (width / 256)], which it resets) adds that row to row t of A, norms it with gain into Y and rounds it to Q8_K into
-// R, with add_rms_norm_rounded's arithmetic (its 256 threads' sums, PER a thread here), so with the same bits: the
-// residual add and the next block's norm of a decode step without a launch of their own (-Dmoe4j.cuda.fuseNorms).
-// X is read from L2 (__ldcg): other blocks stored it.
-template <int PER>
+// R, with add_rms_norm_rounded's arithmetic (its 256 threads' sums, by THREADS threads here, the block's size), so
+// with the same bits: the residual add and the next block's norm of a decode step without a launch of their own
+// (-Dmoe4j.cuda.fuseNorms). X is read from L2 (__ldcg): other blocks stored it.
+template <int THREADS>
 __device__ __forceinline__ void add_rms_norm_rounded_last(unsigned* done, float* A, int aStride, const float* X,
                                                           int xStride, const float* gain, int width, float eps,
                                                           float* Y, int yStride, uint8_t* R) {
+    constexpr int PER = NORM_THREADS / THREADS;
     int t = blockIdx.y;
     unsigned* counter = done + t * (width >> 8);
     if (!arrives_last(counter, gridDim.x)) return;
@@ -1651,16 +1654,16 @@ __device__ __forceinline__ void add_rms_norm_rounded_last(unsigned* done, float*
 #pragma unroll
     for (int p = 0; p < PER; p++) {
         sum[p] = 0.0;
-        for (int i = threadIdx.x + p * blockDim.x; i < width; i += NORM_THREADS) {
+        for (int i = threadIdx.x + p * THREADS; i < width; i += NORM_THREADS) {
             float v = __fadd_rn(a[i], __ldcg(x + i));
             a[i] = v;
             sum[p] += (double)__fmul_rn(v, v);
         }
     }
-    float s = rms_scale_of_256<PER>(sum, width, eps);
+    float s = rms_scale_of_256<THREADS>(sum, width, eps);
 #pragma unroll
     for (int p = 0; p < PER; p++) {
-        for (int i = threadIdx.x + p * blockDim.x; i < width; i += NORM_THREADS) {
+        for (int i = threadIdx.x + p * THREADS; i < width; i += NORM_THREADS) {
             y[i] = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
         }
     }
@@ -1679,8 +1682,7 @@ __device__ __forceinline__ void add_rms_norm_rounded_last(unsigned* done, float*
                                 unsigned* done) {                                                                    \
         mvq_body<F, false, true>(W, nullptr, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv,             \
                                  nullptr, Y, yStride, blockIdx.x, gridDim.x, R);                                     \
-        add_rms_norm_rounded_last<NORM_THREADS / (MV_WARPS * WARP)>(done, A, aStride, Y, yStride, gain, rows, eps,  \
-                                                                     N, nStride, RN);                                \
+        add_rms_norm_rounded_last<MV_WARPS * WARP>(done, A, aStride, Y, yStride, gain, rows, eps, N, nStride, RN);   \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
         mvq_combine_rounded_u2_norm_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K,      \
@@ -1690,8 +1692,8 @@ __device__ __forceinline__ void add_rms_norm_rounded_last(unsigned* done, float*
                                            uint8_t* RN, unsigned* done) {                                            \
         mvq_combine_body<F, 2, true>(W, expertStride, rowBytes, K, rows, experts, nullptr, 0, ids, weights, k, Y,    \
                                      yStride, R);                                                                    \
-        add_rms_norm_rounded_last<NORM_THREADS / (MVQ_COMBINE_WARPS * WARP)>(done, A, aStride, Y, yStride, gain,    \
-                                                                             rows, eps, N, nStride, RN);             \
+        add_rms_norm_rounded_last<MVQ_COMBINE_WARPS * WARP>(done, A, aStride, Y, yStride, gain, rows, eps, N,        \
+                                                            nStride, RN);                                            \
     }
 
 NORMING_PRODUCT_KERNELS(q3_k, Q3_K)

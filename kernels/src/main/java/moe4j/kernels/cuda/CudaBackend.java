@@ -195,11 +195,12 @@ public final class CudaBackend implements Backend {
      */
     private boolean combineRoundsOnce = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.combineRoundsOnce"));
     /**
-     * While a decode step is recorded (or profiled), the output projection and the experts' down projection leave the
-     * residual add and the norm after them to their last block per row (mvq_rounded_norm_*,
-     * mvq_combine_rounded_u2_norm_*): one launch a norm fewer ({@code -Dmoe4j.cuda.fuseNorms=true}, an experiment not
-     * yet measured on a GPU; the same bits). Such a product waits in {@link #pending} for the operation after it: a
-     * norm of its output takes it into its launch, anything else launches it as it is.
+     * While a decode step is recorded, the products that read rounded rows (the output projection, which reads the
+     * attention's) and the experts' down projection leave the residual add and the norm after them to their last
+     * block per row (mvq_rounded_norm_*, mvq_combine_rounded_u2_norm_*): one launch a norm fewer
+     * ({@code -Dmoe4j.cuda.fuseNorms=true}, an experiment not yet measured on a GPU; the same bits). Such a product
+     * waits in {@link #pending} for the operation after it: a norm of its output takes it into its launch, anything
+     * else launches it as it is.
      */
     private boolean fuseNorms = Boolean.getBoolean("moe4j.cuda.fuseNorms");
     /** A recorded product not launched yet, see {@link #fuseNorms}; launched by the next operation. */
@@ -346,12 +347,12 @@ public final class CudaBackend implements Backend {
                                   Object[] args, CudaActivations out, int n) {}
 
     /**
-     * Whether a product writing {@code n} rows may wait for the norm after it (see {@link #fuseNorms}): while a step
-     * is recorded, or profiled (so that the profile shows the fused kernels); never otherwise, where a waiting launch
-     * could outlive a buffer freed without the backend's lock.
+     * Whether a product writing {@code n} rows may wait for the norm after it (see {@link #fuseNorms}): only while a
+     * step is recorded, where nothing runs until the recording ends; outside, a waiting launch could outlive a buffer
+     * freed without the backend's lock.
      */
     private boolean mayNormInProduct(int n, CUfunction norming) {
-        return fuseNorms && (capture != null || profiler != null) && norming != null && n <= MATVEC_MAX_TOKENS;
+        return fuseNorms && capture != null && norming != null && n <= MATVEC_MAX_TOKENS;
     }
 
     /** Launches the waiting product as it is, if there is one. */
@@ -1953,6 +1954,7 @@ public final class CudaBackend implements Backend {
 
     /** Turns the norms in the products before them on or off (tests compare both); see {@link #fuseNorms}. */
     synchronized void useFuseNorms(boolean on) {
+        bindContext();
         launchPending();
         fuseNorms = on;
     }

@@ -863,7 +863,14 @@ class CudaBackendTest {
         float[][][] results = new float[2][][];
         long[] norming = new long[2];
         boolean fuse = gpu.fuseNorms();
+        boolean roundOnce = gpu.roundOnce();
+        boolean combineRoundsOnce = gpu.combineRoundsOnce();
+        int units = gpu.combineUnroll();
         for (int mode = 0; mode < 2; mode++) {
+            // what the two norming kernels extend: rows rounded once, the down projection 2 units a lane on them
+            gpu.useRoundOnce(true);
+            gpu.useCombineRoundsOnce(true);
+            gpu.useCombineUnroll(2);
             gpu.useFuseNorms(mode == 1);
             long before = gpu.normingLaunches();
             try (StepRecorder recorder = gpu.stepRecorder();
@@ -893,6 +900,9 @@ class CudaBackendTest {
                         rows(gpu, logits, n), rows(gpu, moe, n), rows(gpu, last, n)};
             } finally {
                 gpu.useFuseNorms(fuse);
+                gpu.useRoundOnce(roundOnce);
+                gpu.useCombineRoundsOnce(combineRoundsOnce);
+                gpu.useCombineUnroll(units);
             }
         }
         assertEquals(0, norming[0], "products that normed their output with the experiment off");
