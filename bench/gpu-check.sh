@@ -19,7 +19,8 @@
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers and generation on the
 #                                 model above, as they are, with the norms in the products before them
-#                                 (-Dmoe4j.cuda.fuseNorms=true), and with each of these
+#                                 (-Dmoe4j.cuda.fuseNorms=true), with the SwiGLU rows rounded by the gate and up
+#                                 kernel (-Dmoe4j.cuda.pairRounds=true), both, and with each of these
 #                                 switched back: every block rounding
 #                                 its row (-Dmoe4j.cuda.roundOnce=false), 4 blocks per multiprocessor
 #                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), the fused routing 4 warps a block
@@ -210,8 +211,9 @@ fi
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
 # each block rounding its row (as before version 11), fewer blocks, and five experiments on the fixed costs of a layer
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in ${DECODE_VARIANTS:-default fuseNorms=true roundOnce=false mvqBlocksPerSm=4 routeWarps=4 \
-        normRoundsFromShared=true combineUnroll=4 attentionRounds=false combineRoundsOnce=false}; do
+    for variant in ${DECODE_VARIANTS:-default fuseNorms=true pairRounds=true fuseNorms=true+pairRounds=true \
+        roundOnce=false mvqBlocksPerSm=4 routeWarps=4 normRoundsFromShared=true combineUnroll=4 attentionRounds=false \
+        combineRoundsOnce=false}; do
         if [ "$(time_left)" -lt 40 ]; then row "235B/16 decode, $variant" "skipped: DEADLINE near"; continue; fi
         extra=()
         # a variant joins several options with '+', e.g. routeWarps=1+combineUnroll=2

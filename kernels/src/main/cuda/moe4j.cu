@@ -1116,10 +1116,12 @@ extern "C" __global__ void __launch_bounds__(256)
 // Row y of `width` values rounded to Q8_K into r, laid out as the Q8_K matrix-vector kernels keep a row in
 // shared memory (q8k.cuh), by the whole block after it stored y: those kernels then read it instead of rounding
 // it again in every block (-Dmoe4j.cuda.roundOnce). The same rounding, so the same integers.
+// FROM_L2: y was stored by other blocks of the launch too, and is read from L2.
+template <bool FROM_L2 = false>
 __device__ __forceinline__ void round_row_once(const float* y, int width, uint8_t* r) {
     __syncthreads();  // y, stored by the block's threads
-    quantize_q8k(y, 0, 1, width, reinterpret_cast<int8_t*>(r), reinterpret_cast<int*>(r + width),
-                 reinterpret_cast<float*>(r + width + width / 4));
+    quantize_q8k<FROM_L2>(y, 0, 1, width, reinterpret_cast<int8_t*>(r), reinterpret_cast<int*>(r + width),
+                          reinterpret_cast<float*>(r + width + width / 4));
 }
 
 // Widest row add_rms_norm_rounded_shared stages in shared memory (32 KB); wider rows round from y.
@@ -1609,12 +1611,12 @@ ATTENTION_KERNEL(attention_decode_f32, float, ATT_DECODE_WARPS)
 // add_rms_norm's threads: the sums of squares below are formed as those 256 threads form them, whatever the block.
 #define NORM_THREADS 256
 
-// block_rms_scale of add_rms_norm's 256 per-thread sums, held by a block of THREADS threads, NORM_THREADS / THREADS
-// a thread (thread i holds those of add_rms_norm's threads i, i + THREADS, ...): the same warp sums, added in the same
-// order.
+// block_rms_scale of add_rms_norm's 256 per-thread sums, held by a block of THREADS threads, NORM_THREADS /
+// THREADS a thread (thread i holds those of add_rms_norm's threads i, i + THREADS, ...): the same warp sums, added in
+// the same order.
 template <int THREADS>
 __device__ __forceinline__ float rms_scale_of_256(const double* sum, int width, float eps) {
-    static_assert(NORM_THREADS % THREADS == 0 && THREADS % WARP == 0, "a whole number of add_rms_norm's threads each");
+    static_assert(NORM_THREADS % THREADS == 0 && THREADS % WARP == 0, "whole warps, whole shares of the 256");
     constexpr int PER = NORM_THREADS / THREADS;
     __shared__ double partial[NORM_THREADS / WARP];
     __shared__ float scale;
@@ -1700,6 +1702,43 @@ NORMING_PRODUCT_KERNELS(q3_k, Q3_K)
 NORMING_PRODUCT_KERNELS(q4_k, Q4_K)
 NORMING_PRODUCT_KERNELS(q5_k, Q5_K)
 NORMING_PRODUCT_KERNELS(q6_k, Q6_K)
+
+// After a product stored its share of row a = blockIdx.y of Y (`width` values, a multiple of 256): the block that
+// stores last (counted in done[a * (width / 256)], which it resets) rounds the row to Q8_K into row a of R as
+// round_rows does (the same function, so the same integers): the experts' SwiGLU rows of a decode step rounded for
+// their down projection without a launch of their own (-Dmoe4j.cuda.pairRounds).
+__device__ __forceinline__ void round_row_last(unsigned* done, const float* Y, int yStride, int width, uint8_t* R) {
+    int a = blockIdx.y;
+    unsigned* counter = done + a * (width >> 8);
+    if (!arrives_last(counter, gridDim.x)) return;
+    round_row_once<true>(Y + (long long)a * yStride, width, R + a * rounded_row_bytes(width));
+    if (threadIdx.x == 0) *counter = 0;
+}
+
+// mvq_pair_* and mvq_pair_rounded_* (their parameters first) whose last block per SwiGLU row then rounds it into RZ,
+// done the group counters of Y's buffer (zero between launches).
+#define ROUNDING_PAIR_KERNELS(NAME, F)                                                                               \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
+        mvq_pair_round_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes,       \
+                              int K, int rows, int experts, const float* X, int xStride, int xDiv, const int* ids,   \
+                              float* Y, int yStride, uint8_t* RZ, unsigned* done) {                                  \
+        mvq_body<F, true, false>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y,          \
+                                 yStride, blockIdx.x, gridDim.x);                                                    \
+        round_row_last(done, Y, yStride, rows, RZ);                                                                  \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
+        mvq_pair_rounded_round_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride,                   \
+                                      long long rowBytes, int K, int rows, int experts, const uint8_t* R, int xDiv,  \
+                                      const int* ids, float* Y, int yStride, uint8_t* RZ, unsigned* done) {          \
+        mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
+                                yStride, blockIdx.x, gridDim.x, R);                                                  \
+        round_row_last(done, Y, yStride, rows, RZ);                                                                  \
+    }
+
+ROUNDING_PAIR_KERNELS(q3_k, Q3_K)
+ROUNDING_PAIR_KERNELS(q4_k, Q4_K)
+ROUNDING_PAIR_KERNELS(q5_k, Q5_K)
+ROUNDING_PAIR_KERNELS(q6_k, Q6_K)
 
 #define ATT_TILE_ROWS 16
 #define ATT_TILE_POSITIONS 32

@@ -42,12 +42,14 @@ struct Q8KGroup {
     float d;
 };
 
+// FROM_L2: the values are read from L2 (__ldcg), for rows other blocks of the same launch stored.
+template <bool FROM_L2 = false>
 __device__ __forceinline__ Q8KGroup round_q8k_group(const float* x16, unsigned half) {
     const float4* x4 = reinterpret_cast<const float4*>(x16);
     float v[16];
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        float4 f = x4[i];
+        float4 f = FROM_L2 ? __ldcg(x4 + i) : x4[i];
         v[4 * i] = f.x; v[4 * i + 1] = f.y; v[4 * i + 2] = f.z; v[4 * i + 3] = f.w;
     }
     float m = 0.f;
@@ -91,6 +93,7 @@ __device__ __forceinline__ int store_q8k_group(const Q8KGroup& r, int8_t* q) {
 // Rounds `rows` rows of `count` floats each (count a multiple of 256; rows 16-byte aligned, `stride` floats
 // apart) to Q8_K, row after row in q/sum16/d, with all threads of the block (blockDim.x a multiple of 16).
 // Ends with a barrier.
+template <bool FROM_L2 = false>
 __device__ __forceinline__ void quantize_q8k(const float* x, long long stride, int rows, int count, int8_t* q,
                                              int* sum16, float* d) {
     int perRow = count >> 4;
@@ -98,7 +101,7 @@ __device__ __forceinline__ void quantize_q8k(const float* x, long long stride, i
     unsigned half = 0xFFFFu << (threadIdx.x & 16);
     for (int g = threadIdx.x; g < groups; g += blockDim.x) {  // a half warp is in or out of the loop together
         int row = g / perRow;
-        Q8KGroup r = round_q8k_group(x + row * stride + 16 * (g - row * perRow), half);
+        Q8KGroup r = round_q8k_group<FROM_L2>(x + row * stride + 16 * (g - row * perRow), half);
         sum16[g] = store_q8k_group(r, q + 16 * g);
         if ((g & 15) == 0) d[g >> 4] = r.d;
     }

@@ -203,6 +203,15 @@ public final class CudaBackend implements Backend {
      * else launches it as it is.
      */
     private boolean fuseNorms = Boolean.getBoolean("moe4j.cuda.fuseNorms");
+    /**
+     * When the experts' SwiGLU rows of a decode step are rounded once ({@link #combineRoundsOnce}) and gate and up
+     * share a format, the last block per row of their product rounds it (mvq_pair_round_*, mvq_pair_rounded_round_*)
+     * instead of a round_rows launch ({@code -Dmoe4j.cuda.pairRounds=true}, an experiment not yet measured on a GPU;
+     * the same bits).
+     */
+    private boolean pairRounds = Boolean.getBoolean("moe4j.cuda.pairRounds");
+    /** Launches of gate and up products that rounded their rows so far (tests: the experiment really ran). */
+    private long pairRoundingLaunches;
     /** A recorded product not launched yet, see {@link #fuseNorms}; launched by the next operation. */
     private PendingProduct pending;
     /** Launches of products that normed their output so far (tests: the experiment really ran). */
@@ -1408,24 +1417,32 @@ public final class CudaBackend implements Backend {
         Kernels.Format fd = kernels.format(down.format());
         if (assignments <= DIRECT_EXPERT_ASSIGNMENTS) {
             int blocks = ceilDiv(ffn, MV_ROWS_PER_BLOCK);
+            boolean roundsOnce = q8k(fd, ffn, k) && combineRoundsOnce && g.rounded != null
+                    && assignments <= CudaActivations.roundedRows(g.capacity());
+            boolean rowsRounded = false;  // by the gate and up kernel's last blocks (pairRounds)
             if (gate.format() == up.format()) {
                 if (profiler != null) {
                     note(role(gate) + "+" + role(up), (gate.rowBytes() + up.rowBytes()) * ffn * assignments,
                             4L * ffn * embd * assignments);
                 }
                 CUdeviceptr rounded = roundedRows(x, n, true);
+                rowsRounded = roundsOnce && pairRounds && q8k(fg, embd, 1);
                 if (rounded != null && q8k(fg, embd, 1)) {
                     roundedLaunches++;
-                    launch(fg.rounded().matvecPair(), "mvq_pair_rounded_" + gate.format(),
+                    Object[] args = {gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
+                            rounded, k, r.ids, g.data, g.pitch};
+                    launch(rowsRounded ? fg.rounded().roundedPairRounding() : fg.rounded().matvecPair(),
+                            (rowsRounded ? "mvq_pair_rounded_round_" : "mvq_pair_rounded_") + gate.format(),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments, 32 * MV_ROWS_PER_BLOCK,
-                            gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts, rounded,
-                            k, r.ids, g.data, g.pitch);
+                            rowsRounded ? withRoundedRows(args, g) : args);
                 } else if (q8k(fg, embd, 1)) {
-                    launchShared(fg.q8kMatvecPair(), "mvq_pair_" + gate.format(),
+                    Object[] args = {gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
+                            x.data, x.pitch, k, r.ids, g.data, g.pitch};
+                    launchShared(rowsRounded ? fg.rounded().pairRounding() : fg.q8kMatvecPair(),
+                            rowsRounded ? "mvq_pair_round_" + gate.format() : "mvq_pair_" + gate.format(),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments,
-                            32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(embd, 1), gate.data(), up.data(),
-                            gate.expertStride(), gate.rowBytes(), embd, ffn, experts, x.data, x.pitch, k, r.ids,
-                            g.data, g.pitch);
+                            32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(embd, 1),
+                            rowsRounded ? withRoundedRows(args, g) : args);
                 } else {
                     launch(fg.matvecPair(), "mv_pair_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                             gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
@@ -1446,9 +1463,9 @@ public final class CudaBackend implements Backend {
                         x.data, x.pitch, k, r.ids, u.data, u.pitch);
                 elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
             }
-            boolean roundsOnce = q8k(fd, ffn, k) && combineRoundsOnce && g.rounded != null
-                    && assignments <= CudaActivations.roundedRows(g.capacity());
-            if (roundsOnce) {
+            if (roundsOnce && rowsRounded) {
+                pairRoundingLaunches++;
+            } else if (roundsOnce) {
                 launch(kernels.roundRows, "round_rows", assignments, 1, 256, g.data, g.pitch, ffn, g.rounded);
             }
             if (profiler != null) {
@@ -1950,6 +1967,23 @@ public final class CudaBackend implements Backend {
         boolean next = operations == roundedAt + 1;
         boolean afterOneRoute = afterRoute && operations == roundedAt + 2 && routedAt == roundedAt + 1;
         return next || afterOneRoute ? x.rounded : null;
+    }
+
+    /** Turns the rounding in the gate and up kernel on or off (tests compare both); see {@link #pairRounds}. */
+    synchronized void usePairRounds(boolean on) {
+        pairRounds = on;
+    }
+
+    synchronized boolean pairRounds() { return pairRounds; }
+
+    synchronized long pairRoundingLaunches() { return pairRoundingLaunches; }
+
+    /** {@code args}, then the rounded rows and group counters of {@code g} (the rounding kernels' last two). */
+    private static Object[] withRoundedRows(Object[] args, CudaActivations g) {
+        Object[] all = Arrays.copyOf(args, args.length + 2);
+        all[args.length] = g.rounded;
+        all[args.length + 1] = g.groupCounters();
+        return all;
     }
 
     /** Turns the norms in the products before them on or off (tests compare both); see {@link #fuseNorms}. */

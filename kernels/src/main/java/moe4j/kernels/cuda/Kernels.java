@@ -63,9 +63,11 @@ final class Kernels {
 
     /**
      * The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded); matvecNorm also
-     * adds its output to the residual stream and norms it (mvq_rounded_norm_*).
+     * adds its output to the residual stream and norms it (mvq_rounded_norm_*); the pairs' {@code rounding} twins
+     * also round their SwiGLU rows for the down projection (mvq_pair_round_*, mvq_pair_rounded_round_*).
      */
-    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair, CUfunction matvecNorm) {}
+    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair, CUfunction matvecNorm,
+                   CUfunction pairRounding, CUfunction roundedPairRounding) {}
 
     /**
      * The formats whose batched products run on the tensor cores with activations rounded to Q8_K;
@@ -131,7 +133,8 @@ final class Kernels {
                             function("mvq_combine_rounded_u2_norm_" + s)) : null,
                     MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null,
                     q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
-                            function("mvq_pair_rounded_" + s), function("mvq_rounded_norm_" + s)) : null));
+                            function("mvq_pair_rounded_" + s), function("mvq_rounded_norm_" + s),
+                            function("mvq_pair_round_" + s), function("mvq_pair_rounded_round_" + s)) : null));
         }
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");

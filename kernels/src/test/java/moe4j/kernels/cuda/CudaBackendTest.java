@@ -860,19 +860,24 @@ class CudaBackendTest {
         Weight after = gpu.bind(randomTensor("after", GgmlType.Q4_K, embd, 256));
         float[] residual = randomFloats(n * embd, 1f);
         float[] addend = randomFloats(n * embd, 1f);
-        float[][][] results = new float[2][][];
-        long[] norming = new long[2];
+        // separate launches; norms in the products; that and the SwiGLU rows rounded in the gate and up kernel
+        float[][][] results = new float[3][][];
+        long[] norming = new long[3];
+        long[] pairRoundings = new long[3];
         boolean fuse = gpu.fuseNorms();
+        boolean pairRounds = gpu.pairRounds();
         boolean roundOnce = gpu.roundOnce();
         boolean combineRoundsOnce = gpu.combineRoundsOnce();
         int units = gpu.combineUnroll();
-        for (int mode = 0; mode < 2; mode++) {
+        for (int mode = 0; mode < 3; mode++) {
             // what the two norming kernels extend: rows rounded once, the down projection 2 units a lane on them
             gpu.useRoundOnce(true);
             gpu.useCombineRoundsOnce(true);
             gpu.useCombineUnroll(2);
-            gpu.useFuseNorms(mode == 1);
+            gpu.useFuseNorms(mode >= 1);
+            gpu.usePairRounds(mode == 2);
             long before = gpu.normingLaunches();
+            long roundingBefore = gpu.pairRoundingLaunches();
             try (StepRecorder recorder = gpu.stepRecorder();
                  ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
@@ -896,10 +901,12 @@ class CudaBackendTest {
                 recorder.run("step", 0, 0, step);
                 recorder.run("step", 0, 0, step);
                 norming[mode] = gpu.normingLaunches() - before;
+                pairRoundings[mode] = gpu.pairRoundingLaunches() - roundingBefore;
                 results[mode] = new float[][] {rows(gpu, acc, n), rows(gpu, normed, n), rows(gpu, projected, n),
                         rows(gpu, logits, n), rows(gpu, moe, n), rows(gpu, last, n)};
             } finally {
                 gpu.useFuseNorms(fuse);
+                gpu.usePairRounds(pairRounds);
                 gpu.useRoundOnce(roundOnce);
                 gpu.useCombineRoundsOnce(combineRoundsOnce);
                 gpu.useCombineUnroll(units);
@@ -907,11 +914,18 @@ class CudaBackendTest {
         }
         assertEquals(0, norming[0], "products that normed their output with the experiment off");
         // recorded once, replayed once: two norms taken into the products they follow
-        assertEquals(CudaBackend.graphsEnabled() ? 2 : 0, norming[1], "products that normed their output");
+        long recorded = CudaBackend.graphsEnabled() ? 2 : 0;
+        assertArrayEquals(new long[] {0, recorded, recorded}, norming, "products that normed their output");
+        // the gate and up kernel reads the rounded normed rows (mvq_pair_rounded_round_*), recorded or not: counted
+        // once in a recording, twice without
+        assertArrayEquals(new long[] {0, 0, CudaBackend.graphsEnabled() ? 1 : 2}, pairRoundings,
+                "gate and up kernels that rounded their rows");
         String[] what = {"residual stream", "normed rows", "output projection", "router logits", "experts",
                 "product after a product"};
-        for (int i = 0; i < what.length; i++) {
-            assertClose(results[0][i], results[1][i], 0, what[i]);
+        for (int mode = 1; mode < 3; mode++) {
+            for (int i = 0; i < what.length; i++) {
+                assertClose(results[0][i], results[mode][i], 0, what[i] + ", mode " + mode);
+            }
         }
     }
 
@@ -976,8 +990,9 @@ class CudaBackendTest {
 
     /**
      * The experts' down projection and combine loading 2 units a lane (-Dmoe4j.cuda.combineUnroll=2), reading the
-     * SwiGLU rows rounded once (-Dmoe4j.cuda.combineRoundsOnce=true), or both, gives exactly the results of loading 4
-     * and rounding in every block: the same integers, the same sums in the same order.
+     * SwiGLU rows rounded once (-Dmoe4j.cuda.combineRoundsOnce=true), or both, and those rows rounded by the gate and up
+     * kernel's last blocks (-Dmoe4j.cuda.pairRounds=true, where gate and up share a format), gives exactly the results
+     * of loading 4 and rounding in every block: the same integers, the same sums in the same order.
      */
     @ParameterizedTest(name = "{0} tokens, {1} experts each, gate {2}, down {3}, {4} -> {5}")
     @CsvSource({"1, 4, Q4_K, Q6_K, 256, 768", "3, 4, Q4_K, Q3_K, 256, 768", "1, 4, Q4_K, Q4_K, 2304, 1280",
@@ -994,21 +1009,26 @@ class CudaBackendTest {
         int units = gpu.combineUnroll();
         boolean roundsOnce = gpu.combineRoundsOnce();
         boolean roundOnce = gpu.roundOnce();
-        float[][] results = new float[4][];
-        long[] roundedLaunches = new long[4];
+        boolean pairRounds = gpu.pairRounds();
+        float[][] results = new float[5][];
+        long[] roundedLaunches = new long[5];
+        long[] pairRoundings = new long[5];
         try {
             gpu.useRoundOnce(true);  // the buffers below get room for rounded rows
             try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
                  Activations in = fill(gpu, x, n, embd)) {
                 gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
-                for (int mode = 0; mode < 4; mode++) {
-                    gpu.useCombineUnroll(mode % 2 == 0 ? 4 : 2);
+                for (int mode = 0; mode < 5; mode++) {
+                    gpu.useCombineUnroll(mode % 2 == 0 && mode < 4 ? 4 : 2);
                     gpu.useCombineRoundsOnce(mode >= 2);
+                    gpu.usePairRounds(mode == 4);
                     try (Activations out = poisoned(n, embd)) {  // every row must be written again
                         long before = gpu.roundedLaunches();
+                        long roundingBefore = gpu.pairRoundingLaunches();
                         gpu.experts(gate, up, down, in, routing, buffers, out, n);
                         roundedLaunches[mode] = gpu.roundedLaunches() - before;
+                        pairRoundings[mode] = gpu.pairRoundingLaunches() - roundingBefore;
                         results[mode] = rows(gpu, out, n);
                     }
                 }
@@ -1017,13 +1037,17 @@ class CudaBackendTest {
             gpu.useCombineUnroll(units);
             gpu.useCombineRoundsOnce(roundsOnce);
             gpu.useRoundOnce(roundOnce);
+            gpu.usePairRounds(pairRounds);
         }
-        String[] what = {"4 units a lane", "2 units a lane", "4 units, rounded once", "2 units, rounded once"};
-        for (int mode = 1; mode < 4; mode++) {
+        String[] what = {"4 units a lane", "2 units a lane", "4 units, rounded once", "2 units, rounded once",
+                "2 units, rounded once by the gate and up kernel"};
+        for (int mode = 1; mode < 5; mode++) {
             assertClose(results[0], results[mode], 0, "experts, " + what[mode] + " against " + what[0]);
         }
         // the gate and up products read x as it is (no norm rounded it), so only the rounded down projections count
-        assertArrayEquals(new long[] {0, 0, 1, 1}, roundedLaunches, "launches that read rounded rows");
+        assertArrayEquals(new long[] {0, 0, 1, 1, 1}, roundedLaunches, "launches that read rounded rows");
+        long fused = gateType == GgmlType.Q4_K ? 1 : 0;  // up is Q4_K: one gate and up kernel, or two products
+        assertArrayEquals(new long[] {0, 0, 0, 0, fused}, pairRoundings, "gate and up kernels that rounded their rows");
     }
 
     static Stream<Arguments> expertCases() {
