@@ -20,16 +20,12 @@
 #   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers and generation on the
 #                                 model above, as they are, with the norms in the products before them
 #                                 (-Dmoe4j.cuda.fuseNorms=true), with the SwiGLU rows rounded by the gate and up
-#                                 kernel (-Dmoe4j.cuda.pairRounds=true), both, and with each of these
-#                                 switched back: every block rounding
-#                                 its row (-Dmoe4j.cuda.roundOnce=false), 4 blocks per multiprocessor
-#                                 (-Dmoe4j.cuda.mvqBlocksPerSm=4), the fused routing 4 warps a block
-#                                 (-Dmoe4j.cuda.routeWarps=4), the rounding norm rounding from shared memory
-#                                 (-Dmoe4j.cuda.normRoundsFromShared=true), the experts' down projection loading 4
-#                                 units a lane (-Dmoe4j.cuda.combineUnroll=4), one-token attention not rounding its
-#                                 output (-Dmoe4j.cuda.attentionRounds=false), the down projection rounding the experts'
-#                                 SwiGLU rows in each block (-Dmoe4j.cuda.combineRoundsOnce=false)
+#                                 kernel (-Dmoe4j.cuda.pairRounds=true), and with both
+#   DECODE_VARIANTS="default routeWarps=4 combineUnroll=4" AB_REPS=2 ... other variants ('+' joins options), e.g. the
+#                                 measured ones switched back: roundOnce=false mvqBlocksPerSm=4 routeWarps=4
+#                                 normRoundsFromShared=true combineUnroll=4 attentionRounds=false combineRoundsOnce=false
 #   GEN_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also times generation (tg64) on that model
+#   TESTS=0 bench/gpu-check.sh     skips the GPU tests (~155 s), for a call that only measures
 #   FULLSHAPE_AB="tiledAttention=false mmq=false" ... the full-shape test's 30B case again with each option
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt as before version 11: k and v through the matrix-vector kernels
@@ -42,7 +38,6 @@
 #                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 #   HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000 ... times the hybrid generation once more with these JVM flags
-#   DECODE_VARIANTS="default routeWarps=1+combineUnroll=2" AB_REPS=2 ... the decode A/B's variants ('+' joins options)
 #   DEADLINE=500 bench/gpu-check.sh  skips the A/B variants and the hybrid run once they would end past 500 s
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -91,20 +86,28 @@ row "GPU" "$(sed -n 2p "$LOGS/nvidia-smi.txt")"
 "$java" "${flags[@]}" -jar .gpu/moe4j.jar info --devices > "$LOGS/devices.txt" 2>&1
 row "moe4j info --devices" "$(grep -m1 '^cuda' "$LOGS/devices.txt")"
 
-# 1. GPU tests
-t=$(date +%s)
+# 1. GPU tests (TESTS=0 skips them, for a call that only measures)
 cp=".gpu/moe4j.jar:.gpu/lib/gguf-tests.jar:.gpu/lib/kernels-tests.jar:.gpu/lib/engine-tests.jar"
-timeout 240 "$java" "${flags[@]}" -Xmx8g -Dmoe4j.shared="$shared" \
-    -jar .gpu/lib/junit-platform-console-standalone-*.jar execute --disable-banner --disable-ansi-colors \
-    --details=tree --class-path "$cp" --select-class moe4j.kernels.cuda.CudaBackendTest \
-    --select-class moe4j.kernels.cuda.CudaAvailabilityTest --select-class moe4j.engine.CudaReferenceTest --select-class moe4j.engine.CudaHybridTest \
-    --select-class moe4j.engine.CudaFullShapeTest \
-    > "$LOGS/gpu-tests.log" 2>&1
-status=$?
-summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$LOGS/gpu-tests.log" | tr -s ' []' ' ' | paste -sd, -)
-row "GPU tests (exit $status, $(elapsed $t))" "${summary:-no summary: see gpu-tests.log}"
-grep -E '✘' "$LOGS/gpu-tests.log" | head -8 | cut -c1-240 > "$LOGS/failures-head.txt"
-sed -n '/GPU (cuda:0) agreement/,/^$/p' "$LOGS/gpu-tests.log" > "$LOGS/agreement.txt"
+: > "$LOGS/failures-head.txt"
+: > "$LOGS/agreement.txt"
+: > "$LOGS/gpu-tests.log"
+if [ "${TESTS:-1}" = 1 ]; then
+    t=$(date +%s)
+    timeout 240 "$java" "${flags[@]}" -Xmx8g -Dmoe4j.shared="$shared" \
+        -jar .gpu/lib/junit-platform-console-standalone-*.jar execute --disable-banner --disable-ansi-colors \
+        --details=tree --class-path "$cp" --select-class moe4j.kernels.cuda.CudaBackendTest \
+        --select-class moe4j.kernels.cuda.CudaAvailabilityTest --select-class moe4j.engine.CudaReferenceTest \
+        --select-class moe4j.engine.CudaHybridTest --select-class moe4j.engine.CudaFullShapeTest \
+        > "$LOGS/gpu-tests.log" 2>&1
+    status=$?
+    summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$LOGS/gpu-tests.log" \
+        | tr -s ' []' ' ' | paste -sd, -)
+    row "GPU tests (exit $status, $(elapsed $t))" "${summary:-no summary: see gpu-tests.log}"
+    grep -E '✘' "$LOGS/gpu-tests.log" | head -8 | cut -c1-240 > "$LOGS/failures-head.txt"
+    sed -n '/GPU (cuda:0) agreement/,/^$/p' "$LOGS/gpu-tests.log" > "$LOGS/agreement.txt"
+else
+    row "GPU tests" "skipped (TESTS=0)"
+fi
 
 # 1a. Optional (FULLSHAPE_AB="tiledAttention=false mmq=false"): the full-shape test's 30B case once more with each of
 # these options ('+' joins several), to see which part of the prompt path its distance to the CPU comes from
@@ -211,9 +214,7 @@ fi
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
 # each block rounding its row (as before version 11), fewer blocks, and five experiments on the fixed costs of a layer
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in ${DECODE_VARIANTS:-default fuseNorms=true pairRounds=true fuseNorms=true+pairRounds=true \
-        roundOnce=false mvqBlocksPerSm=4 routeWarps=4 normRoundsFromShared=true combineUnroll=4 attentionRounds=false \
-        combineRoundsOnce=false}; do
+    for variant in ${DECODE_VARIANTS:-default fuseNorms=true pairRounds=true fuseNorms=true+pairRounds=true}; do
         if [ "$(time_left)" -lt 40 ]; then row "235B/16 decode, $variant" "skipped: DEADLINE near"; continue; fi
         extra=()
         # a variant joins several options with '+', e.g. routeWarps=1+combineUnroll=2

@@ -2,6 +2,7 @@ package moe4j.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -15,6 +16,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import moe4j.kernels.cuda.CudaDevices;
 import moe4j.kernels.quant.QuantFormats;
 
 class BenchCommandTest {
@@ -117,6 +119,18 @@ class BenchCommandTest {
         CliRunner tooLarge = CliRunner.run("bench", "--synthetic", "qwen3-235b-a22b:F32", "-p", "4", "-n", "0");
         assertEquals(Main.EXIT_FAILURE, tooLarge.exitCode(), tooLarge.err());
         assertTrue(tooLarge.err().contains("synthetic-qwen3-235b-a22b-F32 needs"), tooLarge.err());
+    }
+
+    @Test
+    void aGpuThatCannotBeUsedFailsBeforeTheSyntheticModelIsBuilt() {
+        assumeTrue(CudaDevices.unavailableReason().isPresent(), "a usable GPU here: nothing to refuse");
+        // a model too large for this machine: built first, it would fail on its size instead
+        for (String device : List.of("--device=cuda:0", "--devices=cuda:0,cpu")) {
+            CliRunner r = CliRunner.run("bench", "--synthetic", "qwen3-235b-a22b:F32", device, "-p", "4", "-n", "0");
+            assertEquals(Main.EXIT_FAILURE, r.exitCode(), r.err());
+            assertEquals(1, r.err().lines().filter(l -> l.startsWith("moe4j: error: CUDA is not available")).count(),
+                    r.err());
+        }
     }
 
     private static String[] concat(String[] args, String... more) {

@@ -864,6 +864,7 @@ class CudaBackendTest {
         float[][][] results = new float[3][][];
         long[] norming = new long[3];
         long[] pairRoundings = new long[3];
+        long[] roundedReads = new long[3];
         boolean fuse = gpu.fuseNorms();
         boolean pairRounds = gpu.pairRounds();
         boolean roundOnce = gpu.roundOnce();
@@ -878,6 +879,7 @@ class CudaBackendTest {
             gpu.usePairRounds(mode == 2);
             long before = gpu.normingLaunches();
             long roundingBefore = gpu.pairRoundingLaunches();
+            long readsBefore = gpu.roundedLaunches();
             try (StepRecorder recorder = gpu.stepRecorder();
                  ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
@@ -902,6 +904,7 @@ class CudaBackendTest {
                 recorder.run("step", 0, 0, step);
                 norming[mode] = gpu.normingLaunches() - before;
                 pairRoundings[mode] = gpu.pairRoundingLaunches() - roundingBefore;
+                roundedReads[mode] = gpu.roundedLaunches() - readsBefore;
                 results[mode] = new float[][] {rows(gpu, acc, n), rows(gpu, normed, n), rows(gpu, projected, n),
                         rows(gpu, logits, n), rows(gpu, moe, n), rows(gpu, last, n)};
             } finally {
@@ -920,6 +923,11 @@ class CudaBackendTest {
         // once in a recording, twice without
         assertArrayEquals(new long[] {0, 0, CudaBackend.graphsEnabled() ? 1 : 2}, pairRoundings,
                 "gate and up kernels that rounded their rows");
+        // the output projections, the gate and up kernel and the down projection read rounded rows in every mode:
+        // the twins take the place of those kernels, reading what they read
+        long steps = CudaBackend.graphsEnabled() ? 1 : 2;
+        assertArrayEquals(new long[] {4 * steps, 4 * steps, 4 * steps}, roundedReads,
+                "launches that read rounded rows");
         String[] what = {"residual stream", "normed rows", "output projection", "router logits", "experts",
                 "product after a product"};
         for (int mode = 1; mode < 3; mode++) {
