@@ -21,9 +21,9 @@
 #                                 model above, as they are, with the norms in the products before them
 #                                 (-Dmoe4j.cuda.fuseNorms=true), with the SwiGLU rows rounded by the gate and up
 #                                 kernel (-Dmoe4j.cuda.pairRounds=true), and with both
-#   DECODE_VARIANTS="default routeWarps=4 combineUnroll=4" AB_REPS=2 ... other variants ('+' joins options), e.g. the
-#                                 measured ones switched back: roundOnce=false mvqBlocksPerSm=4 routeWarps=4
-#                                 normRoundsFromShared=true combineUnroll=4 attentionRounds=false combineRoundsOnce=false
+#   DECODE_VARIANTS="default routeWarps=4" AB_REPS=2 ... other variants ('+' joins options), e.g. the measured
+#                                 ones switched back: roundOnce=false mvqBlocksPerSm=4 routeWarps=4 attentionRounds=false
+#                                 combineRoundsOnce=false
 #   GEN_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also times generation (tg64) on that model
 #   TESTS=0 bench/gpu-check.sh     skips the GPU tests (~155 s), for a call that only measures
 #   FULLSHAPE_AB="tiledAttention=false mmq=false" ... the full-shape test's 30B case again with each option
@@ -217,7 +217,7 @@ if [ "${DECODE_AB:-1}" = 1 ]; then
     for variant in ${DECODE_VARIANTS:-default fuseNorms=true pairRounds=true fuseNorms=true+pairRounds=true}; do
         if [ "$(time_left)" -lt 40 ]; then row "235B/16 decode, $variant" "skipped: DEADLINE near"; continue; fi
         extra=()
-        # a variant joins several options with '+', e.g. routeWarps=1+combineUnroll=2
+        # a variant joins several options with '+', e.g. fuseNorms=true+pairRounds=true
         [ "$variant" != default ] && IFS='+' read -r -a opts <<< "$variant" && extra=("${opts[@]/#/-Dmoe4j.cuda.}")
         name="${variant//=/-}"
         log="$LOGS/profile-235-$name.log"

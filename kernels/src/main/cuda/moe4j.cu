@@ -378,7 +378,6 @@ __device__ __forceinline__ void mv_combine_body(const uint8_t* W, long long expe
 // multiprocessor: without them ptxas gives the deeper Q6_K kernels ~160 registers (the first row's loads are live
 // across the rounding).
 #define MVQ_UNROLL 2
-#define MVQ_COMBINE_UNROLL 4
 
 // Up to UNROLL units of one row, units u0, u0 + 32, ...: loaded together, then multiplied.
 template <class U, int UNROLL>
@@ -500,8 +499,8 @@ __device__ __forceinline__ void mvq_multi_body(const uint8_t* W0, long long rowB
 // projections and the weighted sum of a token's experts in one pass; blockIdx.y = t, MVQ_COMBINE_WARPS warps.
 // The lanes take the (slot, unit) pairs of a row in turn, so that all 32 are busy for short rows (768 values
 // are 24 units). Dynamic shared memory: the k rounded rows (q8k.cuh). UNROLL: the (slot, unit) pairs a lane loads
-// at a time; mvq_combine_u2_* (the default since run 19; -Dmoe4j.cuda.combineUnroll=4 for the others) load 2, with
-// fewer registers, as the other matrix-vector kernels do since version 11; the same sums in the same order.
+// at a time: 2, with fewer registers than 4, as the other matrix-vector kernels since version 11 (H200, run 19: the
+// 235B shape's down projection 34.3 -> 26.7 us a layer; the 30B shape level).
 // ROUNDED: the k rows come rounded already, each in its own row of R (round_rows, add_rms_norm_rounded's layout), and
 // are read where they lie instead of rounded into shared memory by every block (mvq_combine_rounded_*,
 // the default for decode steps since run 19; -Dmoe4j.cuda.combineRoundsOnce=false turns it off).
@@ -645,13 +644,6 @@ extern "C" __global__ void __launch_bounds__(256)
         mvq_combine_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \
                            int experts, const float* H, int hStride, const int* ids, const float* weights,           \
                            int k, float* Y, int yStride) {                                                           \
-        mvq_combine_body<F, MVQ_COMBINE_UNROLL>(W, expertStride, rowBytes, K, rows, experts, H, hStride, ids,        \
-                                                weights, k, Y, yStride);                                             \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
-        mvq_combine_u2_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,         \
-                              int experts, const float* H, int hStride, const int* ids, const float* weights,        \
-                              int k, float* Y, int yStride) {                                                        \
         mvq_combine_body<F, 2>(W, expertStride, rowBytes, K, rows, experts, H, hStride, ids, weights, k, Y,          \
                                yStride);                                                                             \
     }                                                                                                                \
@@ -659,13 +651,6 @@ extern "C" __global__ void __launch_bounds__(256)
         mvq_combine_rounded_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,    \
                                    int experts, const uint8_t* R, const int* ids, const float* weights, int k,       \
                                    float* Y, int yStride) {                                                          \
-        mvq_combine_body<F, MVQ_COMBINE_UNROLL, true>(W, expertStride, rowBytes, K, rows, experts, nullptr, 0, ids,  \
-                                                      weights, k, Y, yStride, R);                                    \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
-        mvq_combine_rounded_u2_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K,           \
-                                      int rows, int experts, const uint8_t* R, const int* ids,                       \
-                                      const float* weights, int k, float* Y, int yStride) {                          \
         mvq_combine_body<F, 2, true>(W, expertStride, rowBytes, K, rows, experts, nullptr, 0, ids, weights, k, Y,    \
                                      yStride, R);                                                                    \
     }
@@ -1124,24 +1109,18 @@ __device__ __forceinline__ void round_row_once(const float* y, int width, uint8_
                           reinterpret_cast<float*>(r + width + width / 4));
 }
 
-// Widest row add_rms_norm_rounded_shared stages in shared memory (32 KB); wider rows round from y.
-#define ROUND_SHARED_MAX 8192
-
 // acc += x, then y = rms_norm(acc) over rows of `width`, one block per row: the residual add and the next
 // norm in one pass, with the results of add_inplace and rms_norm (same arithmetic, same block size). ROUND (width a
-// multiple of 256): row t of y also rounded to Q8_K at R + t * rounded_row_bytes(width). SHARED (with ROUND): the
-// normed values also go to shared memory, and the rounding reads them there instead of from y (one round trip to
-// L2 less on the one-token path; -Dmoe4j.cuda.normRoundsFromShared=true: measured in run 19, no faster).
-template <bool ROUND, bool SHARED = false>
+// multiple of 256): row t of y also rounded to Q8_K at R + t * rounded_row_bytes(width), read back from y (staging
+// the normed row in shared memory instead measured no faster on an H200, run 19).
+template <bool ROUND>
 __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const float* X, int xStride,
                                                   const float* gain, int width, float eps, float* Y, int yStride,
                                                   uint8_t* R) {
-    __shared__ __align__(16) float staged[SHARED ? ROUND_SHARED_MAX : 1];
     int t = blockIdx.x;
     float* a = A + (long long)t * aStride;
     const float* x = X + (long long)t * xStride;
     float* y = Y + (long long)t * yStride;
-    bool stage = SHARED && width <= ROUND_SHARED_MAX;
     double sum = 0.0;
     if (width <= NORM_PER * (int)blockDim.x) {  // the same for the whole block
         float v[NORM_PER];
@@ -1167,9 +1146,7 @@ __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const f
         for (int j = 0; j < NORM_PER; j++) {
             int i = threadIdx.x + j * blockDim.x;
             if (i < width) {
-                float n = __fmul_rn(__fmul_rn(v[j], s), gv[j]);
-                y[i] = n;
-                if (stage) staged[i] = n;
+                y[i] = __fmul_rn(__fmul_rn(v[j], s), gv[j]);
             }
         }
     } else {
@@ -1180,12 +1157,10 @@ __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const f
         }
         float s = block_rms_scale(sum, width, eps);
         for (int i = threadIdx.x; i < width; i += blockDim.x) {
-            float n = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
-            y[i] = n;
-            if (stage) staged[i] = n;
+            y[i] = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
         }
     }
-    if (ROUND) round_row_once(stage ? staged : y, width, R + t * rounded_row_bytes(width));
+    if (ROUND) round_row_once(y, width, R + t * rounded_row_bytes(width));
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -1200,13 +1175,6 @@ extern "C" __global__ void __launch_bounds__(256)
                          float* Y, int yStride, uint8_t* R) {
     pdl_enter();
     add_rms_norm_body<true>(A, aStride, X, xStride, gain, width, eps, Y, yStride, R);
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-    add_rms_norm_rounded_shared(float* A, int aStride, const float* X, int xStride, const float* gain, int width,
-                                float eps, float* Y, int yStride, uint8_t* R) {
-    pdl_enter();
-    add_rms_norm_body<true, true>(A, aStride, X, xStride, gain, width, eps, Y, yStride, R);
 }
 
 // Row blockIdx.x of X (`width` values, a multiple of 256) rounded to Q8_K into its own row of R, laid out as
@@ -1673,7 +1641,7 @@ __device__ __forceinline__ void add_rms_norm_rounded_last(unsigned* done, float*
     if (threadIdx.x == 0) *counter = 0;
 }
 
-// mvq_rounded_* and mvq_combine_rounded_u2_* (their parameters first) whose last block per row then runs
+// mvq_rounded_* and mvq_combine_rounded_* (their parameters first) whose last block per row then runs
 // add_rms_norm_rounded on their output row: A the residual stream, N and RN the normed and rounded rows, done the
 // group counters of N's buffer (zero between launches).
 #define NORMING_PRODUCT_KERNELS(NAME, F)                                                                             \
@@ -1687,11 +1655,11 @@ __device__ __forceinline__ void add_rms_norm_rounded_last(unsigned* done, float*
         add_rms_norm_rounded_last<MV_WARPS * WARP>(done, A, aStride, Y, yStride, gain, rows, eps, N, nStride, RN);   \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
-        mvq_combine_rounded_u2_norm_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K,      \
-                                           int rows, int experts, const uint8_t* R, const int* ids,                  \
-                                           const float* weights, int k, float* Y, int yStride, float* A,             \
-                                           int aStride, const float* gain, float eps, float* N, int nStride,         \
-                                           uint8_t* RN, unsigned* done) {                                            \
+        mvq_combine_rounded_norm_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K,         \
+                                        int rows, int experts, const uint8_t* R, const int* ids,                     \
+                                        const float* weights, int k, float* Y, int yStride, float* A, int aStride,   \
+                                        const float* gain, float eps, float* N, int nStride, uint8_t* RN,            \
+                                        unsigned* done) {                                                            \
         mvq_combine_body<F, 2, true>(W, expertStride, rowBytes, K, rows, experts, nullptr, 0, ids, weights, k, Y,    \
                                      yStride, R);                                                                    \
         add_rms_norm_rounded_last<MVQ_COMBINE_WARPS * WARP>(done, A, aStride, Y, yStride, gain, rows, eps, N,        \

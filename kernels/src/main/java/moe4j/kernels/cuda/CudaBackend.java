@@ -163,23 +163,11 @@ public final class CudaBackend implements Backend {
      */
     private boolean roundOnce = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.roundOnce"));
     /**
-     * The rounding norm stages its normed row in shared memory and rounds it from there rather than from the row it
-     * stored ({@code -Dmoe4j.cuda.normRoundsFromShared=true}; the same bits). Off: measured on an H200 (run 19) it
-     * gained nothing (10.9 against 10.7 us a call on the 235B shape, where one L2 round trip less was predicted).
-     */
-    private boolean normRoundsFromShared = Boolean.getBoolean("moe4j.cuda.normRoundsFromShared");
-    /**
      * Warps (router rows) per block of the fused router product and top-k of one-token steps: 1 (route_f32_w1: a
      * token's 128 rows on 128 multiprocessors instead of 32; H200, run 19: 15.6 -> 13.9 us a layer, 30B tg128 +4%),
      * or 4 (route_f32, {@code -Dmoe4j.cuda.routeWarps=4}; the same bits). Batches take 4.
      */
     private int routeWarps = eitherProperty("moe4j.cuda.routeWarps", 1, MV_ROWS_PER_BLOCK);
-    /**
-     * Units a lane of the experts' down projection and combine loads at a time: 2 (mvq_combine_u2_*: fewer registers,
-     * as the other matrix-vector kernels since version 11; H200, run 19: the 235B shape's 34.3 -> 26.7 us a layer),
-     * or 4 (mvq_combine_*, {@code -Dmoe4j.cuda.combineUnroll=4}; the same bits).
-     */
-    private int combineUnroll = eitherProperty("moe4j.cuda.combineUnroll", 2, 4);
     /**
      * One-token attention over heads of 128 rounds its output to Q8_K once (attention_decode_rounded_*), for the output
      * projection right after it, instead of each of that product's blocks rounding it (H200, run 19: the 235B's
@@ -197,7 +185,7 @@ public final class CudaBackend implements Backend {
     /**
      * While a decode step is recorded, the products that read rounded rows (the output projection, which reads the
      * attention's) and the experts' down projection leave the residual add and the norm after them to their last
-     * block per row (mvq_rounded_norm_*, mvq_combine_rounded_u2_norm_*): one launch a norm fewer
+     * block per row (mvq_rounded_norm_*, mvq_combine_rounded_norm_*): one launch a norm fewer
      * ({@code -Dmoe4j.cuda.fuseNorms=true}, an experiment not yet measured on a GPU; the same bits). Such a product
      * waits in {@link #pending} for the operation after it: a norm of its output takes it into its launch, anything
      * else launches it as it is.
@@ -1255,8 +1243,7 @@ public final class CudaBackend implements Backend {
             return;
         }
         if (rounds) {
-            launch(normRoundsFromShared ? kernels.addRmsNormRoundedShared : kernels.addRmsNormRounded,
-                    normRoundsFromShared ? "add_rms_norm_rounded_shared" : "add_rms_norm_rounded", n, 1, 256,
+            launch(kernels.addRmsNormRounded, "add_rms_norm_rounded", n, 1, 256,
                     acc.data, acc.pitch, x.data, x.pitch, g.data(), acc.width(), eps, o.data, o.pitch, o.rounded);
             roundedBuffer = o;
             roundedCount = n;
@@ -1471,23 +1458,21 @@ public final class CudaBackend implements Backend {
             if (profiler != null) {
                 note(role(down), down.rowBytes() * embd * assignments, 2L * ffn * embd * assignments);
             }
-            String units = combineUnroll == 2 ? "u2_" : "";
             if (roundsOnce) {
                 roundedLaunches++;
                 Object[] args = {down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts, g.rounded,
                         r.ids, r.weights, k, out.data, out.pitch};
-                String name = "mvq_combine_rounded_" + units + down.format();
+                String name = "mvq_combine_rounded_" + down.format();
                 int gridX = mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n);
-                CUfunction norming = combineUnroll == 2 ? fd.q8kCombine().roundedTwoUnitsNorm() : null;
-                if (mayNormInProduct(n, norming)) {
-                    pending = new PendingProduct(fd.q8kCombine().of(true, combineUnroll), norming, name, gridX, n,
+                Kernels.Combine combine = fd.q8kCombine();
+                if (mayNormInProduct(n, combine.roundedNorm())) {
+                    pending = new PendingProduct(combine.rounded(), combine.roundedNorm(), name, gridX, n,
                             32 * MVQ_COMBINE_ROWS_PER_BLOCK, args, out, n);
                 } else {
-                    launch(fd.q8kCombine().of(true, combineUnroll), name, gridX, n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
-                            args);
+                    launch(combine.rounded(), name, gridX, n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK, args);
                 }
             } else if (q8k(fd, ffn, k)) {
-                launchShared(fd.q8kCombine().of(false, combineUnroll), "mvq_combine_" + units + down.format(),
+                launchShared(fd.q8kCombine().plain(), "mvq_combine_" + down.format(),
                         mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
                         q8kSharedBytes(ffn, k), down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
                         g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
@@ -1998,10 +1983,6 @@ public final class CudaBackend implements Backend {
     /** Launches of products that normed their output so far (tests: the experiment really ran). */
     synchronized long normingLaunches() { return normingLaunches; }
 
-    /** Chooses the rounding norm's source (tests compare both); see {@link #normRoundsFromShared}. */
-    synchronized void useNormRoundsFromShared(boolean on) {
-        normRoundsFromShared = on;
-    }
 
     /** Chooses the fused routing's warps per block, 1 or 4 (tests compare both); see {@link #routeWarps}. */
     synchronized void useRouteWarps(int warps) {
@@ -2013,16 +1994,6 @@ public final class CudaBackend implements Backend {
     }
 
     synchronized int routeWarps() { return routeWarps; }
-
-    /** Chooses the experts' down projection's units a lane, 2 or 4 (tests compare both); see {@link #combineUnroll}. */
-    synchronized void useCombineUnroll(int units) {
-        if (units != 2 && units != 4) {
-            throw new IllegalArgumentException("mvq_combine loads 2 or 4 units a lane, not " + units);
-        }
-        combineUnroll = units;
-    }
-
-    synchronized int combineUnroll() { return combineUnroll; }
 
     /** Turns one-token attention's rounding of its output on or off (tests compare both): {@link #attentionRounds}. */
     synchronized void useAttentionRounds(boolean on) {
@@ -2037,8 +2008,6 @@ public final class CudaBackend implements Backend {
     }
 
     synchronized boolean combineRoundsOnce() { return combineRoundsOnce; }
-
-    synchronized boolean normRoundsFromShared() { return normRoundsFromShared; }
 
     synchronized boolean roundOnce() { return roundOnce; }
 

@@ -49,17 +49,11 @@ final class Kernels {
     }
 
     /**
-     * The experts' down projection and combine (mvq_combine_*) loading 4 or 2 units a lane, rounding the SwiGLU rows in
-     * every block or reading them rounded once (round_rows); roundedTwoUnitsNorm also adds its output to the residual
-     * stream and norms it (mvq_combine_rounded_u2_norm_*).
+     * The experts' down projection and combine (mvq_combine_*): rounding the SwiGLU rows in every block (plain) or
+     * reading them rounded once (round_rows or the gate and up kernel); roundedNorm also adds its output to the
+     * residual stream and norms it (mvq_combine_rounded_norm_*).
      */
-    record Combine(CUfunction fourUnits, CUfunction twoUnits, CUfunction roundedFourUnits, CUfunction roundedTwoUnits,
-                   CUfunction roundedTwoUnitsNorm) {
-
-        CUfunction of(boolean rounded, int units) {
-            return rounded ? (units == 2 ? roundedTwoUnits : roundedFourUnits) : (units == 2 ? twoUnits : fourUnits);
-        }
-    }
+    record Combine(CUfunction plain, CUfunction rounded, CUfunction roundedNorm) {}
 
     /**
      * The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded); matvecNorm also
@@ -82,7 +76,6 @@ final class Kernels {
     final CUfunction rmsNorm;
     final CUfunction addRmsNorm;
     final CUfunction addRmsNormRounded;
-    final CUfunction addRmsNormRoundedShared;
     final CUfunction roundRows;
     final CUfunction rmsNormRope;
     final CUfunction rope;
@@ -128,9 +121,8 @@ final class Kernels {
                     function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
                     q8k ? function("mvq_multi_" + s) : null,
                     q8k ? function("mvq_pair_" + s) : null,
-                    q8k ? new Combine(function("mvq_combine_" + s), function("mvq_combine_u2_" + s),
-                            function("mvq_combine_rounded_" + s), function("mvq_combine_rounded_u2_" + s),
-                            function("mvq_combine_rounded_u2_norm_" + s)) : null,
+                    q8k ? new Combine(function("mvq_combine_" + s), function("mvq_combine_rounded_" + s),
+                            function("mvq_combine_rounded_norm_" + s)) : null,
                     MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null,
                     q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
                             function("mvq_pair_rounded_" + s), function("mvq_rounded_norm_" + s),
@@ -139,7 +131,6 @@ final class Kernels {
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");
         addRmsNormRounded = function("add_rms_norm_rounded");
-        addRmsNormRoundedShared = function("add_rms_norm_rounded_shared");
         roundRows = function("round_rows");
         rmsNormRope = function("rms_norm_rope");
         rope = function("rope");

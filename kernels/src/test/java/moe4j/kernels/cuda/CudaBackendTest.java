@@ -769,7 +769,7 @@ class CudaBackendTest {
      * exactly the results of rounding them in each product's blocks: q, k, v (two formats: one fused launch and one
      * alone), the router and the experts after a second norm, and a product after a host write into the normed
      * buffer, which must read the new values, not the rounded old ones. Rows of 512 (the norm's values in registers),
-     * 4352 (a loop over the row) and 8448 (wider than the shared-memory copy of -Dmoe4j.cuda.normRoundsFromShared).
+     * 4352 and 8448 (a loop over the row).
      */
     @ParameterizedTest(name = "{0} tokens, rows of {1}")
     @CsvSource({"1, 512", "4, 512", "1, 4352", "4, 8448"})
@@ -788,15 +788,13 @@ class CudaBackendTest {
         float[] residual = randomFloats(n * embd, 1f);
         float[] addend = randomFloats(n * embd, 1f);
         float[] written = randomFloats(embd, 1f);
-        // off; on, rounding from the stored row; on, rounding from shared memory (-Dmoe4j.cuda.normRoundsFromShared)
-        float[][][] results = new float[3][][];
-        long[] roundedLaunches = new long[3];
+        // off, on
+        float[][][] results = new float[2][][];
+        long[] roundedLaunches = new long[2];
         boolean roundOnce = gpu.roundOnce();
-        boolean fromShared = gpu.normRoundsFromShared();
         boolean combineRoundsOnce = gpu.combineRoundsOnce();
-        for (int mode = 0; mode < 3; mode++) {
+        for (int mode = 0; mode < 2; mode++) {
             gpu.useRoundOnce(mode > 0);
-            gpu.useNormRoundsFromShared(mode == 2);
             gpu.useCombineRoundsOnce(false);  // the down projection rounds in its blocks: three reads of rounded rows
             long before = gpu.roundedLaunches();
             try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
@@ -823,18 +821,15 @@ class CudaBackendTest {
                         rows(gpu, logits, n), rows(gpu, out, n), rows(gpu, after, n)};
             } finally {
                 gpu.useRoundOnce(roundOnce);
-                gpu.useNormRoundsFromShared(fromShared);
                 gpu.useCombineRoundsOnce(combineRoundsOnce);
             }
         }
         // q+k in one launch, v alone, the experts' gate and up: three reads of rounded rows; none after the host write
         assertEquals(0, roundedLaunches[0], "launches that read rounded rows with rounding once off");
         assertEquals(3, roundedLaunches[1], "launches that read rounded rows with rounding once on");
-        assertEquals(3, roundedLaunches[2], "launches that read rounded rows, rounded from shared memory");
         String[] what = {"queries", "keys", "values", "router logits", "experts", "product after a host write"};
         for (int i = 0; i < what.length; i++) {
             assertClose(results[0][i], results[1][i], 0, what[i]);
-            assertClose(results[0][i], results[2][i], 0, what[i] + ", rounded from shared memory");
         }
     }
 
@@ -869,12 +864,10 @@ class CudaBackendTest {
         boolean pairRounds = gpu.pairRounds();
         boolean roundOnce = gpu.roundOnce();
         boolean combineRoundsOnce = gpu.combineRoundsOnce();
-        int units = gpu.combineUnroll();
         for (int mode = 0; mode < 3; mode++) {
-            // what the two norming kernels extend: rows rounded once, the down projection 2 units a lane on them
+            // what the two norming kernels extend: rows rounded once, the down projection reading them so
             gpu.useRoundOnce(true);
             gpu.useCombineRoundsOnce(true);
-            gpu.useCombineUnroll(2);
             gpu.useFuseNorms(mode >= 1);
             gpu.usePairRounds(mode == 2);
             long before = gpu.normingLaunches();
@@ -912,7 +905,6 @@ class CudaBackendTest {
                 gpu.usePairRounds(pairRounds);
                 gpu.useRoundOnce(roundOnce);
                 gpu.useCombineRoundsOnce(combineRoundsOnce);
-                gpu.useCombineUnroll(units);
             }
         }
         assertEquals(0, norming[0], "products that normed their output with the experiment off");
@@ -997,10 +989,10 @@ class CudaBackendTest {
     }
 
     /**
-     * The experts' down projection and combine loading 2 units a lane (-Dmoe4j.cuda.combineUnroll=2), reading the
-     * SwiGLU rows rounded once (-Dmoe4j.cuda.combineRoundsOnce=true), or both, and those rows rounded by the gate and up
-     * kernel's last blocks (-Dmoe4j.cuda.pairRounds=true, where gate and up share a format), gives exactly the results
-     * of loading 4 and rounding in every block: the same integers, the same sums in the same order.
+     * The experts' down projection and combine reading the SwiGLU rows rounded once (-Dmoe4j.cuda.combineRoundsOnce),
+     * by round_rows or by the gate and up kernel's last blocks (-Dmoe4j.cuda.pairRounds, where gate and up share a
+     * format), gives exactly the results of rounding them in every block: the same integers, the same sums in the
+     * same order.
      */
     @ParameterizedTest(name = "{0} tokens, {1} experts each, gate {2}, down {3}, {4} -> {5}")
     @CsvSource({"1, 4, Q4_K, Q6_K, 256, 768", "3, 4, Q4_K, Q3_K, 256, 768", "1, 4, Q4_K, Q4_K, 2304, 1280",
@@ -1014,23 +1006,21 @@ class CudaBackendTest {
         Weight down = gpu.bind(randomTensor("down", downType, ffn, embd, experts));
         float[] x = randomFloats(n * embd, 1f);
         float[] logits = randomFloats(n * experts, 2f);
-        int units = gpu.combineUnroll();
         boolean roundsOnce = gpu.combineRoundsOnce();
         boolean roundOnce = gpu.roundOnce();
         boolean pairRounds = gpu.pairRounds();
-        float[][] results = new float[5][];
-        long[] roundedLaunches = new long[5];
-        long[] pairRoundings = new long[5];
+        float[][] results = new float[3][];
+        long[] roundedLaunches = new long[3];
+        long[] pairRoundings = new long[3];
         try {
             gpu.useRoundOnce(true);  // the buffers below get room for rounded rows
             try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
                  Activations in = fill(gpu, x, n, embd)) {
                 gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
-                for (int mode = 0; mode < 5; mode++) {
-                    gpu.useCombineUnroll(mode % 2 == 0 && mode < 4 ? 4 : 2);
-                    gpu.useCombineRoundsOnce(mode >= 2);
-                    gpu.usePairRounds(mode == 4);
+                for (int mode = 0; mode < 3; mode++) {
+                    gpu.useCombineRoundsOnce(mode >= 1);
+                    gpu.usePairRounds(mode == 2);
                     try (Activations out = poisoned(n, embd)) {  // every row must be written again
                         long before = gpu.roundedLaunches();
                         long roundingBefore = gpu.pairRoundingLaunches();
@@ -1042,20 +1032,18 @@ class CudaBackendTest {
                 }
             }
         } finally {
-            gpu.useCombineUnroll(units);
             gpu.useCombineRoundsOnce(roundsOnce);
             gpu.useRoundOnce(roundOnce);
             gpu.usePairRounds(pairRounds);
         }
-        String[] what = {"4 units a lane", "2 units a lane", "4 units, rounded once", "2 units, rounded once",
-                "2 units, rounded once by the gate and up kernel"};
-        for (int mode = 1; mode < 5; mode++) {
+        String[] what = {"rounded in every block", "rounded once", "rounded once by the gate and up kernel"};
+        for (int mode = 1; mode < 3; mode++) {
             assertClose(results[0], results[mode], 0, "experts, " + what[mode] + " against " + what[0]);
         }
         // the gate and up products read x as it is (no norm rounded it), so only the rounded down projections count
-        assertArrayEquals(new long[] {0, 0, 1, 1, 1}, roundedLaunches, "launches that read rounded rows");
+        assertArrayEquals(new long[] {0, 1, 1}, roundedLaunches, "launches that read rounded rows");
         long fused = gateType == GgmlType.Q4_K ? 1 : 0;  // up is Q4_K: one gate and up kernel, or two products
-        assertArrayEquals(new long[] {0, 0, 0, 0, fused}, pairRoundings, "gate and up kernels that rounded their rows");
+        assertArrayEquals(new long[] {0, 0, fused}, pairRoundings, "gate and up kernels that rounded their rows");
     }
 
     static Stream<Arguments> expertCases() {

@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
-/** The CUDA backend's two-valued switches ({@code -Dmoe4j.cuda.routeWarps}, {@code combineUnroll}) read strictly. */
+/** The CUDA backend's two-valued switches (such as {@code -Dmoe4j.cuda.routeWarps}) read strictly. */
 class ExperimentSwitchesTest {
 
     private static final String NAME = "moe4j.test.eitherProperty";
