@@ -116,10 +116,14 @@ final class CpuWeight implements Weight {
         return groups != null ? InterleavedRows.ROWS : 1;
     }
 
-    /** Decodes row {@code row} of matrix {@code expert} into {@code dst[dstOffset ..]}. */
+    /**
+     * Decodes row {@code row} of matrix {@code expert} into {@code dst[dstOffset ..]}: a token's embedding, one row a
+     * step, too rarely for C2 to compile vector code, so in scalar loops that allocate nothing
+     * ({@link QuantFormat#dequantizeScalar}).
+     */
     void decodeRow(int expert, int row, float[] dst, int dstOffset) {
         long offset = ((long) expert * rows + row) * rowBytes;
-        format.dequantize(data, offset, dst, dstOffset, rowLength);
+        format.dequantizeScalar(data, offset, dst, dstOffset, rowLength);
     }
 
     /** How activations multiplied with this weight are rounded ({@link #dotPreparedRows}). */

@@ -20,9 +20,9 @@ public final class BF16 extends BlockFormat {
     private BF16() { super(GgmlType.BF16); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         int i = 0;
-        if (Simd.BYTE_LANES) {
+        if (vectors && Simd.BYTE_LANES) {
             // a bfloat16 is a float's upper 16 bits: the same bits as the scalar loop
             for (int bound = blocks - Simd.L; i <= bound; i += Simd.L) {
                 ((IntVector) ShortVector.fromMemorySegment(Simd.S, src, srcOffset + 2L * i, Simd.LE)

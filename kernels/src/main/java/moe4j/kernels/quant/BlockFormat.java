@@ -40,10 +40,20 @@ abstract class BlockFormat implements QuantFormat {
 
     @Override
     public final void dequantize(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int count) {
+        dequantizeChecked(src, srcOffset, dst, dstOffset, count, true);
+    }
+
+    @Override
+    public final void dequantizeScalar(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int count) {
+        dequantizeChecked(src, srcOffset, dst, dstOffset, count, false);
+    }
+
+    private void dequantizeChecked(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int count,
+            boolean vectors) {
         int blocks = wholeBlocks(count);
         Objects.checkFromIndexSize(dstOffset, count, dst.length);
         checkBytes(src, srcOffset, blocks, "source");
-        dequantizeBlocks(src, srcOffset, dst, dstOffset, blocks);
+        dequantizeBlocks(src, srcOffset, dst, dstOffset, blocks, vectors);
     }
 
     @Override
@@ -297,8 +307,12 @@ abstract class BlockFormat implements QuantFormat {
         return (float) Math.scalb(1.0 + rnd.nextDouble(), -12 + rnd.nextInt(5));
     }
 
-    /** Decodes {@code blocks} blocks; arguments are already validated. */
-    abstract void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks);
+    /**
+     * Decodes {@code blocks} blocks; arguments are already validated. Without {@code vectors}, in scalar loops only
+     * (the same bits: see {@link QuantFormat#dequantizeScalar}).
+     */
+    abstract void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks,
+            boolean vectors);
 
     /**
      * The dot product of {@code count} elements with the canonical summation order of {@link DecodedDot};

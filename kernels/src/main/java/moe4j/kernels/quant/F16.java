@@ -23,9 +23,9 @@ public final class F16 extends BlockFormat {
     private F16() { super(GgmlType.F16); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         int i = 0;
-        if (Simd.FUSED) {
+        if (vectors && Simd.FUSED) {
             // the dot kernels' conversion below, NaNs quieted as Float.float16ToFloat (vcvtph2ps) quiets them; used
             // for the KV cache, where a copy per row into a scratch array for C2's vectorized loop cost more
             for (int bound = blocks - Simd.L; i <= bound; i += Simd.L) {

@@ -15,7 +15,7 @@ public final class F32 extends BlockFormat {
     private F32() { super(GgmlType.F32); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         MemorySegment.copy(src, Layouts.FLOAT_LE, srcOffset, dst, dstOffset, blocks);
     }
 
@@ -84,12 +84,23 @@ public final class F32 extends BlockFormat {
                 a2 = a3;
                 a3 = n;
             }
-            out[outOffset + r] = switch (groups & 3) {
-                case 0 -> DecodedDot.combine(a0, a1, a2, a3);
-                case 1 -> DecodedDot.combine(a3, a0, a1, a2);
-                case 2 -> DecodedDot.combine(a2, a3, a0, a1);
-                default -> DecodedDot.combine(a1, a2, a3, a0);
+            // DecodedDot.combine's sums, written out: once a row (a 128th of the loop's trips for the routers' rows of
+            // 2048) is too rare a call site for C2 to inline Simd.sum, whose vector argument was then boxed every row,
+            // 144 KiB a token
+            FloatVector v = switch (groups & 3) {
+                case 0 -> a0.add(a1).add(a2.add(a3));
+                case 1 -> a3.add(a0).add(a1.add(a2));
+                case 2 -> a2.add(a3).add(a0.add(a1));
+                default -> a1.add(a2).add(a3.add(a0));
             };
+            if (Simd.L == 16) {
+                v = v.add(v.rearrange(Simd.FOLD_8));
+                v = v.add(v.rearrange(Simd.FOLD_4));
+                v = v.add(v.rearrange(Simd.FOLD_2));
+                out[outOffset + r] = v.add(v.rearrange(Simd.FOLD_1)).lane(0);
+            } else {
+                out[outOffset + r] = Simd.sum(v);
+            }
         }
     }
 

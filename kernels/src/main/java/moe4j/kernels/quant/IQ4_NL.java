@@ -31,7 +31,7 @@ public final class IQ4_NL extends BlockFormat {
     private IQ4_NL() { super(GgmlType.IQ4_NL, 0); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;

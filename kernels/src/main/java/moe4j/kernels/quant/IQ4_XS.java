@@ -51,7 +51,7 @@ public final class IQ4_XS extends BlockFormat {
     }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         byte[] levels = IQ4_NL.LEVELS;
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
@@ -64,7 +64,7 @@ public final class IQ4_XS extends BlockFormat {
                 float dl = d * (ls - 32);
                 long qs = block + QS + 16L * ib;
                 int j = 0;
-                if (Simd.BYTE_LANES) {
+                if (vectors && Simd.BYTE_LANES) {
                     // the levels by a two-vector lookup (16 of them in two 8-lane vectors at 256 bits), times dl as below
                     for (; j < 16; j += Simd.L) {
                         IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, qs + j, Simd.LE)

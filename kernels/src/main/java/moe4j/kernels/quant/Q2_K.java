@@ -34,7 +34,7 @@ public final class Q2_K extends BlockFormat {
     private Q2_K() { super(GgmlType.Q2_K, D, DMIN); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
@@ -48,7 +48,7 @@ public final class Q2_K extends BlockFormat {
                 int half = g >>> 3;
                 int shift = 2 * ((g >>> 1) & 3);
                 long qs = block + QS + 32L * half + 16L * (g & 1);
-                if (Simd.BYTE_LANES) {
+                if (vectors && Simd.BYTE_LANES) {
                     dequantizeRun(src, qs, shift, 3, dl, ml, dst, out + 16 * g, 16);
                     continue;
                 }

@@ -37,7 +37,7 @@ public final class Q3_K extends BlockFormat {
     private Q3_K() { super(GgmlType.Q3_K, D); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
@@ -50,7 +50,7 @@ public final class Q3_K extends BlockFormat {
                 int hbit = 4 * half + k;
                 int l0 = 16 * (g & 1);
                 long qs = block + QS + 32L * half;
-                if (Simd.BYTE_LANES) {
+                if (vectors && Simd.BYTE_LANES) {
                     // (q2 | 4 * high) - 4 is the scalar loop's q2 - (high != 0 ? 0 : 4)
                     dequantizeSplitRun(src, qs + l0, shift, 3, block + HMASK + l0, hbit, 1, 2, 4, dl, 0f, dst,
                             out + 16 * g, 16);

@@ -33,13 +33,13 @@ public final class Q4_0 extends BlockFormat {
     private static final IntVector OFFSET = IntVector.broadcast(Simd.I, 8);
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
             float d = Halfs.readFp16(src, block);
             int j = 0;
-            if (Simd.BYTE_LANES) {
+            if (vectors && Simd.BYTE_LANES) {
                 // the scalar loop's integer times d: the same bits
                 for (; j < QK / 2; j += Simd.L) {
                     IntVector q = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2 + j, Simd.LE)

@@ -15,7 +15,7 @@ public final class Q4_1 extends BlockFormat {
     private Q4_1() { super(GgmlType.Q4_1, 0, 2); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;

@@ -38,7 +38,7 @@ public final class Q4_K extends BlockFormat {
     private Q4_K() { super(GgmlType.Q4_K, D, DMIN); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
@@ -49,7 +49,7 @@ public final class Q4_K extends BlockFormat {
                 float ml = dmin * KQuantScales.min(src, block + SCALES, j);
                 int shift = 4 * (j & 1);
                 long qs = block + QS + 32L * (j >>> 1);
-                if (Simd.BYTE_LANES) {
+                if (vectors && Simd.BYTE_LANES) {
                     dequantizeRun(src, qs, shift, 0xF, dl, ml, dst, out + 32 * j, 32);
                     continue;
                 }

@@ -36,7 +36,7 @@ public final class Q5_K extends BlockFormat {
     private Q5_K() { super(GgmlType.Q5_K, D, DMIN); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
@@ -47,7 +47,7 @@ public final class Q5_K extends BlockFormat {
                 float ml = dmin * KQuantScales.min(src, block + SCALES, j);
                 int shift = 4 * (j & 1);
                 long qs = block + QS + 32L * (j >>> 1);
-                if (Simd.BYTE_LANES) {
+                if (vectors && Simd.BYTE_LANES) {
                     // the fifth bit is bit j of each qh byte; its or is the scalar loop's sum (the bits are disjoint)
                     dequantizeSplitRun(src, qs, shift, 0xF, block + QH, j, 1, 4, 0, dl, ml, dst, out + 32 * j, 32);
                     continue;

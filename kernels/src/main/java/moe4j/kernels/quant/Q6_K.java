@@ -38,7 +38,7 @@ public final class Q6_K extends BlockFormat {
     private Q6_K() { super(GgmlType.Q6_K, D); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
@@ -53,7 +53,7 @@ public final class Q6_K extends BlockFormat {
                 int lowShift = 4 * (k >>> 1);
                 long qh = block + QH + 32L * half;
                 int highShift = 2 * k;
-                if (Simd.BYTE_LANES) {
+                if (vectors && Simd.BYTE_LANES) {
                     dequantizeSplitRun(src, ql + l0, lowShift, 0xF, qh + l0, highShift, 3, 4, 32, dl, 0f, dst,
                             out + 16 * g, 16);
                     continue;

@@ -28,13 +28,13 @@ public final class Q8_0 extends BlockFormat {
     private Q8_0() { super(GgmlType.Q8_0, 0); }
 
     @Override
-    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks) {
+    void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
         for (int b = 0; b < blocks; b++) {
             long block = srcOffset + (long) b * BYTES;
             int out = dstOffset + b * QK;
             float d = Halfs.readFp16(src, block);
             int j = 0;
-            if (Simd.BYTE_LANES) {
+            if (vectors && Simd.BYTE_LANES) {
                 for (; j < QK; j += Simd.L) {
                     ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2 + j, Simd.LE)
                             .convertShape(B2I, Simd.I, 0)).convert(I2F, 0)).mul(d).intoArray(dst, out + j);

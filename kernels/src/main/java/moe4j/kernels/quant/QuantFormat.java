@@ -30,6 +30,14 @@ public interface QuantFormat {
     void dequantize(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int count);
 
     /**
+     * {@link #dequantize} in scalar loops, with the same results bit for bit: for a row decoded once in a while, such
+     * as a token's embedding at each step. Vector code called that rarely is never compiled by C2 and runs in the
+     * interpreter or C1, where every vector operation allocates (a hundred KiB and more a token); the scalar loops
+     * allocate nothing wherever they run, and decode a row of a few thousand values in microseconds.
+     */
+    void dequantizeScalar(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int count);
+
+    /**
      * The dot product of {@code count} elements (whole blocks) of the row stored at byte {@code srcOffset}
      * of {@code src} with {@code x[xOffset .. xOffset + count)}. Weights are decoded exactly as by
      * {@link #dequantize} and multiplied in float32 with fused multiply-adds in a fixed order that does not

@@ -47,6 +47,27 @@ class RandomBlocksTest {
 
     @ParameterizedTest
     @MethodSource("supportedTypes")
+    void scalarDequantizationGivesTheVectorsBitsExactly(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        int blocks = 4096 / type.blockSize() * 4 + 1;  // a tail past the vector loops' steps where they have one
+        int count = blocks * type.blockSize();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate((long) blocks * type.blockBytes() + 5);
+            format.randomBlocks(new SplittableRandom(type.ordinal()), data, 5, blocks);
+            float[] vectors = new float[count + 2];
+            float[] scalar = new float[count + 2];
+            format.dequantize(data, 5, vectors, 1, count);
+            format.dequantizeScalar(data, 5, scalar, 1, count);
+            for (int i = 0; i < count + 2; i++) {
+                if (Float.floatToRawIntBits(vectors[i]) != Float.floatToRawIntBits(scalar[i])) {
+                    fail(type + " element " + i + ": " + vectors[i] + " with vectors, " + scalar[i] + " without");
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("supportedTypes")
     void randomBlocksAreReproducibleFromTheSeedAndStayInRange(GgmlType type) {
         QuantFormat format = QuantFormats.of(type);
         try (Arena arena = Arena.ofConfined()) {
