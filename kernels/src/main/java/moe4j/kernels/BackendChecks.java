@@ -45,6 +45,13 @@ public final class BackendChecks {
         }
     }
 
+    /** {@link #requireWidth} naming {@code what + " " + name}, joined only to fail: products call it every step. */
+    public static void requireWidth(Activations a, int width, String what, String name) {
+        if (a.width() != width) {
+            requireWidth(a, width, what + " " + name);
+        }
+    }
+
     /** Positions {@code startPos .. startPos+n-1} must lie in a cache of {@code contextLength} positions. */
     public static void requirePositions(int contextLength, int startPos, int n) {
         if (startPos < 0 || startPos + n > contextLength) {

@@ -224,8 +224,8 @@ public final class CpuBackend implements Backend {
         }
         requireRows(n, x);
         requireRows(n, o);
-        requireWidth(x, w.rowLength(), "input of " + w.name());
-        requireWidth(o, w.rows(), "output of " + w.name());
+        requireWidth(x, w.rowLength(), "input of", w.name());
+        requireWidth(o, w.rows(), "output of", w.name());
         PreparedActivations p = prepare(x, 0, n, w.format());
         int unitRows = n > 1 ? BATCH_ROWS : oneTokenUnitRows(w);
         int units = ceilDiv(w.rows(), unitRows);

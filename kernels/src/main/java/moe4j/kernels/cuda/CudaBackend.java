@@ -887,8 +887,8 @@ public final class CudaBackend implements Backend {
         }
         requireRows(n, x);
         requireRows(n, o);
-        requireWidth(x, w.rowLength(), "input of " + w.name());
-        requireWidth(o, w.rows(), "output of " + w.name());
+        requireWidth(x, w.rowLength(), "input of", w.name());
+        requireWidth(o, w.rows(), "output of", w.name());
         requireMatrix(w);
         if (n == 0) {
             return;
@@ -969,13 +969,13 @@ public final class CudaBackend implements Backend {
         requireRows(n, x);
         requireRows(n, o0);
         requireRows(n, o1);
-        requireWidth(o0, a.rows(), "output of " + a.name());
-        requireWidth(o1, b.rows(), "output of " + b.name());
+        requireWidth(o0, a.rows(), "output of", a.name());
+        requireWidth(o1, b.rows(), "output of", b.name());
         CudaActivations o2 = null;
         if (fuseAllThree) {
             o2 = act(out2);
             requireRows(n, o2);
-            requireWidth(o2, c.rows(), "output of " + c.name());
+            requireWidth(o2, c.rows(), "output of", c.name());
         }
         int blocks0 = mvqBlocks(a.rows(), MV_ROWS_PER_BLOCK, n);
         int blocks1 = mvqBlocks(b.rows(), MV_ROWS_PER_BLOCK, n);
