@@ -15,7 +15,6 @@ import java.util.concurrent.Callable;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 
-import moe4j.engine.Device;
 import moe4j.engine.LoadListener;
 import moe4j.engine.LoadOptions;
 import moe4j.engine.Model;
@@ -23,8 +22,6 @@ import moe4j.engine.Session;
 import moe4j.engine.testmodel.SyntheticModel;
 import moe4j.engine.testmodel.TensorMix;
 import moe4j.gguf.GgufTensor;
-import moe4j.kernels.cuda.CudaDevices;
-import moe4j.kernels.cuda.CudaUnavailableException;
 import moe4j.kernels.quant.QuantFormats;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -210,23 +207,8 @@ final class BenchCommand implements Callable<Integer> {
             }
             spec = spec.withLayers(layers);
         }
-        requireUsableGpu(options);
+        options.requireUsableDevices();  // before building it, not after (a file's weights are only mapped)
         return Model.load(SyntheticModel.build(spec, SYNTHETIC_SEED), options);
-    }
-
-    /**
-     * A GPU asked for on a machine where CUDA cannot be used fails before the synthetic model is built, not after
-     * minutes of building tens of gigabytes of it (a file fails at once anyway: its weights are only mapped).
-     */
-    private static void requireUsableGpu(LoadOptions options) {
-        boolean gpu = options.device().kind() == Device.Kind.CUDA
-                || options.placement().devices().stream().anyMatch(d -> d.kind() == Device.Kind.CUDA);
-        if (gpu) {
-            Optional<String> reason = CudaDevices.unavailableReason();
-            if (reason.isPresent()) {
-                throw new CudaUnavailableException(reason.get());
-            }
-        }
     }
 
     /**

@@ -1,8 +1,11 @@
 package moe4j.engine;
 
 import java.util.Objects;
+import java.util.Optional;
 
 import moe4j.kernels.KvCacheType;
+import moe4j.kernels.cuda.CudaDevices;
+import moe4j.kernels.cuda.CudaUnavailableException;
 
 /**
  * How to load a model and size its sessions.
@@ -95,5 +98,22 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
     /** The thread count to use: {@link #threads()} or the number of available processors. */
     public int effectiveThreads() {
         return threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
+    }
+
+    /**
+     * Fails, saying why, when these options ask for a GPU and CUDA cannot be used on this machine: for callers that
+     * build a model in memory first (minutes for tens of gigabytes) and would otherwise learn it only after.
+     *
+     * @throws CudaUnavailableException naming the reason
+     */
+    public void requireUsableDevices() {
+        boolean gpu = device.kind() == Device.Kind.CUDA
+                || placement.devices().stream().anyMatch(d -> d.kind() == Device.Kind.CUDA);
+        if (gpu) {
+            Optional<String> reason = CudaDevices.unavailableReason();
+            if (reason.isPresent()) {
+                throw new CudaUnavailableException(reason.get());
+            }
+        }
     }
 }

@@ -31,6 +31,7 @@ final class BenchModels {
         if (slash >= 0) {
             s = s.withLayers(Integer.parseInt(spec.substring(slash + 1).strip()));
         }
+        options.requireUsableDevices();
         return Model.load(SyntheticModel.build(s, SEED), options);
     }
 
