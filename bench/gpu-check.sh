@@ -24,7 +24,8 @@
 #   DECODE_VARIANTS="default routeWarps=4" AB_REPS=2 ... other variants ('+' joins options), e.g. the measured
 #                                 ones switched back: roundOnce=false mvqBlocksPerSm=4 routeWarps=4 attentionRounds=false
 #                                 combineRoundsOnce=false
-#   GEN_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also times generation (tg64) on that model
+#   GEN_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also times generation (tg64) on that model; GEN_EXTRA_PP=512 a
+#                                 prompt too (all 94 layers of that model load in ~50 s on an H200)
 #   TESTS=0 bench/gpu-check.sh     skips the GPU tests (~155 s), for a call that only measures
 #   FULLSHAPE_AB="tiledAttention=false mmq=false" ... the full-shape test's 30B case again with each option
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
@@ -207,8 +208,11 @@ fi
 if [ -n "${GEN_EXTRA:-}" ]; then
     t=$(date +%s)
     timeout 150 "$java" "${flags[@]}" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "$GEN_EXTRA" cuda:0 0 64 "$REPS" > "$LOGS/bench-extra.log" 2>&1
+        moe4j.engine.GpuBench "$GEN_EXTRA" cuda:0 "${GEN_EXTRA_PP:-0}" 64 "$REPS" > "$LOGS/bench-extra.log" 2>&1
     row "GpuBench $GEN_EXTRA (exit $?, $(elapsed $t))" "tg64 $(sed -n 's/^tg64 //p' "$LOGS/bench-extra.log")"
+    if [ "${GEN_EXTRA_PP:-0}" != 0 ]; then
+        row "  prompt pp$GEN_EXTRA_PP" "$(sed -n "s/^pp$GEN_EXTRA_PP //p" "$LOGS/bench-extra.log")"
+    fi
 fi
 
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
