@@ -1179,7 +1179,7 @@ extern "C" __global__ void __launch_bounds__(256)
 
 // Row blockIdx.x of X (`width` values, a multiple of 256) rounded to Q8_K into its own row of R, laid out as
 // add_rms_norm_rounded lays out a row and with the same rounding: the experts' SwiGLU rows of a small batch (the direct
-// path's at most 32 assignments), once, for mvq_combine_rounded_* (-Dmoe4j.cuda.combineRoundsOnce=true).
+// path's at most 32 assignments), once, for mvq_combine_rounded_* (-Dmoe4j.cuda.combineRoundsOnce, on by default).
 extern "C" __global__ void __launch_bounds__(256) round_rows(const float* X, int xStride, int width, uint8_t* R) {
     pdl_enter();
     round_row_once(X + (long long)blockIdx.x * xStride, width, R + blockIdx.x * rounded_row_bytes(width));
@@ -1902,8 +1902,8 @@ extern "C" __global__ void __launch_bounds__(WARP)
 // token; each block computes WARPS logits, and the block that finishes a token's row last (counted in done[t],
 // which it resets for the next launch) picks that token's experts from them. One launch and one wait per layer
 // fewer than the two kernels, with the same results. route_f32_w1 (one-token steps since run 19;
-// -Dmoe4j.cuda.routeWarps=4 for route_f32): a warp per block, so that a token's 128 rows spread over 128 multiprocessors instead of 32;
-// every row's sum is still one warp's, in the same order.
+// -Dmoe4j.cuda.routeWarps=4 for route_f32): a warp per block, so that a token's 128 rows spread over 128
+// multiprocessors instead of 32; every row's sum is still one warp's, in the same order.
 template <int WARPS>
 __device__ __forceinline__ void route_f32_body(const uint8_t* W, long long rowBytes, int K, int experts,
                                                const float* X, int xStride, float* logits, int lStride, int k,

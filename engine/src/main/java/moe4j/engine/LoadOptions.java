@@ -1,5 +1,6 @@
 package moe4j.engine;
 
+import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
 
@@ -100,6 +101,11 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
         return threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
     }
 
+    /** The devices the model is placed on: {@code placement}'s list, or {@code device} alone where it lists none. */
+    public List<Device> devices() {
+        return placement.devices().isEmpty() ? List.of(device) : placement.devices();
+    }
+
     /**
      * Fails, saying why, when these options ask for a GPU and CUDA cannot be used on this machine: for callers that
      * build a model in memory first (minutes for tens of gigabytes) and would otherwise learn it only after.
@@ -107,9 +113,7 @@ public record LoadOptions(int threads, KvCacheType kvCacheType, int contextLengt
      * @throws CudaUnavailableException naming the reason
      */
     public void requireUsableDevices() {
-        boolean gpu = device.kind() == Device.Kind.CUDA
-                || placement.devices().stream().anyMatch(d -> d.kind() == Device.Kind.CUDA);
-        if (gpu) {
+        if (devices().stream().anyMatch(d -> d.kind() == Device.Kind.CUDA)) {
             Optional<String> reason = CudaDevices.unavailableReason();
             if (reason.isPresent()) {
                 throw new CudaUnavailableException(reason.get());

@@ -120,7 +120,7 @@ public final class Model implements AutoCloseable {
             }
             PlacementOptions placed = options.placement();
             if (placed.isSingleDevice()) {
-                Device device = placed.devices().isEmpty() ? options.device() : placed.devices().getFirst();
+                Device device = options.devices().getFirst();
                 Backend backend = opener.apply(device, options);
                 backends.put(device.toString(), backend);
                 if (backend instanceof CudaBackend cuda) {
@@ -175,7 +175,7 @@ public final class Model implements AutoCloseable {
     private static Placement place(GgufFile file, ModelConfig config, LoadOptions options,
                                    Map<String, Backend> backends, BiFunction<Device, LoadOptions, Backend> opener) {
         PlacementOptions placed = options.placement();
-        List<Device> listed = placed.devices().isEmpty() ? List.of(options.device()) : placed.devices();
+        List<Device> listed = options.devices();
         List<String> names = DevicePlan.names(listed);
         List<Long> gpuMemory = new ArrayList<>();
         List<String> gpuNames = new ArrayList<>();

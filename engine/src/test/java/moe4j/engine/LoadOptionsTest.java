@@ -1,6 +1,7 @@
 package moe4j.engine;
 
 import static org.junit.jupiter.api.Assertions.assertDoesNotThrow;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -13,6 +14,15 @@ import moe4j.kernels.cuda.CudaDevices;
 import moe4j.kernels.cuda.CudaUnavailableException;
 
 class LoadOptionsTest {
+
+    @Test
+    void theDevicesArePlacementsListOrTheOneDevice() {
+        assertEquals(List.of(Device.CPU), LoadOptions.defaults().devices());
+        assertEquals(List.of(Device.cuda(1)), LoadOptions.defaults().withDevice(Device.cuda(1)).devices());
+        List<Device> listed = List.of(Device.cuda(0), Device.CPU);
+        assertEquals(listed, LoadOptions.defaults().withDevice(Device.cuda(1))
+                .withPlacement(PlacementOptions.NONE.withDevices(listed)).devices());
+    }
 
     @Test
     void theCpuIsAlwaysUsable() {

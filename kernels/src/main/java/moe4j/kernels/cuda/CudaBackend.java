@@ -340,8 +340,8 @@ public final class CudaBackend implements Backend {
      * A product of a recorded decode step that its last blocks may extend by the residual add and norm after it:
      * {@code plain} with {@code args}, or {@code norming} with {@code args} and the norm's (see {@link #fuseNorms}).
      */
-    private record PendingProduct(CUfunction plain, CUfunction norming, String name, int gridX, int gridY, int block,
-                                  Object[] args, CudaActivations out, int n) {}
+    private record PendingProduct(CUfunction plain, CUfunction norming, String name, int gridX, int n, int block,
+                                  Object[] args, CudaActivations out) {}
 
     /**
      * Whether a product writing {@code n} rows may wait for the norm after it (see {@link #fuseNorms}): only while a
@@ -357,7 +357,7 @@ public final class CudaBackend implements Backend {
         PendingProduct p = pending;
         if (p != null) {
             pending = null;
-            launch(p.plain(), p.name(), p.gridX(), p.gridY(), p.block(), p.args());
+            launch(p.plain(), p.name(), p.gridX(), p.n(), p.block(), p.args());
         }
     }
 
@@ -911,7 +911,7 @@ public final class CudaBackend implements Backend {
             int gridX = mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n);
             if (mayNormInProduct(n, f.rounded().matvecNorm())) {
                 pending = new PendingProduct(f.rounded().matvec(), f.rounded().matvecNorm(), name, gridX, n,
-                        32 * MV_ROWS_PER_BLOCK, args, o, n);
+                        32 * MV_ROWS_PER_BLOCK, args, o);
             } else {
                 launch(f.rounded().matvec(), name, gridX, n, 32 * MV_ROWS_PER_BLOCK, args);
             }
@@ -1221,14 +1221,11 @@ public final class CudaBackend implements Backend {
         }
         boolean whole = g.isVector() && g.rowLength() == acc.width() && o.width() == acc.width();
         boolean rounds = n > 0 && roundOnce && n <= MATVEC_MAX_TOKENS && o.rounded != null;
-        if (product != null && product.out() == x && product.n() == n && whole && rounds
-                && product.out().width() == acc.width()) {
+        if (product != null && product.out() == x && product.n() == n && whole && rounds) {
             normingLaunches++;
-            Object[] args = Arrays.copyOf(product.args(), product.args().length + 8);
-            System.arraycopy(new Object[] {acc.data, acc.pitch, g.data(), eps, o.data, o.pitch, o.rounded,
-                    o.groupCounters()}, 0, args, product.args().length, 8);
-            launch(product.norming(), product.name() + " + add_rms_norm_rounded", product.gridX(),
-                    product.gridY(), product.block(), args);
+            launch(product.norming(), product.name() + " + add_rms_norm_rounded", product.gridX(), n, product.block(),
+                    appended(product.args(), acc.data, acc.pitch, g.data(), eps, o.data, o.pitch, o.rounded,
+                            o.groupCounters()));
             roundedBuffer = o;
             roundedCount = n;
             roundedAt = operations;
@@ -1421,7 +1418,7 @@ public final class CudaBackend implements Backend {
                     launch(rowsRounded ? fg.rounded().roundedPairRounding() : fg.rounded().matvecPair(),
                             (rowsRounded ? "mvq_pair_rounded_round_" : "mvq_pair_rounded_") + gate.format(),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments, 32 * MV_ROWS_PER_BLOCK,
-                            rowsRounded ? withRoundedRows(args, g) : args);
+                            rowsRounded ? appended(args, g.rounded, g.groupCounters()) : args);
                 } else if (q8k(fg, embd, 1)) {
                     Object[] args = {gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
                             x.data, x.pitch, k, r.ids, g.data, g.pitch};
@@ -1429,7 +1426,7 @@ public final class CudaBackend implements Backend {
                             rowsRounded ? "mvq_pair_round_" + gate.format() : "mvq_pair_" + gate.format(),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments,
                             32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(embd, 1),
-                            rowsRounded ? withRoundedRows(args, g) : args);
+                            rowsRounded ? appended(args, g.rounded, g.groupCounters()) : args);
                 } else {
                     launch(fg.matvecPair(), "mv_pair_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                             gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
@@ -1450,7 +1447,7 @@ public final class CudaBackend implements Backend {
                         x.data, x.pitch, k, r.ids, u.data, u.pitch);
                 elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
             }
-            if (roundsOnce && rowsRounded) {
+            if (rowsRounded) {
                 pairRoundingLaunches++;
             } else if (roundsOnce) {
                 launch(kernels.roundRows, "round_rows", assignments, 1, 256, g.data, g.pitch, ffn, g.rounded);
@@ -1467,7 +1464,7 @@ public final class CudaBackend implements Backend {
                 Kernels.Combine combine = fd.q8kCombine();
                 if (mayNormInProduct(n, combine.roundedNorm())) {
                     pending = new PendingProduct(combine.rounded(), combine.roundedNorm(), name, gridX, n,
-                            32 * MVQ_COMBINE_ROWS_PER_BLOCK, args, out, n);
+                            32 * MVQ_COMBINE_ROWS_PER_BLOCK, args, out);
                 } else {
                     launch(combine.rounded(), name, gridX, n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK, args);
                 }
@@ -1963,11 +1960,10 @@ public final class CudaBackend implements Backend {
 
     synchronized long pairRoundingLaunches() { return pairRoundingLaunches; }
 
-    /** {@code args}, then the rounded rows and group counters of {@code g} (the rounding kernels' last two). */
-    private static Object[] withRoundedRows(Object[] args, CudaActivations g) {
-        Object[] all = Arrays.copyOf(args, args.length + 2);
-        all[args.length] = g.rounded;
-        all[args.length + 1] = g.groupCounters();
+    /** A kernel's arguments {@code args}, then {@code more}: those a fused twin takes after its plain kernel's. */
+    private static Object[] appended(Object[] args, Object... more) {
+        Object[] all = Arrays.copyOf(args, args.length + more.length);
+        System.arraycopy(more, 0, all, args.length, more.length);
         return all;
     }
 
@@ -1982,7 +1978,6 @@ public final class CudaBackend implements Backend {
 
     /** Launches of products that normed their output so far (tests: the experiment really ran). */
     synchronized long normingLaunches() { return normingLaunches; }
-
 
     /** Chooses the fused routing's warps per block, 1 or 4 (tests compare both); see {@link #routeWarps}. */
     synchronized void useRouteWarps(int warps) {

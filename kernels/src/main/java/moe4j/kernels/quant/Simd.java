@@ -116,9 +116,9 @@ final class Simd {
      * and its interpreted and compiled forms differ, which would make results depend on JIT warm-up.
      *
      * <p>This and the two halves of the 16-lane fold are each under 35 bytes of bytecode ({@code MaxInlineSize}), so
-     * C2 inlines them even where it deems the call cold, as a row kernel's one call per row is: a 50-byte form was
-     * left as a call there (F32's row kernel, the router's), and its vector argument was boxed, 12 KB of heap a
-     * router product.
+     * C2 inlines them at call sites it deems warm. Where it deems the site cold it leaves even these a call, and the
+     * vector argument is boxed: a row kernel's one call a row, for rows of 2048 floats ("low call site frequency"),
+     * so the float row kernels (F32, F16, BF16) fold their sums written out.
      */
     static float sum(FloatVector v) {
         return L == 16 ? sum16(v) : sumAnyWidth(v);
