@@ -17,16 +17,17 @@
 #   SYNTH_OFFLOAD="--n-cpu-moe 47" ... then once more on cuda:0 and the CPU with these placement flags
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
-#   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers and generation on the
-#                                 model above, as they are, with the norms in the products before them
-#                                 (-Dmoe4j.cuda.fuseNorms=true), with the SwiGLU rows rounded by the gate and up
-#                                 kernel (-Dmoe4j.cuda.pairRounds=true), and with both
-#   DECODE_VARIANTS="default routeWarps=4" AB_REPS=2 ... other variants ('+' joins options), e.g. the measured
-#                                 ones switched back: roundOnce=false mvqBlocksPerSm=4 routeWarps=4 attentionRounds=false
-#                                 combineRoundsOnce=false
+#   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers, and generation on the
+#                                 model above, with each variant of DECODE_VARIANTS (default: the defaults alone);
+#                                 AB_GEN=0 profiles only (e.g. for Q3_K options: the 30B shape has no Q3_K)
+#   DECODE_VARIANTS="default routeWarps=4" AB_REPS=2 ... the variants ('+' joins options), e.g. the measured ones
+#                                 switched back: roundOnce=false mvqBlocksPerSm=4 routeWarps=4 attentionRounds=false
+#                                 combineRoundsOnce=false padQ3k=false
 #   GEN_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also times generation (tg64) on that model; GEN_EXTRA_PP=512 a
-#                                 prompt too (all 94 layers of that model load in ~50 s on an H200)
-#   TESTS=0 bench/gpu-check.sh     skips the GPU tests (~155 s), for a call that only measures
+#                                 prompt too (all 94 layers of that model load in ~50 s on an H200);
+#                                 GEN_EXTRA_VARIANTS="default padQ3k=false" once per variant (as DECODE_VARIANTS)
+#   TESTS=0 bench/gpu-check.sh     skips the GPU tests (~155 s), for a call that only measures; TEST_FLAGS=... runs
+#                                 them with these JVM options (e.g. -Dmoe4j.cuda.padQ3k=false)
 #   FULLSHAPE_AB="tiledAttention=false mmq=false" ... the full-shape test's 30B case again with each option
 #   MMQ_AB=1 bench/gpu-check.sh   also times the prompt on the float tiles (-Dmoe4j.cuda.mmq=false)
 #   SMALL_AB=0 bench/gpu-check.sh skips the prompt as before version 11: k and v through the matrix-vector kernels
@@ -36,7 +37,8 @@
 #                                 (-Dmoe4j.cuda.pdl=false -Dmoe4j.cuda.fuse=false: the backend as it was before either)
 #   FUSE_AB=1 bench/gpu-check.sh  also runs without the fused launches alone (-Dmoe4j.cuda.fuse=false)
 #   NCU=1 bench/gpu-check.sh      also profiles one decode layer's kernels with Nsight Compute (ncu.txt); NCU_MODEL,
-#                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches
+#                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches,
+#                                 NCU_FLAGS adds JVM options
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 #   HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000 ... times the hybrid generation once more with these JVM flags
 #   DEADLINE=500 bench/gpu-check.sh  skips the A/B variants and the hybrid run once they would end past 500 s
@@ -94,7 +96,8 @@ cp=".gpu/moe4j.jar:.gpu/lib/gguf-tests.jar:.gpu/lib/kernels-tests.jar:.gpu/lib/e
 : > "$LOGS/gpu-tests.log"
 if [ "${TESTS:-1}" = 1 ]; then
     t=$(date +%s)
-    timeout 240 "$java" "${flags[@]}" -Xmx8g -Dmoe4j.shared="$shared" \
+    # shellcheck disable=SC2086  # TEST_FLAGS: options split at spaces
+    timeout 240 "$java" "${flags[@]}" ${TEST_FLAGS:-} -Xmx8g -Dmoe4j.shared="$shared" \
         -jar .gpu/lib/junit-platform-console-standalone-*.jar execute --disable-banner --disable-ansi-colors \
         --details=tree --class-path "$cp" --select-class moe4j.kernels.cuda.CudaBackendTest \
         --select-class moe4j.kernels.cuda.CudaAvailabilityTest --select-class moe4j.engine.CudaReferenceTest \
@@ -103,7 +106,7 @@ if [ "${TESTS:-1}" = 1 ]; then
     status=$?
     summary=$(grep -E '^\[ +[0-9]+ tests (successful|failed|skipped|aborted) +\]' "$LOGS/gpu-tests.log" \
         | tr -s ' []' ' ' | paste -sd, -)
-    row "GPU tests (exit $status, $(elapsed $t))" "${summary:-no summary: see gpu-tests.log}"
+    row "GPU tests${TEST_FLAGS:+ $TEST_FLAGS} (exit $status, $(elapsed $t))" "${summary:-no summary: see gpu-tests.log}"
     grep -E '✘' "$LOGS/gpu-tests.log" | head -8 | cut -c1-240 > "$LOGS/failures-head.txt"
     sed -n '/GPU (cuda:0) agreement/,/^$/p' "$LOGS/gpu-tests.log" > "$LOGS/agreement.txt"
 else
@@ -206,22 +209,28 @@ fi
 # 4. Optional (GEN_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16): generation on another model (GpuBench's model names),
 # e.g. a part of a model too large to build whole within a call, to scale to all its layers
 if [ -n "${GEN_EXTRA:-}" ]; then
-    t=$(date +%s)
-    timeout 150 "$java" "${flags[@]}" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
-        moe4j.engine.GpuBench "$GEN_EXTRA" cuda:0 "${GEN_EXTRA_PP:-0}" 64 "$REPS" > "$LOGS/bench-extra.log" 2>&1
-    row "GpuBench $GEN_EXTRA (exit $?, $(elapsed $t))" "tg64 $(sed -n 's/^tg64 //p' "$LOGS/bench-extra.log")"
-    if [ "${GEN_EXTRA_PP:-0}" != 0 ]; then
-        row "  prompt pp$GEN_EXTRA_PP" "$(sed -n "s/^pp$GEN_EXTRA_PP //p" "$LOGS/bench-extra.log")"
-    fi
+    for variant in ${GEN_EXTRA_VARIANTS:-default}; do
+        if [ "$(time_left)" -lt 60 ]; then row "GpuBench $GEN_EXTRA, $variant" "skipped: DEADLINE near"; continue; fi
+        extra=()
+        [ "$variant" != default ] && IFS='+' read -r -a opts <<< "$variant" && extra=("${opts[@]/#/-Dmoe4j.cuda.}")
+        log="$LOGS/bench-extra-${variant//=/-}.log"
+        t=$(date +%s)
+        timeout 150 "$java" "${flags[@]}" "${extra[@]}" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
+            moe4j.engine.GpuBench "$GEN_EXTRA" cuda:0 "${GEN_EXTRA_PP:-0}" 64 "$REPS" > "$log" 2>&1
+        row "GpuBench $GEN_EXTRA, $variant (exit $?, $(elapsed $t))" "tg64 $(sed -n 's/^tg64 //p' "$log")"
+        if [ "${GEN_EXTRA_PP:-0}" != 0 ]; then
+            row "  prompt pp$GEN_EXTRA_PP" "$(sed -n "s/^pp$GEN_EXTRA_PP //p" "$log")"
+        fi
+    done
 fi
 
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
-# each block rounding its row (as before version 11), fewer blocks, and five experiments on the fixed costs of a layer
+# the variants of DECODE_VARIANTS
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in ${DECODE_VARIANTS:-default fuseNorms=true pairRounds=true fuseNorms=true+pairRounds=true}; do
+    for variant in ${DECODE_VARIANTS:-default}; do
         if [ "$(time_left)" -lt 40 ]; then row "235B/16 decode, $variant" "skipped: DEADLINE near"; continue; fi
         extra=()
-        # a variant joins several options with '+', e.g. fuseNorms=true+pairRounds=true
+        # a variant joins several options with '+', e.g. roundOnce=false+routeWarps=4
         [ "$variant" != default ] && IFS='+' read -r -a opts <<< "$variant" && extra=("${opts[@]/#/-Dmoe4j.cuda.}")
         name="${variant//=/-}"
         log="$LOGS/profile-235-$name.log"
@@ -231,7 +240,7 @@ if [ "${DECODE_AB:-1}" = 1 ]; then
         while read -r line; do
             row "    " "$(echo "$line" | tr -s ' ' | cut -c1-90)"
         done < <(grep -E 'mvq|add_rms_norm|route|round_rows|attention_decode' "$log" | head -7)
-        [ "$variant" = default ] && continue
+        [ "$variant" = default ] || [ "${AB_GEN:-1}" = 0 ] && continue
         if [ "$(time_left)" -lt 30 ]; then row "  generation tg$TG, $variant" "skipped: DEADLINE near"; continue; fi
         gpu_bench "bench-$name.log" 0 "$TG" "${AB_REPS:-$REPS}" "${extra[@]}"
         row "  generation tg$TG, $variant (exit $?)" "$(sed -n "s/^tg$TG //p" "$LOGS/bench-$name.log")"
@@ -243,11 +252,12 @@ if [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     t=$(date +%s)
     # decoding only (no prompt batch): the default skip passes most of the first token's launches (about 460 for
     # 48 layers), then 16 launches of the kernels named
+    # shellcheck disable=SC2086  # NCU_FLAGS: options split at spaces
     timeout "${NCU_TIMEOUT:-120}" ncu --launch-skip "${NCU_SKIP:-400}" --launch-count "${NCU_COUNT:-16}" \
         -k "regex:${NCU_KERNELS:-^(mvq|attention_decode|route_f32|add_rms_norm|norm_rope_store)}" \
         --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
         --section MemoryWorkloadAnalysis \
-        "$java" "${flags[@]}" -Dmoe4j.cuda.graphs=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
+        "$java" "${flags[@]}" ${NCU_FLAGS:-} -Dmoe4j.cuda.graphs=false -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
         moe4j.engine.GpuBench "${NCU_MODEL:-$model}" cuda:0 0 4 1 > "$LOGS/ncu.txt" 2>&1
     row "ncu (exit $?, $(elapsed $t))" "$LOGS/ncu.txt"
 fi

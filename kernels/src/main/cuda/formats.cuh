@@ -216,9 +216,11 @@ struct Q2_K {
     }
 };
 
-// hmask (32), qs (64), scales (12, 6-bit signed), d; dl * (q2 - (high bit ? 0 : 4))
-struct Q3_K {
-    static constexpr int QK = 256, BYTES = 110;
+// hmask (32), qs (64), scales (12, 6-bit signed), d; dl * (q2 - (high bit ? 0 : 4)). STRIDE: bytes from one block
+// to the next, the file's 110 (Q3_K) or 112 where the CUDA backend pads every block to keep 16-byte alignment (Q3_KP).
+template <int STRIDE>
+struct Q3_KS {
+    static constexpr int QK = 256, BYTES = STRIDE;
     __device__ __forceinline__ static void decode(const uint8_t* b, int g, float* v) {
         float d = fp16_at(b + 108);
         const uint8_t* s = b + 96;
@@ -240,6 +242,8 @@ struct Q3_K {
         }
     }
 };
+using Q3_K = Q3_KS<110>;
+using Q3_KP = Q3_KS<112>;
 
 // d, dmin, scales (12), qs (128); sub-block j = part / 2: (d * sc) * q - dmin * m
 struct Q4_K {

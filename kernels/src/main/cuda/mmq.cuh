@@ -114,10 +114,11 @@ struct Q5KHalf {
 
 // Q3_K, half h, part p (0..3): groups 2p and 2p + 1 of the half, values 128h + 32p + 0..15 and + 16..31, are the
 // bits 2p..2p+1 of the quant bytes at 32 + 32h + 0..15 and + 16..31, topped by bit 4h + p of the hmask bytes
-// 0..15 and 16..31; q2 + 4 * high bit - 4 is the int8 value, d * (6-bit scale - 32) its scale (Q3KUnit::scale).
-// Blocks of 110 bytes are only 2-byte aligned.
+// 0..15 and 16..31; q2 + 4 * high bit - 4 is the int8 value, d * (6-bit scale - 32) its scale (q3k_scale).
+// Blocks of 110 bytes are only 2-byte aligned; STRIDE: the bytes from one block to the next (112: Q3_KP).
+template <int STRIDE>
 struct Q3KHalf {
-    static constexpr int BYTES = 110;
+    static constexpr int BYTES = STRIDE;
 
     __device__ __forceinline__ static HalfUnpacked unpack(const uint8_t* block, int h, int p) {
         HalfUnpacked r;
@@ -143,8 +144,8 @@ struct Q3KHalf {
         int gLo = 8 * h + r.gLo;
         int gHi = gLo + 1;
         float d = __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short*>(block + 108)));
-        r.scaleLo = __fmul_rn(d, (float)Q3KUnit::scale(s[gLo & 7], s[8 + (gLo & 3)], gLo));
-        r.scaleHi = __fmul_rn(d, (float)Q3KUnit::scale(s[gHi & 7], s[8 + (gHi & 3)], gHi));
+        r.scaleLo = __fmul_rn(d, (float)q3k_scale(s[gLo & 7], s[8 + (gLo & 3)], gLo));
+        r.scaleHi = __fmul_rn(d, (float)q3k_scale(s[gHi & 7], s[8 + (gHi & 3)], gHi));
         r.minLo = 0.f;
         r.minHi = 0.f;
         return r;
@@ -155,7 +156,11 @@ template <class F>
 struct MmqHalfOf;
 template <>
 struct MmqHalfOf<Q3_K> {
-    using type = Q3KHalf;
+    using type = Q3KHalf<110>;
+};
+template <>
+struct MmqHalfOf<Q3_KP> {
+    using type = Q3KHalf<112>;
 };
 template <>
 struct MmqHalfOf<Q5_K> {

@@ -656,6 +656,7 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 
 Q8K_KERNELS(q3_k, Q3_K)
+Q8K_KERNELS(q3_kp, Q3_KP)
 Q8K_KERNELS(q4_k, Q4_K)
 Q8K_KERNELS(q5_k, Q5_K)
 Q8K_KERNELS(q6_k, Q6_K)
@@ -950,6 +951,7 @@ __device__ __forceinline__ void mmq_body(const uint8_t* W, long long expertStrid
     }
 
 MMQ_KERNEL(q3_k, Q3_K)
+MMQ_KERNEL(q3_kp, Q3_KP)
 MMQ_KERNEL(q4_k, Q4_K)
 MMQ_KERNEL(q5_k, Q5_K)
 MMQ_KERNEL(q6_k, Q6_K)
@@ -1024,6 +1026,7 @@ FORMAT_KERNELS(q5_1, Q5_1)
 FORMAT_KERNELS(q8_0, Q8_0)
 FORMAT_KERNELS(q2_k, Q2_K)
 FORMAT_KERNELS(q3_k, Q3_K)
+FORMAT_KERNELS(q3_kp, Q3_KP)
 FORMAT_KERNELS(q4_k, Q4_K)
 FORMAT_KERNELS(q5_k, Q5_K)
 FORMAT_KERNELS(q6_k, Q6_K)
@@ -1101,12 +1104,10 @@ extern "C" __global__ void __launch_bounds__(256)
 // Row y of `width` values rounded to Q8_K into r, laid out as the Q8_K matrix-vector kernels keep a row in
 // shared memory (q8k.cuh), by the whole block after it stored y: those kernels then read it instead of rounding
 // it again in every block (-Dmoe4j.cuda.roundOnce). The same rounding, so the same integers.
-// FROM_L2: y was stored by other blocks of the launch too, and is read from L2.
-template <bool FROM_L2 = false>
 __device__ __forceinline__ void round_row_once(const float* y, int width, uint8_t* r) {
     __syncthreads();  // y, stored by the block's threads
-    quantize_q8k<FROM_L2>(y, 0, 1, width, reinterpret_cast<int8_t*>(r), reinterpret_cast<int*>(r + width),
-                          reinterpret_cast<float*>(r + width + width / 4));
+    quantize_q8k(y, 0, 1, width, reinterpret_cast<int8_t*>(r), reinterpret_cast<int*>(r + width),
+                 reinterpret_cast<float*>(r + width + width / 4));
 }
 
 // acc += x, then y = rms_norm(acc) over rows of `width`, one block per row: the residual add and the next
@@ -1573,140 +1574,6 @@ ATTENTION_KERNEL(attention_f16, __half, ATT_WARPS)
 ATTENTION_KERNEL(attention_f32, float, ATT_WARPS)
 ATTENTION_KERNEL(attention_decode_f16, __half, ATT_DECODE_WARPS)
 ATTENTION_KERNEL(attention_decode_f32, float, ATT_DECODE_WARPS)
-
-// ---------------------------------------------------------------- products that norm their output
-
-// add_rms_norm's threads: the sums of squares below are formed as those 256 threads form them, whatever the block.
-#define NORM_THREADS 256
-
-// block_rms_scale of add_rms_norm's 256 per-thread sums, held by a block of THREADS threads, NORM_THREADS /
-// THREADS a thread (thread i holds those of add_rms_norm's threads i, i + THREADS, ...): the same warp sums, added in
-// the same order.
-template <int THREADS>
-__device__ __forceinline__ float rms_scale_of_256(const double* sum, int width, float eps) {
-    static_assert(NORM_THREADS % THREADS == 0 && THREADS % WARP == 0, "whole warps, whole shares of the 256");
-    constexpr int PER = NORM_THREADS / THREADS;
-    __shared__ double partial[NORM_THREADS / WARP];
-    __shared__ float scale;
-#pragma unroll
-    for (int p = 0; p < PER; p++) {
-        double w = warp_sum(sum[p]);
-        if ((threadIdx.x & (WARP - 1)) == 0) partial[(threadIdx.x >> 5) + p * (THREADS / WARP)] = w;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double total = 0.0;
-        for (int w = 0; w < NORM_THREADS / WARP; w++) total += partial[w];
-        float mean = (float)(total / width);
-        scale = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
-    }
-    __syncthreads();
-    return scale;
-}
-
-// After a product stored its share of row t = blockIdx.y of X: the block that stores last (counted in done[t *
-// (width / 256)], which it resets) adds that row to row t of A, norms it with gain into Y and rounds it to Q8_K into
-// R, with add_rms_norm_rounded's arithmetic (its 256 threads' sums, by THREADS threads here, the block's size), so
-// with the same bits: the residual add and the next block's norm of a decode step without a launch of their own
-// (-Dmoe4j.cuda.fuseNorms). X is read from L2 (__ldcg): other blocks stored it.
-template <int THREADS>
-__device__ __forceinline__ void add_rms_norm_rounded_last(unsigned* done, float* A, int aStride, const float* X,
-                                                          int xStride, const float* gain, int width, float eps,
-                                                          float* Y, int yStride, uint8_t* R) {
-    constexpr int PER = NORM_THREADS / THREADS;
-    int t = blockIdx.y;
-    unsigned* counter = done + t * (width >> 8);
-    if (!arrives_last(counter, gridDim.x)) return;
-    float* a = A + (long long)t * aStride;
-    const float* x = X + (long long)t * xStride;
-    float* y = Y + (long long)t * yStride;
-    double sum[PER];
-#pragma unroll
-    for (int p = 0; p < PER; p++) {
-        sum[p] = 0.0;
-        for (int i = threadIdx.x + p * THREADS; i < width; i += NORM_THREADS) {
-            float v = __fadd_rn(a[i], __ldcg(x + i));
-            a[i] = v;
-            sum[p] += (double)__fmul_rn(v, v);
-        }
-    }
-    float s = rms_scale_of_256<THREADS>(sum, width, eps);
-#pragma unroll
-    for (int p = 0; p < PER; p++) {
-        for (int i = threadIdx.x + p * THREADS; i < width; i += NORM_THREADS) {
-            y[i] = __fmul_rn(__fmul_rn(a[i], s), gain[i]);
-        }
-    }
-    round_row_once(y, width, R + t * rounded_row_bytes(width));
-    if (threadIdx.x == 0) *counter = 0;
-}
-
-// mvq_rounded_* and mvq_combine_rounded_* (their parameters first) whose last block per row then runs
-// add_rms_norm_rounded on their output row: A the residual stream, N and RN the normed and rounded rows, done the
-// group counters of N's buffer (zero between launches).
-#define NORMING_PRODUCT_KERNELS(NAME, F)                                                                             \
-    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
-        mvq_rounded_norm_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,       \
-                                int experts, const uint8_t* R, int xDiv, float* Y, int yStride, float* A,            \
-                                int aStride, const float* gain, float eps, float* N, int nStride, uint8_t* RN,       \
-                                unsigned* done) {                                                                    \
-        mvq_body<F, false, true>(W, nullptr, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv,             \
-                                 nullptr, Y, yStride, blockIdx.x, gridDim.x, R);                                     \
-        add_rms_norm_rounded_last<MV_WARPS * WARP>(done, A, aStride, Y, yStride, gain, rows, eps, N, nStride, RN);   \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
-        mvq_combine_rounded_norm_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K,         \
-                                        int rows, int experts, const uint8_t* R, const int* ids,                     \
-                                        const float* weights, int k, float* Y, int yStride, float* A, int aStride,   \
-                                        const float* gain, float eps, float* N, int nStride, uint8_t* RN,            \
-                                        unsigned* done) {                                                            \
-        mvq_combine_body<F, 2, true>(W, expertStride, rowBytes, K, rows, experts, nullptr, 0, ids, weights, k, Y,    \
-                                     yStride, R);                                                                    \
-        add_rms_norm_rounded_last<MVQ_COMBINE_WARPS * WARP>(done, A, aStride, Y, yStride, gain, rows, eps, N,        \
-                                                            nStride, RN);                                            \
-    }
-
-NORMING_PRODUCT_KERNELS(q3_k, Q3_K)
-NORMING_PRODUCT_KERNELS(q4_k, Q4_K)
-NORMING_PRODUCT_KERNELS(q5_k, Q5_K)
-NORMING_PRODUCT_KERNELS(q6_k, Q6_K)
-
-// After a product stored its share of row a = blockIdx.y of Y (`width` values, a multiple of 256): the block that
-// stores last (counted in done[a * (width / 256)], which it resets) rounds the row to Q8_K into row a of R as
-// round_rows does (the same function, so the same integers): the experts' SwiGLU rows of a decode step rounded for
-// their down projection without a launch of their own (-Dmoe4j.cuda.pairRounds).
-__device__ __forceinline__ void round_row_last(unsigned* done, const float* Y, int yStride, int width, uint8_t* R) {
-    int a = blockIdx.y;
-    unsigned* counter = done + a * (width >> 8);
-    if (!arrives_last(counter, gridDim.x)) return;
-    round_row_once<true>(Y + (long long)a * yStride, width, R + a * rounded_row_bytes(width));
-    if (threadIdx.x == 0) *counter = 0;
-}
-
-// mvq_pair_* and mvq_pair_rounded_* (their parameters first) whose last block per SwiGLU row then rounds it into RZ,
-// done the group counters of Y's buffer (zero between launches).
-#define ROUNDING_PAIR_KERNELS(NAME, F)                                                                               \
-    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
-        mvq_pair_round_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes,       \
-                              int K, int rows, int experts, const float* X, int xStride, int xDiv, const int* ids,   \
-                              float* Y, int yStride, uint8_t* RZ, unsigned* done) {                                  \
-        mvq_body<F, true, false>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y,          \
-                                 yStride, blockIdx.x, gridDim.x);                                                    \
-        round_row_last(done, Y, yStride, rows, RZ);                                                                  \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
-        mvq_pair_rounded_round_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride,                   \
-                                      long long rowBytes, int K, int rows, int experts, const uint8_t* R, int xDiv,  \
-                                      const int* ids, float* Y, int yStride, uint8_t* RZ, unsigned* done) {          \
-        mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
-                                yStride, blockIdx.x, gridDim.x, R);                                                  \
-        round_row_last(done, Y, yStride, rows, RZ);                                                                  \
-    }
-
-ROUNDING_PAIR_KERNELS(q3_k, Q3_K)
-ROUNDING_PAIR_KERNELS(q4_k, Q4_K)
-ROUNDING_PAIR_KERNELS(q5_k, Q5_K)
-ROUNDING_PAIR_KERNELS(q6_k, Q6_K)
 
 #define ATT_TILE_ROWS 16
 #define ATT_TILE_POSITIONS 32

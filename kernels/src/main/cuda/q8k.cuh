@@ -42,14 +42,12 @@ struct Q8KGroup {
     float d;
 };
 
-// FROM_L2: the values are read from L2 (__ldcg), for rows other blocks of the same launch stored.
-template <bool FROM_L2 = false>
 __device__ __forceinline__ Q8KGroup round_q8k_group(const float* x16, unsigned half) {
     const float4* x4 = reinterpret_cast<const float4*>(x16);
     float v[16];
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        float4 f = FROM_L2 ? __ldcg(x4 + i) : x4[i];
+        float4 f = x4[i];
         v[4 * i] = f.x; v[4 * i + 1] = f.y; v[4 * i + 2] = f.z; v[4 * i + 3] = f.w;
     }
     float m = 0.f;
@@ -93,7 +91,6 @@ __device__ __forceinline__ int store_q8k_group(const Q8KGroup& r, int8_t* q) {
 // Rounds `rows` rows of `count` floats each (count a multiple of 256; rows 16-byte aligned, `stride` floats
 // apart) to Q8_K, row after row in q/sum16/d, with all threads of the block (blockDim.x a multiple of 16).
 // Ends with a barrier.
-template <bool FROM_L2 = false>
 __device__ __forceinline__ void quantize_q8k(const float* x, long long stride, int rows, int count, int8_t* q,
                                              int* sum16, float* d) {
     int perRow = count >> 4;
@@ -101,7 +98,7 @@ __device__ __forceinline__ void quantize_q8k(const float* x, long long stride, i
     unsigned half = 0xFFFFu << (threadIdx.x & 16);
     for (int g = threadIdx.x; g < groups; g += blockDim.x) {  // a half warp is in or out of the loop together
         int row = g / perRow;
-        Q8KGroup r = round_q8k_group<FROM_L2>(x + row * stride + 16 * (g - row * perRow), half);
+        Q8KGroup r = round_q8k_group(x + row * stride + 16 * (g - row * perRow), half);
         sum16[g] = store_q8k_group(r, q + 16 * g);
         if ((g & 15) == 0) d[g >> 4] = r.d;
     }
@@ -128,6 +125,11 @@ __device__ __forceinline__ Words5 load16_b2(const uint8_t* p) {
 
 __device__ __forceinline__ uint32_t word_of(const Words5& r, int i) {
     return __funnelshift_r(r.w[i], r.w[i + 1], r.shift);
+}
+
+// word i (0..3, a constant once unrolled) of 16 bytes loaded at an aligned address
+__device__ __forceinline__ uint32_t word_of(const uint4& r, int i) {
+    return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
 }
 
 // byte i (run-time 0..15) of a uint4
@@ -288,21 +290,58 @@ struct Q5KUnit {
 // d * (scale - 32) * (q2 - (high bit ? 0 : 4)). Value 128h + 32j + i (i < 32) has its two low bits at bit 2j
 // of qs byte 32h + i and its high bit at bit 4h + j of hmask byte i; its 16-value group is 8h + 2j + i/16.
 // Unit u (0..7), h = u/4, j0 = 2((u/2)%2), l0 = 16(u%2): the 16 qs bytes at 32 + 32h + l0 and hmask bytes at
-// l0 give the values 128h + 32j + l0 + 0..15 for j = j0 and j0 + 1. Blocks of 110 bytes are 2-byte aligned.
+// l0 give the values 128h + 32j + l0 + 0..15 for j = j0 and j0 + 1.
+//
+// byte `g` (0..15) of the 16 six-bit scales: low four bits from byte g % 8 (high nibble for g >= 8), top two bits
+// from byte 8 + g % 4 at 2(g / 4)
+__device__ __forceinline__ int q3k_scale(int lowByte, int highByte, int g) {
+    int low = g < 8 ? (lowByte & 0xF) : (lowByte >> 4);
+    int high = (highByte >> (2 * (g >> 2))) & 3;
+    return (low | (high << 4)) - 32;
+}
+
+// Unit u's sum over its 32 values of weight * activation, without the activations' d; q and hm the unit's 16 quant
+// and 16 hmask bytes (W: Words5 for the file's 2-byte aligned blocks, uint4 for padded ones); scaleBytes the
+// low-nibble bytes of the scales of the unit's groups g0 and g0 + 2, then the high-bits byte of each.
+template <class W>
+__device__ __forceinline__ float q3k_unit_dot(int u, const W& q, const W& hm, uint32_t scaleBytes,
+                                              unsigned short dBits, const int8_t* xq, const int* xs) {
+    int half = u >> 2;
+    int j0 = 2 * ((u >> 1) & 1);
+    int l0 = 16 * (u & 1);
+    int x0 = 128 * half + 32 * j0 + l0;
+    uint4 xa = *reinterpret_cast<const uint4*>(xq + x0);
+    uint4 xb = *reinterpret_cast<const uint4*>(xq + x0 + 32);
+    int xaw[4] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w};
+    int xbw[4] = {(int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w};
+    int hbit = 4 * half + j0;
+    int a = 0, b = 0;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t qw = word_of(q, k);
+        uint32_t hw = word_of(hm, k);
+        // q2 + 4 * high bit, 0..7; minus 4 below
+        uint32_t va = ((qw >> (2 * j0)) & 0x03030303u) | (((hw >> hbit) & 0x01010101u) << 2);
+        uint32_t vb = ((qw >> (2 * j0 + 2)) & 0x03030303u) | (((hw >> (hbit + 1)) & 0x01010101u) << 2);
+        a = __dp4a((int)va, xaw[k], a);
+        b = __dp4a((int)vb, xbw[k], b);
+    }
+    int g0 = x0 >> 4;
+    int g1 = g0 + 2;
+    int sc0 = q3k_scale((int)(scaleBytes & 0xFF), (int)((scaleBytes >> 16) & 0xFF), g0);
+    int sc1 = q3k_scale((int)((scaleBytes >> 8) & 0xFF), (int)(scaleBytes >> 24), g1);
+    int total = sc0 * (a - 4 * xs[g0]) + sc1 * (b - 4 * xs[g1]);
+    return __half2float(__ushort_as_half(dBits)) * (float)total;
+}
+
+// A unit of the file's 110-byte blocks, only 2-byte aligned: each 16-byte run as five aligned words and funnel
+// shifts, each scale byte alone.
 struct Q3KUnit {
     static constexpr int BYTES = 110;
     Words5 q;
     Words5 hm;
-    uint32_t scaleBytes;  // the low-nibble bytes of the two groups' scales, then the high-bits byte of each
+    uint32_t scaleBytes;
     unsigned short dBits;
-
-    // byte `g` (0..15) of the 16 six-bit scales: low four bits from byte g % 8 (high nibble for g >= 8), top
-    // two bits from byte 8 + g % 4 at 2(g / 4)
-    __device__ __forceinline__ static int scale(int lowByte, int highByte, int g) {
-        int low = g < 8 ? (lowByte & 0xF) : (lowByte >> 4);
-        int high = (highByte >> (2 * (g >> 2))) & 3;
-        return (low | (high << 4)) - 32;
-    }
 
     __device__ __forceinline__ void load(const uint8_t* block, int u) {
         int half = u >> 2;
@@ -318,32 +357,35 @@ struct Q3KUnit {
     }
 
     __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
+        return q3k_unit_dot(u, q, hm, scaleBytes, dBits, xq, xs);
+    }
+};
+
+// A unit of blocks padded to 112 bytes (Q3_KP), so 16-byte aligned: three 16-byte loads, the last holding the 12
+// scale bytes, d and the two bytes of padding (Nsight Compute, run 13: the file's layout costs about one load
+// instruction per weight byte, and the Q3_K products ran at two thirds of Q4_K's bytes per second).
+struct Q3KUnitPadded {
+    static constexpr int BYTES = 112;
+    uint4 q;
+    uint4 hm;
+    uint32_t scaleBytes;
+    unsigned short dBits;
+
+    __device__ __forceinline__ void load(const uint8_t* block, int u) {
         int half = u >> 2;
-        int j0 = 2 * ((u >> 1) & 1);
         int l0 = 16 * (u & 1);
-        int x0 = 128 * half + 32 * j0 + l0;
-        uint4 xa = *reinterpret_cast<const uint4*>(xq + x0);
-        uint4 xb = *reinterpret_cast<const uint4*>(xq + x0 + 32);
-        int xaw[4] = {(int)xa.x, (int)xa.y, (int)xa.z, (int)xa.w};
-        int xbw[4] = {(int)xb.x, (int)xb.y, (int)xb.z, (int)xb.w};
-        int hbit = 4 * half + j0;
-        int a = 0, b = 0;
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            uint32_t qw = word_of(q, k);
-            uint32_t hw = word_of(hm, k);
-            // q2 + 4 * high bit, 0..7; minus 4 below
-            uint32_t va = ((qw >> (2 * j0)) & 0x03030303u) | (((hw >> hbit) & 0x01010101u) << 2);
-            uint32_t vb = ((qw >> (2 * j0 + 2)) & 0x03030303u) | (((hw >> (hbit + 1)) & 0x01010101u) << 2);
-            a = __dp4a((int)va, xaw[k], a);
-            b = __dp4a((int)vb, xbw[k], b);
-        }
-        int g0 = x0 >> 4;
+        q = *reinterpret_cast<const uint4*>(block + 32 + 32 * half + l0);
+        hm = *reinterpret_cast<const uint4*>(block + l0);
+        uint4 tail = *reinterpret_cast<const uint4*>(block + 96);
+        int g0 = 8 * half + 4 * ((u >> 1) & 1) + (u & 1);
         int g1 = g0 + 2;
-        int sc0 = scale((int)(scaleBytes & 0xFF), (int)((scaleBytes >> 16) & 0xFF), g0);
-        int sc1 = scale((int)((scaleBytes >> 8) & 0xFF), (int)(scaleBytes >> 24), g1);
-        int total = sc0 * (a - 4 * xs[g0]) + sc1 * (b - 4 * xs[g1]);
-        return __half2float(__ushort_as_half(dBits)) * (float)total;
+        scaleBytes = (uint32_t)byte_of(tail, g0 & 7) | ((uint32_t)byte_of(tail, g1 & 7) << 8)
+                | ((uint32_t)byte_of(tail, 8 + (g0 & 3)) << 16) | ((uint32_t)byte_of(tail, 8 + (g1 & 3)) << 24);
+        dBits = (unsigned short)(tail.w & 0xFFFFu);
+    }
+
+    __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
+        return q3k_unit_dot(u, q, hm, scaleBytes, dBits, xq, xs);
     }
 };
 
@@ -364,6 +406,10 @@ struct Q8KUnitOf<Q5_K> {
 template <>
 struct Q8KUnitOf<Q3_K> {
     using type = Q3KUnit;
+};
+template <>
+struct Q8KUnitOf<Q3_KP> {
+    using type = Q3KUnitPadded;
 };
 
 }  // namespace moe4j

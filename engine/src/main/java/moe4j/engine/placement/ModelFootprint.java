@@ -10,9 +10,11 @@ import moe4j.engine.ModelConfig;
 import moe4j.engine.testmodel.ModelShape;
 import moe4j.engine.testmodel.TensorMix;
 import moe4j.engine.testmodel.TestModelGenerator;
+import moe4j.gguf.GgmlType;
 import moe4j.gguf.GgufFile;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.cpu.CpuBackend;
+import moe4j.kernels.cuda.CudaBackend;
 
 /**
  * What a model needs in memory, tensor by tensor, and the shapes that size its KV cache and activations: all the
@@ -74,23 +76,26 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
      * One tensor.
      *
      * @param layer         its block index, or -1 for a global tensor
-     * @param bytes         its size in the file, which a GPU holds and a CPU maps
+     * @param bytes         its size in the file, which a CPU maps
      * @param repackedBytes what a CPU backend that repacks holds for it when bound for products (a Q4_K or Q5_K
      *                      matrix's copy in groups of 16 rows, 5.6% or 4.5% larger; {@link PlanRequest#cpuRepack()}), else
      *                      {@code bytes}
+     * @param gpuBytes      what a GPU holds for it ({@link CudaBackend#heldBytes}: a Q3_K matrix's blocks padded to
+     *                      16-byte alignment, 2.7% larger for rows of 4096 values)
      */
-    public record TensorFootprint(String name, int layer, Part part, long bytes, long repackedBytes) {
+    public record TensorFootprint(String name, int layer, Part part, long bytes, long repackedBytes, long gpuBytes) {
         public TensorFootprint {
             Objects.requireNonNull(name, "name");
             Objects.requireNonNull(part, "part");
-            if (bytes < 0 || repackedBytes < 0) {
-                throw new IllegalArgumentException(name + ": negative size " + bytes + " / " + repackedBytes);
+            if (bytes < 0 || repackedBytes < 0 || gpuBytes < 0) {
+                throw new IllegalArgumentException(name + ": negative size " + bytes + " / " + repackedBytes + " / "
+                        + gpuBytes);
             }
         }
 
-        /** A tensor that no backend repacks. */
+        /** A tensor that every backend holds as the file has it. */
         public TensorFootprint(String name, int layer, Part part, long bytes) {
-            this(name, layer, part, bytes, bytes);
+            this(name, layer, part, bytes, bytes, bytes);
         }
     }
 
@@ -118,7 +123,7 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
     public static ModelFootprint of(GgufFile file) {
         ModelConfig c = ModelConfig.from(file);
         List<TensorFootprint> tensors = file.tensors().stream()
-                .map(t -> classify(t.name(), t.byteSize(), CpuBackend.heldBytes(t.type(), t.dims(), t.byteSize())))
+                .map(t -> classify(t.name(), t.type(), t.dims(), t.byteSize()))
                 .toList();
         return new ModelFootprint(String.valueOf(file.paths().getFirst().getFileName()), c.layers(), c.embd(),
                 c.qDim(), c.kvDim(), c.experts(), c.expertsUsed(), c.expertFfn(), c.isMoe() ? 0 : c.ffn(), c.vocab(),
@@ -128,7 +133,7 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
     /** The footprint of the file {@code make-test-model} writes for this shape and mix (no file is written). */
     public static ModelFootprint of(String name, ModelShape shape, TensorMix mix) {
         List<TensorFootprint> tensors = TestModelGenerator.plan(shape, mix).stream()
-                .map(t -> classify(t.name(), t.byteSize(), CpuBackend.heldBytes(t.type(), t.dims(), t.byteSize())))
+                .map(t -> classify(t.name(), t.type(), t.dims(), t.byteSize()))
                 .toList();
         return new ModelFootprint(name, shape.layers(), shape.embd(), shape.qDim(), shape.kvDim(), shape.experts(),
                 shape.expertsUsed(), shape.expertFfn(), shape.isMoe() ? 0 : shape.ffn(), shape.vocab(), shape.context(),
@@ -158,13 +163,21 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
         return of(presetName + ":" + mix.name(), shape, mix);
     }
 
-    /** Tells a tensor's layer and role from its GGUF name; no backend repacks it. */
+    /** Tells a tensor's layer and role from its GGUF name; every backend holds it as the file has it. */
     public static TensorFootprint classify(String name, long bytes) {
-        return classify(name, bytes, bytes);
+        return classify(name, bytes, bytes, bytes);
     }
 
-    /** Tells a tensor's layer and role from its GGUF name, which a CPU backend that repacks holds in {@code repackedBytes}. */
-    public static TensorFootprint classify(String name, long bytes, long repackedBytes) {
+    /** A tensor of {@code type} and {@code dims}, {@code bytes} in the file, as each backend holds it. */
+    private static TensorFootprint classify(String name, GgmlType type, long[] dims, long bytes) {
+        return classify(name, bytes, CpuBackend.heldBytes(type, dims, bytes), CudaBackend.heldBytes(type, dims, bytes));
+    }
+
+    /**
+     * Tells a tensor's layer and role from its GGUF name, which a CPU backend that repacks holds in {@code
+     * repackedBytes} and a GPU in {@code gpuBytes}.
+     */
+    public static TensorFootprint classify(String name, long bytes, long repackedBytes, long gpuBytes) {
         Matcher m = BLOCK.matcher(name);
         if (!m.matches()) {
             Part part = switch (name) {
@@ -173,7 +186,7 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
                 case "output.weight" -> Part.OUTPUT;
                 default -> Part.OTHER;
             };
-            return new TensorFootprint(name, -1, part, bytes, repackedBytes);
+            return new TensorFootprint(name, -1, part, bytes, repackedBytes, gpuBytes);
         }
         String rest = m.group(2);
         Part part;
@@ -188,7 +201,7 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
         } else {
             part = Part.ATTENTION;
         }
-        return new TensorFootprint(name, Integer.parseInt(m.group(1)), part, bytes, repackedBytes);
+        return new TensorFootprint(name, Integer.parseInt(m.group(1)), part, bytes, repackedBytes, gpuBytes);
     }
 
     public boolean isMoe() { return experts > 0; }

@@ -215,12 +215,16 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
     }
 
     /**
-     * Bytes device {@code s} holds for {@code t}: on a CPU backend that repacks, the repacked copy of what it multiplies
-     * (not the token embedding, which it reads a row at a time as the file has it, unless it is also the head there).
+     * Bytes device {@code s} holds for {@code t}: on a GPU, its layout there; on a CPU backend that repacks, the
+     * repacked copy of what it multiplies (not the token embedding, which it reads a row at a time as the file has it,
+     * unless it is also the head there).
      */
     private static long heldBytes(ModelFootprint m, PlanRequest r, DeviceSpec s, TensorFootprint t, String head) {
+        if (s.isGpu()) {
+            return t.gpuBytes();
+        }
         boolean multiplied = t.part() != Part.TOKEN_EMBEDDING || (m.tiedEmbeddings() && head.equals(s.name()));
-        return r.cpuRepack() && !s.isGpu() && multiplied ? t.repackedBytes() : t.bytes();
+        return r.cpuRepack() && multiplied ? t.repackedBytes() : t.bytes();
     }
 
     /** Bytes of {@code t} a token reads at batch 1 where {@code held} bytes of it are held. */

@@ -118,8 +118,9 @@ public final class Planner {
         /** Per block, the device its pinned anchors put it on; null where no anchor is pinned. */
         private final String[] pinnedBlock;
         /**
-         * Per layer, the unpinned bytes that go where the layer's attention goes: [0] as a GPU holds them (the file's
-         * bytes), [1] as a further CPU instance does ({@link TensorFootprint#repackedBytes()} where it repacks).
+         * Per layer, the unpinned bytes that go where the layer's attention goes: [0] as a GPU holds them
+         * ({@link TensorFootprint#gpuBytes()}), [1] as a further CPU instance does ({@link TensorFootprint#repackedBytes()}
+         * where it repacks).
          */
         private final long[][] dense;
         /** Per MoE layer, the unpinned bytes that go where its experts go (its whole feed-forward block); as dense. */
@@ -197,10 +198,10 @@ public final class Planner {
                     addIfGpu(pinnedBlock[b], t);   // follows its pinned anchors
                 } else if (t.layer() >= 0) {
                     long[][] to = m.isMoe() && t.part().feedForward() ? experts : dense;
-                    to[0][t.layer()] += t.bytes();
+                    to[0][t.layer()] += t.gpuBytes();
                     to[1][t.layer()] += cpuBytes(t);
                 } else if (t.part() != Part.TOKEN_EMBEDDING) {
-                    headBytes[0] += t.bytes();
+                    headBytes[0] += t.gpuBytes();
                     headBytes[1] += cpuBytes(t);
                 }
             }
@@ -208,7 +209,7 @@ public final class Planner {
                 stagingBytes = stagingBytes(m, r, ffnBytes(m, tensors));   // pinned or not, a block is copied whole
             }
             if (m.tiedEmbeddings()) {   // the head's copy, if it goes to a GPU (or a further CPU instance)
-                headBytes[0] += m.tokenEmbedding().bytes();
+                headBytes[0] += m.tokenEmbedding().gpuBytes();
                 headBytes[1] += cpuBytes(m.tokenEmbedding());
             }
         }
@@ -226,7 +227,7 @@ public final class Planner {
         private void addIfGpu(String device, TensorFootprint t) {
             for (int g = 0; g < gpus.size(); g++) {
                 if (gpus.get(g).name().equals(device)) {
-                    pinnedOnGpu[g] += kind(g) == 0 ? t.bytes() : cpuBytes(t);
+                    pinnedOnGpu[g] += kind(g) == 0 ? t.gpuBytes() : cpuBytes(t);
                 }
             }
         }
@@ -444,12 +445,12 @@ public final class Planner {
         return max == 0 ? 0 : Math.min(staged, 2) * (max + 5 * 256);
     }
 
-    /** Per layer, the bytes of its feed-forward block (FFN norm, router, experts). */
+    /** Per layer, the bytes of its feed-forward block (FFN norm, router, experts) as a GPU stages them. */
     static long[] ffnBytes(ModelFootprint m, List<TensorFootprint> tensors) {
         long[] bytes = new long[m.layers()];
         for (TensorFootprint t : tensors) {
             if (t.layer() >= 0 && t.part().feedForward()) {
-                bytes[t.layer()] += t.bytes();
+                bytes[t.layer()] += t.gpuBytes();
             }
         }
         return bytes;

@@ -103,6 +103,14 @@ public final class CudaBackend implements Backend {
      * of weights).
      */
     static final int MVQ_BLOCKS_PER_MULTIPROCESSOR = Integer.getInteger("moe4j.cuda.mvqBlocksPerSm", 16);
+    /** Whether a new backend pads Q3_K blocks (see {@link #padQ3k}). */
+    private static final boolean PAD_Q3K = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.padQ3k"));
+    /**
+     * Bytes after each padded Q3_K row, so that the rows of the tensor-core tiles do not lie a multiple of 256 bytes
+     * apart: rows of 4096 values padded are 1792 bytes, 7 x 256, and the prompt's Q3_K products ran 24% slower so (H200,
+     * run 23; 16 or 48 bytes more, as fast as the file's layout).
+     */
+    static final int PAD_Q3K_ROW_EXTRA = 16;
     private static final int MM_ROWS = 128;
     private static final int MM_TOKENS = 64;
     /** Weight rows, token rows and threads of a tensor-core tile ({@code mmq_*}). */
@@ -183,27 +191,13 @@ public final class CudaBackend implements Backend {
      */
     private boolean combineRoundsOnce = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.combineRoundsOnce"));
     /**
-     * While a decode step is recorded, the products that read rounded rows (the output projection, which reads the
-     * attention's) and the experts' down projection leave the residual add and the norm after them to their last
-     * block per row (mvq_rounded_norm_*, mvq_combine_rounded_norm_*): one launch a norm fewer
-     * ({@code -Dmoe4j.cuda.fuseNorms=true}, an experiment not yet measured on a GPU; the same bits). Such a product
-     * waits in {@link #pending} for the operation after it: a norm of its output takes it into its launch, anything
-     * else launches it as it is.
+     * Q3_K matrices bound from now on keep their 110-byte blocks 112 bytes apart in device memory, so that the kernels
+     * read each 16-byte run with one aligned load (the *_q3_kp kernels) instead of five words and funnel shifts, and
+     * the scales and d with one more; the same bits, 2.7% more memory for rows of 4096 values (H200, run 23: 94 layers
+     * of the 235B shape tg64 86.5 -> 93.5 tok/s, pp512 1178.7 -> 1178.9). {@code -Dmoe4j.cuda.padQ3k=false} keeps the
+     * file's layout.
      */
-    private boolean fuseNorms = Boolean.getBoolean("moe4j.cuda.fuseNorms");
-    /**
-     * When the experts' SwiGLU rows of a decode step are rounded once ({@link #combineRoundsOnce}) and gate and up
-     * share a format, the last block per row of their product rounds it (mvq_pair_round_*, mvq_pair_rounded_round_*)
-     * instead of a round_rows launch ({@code -Dmoe4j.cuda.pairRounds=true}, an experiment not yet measured on a GPU;
-     * the same bits).
-     */
-    private boolean pairRounds = Boolean.getBoolean("moe4j.cuda.pairRounds");
-    /** Launches of gate and up products that rounded their rows so far (tests: the experiment really ran). */
-    private long pairRoundingLaunches;
-    /** A recorded product not launched yet, see {@link #fuseNorms}; launched by the next operation. */
-    private PendingProduct pending;
-    /** Launches of products that normed their output so far (tests: the experiment really ran). */
-    private long normingLaunches;
+    private volatile boolean padQ3k = PAD_Q3K;
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm or attention) rounded. */
@@ -333,32 +327,6 @@ public final class CudaBackend implements Backend {
     private void makeCurrent() {
         operations++;
         bindContext();
-        launchPending();
-    }
-
-    /**
-     * A product of a recorded decode step that its last blocks may extend by the residual add and norm after it:
-     * {@code plain} with {@code args}, or {@code norming} with {@code args} and the norm's (see {@link #fuseNorms}).
-     */
-    private record PendingProduct(CUfunction plain, CUfunction norming, String name, int gridX, int n, int block,
-                                  Object[] args, CudaActivations out) {}
-
-    /**
-     * Whether a product writing {@code n} rows may wait for the norm after it (see {@link #fuseNorms}): only while a
-     * step is recorded, where nothing runs until the recording ends; outside, a waiting launch could outlive a buffer
-     * freed without the backend's lock.
-     */
-    private boolean mayNormInProduct(int n, CUfunction norming) {
-        return fuseNorms && capture != null && norming != null && n <= MATVEC_MAX_TOKENS;
-    }
-
-    /** Launches the waiting product as it is, if there is one. */
-    private void launchPending() {
-        PendingProduct p = pending;
-        if (p != null) {
-            pending = null;
-            launch(p.plain(), p.name(), p.gridX(), p.n(), p.block(), p.args());
-        }
     }
 
     /** Makes the context current on this thread (also for device memory freed without the backend's lock). */
@@ -395,27 +363,72 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** A matrix or stack of matrices, copied to {@code p} in its storage format. */
+    /** A matrix or stack of matrices, copied to {@code p} in its storage format (its blocks padded, see {@link #padQ3k}). */
     private CudaWeight uploadMatrix(GgufTensor tensor, Shape t, CUdeviceptr p) {
-        upload(tensor.data(), t.bytes(), p, t.name());
+        upload(tensor.data(), t.bytes(), p, t.name(), t.padding());
+        long rowBytes = t.deviceRowBytes();
         return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, tensor.type(),
-                t.rowBytes(), t.rowBytes() * t.rows());
+                t.padding() != null, rowBytes, rowBytes * t.rows());
     }
 
-    /** A tensor's shape, checked for what the CUDA backend handles. */
-    private record Shape(String name, int rowLength, int rows, int experts, long rowBytes, long bytes) {
+    /**
+     * Rows of {@code fileRow} bytes, blocks of {@code from} bytes, laid out in device memory as rows of {@code
+     * deviceRow} bytes whose blocks lie {@code to} bytes apart, the bytes between and after them zero.
+     */
+    record BlockPadding(int from, int to, long fileRow, long deviceRow) {
+        long deviceBytes(long fileBytes) {
+            return fileBytes / fileRow * deviceRow;
+        }
+    }
+
+    /**
+     * A tensor's shape, checked for what the CUDA backend handles; {@code padding} null where the device keeps the
+     * file's layout.
+     */
+    private record Shape(String name, int rowLength, int rows, int experts, long rowBytes, long bytes,
+                         BlockPadding padding) {
 
         boolean isVector() {
             return (long) rows * experts == 1;
         }
 
+        long deviceRowBytes() {
+            return padding == null ? rowBytes : padding.deviceBytes(rowBytes);
+        }
+
         /** Bytes on the device: a vector decoded to f32, a matrix in its storage format. */
         long deviceBytes() {
-            return isVector() ? 4L * rowLength : bytes;
+            return isVector() ? 4L * rowLength : deviceRowBytes() * rows * experts;
         }
     }
 
-    private static Shape shape(GgufTensor tensor) {
+    /**
+     * Bytes of a Q3_K row of {@code fileRowBytes} padded (see {@link #padQ3k}), or -1 for a row longer than a staging
+     * buffer, which keeps the file's layout (a row is staged whole).
+     */
+    private static long paddedQ3kRowBytes(long fileRowBytes) {
+        long padded = fileRowBytes / 110 * 112 + PAD_Q3K_ROW_EXTRA;
+        return padded <= STAGING_BYTES ? padded : -1;
+    }
+
+    /**
+     * Bytes a new backend holds in device memory for a tensor of {@code type} and {@code dims} that has {@code
+     * fileBytes} in the file (for planning before any GPU is opened): a single row decoded to f32, a Q3_K matrix
+     * padded, anything else as the file has it.
+     */
+    public static long heldBytes(GgmlType type, long[] dims, long fileBytes) {
+        long rows = 1;
+        for (int i = 1; i < dims.length; i++) {
+            rows = Math.multiplyExact(rows, dims[i]);
+        }
+        if (rows == 1) {
+            return 4L * dims[0];
+        }
+        long padded = PAD_Q3K && type == GgmlType.Q3_K ? paddedQ3kRowBytes(fileBytes / rows) : -1;
+        return padded > 0 ? Math.multiplyExact(rows, padded) : fileBytes;
+    }
+
+    private Shape shape(GgufTensor tensor) {
         String name = tensor.name();
         QuantFormat format = QuantFormats.of(tensor.type());
         long[] shape = tensor.shape();
@@ -439,7 +452,10 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("tensor " + name + " holds " + tensor.data().byteSize()
                     + " bytes, its shape needs " + bytes);
         }
-        Shape t = new Shape(name, rowLength, rows, experts, rowBytes, bytes);
+        boolean padded = padQ3k && tensor.type() == GgmlType.Q3_K && (long) rows * experts > 1;
+        long paddedRow = paddedQ3kRowBytes(rowBytes);
+        BlockPadding padding = padded && paddedRow > 0 ? new BlockPadding(110, 112, rowBytes, paddedRow) : null;
+        Shape t = new Shape(name, rowLength, rows, experts, rowBytes, bytes, padding);
         if (!t.isVector()) {
             if (!Kernels.FORMATS.contains(tensor.type())) {
                 throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + name
@@ -460,8 +476,8 @@ public final class CudaBackend implements Backend {
     private CudaWeight uploadVector(GgufTensor tensor, Shape t, CUdeviceptr p) {
         float[] values = new float[t.rowLength()];
         QuantFormats.of(tensor.type()).dequantize(tensor.data(), 0, values, 0, t.rowLength());
-        upload(MemorySegment.ofArray(values), 4L * t.rowLength(), p, t.name());
-        return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, GgmlType.F32,
+        upload(MemorySegment.ofArray(values), 4L * t.rowLength(), p, t.name(), null);
+        return new CudaWeight(t.name(), tensor.type(), t.rowLength(), t.rows(), t.experts(), p, GgmlType.F32, false,
                 4L * t.rowLength(), 4L * t.rowLength());
     }
 
@@ -590,16 +606,19 @@ public final class CudaBackend implements Backend {
     /** Two pinned host buffers: one is filled from the mapped file while the other's copy to the device runs. */
     private record Staging(Pointer[] host, MemorySegment[] segments, CUevent[] done, CUstream stream) {}
 
-    private void upload(MemorySegment src, long bytes, CUdeviceptr dst, String name) {
+    /** {@code bytes} of {@code src} to {@code dst}, their blocks laid out by {@code padding} (null: as they are). */
+    private void upload(MemorySegment src, long bytes, CUdeviceptr dst, String name, BlockPadding padding) {
         if (staging == null) {
             staging = newStaging();
         }
         Staging s = staging;
         int buffer = 0;
-        for (long offset = 0; offset < bytes; offset += STAGING_BYTES) {
-            long len = Math.min(STAGING_BYTES, bytes - offset);
+        long total = padding == null ? bytes : padding.deviceBytes(bytes);
+        long chunk = padding == null ? STAGING_BYTES : STAGING_BYTES / padding.deviceRow() * padding.deviceRow();
+        for (long offset = 0; offset < total; offset += chunk) {
+            long len = Math.min(chunk, total - offset);
             check(JCudaDriver.cuEventSynchronize(s.done[buffer]), "uploading " + name + " to " + label);
-            fill(s.segments[buffer], src, offset, len);
+            fill(s.segments[buffer], src, offset, len, padding);
             check(JCudaDriver.cuMemcpyHtoDAsync(dst.withByteOffset(offset), s.host[buffer], len, s.stream),
                     "uploading " + name + " to " + label);
             check(JCudaDriver.cuEventRecord(s.done[buffer], s.stream), "uploading " + name);
@@ -609,20 +628,40 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * Copies {@code len} bytes of {@code src} from {@code offset} into the pinned buffer, in slices on the common
-     * pool's threads: one thread copies about 10 GB/s, a fifth of what the link to the GPU takes, and large batches
-     * of experts kept in system RAM are staged through here every layer.
+     * Fills {@code len} bytes of the pinned buffer with the device's bytes from {@code offset} on (those of {@code src}
+     * laid out by {@code padding}), in slices on the common pool's threads: one thread copies about 10 GB/s, a fifth of
+     * what the link to the GPU takes, and large batches of experts kept in system RAM are staged through here every
+     * layer.
      */
-    private static void fill(MemorySegment pinned, MemorySegment src, long offset, long len) {
-        int slices = (int) ((len + FILL_SLICE_BYTES - 1) / FILL_SLICE_BYTES);
+    static void fill(MemorySegment pinned, MemorySegment src, long offset, long len, BlockPadding padding) {
+        long slice = padding == null ? FILL_SLICE_BYTES
+                : Math.max(1, FILL_SLICE_BYTES / padding.deviceRow()) * padding.deviceRow();
+        int slices = (int) ((len + slice - 1) / slice);
         if (slices <= 1 || !src.isAccessibleBy(NOT_THE_OWNER)) {   // a confined segment: its own thread only
-            MemorySegment.copy(src, offset, pinned, 0, len);
+            copy(pinned, 0, src, offset, len, padding);
             return;
         }
         IntStream.range(0, slices).parallel().forEach(i -> {
-            long at = i * FILL_SLICE_BYTES;
-            MemorySegment.copy(src, offset + at, pinned, at, Math.min(FILL_SLICE_BYTES, len - at));
+            long at = i * slice;
+            copy(pinned, at, src, offset + at, Math.min(slice, len - at), padding);
         });
+    }
+
+    /** {@code len} bytes of the device's layout from {@code offset} on into the pinned buffer at {@code at}. */
+    private static void copy(MemorySegment pinned, long at, MemorySegment src, long offset, long len,
+                             BlockPadding padding) {
+        if (padding == null) {
+            MemorySegment.copy(src, offset, pinned, at, len);
+            return;
+        }
+        pinned.asSlice(at, len).fill((byte) 0);
+        long blocks = padding.fileRow() / padding.from();
+        long fileRow = offset / padding.deviceRow() * padding.fileRow();
+        for (long row = at; row < at + len; row += padding.deviceRow(), fileRow += padding.fileRow()) {
+            for (long b = 0; b < blocks; b++) {
+                MemorySegment.copy(src, fileRow + b * padding.from(), pinned, row + b * padding.to(), padding.from());
+            }
+        }
     }
 
     private Staging newStaging() {
@@ -847,7 +886,7 @@ public final class CudaBackend implements Backend {
         if (n == 0) {
             return;
         }
-        Kernels.Format f = kernels.format(w.format());
+        Kernels.Format f = kernels.format(w);
         if (capture != null) {
             if (n != 1 || tokens[offset] != capture.token) {
                 throw new IllegalStateException("a recorded decode step embeds only its own token");
@@ -893,7 +932,7 @@ public final class CudaBackend implements Backend {
         if (n == 0) {
             return;
         }
-        Kernels.Format f = kernels.format(w.format());
+        Kernels.Format f = kernels.format(w);
         // A matrix of few rows gives the tiled kernel a few blocks per token tile (the router's 128 rows: one), so
         // it takes the matrix-vector kernels, a row of blocks per token; k and v (512 rows) take the tensor cores
         // from SMALL_MATRICES_ON_TENSOR_CORES_FROM tokens on.
@@ -906,15 +945,9 @@ public final class CudaBackend implements Backend {
         if (matvec && rounded != null && q8k) {
             roundedLaunches++;
             noteProduct(w, n);
-            Object[] args = {w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, rounded, 1, o.data, o.pitch};
-            String name = "mvq_rounded_" + w.format();
-            int gridX = mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n);
-            if (mayNormInProduct(n, f.rounded().matvecNorm())) {
-                pending = new PendingProduct(f.rounded().matvec(), f.rounded().matvecNorm(), name, gridX, n,
-                        32 * MV_ROWS_PER_BLOCK, args, o);
-            } else {
-                launch(f.rounded().matvec(), name, gridX, n, 32 * MV_ROWS_PER_BLOCK, args);
-            }
+            launch(f.rounded().matvec(), "mvq_rounded_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
+                    32 * MV_ROWS_PER_BLOCK, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, rounded, 1,
+                    o.data, o.pitch);
         } else if (matvec && q8k) {
             noteProduct(w, n);
             launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
@@ -954,16 +987,16 @@ public final class CudaBackend implements Backend {
         CudaWeight c = weight(w2);
         CudaActivations x = act(in);
         CUdeviceptr rounded = roundedRows(x, n, false);
-        Kernels.Format f = kernels.format(a.format());
+        Kernels.Format f = kernels.format(a);
         boolean fuseFirstTwo = FUSE && n > 0 && n <= MATVEC_MAX_TOKENS && multiCandidate(a, x) && multiCandidate(b, x)
-                && b.format() == a.format() && q8k(f, x.width(), 1);
+                && kernels.format(b) == f && q8k(f, x.width(), 1);
         if (!fuseFirstTwo) {
             product(a, x, act(out0), n, rounded);
             product(b, x, act(out1), n, rounded);
             product(c, x, act(out2), n, rounded);
             return;
         }
-        boolean fuseAllThree = multiCandidate(c, x) && c.format() == a.format();
+        boolean fuseAllThree = multiCandidate(c, x) && kernels.format(c) == f;
         CudaActivations o0 = act(out0);
         CudaActivations o1 = act(out1);
         requireRows(n, x);
@@ -1015,7 +1048,7 @@ public final class CudaBackend implements Backend {
 
     /** A single matrix of a format with Q8_K kernels whose rows take {@code x}. */
     private boolean multiCandidate(CudaWeight w, CudaActivations x) {
-        return w.experts() == 1 && w.rowLength() == x.width() && kernels.format(w.format()).hasQ8k()
+        return w.experts() == 1 && w.rowLength() == x.width() && kernels.format(w).hasQ8k()
                 && isMatrix(w);
     }
 
@@ -1198,48 +1231,20 @@ public final class CudaBackend implements Backend {
     @Override
     public synchronized void addRmsNorm(Activations accumulator, Activations in, Weight gain, float eps,
                                         Activations out, int n) {
-        PendingProduct product = pending;  // this norm may take it into its launch
-        pending = null;
         makeCurrent();
-        CudaActivations acc;
-        CudaActivations x;
-        CudaActivations o;
-        CudaWeight g;
-        try {
-            acc = act(accumulator);
-            x = act(in);
-            o = act(out);
-            g = weight(gain);
-            requireRows(n, acc);
-            requireRows(n, x);
-            requireRows(n, o);
-            requireWidth(x, acc.width(), "addend");
-        } catch (RuntimeException e) {
-            pending = product;
-            launchPending();
-            throw e;
-        }
-        boolean whole = g.isVector() && g.rowLength() == acc.width() && o.width() == acc.width();
-        boolean rounds = n > 0 && roundOnce && n <= MATVEC_MAX_TOKENS && o.rounded != null;
-        if (product != null && product.out() == x && product.n() == n && whole && rounds) {
-            normingLaunches++;
-            launch(product.norming(), product.name() + " + add_rms_norm_rounded", product.gridX(), n, product.block(),
-                    appended(product.args(), acc.data, acc.pitch, g.data(), eps, o.data, o.pitch, o.rounded,
-                            o.groupCounters()));
-            roundedBuffer = o;
-            roundedCount = n;
-            roundedAt = operations;
-            return;
-        }
-        if (product != null) {
-            pending = product;
-            launchPending();
-        }
-        if (!whole) {
+        CudaActivations acc = act(accumulator);
+        CudaActivations x = act(in);
+        CudaActivations o = act(out);
+        CudaWeight g = weight(gain);
+        requireRows(n, acc);
+        requireRows(n, x);
+        requireRows(n, o);
+        requireWidth(x, acc.width(), "addend");
+        if (!g.isVector() || g.rowLength() != acc.width() || o.width() != acc.width()) {
             Backend.super.addRmsNorm(accumulator, in, gain, eps, out, n);  // per-head groups: the two kernels
             return;
         }
-        if (rounds) {
+        if (n > 0 && roundOnce && n <= MATVEC_MAX_TOKENS && o.rounded != null) {
             launch(kernels.addRmsNormRounded, "add_rms_norm_rounded", n, 1, 256,
                     acc.data, acc.pitch, x.data, x.pitch, g.data(), acc.width(), eps, o.data, o.pitch, o.rounded);
             roundedBuffer = o;
@@ -1396,37 +1401,31 @@ public final class CudaBackend implements Backend {
             return;
         }
         int assignments = n * k;
-        Kernels.Format fg = kernels.format(gate.format());
-        Kernels.Format fu = kernels.format(up.format());
-        Kernels.Format fd = kernels.format(down.format());
+        Kernels.Format fg = kernels.format(gate);
+        Kernels.Format fu = kernels.format(up);
+        Kernels.Format fd = kernels.format(down);
         if (assignments <= DIRECT_EXPERT_ASSIGNMENTS) {
             int blocks = ceilDiv(ffn, MV_ROWS_PER_BLOCK);
             boolean roundsOnce = q8k(fd, ffn, k) && combineRoundsOnce && g.rounded != null
                     && assignments <= CudaActivations.roundedRows(g.capacity());
-            boolean rowsRounded = false;  // by the gate and up kernel's last blocks (pairRounds)
-            if (gate.format() == up.format()) {
+            if (fg == fu) {
                 if (profiler != null) {
                     note(role(gate) + "+" + role(up), (gate.rowBytes() + up.rowBytes()) * ffn * assignments,
                             4L * ffn * embd * assignments);
                 }
                 CUdeviceptr rounded = roundedRows(x, n, true);
-                rowsRounded = roundsOnce && pairRounds && q8k(fg, embd, 1);
                 if (rounded != null && q8k(fg, embd, 1)) {
                     roundedLaunches++;
                     Object[] args = {gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
                             rounded, k, r.ids, g.data, g.pitch};
-                    launch(rowsRounded ? fg.rounded().roundedPairRounding() : fg.rounded().matvecPair(),
-                            (rowsRounded ? "mvq_pair_rounded_round_" : "mvq_pair_rounded_") + gate.format(),
-                            mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments, 32 * MV_ROWS_PER_BLOCK,
-                            rowsRounded ? appended(args, g.rounded, g.groupCounters()) : args);
+                    launch(fg.rounded().matvecPair(), "mvq_pair_rounded_" + gate.format(),
+                            mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments, 32 * MV_ROWS_PER_BLOCK, args);
                 } else if (q8k(fg, embd, 1)) {
-                    Object[] args = {gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
-                            x.data, x.pitch, k, r.ids, g.data, g.pitch};
-                    launchShared(rowsRounded ? fg.rounded().pairRounding() : fg.q8kMatvecPair(),
-                            rowsRounded ? "mvq_pair_round_" + gate.format() : "mvq_pair_" + gate.format(),
+                    launchShared(fg.q8kMatvecPair(), "mvq_pair_" + gate.format(),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments,
-                            32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(embd, 1),
-                            rowsRounded ? appended(args, g.rounded, g.groupCounters()) : args);
+                            32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(embd, 1), gate.data(), up.data(),
+                            gate.expertStride(), gate.rowBytes(), embd, ffn, experts, x.data, x.pitch, k, r.ids,
+                            g.data, g.pitch);
                 } else {
                     launch(fg.matvecPair(), "mv_pair_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                             gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
@@ -1447,9 +1446,7 @@ public final class CudaBackend implements Backend {
                         x.data, x.pitch, k, r.ids, u.data, u.pitch);
                 elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
             }
-            if (rowsRounded) {
-                pairRoundingLaunches++;
-            } else if (roundsOnce) {
+            if (roundsOnce) {
                 launch(kernels.roundRows, "round_rows", assignments, 1, 256, g.data, g.pitch, ffn, g.rounded);
             }
             if (profiler != null) {
@@ -1457,17 +1454,10 @@ public final class CudaBackend implements Backend {
             }
             if (roundsOnce) {
                 roundedLaunches++;
-                Object[] args = {down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts, g.rounded,
-                        r.ids, r.weights, k, out.data, out.pitch};
-                String name = "mvq_combine_rounded_" + down.format();
-                int gridX = mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n);
-                Kernels.Combine combine = fd.q8kCombine();
-                if (mayNormInProduct(n, combine.roundedNorm())) {
-                    pending = new PendingProduct(combine.rounded(), combine.roundedNorm(), name, gridX, n,
-                            32 * MVQ_COMBINE_ROWS_PER_BLOCK, args, out);
-                } else {
-                    launch(combine.rounded(), name, gridX, n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK, args);
-                }
+                launch(fd.q8kCombine().rounded(), "mvq_combine_rounded_" + down.format(),
+                        mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
+                        down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts, g.rounded, r.ids,
+                        r.weights, k, out.data, out.pitch);
             } else if (q8k(fd, ffn, k)) {
                 launchShared(fd.q8kCombine().plain(), "mvq_combine_" + down.format(),
                         mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
@@ -1488,7 +1478,7 @@ public final class CudaBackend implements Backend {
                 xs.data, xs.pitch, embd);
         // round as the one-token kernels do (mvq_pair, mvq_combine), so that prompts and steps agree: into int8
         // for the tensor-core kernels, in place for the others
-        boolean gateUpQ8k = gate.format() == up.format() && q8k(fg, embd, 1);
+        boolean gateUpQ8k = fg == fu && q8k(fg, embd, 1);
         Quantized qx = null;
         if (gateUpQ8k && fg.q8kMatmul() != null) {
             qx = quantizedQ8k(xs.data, xs.pitch, assignments, embd);
@@ -1654,11 +1644,9 @@ public final class CudaBackend implements Backend {
         RuntimeException failure = null;
         try {
             step.run();
-            launchPending();
         } catch (RuntimeException e) {
             failure = e;
         } finally {
-            pending = null;
             capture = null;
         }
         CUgraph graph = new CUgraph();
@@ -1951,33 +1939,12 @@ public final class CudaBackend implements Backend {
         return next || afterOneRoute ? x.rounded : null;
     }
 
-    /** Turns the rounding in the gate and up kernel on or off (tests compare both); see {@link #pairRounds}. */
-    synchronized void usePairRounds(boolean on) {
-        pairRounds = on;
+    /** Whether Q3_K matrices bound from now on are padded (tests compare both); see {@link #padQ3k}. */
+    synchronized void usePadQ3k(boolean on) {
+        padQ3k = on;
     }
 
-    synchronized boolean pairRounds() { return pairRounds; }
-
-    synchronized long pairRoundingLaunches() { return pairRoundingLaunches; }
-
-    /** A kernel's arguments {@code args}, then {@code more}: those a fused twin takes after its plain kernel's. */
-    private static Object[] appended(Object[] args, Object... more) {
-        Object[] all = Arrays.copyOf(args, args.length + more.length);
-        System.arraycopy(more, 0, all, args.length, more.length);
-        return all;
-    }
-
-    /** Turns the norms in the products before them on or off (tests compare both); see {@link #fuseNorms}. */
-    synchronized void useFuseNorms(boolean on) {
-        bindContext();
-        launchPending();
-        fuseNorms = on;
-    }
-
-    synchronized boolean fuseNorms() { return fuseNorms; }
-
-    /** Launches of products that normed their output so far (tests: the experiment really ran). */
-    synchronized long normingLaunches() { return normingLaunches; }
+    boolean padQ3k() { return padQ3k; }
 
     /** Chooses the fused routing's warps per block, 1 or 4 (tests compare both); see {@link #routeWarps}. */
     synchronized void useRouteWarps(int warps) {

@@ -10,11 +10,13 @@ import moe4j.kernels.Weight;
  * ({@code format} F32), since they are read as plain vectors.
  *
  * @param format       layout of {@code data}
+ * @param padded       whether {@code data}'s blocks are padded to 16-byte alignment (Q3_K's 110 bytes to 112; see
+ *                     {@link CudaBackend#bind}), so that the kernels for that layout must read it
  * @param rowBytes     bytes of one row of {@code data}
  * @param expertStride bytes from one stacked matrix to the next
  */
 record CudaWeight(String name, GgmlType type, int rowLength, int rows, int experts, CUdeviceptr data,
-                  GgmlType format, long rowBytes, long expertStride) implements Weight {
+                  GgmlType format, boolean padded, long rowBytes, long expertStride) implements Weight {
 
     boolean isVector() {
         return (long) rows * experts == 1;

@@ -50,18 +50,12 @@ final class Kernels {
 
     /**
      * The experts' down projection and combine (mvq_combine_*): rounding the SwiGLU rows in every block (plain) or
-     * reading them rounded once (round_rows or the gate and up kernel); roundedNorm also adds its output to the
-     * residual stream and norms it (mvq_combine_rounded_norm_*).
+     * reading them rounded once (round_rows).
      */
-    record Combine(CUfunction plain, CUfunction rounded, CUfunction roundedNorm) {}
+    record Combine(CUfunction plain, CUfunction rounded) {}
 
-    /**
-     * The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded); matvecNorm also
-     * adds its output to the residual stream and norms it (mvq_rounded_norm_*); the pairs' {@code rounding} twins
-     * also round their SwiGLU rows for the down projection (mvq_pair_round_*, mvq_pair_rounded_round_*).
-     */
-    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair, CUfunction matvecNorm,
-                   CUfunction pairRounding, CUfunction roundedPairRounding) {}
+    /** The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded). */
+    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair) {}
 
     /**
      * The formats whose batched products run on the tensor cores with activations rounded to Q8_K;
@@ -73,6 +67,8 @@ final class Kernels {
 
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
+    /** Q3_K in blocks padded from 110 to 112 bytes (the *_q3_kp kernels). */
+    final Format paddedQ3k;
     final CUfunction rmsNorm;
     final CUfunction addRmsNorm;
     final CUfunction addRmsNormRounded;
@@ -115,19 +111,9 @@ final class Kernels {
                     ? " (the NVIDIA driver is older than the nvcc that made the PTX; update the driver)" : ""));
         }
         for (GgmlType t : FORMATS) {
-            String s = t.name().toLowerCase(Locale.ROOT);
-            boolean q8k = Q8K_FORMATS.contains(t);
-            formats.put(t, new Format(function("mv_" + s), function("mv_pair_" + s), function("mv_combine_" + s),
-                    function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
-                    q8k ? function("mvq_multi_" + s) : null,
-                    q8k ? function("mvq_pair_" + s) : null,
-                    q8k ? new Combine(function("mvq_combine_" + s), function("mvq_combine_rounded_" + s),
-                            function("mvq_combine_rounded_norm_" + s)) : null,
-                    MMQ_FORMATS.contains(t) ? function("mmq_" + s) : null,
-                    q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
-                            function("mvq_pair_rounded_" + s), function("mvq_rounded_norm_" + s),
-                            function("mvq_pair_round_" + s), function("mvq_pair_rounded_round_" + s)) : null));
+            formats.put(t, format(t.name().toLowerCase(Locale.ROOT), Q8K_FORMATS.contains(t), MMQ_FORMATS.contains(t)));
         }
+        paddedQ3k = format("q3_kp", true, MMQ_FORMATS.contains(GgmlType.Q3_K));
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");
         addRmsNormRounded = function("add_rms_norm_rounded");
@@ -182,6 +168,23 @@ final class Kernels {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read the CUDA kernels " + resource, e);
         }
+    }
+
+    /** The kernels whose names end in {@code s}. */
+    private Format format(String s, boolean q8k, boolean mmq) {
+        return new Format(function("mv_" + s), function("mv_pair_" + s), function("mv_combine_" + s),
+                function("mm_" + s), function("rows_" + s), q8k ? function("mvq_" + s) : null,
+                q8k ? function("mvq_multi_" + s) : null,
+                q8k ? function("mvq_pair_" + s) : null,
+                q8k ? new Combine(function("mvq_combine_" + s), function("mvq_combine_rounded_" + s)) : null,
+                mmq ? function("mmq_" + s) : null,
+                q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
+                        function("mvq_pair_rounded_" + s)) : null);
+    }
+
+    /** The kernels that read {@code w} as it lies in device memory. */
+    Format format(CudaWeight w) {
+        return w.padded() ? paddedQ3k : format(w.format());
     }
 
     Format format(GgmlType type) {

@@ -834,102 +834,6 @@ class CudaBackendTest {
     }
 
     /**
-     * Products of a recorded decode step that leave the residual add and norm after them to their last block per row
-     * (-Dmoe4j.cuda.fuseNorms) give exactly the results of the separate launches: an output projection (Q4_K, and Q6_K
-     * in another width) and the experts' down projection, each followed by a norm of its output, then a product that
-     * is not (launched when the next operation comes). Rows of 512 and 4352 (wider than the norm's register path),
-     * twice in a row through the same buffers, so that a row counter left non-zero shows.
-     */
-    @ParameterizedTest(name = "{0} tokens, rows of {1}, output projection {2}")
-    @CsvSource({"1, 512, Q4_K", "3, 512, Q6_K", "1, 4352, Q4_K"})
-    void normsInTheProductsBeforeThemGiveExactlyTheirResults(int n, int embd, GgmlType outputType) {
-        int experts = 8;
-        int k = 2;
-        int ffn = 256;
-        Weight gain = gpu.bind(f32Tensor("gain", randomFloats(embd, 1f), embd));
-        Weight wo = gpu.bind(randomTensor("wo", outputType, embd, embd));
-        Weight router = gpu.bind(f32Tensor("router", randomFloats(embd * experts, 0.05f), embd, experts));
-        Weight gate = gpu.bind(randomTensor("gate", GgmlType.Q4_K, embd, ffn, experts));
-        Weight up = gpu.bind(randomTensor("up", GgmlType.Q4_K, embd, ffn, experts));
-        Weight down = gpu.bind(randomTensor("down", GgmlType.Q6_K, ffn, embd, experts));
-        Weight after = gpu.bind(randomTensor("after", GgmlType.Q4_K, embd, 256));
-        float[] residual = randomFloats(n * embd, 1f);
-        float[] addend = randomFloats(n * embd, 1f);
-        // separate launches; norms in the products; that and the SwiGLU rows rounded in the gate and up kernel
-        float[][][] results = new float[3][][];
-        long[] norming = new long[3];
-        long[] pairRoundings = new long[3];
-        long[] roundedReads = new long[3];
-        boolean fuse = gpu.fuseNorms();
-        boolean pairRounds = gpu.pairRounds();
-        boolean roundOnce = gpu.roundOnce();
-        boolean combineRoundsOnce = gpu.combineRoundsOnce();
-        for (int mode = 0; mode < 3; mode++) {
-            // what the two norming kernels extend: rows rounded once, the down projection reading them so
-            gpu.useRoundOnce(true);
-            gpu.useCombineRoundsOnce(true);
-            gpu.useFuseNorms(mode >= 1);
-            gpu.usePairRounds(mode == 2);
-            long before = gpu.normingLaunches();
-            long roundingBefore = gpu.pairRoundingLaunches();
-            long readsBefore = gpu.roundedLaunches();
-            try (StepRecorder recorder = gpu.stepRecorder();
-                 ExpertRouting routing = gpu.allocateRouting(experts, k, n);
-                 ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
-                 Activations acc = fill(gpu, residual, n, embd);
-                 Activations x = fill(gpu, addend, n, embd);
-                 Activations normed = gpu.allocate(n, embd);
-                 Activations projected = poisoned(n, embd);
-                 Activations logits = poisoned(n, experts);
-                 Activations moe = poisoned(n, embd);
-                 Activations last = poisoned(n, 256)) {
-                Runnable step = () -> {
-                    gpu.addRmsNorm(acc, x, gain, 1e-6f, normed, n);
-                    gpu.matmul(wo, normed, projected, n);
-                    gpu.addRmsNorm(acc, projected, gain, 1e-6f, normed, n);
-                    gpu.route(router, normed, logits, n, routing);
-                    gpu.experts(gate, up, down, normed, routing, buffers, moe, n);
-                    gpu.addRmsNorm(acc, moe, gain, 1e-6f, normed, n);
-                    gpu.matmul(wo, normed, projected, n);  // not followed by a norm of its output
-                    gpu.matmul(after, projected, last, n);
-                };
-                recorder.run("step", 0, 0, step);
-                recorder.run("step", 0, 0, step);
-                norming[mode] = gpu.normingLaunches() - before;
-                pairRoundings[mode] = gpu.pairRoundingLaunches() - roundingBefore;
-                roundedReads[mode] = gpu.roundedLaunches() - readsBefore;
-                results[mode] = new float[][] {rows(gpu, acc, n), rows(gpu, normed, n), rows(gpu, projected, n),
-                        rows(gpu, logits, n), rows(gpu, moe, n), rows(gpu, last, n)};
-            } finally {
-                gpu.useFuseNorms(fuse);
-                gpu.usePairRounds(pairRounds);
-                gpu.useRoundOnce(roundOnce);
-                gpu.useCombineRoundsOnce(combineRoundsOnce);
-            }
-        }
-        assertEquals(0, norming[0], "products that normed their output with the experiment off");
-        // recorded once, replayed once: two norms taken into the products they follow
-        long recorded = CudaBackend.graphsEnabled() ? 2 : 0;
-        assertArrayEquals(new long[] {0, recorded, recorded}, norming, "products that normed their output");
-        // the gate and up kernel reads the rounded normed rows (mvq_pair_rounded_round_*), recorded or not: counted
-        // once in a recording, twice without
-        assertArrayEquals(new long[] {0, 0, CudaBackend.graphsEnabled() ? 1 : 2}, pairRoundings,
-                "gate and up kernels that rounded their rows");
-        // the output projections, the gate and up kernel and the down projection read rounded rows in every mode:
-        // the twins take the place of those kernels, reading what they read
-        long steps = CudaBackend.graphsEnabled() ? 1 : 2;
-        assertArrayEquals(new long[] {4 * steps, 4 * steps, 4 * steps}, roundedReads,
-                "launches that read rounded rows");
-        String[] what = {"residual stream", "normed rows", "output projection", "router logits", "experts",
-                "product after a product"};
-        for (int mode = 1; mode < 3; mode++) {
-            for (int i = 0; i < what.length; i++) {
-                assertClose(results[0][i], results[mode][i], 0, what[i] + ", mode " + mode);
-            }
-        }
-    }
-
-    /**
      * One-token attention rounding its output once (-Dmoe4j.cuda.attentionRounds) gives the output projection right
      * after it exactly the results of that product rounding the output in its own blocks, and leaves the attention
      * output as it was: heads of 128 in pairs, 1 and 3 tokens from position 37, both cache types; three queries in turn
@@ -989,10 +893,9 @@ class CudaBackendTest {
     }
 
     /**
-     * The experts' down projection and combine reading the SwiGLU rows rounded once (-Dmoe4j.cuda.combineRoundsOnce),
-     * by round_rows or by the gate and up kernel's last blocks (-Dmoe4j.cuda.pairRounds, where gate and up share a
-     * format), gives exactly the results of rounding them in every block: the same integers, the same sums in the
-     * same order.
+     * The experts' down projection and combine reading the SwiGLU rows rounded once by round_rows
+     * (-Dmoe4j.cuda.combineRoundsOnce) gives exactly the results of rounding them in every block: the same integers,
+     * the same sums in the same order.
      */
     @ParameterizedTest(name = "{0} tokens, {1} experts each, gate {2}, down {3}, {4} -> {5}")
     @CsvSource({"1, 4, Q4_K, Q6_K, 256, 768", "3, 4, Q4_K, Q3_K, 256, 768", "1, 4, Q4_K, Q4_K, 2304, 1280",
@@ -1008,25 +911,20 @@ class CudaBackendTest {
         float[] logits = randomFloats(n * experts, 2f);
         boolean roundsOnce = gpu.combineRoundsOnce();
         boolean roundOnce = gpu.roundOnce();
-        boolean pairRounds = gpu.pairRounds();
-        float[][] results = new float[3][];
-        long[] roundedLaunches = new long[3];
-        long[] pairRoundings = new long[3];
+        float[][] results = new float[2][];
+        long[] roundedLaunches = new long[2];
         try {
             gpu.useRoundOnce(true);  // the buffers below get room for rounded rows
             try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
                  ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
                  Activations in = fill(gpu, x, n, embd)) {
                 gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
-                for (int mode = 0; mode < 3; mode++) {
-                    gpu.useCombineRoundsOnce(mode >= 1);
-                    gpu.usePairRounds(mode == 2);
+                for (int mode = 0; mode < 2; mode++) {
+                    gpu.useCombineRoundsOnce(mode == 1);
                     try (Activations out = poisoned(n, embd)) {  // every row must be written again
                         long before = gpu.roundedLaunches();
-                        long roundingBefore = gpu.pairRoundingLaunches();
                         gpu.experts(gate, up, down, in, routing, buffers, out, n);
                         roundedLaunches[mode] = gpu.roundedLaunches() - before;
-                        pairRoundings[mode] = gpu.pairRoundingLaunches() - roundingBefore;
                         results[mode] = rows(gpu, out, n);
                     }
                 }
@@ -1034,16 +932,10 @@ class CudaBackendTest {
         } finally {
             gpu.useCombineRoundsOnce(roundsOnce);
             gpu.useRoundOnce(roundOnce);
-            gpu.usePairRounds(pairRounds);
         }
-        String[] what = {"rounded in every block", "rounded once", "rounded once by the gate and up kernel"};
-        for (int mode = 1; mode < 3; mode++) {
-            assertClose(results[0], results[mode], 0, "experts, " + what[mode] + " against " + what[0]);
-        }
-        // the gate and up products read x as it is (no norm rounded it), so only the rounded down projections count
-        assertArrayEquals(new long[] {0, 1, 1}, roundedLaunches, "launches that read rounded rows");
-        long fused = gateType == GgmlType.Q4_K ? 1 : 0;  // up is Q4_K: one gate and up kernel, or two products
-        assertArrayEquals(new long[] {0, 0, fused}, pairRoundings, "gate and up kernels that rounded their rows");
+        assertClose(results[0], results[1], 0, "experts, rounded once against rounded in every block");
+        // the gate and up products read x as it is (no norm rounded it), so only the rounded down projection counts
+        assertArrayEquals(new long[] {0, 1}, roundedLaunches, "launches that read rounded rows");
     }
 
     static Stream<Arguments> expertCases() {
@@ -1249,6 +1141,95 @@ class CudaBackendTest {
                     buffers, fromBound, n);
             assertArrayEquals(rows(gpu, fromBound, n), rows(gpu, fromStaged, n), 0f, "experts of staged stacks");
         }
+    }
+
+    /**
+     * Q3_K matrices kept in blocks padded to 112 bytes (-Dmoe4j.cuda.padQ3k) give exactly the results of the file's
+     * 110-byte layout through every kernel that reads Q3_K: the embedding rows, one to three matrices of one input (the
+     * rounded rows of a norm, and rows rounded in the products' blocks), the experts (gate and up, down and combine;
+     * grouped by expert and on the tensor cores for 40 tokens), and experts staged into an area.
+     */
+    @ParameterizedTest(name = "{0} tokens")
+    @ValueSource(ints = {1, 3, 40})
+    void paddedQ3kBlocksGiveExactlyTheResultsOfTheFileLayout(int n) {
+        int embd = 512;
+        int qRows = 1280;  // above MATVEC_MAX_ROWS_ANY_BATCH: the tensor cores for 40 tokens
+        int ffn = 768;
+        int experts = 8;
+        int k = 2;
+        int vocab = 37;
+        GgufTensor emb = randomTensor("emb", GgmlType.Q3_K, embd, vocab);
+        GgufTensor gain = f32Tensor("gain", randomFloats(embd, 1f), embd);
+        GgufTensor wq = randomTensor("wq", GgmlType.Q3_K, embd, qRows);
+        GgufTensor wk = randomTensor("wk", GgmlType.Q3_K, embd, 128);
+        GgufTensor wv = randomTensor("wv", GgmlType.Q3_K, embd, 128);
+        GgufTensor wo = randomTensor("wo", GgmlType.Q3_K, qRows, embd);
+        List<GgufTensor> stacks = List.of(randomTensor("gate", GgmlType.Q3_K, embd, ffn, experts),
+                randomTensor("up", GgmlType.Q3_K, embd, ffn, experts),
+                randomTensor("down", GgmlType.Q3_K, ffn, embd, experts));
+        int[] tokens = new int[n];
+        for (int t = 0; t < n; t++) {
+            tokens[t] = random.nextInt(vocab);
+        }
+        float[] addend = randomFloats(n * embd, 1f);
+        float[] logits = randomFloats(n * experts, 2f);
+        String[] what = {"embedding", "residual", "normed", "queries", "keys", "values", "output projection",
+                "experts", "staged experts"};
+        float[][][] results = new float[2][][];
+        long[] staged = new long[2];
+        boolean padded = gpu.padQ3k();
+        try {
+            for (int mode = 0; mode < 2; mode++) {
+                gpu.usePadQ3k(mode == 1);
+                Weight q = gpu.bind(wq);
+                assertEquals(mode == 1, ((CudaWeight) q).padded(), "Q3_K bound with padding " + (mode == 1));
+                Weight[] bound = {gpu.bind(stacks.get(0)), gpu.bind(stacks.get(1)), gpu.bind(stacks.get(2))};
+                staged[mode] = stacks.stream().mapToLong(gpu::stagedBytes).sum();
+                try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+                     ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
+                     StagingArea area = gpu.allocateStaging(staged[mode]);
+                     Activations acc = poisoned(n, embd);
+                     Activations x = fill(gpu, addend, n, embd);
+                     Activations normed = gpu.allocate(n, embd);
+                     Activations queries = poisoned(n, qRows);
+                     Activations keys = poisoned(n, 128);
+                     Activations values = poisoned(n, 128);
+                     Activations projected = poisoned(n, embd);
+                     Activations moe = poisoned(n, embd);
+                     Activations moeStaged = poisoned(n, embd)) {
+                    gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
+                    gpu.embed(gpu.bind(emb), tokens, 0, n, acc);
+                    float[] embedded = rows(gpu, acc, n);
+                    Weight g = gpu.bind(gain);
+                    gpu.addRmsNorm(acc, x, g, 1e-6f, normed, n);
+                    gpu.matmul3(q, queries, gpu.bind(wk), keys, gpu.bind(wv), values, normed, n);
+                    gpu.matmul(gpu.bind(wo), queries, projected, n);
+                    gpu.addRmsNorm(acc, projected, g, 1e-6f, normed, n);
+                    gpu.experts(bound[0], bound[1], bound[2], normed, routing, buffers, moe, n);
+                    gpu.beginStaging(area);
+                    Weight[] inArea = new Weight[3];
+                    long offset = 0;
+                    for (int i = 0; i < 3; i++) {
+                        inArea[i] = gpu.stage(stacks.get(i), area, offset);
+                        offset += gpu.stagedBytes(stacks.get(i));
+                    }
+                    gpu.experts(inArea[0], inArea[1], inArea[2], normed, routing, buffers, moeStaged, n);
+                    results[mode] = new float[][] {embedded, rows(gpu, acc, n), rows(gpu, normed, n),
+                            rows(gpu, queries, n), rows(gpu, keys, n), rows(gpu, values, n), rows(gpu, projected, n),
+                            rows(gpu, moe, n), rows(gpu, moeStaged, n)};
+                }
+            }
+        } finally {
+            gpu.usePadQ3k(padded);
+        }
+        long paddedBytes = stacks.stream().mapToLong(t -> t.rowCount()
+                * (t.rowBytes() / 110 * 112 + CudaBackend.PAD_Q3K_ROW_EXTRA)).sum();
+        assertEquals(paddedBytes, staged[1], 256 * 3, "staged bytes of padded stacks");
+        assertTrue(staged[1] > staged[0], "padding makes the stacks larger: " + staged[0] + " -> " + staged[1]);
+        for (int i = 0; i < what.length; i++) {
+            assertArrayEquals(results[0][i], results[1][i], 0f, what[i] + ", padded against the file's layout");
+        }
+        assertArrayEquals(results[0][7], results[0][8], 0f, "staged experts against bound ones");
     }
 
     // ------------------------------------------------------------ memory
