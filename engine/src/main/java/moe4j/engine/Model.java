@@ -125,7 +125,7 @@ public final class Model implements AutoCloseable {
                 backends.put(device.toString(), backend);
                 if (backend instanceof CudaBackend cuda) {
                     // fail before a long upload rather than part-way through it
-                    long weights = file.tensors().stream().mapToLong(GgufTensor::byteSize).sum();
+                    long weights = file.tensors().stream().mapToLong(cuda::deviceBytes).sum();
                     cuda.requireFree(weights, "the weights of " + path.getFileName());
                 }
                 ModelGraph graph = Architectures.load(config, file, BackendAssignment.single(backend, config.layers()),

@@ -578,6 +578,11 @@ public final class CudaBackend implements Backend {
         return a;
     }
 
+    /** Bytes {@code tensor} takes in device memory once bound (its blocks padded, see {@link #padQ3k}). */
+    public long deviceBytes(GgufTensor tensor) {
+        return shape(tensor).deviceBytes();
+    }
+
     /** Whole 256-byte units, so that every staged tensor starts as aligned as an allocation of its own. */
     @Override
     public long stagedBytes(GgufTensor tensor) {
