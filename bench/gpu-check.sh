@@ -18,8 +18,10 @@
 #   PROFILE_EXTRA=synthetic:qwen3-235b-a22b:Q3_K_M/16 ... also profiles that model (GpuBench's model names)
 #   CPU_BENCH=1 bench/gpu-check.sh  also times generation on the CPU backend alone (all cores)
 #   DECODE_AB=0 bench/gpu-check.sh  skips the decode A/B: profiles of 16 Qwen3-235B-A22B layers, and generation on the
-#                                 model above, with each variant of DECODE_VARIANTS (default: the defaults alone);
-#                                 AB_GEN=0 profiles only (e.g. for Q3_K options: the 30B shape has no Q3_K)
+#                                 model above, with each variant of DECODE_VARIANTS (default: the defaults, and the gate
+#                                 and up kernel compiled for 8 blocks a multiprocessor, -Dmoe4j.cuda.pairOccupancy=8,
+#                                 not yet measured); AB_GEN=0 profiles only (e.g. for options that change only Q3_K or
+#                                 Q6_K kernels: the 30B shape's gate and up are Q4_K)
 #   DECODE_VARIANTS="default routeWarps=4" AB_REPS=2 ... the variants ('+' joins options), e.g. the measured ones
 #                                 switched back: roundOnce=false mvqBlocksPerSm=4 routeWarps=4 attentionRounds=false
 #                                 combineRoundsOnce=false padQ3k=false
@@ -227,7 +229,7 @@ fi
 # 4a. Decode A/B on 16 layers of the 235B shape (profiled) and on the model above (generation): the defaults against
 # the variants of DECODE_VARIANTS
 if [ "${DECODE_AB:-1}" = 1 ]; then
-    for variant in ${DECODE_VARIANTS:-default}; do
+    for variant in ${DECODE_VARIANTS:-default pairOccupancy=8}; do
         if [ "$(time_left)" -lt 40 ]; then row "235B/16 decode, $variant" "skipped: DEADLINE near"; continue; fi
         extra=()
         # a variant joins several options with '+', e.g. roundOnce=false+routeWarps=4

@@ -640,6 +640,14 @@ extern "C" __global__ void __launch_bounds__(256)
         mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
                                 yStride, blockIdx.x, gridDim.x, R);                                                  \
     }                                                                                                                \
+    /* the same with 8 blocks a multiprocessor asked of ptxas (-Dmoe4j.cuda.pairOccupancy=8): at most 64 registers */ \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 8)                                                 \
+        mvq_pair_rounded_o8_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes,  \
+                                   int K, int rows, int experts, const uint8_t* R, int xDiv, const int* ids,         \
+                                   float* Y, int yStride) {                                                          \
+        mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
+                                yStride, blockIdx.x, gridDim.x, R);                                                  \
+    }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
         mvq_combine_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \
                            int experts, const float* H, int hStride, const int* ids, const float* weights,           \

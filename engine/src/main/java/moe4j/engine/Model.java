@@ -125,7 +125,8 @@ public final class Model implements AutoCloseable {
                 backends.put(device.toString(), backend);
                 if (backend instanceof CudaBackend cuda) {
                     // fail before a long upload rather than part-way through it
-                    long weights = file.tensors().stream().mapToLong(cuda::deviceBytes).sum();
+                    long weights = file.tensors().stream()
+                            .mapToLong(t -> CudaBackend.heldBytes(t.type(), t.dims(), t.byteSize())).sum();
                     cuda.requireFree(weights, "the weights of " + path.getFileName());
                 }
                 ModelGraph graph = Architectures.load(config, file, BackendAssignment.single(backend, config.layers()),

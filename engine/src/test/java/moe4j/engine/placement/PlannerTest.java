@@ -90,6 +90,26 @@ class PlannerTest {
         return EMBEDDING + m.layers() * (ATTENTION_BLOCK + FFN_BLOCK) + OUTPUT_NORM + (m.tiedEmbeddings() ? 0 : HEAD);
     }
 
+    /**
+     * A GPU holds Q3_K matrices padded (112 bytes a block, rows 16 bytes more; CudaBackend.heldBytes), which the
+     * planner counts where a GPU holds them: the Qwen3-235B-A22B Q3_K_M preset's gate and up experts are Q3_K.
+     */
+    @Test
+    void whatAGpuHoldsOfQ3kMatricesIsTheirPaddedSize() {
+        ModelFootprint m = ModelFootprint.preset("qwen3-235b-a22b:Q3_K_M");
+        TensorFootprint gate = m.tensors().stream().filter(t -> t.name().equals("blk.0.ffn_gate_exps.weight"))
+                .findFirst().orElseThrow();
+        long rows = 1536L * 128;
+        assertEquals(rows * 16 * 110, gate.bytes(), "the file's bytes: 16 blocks of 110 a row");
+        assertEquals(rows * (16 * 112 + 16), gate.gpuBytes(), "on a GPU: 16 blocks of 112 and 16 bytes a row");
+        TensorFootprint norm = m.tensors().stream().filter(t -> t.name().equals("blk.0.attn_norm.weight"))
+                .findFirst().orElseThrow();
+        assertEquals(norm.bytes(), norm.gpuBytes(), "an f32 vector as it is");
+        long gpuTotal = m.tensors().stream().mapToLong(TensorFootprint::gpuBytes).sum();
+        long fileTotal = m.tensors().stream().mapToLong(TensorFootprint::bytes).sum();
+        assertTrue(gpuTotal > fileTotal && gpuTotal < fileTotal * 1.03, fileTotal + " -> " + gpuTotal);
+    }
+
     @Test
     void classifiesTensorsByName() {
         assertEquals(Part.TOKEN_EMBEDDING, ModelFootprint.classify("token_embd.weight", 1).part());

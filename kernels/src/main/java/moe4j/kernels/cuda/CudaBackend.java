@@ -6,6 +6,7 @@ import static moe4j.kernels.BackendChecks.requireWidth;
 import static moe4j.kernels.cuda.CudaDriver.check;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -106,11 +107,12 @@ public final class CudaBackend implements Backend {
     /** Whether a new backend pads Q3_K blocks (see {@link #padQ3k}). */
     private static final boolean PAD_Q3K = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.padQ3k"));
     /**
-     * Bytes after each padded Q3_K row, so that the rows of the tensor-core tiles do not lie a multiple of 256 bytes
-     * apart: rows of 4096 values padded are 1792 bytes, 7 x 256, and the prompt's Q3_K products ran 24% slower so (H200,
-     * run 23; 16 or 48 bytes more, as fast as the file's layout).
+     * Bytes after each padded Q3_K row (twice as many where that would make the row a multiple of 256 bytes), so that
+     * the rows of the tensor-core tiles do not lie a multiple of 256 bytes apart: rows of 4096 values padded are 1792
+     * bytes, 7 x 256, and the prompt's Q3_K products ran 24% slower so (H200, run 24; 16 or 48 bytes more, as fast as
+     * the file's layout).
      */
-    static final int PAD_Q3K_ROW_EXTRA = 16;
+    private static final int PAD_Q3K_ROW_EXTRA = 16;
     private static final int MM_ROWS = 128;
     private static final int MM_TOKENS = 64;
     /** Weight rows, token rows and threads of a tensor-core tile ({@code mmq_*}). */
@@ -198,6 +200,13 @@ public final class CudaBackend implements Backend {
      * file's layout.
      */
     private volatile boolean padQ3k = PAD_Q3K;
+    /**
+     * Blocks a multiprocessor the experts' gate and up kernel of one-token steps is compiled for: 4, or 8
+     * (mvq_pair_rounded_o8_*, {@code -Dmoe4j.cuda.pairOccupancy=8}, an experiment not yet measured on a GPU; the same
+     * bits). Nsight Compute (H200, run 23) had the padded Q3_K kernel at 78 registers, so 6 blocks of 4 warps resident,
+     * 32% achieved occupancy, its compute busier than its memory; with 8 asked ptxas fits it in 60 registers, no spills.
+     */
+    private int pairOccupancy = eitherProperty("moe4j.cuda.pairOccupancy", 4, 8);
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
     private long operations;
     /** The buffer whose first {@link #roundedCount} rows operation {@link #roundedAt} (a norm or attention) rounded. */
@@ -406,8 +415,11 @@ public final class CudaBackend implements Backend {
      * Bytes of a Q3_K row of {@code fileRowBytes} padded (see {@link #padQ3k}), or -1 for a row longer than a staging
      * buffer, which keeps the file's layout (a row is staged whole).
      */
-    private static long paddedQ3kRowBytes(long fileRowBytes) {
+    static long paddedQ3kRowBytes(long fileRowBytes) {
         long padded = fileRowBytes / 110 * 112 + PAD_Q3K_ROW_EXTRA;
+        if (padded % 256 == 0) {
+            padded += PAD_Q3K_ROW_EXTRA;
+        }
         return padded <= STAGING_BYTES ? padded : -1;
     }
 
@@ -578,11 +590,6 @@ public final class CudaBackend implements Backend {
         return a;
     }
 
-    /** Bytes {@code tensor} takes in device memory once bound (its blocks padded, see {@link #padQ3k}). */
-    public long deviceBytes(GgufTensor tensor) {
-        return shape(tensor).deviceBytes();
-    }
-
     /** Whole 256-byte units, so that every staged tensor starts as aligned as an allocation of its own. */
     @Override
     public long stagedBytes(GgufTensor tensor) {
@@ -659,13 +666,18 @@ public final class CudaBackend implements Backend {
             MemorySegment.copy(src, offset, pinned, at, len);
             return;
         }
-        pinned.asSlice(at, len).fill((byte) 0);
         long blocks = padding.fileRow() / padding.from();
+        long rowEnd = blocks * padding.to();
         long fileRow = offset / padding.deviceRow() * padding.fileRow();
         for (long row = at; row < at + len; row += padding.deviceRow(), fileRow += padding.fileRow()) {
             for (long b = 0; b < blocks; b++) {
-                MemorySegment.copy(src, fileRow + b * padding.from(), pinned, row + b * padding.to(), padding.from());
+                long to = row + b * padding.to();
+                MemorySegment.copy(src, fileRow + b * padding.from(), pinned, to, padding.from());
+                for (long gap = to + padding.from(); gap < to + padding.to(); gap++) {
+                    pinned.set(ValueLayout.JAVA_BYTE, gap, (byte) 0);
+                }
             }
+            pinned.asSlice(row + rowEnd, padding.deviceRow() - rowEnd).fill((byte) 0);
         }
     }
 
@@ -1423,7 +1435,9 @@ public final class CudaBackend implements Backend {
                     roundedLaunches++;
                     Object[] args = {gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
                             rounded, k, r.ids, g.data, g.pitch};
-                    launch(fg.rounded().matvecPair(), "mvq_pair_rounded_" + gate.format(),
+                    boolean o8 = pairOccupancy == 8;
+                    launch(o8 ? fg.rounded().matvecPairO8() : fg.rounded().matvecPair(),
+                            (o8 ? "mvq_pair_rounded_o8_" : "mvq_pair_rounded_") + gate.format(),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments, 32 * MV_ROWS_PER_BLOCK, args);
                 } else if (q8k(fg, embd, 1)) {
                     launchShared(fg.q8kMatvecPair(), "mvq_pair_" + gate.format(),
@@ -1943,6 +1957,16 @@ public final class CudaBackend implements Backend {
         boolean afterOneRoute = afterRoute && operations == roundedAt + 2 && routedAt == roundedAt + 1;
         return next || afterOneRoute ? x.rounded : null;
     }
+
+    /** Chooses the gate and up kernel's blocks a multiprocessor, 4 or 8 (tests compare both); see {@link #pairOccupancy}. */
+    synchronized void usePairOccupancy(int blocks) {
+        if (blocks != 4 && blocks != 8) {
+            throw new IllegalArgumentException("the gate and up kernel is compiled for 4 or 8 blocks, not " + blocks);
+        }
+        pairOccupancy = blocks;
+    }
+
+    synchronized int pairOccupancy() { return pairOccupancy; }
 
     /** Whether Q3_K matrices bound from now on are padded (tests compare both); see {@link #padQ3k}. */
     synchronized void usePadQ3k(boolean on) {

@@ -6,12 +6,12 @@ import moe4j.kernels.Weight;
 
 /**
  * A weight tensor in device memory. Matrices and expert stacks keep the file's blocks ({@code format} is
- * the tensor's type); single-row tensors (norm gains) are decoded once on the host and held as f32
- * ({@code format} F32), since they are read as plain vectors.
+ * the tensor's type), Q3_K's padded to 16-byte alignment ({@code padded}); single-row tensors (norm gains) are decoded
+ * once on the host and held as f32 ({@code format} F32), since they are read as plain vectors.
  *
  * @param format       layout of {@code data}
- * @param padded       whether {@code data}'s blocks are padded to 16-byte alignment (Q3_K's 110 bytes to 112; see
- *                     {@link CudaBackend#bind}), so that the kernels for that layout must read it
+ * @param padded       whether {@code data}'s blocks lie 112 bytes apart instead of the file's 110 (Q3_K; see
+ *                     {@code CudaBackend.padQ3k}), so that the kernels for that layout must read it
  * @param rowBytes     bytes of one row of {@code data}
  * @param expertStride bytes from one stacked matrix to the next
  */

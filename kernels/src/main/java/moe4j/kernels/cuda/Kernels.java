@@ -54,8 +54,11 @@ final class Kernels {
      */
     record Combine(CUfunction plain, CUfunction rounded) {}
 
-    /** The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded). */
-    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair) {}
+    /**
+     * The Q8_K matrix-vector kernels that read activation rows rounded already (add_rms_norm_rounded); matvecPairO8
+     * is matvecPair compiled for 8 blocks a multiprocessor instead of 4 (mvq_pair_rounded_o8_*).
+     */
+    record Rounded(CUfunction matvec, CUfunction matvecMulti, CUfunction matvecPair, CUfunction matvecPairO8) {}
 
     /**
      * The formats whose batched products run on the tensor cores with activations rounded to Q8_K;
@@ -179,7 +182,7 @@ final class Kernels {
                 q8k ? new Combine(function("mvq_combine_" + s), function("mvq_combine_rounded_" + s)) : null,
                 mmq ? function("mmq_" + s) : null,
                 q8k ? new Rounded(function("mvq_rounded_" + s), function("mvq_multi_rounded_" + s),
-                        function("mvq_pair_rounded_" + s)) : null);
+                        function("mvq_pair_rounded_" + s), function("mvq_pair_rounded_o8_" + s)) : null);
     }
 
     /** The kernels that read {@code w} as it lies in device memory. */

@@ -1,6 +1,7 @@
 package moe4j.kernels.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -9,6 +10,8 @@ import java.lang.foreign.ValueLayout;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+
+import moe4j.gguf.GgmlType;
 
 /** The host side of padded Q3_K blocks: what the pinned staging buffers hold for the device, no GPU needed. */
 class BlockPaddingTest {
@@ -38,6 +41,27 @@ class BlockPaddingTest {
     @Test
     void deviceBytesCountWholePaddedRows() {
         assertEquals(7 * 352, PADDING.deviceBytes(7 * 330));
+    }
+
+    /**
+     * A row of b blocks takes 112 b + 16 bytes, 32 more where 112 b + 16 is a multiple of 256 (rows that far apart
+     * share cache sets in the tensor-core tiles); heldBytes counts that per row of a matrix, and a vector as f32.
+     */
+    @Test
+    void paddedRowsNeverLieAMultipleOf256BytesApart() {
+        assertEquals(16 * 112 + 16, CudaBackend.paddedQ3kRowBytes(16 * 110));  // rows of 4096 values: 1808
+        assertEquals(9 * 112 + 32, CudaBackend.paddedQ3kRowBytes(9 * 110));    // 1024 + 16 would be 4 x 256
+        for (int blocks = 1; blocks <= 200; blocks++) {
+            long row = CudaBackend.paddedQ3kRowBytes(blocks * 110L);
+            assertTrue(row % 16 == 0 && row % 256 != 0, blocks + " blocks: " + row + " bytes");
+        }
+        long[] dims = {4096, 1536, 128};
+        long fileBytes = 110L * 16 * 1536 * 128;
+        boolean padded = CudaBackend.heldBytes(GgmlType.Q3_K, dims, fileBytes) != fileBytes;
+        // padding is on unless -Dmoe4j.cuda.padQ3k=false; either way what a GPU holds follows it
+        assertEquals(padded ? 1808L * 1536 * 128 : fileBytes, CudaBackend.heldBytes(GgmlType.Q3_K, dims, fileBytes));
+        assertEquals(fileBytes * 144 / 110, CudaBackend.heldBytes(GgmlType.Q4_K, dims, fileBytes * 144 / 110));
+        assertEquals(4L * 4096, CudaBackend.heldBytes(GgmlType.F32, new long[] {4096}, 4L * 4096));
     }
 
     /** From the first row, or from a later one (a staging chunk after the first), on one thread or in slices. */

@@ -938,6 +938,56 @@ class CudaBackendTest {
         assertArrayEquals(new long[] {0, 1}, roundedLaunches, "launches that read rounded rows");
     }
 
+    /**
+     * The experts' gate and up kernel of one-token steps compiled for 8 blocks a multiprocessor
+     * (-Dmoe4j.cuda.pairOccupancy=8) gives exactly the results of the one compiled for 4: the same code, other
+     * registers. Reading rows a norm rounded, as in a decode step; rows of 4096 (two rounds of units a lane).
+     */
+    @ParameterizedTest(name = "{0} tokens, gate and up {1}")
+    @CsvSource({"1, Q3_K", "3, Q4_K", "1, Q6_K", "4, Q5_K"})
+    void theGateAndUpKernelForEightBlocksGivesExactlyTheResultsOfTheOneForFour(int n, GgmlType type) {
+        int embd = 4096;
+        int ffn = 512;
+        int experts = 8;
+        int k = 4;
+        Weight gain = gpu.bind(f32Tensor("gain", randomFloats(embd, 1f), embd));
+        Weight gate = gpu.bind(randomTensor("gate", type, embd, ffn, experts));
+        Weight up = gpu.bind(randomTensor("up", type, embd, ffn, experts));
+        Weight down = gpu.bind(randomTensor("down", GgmlType.Q4_K, ffn, embd, experts));
+        float[] residual = randomFloats(n * embd, 1f);
+        float[] addend = randomFloats(n * embd, 1f);
+        float[] logits = randomFloats(n * experts, 2f);
+        int blocks = gpu.pairOccupancy();
+        boolean roundOnce = gpu.roundOnce();
+        float[][] results = new float[2][];
+        long[] roundedLaunches = new long[2];
+        try {
+            gpu.useRoundOnce(true);
+            for (int mode = 0; mode < 2; mode++) {
+                gpu.usePairOccupancy(mode == 0 ? 4 : 8);
+                try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+                     ExpertBuffers buffers = ExpertBuffers.allocate(gpu, n, k, embd, ffn);
+                     Activations acc = fill(gpu, residual, n, embd);
+                     Activations x = fill(gpu, addend, n, embd);
+                     Activations normed = gpu.allocate(n, embd);
+                     Activations out = poisoned(n, embd)) {
+                    gpu.routeSoftmaxTopK(fill(gpu, logits, n, experts), n, routing);
+                    gpu.addRmsNorm(acc, x, gain, 1e-6f, normed, n);
+                    long before = gpu.roundedLaunches();
+                    gpu.experts(gate, up, down, normed, routing, buffers, out, n);
+                    roundedLaunches[mode] = gpu.roundedLaunches() - before;
+                    results[mode] = rows(gpu, out, n);
+                }
+            }
+        } finally {
+            gpu.usePairOccupancy(blocks);
+            gpu.useRoundOnce(roundOnce);
+        }
+        // gate and up read the norm's rounded rows, the down projection the SwiGLU rows rounded once
+        assertArrayEquals(new long[] {2, 2}, roundedLaunches, "launches that read rounded rows");
+        assertClose(results[0], results[1], 0, "experts, gate and up for 8 blocks against 4");
+    }
+
     static Stream<Arguments> expertCases() {
         // 1 and 3 tokens: per-assignment kernels; 40 tokens: grouped by expert on the device. 256/768 values:
         // rows within one pass of the Q8_K kernels' lanes; 2304/1280: gate/up and down rows long enough that
@@ -1222,8 +1272,8 @@ class CudaBackendTest {
         } finally {
             gpu.usePadQ3k(padded);
         }
-        long paddedBytes = stacks.stream().mapToLong(t -> t.rowCount()
-                * (t.rowBytes() / 110 * 112 + CudaBackend.PAD_Q3K_ROW_EXTRA)).sum();
+        long paddedBytes = stacks.stream().mapToLong(t -> t.rowCount() * CudaBackend.paddedQ3kRowBytes(t.rowBytes()))
+                .sum();
         assertEquals(paddedBytes, staged[1], 256 * 3, "staged bytes of padded stacks");
         assertTrue(staged[1] > staged[0], "padding makes the stacks larger: " + staged[0] + " -> " + staged[1]);
         for (int i = 0; i < what.length; i++) {
