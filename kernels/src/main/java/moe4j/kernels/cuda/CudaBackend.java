@@ -909,7 +909,7 @@ public final class CudaBackend implements Backend {
                 throw new IllegalStateException("a recorded decode step embeds only its own token");
             }
             capture.tokenLimit = Math.min(capture.tokenLimit, w.rows());
-            launch(f.rows(), "rows_" + w.format(), 1, 1, 128, w.data(), w.rowBytes(), w.rowLength(), w.rows(),
+            launch(f.rows(), "rows_" + label(w), 1, 1, 128, w.data(), w.rowBytes(), w.rowLength(), w.rows(),
                     capture.scalars, o.data, o.pitch);
             return;
         }
@@ -925,7 +925,7 @@ public final class CudaBackend implements Backend {
         // synchronous: waits for the kernels that still read the previous ids
         check(JCudaDriver.cuMemcpyHtoD(tokenIds, Pointer.to(tokens).withByteOffset(4L * offset), 4L * n),
                 "copying token ids to " + label);
-        launch(f.rows(), "rows_" + w.format(), n, 1, 128,
+        launch(f.rows(), "rows_" + label(w), n, 1, 128,
                 w.data(), w.rowBytes(), w.rowLength(), w.rows(), tokenIds, o.data, o.pitch);
     }
 
@@ -962,30 +962,30 @@ public final class CudaBackend implements Backend {
         if (matvec && rounded != null && q8k) {
             roundedLaunches++;
             noteProduct(w, n);
-            launch(f.rounded().matvec(), "mvq_rounded_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
+            launch(f.rounded().matvec(), "mvq_rounded_" + label(w), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
                     32 * MV_ROWS_PER_BLOCK, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, rounded, 1,
                     o.data, o.pitch);
         } else if (matvec && q8k) {
             noteProduct(w, n);
-            launchShared(f.q8kMatvec(), "mvq_" + w.format(), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
+            launchShared(f.q8kMatvec(), "mvq_" + label(w), mvqBlocks(w.rows(), MV_ROWS_PER_BLOCK, n), n,
                     32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(w.rowLength(), 1), w.data(), 0L, w.rowBytes(),
                     w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
         } else if (matvec) {
             noteProduct(w, n);
-            launch(f.matvec(), "mv_" + w.format(), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
+            launch(f.matvec(), "mv_" + label(w), ceilDiv(w.rows(), MV_ROWS_PER_BLOCK), n, 32 * MV_ROWS_PER_BLOCK,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, x.data, x.pitch, 1, null, o.data, o.pitch);
         } else if (tensorCores) {
             // on the tensor cores, with the activations the matrix-vector kernel of this format sees
             Quantized q = quantizedQ8k(x.data, x.pitch, n, w.rowLength());
             noteProduct(w, n);
-            launch(f.q8kMatmul(), "mmq_" + w.format(), ceilDiv(w.rows(), MMQ_ROWS), gridY(ceilDiv(n, MMQ_TOKENS)),
+            launch(f.q8kMatmul(), "mmq_" + label(w), ceilDiv(w.rows(), MMQ_ROWS), gridY(ceilDiv(n, MMQ_TOKENS)),
                     MMQ_THREADS, w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, q.values(), q.scales(),
                     q.sums(), o.data, o.pitch, n, null);
         } else {
             // the activations the matrix-vector kernel of this format sees, so that prompts and steps agree
             CUdeviceptr input = q8k ? roundedQ8k(x, n) : x.data;
             noteProduct(w, n);
-            launch(f.matmul(), "mm_" + w.format(), ceilDiv(w.rows(), MM_ROWS), gridY(ceilDiv(n, MM_TOKENS)), 256,
+            launch(f.matmul(), "mm_" + label(w), ceilDiv(w.rows(), MM_ROWS), gridY(ceilDiv(n, MM_TOKENS)), 256,
                     w.data(), 0L, w.rowBytes(), w.rowLength(), w.rows(), 1, input, x.pitch, o.data, o.pitch, n, null);
         }
     }
@@ -1048,12 +1048,12 @@ public final class CudaBackend implements Backend {
                 : new Object[] {null, 0L, 0, null, 0};
         if (rounded != null) {
             roundedLaunches++;
-            launch(f.rounded().matvecMulti(), "mvq_multi_rounded_" + a.format(), blocks0 + blocks1 + blocks2, n,
+            launch(f.rounded().matvecMulti(), "mvq_multi_rounded_" + label(a), blocks0 + blocks1 + blocks2, n,
                     32 * MV_ROWS_PER_BLOCK, a.data(), a.rowBytes(), a.rows(), o0.data, o0.pitch, blocks0, b.data(),
                     b.rowBytes(), b.rows(), o1.data, o1.pitch, blocks1, third[0], third[1], third[2], third[3],
                     third[4], x.width(), rounded);
         } else {
-            launchShared(f.q8kMatvecMulti(), "mvq_multi_" + a.format(), blocks0 + blocks1 + blocks2, n,
+            launchShared(f.q8kMatvecMulti(), "mvq_multi_" + label(a), blocks0 + blocks1 + blocks2, n,
                     32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(x.width(), 1), a.data(), a.rowBytes(), a.rows(), o0.data,
                     o0.pitch, blocks0, b.data(), b.rowBytes(), b.rows(), o1.data, o1.pitch, blocks1, third[0],
                     third[1], third[2], third[3], third[4], x.width(), x.data, x.pitch);
@@ -1437,16 +1437,16 @@ public final class CudaBackend implements Backend {
                             rounded, k, r.ids, g.data, g.pitch};
                     boolean o8 = pairOccupancy == 8;
                     launch(o8 ? fg.rounded().matvecPairO8() : fg.rounded().matvecPair(),
-                            (o8 ? "mvq_pair_rounded_o8_" : "mvq_pair_rounded_") + gate.format(),
+                            (o8 ? "mvq_pair_rounded_o8_" : "mvq_pair_rounded_") + label(gate),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments, 32 * MV_ROWS_PER_BLOCK, args);
                 } else if (q8k(fg, embd, 1)) {
-                    launchShared(fg.q8kMatvecPair(), "mvq_pair_" + gate.format(),
+                    launchShared(fg.q8kMatvecPair(), "mvq_pair_" + label(gate),
                             mvqBlocks(ffn, MV_ROWS_PER_BLOCK, assignments), assignments,
                             32 * MV_ROWS_PER_BLOCK, q8kSharedBytes(embd, 1), gate.data(), up.data(),
                             gate.expertStride(), gate.rowBytes(), embd, ffn, experts, x.data, x.pitch, k, r.ids,
                             g.data, g.pitch);
                 } else {
-                    launch(fg.matvecPair(), "mv_pair_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
+                    launch(fg.matvecPair(), "mv_pair_" + label(gate), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                             gate.data(), up.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
                             x.data, x.pitch, k, r.ids, g.data, g.pitch);
                 }
@@ -1454,13 +1454,13 @@ public final class CudaBackend implements Backend {
                 if (profiler != null) {
                     note(role(gate), gate.rowBytes() * ffn * assignments, 2L * ffn * embd * assignments);
                 }
-                launch(fg.matvec(), "mv_" + gate.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
+                launch(fg.matvec(), "mv_" + label(gate), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                         gate.data(), gate.expertStride(), gate.rowBytes(), embd, ffn, experts,
                         x.data, x.pitch, k, r.ids, g.data, g.pitch);
                 if (profiler != null) {
                     note(role(up), up.rowBytes() * ffn * assignments, 2L * ffn * embd * assignments);
                 }
-                launch(fu.matvec(), "mv_" + up.format(), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
+                launch(fu.matvec(), "mv_" + label(up), blocks, assignments, 32 * MV_ROWS_PER_BLOCK,
                         up.data(), up.expertStride(), up.rowBytes(), embd, ffn, experts,
                         x.data, x.pitch, k, r.ids, u.data, u.pitch);
                 elementwise(kernels.siluMul, "silu_mul", g, u, assignments);
@@ -1473,17 +1473,17 @@ public final class CudaBackend implements Backend {
             }
             if (roundsOnce) {
                 roundedLaunches++;
-                launch(fd.q8kCombine().rounded(), "mvq_combine_rounded_" + down.format(),
+                launch(fd.q8kCombine().rounded(), "mvq_combine_rounded_" + label(down),
                         mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
                         down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts, g.rounded, r.ids,
                         r.weights, k, out.data, out.pitch);
             } else if (q8k(fd, ffn, k)) {
-                launchShared(fd.q8kCombine().plain(), "mvq_combine_" + down.format(),
+                launchShared(fd.q8kCombine().plain(), "mvq_combine_" + label(down),
                         mvqBlocks(embd, MVQ_COMBINE_ROWS_PER_BLOCK, n), n, 32 * MVQ_COMBINE_ROWS_PER_BLOCK,
                         q8kSharedBytes(ffn, k), down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
                         g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
             } else {
-                launch(fd.matvecCombine(), "mv_combine_" + down.format(), ceilDiv(embd, MV_ROWS_PER_BLOCK), n,
+                launch(fd.matvecCombine(), "mv_combine_" + label(down), ceilDiv(embd, MV_ROWS_PER_BLOCK), n,
                         32 * MV_ROWS_PER_BLOCK, down.data(), down.expertStride(), down.rowBytes(), ffn, embd, experts,
                         g.data, g.pitch, r.ids, r.weights, k, out.data, out.pitch);
             }
@@ -1534,11 +1534,11 @@ public final class CudaBackend implements Backend {
     private void expertProduct(Kernels.Format f, CudaWeight w, int k, int rows, int experts, CudaActivations x,
                                Quantized q, CudaActivations y, int assignments, int tiles, CudaRouting r) {
         if (q != null) {
-            launch(f.q8kMatmul(), "mmq_" + w.format(), ceilDiv(rows, MMQ_ROWS), tiles, MMQ_THREADS, w.data(),
+            launch(f.q8kMatmul(), "mmq_" + label(w), ceilDiv(rows, MMQ_ROWS), tiles, MMQ_THREADS, w.data(),
                     w.expertStride(), w.rowBytes(), k, rows, experts, q.values(), q.scales(), q.sums(), y.data,
                     y.pitch, assignments, r.tiles);
         } else {
-            launch(f.matmul(), "mm_" + w.format(), ceilDiv(rows, MM_ROWS), tiles, 256, w.data(), w.expertStride(),
+            launch(f.matmul(), "mm_" + label(w), ceilDiv(rows, MM_ROWS), tiles, 256, w.data(), w.expertStride(),
                     w.rowBytes(), k, rows, experts, x.data, x.pitch, y.data, y.pitch, assignments, r.tiles);
         }
     }
@@ -1967,6 +1967,11 @@ public final class CudaBackend implements Backend {
     }
 
     synchronized int pairOccupancy() { return pairOccupancy; }
+
+    /** A weight's format in kernel names: {@code Q3_KP} for padded Q3_K (see {@link #padQ3k}). */
+    private static String label(CudaWeight w) {
+        return w.padded() ? w.format() + "P" : w.format().toString();
+    }
 
     /** Whether Q3_K matrices bound from now on are padded (tests compare both); see {@link #padQ3k}. */
     synchronized void usePadQ3k(boolean on) {
