@@ -61,7 +61,7 @@ public class MatMulBenchmark {
     public int threads;
 
     /**
-     * Whether the backend repacks Q4_K and Q5_K matrices when it binds them, as it does by default on 512-bit machines
+     * Whether the backend repacks Q4_K, Q5_K and Q6_K matrices when it binds them, as it does by default on 512-bit machines
      * ({@code false}: the file's layout, as with {@code --no-repack} or where the copy does not fit in RAM).
      */
     @Param({"true"})

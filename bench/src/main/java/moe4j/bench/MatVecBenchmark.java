@@ -93,10 +93,10 @@ public class MatVecBenchmark {
     public int offset;
 
     /**
-     * Q4_K and Q5_K only: the rows repacked in groups of 16 as the CPU backend binds them ({@code InterleavedRows}),
+     * Q4_K, Q5_K and Q6_K only: the rows repacked in groups of 16 as the CPU backend binds them ({@code InterleavedRows}),
      * which the {@code matVec*} and {@code preparedBatch8} methods then read (16 rows a call at least);
      * {@code weightBytes} still counts the file's bytes, so that the figure compares with the other layout's (the
-     * repacked rows are 4.5-5.6% larger).
+     * repacked rows are 1-5.6% larger).
      */
     @Param({"false"})
     public boolean repacked;
@@ -160,7 +160,7 @@ public class MatVecBenchmark {
         }
         if (repacked) {
             if (!InterleavedRows.fits(t, InterleavedRows.ROWS, columns)) {
-                throw new IllegalArgumentException("repacked rows are Q4_K or Q5_K only, whole super-blocks, not " + type);
+                throw new IllegalArgumentException("repacked rows are Q4_K, Q5_K or Q6_K only, whole super-blocks, not " + type);
             }
             rows = rows / InterleavedRows.ROWS * InterleavedRows.ROWS;
             groups = HugePages.allocateOrPlain(InterleavedRows.bytes(t, rows, columns), arena);

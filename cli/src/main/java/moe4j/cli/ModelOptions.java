@@ -78,7 +78,7 @@ final class ModelOptions {
     boolean noMmap;
 
     @Option(names = {"-nr", "--no-repack"}, description = "multiply the weights as the file holds them (as llama.cpp's"
-            + " --no-repack): by default the CPU repacks Q4_K and Q5_K matrices at load into groups of 16 rows, which takes"
+            + " --no-repack): by default the CPU repacks Q4_K, Q5_K and Q6_K matrices at load into groups of 16 rows, which takes"
             + " their size again in memory and makes generation faster")
     boolean noRepack;
 

@@ -87,7 +87,7 @@ class PlanCommandTest {
         assertEquals(asFile.get("devices").get(1).get("weights_bytes").asLong() + extra,
                 repacked.get("devices").get(1).get("weights_bytes").asLong());
         CliRunner text = CliRunner.run("plan", "-m", "qwen3-30b-a3b:Q4_K_M", "--ram", "64G", "--repack");
-        assertTrue(text.out().contains("Q4_K and Q5_K matrices repacked in RAM"), text.out());
+        assertTrue(text.out().contains("Q4_K, Q5_K and Q6_K matrices repacked in RAM"), text.out());
     }
 
     @Test

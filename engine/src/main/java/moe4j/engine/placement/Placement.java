@@ -304,7 +304,7 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
         b.append(String.format(Locale.ROOT, "context  %d positions, KV cache %s (%s per layer), batch %d, margin %s"
                         + " per device%s%n%n", request.contextLength(), request.kvType().name().toLowerCase(Locale.ROOT),
                 ByteSize.format(m.kvBytesPerLayer(request.contextLength(), request.kvType())), request.batchSize(),
-                ByteSize.format(request.marginBytes()), request.cpuRepack() ? ", Q4_K and Q5_K matrices repacked in RAM" : ""));
+                ByteSize.format(request.marginBytes()), request.cpuRepack() ? ", Q4_K, Q5_K and Q6_K matrices repacked in RAM" : ""));
 
         List<String[]> rows = new ArrayList<>();
         rows.add(new String[] {"device", "hardware", "bandwidth", "capacity", "weights", "KV cache", "scratch", "free",

@@ -6,7 +6,7 @@ import moe4j.gguf.GgmlType;
 
 /**
  * The types whose matrices the CPU backend repacks in groups of 16 rows at load, and what each takes: Q4_K
- * ({@link Q4_KInterleaved}) and Q5_K ({@link Q5_KInterleaved}).
+ * ({@link Q4_KInterleaved}), Q5_K ({@link Q5_KInterleaved}) and Q6_K ({@link Q6_KInterleaved}).
  */
 public final class InterleavedRows {
 
@@ -22,7 +22,8 @@ public final class InterleavedRows {
 
     /** Whether a matrix of {@code type} with {@code rows} rows of {@code width} values can be repacked, on any machine. */
     public static boolean fitsShape(GgmlType type, long rows, long width) {
-        return (type == GgmlType.Q4_K || type == GgmlType.Q5_K) && Q4_KInterleaved.fitsShape(rows, width);
+        return (type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K)
+                && Q4_KInterleaved.fitsShape(rows, width);
     }
 
     /** Whether this machine repacks a matrix of {@code type} with {@code rows} rows of {@code width} values. */
@@ -35,26 +36,29 @@ public final class InterleavedRows {
         return switch (type) {
             case Q4_K -> Q4_KInterleaved.bytes(rows, width);
             case Q5_K -> Q5_KInterleaved.bytes(rows, width);
+            case Q6_K -> Q6_KInterleaved.bytes(rows, width);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         };
     }
 
-    /** {@link Q4_KInterleaved#repack} or {@link Q5_KInterleaved#repack}, by {@code type}. */
+    /** {@link Q4_KInterleaved#repack}, {@link Q5_KInterleaved#repack} or {@link Q6_KInterleaved#repack}, by {@code type}. */
     public static void repack(GgmlType type, MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup,
             int toGroup, MemorySegment dst, long dstOffset) {
         switch (type) {
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case Q6_K -> Q6_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         }
     }
 
-    /** {@link Q4_KInterleaved#dot} or {@link Q5_KInterleaved#dot}, by {@code type}. */
+    /** {@link Q4_KInterleaved#dot}, {@link Q5_KInterleaved#dot} or {@link Q6_KInterleaved#dot}, by {@code type}. */
     public static void dot(GgmlType type, MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         switch (type) {
             case Q4_K -> Q4_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q5_K -> Q5_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+            case Q6_K -> Q6_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         }
     }

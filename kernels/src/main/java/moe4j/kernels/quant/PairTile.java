@@ -2,6 +2,7 @@ package moe4j.kernels.quant;
 
 import static jdk.incubator.vector.VectorOperators.ADD;
 import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.BITWISE_BLEND;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
@@ -153,6 +154,15 @@ final class PairTile {
         dot(GgmlType.Q5_K, true, packed, offset, 0, rows, x, firstRow, nTokens, out, outOffset, outStride);
     }
 
+    /**
+     * As {@link #dotGroups} for Q6_K rows repacked in groups ({@link Q6_KInterleaved}), activations prepared for Q6_K:
+     * the same tiles and sums as Q6_K's rows in the file's layout.
+     */
+    static void dotGroupsQ6(MemorySegment packed, long offset, int rows, PreparedActivations x, int firstRow, int nTokens,
+            float[] out, int outOffset, int outStride) {
+        dot(GgmlType.Q6_K, true, packed, offset, 0, rows, x, firstRow, nTokens, out, outOffset, outStride);
+    }
+
     private static void dot(GgmlType type, boolean grouped, MemorySegment src, long srcOffset, long rowBytes, int rows,
             PreparedActivations x, int firstRow, int nTokens, float[] out, int outOffset, int outStride) {
         Scratch[] groups = SCRATCH.get();
@@ -180,7 +190,10 @@ final class PairTile {
                     int first = r0 + g * ROWS;
                     int n = Math.max(0, Math.min(ROWS, rows - first));
                     long at = srcOffset + first * rowBytes;
-                    if (grouped && q5) {
+                    if (grouped && type == GgmlType.Q6_K) {
+                        decodeGroupQ6(src, srcOffset + ((long) first / ROWS * blocks + b) * Q6_KInterleaved.GROUP_BLOCK_BYTES,
+                                n > 0, s);
+                    } else if (grouped && q5) {
                         decodeGroupQ5(src, srcOffset + ((long) first / ROWS * blocks + b) * Q5_KInterleaved.GROUP_BLOCK_BYTES,
                                 n > 0, s);
                     } else if (grouped) {
@@ -463,6 +476,50 @@ final class PairTile {
     }
 
     private static final int Q5_BYTES = 176;
+    private static final ShortVector SIX_BITS = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 0x3F) : null;
+    private static final ShortVector Q6_OFFSET = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 32) : null;
+    private static final ShortVector FROM_4 = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 0xFFF0) : null;
+    private static final ShortVector FROM_8 = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 0xFF00) : null;
+    private static final ShortVector FROM_12 = Simd.FUSED ? ShortVector.broadcast(Simd.S_FULL, (short) 0xF000) : null;
+
+    /**
+     * Block {@code at} of a group of 16 repacked Q6_K rows ({@link Q6_KInterleaved}) into {@link #decodeQ6}'s pair
+     * layout: pair {@code 16j + 4v + k} of the 16 rows is nibble {@code k} of nibble vector {@code v} of sub-block
+     * {@code j} joined with its two high bits, less 32, already a lane per row; the 16 group scales sign-extended, the
+     * rows' {@code d}. {@code present} false: a group past the matrix's end, all zeros.
+     */
+    private static void decodeGroupQ6(MemorySegment src, long at, boolean present, Scratch s) {
+        if (!present) {
+            Arrays.fill(s.w, 0);
+            Arrays.fill(s.scaleMins, 0);
+            Arrays.fill(s.d, 0f);
+            return;
+        }
+        FloatVector.fromMemorySegment(Simd.F, src, at, Simd.LE).intoArray(s.d, 0);
+        for (int g = 0; g < 2 * SUB_BLOCKS; g++) {
+            ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, at + Q6_KInterleaved.SCALES + 16L * g, Simd.LE)
+                    .convertShape(jdk.incubator.vector.VectorOperators.B2I, Simd.I, 0)).intoArray(s.scaleMins, g * ROWS);
+        }
+        for (int j = 0; j < SUB_BLOCKS; j++) {
+            long sub = at + Q6_KInterleaved.QUANTS + (long) Q6_KInterleaved.SUB_BLOCK_BYTES * j;
+            for (int v = 0; v < 4; v++) {
+                ShortVector q = ShortVector.fromMemorySegment(Simd.S_FULL, src, sub + 64L * v, Simd.LE);
+                ShortVector high = ShortVector.fromMemorySegment(Simd.S_FULL, src,
+                        sub + Q6_KInterleaved.HIGH_BITS + 64L * (v / 2), Simd.LE);
+                // the odd vector's bit pairs lie two bits above the even one's (Q6_KInterleaved.highBitsAt)
+                ShortVector h = high.lanewise(LSHR, 2 * (v % 2));
+                int p = 16 * j + 4 * v;
+                q.lanewise(BITWISE_BLEND, h, FROM_4).and(SIX_BITS).sub(Q6_OFFSET).reinterpretAsInts()
+                        .intoArray(s.w, p * ROWS);
+                q.lanewise(BITWISE_BLEND, h, FROM_8).lanewise(LSHR, 4).and(SIX_BITS).sub(Q6_OFFSET).reinterpretAsInts()
+                        .intoArray(s.w, (p + 1) * ROWS);
+                q.lanewise(BITWISE_BLEND, h, FROM_12).lanewise(LSHR, 8).and(SIX_BITS).sub(Q6_OFFSET).reinterpretAsInts()
+                        .intoArray(s.w, (p + 2) * ROWS);
+                q.lanewise(LSHR, 12).or(h.lanewise(LSHL, 4).and(SIX_BITS)).sub(Q6_OFFSET).reinterpretAsInts()
+                        .intoArray(s.w, (p + 3) * ROWS);
+            }
+        }
+    }
 
     /**
      * Q5_K's super-block {@code block} of {@code n} rows into Q4_K's pair layout ({@link #decode}): the same scales,
@@ -673,7 +730,9 @@ final class PairTile {
      * sub-block {@code j}, pair {@code k} holds {@code code[32j + k]} in its lower and {@code code[32j + k + 16]} in its
      * upper 16 bits at {@code pairs[o/2 + 16j + k]}, and the sub-block's code sum at {@code sums[o/32 + j]}. Q6_K and
      * Q3_K: per 32 elements {@code 32j}, pair {@code i} joins elements {@code 32j + 16(i/8) + i%8} (lower half) and that
-     * plus 8 (upper half): two 16-element groups, whose scales are per group, no sums.
+     * plus 8 (upper half): two 16-element groups, whose scales are per group; per group {@code g}, {@code -32} times the
+     * code sums of its pairs' lower and upper halves at {@code sums[o/16 + g]}, in the lower and upper 16 bits (read by
+     * {@link Q6_KInterleaved}'s one-token kernel only).
      */
     static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int width) {
         boolean q6 = order == Q6_K.PAIRS || order == Q3_K.PAIRS;
@@ -682,6 +741,17 @@ final class PairTile {
             IntVector b = IntVector.fromArray(Simd.I, codes, e + 16);
             if (q6) {
                 Q6_A.selectFrom(a, b).and(0xFFFF).or(Q6_B.selectFrom(a, b).lanewise(LSHL, 16)).intoArray(pairs, e / 2);
+                // per 16-element group, -32 times the code sums of its pairs' lower and upper halves: where
+                // Q6_KInterleaved's 16-bit sums of unsigned quants start
+                for (int h = 0; h < 2; h++) {
+                    int low = 0;
+                    int high = 0;
+                    for (int k = 0; k < 8; k++) {
+                        low += codes[e + 16 * h + k];
+                        high += codes[e + 16 * h + 8 + k];
+                    }
+                    sums[e / 16 + h] = (-32 * high) << 16 | (-32 * low) & 0xFFFF;
+                }
             } else {
                 a.and(0xFFFF).or(b.lanewise(LSHL, 16)).intoArray(pairs, e / 2);
                 sums[e / 32] = a.add(b).reduceLanes(ADD);

@@ -95,7 +95,8 @@ public final class PreparedActivations {
         }
         if (tilesRead(this.order, rows) && tilePairs.length < size / 2) {
             tilePairs = new int[values.length / 2];
-            tileSums = new int[values.length / 32];
+            // Q4_K's order: one sum per 32 codes; Q6_K's and Q3_K's: one packed pair per 16 (PairTile#packCodes)
+            tileSums = new int[values.length / 16];
         }
         this.rows = rows;
         this.width = width;
@@ -140,10 +141,12 @@ public final class PreparedActivations {
 
     /**
      * Whether products with {@code rows} rows prepared in {@code order} read {@link #tilePairs()}: batches through
-     * {@link PairTile}, and a single Q4_K row through {@link Q4_KInterleaved}; the other one-token kernels do not.
+     * {@link PairTile}, and a single Q4_K (or Q5_K) row through {@link Q4_KInterleaved} and a single Q6_K row through
+     * {@link Q6_KInterleaved} (filled also where Q6_K rows are not repacked: a pack per token, small beside the product);
+     * the other one-token kernels do not.
      */
     private static boolean tilesRead(LaneOrder order, int rows) {
-        return PairTile.pairsCodes(order) && (rows > 1 || order == Q4_K.PAIRS);
+        return PairTile.pairsCodes(order) && (rows > 1 || order == Q4_K.PAIRS || order == Q6_K.PAIRS);
     }
 
     public ActivationRounding rounding() { return rounding; }
@@ -160,12 +163,16 @@ public final class PreparedActivations {
 
     /**
      * Row {@code r}'s codes paired as {@link PairTile} multiplies them, at {@code r*width/2}, when it takes
-     * {@link #laneOrder()} and more than one row was reserved, or Q4_K's order (whose interleaved one-token kernel reads
-     * them too).
+     * {@link #laneOrder()} and more than one row was reserved, or Q4_K's or Q6_K's order (whose interleaved one-token
+     * kernels read them too).
      */
     int[] tilePairs() { return tilePairs; }
 
-    /** Row {@code r}'s sums of each 32 codes at {@code r*width/32}, alongside {@link #tilePairs()}. */
+    /**
+     * Alongside {@link #tilePairs()}: in Q4_K's order, row {@code r}'s sums of each 32 codes at {@code r*width/32}; in
+     * Q6_K's (and Q3_K's), per 16 codes at {@code r*width/16}, {@code -32} times the sums of the first and the second
+     * eight, in the lower and upper 16 bits ({@link Q6_KInterleaved}).
+     */
     int[] tileSums() { return tileSums; }
 
     /** Row {@code r}'s codes in natural order at {@code r*width}, when the order rearranges. */

@@ -183,7 +183,13 @@ public final class Q4_KInterleaved {
      */
     static long checkDot(GgmlType type, long groupBlockBytes, MemorySegment w, long offset, int fromGroup, int toGroup,
             PreparedActivations x, int firstToken, int tokens) {
-        if (x.laneOrder() != Q4_K.PAIRS || x.rounding() != ActivationRounding.Q8_K) {
+        return checkDot(type, Q4_K.PAIRS, groupBlockBytes, w, offset, fromGroup, toGroup, x, firstToken, tokens);
+    }
+
+    /** As above for activations prepared in {@code order} ({@link Q6_KInterleaved}: Q6_K's). */
+    static long checkDot(GgmlType type, LaneOrder order, long groupBlockBytes, MemorySegment w, long offset,
+            int fromGroup, int toGroup, PreparedActivations x, int firstToken, int tokens) {
+        if (x.laneOrder() != order || x.rounding() != ActivationRounding.Q8_K) {
             throw new IllegalArgumentException(type + " rows in groups take activations prepared for " + type + ", got "
                     + x.rounding() + " in " + x.laneOrder());
         }

@@ -19,7 +19,8 @@ import org.junit.jupiter.params.provider.EnumSource;
 import moe4j.gguf.GgmlType;
 
 /**
- * Q4_K and Q5_K rows repacked in groups of 16 ({@link Q4_KInterleaved}, {@link Q5_KInterleaved}): one token and a batch
+ * Q4_K, Q5_K and Q6_K rows repacked in groups of 16 ({@link Q4_KInterleaved}, {@link Q5_KInterleaved},
+ * {@link Q6_KInterleaved}): one token and a batch
  * give, bit for bit, what a plain scalar loop gives with the same integer sums and the same two float multiply-adds per
  * block, and what the batch path gives on the rows as the file holds them ({@link PairTile}); and the repacked rows
  * decode to the same weights.
@@ -27,7 +28,12 @@ import moe4j.gguf.GgmlType;
 class InterleavedRowsTest {
 
     private static int blockBytes(GgmlType type) {
-        return type == GgmlType.Q4_K ? 144 : 176;
+        return switch (type) {
+            case Q4_K -> 144;
+            case Q5_K -> 176;
+            case Q6_K -> 210;
+            default -> throw new IllegalArgumentException(type.toString());
+        };
     }
 
     /** Group-block offsets: where sub-block {@code j}'s nibble vectors start, and its fifth bits (Q5_K). */
@@ -43,7 +49,7 @@ class InterleavedRowsTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K", "Q6_K"})
     void oneTokenAndBatchesEqualAScalarLoopAndTheFileLayoutsBatchPathBitForBit(GgmlType type) {
         QuantFormat format = QuantFormats.of(type);
         int bytes = blockBytes(type);
@@ -140,23 +146,103 @@ class InterleavedRowsTest {
         }
     }
 
+    /**
+     * Q6_K at its bounds: quants 0 and 63 ({@code q - 32} = -32 and 31), scales -128 and 127, codes all -127, all 127 or
+     * alternating: a window's 16-bit sums reach {@code 8 * 32 * 127} in magnitude, the block sums past 2^24.
+     */
+    @Test
+    void theLargestQ6_KQuantsScalesAndCodesStayExact() {
+        int rows = 32;
+        int width = 512;
+        try (Arena arena = Arena.ofConfined()) {
+            long rowBytes = 2L * 210;
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            for (long b = 0; b < rows * 2; b++) {
+                long block = b * 210;
+                byte quants = (byte) (b % 3 == 0 ? 0xFF : 0);
+                for (int i = 0; i < 192; i++) {
+                    data.set(Layouts.BYTE, block + i, quants);
+                }
+                for (int g = 0; g < 16; g++) {
+                    data.set(Layouts.BYTE, block + 192 + g, (byte) ((b + g) % 2 == 0 ? -128 : 127));
+                }
+                data.set(Layouts.SHORT_LE, block + 208, Float.floatToFloat16(b % 2 == 0 ? 1.5f : -0.25f));
+            }
+            float[] values = new float[3 * width];
+            Arrays.fill(values, 0, width, 1f);
+            Arrays.fill(values, width, 2 * width, -1f);
+            for (int i = 2 * width; i < 3 * width; i++) {
+                values[i] = i % 2 == 0 ? 3f : -3f;
+            }
+            PreparedActivations x = new PreparedActivations();
+            x.reserve(QuantFormats.of(GgmlType.Q6_K), 3, width);
+            for (int t = 0; t < 3; t++) {
+                x.prepareRow(values, t * width, t);
+            }
+            checkAgainstReferences(GgmlType.Q6_K, data, rowBytes, rows, width, x, 0, 3, arena);
+        }
+    }
+
+    @Test
+    void repackedQ6_KRowsHoldTheSameScalesAndQuants() {
+        SplittableRandom rnd = new SplittableRandom(5);
+        int rows = 16;
+        int width = 512;
+        QuantFormat format = QuantFormats.of(GgmlType.Q6_K);
+        try (Arena arena = Arena.ofConfined()) {
+            long rowBytes = 2L * 210;
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            format.randomBlocks(rnd, data, 0, rows * 2);
+            MemorySegment packed = arena.allocate(InterleavedRows.bytes(GgmlType.Q6_K, rows, width));
+            InterleavedRows.repack(GgmlType.Q6_K, data, 0, rowBytes, width, 0, 1, packed, 0);
+            float[] expected = new float[width];
+            for (int r = 0; r < rows; r++) {
+                format.dequantize(data, r * rowBytes, expected, 0, width);
+                for (int b = 0; b < 2; b++) {
+                    long at = (long) b * Q6_KInterleaved.GROUP_BLOCK_BYTES;
+                    float d = packed.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at + 4L * r);
+                    for (int j = 0; j < 8; j++) {
+                        long sub = at + Q6_KInterleaved.QUANTS + (long) Q6_KInterleaved.SUB_BLOCK_BYTES * j;
+                        for (int p = 0; p < 16; p++) {
+                            for (int h = 0; h < 2; h++) {
+                                int v = p / 4;
+                                int k = p % 4;
+                                int lane = 2 * r + h;
+                                short low = packed.get(Layouts.SHORT_LE, sub + 64L * v + 2L * lane);
+                                short high = packed.get(Layouts.SHORT_LE, sub + Q6_KInterleaved.HIGH_BITS + 64L * (v / 2) + 2L * lane);
+                                int q = ((low & 0xFFFF) >>> (4 * k)) & 0xF
+                                        | (((high & 0xFFFF) >>> Q6_KInterleaved.highBitsAt(v % 2, k)) & 3) << 4;
+                                int e = Q6_KInterleaved.element(j, p, h);
+                                int scale = packed.get(Layouts.BYTE, at + Q6_KInterleaved.SCALES + 16L * (e / 16) + r);
+                                float value = d * scale * (q - 32);
+                                assertEquals(expected[256 * b + e], value, 0f, "row " + r + " element " + (256 * b + e));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void fitsOnlyWholeGroupsOfWholeSuperBlocksOfTheRepackedTypes() {
-        for (GgmlType type : new GgmlType[] {GgmlType.Q4_K, GgmlType.Q5_K}) {
+        for (GgmlType type : new GgmlType[] {GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K}) {
             assertTrue(InterleavedRows.fits(type, 32, 2048));
             assertFalse(InterleavedRows.fits(type, 24, 2048));
             assertFalse(InterleavedRows.fits(type, 32, 2048 + 32));
         }
-        assertFalse(InterleavedRows.fitsShape(GgmlType.Q6_K, 32, 2048));
+        assertFalse(InterleavedRows.fitsShape(GgmlType.Q3_K, 32, 2048));
         assertEquals(2 * 8 * Q4_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q4_K, 32, 2048));
         assertEquals(2 * 8 * Q5_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q5_K, 32, 2048));
         assertEquals(16 * 144 * 2432 / 2304, Q4_KInterleaved.GROUP_BLOCK_BYTES);
         assertEquals(2944, Q5_KInterleaved.GROUP_BLOCK_BYTES);
-        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q6_K, 32, 2048));
+        assertEquals(2 * 8 * Q6_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q6_K, 32, 2048));
+        assertEquals(3392, Q6_KInterleaved.GROUP_BLOCK_BYTES);
+        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q3_K, 32, 2048));
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K", "Q6_K"})
     void rejectsActivationsPreparedForAnotherTypeAndGroupsPastTheEnd(GgmlType type) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, 16, 256));
@@ -212,6 +298,9 @@ class InterleavedRowsTest {
      * {@code M = sum_j min_j * sum(codes)}, then {@code acc = fma(S, d*xd, acc)} and {@code acc = fma(M, dmin*-xd, acc)}.
      */
     private static float scalar(GgmlType type, MemorySegment data, long row, int width, PreparedActivations x, int token) {
+        if (type == GgmlType.Q6_K) {
+            return scalarQ6(data, row, width, x, token);
+        }
         boolean q5 = type == GgmlType.Q5_K;
         int[] codes = x.codes();
         float acc = 0;
@@ -240,6 +329,36 @@ class InterleavedRowsTest {
             float xd = x.codeScales()[token * (width / 256) + b];
             acc = Math.fma((float) s, d * xd, acc);
             acc = Math.fma((float) m, dmin * -xd, acc);
+        }
+        return acc;
+    }
+
+    /**
+     * Q6_K's arithmetic in plain Java: per super-block {@code S = sum_g scale_g * ((q - 32) . code)} over the 16 groups
+     * of 16, then {@code acc = fma(S, d*xd, acc)}.
+     */
+    private static float scalarQ6(MemorySegment data, long row, int width, PreparedActivations x, int token) {
+        int[] codes = x.codes();
+        float acc = 0;
+        for (int b = 0; b < width / 256; b++) {
+            long block = row + (long) b * 210;
+            float d = Halfs.readFp16(data, block + 208);
+            long s = 0;
+            for (int g = 0; g < 16; g++) {
+                long dot = 0;
+                for (int i = 0; i < 16; i++) {
+                    int e = 16 * g + i;
+                    int half = e / 128;
+                    int k = (e / 32) % 4;
+                    int l = e % 32;
+                    int low = (data.get(Layouts.BYTE, block + 64L * half + 32L * (k % 2) + l) >> (4 * (k / 2))) & 0xF;
+                    int high = (data.get(Layouts.BYTE, block + 128 + 32L * half + l) >> (2 * k)) & 3;
+                    dot += (long) ((low | high << 4) - 32) * codes[token * width + 256 * b + e];
+                }
+                s += data.get(Layouts.BYTE, block + 192 + g) * dot;
+            }
+            float xd = x.codeScales()[token * (width / 256) + b];
+            acc = Math.fma((float) s, d * xd, acc);
         }
         return acc;
     }
