@@ -109,8 +109,8 @@ public final class CudaBackend implements Backend {
     /**
      * Bytes after each padded Q3_K row (twice as many where that would make the row a multiple of 256 bytes), so that
      * the rows of the tensor-core tiles do not lie a multiple of 256 bytes apart: rows of 4096 values padded are 1792
-     * bytes, 7 x 256, and the prompt's Q3_K products ran 24% slower so (H200, run 24; 16 or 48 bytes more, as fast as
-     * the file's layout).
+     * bytes, 7 x 256, and the prompt's Q3_K products ran 24% slower so (H200, runs 24-25; 16 or 48 bytes more, as fast
+     * as the file's layout).
      */
     private static final int PAD_Q3K_ROW_EXTRA = 16;
     private static final int MM_ROWS = 128;
@@ -195,16 +195,17 @@ public final class CudaBackend implements Backend {
     /**
      * Q3_K matrices bound from now on keep their 110-byte blocks 112 bytes apart in device memory, so that the kernels
      * read each 16-byte run with one aligned load (the *_q3_kp kernels) instead of five words and funnel shifts, and
-     * the scales and d with one more; the same bits, 2.7% more memory for rows of 4096 values (H200, run 23: 94 layers
-     * of the 235B shape tg64 86.5 -> 93.5 tok/s, pp512 1178.7 -> 1178.9). {@code -Dmoe4j.cuda.padQ3k=false} keeps the
-     * file's layout.
+     * the scales and d with one more; the same bits, 2.7% more memory for rows of 4096 values (H200, runs 23 and 26:
+     * 94 layers of the 235B shape tg64 86.5 -> 93.5 tok/s, pp512 1178.7 -> 1178.9). {@code -Dmoe4j.cuda.padQ3k=false}
+     * keeps the file's layout.
      */
     private volatile boolean padQ3k = PAD_Q3K;
     /**
      * Blocks a multiprocessor the experts' gate and up kernel of one-token steps is compiled for: 4, or 8
      * (mvq_pair_rounded_o8_*, {@code -Dmoe4j.cuda.pairOccupancy=8}, an experiment not yet measured on a GPU; the same
-     * bits). Nsight Compute (H200, run 23) had the padded Q3_K kernel at 78 registers, so 6 blocks of 4 warps resident,
-     * 32% achieved occupancy, its compute busier than its memory; with 8 asked ptxas fits it in 60 registers, no spills.
+     * bits). Nsight Compute (H200, run 23) had the padded Q3_K kernel at 78 registers, so 6 blocks of 4 warps
+     * resident, 32% achieved occupancy, its compute busier than its memory; with 8 asked ptxas fits it in 60 registers,
+     * no spills.
      */
     private int pairOccupancy = eitherProperty("moe4j.cuda.pairOccupancy", 4, 8);
     /** Counts the backend's operations (each calls {@link #makeCurrent} first). */
@@ -372,7 +373,7 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** A matrix or stack of matrices, copied to {@code p} in its storage format (its blocks padded, see {@link #padQ3k}). */
+    /** A matrix or stack of matrices, copied to {@code p} in its storage format (blocks padded: {@link #padQ3k}). */
     private CudaWeight uploadMatrix(GgufTensor tensor, Shape t, CUdeviceptr p) {
         upload(tensor.data(), t.bytes(), p, t.name(), t.padding());
         long rowBytes = t.deviceRowBytes();
@@ -1958,7 +1959,7 @@ public final class CudaBackend implements Backend {
         return next || afterOneRoute ? x.rounded : null;
     }
 
-    /** Chooses the gate and up kernel's blocks a multiprocessor, 4 or 8 (tests compare both); see {@link #pairOccupancy}. */
+    /** The gate and up kernel's blocks a multiprocessor, 4 or 8 (tests compare both); see {@link #pairOccupancy}. */
     synchronized void usePairOccupancy(int blocks) {
         if (blocks != 4 && blocks != 8) {
             throw new IllegalArgumentException("the gate and up kernel is compiled for 4 or 8 blocks, not " + blocks);

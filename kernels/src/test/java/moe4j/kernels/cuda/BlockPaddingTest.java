@@ -77,7 +77,8 @@ class BlockPaddingTest {
             pinned.fill((byte) 0x5A);  // what a reused staging buffer may hold
             CudaBackend.fill(pinned, src, offset, len, PADDING);
             for (long i = 0; i < len; i++) {
-                assertEquals(expected(src, offset + i), pinned.get(ValueLayout.JAVA_BYTE, i), "device byte " + (offset + i));
+                assertEquals(expected(src, offset + i), pinned.get(ValueLayout.JAVA_BYTE, i),
+                        "device byte " + (offset + i));
             }
         }
     }
