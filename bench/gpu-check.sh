@@ -67,6 +67,16 @@ row() {
     tar czf "$OUT/logs.tgz.part" -C "$LOGS" . 2> /dev/null && mv "$OUT/logs.tgz.part" "$OUT/logs.tgz"
 }
 elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
+# the JVM options of a variant into the array extra: none for "default", else -Dmoe4j.cuda.OPTION for each of its
+# '+'-joined options (e.g. roundOnce=false+routeWarps=4)
+variant_flags() {
+    extra=()
+    if [ "$1" != default ]; then
+        local opts
+        IFS='+' read -r -a opts <<< "$1"
+        extra=("${opts[@]/#/-Dmoe4j.cuda.}")
+    fi
+}
 started=$(date +%s)
 # seconds left before DEADLINE (seconds from the start; unset: no limit): optional steps that would not finish are
 # skipped, so that a call cut off at its limit still ends with its table
@@ -119,9 +129,9 @@ fi
 # these options ('+' joins several), to see which part of the prompt path its distance to the CPU comes from
 for variant in ${FULLSHAPE_AB:-}; do
     if [ "$(time_left)" -lt 60 ]; then row "full-shape 30B/2, $variant" "skipped: DEADLINE near"; continue; fi
-    IFS='+' read -r -a opts <<< "$variant"
+    variant_flags "$variant"
     log="$LOGS/fullshape-${variant//=/-}.log"
-    timeout 120 "$java" "${flags[@]}" "${opts[@]/#/-Dmoe4j.cuda.}" -Xmx8g -jar .gpu/lib/junit-platform-console-standalone-*.jar \
+    timeout 120 "$java" "${flags[@]}" "${extra[@]}" -Xmx8g -jar .gpu/lib/junit-platform-console-standalone-*.jar \
         execute --disable-banner --disable-ansi-colors --details=tree --class-path "$cp" \
         --select-iteration 'method:moe4j.engine.CudaFullShapeTest#logitsMatchTheCpuBackend(java.lang.String)[0]' \
         > "$log" 2>&1
@@ -213,8 +223,7 @@ fi
 if [ -n "${GEN_EXTRA:-}" ]; then
     for variant in ${GEN_EXTRA_VARIANTS:-default}; do
         if [ "$(time_left)" -lt 60 ]; then row "GpuBench $GEN_EXTRA, $variant" "skipped: DEADLINE near"; continue; fi
-        extra=()
-        [ "$variant" != default ] && IFS='+' read -r -a opts <<< "$variant" && extra=("${opts[@]/#/-Dmoe4j.cuda.}")
+        variant_flags "$variant"
         log="$LOGS/bench-extra-${variant//=/-}.log"
         t=$(date +%s)
         timeout 150 "$java" "${flags[@]}" "${extra[@]}" -Xmx16g -cp ".gpu/moe4j.jar:.gpu/lib/engine-tests.jar" \
@@ -231,9 +240,7 @@ fi
 if [ "${DECODE_AB:-1}" = 1 ]; then
     for variant in ${DECODE_VARIANTS:-default pairOccupancy=8}; do
         if [ "$(time_left)" -lt 40 ]; then row "235B/16 decode, $variant" "skipped: DEADLINE near"; continue; fi
-        extra=()
-        # a variant joins several options with '+', e.g. roundOnce=false+routeWarps=4
-        [ "$variant" != default ] && IFS='+' read -r -a opts <<< "$variant" && extra=("${opts[@]/#/-Dmoe4j.cuda.}")
+        variant_flags "$variant"
         name="${variant//=/-}"
         log="$LOGS/profile-235-$name.log"
         timeout 90 "$java" "${flags[@]}" "${extra[@]}" "${prof[@]}" synthetic:qwen3-235b-a22b:Q3_K_M/16 cuda:0 76 8 \

@@ -597,6 +597,16 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
+// The experts' gate and up products reading rows rounded once (one-token steps), compiled for BLOCKS blocks a
+// multiprocessor.
+#define MVQ_PAIR_ROUNDED_KERNEL(KERNEL, F, BLOCKS)                                                                   \
+    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, BLOCKS)                                            \
+        KERNEL(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes, int K, int rows,     \
+               int experts, const uint8_t* R, int xDiv, const int* ids, float* Y, int yStride) {                    \
+        mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
+                                yStride, blockIdx.x, gridDim.x, R);                                                  \
+    }
+
 #define Q8K_KERNELS(NAME, F)                                                                                         \
     extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
         mvq_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows, int experts,       \
@@ -633,21 +643,9 @@ extern "C" __global__ void __launch_bounds__(256)
         mvq_body<F, true, false>(W, W2, expertStride, rowBytes, K, rows, experts, X, xStride, xDiv, ids, Y,          \
                                  yStride, blockIdx.x, gridDim.x);                                                    \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 4)                                                 \
-        mvq_pair_rounded_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes,     \
-                                int K, int rows, int experts, const uint8_t* R, int xDiv, const int* ids,            \
-                                float* Y, int yStride) {                                                             \
-        mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
-                                yStride, blockIdx.x, gridDim.x, R);                                                  \
-    }                                                                                                                \
+    MVQ_PAIR_ROUNDED_KERNEL(mvq_pair_rounded_##NAME, F, 4)                                                           \
     /* the same with 8 blocks a multiprocessor asked of ptxas (-Dmoe4j.cuda.pairOccupancy=8): at most 64 registers */ \
-    extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP, 8)                                                 \
-        mvq_pair_rounded_o8_##NAME(const uint8_t* W, const uint8_t* W2, long long expertStride, long long rowBytes,  \
-                                   int K, int rows, int experts, const uint8_t* R, int xDiv, const int* ids,         \
-                                   float* Y, int yStride) {                                                          \
-        mvq_body<F, true, true>(W, W2, expertStride, rowBytes, K, rows, experts, nullptr, 0, xDiv, ids, Y,           \
-                                yStride, blockIdx.x, gridDim.x, R);                                                  \
-    }                                                                                                                \
+    MVQ_PAIR_ROUNDED_KERNEL(mvq_pair_rounded_o8_##NAME, F, 8)                                                        \
     extern "C" __global__ void __launch_bounds__(MVQ_COMBINE_WARPS * WARP, 2)                                        \
         mvq_combine_##NAME(const uint8_t* W, long long expertStride, long long rowBytes, int K, int rows,            \
                            int experts, const float* H, int hStride, const int* ids, const float* weights,           \

@@ -425,6 +425,19 @@ public final class CudaBackend implements Backend {
     }
 
     /**
+     * How {@code rows} rows (of all stacked matrices) of {@code type}, {@code fileRowBytes} each in the file, lie in
+     * device memory: padded where {@code pad} asks for it and they are a Q3_K matrix whose rows fit a staging buffer,
+     * else (null) as the file has them.
+     */
+    private static BlockPadding padding(boolean pad, GgmlType type, long rows, long fileRowBytes) {
+        if (!pad || type != GgmlType.Q3_K || rows <= 1) {
+            return null;
+        }
+        long paddedRow = paddedQ3kRowBytes(fileRowBytes);
+        return paddedRow > 0 ? new BlockPadding(110, 112, fileRowBytes, paddedRow) : null;
+    }
+
+    /**
      * Bytes a new backend holds in device memory for a tensor of {@code type} and {@code dims} that has {@code
      * fileBytes} in the file (for planning before any GPU is opened): a single row decoded to f32, a Q3_K matrix
      * padded, anything else as the file has it.
@@ -437,8 +450,8 @@ public final class CudaBackend implements Backend {
         if (rows == 1) {
             return 4L * dims[0];
         }
-        long padded = PAD_Q3K && type == GgmlType.Q3_K ? paddedQ3kRowBytes(fileBytes / rows) : -1;
-        return padded > 0 ? Math.multiplyExact(rows, padded) : fileBytes;
+        BlockPadding padding = padding(PAD_Q3K, type, rows, fileBytes / rows);
+        return padding == null ? fileBytes : padding.deviceBytes(fileBytes);
     }
 
     private Shape shape(GgufTensor tensor) {
@@ -465,10 +478,8 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("tensor " + name + " holds " + tensor.data().byteSize()
                     + " bytes, its shape needs " + bytes);
         }
-        boolean padded = padQ3k && tensor.type() == GgmlType.Q3_K && (long) rows * experts > 1;
-        long paddedRow = paddedQ3kRowBytes(rowBytes);
-        BlockPadding padding = padded && paddedRow > 0 ? new BlockPadding(110, 112, rowBytes, paddedRow) : null;
-        Shape t = new Shape(name, rowLength, rows, experts, rowBytes, bytes, padding);
+        Shape t = new Shape(name, rowLength, rows, experts, rowBytes, bytes,
+                padding(padQ3k, tensor.type(), (long) rows * experts, rowBytes));
         if (!t.isVector()) {
             if (!Kernels.FORMATS.contains(tensor.type())) {
                 throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + name

@@ -190,7 +190,7 @@ final class Kernels {
         return w.padded() ? paddedQ3k : format(w.format());
     }
 
-    Format format(GgmlType type) {
+    private Format format(GgmlType type) {
         Format f = formats.get(type);
         if (f == null) {
             throw new IllegalStateException("no CUDA kernels for " + type);
