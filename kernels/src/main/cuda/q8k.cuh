@@ -144,20 +144,23 @@ struct KScales {
     int scLo, mnLo, scHi, mnHi;
 };
 
+//
+// With S the 12 scale bytes, sub-block j < 4 has scale S[j] & 63 and min S[j + 4] & 63; j >= 4 has scale
+// (S[j + 4] & 15) | (S[j - 4] >> 6) << 4 and min (S[j + 4] >> 4) | (S[j] >> 6) << 4. For both sub-blocks of
+// pair m that is bytes 2(m % 2) and 2(m % 2) + 1 of each scale word, taken as byte pairs by one permutation a
+// word and worked on two at a time (a chain of selects a byte, for a run-time m, cost more).
 __device__ __forceinline__ KScales k_scales(const uint4& h, int m) {
-    int j = 2 * m;
+    uint32_t pick = 0x4410u + 0x11u * (uint32_t)(2 * (m & 1));  // bytes 2(m % 2) and 2(m % 2) + 1, then zeros
+    uint32_t s0 = __byte_perm(h.y, 0, pick);                      // S[0..3]
+    uint32_t s1 = __byte_perm(h.z, 0, pick);                      // S[4..7]
+    uint32_t s2 = __byte_perm(h.w, 0, pick);                      // S[8..11]
+    uint32_t sc = m < 2 ? s0 & 0x3F3Fu : (s2 & 0x0F0Fu) | ((s0 >> 2) & 0x3030u);
+    uint32_t mn = m < 2 ? s1 & 0x3F3Fu : ((s2 >> 4) & 0x0F0Fu) | ((s1 >> 2) & 0x3030u);
     KScales r;
-    if (m < 2) {
-        r.scLo = byte_of(h, 4 + j) & 63;
-        r.mnLo = byte_of(h, 8 + j) & 63;
-        r.scHi = byte_of(h, 5 + j) & 63;
-        r.mnHi = byte_of(h, 9 + j) & 63;
-    } else {
-        r.scLo = (byte_of(h, 8 + j) & 0xF) | ((byte_of(h, j) >> 6) << 4);
-        r.mnLo = (byte_of(h, 8 + j) >> 4) | ((byte_of(h, 4 + j) >> 6) << 4);
-        r.scHi = (byte_of(h, 9 + j) & 0xF) | ((byte_of(h, 1 + j) >> 6) << 4);
-        r.mnHi = (byte_of(h, 9 + j) >> 4) | ((byte_of(h, 5 + j) >> 6) << 4);
-    }
+    r.scLo = (int)(sc & 0xFFu);
+    r.scHi = (int)(sc >> 8);
+    r.mnLo = (int)(mn & 0xFFu);
+    r.mnHi = (int)(mn >> 8);
     return r;
 }
 
@@ -300,12 +303,22 @@ __device__ __forceinline__ int q3k_scale(int lowByte, int highByte, int g) {
     return (low | (high << 4)) - 32;
 }
 
+// The scales of unit u's groups g0 = 8h + 4p + o and g0 + 2 (h = u/4, p = (u/2)%2, o = u%2), plus 32, in bits 0-5
+// and 8-13, from two byte pairs: lowPair the scale bytes g0 % 8 and g0 % 8 + 2 (their low nibbles where h = 0, high
+// where h = 1), highPair bytes 8 + o and 10 + o (both groups' top two bits at bit 2(2h + p)). Two pairs at a time
+// instead of four bytes picked and two scales assembled one by one.
+__device__ __forceinline__ uint32_t q3k_scale_pair(uint32_t lowPair, uint32_t highPair, int u) {
+    int half = u >> 2;
+    int p = (u >> 1) & 1;
+    return ((lowPair >> (4 * half)) & 0x0F0Fu) | (((highPair >> (2 * (2 * half + p))) & 0x0303u) << 4);
+}
+
 // Unit u's sum over its 32 values of weight * activation, without the activations' d; q and hm the unit's 16 quant
-// and 16 hmask bytes (W: Words5 for the file's 2-byte aligned blocks, uint4 for padded ones); scaleBytes the
-// low-nibble bytes of the scales of the unit's groups g0 and g0 + 2, then the high-bits byte of each.
+// and 16 hmask bytes (W: Words5 for the file's 2-byte aligned blocks, uint4 for padded ones); scales its two
+// groups' scales as q3k_scale_pair gives them.
 template <class W>
-__device__ __forceinline__ float q3k_unit_dot(int u, const W& q, const W& hm, uint32_t scaleBytes,
-                                              unsigned short dBits, const int8_t* xq, const int* xs) {
+__device__ __forceinline__ float q3k_unit_dot(int u, const W& q, const W& hm, uint32_t scales, unsigned short dBits,
+                                              const int8_t* xq, const int* xs) {
     int half = u >> 2;
     int j0 = 2 * ((u >> 1) & 1);
     int l0 = 16 * (u & 1);
@@ -327,10 +340,9 @@ __device__ __forceinline__ float q3k_unit_dot(int u, const W& q, const W& hm, ui
         b = __dp4a((int)vb, xbw[k], b);
     }
     int g0 = x0 >> 4;
-    int g1 = g0 + 2;
-    int sc0 = q3k_scale((int)(scaleBytes & 0xFF), (int)((scaleBytes >> 16) & 0xFF), g0);
-    int sc1 = q3k_scale((int)((scaleBytes >> 8) & 0xFF), (int)(scaleBytes >> 24), g1);
-    int total = sc0 * (a - 4 * xs[g0]) + sc1 * (b - 4 * xs[g1]);
+    int sc0 = (int)(scales & 0xFFu) - 32;
+    int sc1 = (int)(scales >> 8) - 32;
+    int total = sc0 * (a - 4 * xs[g0]) + sc1 * (b - 4 * xs[g0 + 2]);
     return __half2float(__ushort_as_half(dBits)) * (float)total;
 }
 
@@ -340,7 +352,7 @@ struct Q3KUnit {
     static constexpr int BYTES = 110;
     Words5 q;
     Words5 hm;
-    uint32_t scaleBytes;
+    uint32_t scales;
     unsigned short dBits;
 
     __device__ __forceinline__ void load(const uint8_t* block, int u) {
@@ -348,44 +360,42 @@ struct Q3KUnit {
         int l0 = 16 * (u & 1);
         q = load16_b2(block + 32 + 32 * half + l0);
         hm = load16_b2(block + l0);
-        int g0 = 8 * half + 4 * ((u >> 1) & 1) + (u & 1);
-        int g1 = g0 + 2;
+        int g = 4 * ((u >> 1) & 1) + (u & 1);  // g0 % 8
         const uint8_t* s = block + 96;
-        scaleBytes = (uint32_t)s[g0 & 7] | ((uint32_t)s[g1 & 7] << 8) | ((uint32_t)s[8 + (g0 & 3)] << 16)
-                | ((uint32_t)s[8 + (g1 & 3)] << 24);
+        scales = q3k_scale_pair((uint32_t)s[g] | ((uint32_t)s[g + 2] << 8),
+                                (uint32_t)s[8 + (u & 1)] | ((uint32_t)s[10 + (u & 1)] << 8), u);
         dBits = *reinterpret_cast<const unsigned short*>(block + 108);
     }
 
     __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
-        return q3k_unit_dot(u, q, hm, scaleBytes, dBits, xq, xs);
+        return q3k_unit_dot(u, q, hm, scales, dBits, xq, xs);
     }
 };
 
 // A unit of blocks padded to 112 bytes (Q3_KP), so 16-byte aligned: three 16-byte loads, the last holding the 12
 // scale bytes, d and the two bytes of padding (Nsight Compute, run 13: the file's layout costs about one load
-// instruction per weight byte, and the Q3_K products ran at two thirds of Q4_K's bytes per second).
+// instruction per weight byte, and the Q3_K products ran at two thirds of Q4_K's bytes per second). The scale byte
+// pairs come out of the last load with one byte permutation each.
 struct Q3KUnitPadded {
     static constexpr int BYTES = 112;
     uint4 q;
     uint4 hm;
-    uint32_t scaleBytes;
+    uint32_t scales;
     unsigned short dBits;
 
     __device__ __forceinline__ void load(const uint8_t* block, int u) {
         int half = u >> 2;
-        int l0 = 16 * (u & 1);
-        q = *reinterpret_cast<const uint4*>(block + 32 + 32 * half + l0);
-        hm = *reinterpret_cast<const uint4*>(block + l0);
+        int o = u & 1;
+        q = *reinterpret_cast<const uint4*>(block + 32 + 32 * half + 16 * o);
+        hm = *reinterpret_cast<const uint4*>(block + 16 * o);
         uint4 tail = *reinterpret_cast<const uint4*>(block + 96);
-        int g0 = 8 * half + 4 * ((u >> 1) & 1) + (u & 1);
-        int g1 = g0 + 2;
-        scaleBytes = (uint32_t)byte_of(tail, g0 & 7) | ((uint32_t)byte_of(tail, g1 & 7) << 8)
-                | ((uint32_t)byte_of(tail, 8 + (g0 & 3)) << 16) | ((uint32_t)byte_of(tail, 8 + (g1 & 3)) << 24);
+        uint32_t pick = (uint32_t)o | ((uint32_t)(o + 2) << 4) | 0x4400u;  // bytes o and o + 2, then zeros
+        scales = q3k_scale_pair(__byte_perm((u >> 1) & 1 ? tail.y : tail.x, 0, pick), __byte_perm(tail.z, 0, pick), u);
         dBits = (unsigned short)(tail.w & 0xFFFFu);
     }
 
     __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
-        return q3k_unit_dot(u, q, hm, scaleBytes, dBits, xq, xs);
+        return q3k_unit_dot(u, q, hm, scales, dBits, xq, xs);
     }
 };
 
