@@ -42,7 +42,8 @@
 #                                 NCU_KERNELS (a regex), NCU_SKIP and NCU_COUNT choose the model and the launches,
 #                                 NCU_FLAGS adds JVM options
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
-#   HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000 ... times the hybrid generation once more with these JVM flags
+#   HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000 ... times the hybrid generation once more with these JVM flags;
+#   HYBRID_ARGS=--no-repack ...   and/or these bench arguments (e.g. the file's layout where RAM bandwidth binds)
 #   DEADLINE=500 bench/gpu-check.sh  skips the A/B variants and the hybrid run once they would end past 500 s
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -285,12 +286,14 @@ elif [ "${HYBRID:-1}" = 1 ]; then
         row "  $(echo $test)" "$(echo $ts) tok/s"
     done < <(grep -E '^\| .*(pp|tg)[0-9]' "$LOGS/hybrid.log")
     row "  llama.cpp H100, 16 threads (anchor)" "pp512 790 tok/s, tg64 39 tok/s"
-    if [ -n "${HYBRID_FLAGS:-}" ]; then
-        # generation once more with other JVM flags, e.g. HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000
+    if [ -n "${HYBRID_FLAGS:-}${HYBRID_ARGS:-}" ]; then
+        # generation once more with other JVM flags or bench arguments, e.g. HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000,
+        # HYBRID_ARGS=--no-repack
         # shellcheck disable=SC2086
-        timeout 120 "$java" "${flags[@]}" $HYBRID_FLAGS -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" \
-            --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 0 -n 64 -r 2 > "$LOGS/hybrid-ab.log" 2>&1
-        row "  tg64, $HYBRID_FLAGS (exit $?)" "$(grep -E '^\| .*tg64' "$LOGS/hybrid-ab.log" | cut -d'|' -f8 | tr -s ' ')"
+        timeout 120 "$java" "${flags[@]}" ${HYBRID_FLAGS:-} -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" \
+            --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 0 -n 64 -r 2 ${HYBRID_ARGS:-} > "$LOGS/hybrid-ab.log" 2>&1
+        row "  tg64, ${HYBRID_FLAGS:-}${HYBRID_FLAGS:+ }${HYBRID_ARGS:-} (exit $?)" \
+            "$(grep -E '^\| .*tg64' "$LOGS/hybrid-ab.log" | cut -d'|' -f8 | tr -s ' ')"
     fi
 fi
 # 5b. Optional (CPU_BENCH=1): the same model on the CPU backend alone, all cores: what the hybrid run's experts
