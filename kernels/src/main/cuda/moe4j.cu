@@ -529,12 +529,16 @@ __device__ __forceinline__ void mvq_combine_body(const uint8_t* W, long long exp
     U w[UNROLL];
     int slot[UNROLL];
     int unit[UNROLL];
+    // f / units as the high word of f times ceil(2^32 / units): exact for f < 2^32 / units (the product's excess,
+    // under f / 2^32, stays below the 1 / units that separates f / units from the next integer), one multiply where
+    // a division by the run-time `units` took about 16 instructions a pair
+    unsigned perUnit = 0xFFFFFFFFu / (unsigned)units + 1u;
     // the (slot, unit) pairs f0, f0 + 32, ... of row `row`: which they are, and their weights' loads
     auto load = [&](int f0, int row) {
 #pragma unroll
         for (int i = 0; i < UNROLL; i++) {
             int f = f0 + i * WARP;
-            slot[i] = f / units;
+            slot[i] = (int)__umulhi((unsigned)f, perUnit);
             unit[i] = f - slot[i] * units;
             if (f < total) {
                 w[i].load(W + (long long)tid[slot[i]] * expertStride + (long long)row * rowBytes
