@@ -277,7 +277,7 @@ if [ "${HYBRID:-1}" = 1 ] && [ "$(time_left)" -lt 60 ]; then
     row "hybrid cuda:0 + cpu --cpu-moe" "skipped: DEADLINE near"
 elif [ "${HYBRID:-1}" = 1 ]; then
     t=$(date +%s)
-    # the GC log: CPU kernels whose vectors C2 left boxed show as hundreds of pauses (README, "A JIT hazard")
+    # the GC log: CPU kernels whose vectors C2 left boxed show as hundreds of pauses (bench/CPU-NOTES.md, "A JIT hazard")
     timeout 240 "$java" "${flags[@]}" -Xmx8g -Xlog:gc:file="$LOGS/hybrid-gc.log" -jar .gpu/moe4j.jar bench \
         "${benchModel[@]}" --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 512 -n 64 -r 2 > "$LOGS/hybrid.log" 2>&1
     row "hybrid cuda:0 + cpu --cpu-moe (exit $?, $(elapsed $t))" \

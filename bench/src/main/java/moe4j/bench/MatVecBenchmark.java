@@ -86,8 +86,8 @@ public class MatVecBenchmark {
 
     /**
      * Bytes from a 2 MiB boundary (huge pages) or a 4 KiB one (otherwise) to the first row. Where rows start modulo 256
-     * bytes once changed how fast some kernels streamed by a factor of two (see the README), so this tells one from
-     * another.
+     * bytes once changed how fast some kernels streamed by a factor of two (see bench/CPU-NOTES.md), so this tells
+     * one from another.
      */
     @Param({"0"})
     public int offset;

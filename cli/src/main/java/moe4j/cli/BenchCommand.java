@@ -250,7 +250,7 @@ final class BenchCommand implements Callable<Integer> {
     /**
      * Generation that allocates this much heap per token has a CPU kernel running with its vectors boxed: a decoding
      * step of the 12-layer Q5_K_M test file allocated 20-180 KiB, and 457 MiB in a run whose Q5_K kernel was compiled
-     * so (README, "A JIT hazard").
+     * so (bench/CPU-NOTES.md, "A JIT hazard").
      */
     static final double BOXED_KERNEL_BYTES_PER_TOKEN = 16 * 1024 * 1024;
 

@@ -205,7 +205,7 @@ public final class Q3_K extends BlockFormat {
      * sums. Bit pairs 1 and 3 are not shifted down: they stay two bits up, as four times the quant (4 * 4 * 7 * 128
      * still fits a product's 16-bit upper half), and the shift that takes the upper half goes two bits further, which
      * removes the factor exactly. Each instruction counts here: this kernel is bound by how many it issues, not by
-     * memory (see the README's performance section).
+     * memory (bench/CPU-NOTES.md, JMH).
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,

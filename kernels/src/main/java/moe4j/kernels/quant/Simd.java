@@ -68,8 +68,9 @@ final class Simd {
      * 1.7 KB of weights for the 4- to 6-bit types; Q8_0 takes half), which read memory at the same rate wherever the
      * rows start. With rows of 4096 in one loop, Q4_K, Q5_K and Q8_0 streamed at half rate or at full rate depending on
      * where the rows started modulo 256 bytes, and Q6_K, IQ4_XS and Q4_0 at half rate; the same compiled code ran alike
-     * at every offset out of L3, so it is how prefetching from DRAM meets a loop that long (the README's "Where rows
-     * start" has the figures). Q3_K and Q2_K, bound by their arithmetic, read alike at every offset and run whole rows.
+     * at every offset out of L3, so it is how prefetching from DRAM meets a loop that long (bench/CPU-NOTES.md,
+     * "Where rows start", has the figures). Q3_K and Q2_K, bound by their arithmetic, read alike at every offset and
+     * run whole rows.
      */
     static final int ROW_SPAN = 2048;
 
@@ -77,9 +78,9 @@ final class Simd {
      * Weights per inner loop of the F16 and BF16 row kernels (48 groups of 16, 1.5 KB). On two threads, F16 rows of
      * 2048 in one loop streamed at about 30 GB/s where they started at 0 to 32 modulo 256 bytes and at 52-55 at 96 to
      * 224; loops of 1024 values still ran at 21-23 at offset 0; loops of 768 at 47-55 at every offset, loops of 512
-     * up to 10% slower (the README's "Where rows start" has the figures). Why the loop's length matters is not known
-     * (no counters on that machine). F32, a load and a multiply-add per group, keeps whole rows: cut into loops of 512
-     * values it lost 12-21% at every offset. The cut costs F16 and BF16 8-19% in cache.
+     * up to 10% slower (bench/CPU-NOTES.md, "Where rows start", has the figures). Why the loop's length matters is
+     * not known (no counters on that machine). F32, a load and a multiply-add per group, keeps whole rows: cut into
+     * loops of 512 values it lost 12-21% at every offset. The cut costs F16 and BF16 8-19% in cache.
      */
     static final int HALF_FLOAT_SPAN = 768;
 
