@@ -44,6 +44,9 @@
 #   HYBRID=0 bench/gpu-check.sh   skips the hybrid run (attention on cuda:0, every expert on the CPU, 16 threads)
 #   HYBRID_FLAGS=-Dmoe4j.cpu.spins=200000 ... times the hybrid generation once more with these JVM flags;
 #   HYBRID_ARGS=--no-repack ...   and/or these bench arguments (e.g. the file's layout where RAM bandwidth binds)
+#   JMH=1 bench/gpu-check.sh      also times the CPU's matrix-vector kernels and the streaming sum on every core (JMH,
+#                                 JMH_MIB=512 MiB each, JMH_TYPES=Q4_K,Q6_K to choose types); needs .gpu made by
+#                                 JMH=1 bench/gpu-prepare.sh (the bench classes and JMH's jars, 3.3 MB more)
 #   DEADLINE=500 bench/gpu-check.sh  skips the A/B variants and the hybrid run once they would end past 500 s
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -306,6 +309,32 @@ if [ "${CPU_BENCH:-0}" = 1 ]; then
     while IFS='|' read -r _ _ _ _ _ _ test ts _; do
         row "  $(echo $test)" "$(echo $ts) tok/s"
     done < <(grep -E '^\| .*(pp|tg)[0-9]' "$LOGS/cpu.log")
+fi
+# 5c. Optional (JMH=1, with .gpu prepared by JMH=1 bench/gpu-prepare.sh): the CPU's matrix-vector kernels on every
+# core against the streaming sum on every core (JMH), each type over JMH_MIB MiB (default 512, past a server's
+# last-level cache): how near the machine's read bandwidth the kernels come where cores are not what binds them
+if [ "${JMH:-0}" = 1 ] && [ ! -d .gpu/jmh ]; then
+    row "jmh" "skipped: .gpu/jmh missing (JMH=1 bench/gpu-prepare.sh)"
+elif [ "${JMH:-0}" = 1 ]; then
+    t=$(date +%s)
+    jmhCp=".gpu/moe4j.jar:$(find .gpu/jmh -name '*.jar' | sort | tr '\n' ':')"
+    jmhMib="${JMH_MIB:-512}"
+    jmhRun=(timeout 240 "$java" "${flags[@]}" -cp "$jmhCp" org.openjdk.jmh.Main -f 1 -wi 1 -w 1s -i 3 -r 1s -rf csv)
+    "${jmhRun[@]}" -rff "$LOGS/jmh.csv" 'MatVecBenchmark.matVecAllThreads|StreamingReadBenchmark.allThreads' \
+        -p kib=$((jmhMib * 1024)) -p mib="$jmhMib" ${JMH_TYPES:+-p type=$JMH_TYPES} > "$LOGS/jmh.log" 2>&1
+    "${jmhRun[@]}" -rff "$LOGS/jmh-repacked.csv" 'MatVecBenchmark.matVecAllThreads' -p kib=$((jmhMib * 1024)) \
+        -p repacked=true -p type=Q4_K,Q5_K,Q6_K > "$LOGS/jmh-repacked.log" 2>&1
+    row "jmh, $(nproc) threads, ${jmhMib} MiB (exit $?, $(elapsed $t))" "GB/s of weights; fraction of the streaming sum"
+    stream=$(awk -F, '/allThreads:weightBytes/ && /StreamingRead/ {gsub(/"/, ""); print $5}' "$LOGS/jmh.csv")
+    for csv in "$LOGS/jmh.csv" "$LOGS/jmh-repacked.csv"; do
+        while IFS=, read -r name score type repacked; do
+            row "  $name $type$([ "$repacked" = true ] && echo ' repacked')" \
+                "$(awk -v s="$score" -v b="${stream:-0}" 'BEGIN { printf "%.1f", s / 1e9; if (b > 0) printf " (%.2f)", s / b }')"
+        done < <(awk -F, '{ sub(/\r$/, "") } NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); col[$i] = i }; next }
+            /weightBytes/ { gsub(/"/, ""); n = $1; sub(/^.*\./, "", n); sub(/:weightBytes/, "", n)
+                print n "," $5 "," (("Param: type" in col) ? $(col["Param: type"]) : "") "," \
+                    (("Param: repacked" in col) ? $(col["Param: repacked"]) : "") }' "$csv")
+    done
 fi
 if [ "${FILE:-0}" = 1 ]; then rm -f "$model"; fi
 

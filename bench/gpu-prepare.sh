@@ -7,6 +7,7 @@
 #   moe4j.jar        the command line, CUDA backend and PTX included
 #   lib/*.jar        test classes of gguf, kernels and engine, and JUnit's console launcher
 #   shared/fixtures  the fixture models (but the F32 one) and llama.cpp references the GPU tests compare against
+#   jmh/*.jar        with JMH=1 only: the JMH benchmarks' classes and JMH's jars, for gpu-check.sh's JMH=1 (3.3 MB)
 # Run it from anywhere; then carry .gpu with the working tree (see README, "GPU (CUDA)").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +29,14 @@ done
 platform="1.$(sed -n 's:.*<junit.version>5\.\([0-9.]*\)</junit.version>.*:\1:p' pom.xml)"
 ./mvnw -q -B dependency:copy -Dartifact="org.junit.platform:junit-platform-console-standalone:$platform" \
     -DoutputDirectory=.gpu/lib
+
+if [ "${JMH:-0}" = 1 ]; then
+    ./mvnw -q -B -pl bench -am install -DskipTests
+    mkdir -p .gpu/jmh
+    cp bench/target/moe4j-bench-*-SNAPSHOT.jar .gpu/jmh/moe4j-bench.jar
+    ./mvnw -q -B -f bench/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+        -DincludeArtifactIds=jmh-core,jopt-simple,commons-math3 -DoutputDirectory="$PWD/.gpu/jmh"
+fi
 
 echo "linking a Java runtime ..."
 tmp="$(mktemp -d)"

@@ -44,6 +44,11 @@ import moe4j.kernels.quant.QuantFormats;
  * rounded as llama.cpp rounds them for the type (8-bit blocks for quantized types), where K-quants fold
  * their minimums out of the inner loop; the others measure the float-activation {@code dot}/{@code dotBatch}.
  *
+ * <p>{@code matVecAllThreads} runs the same calls on every processor of the machine, handed out as the CPU backend's
+ * pool hands out a product's rows: on a machine with many cores per memory channel (the GPU machine's host, 16 cores)
+ * the kernels can be bound by memory there where two cores are bound by their arithmetic. Give it a matrix larger than
+ * that machine's last-level cache ({@code -p kib=524288}) and compare with {@link StreamingReadBenchmark#allThreads}.
+ *
  * <p>The {@code weightBytes} secondary result counts weight bytes read, so its ops/s figure is the
  * weight bandwidth in bytes per second; compare it with {@link StreamingReadBenchmark}.
  */
@@ -128,6 +133,22 @@ public class MatVecBenchmark {
     @State(Scope.Thread)
     public static class Traffic {
         public long weightBytes;
+    }
+
+    /** A worker pool with a thread per processor, made only for the benchmarks that take it. */
+    @State(Scope.Benchmark)
+    public static class AllCores {
+        WorkerPool pool;
+
+        @Setup(Level.Trial)
+        public void setUp() {
+            pool = new WorkerPool(Runtime.getRuntime().availableProcessors());
+        }
+
+        @TearDown(Level.Trial)
+        public void tearDown() {
+            pool.close();
+        }
     }
 
     @Setup(Level.Trial)
@@ -275,6 +296,15 @@ public class MatVecBenchmark {
         int unit = groups != null ? InterleavedRows.ROWS * groupsPerCall : rowsPerCall;
         int half = Math.min(rows, (int) Math.round(rows / 2.0 / unit) * unit);
         inHalves(() -> matVecRows(0, half), () -> matVecRows(half, rows));
+        traffic.weightBytes += rows * rowBytes;
+        return out;
+    }
+
+    @Benchmark
+    public float[] matVecAllThreads(Traffic traffic, AllCores all) {
+        int unit = groups != null ? InterleavedRows.ROWS * groupsPerCall : rowsPerCall;
+        all.pool.parallelFor((rows + unit - 1) / unit, 1,
+                (from, to, worker) -> matVecRows(from * unit, Math.min(rows, to * unit)));
         traffic.weightBytes += rows * rowBytes;
         return out;
     }

@@ -30,9 +30,10 @@ import moe4j.gguf.HugePages;
 import moe4j.kernels.cpu.JitOptions;
 
 /**
- * The machine's practical read bandwidth: the sum of a 256 MB off-heap segment with vector loads, on one
- * and on two threads. The {@code weightBytes} secondary result is bytes read per second, the ceiling
- * for {@link MatVecBenchmark}'s figure of the same name.
+ * The machine's practical read bandwidth: the sum of a 256 MiB off-heap segment ({@code -p mib=N}) with vector loads,
+ * on one thread, two, and every processor ({@code allThreads}, the slices handed out by the CPU backend's pool). The
+ * {@code weightBytes} secondary result is bytes read per second, the ceiling for {@link MatVecBenchmark}'s figure of
+ * the same name.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
@@ -44,22 +45,34 @@ import moe4j.kernels.cpu.JitOptions;
 public class StreamingReadBenchmark {
 
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
-    private static final long BYTES = 256L << 20;
+    /** Bytes a slice of {@link #allThreads}: many more slices than threads, so that none waits on a slow one. */
+    private static final long SLICE = 1L << 20;
+
+    /** MiB summed: larger than the last-level cache of the machine measured. */
+    @Param({"256"})
+    public int mib;
 
     /** 2 MiB pages, as {@link MatVecBenchmark}'s weights by default; {@code -p hugePages=false} for 4 KiB pages. */
     @Param({"true"})
     public boolean hugePages;
 
+    private long bytes;
     private Arena arena;
     private MemorySegment data;
     private ExecutorService helper;
+    private float[] sliceSums;
 
     @Setup(Level.Trial)
     public void setUp() {
+        if (mib < 1) {
+            throw new IllegalArgumentException("mib must be at least 1, not " + mib);
+        }
+        bytes = (long) mib << 20;
         arena = Arena.ofShared();
-        data = hugePages ? HugePages.allocateOrPlain(BYTES, arena) : arena.allocate(BYTES, 64);
+        data = hugePages ? HugePages.allocateOrPlain(bytes, arena) : arena.allocate(bytes, 64);
         data.fill((byte) 1);
         helper = Executors.newSingleThreadExecutor();
+        sliceSums = new float[Math.toIntExact(bytes / SLICE)];
     }
 
     @TearDown(Level.Trial)
@@ -86,15 +99,26 @@ public class StreamingReadBenchmark {
 
     @Benchmark
     public float oneThread(MatVecBenchmark.Traffic traffic) {
-        traffic.weightBytes += BYTES;
-        return sum(0, BYTES);
+        traffic.weightBytes += bytes;
+        return sum(0, bytes);
     }
 
     @Benchmark
     public float twoThreads(MatVecBenchmark.Traffic traffic) throws InterruptedException, ExecutionException {
-        Future<Float> other = helper.submit(() -> sum(BYTES / 2, BYTES));
-        float mine = sum(0, BYTES / 2);
-        traffic.weightBytes += BYTES;
+        Future<Float> other = helper.submit(() -> sum(bytes / 2, bytes));
+        float mine = sum(0, bytes / 2);
+        traffic.weightBytes += bytes;
         return mine + other.get();
+    }
+
+    @Benchmark
+    public float[] allThreads(MatVecBenchmark.Traffic traffic, MatVecBenchmark.AllCores all) {
+        all.pool.parallelFor(sliceSums.length, 1, (from, to, worker) -> {
+            for (int i = from; i < to; i++) {
+                sliceSums[i] = sum(i * SLICE, (i + 1) * SLICE);
+            }
+        });
+        traffic.weightBytes += bytes;
+        return sliceSums;
     }
 }

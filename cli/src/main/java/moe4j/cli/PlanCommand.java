@@ -36,9 +36,9 @@ import picocli.CommandLine.Spec;
 
 /** {@code moe4j plan}: where a model's layers and experts would go on given GPUs and RAM, and how fast it would decode. */
 @Command(name = "plan", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Plans where a model's layers and experts go on GPUs and system RAM: whether it",
-                "fits, the memory per device (weights, KV cache, scratch), and the decode speed",
-                "the memory bandwidths allow (a ceiling). Nothing is loaded or run.",
+        description = {"Plans where a model's layers and experts go on GPUs and system RAM.",
+                "Whether it fits, the memory per device (weights, KV cache, scratch), and the decode",
+                "speed the memory bandwidths allow (a ceiling). Nothing is loaded or run.",
                 "Sizes take binary units: 24G = 24GB = 24GiB = 24 x 2^30 bytes; 512M; 1.5T."})
 final class PlanCommand implements Callable<Integer> {
 
@@ -120,9 +120,9 @@ final class PlanCommand implements Callable<Integer> {
             description = "memory kept free on every device (default: 512M)")
     private Long margin;
 
-    @Option(names = "--repack", negatable = true, description = "plan system RAM with the CPU's repacked copy of Q4_K"
-            + " and Q5_K matrices (4.5-5.6% larger than the file's), as the engine makes it by default on a CPU with 512-bit vectors;"
-            + " --no-repack plans the file's bytes (default: as this machine would run)")
+    @Option(names = "--repack", negatable = true, description = "plan system RAM with the CPU's repacked copy of Q4_K,"
+            + " Q5_K and Q6_K matrices (1-5.6%% larger than the file's), as the engine makes it by default on a CPU with"
+            + " 512-bit vectors; --no-repack plans the file's bytes (default: as this machine would run)")
     private Boolean repack;
 
     @Option(names = "--json", description = "print one JSON object instead of text")
@@ -207,6 +207,9 @@ final class PlanCommand implements Callable<Integer> {
             }
             if (cpuMoe && nCpuMoe != null) {
                 throw new IllegalArgumentException("--cpu-moe and --n-cpu-moe exclude each other");
+            }
+            if (stageBatch < 0 || stageBatch == 1) {
+                throw new IllegalArgumentException("--stage-batch must be 0 (never) or at least 2, got " + stageBatch);
             }
             int context = ctx != null ? ctx : Math.min(footprint.contextLength(), LoadOptions.DEFAULT_CONTEXT_CAP);
             PlanRequest r = PlanRequest.defaults(context).withKvType(kvType).withBatchSize(batchSize).withSplit(split)

@@ -21,8 +21,8 @@ import picocli.CommandLine.Spec;
 
 /** {@code moe4j serve}: an OpenAI-compatible HTTP server for one model, until Ctrl-C. */
 @Command(name = "serve", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Serves the model over an OpenAI-compatible HTTP API:",
-                "  GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both also",
+        description = {"Serves the model over an OpenAI-compatible HTTP API.",
+                "Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both also",
                 "  streaming), POST /v1/embeddings (models with a pooling), GET /health.",
                 "Logs one line per request on stderr; Ctrl-C stops it. The sampling options",
                 "are the defaults of requests that do not set them."})

@@ -156,7 +156,7 @@ class PlanCommandTest {
                 "two blocks of " + block + " bytes and their buffers, got " + room);
         CliRunner bad = CliRunner.run(concat(base, "--stage-batch", "-1"));
         assertEquals(2, bad.exitCode(), bad.err());
-        assertTrue(bad.lastErrLine().contains("stageBatch"), bad.err());
+        assertTrue(bad.lastErrLine().contains("--stage-batch must be 0 (never) or at least 2, got -1"), bad.err());
     }
 
     private static String[] concat(String[] a, String... b) {
