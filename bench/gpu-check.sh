@@ -315,6 +315,8 @@ fi
 # last-level cache): how near the machine's read bandwidth the kernels come where cores are not what binds them
 if [ "${JMH:-0}" = 1 ] && [ ! -d .gpu/jmh ]; then
     row "jmh" "skipped: .gpu/jmh missing (JMH=1 bench/gpu-prepare.sh)"
+elif [ "${JMH:-0}" = 1 ] && [ "$(time_left)" -lt 120 ]; then
+    row "jmh" "skipped: DEADLINE near"
 elif [ "${JMH:-0}" = 1 ]; then
     t=$(date +%s)
     jmhCp=".gpu/moe4j.jar:$(find .gpu/jmh -name '*.jar' | sort | tr '\n' ':')"
