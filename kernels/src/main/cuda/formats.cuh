@@ -282,9 +282,11 @@ struct Q5_K {
     }
 };
 
-// ql (128), qh (64), scales (16 signed bytes), d; 16-value groups: (d * sc) * (q - 32)
-struct Q6_K {
-    static constexpr int QK = 256, BYTES = 210;
+// ql (128), qh (64), scales (16 signed bytes), d; 16-value groups: (d * sc) * (q - 32). STRIDE: the bytes from one
+// block to the next, the file's 210 or 224 where the CUDA backend pads every block to keep 16-byte alignment (Q6_KP).
+template <int STRIDE>
+struct Q6_KS {
+    static constexpr int QK = 256, BYTES = STRIDE;
     __device__ __forceinline__ static void decode(const uint8_t* b, int g, float* v) {
         float d = fp16_at(b + 208);
         float dl = mul(d, (float)(int8_t)b[192 + g]);
@@ -302,6 +304,8 @@ struct Q6_K {
         }
     }
 };
+using Q6_K = Q6_KS<210>;
+using Q6_KP = Q6_KS<224>;
 
 // d, scales_h (16 bits), scales_l (4 bytes), qs (128): eight 32-value sub-blocks of IQ4 levels
 struct IQ4_XS {

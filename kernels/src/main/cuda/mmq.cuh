@@ -54,14 +54,16 @@ struct Q4KHalf {
 
 // Q6_K, half h, part p (0..3): the 16 ql bytes at 64h + 16p hold values 128h + 16p + 0..15 (low nibbles, group p
 // of the half) and 128h + 64 + 16p + 0..15 (high nibbles, group 4 + p), their top bits in the 16 qh bytes at
-// 128 + 32h + 16(p%2), at bits 2(p/2) and 4 + 2(p/2); q - 32 is the int8 value, (d * scale) its scale.
-struct Q6KHalf {
-    static constexpr int BYTES = 210;
+// 128 + 32h + 16(p%2), at bits 2(p/2) and 4 + 2(p/2); q - 32 is the int8 value, (d * scale) its scale. W and STRIDE
+// as for Q6KUnitT: the file's 210-byte blocks (Words5) or blocks padded to 224 bytes (uint4, Q6_KP).
+template <class W, int STRIDE>
+struct Q6KHalfT {
+    static constexpr int BYTES = STRIDE;
 
     __device__ __forceinline__ static HalfUnpacked unpack(const uint8_t* block, int h, int p) {
         HalfUnpacked r;
-        Words5 ql = load16_b2(block + 64 * h + 16 * p);
-        Words5 qh = load16_b2(block + 128 + 32 * h + 16 * (p & 1));
+        W ql = load16_at<W>(block + 64 * h + 16 * p);
+        W qh = load16_at<W>(block + 128 + 32 * h + 16 * (p & 1));
         int shift = 2 * (p >> 1);
         uint32_t lo[4], hi[4];
 #pragma unroll
@@ -85,6 +87,7 @@ struct Q6KHalf {
         return r;
     }
 };
+using Q6KHalf = Q6KHalfT<Words5, 210>;
 
 // Q5_K, half h, part p (0..3), laid out as Q4_K's with the fifth bits: the 16 quant bytes at 48 + 32m + 16(p%2),
 // m = 2h + p/2, and the 16 qh bytes at 16 + 16(p%2), whose bit 2m tops the low nibbles and bit 2m + 1 the high.
@@ -173,6 +176,10 @@ struct MmqHalfOf<Q4_K> {
 template <>
 struct MmqHalfOf<Q6_K> {
     using type = Q6KHalf;
+};
+template <>
+struct MmqHalfOf<Q6_KP> {
+    using type = Q6KHalfT<uint4, 224>;
 };
 
 }  // namespace moe4j

@@ -670,6 +670,7 @@ Q8K_KERNELS(q3_kp, Q3_KP)
 Q8K_KERNELS(q4_k, Q4_K)
 Q8K_KERNELS(q5_k, Q5_K)
 Q8K_KERNELS(q6_k, Q6_K)
+Q8K_KERNELS(q6_kp, Q6_KP)
 
 // ---------------------------------------------------------------- tiled matrix-matrix (prompt batches)
 
@@ -965,6 +966,7 @@ MMQ_KERNEL(q3_kp, Q3_KP)
 MMQ_KERNEL(q4_k, Q4_K)
 MMQ_KERNEL(q5_k, Q5_K)
 MMQ_KERNEL(q6_k, Q6_K)
+MMQ_KERNEL(q6_kp, Q6_KP)
 
 // ---------------------------------------------------------------- row lookup (embedding)
 
@@ -1040,6 +1042,7 @@ FORMAT_KERNELS(q3_kp, Q3_KP)
 FORMAT_KERNELS(q4_k, Q4_K)
 FORMAT_KERNELS(q5_k, Q5_K)
 FORMAT_KERNELS(q6_k, Q6_K)
+FORMAT_KERNELS(q6_kp, Q6_KP)
 FORMAT_KERNELS(iq4_nl, IQ4_NL)
 FORMAT_KERNELS(iq4_xs, IQ4_XS)
 

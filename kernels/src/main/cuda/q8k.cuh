@@ -132,6 +132,14 @@ __device__ __forceinline__ uint32_t word_of(const uint4& r, int i) {
     return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
 }
 
+// 16 bytes as W holds them: five aligned words of a 2-byte aligned address (Words5), or one aligned load (uint4)
+template <class W>
+__device__ __forceinline__ W load16_at(const uint8_t* p);
+template <>
+__device__ __forceinline__ Words5 load16_at<Words5>(const uint8_t* p) { return load16_b2(p); }
+template <>
+__device__ __forceinline__ uint4 load16_at<uint4>(const uint8_t* p) { return *reinterpret_cast<const uint4*>(p); }
+
 // byte i (run-time 0..15) of a uint4
 __device__ __forceinline__ int byte_of(const uint4& h, int i) {
     uint32_t w = i < 8 ? (i < 4 ? h.x : h.y) : (i < 12 ? h.z : h.w);
@@ -205,20 +213,21 @@ struct Q4KUnit {
 // Q6_K: ql (128), qh (64), 16 signed 8-bit scales, d (fp16); value (d * scale) * (q - 32) with q 6 bits.
 // Unit u (0..7), half h = u/4, j0 = 16(u%4): the 16 ql bytes at 64h + j0 hold values 128h + j0 + 0..15 (low
 // nibbles) and 128h + 64 + j0 + 0..15 (high), whose top two bits are in the 16 qh bytes at 128 + 32h + j0%32
-// (bits 2(j0/32) and 4 + 2(j0/32)). Blocks of 210 bytes are only 2-byte aligned.
-struct Q6KUnit {
-    static constexpr int BYTES = 210;
-    Words5 ql;
-    Words5 qh;
+// (bits 2(j0/32) and 4 + 2(j0/32)). The file's blocks of 210 bytes are only 2-byte aligned (W = Words5: five words
+// and funnel shifts a run); padded to 224 bytes (Q6_KP, -Dmoe4j.cuda.padQ6k) each run is one aligned load (uint4).
+template <class W, int STRIDE>
+struct Q6KUnitT {
+    static constexpr int BYTES = STRIDE;
+    W ql;
+    W qh;
     int scLo, scHi;
     unsigned short dBits;
-
 
     __device__ __forceinline__ void load(const uint8_t* block, int u) {
         int half = u >> 2;
         int j0 = 16 * (u & 3);
-        ql = load16_b2(block + 64 * half + j0);
-        qh = load16_b2(block + 128 + 32 * half + (j0 & 31));
+        ql = load16_at<W>(block + 64 * half + j0);
+        qh = load16_at<W>(block + 128 + 32 * half + (j0 & 31));
         scLo = (int8_t)block[192 + 8 * half + (u & 3)];
         scHi = (int8_t)block[192 + 8 * half + 4 + (u & 3)];
         dBits = *reinterpret_cast<const unsigned short*>(block + 208);
@@ -248,6 +257,8 @@ struct Q6KUnit {
         return __half2float(__ushort_as_half(dBits)) * (float)total;
     }
 };
+using Q6KUnit = Q6KUnitT<Words5, 210>;
+using Q6KUnitPadded = Q6KUnitT<uint4, 224>;
 
 // Q5_K: d, dmin (fp16), 12 bytes of 6-bit scales and mins, qh (32), qs (128): Q4_K's layout with a fifth bit,
 // bit 2(u/2) (low nibbles) or 2(u/2) + 1 (high) of qh byte i for quant byte i of a 32-byte chunk. Unit u as
@@ -416,6 +427,10 @@ struct Q8KUnitOf<Q5_K> {
 template <>
 struct Q8KUnitOf<Q3_K> {
     using type = Q3KUnit;
+};
+template <>
+struct Q8KUnitOf<Q6_KP> {
+    using type = Q6KUnitPadded;
 };
 template <>
 struct Q8KUnitOf<Q3_KP> {

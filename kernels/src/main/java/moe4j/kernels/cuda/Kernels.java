@@ -7,6 +7,7 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.util.Collections;
 import java.util.EnumMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
@@ -70,8 +71,8 @@ final class Kernels {
 
     final CUmodule module;
     final Map<GgmlType, Format> formats = new EnumMap<>(GgmlType.class);
-    /** Q3_K in blocks padded from 110 to 112 bytes (the *_q3_kp kernels). */
-    final Format paddedQ3k;
+    /** The kernels of blocks padded to 16-byte alignment: Q3_K's 110 bytes to 112 (*_q3_kp), Q6_K's 210 to 224. */
+    final Map<GgmlType, Format> padded = new EnumMap<>(GgmlType.class);
     final CUfunction rmsNorm;
     final CUfunction addRmsNorm;
     final CUfunction addRmsNormRounded;
@@ -116,7 +117,9 @@ final class Kernels {
         for (GgmlType t : FORMATS) {
             formats.put(t, format(t.name().toLowerCase(Locale.ROOT), Q8K_FORMATS.contains(t), MMQ_FORMATS.contains(t)));
         }
-        paddedQ3k = format("q3_kp", true, MMQ_FORMATS.contains(GgmlType.Q3_K));
+        for (GgmlType t : List.of(GgmlType.Q3_K, GgmlType.Q6_K)) {
+            padded.put(t, format(t.name().toLowerCase(Locale.ROOT) + "p", true, MMQ_FORMATS.contains(t)));
+        }
         rmsNorm = function("rms_norm");
         addRmsNorm = function("add_rms_norm");
         addRmsNormRounded = function("add_rms_norm_rounded");
@@ -187,7 +190,14 @@ final class Kernels {
 
     /** The kernels that read {@code w} as it lies in device memory. */
     Format format(CudaWeight w) {
-        return w.padded() ? paddedQ3k : format(w.format());
+        if (w.padded()) {
+            Format f = padded.get(w.format());
+            if (f == null) {
+                throw new IllegalStateException("no CUDA kernels for padded " + w.format());
+            }
+            return f;
+        }
+        return format(w.format());
     }
 
     private Format format(GgmlType type) {

@@ -13,7 +13,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 import moe4j.gguf.GgmlType;
 
-/** The host side of padded Q3_K blocks: what the pinned staging buffers hold for the device, no GPU needed. */
+/** The host side of padded blocks: what the pinned staging buffers hold for the device, no GPU needed. */
 class BlockPaddingTest {
 
     /** Rows of 3 blocks of 110 bytes become rows of 3 x 112 + 16 bytes, zeros between the blocks and after a row. */
@@ -44,16 +44,21 @@ class BlockPaddingTest {
     }
 
     /**
-     * A row of b blocks takes 112 b + 16 bytes, 32 more where 112 b + 16 is a multiple of 256 (rows that far apart
-     * share cache sets in the tensor-core tiles); heldBytes counts that per row of a matrix, and a vector as f32.
+     * A Q3_K row of b blocks takes 112 b + 16 bytes, a Q6_K row 224 b + 16, 32 more where that is a multiple of 256
+     * (rows that far apart share cache sets in the tensor-core tiles); heldBytes counts that per row of a matrix, and a
+     * vector as f32.
      */
     @Test
     void paddedRowsNeverLieAMultipleOf256BytesApart() {
-        assertEquals(16 * 112 + 16, CudaBackend.paddedQ3kRowBytes(16 * 110));  // rows of 4096 values: 1808
-        assertEquals(9 * 112 + 32, CudaBackend.paddedQ3kRowBytes(9 * 110));    // 1024 + 16 would be 4 x 256
-        for (int blocks = 1; blocks <= 200; blocks++) {
-            long row = CudaBackend.paddedQ3kRowBytes(blocks * 110L);
-            assertTrue(row % 16 == 0 && row % 256 != 0, blocks + " blocks: " + row + " bytes");
+        assertEquals(16 * 112 + 16, CudaBackend.paddedRowBytes(GgmlType.Q3_K, 16 * 110));  // rows of 4096 values: 1808
+        assertEquals(9 * 112 + 32, CudaBackend.paddedRowBytes(GgmlType.Q3_K, 9 * 110));    // 1024 + 16 is 4 x 256 + 16
+        assertEquals(8 * 224 + 16, CudaBackend.paddedRowBytes(GgmlType.Q6_K, 8 * 210));    // rows of 2048 values: 1808
+        assertEquals(3 * 224 + 16, CudaBackend.paddedRowBytes(GgmlType.Q6_K, 3 * 210));    // rows of 768: 688
+        for (GgmlType type : new GgmlType[] {GgmlType.Q3_K, GgmlType.Q6_K}) {
+            for (int blocks = 1; blocks <= 200; blocks++) {
+                long row = CudaBackend.paddedRowBytes(type, blocks * (long) type.blockBytes());
+                assertTrue(row % 16 == 0 && row % 256 != 0, type + ", " + blocks + " blocks: " + row + " bytes");
+            }
         }
         long[] dims = {4096, 1536, 128};
         long fileBytes = 110L * 16 * 1536 * 128;
@@ -61,6 +66,12 @@ class BlockPaddingTest {
         // padding is on unless -Dmoe4j.cuda.padQ3k=false; either way what a GPU holds follows it
         assertEquals(padded ? 1808L * 1536 * 128 : fileBytes, CudaBackend.heldBytes(GgmlType.Q3_K, dims, fileBytes));
         assertEquals(fileBytes * 144 / 110, CudaBackend.heldBytes(GgmlType.Q4_K, dims, fileBytes * 144 / 110));
+        long q6Bytes = 210L * 16 * 1536 * 128;
+        boolean q6Padded = CudaBackend.heldBytes(GgmlType.Q6_K, dims, q6Bytes) != q6Bytes;
+        // Q6_K is padded only with -Dmoe4j.cuda.padQ6k=true
+        assertEquals(q6Padded ? (16L * 224 + 16) * 1536 * 128 : q6Bytes,
+                CudaBackend.heldBytes(GgmlType.Q6_K, dims, q6Bytes));
+        assertEquals(Boolean.getBoolean("moe4j.cuda.padQ6k"), q6Padded);
         assertEquals(4L * 4096, CudaBackend.heldBytes(GgmlType.F32, new long[] {4096}, 4L * 4096));
     }
 

@@ -1194,29 +1194,30 @@ class CudaBackendTest {
     }
 
     /**
-     * Q3_K matrices kept in blocks padded to 112 bytes (-Dmoe4j.cuda.padQ3k) give exactly the results of the file's
-     * 110-byte layout through every kernel that reads Q3_K: the embedding rows, one to three matrices of one input (the
-     * rounded rows of a norm, and rows rounded in the products' blocks), the experts (gate and up, down and combine;
-     * grouped by expert and on the tensor cores for 40 tokens), and experts staged into an area.
+     * Matrices kept in blocks padded to 16-byte alignment (Q3_K 110 -> 112 bytes, -Dmoe4j.cuda.padQ3k; Q6_K 210 -> 224,
+     * -Dmoe4j.cuda.padQ6k) give exactly the results of the file's layout through every kernel that reads the type: the
+     * embedding rows, one to three matrices of one input (the rounded rows of a norm, and rows rounded in the products'
+     * blocks), the experts (gate and up, down and combine; grouped by expert and on the tensor cores for 40 tokens),
+     * and experts staged into an area.
      */
-    @ParameterizedTest(name = "{0} tokens")
-    @ValueSource(ints = {1, 3, 40})
-    void paddedQ3kBlocksGiveExactlyTheResultsOfTheFileLayout(int n) {
+    @ParameterizedTest(name = "{0}, {1} tokens")
+    @CsvSource({"Q3_K, 1", "Q3_K, 3", "Q3_K, 40", "Q6_K, 1", "Q6_K, 3", "Q6_K, 40"})
+    void paddedBlocksGiveExactlyTheResultsOfTheFileLayout(GgmlType type, int n) {
         int embd = 512;
         int qRows = 1280;  // above MATVEC_MAX_ROWS_ANY_BATCH: the tensor cores for 40 tokens
         int ffn = 768;
         int experts = 8;
         int k = 2;
         int vocab = 37;
-        GgufTensor emb = randomTensor("emb", GgmlType.Q3_K, embd, vocab);
+        GgufTensor emb = randomTensor("emb", type, embd, vocab);
         GgufTensor gain = f32Tensor("gain", randomFloats(embd, 1f), embd);
-        GgufTensor wq = randomTensor("wq", GgmlType.Q3_K, embd, qRows);
-        GgufTensor wk = randomTensor("wk", GgmlType.Q3_K, embd, 128);
-        GgufTensor wv = randomTensor("wv", GgmlType.Q3_K, embd, 128);
-        GgufTensor wo = randomTensor("wo", GgmlType.Q3_K, qRows, embd);
-        List<GgufTensor> stacks = List.of(randomTensor("gate", GgmlType.Q3_K, embd, ffn, experts),
-                randomTensor("up", GgmlType.Q3_K, embd, ffn, experts),
-                randomTensor("down", GgmlType.Q3_K, ffn, embd, experts));
+        GgufTensor wq = randomTensor("wq", type, embd, qRows);
+        GgufTensor wk = randomTensor("wk", type, embd, 128);
+        GgufTensor wv = randomTensor("wv", type, embd, 128);
+        GgufTensor wo = randomTensor("wo", type, qRows, embd);
+        List<GgufTensor> stacks = List.of(randomTensor("gate", type, embd, ffn, experts),
+                randomTensor("up", type, embd, ffn, experts),
+                randomTensor("down", type, ffn, embd, experts));
         int[] tokens = new int[n];
         for (int t = 0; t < n; t++) {
             tokens[t] = random.nextInt(vocab);
@@ -1227,12 +1228,12 @@ class CudaBackendTest {
                 "experts", "staged experts"};
         float[][][] results = new float[2][][];
         long[] staged = new long[2];
-        boolean padded = gpu.padQ3k();
+        boolean padded = type == GgmlType.Q3_K ? gpu.padQ3k() : gpu.padQ6k();
         try {
             for (int mode = 0; mode < 2; mode++) {
-                gpu.usePadQ3k(mode == 1);
+                usePadding(type, mode == 1);
                 Weight q = gpu.bind(wq);
-                assertEquals(mode == 1, ((CudaWeight) q).padded(), "Q3_K bound with padding " + (mode == 1));
+                assertEquals(mode == 1, ((CudaWeight) q).padded(), type + " bound with padding " + (mode == 1));
                 Weight[] bound = {gpu.bind(stacks.get(0)), gpu.bind(stacks.get(1)), gpu.bind(stacks.get(2))};
                 staged[mode] = stacks.stream().mapToLong(gpu::stagedBytes).sum();
                 try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
@@ -1270,16 +1271,24 @@ class CudaBackendTest {
                 }
             }
         } finally {
-            gpu.usePadQ3k(padded);
+            usePadding(type, padded);
         }
-        long paddedBytes = stacks.stream().mapToLong(t -> t.rowCount() * CudaBackend.paddedQ3kRowBytes(t.rowBytes()))
-                .sum();
+        long paddedBytes = stacks.stream()
+                .mapToLong(t -> t.rowCount() * CudaBackend.paddedRowBytes(type, t.rowBytes())).sum();
         assertEquals(paddedBytes, staged[1], 256 * 3, "staged bytes of padded stacks");
         assertTrue(staged[1] > staged[0], "padding makes the stacks larger: " + staged[0] + " -> " + staged[1]);
         for (int i = 0; i < what.length; i++) {
             assertArrayEquals(results[0][i], results[1][i], 0f, what[i] + ", padded against the file's layout");
         }
         assertArrayEquals(results[0][7], results[0][8], 0f, "staged experts against bound ones");
+    }
+
+    private void usePadding(GgmlType type, boolean on) {
+        if (type == GgmlType.Q3_K) {
+            gpu.usePadQ3k(on);
+        } else {
+            gpu.usePadQ6k(on);
+        }
     }
 
     // ------------------------------------------------------------ memory
