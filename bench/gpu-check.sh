@@ -295,7 +295,9 @@ elif [ "${HYBRID:-1}" = 1 ]; then
         # shellcheck disable=SC2086
         timeout 120 "$java" "${flags[@]}" ${HYBRID_FLAGS:-} -Xmx8g -jar .gpu/moe4j.jar bench "${benchModel[@]}" \
             --devices cuda:0,cpu --cpu-moe -t "$(nproc)" -p 0 -n 64 -r 2 ${HYBRID_ARGS:-} > "$LOGS/hybrid-ab.log" 2>&1
-        row "  tg64, ${HYBRID_FLAGS:-}${HYBRID_FLAGS:+ }${HYBRID_ARGS:-} (exit $?)" \
+        rc=$?
+        # shellcheck disable=SC2086
+        row "  tg64, $(echo ${HYBRID_FLAGS:-} ${HYBRID_ARGS:-}) (exit $rc)" \
             "$(grep -E '^\| .*tg64' "$LOGS/hybrid-ab.log" | cut -d'|' -f8 | tr -s ' ')"
     fi
 fi
@@ -319,16 +321,29 @@ elif [ "${JMH:-0}" = 1 ] && [ "$(time_left)" -lt 120 ]; then
     row "jmh" "skipped: DEADLINE near"
 elif [ "${JMH:-0}" = 1 ]; then
     t=$(date +%s)
-    jmhCp=".gpu/moe4j.jar:$(find .gpu/jmh -name '*.jar' | sort | tr '\n' ':')"
+    jmhCp=".gpu/moe4j.jar:$(find .gpu/jmh -name '*.jar' | sort | paste -sd:)"
     jmhMib="${JMH_MIB:-512}"
-    jmhRun=(timeout 240 "$java" "${flags[@]}" -cp "$jmhCp" org.openjdk.jmh.Main -f 1 -wi 1 -w 1s -i 3 -r 1s -rf csv)
-    "${jmhRun[@]}" -rff "$LOGS/jmh.csv" 'MatVecBenchmark.matVecAllThreads|StreamingReadBenchmark.allThreads' \
+    # at most 240 s a run, and never past DEADLINE: JMH writes its CSV only at the end, so a run cut off gives nothing
+    jmh_run() {
+        local limit=$(( $(time_left) - 10 ))
+        [ "$limit" -gt 240 ] && limit=240
+        [ "$limit" -lt 30 ] && return 124
+        timeout "$limit" "$java" "${flags[@]}" -cp "$jmhCp" org.openjdk.jmh.Main -f 1 -wi 1 -w 1s -i 3 -r 1s -rf csv "$@"
+    }
+    jmh_run -rff "$LOGS/jmh.csv" 'MatVecBenchmark.matVecAllThreads|StreamingReadBenchmark.allThreads' \
         -p kib=$((jmhMib * 1024)) -p mib="$jmhMib" ${JMH_TYPES:+-p type=$JMH_TYPES} > "$LOGS/jmh.log" 2>&1
-    "${jmhRun[@]}" -rff "$LOGS/jmh-repacked.csv" 'MatVecBenchmark.matVecAllThreads' -p kib=$((jmhMib * 1024)) \
-        -p repacked=true -p type=Q4_K,Q5_K,Q6_K > "$LOGS/jmh-repacked.log" 2>&1
-    row "jmh, $(nproc) threads, ${jmhMib} MiB (exit $?, $(elapsed $t))" "GB/s of weights; fraction of the streaming sum"
+    rc=$?
+    # the repacked layouts of the types asked for (all three unless JMH_TYPES names others only)
+    repackedTypes=$(echo "${JMH_TYPES:-Q4_K,Q5_K,Q6_K}" | tr ',' '\n' | grep -xE 'Q4_K|Q5_K|Q6_K' | paste -sd,)
+    if [ -n "$repackedTypes" ]; then
+        jmh_run -rff "$LOGS/jmh-repacked.csv" 'MatVecBenchmark.matVecAllThreads' -p kib=$((jmhMib * 1024)) \
+            -p repacked=true -p type="$repackedTypes" > "$LOGS/jmh-repacked.log" 2>&1
+        rc="$rc, $?"
+    fi
+    row "jmh, $(nproc) threads, ${jmhMib} MiB (exit $rc, $(elapsed $t))" "GB/s of weights; fraction of the streaming sum"
     stream=$(awk -F, '/allThreads:weightBytes/ && /StreamingRead/ {gsub(/"/, ""); print $5}' "$LOGS/jmh.csv")
     for csv in "$LOGS/jmh.csv" "$LOGS/jmh-repacked.csv"; do
+        [ -f "$csv" ] || continue
         while IFS=, read -r name score type repacked; do
             row "  $name $type$([ "$repacked" = true ] && echo ' repacked')" \
                 "$(awk -v s="$score" -v b="${stream:-0}" 'BEGIN { printf "%.1f", s / 1e9; if (b > 0) printf " (%.2f)", s / b }')"

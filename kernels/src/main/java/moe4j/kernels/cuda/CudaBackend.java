@@ -422,12 +422,12 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** Bytes from one padded block of {@code type} to the next: 16-byte aligned; 0 for a type never padded. */
+    /** Bytes from one padded block of {@code type} to the next, 16-byte aligned. */
     private static int paddedBlockBytes(GgmlType type) {
         return switch (type) {
             case Q3_K -> 112;
             case Q6_K -> 224;
-            default -> 0;
+            default -> throw new IllegalArgumentException("the CUDA backend pads Q3_K and Q6_K blocks, not " + type);
         };
     }
 
@@ -706,9 +706,7 @@ public final class CudaBackend implements Backend {
             for (long b = 0; b < blocks; b++) {
                 long to = row + b * padding.to();
                 MemorySegment.copy(src, fileRow + b * padding.from(), pinned, to, padding.from());
-                for (long gap = to + padding.from(); gap < to + padding.to(); gap++) {
-                    pinned.set(ValueLayout.JAVA_BYTE, gap, (byte) 0);
-                }
+                pinned.asSlice(to + padding.from(), padding.to() - padding.from()).fill((byte) 0);
             }
             pinned.asSlice(row + rowEnd, padding.deviceRow() - rowEnd).fill((byte) 0);
         }

@@ -9,7 +9,7 @@ import java.lang.foreign.ValueLayout;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import moe4j.gguf.GgmlType;
 
@@ -18,24 +18,26 @@ class BlockPaddingTest {
 
     /** Rows of 3 blocks of 110 bytes become rows of 3 x 112 + 16 bytes, zeros between the blocks and after a row. */
     private static final CudaBackend.BlockPadding PADDING = new CudaBackend.BlockPadding(110, 112, 330, 352);
+    /** Q6_K's: rows of 3 blocks of 210 bytes become rows of 3 x 224 + 16 bytes. */
+    private static final CudaBackend.BlockPadding Q6K_PADDING = new CudaBackend.BlockPadding(210, 224, 630, 688);
 
-    private static MemorySegment fileRows(Arena arena, int rows) {
-        MemorySegment src = arena.allocate(330L * rows);
+    private static MemorySegment fileRows(Arena arena, int rows, CudaBackend.BlockPadding p) {
+        MemorySegment src = arena.allocate(p.fileRow() * rows);
         for (long i = 0; i < src.byteSize(); i++) {
             src.set(ValueLayout.JAVA_BYTE, i, (byte) (1 + i % 251));  // never zero, so a missing byte shows
         }
         return src;
     }
 
-    private static byte expected(MemorySegment src, long deviceOffset) {
-        long row = deviceOffset / 352;
-        long inRow = deviceOffset % 352;
-        long block = inRow / 112;
-        long inBlock = inRow % 112;
-        if (block >= 3 || inBlock >= 110) {
+    private static byte expected(MemorySegment src, long deviceOffset, CudaBackend.BlockPadding p) {
+        long row = deviceOffset / p.deviceRow();
+        long inRow = deviceOffset % p.deviceRow();
+        long block = inRow / p.to();
+        long inBlock = inRow % p.to();
+        if (block >= p.fileRow() / p.from() || inBlock >= p.from()) {
             return 0;
         }
-        return src.get(ValueLayout.JAVA_BYTE, row * 330 + block * 110 + inBlock);
+        return src.get(ValueLayout.JAVA_BYTE, row * p.fileRow() + block * p.from() + inBlock);
     }
 
     @Test
@@ -75,20 +77,24 @@ class BlockPaddingTest {
         assertEquals(4L * 4096, CudaBackend.heldBytes(GgmlType.F32, new long[] {4096}, 4L * 4096));
     }
 
-    /** From the first row, or from a later one (a staging chunk after the first), on one thread or in slices. */
-    @ParameterizedTest
-    @ValueSource(ints = {0, 5})
-    void blocksLandTheirPaddedWidthApartWithZerosBetween(int firstRow) {
+    /**
+     * From the first row, or from a later one (a staging chunk after the first), on one thread or in slices; Q3_K's
+     * layout and Q6_K's.
+     */
+    @ParameterizedTest(name = "blocks of {1}, from row {0}")
+    @CsvSource({"0, 110", "5, 110", "0, 210", "5, 210"})
+    void blocksLandTheirPaddedWidthApartWithZerosBetween(int firstRow, int blockBytes) {
+        CudaBackend.BlockPadding padding = blockBytes == 110 ? PADDING : Q6K_PADDING;
         int rows = 40_000;  // more than one 2 MB slice of the device's bytes: the parallel path
         try (Arena arena = Arena.ofShared()) {
-            MemorySegment src = fileRows(arena, rows);
-            long offset = firstRow * 352L;
-            long len = (rows - firstRow) * 352L;
+            MemorySegment src = fileRows(arena, rows, padding);
+            long offset = firstRow * padding.deviceRow();
+            long len = (rows - firstRow) * padding.deviceRow();
             MemorySegment pinned = arena.allocate(len);
             pinned.fill((byte) 0x5A);  // what a reused staging buffer may hold
-            CudaBackend.fill(pinned, src, offset, len, PADDING);
+            CudaBackend.fill(pinned, src, offset, len, padding);
             for (long i = 0; i < len; i++) {
-                assertEquals(expected(src, offset + i), pinned.get(ValueLayout.JAVA_BYTE, i),
+                assertEquals(expected(src, offset + i, padding), pinned.get(ValueLayout.JAVA_BYTE, i),
                         "device byte " + (offset + i));
             }
         }
