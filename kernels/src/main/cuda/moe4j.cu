@@ -40,6 +40,21 @@ __device__ __forceinline__ void pdl_enter() {
     pdl_release();
 }
 
+// Whether the kernels that read a few weights right after their wait (the norms' gains, the router's rows) first ask
+// L2 for them (prefetch_weights), while the kernel before still runs: a decode step streams 1-2 GB of weights, which
+// evicts L2 between tokens, so those reads otherwise go to DRAM on the step's critical path. Set by the host
+// (-Dmoe4j.cuda.prefetchWeights, an experiment); results are the same either way.
+__constant__ int c_prefetchWeights;
+
+// Asks L2 for the 128-byte lines of `bytes` bytes of weights at p, spread over `threads` threads, this one `thread`.
+__device__ __forceinline__ void prefetch_weights(const void* p, long long bytes, int thread, int threads) {
+    if (c_prefetchWeights == 0) return;
+    const char* c = reinterpret_cast<const char*>(p);
+    for (long long at = 128LL * thread; at < bytes; at += 128LL * threads) {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + at));
+    }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
@@ -1077,6 +1092,7 @@ __device__ __forceinline__ float block_rms_scale(double sum, int group, float ep
 // the sum of squares in double as the CPU backend forms it. out may be x.
 extern "C" __global__ void __launch_bounds__(256)
     rms_norm(const float* X, int xStride, const float* gain, int group, int groups, float eps, float* Y, int yStride) {
+    prefetch_weights(gain, 4LL * group, threadIdx.x, blockDim.x);
     pdl_enter();
     int t = blockIdx.x / groups;
     int g = blockIdx.x % groups;
@@ -1180,6 +1196,7 @@ __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const f
 extern "C" __global__ void __launch_bounds__(256)
     add_rms_norm(float* A, int aStride, const float* X, int xStride, const float* gain, int width, float eps, float* Y,
                  int yStride) {
+    prefetch_weights(gain, 4LL * width, threadIdx.x, blockDim.x);
     pdl_enter();
     add_rms_norm_body<false>(A, aStride, X, xStride, gain, width, eps, Y, yStride, nullptr);
 }
@@ -1187,6 +1204,7 @@ extern "C" __global__ void __launch_bounds__(256)
 extern "C" __global__ void __launch_bounds__(256)
     add_rms_norm_rounded(float* A, int aStride, const float* X, int xStride, const float* gain, int width, float eps,
                          float* Y, int yStride, uint8_t* R) {
+    prefetch_weights(gain, 4LL * width, threadIdx.x, blockDim.x);
     pdl_enter();
     add_rms_norm_body<true>(A, aStride, X, xStride, gain, width, eps, Y, yStride, R);
 }
@@ -1282,6 +1300,7 @@ extern "C" __global__ void __launch_bounds__(256)
     rms_norm_rope(float* X, int xStride, const float* gain, int heads, int headDim, float eps, int dims, int neox,
                   int startPos, const int* posDev, float thetaScale, float freqScale, float extFactor, float rampLow,
                   float rampHigh, float mscale) {
+    prefetch_weights(gain, 4LL * headDim, threadIdx.x, blockDim.x);
     pdl_enter();
     int t = blockIdx.x / heads;
     int h = blockIdx.x % heads;
@@ -1384,6 +1403,8 @@ __device__ __forceinline__ void norm_rope_store_body(float* Q, int qStride, cons
              int kvHeads, const float* V, int vStride, KV* kPlane, KV* vPlane, int headDim, float eps, int dims, \
              int neox, int startPos, const int* posDev, float thetaScale, float freqScale, float extFactor,      \
              float rampLow, float rampHigh, float mscale) {                                                      \
+        prefetch_weights(qGain, 4LL * headDim, threadIdx.x, blockDim.x);                                        \
+        prefetch_weights(kGain, 4LL * headDim, threadIdx.x, blockDim.x);                                        \
         pdl_enter();                                                                                            \
         norm_rope_store_body<KV>(Q, qStride, qGain, heads, K, kStride, kGain, kvHeads, V, vStride, kPlane,      \
                                  vPlane, headDim, eps, dims, neox, startPos, posDev, thetaScale, freqScale,     \
@@ -1797,9 +1818,17 @@ __device__ __forceinline__ void route_f32_body(const uint8_t* W, long long rowBy
     }
 }
 
+// Each warp of route_f32_body asks L2 for its router row (prefetch_weights).
+template <int WARPS>
+__device__ __forceinline__ void route_prefetch(const uint8_t* W, long long rowBytes, int experts) {
+    int r = blockIdx.x * WARPS + (threadIdx.x >> 5);
+    if (r < experts) prefetch_weights(W + r * rowBytes, rowBytes, threadIdx.x & (WARP - 1), WARP);
+}
+
 extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)
     route_f32(const uint8_t* W, long long rowBytes, int K, int experts, const float* X, int xStride, float* logits,
               int lStride, int k, int* ids, float* weights, unsigned* done) {
+    route_prefetch<MV_WARPS>(W, rowBytes, experts);
     pdl_enter();
     route_f32_body<MV_WARPS>(W, rowBytes, K, experts, X, xStride, logits, lStride, k, ids, weights, done);
 }
@@ -1807,6 +1836,7 @@ extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)
 extern "C" __global__ void __launch_bounds__(WARP)
     route_f32_w1(const uint8_t* W, long long rowBytes, int K, int experts, const float* X, int xStride,
                  float* logits, int lStride, int k, int* ids, float* weights, unsigned* done) {
+    route_prefetch<1>(W, rowBytes, experts);
     pdl_enter();
     route_f32_body<1>(W, rowBytes, K, experts, X, xStride, logits, lStride, k, ids, weights, done);
 }

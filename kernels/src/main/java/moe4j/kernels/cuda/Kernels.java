@@ -13,6 +13,8 @@ import java.util.Map;
 import java.util.Set;
 import java.util.zip.GZIPInputStream;
 
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUresult;
@@ -206,6 +208,19 @@ final class Kernels {
             throw new IllegalStateException("no CUDA kernels for " + type);
         }
         return f;
+    }
+
+    /**
+     * Whether the norms and the router ask L2 for their weights before they wait for the kernel before them
+     * ({@code c_prefetchWeights} in moe4j.cu; the same results either way). The module's context must be current.
+     */
+    void prefetchWeights(boolean on) {
+        CUdeviceptr flag = new CUdeviceptr();
+        long[] bytes = new long[1];
+        check(JCudaDriver.cuModuleGetGlobal(flag, bytes, module, "c_prefetchWeights"),
+                "finding c_prefetchWeights (the PTX does not match this build of moe4j)");
+        check(JCudaDriver.cuMemcpyHtoD(flag, Pointer.to(new int[] {on ? 1 : 0}), Integer.BYTES),
+                "setting c_prefetchWeights");
     }
 
     private CUfunction function(String name) {

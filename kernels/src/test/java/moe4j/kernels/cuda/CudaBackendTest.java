@@ -729,6 +729,53 @@ class CudaBackendTest {
         fused.close();
     }
 
+    /**
+     * The norms and the router asking L2 for their weights before they wait (-Dmoe4j.cuda.prefetchWeights) change no
+     * result: a norm of a row, the residual add and norm (rounded too), the fused routing, for 1 and 3 tokens.
+     */
+    @ParameterizedTest(name = "{0} tokens")
+    @ValueSource(ints = {1, 3})
+    void prefetchingWeightsChangesNoResult(int n) {
+        int experts = 128;
+        int k = 8;
+        int embd = 512;
+        GgufTensor router = f32Tensor("router", randomFloats(embd * experts, 0.05f), embd, experts);
+        GgufTensor gain = f32Tensor("gain", randomFloats(embd, 1f), embd);
+        float[] start = randomFloats(n * embd, 1f);
+        float[] addend = randomFloats(n * embd, 1f);
+        boolean before = gpu.prefetchWeights();
+        float[][][] results = new float[2][][];
+        int[][] chosen = new int[2][n * k];
+        try {
+            for (int mode = 0; mode < 2; mode++) {
+                gpu.usePrefetchWeights(mode == 1);
+                Weight w = gpu.bind(router);
+                Weight g = gpu.bind(gain);
+                try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+                     Activations acc = fill(gpu, start, n, embd);
+                     Activations x = fill(gpu, addend, n, embd);
+                     Activations normed = poisoned(n, embd);
+                     Activations plain = poisoned(n, embd);
+                     Activations logits = poisoned(n, experts)) {
+                    gpu.rmsNorm(x, g, 1e-6f, plain, n);
+                    gpu.addRmsNorm(acc, x, g, 1e-6f, normed, n);
+                    gpu.route(w, normed, logits, n, routing);
+                    float[] weights = new float[n * k];
+                    gpu.readRouting(routing, n, chosen[mode], weights);
+                    results[mode] = new float[][] {rows(gpu, plain, n), rows(gpu, acc, n), rows(gpu, normed, n),
+                            rows(gpu, logits, n), weights};
+                }
+            }
+        } finally {
+            gpu.usePrefetchWeights(before);
+        }
+        String[] what = {"norm", "residual", "added and normed", "router logits", "expert weights"};
+        for (int i = 0; i < what.length; i++) {
+            assertArrayEquals(results[0][i], results[1][i], 0f, what[i] + ", prefetched against not");
+        }
+        assertArrayEquals(chosen[0], chosen[1], "chosen experts, prefetched against not");
+    }
+
     static Stream<Arguments> matmul3Cases() {
         // the shapes of a layer's q, k and v, 1 and 4 tokens: all three of one format (one launch), the last of another
         // (two); 9 tokens and Q8_0 (no Q8_K kernels) take one product after the other
