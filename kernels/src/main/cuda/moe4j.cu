@@ -40,15 +40,17 @@ __device__ __forceinline__ void pdl_enter() {
     pdl_release();
 }
 
-// Whether the kernels that read a few weights right after their wait (the norms' gains, the router's rows) first ask
-// L2 for them (prefetch_weights), while the kernel before still runs: a decode step streams 1-2 GB of weights, which
-// evicts L2 between tokens, so those reads otherwise go to DRAM on the step's critical path. Set by the host
-// (-Dmoe4j.cuda.prefetchWeights, an experiment); results are the same either way.
-__constant__ int c_prefetchWeights;
+// Whether the kernels that read little right after their wait first ask L2 for it (prefetch_l2) while the kernel
+// before still runs: the norms their gains, the router its rows, decoding attention the cache rows of the positions
+// before. A decode step streams 1-2 GB of weights, which evicts L2 between tokens, so those reads otherwise go to DRAM
+// on the step's critical path. A prefetch changes no value a kernel reads (it only fills L2, where every SM's writes
+// land), so it may ask for anything; what it asks for is data no kernel still running writes, or rarely. Set by the
+// host (-Dmoe4j.cuda.prefetch, an experiment); results are the same either way.
+__constant__ int c_prefetch;
 
-// Asks L2 for the 128-byte lines of `bytes` bytes of weights at p, spread over `threads` threads, this one `thread`.
-__device__ __forceinline__ void prefetch_weights(const void* p, long long bytes, int thread, int threads) {
-    if (c_prefetchWeights == 0) return;
+// Asks L2 for the 128-byte lines of `bytes` bytes at p, spread over `threads` threads, this one `thread`.
+__device__ __forceinline__ void prefetch_l2(const void* p, long long bytes, int thread, int threads) {
+    if (c_prefetch == 0) return;
     const char* c = reinterpret_cast<const char*>(p);
     for (long long at = 128LL * thread; at < bytes; at += 128LL * threads) {
         asm volatile("prefetch.global.L2 [%0];" ::"l"(c + at));
@@ -1092,7 +1094,7 @@ __device__ __forceinline__ float block_rms_scale(double sum, int group, float ep
 // the sum of squares in double as the CPU backend forms it. out may be x.
 extern "C" __global__ void __launch_bounds__(256)
     rms_norm(const float* X, int xStride, const float* gain, int group, int groups, float eps, float* Y, int yStride) {
-    prefetch_weights(gain, 4LL * group, threadIdx.x, blockDim.x);
+    prefetch_l2(gain, 4LL * group, threadIdx.x, blockDim.x);
     pdl_enter();
     int t = blockIdx.x / groups;
     int g = blockIdx.x % groups;
@@ -1196,7 +1198,7 @@ __device__ __forceinline__ void add_rms_norm_body(float* A, int aStride, const f
 extern "C" __global__ void __launch_bounds__(256)
     add_rms_norm(float* A, int aStride, const float* X, int xStride, const float* gain, int width, float eps, float* Y,
                  int yStride) {
-    prefetch_weights(gain, 4LL * width, threadIdx.x, blockDim.x);
+    prefetch_l2(gain, 4LL * width, threadIdx.x, blockDim.x);
     pdl_enter();
     add_rms_norm_body<false>(A, aStride, X, xStride, gain, width, eps, Y, yStride, nullptr);
 }
@@ -1204,7 +1206,7 @@ extern "C" __global__ void __launch_bounds__(256)
 extern "C" __global__ void __launch_bounds__(256)
     add_rms_norm_rounded(float* A, int aStride, const float* X, int xStride, const float* gain, int width, float eps,
                          float* Y, int yStride, uint8_t* R) {
-    prefetch_weights(gain, 4LL * width, threadIdx.x, blockDim.x);
+    prefetch_l2(gain, 4LL * width, threadIdx.x, blockDim.x);
     pdl_enter();
     add_rms_norm_body<true>(A, aStride, X, xStride, gain, width, eps, Y, yStride, R);
 }
@@ -1300,7 +1302,7 @@ extern "C" __global__ void __launch_bounds__(256)
     rms_norm_rope(float* X, int xStride, const float* gain, int heads, int headDim, float eps, int dims, int neox,
                   int startPos, const int* posDev, float thetaScale, float freqScale, float extFactor, float rampLow,
                   float rampHigh, float mscale) {
-    prefetch_weights(gain, 4LL * headDim, threadIdx.x, blockDim.x);
+    prefetch_l2(gain, 4LL * headDim, threadIdx.x, blockDim.x);
     pdl_enter();
     int t = blockIdx.x / heads;
     int h = blockIdx.x % heads;
@@ -1403,8 +1405,8 @@ __device__ __forceinline__ void norm_rope_store_body(float* Q, int qStride, cons
              int kvHeads, const float* V, int vStride, KV* kPlane, KV* vPlane, int headDim, float eps, int dims, \
              int neox, int startPos, const int* posDev, float thetaScale, float freqScale, float extFactor,      \
              float rampLow, float rampHigh, float mscale) {                                                      \
-        prefetch_weights(qGain, 4LL * headDim, threadIdx.x, blockDim.x);                                        \
-        prefetch_weights(kGain, 4LL * headDim, threadIdx.x, blockDim.x);                                        \
+        prefetch_l2(qGain, 4LL * headDim, threadIdx.x, blockDim.x);                                        \
+        prefetch_l2(kGain, 4LL * headDim, threadIdx.x, blockDim.x);                                        \
         pdl_enter();                                                                                            \
         norm_rope_store_body<KV>(Q, qStride, qGain, heads, K, kStride, kGain, kvHeads, V, vStride, kPlane,      \
                                  vPlane, headDim, eps, dims, neox, startPos, posDev, thetaScale, freqScale,     \
@@ -1534,10 +1536,26 @@ extern "C" __global__ void store_kv_f32(float* kPlane, float* vPlane, const floa
     store_kv_body<float>(kPlane, vPlane, K, kStride, V, vStride, kvDim, startPos, posDev);
 }
 
+// A one-token attention's prefetch_l2: the cache rows of both planes up to the token's position, spread over all the
+// threads of the launch. The rows of earlier tokens were stored by launches that completed before the kernel before
+// this one passed its own wait; the position (posDev) is written by the host before a replay. Batches of tokens are
+// left alone (each token's blocks would ask for the same rows).
+template <class KV>
+__device__ __forceinline__ void prefetch_cache(const KV* kPlane, const KV* vPlane, int kvDim, int startPos,
+                                               const int* posDev) {
+    if (c_prefetch == 0 || gridDim.y != 1) return;
+    long long bytes = (long long)(first_position(startPos, posDev) + 1) * kvDim * sizeof(KV);
+    int thread = blockIdx.x * blockDim.x + threadIdx.x;
+    int threads = gridDim.x * blockDim.x;
+    prefetch_l2(kPlane, bytes, thread, threads);
+    prefetch_l2(vPlane, bytes, thread, threads);
+}
+
 #define ATTENTION_KERNEL(NAME, KV, WARPS)                                                                        \
     extern "C" __global__ void __launch_bounds__(WARPS * WARP)                                                   \
         NAME(const float* Q, int qStride, const KV* kPlane, const KV* vPlane, int kvDim, int headDim, int group, \
              float scale, int startPos, const int* posDev, float* O, int oStride) {                             \
+        prefetch_cache(kPlane, vPlane, kvDim, startPos, posDev);                                                 \
         pdl_enter();                                                                                              \
         if (headDim == 128) {  /* Qwen3's heads: no bounds */                                                     \
             attention_body<KV, WARPS, 4, true>(Q, qStride, kPlane, vPlane, kvDim, headDim, group, scale, startPos, \
@@ -1595,6 +1613,7 @@ __device__ __forceinline__ void round_completed_group(const float* O, int oStrid
     extern "C" __global__ void __launch_bounds__(ATT_DECODE_WARPS * WARP)                                        \
         NAME(const float* Q, int qStride, const KV* kPlane, const KV* vPlane, int kvDim, int group, float scale,  \
              int startPos, const int* posDev, float* O, int oStride, uint8_t* R, unsigned* done) {               \
+        prefetch_cache(kPlane, vPlane, kvDim, startPos, posDev);                                                 \
         pdl_enter();                                                                                              \
         attention_body<KV, ATT_DECODE_WARPS, 4, true>(Q, qStride, kPlane, vPlane, kvDim, 128, group, scale,      \
                                                       startPos, posDev, O, oStride);                              \
@@ -1818,11 +1837,11 @@ __device__ __forceinline__ void route_f32_body(const uint8_t* W, long long rowBy
     }
 }
 
-// Each warp of route_f32_body asks L2 for its router row (prefetch_weights).
+// Each warp of route_f32_body asks L2 for its router row (prefetch_l2).
 template <int WARPS>
 __device__ __forceinline__ void route_prefetch(const uint8_t* W, long long rowBytes, int experts) {
     int r = blockIdx.x * WARPS + (threadIdx.x >> 5);
-    if (r < experts) prefetch_weights(W + r * rowBytes, rowBytes, threadIdx.x & (WARP - 1), WARP);
+    if (r < experts) prefetch_l2(W + r * rowBytes, rowBytes, threadIdx.x & (WARP - 1), WARP);
 }
 
 extern "C" __global__ void __launch_bounds__(MV_WARPS * WARP)

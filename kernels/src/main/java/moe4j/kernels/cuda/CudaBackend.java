@@ -107,14 +107,14 @@ public final class CudaBackend implements Backend {
     /** Whether a new backend pads Q3_K blocks (see {@link #padQ3k}). */
     private static final boolean PAD_Q3K = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.padQ3k"));
     /**
-     * Whether the norms and the router ask L2 for their weights (a norm's gains, the router's rows) before they wait for
-     * the kernel before them, which under programmatic dependent launch is still running: a decode step streams 1-2 GB
-     * of weights, which evicts L2 between tokens, so these few reads otherwise go to DRAM after the wait, on the step's
-     * critical path. The same results either way; an experiment not yet measured on a GPU, off unless {@code
-     * -Dmoe4j.cuda.prefetchWeights=true}.
+     * Whether the kernels that read little right after their wait first ask L2 for it, while the kernel before them
+     * still runs under programmatic dependent launch: the norms their gains, the router its rows, one-token attention
+     * the cache rows of earlier positions. A decode step streams 1-2 GB of weights, which evicts L2 between tokens, so
+     * these reads otherwise go to DRAM after the wait, on the step's critical path. The same results either way; an
+     * experiment not yet measured on a GPU, off unless {@code -Dmoe4j.cuda.prefetch=true}.
      */
-    private static final boolean PREFETCH_WEIGHTS = "true".equalsIgnoreCase(
-            System.getProperty("moe4j.cuda.prefetchWeights"));
+    private static final boolean PREFETCH = "true".equalsIgnoreCase(
+            System.getProperty("moe4j.cuda.prefetch"));
     /** Whether a new backend pads Q6_K blocks (see {@link #padQ6k}). */
     private static final boolean PAD_Q6K = "true".equalsIgnoreCase(System.getProperty("moe4j.cuda.padQ6k"));
     /**
@@ -219,8 +219,8 @@ public final class CudaBackend implements Backend {
      * {@code -Dmoe4j.cuda.padQ6k=true}.
      */
     private volatile boolean padQ6k = PAD_Q6K;
-    /** Whether the norms and the router ask L2 for their weights before they wait (see {@link #PREFETCH_WEIGHTS}). */
-    private boolean prefetchWeights = PREFETCH_WEIGHTS;
+    /** Whether kernels ask L2 for what they read first before they wait (see {@link #PREFETCH}). */
+    private boolean prefetch = PREFETCH;
     /**
      * Blocks a multiprocessor the experts' gate and up kernel of one-token steps is compiled for: 4, or 8
      * (mvq_pair_rounded_o8_*, {@code -Dmoe4j.cuda.pairOccupancy=8}, an experiment not yet measured on a GPU; the same
@@ -278,7 +278,7 @@ public final class CudaBackend implements Backend {
         try {
             makeCurrent();
             this.kernels = new Kernels(info.major(), label);
-            kernels.prefetchWeights(PREFETCH_WEIGHTS);
+            kernels.prefetch(PREFETCH);
             check(JCudaDriver.cuStreamCreate(stream, 0), "creating a stream on " + label);
         } catch (RuntimeException e) {
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
@@ -2023,14 +2023,14 @@ public final class CudaBackend implements Backend {
 
     boolean padQ3k() { return padQ3k; }
 
-    /** Whether the norms and the router prefetch their weights from now on (tests compare both). */
-    synchronized void usePrefetchWeights(boolean on) {
+    /** Whether kernels prefetch before they wait from now on (see {@link #PREFETCH}; tests compare both). */
+    synchronized void usePrefetch(boolean on) {
         makeCurrent();
-        kernels.prefetchWeights(on);
-        prefetchWeights = on;
+        kernels.prefetch(on);
+        prefetch = on;
     }
 
-    synchronized boolean prefetchWeights() { return prefetchWeights; }
+    synchronized boolean prefetch() { return prefetch; }
 
     /** Whether Q6_K matrices bound from now on are padded (tests compare both); see {@link #padQ6k}. */
     synchronized void usePadQ6k(boolean on) {

@@ -211,16 +211,17 @@ final class Kernels {
     }
 
     /**
-     * Whether the norms and the router ask L2 for their weights before they wait for the kernel before them
-     * ({@code c_prefetchWeights} in moe4j.cu; the same results either way). The module's context must be current.
+     * Whether the norms, the router and one-token attention ask L2 for what they read first before they wait for the
+     * kernel before them ({@code c_prefetch} in moe4j.cu; the same results either way). The module's context must be
+     * current.
      */
-    void prefetchWeights(boolean on) {
+    void prefetch(boolean on) {
         CUdeviceptr flag = new CUdeviceptr();
         long[] bytes = new long[1];
-        check(JCudaDriver.cuModuleGetGlobal(flag, bytes, module, "c_prefetchWeights"),
-                "finding c_prefetchWeights (the PTX does not match this build of moe4j)");
+        check(JCudaDriver.cuModuleGetGlobal(flag, bytes, module, "c_prefetch"),
+                "finding c_prefetch (the PTX does not match this build of moe4j)");
         check(JCudaDriver.cuMemcpyHtoD(flag, Pointer.to(new int[] {on ? 1 : 0}), Integer.BYTES),
-                "setting c_prefetchWeights");
+                "setting c_prefetch");
     }
 
     private CUfunction function(String name) {

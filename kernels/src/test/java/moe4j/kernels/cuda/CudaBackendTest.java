@@ -730,46 +730,66 @@ class CudaBackendTest {
     }
 
     /**
-     * The norms and the router asking L2 for their weights before they wait (-Dmoe4j.cuda.prefetchWeights) change no
-     * result: a norm of a row, the residual add and norm (rounded too), the fused routing, for 1 and 3 tokens.
+     * The kernels asking L2 for what they read first before they wait (-Dmoe4j.cuda.prefetch) give the same results:
+     * a norm of a row, the residual add and norm (rounded too), the fused routing, the attention inputs' norms stored
+     * into the cache, and attention over it (one token: the cache's rows are prefetched; three: not).
      */
     @ParameterizedTest(name = "{0} tokens")
     @ValueSource(ints = {1, 3})
-    void prefetchingWeightsChangesNoResult(int n) {
+    void prefetchingChangesNoResult(int n) {
         int experts = 128;
         int k = 8;
         int embd = 512;
+        AttentionShape shape = new AttentionShape(8, 2, 128, (float) (1 / Math.sqrt(128)));
+        int startPos = 5;
         GgufTensor router = f32Tensor("router", randomFloats(embd * experts, 0.05f), embd, experts);
         GgufTensor gain = f32Tensor("gain", randomFloats(embd, 1f), embd);
+        GgufTensor headGain = f32Tensor("head gain", randomFloats(shape.headDim(), 1f), shape.headDim());
         float[] start = randomFloats(n * embd, 1f);
         float[] addend = randomFloats(n * embd, 1f);
-        boolean before = gpu.prefetchWeights();
+        float[] earlierK = randomFloats(startPos * shape.kvDim(), 1f);
+        float[] earlierV = randomFloats(startPos * shape.kvDim(), 1f);
+        float[] q = randomFloats(n * shape.qDim(), 2f);
+        float[] kv = randomFloats(n * shape.kvDim(), 2f);
+        boolean before = gpu.prefetch();
         float[][][] results = new float[2][][];
         int[][] chosen = new int[2][n * k];
         try {
             for (int mode = 0; mode < 2; mode++) {
-                gpu.usePrefetchWeights(mode == 1);
+                gpu.usePrefetch(mode == 1);
                 Weight w = gpu.bind(router);
                 Weight g = gpu.bind(gain);
+                Weight hg = gpu.bind(headGain);
                 try (ExpertRouting routing = gpu.allocateRouting(experts, k, n);
+                     KvCache cache = gpu.allocateKvCache(2, 16, shape.kvHeads(), shape.headDim(), KvCacheType.F16);
                      Activations acc = fill(gpu, start, n, embd);
                      Activations x = fill(gpu, addend, n, embd);
                      Activations normed = poisoned(n, embd);
                      Activations plain = poisoned(n, embd);
-                     Activations logits = poisoned(n, experts)) {
+                     Activations logits = poisoned(n, experts);
+                     Activations qs = fill(gpu, q, n, shape.qDim());
+                     Activations ks = fill(gpu, kv, n, shape.kvDim());
+                     Activations attended = poisoned(n, shape.qDim())) {
                     gpu.rmsNorm(x, g, 1e-6f, plain, n);
                     gpu.addRmsNorm(acc, x, g, 1e-6f, normed, n);
                     gpu.route(w, normed, logits, n, routing);
                     float[] weights = new float[n * k];
                     gpu.readRouting(routing, n, chosen[mode], weights);
+                    gpu.storeKv(cache, 1, fill(gpu, earlierK, startPos, shape.kvDim()),
+                            fill(gpu, earlierV, startPos, shape.kvDim()), 0, startPos);
+                    gpu.normRopeStoreKv(qs, hg, ks, hg, fill(gpu, kv, n, shape.kvDim()), 1e-6f, shape.heads(),
+                            shape.kvHeads(), ropes().findFirst().orElseThrow(), cache, 1, startPos, n);
+                    gpu.attention(qs, cache, 1, shape, startPos, n, attended);
                     results[mode] = new float[][] {rows(gpu, plain, n), rows(gpu, acc, n), rows(gpu, normed, n),
-                            rows(gpu, logits, n), weights};
+                            rows(gpu, logits, n), weights, rows(gpu, qs, n), rows(gpu, ks, n),
+                            rows(gpu, attended, n)};
                 }
             }
         } finally {
-            gpu.usePrefetchWeights(before);
+            gpu.usePrefetch(before);
         }
-        String[] what = {"norm", "residual", "added and normed", "router logits", "expert weights"};
+        String[] what = {"norm", "residual", "added and normed", "router logits", "expert weights", "queries", "keys",
+                "attention"};
         for (int i = 0; i < what.length; i++) {
             assertArrayEquals(results[0][i], results[1][i], 0f, what[i] + ", prefetched against not");
         }
