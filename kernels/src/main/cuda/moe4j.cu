@@ -53,7 +53,7 @@ __device__ __forceinline__ void prefetch_l2(const void* p, long long bytes, int 
     if (c_prefetch == 0) return;
     const char* c = reinterpret_cast<const char*>(p);
     for (long long at = 128LL * thread; at < bytes; at += 128LL * threads) {
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + at));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(__cvta_generic_to_global(c + at)));
     }
 }
 

@@ -2026,6 +2026,7 @@ public final class CudaBackend implements Backend {
     /** Whether kernels prefetch before they wait from now on (see {@link #PREFETCH}; tests compare both). */
     synchronized void usePrefetch(boolean on) {
         makeCurrent();
+        requireNotRecording("switching prefetching");
         kernels.prefetch(on);
         prefetch = on;
     }

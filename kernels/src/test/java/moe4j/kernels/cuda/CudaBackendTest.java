@@ -731,11 +731,12 @@ class CudaBackendTest {
 
     /**
      * The kernels asking L2 for what they read first before they wait (-Dmoe4j.cuda.prefetch) give the same results:
-     * a norm of a row, the residual add and norm (rounded too), the fused routing, the attention inputs' norms stored
-     * into the cache, and attention over it (one token: the cache's rows are prefetched; three: not).
+     * a norm of a row, the residual add and norm (rounded for up to 4 tokens, plain for 5), the fused routing (a warp a
+     * block for up to 4 tokens, four for 5), the query heads' norm and RoPE, the attention inputs' norms stored into
+     * the cache, and attention over it (one token: the cache's rows are prefetched; more: not).
      */
     @ParameterizedTest(name = "{0} tokens")
-    @ValueSource(ints = {1, 3})
+    @ValueSource(ints = {1, 3, 5})
     void prefetchingChangesNoResult(int n) {
         int experts = 128;
         int k = 8;
@@ -777,20 +778,27 @@ class CudaBackendTest {
                     gpu.readRouting(routing, n, chosen[mode], weights);
                     gpu.storeKv(cache, 1, fill(gpu, earlierK, startPos, shape.kvDim()),
                             fill(gpu, earlierV, startPos, shape.kvDim()), 0, startPos);
+                    Rope rope = ropes().findFirst().orElseThrow();
+                    Activations roped = fill(gpu, q, n, shape.qDim());
+                    gpu.rmsNormRope(roped, hg, 1e-6f, shape.heads(), rope, startPos, n);
                     gpu.normRopeStoreKv(qs, hg, ks, hg, fill(gpu, kv, n, shape.kvDim()), 1e-6f, shape.heads(),
-                            shape.kvHeads(), ropes().findFirst().orElseThrow(), cache, 1, startPos, n);
+                            shape.kvHeads(), rope, cache, 1, startPos, n);
                     gpu.attention(qs, cache, 1, shape, startPos, n, attended);
                     results[mode] = new float[][] {rows(gpu, plain, n), rows(gpu, acc, n), rows(gpu, normed, n),
-                            rows(gpu, logits, n), weights, rows(gpu, qs, n), rows(gpu, ks, n),
+                            rows(gpu, logits, n), weights, rows(gpu, roped, n), rows(gpu, qs, n), rows(gpu, ks, n),
                             rows(gpu, attended, n)};
+                    roped.close();
                 }
             }
         } finally {
             gpu.usePrefetch(before);
         }
-        String[] what = {"norm", "residual", "added and normed", "router logits", "expert weights", "queries", "keys",
-                "attention"};
+        String[] what = {"norm", "residual", "added and normed", "router logits", "expert weights", "queries roped",
+                "queries stored", "keys", "attention"};
         for (int i = 0; i < what.length; i++) {
+            for (float v : results[0][i]) {
+                assertTrue(Float.isFinite(v), what[i] + ": every value written");
+            }
             assertArrayEquals(results[0][i], results[1][i], 0f, what[i] + ", prefetched against not");
         }
         assertArrayEquals(chosen[0], chosen[1], "chosen experts, prefetched against not");
