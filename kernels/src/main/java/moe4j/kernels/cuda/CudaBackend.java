@@ -278,7 +278,9 @@ public final class CudaBackend implements Backend {
         try {
             makeCurrent();
             this.kernels = new Kernels(info.major(), label);
-            kernels.prefetch(PREFETCH);
+            if (PREFETCH) {  // the flag starts at 0 in the module: off needs no lookup
+                kernels.prefetch(true);
+            }
             check(JCudaDriver.cuStreamCreate(stream, 0), "creating a stream on " + label);
         } catch (RuntimeException e) {
             JCudaDriver.cuDevicePrimaryCtxRelease(device);
