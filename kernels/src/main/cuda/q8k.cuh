@@ -357,58 +357,57 @@ __device__ __forceinline__ float q3k_unit_dot(int u, const W& q, const W& hm, ui
     return __half2float(__ushort_as_half(dBits)) * (float)total;
 }
 
-// A unit of the file's 110-byte blocks, only 2-byte aligned: each 16-byte run as five aligned words and funnel
-// shifts, each scale byte alone.
-struct Q3KUnit {
-    static constexpr int BYTES = 110;
-    Words5 q;
-    Words5 hm;
+// The two scales (q3k_scale_pair) and d of unit u of a Q3_K block as W holds its 16-byte runs: the file's 110-byte
+// blocks, only 2-byte aligned (Words5), take four scale bytes and d alone; blocks padded to 112 bytes (uint4; Nsight
+// Compute, run 13: the file's layout costs about one load instruction per weight byte, and the Q3_K products ran at
+// two thirds of Q4_K's bytes per second) take their 16-byte tail (the 12 scale bytes, d and two bytes of padding) in
+// one aligned load and each scale byte pair out of it with one byte permutation.
+template <class W>
+__device__ __forceinline__ void q3k_tail(const uint8_t* block, int u, uint32_t& scales, unsigned short& dBits);
+
+template <>
+__device__ __forceinline__ void q3k_tail<Words5>(const uint8_t* block, int u, uint32_t& scales,
+                                                 unsigned short& dBits) {
+    int g = 4 * ((u >> 1) & 1) + (u & 1);  // g0 % 8
+    const uint8_t* s = block + 96;
+    scales = q3k_scale_pair((uint32_t)s[g] | ((uint32_t)s[g + 2] << 8),
+                            (uint32_t)s[8 + (u & 1)] | ((uint32_t)s[10 + (u & 1)] << 8), u);
+    dBits = *reinterpret_cast<const unsigned short*>(block + 108);
+}
+
+template <>
+__device__ __forceinline__ void q3k_tail<uint4>(const uint8_t* block, int u, uint32_t& scales, unsigned short& dBits) {
+    int o = u & 1;
+    uint4 tail = *reinterpret_cast<const uint4*>(block + 96);
+    uint32_t pick = (uint32_t)o | ((uint32_t)(o + 2) << 4) | 0x4400u;  // bytes o and o + 2, then zeros
+    scales = q3k_scale_pair(__byte_perm((u >> 1) & 1 ? tail.y : tail.x, 0, pick), __byte_perm(tail.z, 0, pick), u);
+    dBits = (unsigned short)(tail.w & 0xFFFFu);
+}
+
+// A unit of Q3_K blocks STRIDE bytes apart, their 16-byte runs loaded as W: the file's layout (Q3KUnit) or blocks
+// padded to 16-byte alignment (Q3KUnitPadded, Q3_KP), with the same arithmetic.
+template <class W, int STRIDE>
+struct Q3KUnitT {
+    static constexpr int BYTES = STRIDE;
+    W q;
+    W hm;
     uint32_t scales;
     unsigned short dBits;
 
     __device__ __forceinline__ void load(const uint8_t* block, int u) {
         int half = u >> 2;
         int l0 = 16 * (u & 1);
-        q = load16_b2(block + 32 + 32 * half + l0);
-        hm = load16_b2(block + l0);
-        int g = 4 * ((u >> 1) & 1) + (u & 1);  // g0 % 8
-        const uint8_t* s = block + 96;
-        scales = q3k_scale_pair((uint32_t)s[g] | ((uint32_t)s[g + 2] << 8),
-                                (uint32_t)s[8 + (u & 1)] | ((uint32_t)s[10 + (u & 1)] << 8), u);
-        dBits = *reinterpret_cast<const unsigned short*>(block + 108);
+        q = load16_at<W>(block + 32 + 32 * half + l0);
+        hm = load16_at<W>(block + l0);
+        q3k_tail<W>(block, u, scales, dBits);
     }
 
     __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
         return q3k_unit_dot(u, q, hm, scales, dBits, xq, xs);
     }
 };
-
-// A unit of blocks padded to 112 bytes (Q3_KP), so 16-byte aligned: three 16-byte loads, the last holding the 12
-// scale bytes, d and the two bytes of padding (Nsight Compute, run 13: the file's layout costs about one load
-// instruction per weight byte, and the Q3_K products ran at two thirds of Q4_K's bytes per second). The scale byte
-// pairs come out of the last load with one byte permutation each.
-struct Q3KUnitPadded {
-    static constexpr int BYTES = 112;
-    uint4 q;
-    uint4 hm;
-    uint32_t scales;
-    unsigned short dBits;
-
-    __device__ __forceinline__ void load(const uint8_t* block, int u) {
-        int half = u >> 2;
-        int o = u & 1;
-        q = *reinterpret_cast<const uint4*>(block + 32 + 32 * half + 16 * o);
-        hm = *reinterpret_cast<const uint4*>(block + 16 * o);
-        uint4 tail = *reinterpret_cast<const uint4*>(block + 96);
-        uint32_t pick = (uint32_t)o | ((uint32_t)(o + 2) << 4) | 0x4400u;  // bytes o and o + 2, then zeros
-        scales = q3k_scale_pair(__byte_perm((u >> 1) & 1 ? tail.y : tail.x, 0, pick), __byte_perm(tail.z, 0, pick), u);
-        dBits = (unsigned short)(tail.w & 0xFFFFu);
-    }
-
-    __device__ __forceinline__ float dot(int u, const int8_t* xq, const int* xs) const {
-        return q3k_unit_dot(u, q, hm, scales, dBits, xq, xs);
-    }
-};
+using Q3KUnit = Q3KUnitT<Words5, 110>;
+using Q3KUnitPadded = Q3KUnitT<uint4, 112>;
 
 template <class F>
 struct Q8KUnitOf;
