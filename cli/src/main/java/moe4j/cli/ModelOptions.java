@@ -104,23 +104,32 @@ final class ModelOptions {
                 .withRepack(!noRepack);
     }
 
+    /**
+     * The checks of the placement flags that the commands running a model and {@code plan} share, each naming its flag.
+     *
+     * @throws IllegalArgumentException for the first flag out of range
+     */
+    static void checkPlacementFlags(Integer gpuLayers, Integer nCpuMoe, boolean cpuMoe, int stageBatch) {
+        if (gpuLayers != null && gpuLayers < 0) {
+            throw new IllegalArgumentException("--gpu-layers must not be negative, got " + gpuLayers);
+        }
+        if (nCpuMoe != null && nCpuMoe < 0) {
+            throw new IllegalArgumentException("--n-cpu-moe must not be negative, got " + nCpuMoe);
+        }
+        if (cpuMoe && nCpuMoe != null) {
+            throw new IllegalArgumentException("--cpu-moe and --n-cpu-moe exclude each other");
+        }
+        if (stageBatch < 0 || stageBatch == 1) {
+            throw new IllegalArgumentException("--stage-batch must be 0 (never) or at least 2, got " + stageBatch);
+        }
+    }
+
     private PlacementOptions placement(CommandLine cl) {
         try {
             if (!devices.isEmpty() && cl.getParseResult().hasMatchedOption("--device")) {
                 throw new IllegalArgumentException("--device and --devices exclude each other");
             }
-            if (gpuLayers != null && gpuLayers < 0) {
-                throw new IllegalArgumentException("--gpu-layers must not be negative, got " + gpuLayers);
-            }
-            if (nCpuMoe != null && nCpuMoe < 0) {
-                throw new IllegalArgumentException("--n-cpu-moe must not be negative, got " + nCpuMoe);
-            }
-            if (cpuMoe && nCpuMoe != null) {
-                throw new IllegalArgumentException("--cpu-moe and --n-cpu-moe exclude each other");
-            }
-            if (stageBatch < 0 || stageBatch == 1) {
-                throw new IllegalArgumentException("--stage-batch must be 0 (never) or at least 2, got " + stageBatch);
-            }
+            checkPlacementFlags(gpuLayers, nCpuMoe, cpuMoe, stageBatch);
             PlacementOptions p = PlacementOptions.NONE
                     .withStageBatch(stageBatch)
                     .withDevices(devices.stream().map(Device::parse).toList())

@@ -199,18 +199,7 @@ final class PlanCommand implements Callable<Integer> {
             if (ctx != null && ctx <= 0) {
                 throw new IllegalArgumentException("--ctx must be positive, got " + ctx);
             }
-            if (gpuLayers != null && gpuLayers < 0) {
-                throw new IllegalArgumentException("--gpu-layers must not be negative, got " + gpuLayers);
-            }
-            if (nCpuMoe != null && nCpuMoe < 0) {
-                throw new IllegalArgumentException("--n-cpu-moe must not be negative, got " + nCpuMoe);
-            }
-            if (cpuMoe && nCpuMoe != null) {
-                throw new IllegalArgumentException("--cpu-moe and --n-cpu-moe exclude each other");
-            }
-            if (stageBatch < 0 || stageBatch == 1) {
-                throw new IllegalArgumentException("--stage-batch must be 0 (never) or at least 2, got " + stageBatch);
-            }
+            ModelOptions.checkPlacementFlags(gpuLayers, nCpuMoe, cpuMoe, stageBatch);
             int context = ctx != null ? ctx : Math.min(footprint.contextLength(), LoadOptions.DEFAULT_CONTEXT_CAP);
             PlanRequest r = PlanRequest.defaults(context).withKvType(kvType).withBatchSize(batchSize).withSplit(split)
                     .withOverrides(overrides.stream().map(TensorOverride::parse).toList()).withStageBatch(stageBatch)
