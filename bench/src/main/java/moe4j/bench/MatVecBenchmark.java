@@ -181,7 +181,8 @@ public class MatVecBenchmark {
         }
         if (repacked) {
             if (!InterleavedRows.fits(t, InterleavedRows.ROWS, columns)) {
-                throw new IllegalArgumentException("repacked rows are Q4_K, Q5_K or Q6_K only, whole super-blocks, not " + type);
+                throw new IllegalArgumentException("repacked rows are " + InterleavedRows.TYPES
+                        + " only, whole super-blocks, not " + type);
             }
             rows = rows / InterleavedRows.ROWS * InterleavedRows.ROWS;
             groups = HugePages.allocateOrPlain(InterleavedRows.bytes(t, rows, columns), arena);

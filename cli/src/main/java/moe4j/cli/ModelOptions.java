@@ -10,6 +10,7 @@ import moe4j.engine.LoadOptions;
 import moe4j.engine.PlacementOptions;
 import moe4j.engine.placement.TensorOverride;
 import moe4j.kernels.KvCacheType;
+import moe4j.kernels.quant.InterleavedRows;
 import picocli.CommandLine;
 import picocli.CommandLine.Option;
 
@@ -78,7 +79,8 @@ final class ModelOptions {
     boolean noMmap;
 
     @Option(names = {"-nr", "--no-repack"}, description = "multiply the weights as the file holds them (as llama.cpp's"
-            + " --no-repack): by default the CPU repacks Q4_K, Q5_K and Q6_K matrices at load into groups of 16 rows, which takes"
+            + " --no-repack): by default the CPU repacks " + InterleavedRows.TYPES
+            + " matrices at load into groups of 16 rows, which takes"
             + " their size again in memory and makes generation faster")
     boolean noRepack;
 

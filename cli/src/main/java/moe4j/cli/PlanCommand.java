@@ -120,9 +120,9 @@ final class PlanCommand implements Callable<Integer> {
             description = "memory kept free on every device (default: 512M)")
     private Long margin;
 
-    @Option(names = "--repack", negatable = true, description = "plan system RAM with the CPU's repacked copy of Q4_K,"
-            + " Q5_K and Q6_K matrices (1-5.6%% larger than the file's), as the engine makes it by default on a CPU with"
-            + " 512-bit vectors; --no-repack plans the file's bytes (default: as this machine would run)")
+    @Option(names = "--repack", negatable = true, description = "plan system RAM with the CPU's repacked copy of "
+            + InterleavedRows.TYPES + " matrices (1-5.6%% larger than the file's), as the engine makes it by default on a"
+            + " CPU with 512-bit vectors; --no-repack plans the file's bytes (default: as this machine would run)")
     private Boolean repack;
 
     @Option(names = "--json", description = "print one JSON object instead of text")

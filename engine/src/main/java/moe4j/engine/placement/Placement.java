@@ -13,6 +13,7 @@ import java.util.stream.Collectors;
 
 import moe4j.engine.placement.ModelFootprint.Part;
 import moe4j.engine.placement.ModelFootprint.TensorFootprint;
+import moe4j.kernels.quant.InterleavedRows;
 
 /**
  * The planner's answer: the device of every tensor, what each device holds, whether it all fits, and the decode
@@ -304,7 +305,8 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
         b.append(String.format(Locale.ROOT, "context  %d positions, KV cache %s (%s per layer), batch %d, margin %s"
                         + " per device%s%n%n", request.contextLength(), request.kvType().name().toLowerCase(Locale.ROOT),
                 ByteSize.format(m.kvBytesPerLayer(request.contextLength(), request.kvType())), request.batchSize(),
-                ByteSize.format(request.marginBytes()), request.cpuRepack() ? ", Q4_K, Q5_K and Q6_K matrices repacked in RAM" : ""));
+                ByteSize.format(request.marginBytes()),
+                request.cpuRepack() ? ", " + InterleavedRows.TYPES + " matrices repacked in RAM" : ""));
 
         List<String[]> rows = new ArrayList<>();
         rows.add(new String[] {"device", "hardware", "bandwidth", "capacity", "weights", "KV cache", "scratch", "free",

@@ -12,6 +12,12 @@ public final class InterleavedRows {
 
     private InterleavedRows() {}
 
+    /**
+     * The repacked types in words, for what tells a user of them (option descriptions, the plan's header): a constant,
+     * so that annotations can take it; a test checks it names exactly the types {@link #fitsShape} takes.
+     */
+    public static final String TYPES = "Q4_K, Q5_K and Q6_K";
+
     /** Rows per group: a product of repacked rows takes whole groups. */
     public static final int ROWS = Q4_KInterleaved.ROWS;
 

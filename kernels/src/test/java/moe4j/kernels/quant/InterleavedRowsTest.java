@@ -150,6 +150,15 @@ class InterleavedRowsTest {
      * Q6_K at its bounds: quants 0 and 63 ({@code q - 32} = -32 and 31), scales -128 and 127, codes all -127, all 127 or
      * alternating: a window's 16-bit sums reach {@code 8 * 32 * 127} in magnitude, the block sums past 2^24.
      */
+    /** The repacked types in words name exactly those {@code fitsShape} takes. */
+    @Test
+    void typesInWordsAreTheRepackedTypes() {
+        for (GgmlType t : GgmlType.values()) {
+            assertEquals(InterleavedRows.fitsShape(t, InterleavedRows.ROWS, 256),
+                    Arrays.asList(InterleavedRows.TYPES.split(", | and ")).contains(t.name()), t.name());
+        }
+    }
+
     @Test
     void theLargestQ6_KQuantsScalesAndCodesStayExact() {
         int rows = 32;
