@@ -10,6 +10,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.EnumSet;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -104,8 +105,19 @@ public final class CudaBackend implements Backend {
      * of weights).
      */
     static final int MVQ_BLOCKS_PER_MULTIPROCESSOR = Integer.getInteger("moe4j.cuda.mvqBlocksPerSm", 16);
-    /** Whether a new backend pads Q3_K blocks (see {@link #padQ3k}). */
-    private static final boolean PAD_Q3K = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.padQ3k"));
+    /** The types whose blocks the CUDA backend can pad to 16-byte alignment (see {@link #padded}). */
+    static final Set<GgmlType> PADDABLE = Collections.unmodifiableSet(EnumSet.of(GgmlType.Q3_K, GgmlType.Q6_K));
+    /**
+     * The types a new backend pads. Q3_K (unless {@code -Dmoe4j.cuda.padQ3k=false}): its 110-byte blocks 112 bytes
+     * apart in device memory, so that the kernels read each 16-byte run with one aligned load (the *_q3_kp kernels)
+     * instead of five words and funnel shifts, and the scales and d with one more; the same bits, 2.7% more memory for
+     * rows of 4096 values (H200, runs 23 and 26: 94 layers of the 235B shape tg64 86.5 -> 93.5 tok/s, pp512 1178.7 ->
+     * 1178.9). Q6_K (with {@code -Dmoe4j.cuda.padQ6k=true}, an experiment not yet measured on a GPU): its 210-byte
+     * blocks 224 bytes apart (the *_q6_kp kernels), each 16-byte run of quants one aligned load instead of five words
+     * and four funnel shifts; the same bits, 6.7% more memory for Q6_K; ptxas, sm_90: the LM head's kernel 568 -> 496
+     * instructions and 69 -> 58 registers, the down projection's 848 -> 776 and 79 -> 64.
+     */
+    private static final Set<GgmlType> PADDED_BY_DEFAULT = paddedByDefault();
     /**
      * Whether the kernels that read little right after their wait first ask L2 for it, while the kernel before them
      * still runs under programmatic dependent launch: the norms their gains, the router its rows, one-token attention
@@ -115,8 +127,6 @@ public final class CudaBackend implements Backend {
      */
     private static final boolean PREFETCH = "true".equalsIgnoreCase(
             System.getProperty("moe4j.cuda.prefetch"));
-    /** Whether a new backend pads Q6_K blocks (see {@link #padQ6k}). */
-    private static final boolean PAD_Q6K = "true".equalsIgnoreCase(System.getProperty("moe4j.cuda.padQ6k"));
     /**
      * Bytes after each padded row (twice as many where that would make the row a multiple of 256 bytes), so that the
      * rows of the tensor-core tiles do not lie a multiple of 256 bytes apart: Q3_K rows of 4096 values padded are 1792
@@ -203,22 +213,8 @@ public final class CudaBackend implements Backend {
      * {@code -Dmoe4j.cuda.combineRoundsOnce=false} turns it off; the same bits).
      */
     private boolean combineRoundsOnce = !"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.combineRoundsOnce"));
-    /**
-     * Q3_K matrices bound from now on keep their 110-byte blocks 112 bytes apart in device memory, so that the kernels
-     * read each 16-byte run with one aligned load (the *_q3_kp kernels) instead of five words and funnel shifts, and
-     * the scales and d with one more; the same bits, 2.7% more memory for rows of 4096 values (H200, runs 23 and 26:
-     * 94 layers of the 235B shape tg64 86.5 -> 93.5 tok/s, pp512 1178.7 -> 1178.9). {@code -Dmoe4j.cuda.padQ3k=false}
-     * keeps the file's layout.
-     */
-    private volatile boolean padQ3k = PAD_Q3K;
-    /**
-     * Q6_K matrices bound from now on keep their 210-byte blocks 224 bytes apart in device memory (the *_q6_kp
-     * kernels), so that each 16-byte run of quants is one aligned load instead of five words and four funnel shifts:
-     * the same bits, 6.7% more memory for Q6_K. ptxas, sm_90: the LM head's kernel 568 -> 496 instructions and 69 ->
-     * 58 registers, the down projection's 848 -> 776 and 79 -> 64. An experiment not yet measured on a GPU, off unless
-     * {@code -Dmoe4j.cuda.padQ6k=true}.
-     */
-    private volatile boolean padQ6k = PAD_Q6K;
+    /** The types whose matrices bound from now on are padded (see {@link #PADDED_BY_DEFAULT}); an immutable set. */
+    private volatile Set<GgmlType> padded = PADDED_BY_DEFAULT;
     /** Whether kernels ask L2 for what they read first before they wait (see {@link #PREFETCH}). */
     private boolean prefetch = PREFETCH;
     /**
@@ -397,7 +393,7 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    /** A matrix or stack of matrices, copied to {@code p} in its storage format (blocks padded: {@link #padQ3k}). */
+    /** A matrix or stack of matrices, copied to {@code p} in its storage format (blocks padded: {@link #padded}). */
     private CudaWeight uploadMatrix(GgufTensor tensor, Shape t, CUdeviceptr p) {
         upload(tensor.data(), t.bytes(), p, t.name(), t.padding());
         long rowBytes = t.deviceRowBytes();
@@ -436,6 +432,18 @@ public final class CudaBackend implements Backend {
         }
     }
 
+    /** {@link #PADDED_BY_DEFAULT} from the system properties. */
+    private static Set<GgmlType> paddedByDefault() {
+        EnumSet<GgmlType> types = EnumSet.noneOf(GgmlType.class);
+        if (!"false".equalsIgnoreCase(System.getProperty("moe4j.cuda.padQ3k"))) {
+            types.add(GgmlType.Q3_K);
+        }
+        if ("true".equalsIgnoreCase(System.getProperty("moe4j.cuda.padQ6k"))) {
+            types.add(GgmlType.Q6_K);
+        }
+        return Collections.unmodifiableSet(types);
+    }
+
     /** Bytes from one padded block of {@code type} to the next, 16-byte aligned. */
     private static int paddedBlockBytes(GgmlType type) {
         return switch (type) {
@@ -446,7 +454,7 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * Bytes of a row of {@code type} ({@code fileRowBytes} in the file) padded (see {@link #padQ3k}, {@link #padQ6k}),
+     * Bytes of a row of {@code type} ({@code fileRowBytes} in the file) padded (see {@link #PADDED_BY_DEFAULT}),
      * or -1 for a row longer than a staging buffer, which keeps the file's layout (a row is staged whole).
      */
     static long paddedRowBytes(GgmlType type, long fileRowBytes) {
@@ -459,12 +467,11 @@ public final class CudaBackend implements Backend {
 
     /**
      * How {@code rows} rows (of all stacked matrices) of {@code type}, {@code fileRowBytes} each in the file, lie in
-     * device memory: padded where they are a Q3_K matrix and {@code padQ3k} asks for it, or a Q6_K one and {@code
-     * padQ6k} does, and their rows fit a staging buffer; else (null) as the file has them.
+     * device memory: padded where {@code padded} holds the type and their rows fit a staging buffer; else (null) as
+     * the file has them.
      */
-    private static BlockPadding padding(boolean padQ3k, boolean padQ6k, GgmlType type, long rows, long fileRowBytes) {
-        boolean pad = type == GgmlType.Q3_K ? padQ3k : type == GgmlType.Q6_K && padQ6k;
-        if (!pad || rows <= 1) {
+    private static BlockPadding padding(Set<GgmlType> padded, GgmlType type, long rows, long fileRowBytes) {
+        if (!padded.contains(type) || rows <= 1) {
             return null;
         }
         long paddedRow = paddedRowBytes(type, fileRowBytes);
@@ -475,7 +482,7 @@ public final class CudaBackend implements Backend {
     /**
      * Bytes a new backend holds in device memory for a tensor of {@code type} and {@code dims} that has {@code
      * fileBytes} in the file (for planning before any GPU is opened): a single row decoded to f32, a Q3_K matrix
-     * padded (and a Q6_K one with {@code -Dmoe4j.cuda.padQ6k=true}), anything else as the file has it.
+     * padded as a new backend pads it ({@link #PADDED_BY_DEFAULT}), anything else as the file has it.
      */
     public static long heldBytes(GgmlType type, long[] dims, long fileBytes) {
         long rows = 1;
@@ -485,7 +492,7 @@ public final class CudaBackend implements Backend {
         if (rows == 1) {
             return 4L * dims[0];
         }
-        BlockPadding padding = padding(PAD_Q3K, PAD_Q6K, type, rows, fileBytes / rows);
+        BlockPadding padding = padding(PADDED_BY_DEFAULT, type, rows, fileBytes / rows);
         return padding == null ? fileBytes : padding.deviceBytes(fileBytes);
     }
 
@@ -514,7 +521,7 @@ public final class CudaBackend implements Backend {
                     + " bytes, its shape needs " + bytes);
         }
         Shape t = new Shape(name, rowLength, rows, experts, rowBytes, bytes,
-                padding(padQ3k, padQ6k, tensor.type(), (long) rows * experts, rowBytes));
+                padding(padded, tensor.type(), (long) rows * experts, rowBytes));
         if (!t.isVector()) {
             if (!Kernels.FORMATS.contains(tensor.type())) {
                 throw new UnsupportedTensorTypeException(tensor.type(), "tensor " + name
@@ -2013,17 +2020,26 @@ public final class CudaBackend implements Backend {
 
     synchronized int pairOccupancy() { return pairOccupancy; }
 
-    /** A weight's format in kernel names: {@code Q3_KP}, {@code Q6_KP} for padded blocks (see {@link #padQ3k}). */
+    /** A weight's format in kernel names: {@code Q3_KP}, {@code Q6_KP} for padded blocks (see {@link #padded}). */
     private static String label(CudaWeight w) {
         return w.padded() ? w.format() + "P" : w.format().toString();
     }
 
-    /** Whether Q3_K matrices bound from now on are padded (tests compare both); see {@link #padQ3k}. */
-    synchronized void usePadQ3k(boolean on) {
-        padQ3k = on;
+    /** Whether matrices of {@code type} bound from now on are padded (tests compare both); see {@link #padded}. */
+    synchronized void usePadding(GgmlType type, boolean on) {
+        if (!PADDABLE.contains(type)) {
+            throw new IllegalArgumentException("the CUDA backend pads " + PADDABLE + " blocks, not " + type);
+        }
+        EnumSet<GgmlType> next = padded.isEmpty() ? EnumSet.noneOf(GgmlType.class) : EnumSet.copyOf(padded);
+        if (on) {
+            next.add(type);
+        } else {
+            next.remove(type);
+        }
+        padded = Collections.unmodifiableSet(next);
     }
 
-    boolean padQ3k() { return padQ3k; }
+    boolean pads(GgmlType type) { return padded.contains(type); }
 
     /** Whether kernels prefetch before they wait from now on (see {@link #PREFETCH}; tests compare both). */
     synchronized void usePrefetch(boolean on) {
@@ -2034,13 +2050,6 @@ public final class CudaBackend implements Backend {
     }
 
     synchronized boolean prefetch() { return prefetch; }
-
-    /** Whether Q6_K matrices bound from now on are padded (tests compare both); see {@link #padQ6k}. */
-    synchronized void usePadQ6k(boolean on) {
-        padQ6k = on;
-    }
-
-    boolean padQ6k() { return padQ6k; }
 
     /** Chooses the fused routing's warps per block, 1 or 4 (tests compare both); see {@link #routeWarps}. */
     synchronized void useRouteWarps(int warps) {

@@ -12,8 +12,8 @@ import moe4j.kernels.Weight;
  *
  * @param format       layout of {@code data}
  * @param padded       whether {@code data}'s blocks lie 16-byte aligned apart instead of the file's block size (Q3_K
- *                     112 bytes instead of 110, Q6_K 224 instead of 210; see {@code CudaBackend.padQ3k} and {@code
- *                     padQ6k}), so that the kernels for that layout must read it
+ *                     112 bytes instead of 110, Q6_K 224 instead of 210; see {@code CudaBackend.padded}), so that
+ *                     the kernels for that layout must read it
  * @param rowBytes     bytes of one row of {@code data}
  * @param expertStride bytes from one stacked matrix to the next
  */

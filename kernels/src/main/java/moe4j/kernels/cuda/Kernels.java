@@ -7,7 +7,6 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.util.Collections;
 import java.util.EnumMap;
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
@@ -119,7 +118,7 @@ final class Kernels {
         for (GgmlType t : FORMATS) {
             formats.put(t, format(t.name().toLowerCase(Locale.ROOT), Q8K_FORMATS.contains(t), MMQ_FORMATS.contains(t)));
         }
-        for (GgmlType t : List.of(GgmlType.Q3_K, GgmlType.Q6_K)) {
+        for (GgmlType t : CudaBackend.PADDABLE) {
             padded.put(t, format(t.name().toLowerCase(Locale.ROOT) + "p", true, MMQ_FORMATS.contains(t)));
         }
         rmsNorm = function("rms_norm");

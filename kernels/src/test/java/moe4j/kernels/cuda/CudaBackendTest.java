@@ -1303,10 +1303,10 @@ class CudaBackendTest {
                 "experts", "staged experts"};
         float[][][] results = new float[2][][];
         long[] staged = new long[2];
-        boolean padded = type == GgmlType.Q3_K ? gpu.padQ3k() : gpu.padQ6k();
+        boolean padded = gpu.pads(type);
         try {
             for (int mode = 0; mode < 2; mode++) {
-                usePadding(type, mode == 1);
+                gpu.usePadding(type, mode == 1);
                 Weight q = gpu.bind(wq);
                 assertEquals(mode == 1, ((CudaWeight) q).padded(), type + " bound with padding " + (mode == 1));
                 Weight[] bound = {gpu.bind(stacks.get(0)), gpu.bind(stacks.get(1)), gpu.bind(stacks.get(2))};
@@ -1346,7 +1346,7 @@ class CudaBackendTest {
                 }
             }
         } finally {
-            usePadding(type, padded);
+            gpu.usePadding(type, padded);
         }
         long paddedBytes = stacks.stream()
                 .mapToLong(t -> t.rowCount() * CudaBackend.paddedRowBytes(type, t.rowBytes())).sum();
@@ -1356,14 +1356,6 @@ class CudaBackendTest {
             assertArrayEquals(results[0][i], results[1][i], 0f, what[i] + ", padded against the file's layout");
         }
         assertArrayEquals(results[0][7], results[0][8], 0f, "staged experts against bound ones");
-    }
-
-    private void usePadding(GgmlType type, boolean on) {
-        if (type == GgmlType.Q3_K) {
-            gpu.usePadQ3k(on);
-        } else {
-            gpu.usePadQ6k(on);
-        }
     }
 
     // ------------------------------------------------------------ memory
