@@ -46,7 +46,7 @@
 #   HYBRID_ARGS=--no-repack ...   and/or these bench arguments (e.g. the file's layout where RAM bandwidth binds)
 #   JMH=1 bench/gpu-check.sh      also times the CPU's matrix-vector kernels and the streaming sum on every core (JMH,
 #                                 JMH_MIB=512 MiB each, JMH_TYPES=Q4_K,Q6_K to choose types); needs .gpu made by
-#                                 JMH=1 bench/gpu-prepare.sh (the bench classes and JMH's jars, 3.3 MB more)
+#                                 JMH=1 bench/gpu-prepare.sh (the bench classes and JMH's jars, 3.0 MB more)
 #   DEADLINE=500 bench/gpu-check.sh  skips the A/B variants and the hybrid run once they would end past 500 s
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
