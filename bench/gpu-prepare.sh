@@ -7,7 +7,7 @@
 #   moe4j.jar        the command line, CUDA backend and PTX included
 #   lib/*.jar        test classes of gguf, kernels and engine, and JUnit's console launcher
 #   shared/fixtures  the fixture models (but the F32 one) and llama.cpp references the GPU tests compare against
-#   jmh/*.jar        with JMH=1 only: the JMH benchmarks' classes and JMH's jars, for gpu-check.sh's JMH=1 (3.3 MB)
+#   jmh/*.jar        with JMH=1 only: the JMH benchmarks' classes and JMH's jars, for gpu-check.sh's JMH=1 (3.0 MB)
 # Run it from anywhere; then carry .gpu with the working tree (see README, "GPU (CUDA)").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
