@@ -8,6 +8,7 @@ import java.util.Optional;
 
 import moe4j.engine.Model;
 import moe4j.gguf.PhysicalMemory;
+import moe4j.kernels.quant.InterleavedRows;
 import moe4j.kernels.quant.QuantFormats;
 
 /**
@@ -25,6 +26,8 @@ final class CpuDescription {
         s.append(Runtime.getRuntime().availableProcessors()).append(" threads, ").append(QuantFormats.vectorBits())
                 .append("-bit vectors");
         s.append(QuantFormats.fusedKernels() ? " (fused kernels)"
+                : InterleavedRows.available() ? " (integer kernels for " + InterleavedRows.TYPES
+                        + ", generic ones for the other types: their fused kernels need 512-bit vectors)"
                 : " (generic kernels: the fused ones need 512-bit vectors)");
         long ram = PhysicalMemory.bytes();
         if (ram > 0) {
@@ -45,6 +48,12 @@ final class CpuDescription {
     static Optional<String> slowKernelsNote() {
         if (QuantFormats.fusedKernels()) {
             return Optional.empty();
+        }
+        if (InterleavedRows.available()) {
+            return Optional.of(String.format(Locale.ROOT, "note: this CPU's vectors are %d bits wide; moe4j runs its"
+                    + " integer kernels for %s here, and generic kernels, several times slower, for the other types,"
+                    + " whose fused kernels are written for 512-bit vectors (AVX-512)", QuantFormats.vectorBits(),
+                    InterleavedRows.TYPES));
         }
         return Optional.of(String.format(Locale.ROOT, "note: this CPU's vectors are %d bits wide; moe4j's CPU kernels are"
                 + " written for 512-bit vectors (AVX-512), so it runs its generic kernels here, several times slower",

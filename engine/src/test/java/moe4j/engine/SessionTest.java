@@ -21,6 +21,7 @@ import moe4j.engine.testmodel.ModelShape;
 import moe4j.engine.testmodel.TensorMix;
 import moe4j.kernels.KvCacheType;
 import moe4j.kernels.quant.InterleavedRows;
+import moe4j.kernels.quant.QuantFormats;
 
 /** Session behaviour on random models (no llama.cpp reference needed). */
 class SessionTest {
@@ -97,16 +98,26 @@ class SessionTest {
     }
 
     /**
-     * Q4_K and Q5_K matrices repacked in groups of 16 rows (the default) or multiplied as the file holds them: a
-     * prompt's products go through the same integer tiles either way, so its logits are the same bits.
+     * Q4_K and Q5_K matrices repacked in groups of 16 rows (the default) or multiplied as the file holds them: with
+     * 512-bit vectors a prompt's products go through the same integer tiles either way, so its logits are the same
+     * bits; with 256-bit vectors the file's layout takes the float path, whose sums round differently: a difference
+     * that an activation's 8-bit rounding or an expert's choice can amplify downstream, so the two agree within the bar
+     * the float models meet against llama.cpp ({@link LlamaCppReferenceTest}; measured: mean KL 4-6e-5, every
+     * position's top token the same), not bit for bit.
      */
     @Test
     void repackedWeightsGiveAPromptTheLogitsOfTheFileLayout() throws IOException {
         for (TensorMix mix : List.of(TensorMix.Q4_K_M, TensorMix.Q5_K_M)) {
             Path file = TestModels.generate(dir, ModelShape.tiny(), mix, 7);
             LoadOptions base = LoadOptions.defaults().withThreads(2).withContextLength(64);
-            assertArrayEquals(allLogits(file, base.withRepack(false), tokens), allLogits(file, base, tokens),
-                    mix.name());
+            float[][] fileLayout = allLogits(file, base.withRepack(false), tokens);
+            float[][] repackedLogits = allLogits(file, base, tokens);
+            if (QuantFormats.fusedKernels()) {
+                assertArrayEquals(fileLayout, repackedLogits, mix.name());
+            } else {
+                LogitStats st = LogitStats.compare(fileLayout, repackedLogits);
+                assertTrue(st.meanKl() <= 1e-3 && st.top1() >= 0.97, mix + ": " + st);
+            }
             try (Model repacked = Model.load(file, base); Model plain = Model.load(file, base.withRepack(false))) {
                 // where the JVM's vectors are narrower than 512 bits the kernels do not run, and nothing is repacked
                 assertEquals(InterleavedRows.available(), repacked.repackedBytes() > 0, mix + " matrices repacked");

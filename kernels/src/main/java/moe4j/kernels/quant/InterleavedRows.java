@@ -21,9 +21,14 @@ public final class InterleavedRows {
     /** Rows per group: a product of repacked rows takes whole groups. */
     public static final int ROWS = Q4_KInterleaved.ROWS;
 
-    /** Whether this machine runs the repacked kernels: they take 512-bit vectors. */
+    /** Whether this machine runs the repacked kernels: they take 512-bit vectors, or 256-bit ones in halves. */
     public static boolean available() {
-        return Simd.FUSED;
+        return Simd.FUSED || Simd.HALVES;
+    }
+
+    /** Whether the one-token kernels of repacked rows read activations prepared in {@code order}. */
+    static boolean reads(LaneOrder order) {
+        return order == Q4_K.PAIRS || order == Q6_K.PAIRS;
     }
 
     /** Whether a matrix of {@code type} with {@code rows} rows of {@code width} values can be repacked, on any machine. */

@@ -44,9 +44,16 @@ final class KQuantScales {
     /**
      * The eight 6-bit scales and eight minimums of the Q4_K (or Q5_K) block at {@code block} into
      * {@code dst[offset .. offset+7]} and {@code dst[offset+8 .. offset+15]}, in vectors as Q4_K's one-token kernel
-     * unpacks them (512-bit vectors only).
+     * unpacks them with 512-bit vectors, one by one with narrower ones.
      */
     static void unpackScalesAndMinimums(MemorySegment src, long block, int[] dst, int offset) {
+        if (!Simd.FUSED) {
+            for (int j = 0; j < 8; j++) {
+                dst[offset + j] = scale(src, block + 4, j);
+                dst[offset + 8 + j] = min(src, block + 4, j);
+            }
+            return;
+        }
         IntVector raw = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block, Simd.LE)
                 .convertShape(ZERO_EXTEND_B2I, Simd.I, 0);
         raw.rearrange(SCALE_MIN_LOW).lanewise(LSHR, SCALE_MIN_LOW_SHIFT).and(SCALE_MIN_LOW_MASK)

@@ -581,6 +581,14 @@ final class PairTile {
      * the off-diagonal halves of ever smaller blocks, 64 instructions where 16 gathers cost several times more.
      */
     static void transpose(int[] rowMajor, int from, int[] w, int to) {
+        if (!Simd.FUSED) {
+            for (int r = 0; r < 16; r++) {
+                for (int k = 0; k < 16; k++) {
+                    w[to + 16 * k + r] = rowMajor[from + 16 * r + k];
+                }
+            }
+            return;
+        }
         IntVector v0 = IntVector.fromArray(Simd.I, rowMajor, from + 0);
         IntVector v1 = IntVector.fromArray(Simd.I, rowMajor, from + 16);
         IntVector v2 = IntVector.fromArray(Simd.I, rowMajor, from + 32);
@@ -736,26 +744,54 @@ final class PairTile {
      */
     static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int width) {
         boolean q6 = order == Q6_K.PAIRS || order == Q3_K.PAIRS;
+        if (!Simd.FUSED) {
+            packCodesScalar(q6, codes, o, pairs, sums, width);
+            return;
+        }
         for (int e = o; e < o + width; e += 32) {
             IntVector a = IntVector.fromArray(Simd.I, codes, e);
             IntVector b = IntVector.fromArray(Simd.I, codes, e + 16);
             if (q6) {
                 Q6_A.selectFrom(a, b).and(0xFFFF).or(Q6_B.selectFrom(a, b).lanewise(LSHL, 16)).intoArray(pairs, e / 2);
-                // per 16-element group, -32 times the code sums of its pairs' lower and upper halves: where
-                // Q6_KInterleaved's 16-bit sums of unsigned quants start
-                for (int h = 0; h < 2; h++) {
-                    int low = 0;
-                    int high = 0;
-                    for (int k = 0; k < 8; k++) {
-                        low += codes[e + 16 * h + k];
-                        high += codes[e + 16 * h + 8 + k];
-                    }
-                    sums[e / 16 + h] = (-32 * high) << 16 | (-32 * low) & 0xFFFF;
-                }
+                q6Sums(codes, e, sums);
             } else {
                 a.and(0xFFFF).or(b.lanewise(LSHL, 16)).intoArray(pairs, e / 2);
                 sums[e / 32] = a.add(b).reduceLanes(ADD);
             }
+        }
+    }
+
+    /**
+     * Per 16-element group of the 32 from {@code e}, {@code -32} times the code sums of its pairs' lower and upper
+     * halves: where {@link Q6_KInterleaved}'s 16-bit sums of unsigned quants start.
+     */
+    private static void q6Sums(int[] codes, int e, int[] sums) {
+        for (int h = 0; h < 2; h++) {
+            int low = 0;
+            int high = 0;
+            for (int k = 0; k < 8; k++) {
+                low += codes[e + 16 * h + k];
+                high += codes[e + 16 * h + 8 + k];
+            }
+            sums[e / 16 + h] = (-32 * high) << 16 | (-32 * low) & 0xFFFF;
+        }
+    }
+
+    /** {@link #packCodes} without 512-bit vectors: the same pairs and sums, lane by lane. */
+    private static void packCodesScalar(boolean q6, int[] codes, int o, int[] pairs, int[] sums, int width) {
+        for (int e = o; e < o + width; e += 32) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) {
+                int low = q6 ? e + 16 * (i / 8) + i % 8 : e + i;
+                int high = q6 ? low + 8 : low + 16;
+                pairs[e / 2 + i] = codes[low] & 0xFFFF | codes[high] << 16;
+                sum += codes[low] + codes[high];
+            }
+            if (!q6) {
+                sums[e / 32] = sum;
+                continue;
+            }
+            q6Sums(codes, e, sums);
         }
     }
 

@@ -63,7 +63,8 @@ public final class PreparedActivations {
     public void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width) {
         this.rounding = Objects.requireNonNull(rounding, "rounding");
         Objects.requireNonNull(order, "order");
-        this.order = Simd.FUSED && width % LaneOrder.BLOCK == 0 ? order : LaneOrder.NATURAL;
+        boolean kernelReads = Simd.FUSED || InterleavedRows.available() && InterleavedRows.reads(order);
+        this.order = kernelReads && width % LaneOrder.BLOCK == 0 ? order : LaneOrder.NATURAL;
         if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0
                 || (order.rearranges() && rounding != order.rounding())) {
             throw new IllegalArgumentException("cannot prepare " + rows + " activation rows of " + width
@@ -89,7 +90,7 @@ public final class PreparedActivations {
         if (this.order.rearranges() && codeScales.length < scales) {
             codeScales = new float[scales];
         }
-        bytes = this.order.rearranges() && width > BYTE_PAIRS_FROM;
+        bytes = Simd.FUSED && this.order.rearranges() && width > BYTE_PAIRS_FROM;
         if (bytes && bytePairs.length < size) {
             bytePairs = new byte[values.length];
         }

@@ -68,6 +68,13 @@ public final class Q4_KInterleaved {
     private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
     private static final ShortVector NIBBLE = ShortVector.broadcast(S, (short) 0xF);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
+    /** The species of {@link #oneTokenHalves}: half of each 64-byte vector, 8 rows. */
+    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
+    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
+    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
+    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
+    private static final ShortVector HALF_NIBBLE = ShortVector.broadcast(HALF_S, (short) 0xF);
+    private static final IntVector HALF_SHIFT_16 = IntVector.broadcast(HALF_I, 16);
 
     /** Whether a matrix of {@code rows} rows of {@code width} values can be repacked, on any machine. */
     public static boolean fitsShape(long rows, long width) {
@@ -119,9 +126,12 @@ public final class Q4_KInterleaved {
                     scales[ROWS + i] = Float.float16ToFloat((short) (pair >>> 16));
                     KQuantScales.unpackScalesAndMinimums(src, block, rowMajor, 16 * i);
                     for (int half = 0; half < 2; half++) {
-                        IntVector four = IntVector.fromMemorySegment(I, src, block + nibblesAt + 64L * half, Simd.LE);
-                        compress(four).intoArray(rowMajor, (1 + half) * 256 + 16 * i);
-                        compress(four.lanewise(LSHR, 4)).intoArray(rowMajor, (3 + half) * 256 + 16 * i);
+                        for (int k = 0; k < 16; k += Simd.I.length()) {
+                            IntVector four = IntVector.fromMemorySegment(Simd.I, src, block + nibblesAt + 64L * half + 4L * k,
+                                    Simd.LE);
+                            compress(four).intoArray(rowMajor, (1 + half) * 256 + 16 * i + k);
+                            compress(four.lanewise(LSHR, 4)).intoArray(rowMajor, (3 + half) * 256 + 16 * i + k);
+                        }
                     }
                     if (fifthBits) {
                         Q5_KInterleaved.fifthBits(src, block, i, quants);
@@ -130,18 +140,22 @@ public final class Q4_KInterleaved {
                 for (int t = 0; t < 5; t++) {
                     PairTile.transpose(rowMajor, 256 * t, lanes, 256 * t);
                 }
+                // in vectors of the machine's width (of 16 lanes, or two of 8)
                 for (int j = 0; j < 8; j++) {
-                    IntVector.fromArray(I, lanes, 16 * j).convertShape(I2B, B16, 0).reinterpretAsBytes()
-                            .intoArray(scaleBytes, 16 * j);
-                    IntVector.fromArray(I, lanes, 16 * (8 + j)).convertShape(I2B, B16, 0).reinterpretAsBytes()
-                            .intoArray(scaleBytes, MINS - SCALES + 16 * j);
-                    int nibbles = j % 2 == 0 ? 256 : 768;
-                    for (int w = 0; w < 4; w++) {
-                        // lanes 2i and 2i+1 of vector w: row i's ints 8(j/2) + w (h = 0) and that plus 4 (h = 1)
-                        int k = 8 * (j / 2) + w;
-                        IntVector h0 = IntVector.fromArray(I, lanes, nibbles + 256 * (k / 16) + 16 * (k % 16));
-                        IntVector h1 = IntVector.fromArray(I, lanes, nibbles + 256 * ((k + 4) / 16) + 16 * ((k + 4) % 16));
-                        h0.or(h1.lanewise(LSHL, 16)).intoArray(quants, subBlockInts * j + 16 * w);
+                    for (int l = 0; l < 16; l += Simd.I.length()) {
+                        IntVector.fromArray(Simd.I, lanes, 16 * j + l).convertShape(I2B, Simd.B, 0).reinterpretAsBytes()
+                                .intoArray(scaleBytes, 16 * j + l);
+                        IntVector.fromArray(Simd.I, lanes, 16 * (8 + j) + l).convertShape(I2B, Simd.B, 0)
+                                .reinterpretAsBytes().intoArray(scaleBytes, MINS - SCALES + 16 * j + l);
+                        int nibbles = j % 2 == 0 ? 256 : 768;
+                        for (int w = 0; w < 4; w++) {
+                            // lanes 2i and 2i+1 of vector w: row i's ints 8(j/2) + w (h = 0) and that plus 4 (h = 1)
+                            int k = 8 * (j / 2) + w;
+                            IntVector h0 = IntVector.fromArray(Simd.I, lanes, nibbles + 256 * (k / 16) + 16 * (k % 16) + l);
+                            IntVector h1 = IntVector.fromArray(Simd.I, lanes,
+                                    nibbles + 256 * ((k + 4) / 16) + 16 * ((k + 4) % 16) + l);
+                            h0.or(h1.lanewise(LSHL, 16)).intoArray(quants, subBlockInts * j + 16 * w + l);
+                        }
                     }
                 }
                 long out = dstOffset + ((long) g * blocks + b) * groupBlockBytes;
@@ -168,6 +182,11 @@ public final class Q4_KInterleaved {
     public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         long first = checkDot(GgmlType.Q4_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x, firstToken, tokens);
+        if (!Simd.FUSED) {
+            dotHalves(Q4_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens, out,
+                    outOffset, outStride);
+            return;
+        }
         if (tokens > 1) {
             PairTile.dotGroups(w, first, (toGroup - fromGroup) * ROWS, x, firstToken, tokens, out, outOffset, outStride);
             return;
@@ -260,6 +279,115 @@ public final class Q4_KInterleaved {
                 acc = ((FloatVector) mins.convertShape(I2F, F, 0)).fma(dmin.mul(-scale), acc);
             }
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
+        }
+        ReadAhead.keep(sink);
+    }
+
+    /** A one-token kernel of repacked rows over groups {@code fromGroup .. toGroup-1}, as {@link #oneTokenHalves}. */
+    interface GroupKernel {
+        void run(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x, int token, float[] out,
+                int outOffset);
+    }
+
+    /**
+     * A product of repacked rows with 256-bit vectors ({@link Simd#HALVES}): each token by {@code kernel}, group by
+     * group, so that a group's weights stay in L1 while the tokens pass. Checked by the caller.
+     */
+    static void dotHalves(GroupKernel kernel, MemorySegment w, long offset, int fromGroup, int toGroup,
+            PreparedActivations x, int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        if (tokens == 1) {
+            kernel.run(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+            return;
+        }
+        for (int g = fromGroup; g < toGroup; g++) {
+            for (int t = 0; t < tokens; t++) {
+                kernel.run(w, offset, g, g + 1, x, firstToken + t, out, outOffset + ROWS * (g - fromGroup) + t * outStride);
+            }
+        }
+    }
+
+    /**
+     * {@link #oneToken} in 256-bit vectors (AVX2): rows 0-7 of a group are the lower 32 bytes of each of its 64-byte
+     * vectors, rows 8-15 the upper, two halves that share each broadcast code pair. The same integer sums and float
+     * steps per row: the same bits.
+     */
+    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int token, float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        int[] sums = x.tileSums();
+        float[] xd = x.codeScales();
+        int p0 = token * (width / 2);
+        int s0 = token * (width / 32);
+        int d0 = token * blocks;
+        long lastByte = w.byteSize() - 1;
+        int sink = 0;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            FloatVector acc0 = FloatVector.zero(HALF_F);
+            FloatVector acc1 = FloatVector.zero(HALF_F);
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                sink += ReadAhead.touchLine(w, at, lastByte);
+                int p = p0 + b * (QK / 2);
+                int s = s0 + b * 8;
+                IntVector scaled0 = IntVector.zero(HALF_I);
+                IntVector scaled1 = IntVector.zero(HALF_I);
+                IntVector mins0 = IntVector.zero(HALF_I);
+                IntVector mins1 = IntVector.zero(HALF_I);
+                for (int j = 0; j < 8; j++) {
+                    long q = at + QUANTS + 256L * j;
+                    int pj = p + 16 * j;
+                    ShortVector sum0 = ShortVector.zero(HALF_S);
+                    ShortVector sum1 = ShortVector.zero(HALF_S);
+                    for (int v = 0; v < 4; v++) {
+                        ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 64L * v, Simd.LE);
+                        ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 64L * v + 32, Simd.LE);
+                        int pv = pj + 4 * v;
+                        ShortVector c = IntVector.broadcast(HALF_I, pairs[pv]).reinterpretAsShorts();
+                        sum0 = sum0.add(lanes0.and(HALF_NIBBLE).mul(c));
+                        sum1 = sum1.add(lanes1.and(HALF_NIBBLE).mul(c));
+                        c = IntVector.broadcast(HALF_I, pairs[pv + 1]).reinterpretAsShorts();
+                        sum0 = sum0.add(lanes0.lanewise(LSHR, 4).and(HALF_NIBBLE).mul(c));
+                        sum1 = sum1.add(lanes1.lanewise(LSHR, 4).and(HALF_NIBBLE).mul(c));
+                        c = IntVector.broadcast(HALF_I, pairs[pv + 2]).reinterpretAsShorts();
+                        sum0 = sum0.add(lanes0.lanewise(LSHR, 8).and(HALF_NIBBLE).mul(c));
+                        sum1 = sum1.add(lanes1.lanewise(LSHR, 8).and(HALF_NIBBLE).mul(c));
+                        c = IntVector.broadcast(HALF_I, pairs[pv + 3]).reinterpretAsShorts();
+                        sum0 = sum0.add(lanes0.lanewise(LSHR, 12).mul(c));
+                        sum1 = sum1.add(lanes1.lanewise(LSHR, 12).mul(c));
+                    }
+                    IntVector halves = sum0.reinterpretAsInts();
+                    IntVector dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                    IntVector scale = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                    scaled0 = scaled0.add(dot.mul(scale));
+                    halves = sum1.reinterpretAsInts();
+                    dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                    scale = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                    scaled1 = scaled1.add(dot.mul(scale));
+                    int sum = sums[s + j];
+                    mins0 = mins0.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                    mins1 = mins1.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j + 8,
+                            Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                }
+                float scale = xd[d0 + b];
+                FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                FloatVector dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE);
+                acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc0);
+                acc0 = ((FloatVector) mins0.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc0);
+                d = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE);
+                acc1 = ((FloatVector) scaled1.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc1);
+                acc1 = ((FloatVector) mins1.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc1);
+            }
+            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
+            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
         }
         ReadAhead.keep(sink);
     }

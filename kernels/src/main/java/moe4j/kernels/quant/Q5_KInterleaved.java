@@ -59,6 +59,14 @@ public final class Q5_KInterleaved {
     private static final ShortVector NIBBLE = ShortVector.broadcast(S, (short) 0xF);
     private static final ShortVector FIFTH = ShortVector.broadcast(S, (short) 0x10);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
+    /** The species of {@link #oneTokenHalves}: half of each 64-byte vector, 8 rows. */
+    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
+    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
+    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
+    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
+    private static final ShortVector HALF_NIBBLE = ShortVector.broadcast(HALF_S, (short) 0xF);
+    private static final ShortVector HALF_FIFTH = ShortVector.broadcast(HALF_S, (short) 0x10);
+    private static final IntVector HALF_SHIFT_16 = IntVector.broadcast(HALF_I, 16);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -99,6 +107,11 @@ public final class Q5_KInterleaved {
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         long first = Q4_KInterleaved.checkDot(GgmlType.Q5_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
                 firstToken, tokens);
+        if (!Simd.FUSED) {
+            Q4_KInterleaved.dotHalves(Q5_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens,
+                    out, outOffset, outStride);
+            return;
+        }
         if (tokens > 1) {
             PairTile.dotGroupsQ5(w, first, (toGroup - fromGroup) * ROWS, x, firstToken, tokens, out, outOffset, outStride);
             return;
@@ -199,6 +212,105 @@ public final class Q5_KInterleaved {
                 acc = ((FloatVector) mins.convertShape(I2F, F, 0)).fma(dmin.mul(-scale), acc);
             }
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
+        }
+        ReadAhead.keep(sink);
+    }
+
+    /**
+     * {@link #oneToken} in 256-bit vectors (AVX2), a group's rows 0-7 and then 8-15 (the lower and upper 32 bytes of
+     * each 64-byte vector), as {@link Q4_KInterleaved}'s: the same bits.
+     */
+    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int token, float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        int[] sums = x.tileSums();
+        float[] xd = x.codeScales();
+        int p0 = token * (width / 2);
+        int s0 = token * (width / 32);
+        int d0 = token * blocks;
+        long lastByte = w.byteSize() - 1;
+        int sink = 0;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            for (int h = 0; h < 2; h++) {
+                FloatVector acc = FloatVector.zero(HALF_F);
+                for (int b = 0; b < blocks; b++) {
+                    long at = group + (long) b * GROUP_BLOCK_BYTES;
+                    sink += ReadAhead.touchLine(w, at, lastByte);
+                    int p = p0 + b * (QK / 2);
+                    int s = s0 + b * 8;
+                    IntVector scaled = IntVector.zero(HALF_I);
+                    IntVector mins = IntVector.zero(HALF_I);
+                    for (int j = 0; j < 8; j++) {
+                        long q = at + QUANTS + (long) SUB_BLOCK_BYTES * j + 32L * h;
+                        int pj = p + 16 * j;
+                        ShortVector high = ShortVector.fromMemorySegment(HALF_S, w, q + FIFTH_BITS, Simd.LE);
+                        // moved left in 32-bit lanes: an upper lane's bits 0-3 take the lower's 12-15, which no nibble reads
+                        ShortVector first = high.reinterpretAsInts().lanewise(LSHL, 4).reinterpretAsShorts();
+                        IntVector dot = IntVector.zero(HALF_I);
+                        ShortVector lanes;
+                        ShortVector sum;
+                        IntVector halves;
+                        // nibble k of vector v meets bit 4v + k of the fifth bits, moved to bit 4
+                        lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 0L, Simd.LE);
+                        sum = lanes.and(HALF_NIBBLE).or(first.and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj]).reinterpretAsShorts());
+                        sum = sum.add(lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).or(first.lanewise(LSHR, 1).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 1]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).or(first.lanewise(LSHR, 2).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 2]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 12).or(first.lanewise(LSHR, 3).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 3]).reinterpretAsShorts()));
+                        lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 64L, Simd.LE);
+                        sum = sum.add(lanes.and(HALF_NIBBLE).or(high.and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 4]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high.lanewise(LSHR, 1).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 5]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high.lanewise(LSHR, 2).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 6]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 12).or(high.lanewise(LSHR, 3).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 7]).reinterpretAsShorts()));
+                        halves = sum.reinterpretAsInts();
+                        dot = dot.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16))
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                        lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 128L, Simd.LE);
+                        sum = lanes.and(HALF_NIBBLE).or(high.lanewise(LSHR, 4).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 8]).reinterpretAsShorts());
+                        sum = sum.add(lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high.lanewise(LSHR, 5).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 9]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high.lanewise(LSHR, 6).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 10]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 12).or(high.lanewise(LSHR, 7).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 11]).reinterpretAsShorts()));
+                        lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 192L, Simd.LE);
+                        sum = sum.add(lanes.and(HALF_NIBBLE).or(high.lanewise(LSHR, 8).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 12]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high.lanewise(LSHR, 9).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 13]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high.lanewise(LSHR, 10).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 14]).reinterpretAsShorts()));
+                        sum = sum.add(lanes.lanewise(LSHR, 12).or(high.lanewise(LSHR, 11).and(HALF_FIFTH))
+                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 15]).reinterpretAsShorts()));
+                        halves = sum.reinterpretAsInts();
+                        dot = dot.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16))
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                        IntVector scale = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8L * h, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                        IntVector min = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j + 8L * h, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                        scaled = scaled.add(dot.mul(scale));
+                        mins = mins.add(min.mul(sums[s + j]));
+                    }
+                    float scale = xd[d0 + b];
+                    FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at + 32L * h, Simd.LE);
+                    FloatVector dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32L * h, Simd.LE);
+                    acc = ((FloatVector) scaled.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc);
+                    acc = ((FloatVector) mins.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc);
+                }
+                acc.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8 * h);
+            }
         }
         ReadAhead.keep(sink);
     }

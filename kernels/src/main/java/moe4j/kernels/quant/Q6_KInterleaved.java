@@ -87,6 +87,17 @@ public final class Q6_KInterleaved {
     private static final ShortVector FROM_12 = ShortVector.broadcast(S, (short) 0xF000);
     private static final ShortVector AT_4 = ShortVector.broadcast(S, (short) 0x0030);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
+    /** The species of {@link #oneTokenHalves}: half of each 64-byte vector, 8 rows. */
+    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
+    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
+    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
+    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
+    private static final ShortVector HALF_SIX = ShortVector.broadcast(HALF_S, (short) 0x3F);
+    private static final ShortVector HALF_FROM_4 = ShortVector.broadcast(HALF_S, (short) 0xFFF0);
+    private static final ShortVector HALF_FROM_8 = ShortVector.broadcast(HALF_S, (short) 0xFF00);
+    private static final ShortVector HALF_FROM_12 = ShortVector.broadcast(HALF_S, (short) 0xF000);
+    private static final ShortVector HALF_AT_4 = ShortVector.broadcast(HALF_S, (short) 0x0030);
+    private static final IntVector HALF_SHIFT_16 = IntVector.broadcast(HALF_I, 16);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -206,6 +217,11 @@ public final class Q6_KInterleaved {
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         long first = Q4_KInterleaved.checkDot(GgmlType.Q6_K, Q6_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup,
                 toGroup, x, firstToken, tokens);
+        if (!Simd.FUSED) {
+            Q4_KInterleaved.dotHalves(Q6_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens,
+                    out, outOffset, outStride);
+            return;
+        }
         if (tokens > 1) {
             PairTile.dotGroupsQ6(w, first, (toGroup - fromGroup) * ROWS, x, firstToken, tokens, out, outOffset, outStride);
             return;
@@ -302,6 +318,105 @@ public final class Q6_KInterleaved {
                 acc = ((FloatVector) scaled.convertShape(I2F, F, 0)).fma(d.mul(xd[d0 + b]), acc);
             }
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
+        }
+        ReadAhead.keep(sink);
+    }
+
+    /**
+     * {@link #oneToken} in 256-bit vectors (AVX2): rows 0-7 of a group are the lower 32 bytes of each of its 64-byte
+     * vectors, rows 8-15 the upper, two halves that share each broadcast code pair, as {@link Q4_KInterleaved}'s. The
+     * same integer sums and float steps per row: the same bits.
+     */
+    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int token, float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        float[] xd = x.codeScales();
+        // per 16-element group, -32 times the code sums of its halves (PairTile#packCodes)
+        int[] start = x.tileSums();
+        int p0 = token * (width / 2);
+        int d0 = token * blocks;
+        long lastByte = w.byteSize() - 1;
+        int sink = 0;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            FloatVector acc0 = FloatVector.zero(HALF_F);
+            FloatVector acc1 = FloatVector.zero(HALF_F);
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                sink += ReadAhead.touchLine(w, at, lastByte);
+                int o = token * (width / 16) + b * 16;
+                IntVector scaled0 = IntVector.zero(HALF_I);
+                IntVector scaled1 = IntVector.zero(HALF_I);
+                for (int k = 0; k < 16; k++) {
+                    // group k = 2j + c of sub-block j: nibble vectors 2c and 2c + 1, the high bits at HIGH_BITS + 64c
+                    long q = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + 128L * (k % 2);
+                    long bits = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + HIGH_BITS + 64L * (k % 2);
+                    int pk = p0 + b * (QK / 2) + 8 * k;
+                    ShortVector high0 = ShortVector.fromMemorySegment(HALF_S, w, bits, Simd.LE);
+                    ShortVector high1 = ShortVector.fromMemorySegment(HALF_S, w, bits + 32, Simd.LE);
+                    ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
+                    ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
+                    ShortVector sum0 = IntVector.broadcast(HALF_I, start[o + k]).reinterpretAsShorts();
+                    ShortVector sum1 = sum0;
+                    ShortVector c = IntVector.broadcast(HALF_I, pairs[pk]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, high0, HALF_FROM_4).and(HALF_SIX).mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, high1, HALF_FROM_4).and(HALF_SIX).mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 1]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, high0, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, high1, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
+                            .mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 2]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, high0, HALF_FROM_12).lanewise(LSHR, 8).and(HALF_SIX)
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, high1, HALF_FROM_12).lanewise(LSHR, 8).and(HALF_SIX)
+                            .mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 3]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high0.lanewise(LSHL, 4), HALF_AT_4)
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high1.lanewise(LSHL, 4), HALF_AT_4)
+                            .mul(c));
+                    ShortVector shifted0 = high0.lanewise(LSHR, 2);
+                    ShortVector shifted1 = high1.lanewise(LSHR, 2);
+                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 64, Simd.LE);
+                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 96, Simd.LE);
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 4]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, shifted0, HALF_FROM_4).and(HALF_SIX).mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, shifted1, HALF_FROM_4).and(HALF_SIX).mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 5]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, shifted0, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, shifted1, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
+                            .mul(c));
+                    // the shifted high bits' 14-15 are zero: no mask
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 6]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, shifted0, HALF_FROM_12).lanewise(LSHR, 8).mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, shifted1, HALF_FROM_12).lanewise(LSHR, 8).mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 7]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high0.lanewise(LSHL, 2), HALF_AT_4)
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high1.lanewise(LSHL, 2), HALF_AT_4)
+                            .mul(c));
+                    IntVector halves = sum0.reinterpretAsInts();
+                    IntVector dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                    scaled0 = scaled0.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
+                            at + SCALES + 16L * k, Simd.LE).convertShape(B2I, HALF_I, 0)));
+                    halves = sum1.reinterpretAsInts();
+                    dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                    scaled1 = scaled1.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
+                            at + SCALES + 16L * k + 8, Simd.LE).convertShape(B2I, HALF_I, 0)));
+                }
+                FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(xd[d0 + b]), acc0);
+                d = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                acc1 = ((FloatVector) scaled1.convertShape(I2F, HALF_F, 0)).fma(d.mul(xd[d0 + b]), acc1);
+            }
+            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
+            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
         }
         ReadAhead.keep(sink);
     }

@@ -48,7 +48,7 @@ public final class QuantFormats {
     /**
      * Whether this JVM and CPU run the fused kernels, which are written for 512-bit vectors (the Vector API's preferred
      * species has 16 float lanes: AVX-512). Otherwise every type takes the generic decode-then-dot path, several times
-     * slower.
+     * slower, except the repacked types where the vectors are 256 bits ({@link InterleavedRows#available()}).
      */
     public static boolean fusedKernels() {
         return Simd.FUSED;

@@ -50,6 +50,12 @@ final class Simd {
     static final boolean FUSED = L == 16 && B.length() == L && S.length() == L;
 
     /**
+     * Whether the vectors are 256 bits (AVX2): the matrices repacked in groups of 16 rows ({@link InterleavedRows}) then
+     * run their integer kernels in halves of 8 rows, the same layout and the same bits as with 512-bit vectors.
+     */
+    static final boolean HALVES = L == 8;
+
+    /**
      * Whether a byte vector of {@link #B} has one lane per float lane and a 32-byte run is whole vectors of it (8 or 16
      * lanes: AVX2 or AVX-512): what the vectorized dequantizers need, which run at any such width.
      */

@@ -20,7 +20,7 @@ import moe4j.gguf.GgmlType;
 
 /**
  * Q4_K, Q5_K and Q6_K rows repacked in groups of 16 ({@link Q4_KInterleaved}, {@link Q5_KInterleaved},
- * {@link Q6_KInterleaved}): one token and a batch
+ * {@link Q6_KInterleaved}): one token and a batch, in 512-bit vectors and in 256-bit halves,
  * give, bit for bit, what a plain scalar loop gives with the same integer sums and the same two float multiply-adds per
  * block, and what the batch path gives on the rows as the file holds them ({@link PairTile}); and the repacked rows
  * decode to the same weights.
@@ -43,9 +43,19 @@ class InterleavedRowsTest {
     }
 
     @BeforeEach
-    void needs512BitVectors() {
-        assumeTrue(Simd.FUSED, "the interleaved kernels need 512-bit vectors; this JVM's are "
+    void needsTheRepackedKernels() {
+        assumeTrue(InterleavedRows.available(), "the interleaved kernels need 512- or 256-bit vectors; this JVM's are "
                 + Simd.F.vectorBitSize() + " bits");
+    }
+
+    /** The 256-bit kernel of {@code type}, which every machine with the repacked kernels runs too (AVX-512 has AVX2). */
+    private static Q4_KInterleaved.GroupKernel halves(GgmlType type) {
+        return switch (type) {
+            case Q4_K -> Q4_KInterleaved::oneTokenHalves;
+            case Q5_K -> Q5_KInterleaved::oneTokenHalves;
+            case Q6_K -> Q6_KInterleaved::oneTokenHalves;
+            default -> throw new IllegalArgumentException(type.toString());
+        };
     }
 
     @ParameterizedTest
@@ -281,19 +291,26 @@ class InterleavedRowsTest {
         InterleavedRows.repack(type, data, 0, rowBytes, width, 0, rows / 16, packed, offset);
         float[] batch = new float[rows * tokens];
         InterleavedRows.dot(type, packed, offset, 0, rows / 16, x, first, tokens, batch, 0, rows);
+        float[] halvesBatch = new float[rows * tokens];
+        Q4_KInterleaved.dotHalves(halves(type), packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
         float[] fileLayout = new float[rows * tokens];
         QuantFormats.of(type).dotPreparedRows(data, 0, rowBytes, rows, x, first, tokens, fileLayout, 0, rows);
         float[] one = new float[16];
+        float[] oneInHalves = new float[16];
         for (int t = 0; t < tokens; t++) {
             for (int g = 0; g < rows / 16; g++) {
                 InterleavedRows.dot(type, packed, offset, g, g + 1, x, first + t, 1, one, 0, 16);
+                halves(type).run(packed, offset, g, g + 1, x, first + t, oneInHalves, 0);
                 for (int i = 0; i < 16; i++) {
                     int r = 16 * g + i;
                     float expected = scalar(type, data, r * rowBytes, width, x, first + t);
                     String where = type + " width " + width + " row " + r + " token " + t;
                     assertEquals(expected, one[i], 0f, "one token, " + where);
                     assertEquals(expected, batch[r + t * rows], 0f, "batch, " + where);
-                    if (tokens >= ((BlockFormat) QuantFormats.of(type)).rowKernelBelow()) {
+                    assertEquals(expected, oneInHalves[i], 0f, "one token in 256-bit halves, " + where);
+                    assertEquals(expected, halvesBatch[r + t * rows], 0f, "batch in 256-bit halves, " + where);
+                    // the file layout's integer paths need 512-bit vectors; other widths decode to floats
+                    if (Simd.FUSED && tokens >= ((BlockFormat) QuantFormats.of(type)).rowKernelBelow()) {
                         // fewer tokens take the file layout's row kernel, whose float sums run in another order
                         assertEquals(expected, fileLayout[r + t * rows], 0f, "batch path on the file's rows, " + where);
                     }
