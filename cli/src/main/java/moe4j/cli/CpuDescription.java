@@ -26,7 +26,7 @@ final class CpuDescription {
         s.append(Runtime.getRuntime().availableProcessors()).append(" threads, ").append(QuantFormats.vectorBits())
                 .append("-bit vectors");
         s.append(QuantFormats.fusedKernels() ? " (fused kernels)"
-                : InterleavedRows.available() ? " (integer kernels for " + InterleavedRows.TYPES
+                : InterleavedRows.available() ? " (integer kernels for " + InterleavedRows.types()
                         + ", generic ones for the other types: their fused kernels need 512-bit vectors)"
                 : " (generic kernels: the fused ones need 512-bit vectors)");
         long ram = PhysicalMemory.bytes();
@@ -53,7 +53,7 @@ final class CpuDescription {
             return Optional.of(String.format(Locale.ROOT, "note: this CPU's vectors are %d bits wide; moe4j runs its"
                     + " integer kernels for %s here, and generic kernels, several times slower, for the other types,"
                     + " whose fused kernels are written for 512-bit vectors (AVX-512)", QuantFormats.vectorBits(),
-                    InterleavedRows.TYPES));
+                    InterleavedRows.types()));
         }
         return Optional.of(String.format(Locale.ROOT, "note: this CPU's vectors are %d bits wide; moe4j's CPU kernels are"
                 + " written for 512-bit vectors (AVX-512), so it runs its generic kernels here, several times slower",

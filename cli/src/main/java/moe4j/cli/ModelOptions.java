@@ -80,7 +80,7 @@ final class ModelOptions {
 
     @Option(names = {"-nr", "--no-repack"}, description = "multiply the weights as the file holds them (as llama.cpp's"
             + " --no-repack): by default the CPU repacks " + InterleavedRows.TYPES
-            + " matrices at load into groups of 16 rows, which takes"
+            + " matrices (and Q3_K's where its vectors are 256 bits) at load into groups of 16 rows, which takes"
             + " their size again in memory and makes generation faster")
     boolean noRepack;
 

@@ -306,7 +306,7 @@ public record Placement(ModelFootprint model, PlanRequest request, List<DeviceLo
                         + " per device%s%n%n", request.contextLength(), request.kvType().name().toLowerCase(Locale.ROOT),
                 ByteSize.format(m.kvBytesPerLayer(request.contextLength(), request.kvType())), request.batchSize(),
                 ByteSize.format(request.marginBytes()),
-                request.cpuRepack() ? ", " + InterleavedRows.TYPES + " matrices repacked in RAM" : ""));
+                request.cpuRepack() ? ", " + InterleavedRows.types() + " matrices repacked in RAM" : ""));
 
         List<String[]> rows = new ArrayList<>();
         rows.add(new String[] {"device", "hardware", "bandwidth", "capacity", "weights", "KV cache", "scratch", "free",

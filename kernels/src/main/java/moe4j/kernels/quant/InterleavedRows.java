@@ -6,15 +6,17 @@ import moe4j.gguf.GgmlType;
 
 /**
  * The types whose matrices the CPU backend repacks in groups of 16 rows at load, and what each takes: Q4_K
- * ({@link Q4_KInterleaved}), Q5_K ({@link Q5_KInterleaved}) and Q6_K ({@link Q6_KInterleaved}).
+ * ({@link Q4_KInterleaved}), Q5_K ({@link Q5_KInterleaved}) and Q6_K ({@link Q6_KInterleaved}), and where the vectors
+ * are 256 bits Q3_K ({@link Q3_KInterleaved}) too, which has no other integer kernel there.
  */
 public final class InterleavedRows {
 
     private InterleavedRows() {}
 
     /**
-     * The repacked types in words, for what tells a user of them (option descriptions, the plan's header): a constant,
-     * so that annotations can take it; a test checks it names exactly the types {@link #fitsShape} takes.
+     * The types repacked on every machine that runs the repacked kernels, in words, for what tells a user of them
+     * (option descriptions, the plan's header): a constant, so that annotations can take it. {@link #types()} adds Q3_K
+     * where this machine repacks it too.
      */
     public static final String TYPES = "Q4_K, Q5_K and Q6_K";
 
@@ -26,15 +28,24 @@ public final class InterleavedRows {
         return Simd.FUSED || Simd.HALVES;
     }
 
-    /** Whether the one-token kernels of repacked rows read activations prepared in {@code order}. */
-    static boolean reads(LaneOrder order) {
-        return order == Q4_K.PAIRS || order == Q6_K.PAIRS;
+    /** The types this machine repacks, in words; a test checks they are exactly those {@link #fitsShape} takes. */
+    public static String types() {
+        return Simd.HALVES ? "Q3_K, Q4_K, Q5_K and Q6_K" : TYPES;
     }
 
-    /** Whether a matrix of {@code type} with {@code rows} rows of {@code width} values can be repacked, on any machine. */
+    /** Whether the one-token kernels of repacked rows read activations prepared in {@code order}. */
+    static boolean reads(LaneOrder order) {
+        return order == Q4_K.PAIRS || order == Q6_K.PAIRS || Simd.HALVES && order == Q3_K.PAIRS;
+    }
+
+    /**
+     * Whether a matrix of {@code type} with {@code rows} rows of {@code width} values can be repacked on a machine with
+     * this one's vectors: Q3_K only with 256-bit ones, where it has no row kernel.
+     */
     public static boolean fitsShape(GgmlType type, long rows, long width) {
-        return (type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K)
-                && Q4_KInterleaved.fitsShape(rows, width);
+        boolean repacked = type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K
+                || type == GgmlType.Q3_K && Simd.HALVES;
+        return repacked && Q4_KInterleaved.fitsShape(rows, width);
     }
 
     /** Whether this machine repacks a matrix of {@code type} with {@code rows} rows of {@code width} values. */
@@ -45,6 +56,7 @@ public final class InterleavedRows {
     /** Bytes of {@code rows} repacked rows of {@code width} values of {@code type}. */
     public static long bytes(GgmlType type, long rows, int width) {
         return switch (type) {
+            case Q3_K -> Q3_KInterleaved.bytes(rows, width);
             case Q4_K -> Q4_KInterleaved.bytes(rows, width);
             case Q5_K -> Q5_KInterleaved.bytes(rows, width);
             case Q6_K -> Q6_KInterleaved.bytes(rows, width);
@@ -52,10 +64,11 @@ public final class InterleavedRows {
         };
     }
 
-    /** {@link Q4_KInterleaved#repack}, {@link Q5_KInterleaved#repack} or {@link Q6_KInterleaved#repack}, by {@code type}. */
+    /** The repacking of {@code type}'s class ({@link Q4_KInterleaved#repack} and the others'). */
     public static void repack(GgmlType type, MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup,
             int toGroup, MemorySegment dst, long dstOffset) {
         switch (type) {
+            case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q6_K -> Q6_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
@@ -63,10 +76,11 @@ public final class InterleavedRows {
         }
     }
 
-    /** {@link Q4_KInterleaved#dot}, {@link Q5_KInterleaved#dot} or {@link Q6_KInterleaved#dot}, by {@code type}. */
+    /** The product of {@code type}'s class ({@link Q4_KInterleaved#dot} and the others'). */
     public static void dot(GgmlType type, MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         switch (type) {
+            case Q3_K -> Q3_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q4_K -> Q4_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q5_K -> Q5_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q6_K -> Q6_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);

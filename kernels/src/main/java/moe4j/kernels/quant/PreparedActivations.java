@@ -142,12 +142,12 @@ public final class PreparedActivations {
 
     /**
      * Whether products with {@code rows} rows prepared in {@code order} read {@link #tilePairs()}: batches through
-     * {@link PairTile}, and a single Q4_K (or Q5_K) row through {@link Q4_KInterleaved} and a single Q6_K row through
-     * {@link Q6_KInterleaved} (filled also where Q6_K rows are not repacked: a pack per token, small beside the product);
-     * the other one-token kernels do not.
+     * {@link PairTile}, and a single row through the one-token kernels of repacked rows ({@link InterleavedRows#reads};
+     * Q6_K's order filled also where Q6_K rows are not repacked: a pack per token, small beside the product); the other
+     * one-token kernels do not.
      */
     private static boolean tilesRead(LaneOrder order, int rows) {
-        return PairTile.pairsCodes(order) && (rows > 1 || order == Q4_K.PAIRS || order == Q6_K.PAIRS);
+        return PairTile.pairsCodes(order) && (rows > 1 || InterleavedRows.reads(order));
     }
 
     public ActivationRounding rounding() { return rounding; }

@@ -29,6 +29,7 @@ class InterleavedRowsTest {
 
     private static int blockBytes(GgmlType type) {
         return switch (type) {
+            case Q3_K -> 110;
             case Q4_K -> 144;
             case Q5_K -> 176;
             case Q6_K -> 210;
@@ -51,6 +52,7 @@ class InterleavedRowsTest {
     /** The 256-bit kernel of {@code type}, which every machine with the repacked kernels runs too (AVX-512 has AVX2). */
     private static Q4_KInterleaved.GroupKernel halves(GgmlType type) {
         return switch (type) {
+            case Q3_K -> Q3_KInterleaved::oneTokenHalves;
             case Q4_K -> Q4_KInterleaved::oneTokenHalves;
             case Q5_K -> Q5_KInterleaved::oneTokenHalves;
             case Q6_K -> Q6_KInterleaved::oneTokenHalves;
@@ -59,7 +61,7 @@ class InterleavedRowsTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q3_K", "Q4_K", "Q5_K", "Q6_K"})
     void oneTokenAndBatchesEqualAScalarLoopAndTheFileLayoutsBatchPathBitForBit(GgmlType type) {
         QuantFormat format = QuantFormats.of(type);
         int bytes = blockBytes(type);
@@ -165,7 +167,45 @@ class InterleavedRowsTest {
     void typesInWordsAreTheRepackedTypes() {
         for (GgmlType t : GgmlType.values()) {
             assertEquals(InterleavedRows.fitsShape(t, InterleavedRows.ROWS, 256),
-                    Arrays.asList(InterleavedRows.TYPES.split(", | and ")).contains(t.name()), t.name());
+                    Arrays.asList(InterleavedRows.types().split(", | and ")).contains(t.name()), t.name());
+        }
+        assertTrue(InterleavedRows.types().endsWith(InterleavedRows.TYPES));
+    }
+
+    /**
+     * Q3_K at its bounds: quants 0 and 7 ({@code q - 4} = -4 and 3), scales -32 and 31, codes all -127, all 127 or
+     * alternating.
+     */
+    @Test
+    void theLargestQ3_KQuantsScalesAndCodesStayExact() {
+        int rows = 32;
+        int width = 512;
+        try (Arena arena = Arena.ofConfined()) {
+            long rowBytes = 2L * 110;
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            for (long b = 0; b < rows * 2; b++) {
+                long block = b * 110;
+                byte quants = (byte) (b % 3 == 0 ? 0xFF : 0);
+                for (int i = 0; i < 96; i++) {
+                    data.set(Layouts.BYTE, block + i, quants);
+                }
+                for (int i = 96; i < 108; i++) {
+                    data.set(Layouts.BYTE, block + i, (byte) (b % 2 == 0 ? 0 : 0xFF));
+                }
+                data.set(Layouts.SHORT_LE, block + 108, Float.floatToFloat16(b % 4 < 2 ? 1.5f : -0.25f));
+            }
+            float[] values = new float[3 * width];
+            Arrays.fill(values, 0, width, 1f);
+            Arrays.fill(values, width, 2 * width, -1f);
+            for (int i = 2 * width; i < 3 * width; i++) {
+                values[i] = i % 2 == 0 ? 3f : -3f;
+            }
+            PreparedActivations x = new PreparedActivations();
+            x.reserve(QuantFormats.of(GgmlType.Q3_K), 3, width);
+            for (int t = 0; t < 3; t++) {
+                x.prepareRow(values, t * width, t);
+            }
+            checkAgainstReferences(GgmlType.Q3_K, data, rowBytes, rows, width, x, 0, 3, arena);
         }
     }
 
@@ -250,14 +290,16 @@ class InterleavedRowsTest {
             assertFalse(InterleavedRows.fits(type, 24, 2048));
             assertFalse(InterleavedRows.fits(type, 32, 2048 + 32));
         }
-        assertFalse(InterleavedRows.fitsShape(GgmlType.Q3_K, 32, 2048));
+        assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.Q3_K, 32, 2048), "Q3_K only with 256-bit vectors");
+        assertFalse(InterleavedRows.fitsShape(GgmlType.Q2_K, 32, 2048));
         assertEquals(2 * 8 * Q4_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q4_K, 32, 2048));
         assertEquals(2 * 8 * Q5_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q5_K, 32, 2048));
         assertEquals(16 * 144 * 2432 / 2304, Q4_KInterleaved.GROUP_BLOCK_BYTES);
         assertEquals(2944, Q5_KInterleaved.GROUP_BLOCK_BYTES);
         assertEquals(2 * 8 * Q6_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q6_K, 32, 2048));
         assertEquals(3392, Q6_KInterleaved.GROUP_BLOCK_BYTES);
-        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q3_K, 32, 2048));
+        assertEquals(2 * 8 * 1856, InterleavedRows.bytes(GgmlType.Q3_K, 32, 2048));
+        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q2_K, 32, 2048));
     }
 
     @ParameterizedTest
@@ -309,8 +351,10 @@ class InterleavedRowsTest {
                     assertEquals(expected, batch[r + t * rows], 0f, "batch, " + where);
                     assertEquals(expected, oneInHalves[i], 0f, "one token in 256-bit halves, " + where);
                     assertEquals(expected, halvesBatch[r + t * rows], 0f, "batch in 256-bit halves, " + where);
-                    // the file layout's integer paths need 512-bit vectors; other widths decode to floats
-                    if (Simd.FUSED && tokens >= ((BlockFormat) QuantFormats.of(type)).rowKernelBelow()) {
+                    // the file layout's integer paths need 512-bit vectors (other widths decode to floats), and Q3_K's
+                    // are not repacked there
+                    if (Simd.FUSED && type != GgmlType.Q3_K
+                            && tokens >= ((BlockFormat) QuantFormats.of(type)).rowKernelBelow()) {
                         // fewer tokens take the file layout's row kernel, whose float sums run in another order
                         assertEquals(expected, fileLayout[r + t * rows], 0f, "batch path on the file's rows, " + where);
                     }
@@ -326,6 +370,9 @@ class InterleavedRowsTest {
     private static float scalar(GgmlType type, MemorySegment data, long row, int width, PreparedActivations x, int token) {
         if (type == GgmlType.Q6_K) {
             return scalarQ6(data, row, width, x, token);
+        }
+        if (type == GgmlType.Q3_K) {
+            return scalarQ3(data, row, width, x, token);
         }
         boolean q5 = type == GgmlType.Q5_K;
         int[] codes = x.codes();
@@ -355,6 +402,36 @@ class InterleavedRowsTest {
             float xd = x.codeScales()[token * (width / 256) + b];
             acc = Math.fma((float) s, d * xd, acc);
             acc = Math.fma((float) m, dmin * -xd, acc);
+        }
+        return acc;
+    }
+
+    /**
+     * Q3_K's arithmetic in plain Java: per super-block {@code S = sum_g scale_g * ((q - 4) . code)} over the 16 groups
+     * of 16, {@code q} an element's two low bits and its bit of the high mask, then {@code acc = fma(S, d*xd, acc)}.
+     */
+    private static float scalarQ3(MemorySegment data, long row, int width, PreparedActivations x, int token) {
+        int[] codes = x.codes();
+        float acc = 0;
+        for (int b = 0; b < width / 256; b++) {
+            long block = row + (long) b * 110;
+            float d = Halfs.readFp16(data, block + 108);
+            long s = 0;
+            for (int g = 0; g < 16; g++) {
+                long dot = 0;
+                for (int i = 0; i < 16; i++) {
+                    int e = 16 * g + i;
+                    int half = e / 128;
+                    int k = (e / 32) % 4;
+                    int l = e % 32;
+                    int low = (data.get(Layouts.BYTE, block + 32 + 32L * half + l) >> (2 * k)) & 3;
+                    int high = (data.get(Layouts.BYTE, block + l) >> (4 * half + k)) & 1;
+                    dot += (long) ((low | high << 2) - 4) * codes[token * width + 256 * b + e];
+                }
+                s += KQuantScales.q3Scale(data, block + 96, g) * dot;
+            }
+            float xd = x.codeScales()[token * (width / 256) + b];
+            acc = Math.fma((float) s, d * xd, acc);
         }
         return acc;
     }
