@@ -100,17 +100,7 @@ class InterleavedRowsTest {
                 data.set(Layouts.SHORT_LE, block, Float.floatToFloat16(b % 2 == 0 ? 1.5f : -0.25f));
                 data.set(Layouts.SHORT_LE, block + 2, Float.floatToFloat16(0.75f));
             }
-            float[] values = new float[3 * width];
-            Arrays.fill(values, 0, width, 1f); // every code -127: Q8_K scales a block by -127 / its largest value
-            Arrays.fill(values, width, 2 * width, -1f);
-            for (int i = 2 * width; i < 3 * width; i++) {
-                values[i] = i % 2 == 0 ? 3f : -3f;
-            }
-            PreparedActivations x = new PreparedActivations();
-            x.reserve(QuantFormats.of(type), 3, width);
-            for (int t = 0; t < 3; t++) {
-                x.prepareRow(values, t * width, t);
-            }
+            PreparedActivations x = extremeCodes(type, width);
             checkAgainstReferences(type, data, rowBytes, rows, width, x, 0, 3, arena);
         }
     }
@@ -194,17 +184,7 @@ class InterleavedRowsTest {
                 }
                 data.set(Layouts.SHORT_LE, block + 108, Float.floatToFloat16(b % 4 < 2 ? 1.5f : -0.25f));
             }
-            float[] values = new float[3 * width];
-            Arrays.fill(values, 0, width, 1f);
-            Arrays.fill(values, width, 2 * width, -1f);
-            for (int i = 2 * width; i < 3 * width; i++) {
-                values[i] = i % 2 == 0 ? 3f : -3f;
-            }
-            PreparedActivations x = new PreparedActivations();
-            x.reserve(QuantFormats.of(GgmlType.Q3_K), 3, width);
-            for (int t = 0; t < 3; t++) {
-                x.prepareRow(values, t * width, t);
-            }
+            PreparedActivations x = extremeCodes(GgmlType.Q3_K, width);
             checkAgainstReferences(GgmlType.Q3_K, data, rowBytes, rows, width, x, 0, 3, arena);
         }
     }
@@ -227,17 +207,7 @@ class InterleavedRowsTest {
                 }
                 data.set(Layouts.SHORT_LE, block + 208, Float.floatToFloat16(b % 2 == 0 ? 1.5f : -0.25f));
             }
-            float[] values = new float[3 * width];
-            Arrays.fill(values, 0, width, 1f);
-            Arrays.fill(values, width, 2 * width, -1f);
-            for (int i = 2 * width; i < 3 * width; i++) {
-                values[i] = i % 2 == 0 ? 3f : -3f;
-            }
-            PreparedActivations x = new PreparedActivations();
-            x.reserve(QuantFormats.of(GgmlType.Q6_K), 3, width);
-            for (int t = 0; t < 3; t++) {
-                x.prepareRow(values, t * width, t);
-            }
+            PreparedActivations x = extremeCodes(GgmlType.Q6_K, width);
             checkAgainstReferences(GgmlType.Q6_K, data, rowBytes, rows, width, x, 0, 3, arena);
         }
     }
@@ -319,6 +289,25 @@ class InterleavedRowsTest {
             assertThrows(IndexOutOfBoundsException.class,
                     () -> InterleavedRows.dot(type, packed, 0, 0, 1, x, 0, 2, out, 0, 16));
         }
+    }
+
+    /**
+     * Three rows prepared for {@code type}: every code -127 (Q8_K scales a block by -127 / its largest value), every
+     * code 127, and the two alternating.
+     */
+    private static PreparedActivations extremeCodes(GgmlType type, int width) {
+        float[] values = new float[3 * width];
+        Arrays.fill(values, 0, width, 1f);
+        Arrays.fill(values, width, 2 * width, -1f);
+        for (int i = 2 * width; i < 3 * width; i++) {
+            values[i] = i % 2 == 0 ? 3f : -3f;
+        }
+        PreparedActivations x = new PreparedActivations();
+        x.reserve(QuantFormats.of(type), 3, width);
+        for (int t = 0; t < 3; t++) {
+            x.prepareRow(values, t * width, t);
+        }
+        return x;
     }
 
     /**
