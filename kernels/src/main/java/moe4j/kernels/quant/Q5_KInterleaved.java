@@ -217,8 +217,10 @@ public final class Q5_KInterleaved {
     }
 
     /**
-     * {@link #oneToken} in 256-bit vectors (AVX2), a group's rows 0-7 and then 8-15 (the lower and upper 32 bytes of
-     * each 64-byte vector), as {@link Q4_KInterleaved}'s: the same bits.
+     * {@link #oneToken} in 256-bit vectors (AVX2): rows 0-7 of a group are the lower 32 bytes of each of its 64-byte
+     * vectors, rows 8-15 the upper, two halves that share each broadcast code pair, as {@link Q4_KInterleaved}'s. A
+     * sub-block's lane sums are widened after each pair of nibble vectors (eight products a lane), each times the
+     * sub-block's scale: the same integer sums. The same bits.
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {
@@ -234,83 +236,107 @@ public final class Q5_KInterleaved {
         int sink = 0;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
-            for (int h = 0; h < 2; h++) {
-                FloatVector acc = FloatVector.zero(HALF_F);
-                for (int b = 0; b < blocks; b++) {
-                    long at = group + (long) b * GROUP_BLOCK_BYTES;
-                    sink += ReadAhead.touchLine(w, at, lastByte);
-                    int p = p0 + b * (QK / 2);
-                    int s = s0 + b * 8;
-                    IntVector scaled = IntVector.zero(HALF_I);
-                    IntVector mins = IntVector.zero(HALF_I);
-                    for (int j = 0; j < 8; j++) {
-                        long q = at + QUANTS + (long) SUB_BLOCK_BYTES * j + 32L * h;
-                        int pj = p + 16 * j;
-                        ShortVector high = ShortVector.fromMemorySegment(HALF_S, w, q + FIFTH_BITS, Simd.LE);
-                        // moved left in 32-bit lanes: an upper lane's bits 0-3 take the lower's 12-15, which no nibble reads
-                        ShortVector first = high.reinterpretAsInts().lanewise(LSHL, 4).reinterpretAsShorts();
-                        IntVector dot = IntVector.zero(HALF_I);
-                        ShortVector lanes;
-                        ShortVector sum;
-                        IntVector halves;
-                        // nibble k of vector v meets bit 4v + k of the fifth bits, moved to bit 4
-                        lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 0L, Simd.LE);
-                        sum = lanes.and(HALF_NIBBLE).or(first.and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj]).reinterpretAsShorts());
-                        sum = sum.add(lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).or(first.lanewise(LSHR, 1).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 1]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).or(first.lanewise(LSHR, 2).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 2]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 12).or(first.lanewise(LSHR, 3).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 3]).reinterpretAsShorts()));
-                        lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 64L, Simd.LE);
-                        sum = sum.add(lanes.and(HALF_NIBBLE).or(high.and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 4]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high.lanewise(LSHR, 1).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 5]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high.lanewise(LSHR, 2).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 6]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 12).or(high.lanewise(LSHR, 3).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 7]).reinterpretAsShorts()));
-                        halves = sum.reinterpretAsInts();
-                        dot = dot.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16))
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16));
-                        lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 128L, Simd.LE);
-                        sum = lanes.and(HALF_NIBBLE).or(high.lanewise(LSHR, 4).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 8]).reinterpretAsShorts());
-                        sum = sum.add(lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high.lanewise(LSHR, 5).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 9]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high.lanewise(LSHR, 6).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 10]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 12).or(high.lanewise(LSHR, 7).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 11]).reinterpretAsShorts()));
-                        lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 192L, Simd.LE);
-                        sum = sum.add(lanes.and(HALF_NIBBLE).or(high.lanewise(LSHR, 8).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 12]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high.lanewise(LSHR, 9).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 13]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high.lanewise(LSHR, 10).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 14]).reinterpretAsShorts()));
-                        sum = sum.add(lanes.lanewise(LSHR, 12).or(high.lanewise(LSHR, 11).and(HALF_FIFTH))
-                                .mul(IntVector.broadcast(HALF_I, pairs[pj + 15]).reinterpretAsShorts()));
-                        halves = sum.reinterpretAsInts();
-                        dot = dot.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16))
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16));
-                        IntVector scale = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8L * h, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
-                        IntVector min = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j + 8L * h, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
-                        scaled = scaled.add(dot.mul(scale));
-                        mins = mins.add(min.mul(sums[s + j]));
+            FloatVector acc0 = FloatVector.zero(HALF_F);
+            FloatVector acc1 = FloatVector.zero(HALF_F);
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                sink += ReadAhead.touchLine(w, at, lastByte);
+                IntVector scaled0 = IntVector.zero(HALF_I);
+                IntVector scaled1 = IntVector.zero(HALF_I);
+                for (int k = 0; k < 16; k++) {
+                    // sub-block k/2, nibble vectors 2c and 2c + 1 (c = k % 2), which meet fifth bits 8c .. 8c+7 and
+                    // 8c+4 .. 8c+11 moved to bit 4
+                    long q = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + 128L * (k % 2);
+                    long bits = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + FIFTH_BITS;
+                    int pk = p0 + b * (QK / 2) + 8 * k;
+                    ShortVector high0 = ShortVector.fromMemorySegment(HALF_S, w, bits, Simd.LE);
+                    ShortVector high1 = ShortVector.fromMemorySegment(HALF_S, w, bits + 32, Simd.LE);
+                    ShortVector low0;
+                    ShortVector low1;
+                    if (k % 2 == 0) {
+                        // moved left in 32-bit lanes: an upper lane's bits 0-3 take the lower's 12-15, which no
+                        // nibble reads
+                        low0 = high0.reinterpretAsInts().lanewise(LSHL, 4).reinterpretAsShorts();
+                        low1 = high1.reinterpretAsInts().lanewise(LSHL, 4).reinterpretAsShorts();
+                    } else {
+                        low0 = high0.lanewise(LSHR, 4);
+                        low1 = high1.lanewise(LSHR, 4);
+                        high0 = high0.lanewise(LSHR, 8);
+                        high1 = high1.lanewise(LSHR, 8);
                     }
-                    float scale = xd[d0 + b];
-                    FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at + 32L * h, Simd.LE);
-                    FloatVector dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32L * h, Simd.LE);
-                    acc = ((FloatVector) scaled.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc);
-                    acc = ((FloatVector) mins.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc);
+                    ShortVector sum0 = ShortVector.zero(HALF_S);
+                    ShortVector sum1 = ShortVector.zero(HALF_S);
+                    ShortVector lanes0;
+                    ShortVector lanes1;
+                    ShortVector c;
+                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 0, Simd.LE);
+                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
+                    c = IntVector.broadcast(HALF_I, pairs[pk]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.and(HALF_NIBBLE).or(low0.and(HALF_FIFTH)).mul(c));
+                    sum1 = sum1.add(lanes1.and(HALF_NIBBLE).or(low1.and(HALF_FIFTH)).mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 1]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 4).and(HALF_NIBBLE).or(low0.lanewise(LSHR, 1).and(HALF_FIFTH))
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 4).and(HALF_NIBBLE).or(low1.lanewise(LSHR, 1).and(HALF_FIFTH))
+                            .mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 2]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 8).and(HALF_NIBBLE).or(low0.lanewise(LSHR, 2).and(HALF_FIFTH))
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 8).and(HALF_NIBBLE).or(low1.lanewise(LSHR, 2).and(HALF_FIFTH))
+                            .mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 3]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).or(low0.lanewise(LSHR, 3).and(HALF_FIFTH)).mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).or(low1.lanewise(LSHR, 3).and(HALF_FIFTH)).mul(c));
+                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 64, Simd.LE);
+                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 96, Simd.LE);
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 4]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.and(HALF_NIBBLE).or(high0.and(HALF_FIFTH)).mul(c));
+                    sum1 = sum1.add(lanes1.and(HALF_NIBBLE).or(high1.and(HALF_FIFTH)).mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 5]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high0.lanewise(LSHR, 1).and(HALF_FIFTH))
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high1.lanewise(LSHR, 1).and(HALF_FIFTH))
+                            .mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 6]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high0.lanewise(LSHR, 2).and(HALF_FIFTH))
+                            .mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high1.lanewise(LSHR, 2).and(HALF_FIFTH))
+                            .mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pk + 7]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).or(high0.lanewise(LSHR, 3).and(HALF_FIFTH)).mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).or(high1.lanewise(LSHR, 3).and(HALF_FIFTH)).mul(c));
+                    IntVector halves = sum0.reinterpretAsInts();
+                    IntVector dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                    scaled0 = scaled0.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
+                            at + SCALES + 16L * (k / 2), Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
+                    halves = sum1.reinterpretAsInts();
+                    dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                    scaled1 = scaled1.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
+                            at + SCALES + 16L * (k / 2) + 8, Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
                 }
-                acc.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8 * h);
+                IntVector mins0 = IntVector.zero(HALF_I);
+                IntVector mins1 = IntVector.zero(HALF_I);
+                for (int j = 0; j < 8; j++) {
+                    int sum = sums[s0 + b * 8 + j];
+                    mins0 = mins0.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                    mins1 = mins1.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j + 8,
+                            Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                }
+                float scale = xd[d0 + b];
+                FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                FloatVector dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE);
+                acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc0);
+                acc0 = ((FloatVector) mins0.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc0);
+                d = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE);
+                acc1 = ((FloatVector) scaled1.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc1);
+                acc1 = ((FloatVector) mins1.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc1);
             }
+            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
+            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
         }
         ReadAhead.keep(sink);
     }
