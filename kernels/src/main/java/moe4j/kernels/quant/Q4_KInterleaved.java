@@ -183,8 +183,11 @@ public final class Q4_KInterleaved {
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         long first = checkDot(GgmlType.Q4_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x, firstToken, tokens);
         if (!Simd.FUSED) {
-            dotHalves(Q4_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens, out,
-                    outOffset, outStride);
+            if (tokens > 1) {
+                tokensHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+            } else {
+                oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+            }
             return;
         }
         if (tokens > 1) {
@@ -390,6 +393,126 @@ public final class Q4_KInterleaved {
             acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
         }
         ReadAhead.keep(sink);
+    }
+
+    /** A group-block's nibbles as 16-bit lanes, for {@link #tokensHalves}: one array a thread. */
+    private static final ThreadLocal<short[]> NIBBLES = ThreadLocal.withInitial(() -> new short[8 * 2 * 16 * 16]);
+
+    /** Where {@link #tokensHalves} keeps nibble {@code u} (4 * vector + nibble) of sub-block {@code j}, half {@code h}. */
+    private static int nibblesAt(int j, int h, int u) {
+        return ((2 * j + h) * 16 + u) * 16;
+    }
+
+    /**
+     * A batch in 256-bit vectors: each group-block's nibbles taken out of their lanes once into 16-bit lanes of a
+     * thread's array, then multiplied with two tokens' code pairs at a time, where {@link #oneTokenHalves} would take
+     * them out again for every token. Each token's sums and float steps are {@link #oneTokenHalves}'s, its
+     * accumulator kept in {@code out} between blocks: the same bits. An odd last token takes {@link #oneTokenHalves}.
+     */
+    static void tokensHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        int[] sums = x.tileSums();
+        float[] xd = x.codeScales();
+        short[] nibbles = NIBBLES.get();
+        int paired = tokens & ~1;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            int rowOut = outOffset + ROWS * (g - fromGroup);
+            for (int t = 0; t < paired; t++) {
+                java.util.Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
+            }
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                for (int j = 0; j < 8; j++) {
+                    for (int h = 0; h < 2; h++) {
+                        for (int v = 0; v < 4; v++) {
+                            ShortVector lanes = ShortVector.fromMemorySegment(HALF_S, w,
+                                    at + QUANTS + 256L * j + 64L * v + 32L * h, Simd.LE);
+                            lanes.and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(j, h, 4 * v));
+                            lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(j, h, 4 * v + 1));
+                            lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(j, h, 4 * v + 2));
+                            lanes.lanewise(LSHR, 12).intoArray(nibbles, nibblesAt(j, h, 4 * v + 3));
+                        }
+                    }
+                }
+                for (int t = 0; t < paired; t += 2) {
+                    int tokenA = firstToken + t;
+                    int pa = tokenA * (width / 2) + b * (QK / 2);
+                    int pb = pa + width / 2;
+                    IntVector scaledA0 = IntVector.zero(HALF_I);
+                    IntVector scaledA1 = IntVector.zero(HALF_I);
+                    IntVector scaledB0 = IntVector.zero(HALF_I);
+                    IntVector scaledB1 = IntVector.zero(HALF_I);
+                    for (int j = 0; j < 8; j++) {
+                        ShortVector sumA0 = ShortVector.zero(HALF_S);
+                        ShortVector sumA1 = ShortVector.zero(HALF_S);
+                        ShortVector sumB0 = ShortVector.zero(HALF_S);
+                        ShortVector sumB1 = ShortVector.zero(HALF_S);
+                        for (int u = 0; u < 16; u++) {
+                            ShortVector n0 = ShortVector.fromArray(HALF_S, nibbles, nibblesAt(j, 0, u));
+                            ShortVector n1 = ShortVector.fromArray(HALF_S, nibbles, nibblesAt(j, 1, u));
+                            ShortVector ca = IntVector.broadcast(HALF_I, pairs[pa + 16 * j + u]).reinterpretAsShorts();
+                            ShortVector cb = IntVector.broadcast(HALF_I, pairs[pb + 16 * j + u]).reinterpretAsShorts();
+                            sumA0 = sumA0.add(n0.mul(ca));
+                            sumA1 = sumA1.add(n1.mul(ca));
+                            sumB0 = sumB0.add(n0.mul(cb));
+                            sumB1 = sumB1.add(n1.mul(cb));
+                        }
+                        IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j,
+                                Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                        IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8,
+                                Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                        IntVector halves = sumA0.reinterpretAsInts();
+                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale0));
+                        halves = sumA1.reinterpretAsInts();
+                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale1));
+                        halves = sumB0.reinterpretAsInts();
+                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale0));
+                        halves = sumB1.reinterpretAsInts();
+                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale1));
+                    }
+                    for (int k = 0; k < 2; k++) {
+                        int token = tokenA + k;
+                        int s = token * (width / 32) + b * 8;
+                        IntVector mins0 = IntVector.zero(HALF_I);
+                        IntVector mins1 = IntVector.zero(HALF_I);
+                        for (int j = 0; j < 8; j++) {
+                            int sum = sums[s + j];
+                            mins0 = mins0.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j,
+                                    Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                            mins1 = mins1.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
+                                    at + MINS + 16L * j + 8, Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                        }
+                        float scale = xd[token * blocks + b];
+                        int o = rowOut + (t + k) * outStride;
+                        IntVector scaled = k == 0 ? scaledA0 : scaledB0;
+                        FloatVector acc = FloatVector.fromArray(HALF_F, out, o);
+                        acc = ((FloatVector) scaled.convertShape(I2F, HALF_F, 0))
+                                .fma(FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE).mul(scale), acc);
+                        acc = ((FloatVector) mins0.convertShape(I2F, HALF_F, 0))
+                                .fma(FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE).mul(-scale), acc);
+                        acc.intoArray(out, o);
+                        scaled = k == 0 ? scaledA1 : scaledB1;
+                        acc = FloatVector.fromArray(HALF_F, out, o + 8);
+                        acc = ((FloatVector) scaled.convertShape(I2F, HALF_F, 0))
+                                .fma(FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE).mul(scale), acc);
+                        acc = ((FloatVector) mins1.convertShape(I2F, HALF_F, 0))
+                                .fma(FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE).mul(-scale), acc);
+                        acc.intoArray(out, o + 8);
+                    }
+                }
+            }
+            if (paired < tokens) {
+                oneTokenHalves(w, offset, g, g + 1, x, firstToken + paired, out, rowOut + paired * outStride);
+            }
+        }
     }
 
     /** Pair {@code i} in both 16-bit halves of every 32-bit lane. */

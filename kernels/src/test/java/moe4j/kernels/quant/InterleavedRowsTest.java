@@ -323,7 +323,11 @@ class InterleavedRowsTest {
         float[] batch = new float[rows * tokens];
         InterleavedRows.dot(type, packed, offset, 0, rows / 16, x, first, tokens, batch, 0, rows);
         float[] halvesBatch = new float[rows * tokens];
-        Q4_KInterleaved.dotHalves(halves(type), packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
+        if (type == GgmlType.Q4_K) {
+            Q4_KInterleaved.tokensHalves(packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
+        } else {
+            Q4_KInterleaved.dotHalves(halves(type), packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
+        }
         float[] fileLayout = new float[rows * tokens];
         QuantFormats.of(type).dotPreparedRows(data, 0, rowBytes, rows, x, first, tokens, fileLayout, 0, rows);
         float[] one = new float[16];
