@@ -140,8 +140,30 @@ public final class Q3_KInterleaved {
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         Q4_KInterleaved.checkDot(GgmlType.Q3_K, Q3_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
                 firstToken, tokens);
-        Q4_KInterleaved.dotHalves(Q3_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens,
-                out, outOffset, outStride);
+        if (tokens > 1) {
+            Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, w, offset, fromGroup, toGroup, x, firstToken,
+                    tokens, out, outOffset, outStride);
+        } else {
+            oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+        }
+    }
+
+    /** This layout's quants (0..7) for {@link Q6_KInterleaved#tokensHalves}, as {@link #oneTokenHalves} takes them out. */
+    static void decodeHalves(MemorySegment w, long at, short[] values) {
+        for (int k = 0; k < 16; k++) {
+            long q = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + 64L * (k % 2);
+            long bits = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + HIGH_BITS;
+            for (int h = 0; h < 2; h++) {
+                ShortVector lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 32L * h, Simd.LE);
+                ShortVector high = ShortVector.fromMemorySegment(HALF_S, w, bits + 32L * h, Simd.LE);
+                // the group's eight third bits moved to bits 2 .. 9, the first at bit 2
+                high = k % 2 == 0 ? high.lanewise(LSHL, 2) : high.lanewise(LSHR, 6);
+                for (int u = 0; u < 8; u++) {
+                    lanes.lanewise(LSHR, 2 * u).and(LOW_PAIR).or(high.lanewise(LSHR, u).and(THIRD_BIT))
+                            .intoArray(values, Q6_KInterleaved.valuesAt(k, h, u));
+                }
+            }
+        }
     }
 
     /**

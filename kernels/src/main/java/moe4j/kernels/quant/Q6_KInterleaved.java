@@ -218,8 +218,12 @@ public final class Q6_KInterleaved {
         long first = Q4_KInterleaved.checkDot(GgmlType.Q6_K, Q6_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup,
                 toGroup, x, firstToken, tokens);
         if (!Simd.FUSED) {
-            Q4_KInterleaved.dotHalves(Q6_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens,
-                    out, outOffset, outStride);
+            if (tokens > 1) {
+                tokensHalves(Q6_KInterleaved::decodeHalves, 0, w, offset, fromGroup, toGroup, x, firstToken, tokens, out,
+                        outOffset, outStride);
+            } else {
+                oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+            }
             return;
         }
         if (tokens > 1) {
@@ -419,5 +423,144 @@ public final class Q6_KInterleaved {
             acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
         }
         ReadAhead.keep(sink);
+    }
+
+    /**
+     * Takes a group-block's quants out of their lanes (at {@code at} in {@code w}) into 16-bit lanes of {@code values}:
+     * group {@code k}'s pair {@code u} (0..7), half {@code h}, at {@link #valuesAt}, unsigned (the offset is applied
+     * through the code sums).
+     */
+    interface GroupBlockDecoder {
+        void decode(MemorySegment w, long at, short[] values);
+    }
+
+    /** Where {@link #tokensHalves} keeps pair {@code u} of 16-element group {@code k}, half {@code h}. */
+    static int valuesAt(int k, int h, int u) {
+        return ((2 * k + h) * 8 + u) * 16;
+    }
+
+    /** A group-block's values, for {@link #tokensHalves}: one array a thread. */
+    private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[16 * 2 * 8 * 16]);
+
+    /** This layout's quants (0..63) for {@link #tokensHalves}, as {@link #oneTokenHalves} takes them out. */
+    static void decodeHalves(MemorySegment w, long at, short[] values) {
+        for (int k = 0; k < 16; k++) {
+            long q = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + 128L * (k % 2);
+            long bits = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + HIGH_BITS + 64L * (k % 2);
+            for (int h = 0; h < 2; h++) {
+                ShortVector high = ShortVector.fromMemorySegment(HALF_S, w, bits + 32L * h, Simd.LE);
+                ShortVector lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 32L * h, Simd.LE);
+                lanes.lanewise(BITWISE_BLEND, high, HALF_FROM_4).and(HALF_SIX).intoArray(values, valuesAt(k, h, 0));
+                lanes.lanewise(BITWISE_BLEND, high, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
+                        .intoArray(values, valuesAt(k, h, 1));
+                lanes.lanewise(BITWISE_BLEND, high, HALF_FROM_12).lanewise(LSHR, 8).and(HALF_SIX)
+                        .intoArray(values, valuesAt(k, h, 2));
+                lanes.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high.lanewise(LSHL, 4), HALF_AT_4)
+                        .intoArray(values, valuesAt(k, h, 3));
+                ShortVector shifted = high.lanewise(LSHR, 2);
+                lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 64 + 32L * h, Simd.LE);
+                lanes.lanewise(BITWISE_BLEND, shifted, HALF_FROM_4).and(HALF_SIX).intoArray(values, valuesAt(k, h, 4));
+                lanes.lanewise(BITWISE_BLEND, shifted, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
+                        .intoArray(values, valuesAt(k, h, 5));
+                lanes.lanewise(BITWISE_BLEND, shifted, HALF_FROM_12).lanewise(LSHR, 8).intoArray(values, valuesAt(k, h, 6));
+                lanes.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high.lanewise(LSHL, 2), HALF_AT_4)
+                        .intoArray(values, valuesAt(k, h, 7));
+            }
+        }
+    }
+
+    /**
+     * A batch in 256-bit vectors of the layouts with a signed scale per 16-element group and one {@code d} a row (this
+     * one, {@link Q3_KInterleaved}'s): each group-block's quants taken out once by {@code decoder}, then multiplied
+     * with two tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
+     * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4). Each token's sums and float steps are the one-token
+     * kernels', its accumulator kept in {@code out} between blocks: the same bits. An odd last token takes the
+     * one-token kernel of its type.
+     */
+    static void tokensHalves(GroupBlockDecoder decoder, int startShift, MemorySegment w, long offset, int fromGroup,
+            int toGroup, PreparedActivations x, int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        int width = x.width();
+        int blocks = width / QK;
+        long groupBlockBytes = startShift == 0 ? GROUP_BLOCK_BYTES : Q3_KInterleaved.GROUP_BLOCK_BYTES;
+        int[] pairs = x.tilePairs();
+        int[] start = x.tileSums();
+        float[] xd = x.codeScales();
+        short[] values = VALUES.get();
+        int paired = tokens & ~1;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * groupBlockBytes;
+            int rowOut = outOffset + ROWS * (g - fromGroup);
+            for (int t = 0; t < paired; t++) {
+                java.util.Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
+            }
+            for (int b = 0; b < blocks; b++) {
+                long at = group + b * groupBlockBytes;
+                decoder.decode(w, at, values);
+                for (int t = 0; t < paired; t += 2) {
+                    int tokenA = firstToken + t;
+                    int pa = tokenA * (width / 2) + b * (QK / 2);
+                    int pb = pa + width / 2;
+                    int oa = tokenA * (width / 16) + b * 16;
+                    int ob = oa + width / 16;
+                    IntVector scaledA0 = IntVector.zero(HALF_I);
+                    IntVector scaledA1 = IntVector.zero(HALF_I);
+                    IntVector scaledB0 = IntVector.zero(HALF_I);
+                    IntVector scaledB1 = IntVector.zero(HALF_I);
+                    for (int k = 0; k < 16; k++) {
+                        ShortVector sumA0 = IntVector.broadcast(HALF_I, start[oa + k]).reinterpretAsShorts()
+                                .lanewise(ASHR, startShift);
+                        ShortVector sumA1 = sumA0;
+                        ShortVector sumB0 = IntVector.broadcast(HALF_I, start[ob + k]).reinterpretAsShorts()
+                                .lanewise(ASHR, startShift);
+                        ShortVector sumB1 = sumB0;
+                        for (int u = 0; u < 8; u++) {
+                            ShortVector v0 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 0, u));
+                            ShortVector v1 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 1, u));
+                            ShortVector ca = IntVector.broadcast(HALF_I, pairs[pa + 8 * k + u]).reinterpretAsShorts();
+                            ShortVector cb = IntVector.broadcast(HALF_I, pairs[pb + 8 * k + u]).reinterpretAsShorts();
+                            sumA0 = sumA0.add(v0.mul(ca));
+                            sumA1 = sumA1.add(v1.mul(ca));
+                            sumB0 = sumB0.add(v0.mul(cb));
+                            sumB1 = sumB1.add(v1.mul(cb));
+                        }
+                        IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k,
+                                Simd.LE).convertShape(B2I, HALF_I, 0);
+                        IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k + 8,
+                                Simd.LE).convertShape(B2I, HALF_I, 0);
+                        IntVector halves = sumA0.reinterpretAsInts();
+                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale0));
+                        halves = sumA1.reinterpretAsInts();
+                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale1));
+                        halves = sumB0.reinterpretAsInts();
+                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale0));
+                        halves = sumB1.reinterpretAsInts();
+                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale1));
+                    }
+                    FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                    FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                    int o = rowOut + t * outStride;
+                    float scale = xd[tokenA * blocks + b];
+                    ((FloatVector) scaledA0.convertShape(I2F, HALF_F, 0))
+                            .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
+                    ((FloatVector) scaledA1.convertShape(I2F, HALF_F, 0))
+                            .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
+                    o += outStride;
+                    scale = xd[(tokenA + 1) * blocks + b];
+                    ((FloatVector) scaledB0.convertShape(I2F, HALF_F, 0))
+                            .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
+                    ((FloatVector) scaledB1.convertShape(I2F, HALF_F, 0))
+                            .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
+                }
+            }
+            if (paired < tokens) {
+                Q4_KInterleaved.GroupKernel one = startShift == 0 ? Q6_KInterleaved::oneTokenHalves
+                        : Q3_KInterleaved::oneTokenHalves;
+                one.run(w, offset, g, g + 1, x, firstToken + paired, out, rowOut + paired * outStride);
+            }
+        }
     }
 }

@@ -325,6 +325,12 @@ class InterleavedRowsTest {
         float[] halvesBatch = new float[rows * tokens];
         if (type == GgmlType.Q4_K) {
             Q4_KInterleaved.tokensHalves(packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
+        } else if (type == GgmlType.Q6_K) {
+            Q6_KInterleaved.tokensHalves(Q6_KInterleaved::decodeHalves, 0, packed, offset, 0, rows / 16, x, first, tokens,
+                    halvesBatch, 0, rows);
+        } else if (type == GgmlType.Q3_K) {
+            Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, packed, offset, 0, rows / 16, x, first, tokens,
+                    halvesBatch, 0, rows);
         } else {
             Q4_KInterleaved.dotHalves(halves(type), packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
         }
