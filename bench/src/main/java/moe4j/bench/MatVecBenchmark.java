@@ -181,7 +181,7 @@ public class MatVecBenchmark {
         }
         if (repacked) {
             if (!InterleavedRows.fits(t, InterleavedRows.ROWS, columns)) {
-                throw new IllegalArgumentException("repacked rows are " + InterleavedRows.TYPES
+                throw new IllegalArgumentException("repacked rows are " + InterleavedRows.types()
                         + " only, whole super-blocks, not " + type);
             }
             rows = rows / InterleavedRows.ROWS * InterleavedRows.ROWS;

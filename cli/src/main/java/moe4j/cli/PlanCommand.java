@@ -122,8 +122,8 @@ final class PlanCommand implements Callable<Integer> {
 
     @Option(names = "--repack", negatable = true, description = "plan system RAM with the CPU's repacked copy of "
             + InterleavedRows.TYPES + " matrices (1-5.6%% larger than the file's; Q3_K's too, 5.5%%, on a CPU with 256-bit"
-            + " vectors), as the engine makes it by default; --no-repack plans the file's bytes (default: as this machine"
-            + " would run)")
+            + " vectors), as the engine makes it by default on a CPU with 512- or 256-bit vectors; --no-repack plans the"
+            + " file's bytes (default: as this machine would run)")
     private Boolean repack;
 
     @Option(names = "--json", description = "print one JSON object instead of text")

@@ -151,7 +151,8 @@ public final class Model implements AutoCloseable {
     static final long REPACK_HEADROOM = 2L << 30;
 
     /**
-     * Whether the CPU's repacked copy of {@code file}'s Q4_K, Q5_K and Q6_K matrices ({@link LoadOptions#repack()}; all that can be
+     * Whether the CPU's repacked copy of {@code file}'s matrices of the repacked types ({@link InterleavedRows#types()};
+     * {@link LoadOptions#repack()}; all that can be
      * repacked, whatever the placement) fits in physical memory beside the weights when these are held in memory of their own
      * (read with {@code --no-mmap}, or built in memory); a mapped file's pages can be dropped, so then the copy alone.
      * Where it does not fit, the weights are multiplied as they lie rather than the machine running out of memory.

@@ -119,7 +119,7 @@ class SessionTest {
                 assertTrue(st.meanKl() <= 1e-3 && st.top1() >= 0.97, mix + ": " + st);
             }
             try (Model repacked = Model.load(file, base); Model plain = Model.load(file, base.withRepack(false))) {
-                // where the JVM's vectors are narrower than 512 bits the kernels do not run, and nothing is repacked
+                // where the JVM's vectors are narrower than 256 bits the kernels do not run, and nothing is repacked
                 assertEquals(InterleavedRows.available(), repacked.repackedBytes() > 0, mix + " matrices repacked");
                 assertEquals(0, plain.repackedBytes());
             }

@@ -78,7 +78,8 @@ public record ModelFootprint(String name, int layers, int embd, int qDim, int kv
      * @param layer         its block index, or -1 for a global tensor
      * @param bytes         its size in the file, which a CPU maps
      * @param repackedBytes what a CPU backend that repacks holds for it when bound for products (a Q4_K, Q5_K or
-     *                      Q6_K matrix's copy in groups of 16 rows, 5.6%, 4.5% or 1% larger;
+     *                      Q6_K matrix's copy in groups of 16 rows, 5.6%, 4.5% or 1% larger; with 256-bit vectors a
+     *                      Q3_K matrix's too, 5.5%;
      *                      {@link PlanRequest#cpuRepack()}), else {@code bytes}
      * @param gpuBytes      what a GPU holds for it ({@link CudaBackend#heldBytes}: a Q3_K matrix's blocks padded to
      *                      16-byte alignment, 2.7% larger for rows of 4096 values)

@@ -75,7 +75,8 @@ public final class CpuBackend implements Backend {
     }
 
     /**
-     * A backend of {@code threads} workers; with {@code repack}, Q4_K, Q5_K and Q6_K matrices are repacked when bound, in
+     * A backend of {@code threads} workers; with {@code repack}, Q4_K, Q5_K and Q6_K matrices (and Q3_K's with 256-bit
+     * vectors: {@code InterleavedRows.types()}) are repacked when bound, in
      * groups of 16 rows ({@code InterleavedRows}), as llama.cpp's CPU backend repacks Q4_K: a copy beside the mapped file (whose
      * pages the kernel may then drop) and some time at load, for faster products. Weights bound for lookups
      * ({@link #bindForLookup}) stay as the file has them.

@@ -67,6 +67,10 @@ public final class InterleavedRows {
     /** The repacking of {@code type}'s class ({@link Q4_KInterleaved#repack} and the others'). */
     public static void repack(GgmlType type, MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup,
             int toGroup, MemorySegment dst, long dstOffset) {
+        if (!available()) {
+            throw new IllegalStateException("repacked rows need 512- or 256-bit vectors; this JVM's are "
+                    + Simd.F.vectorBitSize() + " bits");
+        }
         switch (type) {
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);

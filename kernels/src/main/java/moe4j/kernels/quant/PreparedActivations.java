@@ -46,7 +46,9 @@ public final class PreparedActivations {
      * lane order}.
      */
     public void reserve(QuantFormat format, int rows, int width) {
-        reserve(format.activationRounding(), format.laneOrder(), rows, width);
+        // with 256-bit vectors only the repacked types' kernels read an order (Q2_K shares Q3_K's, and reads none)
+        boolean read = Simd.FUSED || InterleavedRows.fitsShape(format.type(), InterleavedRows.ROWS, LaneOrder.BLOCK);
+        reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width);
     }
 
     /** Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}, in natural order only. */
@@ -110,7 +112,10 @@ public final class PreparedActivations {
         int o = row * width;
         if (order.rearranges()) {
             rounding.roundToCodes(x, xOffset, values, o, width, codes, o, codeScales, o / rounding.blockSize());
-            order.pack(codes, o, pairs, o / 2, width);
+            if (Simd.FUSED) {
+                // the row kernels' pairs: with 256-bit vectors only the tiles' pairs are read
+                order.pack(codes, o, pairs, o / 2, width);
+            }
             if (bytes) {
                 // each 16-bit half of a pair holds a value in [-128, 127] (the upper one less one where the lower is
                 // negative): as two signed bytes, widened to 16 bits each, they are the pair again

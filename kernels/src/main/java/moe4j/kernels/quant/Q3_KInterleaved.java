@@ -141,8 +141,9 @@ public final class Q3_KInterleaved {
         Q4_KInterleaved.checkDot(GgmlType.Q3_K, Q3_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
                 firstToken, tokens);
         if (tokens > 1) {
-            Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, w, offset, fromGroup, toGroup, x, firstToken,
-                    tokens, out, outOffset, outStride);
+            Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, GROUP_BLOCK_BYTES,
+                    Q3_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
         } else {
             oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
         }

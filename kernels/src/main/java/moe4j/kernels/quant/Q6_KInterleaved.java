@@ -219,8 +219,8 @@ public final class Q6_KInterleaved {
                 toGroup, x, firstToken, tokens);
         if (!Simd.FUSED) {
             if (tokens > 1) {
-                tokensHalves(Q6_KInterleaved::decodeHalves, 0, w, offset, fromGroup, toGroup, x, firstToken, tokens, out,
-                        outOffset, outStride);
+                tokensHalves(Q6_KInterleaved::decodeHalves, 0, GROUP_BLOCK_BYTES, Q6_KInterleaved::oneTokenHalves, w,
+                        offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             } else {
                 oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
             }
@@ -474,14 +474,14 @@ public final class Q6_KInterleaved {
      * one, {@link Q3_KInterleaved}'s): each group-block's quants taken out once by {@code decoder}, then multiplied
      * with two tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
      * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4). Each token's sums and float steps are the one-token
-     * kernels', its accumulator kept in {@code out} between blocks: the same bits. An odd last token takes the
-     * one-token kernel of its type.
+     * kernels', its accumulator kept in {@code out} between blocks: the same bits. An odd last token takes {@code one},
+     * the one-token kernel of the layout, whose group-blocks are {@code groupBlockBytes} apart.
      */
-    static void tokensHalves(GroupBlockDecoder decoder, int startShift, MemorySegment w, long offset, int fromGroup,
-            int toGroup, PreparedActivations x, int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+    static void tokensHalves(GroupBlockDecoder decoder, int startShift, long groupBlockBytes,
+            Q4_KInterleaved.GroupKernel one, MemorySegment w, long offset, int fromGroup, int toGroup,
+            PreparedActivations x, int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         int width = x.width();
         int blocks = width / QK;
-        long groupBlockBytes = startShift == 0 ? GROUP_BLOCK_BYTES : Q3_KInterleaved.GROUP_BLOCK_BYTES;
         int[] pairs = x.tilePairs();
         int[] start = x.tileSums();
         float[] xd = x.codeScales();
@@ -557,8 +557,6 @@ public final class Q6_KInterleaved {
                 }
             }
             if (paired < tokens) {
-                Q4_KInterleaved.GroupKernel one = startShift == 0 ? Q6_KInterleaved::oneTokenHalves
-                        : Q3_KInterleaved::oneTokenHalves;
                 one.run(w, offset, g, g + 1, x, firstToken + paired, out, rowOut + paired * outStride);
             }
         }

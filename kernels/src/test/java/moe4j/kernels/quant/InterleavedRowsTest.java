@@ -20,7 +20,8 @@ import moe4j.gguf.GgmlType;
 
 /**
  * Q4_K, Q5_K and Q6_K rows repacked in groups of 16 ({@link Q4_KInterleaved}, {@link Q5_KInterleaved},
- * {@link Q6_KInterleaved}): one token and a batch, in 512-bit vectors and in 256-bit halves,
+ * {@link Q6_KInterleaved}), and Q3_K's ({@link Q3_KInterleaved}, 256-bit vectors only): one token and a batch, in 512-bit
+ * vectors (where the machine has them) and in 256-bit halves (on every machine),
  * give, bit for bit, what a plain scalar loop gives with the same integer sums and the same two float multiply-adds per
  * block, and what the batch path gives on the rows as the file holds them ({@link PairTile}); and the repacked rows
  * decode to the same weights.
@@ -152,6 +153,65 @@ class InterleavedRowsTest {
      * Q6_K at its bounds: quants 0 and 63 ({@code q - 32} = -32 and 31), scales -128 and 127, codes all -127, all 127 or
      * alternating: a window's 16-bit sums reach {@code 8 * 32 * 127} in magnitude, the block sums past 2^24.
      */
+    /**
+     * Products of repacked rows against the format's own dequantizer (not the kernels' arithmetic written again): each
+     * (row, token) within float rounding of the double dot product of the decoded weights with the rounded activations,
+     * for groups from the second on, into an output with an offset and a stride wider than the rows (the gaps
+     * untouched), an odd number of tokens, and one token at a time the same bits as the batch.
+     */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    void productsAgreeWithTheFormatsOwnDequantization(GgmlType type) {
+        assumeTrue(InterleavedRows.fitsShape(type, 32, 512), type + " is not repacked with this machine's vectors");
+        QuantFormat format = QuantFormats.of(type);
+        int rows = 48;
+        int width = 512;
+        int tokens = 5;
+        int stride = rows + 3;
+        SplittableRandom rnd = new SplittableRandom(11);
+        try (Arena arena = Arena.ofConfined()) {
+            long rowBytes = (long) width / 256 * blockBytes(type);
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            format.randomBlocks(rnd, data, 0, rows * (rowBytes / blockBytes(type)));
+            MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width));
+            InterleavedRows.repack(type, data, 0, rowBytes, width, 0, rows / 16, packed, 0);
+            PreparedActivations x = PreparedDotTest.gaussianRows(format, rnd, tokens, width);
+            float[] out = new float[5 + tokens * stride];
+            Arrays.fill(out, Float.NaN);
+            InterleavedRows.dot(type, packed, 0, 1, rows / 16, x, 0, tokens, out, 5, stride);
+            float[] alone = new float[rows * tokens];
+            for (int t = 0; t < tokens; t++) {
+                for (int g = 1; g < rows / 16; g++) {
+                    InterleavedRows.dot(type, packed, 0, g, g + 1, x, t, 1, alone, 16 * g + t * rows, rows);
+                }
+            }
+            float[] weights = new float[width];
+            for (int r = 0; r < rows; r++) {
+                format.dequantize(data, r * rowBytes, weights, 0, width);
+                for (int t = 0; t < tokens; t++) {
+                    int at = 5 + (r - 16) + t * stride;
+                    if (r < 16) {
+                        continue;
+                    }
+                    double dot = 0;
+                    double magnitude = 0;
+                    for (int i = 0; i < width; i++) {
+                        double p = (double) weights[i] * x.values()[t * width + i];
+                        dot += p;
+                        magnitude += Math.abs(p);
+                    }
+                    assertEquals(dot, out[at], 1e-5 * magnitude + 1e-30, type + " row " + r + " token " + t);
+                    assertEquals(out[at], alone[r + t * rows], 0f, type + " row " + r + " token " + t + ": alone vs batch");
+                }
+            }
+            for (int t = 0; t < tokens; t++) {
+                for (int gap = 5 + (rows - 16) + t * stride; gap < 5 + (t + 1) * stride && gap < out.length; gap++) {
+                    assertTrue(Float.isNaN(out[gap]), type + ": output " + gap + " between tokens was written");
+                }
+            }
+        }
+    }
+
     /** The repacked types in words name exactly those {@code fitsShape} takes. */
     @Test
     void typesInWordsAreTheRepackedTypes() {
@@ -273,7 +333,7 @@ class InterleavedRowsTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q3_K", "Q4_K", "Q5_K", "Q6_K"})
     void rejectsActivationsPreparedForAnotherTypeAndGroupsPastTheEnd(GgmlType type) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, 16, 256));
@@ -326,11 +386,11 @@ class InterleavedRowsTest {
         if (type == GgmlType.Q4_K) {
             Q4_KInterleaved.tokensHalves(packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
         } else if (type == GgmlType.Q6_K) {
-            Q6_KInterleaved.tokensHalves(Q6_KInterleaved::decodeHalves, 0, packed, offset, 0, rows / 16, x, first, tokens,
-                    halvesBatch, 0, rows);
+            Q6_KInterleaved.tokensHalves(Q6_KInterleaved::decodeHalves, 0, Q6_KInterleaved.GROUP_BLOCK_BYTES,
+                    Q6_KInterleaved::oneTokenHalves, packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
         } else if (type == GgmlType.Q3_K) {
-            Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, packed, offset, 0, rows / 16, x, first, tokens,
-                    halvesBatch, 0, rows);
+            Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, Q3_KInterleaved.GROUP_BLOCK_BYTES,
+                    Q3_KInterleaved::oneTokenHalves, packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
         } else {
             Q4_KInterleaved.dotHalves(halves(type), packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
         }

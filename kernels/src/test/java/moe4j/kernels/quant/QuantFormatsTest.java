@@ -26,7 +26,8 @@ class QuantFormatsTest {
 
     /**
      * The build runs these tests twice, the second time with the JVM held to 256-bit vectors and
-     * {@code moe4j.test.vectorBits=256}: that run must take the generic kernels, or it tests nothing new.
+     * {@code moe4j.test.vectorBits=256}: that run must take the 256-bit paths (the repacked types' kernels in halves, the
+     * generic kernels for the rest), or it tests nothing new.
      */
     @Test
     void aJvmHeldToNarrowerVectorsTakesTheGenericKernels() {
