@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -29,6 +30,7 @@ import moe4j.kernels.KvCacheType;
 import moe4j.kernels.Rope;
 import moe4j.kernels.Weight;
 import moe4j.kernels.quant.ActivationRounding;
+import moe4j.kernels.quant.InterleavedRows;
 import moe4j.kernels.quant.QuantFormat;
 import moe4j.kernels.quant.QuantFormats;
 
@@ -141,6 +143,31 @@ class CpuBackendTest {
     @Test
     void repackedQ5KBatchesEqualOneTokenAtATimeBitForBit() {
         assertBatchEqualsOneTokenAtATime(GgmlType.Q5_K, 512, 48, 8);
+    }
+
+    /** The same for Q6_K, and for Q3_K (repacked with 256-bit vectors only), whose batches share one tile. */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q3_K", "Q6_K"})
+    void repackedQ6KAndQ3KBatchesEqualOneTokenAtATimeBitForBit(GgmlType type) {
+        // not repacked, Q3_K's row kernel sums in another order than its tiles
+        assumeTrue(InterleavedRows.fitsShape(type, 48, 512), type + " is not repacked with this machine's vectors");
+        assertBatchEqualsOneTokenAtATime(type, 512, 48, 7);
+    }
+
+    /**
+     * What a repacking backend holds for a matrix: its repacked copy where this machine repacks the type (Q3_K with
+     * 256-bit vectors only), else the file's bytes.
+     */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    void heldBytesAreTheRepackedCopyExactlyWhereTheTypeIsRepacked(GgmlType type) {
+        long[] dims = {2048, 768, 128};
+        long fileBytes = type.bytesFor(2048) * 768 * 128;
+        long expected = InterleavedRows.fitsShape(type, 768, 2048)
+                ? InterleavedRows.bytes(type, 768, 2048) * 128 : fileBytes;
+        assertEquals(expected, CpuBackend.heldBytes(type, dims, fileBytes));
+        assertEquals(type != GgmlType.Q2_K && (type != GgmlType.Q3_K || QuantFormats.vectorBits() == 256),
+                InterleavedRows.fitsShape(type, 768, 2048), type + " repacked with " + QuantFormats.vectorBits() + "-bit vectors");
     }
 
     private void assertBatchEqualsOneTokenAtATime(GgmlType type, int len, int rows, int n) {
