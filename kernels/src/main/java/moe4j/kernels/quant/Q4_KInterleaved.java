@@ -373,6 +373,8 @@ public final class Q4_KInterleaved {
                     scale = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8, Simd.LE)
                             .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
                     scaled1 = scaled1.add(dot.mul(scale));
+                }
+                for (int j = 0; j < 8; j++) {
                     int sum = sums[s + j];
                     mins0 = mins0.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j, Simd.LE)
                             .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
