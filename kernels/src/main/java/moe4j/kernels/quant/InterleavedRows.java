@@ -38,14 +38,18 @@ public final class InterleavedRows {
         return order == Q4_K.PAIRS || order == Q6_K.PAIRS || Simd.HALVES && order == Q3_K.PAIRS;
     }
 
+    /** Whether a machine with this one's vectors repacks {@code type}'s matrices: Q3_K only with 256-bit ones. */
+    static boolean repacks(GgmlType type) {
+        return type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K
+                || type == GgmlType.Q3_K && Simd.HALVES;
+    }
+
     /**
      * Whether a matrix of {@code type} with {@code rows} rows of {@code width} values can be repacked on a machine with
-     * this one's vectors: Q3_K only with 256-bit ones, where it has no row kernel.
+     * this one's vectors ({@link #repacks}).
      */
     public static boolean fitsShape(GgmlType type, long rows, long width) {
-        boolean repacked = type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K
-                || type == GgmlType.Q3_K && Simd.HALVES;
-        return repacked && Q4_KInterleaved.fitsShape(rows, width);
+        return repacks(type) && Q4_KInterleaved.fitsShape(rows, width);
     }
 
     /** Whether this machine repacks a matrix of {@code type} with {@code rows} rows of {@code width} values. */
@@ -76,6 +80,25 @@ public final class InterleavedRows {
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q6_K -> Q6_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            default -> throw new IllegalArgumentException(type + " rows are not repacked");
+        }
+    }
+
+    /**
+     * The product of {@code type}'s class in 256-bit vectors whatever this machine's ({@link Q4_KInterleaved#dotHalves}
+     * and the others'), unchecked: what {@link #dot} runs with 256-bit vectors, for tests on every machine.
+     */
+    static void dotHalves(GgmlType type, MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        switch (type) {
+            case Q3_K -> Q3_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
+            case Q4_K -> Q4_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
+            case Q5_K -> Q5_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
+            case Q6_K -> Q6_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         }
     }

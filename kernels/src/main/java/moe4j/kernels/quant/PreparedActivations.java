@@ -47,7 +47,7 @@ public final class PreparedActivations {
      */
     public void reserve(QuantFormat format, int rows, int width) {
         // with 256-bit vectors only the repacked types' kernels read an order (Q2_K shares Q3_K's, and reads none)
-        boolean read = Simd.FUSED || InterleavedRows.fitsShape(format.type(), InterleavedRows.ROWS, LaneOrder.BLOCK);
+        boolean read = Simd.FUSED || InterleavedRows.repacks(format.type());
         reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width);
     }
 

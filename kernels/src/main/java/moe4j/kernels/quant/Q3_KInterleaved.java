@@ -140,6 +140,12 @@ public final class Q3_KInterleaved {
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         Q4_KInterleaved.checkDot(GgmlType.Q3_K, Q3_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
                 firstToken, tokens);
+        dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+    }
+
+    /** {@link #dot} unchecked: the only product of this layout, in 256-bit vectors. */
+    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         if (tokens > 1) {
             Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, GROUP_BLOCK_BYTES,
                     Q3_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,

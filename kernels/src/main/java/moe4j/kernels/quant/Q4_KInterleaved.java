@@ -8,6 +8,7 @@ import static jdk.incubator.vector.VectorOperators.LSHR;
 import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import java.util.Objects;
 
 import jdk.incubator.vector.ByteVector;
@@ -183,11 +184,7 @@ public final class Q4_KInterleaved {
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         long first = checkDot(GgmlType.Q4_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x, firstToken, tokens);
         if (!Simd.FUSED) {
-            if (tokens > 1) {
-                tokensHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
-            } else {
-                oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
-            }
+            dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             return;
         }
         if (tokens > 1) {
@@ -292,11 +289,21 @@ public final class Q4_KInterleaved {
                 int outOffset);
     }
 
+    /** {@link #dot} with 256-bit vectors ({@link Simd#HALVES}), on every machine; checked by the caller. */
+    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        if (tokens > 1) {
+            tokensHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+        } else {
+            oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+        }
+    }
+
     /**
-     * A product of repacked rows with 256-bit vectors ({@link Simd#HALVES}): each token by {@code kernel}, group by
-     * group, so that a group's weights stay in L1 while the tokens pass. Checked by the caller.
+     * A product of repacked rows with 256-bit vectors for a layout without a batch tile (Q5_K's): each token by
+     * {@code kernel}, group by group, so that a group's weights stay in L1 while the tokens pass. Checked by the caller.
      */
-    static void dotHalves(GroupKernel kernel, MemorySegment w, long offset, int fromGroup, int toGroup,
+    static void tokenByToken(GroupKernel kernel, MemorySegment w, long offset, int fromGroup, int toGroup,
             PreparedActivations x, int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         if (tokens == 1) {
             kernel.run(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
@@ -424,7 +431,7 @@ public final class Q4_KInterleaved {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
             int rowOut = outOffset + ROWS * (g - fromGroup);
             for (int t = 0; t < paired; t++) {
-                java.util.Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
+                Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
             }
             for (int b = 0; b < blocks; b++) {
                 long at = group + (long) b * GROUP_BLOCK_BYTES;

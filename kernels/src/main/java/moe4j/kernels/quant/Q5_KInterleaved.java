@@ -108,8 +108,7 @@ public final class Q5_KInterleaved {
         long first = Q4_KInterleaved.checkDot(GgmlType.Q5_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
                 firstToken, tokens);
         if (!Simd.FUSED) {
-            Q4_KInterleaved.dotHalves(Q5_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens,
-                    out, outOffset, outStride);
+            dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             return;
         }
         if (tokens > 1) {
@@ -214,6 +213,13 @@ public final class Q5_KInterleaved {
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
         }
         ReadAhead.keep(sink);
+    }
+
+    /** {@link #dot} with 256-bit vectors ({@link Simd#HALVES}), on every machine; checked by the caller. */
+    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        Q4_KInterleaved.tokenByToken(Q5_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken,
+                tokens, out, outOffset, outStride);
     }
 
     /**

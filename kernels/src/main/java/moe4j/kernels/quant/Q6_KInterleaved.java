@@ -8,6 +8,7 @@ import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
@@ -218,12 +219,7 @@ public final class Q6_KInterleaved {
         long first = Q4_KInterleaved.checkDot(GgmlType.Q6_K, Q6_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup,
                 toGroup, x, firstToken, tokens);
         if (!Simd.FUSED) {
-            if (tokens > 1) {
-                tokensHalves(Q6_KInterleaved::decodeHalves, 0, GROUP_BLOCK_BYTES, Q6_KInterleaved::oneTokenHalves, w,
-                        offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
-            } else {
-                oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
-            }
+            dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             return;
         }
         if (tokens > 1) {
@@ -324,6 +320,17 @@ public final class Q6_KInterleaved {
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
         }
         ReadAhead.keep(sink);
+    }
+
+    /** {@link #dot} with 256-bit vectors ({@link Simd#HALVES}), on every machine; checked by the caller. */
+    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        if (tokens > 1) {
+            tokensHalves(Q6_KInterleaved::decodeHalves, 0, GROUP_BLOCK_BYTES, Q6_KInterleaved::oneTokenHalves, w,
+                    offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+        } else {
+            oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+        }
     }
 
     /**
@@ -491,7 +498,7 @@ public final class Q6_KInterleaved {
             long group = offset + (long) g * blocks * groupBlockBytes;
             int rowOut = outOffset + ROWS * (g - fromGroup);
             for (int t = 0; t < paired; t++) {
-                java.util.Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
+                Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
             }
             for (int b = 0; b < blocks; b++) {
                 long at = group + b * groupBlockBytes;

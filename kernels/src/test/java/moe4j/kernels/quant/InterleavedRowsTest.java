@@ -50,17 +50,6 @@ class InterleavedRowsTest {
                 + Simd.F.vectorBitSize() + " bits");
     }
 
-    /** The 256-bit kernel of {@code type}, which every machine with the repacked kernels runs too (AVX-512 has AVX2). */
-    private static Q4_KInterleaved.GroupKernel halves(GgmlType type) {
-        return switch (type) {
-            case Q3_K -> Q3_KInterleaved::oneTokenHalves;
-            case Q4_K -> Q4_KInterleaved::oneTokenHalves;
-            case Q5_K -> Q5_KInterleaved::oneTokenHalves;
-            case Q6_K -> Q6_KInterleaved::oneTokenHalves;
-            default -> throw new IllegalArgumentException(type.toString());
-        };
-    }
-
     @ParameterizedTest
     @EnumSource(value = GgmlType.class, names = {"Q3_K", "Q4_K", "Q5_K", "Q6_K"})
     void oneTokenAndBatchesEqualAScalarLoopAndTheFileLayoutsBatchPathBitForBit(GgmlType type) {
@@ -383,17 +372,7 @@ class InterleavedRowsTest {
         float[] batch = new float[rows * tokens];
         InterleavedRows.dot(type, packed, offset, 0, rows / 16, x, first, tokens, batch, 0, rows);
         float[] halvesBatch = new float[rows * tokens];
-        if (type == GgmlType.Q4_K) {
-            Q4_KInterleaved.tokensHalves(packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
-        } else if (type == GgmlType.Q6_K) {
-            Q6_KInterleaved.tokensHalves(Q6_KInterleaved::decodeHalves, 0, Q6_KInterleaved.GROUP_BLOCK_BYTES,
-                    Q6_KInterleaved::oneTokenHalves, packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
-        } else if (type == GgmlType.Q3_K) {
-            Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, Q3_KInterleaved.GROUP_BLOCK_BYTES,
-                    Q3_KInterleaved::oneTokenHalves, packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
-        } else {
-            Q4_KInterleaved.dotHalves(halves(type), packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
-        }
+        InterleavedRows.dotHalves(type, packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
         float[] fileLayout = new float[rows * tokens];
         QuantFormats.of(type).dotPreparedRows(data, 0, rowBytes, rows, x, first, tokens, fileLayout, 0, rows);
         float[] one = new float[16];
@@ -401,7 +380,7 @@ class InterleavedRowsTest {
         for (int t = 0; t < tokens; t++) {
             for (int g = 0; g < rows / 16; g++) {
                 InterleavedRows.dot(type, packed, offset, g, g + 1, x, first + t, 1, one, 0, 16);
-                halves(type).run(packed, offset, g, g + 1, x, first + t, oneInHalves, 0);
+                InterleavedRows.dotHalves(type, packed, offset, g, g + 1, x, first + t, 1, oneInHalves, 0, 16);
                 for (int i = 0; i < 16; i++) {
                     int r = 16 * g + i;
                     float expected = scalar(type, data, r * rowBytes, width, x, first + t);
