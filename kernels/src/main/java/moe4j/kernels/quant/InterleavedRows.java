@@ -6,8 +6,9 @@ import moe4j.gguf.GgmlType;
 
 /**
  * The types whose matrices the CPU backend repacks in groups of 16 rows at load, and what each takes: Q4_K
- * ({@link Q4_KInterleaved}), Q5_K ({@link Q5_KInterleaved}) and Q6_K ({@link Q6_KInterleaved}), and where the vectors
- * are 256 bits Q3_K ({@link Q3_KInterleaved}) too, which has no other integer kernel there.
+ * ({@link Q4_KInterleaved}), Q5_K ({@link Q5_KInterleaved}) and Q6_K ({@link Q6_KInterleaved} with 512-bit vectors,
+ * {@link Q6_KInterleaved256} with 256-bit ones), and where the vectors are 256 bits Q3_K ({@link Q3_KInterleaved}) too,
+ * which has no other integer kernel there.
  */
 public final class InterleavedRows {
 
@@ -63,7 +64,7 @@ public final class InterleavedRows {
             case Q3_K -> Q3_KInterleaved.bytes(rows, width);
             case Q4_K -> Q4_KInterleaved.bytes(rows, width);
             case Q5_K -> Q5_KInterleaved.bytes(rows, width);
-            case Q6_K -> Q6_KInterleaved.bytes(rows, width);
+            case Q6_K -> Simd.HALVES ? Q6_KInterleaved256.bytes(rows, width) : Q6_KInterleaved.bytes(rows, width);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         };
     }
@@ -75,18 +76,37 @@ public final class InterleavedRows {
             throw new IllegalStateException("repacked rows need 512- or 256-bit vectors; this JVM's are "
                     + Simd.F.vectorBitSize() + " bits");
         }
+        if (Simd.HALVES) {
+            repackHalves(type, src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            return;
+        }
+        switch (type) {
+            case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case Q6_K -> Q6_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            default -> throw new IllegalArgumentException(type + " rows are not repacked with 512-bit vectors");
+        }
+    }
+
+    /**
+     * The repacking that {@link #dotHalves} reads, whatever this machine's vectors: {@link #repack}'s with 256-bit ones.
+     * Of the same size as the 512-bit layouts, type by type ({@link #bytes}).
+     */
+    static void repackHalves(GgmlType type, MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup,
+            int toGroup, MemorySegment dst, long dstOffset) {
         switch (type) {
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
-            case Q6_K -> Q6_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case Q6_K -> Q6_KInterleaved256.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         }
     }
 
     /**
      * The product of {@code type}'s class in 256-bit vectors whatever this machine's ({@link Q4_KInterleaved#dotHalves}
-     * and the others'), unchecked: what {@link #dot} runs with 256-bit vectors, for tests on every machine.
+     * and the others'), unchecked, of rows {@link #repackHalves} repacked: what {@link #dot} runs with 256-bit vectors,
+     * for tests on every machine.
      */
     static void dotHalves(GgmlType type, MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
@@ -97,7 +117,7 @@ public final class InterleavedRows {
                     outStride);
             case Q5_K -> Q5_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
-            case Q6_K -> Q6_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+            case Q6_K -> Q6_KInterleaved256.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         }
@@ -110,7 +130,13 @@ public final class InterleavedRows {
             case Q3_K -> Q3_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q4_K -> Q4_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q5_K -> Q5_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
-            case Q6_K -> Q6_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+            case Q6_K -> {
+                if (Simd.HALVES) {
+                    Q6_KInterleaved256.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+                } else {
+                    Q6_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+                }
+            }
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         }
     }

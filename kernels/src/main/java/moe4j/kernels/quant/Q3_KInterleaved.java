@@ -150,7 +150,7 @@ public final class Q3_KInterleaved {
     static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         if (tokens > 1) {
-            Q6_KInterleaved.tokensHalves(Q3_KInterleaved::decodeHalves, 3, GROUP_BLOCK_BYTES,
+            Q6_KInterleaved256.tokensHalves(Q3_KInterleaved::decodeHalves, 3, GROUP_BLOCK_BYTES,
                     Q3_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
         } else {
@@ -158,7 +158,7 @@ public final class Q3_KInterleaved {
         }
     }
 
-    /** This layout's quants (0..7) for {@link Q6_KInterleaved#tokensHalves}, as {@link #oneTokenHalves} takes them out. */
+    /** This layout's quants (0..7) for {@link Q6_KInterleaved256#tokensHalves}, as {@link #oneTokenHalves} takes them out. */
     static void decodeHalves(MemorySegment w, long at, short[] values) {
         for (int j = 0; j < 8; j++) {
             for (int h = 0; h < 2; h++) {
@@ -169,11 +169,11 @@ public final class Q3_KInterleaved {
                     for (int r = 0; r < 5; r++) {
                         int p = 5 * m + r;
                         lanes.lanewise(LSHR, 3 * r).and(THREE_BITS)
-                                .intoArray(values, Q6_KInterleaved.valuesAt(2 * j + p / 8, h, p % 8));
+                                .intoArray(values, Q6_KInterleaved256.valuesAt(2 * j + p / 8, h, p % 8));
                     }
                     spread = spread.or(lanes.lanewise(LSHR, 15).lanewise(LSHL, m));
                 }
-                spread.intoArray(values, Q6_KInterleaved.valuesAt(2 * j + 1, h, 7));
+                spread.intoArray(values, Q6_KInterleaved256.valuesAt(2 * j + 1, h, 7));
             }
         }
     }

@@ -76,6 +76,9 @@ public final class Q4_KInterleaved {
     private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
     private static final ShortVector HALF_NIBBLE = ShortVector.broadcast(HALF_S, (short) 0xF);
     private static final IntVector HALF_SHIFT_16 = IntVector.broadcast(HALF_I, 16);
+    private static final IntVector HALF_SHIFT_4 = IntVector.broadcast(HALF_I, 4);
+    /** The low nibble of each 16-bit lane, in int lanes. */
+    private static final IntVector HALF_NIBBLES = IntVector.broadcast(HALF_I, 0x000F_000F);
 
     /** Whether a matrix of {@code rows} rows of {@code width} values can be repacked, on any machine. */
     public static boolean fitsShape(long rows, long width) {
@@ -346,40 +349,51 @@ public final class Q4_KInterleaved {
                 IntVector scaled1 = IntVector.zero(HALF_I);
                 IntVector mins0 = IntVector.zero(HALF_I);
                 IntVector mins1 = IntVector.zero(HALF_I);
-                for (int j = 0; j < 8; j++) {
-                    long q = at + QUANTS + 256L * j;
-                    int pj = p + 16 * j;
-                    ShortVector sum0 = ShortVector.zero(HALF_S);
-                    ShortVector sum1 = ShortVector.zero(HALF_S);
-                    for (int v = 0; v < 4; v++) {
-                        ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 64L * v, Simd.LE);
-                        ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 64L * v + 32, Simd.LE);
-                        int pv = pj + 4 * v;
-                        ShortVector c = IntVector.broadcast(HALF_I, pairs[pv]).reinterpretAsShorts();
-                        sum0 = sum0.add(lanes0.and(HALF_NIBBLE).mul(c));
-                        sum1 = sum1.add(lanes1.and(HALF_NIBBLE).mul(c));
-                        c = IntVector.broadcast(HALF_I, pairs[pv + 1]).reinterpretAsShorts();
-                        sum0 = sum0.add(lanes0.lanewise(LSHR, 4).and(HALF_NIBBLE).mul(c));
-                        sum1 = sum1.add(lanes1.lanewise(LSHR, 4).and(HALF_NIBBLE).mul(c));
-                        c = IntVector.broadcast(HALF_I, pairs[pv + 2]).reinterpretAsShorts();
-                        sum0 = sum0.add(lanes0.lanewise(LSHR, 8).and(HALF_NIBBLE).mul(c));
-                        sum1 = sum1.add(lanes1.lanewise(LSHR, 8).and(HALF_NIBBLE).mul(c));
-                        c = IntVector.broadcast(HALF_I, pairs[pv + 3]).reinterpretAsShorts();
-                        sum0 = sum0.add(lanes0.lanewise(LSHR, 12).mul(c));
-                        sum1 = sum1.add(lanes1.lanewise(LSHR, 12).mul(c));
+                // the eight sub-blocks' four vector pairs in one loop: the loads' offsets advance by 64 bytes a pass,
+                // which C2 checks once a block (two loops nested, it checked them again each sub-block)
+                ShortVector sum0 = ShortVector.zero(HALF_S);
+                ShortVector sum1 = ShortVector.zero(HALF_S);
+                for (int n = 0; n < 32; n++) {
+                    long q = at + QUANTS + 64L * n;
+                    // int lanes: their shifts take a count C2 keeps in a register (a 16-bit shift's count it moves in
+                    // anew each time); the mask drops what the upper 16-bit lane shifts in
+                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
+                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
+                    int pv = p + 4 * n;
+                    ShortVector c = IntVector.broadcast(HALF_I, pairs[pv]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, HALF_SHIFT_4);
+                    lanes1 = lanes1.lanewise(LSHR, HALF_SHIFT_4);
+                    c = IntVector.broadcast(HALF_I, pairs[pv + 1]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, HALF_SHIFT_4);
+                    lanes1 = lanes1.lanewise(LSHR, HALF_SHIFT_4);
+                    c = IntVector.broadcast(HALF_I, pairs[pv + 2]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, HALF_SHIFT_4);
+                    lanes1 = lanes1.lanewise(LSHR, HALF_SHIFT_4);
+                    c = IntVector.broadcast(HALF_I, pairs[pv + 3]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    if ((n & 3) == 3) {
+                        // sub-block n / 4 summed: times its scales
+                        long scales = at + SCALES + 4L * (n & ~3);
+                        IntVector halves = sum0.reinterpretAsInts();
+                        IntVector dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                        scaled0 = scaled0.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
+                        halves = sum1.reinterpretAsInts();
+                        dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
+                                .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                        scaled1 = scaled1.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales + 8,
+                                Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
+                        sum0 = ShortVector.zero(HALF_S);
+                        sum1 = ShortVector.zero(HALF_S);
                     }
-                    IntVector halves = sum0.reinterpretAsInts();
-                    IntVector dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
-                    IntVector scale = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j, Simd.LE)
-                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
-                    scaled0 = scaled0.add(dot.mul(scale));
-                    halves = sum1.reinterpretAsInts();
-                    dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
-                    scale = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8, Simd.LE)
-                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
-                    scaled1 = scaled1.add(dot.mul(scale));
                 }
                 for (int j = 0; j < 8; j++) {
                     int sum = sums[s + j];

@@ -8,7 +8,6 @@ import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
 
 import java.lang.foreign.MemorySegment;
-import java.util.Arrays;
 
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
@@ -20,7 +19,8 @@ import moe4j.gguf.GgmlType;
 
 /**
  * Q6_K matrices repacked at load time in groups of 16 rows, as {@link Q4_KInterleaved} repacks Q4_K: a row per pair of
- * 16-bit lanes, the activations' code pairs broadcast to all 16 rows.
+ * 16-bit lanes, the activations' code pairs broadcast to all 16 rows. This layout is for 512-bit vectors; with 256-bit
+ * ones Q6_K takes {@link Q6_KInterleaved256}'s.
  *
  * <p>Layout: for each group of 16 rows, its blocks in order; each group-block is {@link #GROUP_BLOCK_BYTES} (3392)
  * bytes, 16 x 210 + 1%:
@@ -88,17 +88,6 @@ public final class Q6_KInterleaved {
     private static final ShortVector FROM_12 = ShortVector.broadcast(S, (short) 0xF000);
     private static final ShortVector AT_4 = ShortVector.broadcast(S, (short) 0x0030);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
-    /** The species of {@link #oneTokenHalves}: half of each 64-byte vector, 8 rows. */
-    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
-    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
-    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
-    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
-    private static final ShortVector HALF_SIX = ShortVector.broadcast(HALF_S, (short) 0x3F);
-    private static final ShortVector HALF_FROM_4 = ShortVector.broadcast(HALF_S, (short) 0xFFF0);
-    private static final ShortVector HALF_FROM_8 = ShortVector.broadcast(HALF_S, (short) 0xFF00);
-    private static final ShortVector HALF_FROM_12 = ShortVector.broadcast(HALF_S, (short) 0xF000);
-    private static final ShortVector HALF_AT_4 = ShortVector.broadcast(HALF_S, (short) 0x0030);
-    private static final IntVector HALF_SHIFT_16 = IntVector.broadcast(HALF_I, 16);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -219,8 +208,8 @@ public final class Q6_KInterleaved {
         long first = Q4_KInterleaved.checkDot(GgmlType.Q6_K, Q6_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup,
                 toGroup, x, firstToken, tokens);
         if (!Simd.FUSED) {
-            dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
-            return;
+            throw new IllegalStateException("this layout's kernels take 512-bit vectors; with 256-bit ones Q6_K rows are"
+                    + " repacked as Q6_KInterleaved256's");
         }
         if (tokens > 1) {
             PairTile.dotGroupsQ6(w, first, (toGroup - fromGroup) * ROWS, x, firstToken, tokens, out, outOffset, outStride);
@@ -320,252 +309,5 @@ public final class Q6_KInterleaved {
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
         }
         ReadAhead.keep(sink);
-    }
-
-    /** {@link #dot} with 256-bit vectors ({@link Simd#HALVES}), on every machine; checked by the caller. */
-    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
-            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
-        if (tokens > 1) {
-            tokensHalves(Q6_KInterleaved::decodeHalves, 0, GROUP_BLOCK_BYTES, Q6_KInterleaved::oneTokenHalves, w,
-                    offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
-        } else {
-            oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
-        }
-    }
-
-    /**
-     * {@link #oneToken} in 256-bit vectors (AVX2): rows 0-7 of a group are the lower 32 bytes of each of its 64-byte
-     * vectors, rows 8-15 the upper, two halves that share each broadcast code pair, as {@link Q4_KInterleaved}'s. The
-     * same integer sums and float steps per row: the same bits.
-     */
-    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
-            int token, float[] out, int outOffset) {
-        int width = x.width();
-        int blocks = width / QK;
-        int[] pairs = x.tilePairs();
-        float[] xd = x.codeScales();
-        // per 16-element group, -32 times the code sums of its halves (PairTile#packCodes)
-        int[] start = x.tileSums();
-        int p0 = token * (width / 2);
-        int d0 = token * blocks;
-        long lastByte = w.byteSize() - 1;
-        int sink = 0;
-        for (int g = fromGroup; g < toGroup; g++) {
-            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
-            FloatVector acc0 = FloatVector.zero(HALF_F);
-            FloatVector acc1 = FloatVector.zero(HALF_F);
-            for (int b = 0; b < blocks; b++) {
-                long at = group + (long) b * GROUP_BLOCK_BYTES;
-                sink += ReadAhead.touchLine(w, at, lastByte);
-                int o = token * (width / 16) + b * 16;
-                IntVector scaled0 = IntVector.zero(HALF_I);
-                IntVector scaled1 = IntVector.zero(HALF_I);
-                for (int k = 0; k < 16; k++) {
-                    // group k = 2j + c of sub-block j: nibble vectors 2c and 2c + 1, the high bits at HIGH_BITS + 64c
-                    long q = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + 128L * (k % 2);
-                    long bits = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + HIGH_BITS + 64L * (k % 2);
-                    int pk = p0 + b * (QK / 2) + 8 * k;
-                    ShortVector high0 = ShortVector.fromMemorySegment(HALF_S, w, bits, Simd.LE);
-                    ShortVector high1 = ShortVector.fromMemorySegment(HALF_S, w, bits + 32, Simd.LE);
-                    ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
-                    ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
-                    ShortVector sum0 = IntVector.broadcast(HALF_I, start[o + k]).reinterpretAsShorts();
-                    ShortVector sum1 = sum0;
-                    ShortVector c = IntVector.broadcast(HALF_I, pairs[pk]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, high0, HALF_FROM_4).and(HALF_SIX).mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, high1, HALF_FROM_4).and(HALF_SIX).mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 1]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, high0, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, high1, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
-                            .mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 2]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, high0, HALF_FROM_12).lanewise(LSHR, 8).and(HALF_SIX)
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, high1, HALF_FROM_12).lanewise(LSHR, 8).and(HALF_SIX)
-                            .mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 3]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high0.lanewise(LSHL, 4), HALF_AT_4)
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high1.lanewise(LSHL, 4), HALF_AT_4)
-                            .mul(c));
-                    ShortVector shifted0 = high0.lanewise(LSHR, 2);
-                    ShortVector shifted1 = high1.lanewise(LSHR, 2);
-                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 64, Simd.LE);
-                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 96, Simd.LE);
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 4]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, shifted0, HALF_FROM_4).and(HALF_SIX).mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, shifted1, HALF_FROM_4).and(HALF_SIX).mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 5]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, shifted0, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, shifted1, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
-                            .mul(c));
-                    // the shifted high bits' 14-15 are zero: no mask
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 6]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(BITWISE_BLEND, shifted0, HALF_FROM_12).lanewise(LSHR, 8).mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(BITWISE_BLEND, shifted1, HALF_FROM_12).lanewise(LSHR, 8).mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 7]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high0.lanewise(LSHL, 2), HALF_AT_4)
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high1.lanewise(LSHL, 2), HALF_AT_4)
-                            .mul(c));
-                    IntVector halves = sum0.reinterpretAsInts();
-                    IntVector dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
-                    scaled0 = scaled0.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
-                            at + SCALES + 16L * k, Simd.LE).convertShape(B2I, HALF_I, 0)));
-                    halves = sum1.reinterpretAsInts();
-                    dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
-                    scaled1 = scaled1.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
-                            at + SCALES + 16L * k + 8, Simd.LE).convertShape(B2I, HALF_I, 0)));
-                }
-                FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
-                acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(xd[d0 + b]), acc0);
-                d = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
-                acc1 = ((FloatVector) scaled1.convertShape(I2F, HALF_F, 0)).fma(d.mul(xd[d0 + b]), acc1);
-            }
-            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
-            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
-        }
-        ReadAhead.keep(sink);
-    }
-
-    /**
-     * Takes a group-block's quants out of their lanes (at {@code at} in {@code w}) into 16-bit lanes of {@code values}:
-     * group {@code k}'s pair {@code u} (0..7), half {@code h}, at {@link #valuesAt}, unsigned (the offset is applied
-     * through the code sums).
-     */
-    interface GroupBlockDecoder {
-        void decode(MemorySegment w, long at, short[] values);
-    }
-
-    /** Where {@link #tokensHalves} keeps pair {@code u} of 16-element group {@code k}, half {@code h}. */
-    static int valuesAt(int k, int h, int u) {
-        return ((2 * k + h) * 8 + u) * 16;
-    }
-
-    /** A group-block's values, for {@link #tokensHalves}: one array a thread. */
-    private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[16 * 2 * 8 * 16]);
-
-    /** This layout's quants (0..63) for {@link #tokensHalves}, as {@link #oneTokenHalves} takes them out. */
-    static void decodeHalves(MemorySegment w, long at, short[] values) {
-        for (int k = 0; k < 16; k++) {
-            long q = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + 128L * (k % 2);
-            long bits = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + HIGH_BITS + 64L * (k % 2);
-            for (int h = 0; h < 2; h++) {
-                ShortVector high = ShortVector.fromMemorySegment(HALF_S, w, bits + 32L * h, Simd.LE);
-                ShortVector lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 32L * h, Simd.LE);
-                lanes.lanewise(BITWISE_BLEND, high, HALF_FROM_4).and(HALF_SIX).intoArray(values, valuesAt(k, h, 0));
-                lanes.lanewise(BITWISE_BLEND, high, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
-                        .intoArray(values, valuesAt(k, h, 1));
-                lanes.lanewise(BITWISE_BLEND, high, HALF_FROM_12).lanewise(LSHR, 8).and(HALF_SIX)
-                        .intoArray(values, valuesAt(k, h, 2));
-                lanes.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high.lanewise(LSHL, 4), HALF_AT_4)
-                        .intoArray(values, valuesAt(k, h, 3));
-                ShortVector shifted = high.lanewise(LSHR, 2);
-                lanes = ShortVector.fromMemorySegment(HALF_S, w, q + 64 + 32L * h, Simd.LE);
-                lanes.lanewise(BITWISE_BLEND, shifted, HALF_FROM_4).and(HALF_SIX).intoArray(values, valuesAt(k, h, 4));
-                lanes.lanewise(BITWISE_BLEND, shifted, HALF_FROM_8).lanewise(LSHR, 4).and(HALF_SIX)
-                        .intoArray(values, valuesAt(k, h, 5));
-                lanes.lanewise(BITWISE_BLEND, shifted, HALF_FROM_12).lanewise(LSHR, 8).intoArray(values, valuesAt(k, h, 6));
-                lanes.lanewise(LSHR, 12).lanewise(BITWISE_BLEND, high.lanewise(LSHL, 2), HALF_AT_4)
-                        .intoArray(values, valuesAt(k, h, 7));
-            }
-        }
-    }
-
-    /**
-     * A batch in 256-bit vectors of the layouts with a signed scale per 16-element group and one {@code d} a row (this
-     * one, {@link Q3_KInterleaved}'s): each group-block's quants taken out once by {@code decoder}, then multiplied
-     * with two tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
-     * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4). Each token's sums and float steps are the one-token
-     * kernels', its accumulator kept in {@code out} between blocks: the same bits. An odd last token takes {@code one},
-     * the one-token kernel of the layout, whose group-blocks are {@code groupBlockBytes} apart.
-     */
-    static void tokensHalves(GroupBlockDecoder decoder, int startShift, long groupBlockBytes,
-            Q4_KInterleaved.GroupKernel one, MemorySegment w, long offset, int fromGroup, int toGroup,
-            PreparedActivations x, int firstToken, int tokens, float[] out, int outOffset, int outStride) {
-        int width = x.width();
-        int blocks = width / QK;
-        int[] pairs = x.tilePairs();
-        int[] start = x.tileSums();
-        float[] xd = x.codeScales();
-        short[] values = VALUES.get();
-        int paired = tokens & ~1;
-        for (int g = fromGroup; g < toGroup; g++) {
-            long group = offset + (long) g * blocks * groupBlockBytes;
-            int rowOut = outOffset + ROWS * (g - fromGroup);
-            for (int t = 0; t < paired; t++) {
-                Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
-            }
-            for (int b = 0; b < blocks; b++) {
-                long at = group + b * groupBlockBytes;
-                decoder.decode(w, at, values);
-                for (int t = 0; t < paired; t += 2) {
-                    int tokenA = firstToken + t;
-                    int pa = tokenA * (width / 2) + b * (QK / 2);
-                    int pb = pa + width / 2;
-                    int oa = tokenA * (width / 16) + b * 16;
-                    int ob = oa + width / 16;
-                    IntVector scaledA0 = IntVector.zero(HALF_I);
-                    IntVector scaledA1 = IntVector.zero(HALF_I);
-                    IntVector scaledB0 = IntVector.zero(HALF_I);
-                    IntVector scaledB1 = IntVector.zero(HALF_I);
-                    for (int k = 0; k < 16; k++) {
-                        ShortVector sumA0 = IntVector.broadcast(HALF_I, start[oa + k]).reinterpretAsShorts()
-                                .lanewise(ASHR, startShift);
-                        ShortVector sumA1 = sumA0;
-                        ShortVector sumB0 = IntVector.broadcast(HALF_I, start[ob + k]).reinterpretAsShorts()
-                                .lanewise(ASHR, startShift);
-                        ShortVector sumB1 = sumB0;
-                        for (int u = 0; u < 8; u++) {
-                            ShortVector v0 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 0, u));
-                            ShortVector v1 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 1, u));
-                            ShortVector ca = IntVector.broadcast(HALF_I, pairs[pa + 8 * k + u]).reinterpretAsShorts();
-                            ShortVector cb = IntVector.broadcast(HALF_I, pairs[pb + 8 * k + u]).reinterpretAsShorts();
-                            sumA0 = sumA0.add(v0.mul(ca));
-                            sumA1 = sumA1.add(v1.mul(ca));
-                            sumB0 = sumB0.add(v0.mul(cb));
-                            sumB1 = sumB1.add(v1.mul(cb));
-                        }
-                        IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k,
-                                Simd.LE).convertShape(B2I, HALF_I, 0);
-                        IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k + 8,
-                                Simd.LE).convertShape(B2I, HALF_I, 0);
-                        IntVector halves = sumA0.reinterpretAsInts();
-                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale0));
-                        halves = sumA1.reinterpretAsInts();
-                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale1));
-                        halves = sumB0.reinterpretAsInts();
-                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale0));
-                        halves = sumB1.reinterpretAsInts();
-                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale1));
-                    }
-                    FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
-                    FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
-                    int o = rowOut + t * outStride;
-                    float scale = xd[tokenA * blocks + b];
-                    ((FloatVector) scaledA0.convertShape(I2F, HALF_F, 0))
-                            .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
-                    ((FloatVector) scaledA1.convertShape(I2F, HALF_F, 0))
-                            .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
-                    o += outStride;
-                    scale = xd[(tokenA + 1) * blocks + b];
-                    ((FloatVector) scaledB0.convertShape(I2F, HALF_F, 0))
-                            .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
-                    ((FloatVector) scaledB1.convertShape(I2F, HALF_F, 0))
-                            .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
-                }
-            }
-            if (paired < tokens) {
-                one.run(w, offset, g, g + 1, x, firstToken + paired, out, rowOut + paired * outStride);
-            }
-        }
     }
 }

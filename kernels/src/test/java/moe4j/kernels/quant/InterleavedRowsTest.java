@@ -261,18 +261,23 @@ class InterleavedRowsTest {
         }
     }
 
+    /** {@code blocks} random blocks of {@code format}, from a generator seeded with {@code seed}. */
+    private static MemorySegment randomBlocks(QuantFormat format, Arena arena, long seed, int blocks) {
+        MemorySegment data = arena.allocate((long) blocks * format.blockBytes());
+        format.randomBlocks(new SplittableRandom(seed), data, 0, blocks);
+        return data;
+    }
+
     @Test
     void repackedQ6_KRowsHoldTheSameScalesAndQuants() {
-        SplittableRandom rnd = new SplittableRandom(5);
         int rows = 16;
         int width = 512;
+        long rowBytes = 2L * 210;
         QuantFormat format = QuantFormats.of(GgmlType.Q6_K);
         try (Arena arena = Arena.ofConfined()) {
-            long rowBytes = 2L * 210;
-            MemorySegment data = arena.allocate(rows * rowBytes);
-            format.randomBlocks(rnd, data, 0, rows * 2);
-            MemorySegment packed = arena.allocate(InterleavedRows.bytes(GgmlType.Q6_K, rows, width));
-            InterleavedRows.repack(GgmlType.Q6_K, data, 0, rowBytes, width, 0, 1, packed, 0);
+            MemorySegment data = randomBlocks(format, arena, 5, rows * 2);
+            MemorySegment packed = arena.allocate(Q6_KInterleaved.bytes(rows, width));
+            Q6_KInterleaved.repack(data, 0, rowBytes, width, 0, 1, packed, 0);
             float[] expected = new float[width];
             for (int r = 0; r < rows; r++) {
                 format.dequantize(data, r * rowBytes, expected, 0, width);
@@ -302,6 +307,62 @@ class InterleavedRowsTest {
         }
     }
 
+    /**
+     * {@link Q6_KInterleaved256}'s layout as its documentation states it, against the format's own dequantization:
+     * pair {@code m} at bits 0-5 of vector {@code m}, pair {@code 8 + m} at bits 6-11, pairs 6, 7, 14 and 15 from the
+     * nibbles at bits 12-15; and the batch decoder's values, which are the same quants.
+     */
+    @Test
+    void q6_KRowsFor256BitVectorsHoldTheSameScalesAndQuants() {
+        int rows = 16;
+        int width = 512;
+        long rowBytes = 2L * 210;
+        QuantFormat format = QuantFormats.of(GgmlType.Q6_K);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = randomBlocks(format, arena, 6, rows * 2);
+            MemorySegment packed = arena.allocate(Q6_KInterleaved256.bytes(rows, width));
+            Q6_KInterleaved256.repack(data, 0, rowBytes, width, 0, 1, packed, 0);
+            float[] expected = new float[width];
+            short[] values = new short[16 * 2 * 8 * 16];
+            for (int b = 0; b < 2; b++) {
+                long at = (long) b * Q6_KInterleaved256.GROUP_BLOCK_BYTES;
+                Q6_KInterleaved256.decodeHalves(packed, at, values);
+                for (int r = 0; r < rows; r++) {
+                    format.dequantize(data, r * rowBytes, expected, 0, width);
+                    float d = packed.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at + 4L * r);
+                    for (int j = 0; j < 8; j++) {
+                        long sub = at + Q6_KInterleaved256.QUANTS + (long) Q6_KInterleaved256.SUB_BLOCK_BYTES * j;
+                        for (int h = 0; h < 2; h++) {
+                            int[] lane = new int[6];
+                            for (int m = 0; m < 6; m++) {
+                                lane[m] = packed.get(Layouts.SHORT_LE, sub + 64L * m + 2L * (2 * r + h)) & 0xFFFF;
+                            }
+                            int[] q = new int[16];
+                            for (int m = 0; m < 6; m++) {
+                                q[m] = lane[m] & 0x3F;
+                                q[8 + m] = lane[m] >>> 6 & 0x3F;
+                            }
+                            for (int k = 0; k < 2; k++) {
+                                q[8 * k + 6] = lane[3 * k] >>> 12 | (lane[3 * k + 1] >>> 12 & 3) << 4;
+                                q[8 * k + 7] = lane[3 * k + 2] >>> 12 | (lane[3 * k + 1] >>> 14) << 4;
+                            }
+                            for (int p = 0; p < 16; p++) {
+                                int e = Q6_KInterleaved.element(j, p, h);
+                                int scale = packed.get(Layouts.BYTE, at + Q6_KInterleaved256.SCALES + 16L * (e / 16) + r);
+                                String where = "row " + r + " element " + (256 * b + e);
+                                assertEquals(expected[256 * b + e], d * scale * (q[p] - 32), 0f, where);
+                                // decodeHalves: group 2j + p/8, rows 8(r/8).., lane 2(r%8) + h
+                                int decoded = values[Q6_KInterleaved256.valuesAt(2 * j + p / 8, r / 8, p % 8)
+                                        + 2 * (r % 8) + h];
+                                assertEquals(q[p], decoded, "decoded, " + where);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void fitsOnlyWholeGroupsOfWholeSuperBlocksOfTheRepackedTypes() {
         for (GgmlType type : new GgmlType[] {GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K}) {
@@ -317,6 +378,7 @@ class InterleavedRowsTest {
         assertEquals(2944, Q5_KInterleaved.GROUP_BLOCK_BYTES);
         assertEquals(2 * 8 * Q6_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q6_K, 32, 2048));
         assertEquals(3392, Q6_KInterleaved.GROUP_BLOCK_BYTES);
+        assertEquals(Q6_KInterleaved.GROUP_BLOCK_BYTES, Q6_KInterleaved256.GROUP_BLOCK_BYTES);
         assertEquals(2 * 8 * 1856, InterleavedRows.bytes(GgmlType.Q3_K, 32, 2048));
         assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q2_K, 32, 2048));
     }
@@ -369,10 +431,13 @@ class InterleavedRowsTest {
         MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width) + 64);
         long offset = 64; // a matrix of a stack starts past the one before
         InterleavedRows.repack(type, data, 0, rowBytes, width, 0, rows / 16, packed, offset);
+        // Q6_K's 256-bit layout differs from its 512-bit one (of the same size)
+        MemorySegment packedHalves = arena.allocate(InterleavedRows.bytes(type, rows, width) + 64);
+        InterleavedRows.repackHalves(type, data, 0, rowBytes, width, 0, rows / 16, packedHalves, offset);
         float[] batch = new float[rows * tokens];
         InterleavedRows.dot(type, packed, offset, 0, rows / 16, x, first, tokens, batch, 0, rows);
         float[] halvesBatch = new float[rows * tokens];
-        InterleavedRows.dotHalves(type, packed, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
+        InterleavedRows.dotHalves(type, packedHalves, offset, 0, rows / 16, x, first, tokens, halvesBatch, 0, rows);
         float[] fileLayout = new float[rows * tokens];
         QuantFormats.of(type).dotPreparedRows(data, 0, rowBytes, rows, x, first, tokens, fileLayout, 0, rows);
         float[] one = new float[16];
@@ -380,7 +445,7 @@ class InterleavedRowsTest {
         for (int t = 0; t < tokens; t++) {
             for (int g = 0; g < rows / 16; g++) {
                 InterleavedRows.dot(type, packed, offset, g, g + 1, x, first + t, 1, one, 0, 16);
-                InterleavedRows.dotHalves(type, packed, offset, g, g + 1, x, first + t, 1, oneInHalves, 0, 16);
+                InterleavedRows.dotHalves(type, packedHalves, offset, g, g + 1, x, first + t, 1, oneInHalves, 0, 16);
                 for (int i = 0; i < 16; i++) {
                     int r = 16 * g + i;
                     float expected = scalar(type, data, r * rowBytes, width, x, first + t);

@@ -1,0 +1,428 @@
+package moe4j.kernels.quant;
+
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.B2I;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorSpecies;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * Q6_K matrices repacked at load time in groups of 16 rows where the vectors are 256 bits (AVX2): a row per pair of
+ * 16-bit lanes, the activations' code pairs in Q6_K's order ({@link Q6_K#PAIRS}) broadcast to all 16 rows, each group
+ * run as two halves of 8 rows (lanes 0-15 and 16-31 of each 64-byte vector). With 512-bit vectors Q6_K takes
+ * {@link Q6_KInterleaved}'s layout, whose blend of nibbles and high bits is one instruction there and three here.
+ *
+ * <p>Layout: for each group of 16 rows, its blocks in order; each group-block is {@link #GROUP_BLOCK_BYTES} (3392)
+ * bytes, 16 x 210 + 1%:
+ * <ul>
+ * <li>{@code d} of the 16 rows as floats (bytes 0-63);</li>
+ * <li>the signed 8-bit scales, 16-element group {@code g}'s 16 rows at {@code 64 + 16g};</li>
+ * <li>the quants (0..63), sub-block {@code j} (32 elements) at {@code 320 + 384j}: six 64-byte vectors
+ *     {@code m = 0..5}. Pair {@code p} (0..15) of sub-block {@code j} joins elements {@code a = 32j + 16(p/8) + p%8}
+ *     and {@code a + 8} ({@link Q6_KInterleaved#element}): pairs 0-7 are group {@code 2j}, 8-15 group {@code 2j + 1}.
+ *     16-bit lane {@code 2i + h} of vector {@code m} holds the six bits of row {@code i}'s element ({@code a}, or
+ *     {@code a + 8} for {@code h = 1}) of pair {@code m} at bits 0-5 and of pair {@code 8 + m} at bits 6-11; its bits
+ *     12-15 hold a nibble {@code t_m} of pairs 6, 7, 14 and 15: {@code t_0} the low four bits of pair 6, {@code t_2}
+ *     of pair 7, {@code t_1} the top two bits of pair 6 then of pair 7; {@code t_3}, {@code t_5} and {@code t_4} the
+ *     same of pairs 14 and 15.</li>
+ * </ul>
+ * So twelve of a lane's sixteen values are a mask, or a shift and a mask, in int lanes (whose shifts take a vector
+ * count, which C2 keeps in a register; 16-bit shifts it gives a count moved in anew each time); the four others two
+ * of each and an or. And a block's 48 vectors lie 64 bytes apart in one run, so that one loop reads them at offsets C2
+ * checks once a block. The layout alone, in loops nested as {@link Q6_KInterleaved}'s, ran no faster: that kernel
+ * issued some 16 instructions a multiply, most of them bounds checks of its loads and constants reloaded from the
+ * stack (bench/CPU-NOTES.md).
+ *
+ * <p>The arithmetic is {@link Q6_KInterleaved}'s: unsigned quants times codes in 16-bit lanes on top of {@code -32}
+ * times each 16-element group's code sums, exact modulo 2^16 since a group's true sum is at most
+ * {@code 8 * 32 * 127} in magnitude; the halves widened and added, times the group's scale, and the block's integer
+ * sum to float once, {@code acc = fma(S, d * xd, acc)}: the same bits.
+ */
+public final class Q6_KInterleaved256 {
+
+    private Q6_KInterleaved256() {}
+
+    /** Rows per group. */
+    public static final int ROWS = Q4_KInterleaved.ROWS;
+    private static final int QK = 256;
+    private static final int BLOCK_BYTES = 210;
+    private static final int FILE_QH = 128;
+    private static final int FILE_SCALES = 192;
+    private static final int FILE_D = 208;
+    static final int SCALES = 64;
+    static final int QUANTS = SCALES + 16 * ROWS;
+    /** A sub-block's six vectors of two values (and a nibble of a third) a lane. */
+    static final int SUB_BLOCK_BYTES = 6 * 64;
+    /** Bytes of one block of a group's 16 rows. */
+    public static final int GROUP_BLOCK_BYTES = QUANTS + 8 * SUB_BLOCK_BYTES;
+
+    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
+    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
+    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
+    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
+    /** Six bits of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
+    private static final IntVector SIX_BITS = IntVector.broadcast(HALF_I, 0x003F_003F);
+    private static final IntVector NIBBLE = IntVector.broadcast(HALF_I, 0x000F_000F);
+    private static final IntVector TOP_PAIR = IntVector.broadcast(HALF_I, 0x0030_0030);
+    private static final IntVector SHIFT_6 = IntVector.broadcast(HALF_I, 6);
+    private static final IntVector SHIFT_8 = IntVector.broadcast(HALF_I, 8);
+    private static final IntVector SHIFT_10 = IntVector.broadcast(HALF_I, 10);
+    private static final IntVector SHIFT_12 = IntVector.broadcast(HALF_I, 12);
+    private static final IntVector SHIFT_16 = IntVector.broadcast(HALF_I, 16);
+
+    /** Bytes of {@code rows} repacked rows of {@code width} values. */
+    public static long bytes(long rows, int width) {
+        return rows / ROWS * (width / QK) * (long) GROUP_BLOCK_BYTES;
+    }
+
+    /** The six bits (0..63) of element {@code e} (0..255) of the Q6_K block at {@code block}. */
+    static int quant(MemorySegment src, long block, int e) {
+        int half = e / 128;
+        int quarter = (e % 128) / 32;
+        int l = e % 32;
+        int low = src.get(Layouts.BYTE, block + 64L * half + 32 * (quarter & 1) + l) >>> (4 * (quarter >>> 1)) & 0xF;
+        int high = src.get(Layouts.BYTE, block + FILE_QH + 32L * half + l) >>> (2 * quarter) & 3;
+        return low | high << 4;
+    }
+
+    /**
+     * Repacks groups {@code fromGroup .. toGroup-1} of a matrix of Q6_K rows ({@code rowBytes} apart from
+     * {@code srcOffset} in {@code src}, {@code width} values each) into {@code dst} from {@code dstOffset}, where group
+     * {@code g} goes to {@code dstOffset + g * (width/256) * GROUP_BLOCK_BYTES}.
+     */
+    public static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
+            MemorySegment dst, long dstOffset) {
+        int blocks = width / QK;
+        float[] d = new float[ROWS];
+        byte[] scales = new byte[16 * ROWS];
+        short[] quants = new short[8 * SUB_BLOCK_BYTES / 2];
+        int[] q = new int[QK];
+        for (int g = fromGroup; g < toGroup; g++) {
+            for (int b = 0; b < blocks; b++) {
+                for (int i = 0; i < ROWS; i++) {
+                    long block = srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * BLOCK_BYTES;
+                    d[i] = Halfs.readFp16(src, block + FILE_D);
+                    for (int s = 0; s < 16; s++) {
+                        scales[16 * s + i] = src.get(Layouts.BYTE, block + FILE_SCALES + s);
+                    }
+                    for (int e = 0; e < QK; e++) {
+                        q[e] = quant(src, block, e);
+                    }
+                    for (int j = 0; j < 8; j++) {
+                        for (int h = 0; h < 2; h++) {
+                            int base = 32 * j + 8 * h;
+                            // pair p's element: base + p for p < 8, base + 8 + p for p >= 8 (Q6_KInterleaved#element)
+                            int p6 = q[base + 6];
+                            int p7 = q[base + 7];
+                            int p14 = q[base + 22];
+                            int p15 = q[base + 23];
+                            int[] spare = {p6 & 0xF, p6 >>> 4 | (p7 >>> 4) << 2, p7 & 0xF,
+                                    p14 & 0xF, p14 >>> 4 | (p15 >>> 4) << 2, p15 & 0xF};
+                            for (int m = 0; m < 6; m++) {
+                                int lane = q[base + m] | q[base + 16 + m] << 6 | spare[m] << 12;
+                                quants[SUB_BLOCK_BYTES / 2 * j + 32 * m + 2 * i + h] = (short) lane;
+                            }
+                        }
+                    }
+                }
+                long out = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;
+                MemorySegment.copy(d, 0, dst, Layouts.FLOAT_LE, out, ROWS);
+                MemorySegment.copy(scales, 0, dst, Layouts.BYTE, out + SCALES, scales.length);
+                MemorySegment.copy(quants, 0, dst, Layouts.SHORT_LE, out + QUANTS, quants.length);
+            }
+        }
+    }
+
+    /**
+     * {@code out[outOffset + 16*(g - fromGroup) + i + t*outStride]} = row {@code i} of group {@code g} times prepared
+     * row {@code firstToken + t}, for groups {@code fromGroup .. toGroup-1} of a repacked matrix starting at
+     * {@code offset} in {@code w} and {@code tokens} tokens prepared for Q6_K.
+     */
+    public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        Q4_KInterleaved.checkDot(GgmlType.Q6_K, Q6_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
+                firstToken, tokens);
+        dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+    }
+
+    /** {@link #dot} unchecked: the only product of this layout, in 256-bit vectors. */
+    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        if (tokens > 1) {
+            tokensHalves(Q6_KInterleaved256::decodeHalves, 0, GROUP_BLOCK_BYTES, Q6_KInterleaved256::oneTokenHalves, w,
+                    offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+        } else {
+            oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+        }
+    }
+
+    /**
+     * The one-token product in 256-bit vectors, both halves of a group at once, reading one line ahead per group-block
+     * ({@link ReadAhead#touchLine}): a block's 48 vectors in one loop, each sub-block's last four pairs and its scales
+     * after its sixth vector.
+     */
+    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int token, float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        float[] xd = x.codeScales();
+        // per 16-element group, -32 times the code sums of its halves (PairTile#packCodes)
+        int[] start = x.tileSums();
+        int p0 = token * (width / 2);
+        int d0 = token * blocks;
+        long lastByte = w.byteSize() - 1;
+        int sink = 0;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            FloatVector acc0 = FloatVector.zero(HALF_F);
+            FloatVector acc1 = FloatVector.zero(HALF_F);
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                sink += ReadAhead.touchLine(w, at, lastByte);
+                int o = token * (width / 16) + b * 16;
+                IntVector scaled0 = IntVector.zero(HALF_I);
+                IntVector scaled1 = IntVector.zero(HALF_I);
+                // groups 2j (pairs 0-7) and 2j + 1 (8-15) of each half
+                ShortVector lo0 = ShortVector.zero(HALF_S);
+                ShortVector lo1 = lo0;
+                ShortVector hi0 = lo0;
+                ShortVector hi1 = lo0;
+                int j = 0;
+                int m = 0;
+                int pj = p0 + b * (QK / 2);
+                // the block's 48 vectors in one loop (vector m of sub-block j the (6j + m)-th): the loads' offsets
+                // advance by 64 bytes a pass, which C2 checks once a block, where nested loops had it check them again
+                // each sub-block
+                for (int n = 0; n < 48; n++) {
+                    long q = at + QUANTS + 64L * n;
+                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
+                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
+                    ShortVector cl = IntVector.broadcast(HALF_I, pairs[pj + m]).reinterpretAsShorts();
+                    ShortVector ch = IntVector.broadcast(HALF_I, pairs[pj + 8 + m]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    hi0 = hi0.add(lanes0.lanewise(LSHR, SHIFT_6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    hi1 = hi1.add(lanes1.lanewise(LSHR, SHIFT_6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    if (m < 5) {
+                        m++;
+                        continue;
+                    }
+                    // sub-block j's last vector: pairs 6 and 7, 14 and 15 from the nibbles at bits 12-15 of its
+                    // vectors 0-2 and 3-5, then its two groups times their scales
+                    long t = q - 320;
+                    for (int k = 0; k < 2; k++) {
+                        IntVector first0 = IntVector.fromMemorySegment(HALF_I, w, t, Simd.LE);
+                        IntVector first1 = IntVector.fromMemorySegment(HALF_I, w, t + 32, Simd.LE);
+                        IntVector tops0 = IntVector.fromMemorySegment(HALF_I, w, t + 64, Simd.LE);
+                        IntVector tops1 = IntVector.fromMemorySegment(HALF_I, w, t + 96, Simd.LE);
+                        IntVector second0 = IntVector.fromMemorySegment(HALF_I, w, t + 128, Simd.LE);
+                        IntVector second1 = IntVector.fromMemorySegment(HALF_I, w, t + 160, Simd.LE);
+                        ShortVector cf = IntVector.broadcast(HALF_I, pairs[pj + 8 * k + 6]).reinterpretAsShorts();
+                        ShortVector cs = IntVector.broadcast(HALF_I, pairs[pj + 8 * k + 7]).reinterpretAsShorts();
+                        ShortVector sum0 = first0.lanewise(LSHR, SHIFT_12).and(NIBBLE)
+                                .or(tops0.lanewise(LSHR, SHIFT_8).and(TOP_PAIR)).reinterpretAsShorts().mul(cf)
+                                .add(second0.lanewise(LSHR, SHIFT_12).and(NIBBLE)
+                                        .or(tops0.lanewise(LSHR, SHIFT_10).and(TOP_PAIR)).reinterpretAsShorts().mul(cs));
+                        ShortVector sum1 = first1.lanewise(LSHR, SHIFT_12).and(NIBBLE)
+                                .or(tops1.lanewise(LSHR, SHIFT_8).and(TOP_PAIR)).reinterpretAsShorts().mul(cf)
+                                .add(second1.lanewise(LSHR, SHIFT_12).and(NIBBLE)
+                                        .or(tops1.lanewise(LSHR, SHIFT_10).and(TOP_PAIR)).reinterpretAsShorts().mul(cs));
+                        if (k == 0) {
+                            lo0 = lo0.add(sum0);
+                            lo1 = lo1.add(sum1);
+                        } else {
+                            hi0 = hi0.add(sum0);
+                            hi1 = hi1.add(sum1);
+                        }
+                        t += 192;
+                    }
+                    // on top of -32 times each group's code sums (modulo 2^16, as the products)
+                    ShortVector startLo = IntVector.broadcast(HALF_I, start[o + 2 * j]).reinterpretAsShorts();
+                    ShortVector startHi = IntVector.broadcast(HALF_I, start[o + 2 * j + 1]).reinterpretAsShorts();
+                    lo0 = lo0.add(startLo);
+                    lo1 = lo1.add(startLo);
+                    hi0 = hi0.add(startHi);
+                    hi1 = hi1.add(startHi);
+                    long scales = at + SCALES + 32L * j;
+                    IntVector halves = lo0.reinterpretAsInts();
+                    scaled0 = scaled0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                            .add(halves.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                            .fromMemorySegment(HALF_B, w, scales, Simd.LE).convertShape(B2I, HALF_I, 0)));
+                    halves = lo1.reinterpretAsInts();
+                    scaled1 = scaled1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                            .add(halves.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                            .fromMemorySegment(HALF_B, w, scales + 8, Simd.LE).convertShape(B2I, HALF_I, 0)));
+                    halves = hi0.reinterpretAsInts();
+                    scaled0 = scaled0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                            .add(halves.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                            .fromMemorySegment(HALF_B, w, scales + 16, Simd.LE).convertShape(B2I, HALF_I, 0)));
+                    halves = hi1.reinterpretAsInts();
+                    scaled1 = scaled1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                            .add(halves.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                            .fromMemorySegment(HALF_B, w, scales + 24, Simd.LE).convertShape(B2I, HALF_I, 0)));
+                    j++;
+                    m = 0;
+                    pj += 16;
+                    lo0 = ShortVector.zero(HALF_S);
+                    lo1 = lo0;
+                    hi0 = lo0;
+                    hi1 = lo0;
+                }
+                FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(xd[d0 + b]), acc0);
+                d = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                acc1 = ((FloatVector) scaled1.convertShape(I2F, HALF_F, 0)).fma(d.mul(xd[d0 + b]), acc1);
+            }
+            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
+            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
+        }
+        ReadAhead.keep(sink);
+    }
+
+    /** This layout's quants (0..63) for {@link #tokensHalves}, as {@link #oneTokenHalves} takes them out. */
+    static void decodeHalves(MemorySegment w, long at, short[] values) {
+        for (int j = 0; j < 8; j++) {
+            for (int h = 0; h < 2; h++) {
+                long half = at + QUANTS + (long) SUB_BLOCK_BYTES * j + 32L * h;
+                for (int m = 0; m < 6; m++) {
+                    IntVector lanes = IntVector.fromMemorySegment(HALF_I, w, half + 64L * m, Simd.LE);
+                    lanes.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(2 * j, h, m));
+                    lanes.lanewise(LSHR, SHIFT_6).and(SIX_BITS).reinterpretAsShorts()
+                            .intoArray(values, valuesAt(2 * j + 1, h, m));
+                }
+                for (int k = 0; k < 2; k++) {
+                    long t = half + 192L * k;
+                    IntVector first = IntVector.fromMemorySegment(HALF_I, w, t, Simd.LE);
+                    IntVector tops = IntVector.fromMemorySegment(HALF_I, w, t + 64, Simd.LE);
+                    IntVector second = IntVector.fromMemorySegment(HALF_I, w, t + 128, Simd.LE);
+                    first.lanewise(LSHR, SHIFT_12).and(NIBBLE).or(tops.lanewise(LSHR, SHIFT_8).and(TOP_PAIR))
+                            .reinterpretAsShorts().intoArray(values, valuesAt(2 * j + k, h, 6));
+                    second.lanewise(LSHR, SHIFT_12).and(NIBBLE).or(tops.lanewise(LSHR, SHIFT_10).and(TOP_PAIR))
+                            .reinterpretAsShorts().intoArray(values, valuesAt(2 * j + k, h, 7));
+                }
+            }
+        }
+    }
+
+    /**
+     * Takes a group-block's quants out of their lanes (at {@code at} in {@code w}) into 16-bit lanes of {@code values}:
+     * group {@code k}'s pair {@code u} (0..7), half {@code h}, at {@link #valuesAt}, unsigned (the offset is applied
+     * through the code sums).
+     */
+    interface GroupBlockDecoder {
+        void decode(MemorySegment w, long at, short[] values);
+    }
+
+    /** Where {@link #tokensHalves} keeps pair {@code u} of 16-element group {@code k}, half {@code h}. */
+    static int valuesAt(int k, int h, int u) {
+        return ((2 * k + h) * 8 + u) * 16;
+    }
+
+    /** A group-block's values, for {@link #tokensHalves}: one array a thread. */
+    private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[16 * 2 * 8 * 16]);
+
+    /**
+     * A batch in 256-bit vectors of the layouts with a signed scale per 16-element group and one {@code d} a row (this
+     * one, {@link Q3_KInterleaved}'s): each group-block's quants taken out once by {@code decoder}, then multiplied
+     * with two tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
+     * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4). Each token's sums and float steps are the one-token
+     * kernels', its accumulator kept in {@code out} between blocks: the same bits. An odd last token takes {@code one},
+     * the one-token kernel of the layout, whose group-blocks are {@code groupBlockBytes} apart.
+     */
+    static void tokensHalves(GroupBlockDecoder decoder, int startShift, long groupBlockBytes,
+            Q4_KInterleaved.GroupKernel one, MemorySegment w, long offset, int fromGroup, int toGroup,
+            PreparedActivations x, int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        int[] start = x.tileSums();
+        float[] xd = x.codeScales();
+        short[] values = VALUES.get();
+        int paired = tokens & ~1;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * groupBlockBytes;
+            int rowOut = outOffset + ROWS * (g - fromGroup);
+            for (int t = 0; t < paired; t++) {
+                Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
+            }
+            for (int b = 0; b < blocks; b++) {
+                long at = group + b * groupBlockBytes;
+                decoder.decode(w, at, values);
+                for (int t = 0; t < paired; t += 2) {
+                    int tokenA = firstToken + t;
+                    int pa = tokenA * (width / 2) + b * (QK / 2);
+                    int pb = pa + width / 2;
+                    int oa = tokenA * (width / 16) + b * 16;
+                    int ob = oa + width / 16;
+                    IntVector scaledA0 = IntVector.zero(HALF_I);
+                    IntVector scaledA1 = IntVector.zero(HALF_I);
+                    IntVector scaledB0 = IntVector.zero(HALF_I);
+                    IntVector scaledB1 = IntVector.zero(HALF_I);
+                    for (int k = 0; k < 16; k++) {
+                        ShortVector sumA0 = IntVector.broadcast(HALF_I, start[oa + k]).reinterpretAsShorts()
+                                .lanewise(ASHR, startShift);
+                        ShortVector sumA1 = sumA0;
+                        ShortVector sumB0 = IntVector.broadcast(HALF_I, start[ob + k]).reinterpretAsShorts()
+                                .lanewise(ASHR, startShift);
+                        ShortVector sumB1 = sumB0;
+                        for (int u = 0; u < 8; u++) {
+                            ShortVector v0 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 0, u));
+                            ShortVector v1 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 1, u));
+                            ShortVector ca = IntVector.broadcast(HALF_I, pairs[pa + 8 * k + u]).reinterpretAsShorts();
+                            ShortVector cb = IntVector.broadcast(HALF_I, pairs[pb + 8 * k + u]).reinterpretAsShorts();
+                            sumA0 = sumA0.add(v0.mul(ca));
+                            sumA1 = sumA1.add(v1.mul(ca));
+                            sumB0 = sumB0.add(v0.mul(cb));
+                            sumB1 = sumB1.add(v1.mul(cb));
+                        }
+                        IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k,
+                                Simd.LE).convertShape(B2I, HALF_I, 0);
+                        IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k + 8,
+                                Simd.LE).convertShape(B2I, HALF_I, 0);
+                        IntVector halves = sumA0.reinterpretAsInts();
+                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                                .add(halves.lanewise(ASHR, SHIFT_16)).mul(scale0));
+                        halves = sumA1.reinterpretAsInts();
+                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                                .add(halves.lanewise(ASHR, SHIFT_16)).mul(scale1));
+                        halves = sumB0.reinterpretAsInts();
+                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                                .add(halves.lanewise(ASHR, SHIFT_16)).mul(scale0));
+                        halves = sumB1.reinterpretAsInts();
+                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                                .add(halves.lanewise(ASHR, SHIFT_16)).mul(scale1));
+                    }
+                    FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                    FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                    int o = rowOut + t * outStride;
+                    float scale = xd[tokenA * blocks + b];
+                    ((FloatVector) scaledA0.convertShape(I2F, HALF_F, 0))
+                            .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
+                    ((FloatVector) scaledA1.convertShape(I2F, HALF_F, 0))
+                            .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
+                    o += outStride;
+                    scale = xd[(tokenA + 1) * blocks + b];
+                    ((FloatVector) scaledB0.convertShape(I2F, HALF_F, 0))
+                            .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
+                    ((FloatVector) scaledB1.convertShape(I2F, HALF_F, 0))
+                            .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
+                }
+            }
+            if (paired < tokens) {
+                one.run(w, offset, g, g + 1, x, firstToken + paired, out, rowOut + paired * outStride);
+            }
+        }
+    }
+}
