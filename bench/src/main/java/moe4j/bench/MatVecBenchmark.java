@@ -98,8 +98,9 @@ public class MatVecBenchmark {
     public int offset;
 
     /**
-     * Q4_K, Q5_K and Q6_K only: the rows repacked in groups of 16 as the CPU backend binds them ({@code InterleavedRows}),
-     * which the {@code matVec*} and {@code preparedBatch8} methods then read (16 rows a call at least);
+     * Q4_K, Q5_K and Q6_K (and Q3_K with 256-bit vectors) only: the rows repacked in groups of 16 as the CPU backend
+     * binds them ({@code InterleavedRows}), which the {@code matVec*} and {@code preparedBatch8} methods then read (16
+     * rows a call at least);
      * {@code weightBytes} still counts the file's bytes, so that the figure compares with the other layout's (the
      * repacked rows are 1-5.6% larger).
      */

@@ -740,7 +740,8 @@ final class PairTile {
      * Q3_K: per 32 elements {@code 32j}, pair {@code i} joins elements {@code 32j + 16(i/8) + i%8} (lower half) and that
      * plus 8 (upper half): two 16-element groups, whose scales are per group; per group {@code g}, {@code -32} times the
      * code sums of its pairs' lower and upper halves at {@code sums[o/16 + g]}, in the lower and upper 16 bits (read by
-     * {@link Q6_KInterleaved}'s one-token kernel only).
+     * the one-token kernels of {@link Q6_KInterleaved}, {@link Q6_KInterleaved256} and {@link Q3_KInterleaved}, and by
+     * {@link Q6_KInterleaved256#tokensHalves}).
      */
     static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int width) {
         boolean q6 = order == Q6_K.PAIRS || order == Q3_K.PAIRS;

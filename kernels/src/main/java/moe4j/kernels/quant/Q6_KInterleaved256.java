@@ -45,8 +45,8 @@ import moe4j.gguf.GgmlType;
  * stack (bench/CPU-NOTES.md).
  *
  * <p>The arithmetic is {@link Q6_KInterleaved}'s: unsigned quants times codes in 16-bit lanes on top of {@code -32}
- * times each 16-element group's code sums, exact modulo 2^16 since a group's true sum is at most
- * {@code 8 * 32 * 127} in magnitude; the halves widened and added, times the group's scale, and the block's integer
+ * times the code sums of each 16-element group's halves, exact modulo 2^16 since a half's true sum (eight elements,
+ * one 16-bit lane) is at most {@code 8 * 32 * 127} in magnitude; the halves widened and added, times the group's scale, and the block's integer
  * sum to float once, {@code acc = fma(S, d * xd, acc)}: the same bits.
  */
 public final class Q6_KInterleaved256 {

@@ -442,7 +442,13 @@ class InterleavedRowsTest {
         QuantFormats.of(type).dotPreparedRows(data, 0, rowBytes, rows, x, first, tokens, fileLayout, 0, rows);
         float[] one = new float[16];
         float[] oneInHalves = new float[16];
+        // one token over all groups in one call, as decoding runs it: each group's accumulators start anew
+        float[] allGroups = new float[rows];
+        float[] allGroupsInHalves = new float[rows];
         for (int t = 0; t < tokens; t++) {
+            InterleavedRows.dot(type, packed, offset, 0, rows / 16, x, first + t, 1, allGroups, 0, rows);
+            InterleavedRows.dotHalves(type, packedHalves, offset, 0, rows / 16, x, first + t, 1, allGroupsInHalves, 0,
+                    rows);
             for (int g = 0; g < rows / 16; g++) {
                 InterleavedRows.dot(type, packed, offset, g, g + 1, x, first + t, 1, one, 0, 16);
                 InterleavedRows.dotHalves(type, packedHalves, offset, g, g + 1, x, first + t, 1, oneInHalves, 0, 16);
@@ -454,6 +460,9 @@ class InterleavedRowsTest {
                     assertEquals(expected, batch[r + t * rows], 0f, "batch, " + where);
                     assertEquals(expected, oneInHalves[i], 0f, "one token in 256-bit halves, " + where);
                     assertEquals(expected, halvesBatch[r + t * rows], 0f, "batch in 256-bit halves, " + where);
+                    assertEquals(expected, allGroups[r], 0f, "one token over all groups, " + where);
+                    assertEquals(expected, allGroupsInHalves[r], 0f, "one token over all groups in 256-bit halves, "
+                            + where);
                     // the file layout's integer paths need 512-bit vectors (other widths decode to floats), and Q3_K's
                     // are not repacked there
                     if (Simd.FUSED && type != GgmlType.Q3_K
