@@ -6,8 +6,8 @@ import moe4j.gguf.GgmlType;
 
 /**
  * The types whose matrices the CPU backend repacks in groups of 16 rows at load, and what each takes: Q4_K
- * ({@link Q4_KInterleaved}), Q5_K ({@link Q5_KInterleaved}) and Q6_K ({@link Q6_KInterleaved} with 512-bit vectors,
- * {@link Q6_KInterleaved256} with 256-bit ones), and where the vectors are 256 bits Q3_K ({@link Q3_KInterleaved}) too,
+ * ({@link Q4_KInterleaved}), Q5_K and Q6_K ({@link Q5_KInterleaved} and {@link Q6_KInterleaved} with 512-bit vectors,
+ * {@link Q5_KInterleaved256} and {@link Q6_KInterleaved256} with 256-bit ones), and where the vectors are 256 bits Q3_K ({@link Q3_KInterleaved}) too,
  * which has no other integer kernel there.
  */
 public final class InterleavedRows {
@@ -63,7 +63,7 @@ public final class InterleavedRows {
         return switch (type) {
             case Q3_K -> Q3_KInterleaved.bytes(rows, width);
             case Q4_K -> Q4_KInterleaved.bytes(rows, width);
-            case Q5_K -> Q5_KInterleaved.bytes(rows, width);
+            case Q5_K -> Simd.HALVES ? Q5_KInterleaved256.bytes(rows, width) : Q5_KInterleaved.bytes(rows, width);
             case Q6_K -> Simd.HALVES ? Q6_KInterleaved256.bytes(rows, width) : Q6_KInterleaved.bytes(rows, width);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         };
@@ -99,7 +99,7 @@ public final class InterleavedRows {
         switch (type) {
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
-            case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case Q5_K -> Q5_KInterleaved256.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q6_K -> Q6_KInterleaved256.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             default -> throw new IllegalArgumentException(type + " rows are not repacked");
         }
@@ -117,7 +117,7 @@ public final class InterleavedRows {
                     outStride);
             case Q4_K -> Q4_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
-            case Q5_K -> Q5_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+            case Q5_K -> Q5_KInterleaved256.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
             case Q6_K -> Q6_KInterleaved256.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
@@ -131,7 +131,13 @@ public final class InterleavedRows {
         switch (type) {
             case Q3_K -> Q3_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q4_K -> Q4_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
-            case Q5_K -> Q5_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+            case Q5_K -> {
+                if (Simd.HALVES) {
+                    Q5_KInterleaved256.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+                } else {
+                    Q5_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+                }
+            }
             case Q6_K -> {
                 if (Simd.HALVES) {
                     Q6_KInterleaved256.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);

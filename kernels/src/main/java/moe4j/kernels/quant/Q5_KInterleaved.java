@@ -21,7 +21,8 @@ import moe4j.gguf.GgmlType;
  * Q5_K matrices repacked at load time in groups of 16 rows as {@link Q4_KInterleaved} repacks Q4_K: the same
  * {@code d}, {@code dmin}, scales, minimums and nibbles, and after each sub-block's four nibble vectors a fifth, its
  * fifth bits: bit {@code p} of 16-bit lane {@code 2i + h} is that of row {@code i}'s element {@code 32j + 16h + p},
- * the element whose nibble is nibble {@code p % 4} of vector {@code p / 4}. 2944 bytes for 16 x 176, +4.5%.
+ * the element whose nibble is nibble {@code p % 4} of vector {@code p / 4}. 2944 bytes for 16 x 176, +4.5%. This layout
+ * is for 512-bit vectors; with 256-bit ones Q5_K takes {@link Q5_KInterleaved256}'s.
  *
  * <p>The one-token kernel joins each nibble and its bit ({@code (nibble) | (bits >> (p - 4)) & 16}, quants 0..31) and
  * multiplies in 16 bits by the broadcast code pairs as Q4_K's does; a product is at most 31 * 128, so a lane sums
@@ -59,14 +60,6 @@ public final class Q5_KInterleaved {
     private static final ShortVector NIBBLE = ShortVector.broadcast(S, (short) 0xF);
     private static final ShortVector FIFTH = ShortVector.broadcast(S, (short) 0x10);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
-    /** The species of {@link #oneTokenHalves}: half of each 64-byte vector, 8 rows. */
-    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
-    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
-    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
-    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
-    private static final ShortVector HALF_NIBBLE = ShortVector.broadcast(HALF_S, (short) 0xF);
-    private static final ShortVector HALF_FIFTH = ShortVector.broadcast(HALF_S, (short) 0x10);
-    private static final IntVector HALF_SHIFT_16 = IntVector.broadcast(HALF_I, 16);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -108,8 +101,8 @@ public final class Q5_KInterleaved {
         long first = Q4_KInterleaved.checkDot(GgmlType.Q5_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
                 firstToken, tokens);
         if (!Simd.FUSED) {
-            dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
-            return;
+            throw new IllegalStateException("this layout's kernels take 512-bit vectors; with 256-bit ones Q5_K rows are"
+                    + " repacked as Q5_KInterleaved256's");
         }
         if (tokens > 1) {
             PairTile.dotGroupsQ5(w, first, (toGroup - fromGroup) * ROWS, x, firstToken, tokens, out, outOffset, outStride);
@@ -211,138 +204,6 @@ public final class Q5_KInterleaved {
                 acc = ((FloatVector) mins.convertShape(I2F, F, 0)).fma(dmin.mul(-scale), acc);
             }
             acc.intoArray(out, outOffset + ROWS * (g - fromGroup));
-        }
-        ReadAhead.keep(sink);
-    }
-
-    /** {@link #dot} with 256-bit vectors ({@link Simd#HALVES}), on every machine; checked by the caller. */
-    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
-            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
-        Q4_KInterleaved.tokenByToken(Q5_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken,
-                tokens, out, outOffset, outStride);
-    }
-
-    /**
-     * {@link #oneToken} in 256-bit vectors (AVX2): rows 0-7 of a group are the lower 32 bytes of each of its 64-byte
-     * vectors, rows 8-15 the upper, two halves that share each broadcast code pair, as {@link Q4_KInterleaved}'s. A
-     * sub-block's lane sums are widened after each pair of nibble vectors (eight products a lane), each times the
-     * sub-block's scale: the same integer sums. The same bits.
-     */
-    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
-            int token, float[] out, int outOffset) {
-        int width = x.width();
-        int blocks = width / QK;
-        int[] pairs = x.tilePairs();
-        int[] sums = x.tileSums();
-        float[] xd = x.codeScales();
-        int p0 = token * (width / 2);
-        int s0 = token * (width / 32);
-        int d0 = token * blocks;
-        long lastByte = w.byteSize() - 1;
-        int sink = 0;
-        for (int g = fromGroup; g < toGroup; g++) {
-            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
-            FloatVector acc0 = FloatVector.zero(HALF_F);
-            FloatVector acc1 = FloatVector.zero(HALF_F);
-            for (int b = 0; b < blocks; b++) {
-                long at = group + (long) b * GROUP_BLOCK_BYTES;
-                sink += ReadAhead.touchLine(w, at, lastByte);
-                IntVector scaled0 = IntVector.zero(HALF_I);
-                IntVector scaled1 = IntVector.zero(HALF_I);
-                for (int k = 0; k < 16; k++) {
-                    // sub-block k/2, nibble vectors 2c and 2c + 1 (c = k % 2), which meet fifth bits 8c .. 8c+7 and
-                    // 8c+4 .. 8c+11 moved to bit 4
-                    long q = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + 128L * (k % 2);
-                    long bits = at + QUANTS + (long) SUB_BLOCK_BYTES * (k / 2) + FIFTH_BITS;
-                    int pk = p0 + b * (QK / 2) + 8 * k;
-                    ShortVector high0 = ShortVector.fromMemorySegment(HALF_S, w, bits, Simd.LE);
-                    ShortVector high1 = ShortVector.fromMemorySegment(HALF_S, w, bits + 32, Simd.LE);
-                    ShortVector low0;
-                    ShortVector low1;
-                    if (k % 2 == 0) {
-                        // moved left in 32-bit lanes: an upper lane's bits 0-3 take the lower's 12-15, which no
-                        // nibble reads
-                        low0 = high0.reinterpretAsInts().lanewise(LSHL, 4).reinterpretAsShorts();
-                        low1 = high1.reinterpretAsInts().lanewise(LSHL, 4).reinterpretAsShorts();
-                    } else {
-                        low0 = high0.lanewise(LSHR, 4);
-                        low1 = high1.lanewise(LSHR, 4);
-                        high0 = high0.lanewise(LSHR, 8);
-                        high1 = high1.lanewise(LSHR, 8);
-                    }
-                    ShortVector sum0 = ShortVector.zero(HALF_S);
-                    ShortVector sum1 = ShortVector.zero(HALF_S);
-                    ShortVector lanes0;
-                    ShortVector lanes1;
-                    ShortVector c;
-                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 0, Simd.LE);
-                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
-                    c = IntVector.broadcast(HALF_I, pairs[pk]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.and(HALF_NIBBLE).or(low0.and(HALF_FIFTH)).mul(c));
-                    sum1 = sum1.add(lanes1.and(HALF_NIBBLE).or(low1.and(HALF_FIFTH)).mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 1]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(LSHR, 4).and(HALF_NIBBLE).or(low0.lanewise(LSHR, 1).and(HALF_FIFTH))
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(LSHR, 4).and(HALF_NIBBLE).or(low1.lanewise(LSHR, 1).and(HALF_FIFTH))
-                            .mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 2]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(LSHR, 8).and(HALF_NIBBLE).or(low0.lanewise(LSHR, 2).and(HALF_FIFTH))
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(LSHR, 8).and(HALF_NIBBLE).or(low1.lanewise(LSHR, 2).and(HALF_FIFTH))
-                            .mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 3]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).or(low0.lanewise(LSHR, 3).and(HALF_FIFTH)).mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).or(low1.lanewise(LSHR, 3).and(HALF_FIFTH)).mul(c));
-                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 64, Simd.LE);
-                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 96, Simd.LE);
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 4]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.and(HALF_NIBBLE).or(high0.and(HALF_FIFTH)).mul(c));
-                    sum1 = sum1.add(lanes1.and(HALF_NIBBLE).or(high1.and(HALF_FIFTH)).mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 5]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high0.lanewise(LSHR, 1).and(HALF_FIFTH))
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(LSHR, 4).and(HALF_NIBBLE).or(high1.lanewise(LSHR, 1).and(HALF_FIFTH))
-                            .mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 6]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high0.lanewise(LSHR, 2).and(HALF_FIFTH))
-                            .mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(LSHR, 8).and(HALF_NIBBLE).or(high1.lanewise(LSHR, 2).and(HALF_FIFTH))
-                            .mul(c));
-                    c = IntVector.broadcast(HALF_I, pairs[pk + 7]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).or(high0.lanewise(LSHR, 3).and(HALF_FIFTH)).mul(c));
-                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).or(high1.lanewise(LSHR, 3).and(HALF_FIFTH)).mul(c));
-                    IntVector halves = sum0.reinterpretAsInts();
-                    IntVector dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
-                    scaled0 = scaled0.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
-                            at + SCALES + 16L * (k / 2), Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
-                    halves = sum1.reinterpretAsInts();
-                    dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                            .add(halves.lanewise(ASHR, HALF_SHIFT_16));
-                    scaled1 = scaled1.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
-                            at + SCALES + 16L * (k / 2) + 8, Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
-                }
-                IntVector mins0 = IntVector.zero(HALF_I);
-                IntVector mins1 = IntVector.zero(HALF_I);
-                for (int j = 0; j < 8; j++) {
-                    int sum = sums[s0 + b * 8 + j];
-                    mins0 = mins0.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j, Simd.LE)
-                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
-                    mins1 = mins1.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j + 8,
-                            Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
-                }
-                float scale = xd[d0 + b];
-                FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
-                FloatVector dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE);
-                acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc0);
-                acc0 = ((FloatVector) mins0.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc0);
-                d = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
-                dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE);
-                acc1 = ((FloatVector) scaled1.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc1);
-                acc1 = ((FloatVector) mins1.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc1);
-            }
-            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
-            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
         }
         ReadAhead.keep(sink);
     }

@@ -98,6 +98,20 @@ class InterleavedRowsTest {
     @ParameterizedTest
     @EnumSource(value = GgmlType.class, names = {"Q4_K", "Q5_K"})
     void repackedRowsHoldTheSameScalesMinimumsAndQuants(GgmlType type) {
+        checkScalesMinimumsAndQuants(type, false);
+    }
+
+    /**
+     * {@link Q5_KInterleaved256}'s layout as its documentation states it: pair {@code u}'s quant at bits
+     * {@code 5(u % 3)} of vector {@code u / 3}, pair 15's from bit 15 of the five vectors.
+     */
+    @Test
+    void q5_KRowsFor256BitVectorsHoldTheSameScalesMinimumsAndQuants() {
+        checkScalesMinimumsAndQuants(GgmlType.Q5_K, true);
+    }
+
+    /** Q4_K's or Q5_K's repacked rows read as their layout states; {@code q5For256} for Q5_K's of 256-bit vectors. */
+    private static void checkScalesMinimumsAndQuants(GgmlType type, boolean q5For256) {
         SplittableRandom rnd = new SplittableRandom(3);
         int rows = 16;
         int width = 512;
@@ -107,7 +121,14 @@ class InterleavedRowsTest {
             MemorySegment data = arena.allocate(rows * rowBytes);
             format.randomBlocks(rnd, data, 0, rows * 2);
             MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width));
-            InterleavedRows.repack(type, data, 0, rowBytes, width, 0, 1, packed, 0);
+            // the layout of 512-bit vectors, on every machine (256-bit ones bind Q5_K's own), or that one
+            if (q5For256) {
+                Q5_KInterleaved256.repack(data, 0, rowBytes, width, 0, 1, packed, 0);
+            } else if (type == GgmlType.Q5_K) {
+                Q5_KInterleaved.repack(data, 0, rowBytes, width, 0, 1, packed, 0);
+            } else {
+                Q4_KInterleaved.repack(data, 0, rowBytes, width, 0, 1, packed, 0);
+            }
             long groupBlock = InterleavedRows.bytes(type, 16, 256);
             float[] expected = new float[width];
             for (int r = 0; r < rows; r++) {
@@ -124,7 +145,13 @@ class InterleavedRowsTest {
                         long sub = at + subBlock(type, j);
                         short lane = packed.get(Layouts.SHORT_LE, sub + 64L * (p / 4) + 2L * (2 * r + h));
                         int q = (lane >>> (4 * (p % 4))) & 0xF;
-                        if (type == GgmlType.Q5_K) {
+                        if (q5For256) {
+                            q = 0;
+                            for (int v = 0; v < 5; v++) {
+                                int joined = packed.get(Layouts.SHORT_LE, sub + 64L * v + 2L * (2 * r + h)) & 0xFFFF;
+                                q |= p == 15 ? (joined >>> 15) << v : p / 3 == v ? joined >>> (5 * (p % 3)) & 0x1F : 0;
+                            }
+                        } else if (type == GgmlType.Q5_K) {
                             short fifth = packed.get(Layouts.SHORT_LE, sub + Q5_KInterleaved.FIFTH_BITS + 2L * (2 * r + h));
                             q |= ((fifth >>> p) & 1) << 4;
                         }

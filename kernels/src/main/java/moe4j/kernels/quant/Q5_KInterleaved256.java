@@ -1,0 +1,246 @@
+package moe4j.kernels.quant;
+
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
+
+import java.lang.foreign.MemorySegment;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorSpecies;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * Q5_K matrices repacked at load time in groups of 16 rows where the vectors are 256 bits (AVX2), each group run as
+ * two halves of 8 rows; with 512-bit vectors Q5_K takes {@link Q5_KInterleaved}'s layout. The same {@code d},
+ * {@code dmin}, scales and minimums, and each quant's five bits together: 2944 bytes a group-block, as that layout.
+ *
+ * <p>The quants of sub-block {@code j} lie at {@code QUANTS + 320j}, five 64-byte vectors {@code m = 0..4}; 16-bit
+ * lane {@code 2i + h} of vector {@code m} holds the quants (0..31) of row {@code i}'s pairs {@code 3m, 3m + 1, 3m + 2}
+ * at bits 0-4, 5-9 and 10-14, and bit {@code m} of pair 15's at bit 15. Pair {@code u} is the one
+ * {@link Q5_KInterleaved} holds in nibble {@code u % 4} of its vector {@code u / 4} and bit {@code u} of its fifth
+ * bits, multiplied by the code pair {@code 16j + u} of activations prepared in Q4_K's order.
+ *
+ * <p>A block's 40 vectors lie 64 bytes apart, so that the one-token kernel reads them in one loop, whose loads C2
+ * checks once a block. Its 16-bit sums go by slot: the quants at bits 0-4 of a sub-block's five vectors and pair 15
+ * (six products of at most 31 * 128), those at 5-9, those at 10-14; each widened, added, times the sub-block's scale:
+ * {@link Q5_KInterleaved}'s integer sums and float steps, the same bits.
+ */
+public final class Q5_KInterleaved256 {
+
+    private Q5_KInterleaved256() {}
+
+    /** Rows per group. */
+    public static final int ROWS = Q4_KInterleaved.ROWS;
+    private static final int QK = 256;
+    static final int DMIN = Q4_KInterleaved.DMIN;
+    static final int SCALES = Q4_KInterleaved.SCALES;
+    static final int MINS = Q4_KInterleaved.MINS;
+    static final int QUANTS = Q4_KInterleaved.QUANTS;
+    /** A sub-block's five vectors of three quants (and a bit of the sixteenth) a lane. */
+    static final int SUB_BLOCK_BYTES = 5 * 64;
+    /** Bytes of one block of a group's 16 rows. */
+    public static final int GROUP_BLOCK_BYTES = QUANTS + 8 * SUB_BLOCK_BYTES;
+
+    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
+    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
+    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
+    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
+    /** Five bits of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
+    private static final IntVector FIVE_BITS = IntVector.broadcast(HALF_I, 0x001F_001F);
+    private static final IntVector LOW_BIT = IntVector.broadcast(HALF_I, 0x0001_0001);
+    private static final IntVector SHIFT_5 = IntVector.broadcast(HALF_I, 5);
+    private static final IntVector SHIFT_15 = IntVector.broadcast(HALF_I, 15);
+    private static final IntVector SHIFT_16 = IntVector.broadcast(HALF_I, 16);
+
+    /** Bytes of {@code rows} repacked rows of {@code width} values. */
+    public static long bytes(long rows, int width) {
+        return rows / ROWS * (width / QK) * (long) GROUP_BLOCK_BYTES;
+    }
+
+    /**
+     * Repacks groups {@code fromGroup .. toGroup-1} of a matrix of Q5_K rows ({@code rowBytes} apart from
+     * {@code srcOffset} in {@code src}, {@code width} values each) into {@code dst} from {@code dstOffset}, where group
+     * {@code g} goes to {@code dstOffset + g * (width/256) * GROUP_BLOCK_BYTES}: {@link Q5_KInterleaved}'s repacking,
+     * then each sub-block's nibbles and fifth bits joined in place.
+     */
+    public static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
+            MemorySegment dst, long dstOffset) {
+        Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+        int blocks = width / QK;
+        short[] old = new short[SUB_BLOCK_BYTES / 2];
+        short[] joined = new short[SUB_BLOCK_BYTES / 2];
+        int[] q = new int[16];
+        for (long at = dstOffset + (long) fromGroup * blocks * GROUP_BLOCK_BYTES;
+                at < dstOffset + (long) toGroup * blocks * GROUP_BLOCK_BYTES; at += GROUP_BLOCK_BYTES) {
+            for (int j = 0; j < 8; j++) {
+                long sub = at + QUANTS + (long) SUB_BLOCK_BYTES * j;
+                MemorySegment.copy(dst, Layouts.SHORT_LE, sub, old, 0, old.length);
+                for (int lane = 0; lane < 32; lane++) {
+                    int fifth = old[Q5_KInterleaved.FIFTH_BITS / 2 + lane];
+                    for (int u = 0; u < 16; u++) {
+                        q[u] = (old[32 * (u / 4) + lane] >>> (4 * (u % 4)) & 0xF) | (fifth >>> u & 1) << 4;
+                    }
+                    for (int m = 0; m < 5; m++) {
+                        joined[32 * m + lane] = (short) (q[3 * m] | q[3 * m + 1] << 5 | q[3 * m + 2] << 10
+                                | (q[15] >>> m & 1) << 15);
+                    }
+                }
+                MemorySegment.copy(joined, 0, dst, Layouts.SHORT_LE, sub, joined.length);
+            }
+        }
+    }
+
+    /**
+     * {@code out[outOffset + 16*(g - fromGroup) + i + t*outStride]} = row {@code i} of group {@code g} times prepared
+     * row {@code firstToken + t}, for groups {@code fromGroup .. toGroup-1} of a repacked matrix starting at
+     * {@code offset} in {@code w} and {@code tokens} tokens prepared for Q5_K.
+     */
+    public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        Q4_KInterleaved.checkDot(GgmlType.Q5_K, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x, firstToken, tokens);
+        dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+    }
+
+    /** {@link #dot} unchecked: the only product of this layout, in 256-bit vectors, a token at a time. */
+    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        Q4_KInterleaved.tokenByToken(Q5_KInterleaved256::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken,
+                tokens, out, outOffset, outStride);
+    }
+
+    /**
+     * The one-token product in 256-bit vectors, both halves of a group at once, reading one line ahead per group-block
+     * ({@link ReadAhead#touchLine}): a block's 40 vectors in one loop, each sub-block's pair 15 and its scale after its
+     * fifth vector.
+     */
+    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int token, float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        int[] sums = x.tileSums();
+        float[] xd = x.codeScales();
+        int p0 = token * (width / 2);
+        int s0 = token * (width / 32);
+        int d0 = token * blocks;
+        long lastByte = w.byteSize() - 1;
+        int sink = 0;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            FloatVector acc0 = FloatVector.zero(HALF_F);
+            FloatVector acc1 = FloatVector.zero(HALF_F);
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                sink += ReadAhead.touchLine(w, at, lastByte);
+                IntVector scaled0 = IntVector.zero(HALF_I);
+                IntVector scaled1 = IntVector.zero(HALF_I);
+                // slots 0, 1, 2 (bits 0-4, 5-9, 10-14) of each half
+                ShortVector a0 = ShortVector.zero(HALF_S);
+                ShortVector a1 = a0;
+                ShortVector b0 = a0;
+                ShortVector b1 = a0;
+                ShortVector c0 = a0;
+                ShortVector c1 = a0;
+                int j = 0;
+                int m = 0;
+                int pm = p0 + b * (QK / 2);
+                for (int n = 0; n < 40; n++) {
+                    long q = at + QUANTS + 64L * n;
+                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
+                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
+                    ShortVector c = IntVector.broadcast(HALF_I, pairs[pm]).reinterpretAsShorts();
+                    a0 = a0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
+                    a1 = a1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, SHIFT_5);
+                    lanes1 = lanes1.lanewise(LSHR, SHIFT_5);
+                    c = IntVector.broadcast(HALF_I, pairs[pm + 1]).reinterpretAsShorts();
+                    b0 = b0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
+                    b1 = b1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, SHIFT_5);
+                    lanes1 = lanes1.lanewise(LSHR, SHIFT_5);
+                    c = IntVector.broadcast(HALF_I, pairs[pm + 2]).reinterpretAsShorts();
+                    c0 = c0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
+                    c1 = c1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
+                    if (m < 4) {
+                        m++;
+                        pm += 3;
+                        continue;
+                    }
+                    // sub-block j's fifth vector: pair 15 from the five vectors' bits 15, then the sub-block's scale
+                    IntVector spread0 = IntVector.zero(HALF_I);
+                    IntVector spread1 = IntVector.zero(HALF_I);
+                    for (int k = 4; k >= 0; k--) {
+                        long v = q - 64L * (4 - k);
+                        spread0 = spread0.add(spread0).add(IntVector.fromMemorySegment(HALF_I, w, v, Simd.LE)
+                                .lanewise(LSHR, SHIFT_15).and(LOW_BIT));
+                        spread1 = spread1.add(spread1).add(IntVector.fromMemorySegment(HALF_I, w, v + 32, Simd.LE)
+                                .lanewise(LSHR, SHIFT_15).and(LOW_BIT));
+                    }
+                    c = IntVector.broadcast(HALF_I, pairs[pm + 3]).reinterpretAsShorts();
+                    a0 = a0.add(spread0.reinterpretAsShorts().mul(c));
+                    a1 = a1.add(spread1.reinterpretAsShorts().mul(c));
+                    IntVector halves = a0.reinterpretAsInts();
+                    IntVector dot0 = halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    halves = b0.reinterpretAsInts();
+                    dot0 = dot0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16))
+                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    halves = c0.reinterpretAsInts();
+                    dot0 = dot0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16))
+                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    halves = a1.reinterpretAsInts();
+                    IntVector dot1 = halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
+                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    halves = b1.reinterpretAsInts();
+                    dot1 = dot1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16))
+                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    halves = c1.reinterpretAsInts();
+                    dot1 = dot1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16))
+                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    long scales = at + SCALES + 16L * j;
+                    scaled0 = scaled0.add(dot0.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
+                    scaled1 = scaled1.add(dot1.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales + 8,
+                            Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
+                    a0 = ShortVector.zero(HALF_S);
+                    a1 = a0;
+                    b0 = a0;
+                    b1 = a0;
+                    c0 = a0;
+                    c1 = a0;
+                    j++;
+                    m = 0;
+                    pm += 4;
+                }
+                IntVector mins0 = IntVector.zero(HALF_I);
+                IntVector mins1 = IntVector.zero(HALF_I);
+                for (int k = 0; k < 8; k++) {
+                    int sum = sums[s0 + b * 8 + k];
+                    mins0 = mins0.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * k, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                    mins1 = mins1.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * k + 8,
+                            Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                }
+                float scale = xd[d0 + b];
+                FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                FloatVector dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE);
+                acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc0);
+                acc0 = ((FloatVector) mins0.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc0);
+                d = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE);
+                acc1 = ((FloatVector) scaled1.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc1);
+                acc1 = ((FloatVector) mins1.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc1);
+            }
+            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
+            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
+        }
+        ReadAhead.keep(sink);
+    }
+}
