@@ -58,8 +58,9 @@ public final class Q3_KInterleaved {
     private static final int FILE_QS = 32;
     private static final int FILE_SCALES = 96;
     private static final int FILE_D = 108;
-    static final int SCALES = 64;
-    static final int QUANTS = SCALES + 16 * ROWS;
+    /** The head Q6_K's 256-bit layout has too ({@link Q6_KInterleaved256#repackGroups}). */
+    static final int SCALES = Q6_KInterleaved256.SCALES;
+    static final int QUANTS = Q6_KInterleaved256.QUANTS;
     /** A sub-block's three vectors of five values (and a bit of the sixteenth) a lane. */
     static final int SUB_BLOCK_BYTES = 3 * 64;
     /** Bytes of one block of a group's 16 rows. */
@@ -88,20 +89,13 @@ public final class Q3_KInterleaved {
      */
     public static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
             MemorySegment dst, long dstOffset) {
-        int blocks = width / QK;
-        float[] d = new float[ROWS];
-        byte[] scales = new byte[16 * ROWS];
-        short[] quants = new short[8 * SUB_BLOCK_BYTES / 2];
         byte[] hmask = new byte[32];
         byte[] qs = new byte[64];
         int[] q = new int[16];
-        for (int g = fromGroup; g < toGroup; g++) {
-            for (int b = 0; b < blocks; b++) {
-                for (int i = 0; i < ROWS; i++) {
-                    long block = srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * BLOCK_BYTES;
-                    d[i] = Halfs.readFp16(src, block + FILE_D);
+        Q6_KInterleaved256.repackGroups(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset, BLOCK_BYTES,
+                GROUP_BLOCK_BYTES, (block, row, scales, quants) -> {
                     for (int s = 0; s < 16; s++) {
-                        scales[16 * s + i] = (byte) KQuantScales.q3Scale(src, block + FILE_SCALES, s);
+                        scales[16 * s + row] = (byte) KQuantScales.q3Scale(src, block + FILE_SCALES, s);
                     }
                     MemorySegment.copy(src, Layouts.BYTE, block + FILE_HMASK, hmask, 0, 32);
                     MemorySegment.copy(src, Layouts.BYTE, block + FILE_QS, qs, 0, 64);
@@ -121,17 +115,12 @@ public final class Q3_KInterleaved {
                                 for (int r = 0; r < 5; r++) {
                                     lane |= q[5 * m + r] << (3 * r);
                                 }
-                                quants[SUB_BLOCK_BYTES / 2 * j + 32 * m + 2 * i + h] = (short) lane;
+                                quants[SUB_BLOCK_BYTES / 2 * j + 32 * m + 2 * row + h] = (short) lane;
                             }
                         }
                     }
-                }
-                long out = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;
-                MemorySegment.copy(d, 0, dst, Layouts.FLOAT_LE, out, ROWS);
-                MemorySegment.copy(scales, 0, dst, Layouts.BYTE, out + SCALES, scales.length);
-                MemorySegment.copy(quants, 0, dst, Layouts.SHORT_LE, out + QUANTS, quants.length);
-            }
-        }
+                    return Halfs.readFp16(src, block + FILE_D);
+                });
     }
 
     /**

@@ -39,14 +39,17 @@ public final class Q5_KInterleaved256 {
     /** Rows per group. */
     public static final int ROWS = Q4_KInterleaved.ROWS;
     private static final int QK = 256;
-    static final int DMIN = Q4_KInterleaved.DMIN;
-    static final int SCALES = Q4_KInterleaved.SCALES;
-    static final int MINS = Q4_KInterleaved.MINS;
-    static final int QUANTS = Q4_KInterleaved.QUANTS;
-    /** A sub-block's five vectors of three quants (and a bit of the sixteenth) a lane. */
-    static final int SUB_BLOCK_BYTES = 5 * 64;
+    static final int DMIN = Q5_KInterleaved.DMIN;
+    static final int SCALES = Q5_KInterleaved.SCALES;
+    static final int MINS = Q5_KInterleaved.MINS;
+    static final int QUANTS = Q5_KInterleaved.QUANTS;
+    /**
+     * A sub-block's five vectors of three quants (and a bit of the sixteenth) a lane: the bytes of
+     * {@link Q5_KInterleaved}'s four nibble vectors and its fifth bits, which {@link #repack} rewrites in place.
+     */
+    static final int SUB_BLOCK_BYTES = Q5_KInterleaved.SUB_BLOCK_BYTES;
     /** Bytes of one block of a group's 16 rows. */
-    public static final int GROUP_BLOCK_BYTES = QUANTS + 8 * SUB_BLOCK_BYTES;
+    public static final int GROUP_BLOCK_BYTES = Q5_KInterleaved.GROUP_BLOCK_BYTES;
 
     private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
     private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;

@@ -46,8 +46,8 @@ import moe4j.gguf.GgmlType;
  *
  * <p>The arithmetic is {@link Q6_KInterleaved}'s: unsigned quants times codes in 16-bit lanes on top of {@code -32}
  * times the code sums of each 16-element group's halves, exact modulo 2^16 since a half's true sum (eight elements,
- * one 16-bit lane) is at most {@code 8 * 32 * 127} in magnitude; the halves widened and added, times the group's scale, and the block's integer
- * sum to float once, {@code acc = fma(S, d * xd, acc)}: the same bits.
+ * one 16-bit lane) is at most {@code 8 * 32 * 127} in magnitude; the halves widened and added, times the group's
+ * scale, and the block's integer sum to float once, {@code acc = fma(S, d * xd, acc)}: the same bits.
  */
 public final class Q6_KInterleaved256 {
 
@@ -86,13 +86,13 @@ public final class Q6_KInterleaved256 {
         return rows / ROWS * (width / QK) * (long) GROUP_BLOCK_BYTES;
     }
 
-    /** The six bits (0..63) of element {@code e} (0..255) of the Q6_K block at {@code block}. */
-    static int quant(MemorySegment src, long block, int e) {
+    /** The six bits (0..63) of element {@code e} (0..255) of a Q6_K block. */
+    private static int quant(byte[] block, int e) {
         int half = e / 128;
         int quarter = (e % 128) / 32;
         int l = e % 32;
-        int low = src.get(Layouts.BYTE, block + 64L * half + 32 * (quarter & 1) + l) >>> (4 * (quarter >>> 1)) & 0xF;
-        int high = src.get(Layouts.BYTE, block + FILE_QH + 32L * half + l) >>> (2 * quarter) & 3;
+        int low = block[64 * half + 32 * (quarter & 1) + l] >>> (4 * (quarter >>> 1)) & 0xF;
+        int high = block[FILE_QH + 32 * half + l] >>> (2 * quarter) & 3;
         return low | high << 4;
     }
 
@@ -103,40 +103,67 @@ public final class Q6_KInterleaved256 {
      */
     public static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
             MemorySegment dst, long dstOffset) {
-        int blocks = width / QK;
-        float[] d = new float[ROWS];
-        byte[] scales = new byte[16 * ROWS];
-        short[] quants = new short[8 * SUB_BLOCK_BYTES / 2];
+        byte[] file = new byte[BLOCK_BYTES];
         int[] q = new int[QK];
-        for (int g = fromGroup; g < toGroup; g++) {
-            for (int b = 0; b < blocks; b++) {
-                for (int i = 0; i < ROWS; i++) {
-                    long block = srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * BLOCK_BYTES;
-                    d[i] = Halfs.readFp16(src, block + FILE_D);
+        int[] spare = new int[6];
+        repackGroups(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset, BLOCK_BYTES, GROUP_BLOCK_BYTES,
+                (block, row, scales, quants) -> {
+                    MemorySegment.copy(src, Layouts.BYTE, block, file, 0, BLOCK_BYTES);
                     for (int s = 0; s < 16; s++) {
-                        scales[16 * s + i] = src.get(Layouts.BYTE, block + FILE_SCALES + s);
+                        scales[16 * s + row] = file[FILE_SCALES + s];
                     }
                     for (int e = 0; e < QK; e++) {
-                        q[e] = quant(src, block, e);
+                        q[e] = quant(file, e);
                     }
                     for (int j = 0; j < 8; j++) {
                         for (int h = 0; h < 2; h++) {
                             int base = 32 * j + 8 * h;
                             // pair p's element: base + p for p < 8, base + 8 + p for p >= 8 (Q6_KInterleaved#element)
-                            int p6 = q[base + 6];
-                            int p7 = q[base + 7];
-                            int p14 = q[base + 22];
-                            int p15 = q[base + 23];
-                            int[] spare = {p6 & 0xF, p6 >>> 4 | (p7 >>> 4) << 2, p7 & 0xF,
-                                    p14 & 0xF, p14 >>> 4 | (p15 >>> 4) << 2, p15 & 0xF};
+                            for (int k = 0; k < 2; k++) {
+                                int first = q[base + 16 * k + 6];
+                                int second = q[base + 16 * k + 7];
+                                spare[3 * k] = first & 0xF;
+                                spare[3 * k + 1] = first >>> 4 | (second >>> 4) << 2;
+                                spare[3 * k + 2] = second & 0xF;
+                            }
                             for (int m = 0; m < 6; m++) {
                                 int lane = q[base + m] | q[base + 16 + m] << 6 | spare[m] << 12;
-                                quants[SUB_BLOCK_BYTES / 2 * j + 32 * m + 2 * i + h] = (short) lane;
+                                quants[SUB_BLOCK_BYTES / 2 * j + 32 * m + 2 * row + h] = (short) lane;
                             }
                         }
                     }
+                    return Halfs.readFp16(src, block + FILE_D);
+                });
+    }
+
+    /** Packs one row's file block into the arrays of {@link #repackGroups}. */
+    interface RowPacker {
+        /**
+         * Row {@code row}'s file block at {@code block}: its 16 group scales into {@code scales[16 g + row]}, its quants
+         * into its lanes of {@code quants} (the group-block's from {@link #QUANTS}); returns its {@code d}.
+         */
+        float pack(long block, int row, byte[] scales, short[] quants);
+    }
+
+    /**
+     * The repacking of the layouts with one {@code d} a row and a signed scale a 16-element group (this one,
+     * {@link Q3_KInterleaved}'s): each group-block's 16 rows packed by {@code packer} ({@code blockBytes} a block of
+     * the file), then written as the 16 {@code d} as floats at 0, the scales at {@link #SCALES} and the quants at
+     * {@link #QUANTS}, {@code groupBlockBytes} a group-block.
+     */
+    static void repackGroups(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
+            MemorySegment dst, long dstOffset, int blockBytes, int groupBlockBytes, RowPacker packer) {
+        int blocks = width / QK;
+        float[] d = new float[ROWS];
+        byte[] scales = new byte[16 * ROWS];
+        short[] quants = new short[(groupBlockBytes - QUANTS) / 2];
+        for (int g = fromGroup; g < toGroup; g++) {
+            for (int b = 0; b < blocks; b++) {
+                for (int i = 0; i < ROWS; i++) {
+                    d[i] = packer.pack(srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * blockBytes, i, scales,
+                            quants);
                 }
-                long out = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;
+                long out = dstOffset + ((long) g * blocks + b) * groupBlockBytes;
                 MemorySegment.copy(d, 0, dst, Layouts.FLOAT_LE, out, ROWS);
                 MemorySegment.copy(scales, 0, dst, Layouts.BYTE, out + SCALES, scales.length);
                 MemorySegment.copy(quants, 0, dst, Layouts.SHORT_LE, out + QUANTS, quants.length);
