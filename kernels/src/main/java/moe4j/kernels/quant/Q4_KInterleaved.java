@@ -75,8 +75,6 @@ public final class Q4_KInterleaved {
     private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
     private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
     private static final ShortVector HALF_NIBBLE = ShortVector.broadcast(HALF_S, (short) 0xF);
-    private static final IntVector HALF_SHIFT_16 = IntVector.broadcast(HALF_I, 16);
-    private static final IntVector HALF_SHIFT_4 = IntVector.broadcast(HALF_I, 4);
     /** The low nibble of each 16-bit lane, in int lanes. */
     private static final IntVector HALF_NIBBLES = IntVector.broadcast(HALF_I, 0x000F_000F);
 
@@ -363,18 +361,18 @@ public final class Q4_KInterleaved {
                     ShortVector c = IntVector.broadcast(HALF_I, pairs[pv]).reinterpretAsShorts();
                     sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
                     sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, HALF_SHIFT_4);
-                    lanes1 = lanes1.lanewise(LSHR, HALF_SHIFT_4);
+                    lanes0 = lanes0.lanewise(LSHR, 4);
+                    lanes1 = lanes1.lanewise(LSHR, 4);
                     c = IntVector.broadcast(HALF_I, pairs[pv + 1]).reinterpretAsShorts();
                     sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
                     sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, HALF_SHIFT_4);
-                    lanes1 = lanes1.lanewise(LSHR, HALF_SHIFT_4);
+                    lanes0 = lanes0.lanewise(LSHR, 4);
+                    lanes1 = lanes1.lanewise(LSHR, 4);
                     c = IntVector.broadcast(HALF_I, pairs[pv + 2]).reinterpretAsShorts();
                     sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
                     sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, HALF_SHIFT_4);
-                    lanes1 = lanes1.lanewise(LSHR, HALF_SHIFT_4);
+                    lanes0 = lanes0.lanewise(LSHR, 4);
+                    lanes1 = lanes1.lanewise(LSHR, 4);
                     c = IntVector.broadcast(HALF_I, pairs[pv + 3]).reinterpretAsShorts();
                     sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
                     sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
@@ -382,13 +380,13 @@ public final class Q4_KInterleaved {
                         // sub-block n / 4 summed: times its scales
                         long scales = at + SCALES + 4L * (n & ~3);
                         IntVector halves = sum0.reinterpretAsInts();
-                        IntVector dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                        IntVector dot = halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16));
                         scaled0 = scaled0.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
                                 .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
                         halves = sum1.reinterpretAsInts();
-                        dot = halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16));
+                        dot = halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16));
                         scaled1 = scaled1.add(dot.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales + 8,
                                 Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
                         sum0 = ShortVector.zero(HALF_S);
@@ -489,17 +487,17 @@ public final class Q4_KInterleaved {
                         IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8,
                                 Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
                         IntVector halves = sumA0.reinterpretAsInts();
-                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale0));
+                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0));
                         halves = sumA1.reinterpretAsInts();
-                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale1));
+                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1));
                         halves = sumB0.reinterpretAsInts();
-                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale0));
+                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0));
                         halves = sumB1.reinterpretAsInts();
-                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, HALF_SHIFT_16).lanewise(ASHR, HALF_SHIFT_16)
-                                .add(halves.lanewise(ASHR, HALF_SHIFT_16)).mul(scale1));
+                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1));
                     }
                     for (int k = 0; k < 2; k++) {
                         int token = tokenA + k;

@@ -37,12 +37,12 @@ import moe4j.gguf.GgmlType;
  *     of pair 7, {@code t_1} the top two bits of pair 6 then of pair 7; {@code t_3}, {@code t_5} and {@code t_4} the
  *     same of pairs 14 and 15.</li>
  * </ul>
- * So twelve of a lane's sixteen values are a mask, or a shift and a mask, in int lanes (whose shifts take a vector
- * count, which C2 keeps in a register; 16-bit shifts it gives a count moved in anew each time); the four others two
- * of each and an or. And a block's 48 vectors lie 64 bytes apart in one run, so that one loop reads them at offsets C2
- * checks once a block. The layout alone, in loops nested as {@link Q6_KInterleaved}'s, ran no faster: that kernel
- * issued some 16 instructions a multiply, most of them bounds checks of its loads and constants reloaded from the
- * stack (bench/CPU-NOTES.md).
+ * So twelve of a lane's sixteen values are a mask, or a shift and a mask, in int lanes (shifts by a constant, one
+ * instruction each; 16-bit shifts C2 gives a count moved in anew each time); the four others two of each and an or.
+ * The kernel writes out each sub-block's six vectors, taking each one's nibble as it passes. As one loop over a
+ * block's 48 vectors with the spare nibbles read again after every sixth, C2 turned the five plain passes into an
+ * inner loop whose range checks it set up anew each sub-block, some 16 instructions a multiply (Zen 3, JMH one thread
+ * in cache 9-11 GB/s, written out 17; bench/CPU-NOTES.md).
  *
  * <p>The arithmetic is {@link Q6_KInterleaved}'s: unsigned quants times codes in 16-bit lanes on top of {@code -32}
  * times the code sums of each 16-element group's halves, exact modulo 2^16 since a half's true sum (eight elements,
@@ -75,11 +75,6 @@ public final class Q6_KInterleaved256 {
     private static final IntVector SIX_BITS = IntVector.broadcast(HALF_I, 0x003F_003F);
     private static final IntVector NIBBLE = IntVector.broadcast(HALF_I, 0x000F_000F);
     private static final IntVector TOP_PAIR = IntVector.broadcast(HALF_I, 0x0030_0030);
-    private static final IntVector SHIFT_6 = IntVector.broadcast(HALF_I, 6);
-    private static final IntVector SHIFT_8 = IntVector.broadcast(HALF_I, 8);
-    private static final IntVector SHIFT_10 = IntVector.broadcast(HALF_I, 10);
-    private static final IntVector SHIFT_12 = IntVector.broadcast(HALF_I, 12);
-    private static final IntVector SHIFT_16 = IntVector.broadcast(HALF_I, 16);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -196,8 +191,7 @@ public final class Q6_KInterleaved256 {
 
     /**
      * The one-token product in 256-bit vectors, both halves of a group at once, reading one line ahead per group-block
-     * ({@link ReadAhead#touchLine}): a block's 48 vectors in one loop, each sub-block's last four pairs and its scales
-     * after its sixth vector.
+     * ({@link ReadAhead#touchLine}).
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {
@@ -226,55 +220,88 @@ public final class Q6_KInterleaved256 {
                 ShortVector lo1 = lo0;
                 ShortVector hi0 = lo0;
                 ShortVector hi1 = lo0;
-                int j = 0;
-                int m = 0;
-                int pj = p0 + b * (QK / 2);
-                // the block's 48 vectors in one loop (vector m of sub-block j the (6j + m)-th): the loads' offsets
-                // advance by 64 bytes a pass, which C2 checks once a block, where nested loops had it check them again
-                // each sub-block
-                for (int n = 0; n < 48; n++) {
-                    long q = at + QUANTS + 64L * n;
-                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
-                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
-                    ShortVector cl = IntVector.broadcast(HALF_I, pairs[pj + m]).reinterpretAsShorts();
-                    ShortVector ch = IntVector.broadcast(HALF_I, pairs[pj + 8 + m]).reinterpretAsShorts();
+                int pb = p0 + b * (QK / 2);
+                for (int j = 0; j < 8; j++) {
+                    long sub = at + QUANTS + (long) SUB_BLOCK_BYTES * j;
+                    int pj = pb + 16 * j;
+                    // the six vectors written out (a loop of six passes C2 left rolled, setting up its range checks
+                    // anew each sub-block), each giving its nibble at bits 12-15 to pairs 6 and 7 (vectors 0-2) or 14
+                    // and 15 (3-5)
+                    IntVector lanes0;
+                    IntVector lanes1;
+                    IntVector spare0;
+                    IntVector spare1;
+                    ShortVector cl;
+                    ShortVector ch;
+                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub, Simd.LE);
+                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 32, Simd.LE);
+                    cl = IntVector.broadcast(HALF_I, pairs[pj]).reinterpretAsShorts();
+                    ch = IntVector.broadcast(HALF_I, pairs[pj + 8]).reinterpretAsShorts();
                     lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
                     lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    hi0 = hi0.add(lanes0.lanewise(LSHR, SHIFT_6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    hi1 = hi1.add(lanes1.lanewise(LSHR, SHIFT_6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    if (m < 5) {
-                        m++;
-                        continue;
-                    }
-                    // sub-block j's last vector: pairs 6 and 7, 14 and 15 from the nibbles at bits 12-15 of its
-                    // vectors 0-2 and 3-5, then its two groups times their scales
-                    long t = q - 320;
-                    for (int k = 0; k < 2; k++) {
-                        IntVector first0 = IntVector.fromMemorySegment(HALF_I, w, t, Simd.LE);
-                        IntVector first1 = IntVector.fromMemorySegment(HALF_I, w, t + 32, Simd.LE);
-                        IntVector tops0 = IntVector.fromMemorySegment(HALF_I, w, t + 64, Simd.LE);
-                        IntVector tops1 = IntVector.fromMemorySegment(HALF_I, w, t + 96, Simd.LE);
-                        IntVector second0 = IntVector.fromMemorySegment(HALF_I, w, t + 128, Simd.LE);
-                        IntVector second1 = IntVector.fromMemorySegment(HALF_I, w, t + 160, Simd.LE);
-                        ShortVector cf = IntVector.broadcast(HALF_I, pairs[pj + 8 * k + 6]).reinterpretAsShorts();
-                        ShortVector cs = IntVector.broadcast(HALF_I, pairs[pj + 8 * k + 7]).reinterpretAsShorts();
-                        ShortVector sum0 = first0.lanewise(LSHR, SHIFT_12).and(NIBBLE)
-                                .or(tops0.lanewise(LSHR, SHIFT_8).and(TOP_PAIR)).reinterpretAsShorts().mul(cf)
-                                .add(second0.lanewise(LSHR, SHIFT_12).and(NIBBLE)
-                                        .or(tops0.lanewise(LSHR, SHIFT_10).and(TOP_PAIR)).reinterpretAsShorts().mul(cs));
-                        ShortVector sum1 = first1.lanewise(LSHR, SHIFT_12).and(NIBBLE)
-                                .or(tops1.lanewise(LSHR, SHIFT_8).and(TOP_PAIR)).reinterpretAsShorts().mul(cf)
-                                .add(second1.lanewise(LSHR, SHIFT_12).and(NIBBLE)
-                                        .or(tops1.lanewise(LSHR, SHIFT_10).and(TOP_PAIR)).reinterpretAsShorts().mul(cs));
-                        if (k == 0) {
-                            lo0 = lo0.add(sum0);
-                            lo1 = lo1.add(sum1);
-                        } else {
-                            hi0 = hi0.add(sum0);
-                            hi1 = hi1.add(sum1);
-                        }
-                        t += 192;
-                    }
+                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    spare0 = lanes0.lanewise(LSHR, 12).and(NIBBLE);
+                    spare1 = lanes1.lanewise(LSHR, 12).and(NIBBLE);
+                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 64, Simd.LE);
+                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 96, Simd.LE);
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 1]).reinterpretAsShorts();
+                    ch = IntVector.broadcast(HALF_I, pairs[pj + 9]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 6]).reinterpretAsShorts();
+                    lo0 = lo0.add(spare0.or(lanes0.lanewise(LSHR, 8).and(TOP_PAIR)).reinterpretAsShorts().mul(cl));
+                    lo1 = lo1.add(spare1.or(lanes1.lanewise(LSHR, 8).and(TOP_PAIR)).reinterpretAsShorts().mul(cl));
+                    spare0 = lanes0.lanewise(LSHR, 10).and(TOP_PAIR);
+                    spare1 = lanes1.lanewise(LSHR, 10).and(TOP_PAIR);
+                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 128, Simd.LE);
+                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 160, Simd.LE);
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 2]).reinterpretAsShorts();
+                    ch = IntVector.broadcast(HALF_I, pairs[pj + 10]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 7]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.lanewise(LSHR, 12).and(NIBBLE).or(spare0).reinterpretAsShorts().mul(cl));
+                    lo1 = lo1.add(lanes1.lanewise(LSHR, 12).and(NIBBLE).or(spare1).reinterpretAsShorts().mul(cl));
+                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 192, Simd.LE);
+                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 224, Simd.LE);
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 3]).reinterpretAsShorts();
+                    ch = IntVector.broadcast(HALF_I, pairs[pj + 11]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    spare0 = lanes0.lanewise(LSHR, 12).and(NIBBLE);
+                    spare1 = lanes1.lanewise(LSHR, 12).and(NIBBLE);
+                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 256, Simd.LE);
+                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 288, Simd.LE);
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 4]).reinterpretAsShorts();
+                    ch = IntVector.broadcast(HALF_I, pairs[pj + 12]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 14]).reinterpretAsShorts();
+                    hi0 = hi0.add(spare0.or(lanes0.lanewise(LSHR, 8).and(TOP_PAIR)).reinterpretAsShorts().mul(cl));
+                    hi1 = hi1.add(spare1.or(lanes1.lanewise(LSHR, 8).and(TOP_PAIR)).reinterpretAsShorts().mul(cl));
+                    spare0 = lanes0.lanewise(LSHR, 10).and(TOP_PAIR);
+                    spare1 = lanes1.lanewise(LSHR, 10).and(TOP_PAIR);
+                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 320, Simd.LE);
+                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 352, Simd.LE);
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 5]).reinterpretAsShorts();
+                    ch = IntVector.broadcast(HALF_I, pairs[pj + 13]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
+                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
+                    cl = IntVector.broadcast(HALF_I, pairs[pj + 15]).reinterpretAsShorts();
+                    hi0 = hi0.add(lanes0.lanewise(LSHR, 12).and(NIBBLE).or(spare0).reinterpretAsShorts().mul(cl));
+                    hi1 = hi1.add(lanes1.lanewise(LSHR, 12).and(NIBBLE).or(spare1).reinterpretAsShorts().mul(cl));
+                    // then its two groups times their scales
                     // on top of -32 times each group's code sums (modulo 2^16, as the products)
                     ShortVector startLo = IntVector.broadcast(HALF_I, start[o + 2 * j]).reinterpretAsShorts();
                     ShortVector startHi = IntVector.broadcast(HALF_I, start[o + 2 * j + 1]).reinterpretAsShorts();
@@ -284,24 +311,21 @@ public final class Q6_KInterleaved256 {
                     hi1 = hi1.add(startHi);
                     long scales = at + SCALES + 32L * j;
                     IntVector halves = lo0.reinterpretAsInts();
-                    scaled0 = scaled0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halves.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                    scaled0 = scaled0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halves.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, scales, Simd.LE).convertShape(B2I, HALF_I, 0)));
                     halves = lo1.reinterpretAsInts();
-                    scaled1 = scaled1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halves.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                    scaled1 = scaled1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halves.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, scales + 8, Simd.LE).convertShape(B2I, HALF_I, 0)));
                     halves = hi0.reinterpretAsInts();
-                    scaled0 = scaled0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halves.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                    scaled0 = scaled0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halves.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, scales + 16, Simd.LE).convertShape(B2I, HALF_I, 0)));
                     halves = hi1.reinterpretAsInts();
-                    scaled1 = scaled1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halves.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                    scaled1 = scaled1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halves.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, scales + 24, Simd.LE).convertShape(B2I, HALF_I, 0)));
-                    j++;
-                    m = 0;
-                    pj += 16;
                     lo0 = ShortVector.zero(HALF_S);
                     lo1 = lo0;
                     hi0 = lo0;
@@ -326,7 +350,7 @@ public final class Q6_KInterleaved256 {
                 for (int m = 0; m < 6; m++) {
                     IntVector lanes = IntVector.fromMemorySegment(HALF_I, w, half + 64L * m, Simd.LE);
                     lanes.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(2 * j, h, m));
-                    lanes.lanewise(LSHR, SHIFT_6).and(SIX_BITS).reinterpretAsShorts()
+                    lanes.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts()
                             .intoArray(values, valuesAt(2 * j + 1, h, m));
                 }
                 for (int k = 0; k < 2; k++) {
@@ -334,9 +358,9 @@ public final class Q6_KInterleaved256 {
                     IntVector first = IntVector.fromMemorySegment(HALF_I, w, t, Simd.LE);
                     IntVector tops = IntVector.fromMemorySegment(HALF_I, w, t + 64, Simd.LE);
                     IntVector second = IntVector.fromMemorySegment(HALF_I, w, t + 128, Simd.LE);
-                    first.lanewise(LSHR, SHIFT_12).and(NIBBLE).or(tops.lanewise(LSHR, SHIFT_8).and(TOP_PAIR))
+                    first.lanewise(LSHR, 12).and(NIBBLE).or(tops.lanewise(LSHR, 8).and(TOP_PAIR))
                             .reinterpretAsShorts().intoArray(values, valuesAt(2 * j + k, h, 6));
-                    second.lanewise(LSHR, SHIFT_12).and(NIBBLE).or(tops.lanewise(LSHR, SHIFT_10).and(TOP_PAIR))
+                    second.lanewise(LSHR, 12).and(NIBBLE).or(tops.lanewise(LSHR, 10).and(TOP_PAIR))
                             .reinterpretAsShorts().intoArray(values, valuesAt(2 * j + k, h, 7));
                 }
             }
@@ -419,17 +443,17 @@ public final class Q6_KInterleaved256 {
                         IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k + 8,
                                 Simd.LE).convertShape(B2I, HALF_I, 0);
                         IntVector halves = sumA0.reinterpretAsInts();
-                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                                .add(halves.lanewise(ASHR, SHIFT_16)).mul(scale0));
+                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0));
                         halves = sumA1.reinterpretAsInts();
-                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                                .add(halves.lanewise(ASHR, SHIFT_16)).mul(scale1));
+                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1));
                         halves = sumB0.reinterpretAsInts();
-                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                                .add(halves.lanewise(ASHR, SHIFT_16)).mul(scale0));
+                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0));
                         halves = sumB1.reinterpretAsInts();
-                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                                .add(halves.lanewise(ASHR, SHIFT_16)).mul(scale1));
+                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1));
                     }
                     FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
                     FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
