@@ -34,8 +34,8 @@ import moe4j.gguf.GgmlType;
  *     {@code 5m + r} ({@code a}, or {@code a + 8} for {@code h = 1}) at bits {@code 3r .. 3r+2}, {@code r = 0..4},
  *     and bit {@code m} of pair 15's at bit 15.</li>
  * </ul>
- * So fifteen of a lane's sixteen values are a mask and a shift by three (one count for all, in int lanes: a vector
- * count stays in a register, where C2 moves a 16-bit shift's count in anew each time), where the file's split of two
+ * So fifteen of a lane's sixteen values are a mask and a shift by three (in int lanes, by a constant; C2 moves a
+ * 16-bit shift's count in anew each time), where the file's split of two
  * low bits and a third took two shifts, two masks and an or: about 4 instructions a 16-lane product instead of 7.
  * On a Zen 3 (JMH {@code MatVecBenchmark}, rows of 2048, three alternations) one thread went from 3.7-4.4 to 6.2-7.0
  * GB/s in cache, two from memory from 5.1-6.6 to 10.4-12.4 (bench/CPU-NOTES.md).
@@ -74,8 +74,6 @@ public final class Q3_KInterleaved {
     /** A value of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
     private static final IntVector VALUE = IntVector.broadcast(HALF_I, 0x0007_0007);
     private static final IntVector LOW_BIT = IntVector.broadcast(HALF_I, 0x0001_0001);
-    private static final IntVector SHIFT_3 = IntVector.broadcast(HALF_I, 3);
-    private static final IntVector SHIFT_16 = IntVector.broadcast(HALF_I, 16);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -169,8 +167,10 @@ public final class Q3_KInterleaved {
 
     /**
      * The one-token product in 256-bit vectors, both halves of a group at once, reading one line ahead per group-block
-     * ({@link ReadAhead#touchLine}). A lane's five values go by in a loop of five: written out, C2 scheduled all 32
-     * products of a sub-block first and kept them on the stack, some 200 spill stores and loads a sub-block.
+     * ({@link ReadAhead#touchLine}). A lane's five values go by in a loop of five, one for each vector: written out, C2
+     * scheduled all 32 products of a sub-block first and kept them on the stack, some 200 spill stores and loads a
+     * sub-block; as one loop over the three vectors, it kept that loop and spilled their lanes (Zen 3, JMH one thread
+     * in cache 7.2-7.6 GB/s, a loop a vector 8.2-8.5).
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {
@@ -197,12 +197,6 @@ public final class Q3_KInterleaved {
                 for (int j = 0; j < 8; j++) {
                     long q = at + QUANTS + (long) SUB_BLOCK_BYTES * j;
                     int pj = p0 + b * (QK / 2) + 16 * j;
-                    IntVector a0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
-                    IntVector a1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
-                    IntVector b0 = IntVector.fromMemorySegment(HALF_I, w, q + 64, Simd.LE);
-                    IntVector b1 = IntVector.fromMemorySegment(HALF_I, w, q + 96, Simd.LE);
-                    IntVector c0 = IntVector.fromMemorySegment(HALF_I, w, q + 128, Simd.LE);
-                    IntVector c1 = IntVector.fromMemorySegment(HALF_I, w, q + 160, Simd.LE);
                     // groups 2j (pairs 0-7) and 2j + 1 (8-15) of each half
                     ShortVector lo0 = IntVector.broadcast(HALF_I, start[o + 2 * j]).reinterpretAsShorts()
                             .lanewise(ASHR, 3);
@@ -210,59 +204,70 @@ public final class Q3_KInterleaved {
                     ShortVector hi0 = IntVector.broadcast(HALF_I, start[o + 2 * j + 1]).reinterpretAsShorts()
                             .lanewise(ASHR, 3);
                     ShortVector hi1 = hi0;
-                    // pairs r, 5 + r and 10 + r: 5-7 are group 2j's, 8 and 9 group 2j + 1's
+                    // a vector at a time, its five values in a loop small enough for C2 to write out (over all three
+                    // vectors at once it stayed a loop, their lanes spilled to the stack); pairs 0-7 are group 2j's
+                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
+                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
                     for (int r = 0; r < 5; r++) {
-                        ShortVector ca = IntVector.broadcast(HALF_I, pairs[pj + r]).reinterpretAsShorts();
-                        ShortVector cb = IntVector.broadcast(HALF_I, pairs[pj + 5 + r]).reinterpretAsShorts();
-                        ShortVector cc = IntVector.broadcast(HALF_I, pairs[pj + 10 + r]).reinterpretAsShorts();
-                        lo0 = lo0.add(a0.and(VALUE).reinterpretAsShorts().mul(ca));
-                        lo1 = lo1.add(a1.and(VALUE).reinterpretAsShorts().mul(ca));
-                        hi0 = hi0.add(c0.and(VALUE).reinterpretAsShorts().mul(cc));
-                        hi1 = hi1.add(c1.and(VALUE).reinterpretAsShorts().mul(cc));
-                        ShortVector pb0 = b0.and(VALUE).reinterpretAsShorts().mul(cb);
-                        ShortVector pb1 = b1.and(VALUE).reinterpretAsShorts().mul(cb);
-                        if (r < 3) {
-                            lo0 = lo0.add(pb0);
-                            lo1 = lo1.add(pb1);
-                        } else {
-                            hi0 = hi0.add(pb0);
-                            hi1 = hi1.add(pb1);
-                        }
-                        a0 = a0.lanewise(LSHR, SHIFT_3);
-                        a1 = a1.lanewise(LSHR, SHIFT_3);
-                        b0 = b0.lanewise(LSHR, SHIFT_3);
-                        b1 = b1.lanewise(LSHR, SHIFT_3);
-                        c0 = c0.lanewise(LSHR, SHIFT_3);
-                        c1 = c1.lanewise(LSHR, SHIFT_3);
+                        ShortVector c = IntVector.broadcast(HALF_I, pairs[pj + r]).reinterpretAsShorts();
+                        lo0 = lo0.add(lanes0.and(VALUE).reinterpretAsShorts().mul(c));
+                        lo1 = lo1.add(lanes1.and(VALUE).reinterpretAsShorts().mul(c));
+                        lanes0 = lanes0.lanewise(LSHR, 3);
+                        lanes1 = lanes1.lanewise(LSHR, 3);
                     }
                     // pair 15: the lanes' bits 15, where five shifts by three left them
-                    IntVector spread0 = c0.and(LOW_BIT);
-                    spread0 = spread0.add(spread0).add(b0.and(LOW_BIT));
-                    spread0 = spread0.add(spread0).add(a0.and(LOW_BIT));
-                    IntVector spread1 = c1.and(LOW_BIT);
-                    spread1 = spread1.add(spread1).add(b1.and(LOW_BIT));
-                    spread1 = spread1.add(spread1).add(a1.and(LOW_BIT));
+                    IntVector spread0 = lanes0.and(LOW_BIT);
+                    IntVector spread1 = lanes1.and(LOW_BIT);
+                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, q + 64, Simd.LE);
+                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 96, Simd.LE);
+                    for (int r = 0; r < 5; r++) {
+                        ShortVector c = IntVector.broadcast(HALF_I, pairs[pj + 5 + r]).reinterpretAsShorts();
+                        ShortVector product0 = lanes0.and(VALUE).reinterpretAsShorts().mul(c);
+                        ShortVector product1 = lanes1.and(VALUE).reinterpretAsShorts().mul(c);
+                        if (r < 3) {
+                            lo0 = lo0.add(product0);
+                            lo1 = lo1.add(product1);
+                        } else {
+                            hi0 = hi0.add(product0);
+                            hi1 = hi1.add(product1);
+                        }
+                        lanes0 = lanes0.lanewise(LSHR, 3);
+                        lanes1 = lanes1.lanewise(LSHR, 3);
+                    }
+                    spread0 = spread0.or(lanes0.and(LOW_BIT).lanewise(LSHL, 1));
+                    spread1 = spread1.or(lanes1.and(LOW_BIT).lanewise(LSHL, 1));
+                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, q + 128, Simd.LE);
+                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 160, Simd.LE);
+                    for (int r = 0; r < 5; r++) {
+                        ShortVector c = IntVector.broadcast(HALF_I, pairs[pj + 10 + r]).reinterpretAsShorts();
+                        hi0 = hi0.add(lanes0.and(VALUE).reinterpretAsShorts().mul(c));
+                        hi1 = hi1.add(lanes1.and(VALUE).reinterpretAsShorts().mul(c));
+                        lanes0 = lanes0.lanewise(LSHR, 3);
+                        lanes1 = lanes1.lanewise(LSHR, 3);
+                    }
+                    spread0 = spread0.or(lanes0.and(LOW_BIT).lanewise(LSHL, 2));
+                    spread1 = spread1.or(lanes1.and(LOW_BIT).lanewise(LSHL, 2));
                     ShortVector c = IntVector.broadcast(HALF_I, pairs[pj + 15]).reinterpretAsShorts();
                     hi0 = hi0.add(spread0.reinterpretAsShorts().mul(c));
                     hi1 = hi1.add(spread1.reinterpretAsShorts().mul(c));
                     IntVector halvesLo0 = lo0.reinterpretAsInts();
-                    scaled0 = scaled0.add(halvesLo0.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halvesLo0.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                    scaled0 = scaled0.add(halvesLo0.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halvesLo0.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, at + SCALES + 16L * (2 * j), Simd.LE)
                             .convertShape(B2I, HALF_I, 0)));
                     IntVector halvesLo1 = lo1.reinterpretAsInts();
-                    scaled1 = scaled1.add(halvesLo1.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halvesLo1.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                    scaled1 = scaled1.add(halvesLo1.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halvesLo1.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, at + SCALES + 16L * (2 * j) + 8, Simd.LE)
                             .convertShape(B2I, HALF_I, 0)));
                     IntVector halvesHi0 = hi0.reinterpretAsInts();
-                    scaled0 = scaled0.add(halvesHi0.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halvesHi0.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                    scaled0 = scaled0.add(halvesHi0.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halvesHi0.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, at + SCALES + 16L * (2 * j + 1), Simd.LE)
                             .convertShape(B2I, HALF_I, 0)));
                     IntVector halvesHi1 = hi1.reinterpretAsInts();
-                    scaled1 = scaled1.add(halvesHi1.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halvesHi1.lanewise(ASHR, SHIFT_16)).mul((IntVector) ByteVector
+                    scaled1 = scaled1.add(halvesHi1.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halvesHi1.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, at + SCALES + 16L * (2 * j + 1) + 8, Simd.LE)
                             .convertShape(B2I, HALF_I, 0)));
                 }
