@@ -383,14 +383,18 @@ public final class Q6_KInterleaved256 {
 
     /** A group-block's values, for {@link #tokensHalves}: one array a thread. */
     private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[16 * 2 * 8 * 16]);
+    /** The integer block sums of {@link #tokensHalves}'s four tokens, 16 rows each: one array a thread. */
+    private static final ThreadLocal<int[]> TILE_SUMS = ThreadLocal.withInitial(() -> new int[4 * ROWS]);
 
     /**
      * A batch in 256-bit vectors of the layouts with a signed scale per 16-element group and one {@code d} a row (this
      * one, {@link Q3_KInterleaved}'s): each group-block's quants taken out once by {@code decoder}, then multiplied
-     * with two tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
-     * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4). Each token's sums and float steps are the one-token
-     * kernels', its accumulator kept in {@code out} between blocks: the same bits. An odd last token takes {@code one},
-     * the one-token kernel of the layout, whose group-blocks are {@code groupBlockBytes} apart.
+     * with four tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
+     * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4), the block sums kept in a thread's array as
+     * {@link Q4_KInterleaved#tokensHalves} keeps them. A last group of two or three tokens repeats its last token; a
+     * last single token takes {@code one}, the one-token kernel of the layout, whose group-blocks are
+     * {@code groupBlockBytes} apart. Each token's sums and float steps are the one-token kernels', its accumulator kept
+     * in {@code out} between blocks: the same bits.
      */
     static void tokensHalves(GroupBlockDecoder decoder, int startShift, long groupBlockBytes,
             Q4_KInterleaved.GroupKernel one, MemorySegment w, long offset, int fromGroup, int toGroup,
@@ -401,78 +405,110 @@ public final class Q6_KInterleaved256 {
         int[] start = x.tileSums();
         float[] xd = x.codeScales();
         short[] values = VALUES.get();
-        int paired = tokens & ~1;
+        int[] scaled = TILE_SUMS.get();
+        int tiled = tokens % 4 == 1 ? tokens - 1 : tokens;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * groupBlockBytes;
             int rowOut = outOffset + ROWS * (g - fromGroup);
-            for (int t = 0; t < paired; t++) {
+            for (int t = 0; t < tiled; t++) {
                 Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
             }
             for (int b = 0; b < blocks; b++) {
                 long at = group + b * groupBlockBytes;
                 decoder.decode(w, at, values);
-                for (int t = 0; t < paired; t += 2) {
+                for (int t = 0; t < tiled; t += 4) {
+                    int last = Math.min(tiled - t, 4) - 1;
                     int tokenA = firstToken + t;
-                    int pa = tokenA * (width / 2) + b * (QK / 2);
-                    int pb = pa + width / 2;
-                    int oa = tokenA * (width / 16) + b * 16;
-                    int ob = oa + width / 16;
-                    IntVector scaledA0 = IntVector.zero(HALF_I);
-                    IntVector scaledA1 = IntVector.zero(HALF_I);
-                    IntVector scaledB0 = IntVector.zero(HALF_I);
-                    IntVector scaledB1 = IntVector.zero(HALF_I);
+                    int tokenB = tokenA + Math.min(1, last);
+                    int tokenC = tokenA + Math.min(2, last);
+                    int tokenD = tokenA + last;
+                    int pA = tokenA * (width / 2) + b * (QK / 2);
+                    int pB = tokenB * (width / 2) + b * (QK / 2);
+                    int pC = tokenC * (width / 2) + b * (QK / 2);
+                    int pD = tokenD * (width / 2) + b * (QK / 2);
+                    int oA = tokenA * (width / 16) + b * 16;
+                    int oB = tokenB * (width / 16) + b * 16;
+                    int oC = tokenC * (width / 16) + b * 16;
+                    int oD = tokenD * (width / 16) + b * 16;
+                    Arrays.fill(scaled, 0);
                     for (int k = 0; k < 16; k++) {
-                        ShortVector sumA0 = IntVector.broadcast(HALF_I, start[oa + k]).reinterpretAsShorts()
+                        ShortVector sumA0 = IntVector.broadcast(HALF_I, start[oA + k]).reinterpretAsShorts()
                                 .lanewise(ASHR, startShift);
                         ShortVector sumA1 = sumA0;
-                        ShortVector sumB0 = IntVector.broadcast(HALF_I, start[ob + k]).reinterpretAsShorts()
+                        ShortVector sumB0 = IntVector.broadcast(HALF_I, start[oB + k]).reinterpretAsShorts()
                                 .lanewise(ASHR, startShift);
                         ShortVector sumB1 = sumB0;
+                        ShortVector sumC0 = IntVector.broadcast(HALF_I, start[oC + k]).reinterpretAsShorts()
+                                .lanewise(ASHR, startShift);
+                        ShortVector sumC1 = sumC0;
+                        ShortVector sumD0 = IntVector.broadcast(HALF_I, start[oD + k]).reinterpretAsShorts()
+                                .lanewise(ASHR, startShift);
+                        ShortVector sumD1 = sumD0;
                         for (int u = 0; u < 8; u++) {
                             ShortVector v0 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 0, u));
                             ShortVector v1 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 1, u));
-                            ShortVector ca = IntVector.broadcast(HALF_I, pairs[pa + 8 * k + u]).reinterpretAsShorts();
-                            ShortVector cb = IntVector.broadcast(HALF_I, pairs[pb + 8 * k + u]).reinterpretAsShorts();
-                            sumA0 = sumA0.add(v0.mul(ca));
-                            sumA1 = sumA1.add(v1.mul(ca));
-                            sumB0 = sumB0.add(v0.mul(cb));
-                            sumB1 = sumB1.add(v1.mul(cb));
+                            ShortVector c;
+                            c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
+                            sumA0 = sumA0.add(v0.mul(c));
+                            sumA1 = sumA1.add(v1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
+                            sumB0 = sumB0.add(v0.mul(c));
+                            sumB1 = sumB1.add(v1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
+                            sumC0 = sumC0.add(v0.mul(c));
+                            sumC1 = sumC1.add(v1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
+                            sumD0 = sumD0.add(v0.mul(c));
+                            sumD1 = sumD1.add(v1.mul(c));
                         }
+                        pA += 8;
+                        pB += 8;
+                        pC += 8;
+                        pD += 8;
                         IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k,
                                 Simd.LE).convertShape(B2I, HALF_I, 0);
                         IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k + 8,
                                 Simd.LE).convertShape(B2I, HALF_I, 0);
-                        IntVector halves = sumA0.reinterpretAsInts();
-                        scaledA0 = scaledA0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0));
+                        IntVector halves;
+                        halves = sumA0.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, scaled, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 0);
                         halves = sumA1.reinterpretAsInts();
-                        scaledA1 = scaledA1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1));
+                        IntVector.fromArray(HALF_I, scaled, 8).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 8);
                         halves = sumB0.reinterpretAsInts();
-                        scaledB0 = scaledB0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0));
+                        IntVector.fromArray(HALF_I, scaled, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 16);
                         halves = sumB1.reinterpretAsInts();
-                        scaledB1 = scaledB1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1));
+                        IntVector.fromArray(HALF_I, scaled, 24).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 24);
+                        halves = sumC0.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, scaled, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 32);
+                        halves = sumC1.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, scaled, 40).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 40);
+                        halves = sumD0.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, scaled, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 48);
+                        halves = sumD1.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, scaled, 56).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 56);
                     }
                     FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
                     FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
-                    int o = rowOut + t * outStride;
-                    float scale = xd[tokenA * blocks + b];
-                    ((FloatVector) scaledA0.convertShape(I2F, HALF_F, 0))
-                            .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
-                    ((FloatVector) scaledA1.convertShape(I2F, HALF_F, 0))
-                            .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
-                    o += outStride;
-                    scale = xd[(tokenA + 1) * blocks + b];
-                    ((FloatVector) scaledB0.convertShape(I2F, HALF_F, 0))
-                            .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
-                    ((FloatVector) scaledB1.convertShape(I2F, HALF_F, 0))
-                            .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
+                    for (int k = 0; k <= last; k++) {
+                        int o = rowOut + (t + k) * outStride;
+                        float scale = xd[(tokenA + k) * blocks + b];
+                        ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k).convertShape(I2F, HALF_F, 0))
+                                .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
+                        ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k + 8).convertShape(I2F, HALF_F, 0))
+                                .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
+                    }
                 }
             }
-            if (paired < tokens) {
-                one.run(w, offset, g, g + 1, x, firstToken + paired, out, rowOut + paired * outStride);
+            if (tiled < tokens) {
+                one.run(w, offset, g, g + 1, x, firstToken + tiled, out, rowOut + tiled * outStride);
             }
         }
     }
