@@ -391,10 +391,9 @@ public final class Q6_KInterleaved256 {
      * one, {@link Q3_KInterleaved}'s): each group-block's quants taken out once by {@code decoder}, then multiplied
      * with four tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
      * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4), the block sums kept in a thread's array as
-     * {@link Q4_KInterleaved#tokensHalves} keeps them. A last group of two or three tokens repeats its last token; a
-     * last single token takes {@code one}, the one-token kernel of the layout, whose group-blocks are
-     * {@code groupBlockBytes} apart. Each token's sums and float steps are the one-token kernels', its accumulator kept
-     * in {@code out} between blocks: the same bits.
+     * {@link Q4_KInterleaved#tokensHalves} keeps them. The last one to three tokens take {@code one}, the one-token
+     * kernel of the layout (as in {@link Q4_KInterleaved#tokensHalves}), whose group-blocks are {@code groupBlockBytes} apart. Each token's sums and float steps are
+     * the one-token kernels', its accumulator kept in {@code out} between blocks: the same bits.
      */
     static void tokensHalves(GroupBlockDecoder decoder, int startShift, long groupBlockBytes,
             Q4_KInterleaved.GroupKernel one, MemorySegment w, long offset, int fromGroup, int toGroup,
@@ -406,7 +405,7 @@ public final class Q6_KInterleaved256 {
         float[] xd = x.codeScales();
         short[] values = VALUES.get();
         int[] scaled = TILE_SUMS.get();
-        int tiled = tokens % 4 == 1 ? tokens - 1 : tokens;
+        int tiled = tokens & ~3;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * groupBlockBytes;
             int rowOut = outOffset + ROWS * (g - fromGroup);
@@ -417,19 +416,15 @@ public final class Q6_KInterleaved256 {
                 long at = group + b * groupBlockBytes;
                 decoder.decode(w, at, values);
                 for (int t = 0; t < tiled; t += 4) {
-                    int last = Math.min(tiled - t, 4) - 1;
                     int tokenA = firstToken + t;
-                    int tokenB = tokenA + Math.min(1, last);
-                    int tokenC = tokenA + Math.min(2, last);
-                    int tokenD = tokenA + last;
                     int pA = tokenA * (width / 2) + b * (QK / 2);
-                    int pB = tokenB * (width / 2) + b * (QK / 2);
-                    int pC = tokenC * (width / 2) + b * (QK / 2);
-                    int pD = tokenD * (width / 2) + b * (QK / 2);
+                    int pB = pA + width / 2;
+                    int pC = pB + width / 2;
+                    int pD = pC + width / 2;
                     int oA = tokenA * (width / 16) + b * 16;
-                    int oB = tokenB * (width / 16) + b * 16;
-                    int oC = tokenC * (width / 16) + b * 16;
-                    int oD = tokenD * (width / 16) + b * 16;
+                    int oB = oA + width / 16;
+                    int oC = oB + width / 16;
+                    int oD = oC + width / 16;
                     Arrays.fill(scaled, 0);
                     for (int k = 0; k < 16; k++) {
                         ShortVector sumA0 = IntVector.broadcast(HALF_I, start[oA + k]).reinterpretAsShorts()
@@ -497,7 +492,7 @@ public final class Q6_KInterleaved256 {
                     }
                     FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
                     FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
-                    for (int k = 0; k <= last; k++) {
+                    for (int k = 0; k < 4; k++) {
                         int o = rowOut + (t + k) * outStride;
                         float scale = xd[(tokenA + k) * blocks + b];
                         ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k).convertShape(I2F, HALF_F, 0))
@@ -507,8 +502,8 @@ public final class Q6_KInterleaved256 {
                     }
                 }
             }
-            if (tiled < tokens) {
-                one.run(w, offset, g, g + 1, x, firstToken + tiled, out, rowOut + tiled * outStride);
+            for (int t = tiled; t < tokens; t++) {
+                one.run(w, offset, g, g + 1, x, firstToken + t, out, rowOut + t * outStride);
             }
         }
     }
