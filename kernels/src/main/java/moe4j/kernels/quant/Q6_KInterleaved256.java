@@ -392,8 +392,9 @@ public final class Q6_KInterleaved256 {
      * with four tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
      * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4), the block sums kept in a thread's array as
      * {@link Q4_KInterleaved#tokensHalves} keeps them. The last one to three tokens take {@code one}, the one-token
-     * kernel of the layout (as in {@link Q4_KInterleaved#tokensHalves}), whose group-blocks are {@code groupBlockBytes} apart. Each token's sums and float steps are
-     * the one-token kernels', its accumulator kept in {@code out} between blocks: the same bits.
+     * kernel of the layout (as in {@link Q4_KInterleaved#tokensHalves}), whose group-blocks are {@code groupBlockBytes}
+     * apart. Each token's sums and float steps are the one-token kernels', its accumulator kept in {@code out} between
+     * blocks: the same bits.
      */
     static void tokensHalves(GroupBlockDecoder decoder, int startShift, long groupBlockBytes,
             Q4_KInterleaved.GroupKernel one, MemorySegment w, long offset, int fromGroup, int toGroup,
