@@ -28,7 +28,10 @@ import moe4j.gguf.GgmlType;
  * bits, multiplied by the code pair {@code 16j + u} of activations prepared in Q4_K's order.
  *
  * <p>A block's 40 vectors lie 64 bytes apart, so that the one-token kernel reads them in one loop, whose loads C2
- * checks once a block. Its 16-bit sums go by slot: the quants at bits 0-4 of a sub-block's five vectors and pair 15
+ * checks once a block, provided the branch taken after each sub-block's fifth vector loads nothing from the segment
+ * but the scales: each vector gives its bit 15 as it passes. Read again there, the five vectors' bits 15 had C2 make
+ * the four passes before an inner loop whose range checks it set up anew each sub-block (Zen 3, JMH one thread in
+ * cache 7.9-8.9 GB/s, taken as they pass 14.3-14.7; two threads from memory 12.7-15 and 20-21). Its 16-bit sums go by slot: the quants at bits 0-4 of a sub-block's five vectors and pair 15
  * (six products of at most 31 * 128), those at 5-9, those at 10-14; each widened, added, times the sub-block's scale:
  * {@link Q5_KInterleaved}'s integer sums and float steps, the same bits.
  */
@@ -58,9 +61,6 @@ public final class Q5_KInterleaved256 {
     /** Five bits of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
     private static final IntVector FIVE_BITS = IntVector.broadcast(HALF_I, 0x001F_001F);
     private static final IntVector LOW_BIT = IntVector.broadcast(HALF_I, 0x0001_0001);
-    private static final IntVector SHIFT_5 = IntVector.broadcast(HALF_I, 5);
-    private static final IntVector SHIFT_15 = IntVector.broadcast(HALF_I, 15);
-    private static final IntVector SHIFT_16 = IntVector.broadcast(HALF_I, 16);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -151,6 +151,8 @@ public final class Q5_KInterleaved256 {
                 ShortVector b1 = a0;
                 ShortVector c0 = a0;
                 ShortVector c1 = a0;
+                IntVector spread0 = IntVector.zero(HALF_I);
+                IntVector spread1 = spread0;
                 int j = 0;
                 int m = 0;
                 int pm = p0 + b * (QK / 2);
@@ -161,52 +163,46 @@ public final class Q5_KInterleaved256 {
                     ShortVector c = IntVector.broadcast(HALF_I, pairs[pm]).reinterpretAsShorts();
                     a0 = a0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
                     a1 = a1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, SHIFT_5);
-                    lanes1 = lanes1.lanewise(LSHR, SHIFT_5);
+                    lanes0 = lanes0.lanewise(LSHR, 5);
+                    lanes1 = lanes1.lanewise(LSHR, 5);
                     c = IntVector.broadcast(HALF_I, pairs[pm + 1]).reinterpretAsShorts();
                     b0 = b0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
                     b1 = b1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, SHIFT_5);
-                    lanes1 = lanes1.lanewise(LSHR, SHIFT_5);
+                    lanes0 = lanes0.lanewise(LSHR, 5);
+                    lanes1 = lanes1.lanewise(LSHR, 5);
                     c = IntVector.broadcast(HALF_I, pairs[pm + 2]).reinterpretAsShorts();
                     c0 = c0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
                     c1 = c1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
+                    // bit m of pair 15's quant, taken as each vector passes
+                    spread0 = spread0.or(lanes0.lanewise(LSHR, 5).and(LOW_BIT).lanewise(LSHL, m));
+                    spread1 = spread1.or(lanes1.lanewise(LSHR, 5).and(LOW_BIT).lanewise(LSHL, m));
                     if (m < 4) {
                         m++;
                         pm += 3;
                         continue;
                     }
-                    // sub-block j's fifth vector: pair 15 from the five vectors' bits 15, then the sub-block's scale
-                    IntVector spread0 = IntVector.zero(HALF_I);
-                    IntVector spread1 = IntVector.zero(HALF_I);
-                    for (int k = 4; k >= 0; k--) {
-                        long v = q - 64L * (4 - k);
-                        spread0 = spread0.add(spread0).add(IntVector.fromMemorySegment(HALF_I, w, v, Simd.LE)
-                                .lanewise(LSHR, SHIFT_15).and(LOW_BIT));
-                        spread1 = spread1.add(spread1).add(IntVector.fromMemorySegment(HALF_I, w, v + 32, Simd.LE)
-                                .lanewise(LSHR, SHIFT_15).and(LOW_BIT));
-                    }
+                    // sub-block j's fifth vector: pair 15, then the sub-block's scale
                     c = IntVector.broadcast(HALF_I, pairs[pm + 3]).reinterpretAsShorts();
                     a0 = a0.add(spread0.reinterpretAsShorts().mul(c));
                     a1 = a1.add(spread1.reinterpretAsShorts().mul(c));
                     IntVector halves = a0.reinterpretAsInts();
-                    IntVector dot0 = halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    IntVector dot0 = halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halves.lanewise(ASHR, 16));
                     halves = b0.reinterpretAsInts();
-                    dot0 = dot0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16))
-                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    dot0 = dot0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16))
+                            .add(halves.lanewise(ASHR, 16));
                     halves = c0.reinterpretAsInts();
-                    dot0 = dot0.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16))
-                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    dot0 = dot0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16))
+                            .add(halves.lanewise(ASHR, 16));
                     halves = a1.reinterpretAsInts();
-                    IntVector dot1 = halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16)
-                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    IntVector dot1 = halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                            .add(halves.lanewise(ASHR, 16));
                     halves = b1.reinterpretAsInts();
-                    dot1 = dot1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16))
-                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    dot1 = dot1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16))
+                            .add(halves.lanewise(ASHR, 16));
                     halves = c1.reinterpretAsInts();
-                    dot1 = dot1.add(halves.lanewise(LSHL, SHIFT_16).lanewise(ASHR, SHIFT_16))
-                            .add(halves.lanewise(ASHR, SHIFT_16));
+                    dot1 = dot1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16))
+                            .add(halves.lanewise(ASHR, 16));
                     long scales = at + SCALES + 16L * j;
                     scaled0 = scaled0.add(dot0.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
                             .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
@@ -218,6 +214,8 @@ public final class Q5_KInterleaved256 {
                     b1 = a0;
                     c0 = a0;
                     c1 = a0;
+                    spread0 = IntVector.zero(HALF_I);
+                    spread1 = spread0;
                     j++;
                     m = 0;
                     pm += 4;
