@@ -353,8 +353,8 @@ public final class Q4_KInterleaved {
                 ShortVector sum1 = ShortVector.zero(HALF_S);
                 for (int n = 0; n < 32; n++) {
                     long q = at + QUANTS + 64L * n;
-                    // int lanes: their shifts take a count C2 keeps in a register (a 16-bit shift's count it moves in
-                    // anew each time); the mask drops what the upper 16-bit lane shifts in
+                    // int lanes: a shift by a constant is one instruction (a 16-bit shift's count C2 moves in anew each
+                    // time); the mask drops what the upper 16-bit lane shifts in
                     IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
                     IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
                     int pv = p + 4 * n;
