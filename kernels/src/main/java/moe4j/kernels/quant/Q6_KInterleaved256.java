@@ -191,7 +191,9 @@ public final class Q6_KInterleaved256 {
 
     /**
      * The one-token product in 256-bit vectors, both halves of a group at once, reading one line ahead per group-block
-     * ({@link ReadAhead#touchLine}).
+     * ({@link ReadAhead#touchLine}). The method is near the size C1 still compiles: a few more vector operations (the
+     * accumulators kept in {@code out}, say) and C1 gives up, leaving it to code that boxes every vector, some 300
+     * times slower. After a change, {@code -XX:+PrintCompilation} should name it at level 4.
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {
