@@ -223,9 +223,17 @@ abstract class BlockFormat implements QuantFormat {
         return false;
     }
 
-    /** Whether {@link #dotRows} can take {@code x}: it exists, the vectors are 512 bits and {@code x} is in its lane order. */
+    /** Whether {@link #dotRows} also runs with 256-bit vectors (AVX2). */
+    boolean hasHalvesRowKernel() {
+        return false;
+    }
+
+    /**
+     * Whether {@link #dotRows} can take {@code x}: it exists, the vectors are 512 bits (or 256 where
+     * {@link #hasHalvesRowKernel}) and {@code x} is in its lane order.
+     */
     private boolean rowKernelFor(PreparedActivations x) {
-        return Simd.FUSED && hasRowKernel() && x.laneOrder() == laneOrder();
+        return (Simd.FUSED && hasRowKernel() || Simd.HALVES && hasHalvesRowKernel()) && x.laneOrder() == laneOrder();
     }
 
     /**
@@ -235,7 +243,8 @@ abstract class BlockFormat implements QuantFormat {
      * and F32 one loop) with its accumulators in registers. Results agree with the batched paths' within float32
      * rounding (the sums run in another order; bit for bit, in {@link #dotBlocks}' order, for F32, and for F16 and
      * BF16 rows that are not whole 256-value chunks, whose batches do not decode for {@link ScaledDot}).
-     * Arguments are checked, {@link Simd#FUSED} holds and {@code x} is in {@link #laneOrder()}.
+     * Arguments are checked, {@link Simd#FUSED} holds (or {@link Simd#HALVES} where {@link #hasHalvesRowKernel}) and
+     * {@code x} is in {@link #laneOrder()}.
      */
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {

@@ -35,8 +35,8 @@ import moe4j.gguf.GgmlType;
  *     and bit {@code m} of pair 15's at bit 15.</li>
  * </ul>
  * So fifteen of a lane's sixteen values are a mask and a shift by three (in int lanes, by a constant; C2 moves a
- * 16-bit shift's count in anew each time), where the file's split of two
- * low bits and a third took two shifts, two masks and an or: about 4 instructions a 16-lane product instead of 7.
+ * 16-bit shift's count in anew each time), where the file's split of two low bits and a third took two shifts, two
+ * masks and an or: about 4 instructions a 16-lane product instead of 7.
  * On a Zen 3 (JMH {@code MatVecBenchmark}, rows of 2048, three alternations) one thread went from 3.7-4.4 to 6.2-7.0
  * GB/s in cache, two from memory from 5.1-6.6 to 10.4-12.4 (bench/CPU-NOTES.md).
  *

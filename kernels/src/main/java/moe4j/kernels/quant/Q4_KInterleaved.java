@@ -431,11 +431,11 @@ public final class Q4_KInterleaved {
      * thread's array, then multiplied with four tokens' code pairs at a time, where {@link #oneTokenHalves} would take
      * them out again for every token. The 8 sums of a sub-block's products stay in registers; the block sums, which
      * added 8 more there and spilled, go to a thread's array (Zen 3, JMH {@code preparedBatch8} one thread in cache:
-     * two tokens a time with their block sums in registers 1.7-2.1 GB/s). The last one to three tokens take
-     * {@link #oneTokenHalves}: a token there costs little more than in a tile (JMH one thread in cache, 14-15 GB/s
-     * against 16-19 for each of eight tokens), less than a tile padded with repeated tokens. Each
-     * token's sums and float steps are {@link #oneTokenHalves}'s, its accumulator kept in {@code out} between blocks:
-     * the same bits.
+     * two tokens a time with their block sums in registers 1.9-2.1 GB/s, four so 2.0-2.4). The last one to three
+     * tokens take {@link #oneTokenHalves}: a token there costs little more than in a tile (JMH one thread in cache,
+     * 14-15 GB/s against 16-19 for each of eight tokens), less than a tile padded with repeated tokens. Each token's
+     * sums and float steps are {@link #oneTokenHalves}'s, its accumulator kept in {@code out} between blocks: the same
+     * bits.
      */
     static void tokensHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
@@ -447,13 +447,15 @@ public final class Q4_KInterleaved {
         short[] nibbles = NIBBLES.get();
         int[] scaled = TILE_SUMS.get();
         int tiled = tokens & ~3;
+        // with fewer than four tokens no tile runs: no group-block to take out
+        int tiledBlocks = tiled > 0 ? blocks : 0;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
             int rowOut = outOffset + ROWS * (g - fromGroup);
             for (int t = 0; t < tiled; t++) {
                 Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
             }
-            for (int b = 0; b < blocks; b++) {
+            for (int b = 0; b < tiledBlocks; b++) {
                 long at = group + (long) b * GROUP_BLOCK_BYTES;
                 for (int j = 0; j < 8; j++) {
                     for (int h = 0; h < 2; h++) {

@@ -31,9 +31,10 @@ import moe4j.gguf.GgmlType;
  * checks once a block, provided the branch taken after each sub-block's fifth vector loads nothing from the segment
  * but the scales: each vector gives its bit 15 as it passes. Read again there, the five vectors' bits 15 had C2 make
  * the four passes before an inner loop whose range checks it set up anew each sub-block (Zen 3, JMH one thread in
- * cache 7.9-8.9 GB/s, taken as they pass 14.3-14.7; two threads from memory 12.7-15 and 20-21). Its 16-bit sums go by slot: the quants at bits 0-4 of a sub-block's five vectors and pair 15
- * (six products of at most 31 * 128), those at 5-9, those at 10-14; each widened, added, times the sub-block's scale:
- * {@link Q5_KInterleaved}'s integer sums and float steps, the same bits.
+ * cache 7.9-8.9 GB/s, taken as they pass 14.3-14.7; two threads from memory 12.7-15 and 20-21). Its 16-bit sums go
+ * by slot: the quants at bits 0-4 of a sub-block's five vectors and pair 15 (six products of at most 31 * 128), those
+ * at 5-9, those at 10-14; each widened, added, times the sub-block's scale: {@link Q5_KInterleaved}'s integer sums and
+ * float steps, the same bits.
  */
 public final class Q5_KInterleaved256 {
 

@@ -409,13 +409,15 @@ public final class Q6_KInterleaved256 {
         short[] values = VALUES.get();
         int[] scaled = TILE_SUMS.get();
         int tiled = tokens & ~3;
+        // with fewer than four tokens no tile runs: no group-block to decode
+        int tiledBlocks = tiled > 0 ? blocks : 0;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * groupBlockBytes;
             int rowOut = outOffset + ROWS * (g - fromGroup);
             for (int t = 0; t < tiled; t++) {
                 Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
             }
-            for (int b = 0; b < blocks; b++) {
+            for (int b = 0; b < tiledBlocks; b++) {
                 long at = group + b * groupBlockBytes;
                 decoder.decode(w, at, values);
                 for (int t = 0; t < tiled; t += 4) {

@@ -93,6 +93,9 @@ public final class Q8_0 extends BlockFormat {
     @Override
     boolean hasRowKernel() { return true; }
 
+    @Override
+    boolean hasHalvesRowKernel() { return true; }
+
     /**
      * {@link #dotBlocks}' loop (same operations, same order) for each row in turn, in loops of {@link #SPAN} blocks.
      * C2 drops its activation bounds checks, so what a row kernel saves here is the
@@ -100,7 +103,10 @@ public final class Q8_0 extends BlockFormat {
      * Zen 5): one 32-byte load per block split in registers was 2-10% slower than the two 16-byte loads, which
      * widen to int lanes straight from memory while the upper half of a wider load needs a byte permute and a
      * blend first; {@link DecodedDot#combine} inlines here, and summing through an array and a scalar helper
-     * instead made 128-element rows 2x slower.
+     * instead made 128-element rows 2x slower. With 256-bit vectors (AVX2) it sums in the order {@link DecodedDot#dot}
+     * sums in at that width, with {@link #dequantizeBlocks}' decoding: the same bits as that path, without its pass
+     * through a scratch buffer (Zen 3, JMH {@code matVecOneThread} in cache 4.9-5.3 -> 9.2-9.5 GB/s, two threads from
+     * memory 8.9-9.0 -> 16.6-17.8).
      */
     @Override
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
@@ -120,16 +126,32 @@ public final class Q8_0 extends BlockFormat {
                     long block = row + (long) b * BYTES;
                     float d = Halfs.readFp16(src, block);
                     int e = xRow + QK * b;
-                    IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2, Simd.LE).convertShape(B2I, Simd.I, 0);
-                    IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 18, Simd.LE).convertShape(B2I, Simd.I, 0);
-                    FloatVector w0 = ((FloatVector) q0.convert(I2F, 0)).mul(d);
-                    FloatVector w1 = ((FloatVector) q1.convert(I2F, 0)).mul(d);
-                    FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, xv, e), a0);
-                    FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
-                    a0 = a2;
-                    a1 = a3;
-                    a2 = n0;
-                    a3 = n1;
+                    if (Simd.FUSED) {
+                        IntVector q0 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2, Simd.LE).convertShape(B2I, Simd.I, 0);
+                        IntVector q1 = (IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 18, Simd.LE).convertShape(B2I, Simd.I, 0);
+                        FloatVector w0 = ((FloatVector) q0.convert(I2F, 0)).mul(d);
+                        FloatVector w1 = ((FloatVector) q1.convert(I2F, 0)).mul(d);
+                        FloatVector n0 = w0.fma(FloatVector.fromArray(Simd.F, xv, e), a0);
+                        FloatVector n1 = w1.fma(FloatVector.fromArray(Simd.F, xv, e + 16), a1);
+                        a0 = a2;
+                        a1 = a3;
+                        a2 = n0;
+                        a3 = n1;
+                    } else {
+                        // 8 lanes (AVX2): the block's four groups to the four accumulators, DecodedDot's order there
+                        a0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 2, Simd.LE)
+                                .convertShape(B2I, Simd.I, 0)).convert(I2F, 0)).mul(d)
+                                .fma(FloatVector.fromArray(Simd.F, xv, e), a0);
+                        a1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 10, Simd.LE)
+                                .convertShape(B2I, Simd.I, 0)).convert(I2F, 0)).mul(d)
+                                .fma(FloatVector.fromArray(Simd.F, xv, e + 8), a1);
+                        a2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 18, Simd.LE)
+                                .convertShape(B2I, Simd.I, 0)).convert(I2F, 0)).mul(d)
+                                .fma(FloatVector.fromArray(Simd.F, xv, e + 16), a2);
+                        a3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(Simd.B, src, block + 26, Simd.LE)
+                                .convertShape(B2I, Simd.I, 0)).convert(I2F, 0)).mul(d)
+                                .fma(FloatVector.fromArray(Simd.F, xv, e + 24), a3);
+                    }
                 }
             }
             out[outOffset + r] = DecodedDot.combine(a0, a1, a2, a3);

@@ -91,7 +91,7 @@ class InterleavedRowsTest {
                 data.set(Layouts.SHORT_LE, block + 2, Float.floatToFloat16(0.75f));
             }
             PreparedActivations x = extremeCodes(type, width);
-            checkAgainstReferences(type, data, rowBytes, rows, width, x, 0, 3, arena);
+            checkAgainstReferences(type, data, rowBytes, rows, width, x, 0, 5, arena);
         }
     }
 
@@ -261,7 +261,7 @@ class InterleavedRowsTest {
                 data.set(Layouts.SHORT_LE, block + 108, Float.floatToFloat16(b % 4 < 2 ? 1.5f : -0.25f));
             }
             PreparedActivations x = extremeCodes(GgmlType.Q3_K, width);
-            checkAgainstReferences(GgmlType.Q3_K, data, rowBytes, rows, width, x, 0, 3, arena);
+            checkAgainstReferences(GgmlType.Q3_K, data, rowBytes, rows, width, x, 0, 5, arena);
         }
     }
 
@@ -284,7 +284,7 @@ class InterleavedRowsTest {
                 data.set(Layouts.SHORT_LE, block + 208, Float.floatToFloat16(b % 2 == 0 ? 1.5f : -0.25f));
             }
             PreparedActivations x = extremeCodes(GgmlType.Q6_K, width);
-            checkAgainstReferences(GgmlType.Q6_K, data, rowBytes, rows, width, x, 0, 3, arena);
+            checkAgainstReferences(GgmlType.Q6_K, data, rowBytes, rows, width, x, 0, 5, arena);
         }
     }
 
@@ -434,15 +434,20 @@ class InterleavedRowsTest {
      * code 127, and the two alternating.
      */
     private static PreparedActivations extremeCodes(GgmlType type, int width) {
-        float[] values = new float[3 * width];
+        // five tokens: a 256-bit tile of four and one more alone
+        float[] values = new float[5 * width];
         Arrays.fill(values, 0, width, 1f);
         Arrays.fill(values, width, 2 * width, -1f);
         for (int i = 2 * width; i < 3 * width; i++) {
             values[i] = i % 2 == 0 ? 3f : -3f;
         }
+        for (int i = 3 * width; i < 4 * width; i++) {
+            values[i] = i % 2 == 0 ? -3f : 3f;
+        }
+        Arrays.fill(values, 4 * width, 5 * width, 1f);
         PreparedActivations x = new PreparedActivations();
-        x.reserve(QuantFormats.of(type), 3, width);
-        for (int t = 0; t < 3; t++) {
+        x.reserve(QuantFormats.of(type), 5, width);
+        for (int t = 0; t < 5; t++) {
             x.prepareRow(values, t * width, t);
         }
         return x;

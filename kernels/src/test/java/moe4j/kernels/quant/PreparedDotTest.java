@@ -158,6 +158,34 @@ class PreparedDotTest {
         rowsEqualSingleRows(type, 1); // the matrix-vector kernels of decoding
     }
 
+    /**
+     * Q8_0's row kernel of decoding against the plain dot product on the activations' floats, bit for bit: with 512-bit
+     * vectors both are the fused kernel's loop, with 256-bit ones the row kernel's 8-lane loop against the
+     * decode-then-dot path it stands in for.
+     */
+    @Test
+    void q8_0RowKernelEqualsTheDotBitForBit() {
+        QuantFormat format = QuantFormats.of(GgmlType.Q8_0);
+        SplittableRandom rnd = new SplittableRandom(808);
+        int rows = 5;
+        try (Arena arena = Arena.ofConfined()) {
+            for (int width : new int[] {32, 256, 4096, 4096 + 96}) {
+                long rowBytes = GgmlType.Q8_0.bytesFor(width) + 2;
+                MemorySegment data = arena.allocate(rows * rowBytes);
+                for (int r = 0; r < rows; r++) {
+                    format.randomBlocks(rnd, data, r * rowBytes, width / 32);
+                }
+                PreparedActivations prepared = gaussianRows(format, rnd, 2, width);
+                float[] out = new float[rows];
+                format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 1, 1, out, 0, 1);
+                for (int r = 0; r < rows; r++) {
+                    float dot = format.dot(data, r * rowBytes, prepared.values(), width, width);
+                    assertEquals(dot, out[r], 0f, "Q8_0 width " + width + " row " + r);
+                }
+            }
+        }
+    }
+
     private static void rowsEqualSingleRows(GgmlType type, int tokens) {
         QuantFormat format = QuantFormats.of(type);
         SplittableRandom rnd = new SplittableRandom(type.id() + 200L * tokens);
