@@ -51,7 +51,7 @@ final class CpuDescription {
         }
         if (InterleavedRows.available()) {
             return Optional.of(String.format(Locale.ROOT, "note: this CPU's vectors are %d bits wide; moe4j runs its"
-                    + " integer kernels for %s here (and a row kernel for decoding Q8_0), and generic kernels, several"
+                    + " integer kernels for %s here (and row kernels for decoding Q8_0 and Q4_0), and generic kernels, several"
                     + " times slower, for the other types, whose fused kernels are written for 512-bit vectors (AVX-512)",
                     QuantFormats.vectorBits(), InterleavedRows.types()));
         }

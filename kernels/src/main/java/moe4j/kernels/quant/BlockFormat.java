@@ -223,17 +223,17 @@ abstract class BlockFormat implements QuantFormat {
         return false;
     }
 
-    /** Whether {@link #dotRows} also runs with 256-bit vectors (AVX2). */
+    /** Whether {@link #dotRows} also runs with 256-bit vectors (AVX2), on the activations' floats. */
     boolean hasHalvesRowKernel() {
         return false;
     }
 
     /**
-     * Whether {@link #dotRows} can take {@code x}: it exists, the vectors are 512 bits (or 256 where
-     * {@link #hasHalvesRowKernel}) and {@code x} is in its lane order.
+     * Whether {@link #dotRows} can take {@code x}: with 512-bit vectors, it exists and {@code x} is in its lane order;
+     * with 256-bit ones, it runs there ({@link #hasHalvesRowKernel}), reading the floats, which every order keeps.
      */
     private boolean rowKernelFor(PreparedActivations x) {
-        return (Simd.FUSED && hasRowKernel() || Simd.HALVES && hasHalvesRowKernel()) && x.laneOrder() == laneOrder();
+        return Simd.FUSED ? hasRowKernel() && x.laneOrder() == laneOrder() : Simd.HALVES && hasHalvesRowKernel();
     }
 
     /**
@@ -243,8 +243,8 @@ abstract class BlockFormat implements QuantFormat {
      * and F32 one loop) with its accumulators in registers. Results agree with the batched paths' within float32
      * rounding (the sums run in another order; bit for bit, in {@link #dotBlocks}' order, for F32, and for F16 and
      * BF16 rows that are not whole 256-value chunks, whose batches do not decode for {@link ScaledDot}).
-     * Arguments are checked, {@link Simd#FUSED} holds (or {@link Simd#HALVES} where {@link #hasHalvesRowKernel}) and
-     * {@code x} is in {@link #laneOrder()}.
+     * Arguments are checked, and {@link Simd#FUSED} holds with {@code x} in {@link #laneOrder()}, or {@link Simd#HALVES}
+     * where {@link #hasHalvesRowKernel}.
      */
     void dotRows(MemorySegment src, long srcOffset, long rowBytes, int rows, PreparedActivations x, int token,
             float[] out, int outOffset) {

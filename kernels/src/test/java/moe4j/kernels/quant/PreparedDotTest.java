@@ -159,18 +159,20 @@ class PreparedDotTest {
     }
 
     /**
-     * Q8_0's row kernel of decoding against the plain dot product on the activations' floats, bit for bit: with 512-bit
-     * vectors both are the fused kernel's loop, with 256-bit ones the row kernel's 8-lane loop against the
-     * decode-then-dot path it stands in for.
+     * Q8_0's and Q4_0's row kernels of decoding where the vectors are 256 bits (AVX2), against the plain dot product on
+     * the activations' floats, bit for bit: there they stand in for the decode-then-dot path. (With 512-bit vectors
+     * Q4_0's row kernel multiplies the activations' 8-bit codes instead.)
      */
-    @Test
-    void q8_0RowKernelEqualsTheDotBitForBit() {
-        QuantFormat format = QuantFormats.of(GgmlType.Q8_0);
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q8_0", "Q4_0"})
+    void rowKernelsOf256BitVectorsEqualTheDotBitForBit(GgmlType type) {
+        Assumptions.assumeTrue(!Simd.FUSED || type == GgmlType.Q8_0, "Q4_0's 512-bit row kernel rounds the activations");
+        QuantFormat format = QuantFormats.of(type);
         SplittableRandom rnd = new SplittableRandom(808);
         int rows = 5;
         try (Arena arena = Arena.ofConfined()) {
             for (int width : new int[] {32, 256, 4096, 4096 + 96}) {
-                long rowBytes = GgmlType.Q8_0.bytesFor(width) + 2;
+                long rowBytes = type.bytesFor(width) + 2;
                 MemorySegment data = arena.allocate(rows * rowBytes);
                 for (int r = 0; r < rows; r++) {
                     format.randomBlocks(rnd, data, r * rowBytes, width / 32);
@@ -180,7 +182,7 @@ class PreparedDotTest {
                 format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 1, 1, out, 0, 1);
                 for (int r = 0; r < rows; r++) {
                     float dot = format.dot(data, r * rowBytes, prepared.values(), width, width);
-                    assertEquals(dot, out[r], 0f, "Q8_0 width " + width + " row " + r);
+                    assertEquals(dot, out[r], 0f, type + " width " + width + " row " + r);
                 }
             }
         }
