@@ -7,8 +7,8 @@ import moe4j.gguf.GgmlType;
 /**
  * The types whose matrices the CPU backend repacks in groups of 16 rows at load, and what each takes: Q4_K
  * ({@link Q4_KInterleaved}), Q5_K and Q6_K ({@link Q5_KInterleaved} and {@link Q6_KInterleaved} with 512-bit vectors,
- * {@link Q5_KInterleaved256} and {@link Q6_KInterleaved256} with 256-bit ones), and where the vectors are 256 bits Q3_K ({@link Q3_KInterleaved}) too,
- * which has no other integer kernel there.
+ * {@link Q5_KInterleaved256} and {@link Q6_KInterleaved256} with 256-bit ones), and where the vectors are 256 bits
+ * Q3_K ({@link Q3_KInterleaved}) too, which has no other integer kernel there.
  */
 public final class InterleavedRows {
 

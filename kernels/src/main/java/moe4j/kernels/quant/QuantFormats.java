@@ -2,6 +2,7 @@ package moe4j.kernels.quant;
 
 import java.util.Collections;
 import java.util.EnumMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.stream.Collectors;
@@ -48,10 +49,24 @@ public final class QuantFormats {
     /**
      * Whether this JVM and CPU run the fused kernels, which are written for 512-bit vectors (the Vector API's preferred
      * species has 16 float lanes: AVX-512). Otherwise every type takes the generic decode-then-dot path, several times
-     * slower, except the repacked types where the vectors are 256 bits ({@link InterleavedRows#available()}).
+     * slower, except the repacked types where the vectors are 256 bits ({@link InterleavedRows#available()}) and the
+     * decoding of {@link #rowKernelTypesOf256BitVectors()}.
      */
     public static boolean fusedKernels() {
         return Simd.FUSED;
+    }
+
+    /**
+     * The types whose decoding has a row kernel of its own where the vectors are 256 bits (AVX2), in words and in ggml
+     * id order, e.g. {@code "Q4_0 and Q8_0"}.
+     */
+    public static String rowKernelTypesOf256BitVectors() {
+        List<String> names = FORMATS.values().stream()
+                .filter(f -> f instanceof BlockFormat block && block.hasHalvesRowKernel())
+                .map(f -> f.type().name()).toList();
+        int last = names.size() - 1;
+        return last < 1 ? String.join("", names)
+                : String.join(", ", names.subList(0, last)) + " and " + names.get(last);
     }
 
     /** Bits of the Vector API's preferred vectors here: 512 with AVX-512, 256 with AVX2 alone. */

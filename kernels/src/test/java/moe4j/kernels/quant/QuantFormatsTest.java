@@ -47,6 +47,11 @@ class QuantFormatsTest {
     }
 
     @Test
+    void theTypesWithRowKernelsOf256BitVectorsAreNamedInWords() {
+        assertEquals("Q4_0 and Q8_0", QuantFormats.rowKernelTypesOf256BitVectors());
+    }
+
+    @Test
     void supportsExactlyTheTypesQwen3FilesUse() {
         assertEquals(EXPECTED, QuantFormats.supported());
         assertThrows(UnsupportedOperationException.class, () -> QuantFormats.supported().add(GgmlType.IQ2_XXS));
