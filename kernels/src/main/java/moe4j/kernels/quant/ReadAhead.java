@@ -33,10 +33,15 @@ final class ReadAhead {
     private ReadAhead() {}
 
     /**
-     * Bytes ahead of the block being multiplied. Q4_K_M tg32 on the Intel VM, five alternations: 1 to 16 KiB within
-     * 10% of each other (16 KiB the slowest), 2 KiB ahead of 4 in each (17.8-18.6 against 17.1-17.8 tok/s).
+     * Bytes ahead of the block being multiplied; by default 2 KiB where the vectors are 512 bits and none where they are
+     * 256 ({@link Simd#HALVES}). Q4_K_M tg32 on the Intel VM (512-bit kernels), five alternations: 1 to 16 KiB within
+     * 10% of each other (16 KiB the slowest), 2 KiB ahead of 4 in each (17.8-18.6 against 17.1-17.8 tok/s). On the
+     * Zen 3 VM (AVX2, 256-bit kernels) reading ahead cost the repacked Q4_K and Q6_K kernels 10-15%: Q4_K_M tg64 over
+     * five alternations 31.1 / 31.4 / 30.9 / 26.9 / 28.6 tok/s without, 30.1 / 27.8 / 27.3 / 22.3 / 25.7 at 2 KiB
+     * (8 and 16 KiB no better), while Q3_K_M and Q5_K_M moved within the noise (bench/CPU-NOTES.md). Which of the
+     * two cores, prefetchers or kernels makes the difference was not pinned down; the default follows the kernels.
      */
-    static final long DISTANCE = Math.max(0, Long.getLong("moe4j.cpu.readAhead", 2048));
+    static final long DISTANCE = Math.max(0, Long.getLong("moe4j.cpu.readAhead", Simd.HALVES ? 0 : 2048));
 
     private static final int LINE = 64;
 
@@ -49,8 +54,13 @@ final class ReadAhead {
      * there; a long counter in {@link #lines} with the clamp did not win Q6_K back.
      */
     static int touch(MemorySegment src, long at, long bytes) {
-        long ahead = at + DISTANCE;
-        return DISTANCE == 0 || ahead + bytes > src.byteSize() ? 0 : lines(src, ahead, bytes);
+        return touch(src, at, bytes, DISTANCE);
+    }
+
+    /** {@link #touch} at {@code distance} bytes ahead (tests). */
+    static int touch(MemorySegment src, long at, long bytes, long distance) {
+        long ahead = at + distance;
+        return distance == 0 || ahead + bytes > src.byteSize() ? 0 : lines(src, ahead, bytes);
     }
 
     /**
@@ -65,10 +75,15 @@ final class ReadAhead {
      * 15.7 / 15.8 tok/s).
      */
     static int touchClamped(MemorySegment src, long at, int bytes, long lastStart) {
-        if (DISTANCE == 0) {
+        return touchClamped(src, at, bytes, lastStart, DISTANCE);
+    }
+
+    /** {@link #touchClamped} at {@code distance} bytes ahead (tests). */
+    static int touchClamped(MemorySegment src, long at, int bytes, long lastStart, long distance) {
+        if (distance == 0) {
             return 0;
         }
-        long ahead = Math.min(at + DISTANCE, lastStart);
+        long ahead = Math.min(at + distance, lastStart);
         int sum = 0;
         for (int o = 0; o < bytes; o += LINE) {
             sum += src.get(ValueLayout.JAVA_BYTE, ahead + o);
@@ -83,7 +98,12 @@ final class ReadAhead {
      * {@code at}.
      */
     static int touchLine(MemorySegment src, long at, long lastByte) {
-        return src.get(ValueLayout.JAVA_BYTE, Math.min(at + DISTANCE, lastByte));
+        return touchLine(src, at, lastByte, DISTANCE);
+    }
+
+    /** {@link #touchLine} at {@code distance} bytes ahead (tests). */
+    static int touchLine(MemorySegment src, long at, long lastByte, long distance) {
+        return src.get(ValueLayout.JAVA_BYTE, Math.min(at + distance, lastByte));
     }
 
     /**
