@@ -8,7 +8,7 @@ import moe4j.gguf.GgmlType;
  * The types whose matrices the CPU backend repacks in groups of 16 rows at load, and what each takes: Q4_K
  * ({@link Q4_KInterleaved}), Q5_K and Q6_K ({@link Q5_KInterleaved} and {@link Q6_KInterleaved} with 512-bit vectors,
  * {@link Q5_KInterleaved256} and {@link Q6_KInterleaved256} with 256-bit ones), and where the vectors are 256 bits
- * Q3_K ({@link Q3_KInterleaved}) too, which has no other integer kernel there.
+ * Q2_K and Q3_K ({@link Q2_KInterleaved}, {@link Q3_KInterleaved}) too, which have no other integer kernel there.
  */
 public final class InterleavedRows {
 
@@ -16,8 +16,8 @@ public final class InterleavedRows {
 
     /**
      * The types repacked on every machine that runs the repacked kernels, in words, for what tells a user of them
-     * (option descriptions, the plan's header): a constant, so that annotations can take it. {@link #types()} adds Q3_K
-     * where this machine repacks it too.
+     * (option descriptions, the plan's header): a constant, so that annotations can take it. {@link #types()} adds Q2_K
+     * and Q3_K where this machine repacks them too.
      */
     public static final String TYPES = "Q4_K, Q5_K and Q6_K";
 
@@ -31,18 +31,18 @@ public final class InterleavedRows {
 
     /** The types this machine repacks, in words; a test checks they are exactly those {@link #fitsShape} takes. */
     public static String types() {
-        return Simd.HALVES ? "Q3_K, Q4_K, Q5_K and Q6_K" : TYPES;
+        return Simd.HALVES ? "Q2_K, Q3_K, Q4_K, Q5_K and Q6_K" : TYPES;
     }
 
-    /** Whether the one-token kernels of repacked rows read activations prepared in {@code order}. */
+    /** Whether the one-token kernels of repacked rows read activations prepared in {@code order} (Q2_K's is Q3_K's). */
     static boolean reads(LaneOrder order) {
         return order == Q4_K.PAIRS || order == Q6_K.PAIRS || Simd.HALVES && order == Q3_K.PAIRS;
     }
 
-    /** Whether a machine with this one's vectors repacks {@code type}'s matrices: Q3_K only with 256-bit ones. */
+    /** Whether a machine with this one's vectors repacks {@code type}'s matrices: Q2_K and Q3_K only with 256-bit ones. */
     static boolean repacks(GgmlType type) {
         return type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K
-                || type == GgmlType.Q3_K && Simd.HALVES;
+                || (type == GgmlType.Q3_K || type == GgmlType.Q2_K) && Simd.HALVES;
     }
 
     /**
@@ -61,6 +61,7 @@ public final class InterleavedRows {
     /** Bytes of {@code rows} repacked rows of {@code width} values of {@code type}. */
     public static long bytes(GgmlType type, long rows, int width) {
         return switch (type) {
+            case Q2_K -> Q2_KInterleaved.bytes(rows, width);
             case Q3_K -> Q3_KInterleaved.bytes(rows, width);
             case Q4_K -> Q4_KInterleaved.bytes(rows, width);
             case Q5_K -> Simd.HALVES ? Q5_KInterleaved256.bytes(rows, width) : Q5_KInterleaved.bytes(rows, width);
@@ -81,7 +82,8 @@ public final class InterleavedRows {
             return;
         }
         switch (type) {
-            // Q3_K's layout, which only 256-bit vectors bind, for tests of its kernels on every machine
+            // Q2_K's and Q3_K's layouts, which only 256-bit vectors bind, for tests of their kernels on every machine
+            case Q2_K -> Q2_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
@@ -97,6 +99,7 @@ public final class InterleavedRows {
     static void repackHalves(GgmlType type, MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup,
             int toGroup, MemorySegment dst, long dstOffset) {
         switch (type) {
+            case Q2_K -> Q2_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved256.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
@@ -113,6 +116,8 @@ public final class InterleavedRows {
     static void dotHalves(GgmlType type, MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         switch (type) {
+            case Q2_K -> Q2_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
             case Q3_K -> Q3_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
             case Q4_K -> Q4_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
@@ -129,6 +134,7 @@ public final class InterleavedRows {
     public static void dot(GgmlType type, MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
         switch (type) {
+            case Q2_K -> Q2_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q3_K -> Q3_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q4_K -> Q4_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q5_K -> {

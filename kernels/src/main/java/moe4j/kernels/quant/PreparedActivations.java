@@ -46,7 +46,7 @@ public final class PreparedActivations {
      * lane order}.
      */
     public void reserve(QuantFormat format, int rows, int width) {
-        // with 256-bit vectors only the repacked types' kernels read an order (Q2_K shares Q3_K's, and reads none)
+        // with 256-bit vectors only the repacked types' kernels read an order (Q2_K's is Q3_K's)
         boolean read = Simd.FUSED || InterleavedRows.repacks(format.type());
         reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width);
     }

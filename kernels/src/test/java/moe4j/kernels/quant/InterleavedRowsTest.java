@@ -20,7 +20,8 @@ import moe4j.gguf.GgmlType;
 
 /**
  * Q4_K, Q5_K and Q6_K rows repacked in groups of 16 ({@link Q4_KInterleaved}, {@link Q5_KInterleaved},
- * {@link Q6_KInterleaved}), and Q3_K's ({@link Q3_KInterleaved}, 256-bit vectors only): one token and a batch, in 512-bit
+ * {@link Q6_KInterleaved}), and Q2_K's and Q3_K's ({@link Q2_KInterleaved}, {@link Q3_KInterleaved}, 256-bit vectors
+ * only): one token and a batch, in 512-bit
  * vectors (where the machine has them) and in 256-bit halves (on every machine),
  * give, bit for bit, what a plain scalar loop gives with the same integer sums and the same two float multiply-adds per
  * block, and what the batch path gives on the rows as the file holds them ({@link PairTile}); and the repacked rows
@@ -30,6 +31,7 @@ class InterleavedRowsTest {
 
     private static int blockBytes(GgmlType type) {
         return switch (type) {
+            case Q2_K -> 84;
             case Q3_K -> 110;
             case Q4_K -> 144;
             case Q5_K -> 176;
@@ -51,7 +53,7 @@ class InterleavedRowsTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
     void oneTokenAndBatchesEqualAScalarLoopAndTheFileLayoutsBatchPathBitForBit(GgmlType type) {
         QuantFormat format = QuantFormats.of(type);
         int bytes = blockBytes(type);
@@ -176,7 +178,7 @@ class InterleavedRowsTest {
      * untouched), an odd number of tokens, and one token at a time the same bits as the batch.
      */
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
     void productsAgreeWithTheFormatsOwnDequantization(GgmlType type) {
         assumeTrue(InterleavedRows.fitsShape(type, 32, 512), type + " is not repacked with this machine's vectors");
         QuantFormat format = QuantFormats.of(type);
@@ -262,6 +264,39 @@ class InterleavedRowsTest {
             }
             PreparedActivations x = extremeCodes(GgmlType.Q3_K, width);
             checkAgainstReferences(GgmlType.Q3_K, data, rowBytes, rows, width, x, 0, 5, arena);
+        }
+    }
+
+    /**
+     * Q2_K at its bounds: quants 0 and 3, scales and minimums 0 and 15, codes all -127, all 127 or alternating, and a
+     * block whose every code is -128 (the one code sum whose packed form wraps, {@code -32 * -1024}).
+     */
+    @Test
+    void theLargestQ2_KQuantsScalesAndCodesStayExact() {
+        int rows = 32;
+        int width = 512;
+        try (Arena arena = Arena.ofConfined()) {
+            long rowBytes = 2L * 84;
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            for (long b = 0; b < rows * 2; b++) {
+                long block = b * 84;
+                for (int g = 0; g < 16; g++) {
+                    data.set(Layouts.BYTE, block + g, (byte) ((b + g) % 3 == 0 ? 0xFF : (b + g) % 3 == 1 ? 0x0F : 0xF0));
+                }
+                byte quants = (byte) (b % 3 == 0 ? 0xFF : b % 3 == 1 ? 0 : 0xE4);
+                for (int i = 16; i < 80; i++) {
+                    data.set(Layouts.BYTE, block + i, quants);
+                }
+                data.set(Layouts.SHORT_LE, block + 80, Float.floatToFloat16(b % 4 < 2 ? 1.5f : -0.25f));
+                data.set(Layouts.SHORT_LE, block + 82, Float.floatToFloat16(b % 2 == 0 ? 0.75f : -2f));
+            }
+            PreparedActivations x = extremeCodes(GgmlType.Q2_K, width);
+            checkAgainstReferences(GgmlType.Q2_K, data, rowBytes, rows, width, x, 0, 5, arena);
+            // codes of -128: Q8_K's rounding gives them to no block of floats, so they are set as prepared codes
+            int[] codes = x.codes();
+            Arrays.fill(codes, 0, width, -128);
+            PairTile.packCodes(x.laneOrder(), codes, 0, x.tilePairs(), x.tileSums(), width);
+            checkAgainstReferences(GgmlType.Q2_K, data, rowBytes, rows, width, x, 0, 1, arena);
         }
     }
 
@@ -398,7 +433,9 @@ class InterleavedRowsTest {
             assertFalse(InterleavedRows.fits(type, 32, 2048 + 32));
         }
         assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.Q3_K, 32, 2048), "Q3_K only with 256-bit vectors");
-        assertFalse(InterleavedRows.fitsShape(GgmlType.Q2_K, 32, 2048));
+        assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.Q2_K, 32, 2048), "Q2_K only with 256-bit vectors");
+        assertFalse(InterleavedRows.fitsShape(GgmlType.Q2_K, 24, 2048));
+        assertFalse(InterleavedRows.fitsShape(GgmlType.Q8_0, 32, 2048));
         assertEquals(2 * 8 * Q4_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q4_K, 32, 2048));
         assertEquals(2 * 8 * Q5_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q5_K, 32, 2048));
         assertEquals(16 * 144 * 2432 / 2304, Q4_KInterleaved.GROUP_BLOCK_BYTES);
@@ -407,11 +444,13 @@ class InterleavedRowsTest {
         assertEquals(3392, Q6_KInterleaved.GROUP_BLOCK_BYTES);
         assertEquals(Q6_KInterleaved.GROUP_BLOCK_BYTES, Q6_KInterleaved256.GROUP_BLOCK_BYTES);
         assertEquals(2 * 8 * 1856, InterleavedRows.bytes(GgmlType.Q3_K, 32, 2048));
-        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q2_K, 32, 2048));
+        assertEquals(2 * 8 * 1408, InterleavedRows.bytes(GgmlType.Q2_K, 32, 2048));
+        assertEquals(16 * 84 + 64, Q2_KInterleaved.GROUP_BLOCK_BYTES, "d and dmin as floats: 64 bytes more than 16 blocks");
+        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q8_0, 32, 2048));
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
     void rejectsActivationsPreparedForAnotherTypeAndGroupsPastTheEnd(GgmlType type) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, 16, 256));
@@ -495,9 +534,9 @@ class InterleavedRowsTest {
                     assertEquals(expected, allGroups[r], 0f, "one token over all groups, " + where);
                     assertEquals(expected, allGroupsInHalves[r], 0f, "one token over all groups in 256-bit halves, "
                             + where);
-                    // the file layout's integer paths need 512-bit vectors (other widths decode to floats), and Q3_K's
-                    // are not repacked there
-                    if (Simd.FUSED && type != GgmlType.Q3_K
+                    // the file layout's integer paths need 512-bit vectors (other widths decode to floats), and Q2_K's
+                    // and Q3_K's are not repacked there
+                    if (Simd.FUSED && type != GgmlType.Q3_K && type != GgmlType.Q2_K
                             && tokens >= ((BlockFormat) QuantFormats.of(type)).rowKernelBelow()) {
                         // fewer tokens take the file layout's row kernel, whose float sums run in another order
                         assertEquals(expected, fileLayout[r + t * rows], 0f, "batch path on the file's rows, " + where);
@@ -517,6 +556,9 @@ class InterleavedRowsTest {
         }
         if (type == GgmlType.Q3_K) {
             return scalarQ3(data, row, width, x, token);
+        }
+        if (type == GgmlType.Q2_K) {
+            return scalarQ2(data, row, width, x, token);
         }
         boolean q5 = type == GgmlType.Q5_K;
         int[] codes = x.codes();
@@ -576,6 +618,41 @@ class InterleavedRowsTest {
             }
             float xd = x.codeScales()[token * (width / 256) + b];
             acc = Math.fma((float) s, d * xd, acc);
+        }
+        return acc;
+    }
+
+    /**
+     * Q2_K's arithmetic in plain Java: per super-block {@code S = sum_g scale_g * (q . code)} and
+     * {@code M = sum_g min_g * sum(codes)} over the 16 groups of 16, then {@code acc = fma(S, d*xd, acc)} and
+     * {@code acc = fma(M, dmin*-xd, acc)}.
+     */
+    private static float scalarQ2(MemorySegment data, long row, int width, PreparedActivations x, int token) {
+        int[] codes = x.codes();
+        float acc = 0;
+        for (int b = 0; b < width / 256; b++) {
+            long block = row + (long) b * 84;
+            float d = Halfs.readFp16(data, block + 80);
+            float dmin = Halfs.readFp16(data, block + 82);
+            long s = 0;
+            long m = 0;
+            for (int g = 0; g < 16; g++) {
+                long dot = 0;
+                long sum = 0;
+                for (int i = 0; i < 16; i++) {
+                    int e = 16 * g + i;
+                    int q = (data.get(Layouts.BYTE, block + 16 + 32L * (e / 128) + e % 32) >> (2 * ((e / 32) % 4))) & 3;
+                    int code = codes[token * width + 256 * b + e];
+                    dot += (long) q * code;
+                    sum += code;
+                }
+                int scale = data.get(Layouts.BYTE, block + g) & 0xFF;
+                s += (scale & 0xF) * dot;
+                m += (scale >> 4) * sum;
+            }
+            float xd = x.codeScales()[token * (width / 256) + b];
+            acc = Math.fma((float) s, d * xd, acc);
+            acc = Math.fma((float) m, dmin * -xd, acc);
         }
         return acc;
     }

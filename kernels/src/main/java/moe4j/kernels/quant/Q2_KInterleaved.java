@@ -1,0 +1,226 @@
+package moe4j.kernels.quant;
+
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
+
+import java.lang.foreign.MemorySegment;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorSpecies;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * Q2_K matrices repacked at load time in groups of 16 rows where the vectors are 256 bits (AVX2), which have no Q2_K
+ * row kernel (its decoding path ran at 1.1-1.6 GB/s on two Zen 3 threads): a row per pair of 16-bit lanes, the
+ * activations' code pairs in Q3_K's order ({@link Q3_K#PAIRS}, which Q2_K's format takes) broadcast to all 16 rows,
+ * each group run as two halves of 8 rows as {@link Q4_KInterleaved#oneTokenHalves} runs Q4_K's. With 512-bit vectors
+ * Q2_K keeps its row kernel and is not repacked.
+ *
+ * <p>Layout: for each group of 16 rows, its blocks in order; each group-block is {@link #GROUP_BLOCK_BYTES} (1408)
+ * bytes, 16 x 84 + 4.8%:
+ * <ul>
+ * <li>{@code d} and {@code dmin} of the 16 rows as floats (bytes 0-63 and 64-127);</li>
+ * <li>the scale bytes as the file holds them (scale in the low nibble, minimum in the high), 16-element group
+ *     {@code n}'s 16 rows at {@code 128 + 16n};</li>
+ * <li>the quants, group {@code n} at {@code 384 + 64n}: one 64-byte vector whose 16-bit lane {@code 2i + h} holds
+ *     row {@code i}'s elements {@code 16n + 8h + k} at bits {@code 2k, 2k + 1} ({@code k = 0..7}).</li>
+ * </ul>
+ * Pair {@code k} of group {@code n} in Q3_K's order joins elements {@code 16n + k} and {@code 16n + 8 + k}: the two
+ * 16-bit halves of lane pair {@code 2i, 2i + 1} at bits {@code 2k}, which one 32-bit broadcast gives to every row.
+ *
+ * <p>A weight is {@code d * scale * q - dmin * min}. Per group each lane sums eight products of a quant (0..3) and a
+ * code (at most 3 * 128 each) in 16 bits; the halves are widened and added, times the group's scale, and the minimums
+ * times the group's code sum, both in integers: {@code S = sum_n scale_n * (q . code)} and
+ * {@code M = sum_n min_n * sum(code)}, then {@code acc = fma(S, d * xd, acc)} and {@code acc = fma(M, dmin * -xd, acc)},
+ * llama.cpp's integer sums and {@link Q4_KInterleaved}'s float steps.
+ */
+public final class Q2_KInterleaved {
+
+    private Q2_KInterleaved() {}
+
+    /** Rows per group. */
+    public static final int ROWS = Q4_KInterleaved.ROWS;
+    private static final int QK = 256;
+    private static final int BLOCK_BYTES = 84;
+    private static final int FILE_SCALES = 0;
+    private static final int FILE_QS = 16;
+    private static final int FILE_D = 80;
+    static final int DMIN = 64;
+    static final int SCALES = 128;
+    static final int QUANTS = SCALES + 16 * ROWS;
+    /** Bytes of one block of a group's 16 rows. */
+    public static final int GROUP_BLOCK_BYTES = QUANTS + 16 * 64;
+
+    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
+    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
+    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
+    /** Two bits of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
+    private static final IntVector TWO_BITS = IntVector.broadcast(HALF_I, 0x0003_0003);
+
+    /** Bytes of {@code rows} repacked rows of {@code width} values. */
+    public static long bytes(long rows, int width) {
+        return rows / ROWS * (width / QK) * (long) GROUP_BLOCK_BYTES;
+    }
+
+    /** The quant (0..3) of element {@code e} of the file's block at {@code block}. */
+    private static int quant(MemorySegment src, long block, int e) {
+        int half = e / 128;
+        int k = (e / 32) % 4;
+        return src.get(Layouts.BYTE, block + FILE_QS + 32L * half + e % 32) >> (2 * k) & 3;
+    }
+
+    /**
+     * Repacks groups {@code fromGroup .. toGroup-1} of a matrix of Q2_K rows ({@code rowBytes} apart from
+     * {@code srcOffset} in {@code src}, {@code width} values each) into {@code dst} from {@code dstOffset}, where group
+     * {@code g} goes to {@code dstOffset + g * (width/256) * GROUP_BLOCK_BYTES}.
+     */
+    public static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
+            MemorySegment dst, long dstOffset) {
+        int blocks = width / QK;
+        short[] lanes = new short[2 * ROWS];
+        for (int g = fromGroup; g < toGroup; g++) {
+            for (int b = 0; b < blocks; b++) {
+                long at = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;
+                for (int i = 0; i < ROWS; i++) {
+                    long block = srcOffset + (16L * g + i) * rowBytes + (long) b * BLOCK_BYTES;
+                    dst.set(Layouts.FLOAT_LE, at + 4L * i, Halfs.readFp16(src, block + FILE_D));
+                    dst.set(Layouts.FLOAT_LE, at + DMIN + 4L * i, Halfs.readFp16(src, block + FILE_D + 2));
+                    for (int n = 0; n < 16; n++) {
+                        dst.set(Layouts.BYTE, at + SCALES + 16L * n + i, src.get(Layouts.BYTE, block + FILE_SCALES + n));
+                    }
+                }
+                for (int n = 0; n < 16; n++) {
+                    for (int i = 0; i < ROWS; i++) {
+                        long block = srcOffset + (16L * g + i) * rowBytes + (long) b * BLOCK_BYTES;
+                        for (int h = 0; h < 2; h++) {
+                            int lane = 0;
+                            for (int k = 0; k < 8; k++) {
+                                lane |= quant(src, block, 16 * n + 8 * h + k) << (2 * k);
+                            }
+                            lanes[2 * i + h] = (short) lane;
+                        }
+                    }
+                    MemorySegment.copy(lanes, 0, dst, Layouts.SHORT_LE, at + QUANTS + 64L * n, lanes.length);
+                }
+            }
+        }
+    }
+
+    /**
+     * {@code out[outOffset + 16*(g - fromGroup) + i + t*outStride]} = row {@code i} of group {@code g} times prepared
+     * row {@code firstToken + t}, for groups {@code fromGroup .. toGroup-1} of a repacked matrix starting at
+     * {@code offset} in {@code w} and {@code tokens} tokens prepared for Q2_K.
+     */
+    public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        Q4_KInterleaved.checkDot(GgmlType.Q2_K, Q3_K.PAIRS, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
+                firstToken, tokens);
+        dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+    }
+
+    /** {@link #dot} unchecked: the only product of this layout, in 256-bit vectors, a token at a time. */
+    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        Q4_KInterleaved.tokenByToken(Q2_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken,
+                tokens, out, outOffset, outStride);
+    }
+
+    /**
+     * The one-token product in 256-bit vectors, both halves of a group at once: per block a loop over its 16 groups,
+     * each one vector of eight quants a lane (a mask and a shift by two each, in int lanes), its scales and minimums
+     * applied at the end of its pass.
+     */
+    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int token, float[] out, int outOffset) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        int[] sums = x.tileSums();
+        float[] xd = x.codeScales();
+        int p0 = token * (width / 2);
+        int s0 = token * (width / 16);
+        int d0 = token * blocks;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            FloatVector acc0 = FloatVector.zero(HALF_F);
+            FloatVector acc1 = FloatVector.zero(HALF_F);
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                int p = p0 + b * (QK / 2);
+                int s = s0 + b * 16;
+                IntVector scaled0 = IntVector.zero(HALF_I);
+                IntVector scaled1 = IntVector.zero(HALF_I);
+                IntVector mins0 = IntVector.zero(HALF_I);
+                IntVector mins1 = IntVector.zero(HALF_I);
+                for (int n = 0; n < 16; n++) {
+                    long q = at + QUANTS + 64L * n;
+                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
+                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
+                    int pn = p + 8 * n;
+                    ShortVector c = IntVector.broadcast(HALF_I, pairs[pn]).reinterpretAsShorts();
+                    ShortVector sum0 = lanes0.and(TWO_BITS).reinterpretAsShorts().mul(c);
+                    ShortVector sum1 = lanes1.and(TWO_BITS).reinterpretAsShorts().mul(c);
+                    c = IntVector.broadcast(HALF_I, pairs[pn + 1]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 2).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 2).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pn + 2]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 4).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 4).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pn + 3]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 6).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 6).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pn + 4]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 8).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 8).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pn + 5]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 10).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 10).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pn + 6]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 12).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 12).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    c = IntVector.broadcast(HALF_I, pairs[pn + 7]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.lanewise(LSHR, 14).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    sum1 = sum1.add(lanes1.lanewise(LSHR, 14).and(TWO_BITS).reinterpretAsShorts().mul(c));
+                    long scales = at + SCALES + 16L * n;
+                    IntVector bytes0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                    IntVector bytes1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales + 8, Simd.LE)
+                            .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                    IntVector halves = sum0.reinterpretAsInts();
+                    scaled0 = scaled0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                            .mul(bytes0.and(0xF)));
+                    halves = sum1.reinterpretAsInts();
+                    scaled1 = scaled1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                            .mul(bytes1.and(0xF)));
+                    // the group's code sum from -32 times its halves' sums, 16 bits each (PairTile#packCodes): a half lies
+                    // in [-32512, 32768] (eight codes of -128..127), so the one that wraps, 32768, is told apart by
+                    // shifting the range before the mask. Written here, not as a helper: C2 called the helper, compiled
+                    // on its own, and spilled every vector around the call (JMH 3.4-5.7 GB/s a thread)
+                    int packed = sums[s + n];
+                    int codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
+                            / -32;
+                    mins0 = mins0.add(bytes0.lanewise(LSHR, 4).mul(codeSum));
+                    mins1 = mins1.add(bytes1.lanewise(LSHR, 4).mul(codeSum));
+                }
+                float scale = xd[d0 + b];
+                FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                FloatVector dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE);
+                acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc0);
+                acc0 = ((FloatVector) mins0.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc0);
+                d = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                dmin = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE);
+                acc1 = ((FloatVector) scaled1.convertShape(I2F, HALF_F, 0)).fma(d.mul(scale), acc1);
+                acc1 = ((FloatVector) mins1.convertShape(I2F, HALF_F, 0)).fma(dmin.mul(-scale), acc1);
+            }
+            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
+            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
+        }
+    }
+}
