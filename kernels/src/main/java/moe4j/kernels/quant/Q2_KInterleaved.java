@@ -7,6 +7,7 @@ import static jdk.incubator.vector.VectorOperators.LSHR;
 import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
@@ -38,8 +39,8 @@ import moe4j.gguf.GgmlType;
  * <p>A weight is {@code d * scale * q - dmin * min}. Per group each lane sums eight products of a quant (0..3) and a
  * code (at most 3 * 128 each) in 16 bits; the halves are widened and added, times the group's scale, and the minimums
  * times the group's code sum, both in integers: {@code S = sum_n scale_n * (q . code)} and
- * {@code M = sum_n min_n * sum(code)}, then {@code acc = fma(S, d * xd, acc)} and {@code acc = fma(M, dmin * -xd, acc)},
- * llama.cpp's integer sums and {@link Q4_KInterleaved}'s float steps.
+ * {@code M = sum_n min_n * sum(code)}, then {@code acc = fma(S, d * xd, acc)} and
+ * {@code acc = fma(M, dmin * -xd, acc)}, llama.cpp's integer sums and {@link Q4_KInterleaved}'s float steps.
  */
 public final class Q2_KInterleaved {
 
@@ -58,6 +59,7 @@ public final class Q2_KInterleaved {
     /** Bytes of one block of a group's 16 rows. */
     public static final int GROUP_BLOCK_BYTES = QUANTS + 16 * 64;
 
+    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
     private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
     private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
     private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
@@ -93,7 +95,8 @@ public final class Q2_KInterleaved {
                     dst.set(Layouts.FLOAT_LE, at + 4L * i, Halfs.readFp16(src, block + FILE_D));
                     dst.set(Layouts.FLOAT_LE, at + DMIN + 4L * i, Halfs.readFp16(src, block + FILE_D + 2));
                     for (int n = 0; n < 16; n++) {
-                        dst.set(Layouts.BYTE, at + SCALES + 16L * n + i, src.get(Layouts.BYTE, block + FILE_SCALES + n));
+                        dst.set(Layouts.BYTE, at + SCALES + 16L * n + i,
+                                src.get(Layouts.BYTE, block + FILE_SCALES + n));
                     }
                 }
                 for (int n = 0; n < 16; n++) {
@@ -125,11 +128,14 @@ public final class Q2_KInterleaved {
         dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
     }
 
-    /** {@link #dot} unchecked: the only product of this layout, in 256-bit vectors, a token at a time. */
+    /** {@link #dot} unchecked: the only product of this layout, in 256-bit vectors. */
     static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
-        Q4_KInterleaved.tokenByToken(Q2_KInterleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken,
-                tokens, out, outOffset, outStride);
+        if (tokens > 1) {
+            tokensHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+        } else {
+            oneTokenHalves(w, offset, fromGroup, toGroup, x, firstToken, out, outOffset);
+        }
     }
 
     /**
@@ -199,10 +205,10 @@ public final class Q2_KInterleaved {
                     halves = sum1.reinterpretAsInts();
                     scaled1 = scaled1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
                             .mul(bytes1.and(0xF)));
-                    // the group's code sum from -32 times its halves' sums, 16 bits each (PairTile#packCodes): a half lies
-                    // in [-32512, 32768] (eight codes of -128..127), so the one that wraps, 32768, is told apart by
-                    // shifting the range before the mask. Written here, not as a helper: C2 called the helper, compiled
-                    // on its own, and spilled every vector around the call (JMH 3.4-5.7 GB/s a thread)
+                    // the group's code sum from -32 times its halves' sums, 16 bits each (PairTile#packCodes): a half
+                    // lies in [-32512, 32768] (eight codes of -128..127), so the one that wraps, 32768, is told apart
+                    // by shifting the range before the mask. Written here, not as a helper: C2 called the helper,
+                    // compiled on its own, and spilled every vector around the call (JMH 3.4-5.7 GB/s a thread)
                     int packed = sums[s + n];
                     int codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
                             / -32;
@@ -221,6 +227,180 @@ public final class Q2_KInterleaved {
             }
             acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
             acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
+        }
+    }
+
+    /** This layout's quants (0..3) as {@link #oneTokenHalves} takes them out, at Q6_K's tile's places. */
+    static void decodeHalves(MemorySegment w, long at, short[] values) {
+        for (int n = 0; n < 16; n++) {
+            for (int h = 0; h < 2; h++) {
+                IntVector lanes = IntVector.fromMemorySegment(HALF_I, w, at + QUANTS + 64L * n + 32L * h, Simd.LE);
+                for (int u = 0; u < 8; u++) {
+                    lanes.lanewise(LSHR, 2 * u).and(TWO_BITS).reinterpretAsShorts()
+                            .intoArray(values, valuesAt(n, h, u));
+                }
+            }
+        }
+    }
+
+    /** Where {@link #decodeHalves} puts pair {@code u} of group {@code n}, half {@code h}: Q6_K's tile's places. */
+    private static int valuesAt(int n, int h, int u) {
+        return Q6_KInterleaved256.valuesAt(n, h, u);
+    }
+
+    /** A group-block's quants, for {@link #tokensHalves}: one array a thread. */
+    private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[16 * 2 * 8 * 16]);
+    /** The integer block sums ({@code S}, then {@code M}) of {@link #tokensHalves}'s four tokens: one array a thread. */
+    private static final ThreadLocal<int[]> TILE_SUMS = ThreadLocal.withInitial(() -> new int[2 * 4 * ROWS]);
+
+    /**
+     * A batch in 256-bit vectors: each group-block's quants taken out once into 16-bit lanes ({@link #decodeHalves}),
+     * then multiplied with four tokens' code pairs at a time, the block sums {@code S} and {@code M} kept in a thread's
+     * array, as {@link Q6_KInterleaved256#tokensHalves} runs Q6_K's. The last one to three tokens take
+     * {@link #oneTokenHalves}. Each token's integer sums and float steps are the one-token kernel's, its accumulator
+     * kept in {@code out} between blocks: the same bits.
+     */
+    static void tokensHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        int width = x.width();
+        int blocks = width / QK;
+        int[] pairs = x.tilePairs();
+        int[] sums = x.tileSums();
+        float[] xd = x.codeScales();
+        short[] values = VALUES.get();
+        int[] blockSums = TILE_SUMS.get();
+        int tiled = tokens & ~3;
+        int tiledBlocks = tiled > 0 ? blocks : 0;
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            int rowOut = outOffset + ROWS * (g - fromGroup);
+            for (int t = 0; t < tiled; t++) {
+                Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
+            }
+            for (int b = 0; b < tiledBlocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                decodeHalves(w, at, values);
+                for (int t = 0; t < tiled; t += 4) {
+                    int tokenA = firstToken + t;
+                    int pA = tokenA * (width / 2) + b * (QK / 2);
+                    int pB = pA + width / 2;
+                    int pC = pB + width / 2;
+                    int pD = pC + width / 2;
+                    int sA = tokenA * (width / 16) + b * 16;
+                    Arrays.fill(blockSums, 0);
+                    for (int n = 0; n < 16; n++) {
+                        ShortVector sumA0 = ShortVector.zero(HALF_S);
+                        ShortVector sumA1 = sumA0;
+                        ShortVector sumB0 = sumA0;
+                        ShortVector sumB1 = sumA0;
+                        ShortVector sumC0 = sumA0;
+                        ShortVector sumC1 = sumA0;
+                        ShortVector sumD0 = sumA0;
+                        ShortVector sumD1 = sumA0;
+                        for (int u = 0; u < 8; u++) {
+                            ShortVector v0 = ShortVector.fromArray(HALF_S, values, valuesAt(n, 0, u));
+                            ShortVector v1 = ShortVector.fromArray(HALF_S, values, valuesAt(n, 1, u));
+                            ShortVector c;
+                            c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
+                            sumA0 = sumA0.add(v0.mul(c));
+                            sumA1 = sumA1.add(v1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
+                            sumB0 = sumB0.add(v0.mul(c));
+                            sumB1 = sumB1.add(v1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
+                            sumC0 = sumC0.add(v0.mul(c));
+                            sumC1 = sumC1.add(v1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
+                            sumD0 = sumD0.add(v0.mul(c));
+                            sumD1 = sumD1.add(v1.mul(c));
+                        }
+                        pA += 8;
+                        pB += 8;
+                        pC += 8;
+                        pD += 8;
+                        long scales = at + SCALES + 16L * n;
+                        IntVector bytes0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                        IntVector bytes1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales + 8, Simd.LE)
+                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                        IntVector scale0 = bytes0.and(0xF);
+                        IntVector scale1 = bytes1.and(0xF);
+                        IntVector min0 = bytes0.lanewise(LSHR, 4);
+                        IntVector min1 = bytes1.lanewise(LSHR, 4);
+                        int packed;
+                        int codeSum;
+                        IntVector halves;
+                        // per token, the group's code sum from its halves' -32-scaled sums (as in oneTokenHalves)
+                        packed = sums[sA + n];
+                        codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
+                                / -32;
+                        halves = sumA0.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, blockSums, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 0);
+                        halves = sumA1.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, blockSums, 8).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 8);
+                        IntVector.fromArray(HALF_I, blockSums, 64).add(min0.mul(codeSum)).intoArray(blockSums, 64);
+                        IntVector.fromArray(HALF_I, blockSums, 72).add(min1.mul(codeSum)).intoArray(blockSums, 72);
+                        packed = sums[sA + width / 16 + n];
+                        codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
+                                / -32;
+                        halves = sumB0.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, blockSums, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 16);
+                        halves = sumB1.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, blockSums, 24).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 24);
+                        IntVector.fromArray(HALF_I, blockSums, 80).add(min0.mul(codeSum)).intoArray(blockSums, 80);
+                        IntVector.fromArray(HALF_I, blockSums, 88).add(min1.mul(codeSum)).intoArray(blockSums, 88);
+                        packed = sums[sA + 2 * (width / 16) + n];
+                        codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
+                                / -32;
+                        halves = sumC0.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, blockSums, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 32);
+                        halves = sumC1.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, blockSums, 40).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 40);
+                        IntVector.fromArray(HALF_I, blockSums, 96).add(min0.mul(codeSum)).intoArray(blockSums, 96);
+                        IntVector.fromArray(HALF_I, blockSums, 104).add(min1.mul(codeSum)).intoArray(blockSums, 104);
+                        packed = sums[sA + 3 * (width / 16) + n];
+                        codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
+                                / -32;
+                        halves = sumD0.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, blockSums, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 48);
+                        halves = sumD1.reinterpretAsInts();
+                        IntVector.fromArray(HALF_I, blockSums, 56).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 56);
+                        IntVector.fromArray(HALF_I, blockSums, 112).add(min0.mul(codeSum)).intoArray(blockSums, 112);
+                        IntVector.fromArray(HALF_I, blockSums, 120).add(min1.mul(codeSum)).intoArray(blockSums, 120);
+                    }
+                    FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                    FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                    FloatVector dmin0 = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE);
+                    FloatVector dmin1 = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE);
+                    for (int k = 0; k < 4; k++) {
+                        int o = rowOut + (t + k) * outStride;
+                        float scale = xd[(tokenA + k) * blocks + b];
+                        FloatVector acc = FloatVector.fromArray(HALF_F, out, o);
+                        acc = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 16 * k)
+                                .convertShape(I2F, HALF_F, 0)).fma(d0.mul(scale), acc);
+                        acc = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 64 + 16 * k)
+                                .convertShape(I2F, HALF_F, 0)).fma(dmin0.mul(-scale), acc);
+                        acc.intoArray(out, o);
+                        acc = FloatVector.fromArray(HALF_F, out, o + 8);
+                        acc = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 16 * k + 8)
+                                .convertShape(I2F, HALF_F, 0)).fma(d1.mul(scale), acc);
+                        acc = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 72 + 16 * k)
+                                .convertShape(I2F, HALF_F, 0)).fma(dmin1.mul(-scale), acc);
+                        acc.intoArray(out, o + 8);
+                    }
+                }
+            }
+            for (int t = tiled; t < tokens; t++) {
+                oneTokenHalves(w, offset, g, g + 1, x, firstToken + t, out, rowOut + t * outStride);
+            }
         }
     }
 }
