@@ -159,23 +159,25 @@ class PreparedDotTest {
     }
 
     /**
-     * Q8_0's and Q4_0's row kernels of decoding where the vectors are 256 bits (AVX2), against the plain dot product on
-     * the activations' floats, bit for bit: there they stand in for the decode-then-dot path. (With 512-bit vectors
-     * Q4_0's row kernel multiplies the activations' 8-bit codes instead.)
+     * Q8_0's, Q4_0's and IQ4_XS's row kernels of decoding where the vectors are 256 bits (AVX2), against the plain dot
+     * product on the activations' floats, bit for bit: there they stand in for the decode-then-dot path. (With 512-bit
+     * vectors Q4_0's and IQ4_XS's row kernels multiply the activations' 8-bit codes instead.)
      */
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q8_0", "Q4_0"})
+    @EnumSource(value = GgmlType.class, names = {"Q8_0", "Q4_0", "IQ4_XS"})
     void rowKernelsOf256BitVectorsEqualTheDotBitForBit(GgmlType type) {
-        Assumptions.assumeTrue(!Simd.FUSED || type == GgmlType.Q8_0, "Q4_0's 512-bit row kernel rounds the activations");
+        Assumptions.assumeTrue(!Simd.FUSED || type == GgmlType.Q8_0,
+                type + "'s 512-bit row kernel rounds the activations");
         QuantFormat format = QuantFormats.of(type);
         SplittableRandom rnd = new SplittableRandom(808);
         int rows = 5;
+        int block = type.blockSize();
         try (Arena arena = Arena.ofConfined()) {
-            for (int width : new int[] {32, 256, 4096, 4096 + 96}) {
+            for (int width : new int[] {block, 256, 4096, 4096 + 3 * block}) {
                 long rowBytes = type.bytesFor(width) + 2;
                 MemorySegment data = arena.allocate(rows * rowBytes);
                 for (int r = 0; r < rows; r++) {
-                    format.randomBlocks(rnd, data, r * rowBytes, width / 32);
+                    format.randomBlocks(rnd, data, r * rowBytes, width / block);
                 }
                 PreparedActivations prepared = gaussianRows(format, rnd, 2, width);
                 float[] out = new float[rows];
