@@ -40,7 +40,9 @@ import moe4j.gguf.GgmlType;
  * code (at most 3 * 128 each) in 16 bits; the halves are widened and added, times the group's scale, and the minimums
  * times the group's code sum, both in integers: {@code S = sum_n scale_n * (q . code)} and
  * {@code M = sum_n min_n * sum(code)}, then {@code acc = fma(S, d * xd, acc)} and
- * {@code acc = fma(M, dmin * -xd, acc)}, llama.cpp's integer sums and {@link Q4_KInterleaved}'s float steps.
+ * {@code acc = fma(M, dmin * -xd, acc)}, llama.cpp's integer sums and {@link Q4_KInterleaved}'s float steps. Batches
+ * take four tokens at a time ({@link #tokensHalves}) with the same sums: a token gets the same bits alone and in a
+ * batch.
  */
 public final class Q2_KInterleaved {
 
