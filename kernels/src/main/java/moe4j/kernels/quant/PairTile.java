@@ -741,12 +741,13 @@ final class PairTile {
      * plus 8 (upper half): two 16-element groups, whose scales are per group; per group {@code g}, {@code -32} times the
      * code sums of its pairs' lower and upper halves at {@code sums[o/16 + g]}, in the lower and upper 16 bits (read by
      * the one-token kernels of {@link Q6_KInterleaved}, {@link Q6_KInterleaved256} and {@link Q3_KInterleaved}, and by
-     * {@link Q6_KInterleaved256#tokensHalves}).
+     * {@link Q6_KInterleaved256#tokensHalves}), and the group's code sum itself at {@code groupSums[o/16 + g]} (read by
+     * {@link Q2_KInterleaved}, whose minimums multiply it).
      */
-    static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int width) {
+    static void packCodes(LaneOrder order, int[] codes, int o, int[] pairs, int[] sums, int[] groupSums, int width) {
         boolean q6 = order == Q6_K.PAIRS || order == Q3_K.PAIRS;
         if (!Simd.FUSED) {
-            packCodesScalar(q6, codes, o, pairs, sums, width);
+            packCodesScalar(q6, codes, o, pairs, sums, groupSums, width);
             return;
         }
         for (int e = o; e < o + width; e += 32) {
@@ -754,7 +755,7 @@ final class PairTile {
             IntVector b = IntVector.fromArray(Simd.I, codes, e + 16);
             if (q6) {
                 Q6_A.selectFrom(a, b).and(0xFFFF).or(Q6_B.selectFrom(a, b).lanewise(LSHL, 16)).intoArray(pairs, e / 2);
-                q6Sums(codes, e, sums);
+                q6Sums(codes, e, sums, groupSums);
             } else {
                 a.and(0xFFFF).or(b.lanewise(LSHL, 16)).intoArray(pairs, e / 2);
                 sums[e / 32] = a.add(b).reduceLanes(ADD);
@@ -764,9 +765,9 @@ final class PairTile {
 
     /**
      * Per 16-element group of the 32 from {@code e}, {@code -32} times the code sums of its pairs' lower and upper
-     * halves: where {@link Q6_KInterleaved}'s 16-bit sums of unsigned quants start.
+     * halves: where {@link Q6_KInterleaved}'s 16-bit sums of unsigned quants start; and the group's code sum.
      */
-    private static void q6Sums(int[] codes, int e, int[] sums) {
+    private static void q6Sums(int[] codes, int e, int[] sums, int[] groupSums) {
         for (int h = 0; h < 2; h++) {
             int low = 0;
             int high = 0;
@@ -775,11 +776,13 @@ final class PairTile {
                 high += codes[e + 16 * h + 8 + k];
             }
             sums[e / 16 + h] = (-32 * high) << 16 | (-32 * low) & 0xFFFF;
+            groupSums[e / 16 + h] = low + high;
         }
     }
 
     /** {@link #packCodes} without 512-bit vectors: the same pairs and sums, lane by lane. */
-    private static void packCodesScalar(boolean q6, int[] codes, int o, int[] pairs, int[] sums, int width) {
+    private static void packCodesScalar(boolean q6, int[] codes, int o, int[] pairs, int[] sums, int[] groupSums,
+            int width) {
         for (int e = o; e < o + width; e += 32) {
             int sum = 0;
             for (int i = 0; i < 16; i++) {
@@ -792,7 +795,7 @@ final class PairTile {
                 sums[e / 32] = sum;
                 continue;
             }
-            q6Sums(codes, e, sums);
+            q6Sums(codes, e, sums, groupSums);
         }
     }
 

@@ -37,6 +37,7 @@ public final class PreparedActivations {
     private float[] codeScales = new float[0];
     private int[] tilePairs = new int[0];
     private int[] tileSums = new int[0];
+    private int[] groupSums = new int[0];
     private byte[] bytePairs = new byte[0];
     private boolean bytes;
 
@@ -100,6 +101,7 @@ public final class PreparedActivations {
             tilePairs = new int[values.length / 2];
             // Q4_K's order: one sum per 32 codes; Q6_K's and Q3_K's: one packed pair per 16 (PairTile#packCodes)
             tileSums = new int[values.length / 16];
+            groupSums = new int[values.length / 16];
         }
         this.rows = rows;
         this.width = width;
@@ -125,7 +127,7 @@ public final class PreparedActivations {
                 }
             }
             if (tilesRead(order, rows)) {
-                PairTile.packCodes(order, codes, o, tilePairs, tileSums, width);
+                PairTile.packCodes(order, codes, o, tilePairs, tileSums, groupSums, width);
             }
         } else {
             rounding.round(x, xOffset, values, o, width);
@@ -180,6 +182,9 @@ public final class PreparedActivations {
      * eight, in the lower and upper 16 bits ({@link Q6_KInterleaved}).
      */
     int[] tileSums() { return tileSums; }
+
+    /** Alongside {@link #tilePairs()} in Q6_K's and Q3_K's orders: row {@code r}'s code sum of each 16 at {@code r*width/16}. */
+    int[] groupSums() { return groupSums; }
 
     /** Row {@code r}'s codes in natural order at {@code r*width}, when the order rearranges. */
     int[] codes() { return codes; }

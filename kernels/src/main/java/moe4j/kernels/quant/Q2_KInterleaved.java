@@ -38,7 +38,7 @@ import moe4j.gguf.GgmlType;
  *
  * <p>A weight is {@code d * scale * q - dmin * min}. Per group each lane sums eight products of a quant (0..3) and a
  * code (at most 3 * 128 each) in 16 bits; the halves are widened and added, times the group's scale, and the minimums
- * times the group's code sum, both in integers: {@code S = sum_n scale_n * (q . code)} and
+ * times the group's code sum ({@link PreparedActivations#groupSums()}), both in integers: {@code S = sum_n scale_n * (q . code)} and
  * {@code M = sum_n min_n * sum(code)}, then {@code acc = fma(S, d * xd, acc)} and
  * {@code acc = fma(M, dmin * -xd, acc)}, llama.cpp's integer sums and {@link Q4_KInterleaved}'s float steps. Batches
  * take four tokens at a time ({@link #tokensHalves}) with the same sums: a token gets the same bits alone and in a
@@ -150,7 +150,7 @@ public final class Q2_KInterleaved {
         int width = x.width();
         int blocks = width / QK;
         int[] pairs = x.tilePairs();
-        int[] sums = x.tileSums();
+        int[] sums = x.groupSums();
         float[] xd = x.codeScales();
         int p0 = token * (width / 2);
         int s0 = token * (width / 16);
@@ -207,13 +207,7 @@ public final class Q2_KInterleaved {
                     halves = sum1.reinterpretAsInts();
                     scaled1 = scaled1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
                             .mul(bytes1.and(0xF)));
-                    // the group's code sum from -32 times its halves' sums, 16 bits each (PairTile#packCodes): a half
-                    // lies in [-32512, 32768] (eight codes of -128..127), so the one that wraps, 32768, is told apart
-                    // by shifting the range before the mask. Written here, not as a helper: C2 called the helper,
-                    // compiled on its own, and spilled every vector around the call (JMH 3.4-5.7 GB/s a thread)
-                    int packed = sums[s + n];
-                    int codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
-                            / -32;
+                    int codeSum = sums[s + n];
                     mins0 = mins0.add(bytes0.lanewise(LSHR, 4).mul(codeSum));
                     mins1 = mins1.add(bytes1.lanewise(LSHR, 4).mul(codeSum));
                 }
@@ -267,7 +261,7 @@ public final class Q2_KInterleaved {
         int width = x.width();
         int blocks = width / QK;
         int[] pairs = x.tilePairs();
-        int[] sums = x.tileSums();
+        int[] sums = x.groupSums();
         float[] xd = x.codeScales();
         short[] values = VALUES.get();
         int[] blockSums = TILE_SUMS.get();
@@ -329,13 +323,9 @@ public final class Q2_KInterleaved {
                         IntVector scale1 = bytes1.and(0xF);
                         IntVector min0 = bytes0.lanewise(LSHR, 4);
                         IntVector min1 = bytes1.lanewise(LSHR, 4);
-                        int packed;
                         int codeSum;
                         IntVector halves;
-                        // per token, the group's code sum from its halves' -32-scaled sums (as in oneTokenHalves)
-                        packed = sums[sA + n];
-                        codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
-                                / -32;
+                        codeSum = sums[sA + n];
                         halves = sumA0.reinterpretAsInts();
                         IntVector.fromArray(HALF_I, blockSums, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
                                 .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 0);
@@ -344,9 +334,7 @@ public final class Q2_KInterleaved {
                                 .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 8);
                         IntVector.fromArray(HALF_I, blockSums, 64).add(min0.mul(codeSum)).intoArray(blockSums, 64);
                         IntVector.fromArray(HALF_I, blockSums, 72).add(min1.mul(codeSum)).intoArray(blockSums, 72);
-                        packed = sums[sA + width / 16 + n];
-                        codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
-                                / -32;
+                        codeSum = sums[sA + width / 16 + n];
                         halves = sumB0.reinterpretAsInts();
                         IntVector.fromArray(HALF_I, blockSums, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
                                 .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 16);
@@ -355,9 +343,7 @@ public final class Q2_KInterleaved {
                                 .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 24);
                         IntVector.fromArray(HALF_I, blockSums, 80).add(min0.mul(codeSum)).intoArray(blockSums, 80);
                         IntVector.fromArray(HALF_I, blockSums, 88).add(min1.mul(codeSum)).intoArray(blockSums, 88);
-                        packed = sums[sA + 2 * (width / 16) + n];
-                        codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
-                                / -32;
+                        codeSum = sums[sA + 2 * (width / 16) + n];
                         halves = sumC0.reinterpretAsInts();
                         IntVector.fromArray(HALF_I, blockSums, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
                                 .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 32);
@@ -366,9 +352,7 @@ public final class Q2_KInterleaved {
                                 .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 40);
                         IntVector.fromArray(HALF_I, blockSums, 96).add(min0.mul(codeSum)).intoArray(blockSums, 96);
                         IntVector.fromArray(HALF_I, blockSums, 104).add(min1.mul(codeSum)).intoArray(blockSums, 104);
-                        packed = sums[sA + 3 * (width / 16) + n];
-                        codeSum = ((((packed + 32512) & 0xFFFF) - 32512) + (((packed >>> 16) + 32512 & 0xFFFF) - 32512))
-                                / -32;
+                        codeSum = sums[sA + 3 * (width / 16) + n];
                         halves = sumD0.reinterpretAsInts();
                         IntVector.fromArray(HALF_I, blockSums, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
                                 .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 48);

@@ -269,7 +269,7 @@ class InterleavedRowsTest {
 
     /**
      * Q2_K at its bounds: quants 0 and 3, scales and minimums 0 and 15, codes all -127, all 127 or alternating, and a
-     * block whose every code is -128 (the one code sum whose packed form wraps, {@code -32 * -1024}).
+     * block whose every code is -128 (the group code sums at their most negative).
      */
     @Test
     void theLargestQ2_KQuantsScalesAndCodesStayExact() {
@@ -295,7 +295,7 @@ class InterleavedRowsTest {
             // codes of -128: Q8_K's rounding gives them to no block of floats, so they are set as prepared codes
             int[] codes = x.codes();
             Arrays.fill(codes, 0, width, -128);
-            PairTile.packCodes(x.laneOrder(), codes, 0, x.tilePairs(), x.tileSums(), width);
+            PairTile.packCodes(x.laneOrder(), codes, 0, x.tilePairs(), x.tileSums(), x.groupSums(), width);
             checkAgainstReferences(GgmlType.Q2_K, data, rowBytes, rows, width, x, 0, 1, arena);
         }
     }
