@@ -3,6 +3,7 @@ package moe4j.kernels.cpu;
 import java.util.HashMap;
 import java.util.Map;
 
+import moe4j.gguf.GgmlType;
 import moe4j.kernels.Activations;
 import moe4j.kernels.quant.ActivationRounding;
 import moe4j.kernels.quant.LaneOrder;
@@ -31,10 +32,13 @@ final class CpuActivations implements Activations {
         this.data = new float[(int) size];
     }
 
-    /** What weights of one type need of the rows: their rounding and their kernel's lane order. */
-    record Preparation(ActivationRounding rounding, LaneOrder order) {
+    /**
+     * What weights of one type need of the rows: their rounding, their kernel's lane order and, where that kernel reads
+     * telescoped pairs, the type (null elsewhere).
+     */
+    record Preparation(ActivationRounding rounding, LaneOrder order, GgmlType stepped) {
         static Preparation of(QuantFormat format) {
-            return new Preparation(format.activationRounding(), format.laneOrder());
+            return new Preparation(format.activationRounding(), format.laneOrder(), PreparedActivations.stepped(format));
         }
     }
 

@@ -39,6 +39,33 @@ public final class InterleavedRows {
         return order == Q4_K.PAIRS || order == Q6_K.PAIRS || Simd.HALVES && order == Q3_K.PAIRS;
     }
 
+    /**
+     * Whether {@code type}'s one-token kernel of repacked rows on this machine multiplies telescoped code pairs
+     * ({@link PreparedActivations#stepPairs()}): Q4_K's with 256-bit vectors.
+     */
+    static boolean steps(GgmlType type) {
+        return Simd.HALVES && type == GgmlType.Q4_K;
+    }
+
+    /**
+     * Fails unless {@code x} holds the telescoped pairs of {@code type}'s one-token kernel, which only activations
+     * prepared for that type do (Q5_K's are prepared in Q4_K's order and rounding, without them).
+     */
+    static void requireSteps(GgmlType type, PreparedActivations x) {
+        if (x.steppedType() != type) {
+            throw new IllegalArgumentException(type + "'s one-token kernel takes activations prepared for " + type
+                    + ", got ones prepared for " + (x.steppedType() == null ? "another type" : x.steppedType()));
+        }
+    }
+
+    /** Fills {@code steps} from {@code pairs} for {@code type}'s kernel ({@link #steps(GgmlType)}), pairs {@code from ..}. */
+    static void steps(GgmlType type, int[] pairs, int from, int count, int[] steps) {
+        switch (type) {
+            case Q4_K -> Q4_KInterleaved.steps(pairs, from, count, steps);
+            default -> throw new IllegalArgumentException(type + " takes no telescoped pairs");
+        }
+    }
+
     /** Whether a machine with this one's vectors repacks {@code type}'s matrices: Q2_K and Q3_K only with 256-bit ones. */
     static boolean repacks(GgmlType type) {
         return type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K

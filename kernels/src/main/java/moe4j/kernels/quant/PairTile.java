@@ -764,6 +764,17 @@ final class PairTile {
     }
 
     /**
+     * {@code pair} less {@code 2^bits} times {@code previous}, each 16-bit half on its own (modulo 2^16): a telescoped
+     * pair, which the one-token kernels of 256-bit vectors multiply with a lane shifted right by {@code bits} more than
+     * for {@code previous} ({@link Q4_KInterleaved#oneTokenHalves} says why that is exact).
+     */
+    static int step(int pair, int previous, int bits) {
+        int low = (short) pair - ((short) previous << bits);
+        int high = (pair >> 16) - ((previous >> 16) << bits);
+        return low & 0xFFFF | high << 16;
+    }
+
+    /**
      * Per 16-element group of the 32 from {@code e}, {@code -32} times the code sums of its pairs' lower and upper
      * halves: where {@link Q6_KInterleaved}'s 16-bit sums of unsigned quants start; and the group's code sum.
      */

@@ -7,6 +7,8 @@ import java.util.Objects;
 
 import jdk.incubator.vector.FloatVector;
 
+import moe4j.gguf.GgmlType;
+
 /**
  * Activation rows made ready for one matrix product: rounded as llama.cpp rounds them for the weight type
  * ({@link ActivationRounding}), plus the sum of every 16 consecutive rounded values, which the K-quant
@@ -38,6 +40,8 @@ public final class PreparedActivations {
     private int[] tilePairs = new int[0];
     private int[] tileSums = new int[0];
     private int[] groupSums = new int[0];
+    private int[] stepPairs = new int[0];
+    private GgmlType steppedType;
     private byte[] bytePairs = new byte[0];
     private boolean bytes;
 
@@ -50,6 +54,21 @@ public final class PreparedActivations {
         // with 256-bit vectors only the repacked types' kernels read an order (Q2_K's is Q3_K's)
         boolean read = Simd.FUSED || InterleavedRows.repacks(format.type());
         reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width);
+        steppedType = stepped(format);
+        if (steppedType != null && (order != format.laneOrder() || !tilesRead(order, rows))) {
+            steppedType = null;
+        }
+        if (steppedType != null && stepPairs.length < values.length / 2) {
+            stepPairs = new int[values.length / 2];
+        }
+    }
+
+    /**
+     * The type of {@code format} when its one-token kernel on this machine reads telescoped pairs
+     * ({@link #stepPairs()}), else null: rows prepared for two formats alike but for this differ.
+     */
+    public static GgmlType stepped(QuantFormat format) {
+        return InterleavedRows.steps(format.type()) ? format.type() : null;
     }
 
     /** Sizes the buffers for {@code rows} rows of {@code width} values rounded by {@code rounding}, in natural order only. */
@@ -66,6 +85,7 @@ public final class PreparedActivations {
     public void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width) {
         this.rounding = Objects.requireNonNull(rounding, "rounding");
         Objects.requireNonNull(order, "order");
+        this.steppedType = null;
         boolean kernelReads = Simd.FUSED || InterleavedRows.available() && InterleavedRows.reads(order);
         this.order = kernelReads && width % LaneOrder.BLOCK == 0 ? order : LaneOrder.NATURAL;
         if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0
@@ -128,6 +148,9 @@ public final class PreparedActivations {
             }
             if (tilesRead(order, rows)) {
                 PairTile.packCodes(order, codes, o, tilePairs, tileSums, groupSums, width);
+                if (steppedType != null) {
+                    InterleavedRows.steps(steppedType, tilePairs, o / 2, width / 2, stepPairs);
+                }
             }
         } else {
             rounding.round(x, xOffset, values, o, width);
@@ -185,6 +208,18 @@ public final class PreparedActivations {
 
     /** Alongside {@link #tilePairs()} in Q6_K's and Q3_K's orders: row {@code r}'s code sum of each 16 at {@code r*width/16}. */
     int[] groupSums() { return groupSums; }
+
+    /**
+     * Row {@code r}'s {@link #tilePairs()} telescoped for the one-token kernels of {@link #steppedType()}'s repacked rows
+     * ({@link Q4_KInterleaved#steps}), at {@code r*width/2}.
+     */
+    int[] stepPairs() { return stepPairs; }
+
+    /**
+     * The type whose one-token kernel of 256-bit vectors reads {@link #stepPairs()}, when these rows were reserved for
+     * one ({@link #reserve(QuantFormat, int, int)}); otherwise null.
+     */
+    GgmlType steppedType() { return steppedType; }
 
     /** Row {@code r}'s codes in natural order at {@code r*width}, when the order rearranges. */
     int[] codes() { return codes; }

@@ -301,6 +301,18 @@ public final class Q4_KInterleaved {
     }
 
     /**
+     * Row pairs {@code from .. from+count-1} of {@code pairs} (in Q4_K's order, {@code from} at a block's start) as
+     * {@link #oneTokenHalves} multiplies them: in each run of four (a 16-bit lane's nibbles), the first as it is, each
+     * other less 16 times the one before it, each 16-bit half on its own ({@link PairTile#step}).
+     */
+    static void steps(int[] pairs, int from, int count, int[] steps) {
+        for (int i = 0; i < count; i++) {
+            int pair = pairs[from + i];
+            steps[from + i] = i % 4 == 0 ? pair : PairTile.step(pair, pairs[from + i - 1], 4);
+        }
+    }
+
+    /**
      * A product of repacked rows with 256-bit vectors for a layout without a batch tile (Q5_K's): each token by
      * {@code kernel}, group by group, so that a group's weights stay in L1 while the tokens pass. Checked by the caller.
      */
@@ -321,12 +333,20 @@ public final class Q4_KInterleaved {
      * {@link #oneToken} in 256-bit vectors (AVX2): rows 0-7 of a group are the lower 32 bytes of each of its 64-byte
      * vectors, rows 8-15 the upper, two halves that share each broadcast code pair. The same integer sums and float
      * steps per row: the same bits.
+     *
+     * <p>A 16-bit lane {@code L = q0 + 16 q1 + 256 q2 + 4096 q3} is multiplied whole, then shifted right by 4 bits
+     * three times, each time by one of {@link #steps}' telescoped pairs {@code y0 = x0, yk = xk - 16 x(k-1)}: modulo
+     * 2^16, {@code L y0 + (L >>> 4) y1 + (L >>> 8) y2 + (L >>> 12) y3 = q0 x0 + q1 x1 + q2 x2 + q3 x3}, and the true
+     * sum of a sub-block's 16 products a lane (at most {@code 16 * 15 * 128}) fits 16 bits, so the integer sums are
+     * exactly those of masking each nibble out: four instructions a nibble fewer (Zen 3, JMH one thread in cache, four
+     * alternations, 13.8-15.7 -> 15.6-17.9 GB/s; bench/CPU-NOTES.md).
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {
+        InterleavedRows.requireSteps(GgmlType.Q4_K, x);
         int width = x.width();
         int blocks = width / QK;
-        int[] pairs = x.tilePairs();
+        int[] steps = x.stepPairs();
         int[] sums = x.tileSums();
         float[] xd = x.codeScales();
         int p0 = token * (width / 2);
@@ -334,6 +354,7 @@ public final class Q4_KInterleaved {
         int d0 = token * blocks;
         long lastByte = w.byteSize() - 1;
         int sink = 0;
+        int four = Simd.opaque(4);
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
             FloatVector acc0 = FloatVector.zero(HALF_F);
@@ -353,29 +374,30 @@ public final class Q4_KInterleaved {
                 ShortVector sum1 = ShortVector.zero(HALF_S);
                 for (int n = 0; n < 32; n++) {
                     long q = at + QUANTS + 64L * n;
-                    // int lanes: a shift by a constant is one instruction (a 16-bit shift's count C2 moves in anew each
-                    // time); the mask drops what the upper 16-bit lane shifts in
-                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
-                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
+                    // a lane's four nibbles by the telescoped pairs (PreparedActivations#stepPairs): the lane, then
+                    // shifted right by 4, 8 and 12 bits, each times its step; no masks
+                    ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
+                    ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
                     int pv = p + 4 * n;
-                    ShortVector c = IntVector.broadcast(HALF_I, pairs[pv]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, 4);
-                    lanes1 = lanes1.lanewise(LSHR, 4);
-                    c = IntVector.broadcast(HALF_I, pairs[pv + 1]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, 4);
-                    lanes1 = lanes1.lanewise(LSHR, 4);
-                    c = IntVector.broadcast(HALF_I, pairs[pv + 2]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, 4);
-                    lanes1 = lanes1.lanewise(LSHR, 4);
-                    c = IntVector.broadcast(HALF_I, pairs[pv + 3]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
-                    sum1 = sum1.add(lanes1.and(HALF_NIBBLES).reinterpretAsShorts().mul(c));
+                    // written out: as a loop of four (the last shift left to C2 to drop) it ran 12-15% slower
+                    ShortVector c = IntVector.broadcast(HALF_I, steps[pv]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, four);
+                    lanes1 = lanes1.lanewise(LSHR, four);
+                    c = IntVector.broadcast(HALF_I, steps[pv + 1]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, four);
+                    lanes1 = lanes1.lanewise(LSHR, four);
+                    c = IntVector.broadcast(HALF_I, steps[pv + 2]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, four);
+                    lanes1 = lanes1.lanewise(LSHR, four);
+                    c = IntVector.broadcast(HALF_I, steps[pv + 3]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
                     if ((n & 3) == 3) {
                         // sub-block n / 4 summed: times its scales
                         long scales = at + SCALES + 4L * (n & ~3);

@@ -90,6 +90,17 @@ final class Simd {
      */
     static final int HALF_FLOAT_SPAN = 768;
 
+    /**
+     * {@code bits} as C2 cannot see it, for shifts of 16-bit lanes: given a constant count, C2 moves the count into a
+     * vector register anew before every such shift ({@code mov}, {@code vmovd}, as the x86 backend has no immediate
+     * form for them); given this loop invariant it keeps the count in one register (bench/CPU-NOTES.md).
+     */
+    static int opaque(int bits) {
+        return OPAQUE[bits];
+    }
+
+    private static final int[] OPAQUE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
     static final IntVector SHIFT_2 = IntVector.broadcast(I, 2);
     static final IntVector SHIFT_4 = IntVector.broadcast(I, 4);
     static final IntVector SHIFT_6 = IntVector.broadcast(I, 6);

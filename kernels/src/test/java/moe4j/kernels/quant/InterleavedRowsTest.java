@@ -468,6 +468,20 @@ class InterleavedRowsTest {
         }
     }
 
+    @Test
+    void q4_KOneTokenKernelOf256BitVectorsRejectsActivationsPreparedForQ5_K() {
+        // Q5_K's rows are prepared in Q4_K's order and rounding, without the telescoped pairs Q4_K's kernel reads there
+        assumeTrue(InterleavedRows.steps(GgmlType.Q4_K), "Q4_K's kernel reads telescoped pairs only with 256-bit vectors");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment packed = arena.allocate(InterleavedRows.bytes(GgmlType.Q4_K, 16, 256));
+            PreparedActivations q5 = PreparedDotTest.gaussianRows(QuantFormats.of(GgmlType.Q5_K), new SplittableRandom(2),
+                    1, 256);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> InterleavedRows.dot(GgmlType.Q4_K, packed, 0, 0, 1, q5, 0, 1, new float[16], 0, 16));
+            assertTrue(e.getMessage().contains("prepared for Q4_K"), e.getMessage());
+        }
+    }
+
     /**
      * Three rows prepared for {@code type}: every code -127 (Q8_K scales a block by -127 / its largest value), every
      * code 127, and the two alternating.
