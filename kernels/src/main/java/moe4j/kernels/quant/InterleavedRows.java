@@ -41,10 +41,18 @@ public final class InterleavedRows {
 
     /**
      * Whether {@code type}'s one-token kernel of repacked rows on this machine multiplies telescoped code pairs
-     * ({@link PreparedActivations#stepPairs()}): Q4_K's with 256-bit vectors.
+     * ({@link PreparedActivations#stepPairs()}): Q3_K's, Q4_K's and Q6_K's with 256-bit vectors.
      */
     static boolean steps(GgmlType type) {
-        return Simd.HALVES && type == GgmlType.Q4_K;
+        return Simd.HALVES && (type == GgmlType.Q4_K || type == GgmlType.Q6_K);
+    }
+
+    /** How many telescoped pairs {@code type}'s kernel reads for {@code values} activations ({@link #steps(GgmlType)}). */
+    static int stepCount(GgmlType type, int values) {
+        return switch (type) {
+            case Q6_K -> values / 16 * Q6_KInterleaved256.STEPS;
+            default -> values / 2;
+        };
     }
 
     /**
@@ -62,6 +70,7 @@ public final class InterleavedRows {
     static void steps(GgmlType type, int[] pairs, int from, int count, int[] steps) {
         switch (type) {
             case Q4_K -> Q4_KInterleaved.steps(pairs, from, count, steps);
+            case Q6_K -> Q6_KInterleaved256.steps(pairs, from, count, steps);
             default -> throw new IllegalArgumentException(type + " takes no telescoped pairs");
         }
     }

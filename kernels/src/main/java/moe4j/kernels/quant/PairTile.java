@@ -774,6 +774,11 @@ final class PairTile {
         return low & 0xFFFF | high << 16;
     }
 
+    /** {@code pair} times {@code factor}, each 16-bit half on its own (modulo 2^16). */
+    static int times(int pair, int factor) {
+        return (short) pair * factor & 0xFFFF | (pair >> 16) * factor << 16;
+    }
+
     /**
      * Per 16-element group of the 32 from {@code e}, {@code -32} times the code sums of its pairs' lower and upper
      * halves: where {@link Q6_KInterleaved}'s 16-bit sums of unsigned quants start; and the group's code sum.

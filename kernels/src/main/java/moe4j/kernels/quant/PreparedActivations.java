@@ -58,8 +58,8 @@ public final class PreparedActivations {
         if (steppedType != null && (order != format.laneOrder() || !tilesRead(order, rows))) {
             steppedType = null;
         }
-        if (steppedType != null && stepPairs.length < values.length / 2) {
-            stepPairs = new int[values.length / 2];
+        if (steppedType != null && stepPairs.length < InterleavedRows.stepCount(steppedType, values.length)) {
+            stepPairs = new int[InterleavedRows.stepCount(steppedType, values.length)];
         }
     }
 
@@ -211,7 +211,7 @@ public final class PreparedActivations {
 
     /**
      * Row {@code r}'s {@link #tilePairs()} telescoped for the one-token kernels of {@link #steppedType()}'s repacked rows
-     * ({@link Q4_KInterleaved#steps}), at {@code r*width/2}.
+     * ({@link Q4_KInterleaved#steps} at {@code r*width/2}, {@link Q6_KInterleaved256#steps} at {@code r*width*10/16}).
      */
     int[] stepPairs() { return stepPairs; }
 

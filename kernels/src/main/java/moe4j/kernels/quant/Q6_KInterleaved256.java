@@ -27,22 +27,18 @@ import moe4j.gguf.GgmlType;
  * bytes, 16 x 210 + 1%:
  * <ul>
  * <li>{@code d} of the 16 rows as floats (bytes 0-63);</li>
- * <li>the signed 8-bit scales, 16-element group {@code g}'s 16 rows at {@code 64 + 16g};</li>
- * <li>the quants (0..63), sub-block {@code j} (32 elements) at {@code 320 + 384j}: six 64-byte vectors
- *     {@code m = 0..5}. Pair {@code p} (0..15) of sub-block {@code j} joins elements {@code a = 32j + 16(p/8) + p%8}
- *     and {@code a + 8} ({@link Q6_KInterleaved#element}): pairs 0-7 are group {@code 2j}, 8-15 group {@code 2j + 1}.
- *     16-bit lane {@code 2i + h} of vector {@code m} holds the six bits of row {@code i}'s element ({@code a}, or
- *     {@code a + 8} for {@code h = 1}) of pair {@code m} at bits 0-5 and of pair {@code 8 + m} at bits 6-11; its bits
- *     12-15 hold a nibble {@code t_m} of pairs 6, 7, 14 and 15: {@code t_0} the low four bits of pair 6, {@code t_2}
- *     of pair 7, {@code t_1} the top two bits of pair 6 then of pair 7; {@code t_3}, {@code t_5} and {@code t_4} the
- *     same of pairs 14 and 15.</li>
+ * <li>the signed 8-bit scales, 16-element group {@code k}'s 16 rows at {@code 64 + 16k};</li>
+ * <li>the quants (0..63), group {@code k} (16 elements) at {@code 320 + 192k}: three 64-byte vectors. Pair {@code u}
+ *     (0..7) of group {@code k} joins elements {@code 16k + u} and {@code 16k + 8 + u} (Q6_K's order); 16-bit lane
+ *     {@code 2i + h} holds row {@code i}'s element of each pair ({@code h = 0} the first, 1 the second): the first
+ *     vector pairs 0 and 1 at bits 0-5 and 6-11 and the low four bits of pair 6 at 12-15, the second pairs 2, 3 and
+ *     the low four bits of 7, the third pairs 4 and 5 and the top two bits of 6 (bits 12-13) and of 7 (14-15).</li>
  * </ul>
- * So twelve of a lane's sixteen values are a mask, or a shift and a mask, in int lanes (shifts by a constant, one
- * instruction each; 16-bit shifts C2 gives a count moved in anew each time); the four others two of each and an or.
- * The kernel writes out each sub-block's six vectors, taking each one's nibble as it passes. As one loop over a
- * block's 48 vectors with the spare nibbles read again after every sixth, C2 turned the five plain passes into an
- * inner loop whose range checks it set up anew each sub-block, some 16 instructions a multiply (Zen 3, JMH one thread
- * in cache 9-11 GB/s, written out 17; bench/CPU-NOTES.md).
+ * So a lane's fields are all of one group, whose scale they share, and the kernel multiplies each lane whole and
+ * shifted right field by field with telescoped code pairs ({@link #steps}), no masks: ten multiplies for a group's
+ * eight values where the layout before (a sub-block's two groups side by side in each lane, pairs {@code m} and
+ * {@code 8 + m} at bits 0-5 and 6-11, the spare nibbles split between them) took sixteen masks, twelve shifts and four
+ * ors besides its eight (bench/CPU-NOTES.md).
  *
  * <p>The arithmetic is {@link Q6_KInterleaved}'s: unsigned quants times codes in 16-bit lanes on top of {@code -32}
  * times the code sums of each 16-element group's halves, exact modulo 2^16 since a half's true sum (eight elements,
@@ -62,10 +58,12 @@ public final class Q6_KInterleaved256 {
     private static final int FILE_D = 208;
     static final int SCALES = 64;
     static final int QUANTS = SCALES + 16 * ROWS;
-    /** A sub-block's six vectors of two values (and a nibble of a third) a lane. */
-    static final int SUB_BLOCK_BYTES = 6 * 64;
+    /** A 16-element group's three vectors of two values and a part of a third a lane. */
+    static final int GROUP_BYTES = 3 * 64;
     /** Bytes of one block of a group's 16 rows. */
-    public static final int GROUP_BLOCK_BYTES = QUANTS + 8 * SUB_BLOCK_BYTES;
+    public static final int GROUP_BLOCK_BYTES = QUANTS + 16 * GROUP_BYTES;
+    /** Telescoped pairs per 16-element group ({@link #steps}). */
+    static final int STEPS = 10;
 
     private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
     private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
@@ -100,7 +98,6 @@ public final class Q6_KInterleaved256 {
             MemorySegment dst, long dstOffset) {
         byte[] file = new byte[BLOCK_BYTES];
         int[] q = new int[QK];
-        int[] spare = new int[6];
         repackGroups(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset, BLOCK_BYTES, GROUP_BLOCK_BYTES,
                 (block, row, scales, quants) -> {
                     MemorySegment.copy(src, Layouts.BYTE, block, file, 0, BLOCK_BYTES);
@@ -110,21 +107,16 @@ public final class Q6_KInterleaved256 {
                     for (int e = 0; e < QK; e++) {
                         q[e] = quant(file, e);
                     }
-                    for (int j = 0; j < 8; j++) {
+                    for (int k = 0; k < 16; k++) {
                         for (int h = 0; h < 2; h++) {
-                            int base = 32 * j + 8 * h;
-                            // pair p's element: base + p for p < 8, base + 8 + p for p >= 8 (Q6_KInterleaved#element)
-                            for (int k = 0; k < 2; k++) {
-                                int first = q[base + 16 * k + 6];
-                                int second = q[base + 16 * k + 7];
-                                spare[3 * k] = first & 0xF;
-                                spare[3 * k + 1] = first >>> 4 | (second >>> 4) << 2;
-                                spare[3 * k + 2] = second & 0xF;
-                            }
-                            for (int m = 0; m < 6; m++) {
-                                int lane = q[base + m] | q[base + 16 + m] << 6 | spare[m] << 12;
-                                quants[SUB_BLOCK_BYTES / 2 * j + 32 * m + 2 * row + h] = (short) lane;
-                            }
+                            // pair u of group k joins elements 16k + u (h = 0) and 16k + 8 + u (h = 1)
+                            int e = 16 * k + 8 * h;
+                            int lane = 2 * row + h;
+                            int at = GROUP_BYTES / 2 * k;
+                            quants[at + lane] = (short) (q[e] | q[e + 1] << 6 | (q[e + 6] & 0xF) << 12);
+                            quants[at + 32 + lane] = (short) (q[e + 2] | q[e + 3] << 6 | (q[e + 7] & 0xF) << 12);
+                            quants[at + 64 + lane] = (short) (q[e + 4] | q[e + 5] << 6 | (q[e + 6] >>> 4) << 12
+                                    | (q[e + 7] >>> 4) << 14);
                         }
                     }
                     return Halfs.readFp16(src, block + FILE_D);
@@ -191,20 +183,23 @@ public final class Q6_KInterleaved256 {
 
     /**
      * The one-token product in 256-bit vectors, both halves of a group at once, reading one line ahead per group-block
-     * ({@link ReadAhead#touchLine}). The method is near the size C1 still compiles: a few more vector operations (the
-     * accumulators kept in {@code out}, say) and C1 gives up, leaving it to code that boxes every vector, some 300
-     * times slower. After a change, {@code -XX:+PrintCompilation} should name it at level 4.
+     * ({@link ReadAhead#touchLine}): per block a loop over its 16 groups, each three vectors of lanes multiplied whole
+     * and shifted right (by 6 and 6; 6, 6 and 2 for the third) with {@link #steps}' telescoped pairs, as
+     * {@link Q4_KInterleaved#oneTokenHalves} takes Q4_K's nibbles, on top of {@code -32} times the group's code sums,
+     * then widened and times the group's scale.
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {
+        InterleavedRows.requireSteps(GgmlType.Q6_K, x);
         int width = x.width();
         int blocks = width / QK;
-        int[] pairs = x.tilePairs();
+        int[] steps = x.stepPairs();
         float[] xd = x.codeScales();
         // per 16-element group, -32 times the code sums of its halves (PairTile#packCodes)
         int[] start = x.tileSums();
-        int p0 = token * (width / 2);
         int d0 = token * blocks;
+        int six = Simd.opaque(6);
+        int two = Simd.opaque(2);
         long lastByte = w.byteSize() - 1;
         int sink = 0;
         for (int g = fromGroup; g < toGroup; g++) {
@@ -217,121 +212,73 @@ public final class Q6_KInterleaved256 {
                 int o = token * (width / 16) + b * 16;
                 IntVector scaled0 = IntVector.zero(HALF_I);
                 IntVector scaled1 = IntVector.zero(HALF_I);
-                // groups 2j (pairs 0-7) and 2j + 1 (8-15) of each half
-                ShortVector lo0 = ShortVector.zero(HALF_S);
-                ShortVector lo1 = lo0;
-                ShortVector hi0 = lo0;
-                ShortVector hi1 = lo0;
-                int pb = p0 + b * (QK / 2);
-                for (int j = 0; j < 8; j++) {
-                    long sub = at + QUANTS + (long) SUB_BLOCK_BYTES * j;
-                    int pj = pb + 16 * j;
-                    // the six vectors written out (a loop of six passes C2 left rolled, setting up its range checks
-                    // anew each sub-block), each giving its nibble at bits 12-15 to pairs 6 and 7 (vectors 0-2) or 14
-                    // and 15 (3-5)
-                    IntVector lanes0;
-                    IntVector lanes1;
-                    IntVector spare0;
-                    IntVector spare1;
-                    ShortVector cl;
-                    ShortVector ch;
-                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub, Simd.LE);
-                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 32, Simd.LE);
-                    cl = IntVector.broadcast(HALF_I, pairs[pj]).reinterpretAsShorts();
-                    ch = IntVector.broadcast(HALF_I, pairs[pj + 8]).reinterpretAsShorts();
-                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    spare0 = lanes0.lanewise(LSHR, 12).and(NIBBLE);
-                    spare1 = lanes1.lanewise(LSHR, 12).and(NIBBLE);
-                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 64, Simd.LE);
-                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 96, Simd.LE);
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 1]).reinterpretAsShorts();
-                    ch = IntVector.broadcast(HALF_I, pairs[pj + 9]).reinterpretAsShorts();
-                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 6]).reinterpretAsShorts();
-                    lo0 = lo0.add(spare0.or(lanes0.lanewise(LSHR, 8).and(TOP_PAIR)).reinterpretAsShorts().mul(cl));
-                    lo1 = lo1.add(spare1.or(lanes1.lanewise(LSHR, 8).and(TOP_PAIR)).reinterpretAsShorts().mul(cl));
-                    spare0 = lanes0.lanewise(LSHR, 10).and(TOP_PAIR);
-                    spare1 = lanes1.lanewise(LSHR, 10).and(TOP_PAIR);
-                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 128, Simd.LE);
-                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 160, Simd.LE);
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 2]).reinterpretAsShorts();
-                    ch = IntVector.broadcast(HALF_I, pairs[pj + 10]).reinterpretAsShorts();
-                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 7]).reinterpretAsShorts();
-                    lo0 = lo0.add(lanes0.lanewise(LSHR, 12).and(NIBBLE).or(spare0).reinterpretAsShorts().mul(cl));
-                    lo1 = lo1.add(lanes1.lanewise(LSHR, 12).and(NIBBLE).or(spare1).reinterpretAsShorts().mul(cl));
-                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 192, Simd.LE);
-                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 224, Simd.LE);
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 3]).reinterpretAsShorts();
-                    ch = IntVector.broadcast(HALF_I, pairs[pj + 11]).reinterpretAsShorts();
-                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    spare0 = lanes0.lanewise(LSHR, 12).and(NIBBLE);
-                    spare1 = lanes1.lanewise(LSHR, 12).and(NIBBLE);
-                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 256, Simd.LE);
-                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 288, Simd.LE);
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 4]).reinterpretAsShorts();
-                    ch = IntVector.broadcast(HALF_I, pairs[pj + 12]).reinterpretAsShorts();
-                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 14]).reinterpretAsShorts();
-                    hi0 = hi0.add(spare0.or(lanes0.lanewise(LSHR, 8).and(TOP_PAIR)).reinterpretAsShorts().mul(cl));
-                    hi1 = hi1.add(spare1.or(lanes1.lanewise(LSHR, 8).and(TOP_PAIR)).reinterpretAsShorts().mul(cl));
-                    spare0 = lanes0.lanewise(LSHR, 10).and(TOP_PAIR);
-                    spare1 = lanes1.lanewise(LSHR, 10).and(TOP_PAIR);
-                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, sub + 320, Simd.LE);
-                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, sub + 352, Simd.LE);
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 5]).reinterpretAsShorts();
-                    ch = IntVector.broadcast(HALF_I, pairs[pj + 13]).reinterpretAsShorts();
-                    lo0 = lo0.add(lanes0.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    lo1 = lo1.add(lanes1.and(SIX_BITS).reinterpretAsShorts().mul(cl));
-                    hi0 = hi0.add(lanes0.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    hi1 = hi1.add(lanes1.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().mul(ch));
-                    cl = IntVector.broadcast(HALF_I, pairs[pj + 15]).reinterpretAsShorts();
-                    hi0 = hi0.add(lanes0.lanewise(LSHR, 12).and(NIBBLE).or(spare0).reinterpretAsShorts().mul(cl));
-                    hi1 = hi1.add(lanes1.lanewise(LSHR, 12).and(NIBBLE).or(spare1).reinterpretAsShorts().mul(cl));
-                    // then its two groups times their scales
-                    // on top of -32 times each group's code sums (modulo 2^16, as the products)
-                    ShortVector startLo = IntVector.broadcast(HALF_I, start[o + 2 * j]).reinterpretAsShorts();
-                    ShortVector startHi = IntVector.broadcast(HALF_I, start[o + 2 * j + 1]).reinterpretAsShorts();
-                    lo0 = lo0.add(startLo);
-                    lo1 = lo1.add(startLo);
-                    hi0 = hi0.add(startHi);
-                    hi1 = hi1.add(startHi);
-                    long scales = at + SCALES + 32L * j;
-                    IntVector halves = lo0.reinterpretAsInts();
+                for (int k = 0; k < 16; k++) {
+                    long q = at + QUANTS + (long) GROUP_BYTES * k;
+                    int sk = STEPS * (o + k);
+                    ShortVector sum0 = IntVector.broadcast(HALF_I, start[o + k]).reinterpretAsShorts();
+                    ShortVector sum1 = sum0;
+                    // pairs 0, 1 and the low four bits of 6
+                    ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
+                    ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
+                    ShortVector c = IntVector.broadcast(HALF_I, steps[sk]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, six);
+                    lanes1 = lanes1.lanewise(LSHR, six);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 1]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, six);
+                    lanes1 = lanes1.lanewise(LSHR, six);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 2]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    // pairs 2, 3 and the low four bits of 7
+                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 64, Simd.LE);
+                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 96, Simd.LE);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 3]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, six);
+                    lanes1 = lanes1.lanewise(LSHR, six);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 4]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, six);
+                    lanes1 = lanes1.lanewise(LSHR, six);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 5]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    // pairs 4, 5 and the top two bits of 6 and of 7
+                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 128, Simd.LE);
+                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 160, Simd.LE);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 6]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, six);
+                    lanes1 = lanes1.lanewise(LSHR, six);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 7]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, six);
+                    lanes1 = lanes1.lanewise(LSHR, six);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 8]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, two);
+                    lanes1 = lanes1.lanewise(LSHR, two);
+                    c = IntVector.broadcast(HALF_I, steps[sk + 9]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    long scales = at + SCALES + 16L * k;
+                    IntVector halves = sum0.reinterpretAsInts();
                     scaled0 = scaled0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
                             .add(halves.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, scales, Simd.LE).convertShape(B2I, HALF_I, 0)));
-                    halves = lo1.reinterpretAsInts();
+                    halves = sum1.reinterpretAsInts();
                     scaled1 = scaled1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
                             .add(halves.lanewise(ASHR, 16)).mul((IntVector) ByteVector
                             .fromMemorySegment(HALF_B, w, scales + 8, Simd.LE).convertShape(B2I, HALF_I, 0)));
-                    halves = hi0.reinterpretAsInts();
-                    scaled0 = scaled0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                            .add(halves.lanewise(ASHR, 16)).mul((IntVector) ByteVector
-                            .fromMemorySegment(HALF_B, w, scales + 16, Simd.LE).convertShape(B2I, HALF_I, 0)));
-                    halves = hi1.reinterpretAsInts();
-                    scaled1 = scaled1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                            .add(halves.lanewise(ASHR, 16)).mul((IntVector) ByteVector
-                            .fromMemorySegment(HALF_B, w, scales + 24, Simd.LE).convertShape(B2I, HALF_I, 0)));
-                    lo0 = ShortVector.zero(HALF_S);
-                    lo1 = lo0;
-                    hi0 = lo0;
-                    hi1 = lo0;
                 }
                 FloatVector d = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
                 acc0 = ((FloatVector) scaled0.convertShape(I2F, HALF_F, 0)).fma(d.mul(xd[d0 + b]), acc0);
@@ -344,27 +291,46 @@ public final class Q6_KInterleaved256 {
         ReadAhead.keep(sink);
     }
 
+    /**
+     * Row pairs {@code from .. from+count-1} of {@code pairs} (in Q6_K's order, {@code from} at a block's start) as
+     * {@link #oneTokenHalves} multiplies them: for each 16-element group (eight pairs {@code P0 .. P7}), {@link #STEPS}
+     * ints from {@code STEPS * from / 8}, each a telescoped pair ({@link PairTile#step}) of a lane's fields in turn:
+     * {@code P0, P1, P6} (bits 0, 6, 12 of the first vector), {@code P2, P3, P7} (the second), {@code P4, P5, 16 P6,
+     * 16 P7} (bits 0, 6, 12, 14 of the third; the top two bits of a quant are worth 16).
+     */
+    static void steps(int[] pairs, int from, int count, int[] steps) {
+        for (int u = from, to = STEPS * from / 8; u < from + count; u += 8, to += STEPS) {
+            steps[to] = pairs[u];
+            steps[to + 1] = PairTile.step(pairs[u + 1], pairs[u], 6);
+            steps[to + 2] = PairTile.step(pairs[u + 6], pairs[u + 1], 6);
+            steps[to + 3] = pairs[u + 2];
+            steps[to + 4] = PairTile.step(pairs[u + 3], pairs[u + 2], 6);
+            steps[to + 5] = PairTile.step(pairs[u + 7], pairs[u + 3], 6);
+            steps[to + 6] = pairs[u + 4];
+            steps[to + 7] = PairTile.step(pairs[u + 5], pairs[u + 4], 6);
+            steps[to + 8] = PairTile.step(PairTile.times(pairs[u + 6], 16), pairs[u + 5], 6);
+            steps[to + 9] = PairTile.step(PairTile.times(pairs[u + 7], 16), PairTile.times(pairs[u + 6], 16), 2);
+        }
+    }
+
     /** This layout's quants (0..63) for {@link #tokensHalves}, as {@link #oneTokenHalves} takes them out. */
     static void decodeHalves(MemorySegment w, long at, short[] values) {
-        for (int j = 0; j < 8; j++) {
+        for (int k = 0; k < 16; k++) {
             for (int h = 0; h < 2; h++) {
-                long half = at + QUANTS + (long) SUB_BLOCK_BYTES * j + 32L * h;
-                for (int m = 0; m < 6; m++) {
-                    IntVector lanes = IntVector.fromMemorySegment(HALF_I, w, half + 64L * m, Simd.LE);
-                    lanes.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(2 * j, h, m));
-                    lanes.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts()
-                            .intoArray(values, valuesAt(2 * j + 1, h, m));
-                }
-                for (int k = 0; k < 2; k++) {
-                    long t = half + 192L * k;
-                    IntVector first = IntVector.fromMemorySegment(HALF_I, w, t, Simd.LE);
-                    IntVector tops = IntVector.fromMemorySegment(HALF_I, w, t + 64, Simd.LE);
-                    IntVector second = IntVector.fromMemorySegment(HALF_I, w, t + 128, Simd.LE);
-                    first.lanewise(LSHR, 12).and(NIBBLE).or(tops.lanewise(LSHR, 8).and(TOP_PAIR))
-                            .reinterpretAsShorts().intoArray(values, valuesAt(2 * j + k, h, 6));
-                    second.lanewise(LSHR, 12).and(NIBBLE).or(tops.lanewise(LSHR, 10).and(TOP_PAIR))
-                            .reinterpretAsShorts().intoArray(values, valuesAt(2 * j + k, h, 7));
-                }
+                long q = at + QUANTS + (long) GROUP_BYTES * k + 32L * h;
+                IntVector first = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
+                IntVector second = IntVector.fromMemorySegment(HALF_I, w, q + 64, Simd.LE);
+                IntVector third = IntVector.fromMemorySegment(HALF_I, w, q + 128, Simd.LE);
+                first.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 0));
+                first.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 1));
+                second.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 2));
+                second.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 3));
+                third.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 4));
+                third.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 5));
+                first.lanewise(LSHR, 12).and(NIBBLE).or(third.lanewise(LSHR, 8).and(TOP_PAIR))
+                        .reinterpretAsShorts().intoArray(values, valuesAt(k, h, 6));
+                second.lanewise(LSHR, 12).and(NIBBLE).or(third.lanewise(LSHR, 10).and(TOP_PAIR))
+                        .reinterpretAsShorts().intoArray(values, valuesAt(k, h, 7));
             }
         }
     }

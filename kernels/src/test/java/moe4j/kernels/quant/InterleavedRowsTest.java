@@ -370,9 +370,10 @@ class InterleavedRowsTest {
     }
 
     /**
-     * {@link Q6_KInterleaved256}'s layout as its documentation states it, against the format's own dequantization:
-     * pair {@code m} at bits 0-5 of vector {@code m}, pair {@code 8 + m} at bits 6-11, pairs 6, 7, 14 and 15 from the
-     * nibbles at bits 12-15; and the batch decoder's values, which are the same quants.
+     * {@link Q6_KInterleaved256}'s layout as its documentation states it, against the format's own dequantization: a
+     * group's pairs 0-5 two a vector at bits 0-5 and 6-11, pairs 6 and 7 from the low nibbles at bits 12-15 of the
+     * first two vectors and the top bit pairs at bits 12-15 of the third; and the batch decoder's values, which are
+     * the same quants.
      */
     @Test
     void q6_KRowsFor256BitVectorsHoldTheSameScalesAndQuants() {
@@ -392,31 +393,24 @@ class InterleavedRowsTest {
                 for (int r = 0; r < rows; r++) {
                     format.dequantize(data, r * rowBytes, expected, 0, width);
                     float d = packed.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at + 4L * r);
-                    for (int j = 0; j < 8; j++) {
-                        long sub = at + Q6_KInterleaved256.QUANTS + (long) Q6_KInterleaved256.SUB_BLOCK_BYTES * j;
+                    for (int k = 0; k < 16; k++) {
+                        long group = at + Q6_KInterleaved256.QUANTS + (long) Q6_KInterleaved256.GROUP_BYTES * k;
                         for (int h = 0; h < 2; h++) {
-                            int[] lane = new int[6];
-                            for (int m = 0; m < 6; m++) {
-                                lane[m] = packed.get(Layouts.SHORT_LE, sub + 64L * m + 2L * (2 * r + h)) & 0xFFFF;
+                            int[] lane = new int[3];
+                            for (int m = 0; m < 3; m++) {
+                                lane[m] = packed.get(Layouts.SHORT_LE, group + 64L * m + 2L * (2 * r + h)) & 0xFFFF;
                             }
-                            int[] q = new int[16];
-                            for (int m = 0; m < 6; m++) {
-                                q[m] = lane[m] & 0x3F;
-                                q[8 + m] = lane[m] >>> 6 & 0x3F;
-                            }
-                            for (int k = 0; k < 2; k++) {
-                                q[8 * k + 6] = lane[3 * k] >>> 12 | (lane[3 * k + 1] >>> 12 & 3) << 4;
-                                q[8 * k + 7] = lane[3 * k + 2] >>> 12 | (lane[3 * k + 1] >>> 14) << 4;
-                            }
-                            for (int p = 0; p < 16; p++) {
-                                int e = Q6_KInterleaved.element(j, p, h);
-                                int scale = packed.get(Layouts.BYTE, at + Q6_KInterleaved256.SCALES + 16L * (e / 16) + r);
+                            int[] q = {lane[0] & 0x3F, lane[0] >>> 6 & 0x3F, lane[1] & 0x3F, lane[1] >>> 6 & 0x3F,
+                                    lane[2] & 0x3F, lane[2] >>> 6 & 0x3F, lane[0] >>> 12 | (lane[2] >>> 12 & 3) << 4,
+                                    lane[1] >>> 12 | (lane[2] >>> 14) << 4};
+                            for (int u = 0; u < 8; u++) {
+                                int e = 16 * k + 8 * h + u;
+                                int scale = packed.get(Layouts.BYTE, at + Q6_KInterleaved256.SCALES + 16L * k + r);
                                 String where = "row " + r + " element " + (256 * b + e);
-                                assertEquals(expected[256 * b + e], d * scale * (q[p] - 32), 0f, where);
-                                // decodeHalves: group 2j + p/8, rows 8(r/8).., lane 2(r%8) + h
-                                int decoded = values[Q6_KInterleaved256.valuesAt(2 * j + p / 8, r / 8, p % 8)
-                                        + 2 * (r % 8) + h];
-                                assertEquals(q[p], decoded, "decoded, " + where);
+                                assertEquals(expected[256 * b + e], d * scale * (q[u] - 32), 0f, where);
+                                // decodeHalves: group k, rows 8(r/8).., lane 2(r%8) + h
+                                int decoded = values[Q6_KInterleaved256.valuesAt(k, r / 8, u) + 2 * (r % 8) + h];
+                                assertEquals(q[u], decoded, "decoded, " + where);
                             }
                         }
                     }
