@@ -44,12 +44,13 @@ public final class InterleavedRows {
      * ({@link PreparedActivations#stepPairs()}): Q3_K's, Q4_K's and Q6_K's with 256-bit vectors.
      */
     static boolean steps(GgmlType type) {
-        return Simd.HALVES && (type == GgmlType.Q4_K || type == GgmlType.Q6_K);
+        return Simd.HALVES && (type == GgmlType.Q3_K || type == GgmlType.Q4_K || type == GgmlType.Q6_K);
     }
 
     /** How many telescoped pairs {@code type}'s kernel reads for {@code values} activations ({@link #steps(GgmlType)}). */
     static int stepCount(GgmlType type, int values) {
         return switch (type) {
+            case Q3_K -> values / 16 * Q3_KInterleaved.STEPS;
             case Q6_K -> values / 16 * Q6_KInterleaved256.STEPS;
             default -> values / 2;
         };
@@ -71,6 +72,7 @@ public final class InterleavedRows {
         switch (type) {
             case Q4_K -> Q4_KInterleaved.steps(pairs, from, count, steps);
             case Q6_K -> Q6_KInterleaved256.steps(pairs, from, count, steps);
+            case Q3_K -> Q3_KInterleaved.steps(pairs, from, count, steps);
             default -> throw new IllegalArgumentException(type + " takes no telescoped pairs");
         }
     }

@@ -34,14 +34,14 @@ import moe4j.gguf.GgmlType;
  *     {@code 5m + r} ({@code a}, or {@code a + 8} for {@code h = 1}) at bits {@code 3r .. 3r+2}, {@code r = 0..4},
  *     and bit {@code m} of pair 15's at bit 15.</li>
  * </ul>
- * So fifteen of a lane's sixteen values are a mask and a shift by three (in int lanes, by a constant; C2 moves a
- * 16-bit shift's count in anew each time), where the file's split of two low bits and a third took two shifts, two
- * masks and an or: about 4 instructions a 16-lane product instead of 7.
- * On a Zen 3 (JMH {@code MatVecBenchmark}, rows of 2048, three alternations) one thread went from 3.7-4.4 to 6.2-7.0
- * GB/s in cache, two from memory from 5.1-6.6 to 10.4-12.4 (bench/CPU-NOTES.md).
+ * So a value is a field of three bits, where the file's split of two low bits and a third took two shifts, two masks
+ * and an or. On a Zen 3 (JMH {@code MatVecBenchmark}, rows of 2048, three alternations) taking each value out with a
+ * shift and a mask took one thread from 3.7-4.4 to 6.2-7.0 GB/s in cache, two from memory from 5.1-6.6 to 10.4-12.4;
+ * multiplying the lanes whole with telescoped pairs ({@link #oneTokenHalves}) took the one thread to 8.6-9.1
+ * (bench/CPU-NOTES.md).
  *
  * <p>A weight is {@code d * scale * (q - 4)}. The kernel multiplies {@code q} by
- * the codes in 16-bit lanes on top of {@code -4} times the window's code sums (Q6_K's {@code -32} times, shifted right
+ * the codes in 16-bit lanes (exact modulo 2^16) on top of {@code -4} times the window's code sums (Q6_K's {@code -32} times, shifted right
  * by three), so each half's sum of eight products is {@code sum (q - 4) * code}, at most {@code 8 * 4 * 127} in
  * magnitude; the halves are widened and added, times the group's scale, and the block's integer sum goes to float
  * once, {@code acc = fma(S, d * xd, acc)}: llama.cpp's integer sums, and one float step a block.
@@ -72,8 +72,6 @@ public final class Q3_KInterleaved {
     private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
     private static final ShortVector THREE_BITS = ShortVector.broadcast(HALF_S, (short) 7);
     /** A value of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
-    private static final IntVector VALUE = IntVector.broadcast(HALF_I, 0x0007_0007);
-    private static final IntVector LOW_BIT = IntVector.broadcast(HALF_I, 0x0001_0001);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -167,21 +165,24 @@ public final class Q3_KInterleaved {
 
     /**
      * The one-token product in 256-bit vectors, both halves of a group at once, reading one line ahead per group-block
-     * ({@link ReadAhead#touchLine}). A lane's five values go by in a loop of five, one for each vector: written out, C2
-     * scheduled all 32 products of a sub-block first and kept them on the stack, some 200 spill stores and loads a
-     * sub-block; as one loop over the three vectors, it kept that loop and spilled their lanes (Zen 3, JMH one thread
-     * in cache 7.2-7.6 GB/s, a loop a vector 8.2-8.5).
+     * ({@link ReadAhead#touchLine}). Each vector's lanes are multiplied whole and shifted right by three bits at a
+     * time with {@link #steps}' telescoped pairs, as {@link Q4_KInterleaved#oneTokenHalves} takes Q4_K's nibbles, no
+     * masks. A lane's fields straddle the sub-block's two 16-element groups, whose sums are apart (each has its own
+     * scale): where a group's fields end, one more product with the lane shifted to the next field cancels the
+     * fields above from that group's sum (a step of {@code -8} times the last pair), and the next group's chain
+     * starts from the same shifted lane. Twenty multiplies a sub-block for its sixteen values.
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {
+        InterleavedRows.requireSteps(GgmlType.Q3_K, x);
         int width = x.width();
         int blocks = width / QK;
-        int[] pairs = x.tilePairs();
+        int[] steps = x.stepPairs();
         float[] xd = x.codeScales();
         // per 16-element group, -32 times the code sums of its halves (PairTile#packCodes); -4 times after a shift
         int[] start = x.tileSums();
-        int p0 = token * (width / 2);
         int d0 = token * blocks;
+        int three = Simd.opaque(3);
         long lastByte = w.byteSize() - 1;
         int sink = 0;
         for (int g = fromGroup; g < toGroup; g++) {
@@ -196,7 +197,7 @@ public final class Q3_KInterleaved {
                 IntVector scaled1 = IntVector.zero(HALF_I);
                 for (int j = 0; j < 8; j++) {
                     long q = at + QUANTS + (long) SUB_BLOCK_BYTES * j;
-                    int pj = p0 + b * (QK / 2) + 16 * j;
+                    int sj = STEPS * (o + 2 * j);
                     // groups 2j (pairs 0-7) and 2j + 1 (8-15) of each half
                     ShortVector lo0 = IntVector.broadcast(HALF_I, start[o + 2 * j]).reinterpretAsShorts()
                             .lanewise(ASHR, 3);
@@ -204,52 +205,57 @@ public final class Q3_KInterleaved {
                     ShortVector hi0 = IntVector.broadcast(HALF_I, start[o + 2 * j + 1]).reinterpretAsShorts()
                             .lanewise(ASHR, 3);
                     ShortVector hi1 = hi0;
-                    // a vector at a time, its five values in a loop small enough for C2 to write out (over all three
-                    // vectors at once it stayed a loop, their lanes spilled to the stack); pairs 0-7 are group 2j's
-                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
-                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
+                    // pairs 0-4 (loops of constant length, which C2 writes out: the method written out was too
+                    // large for C1, and without C1's profile C2 never compiled it), bit 0 of pair 15
+                    ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
+                    ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
+                    ShortVector c;
                     for (int r = 0; r < 5; r++) {
-                        ShortVector c = IntVector.broadcast(HALF_I, pairs[pj + r]).reinterpretAsShorts();
-                        lo0 = lo0.add(lanes0.and(VALUE).reinterpretAsShorts().mul(c));
-                        lo1 = lo1.add(lanes1.and(VALUE).reinterpretAsShorts().mul(c));
-                        lanes0 = lanes0.lanewise(LSHR, 3);
-                        lanes1 = lanes1.lanewise(LSHR, 3);
+                        c = IntVector.broadcast(HALF_I, steps[sj + r]).reinterpretAsShorts();
+                        lo0 = lo0.add(lanes0.mul(c));
+                        lo1 = lo1.add(lanes1.mul(c));
+                        lanes0 = lanes0.lanewise(LSHR, three);
+                        lanes1 = lanes1.lanewise(LSHR, three);
                     }
-                    // pair 15: the lanes' bits 15, where five shifts by three left them
-                    IntVector spread0 = lanes0.and(LOW_BIT);
-                    IntVector spread1 = lanes1.and(LOW_BIT);
-                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, q + 64, Simd.LE);
-                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 96, Simd.LE);
+                    c = IntVector.broadcast(HALF_I, steps[sj + 5]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.mul(c));
+                    lo1 = lo1.add(lanes1.mul(c));
+                    c = IntVector.broadcast(HALF_I, steps[sj + 6]).reinterpretAsShorts();
+                    hi0 = hi0.add(lanes0.mul(c));
+                    hi1 = hi1.add(lanes1.mul(c));
+                    // pairs 5-7, then 8 and 9, bit 1 of pair 15
+                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 64, Simd.LE);
+                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 96, Simd.LE);
+                    for (int r = 0; r < 3; r++) {
+                        c = IntVector.broadcast(HALF_I, steps[sj + 7 + r]).reinterpretAsShorts();
+                        lo0 = lo0.add(lanes0.mul(c));
+                        lo1 = lo1.add(lanes1.mul(c));
+                        lanes0 = lanes0.lanewise(LSHR, three);
+                        lanes1 = lanes1.lanewise(LSHR, three);
+                    }
+                    c = IntVector.broadcast(HALF_I, steps[sj + 10]).reinterpretAsShorts();
+                    lo0 = lo0.add(lanes0.mul(c));
+                    lo1 = lo1.add(lanes1.mul(c));
+                    for (int r = 0; r < 3; r++) {
+                        c = IntVector.broadcast(HALF_I, steps[sj + 11 + r]).reinterpretAsShorts();
+                        hi0 = hi0.add(lanes0.mul(c));
+                        hi1 = hi1.add(lanes1.mul(c));
+                        lanes0 = lanes0.lanewise(LSHR, three);
+                        lanes1 = lanes1.lanewise(LSHR, three);
+                    }
+                    // pairs 10-14, bit 2 of pair 15
+                    lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q + 128, Simd.LE);
+                    lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 160, Simd.LE);
                     for (int r = 0; r < 5; r++) {
-                        ShortVector c = IntVector.broadcast(HALF_I, pairs[pj + 5 + r]).reinterpretAsShorts();
-                        ShortVector product0 = lanes0.and(VALUE).reinterpretAsShorts().mul(c);
-                        ShortVector product1 = lanes1.and(VALUE).reinterpretAsShorts().mul(c);
-                        if (r < 3) {
-                            lo0 = lo0.add(product0);
-                            lo1 = lo1.add(product1);
-                        } else {
-                            hi0 = hi0.add(product0);
-                            hi1 = hi1.add(product1);
-                        }
-                        lanes0 = lanes0.lanewise(LSHR, 3);
-                        lanes1 = lanes1.lanewise(LSHR, 3);
+                        c = IntVector.broadcast(HALF_I, steps[sj + 14 + r]).reinterpretAsShorts();
+                        hi0 = hi0.add(lanes0.mul(c));
+                        hi1 = hi1.add(lanes1.mul(c));
+                        lanes0 = lanes0.lanewise(LSHR, three);
+                        lanes1 = lanes1.lanewise(LSHR, three);
                     }
-                    spread0 = spread0.or(lanes0.and(LOW_BIT).lanewise(LSHL, 1));
-                    spread1 = spread1.or(lanes1.and(LOW_BIT).lanewise(LSHL, 1));
-                    lanes0 = IntVector.fromMemorySegment(HALF_I, w, q + 128, Simd.LE);
-                    lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 160, Simd.LE);
-                    for (int r = 0; r < 5; r++) {
-                        ShortVector c = IntVector.broadcast(HALF_I, pairs[pj + 10 + r]).reinterpretAsShorts();
-                        hi0 = hi0.add(lanes0.and(VALUE).reinterpretAsShorts().mul(c));
-                        hi1 = hi1.add(lanes1.and(VALUE).reinterpretAsShorts().mul(c));
-                        lanes0 = lanes0.lanewise(LSHR, 3);
-                        lanes1 = lanes1.lanewise(LSHR, 3);
-                    }
-                    spread0 = spread0.or(lanes0.and(LOW_BIT).lanewise(LSHL, 2));
-                    spread1 = spread1.or(lanes1.and(LOW_BIT).lanewise(LSHL, 2));
-                    ShortVector c = IntVector.broadcast(HALF_I, pairs[pj + 15]).reinterpretAsShorts();
-                    hi0 = hi0.add(spread0.reinterpretAsShorts().mul(c));
-                    hi1 = hi1.add(spread1.reinterpretAsShorts().mul(c));
+                    c = IntVector.broadcast(HALF_I, steps[sj + 19]).reinterpretAsShorts();
+                    hi0 = hi0.add(lanes0.mul(c));
+                    hi1 = hi1.add(lanes1.mul(c));
                     IntVector halvesLo0 = lo0.reinterpretAsInts();
                     scaled0 = scaled0.add(halvesLo0.lanewise(LSHL, 16).lanewise(ASHR, 16)
                             .add(halvesLo0.lanewise(ASHR, 16)).mul((IntVector) ByteVector
@@ -280,5 +286,43 @@ public final class Q3_KInterleaved {
             acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
         }
         ReadAhead.keep(sink);
+    }
+
+    /** Telescoped pairs per 16 elements ({@link #steps}): twenty a sub-block. */
+    static final int STEPS = 10;
+
+    /**
+     * Row pairs {@code from .. from+count-1} of {@code pairs} (in Q3_K's order, {@code from} at a block's start) as
+     * {@link #oneTokenHalves} multiplies them: for each sub-block (pairs {@code P0 .. P15}), twenty from
+     * {@code STEPS * from / 8}, in the kernel's order. A field's step is its pair less 8 times the pair of the field
+     * below it in the same chain ({@link PairTile#step}); a group's chain ends with {@code -8} times its last pair
+     * (cancelling the fields above), the next group's starts from its first pair; bit {@code m} of pair 15 is worth
+     * {@code 2^m}.
+     */
+    static void steps(int[] pairs, int from, int count, int[] steps) {
+        for (int u = from, to = STEPS * from / 8; u < from + count; u += 16, to += 2 * STEPS) {
+            int p15 = pairs[u + 15];
+            // the first vector: pairs 0-4 of group 2j, then bit 0 of pair 15 (group 2j + 1)
+            steps[to] = pairs[u];
+            for (int r = 1; r < 5; r++) {
+                steps[to + r] = PairTile.step(pairs[u + r], pairs[u + r - 1], 3);
+            }
+            steps[to + 5] = PairTile.step(0, pairs[u + 4], 3);
+            steps[to + 6] = p15;
+            // the second: pairs 5-7 of group 2j; pairs 8 and 9, bit 1 of pair 15 (group 2j + 1)
+            steps[to + 7] = pairs[u + 5];
+            steps[to + 8] = PairTile.step(pairs[u + 6], pairs[u + 5], 3);
+            steps[to + 9] = PairTile.step(pairs[u + 7], pairs[u + 6], 3);
+            steps[to + 10] = PairTile.step(0, pairs[u + 7], 3);
+            steps[to + 11] = pairs[u + 8];
+            steps[to + 12] = PairTile.step(pairs[u + 9], pairs[u + 8], 3);
+            steps[to + 13] = PairTile.step(PairTile.times(p15, 2), pairs[u + 9], 3);
+            // the third: pairs 10-14, bit 2 of pair 15 (group 2j + 1)
+            steps[to + 14] = pairs[u + 10];
+            for (int r = 1; r < 5; r++) {
+                steps[to + 14 + r] = PairTile.step(pairs[u + 10 + r], pairs[u + 9 + r], 3);
+            }
+            steps[to + 19] = PairTile.step(PairTile.times(p15, 4), pairs[u + 14], 3);
+        }
     }
 }
