@@ -41,16 +41,18 @@ public final class InterleavedRows {
 
     /**
      * Whether {@code type}'s one-token kernel of repacked rows on this machine multiplies telescoped code pairs
-     * ({@link PreparedActivations#stepPairs()}): Q3_K's, Q4_K's and Q6_K's with 256-bit vectors.
+     * ({@link PreparedActivations#stepPairs()}): Q3_K's, Q4_K's, Q5_K's and Q6_K's with 256-bit vectors.
      */
     static boolean steps(GgmlType type) {
-        return Simd.HALVES && (type == GgmlType.Q3_K || type == GgmlType.Q4_K || type == GgmlType.Q6_K);
+        return Simd.HALVES && (type == GgmlType.Q3_K || type == GgmlType.Q4_K || type == GgmlType.Q5_K
+                || type == GgmlType.Q6_K);
     }
 
     /** How many telescoped pairs {@code type}'s kernel reads for {@code values} activations ({@link #steps(GgmlType)}). */
     static int stepCount(GgmlType type, int values) {
         return switch (type) {
             case Q3_K -> values / 16 * Q3_KInterleaved.STEPS;
+            case Q5_K -> values / 32 * Q5_KInterleaved256.STEPS;
             case Q6_K -> values / 16 * Q6_KInterleaved256.STEPS;
             default -> values / 2;
         };
@@ -58,7 +60,7 @@ public final class InterleavedRows {
 
     /**
      * Fails unless {@code x} holds the telescoped pairs of {@code type}'s one-token kernel, which only activations
-     * prepared for that type do (Q5_K's are prepared in Q4_K's order and rounding, without them).
+     * prepared for that type do (Q4_K's and Q5_K's are prepared in the same order and rounding, with pairs of their own).
      */
     static void requireSteps(GgmlType type, PreparedActivations x) {
         if (x.steppedType() != type) {
@@ -73,6 +75,7 @@ public final class InterleavedRows {
             case Q4_K -> Q4_KInterleaved.steps(pairs, from, count, steps);
             case Q6_K -> Q6_KInterleaved256.steps(pairs, from, count, steps);
             case Q3_K -> Q3_KInterleaved.steps(pairs, from, count, steps);
+            case Q5_K -> Q5_KInterleaved256.steps(pairs, from, count, steps);
             default -> throw new IllegalArgumentException(type + " takes no telescoped pairs");
         }
     }

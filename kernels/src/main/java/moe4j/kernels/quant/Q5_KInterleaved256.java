@@ -60,8 +60,6 @@ public final class Q5_KInterleaved256 {
     private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
     private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
     /** Five bits of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
-    private static final IntVector FIVE_BITS = IntVector.broadcast(HALF_I, 0x001F_001F);
-    private static final IntVector LOW_BIT = IntVector.broadcast(HALF_I, 0x0001_0001);
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -119,21 +117,57 @@ public final class Q5_KInterleaved256 {
                 tokens, out, outOffset, outStride);
     }
 
+    /** Telescoped pairs and the start of the sums per sub-block ({@link #steps}). */
+    static final int STEPS = 21;
+    /** Where a sub-block's start is among its {@link #STEPS}. */
+    private static final int START = 20;
+
+    /**
+     * Row pairs {@code from .. from+count-1} of {@code pairs} (in Q4_K's order, {@code from} at a block's start) as
+     * {@link #oneTokenHalves} multiplies them: for each sub-block (pairs {@code P0 .. P15}), {@link #STEPS} ints from
+     * {@code STEPS * from / 16}: for each of its five vectors {@code m}, the telescoped pairs ({@link PairTile#step}) of
+     * {@code P3m}, {@code P(3m+1)}, {@code P(3m+2)} and {@code 2^m P15} (bit {@code m} of pair 15), then the start of
+     * the sums, {@code -16} times the code sum of each half.
+     */
+    static void steps(int[] pairs, int from, int count, int[] steps) {
+        for (int u = from, to = STEPS * from / 16; u < from + count; u += 16, to += STEPS) {
+            for (int m = 0; m < 5; m++) {
+                int first = pairs[u + 3 * m];
+                steps[to + 4 * m] = first;
+                steps[to + 4 * m + 1] = PairTile.step(pairs[u + 3 * m + 1], first, 5);
+                steps[to + 4 * m + 2] = PairTile.step(pairs[u + 3 * m + 2], pairs[u + 3 * m + 1], 5);
+                steps[to + 4 * m + 3] = PairTile.step(PairTile.times(pairs[u + 15], 1 << m), pairs[u + 3 * m + 2], 5);
+            }
+            int low = 0;
+            int high = 0;
+            for (int k = 0; k < 16; k++) {
+                low += (short) pairs[u + k];
+                high += pairs[u + k] >> 16;
+            }
+            steps[to + START] = -16 * low & 0xFFFF | -16 * high << 16;
+        }
+    }
+
     /**
      * The one-token product in 256-bit vectors, both halves of a group at once, reading one line ahead per group-block
-     * ({@link ReadAhead#touchLine}): a block's 40 vectors in one loop, each sub-block's pair 15 and its scale after its
-     * fifth vector.
+     * ({@link ReadAhead#touchLine}): a block's 40 vectors in one loop, each lane multiplied whole and shifted right by
+     * five bits three times with {@link #steps}' telescoped pairs, as {@link Q4_KInterleaved#oneTokenHalves} takes
+     * Q4_K's nibbles, no masks; each sub-block's scale after its fifth vector. A lane's sixteen products go to one
+     * 16-bit sum, to which {@code -16} times the lane's code sum is added: its true value is then {@code sum (q - 16) x},
+     * at most {@code 16 * 16 * 127} in magnitude, so it fits and is exact modulo 2^16; widened, the {@code 16} times the
+     * sub-block's code sum is added back before the scale, which gives {@link Q5_KInterleaved}'s integer sums.
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {
+        InterleavedRows.requireSteps(GgmlType.Q5_K, x);
         int width = x.width();
         int blocks = width / QK;
-        int[] pairs = x.tilePairs();
+        int[] steps = x.stepPairs();
         int[] sums = x.tileSums();
         float[] xd = x.codeScales();
-        int p0 = token * (width / 2);
         int s0 = token * (width / 32);
         int d0 = token * blocks;
+        int five = Simd.opaque(5);
         long lastByte = w.byteSize() - 1;
         int sink = 0;
         for (int g = fromGroup; g < toGroup; g++) {
@@ -145,81 +179,58 @@ public final class Q5_KInterleaved256 {
                 sink += ReadAhead.touchLine(w, at, lastByte);
                 IntVector scaled0 = IntVector.zero(HALF_I);
                 IntVector scaled1 = IntVector.zero(HALF_I);
-                // slots 0, 1, 2 (bits 0-4, 5-9, 10-14) of each half
-                ShortVector a0 = ShortVector.zero(HALF_S);
-                ShortVector a1 = a0;
-                ShortVector b0 = a0;
-                ShortVector b1 = a0;
-                ShortVector c0 = a0;
-                ShortVector c1 = a0;
-                IntVector spread0 = IntVector.zero(HALF_I);
-                IntVector spread1 = spread0;
                 int j = 0;
                 int m = 0;
-                int pm = p0 + b * (QK / 2);
+                int sv = STEPS * (s0 + b * 8);
+                ShortVector sum0 = ShortVector.zero(HALF_S);
+                ShortVector sum1 = sum0;
                 for (int n = 0; n < 40; n++) {
                     long q = at + QUANTS + 64L * n;
-                    IntVector lanes0 = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
-                    IntVector lanes1 = IntVector.fromMemorySegment(HALF_I, w, q + 32, Simd.LE);
-                    ShortVector c = IntVector.broadcast(HALF_I, pairs[pm]).reinterpretAsShorts();
-                    a0 = a0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
-                    a1 = a1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, 5);
-                    lanes1 = lanes1.lanewise(LSHR, 5);
-                    c = IntVector.broadcast(HALF_I, pairs[pm + 1]).reinterpretAsShorts();
-                    b0 = b0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
-                    b1 = b1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, 5);
-                    lanes1 = lanes1.lanewise(LSHR, 5);
-                    c = IntVector.broadcast(HALF_I, pairs[pm + 2]).reinterpretAsShorts();
-                    c0 = c0.add(lanes0.and(FIVE_BITS).reinterpretAsShorts().mul(c));
-                    c1 = c1.add(lanes1.and(FIVE_BITS).reinterpretAsShorts().mul(c));
-                    // bit m of pair 15's quant, taken as each vector passes
-                    spread0 = spread0.or(lanes0.lanewise(LSHR, 5).and(LOW_BIT).lanewise(LSHL, m));
-                    spread1 = spread1.or(lanes1.lanewise(LSHR, 5).and(LOW_BIT).lanewise(LSHL, m));
+                    ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
+                    ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
+                    ShortVector c = IntVector.broadcast(HALF_I, steps[sv]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, five);
+                    lanes1 = lanes1.lanewise(LSHR, five);
+                    c = IntVector.broadcast(HALF_I, steps[sv + 1]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, five);
+                    lanes1 = lanes1.lanewise(LSHR, five);
+                    c = IntVector.broadcast(HALF_I, steps[sv + 2]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, five);
+                    lanes1 = lanes1.lanewise(LSHR, five);
+                    c = IntVector.broadcast(HALF_I, steps[sv + 3]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    sv += 4;
                     if (m < 4) {
                         m++;
-                        pm += 3;
                         continue;
                     }
-                    // sub-block j's fifth vector: pair 15, then the sub-block's scale
-                    c = IntVector.broadcast(HALF_I, pairs[pm + 3]).reinterpretAsShorts();
-                    a0 = a0.add(spread0.reinterpretAsShorts().mul(c));
-                    a1 = a1.add(spread1.reinterpretAsShorts().mul(c));
-                    IntVector halves = a0.reinterpretAsInts();
-                    IntVector dot0 = halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                            .add(halves.lanewise(ASHR, 16));
-                    halves = b0.reinterpretAsInts();
-                    dot0 = dot0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16))
-                            .add(halves.lanewise(ASHR, 16));
-                    halves = c0.reinterpretAsInts();
-                    dot0 = dot0.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16))
-                            .add(halves.lanewise(ASHR, 16));
-                    halves = a1.reinterpretAsInts();
-                    IntVector dot1 = halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                            .add(halves.lanewise(ASHR, 16));
-                    halves = b1.reinterpretAsInts();
-                    dot1 = dot1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16))
-                            .add(halves.lanewise(ASHR, 16));
-                    halves = c1.reinterpretAsInts();
-                    dot1 = dot1.add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16))
-                            .add(halves.lanewise(ASHR, 16));
+                    // sub-block j's fifth vector: its start added (modulo 2^16 the sums are the same whenever it is),
+                    // the sums widened, the offset's code sums added back, its scale
+                    ShortVector start = IntVector.broadcast(HALF_I, steps[sv]).reinterpretAsShorts();
+                    sv++;
+                    int offsetBack = 16 * sums[s0 + b * 8 + j];
+                    IntVector halves = sum0.add(start).reinterpretAsInts();
+                    IntVector dot0 = halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                            .add(offsetBack);
+                    halves = sum1.add(start).reinterpretAsInts();
+                    IntVector dot1 = halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                            .add(offsetBack);
                     long scales = at + SCALES + 16L * j;
                     scaled0 = scaled0.add(dot0.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
                             .convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
                     scaled1 = scaled1.add(dot1.mul((IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales + 8,
                             Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)));
-                    a0 = ShortVector.zero(HALF_S);
-                    a1 = a0;
-                    b0 = a0;
-                    b1 = a0;
-                    c0 = a0;
-                    c1 = a0;
-                    spread0 = IntVector.zero(HALF_I);
-                    spread1 = spread0;
+                    sum0 = ShortVector.zero(HALF_S);
+                    sum1 = sum0;
                     j++;
                     m = 0;
-                    pm += 4;
                 }
                 IntVector mins0 = IntVector.zero(HALF_I);
                 IntVector mins1 = IntVector.zero(HALF_I);
