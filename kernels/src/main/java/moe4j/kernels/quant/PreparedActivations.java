@@ -210,8 +210,9 @@ public final class PreparedActivations {
     int[] groupSums() { return groupSums; }
 
     /**
-     * Row {@code r}'s {@link #tilePairs()} telescoped for the one-token kernels of {@link #steppedType()}'s repacked rows
-     * ({@link Q4_KInterleaved#steps} at {@code r*width/2}, {@link Q6_KInterleaved256#steps} at {@code r*width*10/16}).
+     * Row {@code r}'s {@link #tilePairs()} telescoped for the one-token kernel of {@link #steppedType()}'s repacked rows,
+     * from {@code InterleavedRows.stepCount(type, r*width)}: {@link Q4_KInterleaved#steps}, {@link Q5_KInterleaved256#steps},
+     * {@link Q6_KInterleaved256#steps}, {@link Q3_KInterleaved#steps}.
      */
     int[] stepPairs() { return stepPairs; }
 

@@ -93,7 +93,8 @@ final class Simd {
     /**
      * {@code bits} as C2 cannot see it, for shifts of 16-bit lanes: given a constant count, C2 moves the count into a
      * vector register anew before every such shift ({@code mov}, {@code vmovd}, as the x86 backend has no immediate
-     * form for them); given this loop invariant it keeps the count in one register (bench/CPU-NOTES.md).
+     * form for them); given this loop invariant it keeps the count in one register where it has one to spare (in
+     * Q3_K's kernel, short of registers, it moves it in from a general register before each shift: bench/CPU-NOTES.md).
      */
     static int opaque(int bits) {
         return OPAQUE[bits];
