@@ -239,11 +239,16 @@ final class VectorMath {
     private static final IntVector EXP_SHIFT = IntVector.broadcast(VectorSpecies.of(int.class, F.vectorShape()), 23);
 
     /**
-     * {@link #exp} on every lane. Only IEEE adds, multiplies, fused multiply-adds, comparisons and bit moves: the same
-     * in the interpreter and in compiled code, and {@link #exp} gives each lane's result bit for bit, so a value does
-     * not depend on whether it lands in a vector or in a scalar tail.
+     * {@code dst[dstAt + k] = exp(src[srcAt + k] * scale - shift)} for the {@code L} lanes from there, each lane as
+     * {@link #exp(float)} gives it, bit for bit ({@code * 1} and {@code * -1} are exact). Only IEEE adds, multiplies,
+     * fused multiply-adds, comparisons and bit moves: the same in the interpreter and in compiled code, so a value does
+     * not depend on whether it lands in a vector or in a scalar tail. No vector crosses the method's boundary: taking
+     * a {@code FloatVector}, the method compiled on its own (as softmax's early calls over short contexts left it) ran
+     * the Vector API's Java fallback for its masked blends and scalar operands, allocating on every call (JFR: prompts
+     * of the Q4_K_M file allocated 1.51 MiB a token in three runs of four, in softmax's exponentials).
      */
-    static FloatVector exp(FloatVector x) {
+    static void expLanes(float[] src, int srcAt, float scale, float shift, float[] dst, int dstAt) {
+        FloatVector x = FloatVector.fromArray(F, src, srcAt).mul(scale).sub(shift);
         FloatVector t = x.max(EXP_MIN).min(EXP_MAX);
         FloatVector n = t.mul(LOG2_E).add(ROUNDER).sub(ROUNDER);
         FloatVector r = n.fma(FloatVector.broadcast(F, -LN2_HIGH), t);
@@ -257,10 +262,14 @@ final class VectorMath {
         p = p.fma(r, FloatVector.broadcast(F, 1f));
         FloatVector half = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(EXP_BIAS)
                 .lanewise(VectorOperators.LSHL, EXP_SHIFT).reinterpretAsFloats();
-        return p.mul(2f).mul(half)
+        p.mul(2f).mul(half)
                 .blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, EXP_MAX))
-                .blend(0f, x.compare(VectorOperators.LT, EXP_MIN));
+                .blend(0f, x.compare(VectorOperators.LT, EXP_MIN))
+                .intoArray(dst, dstAt);
     }
+
+    /** {@link #siluMul}'s exponentials of one vector: {@code L} floats a thread. */
+    private static final ThreadLocal<float[]> EXP_LANES = ThreadLocal.withInitial(() -> new float[L]);
 
     /** e^t within about one float rounding for {@code t} in [-86.6, 88.72]; infinity above, 0 below, NaN for NaN. */
     static float exp(float t) {
@@ -286,14 +295,16 @@ final class VectorMath {
 
     /**
      * {@code g[i] = silu(g[i]) * u[i]} for {@code from <= i < to}, {@code silu(x) = x / (1 + exp(-x))} with
-     * {@link #exp}, 16 lanes at a time, the tail with the scalar form (same bits). ggml's own SiLU is vectorized the
+     * {@link #expLanes}, a vector at a time, the tail with the scalar form (same bits). ggml's own SiLU is vectorized the
      * same way; {@code Math.exp} per element cost about 6% of a decoding step.
      */
     static void siluMul(float[] g, float[] u, int from, int to) {
         int i = from;
+        float[] e = EXP_LANES.get();
         for (int bound = to - L; i <= bound; i += L) {
-            FloatVector x = FloatVector.fromArray(F, g, i);
-            x.div(exp(x.neg()).add(1f)).mul(FloatVector.fromArray(F, u, i)).intoArray(g, i);
+            expLanes(g, i, -1f, 0f, e, 0);
+            FloatVector.fromArray(F, g, i).div(FloatVector.fromArray(F, e, 0).add(1f))
+                    .mul(FloatVector.fromArray(F, u, i)).intoArray(g, i);
         }
         for (; i < to; i++) {
             g[i] = silu(g[i]) * u[i];
@@ -301,7 +312,7 @@ final class VectorMath {
     }
 
     /**
-     * In-place softmax of {@code v[off .. off+len)} as ggml computes it, f32 exponentials ({@link #exp}, 16 lanes at a
+     * In-place softmax of {@code v[off .. off+len)} as ggml computes it, f32 exponentials ({@link #expLanes}, a vector at a
      * time) summed in f64 first to last, scaled by the f32 reciprocal of the sum.
      */
     static void softmax(float[] v, int off, int len) {
@@ -325,14 +336,12 @@ final class VectorMath {
 
     /**
      * {@code v[off + i] = exp(v[off + i] - shift)} for whole vectors of the first {@code len} (at least one vector),
-     * returning where the scalar tail starts. Its own method, entered only when the loop runs, so that C2 sees the
-     * {@link #exp} call as hot and inlines it: from {@link #softmax}, whose early calls (attention over a short context)
-     * skip the loop, it was left as a call, each vector boxed on the heap.
+     * returning where the scalar tail starts.
      */
     private static int expShifted(float[] v, int off, int len, float shift) {
         int i = 0;
         for (int bound = len - L; i <= bound; i += L) {
-            exp(FloatVector.fromArray(F, v, off + i).sub(shift)).intoArray(v, off + i);
+            expLanes(v, off + i, 1f, shift, v, off + i);
         }
         return i;
     }

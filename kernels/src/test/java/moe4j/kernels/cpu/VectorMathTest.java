@@ -91,12 +91,21 @@ class VectorMathTest {
                 Float.NEGATIVE_INFINITY, Float.MAX_VALUE, -Float.MAX_VALUE, 1e-30f, -1e-30f, 0.34657f, -0.34657f, 1f};
         System.arraycopy(special, 0, t, 0, special.length);
         float[] lanes = new float[t.length];
+        float[] negatedShifted = new float[t.length];
         for (int i = 0; i < t.length; i += VectorMath.LANES) {
-            VectorMath.exp(jdk.incubator.vector.FloatVector.fromArray(jdk.incubator.vector.FloatVector.SPECIES_PREFERRED,
-                    t, i)).intoArray(lanes, i);
+            VectorMath.expLanes(t, i, 1f, 0f, lanes, i);
+            VectorMath.expLanes(t, i, -1f, 2.5f, negatedShifted, i);
         }
         for (int i = 0; i < t.length; i++) {
             assertEquals(Float.floatToRawIntBits(VectorMath.exp(t[i])), Float.floatToRawIntBits(lanes[i]), "exp(" + t[i] + ")");
+            float expected = VectorMath.exp(-t[i] - 2.5f);
+            if (Float.isNaN(expected)) {
+                // a product by -1 keeps a NaN's sign where a negation flips it
+                assertTrue(Float.isNaN(negatedShifted[i]), "exp(-NaN - 2.5)");
+            } else {
+                assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(negatedShifted[i]),
+                        "exp(-" + t[i] + " - 2.5)");
+            }
         }
     }
 
