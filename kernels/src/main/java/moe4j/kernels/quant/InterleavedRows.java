@@ -8,7 +8,8 @@ import moe4j.gguf.GgmlType;
  * The types whose matrices the CPU backend repacks in groups of 16 rows at load, and what each takes: Q4_K
  * ({@link Q4_KInterleaved}), Q5_K and Q6_K ({@link Q5_KInterleaved} and {@link Q6_KInterleaved} with 512-bit vectors,
  * {@link Q5_KInterleaved256} and {@link Q6_KInterleaved256} with 256-bit ones), and where the vectors are 256 bits
- * Q2_K and Q3_K ({@link Q2_KInterleaved}, {@link Q3_KInterleaved}) too, which have no other integer kernel there.
+ * Q2_K, Q3_K and Q4_0 ({@link Q2_KInterleaved}, {@link Q3_KInterleaved}, {@link Q4_0Interleaved}) too, which have no
+ * other integer kernel there.
  */
 public final class InterleavedRows {
 
@@ -16,8 +17,8 @@ public final class InterleavedRows {
 
     /**
      * The types repacked on every machine that runs the repacked kernels, in words, for what tells a user of them
-     * (option descriptions, the plan's header): a constant, so that annotations can take it. {@link #types()} adds Q2_K
-     * and Q3_K where this machine repacks them too.
+     * (option descriptions, the plan's header): a constant, so that annotations can take it. {@link #types()} adds Q2_K,
+     * Q3_K and Q4_0 where this machine repacks them too.
      */
     public static final String TYPES = "Q4_K, Q5_K and Q6_K";
 
@@ -31,21 +32,21 @@ public final class InterleavedRows {
 
     /** The types this machine repacks, in words; a test checks they are exactly those {@link #fitsShape} takes. */
     public static String types() {
-        return Simd.HALVES ? "Q2_K, Q3_K, Q4_K, Q5_K and Q6_K" : TYPES;
+        return Simd.HALVES ? "Q2_K, Q3_K, Q4_0, Q4_K, Q5_K and Q6_K" : TYPES;
     }
 
     /** Whether the one-token kernels of repacked rows read activations prepared in {@code order} (Q2_K's is Q3_K's). */
     static boolean reads(LaneOrder order) {
-        return order == Q4_K.PAIRS || order == Q6_K.PAIRS || Simd.HALVES && order == Q3_K.PAIRS;
+        return order == Q4_K.PAIRS || order == Q6_K.PAIRS || Simd.HALVES && (order == Q3_K.PAIRS || order == Q4_0.PAIRS);
     }
 
     /**
      * Whether {@code type}'s one-token kernel of repacked rows on this machine multiplies telescoped code pairs
-     * ({@link PreparedActivations#stepPairs()}): Q3_K's, Q4_K's, Q5_K's and Q6_K's with 256-bit vectors.
+     * ({@link PreparedActivations#stepPairs()}): Q3_K's, Q4_K's, Q5_K's, Q6_K's and Q4_0's with 256-bit vectors.
      */
     static boolean steps(GgmlType type) {
         return Simd.HALVES && (type == GgmlType.Q3_K || type == GgmlType.Q4_K || type == GgmlType.Q5_K
-                || type == GgmlType.Q6_K);
+                || type == GgmlType.Q6_K || type == GgmlType.Q4_0);
     }
 
     /** How many telescoped pairs {@code type}'s kernel reads for {@code values} activations ({@link #steps(GgmlType)}). */
@@ -53,6 +54,7 @@ public final class InterleavedRows {
         return switch (type) {
             case Q3_K -> values / 16 * Q3_KInterleaved.STEPS;
             case Q5_K -> values / 32 * Q5_KInterleaved256.STEPS;
+            case Q4_0 -> values / 32 * Q4_0Interleaved.STEPS;
             case Q6_K -> values / 16 * Q6_KInterleaved256.STEPS;
             default -> values / 2;
         };
@@ -76,14 +78,18 @@ public final class InterleavedRows {
             case Q6_K -> Q6_KInterleaved256.steps(pairs, from, count, steps);
             case Q3_K -> Q3_KInterleaved.steps(pairs, from, count, steps);
             case Q5_K -> Q5_KInterleaved256.steps(pairs, from, count, steps);
+            case Q4_0 -> Q4_0Interleaved.steps(pairs, from, count, steps);
             default -> throw new IllegalArgumentException(type + " takes no telescoped pairs");
         }
     }
 
-    /** Whether a machine with this one's vectors repacks {@code type}'s matrices: Q2_K and Q3_K only with 256-bit ones. */
+    /**
+     * Whether a machine with this one's vectors repacks {@code type}'s matrices: Q2_K, Q3_K and Q4_0 only with 256-bit
+     * ones.
+     */
     static boolean repacks(GgmlType type) {
         return type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K
-                || (type == GgmlType.Q3_K || type == GgmlType.Q2_K) && Simd.HALVES;
+                || (type == GgmlType.Q3_K || type == GgmlType.Q2_K || type == GgmlType.Q4_0) && Simd.HALVES;
     }
 
     /**
@@ -104,6 +110,7 @@ public final class InterleavedRows {
         return switch (type) {
             case Q2_K -> Q2_KInterleaved.bytes(rows, width);
             case Q3_K -> Q3_KInterleaved.bytes(rows, width);
+            case Q4_0 -> Q4_0Interleaved.bytes(rows, width);
             case Q4_K -> Q4_KInterleaved.bytes(rows, width);
             case Q5_K -> Simd.HALVES ? Q5_KInterleaved256.bytes(rows, width) : Q5_KInterleaved.bytes(rows, width);
             case Q6_K -> Simd.HALVES ? Q6_KInterleaved256.bytes(rows, width) : Q6_KInterleaved.bytes(rows, width);
@@ -123,9 +130,10 @@ public final class InterleavedRows {
             return;
         }
         switch (type) {
-            // Q2_K's and Q3_K's layouts, which only 256-bit vectors bind, for tests of their kernels on every machine
+            // Q2_K's, Q3_K's and Q4_0's layouts, which only 256-bit vectors bind, for tests of their kernels on every machine
             case Q2_K -> Q2_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case Q4_0 -> Q4_0Interleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q6_K -> Q6_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
@@ -142,6 +150,7 @@ public final class InterleavedRows {
         switch (type) {
             case Q2_K -> Q2_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case Q4_0 -> Q4_0Interleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved256.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q6_K -> Q6_KInterleaved256.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
@@ -161,6 +170,8 @@ public final class InterleavedRows {
                     outStride);
             case Q3_K -> Q3_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
+            case Q4_0 -> Q4_0Interleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
             case Q4_K -> Q4_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
             case Q5_K -> Q5_KInterleaved256.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
@@ -177,6 +188,7 @@ public final class InterleavedRows {
         switch (type) {
             case Q2_K -> Q2_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q3_K -> Q3_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+            case Q4_0 -> Q4_0Interleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q4_K -> Q4_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q5_K -> {
                 if (Simd.HALVES) {

@@ -36,8 +36,14 @@ class InterleavedRowsTest {
             case Q4_K -> 144;
             case Q5_K -> 176;
             case Q6_K -> 210;
+            case Q4_0 -> 18;
             default -> throw new IllegalArgumentException(type.toString());
         };
+    }
+
+    /** Bytes of a row of {@code width} values of {@code type} as the file holds it. */
+    private static long rowBytes(GgmlType type, int width) {
+        return type == GgmlType.Q4_0 ? width / 32 * 18L : (long) width / 256 * blockBytes(type);
     }
 
     /** Group-block offsets: where sub-block {@code j}'s nibble vectors start, and its fifth bits (Q5_K). */
@@ -178,7 +184,7 @@ class InterleavedRowsTest {
      * untouched), an odd number of tokens, and one token at a time the same bits as the batch.
      */
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0"})
     void productsAgreeWithTheFormatsOwnDequantization(GgmlType type) {
         assumeTrue(InterleavedRows.fitsShape(type, 32, 512), type + " is not repacked with this machine's vectors");
         QuantFormat format = QuantFormats.of(type);
@@ -188,7 +194,7 @@ class InterleavedRowsTest {
         int stride = rows + 3;
         SplittableRandom rnd = new SplittableRandom(11);
         try (Arena arena = Arena.ofConfined()) {
-            long rowBytes = (long) width / 256 * blockBytes(type);
+            long rowBytes = rowBytes(type, width);
             MemorySegment data = arena.allocate(rows * rowBytes);
             format.randomBlocks(rnd, data, 0, rows * (rowBytes / blockBytes(type)));
             MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width));
@@ -444,7 +450,7 @@ class InterleavedRowsTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0"})
     void rejectsActivationsPreparedForAnotherTypeAndGroupsPastTheEnd(GgmlType type) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, 16, 256));
@@ -460,6 +466,71 @@ class InterleavedRowsTest {
             assertThrows(IndexOutOfBoundsException.class,
                     () -> InterleavedRows.dot(type, packed, 0, 0, 1, x, 0, 2, out, 0, 16));
         }
+    }
+
+    /**
+     * Q4_0's one-token and batch products against a plain loop of the same sums ({@code S = sum (q - 8) * code} a block,
+     * {@code acc = fma(S, d * xd, acc)}), bit for bit: random blocks, then the extremes (every quant 15 or 0 against codes
+     * of 127, -127 or alternating: the 16-bit sums at their bound).
+     */
+    @Test
+    void q4_0ProductsEqualAScalarLoopBitForBit() {
+        assumeTrue(InterleavedRows.fitsShape(GgmlType.Q4_0, 16, 256), "Q4_0 is repacked only where the vectors are 256 bits");
+        QuantFormat format = QuantFormats.of(GgmlType.Q4_0);
+        SplittableRandom rnd = new SplittableRandom(13);
+        int rows = 48;
+        for (int width : new int[] {256, 768, 2048}) {
+            for (boolean extreme : new boolean[] {false, true}) {
+                try (Arena arena = Arena.ofConfined()) {
+                    long rowBytes = rowBytes(GgmlType.Q4_0, width);
+                    MemorySegment data = arena.allocate(rows * rowBytes);
+                    format.randomBlocks(rnd, data, 0, rows * width / 32);
+                    if (extreme) {
+                        for (long b = 0; b < rows * width / 32; b++) {
+                            for (int t = 0; t < 16; t++) {
+                                data.set(Layouts.BYTE, 18 * b + 2 + t, (byte) (b % 3 == 0 ? 0 : 0xFF));
+                            }
+                        }
+                    }
+                    PreparedActivations x = extreme ? extremeCodes(GgmlType.Q4_0, width)
+                            : PreparedDotTest.gaussianRows(format, rnd, 6, width);
+                    int tokens = x.rows();
+                    MemorySegment packed = arena.allocate(InterleavedRows.bytes(GgmlType.Q4_0, rows, width));
+                    InterleavedRows.repack(GgmlType.Q4_0, data, 0, rowBytes, width, 0, rows / 16, packed, 0);
+                    float[] batch = new float[rows * tokens];
+                    InterleavedRows.dot(GgmlType.Q4_0, packed, 0, 0, rows / 16, x, 0, tokens, batch, 0, rows);
+                    float[] alone = new float[rows];
+                    for (int t = 0; t < tokens; t++) {
+                        InterleavedRows.dot(GgmlType.Q4_0, packed, 0, 0, rows / 16, x, t, 1, alone, 0, rows);
+                        for (int r = 0; r < rows; r++) {
+                            float expected = scalarQ4_0(data, r * rowBytes, width, x, t);
+                            String where = "width " + width + (extreme ? " extreme" : "") + " row " + r + " token " + t;
+                            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(alone[r]), where);
+                            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(batch[r + t * rows]),
+                                    "batch, " + where);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** Q4_0's arithmetic in plain Java: per block {@code S = sum (q - 8) * code}, then {@code acc = fma(S, d*xd, acc)}. */
+    private static float scalarQ4_0(MemorySegment data, long row, int width, PreparedActivations x, int token) {
+        int[] codes = x.codes();
+        float acc = 0;
+        for (int b = 0; b < width / 32; b++) {
+            long block = row + 18L * b;
+            long s = 0;
+            for (int t = 0; t < 16; t++) {
+                int q = data.get(Layouts.BYTE, block + 2 + t) & 0xFF;
+                s += (long) ((q & 0xF) - 8) * codes[token * width + 32 * b + t]
+                        + (long) ((q >>> 4) - 8) * codes[token * width + 32 * b + 16 + t];
+            }
+            float xd = x.codeScales()[token * (width / 32) + b];
+            acc = Math.fma((float) s, Halfs.readFp16(data, block) * xd, acc);
+        }
+        return acc;
     }
 
     @Test

@@ -1,0 +1,200 @@
+package moe4j.kernels.quant;
+
+import static jdk.incubator.vector.VectorOperators.ASHR;
+import static jdk.incubator.vector.VectorOperators.I2F;
+import static jdk.incubator.vector.VectorOperators.LSHL;
+import static jdk.incubator.vector.VectorOperators.LSHR;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Objects;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorSpecies;
+
+import moe4j.gguf.GgmlType;
+
+/**
+ * Q4_0 matrices repacked at load time in groups of 16 rows where the vectors are 256 bits (AVX2), each group run as
+ * two halves of 8 rows as {@link Q4_KInterleaved#oneTokenHalves} runs Q4_K's; with 512-bit vectors Q4_0 keeps its row
+ * kernel. A block's quants take Q4_K's sub-block layout, and the kernel Q4_K's telescoped pairs.
+ *
+ * <p>Layout: for each group of 16 rows, its blocks in order; each group-block is {@link #GROUP_BLOCK_BYTES} (320)
+ * bytes, 16 x 18 + 11% (the scales as floats):
+ * <ul>
+ * <li>{@code d} of the 16 rows as floats (bytes 0-63);</li>
+ * <li>the quants at {@code 64}: four 64-byte vectors of 32 16-bit lanes; lane {@code 2i + h} of vector {@code w} holds
+ *     row {@code i}'s elements {@code 16h + 4w + k} at bits {@code 4k}, {@code k = 0..3}: so lane {@code 2i} meets
+ *     element {@code p = 4w + k} and lane {@code 2i + 1} element {@code 16 + p}, the two halves of the activations'
+ *     pair {@code p} of the block ({@link PreparedActivations#tilePairs()}).</li>
+ * </ul>
+ *
+ * <p>A weight is {@code d * (q - 8)}. A lane's sixteen products go to one 16-bit sum, to which {@code -8} times the
+ * lane's code sum is added ({@link #steps}' last int a block): its true value {@code sum (q - 8) x}, at most
+ * {@code 16 * 8 * 127} in magnitude, fits, so it is exact modulo 2^16. The halves are widened and added, and
+ * {@code acc = fma(S, d * xd, acc)} a block, as llama.cpp's {@code ggml_vec_dot_q4_0_q8_0} sums.
+ */
+public final class Q4_0Interleaved {
+
+    private Q4_0Interleaved() {}
+
+    /** Rows per group. */
+    public static final int ROWS = Q4_KInterleaved.ROWS;
+    private static final int QK = 32;
+    private static final int BLOCK_BYTES = 18;
+    static final int QUANTS = 64;
+    /** Bytes of one block of a group's 16 rows. */
+    public static final int GROUP_BLOCK_BYTES = QUANTS + 4 * 64;
+    /** Telescoped pairs and the start of the sums per block ({@link #steps}). */
+    static final int STEPS = 17;
+    private static final int START = 16;
+
+    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
+    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
+    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
+
+    /** Bytes of {@code rows} repacked rows of {@code width} values. */
+    public static long bytes(long rows, int width) {
+        return rows / ROWS * (width / QK) * (long) GROUP_BLOCK_BYTES;
+    }
+
+    /**
+     * Repacks groups {@code fromGroup .. toGroup-1} of a matrix of Q4_0 rows ({@code rowBytes} apart from
+     * {@code srcOffset} in {@code src}, {@code width} values each) into {@code dst} from {@code dstOffset}, where group
+     * {@code g} goes to {@code dstOffset + g * (width/32) * GROUP_BLOCK_BYTES}.
+     */
+    public static void repack(MemorySegment src, long srcOffset, long rowBytes, int width, int fromGroup, int toGroup,
+            MemorySegment dst, long dstOffset) {
+        int blocks = width / QK;
+        float[] d = new float[ROWS];
+        short[] quants = new short[4 * 32];
+        byte[] file = new byte[BLOCK_BYTES];
+        for (int g = fromGroup; g < toGroup; g++) {
+            for (int b = 0; b < blocks; b++) {
+                for (int i = 0; i < ROWS; i++) {
+                    long block = srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * BLOCK_BYTES;
+                    MemorySegment.copy(src, Layouts.BYTE, block, file, 0, BLOCK_BYTES);
+                    d[i] = Halfs.readFp16(src, block);
+                    for (int w = 0; w < 4; w++) {
+                        int low = 0;
+                        int high = 0;
+                        for (int k = 0; k < 4; k++) {
+                            // byte t: element t in its low nibble, t + 16 in its high one
+                            int t = file[2 + 4 * w + k] & 0xFF;
+                            low |= (t & 0xF) << (4 * k);
+                            high |= (t >>> 4) << (4 * k);
+                        }
+                        quants[32 * w + 2 * i] = (short) low;
+                        quants[32 * w + 2 * i + 1] = (short) high;
+                    }
+                }
+                long out = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;
+                MemorySegment.copy(d, 0, dst, Layouts.FLOAT_LE, out, ROWS);
+                MemorySegment.copy(quants, 0, dst, Layouts.SHORT_LE, out + QUANTS, quants.length);
+            }
+        }
+    }
+
+    /**
+     * {@code out[outOffset + 16*(g - fromGroup) + i + t*outStride]} = row {@code i} of group {@code g} times prepared
+     * row {@code firstToken + t}, for groups {@code fromGroup .. toGroup-1} of a repacked matrix starting at
+     * {@code offset} in {@code w} and {@code tokens} tokens prepared for Q4_0.
+     */
+    public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        if (x.laneOrder() != Q4_0.PAIRS || x.rounding() != ActivationRounding.Q8_0) {
+            throw new IllegalArgumentException("Q4_0 rows in groups take activations prepared for Q4_0, got "
+                    + x.rounding() + " in " + x.laneOrder());
+        }
+        Objects.checkFromIndexSize(firstToken, tokens, x.rows());
+        long matrixGroupBytes = (long) (x.width() / QK) * GROUP_BLOCK_BYTES;
+        Objects.checkFromToIndex(offset + fromGroup * matrixGroupBytes, offset + toGroup * matrixGroupBytes, w.byteSize());
+        dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+    }
+
+    /** {@link #dot} unchecked: the only product of this layout, in 256-bit vectors, a token at a time. */
+    static void dotHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int firstToken, int tokens, float[] out, int outOffset, int outStride) {
+        Q4_KInterleaved.tokenByToken(Q4_0Interleaved::oneTokenHalves, w, offset, fromGroup, toGroup, x, firstToken,
+                tokens, out, outOffset, outStride);
+    }
+
+    /**
+     * Row pairs {@code from .. from+count-1} of {@code pairs} (in Q4_0's tile order, {@code from} at a block's start)
+     * as {@link #oneTokenHalves} multiplies them: per block {@link #STEPS} ints from {@code STEPS * from / 16}, its
+     * sixteen pairs telescoped as {@link Q4_KInterleaved#steps} telescopes them, then {@code -8} times the code sum of
+     * each half.
+     */
+    static void steps(int[] pairs, int from, int count, int[] steps) {
+        for (int u = from, to = STEPS * from / 16; u < from + count; u += 16, to += STEPS) {
+            int low = 0;
+            int high = 0;
+            for (int k = 0; k < 16; k++) {
+                int pair = pairs[u + k];
+                steps[to + k] = k % 4 == 0 ? pair : PairTile.step(pair, pairs[u + k - 1], 4);
+                low += (short) pair;
+                high += pair >> 16;
+            }
+            steps[to + START] = -8 * low & 0xFFFF | -8 * high << 16;
+        }
+    }
+
+    /** The one-token product in 256-bit vectors, both halves of a group at once, a block's four vectors in a loop. */
+    static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
+            int token, float[] out, int outOffset) {
+        InterleavedRows.requireSteps(GgmlType.Q4_0, x);
+        int width = x.width();
+        int blocks = width / QK;
+        int[] steps = x.stepPairs();
+        float[] xd = x.codeScales();
+        int d0 = token * blocks;
+        int four = Simd.opaque(4);
+        for (int g = fromGroup; g < toGroup; g++) {
+            long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
+            FloatVector acc0 = FloatVector.zero(HALF_F);
+            FloatVector acc1 = FloatVector.zero(HALF_F);
+            for (int b = 0; b < blocks; b++) {
+                long at = group + (long) b * GROUP_BLOCK_BYTES;
+                int sb = STEPS * (d0 + b);
+                ShortVector sum0 = IntVector.broadcast(HALF_I, steps[sb + START]).reinterpretAsShorts();
+                ShortVector sum1 = sum0;
+                for (int v = 0; v < 4; v++) {
+                    long q = at + QUANTS + 64L * v;
+                    int sv = sb + 4 * v;
+                    ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
+                    ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
+                    ShortVector c = IntVector.broadcast(HALF_I, steps[sv]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, four);
+                    lanes1 = lanes1.lanewise(LSHR, four);
+                    c = IntVector.broadcast(HALF_I, steps[sv + 1]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, four);
+                    lanes1 = lanes1.lanewise(LSHR, four);
+                    c = IntVector.broadcast(HALF_I, steps[sv + 2]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                    lanes0 = lanes0.lanewise(LSHR, four);
+                    lanes1 = lanes1.lanewise(LSHR, four);
+                    c = IntVector.broadcast(HALF_I, steps[sv + 3]).reinterpretAsShorts();
+                    sum0 = sum0.add(lanes0.mul(c));
+                    sum1 = sum1.add(lanes1.mul(c));
+                }
+                float scale = xd[d0 + b];
+                IntVector halves = sum0.reinterpretAsInts();
+                IntVector dot = halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16));
+                acc0 = ((FloatVector) dot.convertShape(I2F, HALF_F, 0))
+                        .fma(FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE).mul(scale), acc0);
+                halves = sum1.reinterpretAsInts();
+                dot = halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16));
+                acc1 = ((FloatVector) dot.convertShape(I2F, HALF_F, 0))
+                        .fma(FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE).mul(scale), acc1);
+            }
+            acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
+            acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
+        }
+    }
+}
