@@ -774,6 +774,21 @@ final class PairTile {
         return low & 0xFFFF | high << 16;
     }
 
+    /**
+     * {@code factor} times the sums of the lower and of the upper halves of pairs {@code from .. from+count-1}, each in
+     * its own 16-bit half (modulo 2^16): where the one-token kernels of Q4_0 and Q5_K start a lane's sum, so that the
+     * offset of their unsigned quants keeps its true value within 16 bits.
+     */
+    static int halfSums(int[] pairs, int from, int count, int factor) {
+        int low = 0;
+        int high = 0;
+        for (int k = from; k < from + count; k++) {
+            low += (short) pairs[k];
+            high += pairs[k] >> 16;
+        }
+        return factor * low & 0xFFFF | factor * high << 16;
+    }
+
     /** {@code pair} times {@code factor}, each 16-bit half on its own (modulo 2^16). */
     static int times(int pair, int factor) {
         return (short) pair * factor & 0xFFFF | (pair >> 16) * factor << 16;

@@ -6,7 +6,6 @@ import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
 
 import java.lang.foreign.MemorySegment;
-import java.util.Objects;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -103,13 +102,8 @@ public final class Q4_0Interleaved {
      */
     public static void dot(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
-        if (x.laneOrder() != Q4_0.PAIRS || x.rounding() != ActivationRounding.Q8_0) {
-            throw new IllegalArgumentException("Q4_0 rows in groups take activations prepared for Q4_0, got "
-                    + x.rounding() + " in " + x.laneOrder());
-        }
-        Objects.checkFromIndexSize(firstToken, tokens, x.rows());
-        long matrixGroupBytes = (long) (x.width() / QK) * GROUP_BLOCK_BYTES;
-        Objects.checkFromToIndex(offset + fromGroup * matrixGroupBytes, offset + toGroup * matrixGroupBytes, w.byteSize());
+        Q4_KInterleaved.checkDot(GgmlType.Q4_0, Q4_0.PAIRS, QK, GROUP_BLOCK_BYTES, w, offset, fromGroup, toGroup, x,
+                firstToken, tokens);
         dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
     }
 
@@ -245,15 +239,8 @@ public final class Q4_0Interleaved {
      */
     static void steps(int[] pairs, int from, int count, int[] steps) {
         for (int u = from, to = STEPS * from / 16; u < from + count; u += 16, to += STEPS) {
-            int low = 0;
-            int high = 0;
-            for (int k = 0; k < 16; k++) {
-                int pair = pairs[u + k];
-                steps[to + k] = k % 4 == 0 ? pair : PairTile.step(pair, pairs[u + k - 1], 4);
-                low += (short) pair;
-                high += pair >> 16;
-            }
-            steps[to + START] = -8 * low & 0xFFFF | -8 * high << 16;
+            Q4_KInterleaved.steps(pairs, u, 16, steps, to);
+            steps[to + START] = PairTile.halfSums(pairs, u, 16, -8);
         }
     }
 

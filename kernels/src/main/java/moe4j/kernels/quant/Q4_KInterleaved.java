@@ -209,12 +209,21 @@ public final class Q4_KInterleaved {
     /** As above for activations prepared in {@code order} ({@link Q6_KInterleaved}: Q6_K's). */
     static long checkDot(GgmlType type, LaneOrder order, long groupBlockBytes, MemorySegment w, long offset,
             int fromGroup, int toGroup, PreparedActivations x, int firstToken, int tokens) {
-        if (x.laneOrder() != order || x.rounding() != ActivationRounding.Q8_K) {
+        return checkDot(type, order, QK, groupBlockBytes, w, offset, fromGroup, toGroup, x, firstToken, tokens);
+    }
+
+    /**
+     * As above for activations prepared in {@code order} and its rounding, a group-block {@code groupBlockValues} values
+     * of each row ({@link Q4_0Interleaved}: 32, Q8_0's rounding).
+     */
+    static long checkDot(GgmlType type, LaneOrder order, int groupBlockValues, long groupBlockBytes, MemorySegment w,
+            long offset, int fromGroup, int toGroup, PreparedActivations x, int firstToken, int tokens) {
+        if (x.laneOrder() != order || x.rounding() != order.rounding()) {
             throw new IllegalArgumentException(type + " rows in groups take activations prepared for " + type + ", got "
                     + x.rounding() + " in " + x.laneOrder());
         }
         Objects.checkFromIndexSize(firstToken, tokens, x.rows());
-        long matrixGroupBytes = (long) (x.width() / QK) * groupBlockBytes;
+        long matrixGroupBytes = (long) (x.width() / groupBlockValues) * groupBlockBytes;
         long first = offset + fromGroup * matrixGroupBytes;
         Objects.checkFromToIndex(first, offset + toGroup * matrixGroupBytes, w.byteSize());
         return first;
@@ -306,9 +315,14 @@ public final class Q4_KInterleaved {
      * other less 16 times the one before it, each 16-bit half on its own ({@link PairTile#step}).
      */
     static void steps(int[] pairs, int from, int count, int[] steps) {
+        steps(pairs, from, count, steps, from);
+    }
+
+    /** {@link #steps(int[], int, int, int[])} written from {@code steps[to]} on ({@link Q4_0Interleaved#steps}'s blocks). */
+    static void steps(int[] pairs, int from, int count, int[] steps, int to) {
         for (int i = 0; i < count; i++) {
             int pair = pairs[from + i];
-            steps[from + i] = i % 4 == 0 ? pair : PairTile.step(pair, pairs[from + i - 1], 4);
+            steps[to + i] = i % 4 == 0 ? pair : PairTile.step(pair, pairs[from + i - 1], 4);
         }
     }
 

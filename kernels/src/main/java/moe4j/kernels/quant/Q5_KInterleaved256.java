@@ -138,13 +138,7 @@ public final class Q5_KInterleaved256 {
                 steps[to + 4 * m + 2] = PairTile.step(pairs[u + 3 * m + 2], pairs[u + 3 * m + 1], 5);
                 steps[to + 4 * m + 3] = PairTile.step(PairTile.times(pairs[u + 15], 1 << m), pairs[u + 3 * m + 2], 5);
             }
-            int low = 0;
-            int high = 0;
-            for (int k = 0; k < 16; k++) {
-                low += (short) pairs[u + k];
-                high += pairs[u + k] >> 16;
-            }
-            steps[to + START] = -16 * low & 0xFFFF | -16 * high << 16;
+            steps[to + START] = PairTile.halfSums(pairs, u, 16, -16);
         }
     }
 
