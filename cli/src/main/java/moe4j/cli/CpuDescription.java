@@ -51,9 +51,10 @@ final class CpuDescription {
         }
         if (InterleavedRows.available()) {
             return Optional.of(String.format(Locale.ROOT, "note: this CPU's vectors are %d bits wide; moe4j runs its"
-                    + " integer kernels for %s here (and row kernels for decoding %s), and generic kernels, several"
-                    + " times slower, for the other types, whose fused kernels are written for 512-bit vectors (AVX-512)",
-                    QuantFormats.vectorBits(), InterleavedRows.types(), QuantFormats.rowKernelTypesOf256BitVectors()));
+                    + " integer kernels for %s here (and row kernels for decoding %s, float tiles for the prompts of %s),"
+                    + " and generic kernels, several times slower, for the rest, whose fused kernels are written for"
+                    + " 512-bit vectors (AVX-512)", QuantFormats.vectorBits(), InterleavedRows.types(),
+                    QuantFormats.rowKernelTypesOf256BitVectors(), QuantFormats.promptTileTypes()));
         }
         return Optional.of(String.format(Locale.ROOT, "note: this CPU's vectors are %d bits wide; moe4j's CPU kernels are"
                 + " written for 512-bit vectors (AVX-512), so it runs its generic kernels here, several times slower",

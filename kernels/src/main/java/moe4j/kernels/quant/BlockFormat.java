@@ -251,9 +251,12 @@ abstract class BlockFormat implements QuantFormat {
         throw new AssertionError("hasRowKernel() is true but dotRows is missing for " + type);
     }
 
-    /** Whether rows of {@code width} elements go through {@link ScaledDot}: whole 256-element super-blocks. */
+    /**
+     * Whether rows of {@code width} elements go through {@link ScaledDot}: whole 256-element super-blocks, with 512-bit
+     * vectors or 256-bit ones ({@link ScaledDot#decode}).
+     */
     boolean scaledRows(int width) {
-        return Simd.FUSED && decodesScaled() && width % ScaledDot.QK == 0;
+        return (Simd.FUSED || Simd.HALVES) && decodesScaled() && width % ScaledDot.QK == 0;
     }
 
     /** Bytes of 256 elements ({@link ScaledDot}'s unit): one K-quant block, eight Q8_0 blocks. */

@@ -50,7 +50,7 @@ public final class QuantFormats {
      * Whether this JVM and CPU run the fused kernels, which are written for 512-bit vectors (the Vector API's preferred
      * species has 16 float lanes: AVX-512). Otherwise every type takes the generic decode-then-dot path, several times
      * slower, except the repacked types where the vectors are 256 bits ({@link InterleavedRows#available()}) and the
-     * decoding of {@link #rowKernelTypesOf256BitVectors()}.
+     * decoding of {@link #rowKernelTypesOf256BitVectors()} and the prompts of {@link #promptTileTypes()}.
      */
     public static boolean fusedKernels() {
         return Simd.FUSED;
@@ -61,9 +61,28 @@ public final class QuantFormats {
      * id order, e.g. {@code "Q4_0, Q8_0 and IQ4_XS"}.
      */
     public static String rowKernelTypesOf256BitVectors() {
-        List<String> names = FORMATS.values().stream()
+        return inWords(FORMATS.values().stream()
                 .filter(f -> f instanceof BlockFormat block && block.hasHalvesRowKernel())
-                .map(f -> f.type().name()).toList();
+                .map(f -> f.type().name()).toList());
+    }
+
+    /**
+     * The types whose prompt batches take the float tiles ({@link ScaledDot}) on this machine, rows decoded once for
+     * every token: those that decode super-blocks for them and are not repacked here ({@link InterleavedRows#types()},
+     * integer tiles), in words and in ggml id order, e.g. {@code "F16, Q8_0, IQ4_XS and BF16"} where the vectors are 256
+     * bits; empty where the vectors are narrower.
+     */
+    public static String promptTileTypes() {
+        if (!Simd.FUSED && !Simd.HALVES) {
+            return "";
+        }
+        return inWords(FORMATS.values().stream()
+                .filter(f -> f instanceof BlockFormat block && block.decodesScaled()
+                        && !InterleavedRows.fits(f.type(), InterleavedRows.ROWS, ScaledDot.QK))
+                .map(f -> f.type().name()).toList());
+    }
+
+    private static String inWords(List<String> names) {
         int last = names.size() - 1;
         return last < 1 ? String.join("", names)
                 : String.join(", ", names.subList(0, last)) + " and " + names.get(last);

@@ -41,6 +41,12 @@ import jdk.incubator.vector.VectorShuffle;
  * {@link PreparedActivations#alignedValues()}): a heap array's elements are 64-byte aligned only by chance of where
  * the array lies, and where they are not every 64-byte load spans two cache lines. Measured on the same code, the
  * alignment of the decode buffer alone moved the tiled product between 63 and 84 GFLOP/s.
+ *
+ * <p>With 256-bit vectors (AVX2) an element group is 8 values, blocks decode through the type's dequantizer
+ * ({@link #decode}), and a tile is 4 rows by 2 tokens ({@link #tilePair}), what 16 vector registers hold; the types
+ * repacked there take their integer tiles instead, so this serves the prompts of F16, BF16, Q8_0 and IQ4_XS, which
+ * took the decode-then-dot path before (Zen 3, JMH {@code MatMulBenchmark} one thread, 64 tokens: Q8_0 20 -> 38
+ * GFLOP/s).
  */
 final class ScaledDot {
 
@@ -62,6 +68,11 @@ final class ScaledDot {
      * what wide ones cannot without recomputing tokens ({@link #tileTokens}).
      */
     private static final int WIDE = 6;
+    /**
+     * Tokens of a tile where the vectors are 256 bits ({@link Simd#HALVES}): with 16 vector registers the 4 x 4 and
+     * 4 x 6 tiles spill their accumulators; 4 rows by 2 tokens keep their 8, a weight and 2 activations in registers.
+     */
+    private static final int PAIR = 2;
     /** (row, token) pairs of a tile, at most: pair {@code p} is row {@code p % TILE}, token {@code p / TILE}. */
     private static final int PAIRS = TILE * WIDE;
     /** Pairs that {@link #results} folds together: two tokens' rows. */
@@ -95,6 +106,8 @@ final class ScaledDot {
         /** Unpacked scales of the block being decoded: sub-block scales from 0, its negated minimums after them. */
         final float[] scales = new float[2 * L];
         float[] state = new float[PAIRS * STATE];
+        /** A block's weights for {@link ScaledDot#decode} with 256-bit vectors. */
+        final float[] decoded = new float[QK];
         /** {@link #results}' partly folded sums of a group of pairs. */
         final float[] folds = new float[FOLD_PAIRS / 2 * L];
 
@@ -125,6 +138,26 @@ final class ScaledDot {
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
+    /**
+     * Decodes the 256 elements at byte {@code block} into slot {@code slot}: by the type's own decoder with 512-bit
+     * vectors; with 256-bit ones, whose element groups are 8 values, by its dequantizer (the weights the one-token
+     * path multiplies) into {@link Scratch#decoded}, then group by group into the slot.
+     */
+    static void decode(BlockFormat format, MemorySegment src, long block, Scratch s, int slot) {
+        if (Simd.FUSED) {
+            format.decodeScaled(src, block, s, slot);
+            return;
+        }
+        float[] decoded = s.decoded;
+        format.dequantizeBlocks(src, block, decoded, 0, QK / format.type().blockSize(), true);
+        MemorySegment w = s.w;
+        long e = s.at[slot];
+        long gb = s.groupBytes;
+        for (int g = 0; g < GROUPS; g++) {
+            FloatVector.fromArray(F, decoded, g * L).intoMemorySegment(w, e + g * gb, NATIVE);
+        }
+    }
+
     /** Arguments already checked; the row has {@code x.width()} elements. */
     static void dot(BlockFormat format, MemorySegment src, long srcOffset, PreparedActivations x, int firstRow,
             int nTokens, float[] out, int outOffset, int outStride) {
@@ -143,7 +176,7 @@ final class ScaledDot {
         for (int b0 = 0; b0 < blocks; b0 += TILE_CHUNK) {
             int n = Math.min(TILE_CHUNK, blocks - b0);
             for (int b = 0; b < n; b++) {
-                format.decodeScaled(src, srcOffset + (b0 + b) * blockBytes, s, b);
+                decode(format, src, srcOffset + (b0 + b) * blockBytes, s, b);
             }
             int bytes = n * (int) BLOCK_BYTES;
             int t = 0;
@@ -199,7 +232,7 @@ final class ScaledDot {
             for (int b = 0; b < n; b++) {
                 long block = srcOffset + (b0 + b) * blockBytes;
                 for (int r = 0; r < TILE; r++) {
-                    format.decodeScaled(src, block + r * rowStride, s, TILE * b + r);
+                    decode(format, src, block + r * rowStride, s, TILE * b + r);
                 }
             }
             boolean first = b0 == 0;
@@ -209,7 +242,9 @@ final class ScaledDot {
                 // a tile past the last token ends at it instead, recomputing tokens of the tile before
                 int from = Math.min(t, nTokens - size);
                 long xo = (firstRow + from) * rowBytes + b0 * BLOCK_BYTES;
-                if (size == WIDE) {
+                if (size == PAIR) {
+                    tilePair(s.w, n, xv, xo, rowBytes, state, st, first);
+                } else if (size == WIDE) {
                     tileWide(s.w, n, xv, xo, rowBytes, state, st, first);
                 } else {
                     tile(s.w, n, xv, xo, rowBytes, state, st, first);
@@ -232,6 +267,9 @@ final class ScaledDot {
      * two narrow tiles, 5 one wide, 1 to 4 one narrow.
      */
     private static int tileTokens(int rest, int nTokens) {
+        if (Simd.HALVES) {
+            return PAIR;
+        }
         return nTokens >= WIDE && (rest == 5 || rest == 6 || rest >= 9) ? WIDE : TILE;
     }
 
@@ -350,6 +388,61 @@ final class ScaledDot {
         c13.intoArray(state, st + 13 * STATE);
         c23.intoArray(state, st + 14 * STATE);
         c33.intoArray(state, st + 15 * STATE);
+    }
+
+    /**
+     * {@link #tile} for {@link #PAIR} tokens: the same sums of each (row, token) pair, one group a step. With two groups
+     * a step C2 unrolled the loop and kept the activations of several steps on the stack (0.5x); with 3 tokens, 12
+     * accumulators, it spilled them (0.8x).
+     */
+    private static void tilePair(MemorySegment w, int blocks, MemorySegment x, long xo, long xStride,
+            float[] state, int st, boolean first) {
+        long x1 = xo + xStride;
+        int steps = blocks * GROUPS;
+        FloatVector c00 = FloatVector.zero(F);
+        FloatVector c10 = c00;
+        FloatVector c20 = c00;
+        FloatVector c30 = c00;
+        FloatVector c01 = c00;
+        FloatVector c11 = c00;
+        FloatVector c21 = c00;
+        FloatVector c31 = c00;
+        if (!first) {
+            c00 = FloatVector.fromArray(F, state, st);
+            c10 = FloatVector.fromArray(F, state, st + STATE);
+            c20 = FloatVector.fromArray(F, state, st + 2 * STATE);
+            c30 = FloatVector.fromArray(F, state, st + 3 * STATE);
+            c01 = FloatVector.fromArray(F, state, st + 4 * STATE);
+            c11 = FloatVector.fromArray(F, state, st + 5 * STATE);
+            c21 = FloatVector.fromArray(F, state, st + 6 * STATE);
+            c31 = FloatVector.fromArray(F, state, st + 7 * STATE);
+        }
+        for (int q = 0; q < steps; q++) {
+            long wq = q * TILE_GROUP_BYTES;
+            long xq = q * GROUP_BYTES;
+            FloatVector y = FloatVector.fromMemorySegment(F, x, xo + xq, NATIVE);
+            FloatVector z = FloatVector.fromMemorySegment(F, x, x1 + xq, NATIVE);
+            FloatVector v = FloatVector.fromMemorySegment(F, w, wq, NATIVE);
+            c00 = v.fma(y, c00);
+            c01 = v.fma(z, c01);
+            v = FloatVector.fromMemorySegment(F, w, wq + GROUP_BYTES, NATIVE);
+            c10 = v.fma(y, c10);
+            c11 = v.fma(z, c11);
+            v = FloatVector.fromMemorySegment(F, w, wq + 2 * GROUP_BYTES, NATIVE);
+            c20 = v.fma(y, c20);
+            c21 = v.fma(z, c21);
+            v = FloatVector.fromMemorySegment(F, w, wq + 3 * GROUP_BYTES, NATIVE);
+            c30 = v.fma(y, c30);
+            c31 = v.fma(z, c31);
+        }
+        c00.intoArray(state, st);
+        c10.intoArray(state, st + STATE);
+        c20.intoArray(state, st + 2 * STATE);
+        c30.intoArray(state, st + 3 * STATE);
+        c01.intoArray(state, st + 4 * STATE);
+        c11.intoArray(state, st + 5 * STATE);
+        c21.intoArray(state, st + 6 * STATE);
+        c31.intoArray(state, st + 7 * STATE);
     }
 
     /**
@@ -488,6 +581,13 @@ final class ScaledDot {
      * last, folded with itself, holds every pair's sum.
      */
     private static void results(float[] state, int st, int pairs, float[] folds, float[] out, int o, int outStride) {
+        if (L != 16) {
+            // the folds below are written for 16 lanes; each pair's own sum is the same value
+            for (int p = 0; p < pairs; p++) {
+                out[o + p % TILE + p / TILE * outStride] = result(state, st + p * STATE);
+            }
+            return;
+        }
         for (int g = 0; g < pairs; g += FOLD_PAIRS) {
             // (a loop rather than straight code: C2 then checks the state indexes once per loop, not per load)
             // first fold of pairs 2i, 2i+1 of the group into vector i of folds
