@@ -348,7 +348,11 @@ public final class IQ4_XS extends BlockFormat {
                     }
                 }
             }
-            out[outOffset + r] = DecodedDot.combine(a0, a1, a2, a3);
+            // DecodedDot.combine written out: as a call it was not inlined here and boxed its four vectors each row
+            FloatVector v = a0.add(a1).add(a2.add(a3));
+            v = v.add(v.rearrange(Simd.FOLD_4));
+            v = v.add(v.rearrange(Simd.FOLD_2));
+            out[outOffset + r] = v.add(v.rearrange(Simd.FOLD_1)).lane(0);
         }
     }
 }
