@@ -22,11 +22,13 @@ class LaneOrderTest {
     }
 
     @Test
-    void theKQuantsQ4_0AndIQ4_XSDecodeInPairsOfCodes() {
-        assertEquals(Stream.of(GgmlType.Q4_0, GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K,
-                GgmlType.IQ4_XS).toList(), laneOrderedTypes().toList());
+    void theKQuantsQ4_0AndIQ4_XSDecodeInPairsOfCodesAndQ8_0With256BitVectors() {
+        Stream<GgmlType> q8 = Simd.HALVES ? Stream.of(GgmlType.Q8_0) : Stream.of();
+        assertEquals(Stream.concat(Stream.concat(Stream.of(GgmlType.Q4_0), q8), Stream.of(GgmlType.Q2_K, GgmlType.Q3_K,
+                GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_XS)).toList(), laneOrderedTypes().toList());
         assertFalse(LaneOrder.NATURAL.rearranges());
         assertTrue(IQ4_XS.SHORTS.packsShorts());
+        assertTrue(Q8_0.SHORTS.packsShorts());
         assertFalse(Q4_K.PAIRS.packsShorts());
     }
 

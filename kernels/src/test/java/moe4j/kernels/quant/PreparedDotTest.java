@@ -160,7 +160,8 @@ class PreparedDotTest {
 
     /**
      * Q8_0's, Q4_0's and IQ4_XS's row kernels of decoding where the vectors are 256 bits (AVX2), against the plain dot
-     * product on the activations' floats, bit for bit: there they stand in for the decode-then-dot path. (With 512-bit
+     * product on the activations' floats, bit for bit: there they stand in for the decode-then-dot path; Q8_0's, on
+     * rows of whole 256-value blocks, against its integer products on the activations' codes as scalars. (With 512-bit
      * vectors Q4_0's and IQ4_XS's row kernels multiply the activations' 8-bit codes instead.)
      */
     @ParameterizedTest
@@ -182,12 +183,82 @@ class PreparedDotTest {
                 PreparedActivations prepared = gaussianRows(format, rnd, 2, width);
                 float[] out = new float[rows];
                 format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 1, 1, out, 0, 1);
+                boolean codes = prepared.laneOrder() == Q8_0.SHORTS;
+                assertEquals(Simd.HALVES && type == GgmlType.Q8_0 && width % LaneOrder.BLOCK == 0, codes,
+                        type + " width " + width + ": Q8_0's codes where the rows are whole blocks of the order");
                 for (int r = 0; r < rows; r++) {
-                    float dot = format.dot(data, r * rowBytes, prepared.values(), width, width);
+                    float dot = codes ? q8_0OnCodes(data, r * rowBytes, prepared, 1)
+                            : format.dot(data, r * rowBytes, prepared.values(), width, width);
                     assertEquals(dot, out[r], 0f, type + " width " + width + " row " + r);
                 }
             }
         }
+    }
+
+    /** The 16-bit lanes of Q8_0's integer kernel at their extremes: quants of -128 against codes of 127 and -127. */
+    @Test
+    void q8_0sIntegerRowKernelHoldsItsExtremes() {
+        Assumptions.assumeTrue(Simd.HALVES, "Q8_0 multiplies codes where the vectors are 256 bits");
+        QuantFormat format = QuantFormats.of(GgmlType.Q8_0);
+        int width = 512;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate(GgmlType.Q8_0.bytesFor(width));
+            for (int b = 0; b < width / 32; b++) {
+                data.set(Layouts.SHORT_LE, 34L * b, Float.floatToFloat16(b % 2 == 0 ? 1.0f : -0.5f));
+                for (int i = 0; i < 32; i++) {
+                    data.set(Layouts.BYTE, 34L * b + 2 + i, (byte) -128);
+                }
+            }
+            float[] x = new float[2 * width];
+            for (int i = 0; i < width; i++) {
+                x[i] = 3.0f;
+                x[width + i] = i % 32 < 16 ? 3.0f : -3.0f;
+            }
+            PreparedActivations prepared = new PreparedActivations();
+            prepared.reserve(format, 2, width);
+            prepared.prepareRow(x, 0, 0);
+            prepared.prepareRow(x, width, 1);
+            for (int token = 0; token < 2; token++) {
+                float[] out = new float[1];
+                format.dotPreparedRows(data, 0, GgmlType.Q8_0.bytesFor(width), 1, prepared, token, 1, out, 0, 1);
+                assertEquals(q8_0OnCodes(data, 0, prepared, token), out[0], 0f, "token " + token);
+            }
+        }
+    }
+
+    /**
+     * Q8_0's 256-bit row kernel on the activations' codes, as scalars: int lane {@code j} of block {@code b} sums the
+     * exact products of elements {@code 2j, 2j+1, 2j+16, 2j+17}, one accumulator takes {@code fma(sum, d * xd, acc)}
+     * block after block, and the lanes fold four, two and one apart.
+     */
+    private static float q8_0OnCodes(MemorySegment data, long offset, PreparedActivations x, int token) {
+        int width = x.width();
+        int[] codes = new int[width];
+        for (int i = 0; i < width / 2; i++) {
+            int pair = x.codePairs()[token * width / 2 + i];
+            codes[2 * i] = (short) pair;
+            codes[2 * i + 1] = pair >> 16;
+        }
+        float[] acc = new float[8];
+        for (int b = 0; b < width / 32; b++) {
+            long block = offset + 34L * b;
+            float dx = Float.float16ToFloat(data.get(Layouts.SHORT_LE, block)) * x.codeScales()[token * width / 32 + b];
+            for (int j = 0; j < 8; j++) {
+                int sum = 0;
+                for (int e : new int[] {2 * j, 2 * j + 1, 2 * j + 16, 2 * j + 17}) {
+                    sum += data.get(Layouts.BYTE, block + 2 + e) * codes[32 * b + e];
+                }
+                acc[j] = Math.fma(sum, dx, acc[j]);
+            }
+        }
+        for (int h = 4; h >= 1; h /= 2) {
+            float[] folded = new float[8];
+            for (int j = 0; j < 8; j++) {
+                folded[j] = acc[j] + acc[(j + h) % 8];
+            }
+            acc = folded;
+        }
+        return acc[0];
     }
 
     private static void rowsEqualSingleRows(GgmlType type, int tokens) {
