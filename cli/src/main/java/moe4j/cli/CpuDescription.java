@@ -27,7 +27,7 @@ final class CpuDescription {
                 .append("-bit vectors");
         s.append(QuantFormats.fusedKernels() ? " (fused kernels)"
                 : InterleavedRows.available() ? " (integer kernels for " + InterleavedRows.types()
-                        + ", generic ones for the other types: their fused kernels need 512-bit vectors)"
+                        + ", slower ones for the other types: their fused kernels need 512-bit vectors)"
                 : " (generic kernels: the fused ones need 512-bit vectors)");
         long ram = PhysicalMemory.bytes();
         if (ram > 0) {
