@@ -143,6 +143,11 @@ final class VectorMath {
             axpyRows128(w, wOff, rows, count, y, yOff);
             return;
         }
+        if (L == 8 && n == HEAD_128) {
+            axpyRows64(w, wOff, rows, count, y, yOff, 0);
+            axpyRows64(w, wOff, rows, count, y, yOff, 64);
+            return;
+        }
         int i = 0;
         for (int bound = n - L; i <= bound; i += L) {
             FloatVector acc = FloatVector.fromArray(F, y, yOff + i);
@@ -158,6 +163,43 @@ final class VectorMath {
             }
             y[yOff + i] = acc;
         }
+    }
+
+    /**
+     * {@link #axpyRows} for elements {@code col .. col+63} of 128-element rows, 8 lanes at a time (AVX2): eight
+     * accumulators across the rows, the same operations. The loop above runs one accumulator through every row, a chain
+     * of multiply-adds each waiting on the one before.
+     */
+    private static void axpyRows64(float[] w, int wOff, float[] rows, int count, float[] y, int yBase, int col) {
+        int yOff = yBase + col;
+        FloatVector y0 = FloatVector.fromArray(F, y, yOff);
+        FloatVector y1 = FloatVector.fromArray(F, y, yOff + 8);
+        FloatVector y2 = FloatVector.fromArray(F, y, yOff + 16);
+        FloatVector y3 = FloatVector.fromArray(F, y, yOff + 24);
+        FloatVector y4 = FloatVector.fromArray(F, y, yOff + 32);
+        FloatVector y5 = FloatVector.fromArray(F, y, yOff + 40);
+        FloatVector y6 = FloatVector.fromArray(F, y, yOff + 48);
+        FloatVector y7 = FloatVector.fromArray(F, y, yOff + 56);
+        for (int p = 0; p < count; p++) {
+            int r = p * HEAD_128 + col;
+            FloatVector wp = FloatVector.broadcast(F, w[wOff + p]);
+            y0 = FloatVector.fromArray(F, rows, r).fma(wp, y0);
+            y1 = FloatVector.fromArray(F, rows, r + 8).fma(wp, y1);
+            y2 = FloatVector.fromArray(F, rows, r + 16).fma(wp, y2);
+            y3 = FloatVector.fromArray(F, rows, r + 24).fma(wp, y3);
+            y4 = FloatVector.fromArray(F, rows, r + 32).fma(wp, y4);
+            y5 = FloatVector.fromArray(F, rows, r + 40).fma(wp, y5);
+            y6 = FloatVector.fromArray(F, rows, r + 48).fma(wp, y6);
+            y7 = FloatVector.fromArray(F, rows, r + 56).fma(wp, y7);
+        }
+        y0.intoArray(y, yOff);
+        y1.intoArray(y, yOff + 8);
+        y2.intoArray(y, yOff + 16);
+        y3.intoArray(y, yOff + 24);
+        y4.intoArray(y, yOff + 32);
+        y5.intoArray(y, yOff + 40);
+        y6.intoArray(y, yOff + 48);
+        y7.intoArray(y, yOff + 56);
     }
 
     /** {@link #axpyRows} for 128 elements with {@code y} in registers across the rows: the same operations. */
