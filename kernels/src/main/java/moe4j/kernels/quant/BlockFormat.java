@@ -97,8 +97,9 @@ abstract class BlockFormat implements QuantFormat {
         } else if (pairTiles(x)) {
             PairTile.dot(type, src, srcOffset, 0, 1, x, firstRow, nTokens, out, outOffset, outStride);
         } else if (scaledRows(count) && (Simd.FUSED || nTokens > 1)) {
-            // with 256-bit vectors a lone token of a type without a row kernel there (F16, BF16) decodes in registers:
-            // through ScaledDot's buffer it ran at 0.4x (JMH matVecOneThread)
+            // with 256-bit vectors a lone token of a type without a row kernel there (F16, BF16; the K-quants in the
+            // file's layout) decodes in registers: through ScaledDot's buffer F16 ran at 0.4x, Q4_K at 0.5x (JMH
+            // matVecOneThread), so its sums run in another order than a batch's, as the row kernels' do
             ScaledDot.dot(this, src, srcOffset, x, firstRow, nTokens, out, outOffset, outStride);
         } else {
             dotBatch(src, srcOffset, x.values(), firstRow * count, count, nTokens, out, outOffset, outStride, count);
