@@ -139,13 +139,10 @@ final class VectorMath {
      * results, but each slice of {@code y} stays in a register across the rows.
      */
     static void axpyRows(float[] w, int wOff, float[] rows, int count, int n, float[] y, int yOff) {
-        if (L == 16 && n == HEAD_128) {
-            axpyRows128(w, wOff, rows, count, y, yOff);
-            return;
-        }
-        if (L == 8 && n == HEAD_128) {
-            axpyRows64(w, wOff, rows, count, y, yOff, 0);
-            axpyRows64(w, wOff, rows, count, y, yOff, 64);
+        if ((L == 16 || L == 8) && n == HEAD_128) {
+            for (int col = 0; col < HEAD_128; col += 8 * L) {
+                axpyRowsEight(w, wOff, rows, count, y, yOff, col);
+            }
             return;
         }
         int i = 0;
@@ -166,72 +163,40 @@ final class VectorMath {
     }
 
     /**
-     * {@link #axpyRows} for elements {@code col .. col+63} of 128-element rows, 8 lanes at a time (AVX2): eight
-     * accumulators across the rows, the same operations. The loop above runs one accumulator through every row, a chain
-     * of multiply-adds each waiting on the one before.
+     * {@link #axpyRows} for elements {@code col .. col + 8L - 1} of 128-element rows with that slice of {@code y} in eight
+     * registers across the rows, the same operations: all 128 with 16 lanes, half of them with 8 (AVX2), where the loop
+     * above ran one accumulator per vector through every row, a chain of multiply-adds each waiting on the one before.
      */
-    private static void axpyRows64(float[] w, int wOff, float[] rows, int count, float[] y, int yBase, int col) {
+    private static void axpyRowsEight(float[] w, int wOff, float[] rows, int count, float[] y, int yBase, int col) {
         int yOff = yBase + col;
         FloatVector y0 = FloatVector.fromArray(F, y, yOff);
-        FloatVector y1 = FloatVector.fromArray(F, y, yOff + 8);
-        FloatVector y2 = FloatVector.fromArray(F, y, yOff + 16);
-        FloatVector y3 = FloatVector.fromArray(F, y, yOff + 24);
-        FloatVector y4 = FloatVector.fromArray(F, y, yOff + 32);
-        FloatVector y5 = FloatVector.fromArray(F, y, yOff + 40);
-        FloatVector y6 = FloatVector.fromArray(F, y, yOff + 48);
-        FloatVector y7 = FloatVector.fromArray(F, y, yOff + 56);
+        FloatVector y1 = FloatVector.fromArray(F, y, yOff + L);
+        FloatVector y2 = FloatVector.fromArray(F, y, yOff + 2 * L);
+        FloatVector y3 = FloatVector.fromArray(F, y, yOff + 3 * L);
+        FloatVector y4 = FloatVector.fromArray(F, y, yOff + 4 * L);
+        FloatVector y5 = FloatVector.fromArray(F, y, yOff + 5 * L);
+        FloatVector y6 = FloatVector.fromArray(F, y, yOff + 6 * L);
+        FloatVector y7 = FloatVector.fromArray(F, y, yOff + 7 * L);
         for (int p = 0; p < count; p++) {
             int r = p * HEAD_128 + col;
             FloatVector wp = FloatVector.broadcast(F, w[wOff + p]);
             y0 = FloatVector.fromArray(F, rows, r).fma(wp, y0);
-            y1 = FloatVector.fromArray(F, rows, r + 8).fma(wp, y1);
-            y2 = FloatVector.fromArray(F, rows, r + 16).fma(wp, y2);
-            y3 = FloatVector.fromArray(F, rows, r + 24).fma(wp, y3);
-            y4 = FloatVector.fromArray(F, rows, r + 32).fma(wp, y4);
-            y5 = FloatVector.fromArray(F, rows, r + 40).fma(wp, y5);
-            y6 = FloatVector.fromArray(F, rows, r + 48).fma(wp, y6);
-            y7 = FloatVector.fromArray(F, rows, r + 56).fma(wp, y7);
+            y1 = FloatVector.fromArray(F, rows, r + L).fma(wp, y1);
+            y2 = FloatVector.fromArray(F, rows, r + 2 * L).fma(wp, y2);
+            y3 = FloatVector.fromArray(F, rows, r + 3 * L).fma(wp, y3);
+            y4 = FloatVector.fromArray(F, rows, r + 4 * L).fma(wp, y4);
+            y5 = FloatVector.fromArray(F, rows, r + 5 * L).fma(wp, y5);
+            y6 = FloatVector.fromArray(F, rows, r + 6 * L).fma(wp, y6);
+            y7 = FloatVector.fromArray(F, rows, r + 7 * L).fma(wp, y7);
         }
         y0.intoArray(y, yOff);
-        y1.intoArray(y, yOff + 8);
-        y2.intoArray(y, yOff + 16);
-        y3.intoArray(y, yOff + 24);
-        y4.intoArray(y, yOff + 32);
-        y5.intoArray(y, yOff + 40);
-        y6.intoArray(y, yOff + 48);
-        y7.intoArray(y, yOff + 56);
-    }
-
-    /** {@link #axpyRows} for 128 elements with {@code y} in registers across the rows: the same operations. */
-    private static void axpyRows128(float[] w, int wOff, float[] rows, int count, float[] y, int yOff) {
-        FloatVector y0 = FloatVector.fromArray(F, y, yOff);
-        FloatVector y1 = FloatVector.fromArray(F, y, yOff + 16);
-        FloatVector y2 = FloatVector.fromArray(F, y, yOff + 32);
-        FloatVector y3 = FloatVector.fromArray(F, y, yOff + 48);
-        FloatVector y4 = FloatVector.fromArray(F, y, yOff + 64);
-        FloatVector y5 = FloatVector.fromArray(F, y, yOff + 80);
-        FloatVector y6 = FloatVector.fromArray(F, y, yOff + 96);
-        FloatVector y7 = FloatVector.fromArray(F, y, yOff + 112);
-        for (int p = 0; p < count; p++) {
-            int r = p * HEAD_128;
-            FloatVector wp = FloatVector.broadcast(F, w[wOff + p]);
-            y0 = FloatVector.fromArray(F, rows, r).fma(wp, y0);
-            y1 = FloatVector.fromArray(F, rows, r + 16).fma(wp, y1);
-            y2 = FloatVector.fromArray(F, rows, r + 32).fma(wp, y2);
-            y3 = FloatVector.fromArray(F, rows, r + 48).fma(wp, y3);
-            y4 = FloatVector.fromArray(F, rows, r + 64).fma(wp, y4);
-            y5 = FloatVector.fromArray(F, rows, r + 80).fma(wp, y5);
-            y6 = FloatVector.fromArray(F, rows, r + 96).fma(wp, y6);
-            y7 = FloatVector.fromArray(F, rows, r + 112).fma(wp, y7);
-        }
-        y0.intoArray(y, yOff);
-        y1.intoArray(y, yOff + 16);
-        y2.intoArray(y, yOff + 32);
-        y3.intoArray(y, yOff + 48);
-        y4.intoArray(y, yOff + 64);
-        y5.intoArray(y, yOff + 80);
-        y6.intoArray(y, yOff + 96);
-        y7.intoArray(y, yOff + 112);
+        y1.intoArray(y, yOff + L);
+        y2.intoArray(y, yOff + 2 * L);
+        y3.intoArray(y, yOff + 3 * L);
+        y4.intoArray(y, yOff + 4 * L);
+        y5.intoArray(y, yOff + 5 * L);
+        y6.intoArray(y, yOff + 6 * L);
+        y7.intoArray(y, yOff + 7 * L);
     }
 
     /** {@code y[yOff+i] += alpha * x[xOff+i]}. */
