@@ -5,6 +5,10 @@ import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
 import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
+import static moe4j.kernels.quant.Simd.HALF_B;
+import static moe4j.kernels.quant.Simd.HALF_F;
+import static moe4j.kernels.quant.Simd.HALF_I;
+import static moe4j.kernels.quant.Simd.HALF_S;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
@@ -13,7 +17,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorSpecies;
 
 import moe4j.gguf.GgmlType;
 
@@ -61,10 +64,6 @@ public final class Q2_KInterleaved {
     /** Bytes of one block of a group's 16 rows. */
     public static final int GROUP_BLOCK_BYTES = QUANTS + 16 * 64;
 
-    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
-    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
-    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
-    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
     /** Two bits of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
     private static final IntVector TWO_BITS = IntVector.broadcast(HALF_I, 0x0003_0003);
 

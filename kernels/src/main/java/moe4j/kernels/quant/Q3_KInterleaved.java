@@ -5,6 +5,10 @@ import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
+import static moe4j.kernels.quant.Simd.HALF_B;
+import static moe4j.kernels.quant.Simd.HALF_F;
+import static moe4j.kernels.quant.Simd.HALF_I;
+import static moe4j.kernels.quant.Simd.HALF_S;
 
 import java.lang.foreign.MemorySegment;
 
@@ -12,7 +16,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorSpecies;
 
 import moe4j.gguf.GgmlType;
 
@@ -66,10 +69,6 @@ public final class Q3_KInterleaved {
     /** Bytes of one block of a group's 16 rows. */
     public static final int GROUP_BLOCK_BYTES = QUANTS + 8 * SUB_BLOCK_BYTES;
 
-    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
-    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
-    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
-    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
     private static final ShortVector THREE_BITS = ShortVector.broadcast(HALF_S, (short) 7);
     /** A value of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
 

@@ -4,13 +4,15 @@ import static jdk.incubator.vector.VectorOperators.ASHR;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
+import static moe4j.kernels.quant.Simd.HALF_F;
+import static moe4j.kernels.quant.Simd.HALF_I;
+import static moe4j.kernels.quant.Simd.HALF_S;
 
 import java.lang.foreign.MemorySegment;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorSpecies;
 
 import moe4j.gguf.GgmlType;
 
@@ -49,9 +51,6 @@ public final class Q4_0Interleaved {
     static final int STEPS = 17;
     private static final int START = 16;
 
-    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
-    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
-    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {

@@ -6,6 +6,10 @@ import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
 import static jdk.incubator.vector.VectorOperators.ZERO_EXTEND_B2I;
+import static moe4j.kernels.quant.Simd.HALF_B;
+import static moe4j.kernels.quant.Simd.HALF_F;
+import static moe4j.kernels.quant.Simd.HALF_I;
+import static moe4j.kernels.quant.Simd.HALF_S;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
@@ -69,11 +73,6 @@ public final class Q4_KInterleaved {
     private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
     private static final ShortVector NIBBLE = ShortVector.broadcast(S, (short) 0xF);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
-    /** The species of {@link #oneTokenHalves}: half of each 64-byte vector, 8 rows. */
-    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
-    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
-    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
-    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
     private static final ShortVector HALF_NIBBLE = ShortVector.broadcast(HALF_S, (short) 0xF);
     /** The low nibble of each 16-bit lane, in int lanes. */
     private static final IntVector HALF_NIBBLES = IntVector.broadcast(HALF_I, 0x000F_000F);

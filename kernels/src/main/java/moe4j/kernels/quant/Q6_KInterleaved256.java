@@ -5,6 +5,10 @@ import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
 import static jdk.incubator.vector.VectorOperators.LSHR;
+import static moe4j.kernels.quant.Simd.HALF_B;
+import static moe4j.kernels.quant.Simd.HALF_F;
+import static moe4j.kernels.quant.Simd.HALF_I;
+import static moe4j.kernels.quant.Simd.HALF_S;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
@@ -13,7 +17,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorSpecies;
 
 import moe4j.gguf.GgmlType;
 
@@ -65,10 +68,6 @@ public final class Q6_KInterleaved256 {
     /** Telescoped pairs per 16-element group ({@link #steps}). */
     static final int STEPS = 10;
 
-    private static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
-    private static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
-    private static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
-    private static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
     /** Six bits of each 16-bit lane, in int lanes: the int shift's carry from the upper lane is masked off. */
     private static final IntVector SIX_BITS = IntVector.broadcast(HALF_I, 0x003F_003F);
     private static final IntVector NIBBLE = IntVector.broadcast(HALF_I, 0x000F_000F);

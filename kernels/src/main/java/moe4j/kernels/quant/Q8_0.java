@@ -5,6 +5,9 @@ import static jdk.incubator.vector.VectorOperators.B2I;
 import static jdk.incubator.vector.VectorOperators.B2S;
 import static jdk.incubator.vector.VectorOperators.I2F;
 import static jdk.incubator.vector.VectorOperators.LSHL;
+import static moe4j.kernels.quant.Simd.HALF_F;
+import static moe4j.kernels.quant.Simd.HALF_I;
+import static moe4j.kernels.quant.Simd.HALF_S;
 
 import java.lang.foreign.MemorySegment;
 
@@ -43,9 +46,6 @@ public final class Q8_0 extends BlockFormat {
     public LaneOrder laneOrder() { return Simd.HALVES ? SHORTS : LaneOrder.NATURAL; }
 
     private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
-    private static final VectorSpecies<Short> S16 = ShortVector.SPECIES_256;
-    private static final VectorSpecies<Integer> I8 = IntVector.SPECIES_256;
-    private static final VectorSpecies<Float> F8 = FloatVector.SPECIES_256;
 
     @Override
     void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
@@ -201,22 +201,22 @@ public final class Q8_0 extends BlockFormat {
         int dRow = token * blocks;
         for (int r = 0; r < rows; r++) {
             long row = srcOffset + r * rowBytes;
-            FloatVector acc = FloatVector.zero(F8);
+            FloatVector acc = FloatVector.zero(HALF_F);
             for (int b0 = 0; b0 < blocks; b0 += SPAN) {
                 for (int b = b0, bEnd = Math.min(blocks, b0 + SPAN); b < bEnd; b++) {
                     long block = row + (long) b * BYTES;
                     float dx = Halfs.readFp16(src, block) * xd[dRow + b];
                     int p = pRow + b * (QK / 2);
                     ShortVector low = (ShortVector) ByteVector.fromMemorySegment(B16, src, block + 2, Simd.LE)
-                            .convertShape(B2S, S16, 0);
+                            .convertShape(B2S, HALF_S, 0);
                     ShortVector high = (ShortVector) ByteVector.fromMemorySegment(B16, src, block + 18, Simd.LE)
-                            .convertShape(B2S, S16, 0);
-                    IntVector lanes = low.mul(IntVector.fromArray(I8, pairs, p).reinterpretAsShorts())
-                            .add(high.mul(IntVector.fromArray(I8, pairs, p + 8).reinterpretAsShorts()))
+                            .convertShape(B2S, HALF_S, 0);
+                    IntVector lanes = low.mul(IntVector.fromArray(HALF_I, pairs, p).reinterpretAsShorts())
+                            .add(high.mul(IntVector.fromArray(HALF_I, pairs, p + 8).reinterpretAsShorts()))
                             .reinterpretAsInts();
                     FloatVector sum = (FloatVector) lanes.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                            .add(lanes.lanewise(ASHR, 16)).convertShape(I2F, F8, 0);
-                    acc = sum.fma(FloatVector.broadcast(F8, dx), acc);
+                            .add(lanes.lanewise(ASHR, 16)).convertShape(I2F, HALF_F, 0);
+                    acc = sum.fma(FloatVector.broadcast(HALF_F, dx), acc);
                 }
             }
             // Simd.sum written out (a call would box the vector)

@@ -56,6 +56,16 @@ final class Simd {
     static final boolean HALVES = L == 8;
 
     /**
+     * The species of the kernels written for 256-bit vectors (the repacked rows' halves of 8 rows, Q8_0's row kernel):
+     * fixed at 256 bits, as they run only where {@link #HALVES} holds.
+     */
+    static final VectorSpecies<Short> HALF_S = ShortVector.SPECIES_256;
+    static final VectorSpecies<Integer> HALF_I = IntVector.SPECIES_256;
+    static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
+    /** Bytes with one lane per lane of {@link #HALF_I}. */
+    static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
+
+    /**
      * Whether a byte vector of {@link #B} has one lane per float lane and a 32-byte run is whole vectors of it (8 or 16
      * lanes: AVX2 or AVX-512): what the vectorized dequantizers need, which run at any such width.
      */
