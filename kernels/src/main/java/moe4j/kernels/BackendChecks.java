@@ -59,4 +59,33 @@ public final class BackendChecks {
                     + " are outside the KV cache of " + contextLength);
         }
     }
+
+    /**
+     * The shapes of an {@link Backend#experts} call: the three expert stacks fit {@code input}'s rows and the
+     * routing's experts, and the buffers hold {@code n} tokens of {@code routing.k()} assignments each.
+     */
+    public static void requireExperts(Weight gate, Weight up, Weight down, Activations input, ExpertRouting routing,
+                                      ExpertBuffers buffers, Activations output, int n) {
+        int k = routing.k();
+        int ffn = gate.rows();
+        int embd = input.width();
+        int experts = routing.experts();
+        if (gate.rowLength() != embd || up.rowLength() != embd || up.rows() != ffn || down.rowLength() != ffn
+                || down.rows() != embd || gate.experts() != experts || up.experts() != experts
+                || down.experts() != experts) {
+            throw new IllegalArgumentException("expert tensors " + gate + ", " + up + ", " + down
+                    + " do not fit inputs of " + embd + " and " + experts + " experts");
+        }
+        requireRows(n, input);
+        requireRows(n, output);
+        requireRows(n * k, buffers.input());
+        requireRows(n * k, buffers.gate());
+        requireRows(n * k, buffers.up());
+        requireRows(n * k, buffers.output());
+        requireWidth(buffers.input(), embd, "expert input buffer");
+        requireWidth(buffers.gate(), ffn, "expert gate buffer");
+        requireWidth(buffers.up(), ffn, "expert up buffer");
+        requireWidth(buffers.output(), embd, "expert output buffer");
+        requireWidth(output, embd, "expert sum");
+    }
 }

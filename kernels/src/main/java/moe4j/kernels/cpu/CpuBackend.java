@@ -193,6 +193,7 @@ public final class CpuBackend implements Backend {
     }
 
     // ---------------------------------------------------------------- operations
+    // Each operation checks its arguments, then hands them to its loop object (below), which the pool runs.
 
     @Override
     public void embed(Weight table, int[] tokens, int offset, int n, Activations out) {
@@ -207,12 +208,7 @@ public final class CpuBackend implements Backend {
                         + " is outside the vocabulary of " + w.rows() + " (" + w.name() + ")");
             }
         }
-        int width = o.width();
-        pool.parallelFor(n, 1, (from, to, worker) -> {
-            for (int i = from; i < to; i++) {
-                w.decodeRow(0, tokens[offset + i], o.data, i * width);
-            }
-        });
+        embedLoop.run(w, tokens, offset, n, o);
     }
 
     @Override
@@ -227,15 +223,7 @@ public final class CpuBackend implements Backend {
         requireRows(n, o);
         requireWidth(x, w.rowLength(), "input of", w.name());
         requireWidth(o, w.rows(), "output of", w.name());
-        PreparedActivations p = prepare(x, 0, n, w.format());
-        int unitRows = n > 1 ? BATCH_ROWS : oneTokenUnitRows(w);
-        int units = ceilDiv(w.rows(), unitRows);
-        pool.parallelFor(units, 1, (from, to, worker) -> {
-            for (int u = from; u < to; u++) {
-                int r0 = u * unitRows;
-                w.dotPreparedRows(0, r0, Math.min(w.rows(), r0 + unitRows) - r0, p, 0, n, o.data, r0, o.width());
-            }
-        });
+        productLoop.run(w, prepare(x, n, w), o, n);
     }
 
     /** Rows per work unit of a one-token product with {@code w}: whole multiples of 8, {@link #UNIT_BYTES} at least. */
@@ -245,19 +233,19 @@ public final class CpuBackend implements Backend {
         return (int) Math.max(step, (rows + step - 1) / step * step);
     }
 
+    /** Rows per work unit of a product of {@code n} tokens with {@code w}. */
+    private static int unitRows(CpuWeight w, int n) {
+        return n > 1 ? BATCH_ROWS : oneTokenUnitRows(w);
+    }
+
     /**
-     * Rows {@code from .. from+n-1} of {@code x} rounded (and ordered) as weights of {@code format} need them, once
-     * per product (llama.cpp converts activations to the weight type's dot type the same way), in parallel.
+     * The first {@code n} rows of {@code x} rounded (and ordered) as {@code w}'s format needs them, once per product
+     * (llama.cpp converts activations to the weight type's dot type the same way), in parallel.
      */
-    private PreparedActivations prepare(CpuActivations x, int from, int n, QuantFormat format) {
-        PreparedActivations p = x.prepared(CpuActivations.Preparation.of(format));
-        p.reserve(format, n, x.width());
-        int width = x.width();
-        pool.parallelFor(n, 1, (lo, hi, worker) -> {
-            for (int t = lo; t < hi; t++) {
-                p.prepareRow(x.data, (from + t) * width, t);
-            }
-        });
+    private PreparedActivations prepare(CpuActivations x, int n, CpuWeight w) {
+        PreparedActivations p = x.prepared(w.preparation());
+        p.reserve(w.format(), n, x.width());
+        prepareLoop.run(x, n, p);
         return p;
     }
 
@@ -266,29 +254,13 @@ public final class CpuBackend implements Backend {
         CpuActivations x = act(in);
         CpuActivations o = act(out);
         float[] g = weight(gain).vector();
-        int group = g.length;
         requireRows(n, x);
         requireRows(n, o);
-        if (x.width() % group != 0 || o.width() != x.width()) {
-            throw new IllegalArgumentException("rms norm with gain " + gain.name() + " of " + group
+        if (x.width() % g.length != 0 || o.width() != x.width()) {
+            throw new IllegalArgumentException("rms norm with gain " + gain.name() + " of " + g.length
                     + " values does not fit rows of " + x.width() + " -> " + o.width());
         }
-        int groups = x.width() / group;
-        pool.parallelFor(n * groups, ELEMENTWISE_GRAIN, (from, to, worker) -> {
-            for (int i = from; i < to; i++) {
-                int off = i * group;
-                double sum = 0;
-                for (int j = 0; j < group; j++) {
-                    float v = x.data[off + j];
-                    sum += v * v;
-                }
-                float mean = (float) (sum / group);
-                float s = 1.0f / (float) Math.sqrt(mean + eps);
-                for (int j = 0; j < group; j++) {
-                    o.data[off + j] = (x.data[off + j] * s) * g[j];
-                }
-            }
-        });
+        rmsNormLoop.run(x, g, eps, o, n);
     }
 
     @Override
@@ -299,18 +271,7 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException("cannot apply RoPE over " + rope.dims() + " dims to " + heads
                     + " heads in rows of " + x.width());
         }
-        int headDim = x.width() / heads;
-        int half = rope.dims() / 2;
-        pool.parallelFor(n, 1, (from, to, worker) -> {
-            float[] cos = scratch[worker].row(half);
-            float[] sin = scratch[worker].row2(half);
-            for (int t = from; t < to; t++) {
-                rope.angles(startPos + t, cos, sin);
-                for (int h = 0; h < heads; h++) {
-                    rope.rotate(x.data, t * x.width() + h * headDim, cos, sin);
-                }
-            }
-        });
+        ropeLoop.run(x, heads, rope, startPos, n);
     }
 
     @Override
@@ -324,12 +285,7 @@ public final class CpuBackend implements Backend {
         requireWidth(va, c.kvDim(), "values");
         Objects.checkIndex(layer, c.layers());
         requirePositions(c, startPos, n);
-        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> {
-            for (int t = from; t < to; t++) {
-                c.store(layer, 0, startPos + t, ka.data, t * ka.width());
-                c.store(layer, 1, startPos + t, va.data, t * va.width());
-            }
-        });
+        storeKvLoop.run(c, layer, ka, va, startPos, n);
     }
 
     @Override
@@ -352,12 +308,268 @@ public final class CpuBackend implements Backend {
         }
         Objects.checkIndex(layer, c.layers());
         requirePositions(c, startPos, n);
-        int hd = shape.headDim();
-        int group = shape.heads() / shape.kvHeads();
-        int kvHeads = shape.kvHeads();
-        float scale = shape.scale();
-        int tiles = ceilDiv(n, ATTENTION_TOKENS);
-        pool.parallelFor(tiles * kvHeads, 1, (from, to, worker) -> {
+        attentionLoop.run(q, c, layer, shape, startPos, n, o);
+    }
+
+    @Override
+    public void add(Activations accumulator, Activations in, int n) {
+        CpuActivations acc = act(accumulator);
+        CpuActivations x = act(in);
+        requireRows(n, acc);
+        requireRows(n, x);
+        requireWidth(x, acc.width(), "addend");
+        addLoop.run(acc, x, n);
+    }
+
+    @Override
+    public void siluMul(Activations gate, Activations up, int n) {
+        CpuActivations g = act(gate);
+        CpuActivations u = act(up);
+        requireRows(n, g);
+        requireRows(n, u);
+        requireWidth(u, g.width(), "up projection");
+        siluMulLoop.run(g, u, n);
+    }
+
+    @Override
+    public void routeSoftmaxTopK(Activations logits, int n, ExpertRouting routing) {
+        CpuActivations l = act(logits);
+        requireRows(n, l);
+        requireWidth(l, routing.experts(), "router logits");
+        if (n > routing.capacity()) {
+            throw new IllegalArgumentException("batch of " + n + " exceeds the routing capacity " + routing.capacity());
+        }
+        routeLoop.run(l, n, routing);
+    }
+
+    @Override
+    public void experts(Weight gateW, Weight upW, Weight downW, Activations input, ExpertRouting routing,
+                        ExpertBuffers buffers, Activations output, int n) {
+        CpuWeight gate = weight(gateW);
+        CpuWeight up = weight(upW);
+        CpuWeight down = weight(downW);
+        CpuActivations x = act(input);
+        CpuActivations xs = act(buffers.input());
+        CpuActivations g = act(buffers.gate());
+        CpuActivations u = act(buffers.up());
+        CpuActivations y = act(buffers.output());
+        CpuActivations out = act(output);
+        BackendChecks.requireExperts(gate, up, down, x, routing, buffers, out, n);
+        expertLoop.run(gate, up, down, x, routing, xs, g, u, y, out, n);
+    }
+
+    // ---------------------------------------------------------------- loops
+    // One object per operation, reused from call to call: a lambda capturing the arguments would be a new object every
+    // call, some 250 a decoded token. An operation's arguments stay in its object's fields while the pool runs it; the
+    // object's lock keeps concurrent callers of one operation apart (the pool runs one loop at a time anyway).
+
+    private final EmbedLoop embedLoop = new EmbedLoop();
+    private final ProductLoop productLoop = new ProductLoop();
+    private final PrepareLoop prepareLoop = new PrepareLoop();
+    private final RmsNormLoop rmsNormLoop = new RmsNormLoop();
+    private final RopeLoop ropeLoop = new RopeLoop();
+    private final StoreKvLoop storeKvLoop = new StoreKvLoop();
+    private final AttentionLoop attentionLoop = new AttentionLoop();
+    private final AddLoop addLoop = new AddLoop();
+    private final SiluMulLoop siluMulLoop = new SiluMulLoop();
+    private final RouteLoop routeLoop = new RouteLoop();
+    private final ExpertLoop expertLoop = new ExpertLoop();
+
+    /** Looks up each token's row of the table. */
+    private final class EmbedLoop implements WorkerPool.RangeTask {
+        private CpuWeight table;
+        private int[] tokens;
+        private int offset;
+        private CpuActivations out;
+
+        synchronized void run(CpuWeight table, int[] tokens, int offset, int n, CpuActivations out) {
+            this.table = table;
+            this.tokens = tokens;
+            this.offset = offset;
+            this.out = out;
+            pool.parallelFor(n, 1, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            for (int i = from; i < to; i++) {
+                table.decodeRow(0, tokens[offset + i], out.data, i * out.width());
+            }
+        }
+    }
+
+    /** A product of one matrix and {@code n} prepared rows: units of a few output rows, each with every token. */
+    private final class ProductLoop implements WorkerPool.RangeTask {
+        private CpuWeight w;
+        private PreparedActivations x;
+        private CpuActivations out;
+        private int n;
+        private int unitRows;
+
+        synchronized void run(CpuWeight w, PreparedActivations x, CpuActivations out, int n) {
+            this.w = w;
+            this.x = x;
+            this.out = out;
+            this.n = n;
+            this.unitRows = unitRows(w, n);
+            pool.parallelFor(ceilDiv(w.rows(), unitRows), 1, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            for (int u = from; u < to; u++) {
+                int r0 = u * unitRows;
+                w.dotPreparedRows(0, r0, Math.min(w.rows(), r0 + unitRows) - r0, x, 0, n, out.data, r0, out.width());
+            }
+        }
+    }
+
+    /** Rounds rows for a product ({@link #prepare}). */
+    private final class PrepareLoop implements WorkerPool.RangeTask {
+        private CpuActivations x;
+        private PreparedActivations prepared;
+
+        synchronized void run(CpuActivations x, int n, PreparedActivations prepared) {
+            this.x = x;
+            this.prepared = prepared;
+            pool.parallelFor(n, 1, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            for (int t = from; t < to; t++) {
+                prepared.prepareRow(x.data, t * x.width(), t);
+            }
+        }
+    }
+
+    /** RMS norm of each group of {@code gain.length} values (a row, or a head of one). */
+    private final class RmsNormLoop implements WorkerPool.RangeTask {
+        private CpuActivations x;
+        private float[] gain;
+        private float eps;
+        private CpuActivations out;
+
+        synchronized void run(CpuActivations x, float[] gain, float eps, CpuActivations out, int n) {
+            this.x = x;
+            this.gain = gain;
+            this.eps = eps;
+            this.out = out;
+            pool.parallelFor(n * (x.width() / gain.length), ELEMENTWISE_GRAIN, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            int group = gain.length;
+            float[] in = x.data;
+            float[] o = out.data;
+            for (int i = from; i < to; i++) {
+                int off = i * group;
+                double sum = 0;
+                for (int j = 0; j < group; j++) {
+                    float v = in[off + j];
+                    sum += v * v;
+                }
+                float mean = (float) (sum / group);
+                float s = 1.0f / (float) Math.sqrt(mean + eps);
+                for (int j = 0; j < group; j++) {
+                    o[off + j] = (in[off + j] * s) * gain[j];
+                }
+            }
+        }
+    }
+
+    /** Rotates every head of each token by its position's angles. */
+    private final class RopeLoop implements WorkerPool.RangeTask {
+        private CpuActivations x;
+        private int heads;
+        private Rope rope;
+        private int startPos;
+
+        synchronized void run(CpuActivations x, int heads, Rope rope, int startPos, int n) {
+            this.x = x;
+            this.heads = heads;
+            this.rope = rope;
+            this.startPos = startPos;
+            pool.parallelFor(n, 1, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            int half = rope.dims() / 2;
+            int headDim = x.width() / heads;
+            float[] cos = scratch[worker].row(half);
+            float[] sin = scratch[worker].row2(half);
+            for (int t = from; t < to; t++) {
+                rope.angles(startPos + t, cos, sin);
+                for (int h = 0; h < heads; h++) {
+                    rope.rotate(x.data, t * x.width() + h * headDim, cos, sin);
+                }
+            }
+        }
+    }
+
+    /** Writes each token's keys and values into the cache at its position. */
+    private final class StoreKvLoop implements WorkerPool.RangeTask {
+        private CpuKvCache cache;
+        private int layer;
+        private CpuActivations keys;
+        private CpuActivations values;
+        private int startPos;
+
+        synchronized void run(CpuKvCache cache, int layer, CpuActivations keys, CpuActivations values, int startPos,
+                              int n) {
+            this.cache = cache;
+            this.layer = layer;
+            this.keys = keys;
+            this.values = values;
+            this.startPos = startPos;
+            pool.parallelFor(n, ELEMENTWISE_GRAIN, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            for (int t = from; t < to; t++) {
+                cache.store(layer, 0, startPos + t, keys.data, t * keys.width());
+                cache.store(layer, 1, startPos + t, values.data, t * values.width());
+            }
+        }
+    }
+
+    /**
+     * Causal attention, a unit per KV head and tile of up to {@link #ATTENTION_TOKENS} tokens: the cache is converted
+     * a chunk of {@link #ATTENTION_CHUNK} positions at a time, first the keys for every query head's scores, then after
+     * the softmax the values for their weighted sums.
+     */
+    private final class AttentionLoop implements WorkerPool.RangeTask {
+        private CpuActivations q;
+        private CpuKvCache cache;
+        private int layer;
+        private int hd;
+        private int group;
+        private int kvHeads;
+        private float scale;
+        private int startPos;
+        private int n;
+        private CpuActivations o;
+
+        synchronized void run(CpuActivations q, CpuKvCache cache, int layer, AttentionShape shape, int startPos, int n,
+                              CpuActivations o) {
+            this.q = q;
+            this.cache = cache;
+            this.layer = layer;
+            this.hd = shape.headDim();
+            this.group = shape.heads() / shape.kvHeads();
+            this.kvHeads = shape.kvHeads();
+            this.scale = shape.scale();
+            this.startPos = startPos;
+            this.n = n;
+            this.o = o;
+            pool.parallelFor(ceilDiv(n, ATTENTION_TOKENS) * kvHeads, 1, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
             Scratch s = scratch[worker];
             float[] rows = s.row(ATTENTION_CHUNK * hd);
             float[] lanes = s.row2(ATTENTION_CHUNK * VectorMath.LANES);
@@ -370,13 +582,14 @@ public final class CpuBackend implements Backend {
                 float[] scores = s.scores((t1 - t0) * group * maxLen);
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
-                    c.loadRows(layer, 0, kvh, p0, count, rows, 0);
+                    cache.loadRows(layer, 0, kvh, p0, count, rows, 0);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
                         int qOff = t * q.width() + kvh * group * hd;
                         int sOff = (t - t0) * group * maxLen + p0;
                         for (int g = 0; g < group; g++) {
-                            VectorMath.dotRows(q.data, qOff + g * hd, rows, visible, hd, scale, scores, sOff + g * maxLen, lanes);
+                            VectorMath.dotRows(q.data, qOff + g * hd, rows, visible, hd, scale, scores, sOff + g * maxLen,
+                                    lanes);
                         }
                     }
                 }
@@ -389,7 +602,7 @@ public final class CpuBackend implements Backend {
                 }
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
-                    c.loadRows(layer, 1, kvh, p0, count, rows, 0);
+                    cache.loadRows(layer, 1, kvh, p0, count, rows, 0);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
                         int oOff = t * o.width() + kvh * group * hd;
@@ -400,48 +613,65 @@ public final class CpuBackend implements Backend {
                     }
                 }
             }
-        });
-    }
-
-    @Override
-    public void add(Activations accumulator, Activations in, int n) {
-        CpuActivations acc = act(accumulator);
-        CpuActivations x = act(in);
-        requireRows(n, acc);
-        requireRows(n, x);
-        requireWidth(x, acc.width(), "addend");
-        int width = acc.width();
-        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) ->
-                VectorMath.add(x.data, from * width, acc.data, from * width, (to - from) * width));
-    }
-
-    @Override
-    public void siluMul(Activations gate, Activations up, int n) {
-        CpuActivations g = act(gate);
-        CpuActivations u = act(up);
-        requireRows(n, g);
-        requireRows(n, u);
-        requireWidth(u, g.width(), "up projection");
-        int width = g.width();
-        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> VectorMath.siluMul(g.data, u.data, from * width, to * width));
-    }
-
-    @Override
-    public void routeSoftmaxTopK(Activations logits, int n, ExpertRouting routing) {
-        CpuActivations l = act(logits);
-        requireRows(n, l);
-        requireWidth(l, routing.experts(), "router logits");
-        if (n > routing.capacity()) {
-            throw new IllegalArgumentException("batch of " + n + " exceeds the routing capacity " + routing.capacity());
         }
-        int experts = routing.experts();
-        int k = routing.k();
-        int[] chosen = routing.expert();
-        float[] weights = routing.weight();
-        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> {
+    }
+
+    /** {@code acc += x}, row by row. */
+    private final class AddLoop implements WorkerPool.RangeTask {
+        private CpuActivations acc;
+        private CpuActivations x;
+
+        synchronized void run(CpuActivations acc, CpuActivations x, int n) {
+            this.acc = acc;
+            this.x = x;
+            pool.parallelFor(n, ELEMENTWISE_GRAIN, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            int width = acc.width();
+            VectorMath.add(x.data, from * width, acc.data, from * width, (to - from) * width);
+        }
+    }
+
+    /** {@code gate = silu(gate) * up}, row by row. */
+    private final class SiluMulLoop implements WorkerPool.RangeTask {
+        private CpuActivations gate;
+        private CpuActivations up;
+
+        synchronized void run(CpuActivations gate, CpuActivations up, int n) {
+            this.gate = gate;
+            this.up = up;
+            pool.parallelFor(n, ELEMENTWISE_GRAIN, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            int width = gate.width();
+            VectorMath.siluMul(gate.data, up.data, from * width, to * width);
+        }
+    }
+
+    /** Each token's k best experts by softmax probability, their weights normalized to sum 1. */
+    private final class RouteLoop implements WorkerPool.RangeTask {
+        private CpuActivations logits;
+        private ExpertRouting routing;
+
+        synchronized void run(CpuActivations logits, int n, ExpertRouting routing) {
+            this.logits = logits;
+            this.routing = routing;
+            pool.parallelFor(n, ELEMENTWISE_GRAIN, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            int experts = routing.experts();
+            int k = routing.k();
+            int[] chosen = routing.expert();
+            float[] weights = routing.weight();
             float[] p = scratch[worker].row(experts);
             for (int t = from; t < to; t++) {
-                System.arraycopy(l.data, t * experts, p, 0, experts);
+                System.arraycopy(logits.data, t * experts, p, 0, experts);
                 VectorMath.softmax(p, 0, experts);
                 double sum = 0;
                 for (int s = 0; s < k; s++) {
@@ -464,96 +694,132 @@ public final class CpuBackend implements Backend {
                     weights[t * k + s] /= total;
                 }
             }
-        });
+        }
     }
 
-    @Override
-    public void experts(Weight gateW, Weight upW, Weight downW, Activations input, ExpertRouting routing,
-                        ExpertBuffers buffers, Activations output, int n) {
-        CpuWeight gate = weight(gateW);
-        CpuWeight up = weight(upW);
-        CpuWeight down = weight(downW);
-        CpuActivations x = act(input);
-        CpuActivations xs = act(buffers.input());
-        CpuActivations g = act(buffers.gate());
-        CpuActivations u = act(buffers.up());
-        CpuActivations y = act(buffers.output());
-        CpuActivations out = act(output);
-        int k = routing.k();
-        int ffn = gate.rows();
-        int embd = x.width();
-        if (gate.rowLength() != embd || up.rowLength() != embd || up.rows() != ffn || down.rowLength() != ffn
-                || down.rows() != embd || gate.experts() != routing.experts() || up.experts() != routing.experts()
-                || down.experts() != routing.experts()) {
-            throw new IllegalArgumentException("expert tensors " + gate + ", " + up + ", " + down
-                    + " do not fit inputs of " + embd + " and " + routing.experts() + " experts");
-        }
-        requireRows(n, x);
-        requireRows(n, out);
-        requireRows(n * k, xs);
-        requireRows(n * k, g);
-        requireRows(n * k, u);
-        requireRows(n * k, y);
-        requireWidth(xs, embd, "expert input buffer");
-        requireWidth(g, ffn, "expert gate buffer");
-        requireWidth(u, ffn, "expert up buffer");
-        requireWidth(y, embd, "expert output buffer");
-        requireWidth(out, embd, "expert sum");
+    /**
+     * The routed experts of a batch, in four loops over the same arguments ({@link Step}): row {@code i} of the
+     * buffers is the {@code i}-th assignment in expert order, so each expert's rows are contiguous.
+     */
+    private final class ExpertLoop implements WorkerPool.RangeTask {
+        /** What the current loop does. */
+        private enum Step { GATHER, GATE_UP, DOWN, SUM }
 
-        // Row i of the buffers is the i-th assignment in expert order, so each expert's rows are contiguous.
-        routing.group(n);
-        int[] active = routing.active();
-        int activeCount = routing.activeCount();
-        int[] order = routing.order();
-        int[] slotOf = routing.position();
-        int[] start = routing.start();
-        float[] weights = routing.weight();
+        private Step step;
+        private CpuWeight gate;
+        private CpuWeight up;
+        private CpuWeight down;
+        private CpuActivations x;
+        private ExpertRouting routing;
+        private CpuActivations xs;
+        private CpuActivations g;
+        private CpuActivations u;
+        private CpuActivations y;
+        private CpuActivations out;
+        private int n;
+        private PreparedActivations xg;
+        private PreparedActivations xu;
+        private PreparedActivations gp;
+        private int unitRows;
+        private int units;
 
-        // One token (decoding): every chosen expert multiplies the same row, prepared once instead of gathered and
-        // prepared k times (about 40 us a layer on 2 threads). Otherwise each expert's rows are gathered contiguously.
-        boolean oneToken = n == 1;
-        if (!oneToken) {
-            pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> {
-                for (int i = from; i < to; i++) {
-                    System.arraycopy(x.data, (order[i] / k) * embd, xs.data, i * embd, embd);
-                }
-            });
+        synchronized void run(CpuWeight gate, CpuWeight up, CpuWeight down, CpuActivations x, ExpertRouting routing,
+                              CpuActivations xs, CpuActivations g, CpuActivations u, CpuActivations y,
+                              CpuActivations out, int n) {
+            this.gate = gate;
+            this.up = up;
+            this.down = down;
+            this.x = x;
+            this.routing = routing;
+            this.xs = xs;
+            this.g = g;
+            this.u = u;
+            this.y = y;
+            this.out = out;
+            this.n = n;
+            int k = routing.k();
+            routing.group(n);
+            // One token (decoding): every chosen expert multiplies the same row, prepared once instead of gathered
+            // and prepared k times (about 40 us a layer on 2 threads). Otherwise each expert's rows are gathered.
+            CpuActivations in = x;
+            if (n > 1) {
+                step(Step.GATHER, n * k, ELEMENTWISE_GRAIN);
+                in = xs;
+            }
+            int inRows = n > 1 ? n * k : 1;
+            xg = prepare(in, inRows, gate);
+            xu = up.preparation().equals(gate.preparation()) ? xg : prepare(in, inRows, up);
+            // gate and up projections of every active expert: one unit = a few rows of one matrix of one expert
+            unitRows = unitRows(gate, n);
+            units = ceilDiv(gate.rows(), unitRows);
+            step(Step.GATE_UP, routing.activeCount() * 2 * units, 1);
+            siluMulLoop.run(g, u, n * k);
+            gp = prepare(g, n * k, down);
+            unitRows = unitRows(down, n);
+            units = ceilDiv(down.rows(), unitRows);
+            step(Step.DOWN, routing.activeCount() * units, 1);
+            step(Step.SUM, n, ELEMENTWISE_GRAIN);
         }
-        CpuActivations in = oneToken ? x : xs;
-        int inRows = oneToken ? 1 : n * k;
-        PreparedActivations xg = prepare(in, 0, inRows, gate.format());
-        PreparedActivations xu = CpuActivations.Preparation.of(up.format()).equals(CpuActivations.Preparation.of(gate.format()))
-                ? xg : prepare(in, 0, inRows, up.format());
-        // gate and up projections of every active expert: one unit = a few rows of one matrix of one expert
-        int unitRows = n > 1 ? BATCH_ROWS : oneTokenUnitRows(gate);
-        int ffnUnits = ceilDiv(ffn, unitRows);
-        pool.parallelFor(activeCount * 2 * ffnUnits, 1, (from, to, worker) -> {
+
+        private void step(Step s, int count, int grain) {
+            step = s;
+            pool.parallelFor(count, grain, this);
+        }
+
+        @Override
+        public void run(int from, int to, int worker) {
+            switch (step) {
+                case GATHER -> gather(from, to);
+                case GATE_UP -> gateUp(from, to);
+                case DOWN -> down(from, to);
+                case SUM -> sum(from, to);
+            }
+        }
+
+        private void gather(int from, int to) {
+            int k = routing.k();
+            int embd = x.width();
+            int[] order = routing.order();
+            for (int i = from; i < to; i++) {
+                System.arraycopy(x.data, (order[i] / k) * embd, xs.data, i * embd, embd);
+            }
+        }
+
+        private void gateUp(int from, int to) {
+            int[] active = routing.active();
+            int[] start = routing.start();
+            int ffn = gate.rows();
             for (int unit = from; unit < to; unit++) {
-                int e = active[unit / (2 * ffnUnits)];
-                int rest = unit % (2 * ffnUnits);
-                boolean isGate = rest < ffnUnits;
+                int e = active[unit / (2 * units)];
+                int rest = unit % (2 * units);
+                boolean isGate = rest < units;
                 CpuWeight w = isGate ? gate : up;
                 PreparedActivations xp = isGate ? xg : xu;
                 CpuActivations dst = isGate ? g : u;
-                int r0 = (rest % ffnUnits) * unitRows;
-                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + unitRows) - r0, xp, oneToken ? 0 : start[e],
+                int r0 = (rest % units) * unitRows;
+                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + unitRows) - r0, xp, n == 1 ? 0 : start[e],
                         start[e + 1] - start[e], dst.data, start[e] * ffn + r0, ffn);
             }
-        });
-        pool.parallelFor(n * k, ELEMENTWISE_GRAIN, (from, to, worker) -> VectorMath.siluMul(g.data, u.data, from * ffn, to * ffn));
-        PreparedActivations gp = prepare(g, 0, n * k, down.format());
-        int downRows = n > 1 ? BATCH_ROWS : oneTokenUnitRows(down);
-        int embdUnits = ceilDiv(embd, downRows);
-        pool.parallelFor(activeCount * embdUnits, 1, (from, to, worker) -> {
+        }
+
+        private void down(int from, int to) {
+            int[] active = routing.active();
+            int[] start = routing.start();
+            int embd = down.rows();
             for (int unit = from; unit < to; unit++) {
-                int e = active[unit / embdUnits];
-                int r0 = (unit % embdUnits) * downRows;
-                down.dotPreparedRows(e, r0, Math.min(embd, r0 + downRows) - r0, gp, start[e],
+                int e = active[unit / units];
+                int r0 = (unit % units) * unitRows;
+                down.dotPreparedRows(e, r0, Math.min(embd, r0 + unitRows) - r0, gp, start[e],
                         start[e + 1] - start[e], y.data, start[e] * embd + r0, embd);
             }
-        });
-        // weight each expert's output and sum a token's experts in selection order
-        pool.parallelFor(n, ELEMENTWISE_GRAIN, (from, to, worker) -> {
+        }
+
+        /** Weights each expert's output and sums a token's experts in selection order. */
+        private void sum(int from, int to) {
+            int k = routing.k();
+            int embd = out.width();
+            int[] slotOf = routing.position();
+            float[] weights = routing.weight();
             for (int t = from; t < to; t++) {
                 int o = t * embd;
                 for (int s = 0; s < k; s++) {
@@ -571,7 +837,7 @@ public final class CpuBackend implements Backend {
                     }
                 }
             }
-        });
+        }
     }
 
     // ---------------------------------------------------------------- checks

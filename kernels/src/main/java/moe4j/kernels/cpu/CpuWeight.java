@@ -22,6 +22,8 @@ final class CpuWeight implements Weight {
 
     private final String name;
     private final QuantFormat format;
+    /** What products with this weight need of their activation rows, found once here rather than every product. */
+    private final CpuActivations.Preparation preparation;
     private final MemorySegment data;
     private final int rowLength;
     private final int rows;
@@ -44,6 +46,7 @@ final class CpuWeight implements Weight {
     CpuWeight(GgufTensor tensor, WorkerPool pool, Arena arena) {
         this.name = tensor.name();
         this.format = QuantFormats.of(tensor.type());
+        this.preparation = CpuActivations.Preparation.of(format);
         long[] shape = tensor.shape();
         if (shape[3] != 1) {
             throw new IllegalArgumentException("tensor " + name + " has 4 dimensions " + Arrays.toString(shape)
@@ -129,6 +132,11 @@ final class CpuWeight implements Weight {
     /** How activations multiplied with this weight are rounded ({@link #dotPreparedRows}). */
     QuantFormat format() {
         return format;
+    }
+
+    /** How activation rows are prepared for this weight's products. */
+    CpuActivations.Preparation preparation() {
+        return preparation;
     }
 
     /**

@@ -1443,26 +1443,10 @@ public final class CudaBackend implements Backend {
         int ffn = gate.rows();
         int embd = x.width();
         int experts = r.experts();
-        if (gate.rowLength() != embd || up.rowLength() != embd || up.rows() != ffn || down.rowLength() != ffn
-                || down.rows() != embd || gate.experts() != experts || up.experts() != experts
-                || down.experts() != experts) {
-            throw new IllegalArgumentException("expert tensors " + gate + ", " + up + ", " + down
-                    + " do not fit inputs of " + embd + " and " + experts + " experts");
-        }
+        BackendChecks.requireExperts(gate, up, down, x, r, buffers, out, n);
         requireMatrix(gate);
         requireMatrix(up);
         requireMatrix(down);
-        requireRows(n, x);
-        requireRows(n, out);
-        requireRows(n * k, xs);
-        requireRows(n * k, g);
-        requireRows(n * k, u);
-        requireRows(n * k, y);
-        requireWidth(xs, embd, "expert input buffer");
-        requireWidth(g, ffn, "expert gate buffer");
-        requireWidth(u, ffn, "expert up buffer");
-        requireWidth(y, embd, "expert output buffer");
-        requireWidth(out, embd, "expert sum");
         if (n > r.capacity()) {
             throw new IllegalArgumentException("batch of " + n + " exceeds the routing capacity " + r.capacity());
         }
