@@ -58,7 +58,7 @@ public final class QuantFormats {
 
     /**
      * The types whose decoding has a row kernel of its own where the vectors are 256 bits (AVX2), in words and in ggml
-     * id order, e.g. {@code "Q4_0, Q8_0 and IQ4_XS"}.
+     * id order, e.g. {@code "F32, Q4_0, Q8_0, IQ4_XS and BF16"}.
      */
     public static String rowKernelTypesOf256BitVectors() {
         return inWords(FORMATS.values().stream()

@@ -48,7 +48,7 @@ class QuantFormatsTest {
 
     @Test
     void theTypesWithRowKernelsOf256BitVectorsAreNamedInWords() {
-        assertEquals("Q4_0, Q8_0 and IQ4_XS", QuantFormats.rowKernelTypesOf256BitVectors());
+        assertEquals("F32, Q4_0, Q8_0, IQ4_XS and BF16", QuantFormats.rowKernelTypesOf256BitVectors());
     }
 
     @Test
