@@ -33,7 +33,7 @@ public final class LaneOrder {
     static final int PAIRS = BLOCK / 2;
 
     /** Activations as they are: no copy, no kernel that needs one. */
-    public static final LaneOrder NATURAL = new LaneOrder("natural", null, false, null, null);
+    public static final LaneOrder NATURAL = new LaneOrder("natural", null, false, false, null, null);
 
     private static final int LANES = 16;
 
@@ -41,13 +41,17 @@ public final class LaneOrder {
     private final ActivationRounding rounding;
     /** Codes side by side as two 16-bit fields ({@link #codeShorts}) rather than summed as one integer. */
     private final boolean shorts;
+    /** Whether row kernels of 256-bit vectors read this order ({@link #naturalShorts}). */
+    private final boolean readByHalves;
     private final int[] highSource;
     private final int[] lowSource;
 
-    private LaneOrder(String name, ActivationRounding rounding, boolean shorts, int[] highSource, int[] lowSource) {
+    private LaneOrder(String name, ActivationRounding rounding, boolean shorts, boolean readByHalves, int[] highSource,
+                      int[] lowSource) {
         this.name = name;
         this.rounding = rounding;
         this.shorts = shorts;
+        this.readByHalves = readByHalves;
         this.highSource = highSource;
         this.lowSource = lowSource;
     }
@@ -64,7 +68,7 @@ public final class LaneOrder {
      * of codes rounded by {@code rounding}.
      */
     static LaneOrder codePairs(String name, ActivationRounding rounding, PairElement element) {
-        return order(name, rounding, false, element);
+        return order(name, rounding, false, false, element);
     }
 
     /**
@@ -73,10 +77,20 @@ public final class LaneOrder {
      * {@code v}, each sign-extended within its field (not summed as {@link #codePairs} sums them).
      */
     static LaneOrder codeShorts(String name, ActivationRounding rounding, PairElement element) {
-        return order(name, rounding, true, element);
+        return order(name, rounding, true, false, element);
     }
 
-    private static LaneOrder order(String name, ActivationRounding rounding, boolean shorts, PairElement element) {
+    /**
+     * The codes in natural order as {@link #codeShorts}' 16-bit fields (int {@code k} holds elements {@code 2k} and
+     * {@code 2k + 1}): what the row kernels of 256-bit vectors that multiply codes (Q8_0's, IQ4_XS's) load, 16 elements
+     * a vector; the one kind of order those machines prepare besides the repacked rows' ({@link #readByHalves}).
+     */
+    static LaneOrder naturalShorts(String name, ActivationRounding rounding) {
+        return order(name, rounding, true, true, (v, i, high) -> 2 * (16 * v + i) + (high ? 1 : 0));
+    }
+
+    private static LaneOrder order(String name, ActivationRounding rounding, boolean shorts, boolean readByHalves,
+                                   PairElement element) {
         int[] high = new int[PAIRS];
         int[] low = new int[PAIRS];
         boolean[] seen = new boolean[BLOCK];
@@ -93,7 +107,7 @@ public final class LaneOrder {
                 }
             }
         }
-        return new LaneOrder(name, rounding, shorts, high, low);
+        return new LaneOrder(name, rounding, shorts, readByHalves, high, low);
     }
 
     /** The rounding whose codes this order pairs; null for {@link #NATURAL}, which pairs none. */
@@ -101,6 +115,9 @@ public final class LaneOrder {
 
     /** Whether the codes are two 16-bit fields of each int ({@link #codeShorts}) rather than summed in it. */
     boolean packsShorts() { return shorts; }
+
+    /** Whether this is a {@link #naturalShorts} order, which row kernels of 256-bit vectors read. */
+    boolean readByHalves() { return readByHalves; }
 
     /** Whether this order differs from the natural one (and so needs its own copy of the activations). */
     public boolean rearranges() { return highSource != null; }

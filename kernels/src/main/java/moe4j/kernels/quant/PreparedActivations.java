@@ -51,8 +51,8 @@ public final class PreparedActivations {
      * lane order}.
      */
     public void reserve(QuantFormat format, int rows, int width) {
-        // with 256-bit vectors only the repacked types' kernels and Q8_0's read an order (Q2_K's is Q3_K's)
-        boolean read = Simd.FUSED || InterleavedRows.repacks(format.type()) || format.laneOrder() == Q8_0.SHORTS;
+        // with 256-bit vectors only the repacked types' kernels and Q8_0's and IQ4_XS's read an order (Q2_K's is Q3_K's)
+        boolean read = Simd.FUSED || InterleavedRows.repacks(format.type()) || format.laneOrder().readByHalves();
         reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width);
         steppedType = stepped(format);
         if (steppedType != null && (order != format.laneOrder() || !tilesRead(order, rows))) {
@@ -87,7 +87,7 @@ public final class PreparedActivations {
         Objects.requireNonNull(order, "order");
         this.steppedType = null;
         boolean kernelReads = Simd.FUSED || InterleavedRows.available() && InterleavedRows.reads(order)
-                || order == Q8_0.SHORTS;
+                || order.readByHalves();
         this.order = kernelReads && width % LaneOrder.BLOCK == 0 ? order : LaneOrder.NATURAL;
         if (rows < 0 || width <= 0 || width % rounding.blockSize() != 0 || width % SUM_GROUP != 0
                 || (order.rearranges() && rounding != order.rounding())) {
@@ -135,8 +135,8 @@ public final class PreparedActivations {
         int o = row * width;
         if (order.rearranges()) {
             rounding.roundToCodes(x, xOffset, values, o, width, codes, o, codeScales, o / rounding.blockSize());
-            if (Simd.FUSED || order == Q8_0.SHORTS) {
-                // the row kernels' pairs: with 256-bit vectors only the tiles' pairs and Q8_0's are read
+            if (Simd.FUSED || order.readByHalves()) {
+                // the row kernels' pairs: with 256-bit vectors only the tiles' pairs and the natural shorts are read
                 order.pack(codes, o, pairs, o / 2, width);
             }
             if (bytes) {

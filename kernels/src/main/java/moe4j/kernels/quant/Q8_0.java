@@ -39,8 +39,7 @@ public final class Q8_0 extends BlockFormat {
      * The activations' 8-bit codes in natural order, two to an int as 16-bit fields: what {@link #dotRowsShorts}
      * multiplies 16 at a time. Only where the vectors are 256 bits; the 512-bit row kernel reads the floats.
      */
-    static final LaneOrder SHORTS = LaneOrder.codeShorts("Q8_0 shorts", ActivationRounding.Q8_0,
-            (v, i, high) -> 2 * (16 * v + i) + (high ? 1 : 0));
+    static final LaneOrder SHORTS = LaneOrder.naturalShorts("Q8_0 shorts", ActivationRounding.Q8_0);
 
     @Override
     public LaneOrder laneOrder() { return Simd.HALVES ? SHORTS : LaneOrder.NATURAL; }

@@ -30,6 +30,12 @@ class LaneOrderTest {
         assertTrue(IQ4_XS.SHORTS.packsShorts());
         assertTrue(Q8_0.SHORTS.packsShorts());
         assertFalse(Q4_K.PAIRS.packsShorts());
+        // the orders that 256-bit row kernels read: the codes in natural order, 16-bit fields
+        assertTrue(Q8_0.SHORTS.readByHalves());
+        assertTrue(IQ4_XS.NATURAL_SHORTS.readByHalves());
+        assertTrue(IQ4_XS.NATURAL_SHORTS.packsShorts());
+        assertFalse(IQ4_XS.SHORTS.readByHalves());
+        assertFalse(Q4_K.PAIRS.readByHalves());
     }
 
     @ParameterizedTest

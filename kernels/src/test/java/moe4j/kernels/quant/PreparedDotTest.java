@@ -160,9 +160,9 @@ class PreparedDotTest {
 
     /**
      * Q8_0's, Q4_0's and IQ4_XS's row kernels of decoding where the vectors are 256 bits (AVX2), against the plain dot
-     * product on the activations' floats, bit for bit: there they stand in for the decode-then-dot path; Q8_0's, on
-     * rows of whole 256-value blocks, against its integer products on the activations' codes as scalars. (With 512-bit
-     * vectors Q4_0's and IQ4_XS's row kernels multiply the activations' 8-bit codes instead.)
+     * product on the activations' floats, bit for bit: there they stand in for the decode-then-dot path; Q8_0's and
+     * IQ4_XS's, on rows of whole 256-value blocks, against their integer products on the activations' codes as
+     * scalars. (With 512-bit vectors Q4_0's and IQ4_XS's row kernels multiply the activations' 8-bit codes instead.)
      */
     @ParameterizedTest
     @EnumSource(value = GgmlType.class, names = {"Q8_0", "Q4_0", "IQ4_XS"})
@@ -183,12 +183,13 @@ class PreparedDotTest {
                 PreparedActivations prepared = gaussianRows(format, rnd, 2, width);
                 float[] out = new float[rows];
                 format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 1, 1, out, 0, 1);
-                boolean codes = prepared.laneOrder() == Q8_0.SHORTS;
-                assertEquals(Simd.HALVES && type == GgmlType.Q8_0 && width % LaneOrder.BLOCK == 0, codes,
-                        type + " width " + width + ": Q8_0's codes where the rows are whole blocks of the order");
+                boolean codes = prepared.laneOrder().readByHalves();
+                assertEquals(Simd.HALVES && type != GgmlType.Q4_0 && width % LaneOrder.BLOCK == 0, codes,
+                        type + " width " + width + ": codes where the rows are whole blocks of the order");
                 for (int r = 0; r < rows; r++) {
-                    float dot = codes ? q8_0OnCodes(data, r * rowBytes, prepared, 1)
-                            : format.dot(data, r * rowBytes, prepared.values(), width, width);
+                    float dot = !codes ? format.dot(data, r * rowBytes, prepared.values(), width, width)
+                            : type == GgmlType.Q8_0 ? q8_0OnCodes(data, r * rowBytes, prepared, 1)
+                            : iq4_xsOnCodes(data, r * rowBytes, prepared, 1);
                     assertEquals(dot, out[r], 0f, type + " width " + width + " row " + r);
                 }
             }
@@ -214,10 +215,7 @@ class PreparedDotTest {
                 x[i] = 3.0f;
                 x[width + i] = i % 32 < 16 ? 3.0f : -3.0f;
             }
-            PreparedActivations prepared = new PreparedActivations();
-            prepared.reserve(format, 2, width);
-            prepared.prepareRow(x, 0, 0);
-            prepared.prepareRow(x, width, 1);
+            PreparedActivations prepared = twoRows(format, x);
             for (int token = 0; token < 2; token++) {
                 float[] out = new float[1];
                 format.dotPreparedRows(data, 0, GgmlType.Q8_0.bytesFor(width), 1, prepared, token, 1, out, 0, 1);
@@ -227,11 +225,86 @@ class PreparedDotTest {
     }
 
     /**
-     * Q8_0's 256-bit row kernel on the activations' codes, as scalars: int lane {@code j} of block {@code b} sums the
-     * exact products of elements {@code 2j, 2j+1, 2j+16, 2j+17}, one accumulator takes {@code fma(sum, d * xd, acc)}
-     * block after block, and the lanes fold four, two and one apart.
+     * IQ4_XS's 16-bit lanes at their extremes: every level -127 (nibble 0) against codes of 127 and -127, with the
+     * sub-blocks' scales at both ends (-32 and 31).
      */
-    private static float q8_0OnCodes(MemorySegment data, long offset, PreparedActivations x, int token) {
+    @Test
+    void iq4_xsIntegerRowKernelHoldsItsExtremes() {
+        Assumptions.assumeTrue(Simd.HALVES, "IQ4_XS multiplies codes in 16-bit lanes where the vectors are 256 bits");
+        QuantFormat format = QuantFormats.of(GgmlType.IQ4_XS);
+        int width = 512;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate(GgmlType.IQ4_XS.bytesFor(width));
+            for (int b = 0; b < width / 256; b++) {
+                long block = 136L * b;
+                data.set(Layouts.SHORT_LE, block, Float.floatToFloat16(b == 0 ? 1.0f : -0.5f));
+                // sub-blocks 0, 2, 4, 6: scale 0 - 32; 1, 3, 5, 7: 63 - 32
+                data.set(Layouts.SHORT_LE, block + 2, (short) 0xCCCC);
+                data.set(Layouts.INT_LE, block + 4, 0xF0F0F0F0);
+            }
+            // every code 127 in magnitude, so that each 16-bit lane sums two products of 127 * 127, of either sign
+            float[] x = new float[2 * width];
+            for (int i = 0; i < width; i++) {
+                x[i] = 3.0f;
+                x[width + i] = -3.0f;
+            }
+            PreparedActivations prepared = twoRows(format, x);
+            for (int token = 0; token < 2; token++) {
+                float[] out = new float[1];
+                format.dotPreparedRows(data, 0, GgmlType.IQ4_XS.bytesFor(width), 1, prepared, token, 1, out, 0, 1);
+                assertEquals(iq4_xsOnCodes(data, 0, prepared, token), out[0], 0f, "token " + token);
+                // levels of -127 times 3: each block 128 of them at scale -32 and 128 at 31, the blocks times 1.0 and -0.5
+                assertEquals(token == 0 ? 24384f : -24384f, out[0], 0f, "token " + token);
+            }
+        }
+    }
+
+    /** {@code x}'s two halves prepared for {@code format} as rows 0 and 1. */
+    private static PreparedActivations twoRows(QuantFormat format, float[] x) {
+        int width = x.length / 2;
+        PreparedActivations prepared = new PreparedActivations();
+        prepared.reserve(format, 2, width);
+        prepared.prepareRow(x, 0, 0);
+        prepared.prepareRow(x, width, 1);
+        return prepared;
+    }
+
+    /**
+     * IQ4_XS's 256-bit row kernel on the activations' codes, as scalars: int lane {@code j} of sub-block {@code s} sums
+     * the exact products of its elements {@code 2j, 2j+1, 2j+16, 2j+17}, times the sub-block's scale, over the block;
+     * one accumulator takes {@code fma(sum, d * xd, acc)} block after block, and the lanes fold four, two and one apart.
+     */
+    private static float iq4_xsOnCodes(MemorySegment data, long offset, PreparedActivations x, int token) {
+        int width = x.width();
+        int[] codes = codes(x, token);
+        float[] acc = new float[8];
+        for (int b = 0; b < width / 256; b++) {
+            long block = offset + 136L * b;
+            float dx = Float.float16ToFloat(data.get(Layouts.SHORT_LE, block)) * x.codeScales()[token * width / 256 + b];
+            int scalesH = data.get(Layouts.SHORT_LE, block + 2) & 0xFFFF;
+            int scalesL = data.get(Layouts.INT_LE, block + 4);
+            int[] sums = new int[8];
+            for (int s = 0; s < 8; s++) {
+                int scale = ((scalesL >>> (4 * s)) & 0xF | ((scalesH >>> (2 * s)) & 3) << 4) - 32;
+                for (int j = 0; j < 8; j++) {
+                    int sum = 0;
+                    for (int e : new int[] {2 * j, 2 * j + 1, 2 * j + 16, 2 * j + 17}) {
+                        int q = data.get(Layouts.BYTE, block + 8 + 16L * s + e % 16) & 0xFF;
+                        int level = IQ4_NL.LEVELS[e < 16 ? q & 0xF : q >>> 4];
+                        sum += level * codes[256 * b + 32 * s + e];
+                    }
+                    sums[j] += sum * scale;
+                }
+            }
+            for (int j = 0; j < 8; j++) {
+                acc[j] = Math.fma(sums[j], dx, acc[j]);
+            }
+        }
+        return foldEight(acc);
+    }
+
+    /** Row {@code token}'s codes, from their 16-bit fields. */
+    private static int[] codes(PreparedActivations x, int token) {
         int width = x.width();
         int[] codes = new int[width];
         for (int i = 0; i < width / 2; i++) {
@@ -239,6 +312,29 @@ class PreparedDotTest {
             codes[2 * i] = (short) pair;
             codes[2 * i + 1] = pair >> 16;
         }
+        return codes;
+    }
+
+    /** Eight lanes folded four, two and one apart, as {@link Simd#sum} folds them; lane 0. */
+    private static float foldEight(float[] acc) {
+        for (int h = 4; h >= 1; h /= 2) {
+            float[] folded = new float[8];
+            for (int j = 0; j < 8; j++) {
+                folded[j] = acc[j] + acc[(j + h) % 8];
+            }
+            acc = folded;
+        }
+        return acc[0];
+    }
+
+    /**
+     * Q8_0's 256-bit row kernel on the activations' codes, as scalars: int lane {@code j} of block {@code b} sums the
+     * exact products of elements {@code 2j, 2j+1, 2j+16, 2j+17}, one accumulator takes {@code fma(sum, d * xd, acc)}
+     * block after block, and the lanes fold four, two and one apart.
+     */
+    private static float q8_0OnCodes(MemorySegment data, long offset, PreparedActivations x, int token) {
+        int width = x.width();
+        int[] codes = codes(x, token);
         float[] acc = new float[8];
         for (int b = 0; b < width / 32; b++) {
             long block = offset + 34L * b;
@@ -251,14 +347,7 @@ class PreparedDotTest {
                 acc[j] = Math.fma(sum, dx, acc[j]);
             }
         }
-        for (int h = 4; h >= 1; h /= 2) {
-            float[] folded = new float[8];
-            for (int j = 0; j < 8; j++) {
-                folded[j] = acc[j] + acc[(j + h) % 8];
-            }
-            acc = folded;
-        }
-        return acc[0];
+        return foldEight(acc);
     }
 
     private static void rowsEqualSingleRows(GgmlType type, int tokens) {
