@@ -545,7 +545,7 @@ public final class CpuBackend implements Backend {
         private CpuActivations q;
         private CpuKvCache cache;
         private int layer;
-        private int hd;
+        private int headDim;
         private int group;
         private int kvHeads;
         private float scale;
@@ -558,7 +558,7 @@ public final class CpuBackend implements Backend {
             this.q = q;
             this.cache = cache;
             this.layer = layer;
-            this.hd = shape.headDim();
+            this.headDim = shape.headDim();
             this.group = shape.heads() / shape.kvHeads();
             this.kvHeads = shape.kvHeads();
             this.scale = shape.scale();
@@ -571,7 +571,7 @@ public final class CpuBackend implements Backend {
         @Override
         public void run(int from, int to, int worker) {
             Scratch s = scratch[worker];
-            float[] rows = s.row(ATTENTION_CHUNK * hd);
+            float[] rows = s.row(ATTENTION_CHUNK * headDim);
             float[] lanes = s.row2(ATTENTION_CHUNK * VectorMath.LANES);
             for (int unit = from; unit < to; unit++) {
                 int t0 = unit / kvHeads * ATTENTION_TOKENS;
@@ -585,10 +585,10 @@ public final class CpuBackend implements Backend {
                     cache.loadRows(layer, 0, kvh, p0, count, rows, 0);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
-                        int qOff = t * q.width() + kvh * group * hd;
+                        int qOff = t * q.width() + kvh * group * headDim;
                         int sOff = (t - t0) * group * maxLen + p0;
                         for (int g = 0; g < group; g++) {
-                            VectorMath.dotRows(q.data, qOff + g * hd, rows, visible, hd, scale, scores, sOff + g * maxLen,
+                            VectorMath.dotRows(q.data, qOff + g * headDim, rows, visible, headDim, scale, scores, sOff + g * maxLen,
                                     lanes);
                         }
                     }
@@ -597,18 +597,18 @@ public final class CpuBackend implements Backend {
                     for (int g = 0; g < group; g++) {
                         VectorMath.softmax(scores, (t - t0) * group * maxLen + g * maxLen, startPos + t + 1);
                     }
-                    int oOff = t * o.width() + kvh * group * hd;
-                    Arrays.fill(o.data, oOff, oOff + group * hd, 0f);
+                    int oOff = t * o.width() + kvh * group * headDim;
+                    Arrays.fill(o.data, oOff, oOff + group * headDim, 0f);
                 }
                 for (int p0 = 0; p0 < maxLen; p0 += ATTENTION_CHUNK) {
                     int count = Math.min(ATTENTION_CHUNK, maxLen - p0);
                     cache.loadRows(layer, 1, kvh, p0, count, rows, 0);
                     for (int t = Math.max(t0, p0 - startPos); t < t1; t++) {
                         int visible = Math.min(count, startPos + t + 1 - p0);
-                        int oOff = t * o.width() + kvh * group * hd;
+                        int oOff = t * o.width() + kvh * group * headDim;
                         int sOff = (t - t0) * group * maxLen + p0;
                         for (int g = 0; g < group; g++) {
-                            VectorMath.axpyRows(scores, sOff + g * maxLen, rows, visible, hd, o.data, oOff + g * hd);
+                            VectorMath.axpyRows(scores, sOff + g * maxLen, rows, visible, headDim, o.data, oOff + g * headDim);
                         }
                     }
                 }
@@ -698,8 +698,10 @@ public final class CpuBackend implements Backend {
     }
 
     /**
-     * The routed experts of a batch, in four loops over the same arguments ({@link Step}): row {@code i} of the
-     * buffers is the {@code i}-th assignment in expert order, so each expert's rows are contiguous.
+     * The routed experts of a batch, in loops over the same arguments ({@link Step}): gathering each expert's rows, the
+     * gate and up projections, the down projection and the weighted sum (with the SiLU product and the activations'
+     * rounding between them): row {@code i} of the buffers is the {@code i}-th assignment in expert order, so each
+     * expert's rows are contiguous.
      */
     private final class ExpertLoop implements WorkerPool.RangeTask {
         /** What the current loop does. */
@@ -709,52 +711,53 @@ public final class CpuBackend implements Backend {
         private CpuWeight gate;
         private CpuWeight up;
         private CpuWeight down;
-        private CpuActivations x;
+        private CpuActivations input;
         private ExpertRouting routing;
-        private CpuActivations xs;
-        private CpuActivations g;
-        private CpuActivations u;
-        private CpuActivations y;
-        private CpuActivations out;
+        private CpuActivations gathered;
+        private CpuActivations gateOut;
+        private CpuActivations upOut;
+        private CpuActivations expertOut;
+        private CpuActivations sum;
         private int n;
-        private PreparedActivations xg;
-        private PreparedActivations xu;
-        private PreparedActivations gp;
+        private boolean oneToken;
+        private PreparedActivations gateIn;
+        private PreparedActivations upIn;
+        private PreparedActivations downIn;
         private int unitRows;
         private int units;
 
-        synchronized void run(CpuWeight gate, CpuWeight up, CpuWeight down, CpuActivations x, ExpertRouting routing,
-                              CpuActivations xs, CpuActivations g, CpuActivations u, CpuActivations y,
-                              CpuActivations out, int n) {
+        synchronized void run(CpuWeight gate, CpuWeight up, CpuWeight down, CpuActivations input, ExpertRouting routing,
+                              CpuActivations gathered, CpuActivations gateOut, CpuActivations upOut,
+                              CpuActivations expertOut, CpuActivations sum, int n) {
             this.gate = gate;
             this.up = up;
             this.down = down;
-            this.x = x;
+            this.input = input;
             this.routing = routing;
-            this.xs = xs;
-            this.g = g;
-            this.u = u;
-            this.y = y;
-            this.out = out;
+            this.gathered = gathered;
+            this.gateOut = gateOut;
+            this.upOut = upOut;
+            this.expertOut = expertOut;
+            this.sum = sum;
             this.n = n;
             int k = routing.k();
             routing.group(n);
             // One token (decoding): every chosen expert multiplies the same row, prepared once instead of gathered
             // and prepared k times (about 40 us a layer on 2 threads). Otherwise each expert's rows are gathered.
-            CpuActivations in = x;
-            if (n > 1) {
+            oneToken = n == 1;
+            if (!oneToken) {
                 step(Step.GATHER, n * k, ELEMENTWISE_GRAIN);
-                in = xs;
             }
-            int inRows = n > 1 ? n * k : 1;
-            xg = prepare(in, inRows, gate);
-            xu = up.preparation().equals(gate.preparation()) ? xg : prepare(in, inRows, up);
+            CpuActivations in = oneToken ? input : gathered;
+            int inRows = oneToken ? 1 : n * k;
+            gateIn = prepare(in, inRows, gate);
+            upIn = up.preparation().equals(gate.preparation()) ? gateIn : prepare(in, inRows, up);
             // gate and up projections of every active expert: one unit = a few rows of one matrix of one expert
             unitRows = unitRows(gate, n);
             units = ceilDiv(gate.rows(), unitRows);
             step(Step.GATE_UP, routing.activeCount() * 2 * units, 1);
-            siluMulLoop.run(g, u, n * k);
-            gp = prepare(g, n * k, down);
+            siluMulLoop.run(gateOut, upOut, n * k);
+            downIn = prepare(gateOut, n * k, down);
             unitRows = unitRows(down, n);
             units = ceilDiv(down.rows(), unitRows);
             step(Step.DOWN, routing.activeCount() * units, 1);
@@ -778,10 +781,10 @@ public final class CpuBackend implements Backend {
 
         private void gather(int from, int to) {
             int k = routing.k();
-            int embd = x.width();
+            int embd = input.width();
             int[] order = routing.order();
             for (int i = from; i < to; i++) {
-                System.arraycopy(x.data, (order[i] / k) * embd, xs.data, i * embd, embd);
+                System.arraycopy(input.data, (order[i] / k) * embd, gathered.data, i * embd, embd);
             }
         }
 
@@ -794,10 +797,10 @@ public final class CpuBackend implements Backend {
                 int rest = unit % (2 * units);
                 boolean isGate = rest < units;
                 CpuWeight w = isGate ? gate : up;
-                PreparedActivations xp = isGate ? xg : xu;
-                CpuActivations dst = isGate ? g : u;
+                PreparedActivations xp = isGate ? gateIn : upIn;
+                CpuActivations dst = isGate ? gateOut : upOut;
                 int r0 = (rest % units) * unitRows;
-                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + unitRows) - r0, xp, n == 1 ? 0 : start[e],
+                w.dotPreparedRows(e, r0, Math.min(ffn, r0 + unitRows) - r0, xp, oneToken ? 0 : start[e],
                         start[e + 1] - start[e], dst.data, start[e] * ffn + r0, ffn);
             }
         }
@@ -809,17 +812,19 @@ public final class CpuBackend implements Backend {
             for (int unit = from; unit < to; unit++) {
                 int e = active[unit / units];
                 int r0 = (unit % units) * unitRows;
-                down.dotPreparedRows(e, r0, Math.min(embd, r0 + unitRows) - r0, gp, start[e],
-                        start[e + 1] - start[e], y.data, start[e] * embd + r0, embd);
+                down.dotPreparedRows(e, r0, Math.min(embd, r0 + unitRows) - r0, downIn, start[e],
+                        start[e + 1] - start[e], expertOut.data, start[e] * embd + r0, embd);
             }
         }
 
         /** Weights each expert's output and sums a token's experts in selection order. */
         private void sum(int from, int to) {
             int k = routing.k();
-            int embd = out.width();
+            int embd = sum.width();
             int[] slotOf = routing.position();
             float[] weights = routing.weight();
+            float[] out = sum.data;
+            float[] y = expertOut.data;
             for (int t = from; t < to; t++) {
                 int o = t * embd;
                 for (int s = 0; s < k; s++) {
@@ -828,11 +833,11 @@ public final class CpuBackend implements Backend {
                     int yOff = slotOf[a] * embd;
                     if (s == 0) {
                         for (int j = 0; j < embd; j++) {
-                            out.data[o + j] = y.data[yOff + j] * wa;
+                            out[o + j] = y[yOff + j] * wa;
                         }
                     } else {
                         for (int j = 0; j < embd; j++) {
-                            out.data[o + j] += y.data[yOff + j] * wa;
+                            out[o + j] += y[yOff + j] * wa;
                         }
                     }
                 }

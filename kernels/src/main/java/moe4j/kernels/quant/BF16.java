@@ -146,7 +146,10 @@ public final class BF16 extends BlockFormat {
                 v = v.add(v.rearrange(Simd.FOLD_2));
                 out[outOffset + r] = v.add(v.rearrange(Simd.FOLD_1)).lane(0);
             } else {
-                out[outOffset + r] = Simd.sum(v);
+                // written out at 8 lanes too: Simd.sum as a call once a row boxed its argument, 64 B a row
+                v = v.add(v.rearrange(Simd.FOLD_4));
+                v = v.add(v.rearrange(Simd.FOLD_2));
+                out[outOffset + r] = v.add(v.rearrange(Simd.FOLD_1)).lane(0);
             }
         }
     }

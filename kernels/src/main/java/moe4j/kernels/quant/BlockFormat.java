@@ -226,14 +226,18 @@ abstract class BlockFormat implements QuantFormat {
         return false;
     }
 
-    /** Whether {@link #dotRows} also runs with 256-bit vectors (AVX2), on the activations' floats. */
+    /**
+     * Whether {@link #dotRows} also runs with 256-bit vectors (AVX2): on the activations' floats, or on their codes where
+     * the type's {@link #laneOrder()} is {@link LaneOrder#readByHalves one those kernels read} (Q8_0, IQ4_XS).
+     */
     boolean hasHalvesRowKernel() {
         return false;
     }
 
     /**
      * Whether {@link #dotRows} can take {@code x}: with 512-bit vectors, it exists and {@code x} is in its lane order;
-     * with 256-bit ones, it runs there ({@link #hasHalvesRowKernel}), reading the floats, which every order keeps.
+     * with 256-bit ones, it runs there ({@link #hasHalvesRowKernel}), on the codes where {@code x} holds them in the
+     * type's order and on the floats, which every order keeps, where not.
      */
     private boolean rowKernelFor(PreparedActivations x) {
         return Simd.FUSED ? hasRowKernel() && x.laneOrder() == laneOrder() : Simd.HALVES && hasHalvesRowKernel();

@@ -196,6 +196,39 @@ class PreparedDotTest {
         }
     }
 
+    /**
+     * IQ4_XS rows prepared without codes (a rounding alone, natural order) take its 8-lane float kernel where the vectors
+     * are 256 bits: the plain dot product on the activations' floats, bit for bit.
+     */
+    @Test
+    void iq4_xsRowsWithoutCodesEqualTheDotBitForBit() {
+        Assumptions.assumeTrue(Simd.HALVES, "the float kernel runs where the vectors are 256 bits");
+        QuantFormat format = QuantFormats.of(GgmlType.IQ4_XS);
+        SplittableRandom rnd = new SplittableRandom(809);
+        int rows = 5;
+        int width = 4096;
+        long rowBytes = GgmlType.IQ4_XS.bytesFor(width) + 2;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment data = arena.allocate(rows * rowBytes);
+            for (int r = 0; r < rows; r++) {
+                format.randomBlocks(rnd, data, r * rowBytes, width / 256);
+            }
+            float[] x = new float[width];
+            for (int i = 0; i < width; i++) {
+                x[i] = (float) rnd.nextGaussian();
+            }
+            PreparedActivations prepared = new PreparedActivations();
+            prepared.reserve(format.activationRounding(), 1, width);
+            prepared.prepareRow(x, 0, 0);
+            assertEquals(LaneOrder.NATURAL, prepared.laneOrder());
+            float[] out = new float[rows];
+            format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 0, 1, out, 0, 1);
+            for (int r = 0; r < rows; r++) {
+                assertEquals(format.dot(data, r * rowBytes, prepared.values(), 0, width), out[r], 0f, "row " + r);
+            }
+        }
+    }
+
     /** The 16-bit lanes of Q8_0's integer kernel at their extremes: quants of -128 against codes of 127 and -127. */
     @Test
     void q8_0sIntegerRowKernelHoldsItsExtremes() {
