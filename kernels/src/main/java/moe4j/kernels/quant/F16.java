@@ -169,17 +169,14 @@ public final class F16 extends BlockFormat {
                 case 2 -> a2.add(a3).add(a0.add(a1));
                 default -> a1.add(a2).add(a3.add(a0));
             };
+            // Simd.sum's folds at 16 or 8 lanes, the widths this kernel runs at (with 8 lanes too a call boxed its
+            // argument, 64 B a row)
             if (Simd.L == 16) {
                 v = v.add(v.rearrange(Simd.FOLD_8));
-                v = v.add(v.rearrange(Simd.FOLD_4));
-                v = v.add(v.rearrange(Simd.FOLD_2));
-                out[outOffset + r] = v.add(v.rearrange(Simd.FOLD_1)).lane(0);
-            } else {
-                // written out at 8 lanes too: Simd.sum as a call once a row boxed its argument, 64 B a row
-                v = v.add(v.rearrange(Simd.FOLD_4));
-                v = v.add(v.rearrange(Simd.FOLD_2));
-                out[outOffset + r] = v.add(v.rearrange(Simd.FOLD_1)).lane(0);
             }
+            v = v.add(v.rearrange(Simd.FOLD_4));
+            v = v.add(v.rearrange(Simd.FOLD_2));
+            out[outOffset + r] = v.add(v.rearrange(Simd.FOLD_1)).lane(0);
         }
     }
 
