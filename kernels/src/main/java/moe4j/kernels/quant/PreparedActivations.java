@@ -44,6 +44,8 @@ public final class PreparedActivations {
     private GgmlType steppedType;
     private byte[] bytePairs = new byte[0];
     private boolean bytes;
+    private float[] floatCodes = new float[0];
+    private boolean floats;
 
     /**
      * Sizes the buffers for {@code rows} rows of {@code width} values made ready for weights of {@code format}: its
@@ -114,6 +116,11 @@ public final class PreparedActivations {
         if (this.order.rearranges() && codeScales.length < scales) {
             codeScales = new float[scales];
         }
+        // Q8_0's batches of repacked rows multiply the codes as floats (Q8_0Interleaved#tokensHalves)
+        floats = this.order == Q8_0.SHORTS && rows > 1;
+        if (floats && floatCodes.length < size) {
+            floatCodes = new float[values.length];
+        }
         bytes = Simd.FUSED && this.order.rearranges() && width > BYTE_PAIRS_FROM;
         if (bytes && bytePairs.length < size) {
             bytePairs = new byte[values.length];
@@ -138,6 +145,11 @@ public final class PreparedActivations {
             if (Simd.FUSED || order.readByHalves()) {
                 // the row kernels' pairs: with 256-bit vectors only the tiles' pairs and the natural shorts are read
                 order.pack(codes, o, pairs, o / 2, width);
+            }
+            if (floats) {
+                for (int i = o; i < o + width; i++) {
+                    floatCodes[i] = codes[i];
+                }
             }
             if (bytes) {
                 // each 16-bit half of a pair holds a value in [-128, 127] (the upper one less one where the lower is
@@ -225,6 +237,9 @@ public final class PreparedActivations {
 
     /** Row {@code r}'s codes in natural order at {@code r*width}, when the order rearranges. */
     int[] codes() { return codes; }
+
+    /** {@link #codes()} as floats, in {@link Q8_0#SHORTS} order and when more than one row was reserved. */
+    float[] floatCodes() { return floatCodes; }
 
     /** Row {@code r}'s codes in {@link #laneOrder()}'s pairs at {@code r*width/2}, when that order rearranges. */
     int[] codePairs() { return pairs; }

@@ -37,13 +37,15 @@ class InterleavedRowsTest {
             case Q5_K -> 176;
             case Q6_K -> 210;
             case Q4_0 -> 18;
+            case Q8_0 -> 34;
             default -> throw new IllegalArgumentException(type.toString());
         };
     }
 
     /** Bytes of a row of {@code width} values of {@code type} as the file holds it. */
     private static long rowBytes(GgmlType type, int width) {
-        return type == GgmlType.Q4_0 ? width / 32 * 18L : (long) width / 256 * blockBytes(type);
+        return type == GgmlType.Q4_0 || type == GgmlType.Q8_0 ? width / 32 * (long) blockBytes(type)
+                : (long) width / 256 * blockBytes(type);
     }
 
     /** Group-block offsets: where sub-block {@code j}'s nibble vectors start, and its fifth bits (Q5_K). */
@@ -184,7 +186,7 @@ class InterleavedRowsTest {
      * untouched), an odd number of tokens, and one token at a time the same bits as the batch.
      */
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q8_0"})
     void productsAgreeWithTheFormatsOwnDequantization(GgmlType type) {
         assumeTrue(InterleavedRows.fitsShape(type, 32, 512), type + " is not repacked with this machine's vectors");
         QuantFormat format = QuantFormats.of(type);
@@ -435,7 +437,8 @@ class InterleavedRowsTest {
         assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.Q3_K, 32, 2048), "Q3_K only with 256-bit vectors");
         assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.Q2_K, 32, 2048), "Q2_K only with 256-bit vectors");
         assertFalse(InterleavedRows.fitsShape(GgmlType.Q2_K, 24, 2048));
-        assertFalse(InterleavedRows.fitsShape(GgmlType.Q8_0, 32, 2048));
+        assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.Q8_0, 32, 2048), "Q8_0 only with 256-bit vectors");
+        assertFalse(InterleavedRows.fitsShape(GgmlType.IQ4_XS, 32, 2048));
         assertEquals(2 * 8 * Q4_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q4_K, 32, 2048));
         assertEquals(2 * 8 * Q5_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q5_K, 32, 2048));
         assertEquals(16 * 144 * 2432 / 2304, Q4_KInterleaved.GROUP_BLOCK_BYTES);
@@ -446,20 +449,23 @@ class InterleavedRowsTest {
         assertEquals(2 * 8 * 1856, InterleavedRows.bytes(GgmlType.Q3_K, 32, 2048));
         assertEquals(2 * 8 * 1408, InterleavedRows.bytes(GgmlType.Q2_K, 32, 2048));
         assertEquals(16 * 84 + 64, Q2_KInterleaved.GROUP_BLOCK_BYTES, "d and dmin as floats: 64 bytes more than 16 blocks");
-        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.Q8_0, 32, 2048));
+        assertEquals(2 * 64 * (16 * 34 + 32), InterleavedRows.bytes(GgmlType.Q8_0, 32, 2048), "d as floats: 32 bytes more");
+        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.IQ4_XS, 32, 2048));
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q8_0"})
     void rejectsActivationsPreparedForAnotherTypeAndGroupsPastTheEnd(GgmlType type) {
+        // Q8_0's activations are in the order its repacked kernel reads only where the vectors are 256 bits
+        assumeTrue(type != GgmlType.Q8_0 || Simd.HALVES, "Q8_0 is repacked only where the vectors are 256 bits");
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, 16, 256));
-            PreparedActivations q8 = new PreparedActivations();
-            q8.reserve(QuantFormats.of(GgmlType.Q8_0), 1, 256);
-            q8.prepareRow(new float[256], 0, 0);
+            PreparedActivations other = new PreparedActivations();
+            other.reserve(QuantFormats.of(type == GgmlType.Q8_0 ? GgmlType.Q4_0 : GgmlType.Q8_0), 1, 256);
+            other.prepareRow(new float[256], 0, 0);
             float[] out = new float[32];
             assertThrows(IllegalArgumentException.class,
-                    () -> InterleavedRows.dot(type, packed, 0, 0, 1, q8, 0, 1, out, 0, 16));
+                    () -> InterleavedRows.dot(type, packed, 0, 0, 1, other, 0, 1, out, 0, 16));
             PreparedActivations x = PreparedDotTest.gaussianRows(QuantFormats.of(type), new SplittableRandom(1), 1, 256);
             assertThrows(IndexOutOfBoundsException.class,
                     () -> InterleavedRows.dot(type, packed, 0, 0, 2, x, 0, 1, out, 0, 16));
@@ -469,42 +475,48 @@ class InterleavedRowsTest {
     }
 
     /**
-     * Q4_0's one-token and batch products against a plain loop of the same sums ({@code S = sum (q - 8) * code} a block,
-     * {@code acc = fma(S, d * xd, acc)}), bit for bit: random blocks, then the extremes (every quant 15 or 0 against codes
-     * of 127, -127 or alternating: the 16-bit sums at their bound).
+     * Q4_0's and Q8_0's one-token and batch products against a plain loop of the same sums ({@code S = sum (q - 8) * code}
+     * or {@code sum q * code} a block, {@code acc = fma(S, d * xd, acc)}), bit for bit: random blocks, then the extremes
+     * (every quant at its least or greatest, Q4_0's 0 or 15, Q8_0's -128 or 127, against codes of 127, -127 or
+     * alternating: the 16-bit sums at their bound).
      */
-    @Test
-    void q4_0ProductsEqualAScalarLoopBitForBit() {
-        assumeTrue(InterleavedRows.fitsShape(GgmlType.Q4_0, 16, 256), "Q4_0 is repacked only where the vectors are 256 bits");
-        QuantFormat format = QuantFormats.of(GgmlType.Q4_0);
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q4_0", "Q8_0"})
+    void blocksOf32EqualAScalarLoopBitForBit(GgmlType type) {
+        assumeTrue(InterleavedRows.fitsShape(type, 16, 256), type + " is repacked only where the vectors are 256 bits");
+        QuantFormat format = QuantFormats.of(type);
+        int blockBytes = blockBytes(type);
         SplittableRandom rnd = new SplittableRandom(13);
         int rows = 48;
         for (int width : new int[] {256, 768, 2048}) {
             for (boolean extreme : new boolean[] {false, true}) {
                 try (Arena arena = Arena.ofConfined()) {
-                    long rowBytes = rowBytes(GgmlType.Q4_0, width);
+                    long rowBytes = rowBytes(type, width);
                     MemorySegment data = arena.allocate(rows * rowBytes);
                     format.randomBlocks(rnd, data, 0, rows * width / 32);
                     if (extreme) {
                         for (long b = 0; b < rows * width / 32; b++) {
-                            for (int t = 0; t < 16; t++) {
-                                data.set(Layouts.BYTE, 18 * b + 2 + t, (byte) (b % 3 == 0 ? 0 : 0xFF));
+                            for (int t = 2; t < blockBytes; t++) {
+                                byte least = type == GgmlType.Q4_0 ? 0 : (byte) 0x80;
+                                byte greatest = type == GgmlType.Q4_0 ? (byte) 0xFF : 0x7F;
+                                data.set(Layouts.BYTE, blockBytes * b + t, b % 3 == 0 ? least : greatest);
                             }
                         }
                     }
-                    PreparedActivations x = extreme ? extremeCodes(GgmlType.Q4_0, width)
+                    PreparedActivations x = extreme ? extremeCodes(type, width)
                             : PreparedDotTest.gaussianRows(format, rnd, 6, width);
                     int tokens = x.rows();
-                    MemorySegment packed = arena.allocate(InterleavedRows.bytes(GgmlType.Q4_0, rows, width));
-                    InterleavedRows.repack(GgmlType.Q4_0, data, 0, rowBytes, width, 0, rows / 16, packed, 0);
+                    MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width));
+                    InterleavedRows.repack(type, data, 0, rowBytes, width, 0, rows / 16, packed, 0);
                     float[] batch = new float[rows * tokens];
-                    InterleavedRows.dot(GgmlType.Q4_0, packed, 0, 0, rows / 16, x, 0, tokens, batch, 0, rows);
+                    InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, 0, tokens, batch, 0, rows);
                     float[] alone = new float[rows];
                     for (int t = 0; t < tokens; t++) {
-                        InterleavedRows.dot(GgmlType.Q4_0, packed, 0, 0, rows / 16, x, t, 1, alone, 0, rows);
+                        InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, t, 1, alone, 0, rows);
                         for (int r = 0; r < rows; r++) {
-                            float expected = scalarQ4_0(data, r * rowBytes, width, x, t);
-                            String where = "width " + width + (extreme ? " extreme" : "") + " row " + r + " token " + t;
+                            float expected = scalarBlocksOf32(type, data, r * rowBytes, width, x, t);
+                            String where = type + " width " + width + (extreme ? " extreme" : "") + " row " + r
+                                    + " token " + t;
                             assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(alone[r]), where);
                             assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(batch[r + t * rows]),
                                     "batch, " + where);
@@ -515,17 +527,27 @@ class InterleavedRowsTest {
         }
     }
 
-    /** Q4_0's arithmetic in plain Java: per block {@code S = sum (q - 8) * code}, then {@code acc = fma(S, d*xd, acc)}. */
-    private static float scalarQ4_0(MemorySegment data, long row, int width, PreparedActivations x, int token) {
+    /**
+     * Q4_0's and Q8_0's arithmetic in plain Java: per block {@code S = sum (q - 8) * code} (Q4_0) or
+     * {@code sum q * code} (Q8_0), then {@code acc = fma(S, d*xd, acc)}.
+     */
+    private static float scalarBlocksOf32(GgmlType type, MemorySegment data, long row, int width, PreparedActivations x,
+            int token) {
         int[] codes = x.codes();
+        int blockBytes = blockBytes(type);
         float acc = 0;
         for (int b = 0; b < width / 32; b++) {
-            long block = row + 18L * b;
+            long block = row + (long) blockBytes * b;
+            int code = token * width + 32 * b;
             long s = 0;
             for (int t = 0; t < 16; t++) {
-                int q = data.get(Layouts.BYTE, block + 2 + t) & 0xFF;
-                s += (long) ((q & 0xF) - 8) * codes[token * width + 32 * b + t]
-                        + (long) ((q >>> 4) - 8) * codes[token * width + 32 * b + 16 + t];
+                if (type == GgmlType.Q4_0) {
+                    int q = data.get(Layouts.BYTE, block + 2 + t) & 0xFF;
+                    s += (long) ((q & 0xF) - 8) * codes[code + t] + (long) ((q >>> 4) - 8) * codes[code + 16 + t];
+                } else {
+                    s += (long) data.get(Layouts.BYTE, block + 2 + t) * codes[code + t]
+                            + (long) data.get(Layouts.BYTE, block + 18 + t) * codes[code + 16 + t];
+                }
             }
             float xd = x.codeScales()[token * (width / 32) + b];
             acc = Math.fma((float) s, Halfs.readFp16(data, block) * xd, acc);
