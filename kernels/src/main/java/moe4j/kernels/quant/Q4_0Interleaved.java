@@ -260,44 +260,51 @@ public final class Q4_0Interleaved {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
             FloatVector acc0 = FloatVector.zero(HALF_F);
             FloatVector acc1 = FloatVector.zero(HALF_F);
-            for (int b = 0; b < blocks; b++) {
+            ShortVector sum0 = ShortVector.zero(HALF_S);
+            ShortVector sum1 = sum0;
+            // one loop over the row's vectors, a block's float step after its fourth: a loop of four a block, C2 set
+            // up its range checks anew each block
+            for (int j = 0; j < 4 * blocks; j++) {
+                int b = j >>> 2;
+                int v = j & 3;
                 long at = group + (long) b * GROUP_BLOCK_BYTES;
-                int sb = STEPS * (d0 + b);
-                ShortVector sum0 = IntVector.broadcast(HALF_I, steps[sb + START]).reinterpretAsShorts();
-                ShortVector sum1 = sum0;
-                for (int v = 0; v < 4; v++) {
-                    long q = at + QUANTS + 64L * v;
-                    int sv = sb + 4 * v;
-                    ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
-                    ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
-                    ShortVector c = IntVector.broadcast(HALF_I, steps[sv]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.mul(c));
-                    sum1 = sum1.add(lanes1.mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, four);
-                    lanes1 = lanes1.lanewise(LSHR, four);
-                    c = IntVector.broadcast(HALF_I, steps[sv + 1]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.mul(c));
-                    sum1 = sum1.add(lanes1.mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, four);
-                    lanes1 = lanes1.lanewise(LSHR, four);
-                    c = IntVector.broadcast(HALF_I, steps[sv + 2]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.mul(c));
-                    sum1 = sum1.add(lanes1.mul(c));
-                    lanes0 = lanes0.lanewise(LSHR, four);
-                    lanes1 = lanes1.lanewise(LSHR, four);
-                    c = IntVector.broadcast(HALF_I, steps[sv + 3]).reinterpretAsShorts();
-                    sum0 = sum0.add(lanes0.mul(c));
-                    sum1 = sum1.add(lanes1.mul(c));
+                long q = at + QUANTS + 64L * v;
+                int sv = STEPS * (d0 + b) + 4 * v;
+                ShortVector lanes0 = ShortVector.fromMemorySegment(HALF_S, w, q, Simd.LE);
+                ShortVector lanes1 = ShortVector.fromMemorySegment(HALF_S, w, q + 32, Simd.LE);
+                ShortVector c = IntVector.broadcast(HALF_I, steps[sv]).reinterpretAsShorts();
+                sum0 = sum0.add(lanes0.mul(c));
+                sum1 = sum1.add(lanes1.mul(c));
+                lanes0 = lanes0.lanewise(LSHR, four);
+                lanes1 = lanes1.lanewise(LSHR, four);
+                c = IntVector.broadcast(HALF_I, steps[sv + 1]).reinterpretAsShorts();
+                sum0 = sum0.add(lanes0.mul(c));
+                sum1 = sum1.add(lanes1.mul(c));
+                lanes0 = lanes0.lanewise(LSHR, four);
+                lanes1 = lanes1.lanewise(LSHR, four);
+                c = IntVector.broadcast(HALF_I, steps[sv + 2]).reinterpretAsShorts();
+                sum0 = sum0.add(lanes0.mul(c));
+                sum1 = sum1.add(lanes1.mul(c));
+                lanes0 = lanes0.lanewise(LSHR, four);
+                lanes1 = lanes1.lanewise(LSHR, four);
+                c = IntVector.broadcast(HALF_I, steps[sv + 3]).reinterpretAsShorts();
+                sum0 = sum0.add(lanes0.mul(c));
+                sum1 = sum1.add(lanes1.mul(c));
+                if (v == 3) {
+                    float scale = xd[d0 + b];
+                    // the -8 offsets added last: the same 16-bit sums as added first, modulo 2^16
+                    ShortVector start = IntVector.broadcast(HALF_I, steps[STEPS * (d0 + b) + START]).reinterpretAsShorts();
+                    IntVector halves = sum0.add(start).reinterpretAsInts();
+                    IntVector dot = halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16));
+                    acc0 = ((FloatVector) dot.convertShape(I2F, HALF_F, 0))
+                            .fma(FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE).mul(scale), acc0);
+                    halves = sum1.add(start).reinterpretAsInts();
+                    dot = halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16));
+                    acc1 = ((FloatVector) dot.convertShape(I2F, HALF_F, 0))
+                            .fma(FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE).mul(scale), acc1);
+                    sum0 = ShortVector.zero(HALF_S);
+                    sum1 = sum0;
                 }
-                float scale = xd[d0 + b];
-                IntVector halves = sum0.reinterpretAsInts();
-                IntVector dot = halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16));
-                acc0 = ((FloatVector) dot.convertShape(I2F, HALF_F, 0))
-                        .fma(FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE).mul(scale), acc0);
-                halves = sum1.reinterpretAsInts();
-                dot = halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16));
-                acc1 = ((FloatVector) dot.convertShape(I2F, HALF_F, 0))
-                        .fma(FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE).mul(scale), acc1);
             }
             acc0.intoArray(out, outOffset + ROWS * (g - fromGroup));
             acc1.intoArray(out, outOffset + ROWS * (g - fromGroup) + 8);
