@@ -8,8 +8,8 @@ import moe4j.gguf.GgmlType;
  * The types whose matrices the CPU backend repacks in groups of 16 rows at load, and what each takes: Q4_K
  * ({@link Q4_KInterleaved}), Q5_K and Q6_K ({@link Q5_KInterleaved} and {@link Q6_KInterleaved} with 512-bit vectors,
  * {@link Q5_KInterleaved256} and {@link Q6_KInterleaved256} with 256-bit ones), and where the vectors are 256 bits
- * Q2_K, Q3_K, Q4_0 and Q8_0 ({@link Q2_KInterleaved}, {@link Q3_KInterleaved}, {@link Q4_0Interleaved},
- * {@link Q8_0Interleaved}) too.
+ * Q2_K, Q3_K, Q4_0, Q8_0 and IQ4_XS ({@link Q2_KInterleaved}, {@link Q3_KInterleaved}, {@link Q4_0Interleaved},
+ * {@link Q8_0Interleaved}, {@link IQ4_XSInterleaved}) too.
  */
 public final class InterleavedRows {
 
@@ -18,7 +18,7 @@ public final class InterleavedRows {
     /**
      * The types repacked on every machine that runs the repacked kernels, in words, for what tells a user of them
      * (option descriptions, the plan's header): a constant, so that annotations can take it. {@link #types()} adds Q2_K,
-     * Q3_K, Q4_0 and Q8_0 where this machine repacks them too.
+     * Q3_K, Q4_0, Q8_0 and IQ4_XS where this machine repacks them too.
      */
     public static final String TYPES = "Q4_K, Q5_K and Q6_K";
 
@@ -32,7 +32,7 @@ public final class InterleavedRows {
 
     /** The types this machine repacks, in words; a test checks they are exactly those {@link #fitsShape} takes. */
     public static String types() {
-        return Simd.HALVES ? "Q2_K, Q3_K, Q4_0, Q8_0, Q4_K, Q5_K and Q6_K" : TYPES;
+        return Simd.HALVES ? "Q2_K, Q3_K, Q4_0, Q8_0, IQ4_XS, Q4_K, Q5_K and Q6_K" : TYPES;
     }
 
     /** Whether the one-token kernels of repacked rows read activations prepared in {@code order} (Q2_K's is Q3_K's). */
@@ -84,13 +84,13 @@ public final class InterleavedRows {
     }
 
     /**
-     * Whether a machine with this one's vectors repacks {@code type}'s matrices: Q2_K, Q3_K, Q4_0 and Q8_0 only with
-     * 256-bit ones.
+     * Whether a machine with this one's vectors repacks {@code type}'s matrices: Q2_K, Q3_K, Q4_0, Q8_0 and IQ4_XS only
+     * with 256-bit ones.
      */
     static boolean repacks(GgmlType type) {
         return type == GgmlType.Q4_K || type == GgmlType.Q5_K || type == GgmlType.Q6_K
-                || (type == GgmlType.Q3_K || type == GgmlType.Q2_K || type == GgmlType.Q4_0 || type == GgmlType.Q8_0)
-                && Simd.HALVES;
+                || (type == GgmlType.Q3_K || type == GgmlType.Q2_K || type == GgmlType.Q4_0 || type == GgmlType.Q8_0
+                || type == GgmlType.IQ4_XS) && Simd.HALVES;
     }
 
     /**
@@ -113,6 +113,7 @@ public final class InterleavedRows {
             case Q3_K -> Q3_KInterleaved.bytes(rows, width);
             case Q4_0 -> Q4_0Interleaved.bytes(rows, width);
             case Q8_0 -> Q8_0Interleaved.bytes(rows, width);
+            case IQ4_XS -> IQ4_XSInterleaved.bytes(rows, width);
             case Q4_K -> Q4_KInterleaved.bytes(rows, width);
             case Q5_K -> Simd.HALVES ? Q5_KInterleaved256.bytes(rows, width) : Q5_KInterleaved.bytes(rows, width);
             case Q6_K -> Simd.HALVES ? Q6_KInterleaved256.bytes(rows, width) : Q6_KInterleaved.bytes(rows, width);
@@ -132,11 +133,12 @@ public final class InterleavedRows {
             return;
         }
         switch (type) {
-            // Q2_K's, Q3_K's, Q4_0's and Q8_0's layouts, which only 256-bit vectors bind, for tests of their kernels on every machine
+            // Q2_K's, Q3_K's, Q4_0's, Q8_0's and IQ4_XS's layouts, which only 256-bit vectors bind, for tests of their kernels on every machine
             case Q2_K -> Q2_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_0 -> Q4_0Interleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q8_0 -> Q8_0Interleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case IQ4_XS -> IQ4_XSInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q6_K -> Q6_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
@@ -155,6 +157,7 @@ public final class InterleavedRows {
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_0 -> Q4_0Interleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q8_0 -> Q8_0Interleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
+            case IQ4_XS -> IQ4_XSInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_K -> Q4_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q5_K -> Q5_KInterleaved256.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q6_K -> Q6_KInterleaved256.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
@@ -178,6 +181,8 @@ public final class InterleavedRows {
                     outStride);
             case Q8_0 -> Q8_0Interleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
+            case IQ4_XS -> IQ4_XSInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
             case Q4_K -> Q4_KInterleaved.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
                     outStride);
             case Q5_K -> Q5_KInterleaved256.dotHalves(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
@@ -196,6 +201,8 @@ public final class InterleavedRows {
             case Q3_K -> Q3_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q4_0 -> Q4_0Interleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q8_0 -> Q8_0Interleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
+            case IQ4_XS -> IQ4_XSInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset,
+                    outStride);
             case Q4_K -> Q4_KInterleaved.dot(w, offset, fromGroup, toGroup, x, firstToken, tokens, out, outOffset, outStride);
             case Q5_K -> {
                 if (Simd.HALVES) {

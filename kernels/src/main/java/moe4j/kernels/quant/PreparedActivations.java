@@ -116,8 +116,8 @@ public final class PreparedActivations {
         if (this.order.rearranges() && codeScales.length < scales) {
             codeScales = new float[scales];
         }
-        // Q8_0's batches of repacked rows multiply the codes as floats (Q8_0Interleaved#tokensHalves)
-        floats = this.order == Q8_0.SHORTS && rows > 1;
+        // Q8_0's and IQ4_XS's batches of repacked rows multiply the codes as floats (Q8_0Interleaved#tokensHalves)
+        floats = this.order.readByHalves() && rows > 1;
         if (floats && floatCodes.length < size) {
             floatCodes = new float[values.length];
         }
@@ -238,7 +238,10 @@ public final class PreparedActivations {
     /** Row {@code r}'s codes in natural order at {@code r*width}, when the order rearranges. */
     int[] codes() { return codes; }
 
-    /** {@link #codes()} as floats, in {@link Q8_0#SHORTS} order and when more than one row was reserved. */
+    /**
+     * {@link #codes()} as floats, in the orders of 256-bit row kernels ({@link LaneOrder#readByHalves()}: Q8_0's,
+     * IQ4_XS's) when more than one row was reserved.
+     */
     float[] floatCodes() { return floatCodes; }
 
     /** Row {@code r}'s codes in {@link #laneOrder()}'s pairs at {@code r*width/2}, when that order rearranges. */

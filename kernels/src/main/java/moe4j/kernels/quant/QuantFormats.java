@@ -69,7 +69,7 @@ public final class QuantFormats {
     /**
      * The types whose prompt batches take the float tiles ({@link ScaledDot}) on this machine, rows decoded once for
      * every token: those that decode super-blocks for them and are not repacked here ({@link InterleavedRows#types()},
-     * integer tiles), in words and in ggml id order, e.g. {@code "F16, IQ4_XS and BF16"} where the vectors are 256
+     * integer tiles), in words and in ggml id order, e.g. {@code "F16 and BF16"} where the vectors are 256
      * bits; empty where the vectors are narrower.
      */
     public static String promptTileTypes() {

@@ -44,7 +44,7 @@ import jdk.incubator.vector.VectorShuffle;
  *
  * <p>With 256-bit vectors (AVX2) an element group is 8 values, blocks decode through the type's dequantizer
  * ({@link #decode}), and a tile is 4 rows by 2 tokens ({@link #tilePair}), what 16 vector registers hold; the types
- * repacked there take tiles of their own instead, so this serves the prompts of F16, BF16 and IQ4_XS (and of Q8_0
+ * repacked there take tiles of their own instead, so this serves the prompts of F16 and BF16 (and of Q8_0 and IQ4_XS
  * rows left in the file's layout), which took the decode-then-dot path before (Zen 3, JMH {@code MatMulBenchmark} one
  * thread, 64 tokens: Q8_0 20 -> 38 GFLOP/s).
  */

@@ -38,6 +38,7 @@ class InterleavedRowsTest {
             case Q6_K -> 210;
             case Q4_0 -> 18;
             case Q8_0 -> 34;
+            case IQ4_XS -> 136;
             default -> throw new IllegalArgumentException(type.toString());
         };
     }
@@ -186,7 +187,7 @@ class InterleavedRowsTest {
      * untouched), an odd number of tokens, and one token at a time the same bits as the batch.
      */
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q8_0"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q8_0", "IQ4_XS"})
     void productsAgreeWithTheFormatsOwnDequantization(GgmlType type) {
         assumeTrue(InterleavedRows.fitsShape(type, 32, 512), type + " is not repacked with this machine's vectors");
         QuantFormat format = QuantFormats.of(type);
@@ -438,7 +439,8 @@ class InterleavedRowsTest {
         assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.Q2_K, 32, 2048), "Q2_K only with 256-bit vectors");
         assertFalse(InterleavedRows.fitsShape(GgmlType.Q2_K, 24, 2048));
         assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.Q8_0, 32, 2048), "Q8_0 only with 256-bit vectors");
-        assertFalse(InterleavedRows.fitsShape(GgmlType.IQ4_XS, 32, 2048));
+        assertEquals(Simd.HALVES, InterleavedRows.fitsShape(GgmlType.IQ4_XS, 32, 2048), "IQ4_XS only with 256-bit vectors");
+        assertFalse(InterleavedRows.fitsShape(GgmlType.F16, 32, 2048));
         assertEquals(2 * 8 * Q4_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q4_K, 32, 2048));
         assertEquals(2 * 8 * Q5_KInterleaved.GROUP_BLOCK_BYTES, InterleavedRows.bytes(GgmlType.Q5_K, 32, 2048));
         assertEquals(16 * 144 * 2432 / 2304, Q4_KInterleaved.GROUP_BLOCK_BYTES);
@@ -450,14 +452,16 @@ class InterleavedRowsTest {
         assertEquals(2 * 8 * 1408, InterleavedRows.bytes(GgmlType.Q2_K, 32, 2048));
         assertEquals(16 * 84 + 64, Q2_KInterleaved.GROUP_BLOCK_BYTES, "d and dmin as floats: 64 bytes more than 16 blocks");
         assertEquals(2 * 64 * (16 * 34 + 32), InterleavedRows.bytes(GgmlType.Q8_0, 32, 2048), "d as floats: 32 bytes more");
-        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.IQ4_XS, 32, 2048));
+        assertEquals(2 * 8 * (16 * 136 + 64), InterleavedRows.bytes(GgmlType.IQ4_XS, 32, 2048), "d and scales: 64 bytes more");
+        assertThrows(IllegalArgumentException.class, () -> InterleavedRows.bytes(GgmlType.F16, 32, 2048));
     }
 
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q8_0"})
+    @EnumSource(value = GgmlType.class, names = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q8_0", "IQ4_XS"})
     void rejectsActivationsPreparedForAnotherTypeAndGroupsPastTheEnd(GgmlType type) {
-        // Q8_0's activations are in the order its repacked kernel reads only where the vectors are 256 bits
-        assumeTrue(type != GgmlType.Q8_0 || Simd.HALVES, "Q8_0 is repacked only where the vectors are 256 bits");
+        // Q8_0's and IQ4_XS's activations are in the order their repacked kernels read only where the vectors are 256 bits
+        assumeTrue(type != GgmlType.Q8_0 && type != GgmlType.IQ4_XS || Simd.HALVES,
+                type + " is repacked only where the vectors are 256 bits");
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, 16, 256));
             PreparedActivations other = new PreparedActivations();
@@ -551,6 +555,84 @@ class InterleavedRowsTest {
             }
             float xd = x.codeScales()[token * (width / 32) + b];
             acc = Math.fma((float) s, Halfs.readFp16(data, block) * xd, acc);
+        }
+        return acc;
+    }
+
+    /**
+     * IQ4_XS's one-token and batch products against a plain loop of the same sums (per sub-block {@code sum level * code},
+     * times {@code ls - 32}, added over the super-block, then {@code acc = fma(sumi, d * xd, acc)}), bit for bit: random
+     * blocks, then the extremes (every level -127 or 113, scales -32 or 31, against codes of 127, -127 or alternating).
+     */
+    @Test
+    void iq4_xsProductsEqualAScalarLoopBitForBit() {
+        assumeTrue(InterleavedRows.fitsShape(GgmlType.IQ4_XS, 16, 256), "IQ4_XS is repacked only where the vectors are 256 bits");
+        GgmlType type = GgmlType.IQ4_XS;
+        QuantFormat format = QuantFormats.of(type);
+        SplittableRandom rnd = new SplittableRandom(17);
+        int rows = 48;
+        for (int width : new int[] {256, 768, 2048}) {
+            for (boolean extreme : new boolean[] {false, true}) {
+                try (Arena arena = Arena.ofConfined()) {
+                    long rowBytes = rowBytes(type, width);
+                    long blocks = rows * (long) width / 256;
+                    MemorySegment data = arena.allocate(rows * rowBytes);
+                    format.randomBlocks(rnd, data, 0, blocks);
+                    if (extreme) {
+                        for (long b = 0; b < blocks; b++) {
+                            boolean least = b % 3 == 0;
+                            // scales: 6 bits of 0 (-32) or 63 (31); quants: nibble 0 (-127) or 15 (113)
+                            data.set(Layouts.SHORT_LE, 136 * b + 2, (short) (least ? 0 : 0xFFFF));
+                            data.set(Layouts.INT_LE, 136 * b + 4, least ? 0 : -1);
+                            for (int t = 8; t < 136; t++) {
+                                data.set(Layouts.BYTE, 136 * b + t, (byte) (b % 2 == 0 ? 0 : 0xFF));
+                            }
+                        }
+                    }
+                    PreparedActivations x = extreme ? extremeCodes(type, width)
+                            : PreparedDotTest.gaussianRows(format, rnd, 6, width);
+                    int tokens = x.rows();
+                    MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width));
+                    InterleavedRows.repack(type, data, 0, rowBytes, width, 0, rows / 16, packed, 0);
+                    float[] batch = new float[rows * tokens];
+                    InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, 0, tokens, batch, 0, rows);
+                    float[] alone = new float[rows];
+                    for (int t = 0; t < tokens; t++) {
+                        InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, t, 1, alone, 0, rows);
+                        for (int r = 0; r < rows; r++) {
+                            float expected = scalarIQ4_XS(data, r * rowBytes, width, x, t);
+                            String where = "width " + width + (extreme ? " extreme" : "") + " row " + r + " token " + t;
+                            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(alone[r]), where);
+                            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(batch[r + t * rows]),
+                                    "batch, " + where);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** IQ4_XS's arithmetic in plain Java, as {@link #iq4_xsProductsEqualAScalarLoopBitForBit} states it. */
+    private static float scalarIQ4_XS(MemorySegment data, long row, int width, PreparedActivations x, int token) {
+        int[] codes = x.codes();
+        float acc = 0;
+        for (int b = 0; b < width / 256; b++) {
+            long block = row + 136L * b;
+            int scalesH = data.get(Layouts.SHORT_LE, block + 2) & 0xFFFF;
+            long sumi = 0;
+            for (int j = 0; j < 8; j++) {
+                int ls = ((data.get(Layouts.BYTE, block + 4 + j / 2) & 0xFF) >>> (4 * (j % 2)) & 0xF)
+                        | ((scalesH >>> (2 * j)) & 3) << 4;
+                long s = 0;
+                for (int t = 0; t < 16; t++) {
+                    int q = data.get(Layouts.BYTE, block + 8 + 16 * j + t) & 0xFF;
+                    int code = token * width + 256 * b + 32 * j + t;
+                    s += (long) IQ4_NL.LEVELS[q & 0xF] * codes[code] + (long) IQ4_NL.LEVELS[q >>> 4] * codes[code + 16];
+                }
+                sumi += s * (ls - 32);
+            }
+            float xd = x.codeScales()[token * (width / 256) + b];
+            acc = Math.fma((float) sumi, Halfs.readFp16(data, block) * xd, acc);
         }
         return acc;
     }

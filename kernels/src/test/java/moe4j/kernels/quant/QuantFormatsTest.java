@@ -53,8 +53,9 @@ class QuantFormatsTest {
 
     @Test
     void theTypesWhosePromptsTakeTheFloatTilesAreThoseNotRepackedHere() {
-        // with 256-bit vectors the K-quants, Q4_0 and Q8_0 are repacked and take tiles of their own, with 512-bit ones Q4_K, Q5_K, Q6_K
-        String expected = Simd.HALVES ? "F16, IQ4_XS and BF16"
+        // with 256-bit vectors the K-quants, Q4_0, Q8_0 and IQ4_XS are repacked and take tiles of their own, with 512-bit
+        // ones Q4_K, Q5_K, Q6_K
+        String expected = Simd.HALVES ? "F16 and BF16"
                 : Simd.FUSED ? "F16, Q4_0, Q8_0, Q2_K, Q3_K, IQ4_XS and BF16" : "";
         assertEquals(expected, QuantFormats.promptTileTypes());
     }
