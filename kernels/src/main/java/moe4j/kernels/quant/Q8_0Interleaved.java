@@ -135,30 +135,46 @@ public final class Q8_0Interleaved {
             IntVector sum1 = sum0;
             IntVector high0 = IntVector.zero(HALF_I);
             IntVector high1 = high0;
-            // one loop over every step of the row, a block's float step after its eighth: a loop of eight steps a
-            // block ran 1.4x slower (C2 set up its range checks each block), eight written out never left C1
-            for (int j = 0; j < blocks * STEPS; j++) {
+            // one loop over the row's steps, two a pass, a block's float step after its eighth: a loop of eight steps a
+            // block ran 1.4x slower (C2 set up its range checks each block), eight written out never left C1, one a
+            // pass took as many scalar instructions as vector ones
+            for (int j = 0; j < blocks * STEPS; j += 2) {
                 int b = j / STEPS;
                 long at = group + (long) b * GROUP_BLOCK_BYTES;
                 long q = at + QUANTS + 4L * ROWS * (j % STEPS);
                 int p = p0 + 2 * j;
-                ShortVector c = IntVector.broadcast(HALF_I, pairs[p]).reinterpretAsShorts();
-                ShortVector cNext = IntVector.broadcast(HALF_I, pairs[p + 1]).reinterpretAsShorts();
-                IntVector v0 = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q, Simd.LE)
-                        .convertShape(B2S, HALF_S, 0)).mul(c)
-                        .add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 2 * ROWS, Simd.LE)
+                ShortVector c;
+                ShortVector cNext;
+                IntVector v;
+                c = IntVector.broadcast(HALF_I, pairs[p]).reinterpretAsShorts();
+                cNext = IntVector.broadcast(HALF_I, pairs[p + 1]).reinterpretAsShorts();
+                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
+                        .add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 32, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
-                IntVector v1 = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + ROWS, Simd.LE)
-                        .convertShape(B2S, HALF_S, 0)).mul(c)
-                        .add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 3 * ROWS, Simd.LE)
+                sum0 = sum0.add(v);
+                high0 = high0.add(v.lanewise(ASHR, 16));
+                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 16, Simd.LE).convertShape(B2S, HALF_S, 0))
+                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 48, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
-                sum0 = sum0.add(v0);
-                high0 = high0.add(v0.lanewise(ASHR, 16));
-                sum1 = sum1.add(v1);
-                high1 = high1.add(v1.lanewise(ASHR, 16));
-                if (j % STEPS == STEPS - 1) {
+                sum1 = sum1.add(v);
+                high1 = high1.add(v.lanewise(ASHR, 16));
+                c = IntVector.broadcast(HALF_I, pairs[p + 2]).reinterpretAsShorts();
+                cNext = IntVector.broadcast(HALF_I, pairs[p + 3]).reinterpretAsShorts();
+                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 64, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
+                        .add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 96, Simd.LE)
+                                .convertShape(B2S, HALF_S, 0)).mul(cNext))
+                        .add(BIAS).reinterpretAsInts();
+                sum0 = sum0.add(v);
+                high0 = high0.add(v.lanewise(ASHR, 16));
+                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 80, Simd.LE).convertShape(B2S, HALF_S, 0))
+                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 112, Simd.LE)
+                                .convertShape(B2S, HALF_S, 0)).mul(cNext))
+                        .add(BIAS).reinterpretAsInts();
+                sum1 = sum1.add(v);
+                high1 = high1.add(v.lanewise(ASHR, 16));
+                if (j % STEPS == STEPS - 2) {
                     float scale = xd[d0 + b];
                     IntVector dot0 = sum0.add(high0).sub(high0.lanewise(LSHL, 16));
                     IntVector dot1 = sum1.add(high1).sub(high1.lanewise(LSHL, 16));
