@@ -20,12 +20,12 @@ import moe4j.gguf.GgmlType;
 
 /**
  * Q4_K, Q5_K and Q6_K rows repacked in groups of 16 ({@link Q4_KInterleaved}, {@link Q5_KInterleaved},
- * {@link Q6_KInterleaved}), and Q2_K's and Q3_K's ({@link Q2_KInterleaved}, {@link Q3_KInterleaved}, 256-bit vectors
- * only): one token and a batch, in 512-bit
- * vectors (where the machine has them) and in 256-bit halves (on every machine),
- * give, bit for bit, what a plain scalar loop gives with the same integer sums and the same two float multiply-adds per
- * block, and what the batch path gives on the rows as the file holds them ({@link PairTile}); and the repacked rows
- * decode to the same weights.
+ * {@link Q6_KInterleaved}), and Q2_K's, Q3_K's, Q4_0's, Q8_0's and IQ4_XS's ({@link Q2_KInterleaved},
+ * {@link Q3_KInterleaved}, {@link Q4_0Interleaved}, {@link Q8_0Interleaved}, {@link IQ4_XSInterleaved}; 256-bit vectors
+ * only): one token and a batch, in 512-bit vectors (where the machine has them) and in 256-bit halves (on every
+ * machine), give, bit for bit, what a plain scalar loop gives with the same integer sums and the same float
+ * multiply-adds per block, and what the batch path gives on the rows as the file holds them ({@link PairTile}); and the
+ * repacked rows decode to the same weights.
  */
 class InterleavedRowsTest {
 
@@ -479,32 +479,29 @@ class InterleavedRowsTest {
     }
 
     /**
-     * Q4_0's and Q8_0's one-token and batch products against a plain loop of the same sums ({@code S = sum (q - 8) * code}
-     * or {@code sum q * code} a block, {@code acc = fma(S, d * xd, acc)}), bit for bit: random blocks, then the extremes
-     * (every quant at its least or greatest, Q4_0's 0 or 15, Q8_0's -128 or 127, against codes of 127, -127 or
+     * The one-token and batch products of the types repacked only for 256-bit vectors whose kernels sum as llama.cpp
+     * does (Q4_0, Q8_0, IQ4_XS) against a plain loop of the same integer sums and float steps ({@link #scalarBlockSums}), bit
+     * for bit: random blocks, then the extremes (every quant at its least or greatest, against codes of 127, -127 or
      * alternating: the 16-bit sums at their bound).
      */
     @ParameterizedTest
-    @EnumSource(value = GgmlType.class, names = {"Q4_0", "Q8_0"})
-    void blocksOf32EqualAScalarLoopBitForBit(GgmlType type) {
+    @EnumSource(value = GgmlType.class, names = {"Q4_0", "Q8_0", "IQ4_XS"})
+    void productsEqualTheirScalarSumsBitForBit(GgmlType type) {
         assumeTrue(InterleavedRows.fitsShape(type, 16, 256), type + " is repacked only where the vectors are 256 bits");
         QuantFormat format = QuantFormats.of(type);
-        int blockBytes = blockBytes(type);
+        int blockValues = type == GgmlType.IQ4_XS ? 256 : 32;
         SplittableRandom rnd = new SplittableRandom(13);
         int rows = 48;
         for (int width : new int[] {256, 768, 2048}) {
             for (boolean extreme : new boolean[] {false, true}) {
                 try (Arena arena = Arena.ofConfined()) {
                     long rowBytes = rowBytes(type, width);
+                    long blocks = rows * (long) width / blockValues;
                     MemorySegment data = arena.allocate(rows * rowBytes);
-                    format.randomBlocks(rnd, data, 0, rows * width / 32);
+                    format.randomBlocks(rnd, data, 0, blocks);
                     if (extreme) {
-                        for (long b = 0; b < rows * width / 32; b++) {
-                            for (int t = 2; t < blockBytes; t++) {
-                                byte least = type == GgmlType.Q4_0 ? 0 : (byte) 0x80;
-                                byte greatest = type == GgmlType.Q4_0 ? (byte) 0xFF : 0x7F;
-                                data.set(Layouts.BYTE, blockBytes * b + t, b % 3 == 0 ? least : greatest);
-                            }
+                        for (long b = 0; b < blocks; b++) {
+                            setToExtremes(type, data, blockBytes(type) * b, b);
                         }
                     }
                     PreparedActivations x = extreme ? extremeCodes(type, width)
@@ -518,7 +515,7 @@ class InterleavedRowsTest {
                     for (int t = 0; t < tokens; t++) {
                         InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, t, 1, alone, 0, rows);
                         for (int r = 0; r < rows; r++) {
-                            float expected = scalarBlocksOf32(type, data, r * rowBytes, width, x, t);
+                            float expected = scalarBlockSums(type, data, r * rowBytes, width, x, t);
                             String where = type + " width " + width + (extreme ? " extreme" : "") + " row " + r
                                     + " token " + t;
                             assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(alone[r]), where);
@@ -532,107 +529,74 @@ class InterleavedRowsTest {
     }
 
     /**
-     * Q4_0's and Q8_0's arithmetic in plain Java: per block {@code S = sum (q - 8) * code} (Q4_0) or
-     * {@code sum q * code} (Q8_0), then {@code acc = fma(S, d*xd, acc)}.
+     * Block {@code b} at {@code block} with every quant at its least (every third block) or greatest: Q4_0's 0 or 15,
+     * Q8_0's -128 or 127, IQ4_XS's levels -127 or 113 (every other block) with scales -32 or 31 (every third).
      */
-    private static float scalarBlocksOf32(GgmlType type, MemorySegment data, long row, int width, PreparedActivations x,
-            int token) {
-        int[] codes = x.codes();
-        int blockBytes = blockBytes(type);
-        float acc = 0;
-        for (int b = 0; b < width / 32; b++) {
-            long block = row + (long) blockBytes * b;
-            int code = token * width + 32 * b;
-            long s = 0;
-            for (int t = 0; t < 16; t++) {
-                if (type == GgmlType.Q4_0) {
-                    int q = data.get(Layouts.BYTE, block + 2 + t) & 0xFF;
-                    s += (long) ((q & 0xF) - 8) * codes[code + t] + (long) ((q >>> 4) - 8) * codes[code + 16 + t];
-                } else {
-                    s += (long) data.get(Layouts.BYTE, block + 2 + t) * codes[code + t]
-                            + (long) data.get(Layouts.BYTE, block + 18 + t) * codes[code + 16 + t];
+    private static void setToExtremes(GgmlType type, MemorySegment data, long block, long b) {
+        boolean least = b % 3 == 0;
+        switch (type) {
+            case Q4_0 -> {
+                for (int t = 2; t < 18; t++) {
+                    data.set(Layouts.BYTE, block + t, (byte) (least ? 0 : 0xFF));
                 }
             }
-            float xd = x.codeScales()[token * (width / 32) + b];
-            acc = Math.fma((float) s, Halfs.readFp16(data, block) * xd, acc);
+            case Q8_0 -> {
+                for (int t = 2; t < 34; t++) {
+                    data.set(Layouts.BYTE, block + t, (byte) (least ? 0x80 : 0x7F));
+                }
+            }
+            case IQ4_XS -> {
+                data.set(Layouts.SHORT_LE, block + 2, (short) (least ? 0 : 0xFFFF));
+                data.set(Layouts.INT_LE, block + 4, least ? 0 : -1);
+                for (int t = 8; t < 136; t++) {
+                    data.set(Layouts.BYTE, block + t, (byte) (b % 2 == 0 ? 0 : 0xFF));
+                }
+            }
+            default -> throw new IllegalArgumentException(type.toString());
         }
-        return acc;
     }
 
     /**
-     * IQ4_XS's one-token and batch products against a plain loop of the same sums (per sub-block {@code sum level * code},
-     * times {@code ls - 32}, added over the super-block, then {@code acc = fma(sumi, d * xd, acc)}), bit for bit: random
-     * blocks, then the extremes (every level -127 or 113, scales -32 or 31, against codes of 127, -127 or alternating).
+     * {@code type}'s arithmetic in plain Java: per block {@code S = sum (q - 8) * code} (Q4_0), {@code sum q * code}
+     * (Q8_0), or per 32-value sub-block {@code sum level * code} times {@code ls - 32}, summed over the super-block
+     * (IQ4_XS); then {@code acc = fma(S, d*xd, acc)}.
      */
-    @Test
-    void iq4_xsProductsEqualAScalarLoopBitForBit() {
-        assumeTrue(InterleavedRows.fitsShape(GgmlType.IQ4_XS, 16, 256), "IQ4_XS is repacked only where the vectors are 256 bits");
-        GgmlType type = GgmlType.IQ4_XS;
-        QuantFormat format = QuantFormats.of(type);
-        SplittableRandom rnd = new SplittableRandom(17);
-        int rows = 48;
-        for (int width : new int[] {256, 768, 2048}) {
-            for (boolean extreme : new boolean[] {false, true}) {
-                try (Arena arena = Arena.ofConfined()) {
-                    long rowBytes = rowBytes(type, width);
-                    long blocks = rows * (long) width / 256;
-                    MemorySegment data = arena.allocate(rows * rowBytes);
-                    format.randomBlocks(rnd, data, 0, blocks);
-                    if (extreme) {
-                        for (long b = 0; b < blocks; b++) {
-                            boolean least = b % 3 == 0;
-                            // scales: 6 bits of 0 (-32) or 63 (31); quants: nibble 0 (-127) or 15 (113)
-                            data.set(Layouts.SHORT_LE, 136 * b + 2, (short) (least ? 0 : 0xFFFF));
-                            data.set(Layouts.INT_LE, 136 * b + 4, least ? 0 : -1);
-                            for (int t = 8; t < 136; t++) {
-                                data.set(Layouts.BYTE, 136 * b + t, (byte) (b % 2 == 0 ? 0 : 0xFF));
-                            }
-                        }
-                    }
-                    PreparedActivations x = extreme ? extremeCodes(type, width)
-                            : PreparedDotTest.gaussianRows(format, rnd, 6, width);
-                    int tokens = x.rows();
-                    MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width));
-                    InterleavedRows.repack(type, data, 0, rowBytes, width, 0, rows / 16, packed, 0);
-                    float[] batch = new float[rows * tokens];
-                    InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, 0, tokens, batch, 0, rows);
-                    float[] alone = new float[rows];
-                    for (int t = 0; t < tokens; t++) {
-                        InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, t, 1, alone, 0, rows);
-                        for (int r = 0; r < rows; r++) {
-                            float expected = scalarIQ4_XS(data, r * rowBytes, width, x, t);
-                            String where = "width " + width + (extreme ? " extreme" : "") + " row " + r + " token " + t;
-                            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(alone[r]), where);
-                            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(batch[r + t * rows]),
-                                    "batch, " + where);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /** IQ4_XS's arithmetic in plain Java, as {@link #iq4_xsProductsEqualAScalarLoopBitForBit} states it. */
-    private static float scalarIQ4_XS(MemorySegment data, long row, int width, PreparedActivations x, int token) {
+    private static float scalarBlockSums(GgmlType type, MemorySegment data, long row, int width, PreparedActivations x,
+            int token) {
         int[] codes = x.codes();
+        int blockBytes = blockBytes(type);
+        int blockValues = type == GgmlType.IQ4_XS ? 256 : 32;
         float acc = 0;
-        for (int b = 0; b < width / 256; b++) {
-            long block = row + 136L * b;
-            int scalesH = data.get(Layouts.SHORT_LE, block + 2) & 0xFFFF;
-            long sumi = 0;
-            for (int j = 0; j < 8; j++) {
-                int ls = ((data.get(Layouts.BYTE, block + 4 + j / 2) & 0xFF) >>> (4 * (j % 2)) & 0xF)
-                        | ((scalesH >>> (2 * j)) & 3) << 4;
-                long s = 0;
-                for (int t = 0; t < 16; t++) {
-                    int q = data.get(Layouts.BYTE, block + 8 + 16 * j + t) & 0xFF;
-                    int code = token * width + 256 * b + 32 * j + t;
-                    s += (long) IQ4_NL.LEVELS[q & 0xF] * codes[code] + (long) IQ4_NL.LEVELS[q >>> 4] * codes[code + 16];
+        for (int b = 0; b < width / blockValues; b++) {
+            long block = row + (long) blockBytes * b;
+            int code = token * width + blockValues * b;
+            long s = 0;
+            if (type == GgmlType.IQ4_XS) {
+                int scalesH = data.get(Layouts.SHORT_LE, block + 2) & 0xFFFF;
+                for (int j = 0; j < 8; j++) {
+                    int ls = ((data.get(Layouts.BYTE, block + 4 + j / 2) & 0xFF) >>> (4 * (j % 2)) & 0xF)
+                            | ((scalesH >>> (2 * j)) & 3) << 4;
+                    long sub = 0;
+                    for (int t = 0; t < 16; t++) {
+                        int q = data.get(Layouts.BYTE, block + 8 + 16 * j + t) & 0xFF;
+                        sub += (long) IQ4_NL.LEVELS[q & 0xF] * codes[code + 32 * j + t]
+                                + (long) IQ4_NL.LEVELS[q >>> 4] * codes[code + 32 * j + 16 + t];
+                    }
+                    s += sub * (ls - 32);
                 }
-                sumi += s * (ls - 32);
+            } else {
+                for (int t = 0; t < 16; t++) {
+                    if (type == GgmlType.Q4_0) {
+                        int q = data.get(Layouts.BYTE, block + 2 + t) & 0xFF;
+                        s += (long) ((q & 0xF) - 8) * codes[code + t] + (long) ((q >>> 4) - 8) * codes[code + 16 + t];
+                    } else {
+                        s += (long) data.get(Layouts.BYTE, block + 2 + t) * codes[code + t]
+                                + (long) data.get(Layouts.BYTE, block + 18 + t) * codes[code + 16 + t];
+                    }
+                }
             }
-            float xd = x.codeScales()[token * (width / 256) + b];
-            acc = Math.fma((float) sumi, Halfs.readFp16(data, block) * xd, acc);
+            float xd = x.codeScales()[token * (width / blockValues) + b];
+            acc = Math.fma((float) s, Halfs.readFp16(data, block) * xd, acc);
         }
         return acc;
     }
