@@ -153,8 +153,8 @@ public final class IQ4_XSInterleaved {
             IntVector high1 = high0;
             // one loop over a row's half sub-blocks (four pairs, both halves of the group, written out), a sub-block's
             // sum times its scales after its second and a super-block's float step after its last: loops nested a
-            // block cost C2's range-check set-up each time (as Q8_0Interleaved's did), one pair a pass
-            // as many scalar instructions as vector ones
+            // block cost C2's range-check set-up each time (as Q8_0Interleaved's did), and one pair a pass took as many
+            // scalar instructions as vector ones
             for (int j = 0; j < blocks * 16; j++) {
                 int b = j >>> 4;
                 int sub = (j >>> 1) & 7;

@@ -133,7 +133,8 @@ public final class InterleavedRows {
             return;
         }
         switch (type) {
-            // Q2_K's, Q3_K's, Q4_0's, Q8_0's and IQ4_XS's layouts, which only 256-bit vectors bind, for tests of their kernels on every machine
+            // Q2_K's, Q3_K's, Q4_0's, Q8_0's and IQ4_XS's layouts, which this machine does not repack by itself
+            // (repacks) but lays out on request, as repackHalves does
             case Q2_K -> Q2_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q3_K -> Q3_KInterleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);
             case Q4_0 -> Q4_0Interleaved.repack(src, srcOffset, rowBytes, width, fromGroup, toGroup, dst, dstOffset);

@@ -244,8 +244,8 @@ public final class Q4_0Interleaved {
     }
 
     /**
-     * The one-token product in 256-bit vectors, both halves of a group at once, a block's four vectors in a loop; batches
-     * take {@link #tokensHalves}.
+     * The one-token product in 256-bit vectors, both halves of a group at once, one loop over a row's vectors with each
+     * block's float step after its fourth; batches take {@link #tokensHalves}.
      */
     static void oneTokenHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int token, float[] out, int outOffset) {

@@ -35,7 +35,7 @@ import moe4j.gguf.GgmlType;
  * {@code 2k + 1} as 16-bit fields. Sixteen quant bytes widened to 16-bit lanes (eight rows' pair {@code k}) times that
  * int broadcast leave each product in its own lane; two pairs' products added (at most {@code 2 * 128 * 127} in
  * magnitude) fit a lane, and with {@code 2^15} added to the lower field of each int it is {@code l + 2^15}, in
- * {@code 0 .. 2^16}: read as an int, the lane is {@code v = 65536 h + l + 2^15}, with {@code h = v >> 16} (the upper
+ * {@code [256, 65280]}, within 16 unsigned bits: read as an int, the lane is {@code v = 65536 h + l + 2^15}, with {@code h = v >> 16} (the upper
  * field, signed). So a row's sum of both fields over the block's eight steps is
  * {@code sum v - 65535 sum (v >> 16) - 8 * 2^15}: two int sums (modulo 2^32, exact as the block's true sum, at most
  * {@code 32 * 128 * 127}, fits). Converted, times {@code d * xd}, into the row's accumulator:
@@ -76,14 +76,16 @@ public final class Q8_0Interleaved {
         int blocks = width / QK;
         float[] d = new float[ROWS];
         byte[] quants = new byte[QK * ROWS];
+        byte[] file = new byte[BLOCK_BYTES];
         for (int g = fromGroup; g < toGroup; g++) {
             for (int b = 0; b < blocks; b++) {
                 for (int i = 0; i < ROWS; i++) {
                     long block = srcOffset + ((long) g * ROWS + i) * rowBytes + (long) b * BLOCK_BYTES;
+                    MemorySegment.copy(src, Layouts.BYTE, block, file, 0, BLOCK_BYTES);
                     d[i] = Halfs.readFp16(src, block);
                     for (int k = 0; k < QK / 2; k++) {
-                        quants[2 * ROWS * k + 2 * i] = src.get(Layouts.BYTE, block + 2 + 2 * k);
-                        quants[2 * ROWS * k + 2 * i + 1] = src.get(Layouts.BYTE, block + 3 + 2 * k);
+                        quants[2 * ROWS * k + 2 * i] = file[2 + 2 * k];
+                        quants[2 * ROWS * k + 2 * i + 1] = file[3 + 2 * k];
                     }
                 }
                 long out = dstOffset + ((long) g * blocks + b) * GROUP_BLOCK_BYTES;

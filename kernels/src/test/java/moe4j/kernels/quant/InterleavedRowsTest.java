@@ -23,7 +23,8 @@ import moe4j.gguf.GgmlType;
  * {@link Q6_KInterleaved}), and Q2_K's, Q3_K's, Q4_0's, Q8_0's and IQ4_XS's ({@link Q2_KInterleaved},
  * {@link Q3_KInterleaved}, {@link Q4_0Interleaved}, {@link Q8_0Interleaved}, {@link IQ4_XSInterleaved}; 256-bit vectors
  * only): one token and a batch, in 512-bit vectors (where the machine has them) and in 256-bit halves (on every
- * machine), give, bit for bit, what a plain scalar loop gives with the same integer sums and the same float
+ * machine for the types repacked with 512-bit vectors too; Q2_K to IQ4_XS where the vectors are 256 bits, which the
+ * build's second test run forces), give, bit for bit, what a plain scalar loop gives with the same integer sums and the same float
  * multiply-adds per block, and what the batch path gives on the rows as the file holds them ({@link PairTile}); and the
  * repacked rows decode to the same weights.
  */
@@ -504,23 +505,33 @@ class InterleavedRowsTest {
                             setToExtremes(type, data, blockBytes(type) * b, b);
                         }
                     }
+                    // ten tokens: batches of two tiles and a tail, of two or three (no tile), from a later first token
                     PreparedActivations x = extreme ? extremeCodes(type, width)
-                            : PreparedDotTest.gaussianRows(format, rnd, 6, width);
+                            : PreparedDotTest.gaussianRows(format, rnd, 10, width);
                     int tokens = x.rows();
                     MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, rows, width));
                     InterleavedRows.repack(type, data, 0, rowBytes, width, 0, rows / 16, packed, 0);
-                    float[] batch = new float[rows * tokens];
-                    InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, 0, tokens, batch, 0, rows);
+                    float[] expected = new float[rows * tokens];
                     float[] alone = new float[rows];
                     for (int t = 0; t < tokens; t++) {
                         InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, t, 1, alone, 0, rows);
                         for (int r = 0; r < rows; r++) {
-                            float expected = scalarBlockSums(type, data, r * rowBytes, width, x, t);
-                            String where = type + " width " + width + (extreme ? " extreme" : "") + " row " + r
-                                    + " token " + t;
-                            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(alone[r]), where);
-                            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(batch[r + t * rows]),
-                                    "batch, " + where);
+                            expected[r + t * rows] = scalarBlockSums(type, data, r * rowBytes, width, x, t);
+                            assertEquals(Float.floatToRawIntBits(expected[r + t * rows]), Float.floatToRawIntBits(alone[r]),
+                                    type + " width " + width + (extreme ? " extreme" : "") + " row " + r + " token " + t);
+                        }
+                    }
+                    int[][] batches = {{0, tokens}, {1, tokens - 1}, {1, 2}, {tokens - 3, 3}};
+                    for (int[] batch : batches) {
+                        float[] out = new float[rows * batch[1]];
+                        InterleavedRows.dot(type, packed, 0, 0, rows / 16, x, batch[0], batch[1], out, 0, rows);
+                        for (int t = 0; t < batch[1]; t++) {
+                            for (int r = 0; r < rows; r++) {
+                                assertEquals(Float.floatToRawIntBits(expected[r + (batch[0] + t) * rows]),
+                                        Float.floatToRawIntBits(out[r + t * rows]), type + " width " + width
+                                        + (extreme ? " extreme" : "") + " batch of " + batch[1] + " from token "
+                                        + batch[0] + ", row " + r + " token " + t);
+                            }
                         }
                     }
                 }
