@@ -120,26 +120,43 @@ public final class BF16 extends BlockFormat {
             FloatVector a1 = a0;
             FloatVector a2 = a0;
             FloatVector a3 = a0;
+            // group g into accumulator g % 4, four groups a pass (rotating the four through one a pass cost register
+            // moves, as many instructions as the products); SPAN is a multiple of four
             for (int g0 = 0; g0 < groups; g0 += SPAN) {
-                for (int g = g0, gEnd = Math.min(groups, g0 + SPAN); g < gEnd; g++) {
+                int gEnd = Math.min(groups, g0 + SPAN);
+                int g = g0;
+                for (; g + 4 <= gEnd; g += 4) {
                     int i = g * Simd.L;
-                    IntVector h = (IntVector) ShortVector.fromMemorySegment(Simd.S, src, row + 2L * i, Simd.LE)
-                            .convertShape(S2I, Simd.I, 0);
-                    FloatVector w = h.lanewise(LSHL, SHIFT_16).reinterpretAsFloats();
-                    FloatVector n = w.fma(FloatVector.fromArray(Simd.F, xv, xRow + i), a0);
-                    a0 = a1;
-                    a1 = a2;
-                    a2 = a3;
-                    a3 = n;
+                    long at = row + 2L * i;
+                    a0 = ((IntVector) ShortVector.fromMemorySegment(Simd.S, src, at, Simd.LE).convertShape(S2I, Simd.I, 0))
+                            .lanewise(LSHL, SHIFT_16).reinterpretAsFloats()
+                            .fma(FloatVector.fromArray(Simd.F, xv, xRow + i), a0);
+                    a1 = ((IntVector) ShortVector.fromMemorySegment(Simd.S, src, at + 2L * Simd.L, Simd.LE)
+                            .convertShape(S2I, Simd.I, 0)).lanewise(LSHL, SHIFT_16).reinterpretAsFloats()
+                            .fma(FloatVector.fromArray(Simd.F, xv, xRow + i + Simd.L), a1);
+                    a2 = ((IntVector) ShortVector.fromMemorySegment(Simd.S, src, at + 4L * Simd.L, Simd.LE)
+                            .convertShape(S2I, Simd.I, 0)).lanewise(LSHL, SHIFT_16).reinterpretAsFloats()
+                            .fma(FloatVector.fromArray(Simd.F, xv, xRow + i + 2 * Simd.L), a2);
+                    a3 = ((IntVector) ShortVector.fromMemorySegment(Simd.S, src, at + 6L * Simd.L, Simd.LE)
+                            .convertShape(S2I, Simd.I, 0)).lanewise(LSHL, SHIFT_16).reinterpretAsFloats()
+                            .fma(FloatVector.fromArray(Simd.F, xv, xRow + i + 3 * Simd.L), a3);
+                }
+                for (; g < gEnd; g++) {
+                    int i = g * Simd.L;
+                    FloatVector n = ((IntVector) ShortVector.fromMemorySegment(Simd.S, src, row + 2L * i, Simd.LE)
+                            .convertShape(S2I, Simd.I, 0)).lanewise(LSHL, SHIFT_16).reinterpretAsFloats()
+                            .fma(FloatVector.fromArray(Simd.F, xv, xRow + i), g % 4 == 0 ? a0 : g % 4 == 1 ? a1 : a2);
+                    if (g % 4 == 0) {
+                        a0 = n;
+                    } else if (g % 4 == 1) {
+                        a1 = n;
+                    } else {
+                        a2 = n;
+                    }
                 }
             }
             // DecodedDot.combine's sums written out, as in F32's row kernel: C2 leaves a call made once a row uninlined
-            FloatVector v = switch (groups & 3) {
-                case 0 -> a0.add(a1).add(a2.add(a3));
-                case 1 -> a3.add(a0).add(a1.add(a2));
-                case 2 -> a2.add(a3).add(a0.add(a1));
-                default -> a1.add(a2).add(a3.add(a0));
-            };
+            FloatVector v = a0.add(a1).add(a2.add(a3));
             // Simd.sum's folds at 16 or 8 lanes, the widths this kernel runs at (with 8 lanes too a call boxed its
             // argument, 64 B a row)
             if (Simd.L == 16) {
