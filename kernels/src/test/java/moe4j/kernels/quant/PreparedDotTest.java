@@ -197,6 +197,33 @@ class PreparedDotTest {
     }
 
     /**
+     * F32's and BF16's row kernels, one token, against the plain dot product on the activations' floats, bit for bit:
+     * rows of whole and partial passes of their loops (four groups a pass, spans of 768 values, a last group or three).
+     */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"F32", "BF16"})
+    void floatRowKernelsEqualTheDotBitForBit(GgmlType type) {
+        QuantFormat format = QuantFormats.of(type);
+        SplittableRandom rnd = new SplittableRandom(809);
+        int rows = 3;
+        try (Arena arena = Arena.ofConfined()) {
+            for (int width : new int[] {16, 48, 256, 768, 784, 2048 + 48, 4096}) {
+                long rowBytes = type.bytesFor(width);
+                MemorySegment data = arena.allocate(rows * rowBytes);
+                format.randomBlocks(rnd, data, 0, rows * (long) width);
+                PreparedActivations prepared = gaussianRows(format, rnd, 2, width);
+                float[] out = new float[rows];
+                format.dotPreparedRows(data, 0, rowBytes, rows, prepared, 1, 1, out, 0, 1);
+                for (int r = 0; r < rows; r++) {
+                    float dot = format.dot(data, r * rowBytes, prepared.values(), width, width);
+                    assertEquals(Float.floatToRawIntBits(dot), Float.floatToRawIntBits(out[r]),
+                            type + " width " + width + " row " + r);
+                }
+            }
+        }
+    }
+
+    /**
      * IQ4_XS rows prepared without codes (a rounding alone, natural order) take its 8-lane float kernel where the vectors
      * are 256 bits: the plain dot product on the activations' floats, bit for bit.
      */
