@@ -35,7 +35,10 @@ public final class InterleavedRows {
         return Simd.HALVES ? "Q2_K, Q3_K, Q4_0, Q8_0, IQ4_XS, Q4_K, Q5_K and Q6_K" : TYPES;
     }
 
-    /** Whether the one-token kernels of repacked rows read activations prepared in {@code order} (Q2_K's is Q3_K's). */
+    /**
+     * Whether the one-token kernels of repacked rows read the tile pairs of activations prepared in {@code order} (Q2_K's
+     * is Q3_K's); Q8_0's and IQ4_XS's read their natural code pairs instead ({@link LaneOrder#readByHalves()}).
+     */
     static boolean reads(LaneOrder order) {
         return order == Q4_K.PAIRS || order == Q6_K.PAIRS || Simd.HALVES && (order == Q3_K.PAIRS || order == Q4_0.PAIRS);
     }
