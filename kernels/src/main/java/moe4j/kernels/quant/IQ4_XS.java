@@ -309,7 +309,7 @@ public final class IQ4_XS extends BlockFormat {
     }
 
     /** The 16 levels as bytes, for a 16-byte lookup ({@code vpshufb}). */
-    private static final ByteVector LEVEL_BYTES = ByteVector.fromArray(ByteVector.SPECIES_128, IQ4_NL.LEVELS, 0);
+    static final ByteVector LEVEL_BYTES = ByteVector.fromArray(Simd.HALF_SB, IQ4_NL.LEVELS, 0);
 
     /**
      * {@link #dotRows} with 256-bit vectors (AVX2) on the activations' codes ({@link #NATURAL_SHORTS}), as llama.cpp
@@ -341,7 +341,7 @@ public final class IQ4_XS extends BlockFormat {
                     int p = pRow + b * (QK / 2);
                     IntVector sum = IntVector.zero(Simd.HALF_I);
                     for (int ib = 0; ib < QK / 32; ib++) {
-                        ByteVector q = ByteVector.fromMemorySegment(ByteVector.SPECIES_128, src, block + QS + 16L * ib,
+                        ByteVector q = ByteVector.fromMemorySegment(Simd.HALF_SB, src, block + QS + 16L * ib,
                                 Simd.LE);
                         ShortVector low = (ShortVector) q.and((byte) 0xF).selectFrom(LEVEL_BYTES)
                                 .convertShape(B2S, Simd.HALF_S, 0);

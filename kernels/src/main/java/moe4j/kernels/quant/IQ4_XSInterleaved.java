@@ -11,6 +11,7 @@ import static moe4j.kernels.quant.Simd.HALF_B;
 import static moe4j.kernels.quant.Simd.HALF_F;
 import static moe4j.kernels.quant.Simd.HALF_I;
 import static moe4j.kernels.quant.Simd.HALF_S;
+import static moe4j.kernels.quant.Simd.HALF_SB;
 
 import java.lang.foreign.MemorySegment;
 
@@ -18,7 +19,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorSpecies;
 
 import moe4j.gguf.GgmlType;
 
@@ -59,11 +59,10 @@ public final class IQ4_XSInterleaved {
     static final int QUANTS = SCALES + QK / SUB * ROWS;
     /** Bytes of one super-block of a group's 16 rows. */
     public static final int GROUP_BLOCK_BYTES = QUANTS + QK / 2 * ROWS;
-    private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
-    private static final ByteVector LEVELS = ByteVector.fromArray(B16, IQ4_NL.LEVELS, 0);
-    private static final ShortVector BIAS = IntVector.broadcast(HALF_I, 1 << 15).reinterpretAsShorts();
-    /** Where a sub-block's {@code sum v} starts: less its eight steps' biases. */
-    private static final int START = -8 << 15;
+    private static final ByteVector LEVELS = IQ4_XS.LEVEL_BYTES;
+    /** {@link Q8_0Interleaved}'s: a sub-block is eight steps too. */
+    private static final ShortVector BIAS = Q8_0Interleaved.BIAS;
+    private static final int START = Q8_0Interleaved.START;
 
     /** Bytes of {@code rows} repacked rows of {@code width} values. */
     public static long bytes(long rows, int width) {
@@ -168,14 +167,14 @@ public final class IQ4_XSInterleaved {
                 IntVector v;
                 c = IntVector.broadcast(HALF_I, pairs[p]).reinterpretAsShorts();
                 cHigh = IntVector.broadcast(HALF_I, pairs[p + 8]).reinterpretAsShorts();
-                bytes = ByteVector.fromMemorySegment(B16, w, q, Simd.LE);
+                bytes = ByteVector.fromMemorySegment(HALF_SB, w, q, Simd.LE);
                 v = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(c)
                         .add(((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
                                 .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(cHigh))
                         .add(BIAS).reinterpretAsInts();
                 sum0 = sum0.add(v);
                 high0 = high0.add(v.lanewise(ASHR, 16));
-                bytes = ByteVector.fromMemorySegment(B16, w, q + 128, Simd.LE);
+                bytes = ByteVector.fromMemorySegment(HALF_SB, w, q + 128, Simd.LE);
                 v = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(c)
                         .add(((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
                                 .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(cHigh))
@@ -184,14 +183,14 @@ public final class IQ4_XSInterleaved {
                 high1 = high1.add(v.lanewise(ASHR, 16));
                 c = IntVector.broadcast(HALF_I, pairs[p + 1]).reinterpretAsShorts();
                 cHigh = IntVector.broadcast(HALF_I, pairs[p + 9]).reinterpretAsShorts();
-                bytes = ByteVector.fromMemorySegment(B16, w, q + 16, Simd.LE);
+                bytes = ByteVector.fromMemorySegment(HALF_SB, w, q + 16, Simd.LE);
                 v = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(c)
                         .add(((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
                                 .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(cHigh))
                         .add(BIAS).reinterpretAsInts();
                 sum0 = sum0.add(v);
                 high0 = high0.add(v.lanewise(ASHR, 16));
-                bytes = ByteVector.fromMemorySegment(B16, w, q + 144, Simd.LE);
+                bytes = ByteVector.fromMemorySegment(HALF_SB, w, q + 144, Simd.LE);
                 v = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(c)
                         .add(((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
                                 .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(cHigh))
@@ -200,14 +199,14 @@ public final class IQ4_XSInterleaved {
                 high1 = high1.add(v.lanewise(ASHR, 16));
                 c = IntVector.broadcast(HALF_I, pairs[p + 2]).reinterpretAsShorts();
                 cHigh = IntVector.broadcast(HALF_I, pairs[p + 10]).reinterpretAsShorts();
-                bytes = ByteVector.fromMemorySegment(B16, w, q + 32, Simd.LE);
+                bytes = ByteVector.fromMemorySegment(HALF_SB, w, q + 32, Simd.LE);
                 v = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(c)
                         .add(((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
                                 .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(cHigh))
                         .add(BIAS).reinterpretAsInts();
                 sum0 = sum0.add(v);
                 high0 = high0.add(v.lanewise(ASHR, 16));
-                bytes = ByteVector.fromMemorySegment(B16, w, q + 160, Simd.LE);
+                bytes = ByteVector.fromMemorySegment(HALF_SB, w, q + 160, Simd.LE);
                 v = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(c)
                         .add(((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
                                 .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(cHigh))
@@ -216,14 +215,14 @@ public final class IQ4_XSInterleaved {
                 high1 = high1.add(v.lanewise(ASHR, 16));
                 c = IntVector.broadcast(HALF_I, pairs[p + 3]).reinterpretAsShorts();
                 cHigh = IntVector.broadcast(HALF_I, pairs[p + 11]).reinterpretAsShorts();
-                bytes = ByteVector.fromMemorySegment(B16, w, q + 48, Simd.LE);
+                bytes = ByteVector.fromMemorySegment(HALF_SB, w, q + 48, Simd.LE);
                 v = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(c)
                         .add(((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
                                 .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(cHigh))
                         .add(BIAS).reinterpretAsInts();
                 sum0 = sum0.add(v);
                 high0 = high0.add(v.lanewise(ASHR, 16));
-                bytes = ByteVector.fromMemorySegment(B16, w, q + 176, Simd.LE);
+                bytes = ByteVector.fromMemorySegment(HALF_SB, w, q + 176, Simd.LE);
                 v = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(c)
                         .add(((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
                                 .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).mul(cHigh))
@@ -291,7 +290,7 @@ public final class IQ4_XSInterleaved {
                     int sub = s >>> 4;
                     int h = (s >>> 3) & 1;
                     int m = s & 7;
-                    ByteVector bytes = ByteVector.fromMemorySegment(B16, w, at + QUANTS + 16L * s, Simd.LE);
+                    ByteVector bytes = ByteVector.fromMemorySegment(HALF_SB, w, at + QUANTS + 16L * s, Simd.LE);
                     IntVector low = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0))
                             .reinterpretAsInts();
                     IntVector high = ((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()

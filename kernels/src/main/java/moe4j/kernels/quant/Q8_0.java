@@ -15,7 +15,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorSpecies;
 
 import moe4j.gguf.GgmlType;
 
@@ -43,8 +42,6 @@ public final class Q8_0 extends BlockFormat {
 
     @Override
     public LaneOrder laneOrder() { return Simd.HALVES ? SHORTS : LaneOrder.NATURAL; }
-
-    private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
 
     @Override
     void dequantizeBlocks(MemorySegment src, long srcOffset, float[] dst, int dstOffset, int blocks, boolean vectors) {
@@ -206,9 +203,9 @@ public final class Q8_0 extends BlockFormat {
                     long block = row + (long) b * BYTES;
                     float dx = Halfs.readFp16(src, block) * xd[dRow + b];
                     int p = pRow + b * (QK / 2);
-                    ShortVector low = (ShortVector) ByteVector.fromMemorySegment(B16, src, block + 2, Simd.LE)
+                    ShortVector low = (ShortVector) ByteVector.fromMemorySegment(Simd.HALF_SB, src, block + 2, Simd.LE)
                             .convertShape(B2S, HALF_S, 0);
-                    ShortVector high = (ShortVector) ByteVector.fromMemorySegment(B16, src, block + 18, Simd.LE)
+                    ShortVector high = (ShortVector) ByteVector.fromMemorySegment(Simd.HALF_SB, src, block + 18, Simd.LE)
                             .convertShape(B2S, HALF_S, 0);
                     IntVector lanes = low.mul(IntVector.fromArray(HALF_I, pairs, p).reinterpretAsShorts())
                             .add(high.mul(IntVector.fromArray(HALF_I, pairs, p + 8).reinterpretAsShorts()))

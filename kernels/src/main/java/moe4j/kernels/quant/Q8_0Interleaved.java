@@ -7,6 +7,7 @@ import static jdk.incubator.vector.VectorOperators.LSHL;
 import static moe4j.kernels.quant.Simd.HALF_F;
 import static moe4j.kernels.quant.Simd.HALF_I;
 import static moe4j.kernels.quant.Simd.HALF_S;
+import static moe4j.kernels.quant.Simd.HALF_SB;
 
 import java.lang.foreign.MemorySegment;
 
@@ -14,7 +15,6 @@ import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorSpecies;
 
 import moe4j.gguf.GgmlType;
 
@@ -53,11 +53,10 @@ public final class Q8_0Interleaved {
     static final int QUANTS = 64;
     /** Bytes of one block of a group's 16 rows. */
     public static final int GROUP_BLOCK_BYTES = QUANTS + QK * ROWS;
-    private static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
     /** {@code 2^15} in the lower field of each int: a lane's lower sum made nonnegative, so it does not borrow. */
-    private static final ShortVector BIAS = IntVector.broadcast(HALF_I, 1 << 15).reinterpretAsShorts();
+    static final ShortVector BIAS = IntVector.broadcast(HALF_I, 1 << 15).reinterpretAsShorts();
     /** Where a block's {@code sum v} starts: less its eight steps' biases. */
-    private static final int START = -8 << 15;
+    static final int START = -8 << 15;
     /** Steps a block: two pairs of elements each. */
     private static final int STEPS = QK / 4;
 
@@ -150,56 +149,56 @@ public final class Q8_0Interleaved {
                 IntVector v;
                 c = IntVector.broadcast(HALF_I, pairs[p]).reinterpretAsShorts();
                 cNext = IntVector.broadcast(HALF_I, pairs[p + 1]).reinterpretAsShorts();
-                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
-                        .add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 32, Simd.LE)
+                v = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
+                        .add(((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 32, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
                 sum0 = sum0.add(v);
                 high0 = high0.add(v.lanewise(ASHR, 16));
-                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 16, Simd.LE).convertShape(B2S, HALF_S, 0))
-                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 48, Simd.LE)
+                v = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 16, Simd.LE).convertShape(B2S, HALF_S, 0))
+                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 48, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
                 sum1 = sum1.add(v);
                 high1 = high1.add(v.lanewise(ASHR, 16));
                 c = IntVector.broadcast(HALF_I, pairs[p + 2]).reinterpretAsShorts();
                 cNext = IntVector.broadcast(HALF_I, pairs[p + 3]).reinterpretAsShorts();
-                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 64, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
-                        .add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 96, Simd.LE)
+                v = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 64, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
+                        .add(((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 96, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
                 sum0 = sum0.add(v);
                 high0 = high0.add(v.lanewise(ASHR, 16));
-                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 80, Simd.LE).convertShape(B2S, HALF_S, 0))
-                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 112, Simd.LE)
+                v = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 80, Simd.LE).convertShape(B2S, HALF_S, 0))
+                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 112, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
                 sum1 = sum1.add(v);
                 high1 = high1.add(v.lanewise(ASHR, 16));
                 c = IntVector.broadcast(HALF_I, pairs[p + 4]).reinterpretAsShorts();
                 cNext = IntVector.broadcast(HALF_I, pairs[p + 5]).reinterpretAsShorts();
-                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 128, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
-                        .add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 160, Simd.LE)
+                v = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 128, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
+                        .add(((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 160, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
                 sum0 = sum0.add(v);
                 high0 = high0.add(v.lanewise(ASHR, 16));
-                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 144, Simd.LE).convertShape(B2S, HALF_S, 0))
-                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 176, Simd.LE)
+                v = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 144, Simd.LE).convertShape(B2S, HALF_S, 0))
+                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 176, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
                 sum1 = sum1.add(v);
                 high1 = high1.add(v.lanewise(ASHR, 16));
                 c = IntVector.broadcast(HALF_I, pairs[p + 6]).reinterpretAsShorts();
                 cNext = IntVector.broadcast(HALF_I, pairs[p + 7]).reinterpretAsShorts();
-                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 192, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
-                        .add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 224, Simd.LE)
+                v = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 192, Simd.LE).convertShape(B2S, HALF_S, 0)).mul(c)
+                        .add(((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 224, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
                 sum0 = sum0.add(v);
                 high0 = high0.add(v.lanewise(ASHR, 16));
-                v = ((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 208, Simd.LE).convertShape(B2S, HALF_S, 0))
-                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(B16, w, q + 240, Simd.LE)
+                v = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 208, Simd.LE).convertShape(B2S, HALF_S, 0))
+                        .mul(c).add(((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w, q + 240, Simd.LE)
                                 .convertShape(B2S, HALF_S, 0)).mul(cNext))
                         .add(BIAS).reinterpretAsInts();
                 sum1 = sum1.add(v);
@@ -254,7 +253,7 @@ public final class Q8_0Interleaved {
                 for (int k = 0; k < QK / 2; k++) {
                     for (int h = 0; h < 2; h++) {
                         // int lane i: row i's quant 2k in the lower field, 2k + 1 in the upper, each sign-extended
-                        IntVector pair = ((ShortVector) ByteVector.fromMemorySegment(B16, w,
+                        IntVector pair = ((ShortVector) ByteVector.fromMemorySegment(HALF_SB, w,
                                 at + QUANTS + 2L * ROWS * k + ROWS * h, Simd.LE).convertShape(B2S, HALF_S, 0))
                                 .reinterpretAsInts();
                         ((FloatVector) pair.lanewise(LSHL, 16).lanewise(ASHR, 16).convert(I2F, 0))

@@ -64,6 +64,8 @@ final class Simd {
     static final VectorSpecies<Float> HALF_F = FloatVector.SPECIES_256;
     /** Bytes with one lane per lane of {@link #HALF_I}. */
     static final VectorSpecies<Byte> HALF_B = ByteVector.SPECIES_64;
+    /** Bytes with one lane per lane of {@link #HALF_S}: 16 quants widened to 16-bit lanes, or looked up by {@code vpshufb}. */
+    static final VectorSpecies<Byte> HALF_SB = ByteVector.SPECIES_128;
 
     /**
      * Whether a byte vector of {@link #B} has one lane per float lane and a 32-byte run is whole vectors of it (8 or 16
