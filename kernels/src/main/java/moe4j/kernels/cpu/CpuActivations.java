@@ -33,12 +33,14 @@ final class CpuActivations implements Activations {
     }
 
     /**
-     * What weights of one type need of the rows: their rounding, their kernel's lane order and, where that kernel reads
-     * telescoped pairs, the type (null elsewhere).
+     * What weights of one type need of the rows: their rounding, their kernel's lane order, where that kernel reads
+     * telescoped pairs the type (null elsewhere), and whether the rows are repacked (whose batches may read the codes
+     * as floats: {@link PreparedActivations#reserve(QuantFormat, int, int, boolean)}).
      */
-    record Preparation(ActivationRounding rounding, LaneOrder order, GgmlType stepped) {
-        static Preparation of(QuantFormat format) {
-            return new Preparation(format.activationRounding(), format.laneOrder(), PreparedActivations.stepped(format));
+    record Preparation(ActivationRounding rounding, LaneOrder order, GgmlType stepped, boolean repackedRows) {
+        static Preparation of(QuantFormat format, boolean repackedRows) {
+            return new Preparation(format.activationRounding(), format.laneOrder(), PreparedActivations.stepped(format),
+                    repackedRows);
         }
     }
 

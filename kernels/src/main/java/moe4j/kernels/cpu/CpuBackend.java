@@ -244,7 +244,7 @@ public final class CpuBackend implements Backend {
      */
     private PreparedActivations prepare(CpuActivations x, int n, CpuWeight w) {
         PreparedActivations p = x.prepared(w.preparation());
-        p.reserve(w.format(), n, x.width());
+        p.reserve(w.format(), n, x.width(), w.preparation().repackedRows());
         prepareLoop.run(x, n, p);
         return p;
     }

@@ -46,7 +46,6 @@ final class CpuWeight implements Weight {
     CpuWeight(GgufTensor tensor, WorkerPool pool, Arena arena) {
         this.name = tensor.name();
         this.format = QuantFormats.of(tensor.type());
-        this.preparation = CpuActivations.Preparation.of(format);
         long[] shape = tensor.shape();
         if (shape[3] != 1) {
             throw new IllegalArgumentException("tensor " + name + " has 4 dimensions " + Arrays.toString(shape)
@@ -77,6 +76,7 @@ final class CpuWeight implements Weight {
         }
         groups = pool != null && InterleavedRows.fits(format.type(), rows, rowLength)
                 ? repack(pool, arena) : null;
+        this.preparation = CpuActivations.Preparation.of(format, groups != null);
     }
 
     /** The repacked rows, or null where the memory for them cannot be had (then they are read in place). */

@@ -53,9 +53,18 @@ public final class PreparedActivations {
      * lane order}.
      */
     public void reserve(QuantFormat format, int rows, int width) {
+        reserve(format, rows, width, true);
+    }
+
+    /**
+     * {@link #reserve(QuantFormat, int, int)} for weights whose rows are repacked ({@link InterleavedRows}) or not:
+     * only repacked rows of Q8_0 and IQ4_XS multiply batches on {@link #floatCodes()}, a copy of the codes as large as
+     * the values (some 32 MB for a prompt of 512 tokens), which rows read in the file's layout never need.
+     */
+    public void reserve(QuantFormat format, int rows, int width, boolean repackedRows) {
         // with 256-bit vectors only the repacked types' kernels and Q8_0's and IQ4_XS's read an order (Q2_K's is Q3_K's)
         boolean read = Simd.FUSED || InterleavedRows.repacks(format.type()) || format.laneOrder().readByHalves();
-        reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width);
+        reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width, repackedRows);
         steppedType = stepped(format);
         if (steppedType != null && (order != format.laneOrder() || !tilesRead(order, rows))) {
             steppedType = null;
@@ -85,6 +94,10 @@ public final class PreparedActivations {
      * the products take their slower path. An order only pairs the codes of its own rounding.
      */
     public void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width) {
+        reserve(rounding, order, rows, width, true);
+    }
+
+    private void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width, boolean repackedRows) {
         this.rounding = Objects.requireNonNull(rounding, "rounding");
         Objects.requireNonNull(order, "order");
         this.steppedType = null;
@@ -117,7 +130,7 @@ public final class PreparedActivations {
             codeScales = new float[scales];
         }
         // Q8_0's and IQ4_XS's batches of repacked rows multiply the codes as floats (Q8_0Interleaved#tokensHalves)
-        floats = this.order.readByHalves() && rows > 1;
+        floats = repackedRows && this.order.readByHalves() && rows > 1;
         if (floats && floatCodes.length < size) {
             floatCodes = new float[values.length];
         }
@@ -240,9 +253,15 @@ public final class PreparedActivations {
 
     /**
      * {@link #codes()} as floats, in the orders of 256-bit row kernels ({@link LaneOrder#readByHalves()}: Q8_0's,
-     * IQ4_XS's) when more than one row was reserved.
+     * IQ4_XS's) when more than one row was reserved for repacked rows.
      */
-    float[] floatCodes() { return floatCodes; }
+    float[] floatCodes() {
+        if (!floats) {
+            throw new IllegalStateException("activation rows of " + width + " values were reserved for " + rows
+                    + " row(s) of rows left in the file's layout: no codes as floats for a batch of repacked rows");
+        }
+        return floatCodes;
+    }
 
     /** Row {@code r}'s codes in {@link #laneOrder()}'s pairs at {@code r*width/2}, when that order rearranges. */
     int[] codePairs() { return pairs; }

@@ -480,6 +480,42 @@ class InterleavedRowsTest {
     }
 
     /**
+     * Rows prepared for Q8_0 or IQ4_XS rows left in the file's layout carry no copy of their codes as floats (which only
+     * batches of repacked rows read), and a batch of repacked rows refuses them rather than read a stale or empty copy.
+     */
+    @ParameterizedTest
+    @EnumSource(value = GgmlType.class, names = {"Q8_0", "IQ4_XS"})
+    void onlyRowsPreparedForRepackedRowsCarryFloatCodes(GgmlType type) {
+        assumeTrue(InterleavedRows.fitsShape(type, 16, 256), type + " is repacked only where the vectors are 256 bits");
+        QuantFormat format = QuantFormats.of(type);
+        PreparedActivations forRepacked = new PreparedActivations();
+        PreparedActivations forFileLayout = new PreparedActivations();
+        forRepacked.reserve(format, 4, 256, true);
+        forFileLayout.reserve(format, 4, 256, false);
+        SplittableRandom rnd = new SplittableRandom(3);
+        float[] row = new float[256];
+        for (int t = 0; t < 4; t++) {
+            for (int i = 0; i < row.length; i++) {
+                row[i] = (float) rnd.nextGaussian();
+            }
+            forRepacked.prepareRow(row, 0, t);
+            forFileLayout.prepareRow(row, 0, t);
+        }
+        float[] codes = forRepacked.floatCodes();
+        for (int i = 0; i < 4 * 256; i++) {
+            assertEquals(forRepacked.codes()[i], codes[i], "code " + i);
+        }
+        assertThrows(IllegalStateException.class, forFileLayout::floatCodes);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment packed = arena.allocate(InterleavedRows.bytes(type, 16, 256));
+            float[] out = new float[16 * 4];
+            assertThrows(IllegalStateException.class,
+                    () -> InterleavedRows.dot(type, packed, 0, 0, 1, forFileLayout, 0, 4, out, 0, 16));
+            InterleavedRows.dot(type, packed, 0, 0, 1, forRepacked, 0, 4, out, 0, 16);
+        }
+    }
+
+    /**
      * The one-token and batch products of the types repacked only for 256-bit vectors whose kernels sum as llama.cpp
      * does (Q4_0, Q8_0, IQ4_XS) against a plain loop of the same integer sums and float steps ({@link #scalarBlockSums}), bit
      * for bit: random blocks, then the extremes (every quant at its least or greatest, against codes of 127, -127 or
