@@ -529,7 +529,8 @@ class InterleavedRowsTest {
         int blockValues = type == GgmlType.IQ4_XS ? 256 : 32;
         SplittableRandom rnd = new SplittableRandom(13);
         int rows = 48;
-        for (int width : new int[] {256, 768, 2048}) {
+        // 4608: past the 2048 values of Q8_0's batch chunk (Q8_0Interleaved#tokensHalves), and not a multiple of it
+        for (int width : new int[] {256, 768, 2048, 4608}) {
             for (boolean extreme : new boolean[] {false, true}) {
                 try (Arena arena = Arena.ofConfined()) {
                     long rowBytes = rowBytes(type, width);
