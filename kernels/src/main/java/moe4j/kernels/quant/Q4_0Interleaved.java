@@ -116,18 +116,20 @@ public final class Q4_0Interleaved {
         }
     }
 
-    /** A group-block's nibbles as 16-bit lanes, for {@link #tokensHalves}: one array a thread. */
-    private static final ThreadLocal<short[]> NIBBLES = ThreadLocal.withInitial(() -> new short[2 * 16 * 16]);
+    /** Blocks whose nibbles {@link #tokensHalves} holds as 16-bit lanes at a time: 64 KiB, within a core's L2. */
+    private static final int CHUNK_BLOCKS = 64;
+    /** A chunk of a group's blocks' nibbles as 16-bit lanes, for {@link #tokensHalves}: one array a thread. */
+    private static final ThreadLocal<short[]> NIBBLES = ThreadLocal.withInitial(() -> new short[CHUNK_BLOCKS * 2 * 16 * 16]);
     private static final ShortVector NIBBLE = ShortVector.broadcast(HALF_S, (short) 0xF);
-    /** The widened block sums of {@link #tokensHalves}'s four tokens, 16 rows each: one array a thread. */
-    private static final ThreadLocal<int[]> TILE_SUMS = ThreadLocal.withInitial(() -> new int[4 * ROWS]);
 
     /**
-     * A batch, as {@link Q4_KInterleaved#tokensHalves} runs Q4_K's: each group-block's nibbles taken out once into
-     * 16-bit lanes of a thread's array, then multiplied with four tokens' code pairs at a time, each token's 16-bit
-     * sums starting at its {@code -8} offsets; the last one to three tokens take {@link #oneTokenHalves}. Each token's
-     * sums and float step are {@link #oneTokenHalves}', its accumulator kept in {@code out} between blocks: the same
-     * bits.
+     * A batch, as {@link Q4_KInterleaved#tokensHalves} runs Q4_K's: a chunk of each group's blocks' nibbles taken out
+     * once into 16-bit lanes of a thread's array, then four tokens at a time taken through the chunk, their code pairs
+     * multiplied with the nibbles, each token's 16-bit sums starting at its {@code -8} offsets, each block's float step
+     * into eight running sums kept in registers (written to {@code out} once a chunk); the last one to three tokens take
+     * {@link #oneTokenHalves}. Each token's sums and float steps are {@link #oneTokenHalves}', in the same order: the
+     * same bits. With the blocks innermost {@code out} is not read and written every block, and the range checks of
+     * the pairs, the step scales and {@code out} leave the loop (as {@link Q8_0Interleaved#tokensHalves}).
      */
     static void tokensHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
@@ -138,90 +140,125 @@ public final class Q4_0Interleaved {
         int[] steps = x.stepPairs();
         float[] xd = x.codeScales();
         short[] nibbles = NIBBLES.get();
-        int[] sums = TILE_SUMS.get();
         int tiled = tokens & ~3;
-        // with fewer than four tokens no tile runs: no group-block to take out
-        int tiledBlocks = tiled > 0 ? blocks : 0;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
             int rowOut = outOffset + ROWS * (g - fromGroup);
-            for (int t = 0; t < tiled; t++) {
-                java.util.Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
-            }
-            for (int b = 0; b < tiledBlocks; b++) {
-                long at = group + (long) b * GROUP_BLOCK_BYTES;
-                for (int h = 0; h < 2; h++) {
-                    for (int v = 0; v < 4; v++) {
-                        ShortVector lanes = ShortVector.fromMemorySegment(HALF_S, w, at + QUANTS + 64L * v + 32L * h,
-                                Simd.LE);
-                        int u = 16 * (16 * h + 4 * v);
-                        lanes.and(NIBBLE).intoArray(nibbles, u);
-                        lanes.lanewise(LSHR, 4).and(NIBBLE).intoArray(nibbles, u + 16);
-                        lanes.lanewise(LSHR, 8).and(NIBBLE).intoArray(nibbles, u + 32);
-                        lanes.lanewise(LSHR, 12).intoArray(nibbles, u + 48);
+            // with fewer than four tokens no tile runs: no group-block to take out
+            for (int from = 0; from < (tiled > 0 ? blocks : 0); from += CHUNK_BLOCKS) {
+                int to = Math.min(blocks, from + CHUNK_BLOCKS);
+                for (int b = from; b < to; b++) {
+                    long at = group + (long) b * GROUP_BLOCK_BYTES;
+                    for (int h = 0; h < 2; h++) {
+                        for (int v = 0; v < 4; v++) {
+                            ShortVector lanes = ShortVector.fromMemorySegment(HALF_S, w, at + QUANTS + 64L * v + 32L * h,
+                                    Simd.LE);
+                            int u = 512 * (b - from) + 16 * (16 * h + 4 * v);
+                            lanes.and(NIBBLE).intoArray(nibbles, u);
+                            lanes.lanewise(LSHR, 4).and(NIBBLE).intoArray(nibbles, u + 16);
+                            lanes.lanewise(LSHR, 8).and(NIBBLE).intoArray(nibbles, u + 32);
+                            lanes.lanewise(LSHR, 12).intoArray(nibbles, u + 48);
+                        }
                     }
                 }
-                FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
-                FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
                 for (int t = 0; t < tiled; t += 4) {
                     int tokenA = firstToken + t;
-                    int pA = tokenA * (width / 2) + b * 16;
-                    int pB = pA + width / 2;
-                    int pC = pB + width / 2;
-                    int pD = pC + width / 2;
-                    int sA = STEPS * (tokenA * blocks + b) + START;
-                    ShortVector sumA0 = IntVector.broadcast(HALF_I, steps[sA]).reinterpretAsShorts();
-                    ShortVector sumA1 = sumA0;
-                    ShortVector sumB0 = IntVector.broadcast(HALF_I, steps[sA + STEPS * blocks]).reinterpretAsShorts();
-                    ShortVector sumB1 = sumB0;
-                    ShortVector sumC0 = IntVector.broadcast(HALF_I, steps[sA + 2 * STEPS * blocks]).reinterpretAsShorts();
-                    ShortVector sumC1 = sumC0;
-                    ShortVector sumD0 = IntVector.broadcast(HALF_I, steps[sA + 3 * STEPS * blocks]).reinterpretAsShorts();
-                    ShortVector sumD1 = sumD0;
-                    for (int u = 0; u < 16; u++) {
-                        ShortVector n0 = ShortVector.fromArray(HALF_S, nibbles, 16 * u);
-                        ShortVector n1 = ShortVector.fromArray(HALF_S, nibbles, 16 * (16 + u));
-                        ShortVector c;
-                        c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
-                        sumA0 = sumA0.add(n0.mul(c));
-                        sumA1 = sumA1.add(n1.mul(c));
-                        c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
-                        sumB0 = sumB0.add(n0.mul(c));
-                        sumB1 = sumB1.add(n1.mul(c));
-                        c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
-                        sumC0 = sumC0.add(n0.mul(c));
-                        sumC1 = sumC1.add(n1.mul(c));
-                        c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
-                        sumD0 = sumD0.add(n0.mul(c));
-                        sumD1 = sumD1.add(n1.mul(c));
+                    int o = rowOut + t * outStride;
+                    FloatVector accA0 = FloatVector.zero(HALF_F);
+                    FloatVector accA1 = accA0;
+                    FloatVector accB0 = accA0;
+                    FloatVector accB1 = accA0;
+                    FloatVector accC0 = accA0;
+                    FloatVector accC1 = accA0;
+                    FloatVector accD0 = accA0;
+                    FloatVector accD1 = accA0;
+                    if (from > 0) {
+                        accA0 = FloatVector.fromArray(HALF_F, out, o);
+                        accA1 = FloatVector.fromArray(HALF_F, out, o + 8);
+                        accB0 = FloatVector.fromArray(HALF_F, out, o + outStride);
+                        accB1 = FloatVector.fromArray(HALF_F, out, o + outStride + 8);
+                        accC0 = FloatVector.fromArray(HALF_F, out, o + 2 * outStride);
+                        accC1 = FloatVector.fromArray(HALF_F, out, o + 2 * outStride + 8);
+                        accD0 = FloatVector.fromArray(HALF_F, out, o + 3 * outStride);
+                        accD1 = FloatVector.fromArray(HALF_F, out, o + 3 * outStride + 8);
                     }
-                    // the sums widened into a thread's array, then each token's float step (a helper taking the
-                    // vectors ran boxed: 0.21 GB/s against 1.6 a token at a time)
-                    IntVector halves;
-                    halves = sumA0.reinterpretAsInts();
-                    halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16)).intoArray(sums, 0);
-                    halves = sumA1.reinterpretAsInts();
-                    halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16)).intoArray(sums, 8);
-                    halves = sumB0.reinterpretAsInts();
-                    halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16)).intoArray(sums, 16);
-                    halves = sumB1.reinterpretAsInts();
-                    halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16)).intoArray(sums, 24);
-                    halves = sumC0.reinterpretAsInts();
-                    halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16)).intoArray(sums, 32);
-                    halves = sumC1.reinterpretAsInts();
-                    halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16)).intoArray(sums, 40);
-                    halves = sumD0.reinterpretAsInts();
-                    halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16)).intoArray(sums, 48);
-                    halves = sumD1.reinterpretAsInts();
-                    halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16)).intoArray(sums, 56);
-                    for (int k = 0; k < 4; k++) {
-                        int o = rowOut + (t + k) * outStride;
-                        float scale = xd[(tokenA + k) * blocks + b];
-                        ((FloatVector) IntVector.fromArray(HALF_I, sums, 16 * k).convertShape(I2F, HALF_F, 0))
-                                .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
-                        ((FloatVector) IntVector.fromArray(HALF_I, sums, 16 * k + 8).convertShape(I2F, HALF_F, 0))
-                                .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
+                    for (int b = from; b < to; b++) {
+                        int pA = tokenA * (width / 2) + b * 16;
+                        int pB = pA + width / 2;
+                        int pC = pB + width / 2;
+                        int pD = pC + width / 2;
+                        int sA = STEPS * (tokenA * blocks + b) + START;
+                        int n = 512 * (b - from);
+                        ShortVector sumA0 = IntVector.broadcast(HALF_I, steps[sA]).reinterpretAsShorts();
+                        ShortVector sumA1 = sumA0;
+                        ShortVector sumB0 = IntVector.broadcast(HALF_I, steps[sA + STEPS * blocks]).reinterpretAsShorts();
+                        ShortVector sumB1 = sumB0;
+                        ShortVector sumC0 = IntVector.broadcast(HALF_I, steps[sA + 2 * STEPS * blocks])
+                                .reinterpretAsShorts();
+                        ShortVector sumC1 = sumC0;
+                        ShortVector sumD0 = IntVector.broadcast(HALF_I, steps[sA + 3 * STEPS * blocks])
+                                .reinterpretAsShorts();
+                        ShortVector sumD1 = sumD0;
+                        for (int u = 0; u < 16; u++) {
+                            ShortVector n0 = ShortVector.fromArray(HALF_S, nibbles, n + 16 * u);
+                            ShortVector n1 = ShortVector.fromArray(HALF_S, nibbles, n + 16 * (16 + u));
+                            ShortVector c;
+                            c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
+                            sumA0 = sumA0.add(n0.mul(c));
+                            sumA1 = sumA1.add(n1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
+                            sumB0 = sumB0.add(n0.mul(c));
+                            sumB1 = sumB1.add(n1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
+                            sumC0 = sumC0.add(n0.mul(c));
+                            sumC1 = sumC1.add(n1.mul(c));
+                            c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
+                            sumD0 = sumD0.add(n0.mul(c));
+                            sumD1 = sumD1.add(n1.mul(c));
+                        }
+                        // each token's block sums widened, then its float step (written out: a helper taking the
+                        // vectors would box them)
+                        long at = group + (long) b * GROUP_BLOCK_BYTES;
+                        FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                        FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                        IntVector halves;
+                        float scale = xd[tokenA * blocks + b];
+                        halves = sumA0.reinterpretAsInts();
+                        accA0 = ((FloatVector) halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                                .convertShape(I2F, HALF_F, 0)).fma(d0.mul(scale), accA0);
+                        halves = sumA1.reinterpretAsInts();
+                        accA1 = ((FloatVector) halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                                .convertShape(I2F, HALF_F, 0)).fma(d1.mul(scale), accA1);
+                        scale = xd[(tokenA + 1) * blocks + b];
+                        halves = sumB0.reinterpretAsInts();
+                        accB0 = ((FloatVector) halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                                .convertShape(I2F, HALF_F, 0)).fma(d0.mul(scale), accB0);
+                        halves = sumB1.reinterpretAsInts();
+                        accB1 = ((FloatVector) halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                                .convertShape(I2F, HALF_F, 0)).fma(d1.mul(scale), accB1);
+                        scale = xd[(tokenA + 2) * blocks + b];
+                        halves = sumC0.reinterpretAsInts();
+                        accC0 = ((FloatVector) halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                                .convertShape(I2F, HALF_F, 0)).fma(d0.mul(scale), accC0);
+                        halves = sumC1.reinterpretAsInts();
+                        accC1 = ((FloatVector) halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                                .convertShape(I2F, HALF_F, 0)).fma(d1.mul(scale), accC1);
+                        scale = xd[(tokenA + 3) * blocks + b];
+                        halves = sumD0.reinterpretAsInts();
+                        accD0 = ((FloatVector) halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                                .convertShape(I2F, HALF_F, 0)).fma(d0.mul(scale), accD0);
+                        halves = sumD1.reinterpretAsInts();
+                        accD1 = ((FloatVector) halves.lanewise(LSHL, 16).lanewise(ASHR, 16).add(halves.lanewise(ASHR, 16))
+                                .convertShape(I2F, HALF_F, 0)).fma(d1.mul(scale), accD1);
                     }
+                    accA0.intoArray(out, o);
+                    accA1.intoArray(out, o + 8);
+                    accB0.intoArray(out, o + outStride);
+                    accB1.intoArray(out, o + outStride + 8);
+                    accC0.intoArray(out, o + 2 * outStride);
+                    accC1.intoArray(out, o + 2 * outStride + 8);
+                    accD0.intoArray(out, o + 3 * outStride);
+                    accD1.intoArray(out, o + 3 * outStride + 8);
                 }
             }
             for (int t = tiled; t < tokens; t++) {
