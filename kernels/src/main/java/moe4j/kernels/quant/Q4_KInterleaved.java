@@ -451,26 +451,35 @@ public final class Q4_KInterleaved {
         ReadAhead.keep(sink);
     }
 
-    /** A group-block's nibbles as 16-bit lanes, for {@link #tokensHalves}: one array a thread. */
-    private static final ThreadLocal<short[]> NIBBLES = ThreadLocal.withInitial(() -> new short[8 * 2 * 16 * 16]);
+    /** Super-blocks whose nibbles {@link #tokensHalves} holds as 16-bit lanes at a time: 64 KiB, within a core's L2. */
+    private static final int CHUNK_BLOCKS = 8;
+    /** A chunk of a group's super-blocks' nibbles as 16-bit lanes, for {@link #tokensHalves}: one array a thread. */
+    private static final ThreadLocal<short[]> NIBBLES = ThreadLocal.withInitial(() -> new short[CHUNK_BLOCKS * 8 * 2 * 16 * 16]);
     /** The integer block sums of {@link #tokensHalves}'s four tokens, 16 rows each: one array a thread. */
     private static final ThreadLocal<int[]> TILE_SUMS = ThreadLocal.withInitial(() -> new int[4 * ROWS]);
+    /** The running sums of {@link #tokensHalves}'s four tokens, 16 rows each: one array a thread. */
+    private static final ThreadLocal<float[]> TILE_ACCUMULATORS = ThreadLocal.withInitial(() -> new float[4 * ROWS]);
 
-    /** Where {@link #tokensHalves} keeps nibble {@code u} (4 * vector + nibble) of sub-block {@code j}, half {@code h}. */
-    private static int nibblesAt(int j, int h, int u) {
-        return ((2 * j + h) * 16 + u) * 16;
+    /**
+     * Where {@link #tokensHalves} keeps nibble {@code u} (4 * vector + nibble) of sub-block {@code j}, half {@code h}
+     * of the chunk's super-block {@code c}.
+     */
+    private static int nibblesAt(int c, int j, int h, int u) {
+        return ((16 * c + 2 * j + h) * 16 + u) * 16;
     }
 
     /**
-     * A batch in 256-bit vectors: each group-block's nibbles taken out of their lanes once into 16-bit lanes of a
-     * thread's array, then multiplied with four tokens' code pairs at a time, where {@link #oneTokenHalves} would take
-     * them out again for every token. The 8 sums of a sub-block's products stay in registers; the block sums, which
-     * added 8 more there and spilled, go to a thread's array (Zen 3, JMH {@code preparedBatch8} one thread in cache:
-     * two tokens a time with their block sums in registers 1.9-2.1 GB/s, four so 2.0-2.4). The last one to three
-     * tokens take {@link #oneTokenHalves}: a token there costs little more than in a tile (JMH one thread in cache,
-     * 14-15 GB/s against 16-19 for each of eight tokens), less than a tile padded with repeated tokens. Each token's
-     * sums and float steps are {@link #oneTokenHalves}'s, its accumulator kept in {@code out} between blocks: the same
-     * bits.
+     * A batch in 256-bit vectors: a chunk of each group's super-blocks' nibbles taken out of their lanes once into
+     * 16-bit lanes of a thread's array, then four tokens at a time taken through the chunk, their code pairs multiplied
+     * with the nibbles, where {@link #oneTokenHalves} would take them out again for every token. The 8 sums of a
+     * sub-block's products stay in registers; the block sums, which added 8 more there and spilled, go to a thread's
+     * array (Zen 3, JMH {@code preparedBatch8} one thread in cache: two tokens a time with their block sums in
+     * registers 1.9-2.1 GB/s, four so 2.0-2.4), and the four tokens' running sums to another, copied to {@code out} once
+     * a chunk: with the super-blocks inside the tokens, {@code out}'s rows (a matrix's width apart) are not read and
+     * written every super-block (the 12-layer Q4_K_M file's pp512 67-77 -> 80-85 tok/s on the Zen 3 VM). The last one
+     * to three tokens take {@link #oneTokenHalves}: a token there costs little more than in a tile (JMH one thread in
+     * cache, 14-15 GB/s against 16-19 for each of eight tokens), less than a tile padded with repeated tokens. Each
+     * token's sums and float steps are {@link #oneTokenHalves}'s, in the same order: the same bits.
      */
     static void tokensHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
@@ -481,122 +490,137 @@ public final class Q4_KInterleaved {
         float[] xd = x.codeScales();
         short[] nibbles = NIBBLES.get();
         int[] scaled = TILE_SUMS.get();
+        float[] acc = TILE_ACCUMULATORS.get();
         int tiled = tokens & ~3;
-        // with fewer than four tokens no tile runs: no group-block to take out
-        int tiledBlocks = tiled > 0 ? blocks : 0;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
             int rowOut = outOffset + ROWS * (g - fromGroup);
-            for (int t = 0; t < tiled; t++) {
-                Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
-            }
-            for (int b = 0; b < tiledBlocks; b++) {
-                long at = group + (long) b * GROUP_BLOCK_BYTES;
-                for (int j = 0; j < 8; j++) {
-                    for (int h = 0; h < 2; h++) {
-                        for (int v = 0; v < 4; v++) {
-                            ShortVector lanes = ShortVector.fromMemorySegment(HALF_S, w,
-                                    at + QUANTS + 256L * j + 64L * v + 32L * h, Simd.LE);
-                            lanes.and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(j, h, 4 * v));
-                            lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(j, h, 4 * v + 1));
-                            lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(j, h, 4 * v + 2));
-                            lanes.lanewise(LSHR, 12).intoArray(nibbles, nibblesAt(j, h, 4 * v + 3));
+            // with fewer than four tokens no tile runs: no group-block to take out
+            for (int from = 0; from < (tiled > 0 ? blocks : 0); from += CHUNK_BLOCKS) {
+                int to = Math.min(blocks, from + CHUNK_BLOCKS);
+                for (int b = from; b < to; b++) {
+                    long at = group + (long) b * GROUP_BLOCK_BYTES;
+                    int ch = b - from;
+                    for (int j = 0; j < 8; j++) {
+                        for (int h = 0; h < 2; h++) {
+                            for (int v = 0; v < 4; v++) {
+                                ShortVector lanes = ShortVector.fromMemorySegment(HALF_S, w,
+                                        at + QUANTS + 256L * j + 64L * v + 32L * h, Simd.LE);
+                                lanes.and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(ch, j, h, 4 * v));
+                                lanes.lanewise(LSHR, 4).and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(ch, j, h, 4 * v + 1));
+                                lanes.lanewise(LSHR, 8).and(HALF_NIBBLE).intoArray(nibbles, nibblesAt(ch, j, h, 4 * v + 2));
+                                lanes.lanewise(LSHR, 12).intoArray(nibbles, nibblesAt(ch, j, h, 4 * v + 3));
+                            }
                         }
                     }
                 }
                 for (int t = 0; t < tiled; t += 4) {
-                    int blockPairs = b * (QK / 2);
-                    int pA = (firstToken + t) * (width / 2) + blockPairs;
-                    int pB = pA + width / 2;
-                    int pC = pB + width / 2;
-                    int pD = pC + width / 2;
-                    Arrays.fill(scaled, 0);
-                    for (int j = 0; j < 8; j++) {
-                        ShortVector sumA0 = ShortVector.zero(HALF_S);
-                        ShortVector sumA1 = sumA0;
-                        ShortVector sumB0 = sumA0;
-                        ShortVector sumB1 = sumA0;
-                        ShortVector sumC0 = sumA0;
-                        ShortVector sumC1 = sumA0;
-                        ShortVector sumD0 = sumA0;
-                        ShortVector sumD1 = sumA0;
-                        for (int u = 0; u < 16; u++) {
-                            ShortVector n0 = ShortVector.fromArray(HALF_S, nibbles, nibblesAt(j, 0, u));
-                            ShortVector n1 = ShortVector.fromArray(HALF_S, nibbles, nibblesAt(j, 1, u));
-                            ShortVector c;
-                            c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
-                            sumA0 = sumA0.add(n0.mul(c));
-                            sumA1 = sumA1.add(n1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
-                            sumB0 = sumB0.add(n0.mul(c));
-                            sumB1 = sumB1.add(n1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
-                            sumC0 = sumC0.add(n0.mul(c));
-                            sumC1 = sumC1.add(n1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
-                            sumD0 = sumD0.add(n0.mul(c));
-                            sumD1 = sumD1.add(n1.mul(c));
+                    for (int k = 0; k < 4; k++) {
+                        int o = rowOut + (t + k) * outStride;
+                        if (from > 0) {
+                            System.arraycopy(out, o, acc, 16 * k, ROWS);
+                        } else {
+                            Arrays.fill(acc, 16 * k, 16 * k + ROWS, 0f);
                         }
-                        pA += 16;
-                        pB += 16;
-                        pC += 16;
-                        pD += 16;
-                        IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j,
-                                Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
-                        IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8,
-                                Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
-                        IntVector halves;
-                        halves = sumA0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 0);
-                        halves = sumA1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 8).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 8);
-                        halves = sumB0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 16);
-                        halves = sumB1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 24).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 24);
-                        halves = sumC0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 32);
-                        halves = sumC1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 40).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 40);
-                        halves = sumD0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 48);
-                        halves = sumD1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 56).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 56);
+                    }
+                    for (int b = from; b < to; b++) {
+                        long at = group + (long) b * GROUP_BLOCK_BYTES;
+                        int ch = b - from;
+                        int blockPairs = b * (QK / 2);
+                        int pA = (firstToken + t) * (width / 2) + blockPairs;
+                        int pB = pA + width / 2;
+                        int pC = pB + width / 2;
+                        int pD = pC + width / 2;
+                        Arrays.fill(scaled, 0);
+                        for (int j = 0; j < 8; j++) {
+                            ShortVector sumA0 = ShortVector.zero(HALF_S);
+                            ShortVector sumA1 = sumA0;
+                            ShortVector sumB0 = sumA0;
+                            ShortVector sumB1 = sumA0;
+                            ShortVector sumC0 = sumA0;
+                            ShortVector sumC1 = sumA0;
+                            ShortVector sumD0 = sumA0;
+                            ShortVector sumD1 = sumA0;
+                            for (int u = 0; u < 16; u++) {
+                                ShortVector n0 = ShortVector.fromArray(HALF_S, nibbles, nibblesAt(ch, j, 0, u));
+                                ShortVector n1 = ShortVector.fromArray(HALF_S, nibbles, nibblesAt(ch, j, 1, u));
+                                ShortVector c;
+                                c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
+                                sumA0 = sumA0.add(n0.mul(c));
+                                sumA1 = sumA1.add(n1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
+                                sumB0 = sumB0.add(n0.mul(c));
+                                sumB1 = sumB1.add(n1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
+                                sumC0 = sumC0.add(n0.mul(c));
+                                sumC1 = sumC1.add(n1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
+                                sumD0 = sumD0.add(n0.mul(c));
+                                sumD1 = sumD1.add(n1.mul(c));
+                            }
+                            pA += 16;
+                            pB += 16;
+                            pC += 16;
+                            pD += 16;
+                            IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j,
+                                    Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                            IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * j + 8,
+                                    Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                            IntVector halves;
+                            halves = sumA0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 0);
+                            halves = sumA1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 8).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 8);
+                            halves = sumB0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 16);
+                            halves = sumB1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 24).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 24);
+                            halves = sumC0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 32);
+                            halves = sumC1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 40).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 40);
+                            halves = sumD0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 48);
+                            halves = sumD1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 56).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 56);
+                        }
+                        for (int k = 0; k < 4; k++) {
+                            int token = firstToken + t + k;
+                            int s = token * (width / 32) + b * 8;
+                            IntVector mins0 = IntVector.zero(HALF_I);
+                            IntVector mins1 = IntVector.zero(HALF_I);
+                            for (int j = 0; j < 8; j++) {
+                                int sum = sums[s + j];
+                                mins0 = mins0.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j,
+                                        Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                                mins1 = mins1.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
+                                        at + MINS + 16L * j + 8, Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
+                            }
+                            float scale = xd[token * blocks + b];
+                            FloatVector a = FloatVector.fromArray(HALF_F, acc, 16 * k);
+                            a = ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k).convertShape(I2F, HALF_F, 0))
+                                    .fma(FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE).mul(scale), a);
+                            a = ((FloatVector) mins0.convertShape(I2F, HALF_F, 0))
+                                    .fma(FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE).mul(-scale), a);
+                            a.intoArray(acc, 16 * k);
+                            a = FloatVector.fromArray(HALF_F, acc, 16 * k + 8);
+                            a = ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k + 8).convertShape(I2F, HALF_F, 0))
+                                    .fma(FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE).mul(scale), a);
+                            a = ((FloatVector) mins1.convertShape(I2F, HALF_F, 0))
+                                    .fma(FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE).mul(-scale), a);
+                            a.intoArray(acc, 16 * k + 8);
+                        }
                     }
                     for (int k = 0; k < 4; k++) {
-                        int token = firstToken + t + k;
-                        int s = token * (width / 32) + b * 8;
-                        IntVector mins0 = IntVector.zero(HALF_I);
-                        IntVector mins1 = IntVector.zero(HALF_I);
-                        for (int j = 0; j < 8; j++) {
-                            int sum = sums[s + j];
-                            mins0 = mins0.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + MINS + 16L * j,
-                                    Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
-                            mins1 = mins1.add(((IntVector) ByteVector.fromMemorySegment(HALF_B, w,
-                                    at + MINS + 16L * j + 8, Simd.LE).convertShape(ZERO_EXTEND_B2I, HALF_I, 0)).mul(sum));
-                        }
-                        float scale = xd[token * blocks + b];
-                        int o = rowOut + (t + k) * outStride;
-                        FloatVector acc = FloatVector.fromArray(HALF_F, out, o);
-                        acc = ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k).convertShape(I2F, HALF_F, 0))
-                                .fma(FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE).mul(scale), acc);
-                        acc = ((FloatVector) mins0.convertShape(I2F, HALF_F, 0))
-                                .fma(FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE).mul(-scale), acc);
-                        acc.intoArray(out, o);
-                        acc = FloatVector.fromArray(HALF_F, out, o + 8);
-                        acc = ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k + 8).convertShape(I2F, HALF_F, 0))
-                                .fma(FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE).mul(scale), acc);
-                        acc = ((FloatVector) mins1.convertShape(I2F, HALF_F, 0))
-                                .fma(FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE).mul(-scale), acc);
-                        acc.intoArray(out, o + 8);
+                        System.arraycopy(acc, 16 * k, out, rowOut + (t + k) * outStride, ROWS);
                     }
                 }
             }

@@ -72,7 +72,8 @@ class InterleavedRowsTest {
         // tiles of six tokens multiplied three at a time, a last one or two in a two-token step: 9 = 6 + 3, 7 = 6 + 1 (a
         // two-token step with its token repeated), 5 = 3 + 2, 2
         for (int tokens : new int[] {9, 7, 5, 2}) {
-            for (int width : new int[] {256, 768, 2048}) {
+            // 4608: past the 2048 values of a batch's chunk (Q4_KInterleaved#tokensHalves), and not a multiple of it
+            for (int width : new int[] {256, 768, 2048, 4608}) {
                 try (Arena arena = Arena.ofConfined()) {
                     long rowBytes = (long) width / 256 * bytes;
                     MemorySegment data = arena.allocate(rows * rowBytes);
