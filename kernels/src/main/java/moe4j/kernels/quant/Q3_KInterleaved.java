@@ -143,7 +143,7 @@ public final class Q3_KInterleaved {
     }
 
     /** This layout's quants (0..7) for {@link Q6_KInterleaved256#tokensHalves}, as {@link #oneTokenHalves} takes them out. */
-    static void decodeHalves(MemorySegment w, long at, short[] values) {
+    static void decodeHalves(MemorySegment w, long at, short[] values, int base) {
         for (int j = 0; j < 8; j++) {
             for (int h = 0; h < 2; h++) {
                 ShortVector spread = ShortVector.zero(HALF_S);
@@ -153,11 +153,11 @@ public final class Q3_KInterleaved {
                     for (int r = 0; r < 5; r++) {
                         int p = 5 * m + r;
                         lanes.lanewise(LSHR, 3 * r).and(THREE_BITS)
-                                .intoArray(values, Q6_KInterleaved256.valuesAt(2 * j + p / 8, h, p % 8));
+                                .intoArray(values, base + Q6_KInterleaved256.valuesAt(2 * j + p / 8, h, p % 8));
                     }
                     spread = spread.or(lanes.lanewise(LSHR, 15).lanewise(LSHL, m));
                 }
-                spread.intoArray(values, Q6_KInterleaved256.valuesAt(2 * j + 1, h, 7));
+                spread.intoArray(values, base + Q6_KInterleaved256.valuesAt(2 * j + 1, h, 7));
             }
         }
     }

@@ -313,34 +313,34 @@ public final class Q6_KInterleaved256 {
     }
 
     /** This layout's quants (0..63) for {@link #tokensHalves}, as {@link #oneTokenHalves} takes them out. */
-    static void decodeHalves(MemorySegment w, long at, short[] values) {
+    static void decodeHalves(MemorySegment w, long at, short[] values, int base) {
         for (int k = 0; k < 16; k++) {
             for (int h = 0; h < 2; h++) {
                 long q = at + QUANTS + (long) GROUP_BYTES * k + 32L * h;
                 IntVector first = IntVector.fromMemorySegment(HALF_I, w, q, Simd.LE);
                 IntVector second = IntVector.fromMemorySegment(HALF_I, w, q + 64, Simd.LE);
                 IntVector third = IntVector.fromMemorySegment(HALF_I, w, q + 128, Simd.LE);
-                first.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 0));
-                first.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 1));
-                second.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 2));
-                second.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 3));
-                third.and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 4));
-                third.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, valuesAt(k, h, 5));
+                first.and(SIX_BITS).reinterpretAsShorts().intoArray(values, base + valuesAt(k, h, 0));
+                first.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, base + valuesAt(k, h, 1));
+                second.and(SIX_BITS).reinterpretAsShorts().intoArray(values, base + valuesAt(k, h, 2));
+                second.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, base + valuesAt(k, h, 3));
+                third.and(SIX_BITS).reinterpretAsShorts().intoArray(values, base + valuesAt(k, h, 4));
+                third.lanewise(LSHR, 6).and(SIX_BITS).reinterpretAsShorts().intoArray(values, base + valuesAt(k, h, 5));
                 first.lanewise(LSHR, 12).and(NIBBLE).or(third.lanewise(LSHR, 8).and(TOP_PAIR))
-                        .reinterpretAsShorts().intoArray(values, valuesAt(k, h, 6));
+                        .reinterpretAsShorts().intoArray(values, base + valuesAt(k, h, 6));
                 second.lanewise(LSHR, 12).and(NIBBLE).or(third.lanewise(LSHR, 10).and(TOP_PAIR))
-                        .reinterpretAsShorts().intoArray(values, valuesAt(k, h, 7));
+                        .reinterpretAsShorts().intoArray(values, base + valuesAt(k, h, 7));
             }
         }
     }
 
     /**
      * Takes a group-block's quants out of their lanes (at {@code at} in {@code w}) into 16-bit lanes of {@code values}:
-     * group {@code k}'s pair {@code u} (0..7), half {@code h}, at {@link #valuesAt}, unsigned (the offset is applied
-     * through the code sums).
+     * group {@code k}'s pair {@code u} (0..7), half {@code h}, at {@code base} + {@link #valuesAt}, unsigned (the offset
+     * is applied through the code sums).
      */
     interface GroupBlockDecoder {
-        void decode(MemorySegment w, long at, short[] values);
+        void decode(MemorySegment w, long at, short[] values, int base);
     }
 
     /** Where {@link #tokensHalves} keeps pair {@code u} of 16-element group {@code k}, half {@code h}. */
@@ -348,20 +348,26 @@ public final class Q6_KInterleaved256 {
         return ((2 * k + h) * 8 + u) * 16;
     }
 
-    /** A group-block's values, for {@link #tokensHalves}: one array a thread. */
-    private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[16 * 2 * 8 * 16]);
+    /** Values of a group-block, as {@link GroupBlockDecoder} takes them out. */
+    private static final int BLOCK_VALUES = 16 * 2 * 8 * 16;
+    /** Super-blocks whose values {@link #tokensHalves} holds as 16-bit lanes at a time: 64 KiB, within a core's L2. */
+    private static final int CHUNK_BLOCKS = 8;
+    /** A chunk of a group's values, for {@link #tokensHalves}: one array a thread. */
+    private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[CHUNK_BLOCKS * BLOCK_VALUES]);
     /** The integer block sums of {@link #tokensHalves}'s four tokens, 16 rows each: one array a thread. */
     private static final ThreadLocal<int[]> TILE_SUMS = ThreadLocal.withInitial(() -> new int[4 * ROWS]);
+    /** The running sums of {@link #tokensHalves}'s four tokens, 16 rows each: one array a thread. */
+    private static final ThreadLocal<float[]> TILE_ACCUMULATORS = ThreadLocal.withInitial(() -> new float[4 * ROWS]);
 
     /**
      * A batch in 256-bit vectors of the layouts with a signed scale per 16-element group and one {@code d} a row (this
      * one, {@link Q3_KInterleaved}'s): each group-block's quants taken out once by {@code decoder}, then multiplied
      * with four tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
-     * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4), the block sums kept in a thread's array as
-     * {@link Q4_KInterleaved#tokensHalves} keeps them. The last one to three tokens take {@code one}, the one-token
-     * kernel of the layout (as in {@link Q4_KInterleaved#tokensHalves}), whose group-blocks are {@code groupBlockBytes}
-     * apart. Each token's sums and float steps are the one-token kernels', its accumulator kept in {@code out} between
-     * blocks: the same bits.
+     * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4), the block sums and the four tokens' running sums
+     * kept in threads' arrays as {@link Q4_KInterleaved#tokensHalves} keeps them, a chunk of super-blocks at a time
+     * inside the tokens. The last one to three tokens take {@code one}, the one-token kernel of the layout (as in
+     * {@link Q4_KInterleaved#tokensHalves}), whose group-blocks are {@code groupBlockBytes} apart. Each token's sums and
+     * float steps are the one-token kernels', in the same order: the same bits.
      */
     static void tokensHalves(GroupBlockDecoder decoder, int startShift, long groupBlockBytes,
             Q4_KInterleaved.GroupKernel one, MemorySegment w, long offset, int fromGroup, int toGroup,
@@ -373,102 +379,116 @@ public final class Q6_KInterleaved256 {
         float[] xd = x.codeScales();
         short[] values = VALUES.get();
         int[] scaled = TILE_SUMS.get();
+        float[] acc = TILE_ACCUMULATORS.get();
         int tiled = tokens & ~3;
-        // with fewer than four tokens no tile runs: no group-block to decode
-        int tiledBlocks = tiled > 0 ? blocks : 0;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * groupBlockBytes;
             int rowOut = outOffset + ROWS * (g - fromGroup);
-            for (int t = 0; t < tiled; t++) {
-                Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
-            }
-            for (int b = 0; b < tiledBlocks; b++) {
-                long at = group + b * groupBlockBytes;
-                decoder.decode(w, at, values);
+            // with fewer than four tokens no tile runs: no group-block to decode
+            for (int from = 0; from < (tiled > 0 ? blocks : 0); from += CHUNK_BLOCKS) {
+                int to = Math.min(blocks, from + CHUNK_BLOCKS);
+                for (int b = from; b < to; b++) {
+                    decoder.decode(w, group + b * groupBlockBytes, values, (b - from) * BLOCK_VALUES);
+                }
                 for (int t = 0; t < tiled; t += 4) {
-                    int tokenA = firstToken + t;
-                    int pA = tokenA * (width / 2) + b * (QK / 2);
-                    int pB = pA + width / 2;
-                    int pC = pB + width / 2;
-                    int pD = pC + width / 2;
-                    int oA = tokenA * (width / 16) + b * 16;
-                    int oB = oA + width / 16;
-                    int oC = oB + width / 16;
-                    int oD = oC + width / 16;
-                    Arrays.fill(scaled, 0);
-                    for (int k = 0; k < 16; k++) {
-                        ShortVector sumA0 = IntVector.broadcast(HALF_I, start[oA + k]).reinterpretAsShorts()
-                                .lanewise(ASHR, startShift);
-                        ShortVector sumA1 = sumA0;
-                        ShortVector sumB0 = IntVector.broadcast(HALF_I, start[oB + k]).reinterpretAsShorts()
-                                .lanewise(ASHR, startShift);
-                        ShortVector sumB1 = sumB0;
-                        ShortVector sumC0 = IntVector.broadcast(HALF_I, start[oC + k]).reinterpretAsShorts()
-                                .lanewise(ASHR, startShift);
-                        ShortVector sumC1 = sumC0;
-                        ShortVector sumD0 = IntVector.broadcast(HALF_I, start[oD + k]).reinterpretAsShorts()
-                                .lanewise(ASHR, startShift);
-                        ShortVector sumD1 = sumD0;
-                        for (int u = 0; u < 8; u++) {
-                            ShortVector v0 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 0, u));
-                            ShortVector v1 = ShortVector.fromArray(HALF_S, values, valuesAt(k, 1, u));
-                            ShortVector c;
-                            c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
-                            sumA0 = sumA0.add(v0.mul(c));
-                            sumA1 = sumA1.add(v1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
-                            sumB0 = sumB0.add(v0.mul(c));
-                            sumB1 = sumB1.add(v1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
-                            sumC0 = sumC0.add(v0.mul(c));
-                            sumC1 = sumC1.add(v1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
-                            sumD0 = sumD0.add(v0.mul(c));
-                            sumD1 = sumD1.add(v1.mul(c));
-                        }
-                        pA += 8;
-                        pB += 8;
-                        pC += 8;
-                        pD += 8;
-                        IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k,
-                                Simd.LE).convertShape(B2I, HALF_I, 0);
-                        IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k + 8,
-                                Simd.LE).convertShape(B2I, HALF_I, 0);
-                        IntVector halves;
-                        halves = sumA0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 0);
-                        halves = sumA1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 8).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 8);
-                        halves = sumB0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 16);
-                        halves = sumB1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 24).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 24);
-                        halves = sumC0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 32);
-                        halves = sumC1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 40).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 40);
-                        halves = sumD0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 48);
-                        halves = sumD1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, scaled, 56).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 56);
-                    }
-                    FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
-                    FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
                     for (int k = 0; k < 4; k++) {
                         int o = rowOut + (t + k) * outStride;
-                        float scale = xd[(tokenA + k) * blocks + b];
-                        ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k).convertShape(I2F, HALF_F, 0))
-                                .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
-                        ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k + 8).convertShape(I2F, HALF_F, 0))
-                                .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
+                        if (from > 0) {
+                            System.arraycopy(out, o, acc, 16 * k, ROWS);
+                        } else {
+                            Arrays.fill(acc, 16 * k, 16 * k + ROWS, 0f);
+                        }
+                    }
+                    for (int b = from; b < to; b++) {
+                        long at = group + b * groupBlockBytes;
+                        int base = (b - from) * BLOCK_VALUES;
+                        int tokenA = firstToken + t;
+                        int pA = tokenA * (width / 2) + b * (QK / 2);
+                        int pB = pA + width / 2;
+                        int pC = pB + width / 2;
+                        int pD = pC + width / 2;
+                        int oA = tokenA * (width / 16) + b * 16;
+                        int oB = oA + width / 16;
+                        int oC = oB + width / 16;
+                        int oD = oC + width / 16;
+                        Arrays.fill(scaled, 0);
+                        for (int k = 0; k < 16; k++) {
+                            ShortVector sumA0 = IntVector.broadcast(HALF_I, start[oA + k]).reinterpretAsShorts()
+                                    .lanewise(ASHR, startShift);
+                            ShortVector sumA1 = sumA0;
+                            ShortVector sumB0 = IntVector.broadcast(HALF_I, start[oB + k]).reinterpretAsShorts()
+                                    .lanewise(ASHR, startShift);
+                            ShortVector sumB1 = sumB0;
+                            ShortVector sumC0 = IntVector.broadcast(HALF_I, start[oC + k]).reinterpretAsShorts()
+                                    .lanewise(ASHR, startShift);
+                            ShortVector sumC1 = sumC0;
+                            ShortVector sumD0 = IntVector.broadcast(HALF_I, start[oD + k]).reinterpretAsShorts()
+                                    .lanewise(ASHR, startShift);
+                            ShortVector sumD1 = sumD0;
+                            for (int u = 0; u < 8; u++) {
+                                ShortVector v0 = ShortVector.fromArray(HALF_S, values, base + valuesAt(k, 0, u));
+                                ShortVector v1 = ShortVector.fromArray(HALF_S, values, base + valuesAt(k, 1, u));
+                                ShortVector c;
+                                c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
+                                sumA0 = sumA0.add(v0.mul(c));
+                                sumA1 = sumA1.add(v1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
+                                sumB0 = sumB0.add(v0.mul(c));
+                                sumB1 = sumB1.add(v1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
+                                sumC0 = sumC0.add(v0.mul(c));
+                                sumC1 = sumC1.add(v1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
+                                sumD0 = sumD0.add(v0.mul(c));
+                                sumD1 = sumD1.add(v1.mul(c));
+                            }
+                            pA += 8;
+                            pB += 8;
+                            pC += 8;
+                            pD += 8;
+                            IntVector scale0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k,
+                                    Simd.LE).convertShape(B2I, HALF_I, 0);
+                            IntVector scale1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + 16L * k + 8,
+                                    Simd.LE).convertShape(B2I, HALF_I, 0);
+                            IntVector halves;
+                            halves = sumA0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 0);
+                            halves = sumA1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 8).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 8);
+                            halves = sumB0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 16);
+                            halves = sumB1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 24).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 24);
+                            halves = sumC0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 32);
+                            halves = sumC1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 40).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 40);
+                            halves = sumD0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(scaled, 48);
+                            halves = sumD1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, scaled, 56).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(scaled, 56);
+                        }
+                        FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                        FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                        for (int k = 0; k < 4; k++) {
+                            float scale = xd[(tokenA + k) * blocks + b];
+                            ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k).convertShape(I2F, HALF_F, 0))
+                                    .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, acc, 16 * k)).intoArray(acc, 16 * k);
+                            ((FloatVector) IntVector.fromArray(HALF_I, scaled, 16 * k + 8).convertShape(I2F, HALF_F, 0))
+                                    .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, acc, 16 * k + 8))
+                                    .intoArray(acc, 16 * k + 8);
+                        }
+                    }
+                    for (int k = 0; k < 4; k++) {
+                        System.arraycopy(acc, 16 * k, out, rowOut + (t + k) * outStride, ROWS);
                     }
                 }
             }

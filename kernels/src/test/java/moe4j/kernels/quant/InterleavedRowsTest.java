@@ -400,7 +400,7 @@ class InterleavedRowsTest {
             short[] values = new short[16 * 2 * 8 * 16];
             for (int b = 0; b < 2; b++) {
                 long at = (long) b * Q6_KInterleaved256.GROUP_BLOCK_BYTES;
-                Q6_KInterleaved256.decodeHalves(packed, at, values);
+                Q6_KInterleaved256.decodeHalves(packed, at, values, 0);
                 for (int r = 0; r < rows; r++) {
                     format.dequantize(data, r * rowBytes, expected, 0, width);
                     float d = packed.get(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED, at + 4L * r);
