@@ -515,14 +515,7 @@ public final class Q4_KInterleaved {
                     }
                 }
                 for (int t = 0; t < tiled; t += 4) {
-                    for (int k = 0; k < 4; k++) {
-                        int o = rowOut + (t + k) * outStride;
-                        if (from > 0) {
-                            System.arraycopy(out, o, acc, 16 * k, ROWS);
-                        } else {
-                            Arrays.fill(acc, 16 * k, 16 * k + ROWS, 0f);
-                        }
-                    }
+                    startRunningSums(out, rowOut + t * outStride, outStride, from > 0, acc);
                     for (int b = from; b < to; b++) {
                         long at = group + (long) b * GROUP_BLOCK_BYTES;
                         int ch = b - from;
@@ -619,14 +612,33 @@ public final class Q4_KInterleaved {
                             a.intoArray(acc, 16 * k + 8);
                         }
                     }
-                    for (int k = 0; k < 4; k++) {
-                        System.arraycopy(acc, 16 * k, out, rowOut + (t + k) * outStride, ROWS);
-                    }
+                    endRunningSums(acc, out, rowOut + t * outStride, outStride);
                 }
             }
             for (int t = tiled; t < tokens; t++) {
                 oneTokenHalves(w, offset, g, g + 1, x, firstToken + t, out, rowOut + t * outStride);
             }
+        }
+    }
+
+    /**
+     * Four tokens' running sums of a tile's 16 rows into {@code acc} ({@code 16k} for token {@code k}): their rows of
+     * {@code out} from {@code o}, {@code outStride} apart, where a previous chunk left them ({@code carry}), else zeros.
+     */
+    static void startRunningSums(float[] out, int o, int outStride, boolean carry, float[] acc) {
+        for (int k = 0; k < 4; k++) {
+            if (carry) {
+                System.arraycopy(out, o + k * outStride, acc, 16 * k, ROWS);
+            } else {
+                Arrays.fill(acc, 16 * k, 16 * k + ROWS, 0f);
+            }
+        }
+    }
+
+    /** {@link #startRunningSums}' reverse: the four tokens' sums back to their rows of {@code out}. */
+    static void endRunningSums(float[] acc, float[] out, int o, int outStride) {
+        for (int k = 0; k < 4; k++) {
+            System.arraycopy(acc, 16 * k, out, o + k * outStride, ROWS);
         }
     }
 

@@ -391,14 +391,7 @@ public final class Q6_KInterleaved256 {
                     decoder.decode(w, group + b * groupBlockBytes, values, (b - from) * BLOCK_VALUES);
                 }
                 for (int t = 0; t < tiled; t += 4) {
-                    for (int k = 0; k < 4; k++) {
-                        int o = rowOut + (t + k) * outStride;
-                        if (from > 0) {
-                            System.arraycopy(out, o, acc, 16 * k, ROWS);
-                        } else {
-                            Arrays.fill(acc, 16 * k, 16 * k + ROWS, 0f);
-                        }
-                    }
+                    Q4_KInterleaved.startRunningSums(out, rowOut + t * outStride, outStride, from > 0, acc);
                     for (int b = from; b < to; b++) {
                         long at = group + b * groupBlockBytes;
                         int base = (b - from) * BLOCK_VALUES;
@@ -487,9 +480,7 @@ public final class Q6_KInterleaved256 {
                                     .intoArray(acc, 16 * k + 8);
                         }
                     }
-                    for (int k = 0; k < 4; k++) {
-                        System.arraycopy(acc, 16 * k, out, rowOut + (t + k) * outStride, ROWS);
-                    }
+                    Q4_KInterleaved.endRunningSums(acc, out, rowOut + t * outStride, outStride);
                 }
             }
             for (int t = tiled; t < tokens; t++) {
