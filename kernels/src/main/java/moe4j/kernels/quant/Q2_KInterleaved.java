@@ -226,13 +226,13 @@ public final class Q2_KInterleaved {
     }
 
     /** This layout's quants (0..3) as {@link #oneTokenHalves} takes them out, at Q6_K's tile's places. */
-    static void decodeHalves(MemorySegment w, long at, short[] values) {
+    static void decodeHalves(MemorySegment w, long at, short[] values, int base) {
         for (int n = 0; n < 16; n++) {
             for (int h = 0; h < 2; h++) {
                 IntVector lanes = IntVector.fromMemorySegment(HALF_I, w, at + QUANTS + 64L * n + 32L * h, Simd.LE);
                 for (int u = 0; u < 8; u++) {
                     lanes.lanewise(LSHR, 2 * u).and(TWO_BITS).reinterpretAsShorts()
-                            .intoArray(values, valuesAt(n, h, u));
+                            .intoArray(values, base + valuesAt(n, h, u));
                 }
             }
         }
@@ -243,17 +243,23 @@ public final class Q2_KInterleaved {
         return Q6_KInterleaved256.valuesAt(n, h, u);
     }
 
-    /** A group-block's quants, for {@link #tokensHalves}: one array a thread. */
-    private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[16 * 2 * 8 * 16]);
+    /** Values of a group-block, as {@link #decodeHalves} takes them out. */
+    private static final int BLOCK_VALUES = 16 * 2 * 8 * 16;
+    /** Super-blocks whose quants {@link #tokensHalves} holds as 16-bit lanes at a time: 64 KiB, within a core's L2. */
+    private static final int CHUNK_BLOCKS = 8;
+    /** A chunk of a group's quants, for {@link #tokensHalves}: one array a thread. */
+    private static final ThreadLocal<short[]> VALUES = ThreadLocal.withInitial(() -> new short[CHUNK_BLOCKS * BLOCK_VALUES]);
     /** The integer block sums ({@code S}, then {@code M}) of {@link #tokensHalves}'s four tokens: one array a thread. */
     private static final ThreadLocal<int[]> TILE_SUMS = ThreadLocal.withInitial(() -> new int[2 * 4 * ROWS]);
+    /** The running sums of {@link #tokensHalves}'s four tokens, 16 rows each: one array a thread. */
+    private static final ThreadLocal<float[]> TILE_ACCUMULATORS = ThreadLocal.withInitial(() -> new float[4 * ROWS]);
 
     /**
      * A batch in 256-bit vectors: each group-block's quants taken out once into 16-bit lanes ({@link #decodeHalves}),
      * then multiplied with four tokens' code pairs at a time, the block sums {@code S} and {@code M} kept in a thread's
-     * array, as {@link Q6_KInterleaved256#tokensHalves} runs Q6_K's. The last one to three tokens take
-     * {@link #oneTokenHalves}. Each token's integer sums and float steps are the one-token kernel's, its accumulator
-     * kept in {@code out} between blocks: the same bits.
+     * array and the four tokens' running sums in another, a chunk of super-blocks at a time inside the tokens, as
+     * {@link Q6_KInterleaved256#tokensHalves} runs Q6_K's. The last one to three tokens take {@link #oneTokenHalves}.
+     * Each token's integer sums and float steps are the one-token kernel's, in the same order: the same bits.
      */
     static void tokensHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
@@ -264,123 +270,128 @@ public final class Q2_KInterleaved {
         float[] xd = x.codeScales();
         short[] values = VALUES.get();
         int[] blockSums = TILE_SUMS.get();
+        float[] acc = TILE_ACCUMULATORS.get();
         int tiled = tokens & ~3;
-        int tiledBlocks = tiled > 0 ? blocks : 0;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
             int rowOut = outOffset + ROWS * (g - fromGroup);
-            for (int t = 0; t < tiled; t++) {
-                Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
-            }
-            for (int b = 0; b < tiledBlocks; b++) {
-                long at = group + (long) b * GROUP_BLOCK_BYTES;
-                decodeHalves(w, at, values);
+            // with fewer than four tokens no tile runs: no group-block to take out
+            for (int from = 0; from < (tiled > 0 ? blocks : 0); from += CHUNK_BLOCKS) {
+                int to = Math.min(blocks, from + CHUNK_BLOCKS);
+                for (int b = from; b < to; b++) {
+                    decodeHalves(w, group + (long) b * GROUP_BLOCK_BYTES, values, (b - from) * BLOCK_VALUES);
+                }
                 for (int t = 0; t < tiled; t += 4) {
-                    int tokenA = firstToken + t;
-                    int pA = tokenA * (width / 2) + b * (QK / 2);
-                    int pB = pA + width / 2;
-                    int pC = pB + width / 2;
-                    int pD = pC + width / 2;
-                    int sA = tokenA * (width / 16) + b * 16;
-                    Arrays.fill(blockSums, 0);
-                    for (int n = 0; n < 16; n++) {
-                        ShortVector sumA0 = ShortVector.zero(HALF_S);
-                        ShortVector sumA1 = sumA0;
-                        ShortVector sumB0 = sumA0;
-                        ShortVector sumB1 = sumA0;
-                        ShortVector sumC0 = sumA0;
-                        ShortVector sumC1 = sumA0;
-                        ShortVector sumD0 = sumA0;
-                        ShortVector sumD1 = sumA0;
-                        for (int u = 0; u < 8; u++) {
-                            ShortVector v0 = ShortVector.fromArray(HALF_S, values, valuesAt(n, 0, u));
-                            ShortVector v1 = ShortVector.fromArray(HALF_S, values, valuesAt(n, 1, u));
-                            ShortVector c;
-                            c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
-                            sumA0 = sumA0.add(v0.mul(c));
-                            sumA1 = sumA1.add(v1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
-                            sumB0 = sumB0.add(v0.mul(c));
-                            sumB1 = sumB1.add(v1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
-                            sumC0 = sumC0.add(v0.mul(c));
-                            sumC1 = sumC1.add(v1.mul(c));
-                            c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
-                            sumD0 = sumD0.add(v0.mul(c));
-                            sumD1 = sumD1.add(v1.mul(c));
+                    Q4_KInterleaved.startRunningSums(out, rowOut + t * outStride, outStride, from > 0, acc);
+                    for (int b = from; b < to; b++) {
+                        long at = group + (long) b * GROUP_BLOCK_BYTES;
+                        int base = (b - from) * BLOCK_VALUES;
+                        int tokenA = firstToken + t;
+                        int pA = tokenA * (width / 2) + b * (QK / 2);
+                        int pB = pA + width / 2;
+                        int pC = pB + width / 2;
+                        int pD = pC + width / 2;
+                        int sA = tokenA * (width / 16) + b * 16;
+                        Arrays.fill(blockSums, 0);
+                        for (int n = 0; n < 16; n++) {
+                            ShortVector sumA0 = ShortVector.zero(HALF_S);
+                            ShortVector sumA1 = sumA0;
+                            ShortVector sumB0 = sumA0;
+                            ShortVector sumB1 = sumA0;
+                            ShortVector sumC0 = sumA0;
+                            ShortVector sumC1 = sumA0;
+                            ShortVector sumD0 = sumA0;
+                            ShortVector sumD1 = sumA0;
+                            for (int u = 0; u < 8; u++) {
+                                ShortVector v0 = ShortVector.fromArray(HALF_S, values, base + valuesAt(n, 0, u));
+                                ShortVector v1 = ShortVector.fromArray(HALF_S, values, base + valuesAt(n, 1, u));
+                                ShortVector c;
+                                c = IntVector.broadcast(HALF_I, pairs[pA + u]).reinterpretAsShorts();
+                                sumA0 = sumA0.add(v0.mul(c));
+                                sumA1 = sumA1.add(v1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pB + u]).reinterpretAsShorts();
+                                sumB0 = sumB0.add(v0.mul(c));
+                                sumB1 = sumB1.add(v1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pC + u]).reinterpretAsShorts();
+                                sumC0 = sumC0.add(v0.mul(c));
+                                sumC1 = sumC1.add(v1.mul(c));
+                                c = IntVector.broadcast(HALF_I, pairs[pD + u]).reinterpretAsShorts();
+                                sumD0 = sumD0.add(v0.mul(c));
+                                sumD1 = sumD1.add(v1.mul(c));
+                            }
+                            pA += 8;
+                            pB += 8;
+                            pC += 8;
+                            pD += 8;
+                            long scales = at + SCALES + 16L * n;
+                            IntVector bytes0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
+                                    .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                            IntVector bytes1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales + 8, Simd.LE)
+                                    .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
+                            IntVector scale0 = bytes0.and(0xF);
+                            IntVector scale1 = bytes1.and(0xF);
+                            IntVector min0 = bytes0.lanewise(LSHR, 4);
+                            IntVector min1 = bytes1.lanewise(LSHR, 4);
+                            int codeSum;
+                            IntVector halves;
+                            codeSum = sums[sA + n];
+                            halves = sumA0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, blockSums, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 0);
+                            halves = sumA1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, blockSums, 8).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 8);
+                            IntVector.fromArray(HALF_I, blockSums, 64).add(min0.mul(codeSum)).intoArray(blockSums, 64);
+                            IntVector.fromArray(HALF_I, blockSums, 72).add(min1.mul(codeSum)).intoArray(blockSums, 72);
+                            codeSum = sums[sA + width / 16 + n];
+                            halves = sumB0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, blockSums, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 16);
+                            halves = sumB1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, blockSums, 24).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 24);
+                            IntVector.fromArray(HALF_I, blockSums, 80).add(min0.mul(codeSum)).intoArray(blockSums, 80);
+                            IntVector.fromArray(HALF_I, blockSums, 88).add(min1.mul(codeSum)).intoArray(blockSums, 88);
+                            codeSum = sums[sA + 2 * (width / 16) + n];
+                            halves = sumC0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, blockSums, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 32);
+                            halves = sumC1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, blockSums, 40).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 40);
+                            IntVector.fromArray(HALF_I, blockSums, 96).add(min0.mul(codeSum)).intoArray(blockSums, 96);
+                            IntVector.fromArray(HALF_I, blockSums, 104).add(min1.mul(codeSum)).intoArray(blockSums, 104);
+                            codeSum = sums[sA + 3 * (width / 16) + n];
+                            halves = sumD0.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, blockSums, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 48);
+                            halves = sumD1.reinterpretAsInts();
+                            IntVector.fromArray(HALF_I, blockSums, 56).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
+                                    .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 56);
+                            IntVector.fromArray(HALF_I, blockSums, 112).add(min0.mul(codeSum)).intoArray(blockSums, 112);
+                            IntVector.fromArray(HALF_I, blockSums, 120).add(min1.mul(codeSum)).intoArray(blockSums, 120);
                         }
-                        pA += 8;
-                        pB += 8;
-                        pC += 8;
-                        pD += 8;
-                        long scales = at + SCALES + 16L * n;
-                        IntVector bytes0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
-                        IntVector bytes1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, scales + 8, Simd.LE)
-                                .convertShape(ZERO_EXTEND_B2I, HALF_I, 0);
-                        IntVector scale0 = bytes0.and(0xF);
-                        IntVector scale1 = bytes1.and(0xF);
-                        IntVector min0 = bytes0.lanewise(LSHR, 4);
-                        IntVector min1 = bytes1.lanewise(LSHR, 4);
-                        int codeSum;
-                        IntVector halves;
-                        codeSum = sums[sA + n];
-                        halves = sumA0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, blockSums, 0).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 0);
-                        halves = sumA1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, blockSums, 8).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 8);
-                        IntVector.fromArray(HALF_I, blockSums, 64).add(min0.mul(codeSum)).intoArray(blockSums, 64);
-                        IntVector.fromArray(HALF_I, blockSums, 72).add(min1.mul(codeSum)).intoArray(blockSums, 72);
-                        codeSum = sums[sA + width / 16 + n];
-                        halves = sumB0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, blockSums, 16).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 16);
-                        halves = sumB1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, blockSums, 24).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 24);
-                        IntVector.fromArray(HALF_I, blockSums, 80).add(min0.mul(codeSum)).intoArray(blockSums, 80);
-                        IntVector.fromArray(HALF_I, blockSums, 88).add(min1.mul(codeSum)).intoArray(blockSums, 88);
-                        codeSum = sums[sA + 2 * (width / 16) + n];
-                        halves = sumC0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, blockSums, 32).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 32);
-                        halves = sumC1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, blockSums, 40).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 40);
-                        IntVector.fromArray(HALF_I, blockSums, 96).add(min0.mul(codeSum)).intoArray(blockSums, 96);
-                        IntVector.fromArray(HALF_I, blockSums, 104).add(min1.mul(codeSum)).intoArray(blockSums, 104);
-                        codeSum = sums[sA + 3 * (width / 16) + n];
-                        halves = sumD0.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, blockSums, 48).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale0)).intoArray(blockSums, 48);
-                        halves = sumD1.reinterpretAsInts();
-                        IntVector.fromArray(HALF_I, blockSums, 56).add(halves.lanewise(LSHL, 16).lanewise(ASHR, 16)
-                                .add(halves.lanewise(ASHR, 16)).mul(scale1)).intoArray(blockSums, 56);
-                        IntVector.fromArray(HALF_I, blockSums, 112).add(min0.mul(codeSum)).intoArray(blockSums, 112);
-                        IntVector.fromArray(HALF_I, blockSums, 120).add(min1.mul(codeSum)).intoArray(blockSums, 120);
+                        FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                        FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                        FloatVector dmin0 = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE);
+                        FloatVector dmin1 = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE);
+                        for (int k = 0; k < 4; k++) {
+                            float scale = xd[(tokenA + k) * blocks + b];
+                            FloatVector a = FloatVector.fromArray(HALF_F, acc, 16 * k);
+                            a = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 16 * k)
+                                    .convertShape(I2F, HALF_F, 0)).fma(d0.mul(scale), a);
+                            a = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 64 + 16 * k)
+                                    .convertShape(I2F, HALF_F, 0)).fma(dmin0.mul(-scale), a);
+                            a.intoArray(acc, 16 * k);
+                            a = FloatVector.fromArray(HALF_F, acc, 16 * k + 8);
+                            a = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 16 * k + 8)
+                                    .convertShape(I2F, HALF_F, 0)).fma(d1.mul(scale), a);
+                            a = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 72 + 16 * k)
+                                    .convertShape(I2F, HALF_F, 0)).fma(dmin1.mul(-scale), a);
+                            a.intoArray(acc, 16 * k + 8);
+                        }
                     }
-                    FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
-                    FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
-                    FloatVector dmin0 = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN, Simd.LE);
-                    FloatVector dmin1 = FloatVector.fromMemorySegment(HALF_F, w, at + DMIN + 32, Simd.LE);
-                    for (int k = 0; k < 4; k++) {
-                        int o = rowOut + (t + k) * outStride;
-                        float scale = xd[(tokenA + k) * blocks + b];
-                        FloatVector acc = FloatVector.fromArray(HALF_F, out, o);
-                        acc = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 16 * k)
-                                .convertShape(I2F, HALF_F, 0)).fma(d0.mul(scale), acc);
-                        acc = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 64 + 16 * k)
-                                .convertShape(I2F, HALF_F, 0)).fma(dmin0.mul(-scale), acc);
-                        acc.intoArray(out, o);
-                        acc = FloatVector.fromArray(HALF_F, out, o + 8);
-                        acc = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 16 * k + 8)
-                                .convertShape(I2F, HALF_F, 0)).fma(d1.mul(scale), acc);
-                        acc = ((FloatVector) IntVector.fromArray(HALF_I, blockSums, 72 + 16 * k)
-                                .convertShape(I2F, HALF_F, 0)).fma(dmin1.mul(-scale), acc);
-                        acc.intoArray(out, o + 8);
-                    }
+                    Q4_KInterleaved.endRunningSums(acc, out, rowOut + t * outStride, outStride);
                 }
             }
             for (int t = tiled; t < tokens; t++) {
