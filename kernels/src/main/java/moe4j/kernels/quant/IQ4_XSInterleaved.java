@@ -255,17 +255,25 @@ public final class IQ4_XSInterleaved {
         }
     }
 
-    /** A group-block's levels as floats, element by element (16 rows each): one array a thread. */
-    private static final ThreadLocal<float[]> DECODED = ThreadLocal.withInitial(() -> new float[QK * ROWS]);
+    /** Super-blocks whose levels {@link #tokensHalves} holds as floats at a time: 32 KiB. */
+    private static final int CHUNK_BLOCKS = 2;
+    /** A chunk of a group's super-blocks' levels as floats, element by element (16 rows each): one array a thread. */
+    private static final ThreadLocal<float[]> DECODED = ThreadLocal.withInitial(() -> new float[CHUNK_BLOCKS * QK * ROWS]);
+    /** The running sums of {@link #tokensHalves}'s four tokens, 16 rows each: one array a thread. */
+    private static final ThreadLocal<float[]> TILE_ACCUMULATORS = ThreadLocal.withInitial(() -> new float[4 * ROWS]);
     /** Four tokens' super-block sums, 16 rows each: one array a thread. */
     private static final ThreadLocal<int[]> TILE_SUMS = ThreadLocal.withInitial(() -> new int[4 * ROWS]);
 
     /**
-     * A batch: each group-block's levels converted to floats once (element by element, a row a lane), then for four
-     * tokens at a time each sub-block's products summed as floats with the codes as floats
-     * ({@link PreparedActivations#floatCodes()}), exact (integers below 2^24), truncated to ints, times the sub-block's
-     * scales and added in a thread's array; after the super-block each token's float step goes into {@code out}. The
-     * last one to three tokens take {@link #oneTokenHalves}: the same integer sums and float steps, the same bits.
+     * A batch: a chunk of each group's super-blocks' levels converted to floats once (element by element, a row a
+     * lane), then four tokens at a time taken through the chunk: each sub-block's products summed as floats with the
+     * codes as floats ({@link PreparedActivations#floatCodes()}), exact (integers below 2^24), truncated to ints, times
+     * the sub-block's scales and added in a thread's array; after the super-block each token's float step goes into its
+     * running sums in another, copied to {@code out} once a chunk (as {@link Q4_KInterleaved#tokensHalves}). The last
+     * one to three tokens take {@link #oneTokenHalves}: the same integer sums and float steps in the same order, the
+     * same bits. Chunks of eight super-blocks (128 KiB of levels) with the running sums in registers ran slower than
+     * the super-blocks outermost (the 12-layer IQ4_XS file's pp512 57-61 -> 33-55 tok/s); chunks of two (32 KiB) with
+     * them in an array, 61-67 -> 61-71 (five alternations, three faster).
      */
     static void tokensHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
@@ -275,87 +283,94 @@ public final class IQ4_XSInterleaved {
         float[] xd = x.codeScales();
         float[] levels = DECODED.get();
         int[] sums = TILE_SUMS.get();
+        float[] acc = TILE_ACCUMULATORS.get();
         int four = Simd.opaque(4);
         int tiled = tokens & ~3;
         for (int g = fromGroup; g < toGroup; g++) {
             long group = offset + (long) g * blocks * GROUP_BLOCK_BYTES;
             int rowOut = outOffset + ROWS * (g - fromGroup);
-            for (int t = 0; t < tiled; t++) {
-                java.util.Arrays.fill(out, rowOut + t * outStride, rowOut + t * outStride + ROWS, 0f);
-            }
-            for (int b = 0; b < (tiled > 0 ? blocks : 0); b++) {
-                long at = group + (long) b * GROUP_BLOCK_BYTES;
-                for (int s = 0; s < QK / 2 * ROWS / 16; s++) {
-                    // s: sub-block s >>> 4, half (s >>> 3) & 1, pair (s & 7); each 16 bytes, four elements of 8 rows
-                    int sub = s >>> 4;
-                    int h = (s >>> 3) & 1;
-                    int m = s & 7;
-                    ByteVector bytes = ByteVector.fromMemorySegment(HALF_SB, w, at + QUANTS + 16L * s, Simd.LE);
-                    IntVector low = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0))
-                            .reinterpretAsInts();
-                    IntVector high = ((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
-                            .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).reinterpretAsInts();
-                    int e = ROWS * (SUB * sub + 2 * m) + 8 * h;
-                    ((FloatVector) low.lanewise(LSHL, 16).lanewise(ASHR, 16).convert(I2F, 0)).intoArray(levels, e);
-                    ((FloatVector) low.lanewise(ASHR, 16).convert(I2F, 0)).intoArray(levels, e + ROWS);
-                    ((FloatVector) high.lanewise(LSHL, 16).lanewise(ASHR, 16).convert(I2F, 0))
-                            .intoArray(levels, e + 16 * ROWS);
-                    ((FloatVector) high.lanewise(ASHR, 16).convert(I2F, 0)).intoArray(levels, e + 17 * ROWS);
+            for (int from = 0; from < (tiled > 0 ? blocks : 0); from += CHUNK_BLOCKS) {
+                int to = Math.min(blocks, from + CHUNK_BLOCKS);
+                for (int b = from; b < to; b++) {
+                    long at = group + (long) b * GROUP_BLOCK_BYTES;
+                    for (int s = 0; s < QK / 2 * ROWS / 16; s++) {
+                        // s: sub-block s >>> 4, half (s >>> 3) & 1, pair (s & 7); each 16 bytes, four elements of 8 rows
+                        int sub = s >>> 4;
+                        int h = (s >>> 3) & 1;
+                        int m = s & 7;
+                        ByteVector bytes = ByteVector.fromMemorySegment(HALF_SB, w, at + QUANTS + 16L * s, Simd.LE);
+                        IntVector low = ((ShortVector) bytes.and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0))
+                                .reinterpretAsInts();
+                        IntVector high = ((ShortVector) bytes.reinterpretAsShorts().lanewise(LSHR, four).reinterpretAsBytes()
+                                .and((byte) 0xF).selectFrom(LEVELS).convertShape(B2S, HALF_S, 0)).reinterpretAsInts();
+                        int e = (b - from) * QK * ROWS + ROWS * (SUB * sub + 2 * m) + 8 * h;
+                        ((FloatVector) low.lanewise(LSHL, 16).lanewise(ASHR, 16).convert(I2F, 0)).intoArray(levels, e);
+                        ((FloatVector) low.lanewise(ASHR, 16).convert(I2F, 0)).intoArray(levels, e + ROWS);
+                        ((FloatVector) high.lanewise(LSHL, 16).lanewise(ASHR, 16).convert(I2F, 0))
+                                .intoArray(levels, e + 16 * ROWS);
+                        ((FloatVector) high.lanewise(ASHR, 16).convert(I2F, 0)).intoArray(levels, e + 17 * ROWS);
+                    }
                 }
                 for (int t = 0; t < tiled; t += 4) {
-                    int token = firstToken + t;
-                    java.util.Arrays.fill(sums, 0);
-                    for (int sub = 0; sub < QK / SUB; sub++) {
-                        int cA = token * width + b * QK + SUB * sub;
-                        FloatVector a0 = FloatVector.zero(HALF_F);
-                        FloatVector a1 = a0;
-                        FloatVector b0 = a0;
-                        FloatVector b1 = a0;
-                        FloatVector c0 = a0;
-                        FloatVector c1 = a0;
-                        FloatVector e0 = a0;
-                        FloatVector e1 = a0;
-                        for (int e = 0; e < SUB; e++) {
-                            int l = ROWS * (SUB * sub + e);
-                            FloatVector low = FloatVector.fromArray(HALF_F, levels, l);
-                            FloatVector high = FloatVector.fromArray(HALF_F, levels, l + 8);
-                            FloatVector c = FloatVector.broadcast(HALF_F, codes[cA + e]);
-                            a0 = low.fma(c, a0);
-                            a1 = high.fma(c, a1);
-                            c = FloatVector.broadcast(HALF_F, codes[cA + width + e]);
-                            b0 = low.fma(c, b0);
-                            b1 = high.fma(c, b1);
-                            c = FloatVector.broadcast(HALF_F, codes[cA + 2 * width + e]);
-                            c0 = low.fma(c, c0);
-                            c1 = high.fma(c, c1);
-                            c = FloatVector.broadcast(HALF_F, codes[cA + 3 * width + e]);
-                            e0 = low.fma(c, e0);
-                            e1 = high.fma(c, e1);
+                    Q4_KInterleaved.startRunningSums(out, rowOut + t * outStride, outStride, from > 0, acc);
+                    for (int b = from; b < to; b++) {
+                        long at = group + (long) b * GROUP_BLOCK_BYTES;
+                        int base = (b - from) * QK * ROWS;
+                        int token = firstToken + t;
+                        java.util.Arrays.fill(sums, 0);
+                        for (int sub = 0; sub < QK / SUB; sub++) {
+                            int cA = token * width + b * QK + SUB * sub;
+                            FloatVector a0 = FloatVector.zero(HALF_F);
+                            FloatVector a1 = a0;
+                            FloatVector b0 = a0;
+                            FloatVector b1 = a0;
+                            FloatVector c0 = a0;
+                            FloatVector c1 = a0;
+                            FloatVector e0 = a0;
+                            FloatVector e1 = a0;
+                            for (int e = 0; e < SUB; e++) {
+                                int l = base + ROWS * (SUB * sub + e);
+                                FloatVector low = FloatVector.fromArray(HALF_F, levels, l);
+                                FloatVector high = FloatVector.fromArray(HALF_F, levels, l + 8);
+                                FloatVector c = FloatVector.broadcast(HALF_F, codes[cA + e]);
+                                a0 = low.fma(c, a0);
+                                a1 = high.fma(c, a1);
+                                c = FloatVector.broadcast(HALF_F, codes[cA + width + e]);
+                                b0 = low.fma(c, b0);
+                                b1 = high.fma(c, b1);
+                                c = FloatVector.broadcast(HALF_F, codes[cA + 2 * width + e]);
+                                c0 = low.fma(c, c0);
+                                c1 = high.fma(c, c1);
+                                c = FloatVector.broadcast(HALF_F, codes[cA + 3 * width + e]);
+                                e0 = low.fma(c, e0);
+                                e1 = high.fma(c, e1);
+                            }
+                            // written out: a helper taking the vectors would box them
+                            IntVector ls0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + ROWS * sub,
+                                    Simd.LE).convertShape(B2I, HALF_I, 0);
+                            IntVector ls1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + ROWS * sub + 8,
+                                    Simd.LE).convertShape(B2I, HALF_I, 0);
+                            ((IntVector) a0.convert(F2I, 0)).mul(ls0).add(IntVector.fromArray(HALF_I, sums, 0)).intoArray(sums, 0);
+                            ((IntVector) a1.convert(F2I, 0)).mul(ls1).add(IntVector.fromArray(HALF_I, sums, 8)).intoArray(sums, 8);
+                            ((IntVector) b0.convert(F2I, 0)).mul(ls0).add(IntVector.fromArray(HALF_I, sums, 16)).intoArray(sums, 16);
+                            ((IntVector) b1.convert(F2I, 0)).mul(ls1).add(IntVector.fromArray(HALF_I, sums, 24)).intoArray(sums, 24);
+                            ((IntVector) c0.convert(F2I, 0)).mul(ls0).add(IntVector.fromArray(HALF_I, sums, 32)).intoArray(sums, 32);
+                            ((IntVector) c1.convert(F2I, 0)).mul(ls1).add(IntVector.fromArray(HALF_I, sums, 40)).intoArray(sums, 40);
+                            ((IntVector) e0.convert(F2I, 0)).mul(ls0).add(IntVector.fromArray(HALF_I, sums, 48)).intoArray(sums, 48);
+                            ((IntVector) e1.convert(F2I, 0)).mul(ls1).add(IntVector.fromArray(HALF_I, sums, 56)).intoArray(sums, 56);
                         }
-                        // written out: a helper taking the vectors would box them
-                        IntVector ls0 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + ROWS * sub,
-                                Simd.LE).convertShape(B2I, HALF_I, 0);
-                        IntVector ls1 = (IntVector) ByteVector.fromMemorySegment(HALF_B, w, at + SCALES + ROWS * sub + 8,
-                                Simd.LE).convertShape(B2I, HALF_I, 0);
-                        ((IntVector) a0.convert(F2I, 0)).mul(ls0).add(IntVector.fromArray(HALF_I, sums, 0)).intoArray(sums, 0);
-                        ((IntVector) a1.convert(F2I, 0)).mul(ls1).add(IntVector.fromArray(HALF_I, sums, 8)).intoArray(sums, 8);
-                        ((IntVector) b0.convert(F2I, 0)).mul(ls0).add(IntVector.fromArray(HALF_I, sums, 16)).intoArray(sums, 16);
-                        ((IntVector) b1.convert(F2I, 0)).mul(ls1).add(IntVector.fromArray(HALF_I, sums, 24)).intoArray(sums, 24);
-                        ((IntVector) c0.convert(F2I, 0)).mul(ls0).add(IntVector.fromArray(HALF_I, sums, 32)).intoArray(sums, 32);
-                        ((IntVector) c1.convert(F2I, 0)).mul(ls1).add(IntVector.fromArray(HALF_I, sums, 40)).intoArray(sums, 40);
-                        ((IntVector) e0.convert(F2I, 0)).mul(ls0).add(IntVector.fromArray(HALF_I, sums, 48)).intoArray(sums, 48);
-                        ((IntVector) e1.convert(F2I, 0)).mul(ls1).add(IntVector.fromArray(HALF_I, sums, 56)).intoArray(sums, 56);
+                        FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
+                        FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
+                        for (int k = 0; k < 4; k++) {
+                            float scale = xd[(token + k) * blocks + b];
+                            ((FloatVector) IntVector.fromArray(HALF_I, sums, 16 * k).convert(I2F, 0))
+                                    .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, acc, 16 * k)).intoArray(acc, 16 * k);
+                            ((FloatVector) IntVector.fromArray(HALF_I, sums, 16 * k + 8).convert(I2F, 0))
+                                    .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, acc, 16 * k + 8))
+                                    .intoArray(acc, 16 * k + 8);
+                        }
                     }
-                    FloatVector d0 = FloatVector.fromMemorySegment(HALF_F, w, at, Simd.LE);
-                    FloatVector d1 = FloatVector.fromMemorySegment(HALF_F, w, at + 32, Simd.LE);
-                    for (int k = 0; k < 4; k++) {
-                        int o = rowOut + (t + k) * outStride;
-                        float scale = xd[(token + k) * blocks + b];
-                        ((FloatVector) IntVector.fromArray(HALF_I, sums, 16 * k).convert(I2F, 0))
-                                .fma(d0.mul(scale), FloatVector.fromArray(HALF_F, out, o)).intoArray(out, o);
-                        ((FloatVector) IntVector.fromArray(HALF_I, sums, 16 * k + 8).convert(I2F, 0))
-                                .fma(d1.mul(scale), FloatVector.fromArray(HALF_F, out, o + 8)).intoArray(out, o + 8);
-                    }
+                    Q4_KInterleaved.endRunningSums(acc, out, rowOut + t * outStride, outStride);
                 }
             }
             for (int t = tiled; t < tokens; t++) {
