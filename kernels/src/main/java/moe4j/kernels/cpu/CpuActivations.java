@@ -34,13 +34,13 @@ final class CpuActivations implements Activations {
 
     /**
      * What weights of one type need of the rows: their rounding, their kernel's lane order, where that kernel reads
-     * telescoped pairs the type (null elsewhere), and whether the rows are repacked (whose batches may read the codes
-     * as floats: {@link PreparedActivations#reserve(QuantFormat, int, int, boolean)}).
+     * telescoped pairs the type (null elsewhere), and whether their batches read the codes as floats (repacked Q8_0
+     * and IQ4_XS rows: {@link PreparedActivations#readsFloatCodes}).
      */
-    record Preparation(ActivationRounding rounding, LaneOrder order, GgmlType stepped, boolean repackedRows) {
+    record Preparation(ActivationRounding rounding, LaneOrder order, GgmlType stepped, boolean floatCodes) {
         static Preparation of(QuantFormat format, boolean repackedRows) {
             return new Preparation(format.activationRounding(), format.laneOrder(), PreparedActivations.stepped(format),
-                    repackedRows);
+                    PreparedActivations.readsFloatCodes(format, repackedRows));
         }
     }
 

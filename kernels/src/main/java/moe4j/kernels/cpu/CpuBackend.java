@@ -244,7 +244,7 @@ public final class CpuBackend implements Backend {
      */
     private PreparedActivations prepare(CpuActivations x, int n, CpuWeight w) {
         PreparedActivations p = x.prepared(w.preparation());
-        p.reserve(w.format(), n, x.width(), w.preparation().repackedRows());
+        p.reserve(w.format(), n, x.width(), w.preparation().floatCodes());
         prepareLoop.run(x, n, p);
         return p;
     }

@@ -57,14 +57,22 @@ public final class PreparedActivations {
     }
 
     /**
-     * {@link #reserve(QuantFormat, int, int)} for weights whose rows are repacked ({@link InterleavedRows}) or not:
-     * only repacked rows of Q8_0 and IQ4_XS multiply batches on {@link #floatCodes()}, a copy of the codes as large as
-     * the values (some 32 MB for a prompt of 512 tokens), which rows read in the file's layout never need.
+     * Whether batches of {@code format}'s rows, repacked ({@link InterleavedRows}) or not, multiply the codes as floats
+     * ({@link #floatCodes()}): only repacked Q8_0 and IQ4_XS rows where the vectors are 256 bits do.
      */
-    public void reserve(QuantFormat format, int rows, int width, boolean repackedRows) {
+    public static boolean readsFloatCodes(QuantFormat format, boolean repackedRows) {
+        return repackedRows && format.laneOrder().readByHalves();
+    }
+
+    /**
+     * {@link #reserve(QuantFormat, int, int)}, with a copy of the codes as floats only where the rows' batches read
+     * one ({@code withFloatCodes}, as {@link #readsFloatCodes} tells): a copy as large as the values (some 32 MB for a
+     * prompt of 512 tokens), which rows read in the file's layout never need.
+     */
+    public void reserve(QuantFormat format, int rows, int width, boolean withFloatCodes) {
         // with 256-bit vectors only the repacked types' kernels and Q8_0's and IQ4_XS's read an order (Q2_K's is Q3_K's)
         boolean read = Simd.FUSED || InterleavedRows.repacks(format.type()) || format.laneOrder().readByHalves();
-        reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width, repackedRows);
+        reserve(format.activationRounding(), read ? format.laneOrder() : LaneOrder.NATURAL, rows, width, withFloatCodes);
         steppedType = stepped(format);
         if (steppedType != null && (order != format.laneOrder() || !tilesRead(order, rows))) {
             steppedType = null;
@@ -97,7 +105,7 @@ public final class PreparedActivations {
         reserve(rounding, order, rows, width, true);
     }
 
-    private void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width, boolean repackedRows) {
+    private void reserve(ActivationRounding rounding, LaneOrder order, int rows, int width, boolean withFloatCodes) {
         this.rounding = Objects.requireNonNull(rounding, "rounding");
         Objects.requireNonNull(order, "order");
         this.steppedType = null;
@@ -130,7 +138,7 @@ public final class PreparedActivations {
             codeScales = new float[scales];
         }
         // Q8_0's and IQ4_XS's batches of repacked rows multiply the codes as floats (Q8_0Interleaved#tokensHalves)
-        floats = repackedRows && this.order.readByHalves() && rows > 1;
+        floats = withFloatCodes && this.order.readByHalves() && rows > 1;
         if (floats && floatCodes.length < size) {
             floatCodes = new float[values.length];
         }
@@ -257,8 +265,9 @@ public final class PreparedActivations {
      */
     float[] floatCodes() {
         if (!floats) {
-            throw new IllegalStateException("activation rows of " + width + " values were reserved for " + rows
-                    + " row(s) of rows left in the file's layout: no codes as floats for a batch of repacked rows");
+            throw new IllegalStateException("activation rows of " + width + " values were reserved without their codes as "
+                    + "floats (" + rows + " row(s), for rows not repacked or a single token): a batch of repacked rows "
+                    + "needs them");
         }
         return floatCodes;
     }

@@ -255,9 +255,9 @@ public final class Q2_KInterleaved {
     private static final ThreadLocal<float[]> TILE_ACCUMULATORS = ThreadLocal.withInitial(() -> new float[4 * ROWS]);
 
     /**
-     * A batch in 256-bit vectors: each group-block's quants taken out once into 16-bit lanes ({@link #decodeHalves}),
-     * then multiplied with four tokens' code pairs at a time, the block sums {@code S} and {@code M} kept in a thread's
-     * array and the four tokens' running sums in another, a chunk of super-blocks at a time inside the tokens, as
+     * A batch in 256-bit vectors: a chunk of each group's super-blocks' quants taken out once into 16-bit lanes
+     * ({@link #decodeHalves}), then four tokens at a time taken through the chunk, their code pairs multiplied with the
+     * quants, the block sums {@code S} and {@code M} kept in a thread's array and the running sums in another, as
      * {@link Q6_KInterleaved256#tokensHalves} runs Q6_K's. The last one to three tokens take {@link #oneTokenHalves}.
      * Each token's integer sums and float steps are the one-token kernel's, in the same order: the same bits.
      */

@@ -361,8 +361,9 @@ public final class Q6_KInterleaved256 {
 
     /**
      * A batch in 256-bit vectors of the layouts with a signed scale per 16-element group and one {@code d} a row (this
-     * one, {@link Q3_KInterleaved}'s): each group-block's quants taken out once by {@code decoder}, then multiplied
-     * with four tokens' code pairs at a time on top of the code sums' offsets ({@link PreparedActivations#tileSums()},
+     * one, {@link Q3_KInterleaved}'s): a chunk of each group's super-blocks' quants taken out once by {@code decoder},
+     * then four tokens' code pairs at a time multiplied with them on top of the code sums' offsets
+     * ({@link PreparedActivations#tileSums()},
      * shifted right by {@code startShift}: 0 here, 3 for Q3_K's -4), the block sums and the four tokens' running sums
      * kept in threads' arrays as {@link Q4_KInterleaved#tokensHalves} keeps them, a chunk of super-blocks at a time
      * inside the tokens. The last one to three tokens take {@code one}, the one-token kernel of the layout (as in
