@@ -74,8 +74,6 @@ public final class Q4_KInterleaved {
     private static final ShortVector NIBBLE = ShortVector.broadcast(S, (short) 0xF);
     private static final IntVector SHIFT_16 = IntVector.broadcast(I, 16);
     private static final ShortVector HALF_NIBBLE = ShortVector.broadcast(HALF_S, (short) 0xF);
-    /** The low nibble of each 16-bit lane, in int lanes. */
-    private static final IntVector HALF_NIBBLES = IntVector.broadcast(HALF_I, 0x000F_000F);
 
     /** Whether a matrix of {@code rows} rows of {@code width} values can be repacked, on any machine. */
     public static boolean fitsShape(long rows, long width) {
