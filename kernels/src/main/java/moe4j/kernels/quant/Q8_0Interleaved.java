@@ -237,7 +237,10 @@ public final class Q8_0Interleaved {
      * order, so each (row, token) gets the same bits alone or in a batch. Floats multiply eight products an instruction
      * where the 16-bit lanes take about four instructions for eight, widening included. With the blocks innermost the
      * range checks of the codes, the step scales and {@code out} leave the loop (blocks outside the tokens: 49.9-53.2 ->
-     * 62.2-63.1 GFLOP/s on the Zen 3 VM, JMH {@code MatMulBenchmark -p tokens=32 -p threads=1}).
+     * 62.2-63.1 GFLOP/s on the Zen 3 VM, JMH {@code MatMulBenchmark -p tokens=32 -p threads=1}). The running sums stay
+     * in registers, not in a thread's array as the K-quants' tiles keep theirs
+     * ({@link Q4_KInterleaved#startRunningSums}): a block's step comes every 32 values here, every 256 there, and through
+     * the array this tile ran 51-58 against 61-64 GFLOP/s, the Q8_0 file's pp512 76-79 against 82 tok/s.
      */
     static void tokensHalves(MemorySegment w, long offset, int fromGroup, int toGroup, PreparedActivations x,
             int firstToken, int tokens, float[] out, int outOffset, int outStride) {
